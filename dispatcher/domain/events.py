@@ -1,0 +1,47 @@
+"""Domain events: what happened, when, by whom, and why. Every router decision returns them; the
+store appends them to the immutable `task_events` / `agent_events` logs in the same transaction
+as the state change. `kind` values are wire API: they appear in the log, in reports and in the
+console protocol, so they change only with a new name, never in meaning."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+SYSTEM = "system"
+
+# Task events
+TASK_CREATED = "task.created"
+TASK_QUEUED = "task.queued"  # entered (or re-entered) a queue; data: reason
+TASK_OFFERED = "task.offered"  # data: offer_id, agent_id, expires_at, explanation
+OFFER_ACCEPTED = "offer.accepted"
+OFFER_REJECTED = "offer.rejected"  # data: reason
+OFFER_EXPIRED = "offer.expired"
+OFFER_WITHDRAWN = "offer.withdrawn"  # taken back: agent left, task cancelled, caller hung up
+TASK_ASSIGNED = "task.assigned"  # data: agent_id, via (offer | pick)
+TASK_ESCALATED = "task.escalated"  # data: step, requirement, skipped (steps nobody could take)
+TASK_WRAP_UP = "task.wrap_up"
+TASK_COMPLETED = "task.completed"  # data: disposition
+TASK_CANCELLED = "task.cancelled"  # data: reason
+TASK_ABANDONED = "task.abandoned"  # data: waited
+TASK_REQUEUED = "task.requeued"  # taken back from an agent; data: reason
+TASK_CHANGED = "task.changed"  # priority / deadline / attributes changed
+
+# Agent events
+AGENT_STATUS = "agent.status"  # data: status, reason
+AGENT_CHANGED = "agent.changed"  # skills, queues, capacity changed
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    kind: str
+    at: float
+    task_id: str | None = None
+    agent_id: str | None = None
+    actor: str = SYSTEM
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+def agent_actor(agent_id: str) -> str:
+    return f"agent:{agent_id}"

@@ -1,0 +1,101 @@
+"""Queues: the eligibility requirement on skills, escalation steps, ordering, push or pull mode,
+the service-level target, offer timeouts and the e-mail deadline rule.
+
+Ordering (one rule for every queue, so an agent serving several queues sees one global order):
+higher priority first, then the earliest *due time*: the deadline for an e-mail (or arrival +
+the queue's e-mail target when it has none), arrival + the phone target for a call. Within a
+channel this is exactly "priority then age" for calls and "priority then earliest deadline" for
+e-mails; across channels it serves first whatever is due first.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from .agents import check_skills
+from .errors import InvalidValue
+from .tasks import Channel, Task
+
+DEFAULT_OFFER_TIMEOUT: Mapping[Channel, float] = {Channel.PHONE: 20.0, Channel.EMAIL: 60.0}
+# Service-level targets: a call answered within 20 s; an e-mail answered within 24 h when the
+# queue sets no deadline rule. The share to reach (80 %) is the queue's `sl_share`.
+DEFAULT_SL_TARGET: Mapping[Channel, float] = {Channel.PHONE: 20.0, Channel.EMAIL: 24 * 3600.0}
+DEFAULT_SL_SHARE = 0.8
+DEFAULT_WRAP_UP_SECONDS = 30.0
+
+
+class Mode(enum.StrEnum):
+    PUSH = "push"  # the router offers tasks to agents
+    PULL = "pull"  # agents pick tasks from the queue's list
+
+
+class AgentChoice(enum.StrEnum):
+    LONGEST_IDLE = "longest_idle"
+    HIGHEST_SKILL = "highest_skill"
+
+
+@dataclass(frozen=True, slots=True)
+class EscalationStep:
+    """After `after_seconds` of task age, override the requirement: each skill in `requirement`
+    gets the given minimum level, or is dropped when the level is None."""
+
+    after_seconds: float
+    requirement: Mapping[str, int | None]
+
+    def apply(self, base: Mapping[str, int]) -> dict[str, int]:
+        out = dict(base)
+        for skill, level in self.requirement.items():
+            if level is None:
+                out.pop(skill, None)
+            else:
+                out[skill] = level
+        return out
+
+
+@dataclass(slots=True)
+class Queue:
+    name: str
+    requirement: dict[str, int] = field(default_factory=dict)
+    steps: tuple[EscalationStep, ...] = ()
+    mode: Mode = Mode.PUSH
+    agent_choice: AgentChoice = AgentChoice.LONGEST_IDLE
+    priority: int = 0
+    sl_target: dict[Channel, float] = field(default_factory=lambda: dict(DEFAULT_SL_TARGET))
+    sl_share: float = DEFAULT_SL_SHARE
+    offer_timeout: dict[Channel, float] = field(
+        default_factory=lambda: dict(DEFAULT_OFFER_TIMEOUT)
+    )
+    wrap_up_seconds: float = DEFAULT_WRAP_UP_SECONDS
+    calendar: str | None = None
+    deadline_rule: str | None = None  # see deadlines.parse_rule, e.g. "sliding 24h"
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise InvalidValue("a queue needs a name")
+        self.requirement = check_skills(self.requirement)
+        steps = tuple(sorted(self.steps, key=lambda s: s.after_seconds))
+        for s in steps:
+            if s.after_seconds < 0:
+                raise InvalidValue("escalation steps start at 0 s or later")
+            check_skills({k: v for k, v in s.requirement.items() if v is not None})
+        self.steps = steps
+        if not 0 < self.sl_share <= 1:
+            raise InvalidValue("sl_share must be in (0, 1]")
+
+    def requirement_at(self, base: Mapping[str, int], step: int) -> dict[str, int]:
+        """The requirement of a task whose intake asked for `base`, at escalation `step`
+        (0 = no step applied yet; step i applies steps[i-1] on top of base)."""
+        return self.steps[step - 1].apply(base) if step else dict(base)
+
+    def step_due(self, task: Task) -> float | None:
+        """When the task's next escalation step is due, or None after the last one."""
+        if task.step >= len(self.steps):
+            return None
+        return task.created_at + self.steps[task.step].after_seconds
+
+    def due(self, task: Task) -> float:
+        if task.channel is Channel.EMAIL and task.deadline is not None:
+            return task.deadline
+        return task.created_at + self.sl_target.get(task.channel, DEFAULT_SL_TARGET[task.channel])

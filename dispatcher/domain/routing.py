@@ -1,0 +1,765 @@
+"""The router: which task goes to which agent, decided in memory with a flat cost per decision.
+
+Pure domain: no I/O, no clock (every call takes `now`). The service layer calls one method per
+outside event and gets an `Outcome` back: the events to log, the offers to push and time, the
+offers that ended, the tasks whose rows changed.
+
+How the cost stays flat. Tasks are grouped in *buckets*: one per (queue, channel, current
+requirement). A bucket keeps two heaps with lazy deletion:
+  - its waiting tasks, ordered by (priority desc, due time, arrival, sequence);
+  - the agents who are eligible (member of the queue, skills meet the requirement) and able to
+    take that channel right now, ordered by the queue's agent choice (longest idle, or highest
+    skill then longest idle).
+An agent knows the buckets they are eligible for. So:
+  - a new task looks at the head of one agent heap;
+  - a freed agent looks at the head of each of their buckets' task heaps and takes the best
+    (one global order across every queue they serve);
+  - a change of an agent's availability touches only their own buckets.
+None of these depends on the number of agents or on the queue depth (heaps cost log n).
+Invariant: no waiting task has an available eligible agent who has not declined it.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
+
+from . import events as ev
+from .agents import DEFAULT_INTERRUPTIONS, Agent, InterruptionMatrix, Presence, meets
+from .errors import (
+    DuplicateTask,
+    Forbidden,
+    IllegalTransition,
+    InvalidValue,
+    NotEligible,
+    OfferNotCurrent,
+    UnknownAgent,
+    UnknownQueue,
+    UnknownTask,
+)
+from .offers import Offer
+from .queues import AgentChoice, Mode, Queue
+from .tasks import TRANSITIONS, Channel, Task, TaskState
+
+# At most this many skipped candidates are named in one decision's explanation.
+MAX_EXPLAINED = 10
+# A heap is rebuilt without its stale entries when it grows beyond this factor of its live size.
+COMPACT_FACTOR = 4
+COMPACT_MIN = 64
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What one call changed. `tasks` holds the tasks whose rows must be written (closed ones
+    included, in their final state)."""
+
+    events: list[ev.Event] = field(default_factory=list)
+    offers: list[Offer] = field(default_factory=list)
+    ended: list[Offer] = field(default_factory=list)
+    tasks: dict[str, Task] = field(default_factory=dict)
+    declines: list[tuple[str, str]] = field(default_factory=list)
+
+    def touch(self, task: Task) -> None:
+        self.tasks[task.id] = task
+
+
+class Bucket:
+    """Tasks of one queue and channel with one requirement, and the agents able to take them."""
+
+    __slots__ = (
+        "queue", "channel", "requirement", "tasks", "task_live", "agents", "agent_live",
+        "eligible",
+    )
+
+    def __init__(self, queue: str, channel: Channel, requirement: dict[str, int]) -> None:
+        self.queue = queue
+        self.channel = channel
+        self.requirement = requirement
+        self.tasks: list[tuple] = []  # (-priority, due, created_at, seq, task_id)
+        self.task_live: dict[str, int] = {}  # task id -> seq of its live entry
+        self.agents: list[tuple] = []  # (k1, k2, seq, agent_id)
+        self.agent_live: dict[str, tuple] = {}  # agent id -> its live entry
+        self.eligible: set[str] = set()
+
+    def head_task(self) -> tuple | None:
+        heap, live = self.tasks, self.task_live
+        while heap:
+            entry = heap[0]
+            if live.get(entry[4]) == entry[3]:
+                return entry
+            heapq.heappop(heap)
+        return None
+
+    def compact(self) -> None:
+        if len(self.tasks) > COMPACT_MIN and len(self.tasks) > COMPACT_FACTOR * len(self.task_live):
+            self.tasks = [e for e in self.tasks if self.task_live.get(e[4]) == e[3]]
+            heapq.heapify(self.tasks)
+        if len(self.agents) > COMPACT_MIN and len(self.agents) > COMPACT_FACTOR * len(
+            self.agent_live
+        ):
+            self.agents = [e for e in self.agents if self.agent_live.get(e[3]) is e]
+            heapq.heapify(self.agents)
+
+
+def _counter_ids(prefix: str = "o") -> Callable[[], str]:
+    counter = itertools.count(1)
+    return lambda: f"{prefix}{next(counter)}"
+
+
+class Router:
+    """The routing state of one dispatcher: queues, agents, open tasks, pending offers."""
+
+    def __init__(
+        self,
+        matrix: InterruptionMatrix = DEFAULT_INTERRUPTIONS,
+        new_offer_id: Callable[[], str] | None = None,
+    ) -> None:
+        self.matrix = matrix
+        self.new_offer_id = new_offer_id or _counter_ids()
+        self.queues: dict[str, Queue] = {}
+        self.agents: dict[str, Agent] = {}
+        self.tasks: dict[str, Task] = {}  # open tasks only
+        self.offers: dict[str, Offer] = {}
+        self.declined: dict[str, set[str]] = {}
+        self._buckets: dict[tuple, Bucket] = {}
+        self._queue_buckets: dict[str, list[Bucket]] = {}
+        self._members: dict[str, set[str]] = {}
+        self._agent_buckets: dict[str, list[Bucket]] = {}
+        self._task_bucket: dict[str, Bucket] = {}
+        self._seq = itertools.count()
+
+    # ------------------------------------------------------------------ configuration
+
+    def put_queue(self, queue: Queue, now: float) -> Outcome:
+        """Add or replace a queue's configuration; waiting tasks are re-ordered and, when the
+        queue now pushes, offered to whoever can take them."""
+        old = self.queues.get(queue.name)
+        self.queues[queue.name] = queue
+        self._members.setdefault(queue.name, set())
+        self._queue_buckets.setdefault(queue.name, [])
+        out = Outcome()
+        if old is not None:
+            for b in self._queue_buckets[queue.name]:
+                self._rebuild(b)
+            if queue.mode is Mode.PUSH:
+                self._drain(queue.name, now, out)
+        return out
+
+    def put_agent(self, agent: Agent, now: float) -> Outcome:
+        """Add an agent, or replace an agent's configuration (name, skills, queues, capacity,
+        channels) keeping their status and their work."""
+        for q in agent.queues:
+            if q not in self.queues:
+                raise UnknownQueue(q)
+        cur = self.agents.get(agent.id)
+        out = Outcome()
+        if cur is None:
+            cur = replace(agent, held=dict(agent.held), wrapping=set(agent.wrapping))
+            self.agents[agent.id] = cur
+        else:
+            for q in cur.queues - agent.queues:
+                self._members[q].discard(cur.id)
+            cur.name, cur.skills, cur.queues = agent.name, dict(agent.skills), set(agent.queues)
+            cur.capacity, cur.channels = dict(agent.capacity), set(agent.channels)
+            out.events.append(ev.Event(ev.AGENT_CHANGED, now, agent_id=cur.id))
+        for b in self._agent_buckets.get(cur.id, ()):
+            b.eligible.discard(cur.id)
+            b.agent_live.pop(cur.id, None)
+        mine: list[Bucket] = []
+        for q in cur.queues:
+            self._members[q].add(cur.id)
+            for b in self._queue_buckets[q]:
+                if meets(cur.skills, b.requirement):
+                    b.eligible.add(cur.id)
+                    mine.append(b)
+        self._agent_buckets[cur.id] = mine
+        self._refresh(cur)
+        self._serve(cur, now, out)
+        return out
+
+    # ------------------------------------------------------------------ tasks
+
+    def submit(self, task: Task, now: float) -> Outcome:
+        """A new task: queue it and offer it to the best available agent, if any."""
+        if task.id in self.tasks:
+            raise DuplicateTask(task.id)
+        queue = self._queue(task.queue)
+        task.required_skills = queue.requirement_at(task.base_skills, task.step)
+        self.tasks[task.id] = task
+        out = Outcome()
+        out.events.append(
+            ev.Event(ev.TASK_QUEUED, now, task.id, data={"reason": "new", "priority": task.priority})
+        )
+        self._catch_up_steps(task, now, out)
+        self._place(task, now, out)
+        return out
+
+    def escalate(self, task_id: str, now: float) -> Outcome:
+        """An escalation timer fired: apply every step now due to a waiting task. A task that is
+        offered right now is escalated when its offer ends."""
+        out = Outcome()
+        task = self.tasks.get(task_id)
+        if task is None or task.state is not TaskState.QUEUED:
+            return out
+        if self._catch_up_steps(task, now, out):
+            self._unbucket(task)
+            self._place(task, now, out)
+        return out
+
+    def step_due(self, task_id: str) -> float | None:
+        """When the waiting task's next escalation step is due (None: no more steps)."""
+        task = self.tasks.get(task_id)
+        if task is None or task.state not in (TaskState.QUEUED, TaskState.OFFERED):
+            return None
+        return self.queues[task.queue].step_due(task)
+
+    def cancel(self, task_id: str, now: float, reason: str, actor: str = ev.SYSTEM) -> Outcome:
+        """Cancel an open task (queued, offered or assigned)."""
+        return self._close(task_id, TaskState.CANCELLED, now, actor, {"reason": reason})
+
+    def abandon(self, task_id: str, now: float, actor: str = ev.SYSTEM) -> Outcome:
+        """The customer left while waiting (a caller hung up): queued or offered only."""
+        task = self._task(task_id)
+        return self._close(
+            task_id, TaskState.ABANDONED, now, actor, {"waited": now - task.created_at}
+        )
+
+    def requeue(self, task_id: str, now: float, reason: str, actor: str = ev.SYSTEM) -> Outcome:
+        """Take an assigned task back from its agent and queue it again (original age kept)."""
+        task = self._task(task_id)
+        out = Outcome()
+        if task.state is not TaskState.ASSIGNED:
+            raise IllegalTransition(task_id, task.state.value, TaskState.QUEUED.value)
+        agent = self.agents[task.agent_id]
+        self._release(agent, task.id, now)
+        task.move(TaskState.QUEUED, now)
+        task.agent_id = None
+        out.events.append(
+            ev.Event(ev.TASK_REQUEUED, now, task.id, agent.id, actor, {"reason": reason})
+        )
+        self._catch_up_steps(task, now, out)
+        self._place(task, now, out)
+        self._serve(agent, now, out)
+        return out
+
+    # ------------------------------------------------------------------ agents
+
+    def set_status(
+        self,
+        agent_id: str,
+        status: Presence,
+        now: float,
+        reason: str | None = None,
+        actor: str | None = None,
+    ) -> Outcome:
+        """The agent (or a supervisor) chooses available, break (with a reason) or offline.
+        Leaving `available` withdraws a pending offer; going offline also returns assigned
+        tasks to their queues and completes wrap-ups."""
+        if status not in (Presence.AVAILABLE, Presence.BREAK, Presence.OFFLINE):
+            raise InvalidValue(f"an agent cannot choose the status {status.value}")
+        agent = self._agent(agent_id)
+        actor = actor or ev.agent_actor(agent_id)
+        out = Outcome()
+        was = agent.status
+        agent.status = status
+        agent.break_reason = reason if status is Presence.BREAK else None
+        agent.status_since = now
+        if status is Presence.AVAILABLE and was is not Presence.AVAILABLE:
+            agent.idle_since = now
+        out.events.append(
+            ev.Event(ev.AGENT_STATUS, now, None, agent_id, actor,
+                     {"status": status.value, "reason": reason, "was": was.value})
+        )
+        if status is not Presence.AVAILABLE and agent.offer_id is not None:
+            self._withdraw(self.offers[agent.offer_id], now, out, "agent_" + status.value, actor)
+        if status is Presence.OFFLINE:
+            for task_id in list(agent.held):
+                task = self.tasks[task_id]
+                if task.state is TaskState.WRAP_UP:
+                    self._finish(agent, task, now, out, actor, {"disposition": "logged_out"})
+                else:
+                    self._release(agent, task_id, now)
+                    task.move(TaskState.QUEUED, now)
+                    task.agent_id = None
+                    out.events.append(
+                        ev.Event(ev.TASK_REQUEUED, now, task.id, agent_id, actor,
+                                 {"reason": "agent_offline"})
+                    )
+                    self._catch_up_steps(task, now, out)
+                    self._place(task, now, out)
+        self._refresh(agent)
+        self._serve(agent, now, out)
+        return out
+
+    def accept(self, agent_id: str, offer_id: str, now: float) -> Outcome:
+        offer = self._own_offer(agent_id, offer_id)
+        agent, task = self.agents[agent_id], self.tasks[offer.task_id]
+        out = Outcome()
+        self._end_offer(offer, agent)
+        task.move(TaskState.ASSIGNED, now)
+        task.agent_id = agent_id
+        agent.held[task.id] = task.channel
+        agent.idle_since = now
+        actor = ev.agent_actor(agent_id)
+        out.ended.append(offer)
+        out.events.append(ev.Event(ev.OFFER_ACCEPTED, now, task.id, agent_id, actor,
+                                   {"offer_id": offer_id}))
+        out.events.append(ev.Event(ev.TASK_ASSIGNED, now, task.id, agent_id, actor,
+                                   {"via": "offer", "offer_id": offer_id}))
+        out.touch(task)
+        self._refresh(agent)
+        self._serve(agent, now, out)
+        return out
+
+    def reject(self, agent_id: str, offer_id: str, now: float, reason: str = "") -> Outcome:
+        """The agent declines: they are never offered this task again."""
+        offer = self._own_offer(agent_id, offer_id)
+        agent, task = self.agents[agent_id], self.tasks[offer.task_id]
+        out = Outcome()
+        self._end_offer(offer, agent)
+        self.declined.setdefault(task.id, set()).add(agent_id)
+        out.declines.append((task.id, agent_id))
+        out.ended.append(offer)
+        out.events.append(ev.Event(ev.OFFER_REJECTED, now, task.id, agent_id,
+                                   ev.agent_actor(agent_id),
+                                   {"offer_id": offer_id, "reason": reason}))
+        self._back_to_queue(task, now, out)
+        self._refresh(agent)
+        self._serve(agent, now, out)
+        return out
+
+    def expire(self, offer_id: str, now: float, reason: str = "timeout") -> Outcome:
+        """The offer's timer ran out (or the agent's socket dropped): the task goes back with
+        its original age and the agent is `not_responding` until they act."""
+        out = Outcome()
+        offer = self.offers.get(offer_id)
+        if offer is None:
+            return out  # already ended: timers and accepts may race
+        agent, task = self.agents[offer.agent_id], self.tasks[offer.task_id]
+        self._end_offer(offer, agent)
+        out.ended.append(offer)
+        out.events.append(ev.Event(ev.OFFER_EXPIRED, now, task.id, agent.id,
+                                   data={"offer_id": offer_id, "reason": reason}))
+        was = agent.status
+        agent.status = Presence.NOT_RESPONDING
+        agent.status_since = now
+        out.events.append(ev.Event(ev.AGENT_STATUS, now, None, agent.id, ev.SYSTEM,
+                                   {"status": Presence.NOT_RESPONDING.value, "reason": reason,
+                                    "was": was.value}))
+        self._refresh(agent)
+        self._back_to_queue(task, now, out)
+        return out
+
+    def wrap_up(self, agent_id: str, task_id: str, now: float) -> Outcome:
+        agent, task = self._holder(agent_id, task_id)
+        task.move(TaskState.WRAP_UP, now)
+        agent.wrapping.add(task_id)
+        out = Outcome()
+        out.touch(task)
+        out.events.append(ev.Event(ev.TASK_WRAP_UP, now, task_id, agent_id,
+                                   ev.agent_actor(agent_id)))
+        return out
+
+    def complete(self, agent_id: str, task_id: str, now: float, disposition: str = "",
+                 actor: str | None = None) -> Outcome:
+        agent, task = self._holder(agent_id, task_id)
+        out = Outcome()
+        self._finish(agent, task, now, out, actor or ev.agent_actor(agent_id),
+                     {"disposition": disposition})
+        self._refresh(agent)
+        self._serve(agent, now, out)
+        return out
+
+    def pick(self, agent_id: str, task_id: str, now: float) -> Outcome:
+        """Pull mode: the agent takes a waiting task from a pull queue's list."""
+        agent, task = self._agent(agent_id), self._task(task_id)
+        queue = self.queues[task.queue]
+        if queue.mode is not Mode.PULL:
+            raise NotEligible(agent_id, task_id, f"queue {queue.name} pushes its tasks")
+        if task.state is not TaskState.QUEUED:
+            raise NotEligible(agent_id, task_id, f"task is {task.state.value}")
+        bucket = self._task_bucket[task_id]
+        if agent_id not in bucket.eligible:
+            raise NotEligible(agent_id, task_id, "not a member of the queue with the skills")
+        if not agent.can_take(task.channel, self.matrix):
+            raise NotEligible(agent_id, task_id, f"no free {task.channel.value} capacity")
+        out = Outcome()
+        self._unbucket(task)
+        task.move(TaskState.ASSIGNED, now)
+        task.agent_id = agent_id
+        agent.held[task_id] = task.channel
+        agent.idle_since = now
+        out.touch(task)
+        out.events.append(ev.Event(ev.TASK_ASSIGNED, now, task_id, agent_id,
+                                   ev.agent_actor(agent_id), {"via": "pick"}))
+        self._refresh(agent)
+        self._serve(agent, now, out)
+        return out
+
+    # ------------------------------------------------------------------ recovery
+
+    def restore(
+        self,
+        queues: Iterable[Queue],
+        agents: Iterable[Agent],
+        open_tasks: Iterable[Task],
+        declines: Iterable[tuple[str, str]],
+        now: float,
+    ) -> Outcome:
+        """Rebuild from the database at start. Agents start offline; queued tasks go back to
+        their queues in their original order; offers that were pending are over (the agent is
+        not connected): their tasks go back to the head with their original age; assigned and
+        wrap-up tasks stay with their agents."""
+        out = Outcome()
+        for q in queues:
+            self.put_queue(q, now)
+        for a in agents:
+            a.status = Presence.OFFLINE
+            a.held, a.wrapping = {}, set()
+            a.offer_id = a.offer_task_id = a.offer_channel = None
+            self.put_agent(a, now)
+        for task_id, agent_id in declines:
+            self.declined.setdefault(task_id, set()).add(agent_id)
+        for task in open_tasks:
+            self.tasks[task.id] = task
+            if task.state is TaskState.OFFERED:
+                out.events.append(ev.Event(ev.OFFER_EXPIRED, now, task.id, task.agent_id,
+                                           data={"offer_id": task.offer_id,
+                                                 "reason": "restart"}))
+                task.move(TaskState.QUEUED, now)
+                task.agent_id = task.offer_id = task.offer_expires_at = None
+                out.touch(task)
+            if task.state is TaskState.QUEUED:
+                self._enqueue(task, self._bucket(task))
+            elif task.agent_id in self.agents:
+                agent = self.agents[task.agent_id]
+                agent.held[task.id] = task.channel
+                if task.state is TaskState.WRAP_UP:
+                    agent.wrapping.add(task.id)
+        return out
+
+    # ------------------------------------------------------------------ reading
+
+    def waiting(self, queue: str) -> Iterator[Task]:
+        """The queue's waiting tasks (unordered). Reads only; O(queue depth)."""
+        for b in self._queue_buckets.get(queue, ()):
+            for task_id in b.task_live:
+                yield self.tasks[task_id]
+
+    def available_count(self, queue: str, channel: Channel) -> int:
+        return len({a for b in self._queue_buckets.get(queue, ()) if b.channel is channel
+                    for a in b.agent_live})
+
+    def members(self, queue: str) -> set[str]:
+        return set(self._members.get(queue, ()))
+
+    # ------------------------------------------------------------------ internals
+
+    def _queue(self, name: str) -> Queue:
+        try:
+            return self.queues[name]
+        except KeyError:
+            raise UnknownQueue(name) from None
+
+    def _agent(self, agent_id: str) -> Agent:
+        try:
+            return self.agents[agent_id]
+        except KeyError:
+            raise UnknownAgent(agent_id) from None
+
+    def _task(self, task_id: str) -> Task:
+        try:
+            return self.tasks[task_id]
+        except KeyError:
+            raise UnknownTask(task_id) from None
+
+    def _own_offer(self, agent_id: str, offer_id: str) -> Offer:
+        self._agent(agent_id)
+        offer = self.offers.get(offer_id)
+        if offer is None:
+            raise OfferNotCurrent(offer_id)
+        if offer.agent_id != agent_id:
+            raise Forbidden(agent_id, f"offer {offer_id}")
+        return offer
+
+    def _holder(self, agent_id: str, task_id: str) -> tuple[Agent, Task]:
+        agent, task = self._agent(agent_id), self._task(task_id)
+        if task_id not in agent.held:
+            raise Forbidden(agent_id, f"task {task_id}")
+        return agent, task
+
+    def _bucket(self, task: Task) -> Bucket:
+        return self._bucket_for(task.queue, task.channel, task.required_skills)
+
+    def _bucket_for(self, queue: str, channel: Channel, req: dict[str, int]) -> Bucket:
+        key = (queue, channel, tuple(sorted(req.items())))
+        b = self._buckets.get(key)
+        if b is None:
+            b = Bucket(queue, channel, dict(req))
+            self._buckets[key] = b
+            self._queue_buckets[queue].append(b)
+            for agent_id in self._members[queue]:
+                agent = self.agents[agent_id]
+                if meets(agent.skills, req):
+                    b.eligible.add(agent_id)
+                    self._agent_buckets[agent_id].append(b)
+                    if agent.can_take(b.channel, self.matrix):
+                        self._push_agent(b, agent)
+        return b
+
+    def _agent_key(self, b: Bucket, agent: Agent) -> tuple:
+        if self.queues[b.queue].agent_choice is AgentChoice.HIGHEST_SKILL:
+            level = sum(agent.skills.get(s, 0) for s in b.requirement)
+            return (-level, agent.idle_since)
+        return (agent.idle_since, 0)
+
+    def _push_agent(self, b: Bucket, agent: Agent) -> None:
+        k1, k2 = self._agent_key(b, agent)
+        cur = b.agent_live.get(agent.id)
+        if cur is not None and cur[0] == k1 and cur[1] == k2:
+            return
+        entry = (k1, k2, next(self._seq), agent.id)
+        b.agent_live[agent.id] = entry
+        heapq.heappush(b.agents, entry)
+        if len(b.agents) > COMPACT_MIN:
+            b.compact()
+
+    def _refresh(self, agent: Agent) -> None:
+        """Put the agent in (or take them out of) the agent heaps of their buckets, per channel,
+        according to what they can take now."""
+        can = {ch: agent.can_take(ch, self.matrix) for ch in Channel}
+        for b in self._agent_buckets.get(agent.id, ()):
+            if can[b.channel]:
+                self._push_agent(b, agent)
+            else:
+                b.agent_live.pop(agent.id, None)
+
+    def _rebuild(self, b: Bucket) -> None:
+        b.agent_live.clear()
+        b.agents.clear()
+        for agent_id in b.eligible:
+            agent = self.agents[agent_id]
+            if agent.can_take(b.channel, self.matrix):
+                self._push_agent(b, agent)
+        live = [self.tasks[t] for t in b.task_live]
+        b.task_live.clear()
+        b.tasks.clear()
+        for task in live:
+            self._enqueue(task, b)
+
+    def _task_entry(self, task: Task, queue: Queue) -> tuple:
+        return (-(task.priority + queue.priority), queue.due(task), task.created_at,
+                next(self._seq), task.id)
+
+    def _enqueue(self, task: Task, b: Bucket) -> None:
+        entry = self._task_entry(task, self.queues[task.queue])
+        b.task_live[task.id] = entry[3]
+        self._task_bucket[task.id] = b
+        heapq.heappush(b.tasks, entry)
+        if len(b.tasks) > COMPACT_MIN:
+            b.compact()
+
+    def _unbucket(self, task: Task) -> None:
+        b = self._task_bucket.pop(task.id, None)
+        if b is not None:
+            b.task_live.pop(task.id, None)
+
+    def _catch_up_steps(self, task: Task, now: float, out: Outcome) -> bool:
+        """Apply every escalation step whose time has come; then skip at once every step that
+        no agent could ever take. Returns whether the requirement changed."""
+        queue = self.queues[task.queue]
+        step, skipped = task.step, []
+        while step < len(queue.steps) and task.created_at + queue.steps[step].after_seconds <= now:
+            step += 1
+        req = queue.requirement_at(task.base_skills, step)
+        while step < len(queue.steps) and not self._could_match(task, req):
+            skipped.append(step)
+            step += 1
+            req = queue.requirement_at(task.base_skills, step)
+        if step == task.step:
+            return False
+        task.step, task.required_skills, task.step_started_at = step, req, now
+        task.updated_at = now
+        out.touch(task)
+        out.events.append(ev.Event(ev.TASK_ESCALATED, now, task.id,
+                                   data={"step": step, "requirement": req,
+                                         "skipped_unmatchable": skipped}))
+        return True
+
+    def _could_match(self, task: Task, req: dict[str, int]) -> bool:
+        """Whether any member of the queue (whatever their status) meets `req`."""
+        return bool(self._bucket_for(task.queue, task.channel, req).eligible)
+
+    def _place(self, task: Task, now: float, out: Outcome) -> None:
+        """Offer a queued task to the best available eligible agent, or leave it waiting."""
+        b = self._bucket(task)
+        out.touch(task)
+        if self.queues[task.queue].mode is Mode.PUSH:
+            agent_id, why = self._best_agent(b, task)
+            if agent_id is not None:
+                self._offer(task, self.agents[agent_id], now, out, why)
+                return
+        self._enqueue(task, b)
+
+    def _best_agent(self, b: Bucket, task: Task) -> tuple[str | None, dict]:
+        declined = self.declined.get(task.id)
+        heap, live = b.agents, b.agent_live
+        stash, skipped = [], {}
+        found = None
+        while heap:
+            entry = heap[0]
+            if live.get(entry[3]) is not entry:
+                heapq.heappop(heap)
+                continue
+            if declined and entry[3] in declined:
+                stash.append(heapq.heappop(heap))
+                if len(skipped) < MAX_EXPLAINED:
+                    skipped[entry[3]] = "declined"
+                continue
+            found = entry[3]
+            break
+        for entry in stash:
+            heapq.heappush(heap, entry)
+        why = {
+            "rule": self.queues[b.queue].agent_choice.value,
+            "requirement": b.requirement,
+            "eligible": len(b.eligible),
+            "available": len(live),
+            "skipped": skipped,
+        }
+        return found, why
+
+    def _best_task_in(self, b: Bucket, agent_id: str) -> tuple | None:
+        entry = b.head_task()
+        if entry is None:
+            return None
+        declined = self.declined
+        if agent_id not in declined.get(entry[4], ()):
+            return entry
+        # The agent declined the head: look further, then put back what was looked at.
+        heap, live, stash, found = b.tasks, b.task_live, [], None
+        while heap:
+            e = heapq.heappop(heap)
+            if live.get(e[4]) != e[3]:
+                continue
+            stash.append(e)
+            if agent_id not in declined.get(e[4], ()):
+                found = e
+                break
+        for e in stash:
+            heapq.heappush(heap, e)
+        return found
+
+    def _serve(self, agent: Agent, now: float, out: Outcome) -> None:
+        """The agent may be able to take work: offer them the best waiting task across every
+        bucket they are eligible for (one global order)."""
+        if agent.status is not Presence.AVAILABLE or agent.offer_id is not None:
+            return
+        can = {ch: agent.can_take(ch, self.matrix) for ch in Channel}
+        best, best_b, looked = None, None, 0
+        for b in self._agent_buckets.get(agent.id, ()):
+            if not can[b.channel] or not b.task_live:
+                continue
+            if self.queues[b.queue].mode is not Mode.PUSH:
+                continue
+            entry = self._best_task_in(b, agent.id)
+            looked += 1
+            if entry is not None and (best is None or entry < best):
+                best, best_b = entry, b
+        if best is None:
+            return
+        task = self.tasks[best[4]]
+        self._unbucket(task)
+        why = {"rule": "best_task_for_agent", "requirement": best_b.requirement,
+               "buckets_looked_at": looked, "order": "priority, due time, arrival"}
+        self._offer(task, agent, now, out, why)
+
+    def _offer(self, task: Task, agent: Agent, now: float, out: Outcome, why: dict) -> None:
+        queue = self.queues[task.queue]
+        offer = Offer(self.new_offer_id(), task.id, agent.id, task.channel, task.queue, now,
+                      now + queue.offer_timeout.get(task.channel, 60.0))
+        task.move(TaskState.OFFERED, now)
+        task.agent_id, task.offer_id, task.offer_expires_at = agent.id, offer.id, offer.expires_at
+        agent.offer_id, agent.offer_task_id, agent.offer_channel = offer.id, task.id, task.channel
+        self.offers[offer.id] = offer
+        self._refresh(agent)
+        out.offers.append(offer)
+        out.touch(task)
+        out.events.append(ev.Event(ev.TASK_OFFERED, now, task.id, agent.id,
+                                   data={"offer_id": offer.id, "expires_at": offer.expires_at,
+                                         "step": task.step, "explanation": why}))
+
+    def _end_offer(self, offer: Offer, agent: Agent) -> None:
+        del self.offers[offer.id]
+        agent.offer_id = agent.offer_task_id = agent.offer_channel = None
+        task = self.tasks[offer.task_id]
+        task.offer_id = task.offer_expires_at = None
+
+    def _back_to_queue(self, task: Task, now: float, out: Outcome) -> None:
+        task.move(TaskState.QUEUED, now)
+        task.agent_id = None
+        self._catch_up_steps(task, now, out)
+        self._place(task, now, out)
+
+    def _withdraw(self, offer: Offer, now: float, out: Outcome, reason: str, actor: str,
+                  requeue: bool = True) -> None:
+        agent, task = self.agents[offer.agent_id], self.tasks[offer.task_id]
+        self._end_offer(offer, agent)
+        out.ended.append(offer)
+        out.events.append(ev.Event(ev.OFFER_WITHDRAWN, now, task.id, agent.id, actor,
+                                   {"offer_id": offer.id, "reason": reason}))
+        self._refresh(agent)
+        if requeue:
+            self._back_to_queue(task, now, out)
+        else:
+            task.agent_id = None
+
+    def _release(self, agent: Agent, task_id: str, now: float) -> None:
+        agent.held.pop(task_id, None)
+        agent.wrapping.discard(task_id)
+        agent.idle_since = now
+        self._refresh(agent)
+
+    def _finish(self, agent: Agent, task: Task, now: float, out: Outcome, actor: str,
+                data: dict) -> None:
+        task.move(TaskState.COMPLETED, now)
+        self._release(agent, task.id, now)
+        self._forget(task)
+        out.touch(task)
+        out.events.append(ev.Event(ev.TASK_COMPLETED, now, task.id, agent.id, actor, data))
+
+    def _forget(self, task: Task) -> None:
+        self.tasks.pop(task.id, None)
+        self.declined.pop(task.id, None)
+        self._unbucket(task)
+
+    def _close(self, task_id: str, to: TaskState, now: float, actor: str, data: dict) -> Outcome:
+        task = self._task(task_id)
+        out = Outcome()
+        if to not in {TaskState.CANCELLED, TaskState.ABANDONED}:
+            raise InvalidValue(f"cannot close a task as {to.value}")
+        if to not in TRANSITIONS[task.state]:
+            raise IllegalTransition(task_id, task.state.value, to.value)
+        freed: Agent | None = None
+        if task.state is TaskState.OFFERED:
+            offer = self.offers[task.offer_id]
+            freed = self.agents[offer.agent_id]
+            self._withdraw(offer, now, out, to.value, actor, requeue=False)
+        elif task.state is TaskState.ASSIGNED:
+            freed = self.agents[task.agent_id]
+            self._release(freed, task.id, now)
+        task.move(to, now)
+        self._forget(task)
+        out.touch(task)
+        kind = ev.TASK_CANCELLED if to is TaskState.CANCELLED else ev.TASK_ABANDONED
+        out.events.append(ev.Event(kind, now, task.id, freed.id if freed else None, actor, data))
+        if freed is not None:
+            self._serve(freed, now, out)
+        return out
+
+    def _drain(self, queue: str, now: float, out: Outcome) -> None:
+        """After a queue change: let every available member take what they now can."""
+        for agent_id in sorted(self._members.get(queue, ())):
+            self._serve(self.agents[agent_id], now, out)

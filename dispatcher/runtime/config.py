@@ -1,0 +1,139 @@
+"""Configuration: defaults < TOML file < `SWITCHBOARD_*` environment variables.
+
+A key `[section] name` is overridden by `SWITCHBOARD_SECTION_NAME`; any value may instead be
+read from a file named by `SWITCHBOARD_SECTION_NAME_FILE` (for secrets). Every problem found —
+unknown section or key, a value of the wrong type, an unreadable file — is collected and
+reported at once in one `ConfigError`, never one at a time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+ENV_PREFIX = "SWITCHBOARD_"
+DEFAULT_CONFIG_FILE = "switchboard.toml"
+
+
+class ConfigError(Exception):
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("configuration errors:\n  " + "\n  ".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    url: str = "sqlite:///switchboard.db"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    http_port: int = 8080
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    level: str = "INFO"
+    format: str = "text"  # text | json
+
+
+@dataclass(frozen=True)
+class Config:
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    server: ServerConfig = field(default_factory=ServerConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_FORMATS = ("text", "json")
+
+
+def _convert(raw: Any, kind: type, where: str, problems: list[str]) -> Any:
+    if kind is bool:
+        if isinstance(raw, bool):
+            return raw
+        if isinstance(raw, str) and raw.lower() in ("1", "true", "yes", "on", "0", "false", "no",
+                                                     "off"):
+            return raw.lower() in ("1", "true", "yes", "on")
+    elif kind is int:
+        if isinstance(raw, int) and not isinstance(raw, bool):
+            return raw
+        if isinstance(raw, str) and raw.strip().lstrip("-").isdigit():
+            return int(raw)
+    elif kind is float:
+        if isinstance(raw, int | float) and not isinstance(raw, bool):
+            return float(raw)
+        try:
+            return float(raw)
+        except (TypeError, ValueError):
+            pass
+    elif kind is str:
+        if isinstance(raw, str):
+            return raw
+    problems.append(f"{where}: expected {kind.__name__}, got {raw!r}")
+    return None
+
+
+def load(path: str | os.PathLike | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Build the configuration. `path` None: ./switchboard.toml if present (or the file named by
+    SWITCHBOARD_CONFIG). Raises ConfigError listing every problem."""
+    env = os.environ if env is None else env
+    problems: list[str] = []
+    data: dict[str, Any] = {}
+    if path is None:
+        path = env.get(ENV_PREFIX + "CONFIG") or (
+            DEFAULT_CONFIG_FILE if Path(DEFAULT_CONFIG_FILE).exists() else None
+        )
+    if path is not None:
+        try:
+            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except OSError as exc:
+            problems.append(f"{path}: cannot read: {exc.strerror}")
+        except tomllib.TOMLDecodeError as exc:
+            problems.append(f"{path}: not valid TOML: {exc}")
+
+    sections = {f.name: f for f in dataclasses.fields(Config)}
+    for name in data:
+        if name not in sections:
+            problems.append(f"[{name}]: unknown section (known: {', '.join(sections)})")
+    built: dict[str, Any] = {}
+    for sname, sfield in sections.items():
+        cls = sfield.default_factory  # type: ignore[misc]
+        hints = get_type_hints(cls)
+        given = data.get(sname, {})
+        if not isinstance(given, dict):
+            problems.append(f"[{sname}]: must be a table")
+            given = {}
+        for key in given:
+            if key not in hints:
+                problems.append(f"[{sname}] {key}: unknown key (known: {', '.join(hints)})")
+        values: dict[str, Any] = {}
+        for key, kind in hints.items():
+            env_name = f"{ENV_PREFIX}{sname}_{key}".upper()
+            if key in given:
+                values[key] = _convert(given[key], kind, f"[{sname}] {key}", problems)
+            if env_name in env:
+                values[key] = _convert(env[env_name], kind, env_name, problems)
+            if env_name + "_FILE" in env:
+                try:
+                    text = Path(env[env_name + "_FILE"]).read_text(encoding="utf-8").strip()
+                    values[key] = _convert(text, kind, env_name + "_FILE", problems)
+                except OSError as exc:
+                    problems.append(f"{env_name}_FILE: cannot read: {exc.strerror}")
+        built[sname] = cls(**{k: v for k, v in values.items() if v is not None})
+    config = Config(**built)
+    if config.log.level.upper() not in LOG_LEVELS:
+        problems.append(f"[log] level: one of {', '.join(LOG_LEVELS)}")
+    if config.log.format not in LOG_FORMATS:
+        problems.append(f"[log] format: one of {', '.join(LOG_FORMATS)}")
+    if not 0 <= config.server.http_port <= 65535:
+        problems.append("[server] http_port: 0-65535")
+    if problems:
+        raise ConfigError(problems)
+    return config

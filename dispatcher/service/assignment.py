@@ -1,0 +1,156 @@
+"""Assignment: carry out the router's decisions — commit them, time them, announce them.
+
+Every use case ends in `Assignment.apply(outcome)`: it (1) arms or disarms the server-side
+timers the outcome implies (offer expiry, escalation steps, automatic end of wrap-up), (2) hands
+the changes to the store in one batch (the store's group commit merges the batches of one
+reactor turn into one transaction) and (3) only after the commit tells the listeners (the agent
+console, the phone channel) what happened, so nobody outside hears of a state that could be lost.
+
+Timers run on the injected `IReactorTime`: the real reactor in production, `task.Clock` in tests
+and in the simulator.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+
+from dispatcher.domain import events as ev
+from dispatcher.domain.routing import Outcome, Router
+from dispatcher.domain.tasks import TaskState
+
+from .ports import Changes, State, Store
+
+log = logging.getLogger(__name__)
+
+Listener = Callable[[Outcome], None]
+WRAP_UP_TIMEOUT_DISPOSITION = "wrap_up_timeout"
+
+
+class Assignment:
+    def __init__(self, router: Router, store: Store, clock: IReactorTime) -> None:
+        self.router = router
+        self.store = store
+        self.clock = clock
+        self.listeners: list[Listener] = []
+        self._offer_timers: dict[str, IDelayedCall] = {}
+        self._step_timers: dict[str, IDelayedCall] = {}
+        self._wrap_timers: dict[str, IDelayedCall] = {}
+
+    def now(self) -> float:
+        return self.clock.seconds()
+
+    def listen(self, listener: Listener) -> None:
+        """`listener(outcome)` is called after each outcome is committed."""
+        self.listeners.append(listener)
+
+    # ------------------------------------------------------------------ apply
+
+    def apply(self, outcome: Outcome) -> Deferred[Outcome]:
+        """Arm timers, commit the outcome, then announce it. Fires with the outcome."""
+        self._arm(outcome)
+        changes = Changes(
+            tasks=[t.snapshot() for t in outcome.tasks.values()],
+            events=list(outcome.events),
+            declines=list(outcome.declines),
+        )
+        if not changes:
+            self._announce(outcome)
+            return succeed(outcome)
+        d = self.store.record(changes)
+        d.addCallback(lambda _: self._announce(outcome) or outcome)
+        d.addErrback(self._failed, outcome)
+        return d
+
+    def _announce(self, outcome: Outcome) -> None:
+        for listener in list(self.listeners):
+            try:
+                listener(outcome)
+            except Exception:  # noqa: BLE001 - one broken listener must not stop the others
+                log.exception("listener %r failed on an outcome", listener)
+
+    def _failed(self, failure, outcome: Outcome):
+        log.error("could not commit %d events: %s", len(outcome.events), failure.getErrorMessage())
+        return failure
+
+    # ------------------------------------------------------------------ timers
+
+    def _arm(self, outcome: Outcome) -> None:
+        for offer in outcome.ended:
+            timer = self._offer_timers.pop(offer.id, None)
+            if timer is not None and timer.active():
+                timer.cancel()
+        for offer in outcome.offers:
+            delay = max(0.0, offer.expires_at - self.now())
+            self._offer_timers[offer.id] = self.clock.callLater(delay, self._expire, offer.id)
+        for task in outcome.tasks.values():
+            self._arm_step(task.id)
+            if task.state is TaskState.WRAP_UP:
+                self._arm_wrap(task.id, task.queue, task.agent_id)
+            elif task.id in self._wrap_timers:
+                timer = self._wrap_timers.pop(task.id)
+                if timer.active():
+                    timer.cancel()
+
+    def _arm_step(self, task_id: str) -> None:
+        old = self._step_timers.pop(task_id, None)
+        if old is not None and old.active():
+            old.cancel()
+        due = self.router.step_due(task_id)
+        if due is not None:
+            delay = max(0.0, due - self.now())
+            self._step_timers[task_id] = self.clock.callLater(delay, self._escalate, task_id)
+
+    def _arm_wrap(self, task_id: str, queue: str, agent_id: str | None) -> None:
+        if task_id in self._wrap_timers or agent_id is None:
+            return
+        seconds = self.router.queues[queue].wrap_up_seconds
+        self._wrap_timers[task_id] = self.clock.callLater(
+            seconds, self._end_wrap, task_id, agent_id
+        )
+
+    def _expire(self, offer_id: str) -> None:
+        self._offer_timers.pop(offer_id, None)
+        self._apply_logged(self.router.expire(offer_id, self.now()))
+
+    def _escalate(self, task_id: str) -> None:
+        self._step_timers.pop(task_id, None)
+        self._apply_logged(self.router.escalate(task_id, self.now()))
+
+    def _end_wrap(self, task_id: str, agent_id: str) -> None:
+        self._wrap_timers.pop(task_id, None)
+        task = self.router.tasks.get(task_id)
+        if task is None or task.state is not TaskState.WRAP_UP:
+            return
+        outcome = self.router.complete(
+            agent_id, task_id, self.now(), WRAP_UP_TIMEOUT_DISPOSITION, actor=ev.SYSTEM
+        )
+        self._apply_logged(outcome)
+
+    def _apply_logged(self, outcome: Outcome) -> None:
+        self.apply(outcome).addErrback(lambda f: log.error("timer outcome lost: %s", f))
+
+    # ------------------------------------------------------------------ start and stop
+
+    def restore(self, state: State) -> Deferred[Outcome]:
+        """Rebuild the router from the store's state and re-arm every timer."""
+        now = self.now()
+        outcome = self.router.restore(
+            state.queues, state.agents, state.open_tasks, state.declines, now
+        )
+        for task_id, task in self.router.tasks.items():
+            self._arm_step(task_id)
+            if task.state is TaskState.WRAP_UP:
+                self._arm_wrap(task_id, task.queue, task.agent_id)
+        return self.apply(outcome)
+
+    def stop(self) -> None:
+        """Cancel every timer (the state they would change is rebuilt at the next start)."""
+        for timers in (self._offer_timers, self._step_timers, self._wrap_timers):
+            for timer in timers.values():
+                if timer.active():
+                    timer.cancel()
+            timers.clear()

@@ -1,0 +1,124 @@
+"""Intake: a new task enters the dispatcher. Store first, then route.
+
+`Intake.submit` identifies the customer, computes the e-mail deadline from the queue's rule and
+business calendar, commits the task with its `task.created` event, and only then hands it to the
+router. Its Deferred fires with the stored task once it is committed: an edge that acknowledges
+the outside world (SMTP 250, SIP 200, HTTP 2xx) waits for it.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from twisted.internet.defer import Deferred, fail
+from twisted.internet.interfaces import IReactorTime
+
+from dispatcher.domain import events as ev
+from dispatcher.domain.agents import check_skills
+from dispatcher.domain.deadlines import ALWAYS_OPEN, BusinessCalendar, parse_rule
+from dispatcher.domain.errors import DomainError, InvalidValue, UnknownQueue
+from dispatcher.domain.tasks import MAX_PRIORITY, MIN_PRIORITY, Channel, Task
+
+from .assignment import Assignment
+from .ports import Identity, Store
+
+_PHONE_KEEP = re.compile(r"[^0-9+]")
+
+
+def email_identity(address: str) -> Identity:
+    """An e-mail identity: the address, trimmed and lower-cased."""
+    value = address.strip().lower()
+    if "@" not in value or len(value) > 320:
+        raise InvalidValue(f"not an e-mail address: {address!r}")
+    return Identity("email", value)
+
+
+def phone_identity(number: str) -> Identity:
+    """A phone identity: digits, with a leading '+' kept when given."""
+    value = _PHONE_KEEP.sub("", number.strip())
+    value = value[:1] + value[1:].replace("+", "")
+    if not value.lstrip("+"):
+        raise InvalidValue(f"not a phone number: {number!r}")
+    return Identity("phone", value)
+
+
+def new_task_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Intake:
+    def __init__(
+        self,
+        assignment: Assignment,
+        store: Store,
+        clock: IReactorTime,
+        calendars: Mapping[str, BusinessCalendar] | None = None,
+        new_id: Callable[[], str] = new_task_id,
+    ) -> None:
+        self.assignment = assignment
+        self.router = assignment.router
+        self.store = store
+        self.clock = clock
+        self.calendars = dict(calendars or {})
+        self.new_id = new_id
+
+    def submit(
+        self,
+        channel: Channel,
+        queue: str,
+        identity: Identity | None = None,
+        customer_name: str = "",
+        skills: Mapping[str, int] | None = None,
+        priority: int | None = None,
+        deadline: float | None = None,
+        attributes: Mapping[str, Any] | None = None,
+        task_id: str | None = None,
+    ) -> Deferred[Task]:
+        """Store a new task, then route it. Fails with a DomainError for bad input."""
+        try:
+            task = self._draft(channel, queue, skills, priority, deadline, attributes, task_id)
+        except DomainError as exc:
+            return fail(exc)
+        created = ev.Event(
+            ev.TASK_CREATED, task.created_at, task.id,
+            data={"channel": task.channel.value, "queue": task.queue, "priority": task.priority,
+                  "deadline": task.deadline, "skills": task.base_skills,
+                  "identity": [identity.kind, identity.value] if identity else None},
+        )
+        d = self.store.create_task(task, identity, customer_name, [created])
+        d.addCallback(self._route, task)
+        return d
+
+    def _draft(self, channel, queue_name, skills, priority, deadline, attributes, task_id) -> Task:
+        queue = self.router.queues.get(queue_name)
+        if queue is None:
+            raise UnknownQueue(queue_name)
+        channel = Channel(channel)
+        extra = check_skills(skills or {})
+        prio = queue.priority if priority is None else int(priority)
+        if not MIN_PRIORITY <= prio <= MAX_PRIORITY:
+            raise InvalidValue(f"priority must be {MIN_PRIORITY}-{MAX_PRIORITY}")
+        now = self.clock.seconds()
+        if deadline is None and channel is Channel.EMAIL and queue.deadline_rule:
+            calendar = self.calendars.get(queue.calendar or "", ALWAYS_OPEN)
+            deadline = parse_rule(queue.deadline_rule).due(now, calendar)
+        return Task(
+            id=task_id or self.new_id(),
+            channel=channel,
+            queue=queue.name,
+            customer_id=None,
+            created_at=now,
+            base_skills={**queue.requirement, **extra},
+            priority=prio,
+            deadline=deadline,
+            attributes=dict(attributes or {}),
+        )
+
+    def _route(self, customer_id: str, task: Task) -> Task:
+        task.customer_id = customer_id
+        outcome = self.router.submit(task, self.clock.seconds())
+        self.assignment.apply(outcome).addErrback(lambda f: None)  # logged by apply
+        return task

@@ -1,0 +1,145 @@
+"""Ports: what the service layer needs from the outside, as Protocols.
+
+Implemented by `dispatcher.storage.sql.SqlStore` (SQLAlchemy Core on a thread pool, the real
+one), `dispatcher.storage.memory.MemoryStore` (in-process, for the simulator and unit tests;
+proven by the same contract suite) and the reactor's `IReactorTime` for the clock.
+
+Every method returns a Deferred. A Deferred from `record` or `create_task` fires only after the
+data is committed: callers acknowledge the outside world after that, never before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from twisted.internet.defer import Deferred
+
+from dispatcher.domain.agents import Agent
+from dispatcher.domain.events import Event
+from dispatcher.domain.queues import Queue
+from dispatcher.domain.tasks import Task
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """How a customer is recognised: kind is 'email' (lower-cased address) or 'phone' (E.164-ish
+    digits with optional leading '+')."""
+
+    kind: str
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class Customer:
+    id: str
+    name: str
+    created_at: float
+    identities: tuple[Identity, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    """A side effect towards the outside world, written in the same transaction as the state
+    change that caused it (an e-mail to send, a call to hand over)."""
+
+    kind: str
+    task_id: str | None
+    payload: dict[str, Any]
+    created_at: float
+
+
+@dataclass(slots=True)
+class Changes:
+    """One batch of state changes to commit atomically: snapshots of the tasks to upsert (their
+    full current row), events to append, declines to remember, outbox items to queue."""
+
+    tasks: list[Task] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    declines: list[tuple[str, str]] = field(default_factory=list)  # (task_id, agent_id)
+    outbox: list[OutboxItem] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.tasks or self.events or self.declines or self.outbox)
+
+
+@dataclass(frozen=True, slots=True)
+class Calendar:
+    """A business calendar as stored: weekly opening hours and holidays (see domain.deadlines)."""
+
+    name: str
+    timezone: str
+    hours: dict[str, list[list[str]]]  # weekday name ("mon".."sun") -> [["09:00", "17:00"], ...]
+    holidays: tuple[str, ...] = ()  # ISO dates
+
+
+@dataclass(slots=True)
+class State:
+    """Everything the router needs to rebuild itself at start."""
+
+    queues: list[Queue]
+    agents: list[Agent]
+    open_tasks: list[Task]  # every task not in a final state, any order
+    declines: list[tuple[str, str]]
+    calendars: list[Calendar]
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSummary:
+    id: str
+    channel: str
+    queue: str
+    state: str
+    customer_id: str | None
+    created_at: float
+    deadline: float | None
+    agent_id: str | None
+    priority: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    id: int
+    kind: str
+    at: float
+    task_id: str | None
+    agent_id: str | None
+    actor: str
+    data: dict[str, Any]
+
+
+class Store(Protocol):
+    # intake
+    def create_task(
+        self, task: Task, identity: Identity | None, customer_name: str, events: Sequence[Event]
+    ) -> Deferred[str]:
+        """Identify the customer by `identity` (create one if unknown; no identity: a new
+        anonymous customer), store the task with that customer and its events; fire with the
+        customer id once committed."""
+
+    def record(self, changes: Changes) -> Deferred[None]:
+        """Commit one batch of changes (group commit may merge several calls)."""
+
+    # start-up
+    def load_state(self) -> Deferred[State]: ...
+
+    # configuration
+    def put_queue(self, queue: Queue) -> Deferred[None]: ...
+    def put_agent(self, agent: Agent) -> Deferred[None]:
+        """Insert or update an agent's configuration (name, skills, queues, capacity, channels);
+        presence is not stored: agents start offline."""
+    def put_calendar(self, calendar: Calendar) -> Deferred[None]: ...
+    def list_queues(self) -> Deferred[list[Queue]]: ...
+    def list_agents(self) -> Deferred[list[Agent]]: ...
+
+    # queries
+    def get_customer(self, customer_id: str) -> Deferred[Customer | None]: ...
+    def find_customer(self, identity: Identity) -> Deferred[Customer | None]: ...
+    def list_tasks(
+        self, state: str | None = None, queue: str | None = None, limit: int = 1000
+    ) -> Deferred[list[TaskSummary]]: ...
+    def customer_tasks(self, customer_id: str, limit: int = 50) -> Deferred[list[TaskSummary]]:
+        """The customer's tasks across channels, newest first."""
+    def task_events(self, task_id: str) -> Deferred[list[StoredEvent]]:
+        """The task's trail in order."""

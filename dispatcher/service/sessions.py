@@ -1,0 +1,75 @@
+"""Sessions: what an agent (or a supervisor on their behalf) does — presence, accept, reject,
+pick, wrap-up, complete.
+
+Each call runs one router decision and returns the Deferred of `Assignment.apply`: it fires
+with the outcome once committed, or fails with the DomainError that refused the action
+(`OfferNotCurrent` for a late accept, `Forbidden` for someone else's task, ...).
+"""
+
+from __future__ import annotations
+
+from twisted.internet.defer import Deferred, fail
+
+from dispatcher.domain.agents import Presence
+from dispatcher.domain.errors import DomainError, InvalidValue
+from dispatcher.domain.routing import Outcome
+
+from .assignment import Assignment
+
+
+class Sessions:
+    def __init__(self, assignment: Assignment) -> None:
+        self.assignment = assignment
+        self.router = assignment.router
+
+    def _run(self, method, *args, **kwargs) -> Deferred[Outcome]:
+        try:
+            outcome = method(*args, **kwargs)
+        except DomainError as exc:
+            return fail(exc)
+        return self.assignment.apply(outcome)
+
+    def _now(self) -> float:
+        return self.assignment.now()
+
+    def set_status(self, agent_id: str, status: Presence | str, reason: str | None = None,
+                   actor: str | None = None) -> Deferred[Outcome]:
+        try:
+            status = Presence(status)
+        except ValueError:
+            return fail(InvalidValue(f"unknown status {status!r}"))
+        return self._run(self.router.set_status, agent_id, status, self._now(), reason, actor)
+
+    def login(self, agent_id: str) -> Deferred[Outcome]:
+        return self.set_status(agent_id, Presence.AVAILABLE)
+
+    def logout(self, agent_id: str, actor: str | None = None) -> Deferred[Outcome]:
+        return self.set_status(agent_id, Presence.OFFLINE, actor=actor)
+
+    def accept(self, agent_id: str, offer_id: str) -> Deferred[Outcome]:
+        return self._run(self.router.accept, agent_id, offer_id, self._now())
+
+    def reject(self, agent_id: str, offer_id: str, reason: str = "") -> Deferred[Outcome]:
+        return self._run(self.router.reject, agent_id, offer_id, self._now(), reason)
+
+    def drop(self, offer_id: str) -> Deferred[Outcome]:
+        """The agent's connection dropped while an offer was pending: same as expiry."""
+        return self._run(self.router.expire, offer_id, self._now(), "disconnected")
+
+    def pick(self, agent_id: str, task_id: str) -> Deferred[Outcome]:
+        return self._run(self.router.pick, agent_id, task_id, self._now())
+
+    def wrap_up(self, agent_id: str, task_id: str) -> Deferred[Outcome]:
+        return self._run(self.router.wrap_up, agent_id, task_id, self._now())
+
+    def complete(self, agent_id: str, task_id: str, disposition: str = "") -> Deferred[Outcome]:
+        return self._run(self.router.complete, agent_id, task_id, self._now(), disposition)
+
+    def requeue(self, task_id: str, reason: str, actor: str) -> Deferred[Outcome]:
+        return self._run(self.router.requeue, task_id, self._now(), reason, actor)
+
+    def cancel(self, task_id: str, reason: str, actor: str) -> Deferred[Outcome]:
+        return self._run(self.router.cancel, task_id, self._now(), reason, actor)
+
+    def abandon(self, task_id: str, actor: str = "system") -> Deferred[Outcome]:
+        return self._run(self.router.abandon, task_id, self._now(), actor)
