@@ -1,0 +1,197 @@
+"""Admin commands on the store: agents, queues, calendars, tasks, schema.
+
+Each `cmd_*` is an `async def` run under the reactor by `cli.py`; it prints for a person, or
+JSON with `--json`. Values like `billing=5,french=3` are parsed here with clear errors.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+from dispatcher.domain.agents import Agent
+from dispatcher.domain.deadlines import parse_rule
+from dispatcher.domain.errors import InvalidValue
+from dispatcher.domain.queues import AgentChoice, EscalationStep, Mode, Queue
+from dispatcher.domain.tasks import Channel
+from dispatcher.storage import schema
+
+from .app import Storage
+
+
+def parse_levels(text: str, allow_drop: bool = False) -> dict[str, Any]:
+    """'billing=5,french=3' -> {'billing': 5, 'french': 3}; with allow_drop, 'x=-' -> None."""
+    out: dict[str, Any] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = part.partition("=")
+        if not sep or not name.strip():
+            raise InvalidValue(f"expected skill=level, got {part!r}")
+        value = value.strip()
+        if allow_drop and value == "-":
+            out[name.strip()] = None
+        elif value.isdigit():
+            out[name.strip()] = int(value)
+        else:
+            raise InvalidValue(f"{name}: level must be a whole number 0-10, got {value!r}")
+    return out
+
+
+def parse_channels(text: str, kind=float) -> dict[Channel, Any]:
+    """'phone=1,email=3' -> {Channel.PHONE: 1, Channel.EMAIL: 3}."""
+    out = {}
+    for name, value in parse_pairs(text).items():
+        try:
+            out[Channel(name)] = kind(value)
+        except ValueError:
+            raise InvalidValue(f"expected phone=N or email=N, got {name}={value}") from None
+    return out
+
+
+def parse_pairs(text: str) -> dict[str, str]:
+    pairs = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = part.partition("=")
+        if not sep:
+            raise InvalidValue(f"expected name=value, got {part!r}")
+        pairs[name.strip()] = value.strip()
+    return pairs
+
+
+def parse_step(text: str) -> EscalationStep:
+    """'60:billing=2,french=-' -> after 60 s, billing >= 2 and french no longer required."""
+    after, sep, req = text.partition(":")
+    try:
+        seconds = float(after)
+    except ValueError:
+        raise InvalidValue(f"escalation step {text!r}: expected SECONDS:skill=level,...") from None
+    if not sep:
+        raise InvalidValue(f"escalation step {text!r}: expected SECONDS:skill=level,...")
+    return EscalationStep(seconds, parse_levels(req, allow_drop=True))
+
+
+def when(t: float | None) -> str | None:
+    if t is None:
+        return None
+    return datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds")
+
+
+def cmd_db_upgrade(url: str) -> int:
+    before = schema.current(url)
+    schema.upgrade(url)
+    print(f"schema {before or 'empty'} -> {schema.current(url)} (head)")
+    return 0
+
+
+def cmd_db_check(url: str) -> int:
+    status = schema.check(url)
+    if status.ok:
+        print(f"schema up to date ({status.current})")
+        return 0
+    print(f"schema is at {status.current or 'nothing'}, head is {status.head}; "
+          f"{schema.STALE_SCHEMA_HINT}", file=sys.stderr)
+    return 1
+
+
+async def cmd_agents_add(storage: Storage, args) -> int:
+    agent = Agent(
+        id=args.id,
+        name=args.name or args.id,
+        skills=parse_levels(args.skills or ""),
+        queues=set(filter(None, (args.queues or "").split(","))),
+    )
+    if args.capacity:
+        agent.capacity.update(parse_channels(args.capacity, int))
+    if args.channels:
+        agent.channels = {Channel(c) for c in args.channels.split(",")}
+    known = {q.name for q in await storage.store.list_queues()}
+    unknown = agent.queues - known
+    if unknown:
+        raise InvalidValue(f"unknown queue(s): {', '.join(sorted(unknown))}")
+    await storage.store.put_agent(agent)
+    print(f"agent {agent.id} saved")
+    return 0
+
+
+async def cmd_agents_set_skills(storage: Storage, args) -> int:
+    agents = {a.id: a for a in await storage.store.list_agents()}
+    agent = agents.get(args.id)
+    if agent is None:
+        raise InvalidValue(f"no such agent: {args.id}")
+    agent.skills = parse_levels(args.skills)
+    Agent(agent.id, skills=agent.skills)  # validates levels
+    await storage.store.put_agent(agent)
+    print(f"agent {agent.id} skills: {agent.skills}")
+    return 0
+
+
+async def cmd_agents_list(storage: Storage, args) -> int:
+    agents = await storage.store.list_agents()
+    rows = [{"id": a.id, "name": a.name, "skills": a.skills, "queues": sorted(a.queues),
+             "capacity": {c.value: n for c, n in a.capacity.items()},
+             "channels": sorted(c.value for c in a.channels)} for a in agents]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for r in rows:
+            skills = ",".join(f"{k}={v}" for k, v in sorted(r["skills"].items()))
+            print(f"{r['id']:<16} {r['name']:<20} queues={','.join(r['queues'])} "
+                  f"skills={skills} capacity={r['capacity']}")
+    return 0
+
+
+async def cmd_queues_add(storage: Storage, args) -> int:
+    queue = Queue(
+        name=args.name,
+        requirement=parse_levels(args.requires or ""),
+        steps=tuple(parse_step(s) for s in args.step or ()),
+        mode=Mode(args.mode),
+        agent_choice=AgentChoice(args.choice),
+        priority=args.priority,
+        calendar=args.calendar,
+        deadline_rule=args.deadline,
+    )
+    if args.deadline:
+        parse_rule(args.deadline)
+    if args.sl_target:
+        queue.sl_target.update(parse_channels(args.sl_target))
+    if args.offer_timeout:
+        queue.offer_timeout.update(parse_channels(args.offer_timeout))
+    if args.wrap_up is not None:
+        queue.wrap_up_seconds = args.wrap_up
+    await storage.store.put_queue(queue)
+    print(f"queue {queue.name} saved")
+    return 0
+
+
+async def cmd_queues_list(storage: Storage, args) -> int:
+    queues = await storage.store.list_queues()
+    rows = [{"name": q.name, "requirement": q.requirement, "mode": q.mode.value,
+             "agent_choice": q.agent_choice.value, "priority": q.priority,
+             "steps": [{"after_seconds": s.after_seconds, "requirement": dict(s.requirement)}
+                       for s in q.steps],
+             "deadline_rule": q.deadline_rule, "calendar": q.calendar} for q in queues]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for r in rows:
+            print(f"{r['name']:<16} {r['mode']:<5} {r['agent_choice']:<14} "
+                  f"requires={r['requirement']} steps={len(r['steps'])} "
+                  f"deadline={r['deadline_rule'] or '-'}")
+    return 0
+
+
+async def cmd_tasks_list(storage: Storage, args) -> int:
+    tasks = await storage.store.list_tasks(args.state, args.queue, args.limit)
+    rows = [{"id": t.id, "channel": t.channel, "queue": t.queue, "state": t.state,
+             "customer": t.customer_id, "created_at": when(t.created_at),
+             "deadline": when(t.deadline), "agent": t.agent_id, "priority": t.priority}
+            for t in tasks]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for r in rows:
+            print(f"{r['id']}  {r['channel']:<5} {r['queue']:<12} {r['state']:<10} "
+                  f"{r['created_at']}  agent={r['agent'] or '-'}")
+    return 0

@@ -1,0 +1,46 @@
+"""`switchboard serve`: start the dispatcher on the reactor until SIGINT/SIGTERM.
+
+Refuses to start on a stale schema (and says which command upgrades it); stops cleanly: timers
+cancelled, pending commits drained, threads joined.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sys
+
+from .app import App, StaleSchema
+from .config import Config
+from .http import build_site
+from .logs import route_twisted_logs
+
+log = logging.getLogger(__name__)
+
+
+def serve(config: Config, url: str) -> int:
+    from twisted.internet import reactor
+
+    config = dataclasses.replace(config, database=dataclasses.replace(config.database, url=url))
+    app = App(config, reactor)
+    status = {"code": 0}
+    route_twisted_logs()
+
+    def started(_):
+        site, _root = build_site(app.router)
+        port = reactor.listenTCP(config.server.http_port, site, interface=config.server.host)
+        log.info("switchboard serving on http://%s:%d/ (database %s)", config.server.host,
+                 port.getHost().port, app.storage.engine.url.render_as_string())
+        reactor.addSystemEventTrigger("before", "shutdown", app.stop)
+
+    def failed(failure):
+        status["code"] = 1
+        if failure.check(StaleSchema):
+            print(f"switchboard: {failure.value}", file=sys.stderr)
+        else:
+            log.error("could not start: %s", failure.getTraceback())
+        reactor.stop()
+
+    reactor.callWhenRunning(lambda: app.start().addCallbacks(started, failed))
+    reactor.run()
+    return status["code"]
