@@ -8,12 +8,16 @@ database and re-arms every timer.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import uuid
 from typing import Any
 
 from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.task import LoopingCall
 
+from dispatcher.aio import to_deferred
+from dispatcher.bus.lock import LeaderLock
 from dispatcher.domain.deadlines import BusinessCalendar
 from dispatcher.domain.routing import Router
 from dispatcher.service.assignment import Assignment
@@ -30,6 +34,8 @@ from .config import Config
 
 log = logging.getLogger(__name__)
 
+LEADER_RENEWALS_PER_TTL = 3
+
 
 class StaleSchema(Exception):
     def __init__(self, status: schema.SchemaStatus) -> None:
@@ -37,6 +43,10 @@ class StaleSchema(Exception):
             f"the database schema is at {status.current or 'nothing'}, this version needs "
             f"{status.head}; {schema.STALE_SCHEMA_HINT}"
         )
+
+
+class NotLeader(Exception):
+    """Another router already runs on this deployment (it holds the leader lock)."""
 
 
 class Storage:
@@ -72,6 +82,8 @@ class App:
         self.intake = Intake(self.assignment, self.store, reactor)
         self.sessions = Sessions(self.assignment)
         self.queries = Queries(self.router, self.store)
+        self.lock: LeaderLock | None = None
+        self._renewal: LoopingCall | None = None
 
     def start(self) -> Deferred[None]:
         return ensureDeferred(self._start())
@@ -80,6 +92,8 @@ class App:
         status = self.storage.check()
         if not status.ok:
             raise StaleSchema(status)
+        if self.config.bus.redis_url:
+            await self._lead()
         self.storage.start()
         state = await self.store.load_state()
         self.intake.calendars = {
@@ -90,6 +104,36 @@ class App:
         log.info("router rebuilt: %d queues, %d agents, %d open tasks",
                  len(state.queues), len(state.agents), len(state.open_tasks))
 
+    async def _lead(self) -> None:
+        """Take the leader lock (one router per database) and keep renewing it; losing it stops
+        the process rather than letting two routers offer the same task."""
+        from redis.asyncio import Redis
+
+        name = hashlib.sha256(self.config.database.url.encode()).hexdigest()[:16]
+        client = Redis.from_url(self.config.bus.redis_url)
+        self.lock = LeaderLock(client, name, self.config.bus.leader_ttl)
+        if not await to_deferred(self.lock.acquire()):
+            raise NotLeader("another router holds the leader lock for this database")
+        self._renewal = LoopingCall(self._renew)
+        self._renewal.clock = self.reactor
+        self._renewal.start(self.config.bus.leader_ttl / LEADER_RENEWALS_PER_TTL, now=False)
+
+    def _renew(self) -> Deferred[None]:
+        def checked(held: bool) -> None:
+            if not held:
+                log.critical("leader lock lost: stopping so that no two routers run")
+                self.reactor.stop()
+
+        return to_deferred(self.lock.renew()).addCallback(checked)
+
     def stop(self) -> Deferred[None]:
         self.assignment.stop()
-        return ensureDeferred(self.storage.stop())
+        return ensureDeferred(self._stop())
+
+    async def _stop(self) -> None:
+        await self.storage.stop()
+        if self.lock is not None:
+            if self._renewal is not None and self._renewal.running:
+                self._renewal.stop()
+            await to_deferred(self.lock.release())
+            await to_deferred(self.lock.client.aclose())

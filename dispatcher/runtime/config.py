@@ -38,6 +38,12 @@ class ServerConfig:
 
 
 @dataclass(frozen=True)
+class BusConfig:
+    redis_url: str = ""  # empty: single node, no leader lock
+    leader_ttl: float = 10.0
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: str = "INFO"
     format: str = "text"  # text | json
@@ -48,6 +54,7 @@ class Config:
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    bus: BusConfig = field(default_factory=BusConfig)
 
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -134,6 +141,8 @@ def load(path: str | os.PathLike | None = None, env: Mapping[str, str] | None = 
         problems.append(f"[log] format: one of {', '.join(LOG_FORMATS)}")
     if not 0 <= config.server.http_port <= 65535:
         problems.append("[server] http_port: 0-65535")
+    if config.bus.leader_ttl <= 0:
+        problems.append("[bus] leader_ttl: must be > 0 seconds")
     if problems:
         raise ConfigError(problems)
     return config

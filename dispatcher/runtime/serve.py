@@ -10,7 +10,7 @@ import dataclasses
 import logging
 import sys
 
-from .app import App, StaleSchema
+from .app import App, NotLeader, StaleSchema
 from .config import Config
 from .http import build_site
 from .logs import route_twisted_logs
@@ -35,7 +35,7 @@ def serve(config: Config, url: str) -> int:
 
     def failed(failure):
         status["code"] = 1
-        if failure.check(StaleSchema):
+        if failure.check(StaleSchema, NotLeader):
             print(f"switchboard: {failure.value}", file=sys.stderr)
         else:
             log.error("could not start: %s", failure.getTraceback())
