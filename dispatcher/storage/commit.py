@@ -1,0 +1,169 @@
+"""Group commit: the writes of one reactor turn share one transaction, so durable throughput is
+not one fsync per decision.
+
+Sits under `dispatcher.storage`, between `SqlStore` and `Pool`. `GroupCommit.run(thd_fn, *args)`
+queues a call and returns a Deferred. What it promises:
+
+- Every call made during one reactor turn goes into one transaction, flushed at the end of the
+  turn (`reactor.callLater(0, ...)`); calls that arrive while that transaction is in flight go
+  together into the next one, started as soon as it commits. One batch is in flight at a time.
+- Each call's Deferred fires with its own result only after its transaction committed.
+- Calls run in the order they were made; none is lost. At reactor shutdown the queue is drained
+  first (a "before shutdown" trigger), so the pool's threads stop only once it is empty.
+- When a batch raises, it is rolled back and each call is re-run alone, in order, in its own
+  transaction: only the faulty call errbacks (the batch failure is logged).
+
+A one-argument `thd_` function marked with `@mergeable(many)` is run, for a run of consecutive
+calls of it in one batch, as a single `many(conn, [arg, ...]) -> [result, ...]`, which must have
+the same effect as the calls one after the other; so a batch can use one lookup and one
+executemany per table instead of a round trip per call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+import sqlalchemy as sa
+from twisted.internet.defer import Deferred, succeed
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+F = TypeVar("F", bound=Callable[..., Any])
+Call = tuple[Callable[..., Any], tuple[Any, ...]]
+
+END_OF_TURN = 0  # callLater delay: after everything already queued in this reactor turn
+
+log = Logger()
+
+
+class Runner(Protocol):
+    """What group commit needs from `Pool`."""
+
+    def run(self, thd_fn: Callable[..., Any], *args: Any) -> Deferred[Any]: ...
+
+
+def mergeable(many: Callable[[sa.Connection, list[Any]], list[Any]]) -> Callable[[F], F]:
+    """Mark a one-argument `thd_` function: consecutive calls of it in a batch run as
+    `many(conn, [arg, ...])`, which returns one result per argument, in order."""
+
+    def mark(fn: F) -> F:
+        fn.many = many  # type: ignore[attr-defined]
+        return fn
+
+    return mark
+
+
+def thd_batch(conn: sa.Connection, calls: Sequence[Call]) -> list[Any]:
+    """Run `calls` in order on one connection (one transaction); return their results."""
+    results: list[Any] = []
+    i = 0
+    while i < len(calls):
+        fn, args = calls[i]
+        many = getattr(fn, "many", None)
+        if many is None:
+            results.append(fn(conn, *args))
+            i += 1
+            continue
+        j = i + 1
+        while j < len(calls) and calls[j][0] is fn:
+            j += 1
+        merged = many(conn, [args[0] for _, args in calls[i:j]])
+        if len(merged) != j - i:
+            raise RuntimeError(f"{fn.__name__}.many gave {len(merged)} results for {j - i} calls")
+        results.extend(merged)
+        i = j
+    return results
+
+
+@dataclass(slots=True)
+class _Queued:
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    done: Deferred[Any]
+
+
+class GroupCommit:
+    def __init__(self, pool: Runner, reactor: Any) -> None:
+        self._pool = pool
+        self._reactor = reactor
+        self._pending: list[_Queued] = []
+        self._scheduled = False
+        self._in_flight = False
+        self._idle_waiters: list[Deferred[None]] = []
+        # For tests and benchmarks: transactions committed, and calls committed in them.
+        self.commits = 0
+        self.calls = 0
+        reactor.addSystemEventTrigger("before", "shutdown", self.drain)
+
+    def run(self, thd_fn: Callable[..., Any], *args: Any) -> Deferred[Any]:
+        """Queue `thd_fn(conn, *args)`; fire with its result once its batch committed."""
+        queued = _Queued(thd_fn, args, Deferred())
+        self._pending.append(queued)
+        if not self._in_flight and not self._scheduled:
+            self._scheduled = True
+            self._reactor.callLater(END_OF_TURN, self._flush)
+        return queued.done
+
+    @property
+    def idle(self) -> bool:
+        return not (self._pending or self._in_flight)
+
+    def drain(self) -> Deferred[None]:
+        """Fire once every call queued so far, and any queued meanwhile, has settled."""
+        if self.idle:
+            return succeed(None)
+        waiter: Deferred[None] = Deferred()
+        self._idle_waiters.append(waiter)
+        return waiter
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        if self._in_flight or not self._pending:
+            return
+        batch, self._pending = self._pending, []
+        self._in_flight = True
+        d = self._pool.run(thd_batch, [(q.fn, q.args) for q in batch])
+        d.addCallbacks(self._committed, self._batch_failed, (batch,), None, (batch,))
+        d.addBoth(self._settled)
+
+    def _committed(self, results: list[Any], batch: list[_Queued]) -> None:
+        self.commits += 1
+        self.calls += len(batch)
+        for queued, result in zip(batch, results, strict=True):
+            queued.done.callback(result)
+
+    def _batch_failed(self, failure: Failure, batch: list[_Queued]) -> Deferred[None] | None:
+        if len(batch) == 1:
+            batch[0].done.errback(failure)
+            return None
+        log.failure(
+            "group commit of {count} calls failed; re-running each alone", failure, count=len(batch)
+        )
+        d: Deferred[None] = succeed(None)
+        for queued in batch:
+            d.addCallback(self._run_alone, queued)
+        return d
+
+    def _run_alone(self, _: None, queued: _Queued) -> Deferred[None]:
+        return self._pool.run(queued.fn, *queued.args).addBoth(self._settle_alone, queued)
+
+    def _settle_alone(self, outcome: Any, queued: _Queued) -> None:
+        if isinstance(outcome, Failure):
+            queued.done.errback(outcome)
+            return
+        self.commits += 1
+        self.calls += 1
+        queued.done.callback(outcome)
+
+    def _settled(self, outcome: Any) -> None:
+        self._in_flight = False
+        if isinstance(outcome, Failure):  # a bug here, not in a call: say so loudly
+            log.failure("group commit bookkeeping failed", outcome)
+        if self._pending:
+            self._flush()
+            return
+        waiters, self._idle_waiters = self._idle_waiters, []
+        for waiter in waiters:
+            waiter.callback(None)

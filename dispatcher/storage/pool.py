@@ -1,0 +1,81 @@
+"""Run database work off the reactor thread: `Pool.run(thd_fn, *args) -> Deferred`.
+
+Sits under `dispatcher.storage` (buildbot's `db/pool.py` pattern). Every call runs
+`thd_fn(conn, *args)` in a Twisted `ThreadPool`, inside exactly one transaction
+(`engine.begin()`): committed when `thd_fn` returns, rolled back when it raises. The Deferred fires
+in the reactor thread with what `thd_fn` returned, which must be plain values or dataclasses,
+never a `Row` or a `Result` (they would be read from the wrong thread after the connection went
+back to the pool); returning one is a `TypeError`.
+
+SQLite gets one thread (it has a single writer; more threads would only queue on its lock);
+PostgreSQL gets a few. The pool starts when the reactor runs and stops at its shutdown; tests and
+commands without a running reactor call `start()` and `stop()` themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from twisted.internet import threads
+from twisted.internet.defer import Deferred
+from twisted.python.threadpool import ThreadPool
+
+from .engine import POSTGRES_POOL_SIZE, is_sqlite
+
+T = TypeVar("T")
+
+SQLITE_THREADS = 1
+POSTGRES_THREADS = min(4, POSTGRES_POOL_SIZE)
+
+
+class Pool:
+    def __init__(self, engine: sa.Engine, reactor: Any, threads: int | None = None) -> None:
+        self.engine = engine
+        self._reactor = reactor
+        if threads is None:
+            threads = SQLITE_THREADS if is_sqlite(engine) else POSTGRES_THREADS
+        self._threads = ThreadPool(minthreads=1, maxthreads=threads, name="switchboard-db")
+        self._shutdown_trigger: Any = None
+        reactor.callWhenRunning(self.start)
+
+    @property
+    def running(self) -> bool:
+        return bool(self._threads.started)
+
+    def start(self) -> None:
+        """Start the threads (idempotent); they stop at reactor shutdown or on `stop()`."""
+        if self._threads.started:
+            return
+        self._threads.start()
+        self._shutdown_trigger = self._reactor.addSystemEventTrigger(
+            "during", "shutdown", self._stop_at_shutdown
+        )
+
+    def stop(self) -> None:
+        """Finish the queued work and join the threads (idempotent)."""
+        if self._shutdown_trigger is not None:
+            self._reactor.removeSystemEventTrigger(self._shutdown_trigger)
+            self._shutdown_trigger = None
+        self._stop_at_shutdown()
+
+    def _stop_at_shutdown(self) -> None:
+        self._shutdown_trigger = None
+        if self._threads.started:
+            self._threads.stop()
+
+    def run(self, thd_fn: Callable[..., T], *args: Any) -> Deferred[T]:
+        """Run `thd_fn(conn, *args)` in one transaction on a pool thread."""
+        return threads.deferToThreadPool(
+            self._reactor, self._threads, self.run_in_thread, thd_fn, *args
+        )
+
+    def run_in_thread(self, thd_fn: Callable[..., T], *args: Any) -> T:
+        """The body of `run`, in the calling thread: for pool threads and for commands that have
+        no reactor (never from the reactor thread: it blocks)."""
+        with self.engine.begin() as conn:
+            result = thd_fn(conn, *args)
+            if isinstance(result, (sa.Row, sa.Result)):  # roll back: a programming error
+                raise TypeError(f"{thd_fn.__name__} returned a {type(result).__name__}")
+        return result

@@ -1,0 +1,218 @@
+"""Conversions between domain objects and table rows (plain dicts), both ways.
+
+Sits under `dispatcher.storage`, used by `sql.py`. The `*_row` functions run in the reactor thread
+at call time: they snapshot what the caller handed over (callers keep mutating their Task
+objects while the write waits for its batch), so nothing the database thread reads is shared.
+The `*_from_row` functions run in the database thread and build fresh domain objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from dispatcher.domain.agents import Agent
+from dispatcher.domain.events import Event
+from dispatcher.domain.queues import AgentChoice, EscalationStep, Mode, Queue
+from dispatcher.domain.tasks import Channel, Task, TaskState
+from dispatcher.service.ports import Calendar, OutboxItem, StoredEvent, TaskSummary
+
+Row = dict[str, Any]
+
+# Defaults of the query methods of `ports.Store`, shared by both stores.
+DEFAULT_LIST_LIMIT = 1000
+DEFAULT_HISTORY_LIMIT = 50
+
+
+def snapshot(value: Any) -> Any:
+    """A copy of a JSON-like value that shares no container with it (tuples become lists, as
+    they would after a trip through JSON)."""
+    if isinstance(value, Mapping):
+        return {k: snapshot(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [snapshot(v) for v in value]
+    return value
+
+
+def _channels(mapping: Mapping[Any, float]) -> dict[str, float]:
+    return {Channel(k).value: v for k, v in mapping.items()}
+
+
+# --- tasks -----------------------------------------------------------------------------------
+
+
+def task_row(task: Task) -> Row:
+    return {
+        "id": task.id,
+        "channel": Channel(task.channel).value,
+        "queue": task.queue,
+        "customer_id": task.customer_id,
+        "created_at": task.created_at,
+        "base_skills": dict(task.base_skills),
+        "priority": task.priority,
+        "deadline": task.deadline,
+        "attributes": snapshot(task.attributes),
+        "state": TaskState(task.state).value,
+        "step": task.step,
+        "required_skills": dict(task.required_skills),
+        "agent_id": task.agent_id,
+        "offer_id": task.offer_id,
+        "offer_expires_at": task.offer_expires_at,
+        "step_started_at": task.step_started_at,
+        "updated_at": task.updated_at,
+    }
+
+
+def task_from_row(r: Any) -> Task:
+    task = Task(
+        id=r.id,
+        channel=Channel(r.channel),
+        queue=r.queue,
+        customer_id=r.customer_id,
+        created_at=r.created_at,
+        base_skills=dict(r.base_skills),
+        priority=r.priority,
+        deadline=r.deadline,
+        attributes=r.attributes,
+        state=TaskState(r.state),
+        step=r.step,
+        agent_id=r.agent_id,
+        offer_id=r.offer_id,
+        offer_expires_at=r.offer_expires_at,
+        step_started_at=r.step_started_at,
+        updated_at=r.updated_at,
+    )
+    # Set after construction: Task.__post_init__ would replace an empty requirement (every skill
+    # dropped by an escalation step) with base_skills.
+    task.required_skills = dict(r.required_skills)
+    return task
+
+
+def summary_from_row(r: Any) -> TaskSummary:
+    return TaskSummary(
+        id=r.id,
+        channel=r.channel,
+        queue=r.queue,
+        state=r.state,
+        customer_id=r.customer_id,
+        created_at=r.created_at,
+        deadline=r.deadline,
+        agent_id=r.agent_id,
+        priority=r.priority,
+    )
+
+
+# --- events and the outbox -------------------------------------------------------------------
+
+
+def event_row(event: Event) -> Row:
+    return {
+        "task_id": event.task_id,
+        "agent_id": event.agent_id,
+        "kind": event.kind,
+        "at": event.at,
+        "actor": event.actor,
+        "data": snapshot(event.data),
+    }
+
+
+def stored_event_from_row(r: Any) -> StoredEvent:
+    return StoredEvent(
+        id=r.id,
+        kind=r.kind,
+        at=r.at,
+        task_id=r.task_id,
+        agent_id=r.agent_id,
+        actor=r.actor,
+        data=r.data,
+    )
+
+
+def outbox_row(item: OutboxItem) -> Row:
+    return {
+        "kind": item.kind,
+        "task_id": item.task_id,
+        "payload": snapshot(item.payload),
+        "created_at": item.created_at,
+        "next_attempt_at": item.created_at,  # due at once
+    }
+
+
+# --- configuration ---------------------------------------------------------------------------
+
+
+def queue_row(queue: Queue) -> Row:
+    return {
+        "name": queue.name,
+        "requirement": dict(queue.requirement),
+        "steps": [
+            {"after_seconds": s.after_seconds, "requirement": dict(s.requirement)}
+            for s in queue.steps
+        ],
+        "mode": Mode(queue.mode).value,
+        "agent_choice": AgentChoice(queue.agent_choice).value,
+        "priority": queue.priority,
+        "sl_target": _channels(queue.sl_target),
+        "sl_share": queue.sl_share,
+        "offer_timeout": _channels(queue.offer_timeout),
+        "wrap_up_seconds": queue.wrap_up_seconds,
+        "calendar": queue.calendar,
+        "deadline_rule": queue.deadline_rule,
+    }
+
+
+def queue_from_row(r: Any) -> Queue:
+    return Queue(
+        name=r.name,
+        requirement=dict(r.requirement),
+        steps=tuple(EscalationStep(s["after_seconds"], s["requirement"]) for s in r.steps),
+        mode=Mode(r.mode),
+        agent_choice=AgentChoice(r.agent_choice),
+        priority=r.priority,
+        sl_target={Channel(k): v for k, v in r.sl_target.items()},
+        sl_share=r.sl_share,
+        offer_timeout={Channel(k): v for k, v in r.offer_timeout.items()},
+        wrap_up_seconds=r.wrap_up_seconds,
+        calendar=r.calendar,
+        deadline_rule=r.deadline_rule,
+    )
+
+
+def agent_rows(agent: Agent, now: float) -> tuple[Row, list[Row], list[Row]]:
+    """The agents row (a capacity the agent lacks is stored as 0, which is what it means), its
+    agent_skills rows and its agent_queues rows. Presence is not stored."""
+    row = {
+        "id": agent.id,
+        "name": agent.name,
+        "capacity_email": agent.capacity.get(Channel.EMAIL, 0),
+        "capacity_phone": agent.capacity.get(Channel.PHONE, 0),
+        "channels": sorted(Channel(c).value for c in agent.channels),
+        "created_at": now,
+    }
+    skills = [{"agent_id": agent.id, "skill": s, "level": lv} for s, lv in agent.skills.items()]
+    queues = [{"agent_id": agent.id, "queue": q} for q in sorted(agent.queues)]
+    return row, skills, queues
+
+
+def agent_from_rows(r: Any, skills: dict[str, int], queues: set[str]) -> Agent:
+    return Agent(
+        id=r.id,
+        name=r.name,
+        skills=skills,
+        queues=queues,
+        capacity={Channel.EMAIL: r.capacity_email, Channel.PHONE: r.capacity_phone},
+        channels={Channel(c) for c in r.channels},
+    )
+
+
+def calendar_row(calendar: Calendar) -> Row:
+    return {
+        "name": calendar.name,
+        "timezone": calendar.timezone,
+        "hours": snapshot(calendar.hours),
+        "holidays": list(calendar.holidays),
+    }
+
+
+def calendar_from_row(r: Any) -> Calendar:
+    return Calendar(name=r.name, timezone=r.timezone, hours=r.hours, holidays=tuple(r.holidays))

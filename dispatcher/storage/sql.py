@@ -1,0 +1,434 @@
+"""`SqlStore`: the `dispatcher.service.ports.Store` port on SQLite or PostgreSQL, through
+SQLAlchemy Core on a thread pool (buildbot's `db/` pattern).
+
+Sits under `dispatcher.storage`; the runtime builds it from a `Pool` and a `GroupCommit`. The
+writes of intake and routing (`create_task`, `record`) go through the group commit: their
+Deferreds fire after the commit that holds them, and the calls of one reactor turn share one
+transaction. Configuration writes and reads run in a transaction of their own on the pool.
+
+The database work is done by the module-level `thd_*` functions: each takes a Connection and
+plain values (rows snapshotted in the reactor thread by `rows.py`) and returns plain values or
+dataclasses. A batch of intakes costs one duplicate check, one identity lookup per chunk and one
+executemany per table, whatever its size.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from twisted.internet.defer import Deferred
+
+from dispatcher.domain.agents import Agent
+from dispatcher.domain.errors import DuplicateTask
+from dispatcher.domain.events import Event
+from dispatcher.domain.queues import Queue
+from dispatcher.domain.tasks import FINAL_STATES, Task
+from dispatcher.service.ports import (
+    Calendar,
+    Changes,
+    Customer,
+    Identity,
+    State,
+    StoredEvent,
+    TaskSummary,
+)
+
+from . import rows as r
+from . import tables as t
+from .commit import GroupCommit, mergeable
+from .pool import Pool
+
+# Values per `IN (...)` lookup: well under SQLite's bound-parameter limit.
+IN_CHUNK = 500
+FINAL = sorted(s.value for s in FINAL_STATES)
+
+
+@dataclass(slots=True)
+class Intake:
+    """One `create_task` call, snapshotted: the task row (its customer_id is decided in the
+    database thread), the identity as (kind, value), and the event rows."""
+
+    task: r.Row
+    identity: tuple[str, str] | None
+    customer_name: str
+    events: list[r.Row]
+
+
+@dataclass(slots=True)
+class ChangeRows:
+    """One `record` call, snapshotted."""
+
+    tasks: list[r.Row] = field(default_factory=list)
+    events: list[r.Row] = field(default_factory=list)
+    declines: list[r.Row] = field(default_factory=list)
+    outbox: list[r.Row] = field(default_factory=list)
+
+
+def new_customer_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _chunks(items: Sequence[Any], size: int = IN_CHUNK) -> Iterable[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+# --- statements, built once per dialect --------------------------------------------------------
+
+
+def _dialect_insert(dialect: str) -> Callable[[sa.Table], Any]:
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:
+        raise NotImplementedError(f"SqlStore supports SQLite and PostgreSQL, not {dialect}")
+    return insert
+
+
+@functools.cache
+def _upsert(dialect: str, table: sa.Table, keep: tuple[str, ...] = ()) -> Any:
+    """INSERT ... ON CONFLICT (primary key) DO UPDATE every other column except `keep`."""
+    stmt = _dialect_insert(dialect)(table)
+    keys = [c.name for c in table.primary_key.columns]
+    update = {
+        c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys + list(keep)
+    }
+    return stmt.on_conflict_do_update(index_elements=keys, set_=update)
+
+
+@functools.cache
+def _insert_ignore(dialect: str, table: sa.Table) -> Any:
+    return _dialect_insert(dialect)(table).on_conflict_do_nothing()
+
+
+_EXISTING_TASKS = sa.select(t.tasks.c.id).where(
+    t.tasks.c.id.in_(sa.bindparam("ids", expanding=True))
+)
+# One kind per query: `value IN (...)` becomes a single index probe (`= ANY(array)`) on
+# PostgreSQL, where a row-value `(kind, value) IN (...)` is planned as hundreds of ORs.
+_KNOWN_IDENTITIES = sa.select(
+    t.customer_identities.c.value, t.customer_identities.c.customer_id
+).where(
+    t.customer_identities.c.kind == sa.bindparam("kind"),
+    t.customer_identities.c.value.in_(sa.bindparam("values", expanding=True)),
+)
+
+
+@functools.cache
+def _plain_insert(table: sa.Table) -> sa.Insert:
+    return table.insert()
+
+
+def _insert(conn: sa.Connection, table: sa.Table, rows: list[r.Row]) -> None:
+    if rows:
+        conn.execute(_plain_insert(table), rows)
+
+
+# --- intake ------------------------------------------------------------------------------------
+
+
+def thd_create_tasks(conn: sa.Connection, intakes: Sequence[Intake]) -> list[str]:
+    """Store each intake in order, as `create_task` promises; return the customer ids."""
+    _refuse_duplicates(conn, [i.task["id"] for i in intakes])
+    known = _known_identities(conn, {i.identity for i in intakes if i.identity is not None})
+    customers: list[r.Row] = []
+    identities: list[r.Row] = []
+    task_rows: list[r.Row] = []
+    events: list[r.Row] = []
+    result: list[str] = []
+    for intake in intakes:
+        customer_id = known.get(intake.identity) if intake.identity is not None else None
+        if customer_id is None:
+            customer_id = new_customer_id()
+            created = intake.task["created_at"]
+            customers.append(
+                {"id": customer_id, "name": intake.customer_name, "created_at": created}
+            )
+            if intake.identity is not None:
+                kind, value = intake.identity
+                identities.append({"kind": kind, "value": value, "customer_id": customer_id})
+                known[intake.identity] = customer_id
+        task_rows.append({**intake.task, "customer_id": customer_id})
+        events.extend(intake.events)
+        result.append(customer_id)
+    _insert(conn, t.customers, customers)
+    _insert(conn, t.customer_identities, identities)
+    _insert(conn, t.tasks, task_rows)
+    _insert_events(conn, events)
+    return result
+
+
+@mergeable(thd_create_tasks)
+def thd_create_task(conn: sa.Connection, intake: Intake) -> str:
+    return thd_create_tasks(conn, [intake])[0]
+
+
+def _refuse_duplicates(conn: sa.Connection, ids: list[str]) -> None:
+    seen: set[str] = set()
+    for task_id in ids:
+        if task_id in seen:
+            raise DuplicateTask(task_id)
+        seen.add(task_id)
+    for chunk in _chunks(ids):
+        existing = conn.execute(_EXISTING_TASKS, {"ids": list(chunk)}).scalars().first()
+        if existing is not None:
+            raise DuplicateTask(existing)
+
+
+def _known_identities(
+    conn: sa.Connection, pairs: set[tuple[str, str]]
+) -> dict[tuple[str, str] | None, str]:
+    by_kind: dict[str, list[str]] = {}
+    for kind, value in sorted(pairs):
+        by_kind.setdefault(kind, []).append(value)
+    known: dict[tuple[str, str] | None, str] = {}
+    for kind, values in by_kind.items():
+        for chunk in _chunks(values):
+            params = {"kind": kind, "values": list(chunk)}
+            for value, customer_id in conn.execute(_KNOWN_IDENTITIES, params):
+                known[(kind, value)] = customer_id
+    return known
+
+
+# --- state changes -----------------------------------------------------------------------------
+
+
+def thd_record_many(conn: sa.Connection, batch: Sequence[ChangeRows]) -> list[None]:
+    """Apply each batch of changes in order: the last snapshot of a task wins, events keep
+    their order, declines are remembered once."""
+    latest: dict[str, r.Row] = {}
+    declines: dict[tuple[str, str], r.Row] = {}
+    events: list[r.Row] = []
+    outbox: list[r.Row] = []
+    for changes in batch:
+        for row in changes.tasks:
+            latest.pop(row["id"], None)
+            latest[row["id"]] = row
+        for row in changes.declines:
+            declines.setdefault((row["task_id"], row["agent_id"]), row)
+        events.extend(changes.events)
+        outbox.extend(changes.outbox)
+    dialect = conn.dialect.name
+    if latest:
+        conn.execute(_upsert(dialect, t.tasks), list(latest.values()))
+    if declines:
+        conn.execute(_insert_ignore(dialect, t.task_declines), list(declines.values()))
+    _insert_events(conn, events)
+    _insert(conn, t.outbox, outbox)
+    return [None] * len(batch)
+
+
+@mergeable(thd_record_many)
+def thd_record(conn: sa.Connection, changes: ChangeRows) -> None:
+    thd_record_many(conn, [changes])
+
+
+def _insert_events(conn: sa.Connection, events: list[r.Row]) -> None:
+    _insert(conn, t.task_events, [e for e in events if e["task_id"] is not None])
+    _insert(conn, t.agent_events, [e for e in events if e["task_id"] is None])
+
+
+# --- configuration -----------------------------------------------------------------------------
+
+
+def thd_put_queue(conn: sa.Connection, row: r.Row) -> None:
+    conn.execute(_upsert(conn.dialect.name, t.queues), [row])
+
+
+def thd_put_calendar(conn: sa.Connection, row: r.Row) -> None:
+    conn.execute(_upsert(conn.dialect.name, t.calendars), [row])
+
+
+def thd_put_agent(
+    conn: sa.Connection, row: r.Row, skills: list[r.Row], queues: list[r.Row]
+) -> None:
+    conn.execute(_upsert(conn.dialect.name, t.agents, ("created_at",)), [row])
+    conn.execute(t.agent_skills.delete().where(t.agent_skills.c.agent_id == row["id"]))
+    conn.execute(t.agent_queues.delete().where(t.agent_queues.c.agent_id == row["id"]))
+    _insert(conn, t.agent_skills, skills)
+    _insert(conn, t.agent_queues, queues)
+
+
+def thd_list_queues(conn: sa.Connection) -> list[Queue]:
+    result = conn.execute(sa.select(t.queues).order_by(t.queues.c.name))
+    return [r.queue_from_row(row) for row in result]
+
+
+def thd_list_agents(conn: sa.Connection) -> list[Agent]:
+    skills: dict[str, dict[str, int]] = {}
+    for agent_id, skill, level in conn.execute(sa.select(t.agent_skills)):
+        skills.setdefault(agent_id, {})[skill] = level
+    queues: dict[str, set[str]] = {}
+    for agent_id, queue in conn.execute(sa.select(t.agent_queues)):
+        queues.setdefault(agent_id, set()).add(queue)
+    result = conn.execute(sa.select(t.agents).order_by(t.agents.c.id))
+    return [
+        r.agent_from_rows(row, skills.get(row.id, {}), queues.get(row.id, set())) for row in result
+    ]
+
+
+def thd_list_calendars(conn: sa.Connection) -> list[Calendar]:
+    result = conn.execute(sa.select(t.calendars).order_by(t.calendars.c.name))
+    return [r.calendar_from_row(row) for row in result]
+
+
+# --- start-up ----------------------------------------------------------------------------------
+
+
+def thd_open_tasks(conn: sa.Connection) -> list[Task]:
+    result = conn.execute(sa.select(t.tasks).where(t.tasks.c.state.not_in(FINAL)))
+    return [r.task_from_row(row) for row in result]
+
+
+def thd_open_declines(conn: sa.Connection) -> list[tuple[str, str]]:
+    d, k = t.task_declines, t.tasks
+    query = (
+        sa.select(d.c.task_id, d.c.agent_id)
+        .join(k, k.c.id == d.c.task_id)
+        .where(k.c.state.not_in(FINAL))
+    )
+    return [(task_id, agent_id) for task_id, agent_id in conn.execute(query)]
+
+
+def thd_load_state(conn: sa.Connection) -> State:
+    return State(
+        queues=thd_list_queues(conn),
+        agents=thd_list_agents(conn),
+        open_tasks=thd_open_tasks(conn),
+        declines=thd_open_declines(conn),
+        calendars=thd_list_calendars(conn),
+    )
+
+
+# --- queries -----------------------------------------------------------------------------------
+
+
+def thd_get_customer(conn: sa.Connection, customer_id: str) -> Customer | None:
+    row = conn.execute(sa.select(t.customers).where(t.customers.c.id == customer_id)).first()
+    if row is None:
+        return None
+    ids = t.customer_identities
+    query = (
+        sa.select(ids.c.kind, ids.c.value)
+        .where(ids.c.customer_id == customer_id)
+        .order_by(ids.c.kind, ids.c.value)
+    )
+    identities = tuple(Identity(kind, value) for kind, value in conn.execute(query))
+    return Customer(id=row.id, name=row.name, created_at=row.created_at, identities=identities)
+
+
+def thd_find_customer(conn: sa.Connection, kind: str, value: str) -> Customer | None:
+    ids = t.customer_identities
+    query = sa.select(ids.c.customer_id).where(ids.c.kind == kind, ids.c.value == value)
+    customer_id = conn.execute(query).scalar()
+    return None if customer_id is None else thd_get_customer(conn, customer_id)
+
+
+def thd_list_tasks(
+    conn: sa.Connection, state: str | None, queue: str | None, limit: int
+) -> list[TaskSummary]:
+    query = sa.select(t.tasks).order_by(t.tasks.c.created_at, t.tasks.c.id).limit(limit)
+    if state is not None:
+        query = query.where(t.tasks.c.state == state)
+    if queue is not None:
+        query = query.where(t.tasks.c.queue == queue)
+    return [r.summary_from_row(row) for row in conn.execute(query)]
+
+
+def thd_customer_tasks(conn: sa.Connection, customer_id: str, limit: int) -> list[TaskSummary]:
+    query = (
+        sa.select(t.tasks)
+        .where(t.tasks.c.customer_id == customer_id)
+        .order_by(t.tasks.c.created_at.desc(), t.tasks.c.id.desc())
+        .limit(limit)
+    )
+    return [r.summary_from_row(row) for row in conn.execute(query)]
+
+
+def thd_task_events(conn: sa.Connection, task_id: str) -> list[StoredEvent]:
+    e = t.task_events
+    query = sa.select(e).where(e.c.task_id == task_id).order_by(e.c.id)
+    return [r.stored_event_from_row(row) for row in conn.execute(query)]
+
+
+# --- the port ----------------------------------------------------------------------------------
+
+
+class SqlStore:
+    """The `Store` port on SQL. `clock` stamps `agents.created_at` (configuration has no time
+    of its own); every other time comes from the caller."""
+
+    def __init__(
+        self, pool: Pool, group_commit: GroupCommit, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._pool = pool
+        self._commit = group_commit
+        self._clock = clock
+
+    # intake
+    def create_task(
+        self, task: Task, identity: Identity | None, customer_name: str, events: Sequence[Event]
+    ) -> Deferred[str]:
+        intake = Intake(
+            task=r.task_row(task),
+            identity=None if identity is None else (identity.kind, identity.value),
+            customer_name=customer_name,
+            events=[r.event_row(e) for e in events],
+        )
+        return self._commit.run(thd_create_task, intake)
+
+    def record(self, changes: Changes) -> Deferred[None]:
+        snap = ChangeRows(
+            tasks=[r.task_row(task) for task in changes.tasks],
+            events=[r.event_row(e) for e in changes.events],
+            declines=[{"task_id": k, "agent_id": a} for k, a in changes.declines],
+            outbox=[r.outbox_row(item) for item in changes.outbox],
+        )
+        return self._commit.run(thd_record, snap)
+
+    # start-up
+    def load_state(self) -> Deferred[State]:
+        return self._pool.run(thd_load_state)
+
+    # configuration
+    def put_queue(self, queue: Queue) -> Deferred[None]:
+        return self._pool.run(thd_put_queue, r.queue_row(queue))
+
+    def put_agent(self, agent: Agent) -> Deferred[None]:
+        return self._pool.run(thd_put_agent, *r.agent_rows(agent, self._clock()))
+
+    def put_calendar(self, calendar: Calendar) -> Deferred[None]:
+        return self._pool.run(thd_put_calendar, r.calendar_row(calendar))
+
+    def list_queues(self) -> Deferred[list[Queue]]:
+        return self._pool.run(thd_list_queues)
+
+    def list_agents(self) -> Deferred[list[Agent]]:
+        return self._pool.run(thd_list_agents)
+
+    # queries
+    def get_customer(self, customer_id: str) -> Deferred[Customer | None]:
+        return self._pool.run(thd_get_customer, customer_id)
+
+    def find_customer(self, identity: Identity) -> Deferred[Customer | None]:
+        return self._pool.run(thd_find_customer, identity.kind, identity.value)
+
+    def list_tasks(
+        self, state: str | None = None, queue: str | None = None, limit: int = r.DEFAULT_LIST_LIMIT
+    ) -> Deferred[list[TaskSummary]]:
+        return self._pool.run(thd_list_tasks, state, queue, limit)
+
+    def customer_tasks(
+        self, customer_id: str, limit: int = r.DEFAULT_HISTORY_LIMIT
+    ) -> Deferred[list[TaskSummary]]:
+        return self._pool.run(thd_customer_tasks, customer_id, limit)
+
+    def task_events(self, task_id: str) -> Deferred[list[StoredEvent]]:
+        return self._pool.run(thd_task_events, task_id)

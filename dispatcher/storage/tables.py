@@ -1,0 +1,172 @@
+"""The database schema as SQLAlchemy Core tables: the one `MetaData`, Alembic's autogenerate target.
+
+Sits under `dispatcher.storage`; only the storage modules (`sql.py`, `schema.py`) and Alembic's
+`env.py` import it. Migrations never do: each revision in `migrations/versions/` spells out its
+own frozen copy of the tables, and a test proves that upgrading to head yields exactly this
+metadata. Times are float seconds since the epoch everywhere; structured values are JSON.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+# Stable constraint and index names, so migrations can refer to them on every database.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+OUTBOX_PENDING = "pending"
+
+metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+# 64-bit ids for the append-only logs on PostgreSQL; SQLite's rowid alias must be "INTEGER".
+LogId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+Time = sa.Float
+
+customers = sa.Table(
+    "customers",
+    metadata,
+    sa.Column("id", sa.String, primary_key=True),
+    sa.Column("name", sa.String, nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+)
+
+customer_identities = sa.Table(
+    "customer_identities",
+    metadata,
+    sa.Column("kind", sa.String, nullable=False),
+    sa.Column("value", sa.String, nullable=False),
+    sa.Column("customer_id", sa.String, sa.ForeignKey("customers.id"), nullable=False),
+    sa.UniqueConstraint("kind", "value"),
+    sa.Index(None, "customer_id"),
+)
+
+agents = sa.Table(
+    "agents",
+    metadata,
+    sa.Column("id", sa.String, primary_key=True),
+    sa.Column("name", sa.String, nullable=False),
+    sa.Column("capacity_email", sa.Integer, nullable=False),
+    sa.Column("capacity_phone", sa.Integer, nullable=False),
+    sa.Column("channels", sa.JSON, nullable=False),  # sorted list of channel names
+    sa.Column("created_at", Time, nullable=False),
+)
+
+agent_skills = sa.Table(
+    "agent_skills",
+    metadata,
+    sa.Column("agent_id", sa.String, sa.ForeignKey("agents.id"), primary_key=True),
+    sa.Column("skill", sa.String, primary_key=True),
+    sa.Column("level", sa.Integer, nullable=False),
+)
+
+agent_queues = sa.Table(
+    "agent_queues",
+    metadata,
+    sa.Column("agent_id", sa.String, sa.ForeignKey("agents.id"), primary_key=True),
+    sa.Column("queue", sa.String, primary_key=True),
+)
+
+queues = sa.Table(
+    "queues",
+    metadata,
+    sa.Column("name", sa.String, primary_key=True),
+    sa.Column("requirement", sa.JSON, nullable=False),  # {skill: level}
+    sa.Column("steps", sa.JSON, nullable=False),  # [{"after_seconds", "requirement"}]
+    sa.Column("mode", sa.String, nullable=False),
+    sa.Column("agent_choice", sa.String, nullable=False),
+    sa.Column("priority", sa.Integer, nullable=False),
+    sa.Column("sl_target", sa.JSON, nullable=False),  # {channel: seconds}
+    sa.Column("sl_share", sa.Float, nullable=False),
+    sa.Column("offer_timeout", sa.JSON, nullable=False),  # {channel: seconds}
+    sa.Column("wrap_up_seconds", sa.Float, nullable=False),
+    sa.Column("calendar", sa.String, nullable=True),
+    sa.Column("deadline_rule", sa.String, nullable=True),
+)
+
+calendars = sa.Table(
+    "calendars",
+    metadata,
+    sa.Column("name", sa.String, primary_key=True),
+    sa.Column("timezone", sa.String, nullable=False),
+    sa.Column("hours", sa.JSON, nullable=False),  # {weekday: [["09:00", "17:00"], ...]}
+    sa.Column("holidays", sa.JSON, nullable=False),  # [ISO date, ...]
+)
+
+tasks = sa.Table(
+    "tasks",
+    metadata,
+    sa.Column("id", sa.String, primary_key=True),
+    sa.Column("channel", sa.String, nullable=False),
+    sa.Column("queue", sa.String, nullable=False),
+    sa.Column("customer_id", sa.String, nullable=True),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("base_skills", sa.JSON, nullable=False),
+    sa.Column("priority", sa.Integer, nullable=False),
+    sa.Column("deadline", Time, nullable=True),
+    sa.Column("attributes", sa.JSON, nullable=False),
+    sa.Column("state", sa.String, nullable=False),
+    sa.Column("step", sa.Integer, nullable=False),
+    sa.Column("required_skills", sa.JSON, nullable=False),
+    sa.Column("agent_id", sa.String, nullable=True),
+    sa.Column("offer_id", sa.String, nullable=True),
+    sa.Column("offer_expires_at", Time, nullable=True),
+    sa.Column("step_started_at", Time, nullable=True),
+    sa.Column("updated_at", Time, nullable=True),
+    sa.Index(None, "state", "queue"),
+    sa.Index(None, "customer_id", "created_at"),
+)
+
+task_declines = sa.Table(
+    "task_declines",
+    metadata,
+    sa.Column("task_id", sa.String, primary_key=True),
+    sa.Column("agent_id", sa.String, primary_key=True),
+)
+
+task_events = sa.Table(
+    "task_events",
+    metadata,
+    sa.Column("id", LogId, primary_key=True, autoincrement=True),
+    sa.Column("task_id", sa.String, nullable=False),
+    sa.Column("agent_id", sa.String, nullable=True),
+    sa.Column("kind", sa.String, nullable=False),
+    sa.Column("at", Time, nullable=False),
+    sa.Column("actor", sa.String, nullable=False),
+    sa.Column("data", sa.JSON, nullable=False),
+    sa.Index(None, "task_id", "id"),
+    sa.Index(None, "at"),
+)
+
+agent_events = sa.Table(
+    "agent_events",
+    metadata,
+    sa.Column("id", LogId, primary_key=True, autoincrement=True),
+    sa.Column("task_id", sa.String, nullable=True),
+    sa.Column("agent_id", sa.String, nullable=False),
+    sa.Column("kind", sa.String, nullable=False),
+    sa.Column("at", Time, nullable=False),
+    sa.Column("actor", sa.String, nullable=False),
+    sa.Column("data", sa.JSON, nullable=False),
+    sa.Index(None, "agent_id", "id"),
+    sa.Index(None, "at"),
+)
+
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("id", LogId, primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String, nullable=False),
+    sa.Column("task_id", sa.String, nullable=True),
+    sa.Column("payload", sa.JSON, nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("state", sa.String, nullable=False, server_default=OUTBOX_PENDING),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default=sa.text("0")),
+    sa.Column("next_attempt_at", Time, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Index(None, "state", "next_attempt_at"),
+)

@@ -1,0 +1,37 @@
+"""`make_engine`: SQLite connections get WAL, synchronous=FULL, foreign keys, a busy timeout and
+real transactions (BEGIN IMMEDIATE, so a read-then-write transaction holds the lock throughout)."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from dispatcher.storage.engine import DEFAULT_URL, SQLITE_BUSY_TIMEOUT_MS, is_sqlite, make_engine
+
+SYNCHRONOUS_FULL = 2
+
+
+def test_sqlite_pragmas(sqlite_url: str) -> None:
+    engine = make_engine(sqlite_url)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == SYNCHRONOUS_FULL
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == SQLITE_BUSY_TIMEOUT_MS
+    engine.dispose()
+
+
+def test_sqlite_transactions_roll_back_ddl_and_dml(sqlite_url: str) -> None:
+    engine = make_engine(sqlite_url)
+    with pytest.raises(RuntimeError):
+        with engine.begin() as conn:
+            conn.exec_driver_sql("CREATE TABLE t (n INTEGER)")
+            conn.exec_driver_sql("INSERT INTO t VALUES (1)")
+            raise RuntimeError("roll back")
+    assert sa.inspect(engine).get_table_names() == []
+    engine.dispose()
+
+
+def test_default_url_is_an_sqlite_file() -> None:
+    assert is_sqlite(DEFAULT_URL) and DEFAULT_URL == "sqlite:///switchboard.db"
+    assert not is_sqlite("postgresql+psycopg2://postgres@127.0.0.1/test")
