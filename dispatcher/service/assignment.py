@@ -53,7 +53,7 @@ class Assignment:
         """Arm timers, commit the outcome, then announce it. Fires with the outcome."""
         self._arm(outcome)
         changes = Changes(
-            tasks=[t.snapshot() for t in outcome.tasks.values()],
+            tasks=list(outcome.tasks.values()),  # the store copies them at call time
             events=list(outcome.events),
             declines=list(outcome.declines),
         )

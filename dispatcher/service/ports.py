@@ -52,8 +52,9 @@ class OutboxItem:
 
 @dataclass(slots=True)
 class Changes:
-    """One batch of state changes to commit atomically: snapshots of the tasks to upsert (their
-    full current row), events to append, declines to remember, outbox items to queue."""
+    """One batch of state changes to commit atomically: the tasks to upsert (their full current
+    row; the store copies them when `record` is called, so the caller may go on changing them),
+    events to append, declines to remember, outbox items to queue."""
 
     tasks: list[Task] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)

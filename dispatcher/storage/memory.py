@@ -44,7 +44,7 @@ class _CustomerRow:
 
 
 def _copy_task(task: Task) -> Task:
-    out = copy.deepcopy(task)
+    out = task.snapshot()
     out.attributes = snapshot(task.attributes)
     return out
 
