@@ -94,17 +94,30 @@ def cmd_db_check(url: str) -> int:
     return 1
 
 
+def parse_channel_names(text: str) -> set[Channel]:
+    """'email,phone' -> {Channel.EMAIL, Channel.PHONE}."""
+    out = set()
+    for name in filter(None, (p.strip() for p in text.split(","))):
+        try:
+            out.add(Channel(name))
+        except ValueError:
+            raise InvalidValue(f"unknown channel {name!r} (known: email, phone)") from None
+    return out
+
+
 async def cmd_agents_add(storage: Storage, args) -> int:
-    agent = Agent(
+    capacity = dict(Agent(args.id).capacity)
+    if args.capacity:
+        capacity.update(parse_channels(args.capacity, int))
+    agent = Agent(  # validates levels and capacities
         id=args.id,
         name=args.name or args.id,
         skills=parse_levels(args.skills or ""),
         queues=set(filter(None, (args.queues or "").split(","))),
+        capacity=capacity,
     )
-    if args.capacity:
-        agent.capacity.update(parse_channels(args.capacity, int))
     if args.channels:
-        agent.channels = {Channel(c) for c in args.channels.split(",")}
+        agent.channels = parse_channel_names(args.channels)
     known = {q.name for q in await storage.store.list_queues()}
     unknown = agent.queues - known
     if unknown:

@@ -17,6 +17,7 @@ import sys
 
 EXIT_USAGE = 2
 EXIT_CONFIG = 3
+EXIT_DATABASE = 4
 
 
 def _install_reactor() -> None:
@@ -98,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     _install_reactor()
     args = build_parser().parse_args(argv)
 
+    from sqlalchemy.exc import SQLAlchemyError
+
     from dispatcher.domain.errors import DomainError
 
     from . import config as config_mod
@@ -123,11 +126,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo":
             from .demo import demo
 
-            return demo(args)
+            return demo(args, config)
         return _admin(args, url)
     except DomainError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except SQLAlchemyError as exc:
+        print(f"error: database {_shown(url)}: {_first_line(exc)}", file=sys.stderr)
+        return EXIT_DATABASE
 
 
 def _simulate(args) -> int:
@@ -168,22 +174,32 @@ def _admin(args, url: str) -> int:
     status = {"code": 0}
 
     async def run(_reactor) -> None:
+        from sqlalchemy.exc import SQLAlchemyError
+
         from dispatcher.domain.errors import DomainError
         from dispatcher.storage import schema
 
-        storage = Storage(url, reactor)
-        if not storage.check().ok:
-            print(f"the database is not ready: {schema.STALE_SCHEMA_HINT}", file=sys.stderr)
-            status["code"] = 1
-            return
-        storage.start()
+        # Start once the reactor runs: the pool starts itself then, and a command that fails
+        # before its first database call must not stop the pool before it has started.
+        await task.deferLater(_reactor, 0, lambda: None)
+        storage = None
         try:
+            storage = Storage(url, reactor)
+            if not storage.check().ok:
+                print(f"the database is not ready: {schema.STALE_SCHEMA_HINT}", file=sys.stderr)
+                status["code"] = 1
+                return
+            storage.start()
             status["code"] = await command(storage, args)
         except DomainError as exc:
             print(f"error: {exc}", file=sys.stderr)
             status["code"] = EXIT_USAGE
+        except SQLAlchemyError as exc:
+            print(f"error: database {_shown(url)}: {_first_line(exc)}", file=sys.stderr)
+            status["code"] = EXIT_DATABASE
         finally:
-            await storage.stop()
+            if storage is not None:
+                await storage.stop()
 
     try:
         task.react(lambda _reactor: ensureDeferred(run(_reactor)))
@@ -192,8 +208,24 @@ def _admin(args, url: str) -> int:
     return status["code"]
 
 
+def _shown(url: str) -> str:
+    """The URL without its password, for messages."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - an unparsable URL: show nothing of it
+        return "(unparsable URL)"
+
+
+def _first_line(exc: Exception) -> str:
+    return str(getattr(exc, "orig", None) or exc).splitlines()[0]
+
+
 def _logging(config) -> None:
     level = getattr(logging, config.log.level.upper(), logging.INFO)
+    # Alembic says at INFO which plugins it loaded, at every command: keep that for DEBUG.
+    logging.getLogger("alembic").setLevel(level if level <= logging.DEBUG else logging.WARNING)
     if config.log.format == "json":
         from .logs import JsonFormatter
 

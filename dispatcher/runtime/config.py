@@ -9,6 +9,7 @@ reported at once in one `ConfigError`, never one at a time.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -74,12 +75,12 @@ def _convert(raw: Any, kind: type, where: str, problems: list[str]) -> Any:
         if isinstance(raw, str) and raw.strip().lstrip("-").isdigit():
             return int(raw)
     elif kind is float:
-        if isinstance(raw, int | float) and not isinstance(raw, bool):
-            return float(raw)
         try:
-            return float(raw)
+            value = float(raw) if not isinstance(raw, bool) else math.nan
         except (TypeError, ValueError):
-            pass
+            value = math.nan
+        if math.isfinite(value):  # "nan" and "inf" parse, but are no setting
+            return value
     elif kind is str:
         if isinstance(raw, str):
             return raw

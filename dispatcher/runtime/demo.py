@@ -108,6 +108,10 @@ class _Play:
         d.addErrback(lambda f: None)
 
     def _report(self) -> None:
+        self.print_figures()
+        self.reactor.callLater(REPORT_EVERY, self._report)
+
+    def print_figures(self) -> None:
         now = self.reactor.seconds()
         parts = []
         for f in self.app.queries.queue_figures(now):
@@ -121,10 +125,10 @@ class _Play:
         agents = ", ".join(f"{n} {p}" for p, n in sorted(counts.items()))
         print(f"[demo] {self.done} handled | agents: {agents} | " + ("; ".join(parts) or "idle"),
               flush=True)
-        self.reactor.callLater(REPORT_EVERY, self._report)
 
 
-def demo(args) -> int:
+def demo(args, base: Config | None = None) -> int:
+    """Run the demo; `base` gives the HTTP host and port (the database is the demo's own)."""
     from twisted.internet import reactor
     from twisted.internet.defer import ensureDeferred
 
@@ -132,7 +136,8 @@ def demo(args) -> int:
     folder.mkdir(parents=True, exist_ok=True)
     url = f"sqlite:///{(folder / 'demo.db').resolve()}"
     schema.upgrade(url)
-    config = Config(database=DatabaseConfig(url), log=LogConfig(level="WARNING"))
+    config = Config(database=DatabaseConfig(url), server=(base or Config()).server,
+                    log=LogConfig(level="WARNING"))
     app = App(config, reactor)
     status = {"code": 0}
 
@@ -162,9 +167,14 @@ Switchboard demo is running on {url}
     switchboard --database {url} agents list
 Stop with Ctrl-C.
 """, flush=True)
-        _Play(app, reactor, args.rate, args.seed).start()
+        play = _Play(app, reactor, args.rate, args.seed)
+        play.start()
         if args.duration:
-            reactor.callLater(args.duration, reactor.stop)
+            def finish() -> None:
+                play.print_figures()  # the last figures, however short the run
+                reactor.stop()
+
+            reactor.callLater(args.duration, finish)
 
     def failed(failure):
         status["code"] = 1

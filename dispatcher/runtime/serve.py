@@ -10,6 +10,9 @@ import dataclasses
 import logging
 import sys
 
+from sqlalchemy.exc import SQLAlchemyError
+from twisted.internet.error import CannotListenError
+
 from .app import App, NotLeader, StaleSchema
 from .config import Config
 from .http import build_site
@@ -27,20 +30,27 @@ def serve(config: Config, url: str) -> int:
     route_twisted_logs()
 
     def started(_):
+        reactor.addSystemEventTrigger("before", "shutdown", app.stop)
         site, _root = build_site(app.router)
         port = reactor.listenTCP(config.server.http_port, site, interface=config.server.host)
         log.info("switchboard serving on http://%s:%d/ (database %s)", config.server.host,
                  port.getHost().port, app.storage.engine.url.render_as_string())
-        reactor.addSystemEventTrigger("before", "shutdown", app.stop)
 
     def failed(failure):
         status["code"] = 1
         if failure.check(StaleSchema, NotLeader):
             print(f"switchboard: {failure.value}", file=sys.stderr)
+        elif failure.check(CannotListenError):
+            print(f"switchboard: cannot listen on {config.server.host}:"
+                  f"{config.server.http_port}: {failure.value.socketError}", file=sys.stderr)
+        elif failure.check(SQLAlchemyError):
+            print(f"switchboard: database: {failure.getErrorMessage().splitlines()[0]}",
+                  file=sys.stderr)
         else:
             log.error("could not start: %s", failure.getTraceback())
         reactor.stop()
 
-    reactor.callWhenRunning(lambda: app.start().addCallbacks(started, failed))
+    # `failed` also gets what `started` raises (a port in use): never run without the port.
+    reactor.callWhenRunning(lambda: app.start().addCallback(started).addErrback(failed))
     reactor.run()
     return status["code"]

@@ -96,11 +96,17 @@ class Intake:
         queue = self.router.queues.get(queue_name)
         if queue is None:
             raise UnknownQueue(queue_name)
-        channel = Channel(channel)
+        try:
+            channel = Channel(channel)
+        except ValueError:
+            raise InvalidValue(f"unknown channel {channel!r}") from None
         extra = check_skills(skills or {})
-        prio = queue.priority if priority is None else int(priority)
-        if not MIN_PRIORITY <= prio <= MAX_PRIORITY:
-            raise InvalidValue(f"priority must be {MIN_PRIORITY}-{MAX_PRIORITY}")
+        try:
+            prio = queue.priority if priority is None else int(priority)
+        except (TypeError, ValueError):
+            prio = None
+        if prio is None or not MIN_PRIORITY <= prio <= MAX_PRIORITY:
+            raise InvalidValue(f"priority must be {MIN_PRIORITY}-{MAX_PRIORITY}, got {priority!r}")
         now = self.clock.seconds()
         if deadline is None and channel is Channel.EMAIL and queue.deadline_rule:
             calendar = self.calendars.get(queue.calendar or "", ALWAYS_OPEN)

@@ -110,6 +110,26 @@ class StoredEvent:
     data: dict[str, Any]
 
 
+@dataclass(frozen=True, slots=True)
+class TaskRecord:
+    """One task of a customer's timeline: its summary, its attributes (an e-mail's `subject`,
+    `preview`...) and its event trail in order (calls: when answered, by whom, how it ended)."""
+
+    summary: TaskSummary
+    attributes: dict[str, Any]
+    events: tuple[StoredEvent, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MergedCustomers:
+    """What `Store.merge_customers` moved to the surviving customer."""
+
+    survivor_id: str
+    merged_id: str
+    identities: tuple[Identity, ...]
+    task_ids: tuple[str, ...]
+
+
 class Store(Protocol):
     # intake
     def create_task(
@@ -144,3 +164,14 @@ class Store(Protocol):
         """The customer's tasks across channels, newest first."""
     def task_events(self, task_id: str) -> Deferred[list[StoredEvent]]:
         """The task's trail in order."""
+
+    # customer history (dispatcher.service.history)
+    def customer_records(self, customer_id: str, limit: int = 50) -> Deferred[list[TaskRecord]]:
+        """The customer's tasks across channels, newest first, at most `limit`, each with its
+        attributes and its events in order."""
+    def merge_customers(
+        self, survivor_id: str, merged_id: str, events: Sequence[Event]
+    ) -> Deferred[MergedCustomers]:
+        """Move every identity and task of `merged_id` to `survivor_id` and append `events`,
+        in one transaction ordered with the other writes (the merged customer row stays, empty).
+        """

@@ -1,0 +1,47 @@
+"""The contract between the runtime and an edge (a channel or the agent console).
+
+An edge package exposes an `EdgeSpec` through the entry-point group `switchboard.edges` (in
+pyproject.toml); the runtime discovers it (`dispatcher.runtime.edges`), reads its settings with
+the same layering and error reporting as the core's (defaults < TOML `[name]` <
+`SWITCHBOARD_NAME_KEY`), and builds it only if its settings say `enabled`. `build(context,
+settings)` returns an object with `start()` and `stop()` (each may return a Deferred). The edge
+gets the service objects and the HTTP site root; never the store or the router's internals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from twisted.web.resource import Resource
+
+
+class Edge(Protocol):
+    def start(self) -> Any: ...
+    def stop(self) -> Any: ...
+
+
+@dataclass(frozen=True)
+class EdgeContext:
+    """What an edge may use: the reactor, the service objects, and the HTTP site root to hang
+    its pages and APIs on. No store, no router internals: edges go through the services."""
+
+    reactor: Any
+    intake: Any
+    sessions: Any
+    queries: Any
+    roster: Any
+    assignment: Any
+    site_root: Resource
+
+
+@dataclass(frozen=True)
+class EdgeSpec:
+    name: str
+    settings: type  # a frozen dataclass with defaults for every field, including `enabled`
+    build: Callable[[EdgeContext, Any], Edge]
+    # Optional command-line commands: `commands(subparsers)` adds argparse sub-commands, each
+    # with `set_defaults(edge_command=fn)`; the CLI then calls `fn(args, settings) -> int`
+    # (synchronously, outside any reactor). E.g. the console's `switchboard token`.
+    commands: Callable[[Any], None] | None = None

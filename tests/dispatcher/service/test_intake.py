@@ -1,0 +1,215 @@
+"""Intake: store first, then route; customers identified; e-mail deadlines from the queue's rule
+and business calendar; bad input fails the Deferred and stores nothing."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from dispatcher.domain import events as ev
+from dispatcher.domain.deadlines import BusinessCalendar
+from dispatcher.domain.errors import DomainError, InvalidValue, UnknownQueue
+from dispatcher.domain.tasks import Channel, TaskState
+from dispatcher.service.intake import email_identity, phone_identity
+from tests.dispatcher.service.stacks import (
+    T0,
+    HeldStore,
+    build_stack,
+    failure_of,
+    result,
+    support_queue,
+)
+
+DAY = 86400.0
+
+
+def at(*args: int) -> float:
+    return datetime(*args, tzinfo=UTC).timestamp()
+
+
+def test_a_new_task_is_committed_before_the_router_sees_it():
+    store = HeldStore(hold_intake=True)
+    s = build_stack(store)
+    s.put_queue(support_queue())
+    s.put_agent("ann", 8)
+    login = s.sessions.login("ann")
+    store.release()
+    result(login)
+    store.calls.clear()
+
+    d = s.intake.submit(Channel.PHONE, "support")
+
+    assert not d.called, "intake acknowledged before the commit"
+    assert s.router.tasks == {}, "routed before the task was stored"
+    assert store.calls == ["create_task"]
+    seen_in_store_at_offer = []
+    real_record = store.inner.record
+
+    def record(changes):
+        kinds = [e.kind for e in changes.events]
+        if ev.TASK_OFFERED in kinds:
+            stored = result(store.inner.list_tasks())
+            seen_in_store_at_offer.append([t.id for t in stored])
+        return real_record(changes)
+
+    store.inner.record = record
+    store.release()
+
+    task = result(d)
+    assert task.id == "t1" and task.customer_id
+    assert store.calls == ["create_task", "record"]
+    assert seen_in_store_at_offer == [["t1"]]
+    assert s.router.tasks["t1"].state is TaskState.OFFERED
+    assert s.last_offer("ann").task_id == "t1"
+
+
+def test_submit_fires_with_the_stored_task(stack):
+    task = result(stack.intake.submit(
+        Channel.EMAIL, "support", email_identity("ann@example.org"), "Ann",
+        skills={"french": 2}, priority=7, attributes={"subject": "Invoice"}))
+
+    assert task.channel is Channel.EMAIL and task.queue == "support"
+    assert task.created_at == T0
+    assert task.priority == 7
+    assert task.base_skills == {"support": 5, "french": 2}
+    [stored] = result(stack.store.list_tasks())
+    assert (stored.id, stored.customer_id, stored.priority) == (task.id, task.customer_id, 7)
+    kinds = stack.kinds(task.id)
+    assert kinds[0] == ev.TASK_CREATED
+    created = stack.events(task.id)[0]
+    assert created.data["identity"] == ["email", "ann@example.org"]
+
+
+def test_the_same_identity_is_the_same_customer_across_tasks_and_channels(stack):
+    first = result(stack.intake.submit(Channel.EMAIL, "support",
+                                       email_identity("Ann.Smith@Example.ORG"), "Ann"))
+    again = result(stack.intake.submit(Channel.EMAIL, "support",
+                                       email_identity("  ann.smith@example.org "), "Ann"))
+    other = result(stack.intake.submit(Channel.EMAIL, "support",
+                                       email_identity("bob@example.org"), "Bob"))
+    anonymous = result(stack.intake.submit(Channel.PHONE, "support"))
+    call = result(stack.intake.submit(Channel.PHONE, "support", phone_identity("+33 1 55 50 00 01")))
+    call_again = result(stack.intake.submit(Channel.PHONE, "support",
+                                            phone_identity("+33-1-55-50-00-01")))
+
+    assert first.customer_id == again.customer_id
+    assert other.customer_id != first.customer_id
+    assert anonymous.customer_id not in (first.customer_id, other.customer_id)
+    assert call.customer_id == call_again.customer_id != first.customer_id
+    history = result(stack.queries.customer_history(first.customer_id))
+    assert {t.id for t in history} == {first.id, again.id}
+
+
+def test_email_identity_is_trimmed_and_lower_cased():
+    assert email_identity("  Ann@Example.ORG\n").value == "ann@example.org"
+    assert email_identity("Ann@Example.ORG").kind == "email"
+    for bad in ("", "no-at-sign", "x" * 320 + "@example.org"):
+        with pytest.raises(InvalidValue):
+            email_identity(bad)
+
+
+def test_phone_identity_keeps_digits_and_a_leading_plus():
+    assert phone_identity("+33 (1) 55-50.00 01").value == "+33155500001"
+    assert phone_identity("01 55 50 00 01").value == "0155500001"
+    assert phone_identity("1+2+3").value == "123"
+    assert phone_identity(" +44 20 7946 0018 ").kind == "phone"
+    for bad in ("", "+", "call me", "++"):
+        with pytest.raises(InvalidValue):
+            phone_identity(bad)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"priority": 101}, InvalidValue),
+        ({"priority": -1}, InvalidValue),
+        ({"priority": "urgent"}, InvalidValue),
+        ({"skills": {"support": 11}}, InvalidValue),
+        ({"queue": "nope"}, UnknownQueue),
+        ({"channel": "fax"}, InvalidValue),
+    ],
+)
+def test_bad_input_fails_the_deferred_and_stores_nothing(stack, kwargs, error):
+    args = {"channel": Channel.PHONE, "queue": "support"}
+    args.update(kwargs)
+    heard = len(stack.heard)
+
+    d = stack.intake.submit(args.pop("channel"), args.pop("queue"), **args)
+
+    f = failure_of(d)
+    assert f.check(error), f
+    assert isinstance(f.value, DomainError)
+    assert result(stack.store.list_tasks()) == []
+    assert stack.router.tasks == {}
+    assert len(stack.heard) == heard
+
+
+def test_a_duplicate_task_id_fails_and_keeps_the_first(stack):
+    result(stack.intake.submit(Channel.PHONE, "support", task_id="call-1"))
+    f = failure_of(stack.intake.submit(Channel.EMAIL, "support", task_id="call-1"))
+    assert isinstance(f.value, DomainError)
+    [stored] = result(stack.store.list_tasks())
+    assert stored.channel == "phone"
+
+
+def test_email_deadline_follows_the_queue_rule_on_an_always_open_calendar():
+    s = build_stack()
+    s.put_queue(support_queue(deadline_rule="sliding 24h"))
+    mail = result(s.intake.submit(Channel.EMAIL, "support"))
+    call = result(s.intake.submit(Channel.PHONE, "support"))
+    given = result(s.intake.submit(Channel.EMAIL, "support", deadline=T0 + 60))
+
+    assert mail.deadline == T0 + DAY
+    assert call.deadline is None, "calls have no deadline"
+    assert given.deadline == T0 + 60, "an explicit deadline wins over the rule"
+    [stored] = [t for t in result(s.store.list_tasks()) if t.id == mail.id]
+    assert stored.deadline == T0 + DAY
+
+
+def test_no_rule_no_deadline(stack):
+    mail = result(stack.intake.submit(Channel.EMAIL, "support"))
+    assert mail.deadline is None
+
+
+OFFICE = BusinessCalendar.from_spec(
+    "office", "UTC", {d: [["09:00", "17:00"]] for d in ("mon", "tue", "wed", "thu", "fri")},
+    holidays=["2026-03-09"],
+)
+
+
+@pytest.mark.parametrize(
+    ("rule", "arrival", "due"),
+    [
+        # Friday 15:00 + 8 business hours: 2 h on Friday, Monday is a holiday, 6 h on Tuesday.
+        ("sliding 8h", at(2026, 3, 6, 15), at(2026, 3, 10, 15)),
+        # Tuesday 10:00 + 24 business hours = three 8-hour days: Friday 10:00.
+        ("sliding 24h", at(2026, 3, 3, 10), at(2026, 3, 6, 10)),
+        # Saturday: the clock starts on the next opening (Tuesday 09:00, Monday is a holiday).
+        ("sliding 1h", at(2026, 3, 7, 11), at(2026, 3, 10, 10)),
+        # By 12:00 on the next business day.
+        ("scheduled 12:00 +1", at(2026, 3, 6, 15), at(2026, 3, 10, 12)),
+    ],
+)
+def test_email_deadline_uses_the_queue_calendar(rule, arrival, due):
+    s = build_stack(start=arrival)
+    s.intake.calendars["office"] = OFFICE
+    s.put_queue(support_queue(deadline_rule=rule, calendar="office"))
+
+    mail = result(s.intake.submit(Channel.EMAIL, "support"))
+
+    assert mail.created_at == arrival
+    assert mail.deadline == due, (datetime.fromtimestamp(mail.deadline, UTC), rule)
+
+
+def test_email_ordering_uses_the_computed_deadline():
+    """A mail due sooner is offered first even though it arrived later."""
+    s = build_stack()
+    s.put_queue(support_queue(deadline_rule="sliding 24h"))
+    s.put_agent("ann", 8)
+    late = result(s.intake.submit(Channel.EMAIL, "support"))
+    s.clock.advance(10)
+    urgent = result(s.intake.submit(Channel.EMAIL, "support", deadline=T0 + 3600))
+    s.login("ann")
+    assert s.last_offer("ann").task_id == urgent.id
+    assert late.deadline == T0 + DAY
