@@ -7,10 +7,11 @@ offers that ended, the tasks whose rows changed.
 How the cost stays flat. Tasks are grouped in *buckets*: one per (queue, channel, current
 requirement). A bucket keeps two heaps with lazy deletion:
   - its waiting tasks, ordered by (priority desc, due time, arrival, sequence);
-  - the agents who are eligible (member of the queue, skills meet the requirement) and able to
-    take that channel right now, ordered by the queue's agent choice (longest idle, or highest
-    skill then longest idle).
-An agent knows the buckets they are eligible for. So:
+  - the agents who are eligible (member of the queue, handle the channel, meet the
+    requirement) and able to take that channel right now, ordered by the queue's agent choice
+    (longest idle, or highest skill then longest idle).
+Each bucket also remembers the live head of its task heap. An agent knows the buckets they are
+eligible for. So:
   - a new task looks at the head of one agent heap;
   - a freed agent looks at the head of each of their buckets' task heaps and takes the best
     (one global order across every queue they serve);
@@ -48,6 +49,7 @@ MAX_EXPLAINED = 10
 # A heap is rebuilt without its stale entries when it grows beyond this factor of its live size.
 COMPACT_FACTOR = 4
 COMPACT_MIN = 64
+_NO_CHANNELS: frozenset[Channel] = frozenset()
 
 
 @dataclass(slots=True)
@@ -68,26 +70,51 @@ class Outcome:
 class Bucket:
     """Tasks of one queue and channel with one requirement, and the agents able to take them."""
 
+    # What a freed agent reads in each of their buckets comes first (one cache line).
     __slots__ = (
-        "queue", "channel", "requirement", "tasks", "task_live", "agents", "agent_live",
-        "eligible",
+        "push", "channel", "head", "task_live", "queue", "requirement", "tasks", "agents",
+        "agent_live", "eligible", "levels", "by_skill",
     )
 
-    def __init__(self, queue: str, channel: Channel, requirement: dict[str, int]) -> None:
-        self.queue = queue
+    def __init__(self, queue: Queue, channel: Channel, requirement: dict[str, int]) -> None:
+        self.queue = queue.name
         self.channel = channel
         self.requirement = requirement
         self.tasks: list[tuple] = []  # (-priority, due, created_at, seq, task_id)
         self.task_live: dict[str, int] = {}  # task id -> seq of its live entry
+        # The live head of `tasks`, or None when not known (recomputed by head_task): a freed
+        # agent compares the heads of all their buckets, and this saves a walk to each heap.
+        self.head: tuple | None = None
         self.agents: list[tuple] = []  # (k1, k2, seq, agent_id)
         self.agent_live: dict[str, tuple] = {}  # agent id -> its live entry
         self.eligible: set[str] = set()
+        # eligible agent id -> minus the sum of their levels in the required skills
+        self.levels: dict[str, int] = {}
+        self.push = self.by_skill = False
+        self.configure(queue)
+
+    def configure(self, queue: Queue) -> None:
+        """Copy what the hot path needs from the queue's configuration."""
+        self.push = queue.mode is Mode.PUSH
+        self.by_skill = queue.agent_choice is AgentChoice.HIGHEST_SKILL
+
+    def admit(self, agent: Agent) -> None:
+        self.eligible.add(agent.id)
+        self.levels[agent.id] = -sum(agent.skills.get(s, 0) for s in self.requirement)
+
+    def dismiss(self, agent_id: str) -> None:
+        self.eligible.discard(agent_id)
+        self.levels.pop(agent_id, None)
+        self.agent_live.pop(agent_id, None)
 
     def head_task(self) -> tuple | None:
+        if self.head is not None:
+            return self.head
         heap, live = self.tasks, self.task_live
         while heap:
             entry = heap[0]
             if live.get(entry[4]) == entry[3]:
+                self.head = entry
                 return entry
             heapq.heappop(heap)
         return None
@@ -128,6 +155,9 @@ class Router:
         self._members: dict[str, set[str]] = {}
         self._agent_buckets: dict[str, list[Bucket]] = {}
         self._task_bucket: dict[str, Bucket] = {}
+        # Agents who may have a live entry in some agent heap (a superset): taking out an agent
+        # who is in none costs nothing.
+        self._listed: set[str] = set()
         self._seq = itertools.count()
 
     # ------------------------------------------------------------------ configuration
@@ -142,6 +172,7 @@ class Router:
         out = Outcome()
         if old is not None:
             for b in self._queue_buckets[queue.name]:
+                b.configure(queue)
                 self._rebuild(b)
             if queue.mode is Mode.PUSH:
                 self._drain(queue.name, now, out)
@@ -156,7 +187,9 @@ class Router:
         cur = self.agents.get(agent.id)
         out = Outcome()
         if cur is None:
-            cur = replace(agent, held=dict(agent.held), wrapping=set(agent.wrapping))
+            cur = replace(agent, queues=set(agent.queues), capacity=dict(agent.capacity),
+                          channels=set(agent.channels), held=dict(agent.held),
+                          wrapping=set(agent.wrapping))
             self.agents[agent.id] = cur
         else:
             for q in cur.queues - agent.queues:
@@ -165,14 +198,13 @@ class Router:
             cur.capacity, cur.channels = dict(agent.capacity), set(agent.channels)
             out.events.append(ev.Event(ev.AGENT_CHANGED, now, agent_id=cur.id))
         for b in self._agent_buckets.get(cur.id, ()):
-            b.eligible.discard(cur.id)
-            b.agent_live.pop(cur.id, None)
+            b.dismiss(cur.id)
         mine: list[Bucket] = []
         for q in cur.queues:
             self._members[q].add(cur.id)
             for b in self._queue_buckets[q]:
-                if meets(cur.skills, b.requirement):
-                    b.eligible.add(cur.id)
+                if self._eligible(cur, b.channel, b.requirement):
+                    b.admit(cur)
                     mine.append(b)
         self._agent_buckets[cur.id] = mine
         self._refresh(cur)
@@ -309,8 +341,7 @@ class Router:
         out.events.append(ev.Event(ev.TASK_ASSIGNED, now, task.id, agent_id, actor,
                                    {"via": "offer", "offer_id": offer_id}))
         out.touch(task)
-        self._refresh(agent)
-        self._serve(agent, now, out)
+        self._serve_or_list(agent, now, out)
         return out
 
     def reject(self, agent_id: str, offer_id: str, now: float, reason: str = "") -> Outcome:
@@ -367,9 +398,8 @@ class Router:
         agent, task = self._holder(agent_id, task_id)
         out = Outcome()
         self._finish(agent, task, now, out, actor or ev.agent_actor(agent_id),
-                     {"disposition": disposition})
-        self._refresh(agent)
-        self._serve(agent, now, out)
+                     {"disposition": disposition}, refresh=False)
+        self._serve_or_list(agent, now, out)
         return out
 
     def pick(self, agent_id: str, task_id: str, now: float) -> Outcome:
@@ -382,7 +412,8 @@ class Router:
             raise NotEligible(agent_id, task_id, f"task is {task.state.value}")
         bucket = self._task_bucket[task_id]
         if agent_id not in bucket.eligible:
-            raise NotEligible(agent_id, task_id, "not a member of the queue with the skills")
+            raise NotEligible(agent_id, task_id,
+                              "not a member of the queue with the skills and the channel")
         if not agent.can_take(task.channel, self.matrix):
             raise NotEligible(agent_id, task_id, f"no free {task.channel.value} capacity")
         out = Outcome()
@@ -449,8 +480,10 @@ class Router:
                 yield self.tasks[task_id]
 
     def available_count(self, queue: str, channel: Channel) -> int:
-        return len({a for b in self._queue_buckets.get(queue, ()) if b.channel is channel
-                    for a in b.agent_live})
+        """Members who could be offered a task of `channel` now (status, capacity, interruption
+        matrix; skills aside), whether or not such a task was seen yet. Reads only; O(members)."""
+        agents, matrix = self.agents, self.matrix
+        return sum(1 for a in self._members.get(queue, ()) if agents[a].can_take(channel, matrix))
 
     def members(self, queue: str) -> set[str]:
         return set(self._members.get(queue, ()))
@@ -494,57 +527,99 @@ class Router:
         return self._bucket_for(task.queue, task.channel, task.required_skills)
 
     def _bucket_for(self, queue: str, channel: Channel, req: dict[str, int]) -> Bucket:
-        key = (queue, channel, tuple(sorted(req.items())))
+        key = (queue, channel, tuple(sorted(req.items())) if req else ())
         b = self._buckets.get(key)
         if b is None:
-            b = Bucket(queue, channel, dict(req))
+            b = Bucket(self.queues[queue], channel, dict(req))
             self._buckets[key] = b
             self._queue_buckets[queue].append(b)
             for agent_id in self._members[queue]:
                 agent = self.agents[agent_id]
-                if meets(agent.skills, req):
-                    b.eligible.add(agent_id)
+                if self._eligible(agent, channel, req):
+                    b.admit(agent)
                     self._agent_buckets[agent_id].append(b)
-                    if agent.can_take(b.channel, self.matrix):
+                    if channel in self._open_channels(agent):
                         self._push_agent(b, agent)
         return b
 
-    def _agent_key(self, b: Bucket, agent: Agent) -> tuple:
-        if self.queues[b.queue].agent_choice is AgentChoice.HIGHEST_SKILL:
-            level = sum(agent.skills.get(s, 0) for s in b.requirement)
-            return (-level, agent.idle_since)
-        return (agent.idle_since, 0)
+    @staticmethod
+    def _eligible(agent: Agent, channel: Channel, req: dict[str, int]) -> bool:
+        """A member who meets the requirement and handles the channel (whatever their status):
+        the agents of a bucket, and who could ever take its tasks."""
+        return (channel in agent.channels and agent.capacity.get(channel, 0) > 0
+                and meets(agent.skills, req))
+
+    def _open_channels(self, agent: Agent) -> tuple[Channel, ...]:
+        """The channels `agent.can_take` right now, computed in one pass over what they hold."""
+        if agent.status is not Presence.AVAILABLE or agent.offer_id is not None:
+            return ()
+        cap = agent.capacity
+        if not agent.held:
+            return tuple(ch for ch in agent.channels if cap.get(ch, 0) > 0)
+        counts: dict[Channel, int] = {}
+        for ch in agent.held.values():
+            counts[ch] = counts.get(ch, 0) + 1
+        allows, allowed = self.matrix.allows, None
+        for held in counts:  # what every channel held lets in (the interruption matrix)
+            ok = allows.get(held, _NO_CHANNELS)
+            allowed = ok if allowed is None else allowed & ok
+        if not allowed:
+            return ()
+        return tuple(ch for ch in agent.channels
+                     if ch in allowed and counts.get(ch, 0) < cap.get(ch, 0))
 
     def _push_agent(self, b: Bucket, agent: Agent) -> None:
-        k1, k2 = self._agent_key(b, agent)
-        cur = b.agent_live.get(agent.id)
+        """Make the agent's entry in the bucket's agent heap live (a new entry only when their
+        key changed). Key: longest idle, or highest skill then longest idle."""
+        aid = agent.id
+        if b.by_skill:
+            k1, k2 = b.levels[aid], agent.idle_since
+        else:
+            k1, k2 = agent.idle_since, 0
+        live = b.agent_live
+        cur = live.get(aid)
         if cur is not None and cur[0] == k1 and cur[1] == k2:
             return
-        entry = (k1, k2, next(self._seq), agent.id)
-        b.agent_live[agent.id] = entry
-        heapq.heappush(b.agents, entry)
-        if len(b.agents) > COMPACT_MIN:
+        entry = (k1, k2, next(self._seq), aid)
+        live[aid] = entry
+        self._listed.add(aid)
+        heap = b.agents
+        heapq.heappush(heap, entry)
+        if len(heap) > COMPACT_MIN and len(heap) > COMPACT_FACTOR * len(live):
             b.compact()
 
-    def _refresh(self, agent: Agent) -> None:
+    def _refresh(self, agent: Agent, can: tuple[Channel, ...] | None = None) -> None:
         """Put the agent in (or take them out of) the agent heaps of their buckets, per channel,
-        according to what they can take now."""
-        can = {ch: agent.can_take(ch, self.matrix) for ch in Channel}
-        for b in self._agent_buckets.get(agent.id, ()):
-            if can[b.channel]:
+        according to what they can take now (`can`, when the caller has it)."""
+        aid = agent.id
+        if can is None:
+            can = self._open_channels(agent)
+        if not can:
+            self._unlist(aid)
+            return
+        for b in self._agent_buckets.get(aid, ()):
+            if b.channel in can:
                 self._push_agent(b, agent)
             else:
-                b.agent_live.pop(agent.id, None)
+                b.agent_live.pop(aid, None)
+
+    def _unlist(self, agent_id: str) -> None:
+        """Take the agent out of every agent heap of their buckets."""
+        if agent_id in self._listed:
+            self._listed.discard(agent_id)
+            for b in self._agent_buckets.get(agent_id, ()):
+                b.agent_live.pop(agent_id, None)
 
     def _rebuild(self, b: Bucket) -> None:
         b.agent_live.clear()
         b.agents.clear()
         for agent_id in b.eligible:
             agent = self.agents[agent_id]
-            if agent.can_take(b.channel, self.matrix):
+            if b.channel in self._open_channels(agent):
                 self._push_agent(b, agent)
         live = [self.tasks[t] for t in b.task_live]
         b.task_live.clear()
+        b.head = None
         b.tasks.clear()
         for task in live:
             self._enqueue(task, b)
@@ -557,24 +632,35 @@ class Router:
         entry = self._task_entry(task, self.queues[task.queue])
         b.task_live[task.id] = entry[3]
         self._task_bucket[task.id] = b
-        heapq.heappush(b.tasks, entry)
-        if len(b.tasks) > COMPACT_MIN:
+        heap = b.tasks
+        heapq.heappush(heap, entry)
+        if b.head is not None and entry < b.head:
+            b.head = entry
+        if len(heap) > COMPACT_MIN and len(heap) > COMPACT_FACTOR * len(b.task_live):
             b.compact()
 
     def _unbucket(self, task: Task) -> None:
         b = self._task_bucket.pop(task.id, None)
         if b is not None:
             b.task_live.pop(task.id, None)
+            if b.head is not None and b.head[4] == task.id:
+                b.head = None
 
     def _catch_up_steps(self, task: Task, now: float, out: Outcome) -> bool:
         """Apply every escalation step whose time has come; then skip at once every step that
         no agent could ever take. Returns whether the requirement changed."""
         queue = self.queues[task.queue]
-        step, skipped = task.step, []
-        while step < len(queue.steps) and task.created_at + queue.steps[step].after_seconds <= now:
+        steps = queue.steps
+        n = len(steps)
+        if task.step == n:
+            return False  # no step left (the common case: a queue without steps)
+        # min(): the queue may have been given fewer steps since the task took its last one.
+        step, skipped = min(task.step, n), []
+        while step < n and task.created_at + steps[step].after_seconds <= now:
             step += 1
-        req = queue.requirement_at(task.base_skills, step)
-        while step < len(queue.steps) and not self._could_match(task, req):
+        req = (task.required_skills if step == task.step
+               else queue.requirement_at(task.base_skills, step))
+        while step < n and not self._could_match(task, req):
             skipped.append(step)
             step += 1
             req = queue.requirement_at(task.base_skills, step)
@@ -596,7 +682,7 @@ class Router:
         """Offer a queued task to the best available eligible agent, or leave it waiting."""
         b = self._bucket(task)
         out.touch(task)
-        if self.queues[task.queue].mode is Mode.PUSH:
+        if b.push and b.agent_live:
             agent_id, why = self._best_agent(b, task)
             if agent_id is not None:
                 self._offer(task, self.agents[agent_id], now, out, why)
@@ -622,8 +708,10 @@ class Router:
             break
         for entry in stash:
             heapq.heappush(heap, entry)
+        if found is None:
+            return None, {}
         why = {
-            "rule": self.queues[b.queue].agent_choice.value,
+            "rule": (AgentChoice.HIGHEST_SKILL if b.by_skill else AgentChoice.LONGEST_IDLE).value,
             "requirement": b.requirement,
             "eligible": len(b.eligible),
             "available": len(live),
@@ -631,7 +719,9 @@ class Router:
         }
         return found, why
 
-    def _best_task_in(self, b: Bucket, agent_id: str) -> tuple | None:
+    def _best_task_in(self, b: Bucket, agent_id: str, skipped: dict) -> tuple | None:
+        """The head of the bucket's waiting tasks that the agent did not decline; the declined
+        ones passed over are named in `skipped`."""
         entry = b.head_task()
         if entry is None:
             return None
@@ -650,31 +740,59 @@ class Router:
                 break
         for e in stash:
             heapq.heappush(heap, e)
+            if e is not found and len(skipped) < MAX_EXPLAINED:
+                skipped[e[4]] = e
         return found
 
-    def _serve(self, agent: Agent, now: float, out: Outcome) -> None:
+    def _serve_or_list(self, agent: Agent, now: float, out: Outcome) -> None:
+        """`_refresh` then `_serve`, in the cheaper order: when the agent gets an offer they
+        can take nothing more, so listing them in their buckets' agent heaps first would be
+        undone at once."""
+        can = self._open_channels(agent)
+        if not (can and self._serve(agent, now, out, can)):
+            self._refresh(agent, can)
+
+    def _serve(self, agent: Agent, now: float, out: Outcome,
+               can: tuple[Channel, ...] | None = None) -> bool:
         """The agent may be able to take work: offer them the best waiting task across every
-        bucket they are eligible for (one global order)."""
-        if agent.status is not Presence.AVAILABLE or agent.offer_id is not None:
-            return
-        can = {ch: agent.can_take(ch, self.matrix) for ch in Channel}
-        best, best_b, looked = None, None, 0
-        for b in self._agent_buckets.get(agent.id, ()):
-            if not can[b.channel] or not b.task_live:
+        bucket they are eligible for (one global order). Returns whether they got an offer.
+        `can`: the agent's open channels, when the caller has them."""
+        if can is None:
+            can = self._open_channels(agent)
+        if not can:
+            return False
+        aid, declined = agent.id, self.declined
+        best, best_b, looked, skipped = None, None, 0, {}
+        for b in self._agent_buckets.get(aid, ()):
+            if not b.push or b.channel not in can:
                 continue
-            if self.queues[b.queue].mode is not Mode.PUSH:
-                continue
-            entry = self._best_task_in(b, agent.id)
+            entry = b.head
+            if entry is None:
+                if not b.task_live:
+                    continue
+                entry = b.head_task()
+                if entry is None:
+                    continue
             looked += 1
-            if entry is not None and (best is None or entry < best):
+            if declined and aid in declined.get(entry[4], ()):
+                entry = self._best_task_in(b, aid, skipped)
+                if entry is None:
+                    continue
+            if best is None or entry < best:
                 best, best_b = entry, b
         if best is None:
-            return
+            return False
         task = self.tasks[best[4]]
         self._unbucket(task)
+        skipped = {t: "declined" for t, e in skipped.items() if e < best}
+        # The agent is available for this bucket even when not listed in it yet.
+        available = len(best_b.agent_live) + (aid not in best_b.agent_live)
         why = {"rule": "best_task_for_agent", "requirement": best_b.requirement,
-               "buckets_looked_at": looked, "order": "priority, due time, arrival"}
+               "eligible": len(best_b.eligible), "available": available,
+               "skipped": skipped, "buckets_looked_at": looked,
+               "order": "priority, due time, arrival"}
         self._offer(task, agent, now, out, why)
+        return True
 
     def _offer(self, task: Task, agent: Agent, now: float, out: Outcome, why: dict) -> None:
         queue = self.queues[task.queue]
@@ -684,7 +802,7 @@ class Router:
         task.agent_id, task.offer_id, task.offer_expires_at = agent.id, offer.id, offer.expires_at
         agent.offer_id, agent.offer_task_id, agent.offer_channel = offer.id, task.id, task.channel
         self.offers[offer.id] = offer
-        self._refresh(agent)
+        self._unlist(agent.id)  # what _refresh does: with an offer pending, they take nothing
         out.offers.append(offer)
         out.touch(task)
         out.events.append(ev.Event(ev.TASK_OFFERED, now, task.id, agent.id,
@@ -716,16 +834,17 @@ class Router:
         else:
             task.agent_id = None
 
-    def _release(self, agent: Agent, task_id: str, now: float) -> None:
+    def _release(self, agent: Agent, task_id: str, now: float, refresh: bool = True) -> None:
         agent.held.pop(task_id, None)
         agent.wrapping.discard(task_id)
         agent.idle_since = now
-        self._refresh(agent)
+        if refresh:
+            self._refresh(agent)
 
     def _finish(self, agent: Agent, task: Task, now: float, out: Outcome, actor: str,
-                data: dict) -> None:
+                data: dict, refresh: bool = True) -> None:
         task.move(TaskState.COMPLETED, now)
-        self._release(agent, task.id, now)
+        self._release(agent, task.id, now, refresh)
         self._forget(task)
         out.touch(task)
         out.events.append(ev.Event(ev.TASK_COMPLETED, now, task.id, agent.id, actor, data))

@@ -73,7 +73,9 @@ class Task:
     attributes: dict[str, Any] = field(default_factory=dict)
     state: TaskState = TaskState.QUEUED
     step: int = 0
-    required_skills: dict[str, int] = field(default_factory=dict)
+    # None at construction means "what intake asked for" (a copy of base_skills); an empty dict
+    # is a real requirement (an escalation step dropped every skill).
+    required_skills: dict[str, int] | None = None
     agent_id: str | None = None
     offer_id: str | None = None
     offer_expires_at: float | None = None
@@ -81,7 +83,7 @@ class Task:
     updated_at: float | None = None
 
     def __post_init__(self) -> None:
-        if not self.required_skills:
+        if self.required_skills is None:
             self.required_skills = dict(self.base_skills)
         if self.step_started_at is None:
             self.step_started_at = self.created_at
