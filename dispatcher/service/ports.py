@@ -130,6 +130,61 @@ class MergedCustomers:
     task_ids: tuple[str, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class MailAttachment:
+    """An attachment of a stored e-mail: its content is in the database (`content`) or in the
+    configured folder (`path`)."""
+
+    filename: str | None
+    content_type: str
+    size: int
+    content: bytes | None = None
+    path: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MailMessage:
+    """One e-mail of a task's conversation, inbound or outbound. `raw` is the message exactly as
+    received or sent; the parsed fields are what could be read from it (`malformed` and
+    `defects` say what could not). `peer` is the customer-side address, lower-cased. `status`:
+    received | queued | sent | retrying | dead."""
+
+    id: str
+    task_id: str
+    direction: str  # "in" | "out"
+    kind: str  # "customer" | "reply" | "ack"
+    created_at: float
+    raw: bytes
+    message_id: str | None = None
+    in_reply_to: str | None = None
+    references: tuple[str, ...] = ()
+    peer: str | None = None
+    from_addr: str | None = None
+    to_addrs: tuple[str, ...] = ()
+    subject: str = ""
+    text: str = ""
+    html: str = ""
+    defects: tuple[str, ...] = ()
+    malformed: bool = False
+    source: str | None = None  # "imap:<account>/<mailbox>/<uidvalidity>/<uid>" for polled mail
+    status: str = "received"
+    error: str | None = None
+    attachments: tuple[MailAttachment, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundMail:
+    """A due outbox item of kind `email`: the message to relay and its envelope."""
+
+    outbox_id: int
+    message: str  # MailMessage.id
+    task_id: str | None
+    raw: bytes
+    mail_from: str
+    rcpt: tuple[str, ...]
+    attempts: int
+
+
 class Store(Protocol):
     # intake
     def create_task(
@@ -160,6 +215,8 @@ class Store(Protocol):
     def list_tasks(
         self, state: str | None = None, queue: str | None = None, limit: int = 1000
     ) -> Deferred[list[TaskSummary]]: ...
+    def get_task(self, task_id: str) -> Deferred[TaskSummary | None]: ...
+    def list_calendars(self) -> Deferred[list[Calendar]]: ...
     def customer_tasks(self, customer_id: str, limit: int = 50) -> Deferred[list[TaskSummary]]:
         """The customer's tasks across channels, newest first."""
     def task_events(self, task_id: str) -> Deferred[list[StoredEvent]]:
@@ -175,3 +232,50 @@ class Store(Protocol):
         """Move every identity and task of `merged_id` to `survivor_id` and append `events`,
         in one transaction ordered with the other writes (the merged customer row stays, empty).
         """
+
+    # e-mail (dispatcher.service.mail)
+    def create_mail_task(
+        self,
+        task: Task,
+        identity: Identity | None,
+        customer_name: str,
+        events: Sequence[Event],
+        request_number: int,
+        messages: Sequence[MailMessage],
+        outbox: Sequence[OutboxItem] = (),
+    ) -> Deferred[str]:
+        """As `create_task`, and in the same transaction: give the task its request number
+        (unique), store its messages (with attachments) and queue the outbox items. Fires with
+        the customer id once committed."""
+    def add_mail(self, messages: Sequence[MailMessage], changes: Changes) -> Deferred[None]:
+        """Store messages of existing tasks together with a batch of changes, atomically."""
+    def find_mail_task(
+        self,
+        request_number: int | None = None,
+        message_ids: Sequence[str] = (),
+        task_id: str | None = None,
+    ) -> Deferred[Task | None]:
+        """The task with this request number, else the newest task holding one of these
+        Message-IDs, else the task with this id; None if there is none."""
+    def mail_messages(self, task_id: str) -> Deferred[list[MailMessage]]:
+        """The task's messages in order (attachments included)."""
+    def last_mail_to(self, peer: str, kind: str) -> Deferred[float | None]:
+        """When the newest message of `kind` with this peer was created, or None."""
+    def max_request_number(self) -> Deferred[int]:
+        """The highest request number given so far (0 when none)."""
+    def known_mail_sources(self, sources: Sequence[str]) -> Deferred[set[str]]:
+        """Which of these `MailMessage.source` keys are already stored."""
+    def due_mail(self, now: float, limit: int) -> Deferred[list[OutboundMail]]:
+        """Pending `email` outbox items whose next attempt is due, oldest first."""
+    def settle_mail(
+        self,
+        outbox_id: int,
+        message: str,
+        status: str,
+        attempts: int,
+        next_attempt_at: float | None,
+        error: str | None,
+        events: Sequence[Event],
+    ) -> Deferred[None]:
+        """Record a delivery attempt: the outbox item's state (`sent` and `dead` are final;
+        `retrying` stays pending until `next_attempt_at`), the message's status, and events."""

@@ -11,10 +11,11 @@ from the database (tuples as lists). For the simulator and for unit tests of the
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 
 from twisted.internet.defer import Deferred, fail, succeed
 
@@ -28,9 +29,13 @@ from dispatcher.service.ports import (
     Changes,
     Customer,
     Identity,
+    MailMessage,
+    MergedCustomers,
+    OutboundMail,
     OutboxItem,
     State,
     StoredEvent,
+    TaskRecord,
     TaskSummary,
 )
 
@@ -73,6 +78,28 @@ def _summary(task: Task) -> TaskSummary:
         agent_id=task.agent_id,
         priority=task.priority,
     )
+
+
+@dataclass(slots=True)
+class _MailOutboxRow:
+    task_id: str | None
+    payload: dict
+    next_attempt_at: float
+    state: str = "pending"
+    attempts: int = 0
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class _MailState:
+    """What SqlStore keeps in email_requests, email_messages (+ attachments) and the e-mail rows
+    of the outbox."""
+
+    requests: dict[int, str] = field(default_factory=dict)
+    messages: dict[str, MailMessage] = field(default_factory=dict)
+    sources: set[str] = field(default_factory=set)
+    outbox: dict[int, _MailOutboxRow] = field(default_factory=dict)
+    outbox_ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
 
 class MemoryStore:
@@ -200,6 +227,13 @@ class MemoryStore:
         found.sort(key=lambda t: (t.created_at, t.id))
         return succeed([_summary(t) for t in found[:limit]])
 
+    def get_task(self, task_id: str) -> Deferred[TaskSummary | None]:
+        task = self._tasks.get(task_id)
+        return succeed(None if task is None else _summary(task))
+
+    def list_calendars(self) -> Deferred[list[Calendar]]:
+        return succeed([copy.deepcopy(self._calendars[k]) for k in sorted(self._calendars)])
+
     def customer_tasks(
         self, customer_id: str, limit: int = DEFAULT_HISTORY_LIMIT
     ) -> Deferred[list[TaskSummary]]:
@@ -209,3 +243,164 @@ class MemoryStore:
 
     def task_events(self, task_id: str) -> Deferred[list[StoredEvent]]:
         return succeed([copy.deepcopy(e) for e in self._task_events if e.task_id == task_id])
+
+    # customer history
+    def customer_records(
+        self, customer_id: str, limit: int = DEFAULT_HISTORY_LIMIT
+    ) -> Deferred[list[TaskRecord]]:
+        found = [t for t in self._tasks.values() if t.customer_id == customer_id]
+        found.sort(key=lambda t: (t.created_at, t.id), reverse=True)
+        found = found[:limit]
+        trails = self._trails()
+        return succeed([
+            TaskRecord(_summary(t), snapshot(t.attributes),
+                       tuple(copy.deepcopy(e) for e in trails.get(t.id, ())))
+            for t in found
+        ])
+
+    def _trails(self) -> dict[str, list[StoredEvent]]:
+        """Task id -> its events, kept up to date from the append-only log (only the events
+        appended since the last call are looked at)."""
+        trails = self.__dict__.setdefault("_trail_index", {})
+        seen = self.__dict__.get("_trail_seen", 0)
+        for e in self._task_events[seen:]:
+            trails.setdefault(e.task_id, []).append(e)
+        self._trail_seen = len(self._task_events)
+        return trails
+
+    def merge_customers(
+        self, survivor_id: str, merged_id: str, events: Sequence[Event]
+    ) -> Deferred[MergedCustomers]:
+        moved = sorted(
+            (i for i, c in self._identities.items() if c == merged_id),
+            key=lambda i: (i.kind, i.value),
+        )
+        for identity in moved:
+            self._identities[identity] = survivor_id
+        task_ids = sorted(t.id for t in self._tasks.values() if t.customer_id == merged_id)
+        for task_id in task_ids:
+            self._tasks[task_id].customer_id = survivor_id
+        self._append(events)
+        return succeed(MergedCustomers(survivor_id, merged_id, tuple(moved), tuple(task_ids)))
+
+    # e-mail
+    @property
+    def _mail(self) -> _MailState:
+        state = self.__dict__.get("_mail_state")
+        if state is None:
+            state = self.__dict__["_mail_state"] = _MailState()
+        return state
+
+    def create_mail_task(
+        self,
+        task: Task,
+        identity: Identity | None,
+        customer_name: str,
+        events: Sequence[Event],
+        request_number: int,
+        messages: Sequence[MailMessage],
+        outbox: Sequence[OutboxItem] = (),
+    ) -> Deferred[str]:
+        mail = self._mail
+        if request_number in mail.requests or task.id in mail.requests.values():
+            return fail(DuplicateTask(task.id))
+        if any(m.source is not None and m.source in mail.sources for m in messages):
+            return fail(DuplicateTask(task.id))
+        d = self.create_task(task, identity, customer_name, events)
+        d.addCallback(self._mail_stored, request_number, task.id, messages, outbox)
+        return d
+
+    def _mail_stored(self, customer_id, request_number, task_id, messages, outbox):
+        mail = self._mail
+        mail.requests[request_number] = task_id
+        self._keep_messages(messages)
+        self.record(Changes(outbox=list(outbox)))
+        self._queue_mail(outbox)
+        return customer_id
+
+    def _keep_messages(self, messages: Sequence[MailMessage]) -> None:
+        for m in messages:
+            self._mail.messages[m.id] = copy.deepcopy(m)
+            if m.source is not None:
+                self._mail.sources.add(m.source)
+
+    def _queue_mail(self, outbox: Sequence[OutboxItem]) -> None:
+        for item in outbox:
+            if item.kind == "email":
+                self._mail.outbox[next(self._mail.outbox_ids)] = _MailOutboxRow(
+                    item.task_id, snapshot(item.payload), item.created_at)
+
+    def add_mail(self, messages: Sequence[MailMessage], changes: Changes) -> Deferred[None]:
+        if any(m.source is not None and m.source in self._mail.sources for m in messages):
+            return fail(ValueError("a message with this source is already stored"))
+        self._keep_messages(messages)
+        self._queue_mail(changes.outbox)
+        return self.record(changes)
+
+    def find_mail_task(
+        self,
+        request_number: int | None = None,
+        message_ids: Sequence[str] = (),
+        task_id: str | None = None,
+    ) -> Deferred[Task | None]:
+        mail = self._mail
+        found = mail.requests.get(request_number) if request_number is not None else None
+        if found is None and message_ids:
+            wanted = set(message_ids)
+            hits = [m for m in mail.messages.values() if m.message_id in wanted]
+            if hits:
+                found = max(hits, key=lambda m: m.created_at).task_id
+        if found is None:
+            found = task_id
+        task = self._tasks.get(found) if found is not None else None
+        return succeed(None if task is None else _copy_task(task))
+
+    def mail_messages(self, task_id: str) -> Deferred[list[MailMessage]]:
+        found = [m for m in self._mail.messages.values() if m.task_id == task_id]
+        found.sort(key=lambda m: (m.created_at, m.id))
+        return succeed([copy.deepcopy(m) for m in found])
+
+    def last_mail_to(self, peer: str, kind: str) -> Deferred[float | None]:
+        times = [m.created_at for m in self._mail.messages.values()
+                 if m.peer == peer and m.kind == kind]
+        return succeed(max(times, default=None))
+
+    def max_request_number(self) -> Deferred[int]:
+        return succeed(max(self._mail.requests, default=0))
+
+    def known_mail_sources(self, sources: Sequence[str]) -> Deferred[set[str]]:
+        return succeed(set(sources) & self._mail.sources)
+
+    def due_mail(self, now: float, limit: int) -> Deferred[list[OutboundMail]]:
+        due = sorted(
+            (row.next_attempt_at, outbox_id) for outbox_id, row in self._mail.outbox.items()
+            if row.state == "pending" and row.next_attempt_at <= now
+        )
+        out = []
+        for _, outbox_id in due[:limit]:
+            row = self._mail.outbox[outbox_id]
+            message = self._mail.messages[row.payload["message"]]
+            out.append(OutboundMail(outbox_id, message.id, row.task_id, message.raw,
+                                    row.payload["mail_from"], tuple(row.payload["rcpt"]),
+                                    row.attempts))
+        return succeed(out)
+
+    def settle_mail(
+        self,
+        outbox_id: int,
+        message: str,
+        status: str,
+        attempts: int,
+        next_attempt_at: float | None,
+        error: str | None,
+        events: Sequence[Event],
+    ) -> Deferred[None]:
+        row = self._mail.outbox[outbox_id]
+        row.state = status if status in ("sent", "dead") else "pending"
+        row.attempts = attempts
+        row.next_attempt_at = next_attempt_at if next_attempt_at is not None else row.next_attempt_at
+        row.error = error
+        old = self._mail.messages[message]
+        self._mail.messages[message] = dataclasses.replace(old, status=status, error=error)
+        self._append(events)
+        return succeed(None)

@@ -34,8 +34,14 @@ from dispatcher.service.ports import (
     Changes,
     Customer,
     Identity,
+    MailAttachment,
+    MailMessage,
+    MergedCustomers,
+    OutboundMail,
+    OutboxItem,
     State,
     StoredEvent,
+    TaskRecord,
     TaskSummary,
 )
 
@@ -342,6 +348,11 @@ def thd_list_tasks(
     return [r.summary_from_row(row) for row in conn.execute(query)]
 
 
+def thd_get_task(conn: sa.Connection, task_id: str) -> TaskSummary | None:
+    row = conn.execute(sa.select(t.tasks).where(t.tasks.c.id == task_id)).first()
+    return None if row is None else r.summary_from_row(row)
+
+
 def thd_customer_tasks(conn: sa.Connection, customer_id: str, limit: int) -> list[TaskSummary]:
     query = (
         sa.select(t.tasks)
@@ -356,6 +367,240 @@ def thd_task_events(conn: sa.Connection, task_id: str) -> list[StoredEvent]:
     e = t.task_events
     query = sa.select(e).where(e.c.task_id == task_id).order_by(e.c.id)
     return [r.stored_event_from_row(row) for row in conn.execute(query)]
+
+
+# --- customer history --------------------------------------------------------------------------
+
+
+def thd_customer_records(conn: sa.Connection, customer_id: str, limit: int) -> list[TaskRecord]:
+    """The customer's newest tasks with their attributes and their events (two queries)."""
+    query = (
+        sa.select(t.tasks)
+        .where(t.tasks.c.customer_id == customer_id)
+        .order_by(t.tasks.c.created_at.desc(), t.tasks.c.id.desc())
+        .limit(limit)
+    )
+    rows = list(conn.execute(query))
+    trails: dict[str, list[StoredEvent]] = {row.id: [] for row in rows}
+    e = t.task_events
+    for chunk in _chunks(list(trails)):
+        events = sa.select(e).where(e.c.task_id.in_(list(chunk))).order_by(e.c.id)
+        for row in conn.execute(events):
+            trails[row.task_id].append(r.stored_event_from_row(row))
+    return [
+        TaskRecord(r.summary_from_row(row), dict(row.attributes or {}), tuple(trails[row.id]))
+        for row in rows
+    ]
+
+
+def thd_merge_customers(
+    conn: sa.Connection, survivor_id: str, merged_id: str, events: list[r.Row]
+) -> MergedCustomers:
+    ids = t.customer_identities
+    moved = tuple(
+        Identity(kind, value)
+        for kind, value in conn.execute(
+            sa.select(ids.c.kind, ids.c.value)
+            .where(ids.c.customer_id == merged_id)
+            .order_by(ids.c.kind, ids.c.value)
+        )
+    )
+    task_ids = tuple(
+        conn.execute(
+            sa.select(t.tasks.c.id).where(t.tasks.c.customer_id == merged_id).order_by(t.tasks.c.id)
+        ).scalars()
+    )
+    conn.execute(
+        ids.update().where(ids.c.customer_id == merged_id).values(customer_id=survivor_id)
+    )
+    conn.execute(
+        t.tasks.update().where(t.tasks.c.customer_id == merged_id).values(customer_id=survivor_id)
+    )
+    _insert_events(conn, events)
+    return MergedCustomers(survivor_id, merged_id, moved, task_ids)
+
+
+# --- e-mail (dispatcher.service.mail) ----------------------------------------------------------
+
+OUTBOX_EMAIL = "email"
+OUTBOX_SENT = "sent"
+OUTBOX_DEAD = "dead"
+
+
+@dataclass(slots=True)
+class MailIntake:
+    """One `create_mail_task` call, snapshotted."""
+
+    intake: Intake
+    request: r.Row
+    messages: list[r.Row]
+    attachments: list[r.Row]
+    outbox: list[r.Row]
+
+
+@dataclass(slots=True)
+class MailAddition:
+    """One `add_mail` call, snapshotted."""
+
+    messages: list[r.Row]
+    attachments: list[r.Row]
+    changes: ChangeRows
+
+
+def mail_rows(messages: Sequence[MailMessage]) -> tuple[list[r.Row], list[r.Row]]:
+    """The email_messages and email_attachments rows of `messages` (reactor thread)."""
+    rows, attachments = [], []
+    for m in messages:
+        rows.append({
+            "id": m.id, "task_id": m.task_id, "direction": m.direction, "kind": m.kind,
+            "created_at": m.created_at, "message_id": m.message_id,
+            "in_reply_to": m.in_reply_to, "refs": list(m.references), "peer": m.peer,
+            "from_addr": m.from_addr, "to_addrs": list(m.to_addrs), "subject": m.subject,
+            "text_body": m.text, "html_body": m.html, "raw": bytes(m.raw),
+            "defects": list(m.defects), "malformed": bool(m.malformed), "source": m.source,
+            "status": m.status, "error": m.error,
+        })
+        for position, a in enumerate(m.attachments):
+            attachments.append({
+                "message_id": m.id, "position": position, "filename": a.filename,
+                "content_type": a.content_type, "size": a.size, "content": a.content,
+                "path": a.path,
+            })
+    return rows, attachments
+
+
+def thd_create_mail_tasks(conn: sa.Connection, batch: Sequence[MailIntake]) -> list[str]:
+    result = thd_create_tasks(conn, [m.intake for m in batch])
+    _insert(conn, t.email_requests, [m.request for m in batch])
+    _insert(conn, t.email_messages, [row for m in batch for row in m.messages])
+    _insert(conn, t.email_attachments, [row for m in batch for row in m.attachments])
+    _insert(conn, t.outbox, [row for m in batch for row in m.outbox])
+    return result
+
+
+@mergeable(thd_create_mail_tasks)
+def thd_create_mail_task(conn: sa.Connection, mail: MailIntake) -> str:
+    return thd_create_mail_tasks(conn, [mail])[0]
+
+
+def thd_add_mails(conn: sa.Connection, batch: Sequence[MailAddition]) -> list[None]:
+    _insert(conn, t.email_messages, [row for m in batch for row in m.messages])
+    _insert(conn, t.email_attachments, [row for m in batch for row in m.attachments])
+    thd_record_many(conn, [m.changes for m in batch])
+    return [None] * len(batch)
+
+
+@mergeable(thd_add_mails)
+def thd_add_mail(conn: sa.Connection, mail: MailAddition) -> None:
+    thd_add_mails(conn, [mail])
+
+
+def _task_by_id(conn: sa.Connection, task_id: str) -> Task | None:
+    row = conn.execute(sa.select(t.tasks).where(t.tasks.c.id == task_id)).first()
+    return None if row is None else r.task_from_row(row)
+
+
+def thd_find_mail_task(
+    conn: sa.Connection, number: int | None, message_ids: list[str], task_id: str | None
+) -> Task | None:
+    if number is not None:
+        q = sa.select(t.email_requests.c.task_id).where(t.email_requests.c.number == number)
+        found = conn.execute(q).scalar()
+        if found is not None:
+            return _task_by_id(conn, found)
+    m = t.email_messages
+    for chunk in _chunks(message_ids):
+        q = (
+            sa.select(m.c.task_id)
+            .where(m.c.message_id.in_(list(chunk)))
+            .order_by(m.c.created_at.desc())
+            .limit(1)
+        )
+        found = conn.execute(q).scalar()
+        if found is not None:
+            return _task_by_id(conn, found)
+    return None if task_id is None else _task_by_id(conn, task_id)
+
+
+def thd_mail_messages(conn: sa.Connection, task_id: str) -> list[MailMessage]:
+    m, a = t.email_messages, t.email_attachments
+    rows = conn.execute(
+        sa.select(m).where(m.c.task_id == task_id).order_by(m.c.created_at, m.c.id)
+    ).all()
+    ids = [row.id for row in rows]
+    attached: dict[str, list[MailAttachment]] = {}
+    for chunk in _chunks(ids):
+        q = sa.select(a).where(a.c.message_id.in_(list(chunk))).order_by(a.c.position)
+        for row in conn.execute(q):
+            attached.setdefault(row.message_id, []).append(MailAttachment(
+                row.filename, row.content_type, row.size, row.content, row.path))
+    return [
+        MailMessage(
+            id=row.id, task_id=row.task_id, direction=row.direction, kind=row.kind,
+            created_at=row.created_at, raw=bytes(row.raw), message_id=row.message_id,
+            in_reply_to=row.in_reply_to, references=tuple(row.refs), peer=row.peer,
+            from_addr=row.from_addr, to_addrs=tuple(row.to_addrs), subject=row.subject,
+            text=row.text_body, html=row.html_body, defects=tuple(row.defects),
+            malformed=bool(row.malformed), source=row.source, status=row.status,
+            error=row.error, attachments=tuple(attached.get(row.id, ())),
+        )
+        for row in rows
+    ]
+
+
+def thd_last_mail_to(conn: sa.Connection, peer: str, kind: str) -> float | None:
+    m = t.email_messages
+    q = sa.select(sa.func.max(m.c.created_at)).where(m.c.peer == peer, m.c.kind == kind)
+    return conn.execute(q).scalar()
+
+
+def thd_max_request_number(conn: sa.Connection) -> int:
+    return conn.execute(sa.select(sa.func.max(t.email_requests.c.number))).scalar() or 0
+
+
+def thd_known_mail_sources(conn: sa.Connection, sources: list[str]) -> set[str]:
+    m = t.email_messages
+    found: set[str] = set()
+    for chunk in _chunks(sources):
+        found.update(conn.execute(sa.select(m.c.source).where(m.c.source.in_(list(chunk))))
+                     .scalars())
+    return found
+
+
+def thd_due_mail(conn: sa.Connection, now: float, limit: int) -> list[OutboundMail]:
+    o, m = t.outbox, t.email_messages
+    q = (
+        sa.select(o.c.id, o.c.task_id, o.c.payload, o.c.attempts, m.c.raw)
+        .join(m, m.c.id == o.c.payload["message"].as_string())
+        .where(o.c.kind == OUTBOX_EMAIL, o.c.state == t.OUTBOX_PENDING,
+               o.c.next_attempt_at <= now)
+        .order_by(o.c.next_attempt_at, o.c.id)
+        .limit(limit)
+    )
+    return [
+        OutboundMail(
+            outbox_id=row.id, message=row.payload["message"], task_id=row.task_id,
+            raw=bytes(row.raw), mail_from=row.payload["mail_from"],
+            rcpt=tuple(row.payload["rcpt"]), attempts=row.attempts,
+        )
+        for row in conn.execute(q)
+    ]
+
+
+def thd_settle_mail(
+    conn: sa.Connection, outbox_id: int, message: str, status: str, attempts: int,
+    next_attempt_at: float | None, error: str | None, events: list[r.Row],
+) -> None:
+    state = status if status in (OUTBOX_SENT, OUTBOX_DEAD) else t.OUTBOX_PENDING
+    conn.execute(
+        t.outbox.update().where(t.outbox.c.id == outbox_id).values(
+            state=state, attempts=attempts, next_attempt_at=next_attempt_at, last_error=error)
+    )
+    conn.execute(
+        t.email_messages.update().where(t.email_messages.c.id == message).values(
+            status=status, error=error)
+    )
+    _insert_events(conn, events)
 
 
 # --- the port ----------------------------------------------------------------------------------
@@ -425,6 +670,12 @@ class SqlStore:
     ) -> Deferred[list[TaskSummary]]:
         return self._pool.run(thd_list_tasks, state, queue, limit)
 
+    def get_task(self, task_id: str) -> Deferred[TaskSummary | None]:
+        return self._pool.run(thd_get_task, task_id)
+
+    def list_calendars(self) -> Deferred[list[Calendar]]:
+        return self._pool.run(thd_list_calendars)
+
     def customer_tasks(
         self, customer_id: str, limit: int = r.DEFAULT_HISTORY_LIMIT
     ) -> Deferred[list[TaskSummary]]:
@@ -432,3 +683,91 @@ class SqlStore:
 
     def task_events(self, task_id: str) -> Deferred[list[StoredEvent]]:
         return self._pool.run(thd_task_events, task_id)
+
+    # customer history
+    def customer_records(
+        self, customer_id: str, limit: int = r.DEFAULT_HISTORY_LIMIT
+    ) -> Deferred[list[TaskRecord]]:
+        return self._pool.run(thd_customer_records, customer_id, limit)
+
+    def merge_customers(
+        self, survivor_id: str, merged_id: str, events: Sequence[Event]
+    ) -> Deferred[MergedCustomers]:
+        # Through the group commit: ordered with the task upserts, so none written from an
+        # older snapshot can put a task back on the merged customer afterwards.
+        rows = [r.event_row(e) for e in events]
+        return self._commit.run(thd_merge_customers, survivor_id, merged_id, rows)
+
+    # e-mail
+    def create_mail_task(
+        self,
+        task: Task,
+        identity: Identity | None,
+        customer_name: str,
+        events: Sequence[Event],
+        request_number: int,
+        messages: Sequence[MailMessage],
+        outbox: Sequence[OutboxItem] = (),
+    ) -> Deferred[str]:
+        rows, attachments = mail_rows(messages)
+        mail = MailIntake(
+            intake=Intake(
+                task=r.task_row(task),
+                identity=None if identity is None else (identity.kind, identity.value),
+                customer_name=customer_name,
+                events=[r.event_row(e) for e in events],
+            ),
+            request={"number": request_number, "task_id": task.id},
+            messages=rows,
+            attachments=attachments,
+            outbox=[r.outbox_row(item) for item in outbox],
+        )
+        return self._commit.run(thd_create_mail_task, mail)
+
+    def add_mail(self, messages: Sequence[MailMessage], changes: Changes) -> Deferred[None]:
+        rows, attachments = mail_rows(messages)
+        snap = ChangeRows(
+            tasks=[r.task_row(task) for task in changes.tasks],
+            events=[r.event_row(e) for e in changes.events],
+            declines=[{"task_id": k, "agent_id": a} for k, a in changes.declines],
+            outbox=[r.outbox_row(item) for item in changes.outbox],
+        )
+        return self._commit.run(thd_add_mail, MailAddition(rows, attachments, snap))
+
+    def find_mail_task(
+        self,
+        request_number: int | None = None,
+        message_ids: Sequence[str] = (),
+        task_id: str | None = None,
+    ) -> Deferred[Task | None]:
+        return self._pool.run(thd_find_mail_task, request_number, list(message_ids), task_id)
+
+    def mail_messages(self, task_id: str) -> Deferred[list[MailMessage]]:
+        return self._pool.run(thd_mail_messages, task_id)
+
+    def last_mail_to(self, peer: str, kind: str) -> Deferred[float | None]:
+        return self._pool.run(thd_last_mail_to, peer, kind)
+
+    def max_request_number(self) -> Deferred[int]:
+        return self._pool.run(thd_max_request_number)
+
+    def known_mail_sources(self, sources: Sequence[str]) -> Deferred[set[str]]:
+        return self._pool.run(thd_known_mail_sources, list(sources))
+
+    def due_mail(self, now: float, limit: int) -> Deferred[list[OutboundMail]]:
+        return self._pool.run(thd_due_mail, now, limit)
+
+    def settle_mail(
+        self,
+        outbox_id: int,
+        message: str,
+        status: str,
+        attempts: int,
+        next_attempt_at: float | None,
+        error: str | None,
+        events: Sequence[Event],
+    ) -> Deferred[None]:
+        rows = [r.event_row(e) for e in events]
+        return self._commit.run(
+            thd_settle_mail, outbox_id, message, status, attempts, next_attempt_at, error, rows
+        )

@@ -170,3 +170,56 @@ outbox = sa.Table(
     sa.Column("last_error", sa.Text, nullable=True),
     sa.Index(None, "state", "next_attempt_at"),
 )
+
+# --- e-mail (migration 0002) -------------------------------------------------------------------
+
+email_requests = sa.Table(
+    "email_requests",
+    metadata,
+    sa.Column("number", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("task_id", sa.String, nullable=False),
+    sa.UniqueConstraint("task_id"),
+)
+
+email_messages = sa.Table(
+    "email_messages",
+    metadata,
+    sa.Column("id", sa.String, primary_key=True),
+    sa.Column("task_id", sa.String, nullable=False),
+    sa.Column("direction", sa.String, nullable=False),  # in | out
+    sa.Column("kind", sa.String, nullable=False),  # customer | reply | ack
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("message_id", sa.String, nullable=True),
+    sa.Column("in_reply_to", sa.String, nullable=True),
+    sa.Column("refs", sa.JSON, nullable=False),  # [Message-ID, ...]
+    sa.Column("peer", sa.String, nullable=True),
+    sa.Column("from_addr", sa.String, nullable=True),
+    sa.Column("to_addrs", sa.JSON, nullable=False),
+    sa.Column("subject", sa.Text, nullable=False),
+    sa.Column("text_body", sa.Text, nullable=False),
+    sa.Column("html_body", sa.Text, nullable=False),
+    sa.Column("raw", sa.LargeBinary, nullable=False),
+    sa.Column("defects", sa.JSON, nullable=False),
+    sa.Column("malformed", sa.Boolean, nullable=False),
+    sa.Column("source", sa.String, nullable=True),
+    sa.Column("status", sa.String, nullable=False),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.UniqueConstraint("source"),
+    sa.Index(None, "task_id", "created_at"),
+    sa.Index(None, "message_id"),
+    sa.Index(None, "peer", "kind", "created_at"),
+)
+
+email_attachments = sa.Table(
+    "email_attachments",
+    metadata,
+    sa.Column("id", LogId, primary_key=True, autoincrement=True),
+    sa.Column("message_id", sa.String, sa.ForeignKey("email_messages.id"), nullable=False),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("filename", sa.String, nullable=True),
+    sa.Column("content_type", sa.String, nullable=False),
+    sa.Column("size", sa.Integer, nullable=False),
+    sa.Column("content", sa.LargeBinary, nullable=True),
+    sa.Column("path", sa.String, nullable=True),
+    sa.Index(None, "message_id"),
+)

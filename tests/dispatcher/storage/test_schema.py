@@ -55,9 +55,33 @@ def test_downgrade_to_base_removes_every_table(empty_url: str) -> None:
     assert differences(empty_url) == []
 
 
-def test_head_is_the_first_revision() -> None:
-    assert schema.head() == "0001"
+VERSIONS = Path(__file__).resolve().parents[3] / "migrations" / "versions"
+
+
+def test_revisions_are_numbered_in_one_line_and_head_is_the_last() -> None:
+    numbers = sorted(p.name[:4] for p in VERSIONS.glob("[0-9][0-9][0-9][0-9]_*.py"))
+    assert numbers == [f"{i:04d}" for i in range(1, len(numbers) + 1)]
+    assert schema.head() == numbers[-1]
     assert schema.STALE_SCHEMA_HINT == "run: switchboard db upgrade"
+
+
+def test_0002_upgrades_a_0001_database_with_data_in_it(empty_url: str) -> None:
+    """The e-mail tables arrive next to existing work, which stays as it was."""
+    schema.upgrade(empty_url, "0001")
+    engine = make_engine(empty_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text(
+                "INSERT INTO tasks (id, channel, queue, customer_id, created_at, base_skills,"
+                " priority, attributes, state, step, required_skills) VALUES ('t1', 'email',"
+                " 'support', NULL, 1.0, '{}', 0, '{}', 'queued', 0, '{}')"))
+        schema.upgrade(empty_url, "0002")
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT id, state FROM tasks")).all() == [("t1", "queued")]
+            assert conn.execute(sa.text("SELECT count(*) FROM email_messages")).scalar() == 0
+    finally:
+        engine.dispose()
+    assert schema.check(empty_url).ok is (schema.head() == "0002")
 
 
 def imported_modules(path: Path) -> set[str]:

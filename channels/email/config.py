@@ -1,0 +1,106 @@
+"""Settings of the e-mail edge: one frozen dataclass of plain values (the runtime reads them
+from `[email]` in the TOML file and `SWITCHBOARD_EMAIL_*` in the environment), and the
+structured forms the edge needs (recipient routes, the service's `MailPolicy`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dispatcher.domain.errors import InvalidValue
+from dispatcher.service.mail import DAY, MailPolicy
+
+HOUR = 3600.0
+DEFAULT_MAX_MESSAGE_BYTES = 10 * 1024 * 1024
+# RFC 5321 4.5.3.1.8: a server must accept at least 100 recipients per transaction.
+DEFAULT_MAX_RECIPIENTS = 100
+
+
+@dataclass(frozen=True)
+class EmailSettings:
+    enabled: bool = True
+    # SMTP intake
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 2525
+    hostname: str = "switchboard.localdomain"
+    recipients: str = ""  # "support@example.com=support,sales@example.com=sales"
+    domains: str = ""  # our domains: any other address there goes to default_queue
+    default_queue: str = ""
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    max_recipients: int = DEFAULT_MAX_RECIPIENTS
+    tls_cert: str = ""  # PEM files; both set = STARTTLS offered
+    tls_key: str = ""
+    attachments_dir: str = ""  # empty: attachment content goes into the database
+    # request numbers, threading, acknowledgement
+    request_prefix: str = "SB-"
+    request_digits: int = 6
+    reopen_days: float = 14.0
+    sticky_seconds: float = 3600.0
+    ack_queues: str = "*"  # comma-separated queue names, "*" = all, "" = none
+    ack_period_hours: float = 24.0
+    from_address: str = "support@switchboard.invalid"
+    from_name: str = "Support"
+    message_id_domain: str = "switchboard.invalid"
+    # outbound relay
+    relay_host: str = ""  # empty: nothing is sent
+    relay_port: int = 25
+    relay_starttls: bool = False  # require STARTTLS
+    relay_user: str = ""
+    relay_password: str = ""
+    relay_interval: float = 1.0
+    retry_base: float = 60.0
+    retry_max: float = 3600.0
+    max_attempts: int = 8
+    # IMAP polling is not built yet (issue 4 stays open for it): no settings until it works.
+
+
+def parse_routes(spec: str) -> dict[str, str]:
+    """"a@x=q1,b@x=q2" -> {"a@x": "q1", "b@x": "q2"} (addresses lower-cased)."""
+    routes: dict[str, str] = {}
+    for item in filter(None, (p.strip() for p in spec.split(","))):
+        address, sep, queue = item.partition("=")
+        if not sep or "@" not in address or not queue.strip():
+            raise InvalidValue(f"email.recipients: expected address=queue, got {item!r}")
+        routes[address.strip().lower()] = queue.strip()
+    return routes
+
+
+@dataclass(frozen=True)
+class Routes:
+    """Recipient address -> queue. Known: mapped, or at one of our domains when there is a
+    default queue. Anything else is refused (550): we are not a relay."""
+
+    mapping: dict[str, str]
+    domains: frozenset[str]
+    default_queue: str
+
+    @classmethod
+    def from_settings(cls, s: EmailSettings) -> Routes:
+        domains = frozenset(d.strip().lower() for d in s.domains.split(",") if d.strip())
+        return cls(parse_routes(s.recipients), domains, s.default_queue.strip())
+
+    def queue_for(self, address: str) -> str | None:
+        address = address.strip().lower()
+        if address in self.mapping:
+            return self.mapping[address]
+        domain = address.rpartition("@")[2]
+        if self.default_queue and domain in self.domains:
+            return self.default_queue
+        return None
+
+
+def policy_from(s: EmailSettings) -> MailPolicy:
+    acks = frozenset(q.strip() for q in s.ack_queues.split(",") if q.strip())
+    return MailPolicy(
+        request_prefix=s.request_prefix,
+        request_digits=s.request_digits,
+        reopen_window=s.reopen_days * DAY,
+        sticky_seconds=s.sticky_seconds,
+        ack_queues=acks,
+        ack_period=s.ack_period_hours * HOUR,
+        from_address=s.from_address,
+        from_name=s.from_name,
+        message_id_domain=s.message_id_domain,
+        retry_base=s.retry_base,
+        retry_max=s.retry_max,
+        max_attempts=s.max_attempts,
+    )

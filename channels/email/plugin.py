@@ -1,0 +1,62 @@
+"""The e-mail edge as the runtime loads it: `EDGE` (entry point `switchboard.edges: email`).
+
+`build(context, settings)` needs `context.mail`, the `dispatcher.service.mail.Mail` the runtime
+builds; it sets the channel's policy on it and returns the edge: SMTP intake, the outbound
+relay, started and stopped together. (IMAP polling is not built yet.)
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from twisted.internet import defer
+
+from dispatcher.service.edges import EdgeContext, EdgeSpec
+
+from .config import EmailSettings, Routes, policy_from
+from .outbound import Relay
+from .smtp import SmtpIntake
+
+log = logging.getLogger(__name__)
+
+
+def tls_context(settings: EmailSettings) -> Any:
+    if not (settings.tls_cert and settings.tls_key):
+        return None
+    from twisted.internet import ssl
+
+    return ssl.DefaultOpenSSLContextFactory(settings.tls_key, settings.tls_cert)
+
+
+class EmailEdge:
+    def __init__(self, reactor: Any, mail: Any, settings: EmailSettings) -> None:
+        self.reactor = reactor
+        self.mail = mail
+        self.settings = settings
+        self.intake = SmtpIntake(mail, settings, Routes.from_settings(settings),
+                                 tls_context(settings))
+        self.relay = Relay(reactor, mail, settings)
+        self.port: Any = None
+
+    def start(self) -> None:
+        s = self.settings
+        self.port = self.reactor.listenTCP(s.smtp_port, self.intake, interface=s.smtp_host)
+        log.info("e-mail: SMTP on %s:%d", s.smtp_host, self.port.getHost().port)
+        self.relay.start()
+
+    def stop(self) -> defer.Deferred:
+        self.relay.stop()
+        waits = [defer.maybeDeferred(self.port.stopListening)] if self.port else []
+        return defer.DeferredList(waits)
+
+
+def build(context: EdgeContext, settings: EmailSettings) -> EmailEdge:
+    if context.mail is None:
+        raise RuntimeError("the e-mail edge needs EdgeContext.mail (dispatcher.service.mail.Mail)")
+    Routes.from_settings(settings)  # refuse bad recipient routes at start
+    context.mail.configure(policy_from(settings))
+    return EmailEdge(context.reactor, context.mail, settings)
+
+
+EDGE = EdgeSpec(name="email", settings=EmailSettings, build=build)

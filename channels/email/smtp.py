@@ -1,0 +1,278 @@
+"""SMTP intake on twisted.mail: each accepted message becomes a task (or joins one), and the
+final reply to DATA is 250 only after `Mail.receive` has committed it (`eomReceived` returns
+its Deferred). A failed commit answers 451 so the sender retries.
+
+Limits (RFC 5321 4.5.3.1): command lines 512 octets, text lines 1000 octets (both with CRLF),
+100 recipients per transaction, the configured message size (advertised as SIZE, refused with
+552). An end of data spelt with a bare CR or LF (`\\n.\\n`, `\\r\\n.\\n`, `\\n.\\r\\n`, ...)
+is refused with 521: other servers on the path might take it as the end (SMTP smuggling). The
+rest of that data is swallowed up to the real `CRLF.CRLF`, so nothing in it can be read as a
+command. Other bare LFs (what `smtplib.sendmail` sends for `as_bytes()`) are accepted, and
+count as line ends for the line length. Recipients are mapped to queues; an unknown recipient
+gets 550 (we are not a relay).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from twisted.internet import defer
+from twisted.internet.protocol import ServerFactory
+from twisted.mail import smtp
+from twisted.mail.interfaces import IMessageDelivery, IMessageSMTP
+from zope.interface import implementer
+
+from dispatcher.service.mail import InboundMail, Mail
+
+from . import errors as e
+from .config import EmailSettings, Routes
+from .parse import parse
+from .translate import inbound
+
+log = logging.getLogger(__name__)
+
+MAX_COMMAND_LINE = 512 - 2  # without CRLF
+MAX_TEXT_LINE = 1000 - 2
+MAX_PATH = 256  # RFC 5321 4.5.3.1.3, with the angle brackets
+BUFFER_LIMIT = 64 * 1024  # beyond this without CRLF, the client is not speaking SMTP: drop it
+SIZE_PARAM = re.compile(rb"\bSIZE=(\d{1,20})\b", re.I)
+PATH = re.compile(rb"<([^<>]*)>")
+BARE_BREAK = re.compile(rb"\r|\n")  # inside one CRLF-delimited line: a bare CR or LF
+
+
+@implementer(IMessageSMTP)
+class Capture:
+    """The message of one transaction (delivered once however many recipients it has)."""
+
+    def __init__(self, edge: SmtpIntake, envelope_from: str, recipients: list[str],
+                 queue: str) -> None:
+        self.edge = edge
+        self.envelope_from = envelope_from
+        self.recipients = recipients
+        self.queue = queue
+        self.lines: list[bytes] = []
+
+    def lineReceived(self, line: bytes) -> None:
+        self.lines.append(line)
+
+    def eomReceived(self) -> defer.Deferred:
+        raw = b"\r\n".join(self.lines) + b"\r\n"
+        self.lines = []
+        return self.edge.deliver(raw, self.queue, self.envelope_from, tuple(self.recipients))
+
+    def connectionLost(self) -> None:
+        self.lines = []
+
+
+@implementer(IMessageSMTP)
+class Ignored:
+    """The other recipients of a transaction: the one `Capture` stores the message."""
+
+    def lineReceived(self, line: bytes) -> None:
+        pass
+
+    def eomReceived(self) -> defer.Deferred:
+        return defer.succeed(None)
+
+    def connectionLost(self) -> None:
+        pass
+
+
+@implementer(IMessageDelivery)
+class Delivery:
+    """Per connection: checks senders and recipients, collects the transaction."""
+
+    def __init__(self, edge: SmtpIntake, protocol: IntakeESMTP) -> None:
+        self.edge = edge
+        self.protocol = protocol
+        self._reset("")
+
+    def _reset(self, envelope_from: str) -> None:
+        self.envelope_from = envelope_from
+        self.recipients: list[str] = []
+        self.queue: str | None = None
+        self.captured = False
+
+    def receivedHeader(self, helo: Any, origin: Any, recipients: Any) -> bytes:
+        client = helo[1] if isinstance(helo[1], bytes) else str(helo[1]).encode()
+        name = (helo[0] or b"unknown")[:64]
+        return (b"Received: from " + re.sub(rb"[^\x21-\x7e]", b"?", name) + b" ([" + client
+                + b"])\r\n\tby " + self.edge.hostname.encode("ascii", "replace")
+                + b" with ESMTP (switchboard); " + smtp.rfc822date())
+
+    def validateFrom(self, helo: Any, origin: smtp.Address) -> smtp.Address:
+        self._reset(str(origin) if origin else "")
+        return origin
+
+    def validateTo(self, user: smtp.User):
+        if len(self.recipients) >= self.edge.settings.max_recipients:
+            raise e.server_error(e.TOO_MANY_RECIPIENTS)
+        address = str(user.dest)
+        queue = self.edge.routes.queue_for(address)
+        if queue is None:
+            raise e.server_error(e.NO_SUCH_MAILBOX)
+        self.recipients.append(address)
+        if self.queue is None:
+            self.queue = queue
+        return self._message
+
+    def _message(self):
+        if self.captured:
+            return Ignored()
+        self.captured = True
+        return Capture(self.edge, self.envelope_from, self.recipients, self.queue or "")
+
+
+class IntakeESMTP(smtp.ESMTP):
+    noisy = False
+    timeout = 300
+    MAX_LENGTH = BUFFER_LIMIT
+
+    def __init__(self, edge: SmtpIntake, context_factory: Any = None) -> None:
+        super().__init__(contextFactory=context_factory)
+        self.edge = edge
+        self.host = edge.hostname
+        self.delivery = Delivery(edge, self)
+        self._data_bytes = 0
+
+    def extensions(self) -> dict:
+        ext = super().extensions()
+        ext.pop(b"AUTH", None)
+        ext[b"SIZE"] = [str(self.edge.settings.max_message_bytes).encode()]
+        ext[b"8BITMIME"] = None
+        ext[b"ENHANCEDSTATUSCODES"] = None
+        return ext
+
+    def state_COMMAND(self, line: bytes) -> None:
+        if len(line) > MAX_COMMAND_LINE:
+            self.sendCode(*e.LINE_TOO_LONG)
+            return
+        super().state_COMMAND(line)
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        self.sendCode(*e.LINE_TOO_LONG)
+        self.transport.loseConnection()
+
+    def do_NOOP(self, rest: bytes) -> None:
+        self.sendCode(250, b"2.0.0 OK")
+
+    def do_HELO(self, rest: bytes) -> None:
+        if not rest.strip():
+            self.sendCode(*e.EMPTY_HELO)
+            return
+        super().do_HELO(rest)
+
+    def do_EHLO(self, rest: bytes) -> None:
+        if not rest.strip():
+            self.sendCode(*e.EMPTY_HELO)
+            return
+        super().do_EHLO(rest)
+
+    def _bad_path(self, rest: bytes) -> tuple[int, bytes] | None:
+        m = PATH.search(rest)
+        if m is None:
+            return None  # twisted's own syntax check answers
+        path = m.group(1)
+        if len(path) + 2 > MAX_PATH:
+            return e.ADDRESS_TOO_LONG
+        if not path:
+            return None
+        local, at, domain = path.rpartition(b"@")
+        if not at or not local or not domain or len(local) > 64:
+            return e.BAD_ADDRESS
+        try:
+            domain.decode("ascii").encode("idna")
+            if domain.lower().startswith(b"xn--"):
+                domain.decode("ascii").encode().decode("idna")
+        except (UnicodeError, ValueError):
+            return e.BAD_ADDRESS
+        return None
+
+    def do_MAIL(self, rest: bytes) -> None:
+        size = SIZE_PARAM.search(rest)
+        if size is not None and int(size.group(1)) > self.edge.settings.max_message_bytes:
+            self.sendCode(*e.MESSAGE_TOO_BIG)
+            return
+        bad = self._bad_path(rest)
+        if bad is not None:
+            self.sendCode(*bad)
+            return
+        super().do_MAIL(rest)
+
+    def do_RCPT(self, rest: bytes) -> None:
+        bad = self._bad_path(rest) if self._from else None
+        if bad is not None:
+            self.sendCode(*bad)
+            return
+        super().do_RCPT(rest)
+
+    def do_DATA(self, rest: bytes) -> None:
+        self._data_bytes = 0
+        super().do_DATA(rest)
+
+    def dataLineReceived(self, line: bytes) -> None:
+        if line != b".":
+            if (b"\r" in line or b"\n" in line) and b"." in BARE_BREAK.split(line):
+                self.datafailed = e.data_error(e.BAD_LINE_ENDING)  # wins over size
+                self._drop_messages()
+            elif self.datafailed is None:
+                self._data_bytes += len(line) + 2
+                if self._data_bytes > self.edge.settings.max_message_bytes:
+                    self.datafailed = e.data_error(e.MESSAGE_TOO_BIG)
+                    self._drop_messages()
+                elif len(line) > MAX_TEXT_LINE and max(
+                        map(len, BARE_BREAK.split(line))) > MAX_TEXT_LINE:
+                    self.datafailed = e.data_error(e.LINE_TOO_LONG)
+                    self._drop_messages()
+        super().dataLineReceived(line)
+
+    state_DATA = dataLineReceived
+
+    def _drop_messages(self) -> None:
+        for message in getattr(self, "_SMTP__messages", ()):
+            message.connectionLost()
+
+    def _messageHandled(self, resultList: list) -> None:
+        for ok, result in resultList:
+            if not ok:
+                if result.check(smtp.SMTPServerError):
+                    resp = result.value.resp
+                    self.sendCode(result.value.code,
+                                  resp.encode() if isinstance(resp, str) else resp)
+                else:
+                    log.error("could not store a message: %s", result.getTraceback())
+                    self.sendCode(*e.TEMPORARY_FAILURE)
+                return
+        request = next((r.request for ok, r in resultList if ok and r is not None), "")
+        code, text = e.OK_STORED
+        self.sendCode(code, text.replace(b"{request}", request.encode("ascii", "replace")))
+
+
+class SmtpIntake(ServerFactory):
+    """The SMTP server factory of the e-mail edge."""
+
+    def __init__(self, mail: Mail, settings: EmailSettings, routes: Routes | None = None,
+                 context_factory: Any = None) -> None:
+        self.mail = mail
+        self.settings = settings
+        self.routes = routes or Routes.from_settings(settings)
+        self.hostname = settings.hostname
+        self.context_factory = context_factory
+
+    def buildProtocol(self, addr: Any) -> IntakeESMTP:
+        p = IntakeESMTP(self, self.context_factory)
+        p.factory = self
+        return p
+
+    def deliver(self, raw: bytes, queue: str, envelope_from: str,
+                recipients: tuple[str, ...]) -> defer.Deferred:
+        try:
+            message: InboundMail = inbound(raw, queue, envelope_from, recipients,
+                                           attachments_dir=self.settings.attachments_dir,
+                                           parsed=parse(raw))
+        except Exception:  # noqa: BLE001 - parse never raises; a full disk might
+            log.exception("could not translate a message")
+            return defer.fail(e.server_error(e.TEMPORARY_FAILURE))
+        return self.mail.receive(message)

@@ -1,0 +1,49 @@
+"""The edge's translations: a received message (envelope + parsed bytes) into the service's
+`InboundMail`; attachments into the database or the configured folder."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from dispatcher.service.mail import InboundMail
+from dispatcher.service.ports import MailAttachment
+
+from .parse import Parsed, parse
+
+
+def store_attachment(folder: str, content: bytes) -> str:
+    """Write `content` under `folder` by its SHA-256 (idempotent, crash-safe rename)."""
+    digest = hashlib.sha256(content).hexdigest()
+    path = Path(folder) / digest[:2] / digest
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        with open(tmp, "wb") as f:
+            f.write(content)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    return str(path)
+
+
+def inbound(raw: bytes, queue: str, envelope_from: str, recipients: tuple[str, ...],
+            source: str | None = None, attachments_dir: str = "",
+            parsed: Parsed | None = None) -> InboundMail:
+    p = parsed if parsed is not None else parse(raw)
+    attachments = tuple(
+        MailAttachment(a.filename, a.content_type, len(a.content), None,
+                       store_attachment(attachments_dir, a.content))
+        if attachments_dir else
+        MailAttachment(a.filename, a.content_type, len(a.content), a.content, None)
+        for a in p.attachments
+    )
+    return InboundMail(
+        raw=raw, queue=queue, envelope_from=envelope_from, recipients=recipients,
+        from_address=p.from_address, from_name=p.from_name, to_addrs=p.to_addrs,
+        subject=p.subject, message_id=p.message_id, in_reply_to=p.in_reply_to,
+        references=p.references, text=p.text, html=p.html, attachments=attachments,
+        defects=tuple(p.defects), malformed=p.malformed, auto_generated=p.auto_generated,
+        source=source,
+    )

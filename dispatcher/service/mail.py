@@ -1,0 +1,600 @@
+"""Mail: the e-mail use cases. The edge (channels/email) translates SMTP and IMAP into an
+`InboundMail`; this module decides what it means.
+
+- `receive`: a message opens a new task, joins the conversation of an existing one, reopens a
+  recently completed one, or opens a new task linked to an old one. It joins only when the
+  sender is one of the thread's customer identities. Threading: the request number in the
+  subject (`[#SB-000123]`) first, then In-Reply-To/References. The task, its request number,
+  the message, its events and the acknowledgement (if one is due) are committed in one
+  transaction; the Deferred fires after that commit, so the edge may answer 250.
+- `reply`: an agent's answer goes into the outbox with the threading headers and the request
+  number in the subject, in the same transaction as its event.
+- `due` / `sent` / `failed`: the outbound relay (channels/email/outbound.py) takes due messages
+  and reports each attempt; 4xx and network errors are retried with exponential backoff, 5xx
+  (or too many attempts) dead-letters the message with its error visible in the task's trail.
+- `show_task`: the conversation and the trail of one task, as text (for `switchboard tasks
+  show ID`).
+
+Headers are built with the standard `email` package, which refuses CR or LF in a header value,
+so no input can inject a header. HTML is sanitised with nh3 before any console sees it.
+"""
+
+from __future__ import annotations
+
+import html as html_lib
+import itertools
+import json
+import logging
+import re
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from email import policy as email_policy
+from email.message import EmailMessage
+from email.utils import format_datetime, formataddr, make_msgid
+from typing import Any
+
+import nh3
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.interfaces import IReactorTime
+
+from dispatcher.domain import events as ev
+from dispatcher.domain.deadlines import ALWAYS_OPEN, parse_rule
+from dispatcher.domain.errors import InvalidValue, UnknownQueue
+from dispatcher.domain.tasks import Channel, Task, TaskState
+
+from .assignment import Assignment
+from .intake import Intake, email_identity
+from .ports import (
+    Changes,
+    Identity,
+    MailAttachment,
+    MailMessage,
+    OutboundMail,
+    OutboxItem,
+    Store,
+    StoredEvent,
+)
+
+log = logging.getLogger(__name__)
+
+# Event kinds of the e-mail channel (wire API, like dispatcher.domain.events).
+EMAIL_RECEIVED = "email.received"  # data: message, message_id, from, subject, action, source
+EMAIL_LINKED = "email.linked"  # a new task opened for a message that pointed at another task
+EMAIL_REOPENED = "email.reopened"  # data: previous_agent, completed_at
+EMAIL_QUEUED = "email.queued"  # an outbound message entered the outbox; data: kind, to
+EMAIL_ACK_SKIPPED = "email.ack_skipped"  # data: reason
+EMAIL_SENT = "email.sent"  # data: message, attempts, reply
+EMAIL_RETRY = "email.retry"  # data: message, attempts, error, next_attempt_at
+EMAIL_DEAD = "email.dead"  # data: message, attempts, error
+
+OUTBOX_EMAIL = "email"
+# Actions of `receive`.
+NEW, JOINED, REOPENED, LINKED = "new", "joined", "reopened", "linked"
+
+DAY = 86_400.0
+PREVIEW_CHARS = 200
+MAX_REFERENCES = 20
+
+
+@dataclass(frozen=True)
+class MailPolicy:
+    """How the e-mail channel behaves (built by the edge from its settings)."""
+
+    request_prefix: str = "SB-"
+    request_digits: int = 6
+    reopen_window: float = 14 * DAY
+    sticky_seconds: float = 3600.0
+    ack_queues: frozenset[str] = frozenset({"*"})  # "*" = every queue
+    ack_period: float = DAY
+    from_address: str = "support@switchboard.invalid"
+    from_name: str = "Support"
+    message_id_domain: str = "switchboard.invalid"
+    ack_subject: str = "We received your message [#{request}]"
+    ack_body: str = (
+        "Hello,\n\nthank you for your message. Your request number is {request}; please keep "
+        "it in the subject of any reply.\nWe will answer by {deadline}.\n"
+    )
+    retry_base: float = 60.0
+    retry_max: float = 3600.0
+    max_attempts: int = 8
+
+    def label(self, number: int) -> str:
+        return f"{self.request_prefix}{number:0{self.request_digits}d}"
+
+    def find_number(self, subject: str) -> int | None:
+        m = re.search(r"\[#" + re.escape(self.request_prefix) + r"(\d{1,18})\]", subject or "")
+        return int(m.group(1)) if m else None
+
+    def acks(self, queue: str) -> bool:
+        return "*" in self.ack_queues or queue in self.ack_queues
+
+
+@dataclass(frozen=True)
+class InboundMail:
+    """A received message as the edge understood it (parsing never fails: what could not be
+    read is in `defects`, and `malformed` says so)."""
+
+    raw: bytes
+    queue: str
+    envelope_from: str = ""  # "" = null sender (<>)
+    recipients: tuple[str, ...] = ()
+    from_address: str | None = None
+    from_name: str = ""
+    to_addrs: tuple[str, ...] = ()
+    subject: str = ""
+    message_id: str | None = None
+    in_reply_to: str | None = None
+    references: tuple[str, ...] = ()
+    text: str = ""
+    html: str = ""
+    attachments: tuple[MailAttachment, ...] = ()
+    defects: tuple[str, ...] = ()
+    malformed: bool = False
+    auto_generated: bool = False  # RFC 3834 signs, decided by the edge's header reading
+    source: str | None = None
+
+
+@dataclass(frozen=True)
+class Received:
+    task_id: str
+    request: str
+    action: str  # new | joined | reopened | linked
+    customer_id: str | None
+    acknowledged: bool = False
+    linked_to: str | None = None
+
+
+@dataclass
+class _Outgoing:
+    message: MailMessage
+    outbox: OutboxItem
+    event: ev.Event
+
+
+_message_seq = itertools.count()
+
+
+def new_message_id(now: float) -> str:
+    """A message row id that sorts in creation order (time, then a process counter)."""
+    return f"{int(now * 1_000_000):015x}{next(_message_seq) % 0xFFFFFF:06x}{uuid.uuid4().hex[:11]}"
+
+
+def safe_html(html: str) -> str:
+    """HTML an agent's console may show: scripts, styles, event handlers and unsafe URLs gone."""
+    return nh3.clean(html or "")
+
+
+def html_to_text(html: str) -> str:
+    text = nh3.clean(html or "", tags=set())
+    return html_lib.unescape(re.sub(r"\n\s*\n+", "\n\n", text)).strip()
+
+
+def _one_line(value: str | None) -> str:
+    return re.sub(r"[\r\n]+", " ", value or "").strip()
+
+
+def _bare_id(value: str | None) -> str | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.startswith("<") and value.endswith(">"):
+        value = value[1:-1]
+    return value or None
+
+
+class Mail:
+    def __init__(
+        self,
+        assignment: Assignment,
+        store: Store,
+        clock: IReactorTime,
+        intake: Intake,
+        policy: MailPolicy | None = None,
+        new_id: Any = None,
+    ) -> None:
+        self.assignment = assignment
+        self.router = assignment.router
+        self.store = store
+        self.clock = clock
+        self.intake = intake
+        self.policy = policy or MailPolicy()
+        self.new_id = new_id or intake.new_id
+        self._next_number: int | None = None
+        self._loading: list[Deferred[None]] | None = None
+        self._acked: dict[str, float] = {}  # peer -> time of the last ack this process sent
+
+    def configure(self, policy: MailPolicy) -> None:
+        """Set the channel's policy (the edge does it once, from its settings)."""
+        self.policy = policy
+
+    def now(self) -> float:
+        return self.clock.seconds()
+
+    # ------------------------------------------------------------------ request numbers
+
+    async def _number(self) -> int:
+        """The next request number: loaded once from the store, then counted in memory (one
+        router process); a number lost to a failed commit is a harmless gap."""
+        if self._next_number is None:
+            loaded = await self.store.max_request_number()
+            if self._next_number is None:
+                self._next_number = loaded
+        self._next_number += 1
+        return self._next_number
+
+    # ------------------------------------------------------------------ inbound
+
+    def receive(self, mail: InboundMail) -> Deferred[Received]:
+        """Store the message in a new or existing task; fires after the commit."""
+        return ensureDeferred(self._receive(mail))
+
+    async def _receive(self, mail: InboundMail) -> Received:
+        identity = self._identity(mail)
+        number = self.policy.find_number(mail.subject)
+        ids = [i for i in ((mail.in_reply_to,) + tuple(mail.references)) if i]
+        thread = None
+        if number is not None or ids:
+            thread = await self.store.find_mail_task(number, ids[-MAX_REFERENCES:])
+        if thread is not None and thread.channel is Channel.EMAIL:
+            if not await self._is_customer(thread, identity):
+                return await self._new(mail, identity, thread, "sender is not the customer")
+            live = self.router.tasks.get(thread.id)
+            if live is not None:
+                return await self._join(live, mail, identity)
+            if (thread.state is TaskState.COMPLETED
+                    and self.now() - (thread.updated_at or 0) <= self.policy.reopen_window):
+                return await self._reopen(thread, mail, identity)
+            return await self._new(mail, identity, thread, "thread closed")
+        return await self._new(mail, identity)
+
+    def _identity(self, mail: InboundMail) -> Identity | None:
+        for address in (mail.from_address, mail.envelope_from):
+            if address:
+                try:
+                    return email_identity(address)
+                except InvalidValue:
+                    continue
+        return None
+
+    async def _is_customer(self, task: Task, identity: Identity | None) -> bool:
+        if identity is None or task.customer_id is None:
+            return False
+        customer = await self.store.find_customer(identity)
+        return customer is not None and customer.id == task.customer_id
+
+    def _message(self, mail: InboundMail, task_id: str, identity: Identity | None) -> MailMessage:
+        return MailMessage(
+            id=new_message_id(self.now()), task_id=task_id, direction="in", kind="customer",
+            created_at=self.now(), raw=mail.raw, message_id=mail.message_id,
+            in_reply_to=mail.in_reply_to, references=tuple(mail.references),
+            peer=identity.value if identity else None, from_addr=mail.from_address,
+            to_addrs=tuple(mail.to_addrs), subject=mail.subject, text=mail.text, html=mail.html,
+            defects=tuple(mail.defects), malformed=mail.malformed, source=mail.source,
+            attachments=tuple(mail.attachments),
+        )
+
+    def _received_event(self, msg: MailMessage, mail: InboundMail, action: str,
+                        request: str) -> ev.Event:
+        return ev.Event(EMAIL_RECEIVED, msg.created_at, msg.task_id, actor=f"email:{msg.peer}",
+                        data={"message": msg.id, "message_id": mail.message_id,
+                              "from": mail.from_address, "subject": mail.subject,
+                              "action": action, "request": request, "source": mail.source,
+                              "malformed": mail.malformed,
+                              "attachments": len(mail.attachments)})
+
+    def _draft(self, queue_name: str, attributes: dict[str, Any]) -> Task:
+        queue = self.router.queues.get(queue_name)
+        if queue is None:
+            raise UnknownQueue(queue_name)
+        now = self.now()
+        deadline = None
+        if queue.deadline_rule:
+            calendar = self.intake.calendars.get(queue.calendar or "", ALWAYS_OPEN)
+            deadline = parse_rule(queue.deadline_rule).due(now, calendar)
+        return Task(id=self.new_id(), channel=Channel.EMAIL, queue=queue.name, customer_id=None,
+                    created_at=now, base_skills=dict(queue.requirement), priority=queue.priority,
+                    deadline=deadline, attributes=attributes)
+
+    async def _new(self, mail: InboundMail, identity: Identity | None,
+                   linked_to: Task | None = None, why: str = "") -> Received:
+        number = await self._number()
+        request = self.policy.label(number)
+        attributes: dict[str, Any] = {
+            "request_number": number, "request": request, "subject": mail.subject,
+            "preview": (mail.text or html_to_text(mail.html))[:PREVIEW_CHARS],
+            "from": mail.from_address,
+        }
+        if linked_to is not None:
+            attributes["linked_to"] = linked_to.id
+        task = self._draft(mail.queue, attributes)
+        msg = self._message(mail, task.id, identity)
+        events = [
+            ev.Event(ev.TASK_CREATED, task.created_at, task.id,
+                     data={"channel": task.channel.value, "queue": task.queue,
+                           "priority": task.priority, "deadline": task.deadline,
+                           "skills": task.base_skills,
+                           "identity": [identity.kind, identity.value] if identity else None}),
+            self._received_event(msg, mail, LINKED if linked_to else NEW, request),
+        ]
+        if linked_to is not None:
+            events.append(ev.Event(EMAIL_LINKED, task.created_at, task.id,
+                                   data={"linked_to": linked_to.id, "reason": why}))
+        ack = await self._ack(mail, task, request, msg, events)
+        messages = [msg] + ([ack.message] if ack else [])
+        outbox = [ack.outbox] if ack else []
+        customer_id = await self.store.create_mail_task(
+            task, identity, mail.from_name, events, number, messages, outbox)
+        task.customer_id = customer_id
+        self._route(task)
+        return Received(task.id, request, LINKED if linked_to else NEW, customer_id,
+                        acknowledged=ack is not None,
+                        linked_to=linked_to.id if linked_to else None)
+
+    async def _join(self, task: Task, mail: InboundMail, identity: Identity | None) -> Received:
+        request = self._request_of(task)
+        msg = self._message(mail, task.id, identity)
+        event = self._received_event(msg, mail, JOINED, request)
+        await self.store.add_mail([msg], Changes(events=[event]))
+        return Received(task.id, request, JOINED, task.customer_id)
+
+    async def _reopen(self, old: Task, mail: InboundMail, identity: Identity | None) -> Received:
+        request = self._request_of(old)
+        previous = await self._last_agent(old)
+        now = self.now()
+        attributes = dict(old.attributes)
+        attributes["reopened"] = int(attributes.get("reopened", 0)) + 1
+        if previous is not None:
+            attributes["preferred_agent"] = previous
+            attributes["preferred_until"] = now + self.policy.sticky_seconds
+        task = self._draft(old.queue, attributes)
+        task = replace(task, id=old.id, customer_id=old.customer_id, priority=old.priority,
+                       base_skills=dict(old.base_skills), required_skills={})
+        msg = self._message(mail, task.id, identity)
+        events = [
+            self._received_event(msg, mail, REOPENED, request),
+            ev.Event(EMAIL_REOPENED, now, task.id,
+                     data={"previous_agent": previous, "completed_at": old.updated_at,
+                           "preferred_until": attributes.get("preferred_until")}),
+        ]
+        await self.store.add_mail([msg], Changes(tasks=[task], events=events))
+        self._route(task)
+        return Received(task.id, request, REOPENED, task.customer_id)
+
+    async def _last_agent(self, task: Task) -> str | None:
+        if task.agent_id:
+            return task.agent_id
+        trail = await self.store.task_events(task.id)
+        for e in reversed(trail):
+            if e.kind == ev.TASK_ASSIGNED and e.agent_id:
+                return e.agent_id
+        return None
+
+    def _route(self, task: Task) -> None:
+        try:
+            outcome = self.router.submit(task, self.now())
+        except Exception:  # noqa: BLE001 - stored already; the next start routes it
+            log.exception("could not route e-mail task %s", task.id)
+            return
+        self.assignment.apply(outcome).addErrback(lambda f: None)  # logged by apply
+
+    def _request_of(self, task: Task) -> str:
+        number = task.attributes.get("request_number")
+        return self.policy.label(int(number)) if number is not None else ""
+
+    # ------------------------------------------------------------------ acknowledgement
+
+    async def _ack(self, mail: InboundMail, task: Task, request: str, msg: MailMessage,
+                   events: list[ev.Event]) -> _Outgoing | None:
+        """An acknowledgement if one is due (RFC 3834: never to automatic mail; at most one per
+        sender per period); else a reason in the trail."""
+        reason = await self._no_ack_reason(mail, task.queue, msg.peer)
+        if reason is not None:
+            events.append(ev.Event(EMAIL_ACK_SKIPPED, task.created_at, task.id,
+                                   data={"reason": reason}))
+            return None
+        self._acked[msg.peer] = self.now()
+        deadline = (format_datetime(datetime.fromtimestamp(task.deadline, UTC))
+                    if task.deadline is not None else "as soon as possible")
+        values = {"request": request, "deadline": deadline}
+        subject = self.policy.ack_subject.format(**values)
+        body = self.policy.ack_body.format(**values)
+        return self._outgoing(task.id, "ack", msg.peer, subject, body, None, msg,
+                              actor=ev.SYSTEM)
+
+    async def _no_ack_reason(self, mail: InboundMail, queue: str, peer: str | None) -> str | None:
+        if not self.policy.acks(queue):
+            return "queue sends no acknowledgement"
+        if not mail.envelope_from or peer is None:
+            return "null sender"
+        if mail.auto_generated:
+            return "automatic message (RFC 3834)"
+        last = self._acked.get(peer)
+        if last is None:
+            last = await self.store.last_mail_to(peer, "ack")
+        if last is not None and self.now() - last < self.policy.ack_period:
+            return "already acknowledged within the period"
+        return None
+
+    # ------------------------------------------------------------------ outbound
+
+    def _outgoing(self, task_id: str, kind: str, to: str, subject: str, text: str,
+                  html: str | None, answering: MailMessage | None, actor: str,
+                  ) -> _Outgoing:
+        p = self.policy
+        em = EmailMessage(policy=email_policy.SMTP)
+        em["From"] = formataddr((_one_line(p.from_name), _one_line(p.from_address)))
+        em["To"] = _one_line(to)
+        em["Subject"] = _one_line(subject)
+        em["Date"] = format_datetime(datetime.fromtimestamp(self.now(), UTC))
+        message_id = make_msgid(domain=p.message_id_domain)
+        em["Message-ID"] = message_id
+        references: tuple[str, ...] = ()
+        in_reply_to = None
+        if answering is not None and answering.message_id:
+            in_reply_to = answering.message_id
+            references = (tuple(answering.references) + (answering.message_id,))[
+                -MAX_REFERENCES:]
+            em["In-Reply-To"] = f"<{_one_line(in_reply_to)}>"
+            em["References"] = " ".join(f"<{_one_line(r)}>" for r in references)
+        if kind == "ack":
+            em["Auto-Submitted"] = "auto-replied"  # RFC 3834 5.2
+        em.set_content(text)
+        if html:
+            em.add_alternative(safe_html(html), subtype="html")
+        raw = em.as_bytes()
+        now = self.now()
+        msg = MailMessage(
+            id=new_message_id(self.now()), task_id=task_id, direction="out", kind=kind, created_at=now,
+            raw=raw, message_id=_bare_id(message_id), in_reply_to=in_reply_to,
+            references=references, peer=to.lower(), from_addr=p.from_address, to_addrs=(to,),
+            subject=_one_line(subject), text=text, html=html or "", status="queued",
+        )
+        item = OutboxItem(OUTBOX_EMAIL, task_id,
+                          {"message": msg.id, "mail_from": p.from_address, "rcpt": [to]}, now)
+        event = ev.Event(EMAIL_QUEUED, now, task_id, actor=actor,
+                         data={"message": msg.id, "kind": kind, "to": to,
+                               "message_id": msg.message_id, "subject": msg.subject})
+        return _Outgoing(msg, item, event)
+
+    def reply(self, task_id: str, agent_id: str, text: str,
+              html: str | None = None) -> Deferred[MailMessage]:
+        """Queue an agent's answer to the customer; fires with the stored message once
+        committed."""
+        return ensureDeferred(self._reply(task_id, agent_id, text, html))
+
+    async def _reply(self, task_id: str, agent_id: str, text: str,
+                     html: str | None) -> MailMessage:
+        task = self.router.tasks.get(task_id) or await self.store.find_mail_task(task_id=task_id)
+        if task is None:
+            raise InvalidValue(f"no such e-mail task: {task_id}")
+        conversation = await self.store.mail_messages(task_id)
+        inbound = [m for m in conversation if m.direction == "in" and m.peer]
+        if not inbound:
+            raise InvalidValue(f"task {task_id} has no customer address to answer")
+        last = inbound[-1]
+        request = self._request_of(task)
+        subject = re.sub(r"^\s*((re|aw|fwd?)\s*:\s*)+", "", last.subject or "", flags=re.I)
+        subject = re.sub(r"\s*\[#" + re.escape(self.policy.request_prefix) + r"\d+\]", "", subject)
+        subject = f"Re: {subject.strip()} [#{request}]" if request else f"Re: {subject.strip()}"
+        out = self._outgoing(task_id, "reply", last.peer, subject, text, html, last,
+                             actor=ev.agent_actor(agent_id))
+        await self.store.add_mail([out.message], Changes(events=[out.event], outbox=[out.outbox]))
+        return out.message
+
+    def due(self, limit: int = 100) -> Deferred[list[OutboundMail]]:
+        return self.store.due_mail(self.now(), limit)
+
+    def sent(self, item: OutboundMail, reply: str = "") -> Deferred[None]:
+        attempts = item.attempts + 1
+        event = ev.Event(EMAIL_SENT, self.now(), item.task_id,
+                         data={"message": item.message, "attempts": attempts, "reply": reply})
+        return self.store.settle_mail(item.outbox_id, item.message, "sent", attempts, None, None,
+                                      [event] if item.task_id else [])
+
+    def failed(self, item: OutboundMail, code: int | None, error: str) -> Deferred[None]:
+        """A delivery attempt failed: `code` is the SMTP reply code, None for a network error.
+        5xx is final; anything else is retried with backoff until `max_attempts`."""
+        attempts = item.attempts + 1
+        now = self.now()
+        final = (code is not None and 500 <= code < 600) or attempts >= self.policy.max_attempts
+        if final:
+            event = ev.Event(EMAIL_DEAD, now, item.task_id,
+                             data={"message": item.message, "attempts": attempts, "code": code,
+                                   "error": error})
+            return self.store.settle_mail(item.outbox_id, item.message, "dead", attempts, None,
+                                          error, [event] if item.task_id else [])
+        delay = min(self.policy.retry_max, self.policy.retry_base * 2 ** (attempts - 1))
+        event = ev.Event(EMAIL_RETRY, now, item.task_id,
+                         data={"message": item.message, "attempts": attempts, "code": code,
+                               "error": error, "next_attempt_at": now + delay})
+        return self.store.settle_mail(item.outbox_id, item.message, "retrying", attempts,
+                                      now + delay, error, [event] if item.task_id else [])
+
+    # ------------------------------------------------------------------ reading
+
+    def conversation(self, task_id: str) -> Deferred[list[MailMessage]]:
+        """The task's messages, HTML sanitised (what a console may show)."""
+        d = self.store.mail_messages(task_id)
+        d.addCallback(lambda msgs: [replace(m, html=safe_html(m.html)) for m in msgs])
+        return d
+
+
+# ---------------------------------------------------------------------- show_task
+
+
+@dataclass
+class _Shown:
+    lines: list[str] = field(default_factory=list)
+
+
+def _when(at: float | None) -> str:
+    if at is None:
+        return "-"
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def format_task(task: Task, messages: Sequence[MailMessage], trail: Sequence[StoredEvent],
+                policy: MailPolicy | None = None) -> str:
+    """The text of `switchboard tasks show ID`: the task, its conversation, its trail."""
+    policy = policy or MailPolicy()
+    out = _Shown()
+    number = task.attributes.get("request_number")
+    request = policy.label(int(number)) if number is not None else "-"
+    out.lines += [
+        f"Task {task.id}  request {request}",
+        f"  channel {Channel(task.channel).value}  queue {task.queue}  state "
+        f"{TaskState(task.state).value}  agent {task.agent_id or '-'}",
+        f"  customer {task.customer_id or '-'}  created {_when(task.created_at)}  deadline "
+        f"{_when(task.deadline)}",
+    ]
+    if task.attributes.get("linked_to"):
+        out.lines.append(f"  linked to task {task.attributes['linked_to']}")
+    out.lines += ["", f"Conversation ({len(messages)} messages)"]
+    for m in messages:
+        arrow = "<-" if m.direction == "in" else "->"
+        status = "" if m.direction == "in" else f"  [{m.status}{': ' + m.error if m.error else ''}]"
+        flag = "  [malformed]" if m.malformed else ""
+        out.lines.append(f"  {_when(m.created_at)} {arrow} {m.kind} "
+                         f"{'from' if m.direction == 'in' else 'to'} {m.peer or '-'}{status}{flag}")
+        out.lines.append(f"    Subject: {_one_line(m.subject)}")
+        if m.message_id:
+            out.lines.append(f"    Message-ID: <{m.message_id}>")
+        body = m.text or html_to_text(m.html)
+        for line in body.strip().splitlines()[:20]:
+            out.lines.append(f"    | {line}")
+        for a in m.attachments:
+            out.lines.append(f"    attachment: {a.filename or '(unnamed)'} {a.content_type} "
+                             f"{a.size} bytes")
+    out.lines += ["", f"Trail ({len(trail)} events)"]
+    for e in trail:
+        data = ", ".join(f"{k}={v}" for k, v in sorted(e.data.items())
+                         if k not in ("explanation",) and v not in (None, "", [], {}))
+        out.lines.append(f"  {_when(e.at)}  {e.kind:<18} {e.actor:<24} {data}")
+        if e.data.get("explanation"):
+            out.lines.append(f"  {'':22}why: {json.dumps(e.data['explanation'], default=str)}")
+    return "\n".join(out.lines) + "\n"
+
+
+def show_task(store: Store, task_or_request: str,
+              policy: MailPolicy | None = None) -> Deferred[str | None]:
+    """Fetch and format one task (by id or by request number such as SB-000123); None when
+    there is no such task."""
+    return ensureDeferred(_show_task(store, task_or_request, policy or MailPolicy()))
+
+
+async def _show_task(store: Store, key: str, policy: MailPolicy) -> str | None:
+    number = None
+    if key.upper().startswith(policy.request_prefix.upper()):
+        digits = key[len(policy.request_prefix):]
+        if digits.isdigit():
+            number = int(digits)
+    task = await store.find_mail_task(request_number=number, task_id=key)
+    if task is None:
+        return None
+    messages = await store.mail_messages(task.id)
+    trail = await store.task_events(task.id)
+    return format_task(task, messages, trail, policy)
+
+

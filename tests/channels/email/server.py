@@ -1,0 +1,82 @@
+"""A dispatcher with the e-mail edge, in a process of its own, for the tests and the benchmark
+that need real sockets (smtplib, swaks, the chasquid dialogs, a relay sink, SIGKILL).
+
+    python -m tests.channels.email.server <database url> <settings json>
+
+Builds what the runtime builds (store on a thread pool with group commit, router, services,
+`Mail`, the edge through its `EDGE.build`), with the queues `support` and `sales`, then prints
+`READY <smtp port>` and runs until SIGTERM. Until `switchboard serve` loads edges, this is the
+composition the runtime must reproduce (see the report of issue 4).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+
+def main(url: str, settings_json: str) -> None:
+    from twisted.internet import asyncioreactor
+
+    asyncioreactor.install()
+    from twisted.internet import defer, reactor
+
+    from channels.email.config import EmailSettings
+    from channels.email.plugin import EDGE
+    from dispatcher.domain.queues import Queue
+    from dispatcher.domain.routing import Router
+    from dispatcher.service.assignment import Assignment
+    from dispatcher.service.edges import EdgeContext
+    from dispatcher.service.intake import Intake
+    from dispatcher.service.mail import Mail
+    from dispatcher.service.queries import Queries
+    from dispatcher.service.roster import Roster
+    from dispatcher.service.sessions import Sessions
+    from dispatcher.storage import schema
+    from dispatcher.storage.commit import GroupCommit
+    from dispatcher.storage.engine import make_engine
+    from dispatcher.storage.pool import Pool
+    from dispatcher.storage.sql import SqlStore
+
+    schema.upgrade(url)
+    settings = EmailSettings(**json.loads(settings_json))
+    engine = make_engine(url)
+    pool = Pool(engine, reactor)
+    commit = GroupCommit(pool, reactor)
+    store = SqlStore(pool, commit)
+    router = Router()
+    assignment = Assignment(router, store, reactor)
+    intake = Intake(assignment, store, reactor)
+    roster = Roster(assignment, store)
+    mail = Mail(assignment, store, reactor, intake)
+    context = EdgeContext(reactor=reactor, intake=intake, sessions=Sessions(assignment),
+                          queries=Queries(router, store), roster=roster, assignment=assignment,
+                          site_root=None, mail=mail)
+    edge = EDGE.build(context, settings)
+
+    async def start() -> None:
+        pool.start()
+        await assignment.restore(await store.load_state())
+        for name in ("support", "sales"):
+            if name not in router.queues:
+                await roster.put_queue(Queue(name, deadline_rule="sliding 8h"))
+        edge.start()
+        print("READY", edge.port.getHost().port, flush=True)
+
+    def failed(f):
+        print("FAILED", f.getTraceback(), file=sys.stderr, flush=True)
+        reactor.stop()
+
+    async def stop() -> None:
+        await edge.stop()
+        assignment.stop()
+        await commit.drain()
+
+    reactor.callWhenRunning(lambda: defer.ensureDeferred(start()).addErrback(failed))
+    reactor.addSystemEventTrigger("before", "shutdown",
+                                  lambda: defer.ensureDeferred(stop()))
+    reactor.run()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])

@@ -1,0 +1,177 @@
+"""The e-mail use cases (dispatcher.service.mail) on the MemoryStore with a virtual clock:
+request numbers, threading with the sender check, reopening, acknowledgements (RFC 3834 and
+the per-sender period), agent replies with threading headers, retries and dead letters."""
+
+from __future__ import annotations
+
+from email import message_from_bytes, policy
+
+import pytest
+
+from dispatcher.domain.tasks import TaskState
+from dispatcher.service import mail as m
+from dispatcher.service.mail import InboundMail, Mail, MailPolicy, format_task, show_task
+from dispatcher.service.ports import OutboundMail
+from tests.dispatcher.service.stacks import Stack, result
+
+
+@pytest.fixture
+def mail(stack: Stack) -> Mail:
+    stack.put_agent("ann", 5, capacity={"email": 3})
+    return Mail(stack.assignment, stack.store, stack.clock, stack.intake)
+
+
+def inbound(subject: str = "Printer on fire", sender: str = "alice@customer.org",
+            **kw) -> InboundMail:
+    kw.setdefault("message_id", f"{abs(hash((subject, sender, kw.get('text', ''))))}@c.org")
+    kw.setdefault("envelope_from", sender)
+    return InboundMail(raw=b"raw", queue="support", from_address=sender, subject=subject,
+                       text=kw.pop("text", "help"), **kw)
+
+
+def receive(stack: Stack, mail: Mail, msg: InboundMail) -> m.Received:
+    return stack.wait(mail.receive(msg))
+
+
+def test_a_new_message_opens_a_task_with_a_request_number_and_an_ack(stack, mail) -> None:
+    got = receive(stack, mail, inbound())
+    assert (got.action, got.request, got.acknowledged) == ("new", "SB-000001", True)
+    task = stack.router.tasks[got.task_id]
+    assert task.attributes["request"] == "SB-000001"
+    assert task.deadline is None  # the support queue of the stack has no deadline rule
+    msgs = result(stack.store.mail_messages(got.task_id))
+    assert [(x.direction, x.kind, x.status) for x in msgs] == [
+        ("in", "customer", "received"), ("out", "ack", "queued")]
+    ack = message_from_bytes(msgs[1].raw, policy=policy.default)
+    assert "[#SB-000001]" in ack["Subject"] and ack["Auto-Submitted"] == "auto-replied"
+    assert ack["In-Reply-To"] == f"<{msgs[0].message_id}>"
+    kinds = stack.kinds(got.task_id)
+    assert kinds[:3] == ["task.created", m.EMAIL_RECEIVED, m.EMAIL_QUEUED] or \
+        set(kinds) >= {"task.created", m.EMAIL_RECEIVED, "task.queued"}
+    assert receive(stack, mail, inbound("other")).request == "SB-000002"
+
+
+def test_subject_tag_from_the_same_customer_joins_the_conversation(stack, mail) -> None:
+    first = receive(stack, mail, inbound())
+    again = receive(stack, mail, inbound("Re: Printer on fire [#SB-000001]", text="still"))
+    assert (again.action, again.task_id) == ("joined", first.task_id)
+    assert len(result(stack.store.mail_messages(first.task_id))) == 3  # in, ack, in
+
+
+def test_references_thread_too(stack, mail) -> None:
+    first = receive(stack, mail, inbound(message_id="root@c.org"))
+    again = receive(stack, mail, inbound("Re: x", references=("zz@x", "root@c.org")))
+    assert again.task_id == first.task_id and again.action == "joined"
+
+
+def test_another_sender_opens_a_new_task_linked_to_the_old_one(stack, mail) -> None:
+    first = receive(stack, mail, inbound())
+    other = receive(stack, mail, inbound("Re: [#SB-000001]", sender="mallory@evil.org"))
+    assert other.action == "linked" and other.task_id != first.task_id
+    assert other.linked_to == first.task_id
+    assert m.EMAIL_LINKED in stack.kinds(other.task_id)
+
+
+def test_a_reply_to_a_completed_task_reopens_it_within_the_window(stack, mail) -> None:
+    first = receive(stack, mail, inbound())
+    stack.login("ann")
+    offer = stack.last_offer("ann")
+    stack.wait(stack.sessions.accept("ann", offer.id))
+    stack.wait(stack.sessions.complete("ann", first.task_id))
+    stack.settle()
+    assert first.task_id not in stack.router.tasks
+    stack.advance(3600)
+    again = receive(stack, mail, inbound("Re: Printer on fire [#SB-000001]"))
+    assert (again.action, again.task_id) == ("reopened", first.task_id)
+    task = stack.router.tasks[first.task_id]
+    assert task.is_open and task.attributes["preferred_agent"] == "ann"
+    assert m.EMAIL_REOPENED in stack.kinds(first.task_id)
+
+
+def test_after_the_window_a_reply_opens_a_new_linked_task(stack, mail) -> None:
+    first = receive(stack, mail, inbound())
+    stack.wait(stack.sessions.cancel(first.task_id, "spam", "supervisor:x"))
+    again = receive(stack, mail, inbound("Re: [#SB-000001]"))
+    assert again.action == "linked" and again.linked_to == first.task_id
+
+
+@pytest.mark.parametrize("kw", [
+    {"auto_generated": True}, {"envelope_from": ""},
+])
+def test_no_ack_to_automatic_mail_or_the_null_sender(stack, mail, kw) -> None:
+    got = receive(stack, mail, inbound(**kw))
+    assert got.acknowledged is False
+    assert m.EMAIL_ACK_SKIPPED in stack.kinds(got.task_id)
+
+
+def test_at_most_one_ack_per_sender_per_period(stack, mail) -> None:
+    assert receive(stack, mail, inbound("a")).acknowledged
+    assert not receive(stack, mail, inbound("b")).acknowledged
+    stack.advance(mail.policy.ack_period + 1)
+    assert receive(stack, mail, inbound("c")).acknowledged
+
+
+def test_acks_are_configured_per_queue(stack, mail) -> None:
+    mail.configure(MailPolicy(ack_queues=frozenset({"sales"})))
+    assert not receive(stack, mail, inbound()).acknowledged
+
+
+def test_an_agent_reply_threads_and_cannot_inject_headers(stack, mail) -> None:
+    got = receive(stack, mail, inbound(message_id="q1@c.org", references=("q0@c.org",)))
+    out = stack.wait(mail.reply(got.task_id, "ann", "Fixed.\r\nBcc: evil@x.org"))
+    parsed = message_from_bytes(out.raw, policy=policy.default)
+    assert parsed["Subject"] == "Re: Printer on fire [#SB-000001]"
+    assert parsed["In-Reply-To"] == "<q1@c.org>"
+    assert parsed["References"] == "<q0@c.org> <q1@c.org>"
+    assert parsed["To"] == "alice@customer.org" and parsed["Bcc"] is None
+    trail = stack.events(got.task_id)
+    queued = [e for e in trail if e.kind == m.EMAIL_QUEUED and e.data["kind"] == "reply"]
+    assert queued and queued[0].actor == "agent:ann"
+
+
+def test_deliveries_retry_on_4xx_and_die_on_5xx(stack, mail) -> None:
+    got = receive(stack, mail, inbound())
+    [item] = result(mail.due())
+    assert isinstance(item, OutboundMail) and item.rcpt == ("alice@customer.org",)
+    stack.wait(mail.failed(item, 451, "try later"))
+    assert result(mail.due()) == []
+    stack.advance(mail.policy.retry_base)
+    [item] = result(mail.due())
+    assert item.attempts == 1
+    stack.wait(mail.failed(item, 550, "no such user"))
+    stack.advance(10 * mail.policy.retry_max)
+    assert result(mail.due()) == []
+    [ack] = [x for x in result(stack.store.mail_messages(got.task_id)) if x.kind == "ack"]
+    assert (ack.status, ack.error) == ("dead", "no such user")
+    kinds = stack.kinds(got.task_id)
+    assert m.EMAIL_RETRY in kinds and m.EMAIL_DEAD in kinds
+
+
+def test_sent_is_recorded(stack, mail) -> None:
+    got = receive(stack, mail, inbound())
+    [item] = result(mail.due())
+    stack.wait(mail.sent(item, "250 ok"))
+    [ack] = [x for x in result(stack.store.mail_messages(got.task_id)) if x.kind == "ack"]
+    assert ack.status == "sent" and m.EMAIL_SENT in stack.kinds(got.task_id)
+
+
+def test_show_task_prints_the_conversation_and_the_trail(stack, mail) -> None:
+    got = receive(stack, mail, inbound(html="<p>hi<script>alert(1)</script></p>", text=""))
+    text = result(show_task(stack.store, "SB-000001"))
+    assert "request SB-000001" in text and "Conversation (2 messages)" in text
+    assert "email.received" in text and "alert" not in text
+    assert result(show_task(stack.store, got.task_id)) == text
+    assert result(show_task(stack.store, "nope")) is None
+    assert format_task  # also importable for the CLI
+
+
+def test_conversation_sanitises_html(stack, mail) -> None:
+    got = receive(stack, mail, inbound(html='<a href="javascript:x()" onclick="y()">z</a>'))
+    [first, _] = result(mail.conversation(got.task_id))
+    assert "javascript" not in first.html and "onclick" not in first.html
+
+
+def test_states_are_untouched_by_joining(stack, mail) -> None:
+    first = receive(stack, mail, inbound())
+    receive(stack, mail, inbound("[#SB-000001]"))
+    assert stack.router.tasks[first.task_id].state is TaskState.QUEUED
