@@ -34,6 +34,9 @@ class EdgeContext:
     roster: Any
     assignment: Any
     site_root: Resource
+    mail: Any = None  # dispatcher.service.mail.Mail, for the e-mail edge
+    # The customer history service (dispatcher.service.history.History); None: no history.
+    history: Any = None
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,42 @@
+"""The console's settings: the `[console]` section of switchboard.toml, overridden by
+`SWITCHBOARD_CONSOLE_*` (the runtime reads them with the core's layering and reports every
+problem at once). Plain str/int/float/bool fields, each with a default."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ALGORITHMS = ("HS256", "RS256")
+ROLES = ("agent", "supervisor", "integration")
+# An HS256 secret shorter than the hash (RFC 7518 §3.2) is refused.
+MIN_SECRET_BYTES = 32
+
+
+@dataclass(frozen=True)
+class ConsoleSettings:
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 8081  # the WebSocket server; the page is served by the runtime's HTTP server
+    # RFC 8725: the algorithm is pinned here, never taken from the token's header.
+    jwt_algorithm: str = "HS256"
+    jwt_secret_file: str = ""  # HS256: the shared secret (signs and verifies)
+    jwt_public_key_file: str = ""  # RS256: PEM public key (verifies)
+    jwt_private_key_file: str = ""  # RS256: PEM private key (`switchboard token` signs with it)
+    # HS256 with no secret configured: one is generated into this file (mode 0600) and its path
+    # is logged, so a demo works; tokens are never accepted unsigned.
+    generated_secret_file: str = "switchboard-console.secret"
+    issuer: str = "switchboard"
+    audience: str = "switchboard-console"
+    leeway_seconds: int = 30  # clock skew allowed on exp / iat
+    token_ttl_seconds: int = 8 * 3600  # default lifetime of `switchboard token`
+    # Browser pages allowed to open a socket (comma-separated origins, e.g. the runtime's HTTP
+    # address); a request without Origin (not a browser) is accepted unless this is false.
+    allowed_origins: str = "http://127.0.0.1:8080,http://localhost:8080"
+    allow_missing_origin: bool = True
+    max_frame_bytes: int = 64 * 1024  # larger frames close the socket with 1009
+    grace_seconds: float = 60.0  # a dropped agent keeps their assigned tasks this long
+    queues_interval_seconds: float = 2.0  # supervisors' queue snapshot period
+    timeline_limit: int = 20
+
+    def origins(self) -> tuple[str, ...]:
+        return tuple(o.strip().rstrip("/") for o in self.allowed_origins.split(",") if o.strip())

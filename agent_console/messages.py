@@ -1,0 +1,194 @@
+"""Wire names of the agent console protocol, version 1 (docs/protocol.md shows every message).
+
+These names are API: a message type, a field, an error code or a close code changes only with a
+new protocol version. Every frame is one JSON object with a `type`. A client request may carry
+an `id`; the answer (`ok` or `error`) repeats it as `re`. Everything else the server pushes on
+its own. This module only builds and checks dicts: no I/O.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+from html.parser import HTMLParser
+from typing import Any
+
+PROTOCOL_VERSION = 1
+SUBPROTOCOL = "switchboard.v1"
+# A browser cannot set headers on a WebSocket: it offers the token as a second subprotocol,
+# `bearer.<jwt>`, next to SUBPROTOCOL (the server answers SUBPROTOCOL, never the token).
+TOKEN_SUBPROTOCOL_PREFIX = "bearer."
+TOKEN_QUERY_PARAMETER = "access_token"
+
+# client -> server
+HELLO = "hello"
+PRESENCE = "presence"  # also server -> client
+ACCEPT = "accept"
+REJECT = "reject"
+WRAP_UP = "wrap_up"
+COMPLETE = "complete"
+PICK = "pick"
+TRANSFER = "transfer"
+REPLY = "reply"
+HISTORY = "history"  # also server -> client (the answer)
+MERGE = "merge"  # supervisors only
+PING = "ping"
+
+# server -> client
+WELCOME = "welcome"
+OFFER = "offer"
+OFFER_CANCELLED = "offer_cancelled"
+ASSIGNED = "assigned"
+TASK_STATE = "task_state"
+TASK_CLOSED = "task_closed"
+QUEUES = "queues"  # supervisors and integrations
+OK = "ok"
+ERROR = "error"
+PONG = "pong"
+
+# offer_cancelled reasons
+EXPIRED = "expired"
+TAKEN_BACK = "taken_back"
+CALLER_HUNG_UP = "caller_hung_up"
+
+# error codes (the domain's codes pass through: offer_not_current, forbidden, not_eligible,
+# unknown_task, unknown_agent, illegal_transition, invalid_value, unknown_customer)
+BAD_MESSAGE = "bad_message"
+UNKNOWN_TYPE = "unknown_type"
+HELLO_FIRST = "hello_first"
+UNSUPPORTED_VERSION = "unsupported_version"
+FORBIDDEN = "forbidden"
+NOT_AVAILABLE = "not_available"
+INTERNAL = "internal"
+
+# close codes (4000-4999: application)
+CLOSE_DISPLACED = 4001  # reason: "displaced by a newer connection"
+CLOSE_UNSUPPORTED_VERSION = 4002
+CLOSE_NOT_AN_AGENT = 4003
+CLOSE_SHUTDOWN = 1001
+DISPLACED_REASON = "displaced by a newer connection"
+
+AGENT_TYPES = frozenset({PRESENCE, ACCEPT, REJECT, WRAP_UP, COMPLETE, PICK, TRANSFER, REPLY})
+CLIENT_TYPES = AGENT_TYPES | {HELLO, HISTORY, MERGE, PING}
+
+# Bounds on what a client may send in a field and on the e-mail text pushed.
+MAX_TEXT_CHARS = 100_000
+MAX_FIELD_CHARS = 200
+MAX_TEXT_PUSHED = 100_000
+
+
+class BadMessage(Exception):
+    code = BAD_MESSAGE
+    rid: str | int | None = None  # the request's id, when it could be read
+
+
+def dumps(message: dict[str, Any]) -> str:
+    return json.dumps(message, separators=(",", ":"), default=_plain)
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value):
+        return dataclasses.asdict(value)
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, (set, frozenset, tuple)):
+        return sorted(value) if isinstance(value, (set, frozenset)) else list(value)
+    raise TypeError(f"not JSON: {type(value).__name__}")
+
+
+def parse(raw: str | bytes) -> dict[str, Any]:
+    """A client frame as a dict with a known `type`; BadMessage otherwise."""
+    if isinstance(raw, bytes):
+        raise BadMessage("frames are JSON text")
+    try:
+        msg = json.loads(raw)
+    except ValueError:
+        raise BadMessage("not JSON") from None
+    if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
+        raise BadMessage("a frame is a JSON object with a string `type`")
+    rid = msg.get("id")
+    if rid is not None and not isinstance(rid, (str, int)):
+        raise BadMessage("`id` is a string or an integer")
+    if msg["type"] not in CLIENT_TYPES:
+        err = BadMessage(f"unknown message type {msg['type'][:MAX_FIELD_CHARS]!r}")
+        err.code, err.rid = UNKNOWN_TYPE, rid
+        raise err
+    return msg
+
+
+def field(msg: dict[str, Any], name: str, required: bool = True, limit: int = MAX_FIELD_CHARS,
+          default: str | None = None) -> str | None:
+    value = msg.get(name)
+    if value is None:
+        if required:
+            raise BadMessage(f"{msg['type']}: `{name}` is required")
+        return default
+    if not isinstance(value, str) or len(value) > limit:
+        raise BadMessage(f"{msg['type']}: `{name}` must be a string of at most {limit} chars")
+    return value
+
+
+def ok(rid: Any, **data: Any) -> dict[str, Any]:
+    return {"type": OK, "re": rid, **data}
+
+
+def error(code: str, message: str, rid: Any = None) -> dict[str, Any]:
+    return {"type": ERROR, "re": rid, "code": code, "message": message}
+
+
+# --- e-mail text: what the console shows of customer content ---------------------------------
+
+
+class _Text(HTMLParser):
+    SKIP = frozenset({"script", "style", "head", "title"})
+    BREAKS = frozenset({"br", "p", "div", "li", "tr", "h1", "h2", "h3", "h4", "blockquote"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.skipping = 0
+
+    def handle_starttag(self, tag, attrs):
+        if tag in self.SKIP:
+            self.skipping += 1
+        elif tag in self.BREAKS:
+            self.parts.append("\n")
+
+    def handle_endtag(self, tag):
+        if tag in self.SKIP and self.skipping:
+            self.skipping -= 1
+
+    def handle_data(self, data):
+        if not self.skipping:
+            self.parts.append(data)
+
+
+def html_to_text(html: str) -> str:
+    """Plain text of an HTML body: tags, scripts and styles dropped (the console renders text
+    only, so no markup from a customer ever reaches the page)."""
+    p = _Text()
+    p.feed(html)
+    p.close()
+    lines = [" ".join(line.split()) for line in "".join(p.parts).splitlines()]
+    out, blank = [], False
+    for line in lines:
+        if not line:
+            if not blank and out:
+                out.append("")
+            blank = True
+        else:
+            out.append(line)
+            blank = False
+    return "\n".join(out).strip()
+
+
+def task_attributes(attributes: dict[str, Any]) -> dict[str, Any]:
+    """A task's attributes as pushed to the console: HTML replaced by its text, text bounded."""
+    out = {k: v for k, v in attributes.items() if k not in ("html", "body_html")}
+    html = attributes.get("html", attributes.get("body_html"))
+    if not isinstance(out.get("text"), str) and isinstance(html, str):
+        out["text"] = html_to_text(html)
+    if isinstance(out.get("text"), str) and len(out["text"]) > MAX_TEXT_PUSHED:
+        out["text"] = out["text"][:MAX_TEXT_PUSHED] + "\n[…]"
+    return out

@@ -1,0 +1,320 @@
+"""The console's WebSocket server (`websockets` on the asyncio loop the reactor runs on).
+
+What it promises, per connection:
+- The handshake is refused before any WebSocket exists: a foreign `Origin` with 403, a missing
+  or bad token with 401 (`WWW-Authenticate: Bearer`); the token comes from the subprotocol
+  `bearer.<jwt>` (browsers) or the `access_token` query parameter, and is never logged.
+- Frames above `max_frame_bytes` close the socket with 1009; `compression=None`.
+- Each request is translated into one service call; its answer (`ok`/`error` with the request's
+  `id`) is sent after the service's Deferred fired, i.e. after the commit. Errors carry a code
+  and a message, never a stack trace. Acting on someone else's offer or task is `forbidden`
+  (and logged).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from dispatcher.aio import to_future
+from dispatcher.domain.errors import DomainError, Forbidden, InvalidValue
+from dispatcher.domain.tasks import Channel, TaskState
+
+from . import messages as m
+from .auth import Claims, TokenRefused, Verifier
+from .config import ConsoleSettings
+from .session import Desks, Session
+
+log = logging.getLogger(__name__)
+
+MAX_NOTES_CHARS = 4000
+
+
+def token_from(request: Request) -> str | None:
+    """The bearer token of a handshake: `bearer.<jwt>` subprotocol, else `?access_token=`."""
+    for header in request.headers.get_all("Sec-WebSocket-Protocol"):
+        for value in header.split(","):
+            value = value.strip()
+            if value.startswith(m.TOKEN_SUBPROTOCOL_PREFIX):
+                return value[len(m.TOKEN_SUBPROTOCOL_PREFIX):]
+    values = parse_qs(urlsplit(request.path).query).get(m.TOKEN_QUERY_PARAMETER)
+    return values[0] if values else None
+
+
+class ConsoleServer:
+    def __init__(self, settings: ConsoleSettings, verifier: Verifier, desks: Desks,
+                 sessions: Any, history: Any) -> None:
+        self.settings = settings
+        self.verifier = verifier
+        self.desks = desks
+        self.sessions = sessions
+        self.history = history
+        self.origins = set(settings.origins())
+        self._claims: dict[int, Claims] = {}
+        self._server: Any = None
+        self.port: int | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        self._server = await serve(
+            self._connection, self.settings.host, self.settings.port,
+            process_request=self._handshake, select_subprotocol=self._subprotocol,
+            compression=None, max_size=self.settings.max_frame_bytes,
+            server_header="switchboard-console", logger=log,
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        log.info("console: WebSocket server on ws://%s:%d/", self.settings.host, self.port)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close(close_connections=True)
+            await self._server.wait_closed()
+        await self.desks.stop()
+
+    # ------------------------------------------------------------------ handshake
+
+    def _handshake(self, connection: ServerConnection, request: Request) -> Response | None:
+        origin = request.headers.get("Origin")
+        if origin is None and not self.settings.allow_missing_origin:
+            return self._refuse(connection, HTTPStatus.FORBIDDEN, "an Origin is required\n")
+        if origin is not None and origin.rstrip("/") not in self.origins:
+            log.warning("console: refused a handshake from origin %r", origin[:200])
+            return self._refuse(connection, HTTPStatus.FORBIDDEN, "origin not allowed\n")
+        token = token_from(request)
+        if not token:
+            return self._unauthorized(connection, "a bearer token is required")
+        try:
+            claims = self.verifier.verify(token)
+        except TokenRefused as exc:
+            log.warning("console: refused a token: %s", exc)
+            return self._unauthorized(connection, str(exc))
+        self._claims[id(connection)] = claims
+        return None
+
+    @staticmethod
+    def _refuse(connection: ServerConnection, status: HTTPStatus, text: str) -> Response:
+        return connection.respond(status, text)
+
+    def _unauthorized(self, connection: ServerConnection, why: str) -> Response:
+        response = connection.respond(HTTPStatus.UNAUTHORIZED, f"unauthorized: {why}\n")
+        response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+        return response
+
+    @staticmethod
+    def _subprotocol(connection: ServerConnection, offered: Any) -> Any:
+        return m.SUBPROTOCOL if m.SUBPROTOCOL in offered else None
+
+    # ------------------------------------------------------------------ one connection
+
+    async def _connection(self, ws: ServerConnection) -> None:
+        claims = self._claims.pop(id(ws), None)
+        if claims is None:  # cannot happen: the handshake refused it
+            await ws.close(1008, "unauthenticated")
+            return
+        session = self.desks.open(ws, claims.sub, claims.role)
+        try:
+            async for raw in ws:
+                await self._frame(session, raw)
+        except ConnectionClosed:
+            pass
+        finally:
+            self.desks.close(session)
+
+    async def _frame(self, session: Session, raw: str | bytes) -> None:
+        rid = None
+        try:
+            msg = m.parse(raw)
+            rid = msg.get("id")
+            answer = await self._request(session, msg)
+            if answer is not None:
+                session.push(answer)
+        except m.BadMessage as exc:
+            session.push(m.error(exc.code, str(exc), rid if exc.rid is None else exc.rid))
+        except Forbidden as exc:
+            log.warning("console: forbidden: %s (connection of %s)", exc, session.sub)
+            session.push(m.error(exc.code, str(exc), rid))
+        except DomainError as exc:
+            session.push(m.error(exc.code, str(exc), rid))
+        except _Closing as exc:
+            session.push(m.error(exc.code, str(exc), rid))
+            session.close_after_pending(exc.close_code, str(exc))
+        except Exception:  # noqa: BLE001 - the client gets a code, the log gets the trace
+            log.exception("console: request from %s failed", session.sub)
+            session.push(m.error(m.INTERNAL, "internal error", rid))
+
+    async def _request(self, session: Session, msg: dict[str, Any]) -> dict[str, Any] | None:
+        kind, rid = msg["type"], msg.get("id")
+        if kind == m.PING:
+            return {"type": m.PONG, "re": rid}
+        if kind == m.HELLO:
+            return self._hello(session, msg)
+        if not session.greeted:
+            raise m.BadMessage("send hello first")
+        if kind in m.AGENT_TYPES:
+            if session.agent_id is None:
+                raise Forbidden(session.sub, f"{kind}: not an agent")
+            return await getattr(self, "_" + kind)(session, msg, rid)
+        if kind == m.HISTORY:
+            return await self._history(session, msg, rid)
+        if kind == m.MERGE:
+            return await self._merge(session, msg, rid)
+        raise m.BadMessage(f"unknown message type {kind!r}")
+
+    def _hello(self, session: Session, msg: dict[str, Any]) -> None:
+        if session.greeted:
+            raise m.BadMessage("hello was already sent")
+        version = msg.get("v")
+        if version != m.PROTOCOL_VERSION:
+            raise _Closing(m.UNSUPPORTED_VERSION,
+                           f"this server speaks version {m.PROTOCOL_VERSION}",
+                           m.CLOSE_UNSUPPORTED_VERSION)
+        if session.role == "agent" and self.desks.view.agent(session.sub) is None:
+            raise _Closing("unknown_agent", f"no agent {session.sub} is configured",
+                           m.CLOSE_NOT_AN_AGENT)
+        self.desks.greet(session)
+        return None
+
+    async def _call(self, d: Any) -> Any:
+        return await to_future(d)
+
+    # ------------------------------------------------------------------ agent requests
+
+    async def _presence(self, session, msg, rid):
+        agent_id = session.agent_id
+        status, reason = m.field(msg, "status", False), m.field(msg, "reason", False)
+        channels = msg.get("channels")
+        if channels is not None:
+            if not isinstance(channels, dict) or not all(
+                    isinstance(v, bool) and k in {c.value for c in Channel}
+                    for k, v in channels.items()):
+                raise m.BadMessage('presence: `channels` maps "email"/"phone" to true/false')
+            agent = self.desks.view.agent(agent_id)
+            configured = self.desks.configured[agent_id]
+            wanted = {c for c in configured if channels.get(c.value, c in agent.channels)}
+            if not wanted:
+                raise InvalidValue("keep at least one channel on (or take a break)")
+            if wanted != agent.channels:
+                await self._call(self.desks.put_channels(agent, wanted))
+                self._push_presence(session)
+        if status is not None:
+            await self._call(self.sessions.set_status(agent_id, status, reason))
+        return m.ok(rid)
+
+    def _push_presence(self, session):
+        frame = self.desks.presence_frame(session.agent_id)
+        if frame is not None:
+            session.push(frame)
+
+    async def _accept(self, session, msg, rid):
+        await self._call(self.sessions.accept(session.agent_id, m.field(msg, "offer_id")))
+        return m.ok(rid)
+
+    async def _reject(self, session, msg, rid):
+        reason = m.field(msg, "reason", False, default="") or ""
+        await self._call(self.sessions.reject(session.agent_id, m.field(msg, "offer_id"),
+                                              reason))
+        return m.ok(rid)
+
+    async def _wrap_up(self, session, msg, rid):
+        await self._call(self.sessions.wrap_up(session.agent_id, m.field(msg, "task_id")))
+        return m.ok(rid)
+
+    async def _complete(self, session, msg, rid):
+        disposition = m.field(msg, "disposition")
+        m.field(msg, "notes", False, limit=MAX_NOTES_CHARS)
+        await self._call(self.sessions.complete(session.agent_id, m.field(msg, "task_id"),
+                                                disposition))
+        return m.ok(rid)
+
+    async def _pick(self, session, msg, rid):
+        await self._call(self.sessions.pick(session.agent_id, m.field(msg, "task_id")))
+        return m.ok(rid)
+
+    def _own_task(self, session, task_id: str):
+        task = self.desks.view.task(task_id)
+        if task is None or task.agent_id != session.agent_id or task.state not in (
+                TaskState.ASSIGNED, TaskState.WRAP_UP):
+            raise Forbidden(session.agent_id, f"task {task_id}")
+        return task
+
+    async def _transfer(self, session, msg, rid):
+        task_id = m.field(msg, "task_id")
+        to_queue, to_agent = m.field(msg, "to_queue", False), m.field(msg, "to_agent", False)
+        if (to_queue is None) == (to_agent is None):
+            raise m.BadMessage("transfer: give exactly one of `to_queue`, `to_agent`")
+        task = self._own_task(session, task_id)
+        transfer = getattr(self.sessions, "transfer", None)
+        if transfer is not None:
+            await self._call(transfer(task_id, queue=to_queue, agent_id=to_agent,
+                                      actor=f"agent:{session.agent_id}"))
+        elif to_queue == task.queue and task.state is TaskState.ASSIGNED:
+            await self._call(self.sessions.requeue(task_id, "transfer",
+                                                   f"agent:{session.agent_id}"))
+        else:
+            return m.error(m.NOT_AVAILABLE,
+                           "transfer to another queue or to an agent is not available yet",
+                           rid)
+        return m.ok(rid)
+
+    async def _reply(self, session, msg, rid):
+        task_id, text = m.field(msg, "task_id"), m.field(msg, "text", limit=m.MAX_TEXT_CHARS)
+        task = self._own_task(session, task_id)
+        if task.channel is not Channel.EMAIL:
+            raise InvalidValue("replies are for e-mail tasks")
+        hook = self.desks.reply_hook
+        if hook is None:
+            return m.error(m.NOT_AVAILABLE, "no e-mail channel is connected", rid)
+        result = hook(session.agent_id, task_id, text)
+        if inspect.isawaitable(result):
+            await result
+        elif hasattr(result, "addCallback"):
+            await self._call(result)
+        return m.ok(rid)
+
+    # ------------------------------------------------------------------ history and merge
+
+    async def _history(self, session, msg, rid):
+        customer_id = m.field(msg, "customer_id")
+        if self.history is None:
+            return m.error(m.NOT_AVAILABLE, "no customer history here", rid)
+        if session.role == "agent" and not self._serves(session, customer_id):
+            raise Forbidden(session.sub, f"customer {customer_id}")
+        from .session import customer_view
+
+        view = await self._call(self.history.view(customer_id, self.desks.timeline_limit))
+        return {"type": m.HISTORY, "re": rid, "customer": customer_view(view)}
+
+    def _serves(self, session, customer_id: str) -> bool:
+        """Whether the agent holds or is offered a task of this customer."""
+        view = self.desks.view
+        tasks = list(view.held(session.agent_id))
+        offer = view.pending_offer(session.agent_id)
+        if offer is not None and view.task(offer.task_id) is not None:
+            tasks.append(view.task(offer.task_id))
+        return any(t.customer_id == customer_id for t in tasks)
+
+    async def _merge(self, session, msg, rid):
+        if session.role != "supervisor":
+            raise Forbidden(session.sub, "merging customers (supervisors only)")
+        if self.history is None:
+            return m.error(m.NOT_AVAILABLE, "no customer history here", rid)
+        merged = await self._call(self.history.merge(
+            m.field(msg, "survivor_id"), m.field(msg, "merged_id"), session.sub))
+        return m.ok(rid, identities=[{"kind": i.kind, "value": i.value}
+                                     for i in merged.identities],
+                    task_ids=list(merged.task_ids))
+
+
+class _Closing(Exception):
+    def __init__(self, code: str, message: str, close_code: int) -> None:
+        super().__init__(message)
+        self.code, self.close_code = code, close_code
+

@@ -1,0 +1,402 @@
+"""Sessions of the agent console: who is connected, what each socket is told, and what happens
+when a socket goes away.
+
+Sits between `server.py` (the sockets) and the service layer. What it promises:
+- One live connection per agent: a second one displaces the first (close 4001).
+- Frames reach a socket in the order the dispatcher decided (an offer whose customer history
+  is still loading holds back what follows it), and only after the decision was committed
+  (they come from `Assignment.listen`).
+- A dropped socket with a pending offer gives the task back at once (`Sessions.drop`: head of
+  the queue, agent `not_responding`); assigned tasks stay with the agent for the grace period,
+  then go back to their queue (`Sessions.requeue`) and the agent goes offline. Reconnecting
+  within the grace period keeps everything (the welcome lists the tasks).
+- Nobody is told about another agent's offers or tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict
+from typing import Any
+
+from dispatcher.aio import Background, to_future
+from dispatcher.domain import events as ev
+from dispatcher.domain.agents import Agent, Presence
+from dispatcher.domain.offers import Offer
+from dispatcher.domain.routing import Outcome
+from dispatcher.domain.tasks import Channel, Task, TaskState
+
+from . import messages as m
+
+log = logging.getLogger(__name__)
+
+# A socket that lets this many frames pile up is closed (1008): it cannot follow the shift.
+MAX_PENDING_FRAMES = 1000
+CLOSE_TOO_SLOW = 1008
+GRACE_REQUEUE_REASON = "agent_disconnected"
+
+Item = str | dict[str, Any] | Callable[[], Awaitable[dict[str, Any] | None]]
+
+
+class RouterView:
+    """The read-only facts the console needs about agents, tasks and offers, in one place.
+    They come from the live router through `Queries.router` (the edges get no store): when
+    `Queries` grows methods for them, only this class changes."""
+
+    def __init__(self, queries: Any) -> None:
+        self.router = queries.router
+
+    def agent(self, agent_id: str) -> Agent | None:
+        return self.router.agents.get(agent_id)
+
+    def task(self, task_id: str) -> Task | None:
+        return self.router.tasks.get(task_id)
+
+    def held(self, agent_id: str) -> list[Task]:
+        agent = self.agent(agent_id)
+        if agent is None:
+            return []
+        return [t for t in (self.task(i) for i in agent.held) if t is not None]
+
+    def pending_offer(self, agent_id: str) -> Offer | None:
+        agent = self.agent(agent_id)
+        if agent is None or agent.offer_id is None:
+            return None
+        return self.router.offers.get(agent.offer_id)
+
+    def presence(self, agent: Agent) -> str:
+        return agent.presence(self.router.matrix).value
+
+
+def task_view(task: Task) -> dict[str, Any]:
+    return {
+        "id": task.id, "channel": task.channel.value, "queue": task.queue,
+        "state": task.state.value, "customer_id": task.customer_id,
+        "created_at": task.created_at, "deadline": task.deadline, "priority": task.priority,
+        "attributes": m.task_attributes(task.attributes),
+    }
+
+
+def profile_view(agent: Agent, configured: set[Channel]) -> dict[str, Any]:
+    return {
+        "id": agent.id, "name": agent.name, "skills": dict(agent.skills),
+        "queues": sorted(agent.queues),
+        "capacity": {ch.value: n for ch, n in agent.capacity.items()},
+        "channels": sorted(c.value for c in configured),
+    }
+
+
+class Session:
+    """One authenticated socket. `push` queues a frame (text, a dict, or a coroutine function
+    giving a dict or None); one writer task sends them in order."""
+
+    def __init__(self, ws: Any, sub: str, role: str, background: Background) -> None:
+        self.ws, self.sub, self.role = ws, sub, role
+        self.agent_id: str | None = None  # set by hello when the subject is an agent
+        self.greeted = False
+        self.sent_offers: set[str] = set()
+        self._queue: asyncio.Queue[Item] = asyncio.Queue()
+        self._writer = background.start(self._write(), name=f"console-writer-{sub}")
+
+    @property
+    def watches_queues(self) -> bool:
+        return self.role in ("supervisor", "integration")
+
+    def push(self, item: Item) -> None:
+        if self._queue.qsize() >= MAX_PENDING_FRAMES:
+            log.warning("console: %s cannot keep up; closing", self.sub)
+            self.close(CLOSE_TOO_SLOW, "too many pending frames")
+            return
+        self._queue.put_nowait(item)
+
+    def close(self, code: int, reason: str) -> None:
+        self._closing = asyncio.ensure_future(self.ws.close(code, reason))
+
+    def close_after_pending(self, code: int, reason: str) -> None:
+        """Close once the frames already queued are sent."""
+        async def close() -> None:
+            await self.ws.close(code, reason)
+        self.push(close)
+
+    async def _write(self) -> None:
+        while True:
+            item = await self._queue.get()
+            try:
+                if callable(item):
+                    item = await item()
+                    if item is None:
+                        continue
+                await self.ws.send(item if isinstance(item, str) else m.dumps(item))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a closed socket ends the writer
+                if getattr(self.ws, "state", None) is not None and self.ws.state.name in (
+                        "CLOSING", "CLOSED"):
+                    return
+                log.exception("console: could not send to %s: %s", self.sub, exc)
+
+    def stop(self) -> None:
+        self._writer.cancel()
+
+
+class Desks:
+    """Every connected session, by agent; the outcome listener that tells them what happened;
+    displacement, grace periods and the supervisors' queue snapshots."""
+
+    def __init__(self, *, clock: Any, sessions: Any, roster: Any, queries: Any, history: Any,
+                 grace_seconds: float, queues_interval: float, timeline_limit: int) -> None:
+        self.clock = clock
+        self.sessions = sessions
+        self.roster = roster
+        self.queries = queries
+        self.history = history
+        self.view = RouterView(queries)
+        self.grace_seconds = grace_seconds
+        self.queues_interval = queues_interval
+        self.timeline_limit = timeline_limit
+        self.background = Background()
+        self.by_agent: dict[str, Session] = {}
+        self.watchers: set[Session] = set()
+        self.configured: dict[str, set[Channel]] = {}  # channels an agent may switch on
+        self._grace: dict[str, Any] = {}
+        self._snapshot_timer: Any = None
+        # `on_reply(agent_id, task_id, text)` of the e-mail edge (may return a Deferred or an
+        # awaitable); None: replies are refused with `not_available`.
+        self.reply_hook: Callable[[str, str, str], Any] | None = None
+
+    # ------------------------------------------------------------------ connections
+
+    def open(self, ws: Any, sub: str, role: str) -> Session:
+        return Session(ws, sub, role, self.background)
+
+    def greet(self, session: Session) -> None:
+        """After hello: the session becomes the agent's one connection (displacing any older
+        one), supervisors start getting queue snapshots, and the welcome is queued."""
+        agent = self.view.agent(session.sub)
+        if agent is not None:
+            session.agent_id = agent.id
+            self.configured.setdefault(agent.id, set(agent.channels))
+            old = self.by_agent.get(agent.id)
+            self.by_agent[agent.id] = session
+            if old is not None and old is not session:
+                log.info("console: agent %s displaced an older connection", agent.id)
+                old.close(m.CLOSE_DISPLACED, m.DISPLACED_REASON)
+            timer = self._grace.pop(agent.id, None)
+            if timer is not None and timer.active():
+                timer.cancel()
+        session.greeted = True
+        session.push(self._welcome(session))
+        offer = self.view.pending_offer(agent.id) if agent is not None else None
+        if offer is not None:
+            session.push(self._offer_frame(session, offer))
+        if session.watches_queues:
+            self.watchers.add(session)
+            session.push(self.queues_frame())
+            self._arm_snapshots()
+
+    def close(self, session: Session) -> None:
+        """The socket is gone (closed, dropped or displaced)."""
+        session.stop()
+        self.watchers.discard(session)
+        agent_id = session.agent_id
+        if agent_id is None or self.by_agent.get(agent_id) is not session:
+            return  # displaced: the newer session carries on
+        del self.by_agent[agent_id]
+        offer = self.view.pending_offer(agent_id)
+        if offer is not None:
+            self._logged(self.sessions.drop(offer.id), f"drop offer {offer.id}")
+        agent = self.view.agent(agent_id)
+        if agent is not None and (agent.status is not Presence.OFFLINE or agent.held):
+            self._grace[agent_id] = self.clock.callLater(
+                self.grace_seconds, self._grace_over, agent_id)
+
+    def _grace_over(self, agent_id: str) -> None:
+        self._grace.pop(agent_id, None)
+        if agent_id in self.by_agent:
+            return
+        for task in self.view.held(agent_id):
+            if task.state is TaskState.ASSIGNED:
+                self._logged(self.sessions.requeue(task.id, GRACE_REQUEUE_REASON, ev.SYSTEM),
+                             f"requeue {task.id}")
+        self._logged(self.sessions.logout(agent_id, actor=ev.SYSTEM), f"log out {agent_id}")
+        self._restore_channels(agent_id)
+
+    def _restore_channels(self, agent_id: str) -> None:
+        agent, configured = self.view.agent(agent_id), self.configured.get(agent_id)
+        if agent is not None and configured is not None and agent.channels != configured:
+            self._logged(self.put_channels(agent, configured), f"channels of {agent_id}")
+
+    def put_channels(self, agent: Agent, channels: set[Channel]) -> Any:
+        return self.roster.put_agent(Agent(
+            agent.id, name=agent.name, skills=dict(agent.skills), queues=set(agent.queues),
+            capacity=dict(agent.capacity), channels=set(channels)))
+
+    def _logged(self, d: Any, what: str) -> None:
+        d.addErrback(lambda f: log.warning("console: could not %s: %s", what,
+                                           f.getErrorMessage()))
+
+    async def stop(self) -> None:
+        for timer in self._grace.values():
+            if timer.active():
+                timer.cancel()
+        self._grace.clear()
+        if self._snapshot_timer is not None and self._snapshot_timer.active():
+            self._snapshot_timer.cancel()
+        await self.background.stop()
+
+    # ------------------------------------------------------------------ frames
+
+    def presence_frame(self, agent_id: str) -> dict[str, Any] | None:
+        agent = self.view.agent(agent_id)
+        if agent is None:
+            return None
+        return {"type": m.PRESENCE, "status": agent.status.value, "reason": agent.break_reason,
+                "presence": self.view.presence(agent),
+                "channels": {c.value: (c in agent.channels)
+                             for c in sorted(self.configured.get(agent_id, agent.channels))}}
+
+    def _welcome(self, session: Session) -> Callable[[], Awaitable[dict[str, Any]]]:
+        async def build() -> dict[str, Any]:
+            agent = self.view.agent(session.sub)
+            tasks = []
+            for task in (self.view.held(agent.id) if agent else []):
+                tasks.append({**task_view(task), "customer": await self._customer(task)})
+            return {
+                "type": m.WELCOME, "v": m.PROTOCOL_VERSION, "role": session.role,
+                "sub": session.sub, "server_time": self.clock.seconds(),
+                "agent": profile_view(agent, self.configured[agent.id]) if agent else None,
+                "presence": self.presence_frame(agent.id) if agent else None,
+                "tasks": tasks,
+                "features": {"reply": bool(self.reply_hook), "history": self.history is not None},
+            }
+        return build
+
+    async def _customer(self, task: Task) -> dict[str, Any] | None:
+        """The customer card and timeline for a task (None without history or customer)."""
+        if self.history is None or not task.customer_id:
+            return None
+        try:
+            view = await to_future(self.history.view(task.customer_id, self.timeline_limit))
+        except Exception as exc:  # noqa: BLE001 - the offer goes out without its history
+            log.warning("console: no history for customer %s: %s", task.customer_id, exc)
+            return None
+        return customer_view(view)
+
+    def _offer_frame(self, session: Session, offer: Offer
+                     ) -> Callable[[], Awaitable[dict[str, Any] | None]]:
+        async def build() -> dict[str, Any] | None:
+            task = self.view.task(offer.task_id)
+            customer = await self._customer(task) if task is not None else None
+            if task is None or task.offer_id != offer.id:
+                return None  # over before it could be shown: its cancellation is skipped too
+            session.sent_offers.add(offer.id)
+            return {"type": m.OFFER, "offer_id": offer.id, "expires_at": offer.expires_at,
+                    "expires_in": max(0.0, offer.expires_at - self.clock.seconds()),
+                    "task": task_view(task), "customer": customer}
+        return build
+
+    def _cancel_frame(self, session: Session, offer_id: str, task_id: str, reason: str
+                      ) -> Callable[[], Awaitable[dict[str, Any] | None]]:
+        async def build() -> dict[str, Any] | None:
+            if offer_id not in session.sent_offers:
+                return None
+            session.sent_offers.discard(offer_id)
+            return {"type": m.OFFER_CANCELLED, "offer_id": offer_id, "task_id": task_id,
+                    "reason": reason}
+        return build
+
+    def queues_frame(self) -> str:
+        now = self.clock.seconds()
+        return m.dumps({"type": m.QUEUES, "at": now,
+                        "queues": [asdict(f) for f in self.queries.queue_figures(now)],
+                        "agents": self.queries.agent_presence()})
+
+    def _arm_snapshots(self) -> None:
+        if self._snapshot_timer is None or not self._snapshot_timer.active():
+            self._snapshot_timer = self.clock.callLater(self.queues_interval, self._snapshot)
+
+    def _snapshot(self) -> None:
+        self._snapshot_timer = None
+        if not self.watchers:
+            return
+        frame = self.queues_frame()
+        for session in list(self.watchers):
+            session.push(frame)
+        self._arm_snapshots()
+
+    # ------------------------------------------------------------------ the outcome listener
+
+    def on_outcome(self, outcome: Outcome) -> None:
+        """Called by Assignment after each committed outcome: tell each agent concerned."""
+        touched: set[str] = set()
+        withdrawn: set[str] = set()
+        by_agent = self.by_agent
+        for e in outcome.events:
+            agent_id = e.agent_id
+            if agent_id is None:
+                continue
+            touched.add(agent_id)
+            session = by_agent.get(agent_id)
+            kind = e.kind
+            if kind in (ev.OFFER_EXPIRED, ev.OFFER_WITHDRAWN):
+                withdrawn.add(e.task_id)
+                if session is not None:
+                    reason = m.EXPIRED if kind == ev.OFFER_EXPIRED else (
+                        m.CALLER_HUNG_UP if e.data.get("reason") == "abandoned" else m.TAKEN_BACK)
+                    session.push(self._cancel_frame(session, e.data.get("offer_id"), e.task_id,
+                                                    reason))
+            elif session is None:
+                continue
+            elif kind == ev.TASK_ASSIGNED:
+                task = self.view.task(e.task_id)
+                if task is not None:
+                    session.push(self._assigned_frame(task, e.data.get("via")))
+            elif kind == ev.TASK_WRAP_UP:
+                session.push({"type": m.TASK_STATE, "task_id": e.task_id,
+                              "state": TaskState.WRAP_UP.value})
+            elif kind in (ev.TASK_COMPLETED, ev.TASK_CANCELLED, ev.TASK_ABANDONED,
+                          ev.TASK_REQUEUED) and e.task_id not in withdrawn:
+                state = {ev.TASK_COMPLETED: "completed", ev.TASK_CANCELLED: "cancelled",
+                         ev.TASK_ABANDONED: "abandoned", ev.TASK_REQUEUED: "queued"}[kind]
+                session.push({"type": m.TASK_CLOSED, "task_id": e.task_id, "state": state,
+                              "reason": e.data.get("reason") or e.data.get("disposition"),
+                              "by": e.actor})
+        for offer in outcome.offers:
+            touched.add(offer.agent_id)
+            session = by_agent.get(offer.agent_id)
+            if session is None:
+                # Offered to an agent whose console socket is gone (grace period): give it back
+                # now. An agent who never used the console here (a SIP phone, a CTI desk, the
+                # demo's robots) is reached by another edge: leave the offer to its timer.
+                if offer.agent_id in self._grace:
+                    self.clock.callLater(0, self._drop_unreachable, offer.id)
+            else:
+                session.push(self._offer_frame(session, offer))
+        for agent_id in touched:
+            session = by_agent.get(agent_id)
+            if session is not None:
+                frame = self.presence_frame(agent_id)
+                if frame is not None:
+                    session.push(frame)
+
+    def _drop_unreachable(self, offer_id: str) -> None:
+        self._logged(self.sessions.drop(offer_id), f"drop offer {offer_id}")
+
+    def _assigned_frame(self, task: Task, via: str | None
+                        ) -> Callable[[], Awaitable[dict[str, Any]]]:
+        async def build() -> dict[str, Any]:
+            return {"type": m.ASSIGNED, "via": via, "task": task_view(task),
+                    "customer": await self._customer(task)}
+        return build
+
+
+def customer_view(view: Any) -> dict[str, Any]:
+    card = view.card
+    return {
+        "id": card.id, "name": card.name, "since": card.since,
+        "identities": [{"kind": i.kind, "value": i.value} for i in card.identities],
+        "open_tasks": list(card.open_tasks),
+        "timeline": [asdict(e) for e in view.timeline],
+    }

@@ -1,0 +1,260 @@
+// Switchboard agent console: one WebSocket (protocol v1, docs/protocol.md), plain DOM.
+// Customer content is only ever set with textContent: no innerHTML anywhere.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const state = { ws: null, cfg: null, token: null, agent: null, tasks: new Map(), offer: null,
+  selected: null, nextId: 1, timer: null, retry: 0, displaced: false, channels: {} };
+const PRESENCE_LABEL = { available: "Available", busy: "Busy", wrap_up: "Wrap-up",
+  break: "On break", offline: "Offline", not_responding: "Not responding — press Available" };
+
+function el(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined && text !== null) e.textContent = String(text);
+  return e;
+}
+function clear(node) { while (node.firstChild) node.removeChild(node.firstChild); }
+function when(t) { return t ? new Date(t * 1000).toLocaleString() : ""; }
+function dur(s) { if (s == null) return ""; s = Math.round(s); return `${Math.floor(s / 60)} min ${s % 60} s`; }
+function toast(text, bad) {
+  const t = $("toast"); t.textContent = text; t.className = bad ? "toast bad" : "toast"; t.hidden = false;
+  clearTimeout(toast.h); toast.h = setTimeout(() => { t.hidden = true; }, 4000);
+}
+function send(type, fields) {
+  if (!state.ws || state.ws.readyState !== WebSocket.OPEN) { toast("Not connected", true); return; }
+  const id = state.nextId++;
+  state.ws.send(JSON.stringify(Object.assign({ type, id }, fields || {})));
+  return id;
+}
+function link(on, text) { const l = $("link"); l.className = on ? "link on" : "link off"; l.textContent = text; }
+
+async function boot() {
+  state.cfg = await (await fetch("/console/config.json")).json();
+  const saved = sessionStorage.getItem("switchboard.token");
+  if (saved) { state.token = saved; connect(); }
+  $("login-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    state.token = $("token").value.trim();
+    $("login-error").textContent = "";
+    connect();
+  });
+  $("go-available").onclick = () => send("presence", { status: "available" });
+  $("go-offline").onclick = () => send("presence", { status: "offline" });
+  $("go-break").onclick = () => { $("break-box").hidden = !$("break-box").hidden; };
+  $("break-go").onclick = () => { send("presence", { status: "break", reason: $("break-reason").value }); $("break-box").hidden = true; };
+  for (const b of [$("ch-email"), $("ch-phone")]) {
+    b.onclick = () => {
+      const ch = b.dataset.channel, on = b.getAttribute("aria-pressed") !== "true";
+      send("presence", { channels: { [ch]: on } });
+    };
+  }
+  $("accept").onclick = accept;
+  $("reject").onclick = reject;
+  $("complete").onclick = complete;
+  $("reply-send").onclick = reply;
+  document.addEventListener("keydown", keys);
+}
+
+function connect() {
+  const url = `ws://${location.hostname}:${state.cfg.ws_port}/`;
+  let ws;
+  try { ws = new WebSocket(url, [state.cfg.subprotocol, state.cfg.token_prefix + state.token]); }
+  catch (e) { $("login-error").textContent = "Cannot connect: " + e.message; return; }
+  state.ws = ws; let opened = false;
+  link(false, "connecting…");
+  ws.onopen = () => { opened = true; state.retry = 0; ws.send(JSON.stringify({ type: "hello", v: state.cfg.version })); };
+  ws.onmessage = (ev) => { let msg; try { msg = JSON.parse(ev.data); } catch (e) { return; } handle(msg); };
+  ws.onclose = (ev) => {
+    link(false, "offline");
+    if (state.ws !== ws) return;
+    state.ws = null;
+    if (!opened) {  // refused at the handshake: bad or expired token, or wrong origin
+      sessionStorage.removeItem("switchboard.token");
+      $("login").hidden = false; $("desk").hidden = true;
+      $("login-error").textContent = "The token was refused (expired or invalid). Ask for a new one.";
+      return;
+    }
+    if (ev.code === 4001) { toast("Signed in somewhere else: this window is disconnected.", true); link(false, "displaced"); return; }
+    if (ev.code >= 4002 && ev.code < 4100) { $("login-error").textContent = ev.reason; $("login").hidden = false; $("desk").hidden = true; return; }
+    const wait = Math.min(10000, 500 * 2 ** state.retry++);
+    link(false, `reconnecting in ${Math.round(wait / 1000)} s`);
+    setTimeout(connect, wait);
+  };
+}
+
+function handle(msg) {
+  switch (msg.type) {
+    case "welcome": return welcome(msg);
+    case "presence": return presence(msg);
+    case "offer": return showOffer(msg);
+    case "offer_cancelled": return offerGone(msg);
+    case "assigned": return assigned(msg);
+    case "task_state": { const t = state.tasks.get(msg.task_id); if (t) { t.task.state = msg.state; render(); } return; }
+    case "task_closed": return closed(msg);
+    case "error": return toast(`${msg.message} (${msg.code})`, true);
+    case "ok": return;
+    default: return;
+  }
+}
+
+function welcome(msg) {
+  sessionStorage.setItem("switchboard.token", state.token);
+  $("login").hidden = true; $("desk").hidden = false;
+  link(true, "connected");
+  state.agent = msg.agent;
+  $("who").textContent = msg.agent ? `${msg.agent.name || msg.agent.id} · ${msg.role}` : `${msg.sub} · ${msg.role}`;
+  state.tasks.clear();
+  for (const t of msg.tasks) state.tasks.set(t.id, { task: t, customer: t.customer });
+  if (msg.presence) presence(msg.presence);
+  if (!state.selected || !state.tasks.has(state.selected)) state.selected = msg.tasks.length ? msg.tasks[0].id : null;
+  render();
+}
+
+function presence(p) {
+  const box = $("presence");
+  box.textContent = PRESENCE_LABEL[p.presence] || p.presence;
+  if (p.status === "break" && p.reason) box.textContent += ` (${p.reason})`;
+  box.className = "presence " + p.presence;
+  box.dataset.presence = p.presence;
+  state.channels = p.channels || {};
+  for (const b of [$("ch-email"), $("ch-phone")]) {
+    const ch = b.dataset.channel;
+    b.hidden = !(ch in state.channels);
+    b.setAttribute("aria-pressed", state.channels[ch] ? "true" : "false");
+  }
+}
+
+function title(task) {
+  const a = task.attributes || {};
+  if (task.channel === "phone") return `Call from ${a.caller || a.from || "unknown number"}`;
+  return a.subject || "(no subject)";
+}
+
+function showOffer(msg) {
+  state.offer = Object.assign({ receivedAt: performance.now() }, msg);
+  $("offer").hidden = false;
+  $("offer-title").textContent = (msg.task.channel === "phone" ? "Incoming call" : "New e-mail") + ` — ${msg.task.queue}`;
+  const s = $("offer-summary"); clear(s);
+  s.appendChild(el("span", "chan " + msg.task.channel, msg.task.channel));
+  s.appendChild(el("span", "", title(msg.task)));
+  if (msg.customer) s.appendChild(el("div", "meta", `from ${msg.customer.name || "unknown customer"}`));
+  clearInterval(state.timer);
+  const total = Math.max(1, msg.expires_in);
+  const tick = () => {
+    if (!state.offer) return;
+    const left = Math.max(0, total - (performance.now() - state.offer.receivedAt) / 1000);
+    $("offer-left").textContent = Math.ceil(left);
+    $("offer-meter").style.width = `${(100 * left) / total}%`;
+  };
+  tick(); state.timer = setInterval(tick, 250);
+  render();
+  $("accept").focus();
+}
+
+function offerGone(msg) {
+  if (!state.offer || state.offer.offer_id !== msg.offer_id) return;
+  hideOffer();
+  const why = { expired: "The offer expired.", taken_back: "The offer was taken back.",
+    caller_hung_up: "The caller hung up." }[msg.reason] || "The offer ended.";
+  toast(why, msg.reason === "expired");
+}
+function hideOffer() { state.offer = null; clearInterval(state.timer); $("offer").hidden = true; render(); }
+
+function assigned(msg) {
+  if (state.offer && state.offer.task.id === msg.task.id) hideOffer();
+  state.tasks.set(msg.task.id, { task: msg.task, customer: msg.customer });
+  state.selected = msg.task.id;
+  render();
+}
+
+function closed(msg) {
+  state.tasks.delete(msg.task_id);
+  if (state.selected === msg.task_id) state.selected = state.tasks.size ? state.tasks.keys().next().value : null;
+  if (msg.state !== "completed" || msg.by !== `agent:${state.agent && state.agent.id}`) toast(`Task ${msg.state}: ${msg.reason || ""}`);
+  render();
+}
+
+function accept() { if (state.offer) send("accept", { offer_id: state.offer.offer_id }); }
+function reject() { if (state.offer) { send("reject", { offer_id: state.offer.offer_id, reason: "declined" }); hideOffer(); } }
+function complete() {
+  if (!state.selected) return;
+  send("complete", { task_id: state.selected, disposition: $("disposition").value, notes: $("notes").value });
+  $("notes").value = "";
+}
+function reply() {
+  const text = $("reply-text").value.trim();
+  if (!state.selected || !text) return;
+  const id = send("reply", { task_id: state.selected, text });
+  state.pendingReply = id; $("reply-text").value = ""; toast("Reply sent.");
+}
+
+function keys(ev) {
+  const t = ev.target.tagName;
+  if (t === "TEXTAREA" || t === "INPUT" || t === "SELECT" || ev.ctrlKey || ev.metaKey || ev.altKey) return;
+  const k = ev.key.toLowerCase();
+  if (k === "a" && state.offer) { ev.preventDefault(); accept(); }
+  else if (k === "r" && state.offer) { ev.preventDefault(); reject(); }
+  else if (k === "c" && state.selected && !state.offer) { ev.preventDefault(); complete(); }
+}
+
+function render() {
+  const list = $("tasks"); clear(list);
+  if (!state.tasks.size) list.appendChild(el("li", "empty", "No task yet."));
+  for (const [id, { task }] of state.tasks) {
+    const li = el("li", id === state.selected ? "selected" : "");
+    li.appendChild(el("span", "chan " + task.channel, task.channel));
+    li.appendChild(el("span", "", title(task)));
+    li.appendChild(el("div", "meta", task.state.replace("_", "-")));
+    li.onclick = () => { state.selected = id; render(); };
+    list.appendChild(li);
+  }
+  const sel = state.selected && state.tasks.get(state.selected);
+  $("detail").hidden = !sel;
+  if (sel) {
+    const task = sel.task, a = task.attributes || {};
+    $("detail-title").textContent = title(task);
+    $("detail-state").textContent = task.state.replace("_", "-");
+    const meta = $("detail-meta"); clear(meta);
+    meta.appendChild(el("span", "chan " + task.channel, task.channel));
+    meta.appendChild(el("span", "", `${task.queue} · arrived ${when(task.created_at)}` + (task.deadline ? ` · due ${when(task.deadline)}` : "")));
+    const isMail = task.channel === "email";
+    $("mail-text").hidden = !isMail; $("reply-box").hidden = !isMail;
+    $("mail-text").textContent = isMail ? `From: ${a.from || ""}\nSubject: ${a.subject || ""}\n\n${a.text || ""}` : "";
+  }
+  const shown = state.offer ? { customer: state.offer.customer, current: state.offer.task.id } :
+    sel ? { customer: sel.customer, current: sel.task.id } : null;
+  customer(shown);
+  $("idle").hidden = !!(state.offer || sel);
+}
+
+function customer(shown) {
+  const box = $("customer");
+  box.hidden = !(shown && shown.customer);
+  if (box.hidden) return;
+  const c = shown.customer, card = $("customer-card"); clear(card);
+  card.appendChild(el("div", "name", c.name || "Unknown customer"));
+  card.appendChild(el("div", "ids", c.identities.map((i) => i.value).join(" · ")));
+  card.appendChild(el("div", "meta", `Customer since ${when(c.since)} · ${c.open_tasks.length} open task(s)`));
+  const tl = $("timeline"); clear(tl);
+  if (!c.timeline.length) tl.appendChild(el("li", "", "No earlier contact."));
+  for (const e of c.timeline) {
+    const li = el("li", e.channel + (e.task_id === shown.current ? " current" : ""));
+    const head = el("div", "when", `${when(e.at)} · ${e.channel} · ${e.state.replace("_", "-")}` + (e.task_id === shown.current ? " · this task" : ""));
+    li.appendChild(head);
+    if (e.channel === "email") {
+      li.appendChild(el("div", "subject", e.subject || "(no subject)"));
+      if (e.preview) li.appendChild(el("div", "preview", e.preview));
+    } else {
+      const bits = [];
+      if (e.agent_id) bits.push(`agent ${e.agent_id}`);
+      if (e.duration != null) bits.push(dur(e.duration));
+      if (!e.answered_at && e.state !== "queued" && e.state !== "offered") bits.push("not answered");
+      li.appendChild(el("div", "subject", bits.join(" · ") || "call"));
+    }
+    if (e.disposition) li.appendChild(el("div", "preview", `disposition: ${e.disposition}`));
+    tl.appendChild(li);
+  }
+}
+
+boot();

@@ -1,0 +1,190 @@
+"""History: one customer across channels — the customer card, the timeline of their e-mails and
+calls, and the merge of two customers found to be the same person.
+
+Sits in the service layer beside `queries.py`; reads and writes through the `Store` port only.
+What it promises:
+- `view(customer_id)` gives the card (name, identities, open tasks) and the timeline, newest
+  first, at most `limit` entries; every offer the console pushes carries it (the screen pop).
+- E-mails show their subject and first lines from the task's attributes (`subject`, `preview`,
+  else the start of `text`/`body`); calls show when they were answered, by whom, how long they
+  lasted and their disposition, all derived from the task's events.
+- `merge(survivor, merged, supervisor)` moves identities and tasks to the survivor in one
+  transaction ordered with the routing writes, and records who did it (`customer.merged`, on
+  each moved task and once in the supervisor's own log).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from twisted.internet.defer import Deferred, ensureDeferred
+
+from dispatcher.domain import events as ev
+from dispatcher.domain.errors import DomainError, InvalidValue
+from dispatcher.domain.tasks import OPEN_STATES
+
+from .assignment import Assignment
+from .ports import Customer, Identity, MergedCustomers, Store, TaskRecord
+
+# Timeline entries per customer view; an offer carries one view.
+TIMELINE_LIMIT = 20
+# An e-mail's preview: at most this many non-empty lines, this many characters.
+PREVIEW_LINES = 3
+PREVIEW_CHARS = 280
+SUBJECT_CHARS = 200
+
+CUSTOMER_MERGED = "customer.merged"  # data: survivor_id, merged_id, supervisor_id
+_OPEN = frozenset(s.value for s in OPEN_STATES)
+
+
+class UnknownCustomer(DomainError):
+    code = "unknown_customer"
+
+    def __init__(self, customer_id: str) -> None:
+        super().__init__(f"no such customer: {customer_id}")
+        self.customer_id = customer_id
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineEntry:
+    """One task in a customer's history. E-mails fill `subject` and `preview`; calls fill
+    `answered_at`, `ended_at` and `duration` (seconds from answer to hang-up or completion)."""
+
+    task_id: str
+    channel: str
+    queue: str
+    state: str
+    at: float  # when the task arrived
+    agent_id: str | None = None  # who handled it last
+    disposition: str | None = None
+    subject: str | None = None
+    preview: str | None = None
+    answered_at: float | None = None
+    ended_at: float | None = None
+    duration: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerCard:
+    id: str
+    name: str
+    identities: tuple[Identity, ...]
+    open_tasks: tuple[str, ...]  # ids, newest first (among the timeline's entries)
+    since: float
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerView:
+    card: CustomerCard
+    timeline: tuple[TimelineEntry, ...] = field(default_factory=tuple)
+
+
+def preview_of(attributes: dict[str, Any]) -> str | None:
+    """The first lines of an e-mail, as plain text, bounded."""
+    text = attributes.get("preview")
+    if not isinstance(text, str):
+        text = attributes.get("text", attributes.get("body"))
+    if not isinstance(text, str) or not text.strip():
+        return None
+    lines = [line.strip() for line in text.splitlines() if line.strip()][:PREVIEW_LINES]
+    out = "\n".join(lines)
+    return out if len(out) <= PREVIEW_CHARS else out[: PREVIEW_CHARS - 1] + "…"
+
+
+def entry_of(record: TaskRecord) -> TimelineEntry:
+    """A timeline entry from a task and its events."""
+    s, attrs = record.summary, record.attributes
+    agent_id, disposition, answered, ended = s.agent_id, None, None, None
+    for e in record.events:
+        if e.kind == ev.TASK_ASSIGNED:
+            agent_id = e.agent_id or agent_id
+            answered = e.at if answered is None else answered
+        elif e.kind == ev.TASK_WRAP_UP:
+            ended = e.at
+        elif e.kind == ev.TASK_COMPLETED:
+            disposition = e.data.get("disposition") or None
+            agent_id = e.agent_id or agent_id
+            ended = e.at if ended is None else ended
+        elif e.kind in (ev.TASK_CANCELLED, ev.TASK_ABANDONED):
+            ended = e.at
+        elif e.kind == ev.TASK_REQUEUED:
+            answered = None
+    subject = attrs.get("subject")
+    subject = subject[:SUBJECT_CHARS] if isinstance(subject, str) else None
+    email = s.channel == "email"
+    return TimelineEntry(
+        task_id=s.id,
+        channel=s.channel,
+        queue=s.queue,
+        state=s.state,
+        at=s.created_at,
+        agent_id=agent_id,
+        disposition=disposition,
+        subject=subject,
+        preview=preview_of(attrs) if email else None,
+        answered_at=answered,
+        ended_at=ended,
+        duration=(ended - answered) if answered is not None and ended is not None else None,
+    )
+
+
+class History:
+    def __init__(self, store: Store, assignment: Assignment, limit: int = TIMELINE_LIMIT) -> None:
+        self.store = store
+        self.assignment = assignment
+        self.limit = limit
+
+    def view(self, customer_id: str, limit: int | None = None) -> Deferred[CustomerView]:
+        """The card and the timeline; fails with UnknownCustomer."""
+        return ensureDeferred(self._view(customer_id, limit or self.limit))
+
+    async def _view(self, customer_id: str, limit: int) -> CustomerView:
+        customer = await self.store.get_customer(customer_id)
+        if customer is None:
+            raise UnknownCustomer(customer_id)
+        records = await self.store.customer_records(customer_id, limit)
+        timeline = tuple(entry_of(rec) for rec in records)
+        return CustomerView(card_of(customer, timeline), timeline)
+
+    def find(self, identity: Identity) -> Deferred[Customer | None]:
+        return self.store.find_customer(identity)
+
+    def merge(self, survivor_id: str, merged_id: str, supervisor_id: str
+              ) -> Deferred[MergedCustomers]:
+        """Merge `merged_id` into `survivor_id`, on a supervisor's authority (audited)."""
+        return ensureDeferred(self._merge(survivor_id, merged_id, supervisor_id))
+
+    async def _merge(self, survivor_id: str, merged_id: str, supervisor_id: str
+                     ) -> MergedCustomers:
+        if survivor_id == merged_id:
+            raise InvalidValue("a customer cannot be merged into itself")
+        if not supervisor_id:
+            raise InvalidValue("a merge needs the supervisor's id")
+        for customer_id in (survivor_id, merged_id):
+            if await self.store.get_customer(customer_id) is None:
+                raise UnknownCustomer(customer_id)
+        now = self.assignment.now()
+        actor = f"supervisor:{supervisor_id}"
+        data = {"survivor_id": survivor_id, "merged_id": merged_id,
+                "supervisor_id": supervisor_id}
+        moved = await self.store.customer_records(merged_id, limit=2**31 - 1)
+        # The router's open tasks carry the customer too: change them first, so that no later
+        # write of theirs puts them back on the merged customer.
+        for task in self.assignment.router.tasks.values():
+            if task.customer_id == merged_id:
+                task.customer_id = survivor_id
+        events = [ev.Event(CUSTOMER_MERGED, now, rec.summary.id, None, actor, data)
+                  for rec in moved]
+        events.append(ev.Event(CUSTOMER_MERGED, now, None, supervisor_id, actor, data))
+        return await self.store.merge_customers(survivor_id, merged_id, events)
+
+
+def card_of(customer: Customer, timeline: tuple[TimelineEntry, ...]) -> CustomerCard:
+    return CustomerCard(
+        id=customer.id,
+        name=customer.name,
+        identities=customer.identities,
+        open_tasks=tuple(e.task_id for e in timeline if e.state in _OPEN),
+        since=customer.created_at,
+    )

@@ -1,0 +1,113 @@
+"""The agent page in headless Chromium (Debian's, through Playwright; never downloaded): an agent
+signs in with a token, goes available, gets an e-mail and then a call created through the
+service layer, sees the customer's history, accepts and completes both. Screenshots go to
+test-artifacts/ (gitignored)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support import missing
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = os.environ.get("SWITCHBOARD_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic"]
+WAIT_MS = 10_000
+HOSTILE = '<img src=x onerror="document.title=\'pwned\'">'
+
+
+@pytest.fixture
+def console(tmp_path):
+    proc = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("serve_console.py"))],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(tmp_path)},
+    )
+    info = json.loads(proc.stdout.readline())
+    assert "error" not in info, info.get("error")
+
+    def command(obj: dict) -> dict:
+        proc.stdin.write(json.dumps(obj) + "\n")
+        proc.stdin.flush()
+        return json.loads(proc.stdout.readline())
+
+    info["command"] = command
+    yield info
+    proc.terminate()
+    proc.wait(10)
+
+
+def test_an_agent_handles_a_mail_and_a_call_in_the_browser(console, tmp_path):
+    if shutil.which(CHROMIUM) is None and not Path(CHROMIUM).exists():
+        missing(f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)")
+    try:
+        from playwright.sync_api import expect, sync_playwright
+    except ImportError:
+        missing("playwright is not installed (pip install -e .[test])")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(f"http://127.0.0.1:{console['http_port']}/")
+            page.fill("#token", console["token"])
+            page.click("#login-form button[type=submit]")
+            expect(page.locator("#link")).to_have_text("connected", timeout=WAIT_MS)
+            expect(page.locator("#who")).to_contain_text("Alex Martin")
+            expect(page.locator("#presence")).to_have_text("Offline")
+            page.click("#go-available")
+            expect(page.locator("#presence")).to_have_text("Available", timeout=WAIT_MS)
+
+            # An e-mail arrives: the offer pops up with the customer's history.
+            console["command"]({"mail": {
+                "address": "Ann@Example.org", "name": "Ann Example",
+                "subject": "Still charged twice",
+                "text": f"Hello again,\nmy March invoice is still wrong.\n{HOSTILE}\nAnn"}})
+            expect(page.locator("#offer")).to_be_visible(timeout=WAIT_MS)
+            expect(page.locator("#offer-summary")).to_contain_text("Still charged twice")
+            timeline = page.locator("#timeline li")
+            expect(timeline).to_have_count(3)
+            expect(timeline.nth(1)).to_contain_text("agent a9 · 3 min 42 s")
+            expect(timeline.nth(1)).to_contain_text("refund_promised")
+            expect(timeline.nth(2)).to_contain_text("Invoice 2026-114 is wrong")
+            expect(page.locator("#customer-card")).to_contain_text("+3225550100")
+            page.screenshot(path=str(ARTIFACTS / "console-offer.png"), full_page=True)
+
+            page.keyboard.press("a")  # accept
+            expect(page.locator("#offer")).to_be_hidden(timeout=WAIT_MS)
+            expect(page.locator("#mail-text")).to_contain_text("my March invoice is still wrong")
+            expect(page.locator("#mail-text")).to_contain_text(HOSTILE)  # shown, not run
+            assert page.locator("#mail-text img").count() == 0
+            page.screenshot(path=str(ARTIFACTS / "console-mail.png"), full_page=True)
+            page.select_option("#disposition", "solved")
+            page.fill("#notes", "explained the double charge")
+            page.click("#complete")
+            expect(page.locator("#tasks")).to_contain_text("No task yet.", timeout=WAIT_MS)
+
+            # A call from the same customer's number.
+            console["command"]({"call": {"number": "+32 2 555 01 00", "name": "Ann"}})
+            expect(page.locator("#offer-title")).to_contain_text("Incoming call",
+                                                                 timeout=WAIT_MS)
+            expect(page.locator("#timeline li")).to_have_count(4)
+            page.click("#accept")
+            expect(page.locator("#detail-title")).to_contain_text("Call from +32 2 555 01 00",
+                                                                  timeout=WAIT_MS)
+            page.keyboard.press("c")  # complete with the chosen disposition
+            expect(page.locator("#tasks")).to_contain_text("No task yet.", timeout=WAIT_MS)
+            page.screenshot(path=str(ARTIFACTS / "console-done.png"), full_page=True)
+            assert page.title() != "pwned"
+            assert errors == []
+        finally:
+            browser.close()
