@@ -167,6 +167,11 @@ async def cmd_queues_add(storage: Storage, args) -> int:
     )
     if args.deadline:
         parse_rule(args.deadline)
+    if args.calendar:
+        known = {c.name for c in await storage.store.list_calendars()}
+        if args.calendar not in known:
+            raise InvalidValue(f"unknown calendar {args.calendar!r}: add it first with "
+                               f"`switchboard calendars add` (known: {', '.join(sorted(known))})")
     if args.sl_target:
         queue.sl_target.update(parse_channels(args.sl_target))
     if args.offer_timeout:
@@ -207,4 +212,92 @@ async def cmd_tasks_list(storage: Storage, args) -> int:
         for r in rows:
             print(f"{r['id']}  {r['channel']:<5} {r['queue']:<12} {r['state']:<10} "
                   f"{r['created_at']}  agent={r['agent'] or '-'}")
+    return 0
+
+
+async def cmd_tasks_show(storage: Storage, args) -> int:
+    """The task, its customer, its conversation and its whole trail, oldest event first; by task
+    id or by request number (SB-000123)."""
+    from dispatcher.service.mail import show_task
+
+    task = await storage.store.get_task(args.id)
+    if task is None and not args.json:
+        text = await show_task(storage.store, args.id)
+        if text is not None:
+            print(text, end="")
+            return 0
+    if task is None:
+        raise InvalidValue(f"no such task: {args.id}")
+    customer = await storage.store.get_customer(task.customer_id) if task.customer_id else None
+    events = await storage.store.task_events(args.id)
+    if args.json:
+        print(json.dumps({
+            "task": {"id": task.id, "channel": task.channel, "queue": task.queue,
+                     "state": task.state, "priority": task.priority, "agent": task.agent_id,
+                     "created_at": when(task.created_at), "deadline": when(task.deadline)},
+            "customer": None if customer is None else {
+                "id": customer.id, "name": customer.name,
+                "identities": [[i.kind, i.value] for i in customer.identities]},
+            "trail": [{"at": when(e.at), "kind": e.kind, "actor": e.actor, "agent": e.agent_id,
+                       "data": e.data} for e in events],
+        }, indent=2, default=str))
+        return 0
+    from dispatcher.service.mail import show_task
+
+    if customer is not None:
+        ids = ", ".join(f"{i.kind}:{i.value}" for i in customer.identities) or "anonymous"
+        print(f"Customer {customer.id}  {customer.name or '(no name)'}  ({ids})")
+    print(await show_task(storage.store, task.id), end="")
+    return 0
+
+
+def parse_hours(text: str) -> dict[str, list[list[str]]]:
+    """'mon-fri=09:00-12:30,13:30-18:00;sat=09:00-12:00' -> {'mon': [['09:00','12:30'], ...]}."""
+    from dispatcher.domain.deadlines import WEEKDAY_NAMES
+
+    hours: dict[str, list[list[str]]] = {}
+    for part in filter(None, (p.strip() for p in text.split(";"))):
+        days, sep, spans = part.partition("=")
+        if not sep:
+            raise InvalidValue(f"opening hours {part!r}: expected DAYS=HH:MM-HH:MM,...")
+        first, _, last = days.strip().lower().partition("-")
+        try:
+            lo = WEEKDAY_NAMES.index(first)
+            hi = WEEKDAY_NAMES.index(last) if last else lo
+        except ValueError:
+            raise InvalidValue(f"opening hours {part!r}: days are mon..sun") from None
+        intervals = []
+        for span in filter(None, (x.strip() for x in spans.split(","))):
+            start, dash, end = span.partition("-")
+            if not dash:
+                raise InvalidValue(f"opening hours {span!r}: expected HH:MM-HH:MM")
+            intervals.append([start.strip(), end.strip()])
+        for i in range(lo, hi + 1):
+            hours[WEEKDAY_NAMES[i]] = intervals
+    return hours
+
+
+async def cmd_calendars_add(storage: Storage, args) -> int:
+    from dispatcher.domain.deadlines import BusinessCalendar
+    from dispatcher.service.ports import Calendar
+
+    holidays = tuple(filter(None, (h.strip() for h in args.holidays.split(","))))
+    calendar = Calendar(args.name, args.timezone, parse_hours(args.hours), holidays)
+    BusinessCalendar.from_spec(calendar.name, calendar.timezone, calendar.hours, holidays)
+    await storage.store.put_calendar(calendar)
+    print(f"calendar {calendar.name} saved")
+    return 0
+
+
+async def cmd_calendars_list(storage: Storage, args) -> int:
+    calendars = await storage.store.list_calendars()
+    rows = [{"name": c.name, "timezone": c.timezone, "hours": c.hours,
+             "holidays": list(c.holidays)} for c in calendars]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for r in rows:
+            hours = "; ".join(f"{d}={','.join('-'.join(i) for i in v)}"
+                              for d, v in r["hours"].items())
+            print(f"{r['name']:<12} {r['timezone']:<18} {hours}  holidays={len(r['holidays'])}")
     return 0

@@ -13,7 +13,7 @@ import logging
 import uuid
 from typing import Any
 
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred
 from twisted.internet.task import LoopingCall
 
 from dispatcher.aio import to_deferred
@@ -21,8 +21,12 @@ from dispatcher.bus.lock import LeaderLock
 from dispatcher.domain.deadlines import BusinessCalendar
 from dispatcher.domain.routing import Router
 from dispatcher.service.assignment import Assignment
+from dispatcher.service.edges import Edge, EdgeContext, EdgeSpec
+from dispatcher.service.history import History
 from dispatcher.service.intake import Intake
+from dispatcher.service.mail import Mail
 from dispatcher.service.queries import Queries
+from dispatcher.service.roster import Roster
 from dispatcher.service.sessions import Sessions
 from dispatcher.storage import schema
 from dispatcher.storage.commit import GroupCommit
@@ -82,6 +86,10 @@ class App:
         self.intake = Intake(self.assignment, self.store, reactor)
         self.sessions = Sessions(self.assignment)
         self.queries = Queries(self.router, self.store)
+        self.roster = Roster(self.assignment, self.store)
+        self.mail = Mail(self.assignment, self.store, reactor, self.intake)
+        self.history = History(self.store, self.assignment)
+        self.edges: list[tuple[str, Edge]] = []
         self.lock: LeaderLock | None = None
         self._renewal: LoopingCall | None = None
 
@@ -126,11 +134,34 @@ class App:
 
         return to_deferred(self.lock.renew()).addCallback(checked)
 
+    def build_edges(self, specs: dict[str, EdgeSpec], site_root: Any) -> list[str]:
+        """Build every edge whose settings say enabled; returns their names."""
+        context = EdgeContext(
+            reactor=self.reactor, intake=self.intake, sessions=self.sessions,
+            queries=self.queries, roster=self.roster, assignment=self.assignment,
+            site_root=site_root, mail=self.mail, history=self.history,
+        )
+        for name, spec in sorted(specs.items()):
+            settings = self.config.edges.get(name) or spec.settings()
+            if getattr(settings, "enabled", True):
+                self.edges.append((name, spec.build(context, settings)))
+        return [name for name, _ in self.edges]
+
+    async def start_edges(self) -> None:
+        for name, edge in self.edges:
+            await maybeDeferred(edge.start)
+            log.info("edge %s started", name)
+
     def stop(self) -> Deferred[None]:
-        self.assignment.stop()
         return ensureDeferred(self._stop())
 
     async def _stop(self) -> None:
+        for name, edge in reversed(self.edges):  # stop taking work before the core stops
+            try:
+                await maybeDeferred(edge.stop)
+            except Exception:  # noqa: BLE001 - the others must still stop
+                log.exception("edge %s did not stop cleanly", name)
+        self.assignment.stop()
         await self.storage.stop()
         if self.lock is not None:
             if self._renewal is not None and self._renewal.running:

@@ -27,7 +27,7 @@ def _install_reactor() -> None:
         asyncioreactor.install()
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(specs: dict | None = None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="switchboard", description=__doc__.splitlines()[0])
     p.add_argument("--config", help="TOML file (default ./switchboard.toml or $SWITCHBOARD_CONFIG)")
     p.add_argument("--database", help="database URL (overrides the configuration)")
@@ -92,12 +92,35 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--queue")
     t.add_argument("--limit", type=int, default=1000)
     t.add_argument("--json", action="store_true")
+    t = tasks.add_parser("show", help="a task, its customer and its full trail of events")
+    t.add_argument("id")
+    t.add_argument("--json", action="store_true")
+
+    cal = sub.add_parser("calendars").add_subparsers(dest="action", required=True)
+    c = cal.add_parser("add", help="add or update a business calendar")
+    c.add_argument("name")
+    c.add_argument("--timezone", required=True, help="IANA zone, e.g. Europe/Paris")
+    c.add_argument("--hours", required=True,
+                   help="'mon-fri=09:00-12:30,13:30-18:00;sat=09:00-12:00' (24:00 allowed)")
+    c.add_argument("--holidays", default="", help="ISO dates: 2026-12-25,2027-01-01")
+    c = cal.add_parser("list")
+    c.add_argument("--json", action="store_true")
+
+    for spec in (specs or {}).values():  # commands the edges bring (e.g. `token`)
+        if spec.commands is not None:
+            before = set(sub.choices)
+            spec.commands(sub)
+            for name in set(sub.choices) - before:
+                sub.choices[name].set_defaults(edge_name=spec.name)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     _install_reactor()
-    args = build_parser().parse_args(argv)
+    from .edges import discover
+
+    specs = discover()
+    args = build_parser(specs).parse_args(argv)
 
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -108,12 +131,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "simulate":
         return _simulate(args)
     try:
-        config = config_mod.load(args.config)
+        config = config_mod.load(args.config, edges={n: s.settings for n, s in specs.items()})
     except config_mod.ConfigError as exc:
         print(exc, file=sys.stderr)
         return EXIT_CONFIG
     url = args.database or config.database.url
     _logging(config)
+    if getattr(args, "edge_command", None) is not None:
+        return args.edge_command(args, config.edges[args.edge_name])
     try:
         if args.command == "db":
             from . import admin
@@ -122,11 +147,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "serve":
             from .serve import serve
 
-            return serve(config, url)
+            return serve(config, url, specs)
         if args.command == "demo":
             from .demo import demo
 
-            return demo(args, config)
+            return demo(args, config, specs)
         return _admin(args, url)
     except DomainError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -169,6 +194,9 @@ def _admin(args, url: str) -> int:
         ("queues", "add"): admin.cmd_queues_add,
         ("queues", "list"): admin.cmd_queues_list,
         ("tasks", "list"): admin.cmd_tasks_list,
+        ("tasks", "show"): admin.cmd_tasks_show,
+        ("calendars", "add"): admin.cmd_calendars_add,
+        ("calendars", "list"): admin.cmd_calendars_list,
     }
     command = commands[(args.command, args.action)]
     status = {"code": 0}

@@ -56,6 +56,8 @@ class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     log: LogConfig = field(default_factory=LogConfig)
     bus: BusConfig = field(default_factory=BusConfig)
+    # Settings of the loaded edges, by section name (see dispatcher.service.edges.EdgeSpec).
+    edges: Mapping[str, Any] = field(default_factory=dict)
 
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -88,9 +90,37 @@ def _convert(raw: Any, kind: type, where: str, problems: list[str]) -> Any:
     return None
 
 
-def load(path: str | os.PathLike | None = None, env: Mapping[str, str] | None = None) -> Config:
+def _section(sname: str, cls: type, given: Any, env: Mapping[str, str],
+             problems: list[str]) -> Any:
+    """One section: the dataclass defaults, then the TOML table, then the environment."""
+    hints = get_type_hints(cls)
+    if not isinstance(given, dict):
+        problems.append(f"[{sname}]: must be a table")
+        given = {}
+    for key in given:
+        if key not in hints:
+            problems.append(f"[{sname}] {key}: unknown key (known: {', '.join(hints)})")
+    values: dict[str, Any] = {}
+    for key, kind in hints.items():
+        env_name = f"{ENV_PREFIX}{sname}_{key}".upper()
+        if key in given:
+            values[key] = _convert(given[key], kind, f"[{sname}] {key}", problems)
+        if env_name in env:
+            values[key] = _convert(env[env_name], kind, env_name, problems)
+        if env_name + "_FILE" in env:
+            try:
+                text = Path(env[env_name + "_FILE"]).read_text(encoding="utf-8").strip()
+                values[key] = _convert(text, kind, env_name + "_FILE", problems)
+            except OSError as exc:
+                problems.append(f"{env_name}_FILE: cannot read: {exc.strerror}")
+    return cls(**{k: v for k, v in values.items() if v is not None})
+
+
+def load(path: str | os.PathLike | None = None, env: Mapping[str, str] | None = None,
+         edges: Mapping[str, type] | None = None) -> Config:
     """Build the configuration. `path` None: ./switchboard.toml if present (or the file named by
-    SWITCHBOARD_CONFIG). Raises ConfigError listing every problem."""
+    SWITCHBOARD_CONFIG). `edges`: section name -> settings dataclass of each loaded edge.
+    Raises ConfigError listing every problem."""
     env = os.environ if env is None else env
     problems: list[str] = []
     data: dict[str, Any] = {}
@@ -106,36 +136,23 @@ def load(path: str | os.PathLike | None = None, env: Mapping[str, str] | None = 
         except tomllib.TOMLDecodeError as exc:
             problems.append(f"{path}: not valid TOML: {exc}")
 
-    sections = {f.name: f for f in dataclasses.fields(Config)}
+    sections: dict[str, type] = {
+        f.name: f.default_factory  # type: ignore[misc]
+        for f in dataclasses.fields(Config)
+        if f.name != "edges"
+    }
+    for name, cls in (edges or {}).items():
+        if name in sections:
+            problems.append(f"edge {name!r} uses the name of a core section")
+        sections.setdefault(name, cls)
     for name in data:
         if name not in sections:
             problems.append(f"[{name}]: unknown section (known: {', '.join(sections)})")
     built: dict[str, Any] = {}
-    for sname, sfield in sections.items():
-        cls = sfield.default_factory  # type: ignore[misc]
-        hints = get_type_hints(cls)
-        given = data.get(sname, {})
-        if not isinstance(given, dict):
-            problems.append(f"[{sname}]: must be a table")
-            given = {}
-        for key in given:
-            if key not in hints:
-                problems.append(f"[{sname}] {key}: unknown key (known: {', '.join(hints)})")
-        values: dict[str, Any] = {}
-        for key, kind in hints.items():
-            env_name = f"{ENV_PREFIX}{sname}_{key}".upper()
-            if key in given:
-                values[key] = _convert(given[key], kind, f"[{sname}] {key}", problems)
-            if env_name in env:
-                values[key] = _convert(env[env_name], kind, env_name, problems)
-            if env_name + "_FILE" in env:
-                try:
-                    text = Path(env[env_name + "_FILE"]).read_text(encoding="utf-8").strip()
-                    values[key] = _convert(text, kind, env_name + "_FILE", problems)
-                except OSError as exc:
-                    problems.append(f"{env_name}_FILE: cannot read: {exc.strerror}")
-        built[sname] = cls(**{k: v for k, v in values.items() if v is not None})
-    config = Config(**built)
+    for sname, cls in sections.items():
+        built[sname] = _section(sname, cls, data.get(sname, {}), env, problems)
+    edge_settings = {name: built.pop(name) for name in (edges or {}) if name in built}
+    config = Config(**built, edges=edge_settings)
     if config.log.level.upper() not in LOG_LEVELS:
         problems.append(f"[log] level: one of {', '.join(LOG_LEVELS)}")
     if config.log.format not in LOG_FORMATS:

@@ -18,6 +18,7 @@ from dispatcher.domain.deadlines import BusinessCalendar
 from dispatcher.domain.queues import EscalationStep, Queue
 from dispatcher.domain.routing import Outcome
 from dispatcher.domain.tasks import Channel
+from dispatcher.service.edges import EdgeSpec
 from dispatcher.service.intake import email_identity, phone_identity
 from dispatcher.service.ports import Calendar
 from dispatcher.service.roster import Roster
@@ -60,6 +61,9 @@ DEMO_AGENTS = (
     Agent("farid", "Farid Haddad", {"billing": 6, "french": 6, "support": 4},
           {"billing", "support"}),
 )
+# A desk for a person: no robot plays it; sign in at the console to take its offers.
+HUMAN = Agent("you", "You", {"support": 7, "sales": 5, "billing": 5, "french": 5},
+              {"support", "sales", "billing"})
 
 
 class _Play:
@@ -91,6 +95,8 @@ class _Play:
 
     def _heard(self, outcome: Outcome) -> None:
         for offer in outcome.offers:
+            if offer.agent_id == HUMAN.id:
+                continue
             self.reactor.callLater(self.rng.uniform(*ACCEPT_DELAY), self._accept, offer)
 
     def _accept(self, offer) -> None:
@@ -127,8 +133,9 @@ class _Play:
               flush=True)
 
 
-def demo(args, base: Config | None = None) -> int:
-    """Run the demo; `base` gives the HTTP host and port (the database is the demo's own)."""
+def demo(args, base: Config | None = None, specs: dict[str, EdgeSpec] | None = None) -> int:
+    """Run the demo; `base` gives the HTTP host and port and the edges' settings (the database
+    is the demo's own); `specs`: the edges found by entry point."""
     from twisted.internet import reactor
     from twisted.internet.defer import ensureDeferred
 
@@ -136,8 +143,9 @@ def demo(args, base: Config | None = None) -> int:
     folder.mkdir(parents=True, exist_ok=True)
     url = f"sqlite:///{(folder / 'demo.db').resolve()}"
     schema.upgrade(url)
-    config = Config(database=DatabaseConfig(url), server=(base or Config()).server,
-                    log=LogConfig(level="WARNING"))
+    base = base or Config()
+    config = Config(database=DatabaseConfig(url), server=base.server,
+                    log=LogConfig(level="WARNING"), edges=base.edges)
     app = App(config, reactor)
     status = {"code": 0}
 
@@ -153,15 +161,24 @@ def demo(args, base: Config | None = None) -> int:
         for a in DEMO_AGENTS:
             await roster.put_agent(a)
             await app.sessions.set_status(a.id, Presence.AVAILABLE)
-        site, _root = build_site(app.router)
+        await roster.put_agent(HUMAN)  # offline until you sign in at the console
+        site, root = build_site(app.router)
+        edges = app.build_edges(specs or {}, root)
+        await app.start_edges()
         port = reactor.listenTCP(config.server.http_port, site, interface=config.server.host)
-        base = f"http://{config.server.host}:{port.getHost().port}"
+        address = f"http://{config.server.host}:{port.getHost().port}"
+        console = ""
+        if "console" in edges:
+            console = (f"  agent console: {address}/  (sign in as the agent 'you' with the token "
+                       f"that\n                 `switchboard token --agent you` prints; the robots"
+                       f" play the others)\n")
         print(f"""
 Switchboard demo is running on {url}
-  health:        {base}/healthz
+  health:        {address}/healthz
+  edges:         {", ".join(edges) or "none installed"}
   live figures:  printed below every {REPORT_EVERY:g} s ({len(DEMO_AGENTS)} robot agents,
                  ~{args.rate:g} e-mails and calls a minute from {CUSTOMERS} returning customers)
-  in another terminal:
+{console}  in another terminal:
     switchboard --database {url} tasks list
     switchboard --database {url} queues list
     switchboard --database {url} agents list

@@ -11,7 +11,10 @@ import logging
 import sys
 
 from sqlalchemy.exc import SQLAlchemyError
+from twisted.internet.defer import ensureDeferred
 from twisted.internet.error import CannotListenError
+
+from dispatcher.service.edges import EdgeSpec
 
 from .app import App, NotLeader, StaleSchema
 from .config import Config
@@ -21,7 +24,8 @@ from .logs import route_twisted_logs
 log = logging.getLogger(__name__)
 
 
-def serve(config: Config, url: str) -> int:
+def serve(config: Config, url: str, specs: dict[str, EdgeSpec] | None = None) -> int:
+    """Run until stopped; `specs`: the edges found by entry point (each built if enabled)."""
     from twisted.internet import reactor
 
     config = dataclasses.replace(config, database=dataclasses.replace(config.database, url=url))
@@ -29,12 +33,17 @@ def serve(config: Config, url: str) -> int:
     status = {"code": 0}
     route_twisted_logs()
 
-    def started(_):
+    async def start() -> None:
+        await app.start()
         reactor.addSystemEventTrigger("before", "shutdown", app.stop)
-        site, _root = build_site(app.router)
+        site, root = build_site(app.router)
+        names = app.build_edges(specs or {}, root)
+        await app.start_edges()
         port = reactor.listenTCP(config.server.http_port, site, interface=config.server.host)
-        log.info("switchboard serving on http://%s:%d/ (database %s)", config.server.host,
-                 port.getHost().port, app.storage.engine.url.render_as_string())
+        log.info("switchboard serving on http://%s:%d/ (database %s; edges: %s)",
+                 config.server.host, port.getHost().port,
+                 app.storage.engine.url.render_as_string(hide_password=True),
+                 ", ".join(names) or "none")
 
     def failed(failure):
         status["code"] = 1
@@ -50,7 +59,7 @@ def serve(config: Config, url: str) -> int:
             log.error("could not start: %s", failure.getTraceback())
         reactor.stop()
 
-    # `failed` also gets what `started` raises (a port in use): never run without the port.
-    reactor.callWhenRunning(lambda: app.start().addCallback(started).addErrback(failed))
+    # `failed` also gets what start-up raises after the core (a port in use): never run half up.
+    reactor.callWhenRunning(lambda: ensureDeferred(start()).addErrback(failed))
     reactor.run()
     return status["code"]

@@ -185,6 +185,65 @@ def test_tasks_list_json(db, tmp_path):
     assert [row["state"] for row in json.loads(r.out)] == ["offered"]
 
 
+def test_tasks_show_prints_the_trail_with_the_explanation(db, tmp_path):
+    w, s = sql_stack(db)
+    try:
+        s.put_queue(support_queue())
+        s.put_agent("ann", 8)
+        s.login("ann")
+        mail = s.wait(s.intake.submit(Channel.EMAIL, "support", email_identity("c@example.org"),
+                                      "Chris"))
+        s.settle()
+    finally:
+        w.close()
+
+    r = sb(db, "tasks", "show", mail.id, tmp_path=tmp_path)
+    assert r.code == 0, r.err
+    assert mail.id in r.out and "Chris" in r.out and "email:c@example.org" in r.out
+    kinds = re.findall(r"(task\.\w+|offer\.\w+)", r.out)
+    assert kinds[:3] == ["task.created", "task.queued", "task.offered"], r.out
+    assert "why:" in r.out and "longest_idle" in r.out
+
+    r = sb(db, "tasks", "show", mail.id, "--json", tmp_path=tmp_path)
+    trail = json.loads(r.out)["trail"]
+    assert [e["kind"] for e in trail][:3] == ["task.created", "task.queued", "task.offered"]
+    assert trail[2]["agent"] == "ann"
+
+    r = sb(db, "tasks", "show", "nope", tmp_path=tmp_path)
+    assert r.code != 0 and "no such task" in r.err
+    no_traceback(r)
+
+
+def test_calendars_and_a_queue_that_names_one(db, tmp_path):
+    r = sb(db, "queues", "add", "support", "--calendar", "office", tmp_path=tmp_path)
+    assert r.code != 0 and "unknown calendar" in r.err
+    no_traceback(r)
+
+    r = sb(db, "calendars", "add", "office", "--timezone", "Europe/Paris",
+           "--hours", "mon-fri=09:00-12:30,13:30-18:00;sat=09:00-12:00",
+           "--holidays", "2026-12-25", tmp_path=tmp_path)
+    assert r.code == 0, r.err
+    r = sb(db, "calendars", "list", "--json", tmp_path=tmp_path)
+    (cal,) = json.loads(r.out)
+    assert cal["hours"]["wed"] == [["09:00", "12:30"], ["13:30", "18:00"]]
+    assert cal["hours"]["sat"] == [["09:00", "12:00"]] and "sun" not in cal["hours"]
+    assert cal["holidays"] == ["2026-12-25"]
+
+    r = sb(db, "queues", "add", "support", "--calendar", "office", "--deadline",
+           "scheduled 12:00 +1", tmp_path=tmp_path)
+    assert r.code == 0, r.err
+
+    for bad in ("mon-fri=9-17", "funday=09:00-10:00", "mon=17:00-09:00"):
+        r = sb(db, "calendars", "add", "bad", "--timezone", "UTC", "--hours", bad,
+               tmp_path=tmp_path)
+        assert r.code != 0, bad
+        no_traceback(r)
+    r = sb(db, "calendars", "add", "bad", "--timezone", "Mars/Olympus", "--hours",
+           "mon=09:00-10:00", tmp_path=tmp_path)
+    assert r.code != 0
+    no_traceback(r)
+
+
 # ---------------------------------------------------------------------- the commands in-process
 
 
