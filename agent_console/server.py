@@ -197,12 +197,12 @@ class ConsoleServer:
                     for k, v in channels.items()):
                 raise m.BadMessage('presence: `channels` maps "email"/"phone" to true/false')
             agent = self.desks.view.agent(agent_id)
-            configured = self.desks.configured[agent_id]
-            wanted = {c for c in configured if channels.get(c.value, c in agent.channels)}
+            on = agent.channels - agent.paused
+            wanted = {c for c in agent.channels if channels.get(c.value, c in on)}
             if not wanted:
                 raise InvalidValue("keep at least one channel on (or take a break)")
-            if wanted != agent.channels:
-                await self._call(self.desks.put_channels(agent, wanted))
+            if wanted != on:
+                await self._call(self.sessions.set_channels(agent_id, [c.value for c in wanted]))
                 self._push_presence(session)
         if status is not None:
             await self._call(self.sessions.set_status(agent_id, status, reason))
@@ -229,9 +229,9 @@ class ConsoleServer:
 
     async def _complete(self, session, msg, rid):
         disposition = m.field(msg, "disposition")
-        m.field(msg, "notes", False, limit=MAX_NOTES_CHARS)
+        notes = m.field(msg, "notes", False, limit=MAX_NOTES_CHARS) or ""
         await self._call(self.sessions.complete(session.agent_id, m.field(msg, "task_id"),
-                                                disposition))
+                                                disposition, notes))
         return m.ok(rid)
 
     async def _pick(self, session, msg, rid):
@@ -250,18 +250,9 @@ class ConsoleServer:
         to_queue, to_agent = m.field(msg, "to_queue", False), m.field(msg, "to_agent", False)
         if (to_queue is None) == (to_agent is None):
             raise m.BadMessage("transfer: give exactly one of `to_queue`, `to_agent`")
-        task = self._own_task(session, task_id)
-        transfer = getattr(self.sessions, "transfer", None)
-        if transfer is not None:
-            await self._call(transfer(task_id, queue=to_queue, agent_id=to_agent,
-                                      actor=f"agent:{session.agent_id}"))
-        elif to_queue == task.queue and task.state is TaskState.ASSIGNED:
-            await self._call(self.sessions.requeue(task_id, "transfer",
-                                                   f"agent:{session.agent_id}"))
-        else:
-            return m.error(m.NOT_AVAILABLE,
-                           "transfer to another queue or to an agent is not available yet",
-                           rid)
+        self._own_task(session, task_id)
+        await self._call(self.sessions.transfer(task_id, queue=to_queue, agent_id=to_agent,
+                                                actor=f"agent:{session.agent_id}"))
         return m.ok(rid)
 
     async def _reply(self, session, msg, rid):

@@ -159,7 +159,6 @@ class Desks:
         self.background = Background()
         self.by_agent: dict[str, Session] = {}
         self.watchers: set[Session] = set()
-        self.configured: dict[str, set[Channel]] = {}  # channels an agent may switch on
         self._grace: dict[str, Any] = {}
         self._snapshot_timer: Any = None
         # `on_reply(agent_id, task_id, text)` of the e-mail edge (may return a Deferred or an
@@ -177,7 +176,6 @@ class Desks:
         agent = self.view.agent(session.sub)
         if agent is not None:
             session.agent_id = agent.id
-            self.configured.setdefault(agent.id, set(agent.channels))
             old = self.by_agent.get(agent.id)
             self.by_agent[agent.id] = session
             if old is not None and old is not session:
@@ -221,17 +219,6 @@ class Desks:
                 self._logged(self.sessions.requeue(task.id, GRACE_REQUEUE_REASON, ev.SYSTEM),
                              f"requeue {task.id}")
         self._logged(self.sessions.logout(agent_id, actor=ev.SYSTEM), f"log out {agent_id}")
-        self._restore_channels(agent_id)
-
-    def _restore_channels(self, agent_id: str) -> None:
-        agent, configured = self.view.agent(agent_id), self.configured.get(agent_id)
-        if agent is not None and configured is not None and agent.channels != configured:
-            self._logged(self.put_channels(agent, configured), f"channels of {agent_id}")
-
-    def put_channels(self, agent: Agent, channels: set[Channel]) -> Any:
-        return self.roster.put_agent(Agent(
-            agent.id, name=agent.name, skills=dict(agent.skills), queues=set(agent.queues),
-            capacity=dict(agent.capacity), channels=set(channels)))
 
     def _logged(self, d: Any, what: str) -> None:
         d.addErrback(lambda f: log.warning("console: could not %s: %s", what,
@@ -254,8 +241,7 @@ class Desks:
             return None
         return {"type": m.PRESENCE, "status": agent.status.value, "reason": agent.break_reason,
                 "presence": self.view.presence(agent),
-                "channels": {c.value: (c in agent.channels)
-                             for c in sorted(self.configured.get(agent_id, agent.channels))}}
+                "channels": {c.value: (c not in agent.paused) for c in sorted(agent.channels)}}
 
     def _welcome(self, session: Session) -> Callable[[], Awaitable[dict[str, Any]]]:
         async def build() -> dict[str, Any]:
@@ -266,7 +252,7 @@ class Desks:
             return {
                 "type": m.WELCOME, "v": m.PROTOCOL_VERSION, "role": session.role,
                 "sub": session.sub, "server_time": self.clock.seconds(),
-                "agent": profile_view(agent, self.configured[agent.id]) if agent else None,
+                "agent": profile_view(agent, agent.channels) if agent else None,
                 "presence": self.presence_frame(agent.id) if agent else None,
                 "tasks": tasks,
                 "features": {"reply": bool(self.reply_hook), "history": self.history is not None},

@@ -74,6 +74,8 @@ class Agent:
     queues: set[str] = field(default_factory=set)
     capacity: dict[Channel, int] = field(default_factory=lambda: dict(DEFAULT_CAPACITY))
     channels: set[Channel] = field(default_factory=lambda: {Channel.EMAIL, Channel.PHONE})
+    # Runtime: handled channels the agent has switched off for now (per-channel presence).
+    paused: set[Channel] = field(default_factory=set)
     status: Presence = Presence.OFFLINE
     break_reason: str | None = None
     idle_since: float = 0.0
@@ -107,6 +109,7 @@ class Agent:
             self.status is Presence.AVAILABLE
             and self.offer_id is None
             and channel in self.channels
+            and channel not in self.paused
             and self.count(channel) < self.capacity.get(channel, 0)
             and matrix.permits(set(self.held.values()), channel)
         )

@@ -26,11 +26,13 @@ TASK_COMPLETED = "task.completed"  # data: disposition
 TASK_CANCELLED = "task.cancelled"  # data: reason
 TASK_ABANDONED = "task.abandoned"  # data: waited
 TASK_REQUEUED = "task.requeued"  # taken back from an agent; data: reason
+TASK_TRANSFERRED = "task.transferred"  # data: from_agent, from_queue, to_queue | to_agent
 TASK_CHANGED = "task.changed"  # priority / deadline / attributes changed
 
 # Agent events
 AGENT_STATUS = "agent.status"  # data: status, reason
 AGENT_CHANGED = "agent.changed"  # skills, queues, capacity changed
+AGENT_CHANNELS = "agent.channels"  # per-channel presence; data: channels taking new work
 
 
 # Not frozen: a frozen dataclass costs ~1 us more to build, and the router builds one per

@@ -189,13 +189,14 @@ class Router:
         if cur is None:
             cur = replace(agent, queues=set(agent.queues), capacity=dict(agent.capacity),
                           channels=set(agent.channels), held=dict(agent.held),
-                          wrapping=set(agent.wrapping))
+                          wrapping=set(agent.wrapping), paused=set(agent.paused))
             self.agents[agent.id] = cur
         else:
             for q in cur.queues - agent.queues:
                 self._members[q].discard(cur.id)
             cur.name, cur.skills, cur.queues = agent.name, dict(agent.skills), set(agent.queues)
             cur.capacity, cur.channels = dict(agent.capacity), set(agent.channels)
+            cur.paused &= cur.channels
             out.events.append(ev.Event(ev.AGENT_CHANGED, now, agent_id=cur.id))
         for b in self._agent_buckets.get(cur.id, ()):
             b.dismiss(cur.id)
@@ -276,6 +277,58 @@ class Router:
         self._serve(agent, now, out)
         return out
 
+    def transfer(self, task_id: str, now: float, actor: str, queue: str | None = None,
+                 agent_id: str | None = None) -> Outcome:
+        """Move an assigned task to another queue (routed there afresh, original age kept, the
+        new queue's requirement plus the task's own extra skills) or offer it to a named agent,
+        who must be able to take its channel now (skills are the transferring person's call;
+        a reject sends it to the queue, never back to that agent)."""
+        task = self._task(task_id)
+        if (queue is None) == (agent_id is None):
+            raise InvalidValue("transfer to exactly one of a queue or an agent")
+        if task.state is not TaskState.ASSIGNED:
+            raise IllegalTransition(task_id, task.state.value, TaskState.QUEUED.value)
+        holder = self.agents[task.agent_id]
+        target: Agent | None = None
+        if agent_id is not None:
+            target = self._agent(agent_id)
+            if target.id == holder.id:
+                raise InvalidValue("the task is already with that agent")
+            if not target.can_take(task.channel, self.matrix):
+                raise NotEligible(agent_id, task_id,
+                                  f"{target.presence(self.matrix).value}, no free "
+                                  f"{task.channel.value} capacity now")
+        old_queue = self.queues[task.queue]
+        new_queue = self._queue(queue) if queue is not None else old_queue
+        out = Outcome()
+        self._release(holder, task.id, now)
+        task.move(TaskState.QUEUED, now)
+        task.agent_id = None
+        # Whoever passed the task on is not offered it back.
+        self.declined.setdefault(task.id, set()).add(holder.id)
+        out.declines.append((task.id, holder.id))
+        data = {"from_agent": holder.id, "from_queue": old_queue.name}
+        if new_queue is not old_queue:
+            extra = {k: v for k, v in task.base_skills.items() if k not in old_queue.requirement}
+            task.queue, task.step = new_queue.name, 0
+            task.base_skills = {**new_queue.requirement, **extra}
+            task.required_skills = new_queue.requirement_at(task.base_skills, 0)
+            task.step_started_at = now
+            data["to_queue"] = new_queue.name
+        else:
+            data["to_agent"] = agent_id
+        out.events.append(ev.Event(ev.TASK_TRANSFERRED, now, task.id, holder.id, actor, data))
+        if target is not None:
+            self._offer(task, target, now, out, {
+                "rule": "transfer", "requirement": task.required_skills, "eligible": 1,
+                "available": 1, "skipped": {}, "from_agent": holder.id, "by": actor})
+        else:
+            self._catch_up_steps(task, now, out)
+            self._place(task, now, out)
+        out.touch(task)
+        self._serve(holder, now, out)
+        return out
+
     # ------------------------------------------------------------------ agents
 
     def set_status(
@@ -298,6 +351,8 @@ class Router:
         agent.status = status
         agent.break_reason = reason if status is Presence.BREAK else None
         agent.status_since = now
+        if status is Presence.OFFLINE:
+            agent.paused = set()  # per-channel presence starts afresh at the next sign-in
         if status is Presence.AVAILABLE and was is not Presence.AVAILABLE:
             agent.idle_since = now
         out.events.append(
@@ -321,6 +376,30 @@ class Router:
                     )
                     self._catch_up_steps(task, now, out)
                     self._place(task, now, out)
+        self._refresh(agent)
+        self._serve(agent, now, out)
+        return out
+
+    def set_channels(self, agent_id: str, channels: Iterable[Channel], now: float,
+                     actor: str | None = None) -> Outcome:
+        """Per-channel presence: the agent takes new work only on `channels` (a subset of the
+        channels they handle), e.g. e-mail but no calls for a while. Runtime state, not
+        configuration: it does not change which queues' tasks they could ever take, and it
+        resets when they go offline."""
+        agent = self._agent(agent_id)
+        wanted = set(channels)
+        unknown = wanted - agent.channels
+        if unknown:
+            raise InvalidValue(f"agent {agent_id} does not handle "
+                               f"{', '.join(sorted(map(str, unknown)))}")
+        out = Outcome()
+        paused = agent.channels - wanted
+        if paused == agent.paused:
+            return out
+        agent.paused = paused
+        out.events.append(ev.Event(ev.AGENT_CHANNELS, now, None, agent_id,
+                                   actor or ev.agent_actor(agent_id),
+                                   {"channels": sorted(c.value for c in wanted)}))
         self._refresh(agent)
         self._serve(agent, now, out)
         return out
@@ -394,11 +473,14 @@ class Router:
         return out
 
     def complete(self, agent_id: str, task_id: str, now: float, disposition: str = "",
-                 actor: str | None = None) -> Outcome:
+                 actor: str | None = None, notes: str = "") -> Outcome:
+        """The agent is done; `disposition` codes the outcome, `notes` are the wrap-up notes."""
         agent, task = self._holder(agent_id, task_id)
         out = Outcome()
-        self._finish(agent, task, now, out, actor or ev.agent_actor(agent_id),
-                     {"disposition": disposition}, refresh=False)
+        data = {"disposition": disposition, "notes": notes} if notes else {
+            "disposition": disposition}
+        self._finish(agent, task, now, out, actor or ev.agent_actor(agent_id), data,
+                     refresh=False)
         self._serve_or_list(agent, now, out)
         return out
 
@@ -553,9 +635,9 @@ class Router:
         """The channels `agent.can_take` right now, computed in one pass over what they hold."""
         if agent.status is not Presence.AVAILABLE or agent.offer_id is not None:
             return ()
-        cap = agent.capacity
+        cap, paused = agent.capacity, agent.paused
         if not agent.held:
-            return tuple(ch for ch in agent.channels if cap.get(ch, 0) > 0)
+            return tuple(ch for ch in agent.channels if cap.get(ch, 0) > 0 and ch not in paused)
         counts: dict[Channel, int] = {}
         for ch in agent.held.values():
             counts[ch] = counts.get(ch, 0) + 1
@@ -566,7 +648,7 @@ class Router:
         if not allowed:
             return ()
         return tuple(ch for ch in agent.channels
-                     if ch in allowed and counts.get(ch, 0) < cap.get(ch, 0))
+                     if ch in allowed and counts.get(ch, 0) < cap.get(ch, 0) and ch not in paused)
 
     def _push_agent(self, b: Bucket, agent: Agent) -> None:
         """Make the agent's entry in the bucket's agent heap live (a new entry only when their

@@ -13,6 +13,7 @@ from twisted.internet.defer import Deferred, fail
 from dispatcher.domain.agents import Presence
 from dispatcher.domain.errors import DomainError, InvalidValue
 from dispatcher.domain.routing import Outcome
+from dispatcher.domain.tasks import Channel
 
 from .assignment import Assignment
 
@@ -46,6 +47,15 @@ class Sessions:
     def logout(self, agent_id: str, actor: str | None = None) -> Deferred[Outcome]:
         return self.set_status(agent_id, Presence.OFFLINE, actor=actor)
 
+    def set_channels(self, agent_id: str, channels, actor: str | None = None
+                     ) -> Deferred[Outcome]:
+        """Per-channel presence: take new work only on these channels ('email', 'phone')."""
+        try:
+            wanted = {Channel(c) for c in channels}
+        except ValueError:
+            return fail(InvalidValue(f"unknown channel in {sorted(map(str, channels))}"))
+        return self._run(self.router.set_channels, agent_id, wanted, self._now(), actor)
+
     def accept(self, agent_id: str, offer_id: str) -> Deferred[Outcome]:
         return self._run(self.router.accept, agent_id, offer_id, self._now())
 
@@ -62,8 +72,15 @@ class Sessions:
     def wrap_up(self, agent_id: str, task_id: str) -> Deferred[Outcome]:
         return self._run(self.router.wrap_up, agent_id, task_id, self._now())
 
-    def complete(self, agent_id: str, task_id: str, disposition: str = "") -> Deferred[Outcome]:
-        return self._run(self.router.complete, agent_id, task_id, self._now(), disposition)
+    def complete(self, agent_id: str, task_id: str, disposition: str = "",
+                 notes: str = "") -> Deferred[Outcome]:
+        return self._run(self.router.complete, agent_id, task_id, self._now(), disposition,
+                         notes=notes)
+
+    def transfer(self, task_id: str, queue: str | None = None, agent_id: str | None = None,
+                 actor: str = "system") -> Deferred[Outcome]:
+        """Move an assigned task to another queue, or offer it to a named agent."""
+        return self._run(self.router.transfer, task_id, self._now(), actor, queue, agent_id)
 
     def requeue(self, task_id: str, reason: str, actor: str) -> Deferred[Outcome]:
         return self._run(self.router.requeue, task_id, self._now(), reason, actor)

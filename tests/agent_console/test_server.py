@@ -17,6 +17,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from agent_console import messages as m
+from dispatcher.aio import to_future
 from dispatcher.domain.queues import Queue
 from dispatcher.domain.tasks import Channel
 from tests.agent_console.harness import ORIGIN, SECRET, run, start_console
@@ -387,6 +388,9 @@ async def test_per_channel_presence_and_breaks(tmp_path):
         assert pres["reason"] == "lunch"
         assert (await client.request("presence", channels={"email": False, "phone": False})
                 )["code"] == "invalid_value"
+        # Presence, not configuration: the stored agent still handles both channels.
+        (stored,) = [a for a in await to_future(c.store.list_agents()) if a.id == "a1"]
+        assert stored.channels == {Channel.EMAIL, Channel.PHONE}
     finally:
         await c.stop()
 
@@ -409,5 +413,44 @@ async def test_supervisors_get_queue_snapshots_and_merge_customers(tmp_path):
         assert {e["task_id"] for e in view["customer"]["timeline"]} == {mail.id, call.id}
         audit = [e for e in c.store.agent_events if e.kind == "customer.merged"]
         assert audit[0].agent_id == "boss"
+    finally:
+        await c.stop()
+
+
+@run
+async def test_transfer_to_another_queue_and_to_a_named_agent(tmp_path):
+    from dispatcher.aio import to_future
+    from dispatcher.domain.agents import Agent
+
+    c = await start_console(tmp_path)
+    await c.put_agent("a1")
+    await c.put_agent("a2")
+    await to_future(c.roster.put_queue(Queue("billing")))
+    await to_future(c.roster.put_agent(Agent("b1", name="B1", queues={"billing"})))
+    try:
+        a1, a2, b1 = await c.connect("a1"), await c.connect("a2"), await c.connect("b1")
+        await a1.request("presence", status="available")
+        task = await c.mail(subject="Refund")
+        offer = await a1.expect("offer")
+        await a1.request("accept", offer_id=offer["offer_id"])
+        await a1.expect("assigned")
+        await b1.request("presence", status="available")
+
+        moved = await a1.request("transfer", task_id=task.id, to_queue="billing")
+        assert moved["type"] == "ok", moved
+        offer = await b1.expect("offer")
+        assert offer["task"]["id"] == task.id and offer["task"]["queue"] == "billing"
+        await b1.request("accept", offer_id=offer["offer_id"])
+        await b1.expect("assigned")
+
+        busy = await b1.request("transfer", task_id=task.id, to_agent="a2")
+        assert busy["code"] == "not_eligible"  # a2 is not available
+        await a2.request("presence", status="available")
+        handed = await b1.request("transfer", task_id=task.id, to_agent="a2")
+        assert handed["type"] == "ok", handed
+        offer = await a2.expect("offer")
+        assert offer["task"]["id"] == task.id
+        other = await a1.request("transfer", task_id=task.id, to_queue="support")
+        assert other["code"] == "forbidden"  # not a1's task any more
     finally:
         await c.stop()

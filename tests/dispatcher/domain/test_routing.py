@@ -956,3 +956,92 @@ def test_available_count_is_members_who_could_take_the_channel_now_skills_aside(
     add_agent(r, "away", queues=("billing",), status=OFFLINE)
     assert r.available_count("billing", PHONE) == 2  # before any task created a bucket
     assert r.available_count("nope", PHONE) == 0
+
+
+# ---------------------------------------------------------------- transfer and wrap-up notes
+
+
+def test_transfer_to_another_queue_routes_it_there_with_its_age_and_extra_skills():
+    r = make_router(Queue("sales", requirement={"sales": 3}),
+                    Queue("billing", requirement={"billing": 4}))
+    add_agent(r, "a1", queues=("sales",), skills={"sales": 5, "fr": 5})
+    add_agent(r, "b1", queues=("billing",), skills={"billing": 6}, status=OFFLINE)
+    add_agent(r, "b2", queues=("billing",), skills={"billing": 6, "fr": 5}, status=OFFLINE)
+    submit(r, "t1", skills={"sales": 3, "fr": 2}, at=T0 - 30, now=T0)
+    take(r, "a1")
+    check(r.set_status("b1", AVAILABLE, T0 + 1))
+    check(r.set_status("b2", AVAILABLE, T0 + 2))
+
+    out = check(r.transfer("t1", T0 + 10, "agent:a1", queue="billing"))
+
+    task = r.tasks["t1"]
+    assert (task.queue, task.created_at, task.step) == ("billing", T0 - 30, 0)
+    assert task.required_skills == {"billing": 4, "fr": 2}  # sales dropped, the extra kept
+    assert offers(out) == [("t1", "b2")]  # b1 lacks fr
+    (moved,) = events_of(out, ev.TASK_TRANSFERRED)
+    assert moved.data == {"from_agent": "a1", "from_queue": "sales", "to_queue": "billing"}
+    assert moved.actor == "agent:a1" and ("t1", "a1") in out.declines
+    assert "t1" not in r.agents["a1"].held
+
+
+def test_transfer_to_a_named_agent_offers_it_to_them_and_never_back():
+    r = make_router()
+    add_agent(r, "a1", idle_since=T0 - 100)
+    add_agent(r, "a2", idle_since=T0)
+    submit(r, "t1")
+    take(r, "a1")
+    out = check(r.transfer("t1", T0 + 5, "agent:a1", agent_id="a2"))
+    assert offers(out) == [("t1", "a2")]
+    assert events_of(out, ev.TASK_OFFERED)[0].data["explanation"]["rule"] == "transfer"
+    out = check(r.reject("a2", offer_of(r, "a2"), T0 + 6, "not mine"))
+    assert out.offers == []  # a1 passed it on and a2 declined: it waits for someone else
+    assert r.tasks["t1"].state is TaskState.QUEUED
+
+
+def test_transfer_refusals_change_nothing():
+    r = make_router(Queue("sales"), Queue("billing"))
+    add_agent(r, "a1")
+    add_agent(r, "a2", status=BREAK)
+    submit(r, "t1")
+    with pytest.raises(IllegalTransition):  # offered, not assigned yet
+        r.transfer("t1", T0, "agent:a1", queue="billing")
+    take(r, "a1")
+    with pytest.raises(NotEligible):
+        r.transfer("t1", T0, "agent:a1", agent_id="a2")  # on a break
+    with pytest.raises(UnknownQueue):
+        r.transfer("t1", T0, "agent:a1", queue="nope")
+    with pytest.raises(InvalidValue):
+        r.transfer("t1", T0, "agent:a1", queue="billing", agent_id="a2")
+    with pytest.raises(InvalidValue):
+        r.transfer("t1", T0, "agent:a1", agent_id="a1")
+    task = r.tasks["t1"]
+    assert (task.state, task.agent_id, task.queue) == (TaskState.ASSIGNED, "a1", "sales")
+    assert "t1" in r.agents["a1"].held
+
+
+def test_wrap_up_notes_are_kept_with_the_disposition():
+    r = make_router()
+    add_agent(r, "a1")
+    submit(r, "t1")
+    take(r, "a1")
+    out = check(r.complete("a1", "t1", T0 + 60, "solved", notes="refund promised"))
+    (done,) = events_of(out, ev.TASK_COMPLETED)
+    assert done.data == {"disposition": "solved", "notes": "refund promised"}
+
+
+def test_per_channel_presence_pauses_new_work_on_one_channel_only():
+    r = make_router()
+    add_agent(r, "a1")
+    out = check(r.set_channels("a1", {EMAIL}, T0))
+    assert events_of(out, ev.AGENT_CHANNELS)[0].data == {"channels": ["email"]}
+    assert offers(submit(r, "call", channel=PHONE)) == []  # no calls for now
+    assert offers(submit(r, "mail", channel=EMAIL)) == [("mail", "a1")]
+    take(r, "a1")
+    assert offers(check(r.set_channels("a1", {EMAIL, PHONE}, T0 + 1))) == [("call", "a1")]
+    with pytest.raises(InvalidValue):
+        r.set_channels("a1", {EMAIL, Channel("phone")} | {"fax"}, T0)  # type: ignore[arg-type]
+    check(r.set_channels("a1", {EMAIL}, T0 + 2))
+    check(r.set_status("a1", OFFLINE, T0 + 3))
+    assert r.agents["a1"].paused == set()  # a new sign-in starts with every channel on
+    bucket_agents = {a for b in r._agent_buckets["a1"] for a in b.eligible}
+    assert bucket_agents == {"a1"}  # still eligible for phone work: presence, not skills
