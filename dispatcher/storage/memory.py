@@ -107,6 +107,11 @@ class MemoryStore:
         self._tasks: dict[str, Task] = {}
         self._customers: dict[str, _CustomerRow] = {}
         self._identities: dict[Identity, str] = {}
+        # Indexes, so a customer's card and history cost what they hold, not the whole store.
+        self._ids_of: dict[str, set[Identity]] = {}  # customer id -> identities
+        self._tasks_of: dict[str, set[str]] = {}  # customer id -> task ids
+        self._trail_index: dict[str, list[StoredEvent]] = {}  # task id -> its events
+        self._trail_seen = 0
         self._declines: dict[tuple[str, str], None] = {}  # ordered set
         self._task_events: list[StoredEvent] = []
         self._queues: dict[str, Queue] = {}
@@ -129,16 +134,18 @@ class MemoryStore:
             customer_id = uuid.uuid4().hex
             self._customers[customer_id] = _CustomerRow(customer_name, task.created_at)
             if identity is not None:
-                self._identities[Identity(identity.kind, identity.value)] = customer_id
+                key = Identity(identity.kind, identity.value)
+                self._identities[key] = customer_id
+                self._ids_of.setdefault(customer_id, set()).add(key)
         stored = _copy_task(task)
         stored.customer_id = customer_id
-        self._tasks[task.id] = stored
+        self._put(stored)
         self._append(events)
         return succeed(customer_id)
 
     def record(self, changes: Changes) -> Deferred[None]:
         for task in changes.tasks:
-            self._tasks[task.id] = _copy_task(task)
+            self._put(_copy_task(task))
         for task_id, agent_id in changes.declines:
             self._declines[(task_id, agent_id)] = None
         self._append(changes.events)
@@ -206,14 +213,21 @@ class MemoryStore:
         customer_id = self._identities.get(Identity(identity.kind, identity.value))
         return succeed(None if customer_id is None else self._customer(customer_id))
 
+    def _put(self, task: Task) -> None:
+        old = self._tasks.get(task.id)
+        if old is not None and old.customer_id != task.customer_id:
+            self._tasks_of.get(old.customer_id, set()).discard(task.id)
+        self._tasks[task.id] = task
+        self._tasks_of.setdefault(task.customer_id, set()).add(task.id)
+
+    def _of_customer(self, customer_id: str) -> list[Task]:
+        return [self._tasks[t] for t in self._tasks_of.get(customer_id, ())]
+
     def _customer(self, customer_id: str) -> Customer | None:
         row = self._customers.get(customer_id)
         if row is None:
             return None
-        identities = sorted(
-            (i for i, c in self._identities.items() if c == customer_id),
-            key=lambda i: (i.kind, i.value),
-        )
+        identities = sorted(self._ids_of.get(customer_id, ()), key=lambda i: (i.kind, i.value))
         return Customer(customer_id, row.name, row.created_at, tuple(identities))
 
     def list_tasks(
@@ -237,18 +251,18 @@ class MemoryStore:
     def customer_tasks(
         self, customer_id: str, limit: int = DEFAULT_HISTORY_LIMIT
     ) -> Deferred[list[TaskSummary]]:
-        found = [t for t in self._tasks.values() if t.customer_id == customer_id]
+        found = self._of_customer(customer_id)
         found.sort(key=lambda t: (t.created_at, t.id), reverse=True)
         return succeed([_summary(t) for t in found[:limit]])
 
     def task_events(self, task_id: str) -> Deferred[list[StoredEvent]]:
-        return succeed([copy.deepcopy(e) for e in self._task_events if e.task_id == task_id])
+        return succeed([copy.deepcopy(e) for e in self._trails().get(task_id, ())])
 
     # customer history
     def customer_records(
         self, customer_id: str, limit: int = DEFAULT_HISTORY_LIMIT
     ) -> Deferred[list[TaskRecord]]:
-        found = [t for t in self._tasks.values() if t.customer_id == customer_id]
+        found = self._of_customer(customer_id)
         found.sort(key=lambda t: (t.created_at, t.id), reverse=True)
         found = found[:limit]
         trails = self._trails()
@@ -261,9 +275,8 @@ class MemoryStore:
     def _trails(self) -> dict[str, list[StoredEvent]]:
         """Task id -> its events, kept up to date from the append-only log (only the events
         appended since the last call are looked at)."""
-        trails = self.__dict__.setdefault("_trail_index", {})
-        seen = self.__dict__.get("_trail_seen", 0)
-        for e in self._task_events[seen:]:
+        trails = self._trail_index
+        for e in self._task_events[self._trail_seen:]:
             trails.setdefault(e.task_id, []).append(e)
         self._trail_seen = len(self._task_events)
         return trails
@@ -271,15 +284,14 @@ class MemoryStore:
     def merge_customers(
         self, survivor_id: str, merged_id: str, events: Sequence[Event]
     ) -> Deferred[MergedCustomers]:
-        moved = sorted(
-            (i for i, c in self._identities.items() if c == merged_id),
-            key=lambda i: (i.kind, i.value),
-        )
+        moved = sorted(self._ids_of.pop(merged_id, ()), key=lambda i: (i.kind, i.value))
         for identity in moved:
             self._identities[identity] = survivor_id
-        task_ids = sorted(t.id for t in self._tasks.values() if t.customer_id == merged_id)
+        self._ids_of.setdefault(survivor_id, set()).update(moved)
+        task_ids = sorted(self._tasks_of.pop(merged_id, ()))
         for task_id in task_ids:
             self._tasks[task_id].customer_id = survivor_id
+        self._tasks_of.setdefault(survivor_id, set()).update(task_ids)
         self._append(events)
         return succeed(MergedCustomers(survivor_id, merged_id, tuple(moved), tuple(task_ids)))
 
