@@ -136,6 +136,10 @@ def main(argv: list[str] | None = None) -> int:
         print(exc, file=sys.stderr)
         return EXIT_CONFIG
     url = args.database or config.database.url
+    if args.command == "demo":  # the demo prints its own figures: keep the log for warnings
+        from dataclasses import replace
+
+        config = replace(config, log=replace(config.log, level="WARNING"))
     _logging(config)
     if getattr(args, "edge_command", None) is not None:
         return args.edge_command(args, config.edges[args.edge_name])

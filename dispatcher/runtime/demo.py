@@ -123,7 +123,7 @@ class _Play:
         for f in self.app.queries.queue_figures(now):
             if f.waiting or f.available:
                 parts.append(f"{f.queue}/{f.channel}: {f.waiting} waiting"
-                             f" (longest {f.longest_wait:.0f}s), {f.available} free")
+                             f" (longest {f.longest_wait:.0f}s), {f.available} members free")
         presence = self.app.queries.agent_presence()
         counts = {}
         for p in presence.values():
