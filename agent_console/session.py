@@ -40,36 +40,6 @@ GRACE_REQUEUE_REASON = "agent_disconnected"
 Item = str | dict[str, Any] | Callable[[], Awaitable[dict[str, Any] | None]]
 
 
-class RouterView:
-    """The read-only facts the console needs about agents, tasks and offers, in one place.
-    They come from the live router through `Queries.router` (the edges get no store): when
-    `Queries` grows methods for them, only this class changes."""
-
-    def __init__(self, queries: Any) -> None:
-        self.router = queries.router
-
-    def agent(self, agent_id: str) -> Agent | None:
-        return self.router.agents.get(agent_id)
-
-    def task(self, task_id: str) -> Task | None:
-        return self.router.tasks.get(task_id)
-
-    def held(self, agent_id: str) -> list[Task]:
-        agent = self.agent(agent_id)
-        if agent is None:
-            return []
-        return [t for t in (self.task(i) for i in agent.held) if t is not None]
-
-    def pending_offer(self, agent_id: str) -> Offer | None:
-        agent = self.agent(agent_id)
-        if agent is None or agent.offer_id is None:
-            return None
-        return self.router.offers.get(agent.offer_id)
-
-    def presence(self, agent: Agent) -> str:
-        return agent.presence(self.router.matrix).value
-
-
 def task_view(task: Task) -> dict[str, Any]:
     return {
         "id": task.id, "channel": task.channel.value, "queue": task.queue,
@@ -152,7 +122,7 @@ class Desks:
         self.roster = roster
         self.queries = queries
         self.history = history
-        self.view = RouterView(queries)
+        self.view = queries  # agents, tasks and offers as the live router sees them
         self.grace_seconds = grace_seconds
         self.queues_interval = queues_interval
         self.timeline_limit = timeline_limit

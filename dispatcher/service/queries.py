@@ -7,9 +7,10 @@ from dataclasses import dataclass
 
 from twisted.internet.defer import Deferred
 
-from dispatcher.domain.agents import Presence
+from dispatcher.domain.agents import Agent, Presence
+from dispatcher.domain.offers import Offer
 from dispatcher.domain.routing import Router
-from dispatcher.domain.tasks import Channel
+from dispatcher.domain.tasks import Channel, Task
 
 from .ports import Store, TaskSummary
 
@@ -49,6 +50,31 @@ class Queries:
                     available=self.router.available_count(name, channel),
                 ))
         return out
+
+    # One agent's live state, for the edges (read only: never change what these return).
+
+    def agent(self, agent_id: str) -> Agent | None:
+        return self.router.agents.get(agent_id)
+
+    def task(self, task_id: str) -> Task | None:
+        """An open task (None once it is closed)."""
+        return self.router.tasks.get(task_id)
+
+    def held(self, agent_id: str) -> list[Task]:
+        """The agent's assigned and wrap-up tasks."""
+        agent = self.agent(agent_id)
+        if agent is None:
+            return []
+        return [t for t in (self.task(i) for i in agent.held) if t is not None]
+
+    def pending_offer(self, agent_id: str) -> Offer | None:
+        agent = self.agent(agent_id)
+        if agent is None or agent.offer_id is None:
+            return None
+        return self.router.offers.get(agent.offer_id)
+
+    def presence(self, agent: Agent) -> str:
+        return agent.presence(self.router.matrix).value
 
     def agent_presence(self) -> dict[str, str]:
         matrix = self.router.matrix
