@@ -17,7 +17,19 @@ eligible for. So:
     (one global order across every queue they serve);
   - a change of an agent's availability touches only their own buckets.
 None of these depends on the number of agents or on the queue depth (heaps cost log n).
-Invariant: no waiting task has an available eligible agent who has not declined it.
+Invariant: no waiting task has an available eligible agent who has not declined it, except a
+task reserved for another agent (below).
+
+Stickiness (a reply to a completed e-mail goes back to the agent who handled it). A task whose
+attributes name a `preferred_agent` and a `preferred_until` (epoch seconds) in the future is
+offered to that agent when they are eligible and free (rule "sticky"). When they are eligible
+but not free, the task is *reserved*: it waits in that agent's own small list (not in any
+bucket) and `_serve` offers it to them before anything else. The preference ends (the task is
+then placed normally, the end logged as `task.changed` and `preferred_until` set to the time it
+ended) when its time is over (`unstick`, called by the service's timer), or at once when the
+agent is unknown, not eligible, declined the task or let an offer of it expire. An accepted
+task has served its preference. Push queues only: in a pull queue anyone may pick the task.
+The cost on the hot path is one test of an empty dict per decision while nothing is sticky.
 """
 
 from __future__ import annotations
@@ -159,6 +171,12 @@ class Router:
         # who is in none costs nothing.
         self._listed: set[str] = set()
         self._seq = itertools.count()
+        # Stickiness: task id -> (preferred agent, until) while the preference holds;
+        # reserved (waiting) task id -> (agent id, its entry); agent id -> entries of the tasks
+        # reserved for them (a plain list: a handful at most). All empty when nothing sticks.
+        self._prefs: dict[str, tuple[str, float]] = {}
+        self._reserved: dict[str, tuple[str, tuple]] = {}
+        self._sticky: dict[str, list[tuple]] = {}
 
     # ------------------------------------------------------------------ configuration
 
@@ -174,6 +192,8 @@ class Router:
             for b in self._queue_buckets[queue.name]:
                 b.configure(queue)
                 self._rebuild(b)
+            if self._reserved:
+                self._rekey_reserved(queue)
             if queue.mode is Mode.PUSH:
                 self._drain(queue.name, now, out)
         return out
@@ -209,6 +229,8 @@ class Router:
                     mine.append(b)
         self._agent_buckets[cur.id] = mine
         self._refresh(cur)
+        if cur.id in self._sticky:
+            self._release_reserved(cur, now, out)
         self._serve(cur, now, out)
         return out
 
@@ -225,9 +247,36 @@ class Router:
         out.events.append(
             ev.Event(ev.TASK_QUEUED, now, task.id, data={"reason": "new", "priority": task.priority})
         )
+        if task.attributes:
+            self._note_preference(task, now)
         self._catch_up_steps(task, now, out)
         self._place(task, now, out)
         return out
+
+    def unstick(self, task_id: str, now: float) -> Outcome:
+        """The stickiness timer fired: the task's preference for one agent is over; a task
+        still waiting for that agent is placed normally. A no-op when the preference already
+        ended or is not due yet (timers and decisions may race)."""
+        out = Outcome()
+        pref = self._prefs.get(task_id)
+        if pref is None or pref[1] > now:
+            return out
+        task = self.tasks[task_id]
+        self._end_preference(task, now, out, "timeout")
+        if task_id in self._reserved:
+            self._unreserve(task_id)
+            self._place(task, now, out)
+        return out
+
+    def sticky_until(self, task_id: str) -> float | None:
+        """When the open task's preference for one agent ends (None: it has none)."""
+        pref = self._prefs.get(task_id)
+        return None if pref is None else pref[1]
+
+    def reserved_for(self, task_id: str) -> str | None:
+        """The agent a waiting task is reserved for (None: it waits for anyone)."""
+        held = self._reserved.get(task_id)
+        return None if held is None else held[0]
 
     def escalate(self, task_id: str, now: float) -> Outcome:
         """An escalation timer fired: apply every step now due to a waiting task. A task that is
@@ -413,6 +462,8 @@ class Router:
         task.agent_id = agent_id
         agent.held[task.id] = task.channel
         agent.idle_since = now
+        if self._prefs:
+            self._prefs.pop(task.id, None)  # served
         actor = ev.agent_actor(agent_id)
         out.ended.append(offer)
         out.events.append(ev.Event(ev.OFFER_ACCEPTED, now, task.id, agent_id, actor,
@@ -459,6 +510,10 @@ class Router:
                                    {"status": Presence.NOT_RESPONDING.value, "reason": reason,
                                     "was": was.value}))
         self._refresh(agent)
+        if self._prefs:
+            pref = self._prefs.get(task.id)
+            if pref is not None and pref[0] == agent.id:
+                self._end_preference(task, now, out, "offer_expired")
         self._back_to_queue(task, now, out)
         return out
 
@@ -500,6 +555,7 @@ class Router:
             raise NotEligible(agent_id, task_id, f"no free {task.channel.value} capacity")
         out = Outcome()
         self._unbucket(task)
+        self._prefs.pop(task_id, None)
         task.move(TaskState.ASSIGNED, now)
         task.agent_id = agent_id
         agent.held[task_id] = task.channel
@@ -524,7 +580,8 @@ class Router:
         """Rebuild from the database at start. Agents start offline; queued tasks go back to
         their queues in their original order; offers that were pending are over (the agent is
         not connected): their tasks go back to the head with their original age; assigned and
-        wrap-up tasks stay with their agents."""
+        wrap-up tasks stay with their agents. A waiting task's active preference (its
+        attributes) holds: it is reserved for that agent again."""
         out = Outcome()
         for q in queues:
             self.put_queue(q, now)
@@ -545,7 +602,12 @@ class Router:
                 task.agent_id = task.offer_id = task.offer_expires_at = None
                 out.touch(task)
             if task.state is TaskState.QUEUED:
-                self._enqueue(task, self._bucket(task))
+                b = self._bucket(task)
+                if task.attributes:
+                    self._note_preference(task, now)
+                if not (task.id in self._prefs and b.push
+                        and self._place_sticky(task, b, now, out)):
+                    self._enqueue(task, b)
             elif task.agent_id in self.agents:
                 agent = self.agents[task.agent_id]
                 agent.held[task.id] = task.channel
@@ -556,10 +618,15 @@ class Router:
     # ------------------------------------------------------------------ reading
 
     def waiting(self, queue: str) -> Iterator[Task]:
-        """The queue's waiting tasks (unordered). Reads only; O(queue depth)."""
+        """The queue's waiting tasks (unordered), reserved ones included. Reads only;
+        O(queue depth + tasks reserved for an agent)."""
         for b in self._queue_buckets.get(queue, ()):
             for task_id in b.task_live:
                 yield self.tasks[task_id]
+        for task_id in self._reserved:
+            task = self.tasks[task_id]
+            if task.queue == queue:
+                yield task
 
     def available_count(self, queue: str, channel: Channel) -> int:
         """Members who could be offered a task of `channel` now (status, capacity, interruption
@@ -727,6 +794,8 @@ class Router:
             b.task_live.pop(task.id, None)
             if b.head is not None and b.head[4] == task.id:
                 b.head = None
+        elif self._reserved and task.id in self._reserved:
+            self._unreserve(task.id)
 
     def _catch_up_steps(self, task: Task, now: float, out: Outcome) -> bool:
         """Apply every escalation step whose time has come; then skip at once every step that
@@ -764,6 +833,9 @@ class Router:
         """Offer a queued task to the best available eligible agent, or leave it waiting."""
         b = self._bucket(task)
         out.touch(task)
+        if self._prefs and b.push and task.id in self._prefs and self._place_sticky(
+                task, b, now, out):
+            return
         if b.push and b.agent_live:
             agent_id, why = self._best_agent(b, task)
             if agent_id is not None:
@@ -843,6 +915,8 @@ class Router:
             can = self._open_channels(agent)
         if not can:
             return False
+        if self._sticky and agent.id in self._sticky and self._serve_sticky(agent, can, now, out):
+            return True
         aid, declined = agent.id, self.declined
         best, best_b, looked, skipped = None, None, 0, {}
         for b in self._agent_buckets.get(aid, ()):
@@ -935,6 +1009,8 @@ class Router:
         self.tasks.pop(task.id, None)
         self.declined.pop(task.id, None)
         self._unbucket(task)
+        if self._prefs:
+            self._prefs.pop(task.id, None)
 
     def _close(self, task_id: str, to: TaskState, now: float, actor: str, data: dict) -> Outcome:
         task = self._task(task_id)
@@ -959,6 +1035,108 @@ class Router:
         if freed is not None:
             self._serve(freed, now, out)
         return out
+
+    # ------------------------------------------------------------------ stickiness
+
+    def _note_preference(self, task: Task, now: float) -> None:
+        """Record the task's preference for one agent, when its attributes hold one that is
+        still to come (anything malformed is no preference)."""
+        attrs = task.attributes
+        agent_id, until = attrs.get("preferred_agent"), attrs.get("preferred_until")
+        if (isinstance(agent_id, str) and agent_id and isinstance(until, int | float)
+                and not isinstance(until, bool) and until > now):
+            self._prefs[task.id] = (agent_id, float(until))
+
+    def _place_sticky(self, task: Task, b: Bucket, now: float, out: Outcome) -> bool:
+        """Place a task with a preference in push bucket `b`: offer it to the preferred agent,
+        or reserve it for them; or end the preference (returns False: place it normally)."""
+        aid, until = self._prefs[task.id]
+        agent = self.agents.get(aid)
+        if until <= now:
+            reason = "timeout"
+        elif agent is None:
+            reason = "unknown_agent"
+        elif aid not in b.eligible:
+            reason = "not_eligible"
+        elif aid in self.declined.get(task.id, ()):
+            reason = "declined"
+        else:
+            if b.channel in self._open_channels(agent):
+                self._offer(task, agent, now, out, self._sticky_why(b, aid, until, False))
+            else:
+                self._reserve(task, aid)
+            return True
+        self._end_preference(task, now, out, reason)
+        return False
+
+    def _sticky_why(self, b: Bucket, aid: str, until: float, waited: bool) -> dict:
+        # The agent is available for this bucket even when not listed in it yet.
+        return {"rule": "sticky", "requirement": b.requirement, "eligible": len(b.eligible),
+                "available": len(b.agent_live) + (aid not in b.agent_live), "skipped": {},
+                "preferred_agent": aid, "preferred_until": until, "waited_for_agent": waited}
+
+    def _reserve(self, task: Task, aid: str) -> None:
+        entry = self._task_entry(task, self.queues[task.queue])
+        self._reserved[task.id] = (aid, entry)
+        self._sticky.setdefault(aid, []).append(entry)
+
+    def _unreserve(self, task_id: str) -> None:
+        aid, entry = self._reserved.pop(task_id)
+        mine = self._sticky[aid]
+        mine.remove(entry)
+        if not mine:
+            del self._sticky[aid]
+
+    def _serve_sticky(self, agent: Agent, can: tuple[Channel, ...], now: float,
+                      out: Outcome) -> bool:
+        """Offer the agent the first (usual order) of the tasks reserved for them that they can
+        take now. Returns whether they got an offer."""
+        tasks, best = self.tasks, None
+        for entry in self._sticky[agent.id]:
+            if tasks[entry[4]].channel in can and (best is None or entry < best):
+                best = entry
+        if best is None:
+            return False
+        task = tasks[best[4]]
+        self._unreserve(task.id)
+        until = self._prefs[task.id][1]
+        self._offer(task, agent, now, out, self._sticky_why(self._bucket(task), agent.id, until,
+                                                            True))
+        return True
+
+    def _end_preference(self, task: Task, now: float, out: Outcome, reason: str) -> None:
+        """The task's preference is over: logged, and kept over in its attributes (a restart
+        does not bring it back)."""
+        aid, until = self._prefs.pop(task.id)
+        if until > now:
+            task.attributes = {**task.attributes, "preferred_until": now}
+        out.touch(task)
+        out.events.append(ev.Event(ev.TASK_CHANGED, now, task.id, data={
+            "preference": "ended", "reason": reason, "preferred_agent": aid,
+            "preferred_until": until, "requirement": dict(task.required_skills)}))
+
+    def _release_reserved(self, agent: Agent, now: float, out: Outcome) -> None:
+        """After a change of the agent's configuration: the tasks reserved for them that they
+        can no longer take are placed normally."""
+        for entry in list(self._sticky.get(agent.id, ())):
+            task = self.tasks[entry[4]]
+            if agent.id not in self._bucket(task).eligible:
+                self._unreserve(task.id)
+                self._end_preference(task, now, out, "not_eligible")
+                self._place(task, now, out)
+
+    def _rekey_reserved(self, queue: Queue) -> None:
+        """After a change of the queue's configuration: its reserved tasks take their new place
+        in the usual order, or go to the queue's list when it now pulls."""
+        for task_id, (aid, _) in list(self._reserved.items()):
+            task = self.tasks[task_id]
+            if task.queue != queue.name:
+                continue
+            self._unreserve(task_id)
+            if queue.mode is Mode.PUSH:
+                self._reserve(task, aid)
+            else:
+                self._enqueue(task, self._bucket(task))
 
     def _drain(self, queue: str, now: float, out: Outcome) -> None:
         """After a queue change: let every available member take what they now can."""

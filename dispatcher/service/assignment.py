@@ -1,7 +1,8 @@
 """Assignment: carry out the router's decisions — commit them, time them, announce them.
 
 Every use case ends in `Assignment.apply(outcome)`: it (1) arms or disarms the server-side
-timers the outcome implies (offer expiry, escalation steps, automatic end of wrap-up), (2) hands
+timers the outcome implies (offer expiry, escalation steps, automatic end of wrap-up, end of a
+task's preference for one agent), (2) hands
 the changes to the store in one batch (the store's group commit merges the batches of one
 reactor turn into one transaction) and (3) only after the commit tells the listeners (the agent
 console, the phone channel) what happened, so nobody outside hears of a state that could be lost.
@@ -39,6 +40,7 @@ class Assignment:
         self._offer_timers: dict[str, IDelayedCall] = {}
         self._step_timers: dict[str, IDelayedCall] = {}
         self._wrap_timers: dict[str, IDelayedCall] = {}
+        self._sticky_timers: dict[str, tuple[float, IDelayedCall]] = {}  # task -> (until, timer)
 
     def now(self) -> float:
         return self.clock.seconds()
@@ -88,6 +90,7 @@ class Assignment:
             self._offer_timers[offer.id] = self.clock.callLater(delay, self._expire, offer.id)
         for task in outcome.tasks.values():
             self._arm_step(task.id)
+            self._arm_sticky(task.id)
             if task.state is TaskState.WRAP_UP:
                 self._arm_wrap(task.id, task.queue, task.agent_id)
             elif task.id in self._wrap_timers:
@@ -104,6 +107,22 @@ class Assignment:
             delay = max(0.0, due - self.now())
             self._step_timers[task_id] = self.clock.callLater(delay, self._escalate, task_id)
 
+    def _arm_sticky(self, task_id: str) -> None:
+        """A timer at the end of the task's preference for one agent (kept when it is already
+        set for that time; disarmed when the preference ended or was served)."""
+        until = self.router.sticky_until(task_id)
+        old = self._sticky_timers.get(task_id)
+        if old is not None:
+            if old[0] == until and old[1].active():
+                return
+            del self._sticky_timers[task_id]
+            if old[1].active():
+                old[1].cancel()
+        if until is not None:
+            delay = max(0.0, until - self.now())
+            timer = self.clock.callLater(delay, self._unstick, task_id)
+            self._sticky_timers[task_id] = (until, timer)
+
     def _arm_wrap(self, task_id: str, queue: str, agent_id: str | None) -> None:
         if task_id in self._wrap_timers or agent_id is None:
             return
@@ -119,6 +138,10 @@ class Assignment:
     def _escalate(self, task_id: str) -> None:
         self._step_timers.pop(task_id, None)
         self._apply_logged(self.router.escalate(task_id, self.now()))
+
+    def _unstick(self, task_id: str) -> None:
+        self._sticky_timers.pop(task_id, None)
+        self._apply_logged(self.router.unstick(task_id, self.now()))
 
     def _end_wrap(self, task_id: str, agent_id: str) -> None:
         self._wrap_timers.pop(task_id, None)
@@ -143,6 +166,7 @@ class Assignment:
         )
         for task_id, task in self.router.tasks.items():
             self._arm_step(task_id)
+            self._arm_sticky(task_id)
             if task.state is TaskState.WRAP_UP:
                 self._arm_wrap(task_id, task.queue, task.agent_id)
         return self.apply(outcome)
@@ -154,3 +178,7 @@ class Assignment:
                 if timer.active():
                     timer.cancel()
             timers.clear()
+        for _, timer in self._sticky_timers.values():
+            if timer.active():
+                timer.cancel()
+        self._sticky_timers.clear()

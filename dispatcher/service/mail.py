@@ -216,13 +216,31 @@ class Mail:
 
     async def _number(self) -> int:
         """The next request number: loaded once from the store, then counted in memory (one
-        router process); a number lost to a failed commit is a harmless gap."""
-        if self._next_number is None:
+        router process); a number lost to a failed commit is a harmless gap. Messages that
+        arrive while the first load is in flight wait for it instead of each loading again."""
+        if self._next_number is not None:
+            self._next_number += 1
+            return self._next_number
+        if self._loading is not None:
+            waiter: Deferred[None] = Deferred()
+            self._loading.append(waiter)
+            await waiter
+            return await self._number()
+        self._loading = []
+        try:
             loaded = await self.store.max_request_number()
-            if self._next_number is None:
-                self._next_number = loaded
-        self._next_number += 1
-        return self._next_number
+        except BaseException:
+            self._wake_number_waiters()  # they try again themselves
+            raise
+        self._next_number = loaded + 1
+        number = self._next_number
+        self._wake_number_waiters()  # in arrival order: their numbers follow
+        return number
+
+    def _wake_number_waiters(self) -> None:
+        waiters, self._loading = self._loading or [], None
+        for waiter in waiters:
+            waiter.callback(None)
 
     # ------------------------------------------------------------------ inbound
 

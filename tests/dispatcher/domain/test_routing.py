@@ -1045,3 +1045,270 @@ def test_per_channel_presence_pauses_new_work_on_one_channel_only():
     assert r.agents["a1"].paused == set()  # a new sign-in starts with every channel on
     bucket_agents = {a for b in r._agent_buckets["a1"] for a in b.eligible}
     assert bucket_agents == {"a1"}  # still eligible for phone work: presence, not skills
+
+
+# ---------------------------------------------------------------- stickiness (a reply goes back)
+
+UNTIL = T0 + 3600
+
+
+def sticky(task_id: str, agent_id: str, until: float = UNTIL, **kw) -> Task:
+    """A task that prefers `agent_id` until `until` (as the e-mail reopening sets it)."""
+    task = new_task(task_id, **kw)
+    task.attributes = {"preferred_agent": agent_id, "preferred_until": until}
+    return task
+
+
+def submit_sticky(r: Router, task_id: str, agent_id: str, now: float = T0, **kw) -> Outcome:
+    return check(r.submit(sticky(task_id, agent_id, **kw), now))
+
+
+def ended(out: Outcome) -> list[tuple[str, str]]:
+    """(task id, reason) of each preference that ended."""
+    return [(e.task_id, e.data["reason"]) for e in events_of(out, ev.TASK_CHANGED)
+            if e.data.get("preference") == "ended"]
+
+
+def busy(r: Router, agent_id: str, task_id: str, now: float = T0) -> None:
+    """Give the agent a call (they can take nothing more)."""
+    check(r.set_status(agent_id, AVAILABLE, now))
+    submit(r, task_id, now)
+    assert r.tasks[task_id].agent_id == agent_id, "the call went to someone else"
+    take(r, agent_id, now)
+
+
+def test_a_sticky_task_goes_to_its_preferred_agent_before_a_longer_idle_one():
+    r = make_router()
+    add_agent(r, "a1", idle_since=T0 - 100)
+    add_agent(r, "a2", idle_since=T0)
+    out = submit_sticky(r, "t1", "a2")
+    assert offers(out) == [("t1", "a2")]
+    (offered,) = events_of(out, ev.TASK_OFFERED)
+    why = offered.data["explanation"]
+    assert (why["rule"], why["preferred_agent"], why["preferred_until"]) == ("sticky", "a2", UNTIL)
+    assert why["waited_for_agent"] is False
+    assert r.sticky_until("t1") == UNTIL
+    take(r, "a2")
+    assert r.sticky_until("t1") is None  # served: a requeue later routes it normally
+    out = check(r.requeue("t1", T0 + 1, "supervisor"))
+    assert offers(out) == [("t1", "a1")]
+
+
+def test_a_sticky_task_waits_for_its_busy_agent_only_and_comes_before_other_work():
+    r = make_router()
+    add_agent(r, "a1", status=OFFLINE)
+    add_agent(r, "a2", status=OFFLINE)
+    busy(r, "a2", "call2")
+    busy(r, "a1", "call1")
+    submit(r, "urgent", T0 + 1, priority=9)  # waits for anyone
+    out = submit_sticky(r, "t1", "a2", now=T0 + 2)
+    assert offers(out) == [] and r.reserved_for("t1") == "a2"
+    assert r.tasks["t1"].state is TaskState.QUEUED
+    assert {t.id for t in r.waiting("sales")} == {"urgent", "t1"}
+    add_agent(r, "a3", idle_since=T0 + 3, now=T0 + 3)  # a newcomer gets the urgent task only
+    assert r.agents["a3"].offer_task_id == "urgent"
+    out = check(r.complete("a2", "call2", T0 + 4))
+    assert offers(out) == [("t1", "a2")]
+    assert events_of(out, ev.TASK_OFFERED)[0].data["explanation"]["waited_for_agent"] is True
+    assert r.reserved_for("t1") is None and list(r.waiting("sales")) == []
+
+
+def test_the_tasks_reserved_for_an_agent_come_in_the_usual_order():
+    r = make_router()
+    add_agent(r, "a1", status=OFFLINE)
+    for task_id, at, prio in (("late", T0 + 3, 0), ("first", T0 + 2, 0), ("high", T0 + 4, 5)):
+        submit_sticky(r, task_id, "a1", now=at, at=at, priority=prio)
+    assert serve_order_after_login(r, "a1") == ["high", "first", "late"]
+
+
+def serve_order_after_login(r: Router, agent_id: str) -> list[str]:
+    check(r.set_status(agent_id, AVAILABLE, T0 + 10))
+    return serve_order(r, agent_id, 3, T0 + 11)
+
+
+def test_a_reserved_email_goes_to_an_agent_with_room_for_one_more():
+    r = make_router()
+    add_agent(r, "a1", idle_since=T0 - 100)
+    add_agent(r, "a2", status=OFFLINE)
+    check(r.set_status("a2", AVAILABLE, T0))
+    submit(r, "m1", channel=EMAIL)  # to a1, who idled longest
+    take(r, "a1")
+    submit(r, "m2", channel=EMAIL)
+    take(r, "a2")
+    out = submit_sticky(r, "t1", "a1", channel=EMAIL)  # a1 still has e-mail room
+    assert offers(out) == [("t1", "a1")]
+
+
+def test_unstick_places_a_reserved_task_normally_once_its_time_is_over():
+    r = make_router()
+    add_agent(r, "a1")
+    add_agent(r, "a2", status=OFFLINE)
+    submit_sticky(r, "t1", "a2", until=T0 + 60)
+    assert r.reserved_for("t1") == "a2" and r.agents["a1"].offer_id is None
+    assert check(r.unstick("t1", T0 + 59)).events == []  # early: nothing
+    assert r.reserved_for("t1") == "a2"
+    out = check(r.unstick("t1", T0 + 60))
+    assert offers(out) == [("t1", "a1")]
+    assert events_of(out, ev.TASK_OFFERED)[0].data["explanation"]["rule"] == "longest_idle"
+    assert ended(out) == [("t1", "timeout")]
+    assert r.sticky_until("t1") is None and r.reserved_for("t1") is None
+    assert check(r.unstick("t1", T0 + 61)).events == []  # twice: nothing
+
+
+@pytest.mark.parametrize("why, agent, reason", [
+    ("unknown agent", "ghost", "unknown_agent"),
+    ("lacks the skill", "weak", "not_eligible"),
+    ("not a member", "other_queue", "not_eligible"),
+    ("no such channel", "no_phone", "not_eligible"),
+])
+def test_a_preference_for_an_agent_who_cannot_take_the_task_ends_at_once(why, agent, reason):
+    r = make_router(Queue("sales"), Queue("billing"))
+    add_agent(r, "a1", skills={"fr": 9})
+    add_agent(r, "weak", skills={"fr": 2}, status=OFFLINE)
+    add_agent(r, "other_queue", queues=("billing",), skills={"fr": 9}, status=OFFLINE)
+    add_agent(r, "no_phone", skills={"fr": 9}, channels={EMAIL}, status=OFFLINE)
+    out = submit_sticky(r, "t1", agent, skills={"fr": 5})
+    assert offers(out) == [("t1", "a1")], why
+    assert ended(out) == [("t1", reason)]
+    assert r.tasks["t1"].attributes["preferred_until"] == T0  # over: a restart keeps it over
+
+
+def test_a_preference_whose_time_is_over_is_no_preference():
+    r = make_router()
+    add_agent(r, "a1", idle_since=T0 - 100)
+    add_agent(r, "a2")
+    out = submit_sticky(r, "t1", "a2", until=T0)
+    assert offers(out) == [("t1", "a1")] and ended(out) == []
+    assert r.sticky_until("t1") is None
+    for bad in ({"preferred_agent": "a2"}, {"preferred_agent": 7, "preferred_until": UNTIL},
+                {"preferred_agent": "a2", "preferred_until": "soon"}):
+        task = new_task(f"bad{len(r.tasks)}")
+        task.attributes = bad
+        check(r.submit(task, T0))
+        assert r.sticky_until(task.id) is None
+
+
+def test_a_reject_by_the_preferred_agent_ends_the_preference():
+    r = make_router()
+    add_agent(r, "a1", status=OFFLINE)
+    add_agent(r, "a2")
+    submit_sticky(r, "t1", "a2")
+    out = check(r.reject("a2", offer_of(r, "a2"), T0 + 1, "not mine"))
+    assert ended(out) == [("t1", "declined")]
+    assert r.reserved_for("t1") is None and r.tasks["t1"].attributes["preferred_until"] == T0 + 1
+    assert offers(check(r.set_status("a1", AVAILABLE, T0 + 2))) == [("t1", "a1")]
+
+
+def test_an_expired_offer_to_the_preferred_agent_ends_the_preference():
+    r = make_router()
+    add_agent(r, "a1", status=OFFLINE)
+    add_agent(r, "a2")
+    submit_sticky(r, "t1", "a2")
+    out = check(r.expire(offer_of(r, "a2"), T0 + 20))
+    assert ended(out) == [("t1", "offer_expired")]
+    assert r.reserved_for("t1") is None and r.tasks["t1"].state is TaskState.QUEUED
+    assert offers(check(r.set_status("a1", AVAILABLE, T0 + 21))) == [("t1", "a1")]
+
+
+def test_a_break_of_the_preferred_agent_keeps_the_task_waiting_for_them():
+    r = make_router()
+    add_agent(r, "a1", status=OFFLINE)
+    add_agent(r, "a2")
+    submit_sticky(r, "t1", "a2")
+    out = check(r.set_status("a2", BREAK, T0 + 1, "coffee"))
+    assert ended(out) == [] and r.reserved_for("t1") == "a2"
+    assert offers(check(r.set_status("a1", AVAILABLE, T0 + 2))) == []
+    assert offers(check(r.set_status("a2", AVAILABLE, T0 + 3))) == [("t1", "a2")]
+
+
+def test_a_reserved_task_can_be_cancelled_or_abandoned():
+    r = make_router()
+    add_agent(r, "a2", status=OFFLINE)
+    submit_sticky(r, "t1", "a2")
+    submit_sticky(r, "t2", "a2")
+    check(r.cancel("t1", T0 + 1, "spam"))
+    check(r.abandon("t2", T0 + 2))
+    assert r.reserved_for("t1") is r.reserved_for("t2") is None
+    assert list(r.waiting("sales")) == [] and r._sticky == {} and r._prefs == {}
+    assert offers(check(r.set_status("a2", AVAILABLE, T0 + 3))) == []
+
+
+def test_an_escalation_keeps_the_reservation_while_the_agent_still_qualifies():
+    q = Queue("sales", steps=(EscalationStep(10, {"fr": 3}), EscalationStep(20, {"fr": 9})))
+    r = make_router(q)
+    add_agent(r, "a1", skills={"fr": 9})
+    add_agent(r, "a2", skills={"fr": 5}, status=OFFLINE)
+    busy(r, "a1", "call")
+    submit_sticky(r, "t1", "a2", skills={"fr": 5})
+    assert r.reserved_for("t1") == "a2"
+    check(r.escalate("t1", T0 + 10))
+    assert r.tasks["t1"].step == 1 and r.reserved_for("t1") == "a2"
+    out = check(r.escalate("t1", T0 + 20))  # fr 9: a2 no longer qualifies
+    assert ended(out) == [("t1", "not_eligible")] and r.reserved_for("t1") is None
+    assert offers(check(r.complete("a1", "call", T0 + 21))) == [("t1", "a1")]
+
+
+def test_an_agent_moved_out_of_the_queue_releases_the_tasks_reserved_for_them():
+    r = make_router(Queue("sales"), Queue("billing"))
+    add_agent(r, "a1")
+    add_agent(r, "a2", status=OFFLINE)
+    busy(r, "a1", "call")
+    submit_sticky(r, "t1", "a2", now=T0 + 1)
+    check(r.complete("a1", "call", T0 + 2))
+    assert r.agents["a1"].offer_id is None  # t1 waits for a2
+    out = add_agent(r, "a2", queues=("billing",), status=OFFLINE, now=T0 + 3)
+    assert ended(out) == [("t1", "not_eligible")]
+    assert offers(out) == [("t1", "a1")]
+
+
+def test_a_pull_queue_ignores_preferences():
+    r = make_router(Queue("sales", mode=Mode.PULL))
+    add_agent(r, "a1")
+    add_agent(r, "a2", status=OFFLINE)
+    submit_sticky(r, "t1", "a2")
+    assert r.reserved_for("t1") is None
+    check(r.pick("a1", "t1", T0 + 1))
+    assert r.sticky_until("t1") is None
+
+
+def test_a_queue_turned_to_pull_lists_its_reserved_tasks():
+    r = make_router()
+    add_agent(r, "a1")
+    add_agent(r, "a2", status=OFFLINE)
+    busy(r, "a1", "call")
+    submit_sticky(r, "hi", "a2", priority=1)
+    submit_sticky(r, "lo", "a2")
+    check(r.put_queue(Queue("sales", priority=3), T0 + 1))  # re-ordered, still reserved
+    assert r.reserved_for("hi") == r.reserved_for("lo") == "a2"
+    check(r.put_queue(Queue("sales", mode=Mode.PULL), T0 + 2))
+    assert r.reserved_for("hi") is None and {t.id for t in r.waiting("sales")} == {"hi", "lo"}
+    check(r.complete("a1", "call", T0 + 3))
+    check(r.pick("a1", "hi", T0 + 4))
+
+
+def test_restore_keeps_active_preferences_and_not_ended_ones():
+    r = make_router()
+    add_agent(r, "a1", status=OFFLINE)
+    add_agent(r, "a2")
+    submit_sticky(r, "kept", "a2", at=T0 - 5)  # the oldest: offered to a2 at the restart
+    submit_sticky(r, "declined", "a2")
+    submit_sticky(r, "expired", "a2", until=T0 + 50)
+    check(r.set_status("a2", OFFLINE, T0 + 1))
+    check(r.set_status("a2", AVAILABLE, T0 + 2))
+    assert r.agents["a2"].offer_task_id == "kept"
+    fresh_tasks = [Task(id=t.id, channel=t.channel, queue=t.queue, customer_id=None,
+                        created_at=t.created_at, attributes=dict(t.attributes), state=t.state,
+                        agent_id=t.agent_id, offer_id=t.offer_id)
+                   for t in r.tasks.values()]
+    fresh = Router()
+    out = check(fresh.restore([Queue("sales")],
+                              [Agent(id=a, queues={"sales"}) for a in ("a1", "a2")],
+                              fresh_tasks, [("declined", "a2")], T0 + 100))
+    assert fresh.reserved_for("kept") == "a2" and fresh.sticky_until("kept") == UNTIL
+    assert fresh.reserved_for("declined") is None and fresh.reserved_for("expired") is None
+    assert sorted(ended(out)) == [("declined", "declined")]  # "expired": its time is over
+    assert fresh.tasks["declined"].attributes["preferred_until"] == T0 + 100
+    check(fresh.set_status("a1", AVAILABLE, T0 + 101))
+    assert fresh.agents["a1"].offer_task_id in {"declined", "expired"}
+    out = check(fresh.set_status("a2", AVAILABLE, T0 + 102))
+    assert offers(out) == [("kept", "a2")]

@@ -1,6 +1,8 @@
 """Property tests of dispatcher.domain.routing: random sequences of outside events (agents
 joining, statuses, arrivals, accepts, rejects, expiries, wrap-ups, completions, cancels,
 abandons, escalations, pulls, time passing and restarts) against the router's invariants.
+Some tasks prefer one agent for a while (stickiness): they must go to nobody else meanwhile,
+unless that agent declined them, let an offer of them expire or could never take them.
 
 The invariants are checked against the router's public state after every step, by brute force
 (scans of every agent and task, which the router itself must never do).
@@ -130,6 +132,9 @@ class RouterMachine(RuleBasedStateMachine):
         self.agent_seq = itertools.count()
         self.task_seq = itertools.count()
         self.declines: dict[str, set[str]] = {}  # the model: task id -> agents who declined
+        # The model of stickiness: task id -> (preferred agent, until) while it holds.
+        self.prefs: dict[str, tuple[str, float]] = {}
+        self.fired_at = T0  # when the service's timers last fired
         self.calls = 0
         self.restarts = 0
 
@@ -166,6 +171,7 @@ class RouterMachine(RuleBasedStateMachine):
         for e in out.events:
             if e.kind == ev.TASK_OFFERED:
                 assert EXPLANATION_KEYS <= set(e.data["explanation"]), e.data
+        self.check_stickiness(out)
         self.check_serve_order(out)
         self.check_agent_choice(out)
         self.check_all()
@@ -185,12 +191,48 @@ class RouterMachine(RuleBasedStateMachine):
             for other in r.tasks.values():
                 if (
                     other.state is TaskState.QUEUED
+                    and r.reserved_for(other.id) in (None, agent.id)
                     and r.queues[other.queue].mode is Mode.PUSH
                     and eligible(r, agent, other)
                     and could_take(r, agent, other.channel)
                     and agent.id not in self.declines.get(other.id, ())
                 ):
                     assert order_key(r, other) >= order_key(r, got), (other, got)
+
+    def check_stickiness(self, out: Outcome) -> None:
+        """A preference ends only for a reason that holds; while it holds, its task is offered
+        to its agent only."""
+        r = self.router
+        for e in out.events:
+            pref = self.prefs.get(e.task_id)
+            if e.kind == ev.TASK_CHANGED and e.data.get("preference") == "ended":
+                agent_id, reason = e.data["preferred_agent"], e.data["reason"]
+                assert pref is None or pref[0] == agent_id, (pref, e)
+                task, agent = r.tasks[e.task_id], r.agents.get(agent_id)
+                if reason == "timeout":
+                    assert e.data["preferred_until"] <= e.at, e
+                elif reason == "unknown_agent":
+                    assert agent is None, e
+                elif reason == "not_eligible":
+                    assert agent is not None and not (
+                        task.queue in agent.queues
+                        and meets(agent.skills, e.data["requirement"])
+                        and task.channel in agent.channels
+                        and agent.capacity.get(task.channel, 0) > 0), e
+                elif reason == "declined":
+                    assert agent_id in self.declines.get(e.task_id, ()), e
+                else:
+                    assert reason == "offer_expired", e
+                    assert any(x.kind == ev.OFFER_EXPIRED and x.task_id == e.task_id
+                               and x.agent_id == agent_id for x in out.events), e
+                self.prefs.pop(e.task_id, None)
+            elif e.kind == ev.TASK_OFFERED:
+                sticky = e.data["explanation"]["rule"] == "sticky"
+                if pref is not None and e.at < pref[1]:
+                    assert e.agent_id == pref[0], f"{e.task_id} for {pref}, offered to {e.agent_id}"
+                    assert sticky or r.queues[r.tasks[e.task_id].queue].mode is Mode.PULL
+                elif sticky:
+                    assert pref is not None and e.agent_id == pref[0], (pref, e)
 
     def check_agent_choice(self, out: Outcome) -> None:
         """A task offered to an agent goes to the best available one by the queue's rule
@@ -201,7 +243,7 @@ class RouterMachine(RuleBasedStateMachine):
             return
         [e] = [e for e in out.events if e.kind == ev.TASK_OFFERED]
         rule = e.data["explanation"]["rule"]
-        if rule == "best_task_for_agent":
+        if rule in ("best_task_for_agent", "sticky"):
             return
         offer = out.offers[0]
         if offer.id not in r.offers:
@@ -239,8 +281,12 @@ class RouterMachine(RuleBasedStateMachine):
     @precondition(lambda self: len(self.router.tasks) < MAX_OPEN_TASKS)
     @rule(data=st.data(), n=st.integers(min_value=1, max_value=3))
     def arrive(self, data, n) -> None:
-        """New tasks arrive (random queue, channel, skills, priority, age and deadline)."""
+        """New tasks arrive (random queue, channel, skills, priority, age and deadline); some
+        prefer an agent (perhaps one who does not exist) for a while."""
         for _ in range(n):
+            pref = data.draw(st.none() | st.tuples(
+                st.sampled_from(sorted(self.router.agents) + ["ghost"]),
+                st.sampled_from([10.0, 60.0, 1000.0])), label="preference")
             channel = data.draw(channels, label="channel")
             deadline = data.draw(st.none() | st.floats(min_value=0, max_value=7200),
                                  label="deadline")
@@ -253,6 +299,10 @@ class RouterMachine(RuleBasedStateMachine):
                 priority=data.draw(st.integers(min_value=0, max_value=3), label="priority"),
                 deadline=None if deadline is None else self.now + deadline,
             )
+            if pref is not None:
+                until = self.now + pref[1]
+                task.attributes = {"preferred_agent": pref[0], "preferred_until": until}
+                self.prefs[task.id] = (pref[0], until)
             self.apply(self.router.submit(task, self.now))
             assert task.state in (TaskState.QUEUED, TaskState.OFFERED)
 
@@ -285,6 +335,7 @@ class RouterMachine(RuleBasedStateMachine):
         r = self.router
         how = data.draw(st.sampled_from(OFFER_ACTIONS), label=f"answer {offer.id}")
         if how == "accept":
+            self.prefs.pop(offer.task_id, None)  # served
             self.apply(r.accept(offer.agent_id, offer.id, self.now))
             assert r.tasks[offer.task_id].state is TaskState.ASSIGNED
             assert offer.task_id in r.agents[offer.agent_id].held
@@ -314,6 +365,7 @@ class RouterMachine(RuleBasedStateMachine):
             task_id = self.pick_from(data, ids, "task")
             self.apply(r.cancel(task_id, self.now, "test"))
         assert task_id not in r.tasks
+        self.prefs.pop(task_id, None)
 
     @precondition(lambda self: self.router.tasks)
     @rule(data=st.data())
@@ -344,6 +396,7 @@ class RouterMachine(RuleBasedStateMachine):
             assert not may
             return
         assert may
+        self.prefs.pop(task.id, None)
         assert r.matrix.permits(held_before, task.channel)
         assert task.state is TaskState.ASSIGNED and task.agent_id == agent.id
 
@@ -361,6 +414,11 @@ class RouterMachine(RuleBasedStateMachine):
                 due = r.step_due(task_id)
                 if due is not None and due <= self.now:
                     self.apply(r.escalate(task_id, self.now))
+            for task_id in sorted(r.tasks):
+                until = r.sticky_until(task_id)
+                if until is not None and until <= self.now:
+                    self.apply(r.unstick(task_id, self.now))
+            self.fired_at = self.now
 
     # A restart leaves every agent offline: rare, so that the steps after it matter.
     @precondition(
@@ -409,6 +467,7 @@ class RouterMachine(RuleBasedStateMachine):
         self.declines_are_kept()
         self.nobody_idles_next_to_work_they_could_take()
         self.no_wait_at_a_step_nobody_could_take()
+        self.reservations_are_sound()
 
     def capacity_and_interruptions(self) -> None:
         r = self.router
@@ -469,6 +528,7 @@ class RouterMachine(RuleBasedStateMachine):
             for agent in r.agents.values():
                 if (
                     agent.can_take(task.channel, r.matrix)
+                    and r.reserved_for(task.id) in (None, agent.id)
                     and eligible(r, agent, task)
                     and agent.id not in self.declines.get(task.id, ())
                 ):
@@ -490,6 +550,26 @@ class RouterMachine(RuleBasedStateMachine):
                 and a.capacity.get(task.channel, 0) > 0
                 for a in r.agents.values()
             ), task
+
+    def reservations_are_sound(self) -> None:
+        """A task waits for one agent only while it prefers them, they could take it but for
+        their status or the work they hold, did not decline it, and its timer did not fire."""
+        r = self.router
+        for task in r.tasks.values():
+            until = r.sticky_until(task.id)
+            if until is not None:
+                assert self.prefs.get(task.id) == (self.prefs[task.id][0], until), task
+                assert task.state in (TaskState.QUEUED, TaskState.OFFERED), task
+            agent_id = r.reserved_for(task.id)
+            if agent_id is None:
+                continue
+            agent = r.agents[agent_id]
+            assert task.state is TaskState.QUEUED and r.queues[task.queue].mode is Mode.PUSH
+            assert self.prefs[task.id][0] == agent_id and until > self.fired_at, task
+            assert eligible(r, agent, task) and agent.capacity.get(task.channel, 0) > 0
+            assert task.channel in agent.channels
+            assert agent_id not in self.declines.get(task.id, ())
+            assert not agent.can_take(task.channel, r.matrix), f"{agent_id} idles next to {task}"
 
 
 RouterMachine.TestCase.settings = settings(

@@ -390,3 +390,80 @@ def test_restore_keeps_assigned_work_with_its_agent(stack):
     new.login("ann")
     result(new.sessions.complete("ann", task.id, "after restart"))
     assert task.id not in new.router.tasks
+
+
+# ---------------------------------------------------------------------- stickiness timer
+
+
+def prefer(agent_id: str, until: float) -> dict:
+    return {"attributes": {"preferred_agent": agent_id, "preferred_until": until}}
+
+
+def ended_preferences(s, task_id: str) -> list[str]:
+    return [e.data["reason"] for e in s.events(task_id)
+            if e.kind == ev.TASK_CHANGED and e.data.get("preference") == "ended"]
+
+
+def test_a_task_waits_for_its_preferred_agent_until_the_stickiness_timer_fires(stack):
+    stack.put_agent("ann", 8)
+    stack.put_agent("bob", 8)
+    stack.login("ann")
+    stack.call()
+    result(stack.sessions.accept("ann", stack.last_offer("ann").id))  # ann is on a call
+    stack.login("bob")
+    until = stack.clock.seconds() + 120
+    task = stack.call(**prefer("ann", until))
+    assert stack.router.reserved_for(task.id) == "ann"
+    assert [o for o in stack.offers_made() if o.agent_id == "bob"] == []  # bob stays idle
+
+    stack.clock.advance(119)
+    assert stack.router.reserved_for(task.id) == "ann"
+
+    stack.clock.advance(1)
+
+    assert stack.last_offer("bob").task_id == task.id
+    assert ended_preferences(stack, task.id) == ["timeout"]
+    assert stack.assignment._sticky_timers == {}
+
+
+def test_the_stickiness_timer_is_disarmed_when_the_preferred_agent_takes_the_task(stack):
+    stack.put_agent("ann", 8)
+    stack.put_agent("bob", 8)
+    stack.login("ann")
+    call = stack.call()
+    result(stack.sessions.accept("ann", stack.last_offer("ann").id))
+    stack.login("bob")
+    task = stack.call(**prefer("ann", stack.clock.seconds() + 120))
+    assert task.id in stack.assignment._sticky_timers
+    assert [o.task_id for o in stack.offers_made() if o.agent_id == "bob"] == []
+
+    result(stack.sessions.complete("ann", call.id, "done"))
+    offer = stack.last_offer("ann")
+    assert offer.task_id == task.id
+    [offered] = [e for e in stack.events(task.id) if e.kind == ev.TASK_OFFERED]
+    assert offered.data["explanation"]["rule"] == "sticky"
+    result(stack.sessions.accept("ann", offer.id))
+
+    assert stack.assignment._sticky_timers == {}
+    stack.clock.advance(200)
+    assert ended_preferences(stack, task.id) == []
+    assert stack.router.tasks[task.id].agent_id == "ann"
+
+
+def test_restore_keeps_a_reservation_and_rearms_its_timer(stack):
+    stack.put_agent("ann", 8)
+    stack.put_agent("bob", 8)
+    until = stack.clock.seconds() + 2 * STEP_AFTER
+    task = stack.call(**prefer("ann", until))  # nobody is logged in: reserved for ann
+
+    new, _ = restart(stack)
+
+    assert new.router.reserved_for(task.id) == "ann"
+    assert new.router.sticky_until(task.id) == until
+    new.login("bob")
+    new.clock.advance(STEP_AFTER)  # the step comes; ann still qualifies: still hers
+    assert new.router.tasks[task.id].step == 1
+    assert new.router.reserved_for(task.id) == "ann" and new.offers_made() == []
+    new.clock.advance(until - new.clock.seconds())
+    assert new.last_offer("bob").task_id == task.id
+    assert ended_preferences(new, task.id) == ["timeout"]

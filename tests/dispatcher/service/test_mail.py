@@ -7,12 +7,13 @@ from __future__ import annotations
 from email import message_from_bytes, policy
 
 import pytest
+from twisted.internet.defer import Deferred
 
-from dispatcher.domain.tasks import TaskState
+from dispatcher.domain.tasks import Channel, Task, TaskState
 from dispatcher.service import mail as m
 from dispatcher.service.mail import InboundMail, Mail, MailPolicy, format_task, show_task
 from dispatcher.service.ports import OutboundMail
-from tests.dispatcher.service.stacks import Stack, result
+from tests.dispatcher.service.stacks import Stack, failure_of, result
 
 
 @pytest.fixture
@@ -104,6 +105,42 @@ def test_no_ack_to_automatic_mail_or_the_null_sender(stack, mail, kw) -> None:
     assert m.EMAIL_ACK_SKIPPED in stack.kinds(got.task_id)
 
 
+def test_messages_arriving_during_the_first_number_load_share_it(stack, mail) -> None:
+    earlier = Task("earlier", Channel.EMAIL, "support", None, 0.0)
+    stack.wait(stack.store.create_mail_task(earlier, None, "", [], 41, []))  # before this process
+    pending: list[Deferred] = []
+    loaded = stack.store.max_request_number
+
+    def slow_load() -> Deferred:
+        d: Deferred = Deferred()
+        pending.append(d)
+        return d
+
+    stack.store.max_request_number = slow_load
+    received = [mail.receive(inbound(f"subject {n}")) for n in range(3)]
+    assert len(pending) == 1  # one load for all three, not one per message
+    pending[0].callback(result(loaded()))
+    assert [stack.wait(d).request for d in received] == ["SB-000042", "SB-000043", "SB-000044"]
+    assert receive(stack, mail, inbound("later")).request == "SB-000045"
+    assert len(pending) == 1
+
+
+def test_a_failed_number_load_fails_its_message_and_the_next_one_loads_again(stack, mail) -> None:
+    attempts: list[Deferred] = []
+
+    def flaky_load() -> Deferred:
+        attempts.append(Deferred())
+        return attempts[-1]
+
+    stack.store.max_request_number = flaky_load
+    first, second = mail.receive(inbound("one")), mail.receive(inbound("two"))
+    attempts[0].errback(RuntimeError("database down"))
+    assert isinstance(failure_of(first).value, RuntimeError)
+    assert len(attempts) == 2  # the waiting message loads again itself
+    attempts[1].callback(0)
+    assert stack.wait(second).request == "SB-000001"
+
+
 def test_at_most_one_ack_per_sender_per_period(stack, mail) -> None:
     assert receive(stack, mail, inbound("a")).acknowledged
     assert not receive(stack, mail, inbound("b")).acknowledged
@@ -175,3 +212,39 @@ def test_states_are_untouched_by_joining(stack, mail) -> None:
     first = receive(stack, mail, inbound())
     receive(stack, mail, inbound("[#SB-000001]"))
     assert stack.router.tasks[first.task_id].state is TaskState.QUEUED
+
+
+def test_a_reply_goes_back_to_the_agent_who_handled_it_until_stickiness_ends(stack, mail) -> None:
+    stack.put_agent("bob", 5, capacity={"email": 3})
+    first = receive(stack, mail, inbound())
+    stack.login("ann")
+    stack.wait(stack.sessions.accept("ann", stack.last_offer("ann").id))
+    stack.advance(10)
+    stack.login("bob")  # idle from now on
+    stack.advance(10)
+    stack.wait(stack.sessions.complete("ann", first.task_id))  # ann idle from now: shorter
+    stack.settle()
+    stack.advance(3600)
+
+    again = receive(stack, mail, inbound("Re: Printer on fire [#SB-000001]", text="again"))
+
+    assert again.action == "reopened"
+    offer = stack.last_offer("ann")
+    assert offer.task_id == first.task_id  # not bob, though bob has idled longer
+    assert not [o for o in stack.offers_made() if o.agent_id == "bob"]
+    [offered] = [e for e in stack.events(first.task_id) if e.kind == "task.offered"][-1:]
+    assert offered.data["explanation"]["rule"] == "sticky"
+    stack.wait(stack.sessions.accept("ann", offer.id))
+    stack.wait(stack.sessions.complete("ann", first.task_id))
+    stack.wait(stack.sessions.logout("ann"))
+    stack.settle()
+
+    # ann is away: the next reply waits for her, and for her only, until stickiness ends.
+    stack.advance(60)
+    receive(stack, mail, inbound("Re: Printer on fire [#SB-000001]", text="and again"))
+    assert stack.router.reserved_for(first.task_id) == "ann"
+    stack.advance(mail.policy.sticky_seconds - 1)
+    assert not [o for o in stack.offers_made() if o.agent_id == "bob"]
+    stack.advance(1)
+    assert stack.last_offer("bob").task_id == first.task_id
+    assert stack.router.tasks[first.task_id].attributes["preferred_agent"] == "ann"
