@@ -50,7 +50,16 @@ class EmailSettings:
     retry_base: float = 60.0
     retry_max: float = 3600.0
     max_attempts: int = 8
-    # IMAP polling is not built yet (issue 4 stays open for it): no settings until it works.
+    # IMAP polling (imap.py) of an existing mailbox; empty host = off
+    imap_host: str = ""
+    imap_port: int = 143
+    imap_user: str = ""
+    imap_password: str = ""  # or SWITCHBOARD_EMAIL_IMAP_PASSWORD_FILE
+    imap_mailbox: str = "INBOX"
+    imap_queue: str = ""  # the queue of polled messages; required with imap_host
+    imap_interval: float = 30.0  # seconds between searches (without IDLE), longest IDLE (with)
+    imap_idle: bool = True  # use IDLE when the server offers it
+    imap_move_to: str = ""  # move each stored message to this folder (server needs MOVE)
 
 
 def parse_routes(spec: str) -> dict[str, str]:
@@ -86,6 +95,22 @@ class Routes:
         if self.default_queue and domain in self.domains:
             return self.default_queue
         return None
+
+
+def check_imap(s: EmailSettings) -> None:
+    """Refuse IMAP settings that cannot work (at start, not at the first poll)."""
+    if not s.imap_host:
+        return
+    if not s.imap_queue.strip():
+        raise InvalidValue("email.imap_queue: required when email.imap_host is set")
+    if not s.imap_user:
+        raise InvalidValue("email.imap_user: required when email.imap_host is set")
+    if not 0 < s.imap_port < 65536:
+        raise InvalidValue(f"email.imap_port: not a port: {s.imap_port}")
+    if not s.imap_interval > 0:
+        raise InvalidValue(f"email.imap_interval: must be > 0, got {s.imap_interval}")
+    if not s.imap_mailbox.strip():
+        raise InvalidValue("email.imap_mailbox: must not be empty")
 
 
 def policy_from(s: EmailSettings) -> MailPolicy:

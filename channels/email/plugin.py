@@ -2,7 +2,7 @@
 
 `build(context, settings)` needs `context.mail`, the `dispatcher.service.mail.Mail` the runtime
 builds; it sets the channel's policy on it and returns the edge: SMTP intake, the outbound
-relay, started and stopped together. (IMAP polling is not built yet.)
+relay, and (when `imap_host` is set) IMAP polling of a mailbox, started and stopped together.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from twisted.internet import defer
 
 from dispatcher.service.edges import EdgeContext, EdgeSpec
 
-from .config import EmailSettings, Routes, policy_from
+from .config import EmailSettings, Routes, check_imap, policy_from
+from .imap import ImapPoller
 from .outbound import Relay
 from .smtp import SmtpIntake
 
@@ -37,6 +38,7 @@ class EmailEdge:
         self.intake = SmtpIntake(mail, settings, Routes.from_settings(settings),
                                  tls_context(settings))
         self.relay = Relay(reactor, mail, settings)
+        self.imap = ImapPoller(reactor, mail, settings) if settings.imap_host else None
         self.port: Any = None
 
     def start(self) -> None:
@@ -44,10 +46,16 @@ class EmailEdge:
         self.port = self.reactor.listenTCP(s.smtp_port, self.intake, interface=s.smtp_host)
         log.info("e-mail: SMTP on %s:%d", s.smtp_host, self.port.getHost().port)
         self.relay.start()
+        if self.imap is not None:
+            log.info("e-mail: IMAP polling %s@%s:%d/%s", s.imap_user, s.imap_host, s.imap_port,
+                     s.imap_mailbox)
+            self.imap.start()
 
     def stop(self) -> defer.Deferred:
         self.relay.stop()
         waits = [defer.maybeDeferred(self.port.stopListening)] if self.port else []
+        if self.imap is not None:
+            waits.append(self.imap.stop())
         return defer.DeferredList(waits)
 
 
@@ -55,6 +63,7 @@ def build(context: EdgeContext, settings: EmailSettings) -> EmailEdge:
     if context.mail is None:
         raise RuntimeError("the e-mail edge needs EdgeContext.mail (dispatcher.service.mail.Mail)")
     Routes.from_settings(settings)  # refuse bad recipient routes at start
+    check_imap(settings)
     context.mail.configure(policy_from(settings))
     return EmailEdge(context.reactor, context.mail, settings)
 
