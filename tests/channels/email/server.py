@@ -5,8 +5,8 @@ that need real sockets (smtplib, swaks, the chasquid dialogs, a relay sink, SIGK
 
 Builds what the runtime builds (store on a thread pool with group commit, router, services,
 `Mail`, the edge through its `EDGE.build`), with the queues `support` and `sales`, then prints
-`READY <smtp port>` and runs until SIGTERM. Until `switchboard serve` loads edges, this is the
-composition the runtime must reproduce (see the report of issue 4).
+`READY <smtp port>` and runs until SIGTERM. Lighter to start than `switchboard serve` (which
+test_durability.py runs), and it lets a test pass any EmailSettings at once.
 """
 
 from __future__ import annotations

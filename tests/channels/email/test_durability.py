@@ -1,27 +1,58 @@
-"""Durability: SIGKILL the dispatcher at a random point while clients send; after a restart,
+"""Durability: SIGKILL `switchboard serve` at a random point while clients send; after a restart,
 every message that got its 250 is a stored task (250 is sent only after the commit).
 
-Runs the composition of tests/channels/email/server.py (what `switchboard serve` builds once it
-loads edges) as a subprocess on a SQLite file."""
+Runs the real command, as an operator would: `switchboard db upgrade`, `queues add`, then
+`serve` with the e-mail edge configured by SWITCHBOARD_EMAIL_* variables, on a SQLite file."""
 
 from __future__ import annotations
 
 import random
 import smtplib
+import socket
+import subprocess
 import threading
 import time
 
 import pytest
 
 from tests.channels.email import running
+from tests.dispatcher.runtime.running import base_env, free_port, switchboard_command
 
 SENDERS = 4
+READY_TIMEOUT = 30.0
+
+
+def start_serve(url: str, smtp_port: int, cwd) -> subprocess.Popen:
+    env = base_env(
+        SWITCHBOARD_DATABASE_URL=url,
+        SWITCHBOARD_SERVER_HTTP_PORT=str(free_port()),
+        SWITCHBOARD_EMAIL_SMTP_PORT=str(smtp_port),
+        SWITCHBOARD_EMAIL_RECIPIENTS="support@example.com=support",
+        SWITCHBOARD_CONSOLE_ENABLED="false",
+    )
+    proc = subprocess.Popen([*switchboard_command(), "serve"], cwd=cwd, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"serve exited: {proc.stderr.read().decode()[-2000:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", smtp_port), timeout=0.5):
+                return proc
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise AssertionError("serve did not open its SMTP port")
 
 
 @pytest.mark.slow
-def test_every_250_survives_a_sigkill(tmp_path) -> None:
+def test_every_250_survives_a_sigkill_of_switchboard_serve(tmp_path) -> None:
     url = f"sqlite:///{tmp_path / 'switchboard.db'}"
-    server = running.start(url)
+    for args in (["db", "upgrade"], ["queues", "add", "support"]):
+        subprocess.run([*switchboard_command(), "--database", url, *args], cwd=tmp_path,
+                       env=base_env(), check=True, capture_output=True, timeout=60)
+    port = free_port()
+    server = start_serve(url, port, tmp_path)
     acknowledged: list[str] = []
     lock = threading.Lock()
     stop = threading.Event()
@@ -30,7 +61,7 @@ def test_every_250_survives_a_sigkill(tmp_path) -> None:
         i = 0
         while not stop.is_set():
             try:
-                with smtplib.SMTP("127.0.0.1", server.port, timeout=10) as c:
+                with smtplib.SMTP("127.0.0.1", port, timeout=10) as c:
                     while not stop.is_set():
                         subject = f"durable-{n}-{i}"
                         i += 1
@@ -46,18 +77,20 @@ def test_every_250_survives_a_sigkill(tmp_path) -> None:
         t.start()
     time.sleep(random.uniform(0.8, 2.0))
     server.kill()
+    server.wait(10)
     stop.set()
     for t in threads:
         t.join(15)
     assert len(acknowledged) > 10
-    again = running.start(url)  # restarts on the same database, rebuilds the router
+    again = start_serve(url, port, tmp_path)  # same database: the router is rebuilt
     try:
         stored = {s for (s,) in running.rows(url, "select subject from email_messages "
                                                   "where direction = 'in'")}
         tasks = running.rows(url, "select count(*) from tasks t join email_messages m on "
                                   "m.task_id = t.id where m.subject like 'durable-%'")[0][0]
     finally:
-        again.stop()
+        again.terminate()
+        assert again.wait(20) == 0  # SIGTERM: a clean stop
     lost = [s for s in acknowledged if s not in stored]
     assert lost == []
     assert tasks >= len(acknowledged)

@@ -303,3 +303,31 @@ def test_auth_is_not_offered_and_is_refused_cleanly(server) -> None:
         code, _ = smtp.docmd("AUTH", "PLAIN AHVzZXIAcGFzcw==")
         assert 500 <= code < 600
         assert smtp.noop()[0] == 250  # the session goes on
+
+
+def test_starttls_with_a_configured_certificate(tmp_path) -> None:
+    """With tls_cert and tls_key set, STARTTLS is offered and mail sent over it is stored."""
+    import ssl
+
+    need_binary("openssl")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=mx.example.com", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    url = f"sqlite:///{tmp_path / 'tls.db'}"
+    server = running.start(url, tls_cert=str(cert), tls_key=str(key))
+    try:
+        context = ssl.create_default_context(cafile=str(cert))
+        context.check_hostname = False  # the test certificate names mx.example.com
+        with smtplib.SMTP("127.0.0.1", server.port, timeout=10) as c:
+            c.ehlo("client.example.org")
+            assert c.has_extn("starttls")
+            assert c.starttls(context=context)[0] == 220
+            c.ehlo("client.example.org")
+            assert not c.has_extn("starttls")  # already on TLS
+            c.sendmail("tls@customer.org", ["support@example.com"],
+                       b"Subject: over TLS\r\n\r\nsecret\r\n")
+        stored = running.rows(url, "select subject from email_messages where direction = 'in'")
+        assert [s for (s,) in stored] == ["over TLS"]
+    finally:
+        server.stop()
