@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import resource
@@ -74,6 +75,11 @@ def serve(agents: int, rate: float, seconds: float, secret: str, history: bool) 
         await roster.put_queue(Queue("support", requirement={"support": 1}))
         for i in range(agents):
             await roster.put_agent(Agent(f"a{i}", skills={"support": 5}, queues={"support"}))
+        # As App.start does once the router is rebuilt. Measured: frozen *after* the 2,000
+        # connections exist, p99 drops from ~35 ms to ~6-9 ms: the tail is the collector's full
+        # passes over the connections' objects, which a freeze at start cannot cover.
+        gc.collect()
+        gc.freeze()
         settings = EDGE.settings(port=0, jwt_secret_file=secret, grace_seconds=600,
                                  allowed_origins="http://127.0.0.1")
         ctx = EdgeContext(reactor, intake, sessions, queries, roster, assignment, Resource(),

@@ -8,6 +8,7 @@ database and re-arms every timer.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import logging
 import uuid
@@ -109,6 +110,11 @@ class App:
             for c in state.calendars
         }
         await self.assignment.restore(state)
+        # What start-up built (the router's state, rebuilt from the database) is long-lived:
+        # keep it out of the collector's full passes, which stall the reactor in proportion to
+        # the objects they walk (see bench/push.py).
+        gc.collect()
+        gc.freeze()
         log.info("router rebuilt: %d queues, %d agents, %d open tasks",
                  len(state.queues), len(state.agents), len(state.open_tasks))
 
