@@ -21,7 +21,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 from dispatcher.domain import events as ev
 from dispatcher.domain.routing import Outcome, Router
-from dispatcher.domain.tasks import TaskState
+from dispatcher.domain.tasks import Task, TaskState
 
 from .ports import Changes, State, Store
 
@@ -92,7 +92,7 @@ class Assignment:
             self._arm_step(task.id)
             self._arm_sticky(task.id)
             if task.state is TaskState.WRAP_UP:
-                self._arm_wrap(task.id, task.queue, task.agent_id)
+                self._arm_wrap(task)
             elif task.id in self._wrap_timers:
                 timer = self._wrap_timers.pop(task.id)
                 if timer.active():
@@ -123,12 +123,14 @@ class Assignment:
             timer = self.clock.callLater(delay, self._unstick, task_id)
             self._sticky_timers[task_id] = (until, timer)
 
-    def _arm_wrap(self, task_id: str, queue: str, agent_id: str | None) -> None:
-        if task_id in self._wrap_timers or agent_id is None:
+    def _arm_wrap(self, task: Task) -> None:
+        """Wrap-up ends by itself the queue's wrap-up time after it began (the task's last
+        change of state), also when the timer is re-armed after a restart."""
+        if task.id in self._wrap_timers or task.agent_id is None:
             return
-        seconds = self.router.queues[queue].wrap_up_seconds
-        self._wrap_timers[task_id] = self.clock.callLater(
-            seconds, self._end_wrap, task_id, agent_id
+        ends = (task.updated_at or self.now()) + self.router.queues[task.queue].wrap_up_seconds
+        self._wrap_timers[task.id] = self.clock.callLater(
+            max(0.0, ends - self.now()), self._end_wrap, task.id, task.agent_id
         )
 
     def _expire(self, offer_id: str) -> None:
@@ -168,7 +170,7 @@ class Assignment:
             self._arm_step(task_id)
             self._arm_sticky(task_id)
             if task.state is TaskState.WRAP_UP:
-                self._arm_wrap(task_id, task.queue, task.agent_id)
+                self._arm_wrap(task)
         return self.apply(outcome)
 
     def stop(self) -> None:

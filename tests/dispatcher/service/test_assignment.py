@@ -392,6 +392,23 @@ def test_restore_keeps_assigned_work_with_its_agent(stack):
     assert task.id not in new.router.tasks
 
 
+def test_a_restart_keeps_what_was_left_of_a_wrap_up(stack):
+    stack.put_agent("ann", 8)
+    stack.login("ann")
+    task = stack.call()
+    result(stack.sessions.accept("ann", stack.last_offer("ann").id))
+    result(stack.sessions.wrap_up("ann", task.id))
+    stack.clock.advance(10)
+
+    new, _ = restart(stack, later=5)  # 15 s of the 30 s wrap-up are gone
+
+    new.clock.advance(WRAP_UP_SECONDS - 15 - 1)
+    assert new.router.tasks[task.id].state is TaskState.WRAP_UP
+    new.clock.advance(1)
+    assert task.id not in new.router.tasks
+    assert completed_event(new, task.id).data["disposition"] == WRAP_UP_TIMEOUT_DISPOSITION
+
+
 # ---------------------------------------------------------------------- stickiness timer
 
 
