@@ -7,7 +7,10 @@ its plugin. A second process (this one) opens N agent connections (default 2,000
 process) which go available, accept every offer and complete the task at once. The server
 submits phone tasks at R per second (default 500) through `Intake.submit`, stamping the wall
 time just before the call into the task; each client measures receipt time minus that stamp.
-Both processes share the machine's clock. Target: p99 <= 20 ms.
+Both processes share the machine's clock. Target: p99 <= 20 ms. Garbage collection runs as in
+`switchboard serve` (one scheduled full pass every 300 s, dispatcher/runtime/collector.py); the
+run measures the steady state after the pass that follows sign-in and reports that pass's own
+pause; `--no-refreeze` leaves collection to the interpreter, for comparison.
 
     .venv/bin/python bench/push.py [--agents N] [--rate R] [--seconds S] [--json]
 """
@@ -16,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import json
 import os
 import resource
@@ -33,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 WARMUP_SECONDS = 2.0
 TICK = 0.005  # the server submits what is due every TICK seconds
 CUSTOMERS = 5000
+REFREEZE_SECONDS = 300.0  # the production default ([server] gc_refreeze_seconds)
 
 
 def raise_fd_limit() -> None:
@@ -43,7 +46,8 @@ def raise_fd_limit() -> None:
 # --- the server process ----------------------------------------------------------------------
 
 
-def serve(agents: int, rate: float, seconds: float, secret: str, history: bool) -> None:
+def serve(agents: int, rate: float, seconds: float, secret: str, history: bool,
+          refreeze: bool = True) -> None:
     from twisted.internet import asyncioreactor
 
     asyncioreactor.install()
@@ -58,6 +62,7 @@ def serve(agents: int, rate: float, seconds: float, secret: str, history: bool) 
     from dispatcher.domain.queues import Queue
     from dispatcher.domain.routing import Router
     from dispatcher.domain.tasks import Channel
+    from dispatcher.runtime.collector import Collector
     from dispatcher.service.assignment import Assignment
     from dispatcher.service.edges import EdgeContext
     from dispatcher.service.history import History
@@ -75,11 +80,11 @@ def serve(agents: int, rate: float, seconds: float, secret: str, history: bool) 
         await roster.put_queue(Queue("support", requirement={"support": 1}))
         for i in range(agents):
             await roster.put_agent(Agent(f"a{i}", skills={"support": 5}, queues={"support"}))
-        # As App.start does once the router is rebuilt. Measured: frozen *after* the 2,000
-        # connections exist, p99 drops from ~35 ms to ~6-9 ms: the tail is the collector's full
-        # passes over the connections' objects, which a freeze at start cannot cover.
-        gc.collect()
-        gc.freeze()
+        # As App.start does: full collections on schedule (dispatcher/runtime/collector.py),
+        # every REFREEZE_SECONDS as in production. With --no-refreeze: the interpreter's own.
+        collector = Collector(reactor, REFREEZE_SECONDS) if refreeze else None
+        if collector is not None:
+            collector.start()
         settings = EDGE.settings(port=0, jwt_secret_file=secret, grace_seconds=600,
                                  allowed_origins="http://127.0.0.1")
         ctx = EdgeContext(reactor, intake, sessions, queries, roster, assignment, Resource(),
@@ -88,6 +93,9 @@ def serve(agents: int, rate: float, seconds: float, secret: str, history: bool) 
         await console.start()
         print(json.dumps({"ws_port": console.server.port}), flush=True)
         await deferToThread(sys.stdin.readline)  # the client is connected and available
+        # The agents have signed in: the steady state of a shift is after a scheduled refreeze
+        # (whose own pause is reported, not mixed into the latencies).
+        pause_ms = round(collector.refreeze() * 1000, 1) if collector is not None else None
         n, t0 = 0, time.monotonic()
         while (elapsed := time.monotonic() - t0) < seconds + WARMUP_SECONDS:
             while n < int(elapsed * rate):  # paced on the clock, whatever the tick's length
@@ -96,7 +104,7 @@ def serve(agents: int, rate: float, seconds: float, secret: str, history: bool) 
                               identity=phone_identity(f"+3220{n % CUSTOMERS:06d}"),
                               attributes={"submitted_at": time.time()})
             await deferLater(reactor, TICK)
-        print(json.dumps({"submitted": n}), flush=True)
+        print(json.dumps({"submitted": n, "refreeze_pause_ms": pause_ms}), flush=True)
         await deferLater(reactor, 1.0)
         await console.stop()
         reactor.stop()
@@ -170,12 +178,15 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--no-history", action="store_true",
                     help="offers without the customer card (isolates the push path)")
+    ap.add_argument("--no-refreeze", action="store_true",
+                    help="leave garbage collection to the interpreter (the baseline)")
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--secret", help=argparse.SUPPRESS)
     args = ap.parse_args()
     raise_fd_limit()
     if args.serve:
-        serve(args.agents, args.rate, args.seconds, args.secret, not args.no_history)
+        serve(args.agents, args.rate, args.seconds, args.secret, not args.no_history,
+              not args.no_refreeze)
         return
     with tempfile.TemporaryDirectory() as tmp:
         secret = Path(tmp) / "secret"
@@ -183,7 +194,8 @@ def main() -> None:
         server = subprocess.Popen(
             [sys.executable, __file__, "--serve", "--agents", str(args.agents), "--rate",
              str(args.rate), "--seconds", str(args.seconds), "--secret", str(secret),
-             *(["--no-history"] if args.no_history else [])],
+             *(["--no-history"] if args.no_history else []),
+             *(["--no-refreeze"] if args.no_refreeze else [])],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=tmp)
         try:
             port = json.loads(server.stdout.readline())["ws_port"]
@@ -195,8 +207,9 @@ def main() -> None:
             start = time.time()
             server.stdin.write("go\n")
             server.stdin.flush()
-            submitted = json.loads(loop.run_until_complete(
-                loop.run_in_executor(None, server.stdout.readline)))["submitted"]
+            done = json.loads(loop.run_until_complete(
+                loop.run_in_executor(None, server.stdout.readline)))
+            submitted = done["submitted"]
             loop.run_until_complete(asyncio.sleep(1.0))
             for c in clients:
                 c.cancel()
@@ -205,7 +218,9 @@ def main() -> None:
             server.wait(30)
     measured = [lat * 1000 for sent, lat in latencies if sent >= start + WARMUP_SECONDS]
     figures = {
-        "agents": args.agents, "rate_per_s": args.rate, "history": not args.no_history, "seconds": args.seconds,
+        "agents": args.agents, "rate_per_s": args.rate, "history": not args.no_history,
+        "refreeze": not args.no_refreeze, "refreeze_pause_ms": done["refreeze_pause_ms"],
+        "seconds": args.seconds,
         "connect_all_s": round(connect_s, 2), "submitted": submitted,
         "offers_seen": counts["offers"], "completed": counts["completed"],
         "errors": counts["errors"], "measured": len(measured),

@@ -8,7 +8,6 @@ database and re-arms every timer.
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import logging
 import uuid
@@ -35,6 +34,7 @@ from dispatcher.storage.engine import make_engine
 from dispatcher.storage.pool import Pool
 from dispatcher.storage.sql import SqlStore
 
+from .collector import Collector
 from .config import Config
 
 log = logging.getLogger(__name__)
@@ -91,6 +91,7 @@ class App:
         self.mail = Mail(self.assignment, self.store, reactor, self.intake)
         self.history = History(self.store, self.assignment)
         self.edges: list[tuple[str, Edge]] = []
+        self.collector = Collector(reactor, config.server.gc_refreeze_seconds)
         self.lock: LeaderLock | None = None
         self._renewal: LoopingCall | None = None
 
@@ -110,11 +111,7 @@ class App:
             for c in state.calendars
         }
         await self.assignment.restore(state)
-        # What start-up built (the router's state, rebuilt from the database) is long-lived:
-        # keep it out of the collector's full passes, which stall the reactor in proportion to
-        # the objects they walk (see bench/push.py).
-        gc.collect()
-        gc.freeze()
+        self.collector.start()  # full collections on schedule, not at random (collector.py)
         log.info("router rebuilt: %d queues, %d agents, %d open tasks",
                  len(state.queues), len(state.agents), len(state.open_tasks))
 
@@ -168,6 +165,7 @@ class App:
             except Exception:  # noqa: BLE001 - the others must still stop
                 log.exception("edge %s did not stop cleanly", name)
         self.assignment.stop()
+        self.collector.stop()
         await self.storage.stop()
         if self.lock is not None:
             if self._renewal is not None and self._renewal.running:

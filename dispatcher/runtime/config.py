@@ -36,6 +36,9 @@ class DatabaseConfig:
 class ServerConfig:
     host: str = "127.0.0.1"
     http_port: int = 8080
+    # One full garbage collection on schedule instead of many at random (runtime/collector.py);
+    # 0: freeze once at start only.
+    gc_refreeze_seconds: float = 300.0
 
 
 @dataclass(frozen=True)
