@@ -64,7 +64,7 @@ def task_row(task: Task) -> Row:
 
 
 def task_from_row(r: Any) -> Task:
-    task = Task(
+    return Task(
         id=r.id,
         channel=Channel(r.channel),
         queue=r.queue,
@@ -76,16 +76,13 @@ def task_from_row(r: Any) -> Task:
         attributes=r.attributes,
         state=TaskState(r.state),
         step=r.step,
+        required_skills=dict(r.required_skills),  # may be {}: a step dropped every skill
         agent_id=r.agent_id,
         offer_id=r.offer_id,
         offer_expires_at=r.offer_expires_at,
         step_started_at=r.step_started_at,
         updated_at=r.updated_at,
     )
-    # Set after construction: Task.__post_init__ would replace an empty requirement (every skill
-    # dropped by an escalation step) with base_skills.
-    task.required_skills = dict(r.required_skills)
-    return task
 
 
 def summary_from_row(r: Any) -> TaskSummary:

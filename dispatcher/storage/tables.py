@@ -128,33 +128,25 @@ task_declines = sa.Table(
     sa.Column("agent_id", sa.String, primary_key=True),
 )
 
-task_events = sa.Table(
-    "task_events",
-    metadata,
-    sa.Column("id", LogId, primary_key=True, autoincrement=True),
-    sa.Column("task_id", sa.String, nullable=False),
-    sa.Column("agent_id", sa.String, nullable=True),
-    sa.Column("kind", sa.String, nullable=False),
-    sa.Column("at", Time, nullable=False),
-    sa.Column("actor", sa.String, nullable=False),
-    sa.Column("data", sa.JSON, nullable=False),
-    sa.Index(None, "task_id", "id"),
-    sa.Index(None, "at"),
-)
+def _event_log(name: str, owner: str) -> sa.Table:
+    """An append-only event log, read per `owner` (task_id or agent_id) in order of id."""
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column("id", LogId, primary_key=True, autoincrement=True),
+        sa.Column("task_id", sa.String, nullable=owner != "task_id"),
+        sa.Column("agent_id", sa.String, nullable=owner != "agent_id"),
+        sa.Column("kind", sa.String, nullable=False),
+        sa.Column("at", Time, nullable=False),
+        sa.Column("actor", sa.String, nullable=False),
+        sa.Column("data", sa.JSON, nullable=False),
+        sa.Index(None, owner, "id"),
+        sa.Index(None, "at"),
+    )
 
-agent_events = sa.Table(
-    "agent_events",
-    metadata,
-    sa.Column("id", LogId, primary_key=True, autoincrement=True),
-    sa.Column("task_id", sa.String, nullable=True),
-    sa.Column("agent_id", sa.String, nullable=False),
-    sa.Column("kind", sa.String, nullable=False),
-    sa.Column("at", Time, nullable=False),
-    sa.Column("actor", sa.String, nullable=False),
-    sa.Column("data", sa.JSON, nullable=False),
-    sa.Index(None, "agent_id", "id"),
-    sa.Index(None, "at"),
-)
+
+task_events = _event_log("task_events", "task_id")
+agent_events = _event_log("agent_events", "agent_id")
 
 outbox = sa.Table(
     "outbox",
