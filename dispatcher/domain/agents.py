@@ -76,6 +76,10 @@ class Agent:
     channels: set[Channel] = field(default_factory=lambda: {Channel.EMAIL, Channel.PHONE})
     # Runtime: handled channels the agent has switched off for now (per-channel presence).
     paused: set[Channel] = field(default_factory=set)
+    # Runtime, from the agent's devices: channels they cannot be reached on (no registered
+    # phone), and channels busy outside our routing (a PBX reports the extension in a call).
+    unreachable: set[Channel] = field(default_factory=set)
+    engaged: set[Channel] = field(default_factory=set)
     status: Presence = Presence.OFFLINE
     break_reason: str | None = None
     idle_since: float = 0.0
@@ -104,14 +108,17 @@ class Agent:
         return chans
 
     def can_take(self, channel: Channel, matrix: InterruptionMatrix = DEFAULT_INTERRUPTIONS) -> bool:
-        """Whether the router may offer this agent a task of `channel` right now."""
+        """Whether the router may offer this agent a task of `channel` right now. A channel
+        engaged outside our routing counts as held and full (the interruption matrix applies)."""
         return (
             self.status is Presence.AVAILABLE
             and self.offer_id is None
             and channel in self.channels
             and channel not in self.paused
+            and channel not in self.unreachable
+            and channel not in self.engaged
             and self.count(channel) < self.capacity.get(channel, 0)
-            and matrix.permits(set(self.held.values()), channel)
+            and matrix.permits(set(self.held.values()) | self.engaged, channel)
         )
 
     def presence(self, matrix: InterruptionMatrix = DEFAULT_INTERRUPTIONS) -> Presence:
@@ -120,7 +127,7 @@ class Agent:
             return self.status
         if self.wrapping:
             return Presence.WRAP_UP
-        if self.held or self.offer_id is not None:
+        if self.held or self.engaged or self.offer_id is not None:
             if not any(self.can_take(c, matrix) for c in self.channels):
                 return Presence.BUSY
         return Presence.AVAILABLE

@@ -33,6 +33,11 @@ TASK_CHANGED = "task.changed"  # priority / deadline / attributes changed
 AGENT_STATUS = "agent.status"  # data: status, reason
 AGENT_CHANGED = "agent.changed"  # skills, queues, capacity changed
 AGENT_CHANNELS = "agent.channels"  # per-channel presence; data: channels taking new work
+AGENT_DEVICE = "agent.device"  # data: channel, reachable, engaged (phone registered / busy outside)
+
+# Call events (phone tasks; the call's start is task.created)
+CALL_ANSWERED = "call.answered"  # the agent's device answered; data: agent_id
+CALL_ENDED = "call.ended"  # data: by (caller | agent | pbx), talk_seconds
 
 
 # Not frozen: a frozen dataclass costs ~1 us more to build, and the router builds one per
@@ -49,3 +54,8 @@ class Event:
 
 def agent_actor(agent_id: str) -> str:
     return f"agent:{agent_id}"
+
+
+def supervisor_actor(supervisor_id: str) -> str:
+    """The actor of a supervisor's action (balancing, merges): `supervisor:<id>`."""
+    return f"supervisor:{supervisor_id}"

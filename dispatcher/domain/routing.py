@@ -54,7 +54,7 @@ from .errors import (
 )
 from .offers import Offer
 from .queues import AgentChoice, Mode, Queue
-from .tasks import TRANSITIONS, Channel, Task, TaskState
+from .tasks import MAX_PRIORITY, MIN_PRIORITY, TRANSITIONS, Channel, Task, TaskState
 
 # At most this many skipped candidates are named in one decision's explanation.
 MAX_EXPLAINED = 10
@@ -198,9 +198,10 @@ class Router:
                 self._drain(queue.name, now, out)
         return out
 
-    def put_agent(self, agent: Agent, now: float) -> Outcome:
+    def put_agent(self, agent: Agent, now: float, actor: str = ev.SYSTEM) -> Outcome:
         """Add an agent, or replace an agent's configuration (name, skills, queues, capacity,
-        channels) keeping their status and their work."""
+        channels) keeping their status and their work. `actor`: who changed it (a supervisor
+        moving an agent between queues is audited in the `agent.changed` event)."""
         for q in agent.queues:
             if q not in self.queues:
                 raise UnknownQueue(q)
@@ -217,7 +218,9 @@ class Router:
             cur.name, cur.skills, cur.queues = agent.name, dict(agent.skills), set(agent.queues)
             cur.capacity, cur.channels = dict(agent.capacity), set(agent.channels)
             cur.paused &= cur.channels
-            out.events.append(ev.Event(ev.AGENT_CHANGED, now, agent_id=cur.id))
+            out.events.append(ev.Event(ev.AGENT_CHANGED, now, agent_id=cur.id, actor=actor,
+                                       data={"queues": sorted(cur.queues),
+                                             "skills": dict(cur.skills)}))
         for b in self._agent_buckets.get(cur.id, ()):
             b.dismiss(cur.id)
         mine: list[Bucket] = []
@@ -343,10 +346,7 @@ class Router:
             target = self._agent(agent_id)
             if target.id == holder.id:
                 raise InvalidValue("the task is already with that agent")
-            if not target.can_take(task.channel, self.matrix):
-                raise NotEligible(agent_id, task_id,
-                                  f"{target.presence(self.matrix).value}, no free "
-                                  f"{task.channel.value} capacity now")
+            self._check_free(target, task)
         old_queue = self.queues[task.queue]
         new_queue = self._queue(queue) if queue is not None else old_queue
         out = Outcome()
@@ -358,11 +358,7 @@ class Router:
         out.declines.append((task.id, holder.id))
         data = {"from_agent": holder.id, "from_queue": old_queue.name}
         if new_queue is not old_queue:
-            extra = {k: v for k, v in task.base_skills.items() if k not in old_queue.requirement}
-            task.queue, task.step = new_queue.name, 0
-            task.base_skills = {**new_queue.requirement, **extra}
-            task.required_skills = new_queue.requirement_at(task.base_skills, 0)
-            task.step_started_at = now
+            self._rehome(task, old_queue, new_queue, now)
             data["to_queue"] = new_queue.name
         else:
             data["to_agent"] = agent_id
@@ -453,6 +449,35 @@ class Router:
         self._serve(agent, now, out)
         return out
 
+    def set_device(self, agent_id: str, channel: Channel, now: float, *,
+                   reachable: bool | None = None, engaged: bool | None = None,
+                   actor: str = ev.SYSTEM) -> Outcome:
+        """What the agent's device for `channel` says: whether they can be reached on it (a
+        phone registered) and whether it is busy outside our routing (a PBX call). Runtime
+        state, like per-channel presence. A pending offer on a channel that becomes unreachable
+        or engaged is withdrawn and the task goes back to the head of its queue."""
+        agent = self._agent(agent_id)
+        out = Outcome()
+        before = (channel in agent.unreachable, channel in agent.engaged)
+        if reachable is not None:
+            (agent.unreachable.discard if reachable else agent.unreachable.add)(channel)
+        if engaged is not None:
+            (agent.engaged.add if engaged else agent.engaged.discard)(channel)
+        after = (channel in agent.unreachable, channel in agent.engaged)
+        if after == before:
+            return out
+        out.events.append(ev.Event(ev.AGENT_DEVICE, now, None, agent_id, actor,
+                                   {"channel": channel.value, "reachable": not after[0],
+                                    "engaged": after[1]}))
+        if any(after) and agent.offer_id is not None and agent.offer_channel is channel:
+            reason = "device_unreachable" if after[0] else "device_engaged"
+            self._withdraw(self.offers[agent.offer_id], now, out, reason, actor)
+        if not after[1] and before[1]:
+            agent.idle_since = now
+        self._refresh(agent)
+        self._serve(agent, now, out)
+        return out
+
     def accept(self, agent_id: str, offer_id: str, now: float) -> Outcome:
         offer = self._own_offer(agent_id, offer_id)
         agent, task = self.agents[agent_id], self.tasks[offer.task_id]
@@ -462,8 +487,7 @@ class Router:
         task.agent_id = agent_id
         agent.held[task.id] = task.channel
         agent.idle_since = now
-        if self._prefs:
-            self._prefs.pop(task.id, None)  # served
+        self._served(task, now)
         actor = ev.agent_actor(agent_id)
         out.ended.append(offer)
         out.events.append(ev.Event(ev.OFFER_ACCEPTED, now, task.id, agent_id, actor,
@@ -555,7 +579,7 @@ class Router:
             raise NotEligible(agent_id, task_id, f"no free {task.channel.value} capacity")
         out = Outcome()
         self._unbucket(task)
-        self._prefs.pop(task_id, None)
+        self._served(task, now)
         task.move(TaskState.ASSIGNED, now)
         task.agent_id = agent_id
         agent.held[task_id] = task.channel
@@ -703,11 +727,15 @@ class Router:
         if agent.status is not Presence.AVAILABLE or agent.offer_id is not None:
             return ()
         cap, paused = agent.capacity, agent.paused
-        if not agent.held:
+        if agent.unreachable:
+            paused = paused | agent.unreachable
+        if not agent.held and not agent.engaged:
             return tuple(ch for ch in agent.channels if cap.get(ch, 0) > 0 and ch not in paused)
         counts: dict[Channel, int] = {}
         for ch in agent.held.values():
             counts[ch] = counts.get(ch, 0) + 1
+        for ch in agent.engaged:  # busy outside our routing: held, and full
+            counts[ch] = max(counts.get(ch, 0), cap.get(ch, 0), 1)
         allows, allowed = self.matrix.allows, None
         for held in counts:  # what every channel held lets in (the interruption matrix)
             ok = allows.get(held, _NO_CHANNELS)
@@ -1104,6 +1132,34 @@ class Router:
                                                             True))
         return True
 
+    def _check_free(self, target: Agent, task: Task) -> None:
+        """A task sent to a named agent needs them free for its channel now."""
+        if not target.can_take(task.channel, self.matrix):
+            raise NotEligible(target.id, task.id,
+                              f"{target.presence(self.matrix).value}, no free "
+                              f"{task.channel.value} capacity now")
+
+    @staticmethod
+    def _rehome(task: Task, old_queue: Queue, new_queue: Queue, now: float) -> None:
+        """The task belongs to another queue: that queue's requirement plus the task's own
+        extra skills, escalation from its first step; its age is kept."""
+        extra = {k: v for k, v in task.base_skills.items() if k not in old_queue.requirement}
+        task.queue, task.step = new_queue.name, 0
+        task.base_skills = {**new_queue.requirement, **extra}
+        task.required_skills = new_queue.requirement_at(task.base_skills, 0)
+        task.step_started_at = now
+
+    def _served(self, task: Task, now: float) -> None:
+        """An assigned task has served its preference: forgotten, and marked over in its
+        attributes (written with the task), so a requeue after a restart does not bring it
+        back."""
+        if self._prefs:
+            self._prefs.pop(task.id, None)
+        until = task.attributes.get("preferred_until")
+        if (isinstance(until, int | float) and not isinstance(until, bool) and until > now
+                and task.attributes.get("preferred_agent")):
+            task.attributes = {**task.attributes, "preferred_until": now}
+
     def _end_preference(self, task: Task, now: float, out: Outcome, reason: str) -> None:
         """The task's preference is over: logged, and kept over in its attributes (a restart
         does not bring it back)."""
@@ -1142,3 +1198,96 @@ class Router:
         """After a queue change: let every available member take what they now can."""
         for agent_id in sorted(self._members.get(queue, ())):
             self._serve(self.agents[agent_id], now, out)
+
+    # ------------------------------------------------------------------ supervision
+
+    def set_priority(self, task_id: str, priority: int, now: float, actor: str) -> Outcome:
+        """A supervisor changes an open task's priority (logged as `task.changed`). A waiting
+        task takes its new place in the order at once, and is offered when someone can take
+        it now; an offered or held task stays where it is (the priority counts when it waits
+        again)."""
+        task = self._task(task_id)
+        if (isinstance(priority, bool) or not isinstance(priority, int)
+                or not MIN_PRIORITY <= priority <= MAX_PRIORITY):
+            raise InvalidValue(f"priority must be an integer {MIN_PRIORITY}-{MAX_PRIORITY}")
+        out = Outcome()
+        was = task.priority
+        if priority == was:
+            return out
+        task.priority = priority
+        out.touch(task)
+        out.events.append(ev.Event(ev.TASK_CHANGED, now, task.id, task.agent_id, actor,
+                                   {"priority": priority, "was": was}))
+        if task.state is TaskState.QUEUED:
+            self._unbucket(task)
+            self._place(task, now, out)
+        return out
+
+    def redirect(self, task_id: str, now: float, actor: str, queue: str | None = None,
+                 agent_id: str | None = None) -> Outcome:
+        """A supervisor sends an open task elsewhere: to another queue (routed there afresh,
+        original age kept, the new queue's requirement plus the task's own extra skills) or to
+        a named agent (offered to them now; they must be able to take its channel, skills are
+        the supervisor's call). A waiting task leaves its place and any preference for one
+        agent; an offered one has its offer withdrawn (not a decline of that agent); an
+        assigned one is transferred (`transfer`). Logged as `task.transferred`."""
+        task = self._task(task_id)
+        if task.state is TaskState.ASSIGNED:
+            return self.transfer(task_id, now, actor, queue, agent_id)
+        if (queue is None) == (agent_id is None):
+            raise InvalidValue("redirect to exactly one of a queue or an agent")
+        if task.state not in (TaskState.QUEUED, TaskState.OFFERED):
+            raise IllegalTransition(task_id, task.state.value, TaskState.QUEUED.value)
+        new_queue = self._queue(queue) if queue is not None else None
+        target: Agent | None = None
+        if agent_id is not None:
+            target = self._agent(agent_id)
+            if target.offer_task_id == task.id:
+                raise InvalidValue("the task is already offered to that agent")
+            self._check_free(target, task)
+        out = Outcome()
+        old_queue = self.queues[task.queue]
+        data: dict = {"from_agent": None, "from_queue": old_queue.name}
+        freed: Agent | None = None
+        if task.state is TaskState.OFFERED:
+            offer = self.offers[task.offer_id]
+            freed = self.agents[offer.agent_id]
+            data["offered_to"] = freed.id
+            self._withdraw(offer, now, out, "redirected", actor, requeue=False)
+            task.move(TaskState.QUEUED, now)
+        else:
+            self._unbucket(task)
+        if self._prefs and task.id in self._prefs:
+            self._end_preference(task, now, out, "redirected")
+        if new_queue is not None:
+            if new_queue is not old_queue:
+                self._rehome(task, old_queue, new_queue, now)
+            data["to_queue"] = new_queue.name
+        else:
+            data["to_agent"] = agent_id
+        out.events.append(ev.Event(ev.TASK_TRANSFERRED, now, task.id, None, actor, data))
+        if target is not None:
+            self._offer(task, target, now, out, {
+                "rule": "supervisor", "requirement": task.required_skills, "eligible": 1,
+                "available": 1, "skipped": {}, "by": actor})
+        else:
+            self._catch_up_steps(task, now, out)
+            self._place(task, now, out)
+        out.touch(task)
+        if freed is not None:
+            self._serve(freed, now, out)
+        return out
+
+    def take_back(self, task_id: str, now: float, actor: str,
+                  reason: str = "supervisor") -> Outcome:
+        """A supervisor takes an assigned task back from its agent: it waits in its queue
+        again (original age kept; logged as `task.requeued`) and is never offered back to that
+        agent (recorded as their decline)."""
+        task = self._task(task_id)
+        if task.state is not TaskState.ASSIGNED:
+            raise IllegalTransition(task_id, task.state.value, TaskState.QUEUED.value)
+        holder = task.agent_id
+        self.declined.setdefault(task_id, set()).add(holder)
+        out = self.requeue(task_id, now, reason, actor)
+        out.declines.append((task_id, holder))
+        return out

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from twisted.internet.defer import Deferred, ensureDeferred
 
+from dispatcher.domain import events as ev
 from dispatcher.domain.agents import Agent
 from dispatcher.domain.errors import UnknownQueue
 from dispatcher.domain.queues import Queue
@@ -28,12 +29,14 @@ class Roster:
         await self.store.put_queue(queue)
         return await self.assignment.apply(self.router.put_queue(queue, self.assignment.now()))
 
-    def put_agent(self, agent: Agent) -> Deferred[Outcome]:
-        return ensureDeferred(self._put_agent(agent))
+    def put_agent(self, agent: Agent, actor: str = ev.SYSTEM) -> Deferred[Outcome]:
+        """`actor`: who changed the configuration (e.g. `supervisor:<id>`), in its event."""
+        return ensureDeferred(self._put_agent(agent, actor))
 
-    async def _put_agent(self, agent: Agent) -> Outcome:
+    async def _put_agent(self, agent: Agent, actor: str = ev.SYSTEM) -> Outcome:
         for q in agent.queues:  # refuse before storing anything
             if q not in self.router.queues:
                 raise UnknownQueue(q)
         await self.store.put_agent(agent)
-        return await self.assignment.apply(self.router.put_agent(agent, self.assignment.now()))
+        return await self.assignment.apply(self.router.put_agent(agent, self.assignment.now(),
+                                                                 actor))

@@ -1312,3 +1312,77 @@ def test_restore_keeps_active_preferences_and_not_ended_ones():
     assert fresh.agents["a1"].offer_task_id in {"declined", "expired"}
     out = check(fresh.set_status("a2", AVAILABLE, T0 + 102))
     assert offers(out) == [("kept", "a2")]
+
+
+def test_a_served_preference_does_not_come_back_after_a_requeue_and_a_restart():
+    r = make_router()
+    add_agent(r, "a1")
+    add_agent(r, "a2", status=OFFLINE)
+    submit_sticky(r, "t", "a1")
+    take(r, "a1", T0 + 1)
+    assert r.tasks["t"].attributes["preferred_until"] == T0 + 1  # served: over
+    check(r.set_status("a1", OFFLINE, T0 + 2))  # the task goes back to the queue
+    fresh_tasks = [Task(id=t.id, channel=t.channel, queue=t.queue, customer_id=None,
+                        created_at=t.created_at, attributes=dict(t.attributes), state=t.state)
+                   for t in r.tasks.values()]
+    fresh = Router()
+    check(fresh.restore([Queue("sales")],
+                        [Agent(id=a, queues={"sales"}) for a in ("a1", "a2")],
+                        fresh_tasks, [], T0 + 3))
+    assert fresh.reserved_for("t") is None and fresh.sticky_until("t") is None
+    check(fresh.set_status("a1", AVAILABLE, T0 + 4))
+    check(fresh.set_status("a1", OFFLINE, T0 + 5))
+    out = check(fresh.set_status("a2", AVAILABLE, T0 + 6))  # not held back for a1
+    assert offers(out) == [("t", "a2")]
+
+
+# ---------------------------------------------------------------- devices (phones)
+
+
+def test_unreachable_phone_gets_no_calls_but_still_emails():
+    r = make_router()
+    add_agent(r, "a1")
+    out = r.set_device("a1", PHONE, T0, reachable=False)
+    assert [e.data for e in events_of(out, ev.AGENT_DEVICE)] == [
+        {"channel": "phone", "reachable": False, "engaged": False}]
+    assert offers(r.submit(new_task("call"), T0 + 1)) == []
+    assert offers(r.submit(new_task("mail", EMAIL), T0 + 2)) == [("mail", "a1")]
+    r2 = make_router()
+    add_agent(r2, "a1")
+    r2.set_device("a1", PHONE, T0, reachable=False)
+    r2.submit(new_task("call"), T0 + 1)
+    # The phone registers: the waiting call is offered at once.
+    assert offers(r2.set_device("a1", PHONE, T0 + 5, reachable=True)) == [("call", "a1")]
+
+
+def test_engaged_phone_counts_as_a_call_held():
+    r = make_router()
+    add_agent(r, "a1")
+    out = r.set_device("a1", PHONE, T0, engaged=True)
+    assert r.agents["a1"].presence() is Presence.BUSY
+    assert not r.agents["a1"].can_take(EMAIL)  # an agent on a call gets nothing else
+    assert offers(out) == []
+    assert offers(r.submit(new_task("mail", EMAIL), T0 + 1)) == []
+    assert offers(r.submit(new_task("call"), T0 + 2)) == []
+    out = r.set_device("a1", PHONE, T0 + 10, engaged=False)
+    assert [a for _, a in offers(out)] == ["a1"]  # free again: served at once
+    assert r.agents["a1"].idle_since == T0 + 10
+
+
+def test_device_change_withdraws_a_pending_offer_on_that_channel():
+    r = make_router()
+    add_agent(r, "a1")
+    assert offers(r.submit(new_task("call"), T0)) == [("call", "a1")]
+    out = r.set_device("a1", PHONE, T0 + 1, engaged=True)
+    withdrawn = events_of(out, ev.OFFER_WITHDRAWN)
+    assert [e.data["reason"] for e in withdrawn] == ["device_engaged"]
+    assert r.tasks["call"].state is TaskState.QUEUED
+    # Unchanged state: no event.
+    assert r.set_device("a1", PHONE, T0 + 2, engaged=True).events == []
+
+
+def test_engaged_email_agent_keeps_emails_only_if_the_matrix_allows():
+    r = make_router()
+    add_agent(r, "a1")
+    r.set_device("a1", EMAIL, T0, engaged=True)  # e.g. a mail client outside us (odd, allowed)
+    assert offers(r.submit(new_task("call"), T0 + 1)) == [("call", "a1")]
