@@ -1,153 +1,42 @@
 """Tokens of the agent console: JWTs checked at the WebSocket handshake (RFC 8725).
 
-What it promises: the algorithm is the one configured (HS256 with a secret from a file, or RS256
-with a public key), whatever the token's header says (`alg: none` and algorithm confusion fail);
-`exp`, `iat`, `aud`, `iss` and `sub` are required and checked; `role` is one of agent,
-supervisor, integration. Every refusal is a `TokenRefused` whose message never contains the
-token. `Signer` issues tokens for `switchboard token`.
+The checks live in `dispatcher.service.tokens` (shared with the phone edge's CTI API); this
+module binds them to the console's settings. What it promises: the algorithm is the one
+configured (HS256 with a secret from a file, or RS256 with a public key), whatever the token's
+header says (`alg: none` and algorithm confusion fail); `exp`, `iat`, `aud`, `iss` and `sub` are
+required and checked; `role` is one of agent, supervisor, integration. Every refusal is a
+`TokenRefused` whose message never contains the token. `Signer` issues tokens for
+`switchboard token`.
 """
 
 from __future__ import annotations
 
-import logging
-import os
-import secrets
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
+from dispatcher.service import tokens
+from dispatcher.service.tokens import (
+    REQUIRED_CLAIMS,
+    Claims,
+    KeyProblem,
+    Keys,
+    Signer,
+    TokenRefused,
+    Verifier,
+)
 
-import jwt
+from .config import ConsoleSettings
 
-from .config import ALGORITHMS, MIN_SECRET_BYTES, ROLES, ConsoleSettings
-
-log = logging.getLogger(__name__)
-REQUIRED_CLAIMS = ("exp", "iat", "aud", "iss", "sub")
-
-
-class TokenRefused(Exception):
-    """The token cannot be used; the message says why (safe to log, without the token)."""
-
-
-class KeyProblem(Exception):
-    """The configured keys cannot be used (missing file, short secret, wrong algorithm)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Claims:
-    sub: str
-    role: str
-    exp: float
-    iat: float
-
-
-@dataclass(frozen=True, slots=True)
-class Keys:
-    algorithm: str
-    verify: str | bytes
-    sign: str | bytes | None  # None: this process can verify only (RS256 without private key)
-    generated: Path | None = None  # the generated HS256 secret's file, if one was made
-
-
-def _read(path: str, what: str) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except OSError as exc:
-        raise KeyProblem(f"cannot read the {what} {path}: {exc.strerror}") from None
+__all__ = ["REQUIRED_CLAIMS", "Claims", "KeyProblem", "Keys", "Signer", "TokenRefused",
+           "Verifier", "load_keys", "signer_for", "verifier_for"]
 
 
 def load_keys(settings: ConsoleSettings, generate: bool = True) -> Keys:
     """The keys the settings name. HS256 without a secret file: the generated secret (created
     once, mode 0600, its path logged) when `generate`, else refused."""
-    alg = settings.jwt_algorithm
-    if alg not in ALGORITHMS:
-        raise KeyProblem(f"jwt_algorithm must be one of {', '.join(ALGORITHMS)}, not {alg!r}")
-    if alg == "RS256":
-        if not settings.jwt_public_key_file:
-            raise KeyProblem("RS256 needs jwt_public_key_file")
-        public = _read(settings.jwt_public_key_file, "public key")
-        private = (_read(settings.jwt_private_key_file, "private key")
-                   if settings.jwt_private_key_file else None)
-        return Keys(alg, public, private)
-    generated = None
-    if settings.jwt_secret_file:
-        secret = _read(settings.jwt_secret_file, "secret").strip()
-    else:
-        if not generate or not settings.generated_secret_file:
-            raise KeyProblem("HS256 needs jwt_secret_file")
-        generated = Path(settings.generated_secret_file).resolve()
-        secret = _generated_secret(generated)
-    if len(secret) < MIN_SECRET_BYTES:
-        raise KeyProblem(f"the HS256 secret must have at least {MIN_SECRET_BYTES} bytes")
-    return Keys(alg, secret, secret, generated)
-
-
-def _generated_secret(path: Path) -> bytes:
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_urlsafe(48) + "\n")
-        log.warning("console: no jwt_secret_file configured; generated a secret in %s", path)
-    else:
-        log.warning("console: no jwt_secret_file configured; using the generated secret in %s",
-                    path)
-    return path.read_bytes().strip()
-
-
-class Verifier:
-    def __init__(self, keys: Keys, issuer: str, audience: str, leeway: float = 30,
-                 clock: Callable[[], float] = time.time) -> None:
-        self.keys, self.issuer, self.audience = keys, issuer, audience
-        self.leeway, self.clock = leeway, clock
-
-    def verify(self, token: str) -> Claims:
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError:
-            raise TokenRefused("malformed token") from None
-        if header.get("alg") != self.keys.algorithm:
-            raise TokenRefused(f"algorithm {header.get('alg')!r} is not accepted")
-        try:
-            claims = jwt.decode(
-                token, self.keys.verify, algorithms=[self.keys.algorithm],
-                audience=self.audience, issuer=self.issuer, leeway=self.leeway,
-                options={"require": list(REQUIRED_CLAIMS), "verify_iat": True},
-            )
-        except jwt.ExpiredSignatureError:
-            raise TokenRefused("token expired") from None
-        except jwt.InvalidAudienceError:
-            raise TokenRefused("wrong audience") from None
-        except jwt.InvalidIssuerError:
-            raise TokenRefused("wrong issuer") from None
-        except jwt.MissingRequiredClaimError as exc:
-            raise TokenRefused(f"missing claim {exc.claim}") from None
-        except jwt.InvalidSignatureError:
-            raise TokenRefused("bad signature") from None
-        except jwt.PyJWTError as exc:
-            raise TokenRefused(f"invalid token ({type(exc).__name__})") from None
-        sub, role = claims.get("sub"), claims.get("role", "agent")
-        if not isinstance(sub, str) or not sub:
-            raise TokenRefused("missing claim sub")
-        if role not in ROLES:
-            raise TokenRefused(f"unknown role {role!r}")
-        return Claims(sub, role, float(claims["exp"]), float(claims["iat"]))
-
-
-class Signer:
-    def __init__(self, keys: Keys, issuer: str, audience: str,
-                 clock: Callable[[], float] = time.time) -> None:
-        if keys.sign is None:
-            raise KeyProblem("no signing key: RS256 needs jwt_private_key_file to issue tokens")
-        self.keys, self.issuer, self.audience, self.clock = keys, issuer, audience, clock
-
-    def issue(self, sub: str, role: str = "agent", ttl: float = 8 * 3600) -> str:
-        if role not in ROLES:
-            raise KeyProblem(f"role must be one of {', '.join(ROLES)}")
-        now = int(self.clock())
-        claims = {"sub": sub, "role": role, "iat": now, "exp": now + int(ttl),
-                  "iss": self.issuer, "aud": self.audience}
-        return jwt.encode(claims, self.keys.sign, algorithm=self.keys.algorithm)
+    return tokens.load_keys(
+        settings.jwt_algorithm, secret_file=settings.jwt_secret_file,
+        public_key_file=settings.jwt_public_key_file,
+        private_key_file=settings.jwt_private_key_file,
+        generated_secret_file=settings.generated_secret_file, generate=generate,
+        label="console")
 
 
 def verifier_for(settings: ConsoleSettings, keys: Keys) -> Verifier:

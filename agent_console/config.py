@@ -6,10 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-ALGORITHMS = ("HS256", "RS256")
-ROLES = ("agent", "supervisor", "integration")
-# An HS256 secret shorter than the hash (RFC 7518 §3.2) is refused.
-MIN_SECRET_BYTES = 32
+# The token rules are shared with the other edges (dispatcher/service/tokens.py).
+from dispatcher.service.tokens import ALGORITHMS, MIN_SECRET_BYTES, ROLES  # noqa: F401
 
 
 @dataclass(frozen=True)

@@ -84,6 +84,27 @@ def test_0002_upgrades_a_0001_database_with_data_in_it(empty_url: str) -> None:
     assert schema.check(empty_url).ok is (schema.head() == "0002")
 
 
+def test_0003_upgrades_a_0002_database_with_data_in_it(empty_url: str) -> None:
+    """The phone tables arrive next to existing agents and mail, which stay as they were."""
+    schema.upgrade(empty_url, "0002")
+    engine = make_engine(empty_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text(
+                "INSERT INTO agents (id, name, capacity_email, capacity_phone, channels,"
+                " created_at) VALUES ('a1', 'Ann', 3, 1, '[\"email\", \"phone\"]', 1.0)"))
+            conn.execute(sa.text("INSERT INTO email_requests (number, task_id) VALUES (7, 't1')"))
+        schema.upgrade(empty_url, "0003")
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT id FROM agents")).all() == [("a1",)]
+            assert conn.execute(sa.text("SELECT number FROM email_requests")).all() == [(7,)]
+            assert conn.execute(sa.text("SELECT count(*) FROM phone_accounts")).scalar() == 0
+            assert conn.execute(sa.text("SELECT count(*) FROM phone_bindings")).scalar() == 0
+    finally:
+        engine.dispose()
+    assert schema.check(empty_url).ok is (schema.head() == "0003")
+
+
 def imported_modules(path: Path) -> set[str]:
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):

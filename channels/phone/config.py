@@ -1,0 +1,122 @@
+"""Settings of the phone edge: one frozen dataclass of plain values (the runtime reads them from
+`[phone]` in the TOML file and `SWITCHBOARD_PHONE_*` in the environment; the nonce secret may
+come from `SWITCHBOARD_PHONE_NONCE_SECRET_FILE`), and the structured forms the edge needs (queue
+addresses). Off by default: a dispatcher without phones must not open port 5060 nor make every
+agent unreachable for phone tasks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dispatcher.domain.errors import InvalidValue
+
+from .parse import unescape
+
+DEFAULT_SIP_PORT = 5060
+MINUTE = 60.0
+# RFC 3261 §13.3.1.1: a non-100 provisional response at least every minute keeps proxies on
+# the path from cancelling a call that waits in the queue.
+DEFAULT_QUEUED_INTERVAL = MINUTE
+DEFAULT_MAX_QUEUE_WAIT = 10 * MINUTE
+DEFAULT_REGISTER_MIN = 60  # RFC 3261 §10.3: a registrar may refuse shorter (423)
+DEFAULT_REGISTER_MAX = 3600
+DEFAULT_REGISTER_EXPIRES = 3600  # §10.2.1.1: when the REGISTER says nothing
+DEFAULT_NONCE_SECONDS = 300.0
+DIGEST_ALGORITHMS = ("SHA-256", "MD5")  # RFC 8760 (SHA-256, preferred) and RFC 3261 (MD5)
+
+
+@dataclass(frozen=True)
+class PhoneSettings:
+    enabled: bool = False
+    host: str = "127.0.0.1"  # the address we listen on and put in Via / Record-Route
+    udp_port: int = DEFAULT_SIP_PORT  # 0: any free port
+    tcp_port: int = DEFAULT_SIP_PORT  # 0: any free port, -1: no TCP
+    realm: str = "switchboard"  # digest realm for accounts that do not name one
+    # queue addresses: "support=support,sales@example.com=sales" — an entry with '@' matches
+    # the Request-URI's user@host, one without matches the user part at any host
+    queues: str = ""
+    queued_interval: float = DEFAULT_QUEUED_INTERVAL  # 182 Queued repeated this often
+    max_queue_wait: float = DEFAULT_MAX_QUEUE_WAIT  # then 480 and the task is abandoned
+    register_min: int = DEFAULT_REGISTER_MIN
+    register_max: int = DEFAULT_REGISTER_MAX
+    register_default: int = DEFAULT_REGISTER_EXPIRES
+    nonce_seconds: float = DEFAULT_NONCE_SECONDS  # a nonce older than this is stale
+    nonce_secret: str = ""  # empty: a random one per start (nonces do not survive restarts)
+    # digest algorithms offered, most preferred first (one WWW-Authenticate each)
+    digest_algorithms: str = "SHA-256,MD5"
+    require_devices: bool = True  # agents take phone tasks only with a live registration
+    user_agent: str = "Switchboard"
+    # --- the telephony integration API (cti.py, docs/protocol.md "Telephony integration") ---
+    cti_enabled: bool = False  # a JSON API over WebSocket (+ POST /cti/events) for PBXs
+    cti_host: str = "127.0.0.1"
+    cti_port: int = 8090  # the CTI WebSocket server; 0: any free port
+    # Tokens with role `integration` (RFC 8725: the algorithm is pinned here). The defaults are
+    # the console's, so `switchboard token --agent pbx1 --role integration` makes a PBX token.
+    cti_jwt_algorithm: str = "HS256"
+    cti_jwt_secret_file: str = ""  # HS256 shared secret; empty: the console's generated one
+    cti_jwt_public_key_file: str = ""  # RS256: PEM public key
+    cti_generated_secret_file: str = "switchboard-console.secret"
+    cti_issuer: str = "switchboard"
+    cti_audience: str = "switchboard-console"
+    cti_leeway_seconds: int = 30
+    # dialled number (`to` of call.arrived) -> queue: "+3225550000=support,0800 123=sales"
+    cti_numbers: str = ""
+    cti_default_queue: str = ""  # for a call.arrived naming no queue and no mapped number
+    cti_allowed_origins: str = ""  # browser origins allowed (a PBX sends none)
+    cti_max_frame_bytes: int = 64 * 1024  # larger frames close the socket (1009), POSTs: 413
+
+
+def parse_queues(spec: str) -> dict[str, str]:
+    """"support=support,b@x=billing" -> {"support": "support", "b@x": "billing"}."""
+    out: dict[str, str] = {}
+    for item in filter(None, (p.strip() for p in spec.split(","))):
+        address, sep, queue = item.partition("=")
+        address = address.strip().lower()
+        if address.startswith(("sip:", "sips:")):
+            address = address.split(":", 1)[1]
+        if not sep or not address or not queue.strip():
+            raise InvalidValue(f"phone.queues: expected address=queue, got {item!r}")
+        out[address] = queue.strip()
+    return out
+
+
+@dataclass(frozen=True)
+class QueueAddresses:
+    mapping: dict[str, str]
+
+    @classmethod
+    def from_settings(cls, s: PhoneSettings) -> QueueAddresses:
+        return cls(parse_queues(s.queues))
+
+    def queue_for(self, user: str | None, host: str) -> str | None:
+        user = unescape(user or "").lower()
+        if not user:
+            return None
+        return self.mapping.get(f"{user}@{host.lower()}") or self.mapping.get(user)
+
+
+def algorithms(s: PhoneSettings) -> tuple[str, ...]:
+    names = tuple(a.strip().upper() for a in s.digest_algorithms.split(",") if a.strip())
+    return names
+
+
+def check(s: PhoneSettings) -> None:
+    """Refuse settings that cannot work, at start."""
+    parse_queues(s.queues)
+    for name in ("udp_port", "tcp_port"):
+        port = getattr(s, name)
+        if not -1 <= port < 65536 or (name == "udp_port" and port < 0):
+            raise InvalidValue(f"phone.{name}: not a port: {port}")
+    if not s.queued_interval > 0:
+        raise InvalidValue("phone.queued_interval: must be > 0")
+    if not s.max_queue_wait > 0:
+        raise InvalidValue("phone.max_queue_wait: must be > 0")
+    if not 0 < s.register_min <= s.register_max:
+        raise InvalidValue("phone.register_min/max: need 0 < min <= max")
+    if not s.nonce_seconds > 0:
+        raise InvalidValue("phone.nonce_seconds: must be > 0")
+    algos = algorithms(s)
+    if not algos or any(a not in DIGEST_ALGORITHMS for a in algos):
+        raise InvalidValue(f"phone.digest_algorithms: choose from {', '.join(DIGEST_ALGORITHMS)}")
+    if not s.realm or '"' in s.realm:
+        raise InvalidValue("phone.realm: must be set and contain no '\"'")

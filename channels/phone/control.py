@@ -1,0 +1,515 @@
+"""Call control: an INVITE to a queue address becomes a phone task; the router's offer rings
+the agent's registered phone; the phone's answers become the agent's accept or reject.
+
+Sits in the phone edge as the transaction user of sip.py (REGISTER goes on to registrar.py);
+talks to the core only through `calls` (dispatcher.service.calls.Calls) and the assignment
+listener. What it promises (issue 5, DESIGN §5):
+- INVITE to a configured queue address → 100 Trying (transaction layer), `calls.arrived` (the
+  task is committed), then 182 Queued, repeated every `queued_interval` while the call waits.
+  Unknown address → 404; unknown queue → 404; nothing stored → 503.
+- TASK_OFFERED for a call we hold → the INVITE is proxied (Record-Route, our Via) to the agent's
+  registered contact: the ringing phone is the offer. 18x is relayed. 2xx → `calls.answered`
+  first, then the 200 goes to the caller (if the offer ended meanwhile, the agent leg is ACKed
+  and hung up instead). 486/603/other failures → `calls.refused` (the router offers the next
+  agent). OFFER_EXPIRED (RONA) or OFFER_WITHDRAWN → CANCEL the agent leg.
+- Caller CANCEL → `calls.abandoned`, then 487. No agent within `max_queue_wait` → abandoned,
+  480 with Retry-After.
+- After the answer, requests inside the dialog (ACK, BYE, re-INVITE, ...) pass through us (we
+  are in the route set); a BYE from either side → `calls.ended(by="caller"|"agent")`.
+- OPTIONS → 200; REGISTER → registrar; other methods → 405 (known) / 501 (unknown);
+  Request-URI of another scheme → 416; an unknown Require → 420.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from twisted.internet import defer
+from twisted.python.failure import Failure
+
+from dispatcher.domain import events as ev
+from dispatcher.domain.errors import UnknownQueue
+
+from . import errors, translate
+from .config import PhoneSettings, QueueAddresses
+from .parse import ParseError, Request, Response, parse_uri
+from .registrar import Registrar
+from .sip import ClientTransaction, Endpoint, Flow, ServerTransaction, Timer
+
+log = logging.getLogger(__name__)
+
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER"
+KNOWN_METHODS = frozenset({"SUBSCRIBE", "NOTIFY", "MESSAGE", "PUBLISH", "REFER", "INFO",
+                           "UPDATE", "PRACK"})
+DIALOG_METHODS = frozenset({"BYE", "INFO", "UPDATE", "INVITE", "PRACK", "NOTIFY", "REFER",
+                            "MESSAGE", "OPTIONS"})
+SDP = "application/sdp"
+TAG_BYTES = 6
+
+
+def new_tag() -> str:
+    return os.urandom(TAG_BYTES).hex()
+
+
+@dataclass(eq=False)
+class Leg:
+    """The INVITE proxied to one agent's phone (one offer)."""
+
+    agent_id: str
+    offer_id: str | None
+    flow: Flow
+    invite: Request
+    txn: ClientTransaction | None = None
+    state: str = "trying"  # trying | ringing | answering | answered | done
+    provisional: bool = False
+    cancelled: bool = False  # we CANCEL it (offer over, caller gone): no refusal to report
+    cancel_sent: bool = False
+    ok: Response | None = None
+
+
+@dataclass(eq=False)
+class Call:
+    call_id: str
+    txn: ServerTransaction
+    caller_flow: Flow
+    caller_tag: str | None
+    queue: str
+    state: str = "arriving"  # arriving | queued | answered | over
+    task_id: str | None = None
+    cancelled: str | None = None  # why the caller's side ended before the answer
+    leg: Leg | None = None
+    agent_flow: Flow | None = None
+    agent_id: str | None = None
+    timers: list[Timer] = field(default_factory=list)
+
+    @property
+    def waiting(self) -> bool:
+        return self.state in ("arriving", "queued") and not self.txn.final
+
+
+class CallControl:
+    def __init__(self, reactor: Any, calls: Any, queries: Any, settings: PhoneSettings,
+                 registrar: Registrar | None = None) -> None:
+        self.reactor = reactor
+        self.calls = calls
+        self.queries = queries
+        self.settings = settings
+        self.addresses = QueueAddresses.from_settings(settings)
+        self.registrar = registrar or Registrar(reactor, calls, settings)
+        self.endpoint: Endpoint | None = None
+        self.by_call_id: dict[str, Call] = {}
+
+    def attach(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+
+    # ================================================================ transaction user
+
+    def request(self, txn: ServerTransaction) -> None:
+        req = txn.request
+        if req.method == "REGISTER":
+            self.registrar.register(txn)
+            return
+        uri = req.request_uri
+        if not uri.is_sip:
+            txn.reply(errors.UNSUPPORTED_URI_SCHEME)
+            return
+        unsupported = [r for r in req.values("require") if r]
+        if unsupported:
+            txn.reply(errors.BAD_EXTENSION, to_tag=new_tag(),
+                      headers=[("Unsupported", ", ".join(unsupported))])
+            return
+        if req.to.tag:
+            self._in_dialog(txn)
+        elif req.method == "INVITE":
+            self._invite(txn)
+        elif req.method == "OPTIONS":
+            txn.reply(errors.OK, to_tag=new_tag(),
+                      headers=[("Allow", ALLOW), ("Accept", SDP),
+                               ("Server", self.settings.user_agent)])
+        elif req.method == "BYE":
+            txn.reply(errors.NO_TRANSACTION, to_tag=new_tag())
+        elif req.method in KNOWN_METHODS:
+            txn.reply(errors.METHOD_NOT_ALLOWED, to_tag=new_tag(), headers=[("Allow", ALLOW)])
+        else:
+            txn.reply(errors.NOT_IMPLEMENTED, to_tag=new_tag(), headers=[("Allow", ALLOW)])
+
+    def ack(self, request: Request, flow: Flow) -> None:
+        """An ACK for a 2xx: end to end, passed to the other side of the call."""
+        call = self.by_call_id.get(request.call_id)
+        if call is None or call.state != "answered":
+            return
+        target = self._other_side(call, request)
+        if target is None:
+            return
+        drop = translate.count_our_routes(request, self.endpoint.is_us)
+        fwd = translate.forwarded(request, self.endpoint.via(target), drop_routes=drop)
+        self.endpoint.send_stateless(fwd, target)
+
+    def cancel(self, invite: ServerTransaction, cancel: Request) -> None:
+        call = invite.data
+        if not isinstance(call, Call):
+            if not invite.final:
+                invite.reply(errors.REQUEST_TERMINATED)
+            return
+        self._caller_gone(call, errors.ABANDONED_CANCEL, errors.REQUEST_TERMINATED)
+
+    def stray_response(self, response: Response, flow: Flow) -> None:
+        log.debug("response %d matching no transaction from %s dropped", response.status, flow)
+
+    # ================================================================ new calls
+
+    def _invite(self, txn: ServerTransaction) -> None:
+        req = txn.request
+        uri = req.request_uri
+        queue = self.addresses.queue_for(uri.user, uri.host)
+        txn.to_tag = new_tag()
+        if queue is None:
+            txn.reply(errors.NOT_FOUND, errors.NO_QUEUE_REASON)
+            return
+        if translate.max_forwards(req) == 0:
+            txn.reply(483)
+            return
+        ctype = (req.get("content-type") or "").split(";")[0].strip().lower()
+        if req.body and ctype != SDP:
+            txn.reply(errors.UNSUPPORTED_MEDIA_TYPE, headers=[("Accept", SDP)])
+            return
+        if req.call_id in self.by_call_id:
+            txn.reply(errors.LOOP_DETECTED)  # §8.2.2.2: a merged request
+            return
+        call = Call(req.call_id, txn, txn.flow, req.from_.tag, queue)
+        txn.data = call
+        self.by_call_id[call.call_id] = call
+        d = self.calls.arrived(call.call_id, translate.caller_of(req), queue, source="sip",
+                               attributes=translate.call_attributes(req))
+        d.addCallbacks(self._queued, self._not_queued, (call,), None, (call,))
+        d.addErrback(self._bug, "queueing a call")
+
+    def _queued(self, task: Any, call: Call) -> None:
+        call.task_id = task.id
+        if call.cancelled is not None:  # the caller gave up while the call was being stored
+            self._abandon(call, call.cancelled, errors.REQUEST_TERMINATED)
+            return
+        if call.state == "arriving":
+            call.state = "queued"
+        if not call.txn.final:
+            call.txn.reply(errors.QUEUED, errors.QUEUED_REASON)
+            call.timers.append(self.endpoint.timers.call_later(self.settings.queued_interval,
+                                                      self._still_queued, call))
+            call.timers.append(self.endpoint.timers.call_later(self.settings.max_queue_wait,
+                                                      self._queue_timeout, call))
+
+    def _not_queued(self, failure: Any, call: Call) -> None:
+        self._forget(call)
+        if failure.check(UnknownQueue):
+            log.warning("queue address of %s names no queue: %s", call.call_id,
+                        failure.getErrorMessage())
+            call.txn.reply(errors.NOT_FOUND, errors.NO_QUEUE_REASON)
+            return
+        log.error("call %s not stored: %s", call.call_id, failure.getErrorMessage())
+        call.txn.reply(errors.SERVICE_UNAVAILABLE, errors.STORE_FAILED_REASON,
+                       headers=[("Retry-After", str(errors.RETRY_AFTER_SECONDS))])
+
+    def _still_queued(self, call: Call) -> None:
+        if not call.waiting:
+            return
+        call.txn.reply(errors.QUEUED, errors.QUEUED_REASON)
+        call.timers.append(self.endpoint.timers.call_later(self.settings.queued_interval,
+                                                  self._still_queued, call))
+
+    def _queue_timeout(self, call: Call) -> None:
+        if not call.waiting or (call.leg is not None and call.leg.state == "answering"):
+            return
+        log.info("call %s waited %gs in %s: given up", call.call_id,
+                 self.settings.max_queue_wait, call.queue)
+        self._caller_gone(call, errors.ABANDONED_TIMEOUT, errors.TEMPORARILY_UNAVAILABLE)
+
+    def _caller_gone(self, call: Call, reason: str, status: int) -> None:
+        """The caller's side ends before an answer: CANCEL, time limit, shutdown."""
+        if call.state == "over" or call.cancelled is not None:
+            return
+        call.cancelled = reason
+        if call.leg is not None and call.leg.state != "answering":
+            self._cancel_leg(call.leg)
+        if call.state == "arriving":
+            return  # _queued abandons it once the arrival is stored
+        self._abandon(call, reason, status)
+
+    def _abandon(self, call: Call, reason: str, status: int) -> None:
+        call.state = "over"
+        self._stop_timers(call)
+
+        def answer(result: Any) -> None:
+            self._forget(call)
+            headers = [("Retry-After", str(errors.RETRY_AFTER_SECONDS))] \
+                if status == errors.TEMPORARILY_UNAVAILABLE else []
+            reason_text = errors.QUEUE_TIMEOUT_REASON if reason == errors.ABANDONED_TIMEOUT \
+                else None
+            if not call.txn.final:
+                call.txn.reply(status, reason_text, headers=headers)
+            if isinstance(result, Failure):
+                log.error("abandoning %s: %s", call.call_id, result.getErrorMessage())
+
+        d = self.calls.abandoned(call.call_id, reason)
+        d.addBoth(answer)
+        d.addErrback(self._bug, "abandoning a call")
+
+    # ================================================================ offers
+
+    def heard(self, outcome: Any) -> None:
+        """Assignment listener: offers of calls we hold ring phones; ended offers stop."""
+        for event in outcome.events:
+            kind = event.kind
+            if kind == ev.TASK_OFFERED:
+                call = self._call_of_task(event.task_id)
+                if call is not None:
+                    self._ring(call, event.agent_id, event.data.get("offer_id"))
+                else:
+                    self._lost(event.task_id)
+            elif kind in (ev.OFFER_EXPIRED, ev.OFFER_WITHDRAWN):
+                call = self._call_of_task(event.task_id)
+                if call is not None and call.leg is not None \
+                        and call.leg.agent_id == event.agent_id \
+                        and call.leg.state in ("trying", "ringing"):
+                    log.info("offer of %s to %s ended (%s): CANCEL", call.call_id,
+                             event.agent_id, kind)
+                    self._cancel_leg(call.leg)
+                    call.leg = None
+            elif kind == ev.TASK_CANCELLED:
+                call = self._call_of_task(event.task_id)
+                if call is not None and call.waiting:
+                    self._stop_timers(call)
+                    if call.leg is not None:
+                        self._cancel_leg(call.leg)
+                    call.state = "over"
+                    self._forget(call)
+                    call.txn.reply(errors.TEMPORARILY_UNAVAILABLE)
+
+    def _call_of_task(self, task_id: str | None) -> Call | None:
+        if task_id is None:
+            return None
+        call_id = self.calls.call_id(task_id)
+        return None if call_id is None else self.by_call_id.get(call_id)
+
+    def _lost(self, task_id: str | None) -> None:
+        """An offer of a SIP call nobody holds (we restarted since it came): nobody will answer
+        it, so it is abandoned rather than ringing agents for nothing."""
+        if task_id is None or self.queries is None:
+            return
+        task = self.queries.task(task_id)
+        if task is None or task.attributes.get("source") != "sip":
+            return
+        call_id = task.attributes.get("call_id")
+        if call_id and call_id not in self.by_call_id:
+            log.warning("call %s offered but not held here (lost in a restart): abandoned",
+                        call_id)
+            self.calls.abandoned(call_id, "call_lost").addErrback(self._bug, "abandoning")
+
+    def _ring(self, call: Call, agent_id: str, offer_id: str | None) -> None:
+        if not call.waiting or call.cancelled is not None:
+            return
+        if call.leg is not None and call.leg.state in ("trying", "ringing"):
+            self._cancel_leg(call.leg)
+        binding = self.calls.binding(agent_id)
+        if binding is None:
+            log.info("offer of %s to %s: no registered phone", call.call_id, agent_id)
+            self.calls.refused(call.call_id, agent_id, errors.REFUSED_UNREACHABLE) \
+                .addErrback(self._bug, "refusing")
+            return
+        flow = self._flow_of(binding)
+        ep = self.endpoint
+        rr = [self._record_route(call.caller_flow)]
+        if flow.transport != call.caller_flow.transport:
+            rr.append(self._record_route(flow))
+        drop = translate.count_our_routes(call.txn.request, ep.is_us)
+        invite = translate.forwarded(call.txn.request, ep.via(flow), uri=binding.contact,
+                                     record_route=rr, drop_routes=drop)
+        leg = Leg(agent_id, offer_id, flow, invite)
+        call.leg = leg
+        log.info("call %s rings %s at %s", call.call_id, agent_id, binding.contact)
+        leg.txn = ep.request(invite, flow, lambda resp: self._leg_response(call, leg, resp))
+
+    def _flow_of(self, binding: Any) -> Flow:
+        try:
+            flow = Flow.from_text(binding.source)
+        except ValueError:
+            flow = None
+        if flow is not None and (flow.transport == "udp" or flow in self.endpoint.connections):
+            return flow
+        try:  # the phone's TCP connection is gone: a new one to its Contact
+            uri = parse_uri(binding.contact)
+            transport = (uri.param("transport") or "udp").lower()
+            return Flow("tcp" if transport == "tcp" else "udp", uri.host.strip("[]"),
+                        uri.port or 5060)
+        except ParseError:
+            return flow or Flow("udp", "127.0.0.1", 5060)
+
+    def _record_route(self, flow: Flow) -> str:
+        ep = self.endpoint
+        port = ep.tcp_port if flow.reliable and ep.tcp_port else ep.udp_port
+        return f"<sip:{ep.host}:{port};transport={flow.transport};lr>"
+
+    def _leg_response(self, call: Call, leg: Leg, resp: Response) -> None:
+        status = resp.status
+        if status < 200:
+            leg.provisional = True
+            if leg.cancelled and not leg.cancel_sent:
+                self._send_cancel(leg)
+                return
+            if status == errors.TRYING or leg.cancelled or call.leg is not leg:
+                return
+            leg.state = "ringing"
+            if call.waiting:
+                call.txn.respond(translate.without_top_via(resp))
+            return
+        if status < 300:
+            self._leg_answered(call, leg, resp)
+            return
+        # a final refusal (the ACK was sent by the client transaction)
+        was = leg.state
+        leg.state = "done"
+        if call.leg is leg:
+            call.leg = None
+        if leg.cancelled or was == "done":
+            return
+        if call.waiting and call.cancelled is None:
+            log.info("agent %s's phone answered %d to %s", leg.agent_id, status, call.call_id)
+            self.calls.refused(call.call_id, leg.agent_id, errors.refusal(status)) \
+                .addErrback(self._bug, "refusing")
+
+    def _leg_answered(self, call: Call, leg: Leg, resp: Response) -> None:
+        if leg.state == "answered":  # a retransmitted 2xx: pass it on (§16.7 step 5)
+            if call.state == "answered" and call.leg is leg:
+                self.endpoint.send(translate.without_top_via(resp).to_bytes(), call.caller_flow)
+            return
+        if leg.state == "answering":
+            return
+        if leg.cancelled or call.leg is not leg or not call.waiting \
+                or call.cancelled is not None:
+            self._hang_up(leg, resp)  # the 2xx crossed our CANCEL
+            return
+        leg.state = "answering"
+        leg.ok = resp
+        d = self.calls.answered(call.call_id, leg.agent_id)
+        d.addCallbacks(self._connected, self._not_answered, (call, leg), None, (call, leg))
+        d.addErrback(self._bug, "connecting a call")
+
+    def _connected(self, task: Any, call: Call, leg: Leg) -> None:
+        leg.state = "answered"
+        if call.txn.final or call.cancelled is not None:
+            # the caller left while the answer was stored: end the agent's side too
+            self._hang_up(leg, leg.ok)
+            call.state = "over"
+            self._forget(call)
+            self.calls.ended(call.call_id, errors.ENDED_BY_CALLER).addErrback(self._bug, "end")
+            return
+        call.state = "answered"
+        call.agent_flow = leg.flow
+        call.agent_id = leg.agent_id
+        self._stop_timers(call)
+        call.txn.respond(translate.without_top_via(leg.ok))
+        log.info("call %s answered by %s", call.call_id, leg.agent_id)
+
+    def _not_answered(self, failure: Any, call: Call, leg: Leg) -> None:
+        log.info("answer of %s by %s refused by the core (%s): hanging up the agent leg",
+                 call.call_id, leg.agent_id, failure.getErrorMessage())
+        leg.state = "done"
+        if call.leg is leg:
+            call.leg = None
+        self._hang_up(leg, leg.ok)
+
+    def _cancel_leg(self, leg: Leg) -> None:
+        if leg.cancelled:
+            return
+        leg.cancelled = True
+        if leg.provisional and leg.state in ("trying", "ringing"):
+            self._send_cancel(leg)
+        # no provisional yet: the CANCEL goes when one arrives (§9.1); else timer B ends it
+
+    def _send_cancel(self, leg: Leg) -> None:
+        leg.cancel_sent = True
+        cancel = translate.cancel_for(leg.invite)
+        self.endpoint.request(cancel, leg.flow, lambda resp: None)
+
+    def _hang_up(self, leg: Leg, ok: Response | None) -> None:
+        """ACK the leg's 2xx ourselves and BYE it (a caller who will never get it)."""
+        if ok is None:
+            return
+        ep = self.endpoint
+        number = leg.invite.cseq.number
+        ack = translate.in_dialog(leg.invite, ok, "ACK", ep.via(leg.flow), number)
+        ep.send_stateless(ack, leg.flow)
+        bye = translate.in_dialog(leg.invite, ok, "BYE", ep.via(leg.flow), number + 1)
+        ep.request(bye, leg.flow, lambda resp: None)
+        leg.state = "done"
+
+    # ================================================================ inside the dialog
+
+    def _other_side(self, call: Call, req: Request) -> Flow | None:
+        try:
+            from_tag = req.from_.tag
+        except ParseError:
+            return None
+        return call.agent_flow if from_tag == call.caller_tag else call.caller_flow
+
+    def _in_dialog(self, txn: ServerTransaction) -> None:
+        req = txn.request
+        call = self.by_call_id.get(req.call_id)
+        if call is None or call.state != "answered" or req.method not in DIALOG_METHODS:
+            txn.reply(errors.NO_TRANSACTION)
+            return
+        target = self._other_side(call, req)
+        if target is None:
+            txn.reply(errors.NO_TRANSACTION)
+            return
+        by = errors.ENDED_BY_CALLER if target == call.agent_flow else errors.ENDED_BY_AGENT
+        drop = translate.count_our_routes(req, self.endpoint.is_us)
+        fwd = translate.forwarded(req, self.endpoint.via(target), drop_routes=drop)
+
+        def relay(resp: Response) -> None:
+            if resp.status == errors.TRYING and txn.invite:
+                return
+            txn.respond(translate.without_top_via(resp))
+
+        self.endpoint.request(fwd, target, relay)
+        if req.method == "BYE":
+            call.state = "over"
+            self._forget(call)
+            log.info("call %s ended by the %s", call.call_id, by)
+            self.calls.ended(call.call_id, by).addErrback(self._bug, "ending a call")
+
+    # ================================================================ housekeeping
+
+    def _stop_timers(self, call: Call) -> None:
+        for t in call.timers:
+            if t.active():
+                t.cancel()
+        call.timers.clear()
+
+    def _forget(self, call: Call) -> None:
+        self._stop_timers(call)
+        if self.by_call_id.get(call.call_id) is call:
+            del self.by_call_id[call.call_id]
+
+    def stop(self) -> defer.Deferred:
+        """Callers still waiting get 503 and their tasks are abandoned (nobody could answer
+        them after the restart); answered calls keep going between the phones."""
+        waits = []
+        for call in list(self.by_call_id.values()):
+            self._stop_timers(call)
+            if call.waiting:
+                if call.leg is not None:
+                    self._cancel_leg(call.leg)
+                call.state = "over"
+                call.txn.reply(errors.SERVICE_UNAVAILABLE,
+                               headers=[("Retry-After", str(errors.RETRY_AFTER_SECONDS))])
+                waits.append(self.calls.abandoned(call.call_id, "server_stopping")
+                             .addErrback(self._bug, "abandoning at stop"))
+        self.by_call_id.clear()
+        return defer.DeferredList(waits)
+
+    @staticmethod
+    def _bug(failure: Any, what: str) -> None:
+        log.error("phone: %s failed: %s", what, failure.getTraceback())

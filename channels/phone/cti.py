@@ -1,0 +1,664 @@
+"""The telephony integration API (CTI): a JSON API for PBXs that keep the media themselves
+(Asterisk, FreeSWITCH, a cloud voice service). Part of the phone edge; it talks to the dispatcher
+only through the services (`Calls` for calls and devices, `Sessions.transfer` for a route that
+failed) and the committed outcomes of `Assignment.listen`.
+
+A PBX reports `call.arrived`, `call.answered`, `call.ended`, `call.abandoned`, `device.state`
+and `route.failed` over a WebSocket (`websockets` on the reactor's asyncio loop) or, one event
+per request, with `POST /cti/events` on the runtime's HTTP site; the dispatcher pushes `offer`,
+`route` and `cancel_route` over the WebSocket. Wire names: messages.py; docs/protocol.md has
+the sequences.
+
+What it promises:
+- Every socket and request carries a JWT (checked by `dispatcher.service.tokens`: pinned
+  algorithm, exp/iat/aud/iss/sub) with role `integration`: none or an invalid one is refused
+  with HTTP 401 (at the WebSocket handshake, before any WebSocket exists), an agent's or a
+  supervisor's with 403. A browser `Origin` not listed is refused with 403. Tokens never reach
+  the log.
+- A PBX event is acknowledged (`ok`, HTTP 200) only after the Calls Deferred fired, i.e. after
+  the change was committed. Events of one connection are applied in the order they came.
+- Bad input (not JSON, unknown type, missing or oversized fields) gets an `error` with a code,
+  is logged, and the connection stays open; frames above `max_frame_bytes` close it with 1009.
+  Nothing a PBX sends crashes the server.
+- A call belongs to the integration (token subject) that reported it: only its connections get
+  the call's `offer`/`route`/`cancel_route` (every live connection of that integration, so a
+  PBX may keep two for redundancy), and another integration touching the call is `forbidden`.
+  A `route` not yet followed by `call.answered` is sent again when the integration reconnects
+  (after a restart of the dispatcher: the route of every CTI call assigned to an agent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass, fields
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from twisted.internet.defer import Deferred
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from dispatcher.aio import Background, to_deferred, to_future
+from dispatcher.domain import events as ev
+from dispatcher.domain.errors import DomainError, InvalidValue
+from dispatcher.domain.tasks import Channel, TaskState
+from dispatcher.service import tokens
+from dispatcher.service.edges import EdgeContext
+
+from . import messages as m
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CTI_PORT = 8090
+# A connection that lets this many frames pile up is closed (1008): it cannot follow.
+MAX_PENDING_FRAMES = 1000
+SOURCE = "cti"  # Calls' source of the calls reported here
+# Attributes the dispatcher sets on a CTI call's task; a PBX cannot override them.
+INTEGRATION_ATTRIBUTE = "integration"
+TO_ATTRIBUTE = "to"
+RESERVED_ATTRIBUTES = frozenset({"call_id", "caller", "source", INTEGRATION_ATTRIBUTE,
+                                 TO_ATTRIBUTE})
+# Characters ignored when matching a dialled number against `numbers`.
+NUMBER_PUNCTUATION = str.maketrans("", "", " -().")
+# The HTTP status of each error code (POST /cti/events).
+HTTP_STATUS = {
+    m.BAD_MESSAGE: HTTPStatus.BAD_REQUEST, m.UNKNOWN_TYPE: HTTPStatus.BAD_REQUEST,
+    m.FORBIDDEN: HTTPStatus.FORBIDDEN, m.UNKNOWN_CALL: HTTPStatus.NOT_FOUND,
+    m.UNKNOWN_EXTENSION: HTTPStatus.NOT_FOUND, "unknown_queue": HTTPStatus.NOT_FOUND,
+    "unknown_agent": HTTPStatus.NOT_FOUND, "offer_not_current": HTTPStatus.CONFLICT,
+    "illegal_transition": HTTPStatus.CONFLICT, "not_eligible": HTTPStatus.CONFLICT,
+    "invalid_value": HTTPStatus.UNPROCESSABLE_ENTITY, m.INTERNAL: HTTPStatus.INTERNAL_SERVER_ERROR,
+}
+JSON_TYPE = b"application/json"
+
+
+@dataclass(frozen=True)
+class CtiSettings:
+    """The CTI's settings. In the phone edge's `[phone]` section they are the `cti_*` fields
+    (`CtiSettings.from_phone`); the token settings mirror the console's, and their defaults are
+    the console's, so `switchboard token --agent pbx1 --role integration` makes a PBX token."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_CTI_PORT  # the WebSocket server; 0: any free port
+    # RFC 8725: the algorithm is pinned here, never taken from the token's header.
+    jwt_algorithm: str = "HS256"
+    jwt_secret_file: str = ""  # HS256: the shared secret
+    jwt_public_key_file: str = ""  # RS256: PEM public key
+    # HS256 without a secret file: the console's generated secret (never unsigned tokens).
+    generated_secret_file: str = "switchboard-console.secret"
+    issuer: str = "switchboard"
+    audience: str = "switchboard-console"
+    leeway_seconds: int = tokens.DEFAULT_LEEWAY_SECONDS
+    # The dialled number (`to` of call.arrived) -> queue: "+3225550000=support,0800=sales".
+    numbers: str = ""
+    default_queue: str = ""  # when neither `queue` nor `to` names one; empty: refuse the call
+    # Browser pages allowed to open a socket (comma-separated); none by default: a PBX sends no
+    # Origin, and a request with an Origin not listed is refused (403).
+    allowed_origins: str = ""
+    max_frame_bytes: int = 64 * 1024  # also the largest POST body
+    # Make agents without a reachable phone unavailable for phone tasks at start (the phone
+    # edge does it itself when it runs the CTI; see Calls.require_devices).
+    require_devices: bool = True
+
+    @classmethod
+    def from_phone(cls, phone_settings: Any, prefix: str = "cti_") -> CtiSettings:
+        """The `cti_*` fields of the phone edge's settings (those it has), as CtiSettings."""
+        values = {}
+        for f in fields(cls):
+            name = prefix + f.name
+            if hasattr(phone_settings, name):
+                values[f.name] = getattr(phone_settings, name)
+        return cls(**values)
+
+    def origins(self) -> frozenset[str]:
+        return frozenset(o.strip().rstrip("/") for o in self.allowed_origins.split(",")
+                         if o.strip())
+
+    def number_map(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for item in filter(None, (p.strip() for p in self.numbers.split(","))):
+            number, sep, queue = item.partition("=")
+            if not sep or not normal_number(number) or not queue.strip():
+                raise InvalidValue(f"phone.cti_numbers: expected number=queue, got {item!r}")
+            out[normal_number(number)] = queue.strip()
+        return out
+
+
+def normal_number(number: str) -> str:
+    return number.strip().translate(NUMBER_PUNCTUATION).lower()
+
+
+class Refused(Exception):
+    """A PBX request that cannot be done: an error code (wire API) and a message."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class CallRef:
+    call_id: str
+    task_id: str
+    integration: str
+
+
+class Link:
+    """One PBX WebSocket: frames are queued and one writer task sends them in order."""
+
+    def __init__(self, ws: Any, sub: str, background: Background) -> None:
+        self.ws, self.sub = ws, sub
+        self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._writer = background.start(self._write(), name=f"cti-writer-{sub}")
+        self._closing: Any = None
+
+    def push(self, frame: dict[str, Any]) -> None:
+        if self._queue.qsize() >= MAX_PENDING_FRAMES:
+            log.warning("cti: %s cannot keep up; closing", self.sub)
+            self._closing = asyncio.ensure_future(self.ws.close(m.CLOSE_TOO_SLOW,
+                                                                "too many pending frames"))
+            return
+        self._queue.put_nowait(frame)
+
+    async def _write(self) -> None:
+        while True:
+            frame = await self._queue.get()
+            try:
+                await self.ws.send(m.dumps(frame))
+            except asyncio.CancelledError:
+                raise
+            except ConnectionClosed:
+                return
+            except Exception:  # noqa: BLE001 - the connection's loop notices a dead socket
+                log.exception("cti: could not send to %s", self.sub)
+
+    def stop(self) -> None:
+        self._writer.cancel()
+
+
+class Cti:
+    """The CTI of one dispatcher: its WebSocket server, its HTTP resource, and the outcome
+    listener that turns offers and their endings into `offer`/`route`/`cancel_route`."""
+
+    def __init__(self, context: EdgeContext, settings: CtiSettings) -> None:
+        if context.calls is None:
+            raise ValueError("the CTI needs the phone service (EdgeContext.calls)")
+        self.context = context
+        self.settings = settings
+        self.calls = context.calls
+        self.queries = context.queries
+        self.numbers = settings.number_map()
+        self.origins = settings.origins()
+        self.verifier: tokens.Verifier | None = None
+        self.background = Background()
+        self.links: dict[str, set[Link]] = {}  # integration (token subject) -> connections
+        self._claims: dict[int, tokens.Claims] = {}
+        self._refs: dict[str, CallRef] = {}  # task id -> the CTI call
+        self._routes: dict[str, dict[str, Any]] = {}  # task id -> `route` not yet answered
+        self._routed: set[str] = set()  # task ids routed to an agent and not over yet
+        self._server: Any = None
+        self._listening = False
+        self.port: int | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> Deferred[None]:
+        keys = tokens.load_keys(
+            self.settings.jwt_algorithm, secret_file=self.settings.jwt_secret_file,
+            public_key_file=self.settings.jwt_public_key_file,
+            generated_secret_file=self.settings.generated_secret_file, label="cti")
+        self.verifier = tokens.Verifier(keys, self.settings.issuer, self.settings.audience,
+                                        self.settings.leeway_seconds)
+        if not self._listening:
+            self.context.assignment.listen(self.on_outcome)
+            self._listening = True
+        mount(self.context.site_root, self)
+        return to_deferred(self._start())
+
+    async def _start(self) -> None:
+        if self.settings.require_devices:
+            await to_future(self.calls.require_devices())
+        self._recover_routes()
+        self._server = await serve(
+            self._connection, self.settings.host, self.settings.port,
+            process_request=self._handshake, select_subprotocol=self._subprotocol,
+            compression=None, max_size=self.settings.max_frame_bytes,
+            server_header="switchboard-cti", logger=log,
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        log.info("cti: WebSocket server on ws://%s:%d/", self.settings.host, self.port)
+
+    def _recover_routes(self) -> None:
+        """After a restart: the CTI calls assigned to an agent get their `route` again when
+        their integration connects (whether the PBX connected them before is not known here:
+        it ignores a route for a call already connected)."""
+        for agent_id in self.queries.agent_presence():
+            for task in self.queries.held(agent_id):
+                ref = self._ref(task.id)
+                if ref is not None and task.state is TaskState.ASSIGNED:
+                    self._routed.add(task.id)
+                    self._routes[task.id] = {"type": m.ROUTE, "call_id": ref.call_id,
+                                             "task_id": task.id, **self._where(agent_id)}
+
+    def stop(self) -> Deferred[None]:
+        return to_deferred(self._stop())
+
+    async def _stop(self) -> None:
+        self.verifier = None  # POST /cti/events answers 503 from now on
+        server, self._server = self._server, None
+        if server is not None:
+            server.close(close_connections=True)
+            await server.wait_closed()
+        await self.background.stop()
+
+    # ------------------------------------------------------------------ authentication
+
+    def authenticate(self, token: str | None) -> tokens.Claims:
+        """The claims of an integration's token: `_Unauthorized` (401) for none or an invalid
+        one, `_NotAnIntegration` (403) for another role's."""
+        if not token or self.verifier is None:
+            raise _Unauthorized("a bearer token is required")
+        try:
+            claims = self.verifier.verify(token)
+        except tokens.TokenRefused as exc:
+            log.warning("cti: refused a token: %s", exc)
+            raise _Unauthorized(str(exc)) from None
+        if claims.role != tokens.INTEGRATION:
+            log.warning("cti: refused a token of role %s (subject %s): integrations only",
+                        claims.role, claims.sub[:m.MAX_FIELD_CHARS])
+            raise _NotAnIntegration(f"role {claims.role} may not use the CTI")
+        return claims
+
+    def origin_allowed(self, origin: str | None) -> bool:
+        return origin is None or origin.rstrip("/") in self.origins
+
+    def _handshake(self, connection: ServerConnection, request: Request) -> Response | None:
+        origin = request.headers.get("Origin")
+        if not self.origin_allowed(origin):
+            log.warning("cti: refused a handshake from origin %r", origin[:200])
+            return connection.respond(HTTPStatus.FORBIDDEN, "origin not allowed\n")
+        try:
+            claims = self.authenticate(token_from(request))
+        except _Unauthorized as exc:
+            response = connection.respond(HTTPStatus.UNAUTHORIZED, f"unauthorized: {exc}\n")
+            response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+            return response
+        except _NotAnIntegration as exc:
+            return connection.respond(HTTPStatus.FORBIDDEN, f"forbidden: {exc}\n")
+        self._claims[id(connection)] = claims
+        return None
+
+    @staticmethod
+    def _subprotocol(connection: ServerConnection, offered: Any) -> Any:
+        return m.SUBPROTOCOL if m.SUBPROTOCOL in offered else None
+
+    # ------------------------------------------------------------------ one connection
+
+    async def _connection(self, ws: ServerConnection) -> None:
+        claims = self._claims.pop(id(ws), None)
+        if claims is None:  # cannot happen: the handshake refused it
+            await ws.close(1008, "unauthenticated")
+            return
+        link = Link(ws, claims.sub, self.background)
+        self.links.setdefault(claims.sub, set()).add(link)
+        log.info("cti: integration %s connected", claims.sub)
+        link.push({"type": m.WELCOME, "v": m.PROTOCOL_VERSION, "integration": claims.sub,
+                   "server_time": self.context.reactor.seconds()})
+        for task_id, frame in list(self._routes.items()):  # routes the PBX may have missed
+            ref = self._refs.get(task_id)
+            if ref is not None and ref.integration == claims.sub:
+                link.push(frame)
+        try:
+            async for raw in ws:
+                link.push(await self.answer(claims.sub, raw))
+        except ConnectionClosed:
+            pass
+        finally:
+            link.stop()
+            mine = self.links.get(claims.sub)
+            if mine is not None:
+                mine.discard(link)
+                if not mine:
+                    del self.links[claims.sub]
+            log.info("cti: integration %s disconnected", claims.sub)
+
+    async def answer(self, sub: str, raw: str | bytes) -> dict[str, Any]:
+        """The answer to one PBX frame (`ok` after the commit, or `error`); never raises."""
+        rid = None
+        try:
+            msg = m.parse(raw)
+            rid = msg.get("id")
+            return await self.event(sub, msg)
+        except m.BadMessage as exc:
+            log.warning("cti: bad message from %s: %s", sub, exc)
+            return m.error(exc.code, str(exc), rid if exc.rid is None else exc.rid)
+        except Refused as exc:
+            log.warning("cti: refused a request of %s: %s", sub, exc)
+            return m.error(exc.code, str(exc), rid)
+        except DomainError as exc:
+            log.info("cti: %s: %s", exc.code, exc)
+            return m.error(exc.code, str(exc), rid)
+        except Exception:  # noqa: BLE001 - the PBX gets a code, the log gets the trace
+            log.exception("cti: a request of %s failed", sub)
+            return m.error(m.INTERNAL, "internal error", rid)
+
+    # ------------------------------------------------------------------ PBX events
+
+    async def event(self, sub: str, msg: dict[str, Any]) -> dict[str, Any]:
+        kind, rid = msg["type"], msg.get("id")
+        if kind == m.PING:
+            return {"type": m.PONG, "re": rid}
+        if kind == m.CALL_ARRIVED:
+            return await self._arrived(sub, msg, rid)
+        if kind == m.CALL_ANSWERED:
+            return await self._answered(sub, msg, rid)
+        if kind == m.CALL_ENDED:
+            call_id = self._own_call(sub, msg)
+            by = m.choice(msg, "by", m.ENDED_BY, m.DEFAULT_ENDED_BY)
+            await to_future(self.calls.ended(call_id, by))
+            return m.ok(rid, call_id=call_id)
+        if kind == m.CALL_ABANDONED:
+            call_id = self._own_call(sub, msg)
+            reason = m.text(msg, "reason", False, m.MAX_FIELD_CHARS, m.DEFAULT_ABANDON_REASON)
+            await to_future(self.calls.abandoned(call_id, reason or m.DEFAULT_ABANDON_REASON))
+            return m.ok(rid, call_id=call_id)
+        if kind == m.ROUTE_FAILED:
+            return await self._route_failed(sub, msg, rid)
+        return await self._device(msg, rid)  # m.parse admits no other type
+
+    async def _arrived(self, sub: str, msg: dict[str, Any], rid: Any) -> dict[str, Any]:
+        call_id = m.text(msg, "call_id", limit=m.MAX_CALL_ID_CHARS)
+        caller = m.text(msg, "from", False, m.MAX_NUMBER_CHARS, "") or ""
+        to = m.text(msg, "to", False, m.MAX_NUMBER_CHARS, "") or ""
+        queue = m.text(msg, "queue", False) or self.numbers.get(normal_number(to)) \
+            or self.settings.default_queue
+        priority = m.integer(msg, "priority")
+        attributes = {k: v for k, v in m.attributes(msg).items()
+                      if k not in RESERVED_ATTRIBUTES}
+        known = self.calls.task_id(call_id)
+        if known is not None:  # a repeat: the call keeps its queue
+            self._check_owner(sub, known, call_id)
+            held = self.queries.task(known)
+            queue = queue or (held.queue if held is not None else "")
+        if not queue:
+            raise Refused("unknown_queue", f"no queue for the number {to!r}: give `queue` or "
+                          "map the number in [phone] cti_numbers")
+        attributes[INTEGRATION_ATTRIBUTE] = sub
+        if to:
+            attributes[TO_ATTRIBUTE] = to
+        task = await to_future(self.calls.arrived(call_id, caller, queue, source=SOURCE,
+                                                  attributes=attributes, priority=priority))
+        if task.attributes.get(INTEGRATION_ATTRIBUTE) != sub:
+            raise Refused(m.FORBIDDEN, f"call {call_id} was reported by another integration")
+        current = self.queries.task(task.id)
+        return m.ok(rid, call_id=call_id, task_id=task.id, queue=task.queue,
+                    state=(current or task).state.value)
+
+    async def _answered(self, sub: str, msg: dict[str, Any], rid: Any) -> dict[str, Any]:
+        call_id = self._own_call(sub, msg, must_exist=True)
+        extension = m.text(msg, "extension", False, m.MAX_NUMBER_CHARS)
+        agent_id = m.text(msg, "agent_id", False)
+        if extension is not None:
+            by_extension = self.calls.agent_by_extension(extension)
+            if by_extension is None:
+                raise Refused(m.UNKNOWN_EXTENSION, f"no agent has the extension {extension}")
+            if agent_id is not None and agent_id != by_extension:
+                raise m.BadMessage(f"extension {extension} is not agent {agent_id}'s")
+            agent_id = by_extension
+        if agent_id is None:  # the agent the call was routed (or is being offered) to
+            task = self.queries.task(self.calls.task_id(call_id) or "")
+            agent_id = task.agent_id if task is not None else None
+            if agent_id is None:
+                raise Refused("offer_not_current", f"call {call_id} is with no agent: "
+                              "name the `extension` that answered")
+        await to_future(self.calls.answered(call_id, agent_id))
+        return m.ok(rid, call_id=call_id, agent_id=agent_id)
+
+    async def _route_failed(self, sub: str, msg: dict[str, Any], rid: Any) -> dict[str, Any]:
+        """The extension did not take the routed call (no answer, busy, unreachable): the call
+        goes back to its queue with its age, never back to that agent (a transfer to its own
+        queue), and the PBX gets `cancel_route {route_failed}` then the next offer."""
+        call_id = self._own_call(sub, msg, must_exist=True)
+        reason = m.text(msg, "reason", False, m.MAX_FIELD_CHARS, m.DEFAULT_ROUTE_FAILURE)
+        task = self.queries.task(self.calls.task_id(call_id) or "")
+        if task is None or task.state is not TaskState.ASSIGNED or task.agent_id is None:
+            raise Refused("offer_not_current", f"call {call_id} is not routed to an agent")
+        agent_id = task.agent_id  # the task changes hands below
+        log.info("cti: %s could not connect %s to %s: %s", sub, call_id, agent_id, reason)
+        await to_future(self.context.sessions.transfer(
+            task.id, queue=task.queue, actor=m.INTEGRATION_ACTOR_PREFIX + sub))
+        return m.ok(rid, call_id=call_id, agent_id=agent_id)
+
+    async def _device(self, msg: dict[str, Any], rid: Any) -> dict[str, Any]:
+        extension = m.text(msg, "extension", limit=m.MAX_NUMBER_CHARS)
+        state = m.choice(msg, "state", m.DEVICE_STATES)
+        agent_id = self.calls.agent_by_extension(extension)
+        if agent_id is None:
+            raise Refused(m.UNKNOWN_EXTENSION, f"no agent has the extension {extension}")
+        if state == m.UNAVAILABLE:
+            d = self.calls.device(agent_id, reachable=False)
+        else:
+            d = self.calls.device(agent_id, reachable=True, engaged=(state == m.BUSY))
+        await to_future(d)
+        return m.ok(rid, extension=extension, agent_id=agent_id, state=state)
+
+    def _own_call(self, sub: str, msg: dict[str, Any], must_exist: bool = False) -> str:
+        """The message's call id, checked to belong to this integration. A call we do not
+        know (never reported, or over and forgotten) is `unknown_call` when `must_exist`;
+        otherwise the event is acknowledged and changes nothing (ends are idempotent)."""
+        call_id = m.text(msg, "call_id", limit=m.MAX_CALL_ID_CHARS)
+        task_id = self.calls.task_id(call_id)
+        if task_id is None:
+            if must_exist:
+                raise Refused(m.UNKNOWN_CALL, f"no open call {call_id}")
+            return call_id
+        self._check_owner(sub, task_id, call_id)
+        return call_id
+
+    def _check_owner(self, sub: str, task_id: str, call_id: str) -> None:
+        task = self.queries.task(task_id)
+        if task is None:
+            return
+        if task.attributes.get("source") != SOURCE or \
+                task.attributes.get(INTEGRATION_ATTRIBUTE) != sub:
+            raise Refused(m.FORBIDDEN, f"call {call_id} was not reported by {sub}")
+
+    # ------------------------------------------------------------------ dispatcher -> PBX
+
+    def _ref(self, task_id: str | None) -> CallRef | None:
+        if task_id is None:
+            return None
+        ref = self._refs.get(task_id)
+        if ref is None:
+            task = self.queries.task(task_id)
+            if task is None or task.channel is not Channel.PHONE \
+                    or task.attributes.get("source") != SOURCE:
+                return None
+            ref = CallRef(task.attributes.get("call_id", ""), task_id,
+                          task.attributes.get(INTEGRATION_ATTRIBUTE, ""))
+            self._refs[task_id] = ref
+        return ref
+
+    def _where(self, agent_id: str | None) -> dict[str, Any]:
+        """How the PBX reaches the agent: their extension, and a registered SIP contact."""
+        account = self.calls.account_of(agent_id) if agent_id else None
+        binding = self.calls.binding(agent_id) if agent_id else None
+        return {"agent_id": agent_id,
+                "extension": account.extension if account is not None else None,
+                "contact": binding.contact if binding is not None else None}
+
+    def _send(self, ref: CallRef, frame: dict[str, Any]) -> None:
+        for link in list(self.links.get(ref.integration, ())):
+            link.push(frame)
+
+    def on_outcome(self, outcome: Any) -> None:
+        """After each committed outcome: tell the PBX that reported a call what became of it."""
+        answered = {e.task_id for e in outcome.events if e.kind == ev.CALL_ANSWERED}
+        for e in outcome.events:
+            ref = self._ref(e.task_id)
+            if ref is None:
+                continue
+            kind = e.kind
+            if kind == ev.TASK_OFFERED:
+                self._send(ref, {"type": m.OFFER, "call_id": ref.call_id, "task_id": ref.task_id,
+                                 "offer_id": e.data.get("offer_id"),
+                                 "expires_at": e.data.get("expires_at"),
+                                 **self._where(e.agent_id)})
+            elif kind in (ev.OFFER_EXPIRED, ev.OFFER_REJECTED, ev.OFFER_WITHDRAWN):
+                reason = {ev.OFFER_EXPIRED: m.EXPIRED, ev.OFFER_REJECTED: m.REJECTED,
+                          ev.OFFER_WITHDRAWN: m.WITHDRAWN}[kind]
+                self._cancel(ref, e, reason, offer_id=e.data.get("offer_id"))
+            elif kind == ev.TASK_ASSIGNED:
+                self._routed.add(ref.task_id)
+                if ref.task_id in answered:  # the PBX's own answer accepted the offer
+                    continue
+                frame = {"type": m.ROUTE, "call_id": ref.call_id, "task_id": ref.task_id,
+                         **self._where(e.agent_id)}
+                self._routes[ref.task_id] = frame
+                self._send(ref, frame)
+            elif kind == ev.CALL_ANSWERED:
+                self._routes.pop(ref.task_id, None)
+            elif kind in (ev.TASK_REQUEUED, ev.TASK_TRANSFERRED, ev.TASK_CANCELLED):
+                if ref.task_id in self._routed:
+                    reason = {ev.TASK_REQUEUED: m.REQUEUED, ev.TASK_TRANSFERRED: m.TRANSFERRED,
+                              ev.TASK_CANCELLED: m.CANCELLED}[kind]
+                    if kind == ev.TASK_TRANSFERRED and \
+                            e.actor.startswith(m.INTEGRATION_ACTOR_PREFIX):
+                        reason = m.ROUTE_FAILED_REASON
+                    self._cancel(ref, e, reason)
+                    self._routed.discard(ref.task_id)
+                    self._routes.pop(ref.task_id, None)
+            if kind in (ev.TASK_WRAP_UP, ev.TASK_COMPLETED, ev.TASK_CANCELLED,
+                        ev.TASK_ABANDONED):
+                self._routes.pop(ref.task_id, None)
+                self._routed.discard(ref.task_id)
+                if kind != ev.TASK_WRAP_UP:
+                    self._refs.pop(ref.task_id, None)
+
+    def _cancel(self, ref: CallRef, e: Any, reason: str, offer_id: str | None = None) -> None:
+        frame = {"type": m.CANCEL_ROUTE, "call_id": ref.call_id, "task_id": ref.task_id,
+                 "reason": reason, **self._where(e.agent_id)}
+        if offer_id is not None:
+            frame["offer_id"] = offer_id
+        detail = e.data.get("reason")
+        if detail:
+            frame["detail"] = detail
+        self._send(ref, frame)
+
+
+class _Unauthorized(Exception):
+    pass
+
+
+class _NotAnIntegration(Exception):
+    pass
+
+
+def token_from(request: Request) -> str | None:
+    """The bearer token of a handshake: `Authorization: Bearer`, the `bearer.<jwt>`
+    subprotocol, else `?access_token=`."""
+    auth = request.headers.get("Authorization")
+    if auth and auth[:len(m.BEARER)].lower() == m.BEARER:
+        return auth[len(m.BEARER):].strip()
+    for header in request.headers.get_all("Sec-WebSocket-Protocol"):
+        for value in header.split(","):
+            value = value.strip()
+            if value.startswith(m.TOKEN_SUBPROTOCOL_PREFIX):
+                return value[len(m.TOKEN_SUBPROTOCOL_PREFIX):]
+    values = parse_qs(urlsplit(request.path).query).get(m.TOKEN_QUERY_PARAMETER)
+    return values[0] if values else None
+
+
+# ---------------------------------------------------------------------- HTTP one-shot events
+
+
+class Events(Resource):
+    """`POST /cti/events`: one PBX event per request, JSON in and out, `Authorization: Bearer`.
+    200 with the `ok` frame after the commit; an `error` frame with a 4xx/5xx status otherwise
+    (HTTP_STATUS); 401 / 403 for tokens as on the WebSocket; 413 above `max_frame_bytes`; 415
+    for a body that is not application/json; 503 once the CTI has stopped. Other methods: 405."""
+
+    isLeaf = True
+
+    def __init__(self, cti: Cti) -> None:
+        super().__init__()
+        self.cti = cti
+
+    def render_POST(self, request) -> bytes | int:
+        request.setHeader(b"content-type", JSON_TYPE)
+        request.setHeader(b"cache-control", b"no-store")
+        if self.cti.verifier is None:
+            return self._fail(request, HTTPStatus.SERVICE_UNAVAILABLE, m.NOT_RUNNING,
+                              "the CTI is not running")
+        if not self.cti.origin_allowed(_header(request, b"origin")):
+            return self._fail(request, HTTPStatus.FORBIDDEN, m.FORBIDDEN, "origin not allowed")
+        auth = _header(request, b"authorization") or ""
+        token = auth[len(m.BEARER):].strip() if auth[:len(m.BEARER)].lower() == m.BEARER \
+            else None
+        try:
+            claims = self.cti.authenticate(token)
+        except _Unauthorized as exc:
+            request.setHeader(b"www-authenticate", b'Bearer error="invalid_token"')
+            return self._fail(request, HTTPStatus.UNAUTHORIZED, m.UNAUTHORIZED, str(exc))
+        except _NotAnIntegration as exc:
+            return self._fail(request, HTTPStatus.FORBIDDEN, m.FORBIDDEN, str(exc))
+        ctype = (_header(request, b"content-type") or "").split(";")[0].strip().lower()
+        if ctype != JSON_TYPE.decode():
+            return self._fail(request, HTTPStatus.UNSUPPORTED_MEDIA_TYPE, m.BAD_MESSAGE,
+                              "send application/json")
+        limit = self.cti.settings.max_frame_bytes
+        body = request.content.read(limit + 1) if request.content is not None else b""
+        if len(body) > limit:
+            return self._fail(request, HTTPStatus.REQUEST_ENTITY_TOO_LARGE, m.BAD_MESSAGE,
+                              f"at most {limit} bytes")
+        gone: list[bool] = []
+        request.notifyFinish().addErrback(lambda _: gone.append(True))
+        d = Deferred.fromFuture(self.cti.background.start(self.cti.answer(claims.sub, body),
+                                                          name="cti-http-event"))
+
+        def respond(frame: dict[str, Any]) -> None:
+            if gone:
+                return
+            if frame["type"] == m.ERROR:
+                request.setResponseCode(HTTP_STATUS.get(frame["code"], HTTPStatus.BAD_REQUEST))
+            request.write(m.dumps(frame).encode())
+            request.finish()
+
+        d.addCallback(respond)
+        d.addErrback(lambda f: log.error("cti: HTTP answer failed: %s", f.getTraceback()))
+        return NOT_DONE_YET
+
+    @staticmethod
+    def _fail(request, status: HTTPStatus, code: str, message: str) -> bytes:
+        request.setResponseCode(status)
+        return json.dumps(m.error(code, message)).encode()
+
+
+def _header(request, name: bytes) -> str | None:
+    value = request.getHeader(name)
+    if value is None:
+        return None
+    return value.decode("latin-1") if isinstance(value, bytes) else value
+
+
+def mount(root: Resource | None, cti: Cti) -> None:
+    """Hang `POST /cti/events` on the runtime's site (no site: WebSocket only)."""
+    if root is None:
+        return
+    first, second = m.HTTP_EVENTS_PATH
+    parent = root.children.get(first)
+    if parent is None:
+        parent = Resource()
+        root.putChild(first, parent)
+    parent.putChild(second, Events(cti))
+
+
+def build_cti(context: EdgeContext, settings: CtiSettings) -> Cti:
+    return Cti(context, settings)

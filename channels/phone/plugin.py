@@ -1,0 +1,85 @@
+"""The phone edge as the runtime loads it: `EDGE` (entry point `switchboard.edges: phone`).
+
+`build(context, settings)` needs `context.calls` (dispatcher.service.calls.Calls). The edge is the
+SIP server: transport and transactions (sip.py) on UDP and TCP, the registrar of agents' phones
+(registrar.py) and call control (control.py), which listens to the router's outcomes for offers
+of the calls it holds. On start, with `require_devices` (the default), it tells the core that from
+now on an agent takes phone tasks only with a reachable phone.
+
+With `cti_enabled` it also runs the telephony integration API (cti.py: its `cti_*` settings)
+next to the SIP server, started after it and stopped before it; `parts` lists what runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+from twisted.internet import defer
+
+from dispatcher.service.edges import EdgeContext, EdgeSpec
+
+from .config import PhoneSettings, check
+from .control import CallControl
+from .cti import Cti, CtiSettings, build_cti
+from .registrar import Registrar
+from .sip import Endpoint
+
+log = logging.getLogger(__name__)
+
+
+class PhoneEdge:
+    def __init__(self, context: EdgeContext, settings: PhoneSettings) -> None:
+        self.reactor = context.reactor
+        self.calls = context.calls
+        self.assignment = context.assignment
+        self.settings = settings
+        registrar = Registrar(context.reactor, context.calls, settings)
+        self.control = CallControl(context.reactor, context.calls, context.queries, settings,
+                                   registrar)
+        tcp = None if settings.tcp_port < 0 else settings.tcp_port
+        self.endpoint = Endpoint(context.reactor, self.control, settings.host, settings.udp_port,
+                                 tcp)
+        self.control.attach(self.endpoint)
+        self.parts: list[str] = ["sip"]
+        # The CTI API (cti.py): its `cti_*` settings; devices are required here, not by it.
+        self.cti: Cti | None = None
+        if settings.cti_enabled:
+            self.cti = build_cti(context, dataclasses.replace(CtiSettings.from_phone(settings),
+                                                              require_devices=False))
+            self.parts.append("cti")
+
+    def start(self) -> defer.Deferred:
+        return defer.ensureDeferred(self._start())
+
+    async def _start(self) -> None:
+        s = self.settings
+        if s.require_devices:
+            await self.calls.require_devices()
+        self.assignment.listen(self.control.heard)
+        self.endpoint.start()
+        log.info("phone: SIP on %s udp %d, tcp %s", s.host, self.endpoint.udp_port,
+                 self.endpoint.tcp_port if self.endpoint.tcp_port is not None else "off")
+        if self.cti is not None:
+            await self.cti.start()
+
+    def stop(self) -> defer.Deferred:
+        return defer.ensureDeferred(self._stop())
+
+    async def _stop(self) -> None:
+        if self.cti is not None:
+            await self.cti.stop()
+        await self.control.stop()
+        await self.endpoint.stop()
+
+
+def build(context: EdgeContext, settings: PhoneSettings) -> PhoneEdge:
+    if context.calls is None:
+        raise RuntimeError("the phone edge needs EdgeContext.calls (dispatcher.service.calls)")
+    check(settings)
+    return PhoneEdge(context, settings)
+
+
+EDGE = EdgeSpec(name="phone", settings=PhoneSettings, build=build)
+
+

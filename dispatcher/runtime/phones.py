@@ -1,0 +1,92 @@
+"""`switchboard phones set | list | remove`: agents' phone accounts.
+
+Sits in the runtime beside admin.py; each `cmd_*` runs under the reactor like the other admin
+commands. A SIP password is turned into digest HA1 hashes (MD5 and SHA-256, for the realm the
+phone edge announces) and never stored; it can come from a file (`--password-file`) so it stays
+out of the shell history. A running server reads accounts at its start.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from dispatcher.domain.errors import InvalidValue
+from dispatcher.service.calls import DEFAULT_REALM, make_account
+
+if TYPE_CHECKING:  # the parser is built on every command: keep its imports light
+    from .app import Storage
+
+
+def add_commands(sub) -> None:
+    phones = sub.add_parser("phones", help="agents' phones: SIP credentials and PBX extensions")
+    actions = phones.add_subparsers(dest="action", required=True)
+    p = actions.add_parser("set", help="give an agent a SIP phone and/or a PBX extension")
+    p.add_argument("agent")
+    p.add_argument("--user", help="SIP user name the phone registers with")
+    secret = p.add_mutually_exclusive_group()
+    secret.add_argument("--password", help="SIP password (prefer --password-file)")
+    secret.add_argument("--password-file", help="file holding the SIP password")
+    p.add_argument("--realm", default=DEFAULT_REALM,
+                   help=f"digest realm; must match [phone] realm (default {DEFAULT_REALM})")
+    p.add_argument("--extension", help="the agent's extension on a PBX (CTI)")
+    p = actions.add_parser("list")
+    p.add_argument("--json", action="store_true")
+    p = actions.add_parser("remove", help="remove an agent's phone account and registration")
+    p.add_argument("agent")
+
+
+def _password(args) -> str | None:
+    if args.password_file:
+        try:
+            return Path(args.password_file).read_text().rstrip("\r\n")
+        except OSError as exc:
+            raise InvalidValue(f"cannot read {args.password_file}: {exc.strerror}") from None
+    return args.password
+
+
+async def cmd_phones_set(storage: Storage, args) -> int:
+    if args.agent not in {a.id for a in await storage.store.list_agents()}:
+        raise InvalidValue(f"no such agent: {args.agent}")
+    account = make_account(args.agent, args.user, _password(args), args.realm, args.extension)
+    for other in await storage.phones.list_phone_accounts():
+        if other.agent_id == account.agent_id:
+            continue
+        if account.sip_user is not None and other.sip_user == account.sip_user:
+            raise InvalidValue(f"SIP user {account.sip_user} belongs to {other.agent_id}")
+        if account.extension is not None and other.extension == account.extension:
+            raise InvalidValue(f"extension {account.extension} belongs to {other.agent_id}")
+    await storage.phones.put_phone_account(account)
+    print(f"phone of {account.agent_id} saved")
+    return 0
+
+
+async def cmd_phones_list(storage: Storage, args) -> int:
+    accounts = await storage.phones.list_phone_accounts()
+    bindings = {b.agent_id: b for b in await storage.phones.list_bindings()}
+    rows = [{"agent": a.agent_id, "sip_user": a.sip_user, "realm": a.realm,
+             "extension": a.extension,
+             "contact": bindings[a.agent_id].contact if a.agent_id in bindings else None}
+            for a in accounts]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for r in rows:
+            print(f"{r['agent']:<16} sip={r['sip_user'] or '-':<16} ext={r['extension'] or '-':<8}"
+                  f" registered={r['contact'] or 'no'}")
+    return 0
+
+
+async def cmd_phones_remove(storage: Storage, args) -> int:
+    if not await storage.phones.remove_phone_account(args.agent):
+        raise InvalidValue(f"{args.agent} has no phone account")
+    print(f"phone of {args.agent} removed")
+    return 0
+
+
+COMMANDS = {
+    ("phones", "set"): cmd_phones_set,
+    ("phones", "list"): cmd_phones_list,
+    ("phones", "remove"): cmd_phones_remove,
+}

@@ -1,0 +1,388 @@
+"""Calls: the phone channel's use cases, shared by the SIP server and the CTI API.
+
+Sits in `dispatcher.service`; the phone edges (channels/phone: sip.py/control.py, cti.py) call it
+and never touch the router or the store. It promises:
+
+- a call becomes one phone task, whatever repeats: the task id is derived from the call id, so a
+  retransmitted INVITE or a repeated `call.arrived` (even after a restart) finds the same task;
+  the caller is the customer identified by their number (one history with their e-mails);
+- the phone's answer is the agent's accept (`answered`), a refusal is a reject, the end of the
+  call puts the agent in wrap-up (`ended`), a caller who gives up is `abandoned` with the time
+  waited; `call.answered` and `call.ended` (talk time) join the task's event log, so handle time
+  and service level come from the log;
+- an agent's phone decides whether they can take calls: once `require_devices()` has been called
+  (by the phone edge when it starts), an agent takes phone tasks only with a phone account and,
+  for a SIP phone, a live registration; a PBX may report an extension busy (`device`), which
+  the interruption matrix treats as a call held;
+- registrations are stored before the registrar answers, survive restarts, and expire on the
+  reactor's clock.
+
+Every Deferred fires after the change is committed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import Any
+
+from twisted.internet.defer import Deferred, ensureDeferred, fail, succeed
+from twisted.internet.interfaces import IDelayedCall
+
+from dispatcher.domain import events as ev
+from dispatcher.domain.errors import DomainError, DuplicateTask, InvalidValue, OfferNotCurrent
+from dispatcher.domain.routing import Outcome
+from dispatcher.domain.tasks import Channel, Task, TaskState
+
+from .assignment import Assignment
+from .intake import Intake, phone_identity
+from .ports import Binding, PhoneAccount, PhoneStore
+
+log = logging.getLogger(__name__)
+
+DEFAULT_REALM = "switchboard"
+TASK_ID_PREFIX = "call-"
+TASK_ID_DIGEST_CHARS = 24
+SOURCES = ("sip", "cti")
+# Call ids and contacts are stored; keep them to what a SIP header can reasonably hold.
+MAX_CALL_ID = 256
+
+
+def call_task_id(call_id: str) -> str:
+    """The task id of a call: stable across retransmissions and restarts."""
+    digest = hashlib.sha256(call_id.encode("utf-8", "surrogateescape")).hexdigest()
+    return TASK_ID_PREFIX + digest[:TASK_ID_DIGEST_CHARS]
+
+
+def digest_ha1(user: str, realm: str, password: str, algorithm: str = "MD5") -> str:
+    """HA1 of HTTP digest (RFC 7616 §3.4.2, RFC 8760 for SIP): H(user:realm:password)."""
+    text = f"{user}:{realm}:{password}".encode()
+    if algorithm.upper() == "MD5":
+        return hashlib.md5(text, usedforsecurity=False).hexdigest()
+    if algorithm.upper() == "SHA-256":
+        return hashlib.sha256(text).hexdigest()
+    raise InvalidValue(f"unsupported digest algorithm {algorithm!r}")
+
+
+def make_account(agent_id: str, sip_user: str | None, password: str | None,
+                 realm: str = DEFAULT_REALM, extension: str | None = None) -> PhoneAccount:
+    """A phone account with both HA1s (MD5 and SHA-256) for a SIP user, or a CTI-only account
+    (extension, no SIP user)."""
+    if sip_user is not None and not password:
+        raise InvalidValue("a SIP user needs a password")
+    if sip_user is None and extension is None:
+        raise InvalidValue("a phone account needs a SIP user or an extension")
+    if sip_user is not None and (not sip_user or any(c in sip_user for c in ':@;<> \t')):
+        raise InvalidValue(f"invalid SIP user {sip_user!r}")
+    if sip_user is None:
+        return PhoneAccount(agent_id, None, realm, None, None, extension)
+    return PhoneAccount(agent_id, sip_user, realm,
+                        digest_ha1(sip_user, realm, password or "", "MD5"),
+                        digest_ha1(sip_user, realm, password or "", "SHA-256"), extension)
+
+
+class Calls:
+    def __init__(self, assignment: Assignment, intake: Intake, phones: PhoneStore) -> None:
+        self.assignment = assignment
+        self.router = assignment.router
+        self.intake = intake
+        self.phones = phones
+        self._accounts: dict[str, PhoneAccount] = {}  # agent id ->
+        self._by_user: dict[str, str] = {}
+        self._by_extension: dict[str, str] = {}
+        self._bindings: dict[str, Binding] = {}
+        self._expiry: dict[str, IDelayedCall] = {}
+        self._unreachable_by_pbx: set[str] = set()
+        self._answered_at: dict[str, float] = {}  # task id -> when the call was answered
+        self._arriving: dict[str, Deferred[Task]] = {}
+        self.required = False
+
+    def now(self) -> float:
+        return self.assignment.now()
+
+    # ------------------------------------------------------------------ start and stop
+
+    def start(self) -> Deferred[None]:
+        """Load accounts and bindings; re-arm expiries (drop those that ran out while down)."""
+        return ensureDeferred(self._start())
+
+    async def _start(self) -> None:
+        for account in await self.phones.list_phone_accounts():
+            self._remember(account)
+        now = self.now()
+        for binding in await self.phones.list_bindings():
+            if binding.expires_at <= now or binding.agent_id not in self._accounts:
+                await self.phones.remove_binding(binding.agent_id)
+                continue
+            self._bind(binding)
+
+    def stop(self) -> None:
+        for timer in self._expiry.values():
+            if timer.active():
+                timer.cancel()
+        self._expiry.clear()
+
+    def require_devices(self) -> Deferred[Outcome]:
+        """From now on an agent takes phone tasks only when their phone can be reached."""
+        self.required = True
+        out = Outcome()
+        for agent_id, agent in self.router.agents.items():
+            if Channel.PHONE in agent.channels:
+                self._merge(out, self.router.set_device(
+                    agent_id, Channel.PHONE, self.now(), reachable=self._reachable(agent_id)))
+        return self.assignment.apply(out)
+
+    # ------------------------------------------------------------------ phone directory
+
+    def account(self, sip_user: str) -> PhoneAccount | None:
+        agent_id = self._by_user.get(sip_user)
+        return None if agent_id is None else self._accounts[agent_id]
+
+    def account_of(self, agent_id: str) -> PhoneAccount | None:
+        return self._accounts.get(agent_id)
+
+    def agent_by_extension(self, extension: str) -> str | None:
+        return self._by_extension.get(extension)
+
+    def accounts(self) -> list[PhoneAccount]:
+        return [self._accounts[k] for k in sorted(self._accounts)]
+
+    def _remember(self, account: PhoneAccount) -> None:
+        self._forget_account(account.agent_id)
+        self._accounts[account.agent_id] = account
+        if account.sip_user is not None:
+            self._by_user[account.sip_user] = account.agent_id
+        if account.extension is not None:
+            self._by_extension[account.extension] = account.agent_id
+
+    def _forget_account(self, agent_id: str) -> None:
+        old = self._accounts.pop(agent_id, None)
+        if old is not None:
+            self._by_user.pop(old.sip_user or "", None)
+            self._by_extension.pop(old.extension or "", None)
+
+    # ------------------------------------------------------------------ registrar
+
+    def binding(self, agent_id: str) -> Binding | None:
+        return self._bindings.get(agent_id)
+
+    def bindings(self) -> list[Binding]:
+        return [self._bindings[k] for k in sorted(self._bindings)]
+
+    def register(self, agent_id: str, contact: str, expires_in: float, source: str,
+                 call_id: str, cseq: int) -> Deferred[Binding]:
+        """Store the agent's contact (the latest wins), then make them reachable by phone."""
+        if agent_id not in self._accounts:
+            return fail(InvalidValue(f"agent {agent_id} has no phone account"))
+        if expires_in <= 0:
+            return fail(InvalidValue("a registration needs a positive expiry"))
+        binding = Binding(agent_id, contact, self.now() + expires_in, source, call_id[:MAX_CALL_ID],
+                          int(cseq))
+        return ensureDeferred(self._register(binding))
+
+    async def _register(self, binding: Binding) -> Binding:
+        await self.phones.put_binding(binding)
+        self._bind(binding)
+        await self._device_changed(binding.agent_id)
+        return binding
+
+    def unregister(self, agent_id: str) -> Deferred[None]:
+        return ensureDeferred(self._unregister(agent_id))
+
+    async def _unregister(self, agent_id: str) -> None:
+        await self.phones.remove_binding(agent_id)
+        self._unbind(agent_id)
+        await self._device_changed(agent_id)
+
+    def _bind(self, binding: Binding) -> None:
+        self._unbind(binding.agent_id)
+        self._bindings[binding.agent_id] = binding
+        delay = max(0.0, binding.expires_at - self.now())
+        self._expiry[binding.agent_id] = self.assignment.clock.callLater(
+            delay, self._expire, binding)
+
+    def _unbind(self, agent_id: str) -> None:
+        self._bindings.pop(agent_id, None)
+        timer = self._expiry.pop(agent_id, None)
+        if timer is not None and timer.active():
+            timer.cancel()
+
+    def _expire(self, binding: Binding) -> None:
+        if self._bindings.get(binding.agent_id) is not binding:
+            return
+        self._expiry.pop(binding.agent_id, None)
+        log.info("phone registration of %s expired (%s)", binding.agent_id, binding.contact)
+        d = ensureDeferred(self._unregister(binding.agent_id))
+        d.addErrback(lambda f: log.error("expiring %s: %s", binding.agent_id, f.getErrorMessage()))
+
+    def _reachable(self, agent_id: str) -> bool:
+        account = self._accounts.get(agent_id)
+        if account is None:
+            return False
+        if account.sip_user is not None:
+            return agent_id in self._bindings
+        return agent_id not in self._unreachable_by_pbx
+
+    async def _device_changed(self, agent_id: str) -> None:
+        if not self.required or agent_id not in self.router.agents:
+            return
+        out = self.router.set_device(agent_id, Channel.PHONE, self.now(),
+                                     reachable=self._reachable(agent_id))
+        await self.assignment.apply(out)
+
+    # ------------------------------------------------------------------ calls
+
+    def task_id(self, call_id: str) -> str | None:
+        task_id = call_task_id(call_id)
+        return task_id if task_id in self.router.tasks else None
+
+    def call_id(self, task_id: str) -> str | None:
+        task = self.router.tasks.get(task_id)
+        return None if task is None else task.attributes.get("call_id")
+
+    def arrived(self, call_id: str, caller: str, queue: str, *, source: str,
+                attributes: dict[str, Any] | None = None, priority: int | None = None
+                ) -> Deferred[Task]:
+        """A call waits in `queue`: one phone task per call id, committed, then routed."""
+        if not call_id or len(call_id) > MAX_CALL_ID:
+            return fail(InvalidValue("a call needs an id of 1-256 characters"))
+        if source not in SOURCES:
+            return fail(InvalidValue(f"unknown call source {source!r}"))
+        task_id = call_task_id(call_id)
+        if task_id in self.router.tasks:
+            return succeed(self.router.tasks[task_id])
+        pending = self._arriving.get(call_id)
+        if pending is not None:  # a retransmission while the first is being stored
+            waiter: Deferred[Task] = Deferred()
+            pending.addBoth(lambda r: (waiter.callback(r) if isinstance(r, Task)
+                                       else waiter.errback(r)) or r)
+            return waiter
+        try:
+            identity = phone_identity(caller) if caller else None
+        except DomainError:
+            identity = None  # an anonymous or non-numeric caller: a task without a customer
+        attrs = dict(attributes or {})
+        attrs.update({"call_id": call_id, "caller": caller, "source": source})
+        d = self.intake.submit(Channel.PHONE, queue, identity, priority=priority,
+                               attributes=attrs, task_id=task_id)
+        d.addErrback(self._already_there, task_id)
+        self._arriving[call_id] = d
+
+        def done(result):
+            self._arriving.pop(call_id, None)
+            return result
+
+        d.addBoth(done)
+        return d
+
+    def _already_there(self, failure, task_id: str):
+        failure.trap(DuplicateTask)
+        task = self.router.tasks.get(task_id)
+        if task is None:  # the call was stored before, and has ended since
+            raise InvalidValue("this call has already ended")
+        return task
+
+    def _call_task(self, call_id: str) -> Task | None:
+        return self.router.tasks.get(call_task_id(call_id))
+
+    def answered(self, call_id: str, agent_id: str) -> Deferred[Task]:
+        """The agent's device answered: accept their pending offer for this call (a SIP phone's
+        200 OK), or note the answer of a call already assigned to them (a PBX's report)."""
+        task = self._call_task(call_id)
+        if task is None:
+            return fail(OfferNotCurrent(f"no waiting call {call_id!r}"))
+        now = self.now()
+        try:
+            if task.state is TaskState.OFFERED:
+                offer = self.router.offers.get(self.router.agents[agent_id].offer_id or "") \
+                    if agent_id in self.router.agents else None
+                if offer is None or offer.task_id != task.id:
+                    raise OfferNotCurrent(f"call {call_id!r} is not offered to {agent_id}")
+                out = self.router.accept(agent_id, offer.id, now)
+            elif task.state is TaskState.ASSIGNED and task.agent_id == agent_id:
+                out = Outcome()
+                if task.id in self._answered_at:
+                    return succeed(task)
+            else:
+                raise OfferNotCurrent(f"call {call_id!r} is {task.state.value}, "
+                                      f"not offered to {agent_id}")
+        except DomainError as exc:
+            return fail(exc)
+        self._answered_at[task.id] = now
+        out.events.append(ev.Event(ev.CALL_ANSWERED, now, task.id, agent_id,
+                                   ev.agent_actor(agent_id), {"agent_id": agent_id}))
+        d = self.assignment.apply(out)
+        d.addCallback(lambda _: task)
+        return d
+
+    def refused(self, call_id: str, agent_id: str, reason: str) -> Deferred[Outcome]:
+        """The agent's phone refused the call (486 Busy Here, 603 Decline): a reject."""
+        task = self._call_task(call_id)
+        agent = self.router.agents.get(agent_id)
+        if task is None or agent is None or agent.offer_task_id != task.id:
+            return succeed(Outcome())  # the offer ended already: nothing to refuse
+        try:
+            out = self.router.reject(agent_id, agent.offer_id or "", self.now(), reason)
+        except DomainError as exc:
+            return fail(exc)
+        return self.assignment.apply(out)
+
+    def ended(self, call_id: str, by: str) -> Deferred[Outcome]:
+        """The call is over. Talking to an agent: they go to wrap-up; still waiting: the caller
+        abandoned. An end already seen changes nothing."""
+        task = self._call_task(call_id)
+        if task is None or task.state in (TaskState.WRAP_UP, TaskState.COMPLETED,
+                                          TaskState.CANCELLED, TaskState.ABANDONED):
+            return succeed(Outcome())
+        if task.state in (TaskState.QUEUED, TaskState.OFFERED):
+            return self.abandoned(call_id, reason=f"ended_by_{by}")
+        now = self.now()
+        agent_id = task.agent_id or ""
+        answered = self._answered_at.pop(task.id, None)
+        try:
+            out = self.router.wrap_up(agent_id, task.id, now)
+        except DomainError as exc:
+            return fail(exc)
+        talk = None if answered is None else round(now - answered, 3)
+        out.events.append(ev.Event(ev.CALL_ENDED, now, task.id, agent_id, ev.SYSTEM,
+                                   {"by": by, "talk_seconds": talk}))
+        return self.assignment.apply(out)
+
+    def abandoned(self, call_id: str, reason: str = "caller_cancel") -> Deferred[Outcome]:
+        """The caller gave up while waiting (CANCEL, hang-up, time limit in queue)."""
+        task = self._call_task(call_id)
+        if task is None or task.state not in (TaskState.QUEUED, TaskState.OFFERED):
+            return succeed(Outcome())
+        try:
+            out = self.router.abandon(task.id, self.now())
+        except DomainError as exc:
+            return fail(exc)
+        for event in out.events:
+            if event.kind == ev.TASK_ABANDONED:
+                event.data = {**event.data, "reason": reason}
+        return self.assignment.apply(out)
+
+    def device(self, agent_id: str, *, engaged: bool | None = None,
+               reachable: bool | None = None) -> Deferred[Outcome]:
+        """What a PBX says of the agent's phone: in a call outside our routing (`engaged`), or
+        not reachable at all. A SIP phone's reachability comes from its registration."""
+        if agent_id not in self.router.agents:
+            return fail(InvalidValue(f"unknown agent {agent_id!r}"))
+        if reachable is not None:
+            (self._unreachable_by_pbx.discard if reachable
+             else self._unreachable_by_pbx.add)(agent_id)
+            reachable = self._reachable(agent_id) if self.required else None
+        try:
+            out = self.router.set_device(agent_id, Channel.PHONE, self.now(),
+                                         reachable=reachable, engaged=engaged)
+        except DomainError as exc:
+            return fail(exc)
+        return self.assignment.apply(out)
+
+    @staticmethod
+    def _merge(into: Outcome, more: Outcome) -> None:
+        into.events.extend(more.events)
+        into.offers.extend(more.offers)
+        into.ended.extend(more.ended)
+        into.tasks.update(more.tasks)
+        into.declines.extend(more.declines)
