@@ -24,9 +24,14 @@ class JsonFormatter(logging.Formatter):
         out.update({k: v for k, v in vars(record).items() if k not in _SKIP})
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            out["stack"] = self.formatStack(record.stack_info)
         return json.dumps(out, default=str)
 
 
-def route_twisted_logs() -> None:
-    """Send what Twisted logs to the `twisted` logger of the standard library."""
-    twisted_log.PythonLoggingObserver(loggerName="twisted").start()
+def route_twisted_logs() -> twisted_log.PythonLoggingObserver:
+    """Send what Twisted logs to the `twisted` logger of the standard library; returns the
+    observer (`.stop()` undoes it)."""
+    observer = twisted_log.PythonLoggingObserver(loggerName="twisted")
+    observer.start()
+    return observer

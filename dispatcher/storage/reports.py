@@ -1,0 +1,238 @@
+"""Reading the event logs for reports: `SqlReportStore`, the SQL side of `ports.ReportStore`.
+
+Sits under `dispatcher.storage`. What it promises:
+- a period's events (both logs, merged in time order, ties in log order) are streamed in chunks
+  of `CHUNK` rows (PostgreSQL: server-side cursors; SQLite: the cursor fetches as it goes), so a
+  month of a large centre is never held in memory at once; the rows go to the sink as they are
+  read and are not kept;
+- reads run on the store's own engine and thread, never on the dispatcher's write pool: a long
+  report does not delay a commit. On SQLite the read transaction is a plain (deferred) `BEGIN`,
+  which in WAL mode takes no lock that writers wait for; all the reads of one report see one
+  snapshot on both databases;
+- indexes used: `ix_task_events_at` / `ix_agent_events_at` for the period,
+  `ix_tasks_state_queue` and the primary key for the tasks open at the start,
+  `ix_task_events_task_id_id` / `ix_agent_events_agent_id_id` for the context.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import operator
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import sqlalchemy as sa
+from twisted.internet.defer import Deferred
+
+from dispatcher.domain import events as ev
+from dispatcher.domain.tasks import OPEN_STATES
+from dispatcher.service.ports import STATUS_LOOKBACK_SECONDS, EventSink, Progress
+
+from . import tables as t
+from .engine import SQLITE_BUSY_TIMEOUT_MS, is_sqlite
+from .pool import Pool
+
+CHUNK = 10_000  # rows per fetch and per call of the sink
+# Snapshot isolation for the reads of one report on PostgreSQL (the default READ COMMITTED
+# would let the count, the context and the period see different commits).
+POSTGRES_READ_ISOLATION = "REPEATABLE READ"
+
+_COLUMNS = ("id", "kind", "at", "task_id", "agent_id", "actor", "data")
+
+
+def make_read_engine(url: str | sa.URL) -> sa.Engine:
+    """An engine for reading reports only. SQLite: WAL, a busy timeout and a deferred BEGIN
+    (the write engine's BEGIN IMMEDIATE would lock writers out for the whole report)."""
+    if is_sqlite(url):
+        engine = sa.create_engine(url)
+        sa.event.listen(engine, "connect", _sqlite_connect)
+        sa.event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))
+        return engine
+    return sa.create_engine(url, pool_size=1, pool_pre_ping=True,
+                            isolation_level=POSTGRES_READ_ISOLATION)
+
+
+def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
+    dbapi_conn.isolation_level = None  # the "begin" listener emits BEGIN
+    cursor = dbapi_conn.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    finally:
+        cursor.close()
+
+
+class LogEvent:
+    """One event as read for a report (a `metrics.EventRecord`): `data` is decoded from its
+    JSON text on first use only, since most figures never look at it (decoding is most of the
+    cost of reading the log)."""
+
+    __slots__ = ("id", "kind", "at", "task_id", "agent_id", "actor", "_raw", "_data")
+
+    def __init__(self, id: int, kind: str, at: float, task_id: str | None,
+                 agent_id: str | None, actor: str, raw: Any) -> None:
+        self.id, self.kind, self.at = id, kind, at
+        self.task_id, self.agent_id, self.actor = task_id, agent_id, actor
+        self._raw = raw
+        self._data: dict[str, Any] | None = None
+
+    @property
+    def data(self) -> dict[str, Any]:
+        if self._data is None:
+            raw = self._raw
+            if isinstance(raw, str):
+                try:  # the C scanner alone: the text is what json.dumps wrote
+                    value = _scan(raw, 0)[0]
+                except (StopIteration, ValueError):
+                    value = json.loads(raw)
+            else:
+                value = raw if isinstance(raw, dict) else json.loads(raw or "{}")
+            self._data = value if isinstance(value, dict) else {}
+        return self._data
+
+
+_scan = json.JSONDecoder().scan_once
+
+
+def _select(table: sa.Table) -> sa.Select:
+    # The JSON as text: decoded lazily by LogEvent (psycopg2 would decode every json value).
+    return sa.select(*(table.c[name] for name in _COLUMNS[:-1]),
+                     sa.cast(table.c.data, sa.Text).label("data"))
+
+
+def _stream(conn: sa.Connection, stmt: sa.Select) -> Iterator[list[LogEvent]]:
+    """Events of `stmt` in lists of up to `CHUNK`, fetched as they are needed (a server-side
+    cursor on PostgreSQL)."""
+    result = conn.execution_options(yield_per=CHUNK).execute(stmt)
+    for part in result.partitions():
+        yield [LogEvent(*row) for row in part]
+
+
+def _merged(tasks: Iterator[list[LogEvent]], agents: Iterator[list[LogEvent]],
+            ) -> Iterator[list[LogEvent]]:
+    """The two logs' chunks merged in time order (ties: task events first), a chunk at a time:
+    each chunk of task events takes the agent events before its last time, and is sorted again
+    only when it took any (timsort on two sorted runs: linear, in C)."""
+    pending: list[LogEvent] = []  # agent events read ahead, in order
+    more_agents = True
+    for chunk in tasks:
+        if not chunk:
+            continue
+        hi = chunk[-1].at
+        while more_agents and (not pending or pending[-1].at <= hi):
+            nxt = next(agents, None)
+            if nxt is None:
+                more_agents = False
+            else:
+                pending.extend(nxt)
+        # Agent events strictly before the chunk's last time: one at that very time waits, the
+        # next task chunk may start with more task events of the same time, which go first.
+        cut = bisect.bisect_left(pending, hi, key=_at)
+        if cut:
+            chunk = chunk + pending[:cut]
+            chunk.sort(key=_at)  # stable: task events stay before agent events of the same time
+            del pending[:cut]
+        yield chunk
+    if pending:
+        yield pending
+    yield from agents
+
+
+_at = operator.attrgetter("at")
+
+
+def thd_count_events(conn: sa.Connection, start: float, end: float) -> int:
+    total = 0
+    for table in (t.task_events, t.agent_events):
+        total += conn.execute(
+            sa.select(sa.func.count()).select_from(table)
+            .where(table.c.at >= start, table.c.at < end)
+        ).scalar_one()
+    return total
+
+
+def _context(conn: sa.Connection, start: float) -> list[LogEvent]:
+    """Events before `start` that set the state at `start`: every earlier event of the tasks
+    open at `start` (or changed after it), each agent's last status before `start` (within
+    STATUS_LOOKBACK_SECONDS)."""
+    e, tk = t.task_events, t.tasks
+    open_then = (
+        sa.select(tk.c.id)
+        .where(tk.c.created_at < start,
+               sa.or_(tk.c.state.in_([s.value for s in OPEN_STATES]),
+                      tk.c.updated_at >= start))
+    )
+    rows = [LogEvent(*r) for r in conn.execute(
+        _select(e).where(e.c.task_id.in_(open_then), e.c.at < start).order_by(e.c.at, e.c.id)
+    )]
+    a = t.agent_events
+    last = (
+        sa.select(sa.func.max(a.c.id))
+        .where(a.c.kind == ev.AGENT_STATUS, a.c.at < start,
+               a.c.at >= start - STATUS_LOOKBACK_SECONDS)
+        .group_by(a.c.agent_id)
+    )
+    rows.extend(LogEvent(*r) for r in conn.execute(
+        _select(a).where(a.c.id.in_(last)).order_by(a.c.id)))
+    rows.sort(key=_at)  # stable: the task events keep their log order
+    return rows
+
+
+def thd_fold_events(conn: sa.Connection, start: float, end: float, sink: EventSink,
+                    progress: Progress | None = None, context: bool = True) -> int:
+    """`ReportStore.fold_events` on the calling (pool) thread; returns the period's count."""
+    total = thd_count_events(conn, start, end) if progress is not None else 0
+    earlier = _context(conn, start) if context else []
+    if earlier:
+        sink(earlier)
+    tasks, agents = (
+        _stream(conn, _select(table).where(table.c.at >= start, table.c.at < end)
+                .order_by(table.c.at, table.c.id))
+        for table in (t.task_events, t.agent_events)
+    )
+    done = 0
+    for chunk in _merged(tasks, agents):
+        sink(chunk)
+        done += len(chunk)
+        if progress is not None:
+            progress(done, max(total, done))
+    if progress is not None and not done:
+        progress(0, 0)
+    return done
+
+
+def thd_ping(conn: sa.Connection) -> float:
+    started = time.perf_counter()
+    conn.execute(sa.text("SELECT 1")).scalar_one()
+    return time.perf_counter() - started
+
+
+class SqlReportStore:
+    """`ports.ReportStore` on its own read engine and one reading thread."""
+
+    def __init__(self, url: str | sa.URL, reactor: Any) -> None:
+        self.engine = make_read_engine(url)
+        self.pool = Pool(self.engine, reactor, threads=1)
+
+    def start(self) -> None:
+        self.pool.start()
+
+    def stop(self) -> None:
+        self.pool.stop()
+        self.engine.dispose()
+
+    def fold_events(self, start: float, end: float, sink: EventSink,
+                    progress: Progress | None = None, context: bool = True) -> Deferred[int]:
+        return self.pool.run(thd_fold_events, start, end, sink, progress, context)
+
+    def ping(self) -> Deferred[float]:
+        """A round trip to the database (`SELECT 1`) on the reading thread; fires with its
+        duration in seconds (for /healthz)."""
+        return self.pool.run(thd_ping)
+
+    def fold_events_now(self, start: float, end: float, sink: EventSink,
+                        progress: Progress | None = None, context: bool = True) -> int:
+        """The same in the calling thread, without a reactor (benchmarks, commands that block
+        anyway); never from the reactor thread."""
+        return self.pool.run_in_thread(thd_fold_events, start, end, sink, progress, context)

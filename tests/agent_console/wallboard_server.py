@@ -1,0 +1,131 @@
+"""A dispatcher with its console and wallboard, to drive from a browser test, in its own process
+(Playwright's sync API cannot run inside an asyncio loop; the asyncio reactor is installed once
+per process).
+
+The service layer on a MemoryStore with today's figures (`reports.Today`), the live state and
+the balancing actions (`supervision`), the console edge built by its plugin exactly as the
+runtime does, twisted.web on an ephemeral port. Queues: `support` (support >= 5) and `billing`;
+agents a1 and a2 in support (signed in), b1 in billing (signed off). Prints one JSON line
+{"http_port", "ws_port", "token" (supervisor "boss"), "agent_token" (a1)}, then takes JSON
+commands on stdin, one per line, answering each with one JSON line:
+  {"mail": {"queue", "subject"}}  {"call": {"number"}}  {"task": id} -> its state and agent
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from twisted.internet import asyncioreactor
+
+asyncioreactor.install()
+
+from twisted.internet import reactor, stdio  # noqa: E402
+from twisted.internet.defer import ensureDeferred  # noqa: E402
+from twisted.protocols.basic import LineReceiver  # noqa: E402
+from twisted.web.resource import Resource  # noqa: E402
+from twisted.web.server import Site  # noqa: E402
+
+from agent_console.auth import load_keys, signer_for  # noqa: E402
+from agent_console.plugin import EDGE  # noqa: E402
+from dispatcher.domain.agents import Agent  # noqa: E402
+from dispatcher.domain.queues import Queue  # noqa: E402
+from dispatcher.domain.routing import Router  # noqa: E402
+from dispatcher.domain.tasks import Channel  # noqa: E402
+from dispatcher.service.assignment import Assignment  # noqa: E402
+from dispatcher.service.edges import EdgeContext  # noqa: E402
+from dispatcher.service.history import History  # noqa: E402
+from dispatcher.service.intake import Intake, email_identity, phone_identity  # noqa: E402
+from dispatcher.service.queries import Queries  # noqa: E402
+from dispatcher.service.reports import Today  # noqa: E402
+from dispatcher.service.roster import Roster  # noqa: E402
+from dispatcher.service.sessions import Sessions  # noqa: E402
+from dispatcher.service.supervision import Balancing, Supervision  # noqa: E402
+from dispatcher.storage.memory import MemoryStore  # noqa: E402
+
+
+class Commands(LineReceiver):
+    delimiter = b"\n"
+
+    def __init__(self, intake: Intake, router: Router) -> None:
+        self.intake = intake
+        self.router = router
+
+    def lineReceived(self, line: bytes) -> None:
+        ensureDeferred(self.run(json.loads(line))).addErrback(
+            lambda f: self.answer({"error": f.getErrorMessage()}))
+
+    async def run(self, cmd: dict) -> None:
+        if "mail" in cmd:
+            c = cmd["mail"]
+            task = await self.intake.submit(
+                Channel.EMAIL, c.get("queue", "support"),
+                identity=email_identity(c.get("address", "ann@example.org")),
+                customer_name="Ann Example",
+                attributes={"subject": c.get("subject", "Hello"), "text": "Hello."})
+            self.answer({"task_id": task.id})
+        elif "call" in cmd:
+            number = cmd["call"].get("number", "+3225550100")
+            task = await self.intake.submit(
+                Channel.PHONE, cmd["call"].get("queue", "support"),
+                identity=phone_identity(number), attributes={"caller": number})
+            self.answer({"task_id": task.id})
+        else:
+            task = self.router.tasks.get(cmd["task"])
+            self.answer({"state": task.state.value if task else "closed",
+                         "agent_id": task.agent_id if task else None,
+                         "queue": task.queue if task else None})
+
+    def answer(self, obj: dict) -> None:
+        self.transport.write(json.dumps(obj).encode() + b"\n")
+
+
+async def main() -> None:
+    store = MemoryStore()
+    router = Router()
+    assignment = Assignment(router, store, reactor)
+    intake, sessions = Intake(assignment, store, reactor), Sessions(assignment)
+    queries, roster = Queries(router, store), Roster(assignment, store)
+    history = History(store, assignment)
+    supervision = Supervision(router, reactor, Today(store, store, reactor))
+    assignment.listen(supervision.on_outcome)
+    balancing = Balancing(assignment, roster, sessions)
+    await roster.put_queue(Queue("support", requirement={"support": 5}))
+    await roster.put_queue(Queue("billing"))
+    await roster.put_agent(Agent("a1", name="Alex Martin", skills={"support": 7},
+                                 queues={"support"}))
+    await roster.put_agent(Agent("a2", name="Bea Lind", skills={"support": 6},
+                                 queues={"support"}))
+    await roster.put_agent(Agent("b1", name="Chris Berg", queues={"billing"}))
+    await sessions.login("a1")
+    await sessions.login("a2")
+    await supervision.start()
+    root = Resource()
+    port = reactor.listenTCP(0, Site(root), interface="127.0.0.1")
+    http_port = port.getHost().port
+    secret = Path(tempfile.mkdtemp()) / "secret"
+    secret.write_text("wallboard-test-secret-" + "x" * 40)
+    settings = EDGE.settings(port=0, jwt_secret_file=str(secret),
+                             allowed_origins=f"http://127.0.0.1:{http_port}")
+    ctx = EdgeContext(reactor=reactor, intake=intake, sessions=sessions, queries=queries,
+                      roster=roster, assignment=assignment, site_root=root, history=history,
+                      supervision=supervision, balancing=balancing)
+    console = EDGE.build(ctx, settings)
+    await console.start()
+    signer = signer_for(settings, load_keys(settings))
+    stdio.StandardIO(Commands(intake, router))
+    print(json.dumps({"http_port": http_port, "ws_port": console.server.port,
+                      "token": signer.issue("boss", "supervisor", 3600),
+                      "agent_token": signer.issue("a1", "agent", 3600)}), flush=True)
+
+
+def failed(f):
+    print(json.dumps({"error": f.getTraceback()}), flush=True)
+    reactor.stop()
+
+
+reactor.callWhenRunning(lambda: ensureDeferred(main()).addErrback(failed))
+reactor.run()
+sys.exit(0)
