@@ -1,0 +1,146 @@
+"""The console's answer messages (docs/protocol.md, "Answers"): the reply box's library search
+and top-three suggestions for agents, the library and the review queue for supervisors.
+
+Sits beside `server.py`, which hands it every message of `messages.ANSWER_TYPES` after hello.
+What it promises: each request is one service call (dispatcher.service.review / answers) and
+its answer is sent after the call's Deferred fired; supervisor-only messages from any other
+role are `forbidden` (checked here, server-side, whatever the page shows); an agent gets
+suggestions only for a task they hold or are offered. Library texts pushed to a console are
+plain text (the page renders text, never HTML from the library).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from dispatcher.aio import to_future
+from dispatcher.domain.errors import Forbidden
+
+from . import messages as m
+
+MAX_QUERY_CHARS = 500
+MAX_ANSWER_FIELDS_CHARS = 200_000
+SUPERVISOR = "supervisor"
+AGENT = "agent"
+
+
+def offered_view(o: Any) -> dict[str, Any]:
+    return {"answer_id": o.answer_id, "title": o.title, "score": o.score, "text": o.text,
+            "missing": list(o.missing)}
+
+
+def answer_view(a: Any) -> dict[str, Any]:
+    return {"id": a.id, "title": a.title, "text": a.text, "html": a.html,
+            "language": a.language, "queues": list(a.queues),
+            "categories": list(a.categories), "owner": a.owner, "version": a.version,
+            "updated_at": a.updated_at, "retired": a.retired}
+
+
+def item_view(i: Any) -> dict[str, Any]:
+    view = asdict(i)
+    view["mode"] = i.mode.value
+    return view
+
+
+async def answers_for_task(services: Any, task: Any, agent_id: str | None
+                           ) -> dict[str, Any] | None:
+    """What an offer or an assignment carries about answers: the response mode of the task's
+    queue and category, and in the suggested (and automatic) modes the top three, filled."""
+    if services is None or getattr(task.channel, "value", task.channel) != "email":
+        return None
+    mode = services.review.mode_of(task)
+    out: dict[str, Any] = {"mode": mode.value}
+    if mode.value in ("suggested", "automatic"):
+        try:
+            found = await to_future(services.review.suggest(task.id, agent_id))
+        except Exception:  # noqa: BLE001 - the offer goes out without suggestions
+            found = []
+        out["suggestions"] = [offered_view(o) for o in found]
+    return out
+
+
+class AnswerRequests:
+    def __init__(self, desks: Any) -> None:
+        self.desks = desks
+
+    @property
+    def services(self) -> Any:
+        return getattr(self.desks, "answers", None)
+
+    async def handle(self, session: Any, kind: str, msg: dict[str, Any], rid: Any
+                     ) -> dict[str, Any]:
+        if self.services is None:
+            return m.error(m.NOT_AVAILABLE, "no answer library here", rid)
+        if kind in m.ANSWER_SUPERVISOR_TYPES and session.role != SUPERVISOR:
+            raise Forbidden(session.sub, f"{kind} (supervisors only)")
+        if kind in m.ANSWER_AGENT_TYPES and session.agent_id is None:
+            raise Forbidden(session.sub, f"{kind}: not an agent")
+        if session.role not in (AGENT, SUPERVISOR):
+            raise Forbidden(session.sub, f"{kind} (agents and supervisors only)")
+        return await getattr(self, "_" + kind)(session, msg, rid)
+
+    def _mine(self, session: Any, task_id: str) -> Any:
+        """The agent's task or offered task, else forbidden."""
+        view = self.desks.view
+        task = view.task(task_id)
+        offer = view.pending_offer(session.agent_id) if session.agent_id else None
+        if task is None or not (task.agent_id == session.agent_id or (
+                offer is not None and offer.task_id == task_id)):
+            raise Forbidden(session.sub, f"task {task_id}")
+        return task
+
+    # ------------------------------------------------------------------ agents
+
+    async def _suggest(self, session, msg, rid):
+        task = self._mine(session, m.field(msg, "task_id"))
+        found = await to_future(self.services.review.suggest(task.id, session.agent_id))
+        return m.ok(rid, mode=self.services.review.mode_of(task).value,
+                    suggestions=[offered_view(o) for o in found])
+
+    async def _answers_search(self, session, msg, rid):
+        query = m.field(msg, "query", limit=MAX_QUERY_CHARS) or ""
+        task_id = m.field(msg, "task_id", False)
+        if task_id is not None and session.role != SUPERVISOR:
+            self._mine(session, task_id)
+        found = await to_future(self.services.review.search(query, task_id, session.agent_id))
+        return m.ok(rid, answers=[offered_view(o) for o in found])
+
+    # ------------------------------------------------------------------ supervisors
+
+    async def _answer_list(self, session, msg, rid):
+        retired = msg.get("include_retired") is True
+        return m.ok(rid, answers=[answer_view(a) for a in
+                                  self.services.library.list_answers(retired)])
+
+    async def _answer_save(self, session, msg, rid):
+        data = msg.get("answer")
+        if not isinstance(data, dict) or len(m.dumps(data)) > MAX_ANSWER_FIELDS_CHARS:
+            raise m.BadMessage("answer_save: `answer` is an object (id, title, text, html, "
+                               "language, queues, categories)")
+        saved = await to_future(self.services.library.save_answer(data, session.sub))
+        return m.ok(rid, answer=answer_view(saved))
+
+    async def _answer_retire(self, session, msg, rid):
+        saved = await to_future(self.services.library.retire_answer(
+            m.field(msg, "answer_id"), session.sub))
+        return m.ok(rid, answer=answer_view(saved))
+
+    async def _answer_history(self, session, msg, rid):
+        versions = await to_future(self.services.library.history(m.field(msg, "answer_id")))
+        return m.ok(rid, versions=[asdict(v) for v in versions])
+
+    async def _review_list(self, session, msg, rid):
+        items = await to_future(self.services.review.held())
+        return m.ok(rid, items=[item_view(i) for i in items],
+                    checklist=dict(self.services.review.checklist))
+
+    async def _review_decide(self, session, msg, rid):
+        marks = msg.get("checklist") or {}
+        if not isinstance(marks, dict):
+            raise m.BadMessage("review_decide: `checklist` maps items to true/false")
+        text = m.field(msg, "text", False, limit=m.MAX_TEXT_CHARS)
+        note = m.field(msg, "note", False, limit=m.MAX_TEXT_CHARS) or ""
+        decided = await to_future(self.services.review.decide(
+            m.field(msg, "item_id"), session.sub, m.field(msg, "decision"), marks, text, note))
+        return m.ok(rid, item=item_view(decided))

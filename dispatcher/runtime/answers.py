@@ -1,0 +1,254 @@
+"""`switchboard answers ...` and `switchboard kb ...`: the answer library, the response modes,
+the review figures and the knowledge base from the command line.
+
+    switchboard answers import FILE [--author NAME]     JSON Lines, docs/answers.md
+    switchboard answers export [FILE] [--active]        to FILE or stdout
+    switchboard answers list [--json]
+    switchboard answers history ID
+    switchboard answers mode-set --queue Q --category C --mode M [--threshold T]
+                                 [--review-share S]
+    switchboard answers mode-list | mode-remove --queue Q --category C
+    switchboard answers review-share AGENT SHARE|-      an agent's own review share
+    switchboard answers review-report [--json]          checklist scores per queue and agent
+    switchboard kb import FILE | export [FILE] | list [--json] | report [--json]
+
+Sits in the runtime beside admin.py; each `cmd_*` runs under the reactor like the other admin
+commands, through the same service (`dispatcher.service.answers.Library`) as the console, so an
+import is checked entirely before anything is saved. A running server reads the library at its
+start; changes made in the console are live at once.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from dispatcher.domain.errors import InvalidValue
+from dispatcher.service.answers import Library
+
+from .app import Storage
+
+DEFAULT_AUTHOR = "cli"
+
+
+def add_commands(sub: Any) -> None:
+    answers = sub.add_parser("answers", help="the library of standard answers, response modes")
+    a = answers.add_subparsers(dest="action", required=True)
+    p = a.add_parser("import", help="add or update answers from a JSON Lines file")
+    p.add_argument("file")
+    p.add_argument("--author", default=DEFAULT_AUTHOR, help="who the new versions are by")
+    p = a.add_parser("export", help="every answer as JSON Lines (to FILE or stdout)")
+    p.add_argument("file", nargs="?", default="-")
+    p.add_argument("--active", action="store_true", help="leave retired answers out")
+    p = a.add_parser("list")
+    p.add_argument("--json", action="store_true")
+    p = a.add_parser("history", help="every version of one answer")
+    p.add_argument("id")
+    p = a.add_parser("mode-set", help="the response mode of a queue and category")
+    p.add_argument("--queue", default="*")
+    p.add_argument("--category", default="*")
+    p.add_argument("--mode", required=True, choices=["free", "assisted", "suggested",
+                                                      "automatic"])
+    p.add_argument("--threshold", type=float, default=1.0,
+                   help="automatic: the top score (0-1) needed to answer without an agent")
+    p.add_argument("--review-share", type=float, default=0.0,
+                   help="share (0-1) of outgoing answers held for a supervisor")
+    p = a.add_parser("mode-list")
+    p.add_argument("--json", action="store_true")
+    p = a.add_parser("mode-remove")
+    p.add_argument("--queue", default="*")
+    p.add_argument("--category", default="*")
+    p = a.add_parser("review-share", help="an agent's own review share ('-' removes it)")
+    p.add_argument("agent")
+    p.add_argument("share")
+    p = a.add_parser("review-report", help="quality review: decisions and checklist scores")
+    p.add_argument("--json", action="store_true")
+
+    kb = sub.add_parser("kb", help="the knowledge base (FAQ) served on /help")
+    k = kb.add_subparsers(dest="action", required=True)
+    p = k.add_parser("import", help="add or update articles from a JSON Lines file")
+    p.add_argument("file")
+    p = k.add_parser("export")
+    p.add_argument("file", nargs="?", default="-")
+    p = k.add_parser("list")
+    p.add_argument("--json", action="store_true")
+    p = k.add_parser("report", help="which articles deflect which categories (/help)")
+    p.add_argument("--json", action="store_true")
+
+
+async def _library(storage: Storage) -> Library:
+    from twisted.internet import reactor
+
+    library = Library(storage.answers, reactor)
+    await library.load(index=False)
+    return library
+
+
+def _read(path: str) -> list[str]:
+    try:
+        return Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidValue(f"cannot read {path}: {exc}") from None
+
+
+def _write(path: str, lines: list[str]) -> None:
+    text = "".join(line + "\n" for line in lines)
+    if path == "-":
+        sys.stdout.write(text)
+    else:
+        Path(path).write_text(text, encoding="utf-8")
+        print(f"{len(lines)} written to {path}", file=sys.stderr)
+
+
+async def cmd_answers_import(storage: Storage, args: Any) -> int:
+    library = await _library(storage)
+    try:
+        done = await library.import_answers(_read(args.file), args.author)
+    finally:
+        library.stop()
+    print(f"{done.created} created, {done.updated} updated, {done.unchanged} unchanged")
+    return 0
+
+
+async def cmd_answers_export(storage: Storage, args: Any) -> int:
+    library = await _library(storage)
+    _write(args.file, library.export_answers(include_retired=not args.active))
+    return 0
+
+
+async def cmd_answers_list(storage: Storage, args: Any) -> int:
+    library = await _library(storage)
+    answers = library.list_answers(include_retired=True)
+    if args.json:
+        print(json.dumps([json.loads(line) for line in library.export_answers()]))
+        return 0
+    for a in answers:
+        scope = f"queues={','.join(a.queues) or '*'} categories={','.join(a.categories) or '*'}"
+        flag = "  [retired]" if a.retired else ""
+        print(f"{a.id:<28} v{a.version:<3} {a.language:<3} {scope}  owner={a.owner}  "
+              f"{a.title}{flag}")
+    return 0
+
+
+async def cmd_answers_history(storage: Storage, args: Any) -> int:
+    versions = await storage.answers.answer_versions(args.id)
+    if not versions:
+        raise InvalidValue(f"no such answer: {args.id}")
+    for v in versions:
+        print(json.dumps(asdict(v), ensure_ascii=False))
+    return 0
+
+
+async def cmd_answers_mode_set(storage: Storage, args: Any) -> int:
+    library = await _library(storage)
+    rule = await library.put_rule({"queue": args.queue, "category": args.category,
+                                   "mode": args.mode, "threshold": args.threshold,
+                                   "review_share": args.review_share})
+    print(f"{rule.queue}/{rule.category}: {rule.mode.value} (threshold {rule.threshold:g}, "
+          f"review share {rule.review_share:g})")
+    return 0
+
+
+async def cmd_answers_mode_list(storage: Storage, args: Any) -> int:
+    rules = await storage.answers.list_mode_rules()
+    if args.json:
+        print(json.dumps([{**asdict(r), "mode": r.mode.value} for r in rules]))
+        return 0
+    for r in rules:
+        print(f"{r.queue:<16} {r.category:<16} {r.mode.value:<10} threshold {r.threshold:<5g} "
+              f"review share {r.review_share:g}")
+    return 0
+
+
+async def cmd_answers_mode_remove(storage: Storage, args: Any) -> int:
+    if not await storage.answers.remove_mode_rule(args.queue, args.category):
+        raise InvalidValue(f"no rule for {args.queue}/{args.category}")
+    return 0
+
+
+async def cmd_answers_review_share(storage: Storage, args: Any) -> int:
+    library = await _library(storage)
+    if args.share == "-":
+        share = None
+    else:
+        try:
+            share = float(args.share)
+        except ValueError:
+            raise InvalidValue("a review share is a number from 0 to 1, or -") from None
+    await library.set_agent_share(args.agent, share)
+    return 0
+
+
+async def cmd_answers_review_report(storage: Storage, args: Any) -> int:
+    figures = await storage.answers.review_figures()
+    if args.json:
+        print(json.dumps([asdict(f) for f in figures]))
+        return 0
+    print(f"{'queue':<16} {'agent':<16} {'reviewed':>8} {'approved':>8} {'edited':>6} "
+          f"{'rejected':>8} {'score':>9}")
+    for f in figures:
+        share = f"{f.score / f.max_score:.0%}" if f.max_score else "-"
+        print(f"{f.queue:<16} {f.agent_id or '(automatic)':<16} {f.reviewed:>8} "
+              f"{f.approved:>8} {f.edited:>6} {f.rejected:>8} {share:>9}")
+    return 0
+
+
+async def cmd_kb_import(storage: Storage, args: Any) -> int:
+    library = await _library(storage)
+    try:
+        done = await library.import_articles(_read(args.file))
+    finally:
+        library.stop()
+    print(f"{done.created} created, {done.updated} updated")
+    return 0
+
+
+async def cmd_kb_export(storage: Storage, args: Any) -> int:
+    library = await _library(storage)
+    _write(args.file, library.export_articles())
+    return 0
+
+
+async def cmd_kb_list(storage: Storage, args: Any) -> int:
+    library = await _library(storage)
+    articles = library.list_articles(include_retired=True)
+    if args.json:
+        print(json.dumps([json.loads(line) for line in library.export_articles()]))
+        return 0
+    for a in articles:
+        print(f"{a.id:<28} {a.category or '-':<16} {a.question}"
+              f"{'  [retired]' if a.retired else ''}")
+    return 0
+
+
+async def cmd_kb_report(storage: Storage, args: Any) -> int:
+    rows = await storage.answers.deflections()
+    if args.json:
+        print(json.dumps([{**asdict(d), "rate": d.rate} for d in rows]))
+        return 0
+    print(f"{'category':<16} {'article':<28} {'views':>6} {'helped':>7} {'not':>5} {'deflected':>9}")
+    for d in rows:
+        rate = f"{d.rate:.0%}" if d.rate is not None else "-"
+        print(f"{d.category or '-':<16} {d.article_id:<28} {d.views:>6} {d.helped:>7} "
+              f"{d.not_helped:>5} {rate:>9}")
+    return 0
+
+
+COMMANDS = {
+    ("answers", "import"): cmd_answers_import,
+    ("answers", "export"): cmd_answers_export,
+    ("answers", "list"): cmd_answers_list,
+    ("answers", "history"): cmd_answers_history,
+    ("answers", "mode-set"): cmd_answers_mode_set,
+    ("answers", "mode-list"): cmd_answers_mode_list,
+    ("answers", "mode-remove"): cmd_answers_mode_remove,
+    ("answers", "review-share"): cmd_answers_review_share,
+    ("answers", "review-report"): cmd_answers_review_report,
+    ("kb", "import"): cmd_kb_import,
+    ("kb", "export"): cmd_kb_export,
+    ("kb", "list"): cmd_kb_list,
+    ("kb", "report"): cmd_kb_report,
+}
