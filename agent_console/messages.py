@@ -34,6 +34,16 @@ REPLY = "reply"
 HISTORY = "history"  # also server -> client (the answer)
 MERGE = "merge"  # supervisors only
 PING = "ping"
+# answers (docs/protocol.md "Answers"): the reply box (agents), the library and the review
+# queue (supervisors only)
+ANSWERS_SEARCH = "answers_search"
+SUGGEST = "suggest"
+ANSWER_LIST = "answer_list"
+ANSWER_SAVE = "answer_save"
+ANSWER_RETIRE = "answer_retire"
+ANSWER_HISTORY = "answer_history"
+REVIEW_LIST = "review_list"
+REVIEW_DECIDE = "review_decide"
 
 # server -> client
 WELCOME = "welcome"
@@ -46,6 +56,7 @@ QUEUES = "queues"  # supervisors and integrations
 OK = "ok"
 ERROR = "error"
 PONG = "pong"
+REVIEW_HELD = "review_held"  # supervisors: an outgoing answer waits for review
 
 # offer_cancelled reasons
 EXPIRED = "expired"
@@ -61,6 +72,9 @@ UNSUPPORTED_VERSION = "unsupported_version"
 FORBIDDEN = "forbidden"
 NOT_AVAILABLE = "not_available"
 INTERNAL = "internal"
+# accept of a call that rings the agent's SIP phone: the phone's answer is the accept
+ANSWER_ON_PHONE = "answer_on_phone"
+SIP_SOURCE = "sip"  # task.attributes.source of such a call ("cti": accepted here, then routed)
 
 # close codes (4000-4999: application)
 CLOSE_DISPLACED = 4001  # reason: "displaced by a newer connection"
@@ -71,6 +85,45 @@ DISPLACED_REASON = "displaced by a newer connection"
 
 AGENT_TYPES = frozenset({PRESENCE, ACCEPT, REJECT, WRAP_UP, COMPLETE, PICK, TRANSFER, REPLY})
 CLIENT_TYPES = AGENT_TYPES | {HELLO, HISTORY, MERGE, PING}
+ANSWER_AGENT_TYPES = frozenset({SUGGEST})  # agents, on their own offer or task
+ANSWER_SUPERVISOR_TYPES = frozenset({ANSWER_LIST, ANSWER_SAVE, ANSWER_RETIRE, ANSWER_HISTORY,
+                                     REVIEW_LIST, REVIEW_DECIDE})
+ANSWER_TYPES = ANSWER_AGENT_TYPES | ANSWER_SUPERVISOR_TYPES | {ANSWERS_SEARCH}
+CLIENT_TYPES = CLIENT_TYPES | ANSWER_TYPES
+# collaboration and codification (docs/protocol.md "Collaboration and categories"):
+# notes, the notes of a task, consults, reminders, redirects, category corrections (agents
+# on a task they hold; supervisors: notes and categories on any open task), spam release
+# (supervisors only). `notes` is also server -> client (the answer).
+NOTE = "note"
+NOTES = "notes"
+CONSULT = "consult"
+REMIND = "remind"
+REDIRECT = "redirect"
+CATEGORISE = "categorise"
+SPAM_RELEASE = "spam_release"
+COLLABORATION_AGENT_TYPES = frozenset({CONSULT, REMIND, REDIRECT})
+COLLABORATION_SUPERVISOR_TYPES = frozenset({SPAM_RELEASE})
+COLLABORATION_TYPES = COLLABORATION_AGENT_TYPES | COLLABORATION_SUPERVISOR_TYPES | {
+    NOTE, NOTES, CATEGORISE}
+CLIENT_TYPES = CLIENT_TYPES | COLLABORATION_TYPES
+# supervision (docs/protocol.md "Supervision"), supervisors only: `watch` subscribes to the
+# live state (`live`, server -> client, at most once a second and only on change); the
+# balancing actions move an agent between queues or change their skills, change an agent's
+# presence, change a task's priority or queue, offer it to a named agent, take it back.
+WATCH = "watch"
+AGENT_UPDATE = "agent_update"
+AGENT_PRESENCE = "agent_presence"
+TASK_PRIORITY = "task_priority"
+TASK_MOVE = "task_move"
+TASK_ASSIGN = "task_assign"
+TASK_TAKE_BACK = "task_take_back"
+LIVE = "live"
+SUPERVISION_TYPES = frozenset({WATCH, AGENT_UPDATE, AGENT_PRESENCE, TASK_PRIORITY, TASK_MOVE,
+                               TASK_ASSIGN, TASK_TAKE_BACK})
+CLIENT_TYPES = CLIENT_TYPES | SUPERVISION_TYPES
+# An agent signed off by a supervisor: their console is closed with this code and reason.
+CLOSE_SIGNED_OFF = 4004
+SIGNED_OFF_REASON = "signed off by a supervisor"
 
 # Bounds on what a client may send in a field and on the e-mail text pushed.
 MAX_TEXT_CHARS = 100_000

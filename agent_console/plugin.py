@@ -15,11 +15,13 @@ from typing import Any
 from dispatcher.aio import to_deferred
 from dispatcher.service.edges import EdgeContext, EdgeSpec
 
+from . import help as help_page
 from . import web
 from .auth import KeyProblem, load_keys, signer_for, verifier_for
 from .config import ROLES, ConsoleSettings
 from .server import ConsoleServer
 from .session import Desks
+from .supervision import LiveFeed
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,19 @@ class Console:
         if mail is not None:  # answers go out through the e-mail service's outbox
             self.set_reply_hook(lambda agent_id, task_id, text: mail.reply(task_id, agent_id,
                                                                             text))
+        answers = getattr(context, "answers", None)
+        if answers is not None and mail is not None:  # replies through the quality review
+            self.desks.answers = answers
+            self.set_reply_hook(answers.review.reply)
+            answers.review.on_held = self.desks.review_held
+        # Notes, consults, reminders, redirects; category corrections and spam release.
+        self.desks.collaboration = getattr(context, "collaboration", None)
+        self.desks.codification = getattr(context, "codification", None)
+        # Supervisors: the live state and the balancing actions (supervision.py).
+        supervision = getattr(context, "supervision", None)
+        if supervision is not None:
+            self.desks.live = LiveFeed(supervision)
+        self.desks.balancing = getattr(context, "balancing", None)
 
     def set_reply_hook(self, on_reply: Any) -> None:
         """Where the console hands an agent's e-mail answer: `on_reply(agent_id, task_id,
@@ -60,6 +75,9 @@ class Console:
         d = to_deferred(self.server.start())
         d.addCallback(lambda _: web.mount(self.context.site_root, self.settings,
                                           self.server.port))
+        answers = getattr(self.context, "answers", None)
+        if answers is not None and self.context.site_root is not None:
+            d.addCallback(lambda _: help_page.mount(self.context.site_root, answers.library))
         return d
 
     def _outcome(self, outcome: Any) -> None:

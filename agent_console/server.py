@@ -28,9 +28,12 @@ from dispatcher.domain.errors import DomainError, Forbidden, InvalidValue
 from dispatcher.domain.tasks import Channel, TaskState
 
 from . import messages as m
+from .answers import AnswerRequests
 from .auth import Claims, TokenRefused, Verifier
+from .collaboration import CollaborationRequests
 from .config import ConsoleSettings
 from .session import Desks, Session
+from .supervision import SupervisionRequests
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +169,12 @@ class ConsoleServer:
             return await self._history(session, msg, rid)
         if kind == m.MERGE:
             return await self._merge(session, msg, rid)
+        if kind in m.ANSWER_TYPES:  # the reply box, the library, the review queue
+            return await AnswerRequests(self.desks).handle(session, kind, msg, rid)
+        if kind in m.COLLABORATION_TYPES:  # notes, consults, reminders, categories, spam
+            return await CollaborationRequests(self.desks).handle(session, kind, msg, rid)
+        if kind in m.SUPERVISION_TYPES:  # the live state and the balancing actions
+            return await SupervisionRequests(self.desks).handle(session, kind, msg, rid)
         raise m.BadMessage(f"unknown message type {kind!r}")
 
     def _hello(self, session: Session, msg: dict[str, Any]) -> None:
@@ -214,8 +223,18 @@ class ConsoleServer:
             session.push(frame)
 
     async def _accept(self, session, msg, rid):
-        await self._call(self.sessions.accept(session.agent_id, m.field(msg, "offer_id")))
+        offer_id = m.field(msg, "offer_id")
+        if self._rings_a_sip_phone(session.agent_id, offer_id):
+            # A SIP call is accepted by the agent's phone (its 200 OK), never by the console.
+            return m.error(m.ANSWER_ON_PHONE, "answer this call on your phone", rid)
+        await self._call(self.sessions.accept(session.agent_id, offer_id))
         return m.ok(rid)
+
+    def _rings_a_sip_phone(self, agent_id: str, offer_id: str) -> bool:
+        offer = self.desks.view.pending_offer(agent_id)
+        task = self.desks.view.task(offer.task_id) if offer and offer.id == offer_id else None
+        return task is not None and task.channel is Channel.PHONE \
+            and task.attributes.get("source") == m.SIP_SOURCE
 
     async def _reject(self, session, msg, rid):
         reason = m.field(msg, "reason", False, default="") or ""
@@ -251,6 +270,12 @@ class ConsoleServer:
         if (to_queue is None) == (to_agent is None):
             raise m.BadMessage("transfer: give exactly one of `to_queue`, `to_agent`")
         self._own_task(session, task_id)
+        note = m.field(msg, "note", False, limit=MAX_NOTES_CHARS)  # why (collaboration)
+        collaboration = getattr(self.desks, "collaboration", None)
+        if note and collaboration is not None:
+            await self._call(collaboration.transfer(task_id, session.agent_id, note,
+                                                    to_queue=to_queue, to_agent=to_agent))
+            return m.ok(rid)
         await self._call(self.sessions.transfer(task_id, queue=to_queue, agent_id=to_agent,
                                                 actor=f"agent:{session.agent_id}"))
         return m.ok(rid)
@@ -263,12 +288,15 @@ class ConsoleServer:
         hook = self.desks.reply_hook
         if hook is None:
             return m.error(m.NOT_AVAILABLE, "no e-mail channel is connected", rid)
-        result = hook(session.agent_id, task_id, text)
-        if inspect.isawaitable(result):
-            await result
-        elif hasattr(result, "addCallback"):
-            await self._call(result)
-        return m.ok(rid)
+        # The library answer used and the mode, when the reply box says (docs/protocol.md).
+        extra = {k: m.field(msg, k, False) for k in ("answer_id", "mode") if msg.get(k)}
+        result = hook(session.agent_id, task_id, text, **extra)
+        if hasattr(result, "addCallback"):  # a Deferred (awaitable too, but not by asyncio)
+            result = await self._call(result)
+        elif inspect.isawaitable(result):
+            result = await result
+        held = result.get("held") if isinstance(result, dict) else None
+        return m.ok(rid, held=held) if held else m.ok(rid)
 
     # ------------------------------------------------------------------ history and merge
 

@@ -29,6 +29,7 @@ from dispatcher.domain.routing import Outcome
 from dispatcher.domain.tasks import Channel, Task, TaskState
 
 from . import messages as m
+from .answers import answers_for_task, item_view
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +135,17 @@ class Desks:
         # `on_reply(agent_id, task_id, text)` of the e-mail edge (may return a Deferred or an
         # awaitable); None: replies are refused with `not_available`.
         self.reply_hook: Callable[[str, str, str], Any] | None = None
+        # The answer services (dispatcher.service.review.AnswerServices) when the library is
+        # wired: offers and assignments then carry the mode and the top three (answers.py).
+        self.answers: Any = None
+        # Collaboration (notes, consults, reminders, redirects) and codification (category
+        # corrections, spam release) services, when wired (collaboration.py).
+        self.collaboration: Any = None
+        self.codification: Any = None
+        # Supervision (supervision.py): the live-state feed of the supervisors who watch
+        # (`LiveFeed`) and the balancing actions (dispatcher.service.supervision.Balancing).
+        self.live: Any = None
+        self.balancing: Any = None
 
     # ------------------------------------------------------------------ connections
 
@@ -168,6 +180,8 @@ class Desks:
         """The socket is gone (closed, dropped or displaced)."""
         session.stop()
         self.watchers.discard(session)
+        if self.live is not None:
+            self.live.forget(session)
         agent_id = session.agent_id
         if agent_id is None or self.by_agent.get(agent_id) is not session:
             return  # displaced: the newer session carries on
@@ -225,7 +239,10 @@ class Desks:
                 "agent": profile_view(agent, agent.channels) if agent else None,
                 "presence": self.presence_frame(agent.id) if agent else None,
                 "tasks": tasks,
-                "features": {"reply": bool(self.reply_hook), "history": self.history is not None},
+                "features": {"reply": bool(self.reply_hook), "history": self.history is not None,
+                             "answers": self.answers is not None,
+                             "collaboration": self.collaboration is not None,
+                             "categories": self.codification is not None},
             }
         return build
 
@@ -248,9 +265,12 @@ class Desks:
             if task is None or task.offer_id != offer.id:
                 return None  # over before it could be shown: its cancellation is skipped too
             session.sent_offers.add(offer.id)
-            return {"type": m.OFFER, "offer_id": offer.id, "expires_at": offer.expires_at,
-                    "expires_in": max(0.0, offer.expires_at - self.clock.seconds()),
-                    "task": task_view(task), "customer": customer}
+            frame = {"type": m.OFFER, "offer_id": offer.id, "expires_at": offer.expires_at,
+                     "expires_in": max(0.0, offer.expires_at - self.clock.seconds()),
+                     "task": task_view(task), "customer": customer}
+            if self.answers is not None:
+                frame["answers"] = await answers_for_task(self.answers, task, offer.agent_id)
+            return frame
         return build
 
     def _cancel_frame(self, session: Session, offer_id: str, task_id: str, reason: str
@@ -268,6 +288,13 @@ class Desks:
         return m.dumps({"type": m.QUEUES, "at": now,
                         "queues": [asdict(f) for f in self.queries.queue_figures(now)],
                         "agents": self.queries.agent_presence()})
+
+    def review_held(self, item: Any) -> None:
+        """Tell the connected supervisors that an outgoing answer waits for review."""
+        frame = m.dumps({"type": m.REVIEW_HELD, "item": item_view(item)})
+        for session in list(self.watchers):
+            if session.role == "supervisor":
+                session.push(frame)
 
     def _arm_snapshots(self) -> None:
         if self._snapshot_timer is None or not self._snapshot_timer.active():
@@ -313,9 +340,12 @@ class Desks:
                 session.push({"type": m.TASK_STATE, "task_id": e.task_id,
                               "state": TaskState.WRAP_UP.value})
             elif kind in (ev.TASK_COMPLETED, ev.TASK_CANCELLED, ev.TASK_ABANDONED,
-                          ev.TASK_REQUEUED) and e.task_id not in withdrawn:
+                          ev.TASK_REQUEUED, ev.TASK_TRANSFERRED) and e.task_id not in withdrawn:
+                # a transfer (by the agent, a supervisor, or a PBX whose route failed) takes
+                # the task from its holder: `queued`, as docs/protocol.md says
                 state = {ev.TASK_COMPLETED: "completed", ev.TASK_CANCELLED: "cancelled",
-                         ev.TASK_ABANDONED: "abandoned", ev.TASK_REQUEUED: "queued"}[kind]
+                         ev.TASK_ABANDONED: "abandoned", ev.TASK_REQUEUED: "queued",
+                         ev.TASK_TRANSFERRED: "queued"}[kind]
                 session.push({"type": m.TASK_CLOSED, "task_id": e.task_id, "state": state,
                               "reason": e.data.get("reason") or e.data.get("disposition"),
                               "by": e.actor})
@@ -343,8 +373,11 @@ class Desks:
     def _assigned_frame(self, task: Task, via: str | None
                         ) -> Callable[[], Awaitable[dict[str, Any]]]:
         async def build() -> dict[str, Any]:
-            return {"type": m.ASSIGNED, "via": via, "task": task_view(task),
-                    "customer": await self._customer(task)}
+            frame = {"type": m.ASSIGNED, "via": via, "task": task_view(task),
+                     "customer": await self._customer(task)}
+            if self.answers is not None:
+                frame["answers"] = await answers_for_task(self.answers, task, task.agent_id)
+            return frame
         return build
 
 

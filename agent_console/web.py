@@ -1,7 +1,8 @@
-"""The console's pages on the runtime's twisted.web site: `/` is the agent console (plain HTML,
-CSS and JS from `static/`, no build step) and `/console/config.json` tells the page where the
-WebSocket server listens. Every page is sent with a strict Content-Security-Policy: scripts and
-styles from this server only, sockets to the console's port only, no framing."""
+"""The console's pages on the runtime's twisted.web site: `/` is the agent console and
+`/wallboard` the supervisors' wallboard (plain HTML, CSS and JS from `static/`, no build
+step); `/console/config.json` tells the page where the WebSocket server listens. Every page
+is sent with a strict Content-Security-Policy: scripts and styles from this server only,
+sockets to the console's port only, no framing."""
 
 from __future__ import annotations
 
@@ -39,6 +40,15 @@ class ConsolePage(Resource):
         _harden(request, self.ws_port)
         request.setHeader(b"content-type", b"text/html; charset=utf-8")
         return (STATIC / "index.html").read_bytes()
+
+
+class WallboardPage(ConsolePage):
+    """`/wallboard`: the supervisors' live state and balancing actions (static/wallboard.*)."""
+
+    def render_GET(self, request) -> bytes:
+        _harden(request, self.ws_port)
+        request.setHeader(b"content-type", b"text/html; charset=utf-8")
+        return (STATIC / "wallboard.html").read_bytes()
 
 
 class ConsoleConfig(Resource):
@@ -81,3 +91,4 @@ def mount(root: Resource, settings: ConsoleSettings, ws_port: int) -> None:
     console.putChild(b"config.json", ConsoleConfig(ws_port))
     root.putChild(b"console", console)
     root.putChild(b"", ConsolePage(ws_port))
+    root.putChild(b"wallboard", WallboardPage(ws_port))

@@ -53,6 +53,8 @@ async function boot() {
   $("reject").onclick = reject;
   $("complete").onclick = complete;
   $("reply-send").onclick = reply;
+  collabWire();
+  answersWire();
   document.addEventListener("keydown", keys);
 }
 
@@ -93,7 +95,8 @@ function handle(msg) {
     case "task_state": { const t = state.tasks.get(msg.task_id); if (t) { t.task.state = msg.state; render(); } return; }
     case "task_closed": return closed(msg);
     case "error": return toast(`${msg.message} (${msg.code})`, true);
-    case "ok": return;
+    case "ok": return answersOk(msg);
+    case "review_held": return;
     default: return;
   }
 }
@@ -103,6 +106,7 @@ function welcome(msg) {
   $("login").hidden = true; $("desk").hidden = false;
   link(true, "connected");
   state.agent = msg.agent;
+  state.features = msg.features || {};
   $("who").textContent = msg.agent ? `${msg.agent.name || msg.agent.id} · ${msg.role}` : `${msg.sub} · ${msg.role}`;
   state.tasks.clear();
   for (const t of msg.tasks) state.tasks.set(t.id, { task: t, customer: t.customer });
@@ -139,6 +143,8 @@ function showOffer(msg) {
   s.appendChild(el("span", "chan " + msg.task.channel, msg.task.channel));
   s.appendChild(el("span", "", title(msg.task)));
   if (msg.customer) s.appendChild(el("div", "meta", `from ${msg.customer.name || "unknown customer"}`));
+  answersOffer(msg, s);
+  ringing(msg.task);
   clearInterval(state.timer);
   const total = Math.max(1, msg.expires_in);
   const tick = () => {
@@ -149,7 +155,20 @@ function showOffer(msg) {
   };
   tick(); state.timer = setInterval(tick, 250);
   render();
-  $("accept").focus();
+  ($("accept").hidden ? $("reject") : $("accept")).focus();
+}
+
+// A call rings: a SIP call rings the agent's own phone (its answer is the accept); a call of a
+// PBX (CTI) is accepted here, and the PBX then connects it to the agent's extension.
+function onPhone(task) { return task.channel === "phone" && (task.attributes || {}).source === "sip"; }
+function ringing(task) {
+  const call = task.channel === "phone", sip = onPhone(task), hint = $("offer-hint");
+  $("offer-ringing").hidden = !call;
+  $("accept").hidden = sip;
+  hint.hidden = !call;
+  hint.textContent = sip ? "Your phone is ringing: answer it to take the call."
+    : call && (task.attributes || {}).source === "cti" ? "Accept to have the call put through to your phone."
+    : "";
 }
 
 function offerGone(msg) {
@@ -163,7 +182,7 @@ function hideOffer() { state.offer = null; clearInterval(state.timer); $("offer"
 
 function assigned(msg) {
   if (state.offer && state.offer.task.id === msg.task.id) hideOffer();
-  state.tasks.set(msg.task.id, { task: msg.task, customer: msg.customer });
+  state.tasks.set(msg.task.id, { task: msg.task, customer: msg.customer, answers: msg.answers });
   state.selected = msg.task.id;
   render();
 }
@@ -175,7 +194,7 @@ function closed(msg) {
   render();
 }
 
-function accept() { if (state.offer) send("accept", { offer_id: state.offer.offer_id }); }
+function accept() { if (state.offer && !onPhone(state.offer.task)) send("accept", { offer_id: state.offer.offer_id }); }
 function reject() { if (state.offer) { send("reject", { offer_id: state.offer.offer_id, reason: "declined" }); hideOffer(); } }
 function complete() {
   if (!state.selected) return;
@@ -185,7 +204,7 @@ function complete() {
 function reply() {
   const text = $("reply-text").value.trim();
   if (!state.selected || !text) return;
-  const id = send("reply", { task_id: state.selected, text });
+  const id = send("reply", Object.assign({ task_id: state.selected, text }, answersUsed(state.selected)));
   state.pendingReply = id; $("reply-text").value = ""; toast("Reply sent.");
 }
 
@@ -220,6 +239,8 @@ function render() {
     meta.appendChild(el("span", "", `${task.queue} · arrived ${when(task.created_at)}` + (task.deadline ? ` · due ${when(task.deadline)}` : "")));
     const isMail = task.channel === "email";
     $("mail-text").hidden = !isMail; $("reply-box").hidden = !isMail;
+    answersRender(isMail ? sel : null);
+    $("collab-box").hidden = !isMail;
     $("mail-text").textContent = isMail ? `From: ${a.from || ""}\nSubject: ${a.subject || ""}\n\n${a.text || ""}` : "";
   }
   const shown = state.offer ? { customer: state.offer.customer, current: state.offer.task.id } :
@@ -258,3 +279,81 @@ function customer(shown) {
 }
 
 boot();
+
+// Collaboration and categories (docs/protocol.md): notes, category, consult, reminder, redirect.
+function collabWire() {
+  const task = () => state.selected;
+  const value = (id) => $(id).value.trim();
+  const done = (what) => toast(what);
+  $("collab-note-add").onclick = () => {
+    if (task() && value("collab-note")) { send("note", { task_id: task(), text: value("collab-note") }); $("collab-note").value = ""; done("Note added."); }
+  };
+  $("collab-categorise").onclick = () => {
+    if (task() && value("collab-category")) { send("categorise", { task_id: task(), category: value("collab-category") }); done("Category sent."); }
+  };
+  $("collab-consult").onclick = () => {
+    if (task() && value("collab-expert") && value("collab-question")) {
+      send("consult", { task_id: task(), expert: value("collab-expert"), question: value("collab-question") });
+      $("collab-question").value = ""; done("Question sent to the expert.");
+    }
+  };
+  $("collab-remind").onclick = () => {
+    const hours = parseFloat($("collab-hours").value);
+    if (task() && hours > 0) send("remind", { task_id: task(), in_seconds: Math.round(hours * 3600) });
+  };
+  $("collab-redirect-go").onclick = () => {
+    if (task() && value("collab-redirect")) send("redirect", { task_id: task(), to: value("collab-redirect") });
+  };
+}
+
+// Answers (docs/protocol.md "Answers"): the mode of the task's queue and category, the top
+// three suggestions with their score (suggested mode), the library search (assisted), and the
+// answer id and mode sent with the reply. Library texts are inserted as plain text.
+const answersState = { used: new Map(), searches: new Map() };
+function answersWire() {
+  $("answers-search").onclick = () => {
+    const q = $("answers-query").value.trim();
+    if (!q || !state.selected) return;
+    const id = send("answers_search", { query: q, task_id: state.selected });
+    if (id) answersState.searches.set(id, state.selected);
+  };
+}
+function answersList(list, items, mode) {
+  clear(list);
+  for (const a of items) {
+    const li = el("li");
+    const b = el("button", "answer-pick", `${a.title} (${Math.round(a.score * 100)}%)`);
+    b.onclick = () => {
+      $("reply-text").value = a.text;
+      answersState.used.set(state.selected, { answer_id: a.answer_id, mode, text: a.text });
+      if (a.missing && a.missing.length) toast(`Fill in: ${a.missing.join(", ")}`, true);
+    };
+    li.appendChild(b);
+    list.appendChild(li);
+  }
+}
+function answersRender(sel) {
+  const box = $("answers-box"), info = (sel && sel.answers) || {};
+  box.hidden = !(sel && state.features && state.features.answers);
+  if (box.hidden) return;
+  $("answers-mode").textContent = info.mode ? `Response mode: ${info.mode}` : "";
+  answersList($("answers-suggested"), info.suggestions || [], "suggested");
+}
+function answersOffer(msg, s) {
+  const sug = (msg.answers && msg.answers.suggestions) || [];
+  if (sug.length) s.appendChild(el("div", "meta", "Suggested: " + sug.map((a) => `${a.title} (${Math.round(a.score * 100)}%)`).join(" · ")));
+}
+function answersUsed(taskId) {
+  const used = answersState.used.get(taskId);
+  if (!used) return {};
+  answersState.used.delete(taskId);
+  return { answer_id: used.answer_id, mode: used.mode };
+}
+function answersOk(msg) {
+  if (answersState.searches.has(msg.re)) {
+    answersState.searches.delete(msg.re);
+    answersList($("answers-found"), msg.answers || [], "assisted");
+  } else if (msg.re === state.pendingReply && msg.held) {
+    toast("Reply held for a supervisor's review before it leaves.");
+  }
+}

@@ -60,6 +60,26 @@ class EmailSettings:
     imap_interval: float = 30.0  # seconds between searches (without IDLE), longest IDLE (with)
     imap_idle: bool = True  # use IDLE when the server offers it
     imap_move_to: str = ""  # move each stored message to this folder (server needs MOVE)
+    # spam scoring by SpamAssassin's spamd (spam.py); empty host = unscored
+    spamd_host: str = ""
+    spamd_port: int = 783
+    spamd_timeout: float = 10.0
+    spamd_max_bytes: int = 512_000  # larger messages are not scored (spamc's own limit)
+    spam_queue: str = "spam"  # where spam is parked (a pull queue, created when missing)
+    # web form intake (form.py): GET/POST /forms/contact on the HTTP site
+    form_enabled: bool = True
+    form_queue: str = ""  # the queue of submissions; empty: default_queue
+    form_address: str = ""  # the To: of the message a submission becomes; empty: from_address
+    # request type -> queue:priority:category (each part may be empty), e.g.
+    # "complaint=support:50:complaint,quote=sales::sales"
+    form_types: str = ""
+    form_products: str = ""  # comma-separated choices; empty: free text
+    form_callback_priority: int = 60  # "wants a call back" raises the priority to at least this
+    form_per_address_per_hour: int = 5
+    form_per_ip_per_hour: int = 20
+    form_max_bytes: int = 64 * 1024  # request body; larger: 413
+    form_max_message_chars: int = 10_000
+    form_honeypot: str = "website"  # a field hidden from people: filled in = a bot
 
 
 def parse_routes(spec: str) -> dict[str, str]:

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 import uuid
 from typing import Any
 
+from twisted.internet import threads
 from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred
 from twisted.internet.task import LoopingCall
 
@@ -20,22 +22,34 @@ from dispatcher.aio import to_deferred
 from dispatcher.bus.lock import LeaderLock
 from dispatcher.domain.deadlines import BusinessCalendar
 from dispatcher.domain.routing import Router
+from dispatcher.service.answers import Library
 from dispatcher.service.assignment import Assignment
+from dispatcher.service.calls import Calls
+from dispatcher.service.codification import Codification
+from dispatcher.service.collaboration import Collaboration
 from dispatcher.service.edges import Edge, EdgeContext, EdgeSpec
 from dispatcher.service.history import History
 from dispatcher.service.intake import Intake
 from dispatcher.service.mail import Mail
 from dispatcher.service.queries import Queries
+from dispatcher.service.reports import Reports, Today
+from dispatcher.service.review import AnswerServices, Review
 from dispatcher.service.roster import Roster
 from dispatcher.service.sessions import Sessions
+from dispatcher.service.supervision import Balancing, Supervision
 from dispatcher.storage import schema
+from dispatcher.storage.answers import SqlAnswerStore
+from dispatcher.storage.codification import SqlCodificationStore, SqlCollaborationStore
 from dispatcher.storage.commit import GroupCommit
 from dispatcher.storage.engine import make_engine
+from dispatcher.storage.phones import SqlPhones
 from dispatcher.storage.pool import Pool
+from dispatcher.storage.reports import SqlReportStore
 from dispatcher.storage.sql import SqlStore
 
 from .collector import Collector
 from .config import Config
+from .metrics import Metrics, MetricsPage
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +77,10 @@ class Storage:
         self.pool = Pool(self.engine, reactor)
         self.commit = GroupCommit(self.pool, reactor)
         self.store = SqlStore(self.pool, self.commit)
+        self.phones = SqlPhones(self.pool, time.time)
+        self.answers = SqlAnswerStore(self.pool, self.commit)  # library, KB, review
+        self.codes = SqlCodificationStore(self.pool, self.commit)  # categories, rules
+        self.collab = SqlCollaborationStore(self.pool, self.commit)  # notes, consults...
 
     def check(self) -> schema.SchemaStatus:
         return schema.check(self.url)
@@ -90,6 +108,35 @@ class App:
         self.roster = Roster(self.assignment, self.store)
         self.mail = Mail(self.assignment, self.store, reactor, self.intake)
         self.history = History(self.store, self.assignment)
+        # Codification: category and spam verdict of each new e-mail before its commit
+        # (Mail.codify), classifier trained off the reactor; collaboration: notes, consults
+        # (their answers taken in by Mail.intercept), reminders, redirects.
+        self.codification = Codification(
+            self.assignment, self.store, self.storage.codes, reactor, self.intake, self.roster,
+            run_in_thread=lambda fn, *a: threads.deferToThreadPool(
+                reactor, reactor.getThreadPool(), fn, *a))
+        self.mail.codify = self.codification.codify
+        self.collaboration = Collaboration(self.assignment, self.store, self.storage.collab,
+                                           reactor, self.intake, self.sessions, self.mail)
+        self.mail.intercept = self.collaboration.intercept
+        # Answers: library, KB, response modes, quality review; the automatic mode answers
+        # new e-mails after their commit (Mail.automatic), index rebuilt off the reactor.
+        self.library = Library(self.storage.answers, reactor, offload=lambda fn, *a: (
+            threads.deferToThreadPool(reactor, reactor.getThreadPool(), fn, *a)))
+        self.review = Review(self.library, self.mail, self.storage.answers, self.store,
+                             self.assignment, reactor)
+        self.mail.automatic = self.review.automatic
+        self.calls = Calls(self.assignment, self.intake, self.storage.phones)
+        # Reports and today's figures read the log on their own connection (report.py).
+        self.report_events = SqlReportStore(config.database.url, reactor)
+        self.reports = Reports(self.report_events, self.store, reactor)
+        self.today = Today(self.report_events, self.store, reactor)
+        self.metrics = Metrics(self.queries, reactor, self.today, self.storage.commit)
+        self.assignment.listen(self.metrics.on_outcome)
+        # Supervisors: the live state (today's service level through `today`) and balancing.
+        self.supervision = Supervision(self.router, reactor, self.today)
+        self.assignment.listen(self.supervision.on_outcome)
+        self.balancing = Balancing(self.assignment, self.roster, self.sessions)
         self.edges: list[tuple[str, Edge]] = []
         self.collector = Collector(reactor, config.server.gc_refreeze_seconds)
         self.lock: LeaderLock | None = None
@@ -111,7 +158,14 @@ class App:
             for c in state.calendars
         }
         await self.assignment.restore(state)
+        await self.codification.start()  # rules loaded; the classifier trains in a thread
+        await self.collaboration.start()  # pending reminders re-armed
+        await self.calls.start()  # phone accounts and registrations, expiries re-armed
+        await self.library.load()  # answers, articles, rules in memory; the index built
         self.collector.start()  # full collections on schedule, not at random (collector.py)
+        self.report_events.start()
+        self.metrics.start()
+        await self.supervision.start()  # today's figures so far, from the log
         log.info("router rebuilt: %d queues, %d agents, %d open tasks",
                  len(state.queues), len(state.agents), len(state.open_tasks))
 
@@ -137,12 +191,36 @@ class App:
 
         return to_deferred(self.lock.renew()).addCallback(checked)
 
+    def mount_http(self, site_root: Any) -> None:
+        """The runtime's own pages: /healthz with a database probe, /metrics, /report."""
+        from .http import Health
+        from .report import CONSOLE_EDGE, ReportPage, verifier_from
+
+        site_root.putChild(b"healthz", Health(self.router, self.report_events.ping,
+                                              self.reactor))
+        site_root.putChild(b"metrics", MetricsPage(self.metrics))
+
+        def verifier() -> Any:
+            from dispatcher.service.tokens import KeyProblem
+
+            settings = self.config.edges.get(CONSOLE_EDGE)
+            if settings is None:
+                raise KeyProblem("no console settings: reports need its token keys")
+            return verifier_from(settings)
+
+        site_root.putChild(b"report", ReportPage(self.reports, verifier))
+
     def build_edges(self, specs: dict[str, EdgeSpec], site_root: Any) -> list[str]:
         """Build every edge whose settings say enabled; returns their names."""
+        self.mount_http(site_root)
         context = EdgeContext(
             reactor=self.reactor, intake=self.intake, sessions=self.sessions,
             queries=self.queries, roster=self.roster, assignment=self.assignment,
-            site_root=site_root, mail=self.mail, history=self.history,
+            site_root=site_root, mail=self.mail, history=self.history, calls=self.calls,
+            reports=self.reports, today=self.today,
+            answers=AnswerServices(self.library, self.review),
+            codification=self.codification, collaboration=self.collaboration,
+            supervision=self.supervision, balancing=self.balancing,
         )
         for name, spec in sorted(specs.items()):
             settings = self.config.edges.get(name) or spec.settings()
@@ -165,7 +243,14 @@ class App:
             except Exception:  # noqa: BLE001 - the others must still stop
                 log.exception("edge %s did not stop cleanly", name)
         self.assignment.stop()
+        self.codification.stop()
+        self.collaboration.stop()
+        self.calls.stop()
+        self.library.stop()
         self.collector.stop()
+        self.metrics.stop()
+        self.supervision.stop()
+        self.report_events.stop()
         await self.storage.stop()
         if self.lock is not None:
             if self._renewal is not None and self._renewal.running:

@@ -6,6 +6,10 @@ reactor, parses arguments, loads the configuration (every error at once), runs o
     switchboard agents add | list | set-skills
     switchboard queues add | list
     switchboard tasks list [--json]
+    switchboard answers import FILE | export [FILE] | list | mode-set ...   (docs/answers.md)
+    switchboard kb import FILE | export [FILE] | list | report
+    switchboard categories add | rule-add | rule-remove | list | train   (docs/codification.md)
+    switchboard report --from ... --to ... [--queue Q] [--interval 15m|1h|1d] [--format F]
 """
 
 from __future__ import annotations
@@ -106,6 +110,22 @@ def build_parser(specs: dict | None = None) -> argparse.ArgumentParser:
     c = cal.add_parser("list")
     c.add_argument("--json", action="store_true")
 
+    from .phones import add_commands as add_phone_commands
+
+    add_phone_commands(sub)
+
+    from .report import add_parser as add_report_parser
+
+    add_report_parser(sub)
+
+    from .answers import add_commands as add_answer_commands  # answers, kb
+
+    add_answer_commands(sub)
+
+    from .categories import add_commands as add_category_commands
+
+    add_category_commands(sub)
+
     for spec in (specs or {}).values():  # commands the edges bring (e.g. `token`)
         if spec.commands is not None:
             before = set(sub.choices)
@@ -156,6 +176,10 @@ def main(argv: list[str] | None = None) -> int:
             from .demo import demo
 
             return demo(args, config, specs)
+        if args.command == "report":
+            from .report import report_command
+
+            return report_command(args, url)
         return _admin(args, url)
     except DomainError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -188,7 +212,9 @@ def _admin(args, url: str) -> int:
     from twisted.internet import reactor, task
     from twisted.internet.defer import ensureDeferred
 
-    from . import admin
+    from . import admin, phones
+    from . import answers as answer_commands
+    from . import categories as category_commands
     from .app import Storage
 
     commands = {
@@ -201,6 +227,9 @@ def _admin(args, url: str) -> int:
         ("tasks", "show"): admin.cmd_tasks_show,
         ("calendars", "add"): admin.cmd_calendars_add,
         ("calendars", "list"): admin.cmd_calendars_list,
+        **phones.COMMANDS,
+        **answer_commands.COMMANDS,
+        **category_commands.COMMANDS,
     }
     command = commands[(args.command, args.action)]
     status = {"code": 0}

@@ -35,6 +35,7 @@ ACCEPT_DELAY = (0.5, 2.5)  # robot agents take a moment to accept
 HANDLE_SECONDS = {Channel.PHONE: (4.0, 14.0), Channel.EMAIL: (3.0, 10.0)}
 PHONE_WRAP_UP = 3.0
 CUSTOMERS = 40
+EDGES_OFF_IN_DEMO = frozenset({"phone"})
 
 DEMO_CALENDAR = Calendar(
     name="office", timezone="Europe/Paris",
@@ -163,7 +164,10 @@ def demo(args, base: Config | None = None, specs: dict[str, EdgeSpec] | None = N
             await app.sessions.set_status(a.id, Presence.AVAILABLE)
         await roster.put_agent(HUMAN)  # offline until you sign in at the console
         site, root = build_site(app.router)
-        edges = app.build_edges(specs or {}, root)
+        # The robots take calls without phones: the SIP/CTI edge (which makes phones decide who
+        # can take calls, and listens on the SIP port) stays off in the demo.
+        demo_specs = {n: s for n, s in (specs or {}).items() if n not in EDGES_OFF_IN_DEMO}
+        edges = app.build_edges(demo_specs, root)
         await app.start_edges()
         port = reactor.listenTCP(config.server.http_port, site, interface=config.server.host)
         address = f"http://{config.server.host}:{port.getHost().port}"

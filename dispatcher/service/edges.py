@@ -37,6 +37,24 @@ class EdgeContext:
     mail: Any = None  # dispatcher.service.mail.Mail, for the e-mail edge
     # The customer history service (dispatcher.service.history.History); None: no history.
     history: Any = None
+    # The phone channel's use cases (dispatcher.service.calls.Calls), for the phone edges.
+    calls: Any = None
+    # Reports from the event log (dispatcher.service.reports.Reports) and today's figures kept
+    # up to date (reports.Today: the same definitions, docs/metrics.md), for supervisor views.
+    reports: Any = None
+    today: Any = None
+    # Categories and spam (dispatcher.service.codification.Codification): the e-mail edge
+    # registers its spam scorer there; the console corrects categories and releases spam.
+    codification: Any = None
+    # Notes, consults, reminders, redirects (dispatcher.service.collaboration.Collaboration).
+    collaboration: Any = None
+    # The answer library, knowledge base and quality review (dispatcher.service.review.
+    # AnswerServices: `library`, `review`): the console's reply box and /help use it.
+    answers: Any = None
+    # Supervisors' live state (dispatcher.service.supervision.Supervision) and balancing
+    # actions (supervision.Balancing), for the console and its wallboard.
+    supervision: Any = None
+    balancing: Any = None
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ import json
 import logging
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email import policy as email_policy
@@ -40,6 +40,7 @@ from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.interfaces import IReactorTime
 
 from dispatcher.domain import events as ev
+from dispatcher.domain.categories import Prequalified
 from dispatcher.domain.deadlines import ALWAYS_OPEN, parse_rule
 from dispatcher.domain.errors import InvalidValue, UnknownQueue
 from dispatcher.domain.tasks import Channel, Task, TaskState
@@ -134,6 +135,8 @@ class InboundMail:
     malformed: bool = False
     auto_generated: bool = False  # RFC 3834 signs, decided by the edge's header reading
     source: str | None = None
+    # A web form submission (channels/email/form.py): its fields and pre-qualification.
+    form: Prequalified | None = None
 
 
 @dataclass(frozen=True)
@@ -204,6 +207,18 @@ class Mail:
         self._next_number: int | None = None
         self._loading: list[Deferred[None]] | None = None
         self._acked: dict[str, float] = {}  # peer -> time of the last ack this process sent
+        # --- codification hooks (dispatcher.service.codification / collaboration) ---
+        # `codify(mail, task)`: for a message that opens a task, before it is stored: may
+        # change the task's queue, priority, skills, attributes; returns an object with
+        # `events` (stored with the task) and `acknowledge` (False: no ack, e.g. spam).
+        self.codify: Callable[[InboundMail, Task], Awaitable[Any]] | None = None
+        # `intercept(mail)`: before threading; a Received when the message was taken (an
+        # expert's answer to a consult), None to go on as usual.
+        self.intercept: Callable[[InboundMail], Awaitable[Received | None]] | None = None
+        # --- automatic answers hook (dispatcher.service.review.Review.automatic) ---
+        # `automatic(task, mail)`: called after a new task is committed; True when it took
+        # the task (answered or held for review) so that it must not be routed.
+        self.automatic: Callable[[Task, InboundMail], bool] | None = None
 
     def configure(self, policy: MailPolicy) -> None:
         """Set the channel's policy (the edge does it once, from its settings)."""
@@ -249,6 +264,10 @@ class Mail:
         return ensureDeferred(self._receive(mail))
 
     async def _receive(self, mail: InboundMail) -> Received:
+        if self.intercept is not None:
+            taken = await self.intercept(mail)
+            if taken is not None:
+                return taken
         identity = self._identity(mail)
         number = self.policy.find_number(mail.subject)
         ids = [i for i in ((mail.in_reply_to,) + tuple(mail.references)) if i]
@@ -327,6 +346,7 @@ class Mail:
         if linked_to is not None:
             attributes["linked_to"] = linked_to.id
         task = self._draft(mail.queue, attributes)
+        codified = await self.codify(mail, task) if self.codify is not None else None
         msg = self._message(mail, task.id, identity)
         events = [
             ev.Event(ev.TASK_CREATED, task.created_at, task.id,
@@ -339,13 +359,23 @@ class Mail:
         if linked_to is not None:
             events.append(ev.Event(EMAIL_LINKED, task.created_at, task.id,
                                    data={"linked_to": linked_to.id, "reason": why}))
-        ack = await self._ack(mail, task, request, msg, events)
+        if codified is not None:
+            events.extend(codified.events)
+        if codified is not None and not codified.acknowledge:
+            events.append(ev.Event(EMAIL_ACK_SKIPPED, task.created_at, task.id,
+                                   data={"reason": "spam"}))
+            ack = None
+        else:
+            ack = await self._ack(mail, task, request, msg, events)
         messages = [msg] + ([ack.message] if ack else [])
         outbox = [ack.outbox] if ack else []
         customer_id = await self.store.create_mail_task(
             task, identity, mail.from_name, events, number, messages, outbox)
         task.customer_id = customer_id
-        self._route(task)
+        # --- automatic answers (dispatcher.service.review.Review.automatic): after the commit,
+        # may answer the new task without an agent (or hold it for review) instead of routing.
+        if self.automatic is None or not self.automatic(task, mail):
+            self._route(task)
         return Received(task.id, request, LINKED if linked_to else NEW, customer_id,
                         acknowledged=ack is not None,
                         linked_to=linked_to.id if linked_to else None)
@@ -439,6 +469,7 @@ class Mail:
 
     def _outgoing(self, task_id: str, kind: str, to: str, subject: str, text: str,
                   html: str | None, answering: MailMessage | None, actor: str,
+                  mode: str | None = None, answer_id: str | None = None,
                   ) -> _Outgoing:
         p = self.policy
         em = EmailMessage(policy=email_policy.SMTP)
@@ -473,17 +504,31 @@ class Mail:
                           {"message": msg.id, "mail_from": p.from_address, "rcpt": [to]}, now)
         event = ev.Event(EMAIL_QUEUED, now, task_id, actor=actor,
                          data={"message": msg.id, "kind": kind, "to": to,
-                               "message_id": msg.message_id, "subject": msg.subject})
+                               "message_id": msg.message_id, "subject": msg.subject,
+                               "mode": mode, "answer_id": answer_id})
         return _Outgoing(msg, item, event)
 
     def reply(self, task_id: str, agent_id: str, text: str,
-              html: str | None = None) -> Deferred[MailMessage]:
+              html: str | None = None, mode: str | None = None,
+              answer_id: str | None = None) -> Deferred[MailMessage]:
         """Queue an agent's answer to the customer; fires with the stored message once
-        committed."""
-        return ensureDeferred(self._reply(task_id, agent_id, text, html))
+        committed. `mode` (free | assisted | suggested | automatic) and `answer_id` (the
+        library answer used, if any) go into the `email.queued` event for the reports."""
+        return ensureDeferred(self._reply(task_id, agent_id, text, html, mode, answer_id))
 
-    async def _reply(self, task_id: str, agent_id: str, text: str,
-                     html: str | None) -> MailMessage:
+    async def _reply(self, task_id: str, agent_id: str, text: str, html: str | None,
+                     mode: str | None = None, answer_id: str | None = None) -> MailMessage:
+        out = await self.compose_reply(task_id, ev.agent_actor(agent_id), text, html, mode,
+                                       answer_id)
+        await self.store.add_mail([out.message], Changes(events=[out.event], outbox=[out.outbox]))
+        return out.message
+
+    async def compose_reply(self, task_id: str, actor: str, text: str, html: str | None,
+                            mode: str | None = None, answer_id: str | None = None,
+                            ) -> _Outgoing:
+        """The reply to the task's last customer message (message, outbox item, event),
+        built but not stored: the caller commits it with its own changes (a reviewer's
+        decision, an automatic answer that completes the task)."""
         task = self.router.tasks.get(task_id) or await self.store.find_mail_task(task_id=task_id)
         if task is None:
             raise InvalidValue(f"no such e-mail task: {task_id}")
@@ -496,10 +541,8 @@ class Mail:
         subject = re.sub(r"^\s*((re|aw|fwd?)\s*:\s*)+", "", last.subject or "", flags=re.I)
         subject = re.sub(r"\s*\[#" + re.escape(self.policy.request_prefix) + r"\d+\]", "", subject)
         subject = f"Re: {subject.strip()} [#{request}]" if request else f"Re: {subject.strip()}"
-        out = self._outgoing(task_id, "reply", last.peer, subject, text, html, last,
-                             actor=ev.agent_actor(agent_id))
-        await self.store.add_mail([out.message], Changes(events=[out.event], outbox=[out.outbox]))
-        return out.message
+        return self._outgoing(task_id, "reply", last.peer, subject, text, html, last,
+                              actor=actor, mode=mode, answer_id=answer_id)
 
     def due(self, limit: int = 100) -> Deferred[list[OutboundMail]]:
         return self.store.due_mail(self.now(), limit)

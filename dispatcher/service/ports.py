@@ -10,13 +10,22 @@ data is committed: callers acknowledge the outside world after that, never befor
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred
 
 from dispatcher.domain.agents import Agent
+from dispatcher.domain.answers import (
+    Answer,
+    AnswerVersion,
+    Article,
+    Deflection,
+    ResponseRule,
+    ReviewItem,
+)
+from dispatcher.domain.categories import Category, CategoryRule
 from dispatcher.domain.events import Event
 from dispatcher.domain.queues import Queue
 from dispatcher.domain.tasks import Task
@@ -279,3 +288,234 @@ class Store(Protocol):
     ) -> Deferred[None]:
         """Record a delivery attempt: the outbox item's state (`sent` and `dead` are final;
         `retrying` stays pending until `next_attempt_at`), the message's status, and events."""
+
+
+# --- phone --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PhoneAccount:
+    """An agent's phone: SIP digest credentials (HA1 hashes made with `realm`, never the
+    password) and/or the agent's extension on a PBX that reports to us over CTI."""
+
+    agent_id: str
+    sip_user: str | None
+    realm: str
+    ha1_md5: str | None = None
+    ha1_sha256: str | None = None
+    extension: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    """The contact an agent's phone registered last (one per agent; the latest REGISTER wins).
+    `source` is where the REGISTER came from ("udp:127.0.0.1:5071"), `expires_at` in reactor
+    seconds; `call_id`/`cseq` order refreshes (RFC 3261 §10.3)."""
+
+    agent_id: str
+    contact: str
+    expires_at: float
+    source: str
+    call_id: str
+    cseq: int
+
+
+class PhoneStore(Protocol):
+    """Phone accounts and registrar bindings. Every write commits before its Deferred fires."""
+
+    def put_phone_account(self, account: PhoneAccount) -> Deferred[None]: ...
+    def remove_phone_account(self, agent_id: str) -> Deferred[bool]: ...
+    def list_phone_accounts(self) -> Deferred[list[PhoneAccount]]: ...
+    def put_binding(self, binding: Binding) -> Deferred[None]: ...
+    def remove_binding(self, agent_id: str) -> Deferred[None]: ...
+    def list_bindings(self) -> Deferred[list[Binding]]: ...
+
+
+# --- answers, knowledge base, response modes, quality review (dispatcher.service.answers) -----
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewFigures:
+    """Quality-review figures of one (queue, agent): decided items and checklist points.
+    `agent_id` None: automatic answers."""
+
+    queue: str
+    agent_id: str | None
+    reviewed: int
+    approved: int
+    edited: int
+    rejected: int
+    score: int
+    max_score: int
+
+
+class AnswerStore(Protocol):
+    """The answer library (with version history), the knowledge base and its /help feedback,
+    the response-mode rules and the review items. Writes that touch a task (holding an answer,
+    deciding on one) commit together with the task's events and outbound mail."""
+
+    # library
+    def save_answer(self, answer: Answer, version: AnswerVersion) -> Deferred[None]:
+        """Store `answer` (dispatcher.domain.answers.Answer) as current and append `version`
+        (AnswerVersion); a version number already stored for this answer is an error."""
+    def get_answer(self, answer_id: str) -> Deferred[Answer | None]: ...
+    def list_answers(self, include_retired: bool = False) -> Deferred[list[Answer]]: ...
+    def answer_versions(self, answer_id: str) -> Deferred[list[AnswerVersion]]:
+        """Every version of the answer, oldest first."""
+
+    # knowledge base
+    def put_article(self, article: Article) -> Deferred[None]: ...
+    def list_articles(self, include_retired: bool = False) -> Deferred[list[Article]]: ...
+    def record_help(self, article_id: str, at: float, helped: bool | None) -> Deferred[None]:
+        """One /help event: a view (`helped` None) or a visitor's yes/no."""
+    def deflections(self) -> Deferred[list[Deflection]]:
+        """Per article: views, helped, not helped (dispatcher.domain.answers.Deflection)."""
+
+    # response modes
+    def put_mode_rule(self, rule: ResponseRule) -> Deferred[None]: ...
+    def remove_mode_rule(self, queue: str, category: str) -> Deferred[bool]: ...
+    def list_mode_rules(self) -> Deferred[list[ResponseRule]]: ...
+    def put_agent_review(self, agent_id: str, share: float | None) -> Deferred[None]:
+        """The agent's own review share (None removes it)."""
+    def agent_reviews(self) -> Deferred[dict[str, float]]: ...
+    def answered_examples(self, limit: int) -> Deferred[list[tuple[str, str]]]:
+        """(answer_id, customer text) of the newest replies sent with a library answer: the
+        past replies the ranking learns from."""
+
+    # quality review
+    def hold_review(self, item: ReviewItem, events: Sequence[Event]) -> Deferred[None]:
+        """Store a held ReviewItem with the task's events, atomically."""
+    def decide_review(self, item: ReviewItem, messages: Sequence[MailMessage],
+                      changes: Changes) -> Deferred[None]:
+        """Store the decision on a held item with the mail it sends and the task's changes,
+        atomically; fails with InvalidValue if the item was already decided."""
+    def get_review(self, item_id: str) -> Deferred[ReviewItem | None]: ...
+    def list_reviews(self, state: str | None = "held", limit: int = 100) -> Deferred[list[ReviewItem]]:
+        """Items in `state` (None: all), oldest first."""
+    def review_figures(self) -> Deferred[list[ReviewFigures]]:
+        """Per (queue, agent): the decided items and their checklist points."""
+
+
+# --- codification and collaboration (issue 7: categories, spam, notes, consults, reminders) ---
+
+
+@dataclass(frozen=True, slots=True)
+class TrainingExample:
+    """A labelled text for the category classifier: from an agent's correction, from a task
+    completed with its category, or imported. `id` is given by the store."""
+
+    text: str
+    category: str
+    source: str  # agent | disposition | import
+    at: float
+    task_id: str | None = None
+    actor: str = "system"
+    id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskNote:
+    """An internal note on a task: never sent to the customer."""
+
+    task_id: str
+    author: str  # actor: agent:<id> | supervisor:<sub> | system
+    text: str
+    at: float
+    id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Consult:
+    """An expert outside the centre asked by e-mail about a task; `token` is in the subject of
+    the outbound mail, so the expert's reply threads back into the task."""
+
+    token: str
+    task_id: str
+    agent_id: str
+    expert: str  # lower-cased address
+    message_id: str | None
+    created_at: float
+    answered_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reminder:
+    """A task set aside until `due_at` (its deadline paused from `created_at`). state: pending |
+    done | superseded (the task came back before, e.g. the customer wrote)."""
+
+    id: str
+    task_id: str
+    agent_id: str
+    due_at: float
+    created_at: float
+    note: str = ""
+    state: str = "pending"
+
+
+class CodificationStore(Protocol):
+    """Categories, their rules and the classifier's training examples."""
+
+    def put_category(self, category: Category) -> Deferred[None]:
+        """Insert or replace a category."""
+    def list_categories(self) -> Deferred[list[Category]]: ...
+    def add_rule(self, rule: CategoryRule) -> Deferred[int]:
+        """Store a rule; fires with its id."""
+    def remove_rule(self, rule_id: int) -> Deferred[bool]: ...
+    def list_rules(self) -> Deferred[list[CategoryRule]]:
+        """Every rule, in evaluation order (position, id)."""
+    def add_examples(self, examples: Sequence[TrainingExample]) -> Deferred[None]: ...
+    def examples(self, limit: int) -> Deferred[list[TrainingExample]]:
+        """The newest `limit` examples, oldest first."""
+    def example_count(self) -> Deferred[int]: ...
+
+
+class CollaborationStore(Protocol):
+    """Notes, consults and reminders, each written atomically with its task events (and, for a
+    consult, its e-mail and outbox item)."""
+
+    def add_note(self, note: TaskNote, changes: Changes) -> Deferred[int]: ...
+    def notes(self, task_id: str) -> Deferred[list[TaskNote]]: ...
+    def add_consult(self, consult: Consult, messages: Sequence[MailMessage],
+                    changes: Changes) -> Deferred[None]: ...
+    def find_consult(self, token: str | None = None,
+                     message_ids: Sequence[str] = ()) -> Deferred[Consult | None]:
+        """The consult with this token, else the one whose outbound Message-ID is one of
+        `message_ids`; None if none."""
+    def answer_consult(self, token: str, at: float, messages: Sequence[MailMessage],
+                       changes: Changes) -> Deferred[None]: ...
+    def consults(self, task_id: str) -> Deferred[list[Consult]]: ...
+    def add_reminder(self, reminder: Reminder, changes: Changes) -> Deferred[None]: ...
+    def pending_reminders(self) -> Deferred[list[Reminder]]: ...
+    def settle_reminder(self, reminder_id: str, state: str,
+                        changes: Changes) -> Deferred[None]: ...
+
+
+# --- reports (issue 6: statistics from the event log) -----------------------------------------
+
+# A chunk of events as the report fold reads them: objects with kind, at, task_id, agent_id,
+# actor, data (`dispatcher.domain.metrics.EventRecord`); valid only during the call.
+EventSink = Callable[[Sequence[Any]], None]
+Progress = Callable[[int, int], None]  # (events read so far, events in the period)
+# How far before `start` an agent's last status is looked for (bounds the scan of the agent log
+# for an old period); an agent with no status change in that time counts as offline.
+STATUS_LOOKBACK_SECONDS = 31 * 86_400.0
+
+
+class ReportStore(Protocol):
+    """Reads the two event logs (task_events, agent_events) for reports and the live view,
+    streamed in chunks, never the whole period at once."""
+
+    def fold_events(self, start: float, end: float, sink: EventSink,
+                    progress: Progress | None = None, context: bool = True) -> Deferred[int]:
+        """Call `sink(chunk)` with every event in time order (ties: log order), first the
+        context (unless `context` is False), then the period:
+
+        - context (all before `start`): every earlier event of the tasks still open at `start`
+          (or changed after it: a task completed later, a reopened e-mail), and each agent's
+          last `agent.status` before `start` (within STATUS_LOOKBACK_SECONDS);
+        - the period: every event of both logs with `start <= at < end`.
+
+        `sink` and `progress` run on the store's reading thread (the SQL store) or at once (the
+        memory store): they must not touch the reactor. Fires with the number of events of the
+        period, once the last chunk was given to `sink`."""
+

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import heapq
 import itertools
 import uuid
 from collections.abc import Iterator, Sequence
@@ -21,18 +22,21 @@ from twisted.internet.defer import Deferred, fail, succeed
 
 from dispatcher.domain.agents import Agent
 from dispatcher.domain.errors import DuplicateTask
-from dispatcher.domain.events import Event
+from dispatcher.domain.events import AGENT_STATUS, Event
 from dispatcher.domain.queues import Queue
-from dispatcher.domain.tasks import Channel, Task
+from dispatcher.domain.tasks import OPEN_STATES, Channel, Task
 from dispatcher.service.ports import (
+    STATUS_LOOKBACK_SECONDS,
     Calendar,
     Changes,
     Customer,
+    EventSink,
     Identity,
     MailMessage,
     MergedCustomers,
     OutboundMail,
     OutboxItem,
+    Progress,
     State,
     StoredEvent,
     TaskRecord,
@@ -257,6 +261,33 @@ class MemoryStore:
 
     def task_events(self, task_id: str) -> Deferred[list[StoredEvent]]:
         return succeed([copy.deepcopy(e) for e in self._trails().get(task_id, ())])
+
+    # reports (ports.ReportStore)
+    def fold_events(self, start: float, end: float, sink: EventSink,
+                    progress: Progress | None = None, context: bool = True) -> Deferred[int]:
+        open_states = {s.value for s in OPEN_STATES}
+        then = {t.id for t in self._tasks.values() if t.created_at < start and (
+            t.state in open_states or (t.updated_at or 0) >= start)}
+        earlier = sorted((e for e in self._task_events if e.task_id in then and e.at < start),
+                         key=lambda e: (e.at, e.id))
+        last: dict[str, StoredEvent] = {}
+        for e in self.agent_events:
+            if e.kind == AGENT_STATUS and start - STATUS_LOOKBACK_SECONDS <= e.at < start:
+                last[e.agent_id] = e
+        earlier = sorted(earlier + sorted(last.values(), key=lambda e: e.id),
+                         key=lambda e: e.at)
+        period = heapq.merge(*(sorted((e for e in log if start <= e.at < end),
+                                      key=lambda e: (e.at, e.id))
+                               for log in (self._task_events, self.agent_events)),
+                             key=lambda e: e.at)
+        rows = [copy.deepcopy(e) for e in period]
+        if context and earlier:
+            sink(copy.deepcopy(earlier))
+        if rows:
+            sink(rows)
+        if progress is not None:
+            progress(len(rows), len(rows))
+        return succeed(len(rows))
 
     # customer history
     def customer_records(

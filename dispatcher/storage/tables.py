@@ -215,3 +215,219 @@ email_attachments = sa.Table(
     sa.Column("path", sa.String, nullable=True),
     sa.Index(None, "message_id"),
 )
+
+# --- phone (migration 0003) --------------------------------------------------------------------
+
+# An agent's phone: SIP credentials (digest HA1s, never the password) and/or a PBX extension.
+phone_accounts = sa.Table(
+    "phone_accounts",
+    metadata,
+    sa.Column("agent_id", sa.String, primary_key=True),
+    sa.Column("sip_user", sa.String, nullable=True),
+    sa.Column("realm", sa.String, nullable=False),
+    sa.Column("ha1_md5", sa.String, nullable=True),
+    sa.Column("ha1_sha256", sa.String, nullable=True),
+    sa.Column("extension", sa.String, nullable=True),
+    sa.Column("updated_at", Time, nullable=False),
+    sa.UniqueConstraint("sip_user"),
+    sa.UniqueConstraint("extension"),
+)
+
+# The contact each agent's phone registered last (the registrar's bindings, kept over restarts).
+phone_bindings = sa.Table(
+    "phone_bindings",
+    metadata,
+    sa.Column("agent_id", sa.String, primary_key=True),
+    sa.Column("contact", sa.String, nullable=False),
+    sa.Column("expires_at", Time, nullable=False),
+    sa.Column("source", sa.String, nullable=False),
+    sa.Column("call_id", sa.String, nullable=False),
+    sa.Column("cseq", sa.Integer, nullable=False),
+)
+
+# --- answers, knowledge base, response modes, quality review (migration 0004) ------------------
+
+# The answer library: each answer at its current version (versions below keep every one).
+answers = sa.Table(
+    "answers",
+    metadata,
+    sa.Column("id", sa.String, primary_key=True),
+    sa.Column("title", sa.String, nullable=False),
+    sa.Column("text_body", sa.Text, nullable=False),
+    sa.Column("html_body", sa.Text, nullable=False),
+    sa.Column("language", sa.String, nullable=False),
+    sa.Column("queues", sa.JSON, nullable=False),  # [queue, ...]; [] = every queue
+    sa.Column("categories", sa.JSON, nullable=False),  # [category, ...]; [] = every category
+    sa.Column("owner", sa.String, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("updated_at", Time, nullable=False),
+    sa.Column("retired", sa.Boolean, nullable=False),
+)
+
+answer_versions = sa.Table(
+    "answer_versions",
+    metadata,
+    sa.Column("answer_id", sa.String, primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("title", sa.String, nullable=False),
+    sa.Column("text_body", sa.Text, nullable=False),
+    sa.Column("html_body", sa.Text, nullable=False),
+    sa.Column("language", sa.String, nullable=False),
+    sa.Column("queues", sa.JSON, nullable=False),
+    sa.Column("categories", sa.JSON, nullable=False),
+    sa.Column("owner", sa.String, nullable=False),
+    sa.Column("author", sa.String, nullable=False),
+    sa.Column("at", Time, nullable=False),
+    sa.Column("retired", sa.Boolean, nullable=False),
+)
+
+# Knowledge-base (FAQ) articles, public on /help, and what visitors did with them.
+kb_articles = sa.Table(
+    "kb_articles",
+    metadata,
+    sa.Column("id", sa.String, primary_key=True),
+    sa.Column("question", sa.Text, nullable=False),
+    sa.Column("answer", sa.Text, nullable=False),
+    sa.Column("category", sa.String, nullable=False),
+    sa.Column("language", sa.String, nullable=False),
+    sa.Column("updated_at", Time, nullable=False),
+    sa.Column("retired", sa.Boolean, nullable=False),
+)
+
+kb_feedback = sa.Table(
+    "kb_feedback",
+    metadata,
+    sa.Column("id", LogId, primary_key=True, autoincrement=True),
+    sa.Column("article_id", sa.String, nullable=False),
+    sa.Column("at", Time, nullable=False),
+    sa.Column("helped", sa.Boolean, nullable=True),  # NULL: a view
+    sa.Index(None, "article_id"),
+)
+
+# Response modes per (queue, category); "*" is the wildcard.
+response_rules = sa.Table(
+    "response_rules",
+    metadata,
+    sa.Column("queue", sa.String, primary_key=True),
+    sa.Column("category", sa.String, primary_key=True),
+    sa.Column("mode", sa.String, nullable=False),  # free | assisted | suggested | automatic
+    sa.Column("threshold", sa.Float, nullable=False),
+    sa.Column("review_share", sa.Float, nullable=False),
+)
+
+# An agent's own share of answers held for review (e.g. 1.0 while they learn).
+review_agents = sa.Table(
+    "review_agents",
+    metadata,
+    sa.Column("agent_id", sa.String, primary_key=True),
+    sa.Column("share", sa.Float, nullable=False),
+)
+
+# Outgoing answers held for a supervisor, and the decision and checklist score on each.
+review_items = sa.Table(
+    "review_items",
+    metadata,
+    sa.Column("id", sa.String, primary_key=True),
+    sa.Column("task_id", sa.String, nullable=False),
+    sa.Column("agent_id", sa.String, nullable=True),  # NULL: an automatic answer
+    sa.Column("mode", sa.String, nullable=False),
+    sa.Column("answer_id", sa.String, nullable=True),
+    sa.Column("text_body", sa.Text, nullable=False),
+    sa.Column("html_body", sa.Text, nullable=False),
+    sa.Column("queue", sa.String, nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("state", sa.String, nullable=False),  # held | approved | edited | rejected
+    sa.Column("reviewer", sa.String, nullable=True),
+    sa.Column("decided_at", Time, nullable=True),
+    sa.Column("score", sa.Integer, nullable=True),
+    sa.Column("max_score", sa.Integer, nullable=True),
+    sa.Column("checklist", sa.JSON, nullable=False),  # {item: true | false}
+    sa.Column("final_text", sa.Text, nullable=True),
+    sa.Column("note", sa.Text, nullable=False),
+    sa.Index(None, "state", "created_at"),
+    sa.Index(None, "task_id"),
+)
+
+# --- codification, spam and collaboration (migration 0005) -------------------------------------
+
+# A category and what it drives (queue, priority, skills, attributes of the tasks it is given).
+categories = sa.Table(
+    "categories",
+    metadata,
+    sa.Column("name", sa.String, primary_key=True),
+    sa.Column("queue", sa.String, nullable=True),
+    sa.Column("priority", sa.Integer, nullable=True),
+    sa.Column("skills", sa.JSON, nullable=False),  # {skill: level}
+    sa.Column("attributes", sa.JSON, nullable=False),
+    sa.Column("description", sa.Text, nullable=False),
+)
+
+# Categorisation rules, evaluated in (position, id) order; the first match wins.
+category_rules = sa.Table(
+    "category_rules",
+    metadata,
+    sa.Column("id", LogId, primary_key=True, autoincrement=True),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("category", sa.String, nullable=False),
+    sa.Column("field", sa.String, nullable=False),  # sender | recipient | ... | form:<name>
+    sa.Column("pattern", sa.Text, nullable=False),
+    sa.Column("match", sa.String, nullable=False),  # regex | keywords
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    sa.Index(None, "position", "id"),
+)
+
+# Labelled texts the classifier is trained on (corrections, completed tasks, imports).
+category_examples = sa.Table(
+    "category_examples",
+    metadata,
+    sa.Column("id", LogId, primary_key=True, autoincrement=True),
+    sa.Column("task_id", sa.String, nullable=True),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("category", sa.String, nullable=False),
+    sa.Column("source", sa.String, nullable=False),  # agent | disposition | import
+    sa.Column("actor", sa.String, nullable=False),
+    sa.Column("at", Time, nullable=False),
+    sa.Index(None, "task_id"),
+)
+
+# Internal notes on a task (never sent to the customer).
+task_notes = sa.Table(
+    "task_notes",
+    metadata,
+    sa.Column("id", LogId, primary_key=True, autoincrement=True),
+    sa.Column("task_id", sa.String, nullable=False),
+    sa.Column("author", sa.String, nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("at", Time, nullable=False),
+    sa.Index(None, "task_id", "id"),
+)
+
+# Experts consulted by e-mail; the token in the subject threads the answer back.
+consults = sa.Table(
+    "consults",
+    metadata,
+    sa.Column("token", sa.String, primary_key=True),
+    sa.Column("task_id", sa.String, nullable=False),
+    sa.Column("agent_id", sa.String, nullable=False),
+    sa.Column("expert", sa.String, nullable=False),
+    sa.Column("message_id", sa.String, nullable=True),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("answered_at", Time, nullable=True),
+    sa.Index(None, "task_id"),
+    sa.Index(None, "message_id"),
+)
+
+# Tasks set aside until a time (deadline paused meanwhile); pending ones are re-armed at start.
+reminders = sa.Table(
+    "reminders",
+    metadata,
+    sa.Column("id", sa.String, primary_key=True),
+    sa.Column("task_id", sa.String, nullable=False),
+    sa.Column("agent_id", sa.String, nullable=False),
+    sa.Column("due_at", Time, nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("note", sa.Text, nullable=False),
+    sa.Column("state", sa.String, nullable=False),  # pending | done | superseded
+    sa.Index(None, "state", "due_at"),
+    sa.Index(None, "task_id"),
+)

@@ -21,6 +21,7 @@ from agent_console.auth import Signer, load_keys, verifier_for
 from agent_console.config import ConsoleSettings
 from agent_console.server import ConsoleServer
 from agent_console.session import Desks
+from agent_console.supervision import LiveFeed
 from dispatcher.aio import to_future
 from dispatcher.domain.agents import Agent
 from dispatcher.domain.queues import Queue
@@ -30,8 +31,10 @@ from dispatcher.service.assignment import Assignment
 from dispatcher.service.history import History
 from dispatcher.service.intake import Intake, email_identity, phone_identity
 from dispatcher.service.queries import Queries
+from dispatcher.service.reports import Today
 from dispatcher.service.roster import Roster
 from dispatcher.service.sessions import Sessions
+from dispatcher.service.supervision import Balancing, Supervision
 from dispatcher.storage.memory import MemoryStore
 
 ORIGIN = "http://127.0.0.1:8080"
@@ -97,6 +100,8 @@ class Console:
     desks: Desks
     server: ConsoleServer
     signer: Signer
+    supervision: Supervision | None = None
+    balancing: Balancing | None = None
 
     @property
     def url(self) -> str:
@@ -137,6 +142,8 @@ class Console:
 
     async def stop(self) -> None:
         self.assignment.stop()
+        if self.supervision is not None:
+            self.supervision.stop()
         await self.server.stop()
 
 
@@ -190,6 +197,11 @@ async def start_console(tmp_path: Path, queue: Queue | None = None, **overrides:
                   queues_interval=settings.queues_interval_seconds,
                   timeline_limit=settings.timeline_limit)
     assignment.listen(desks.on_outcome)
+    # Supervisors: the live state (today's figures from the store's log) and balancing.
+    supervision = Supervision(router, clock, Today(store, store, clock))
+    assignment.listen(supervision.on_outcome)
+    balancing = Balancing(assignment, sessions=sessions, roster=roster)
+    desks.live, desks.balancing = LiveFeed(supervision), balancing
     keys = load_keys(settings)
     server = ConsoleServer(settings, verifier_for(settings, keys), desks, sessions, history)
     await server.start()
@@ -197,6 +209,6 @@ async def start_console(tmp_path: Path, queue: Queue | None = None, **overrides:
                       Intake(assignment, store, clock,
                              new_id=map("t{}".format, itertools.count(1)).__next__),
                       sessions, queries, roster, history, desks, server,
-                      Signer(keys, settings.issuer, settings.audience))
+                      Signer(keys, settings.issuer, settings.audience), supervision, balancing)
     await to_future(roster.put_queue(queue or Queue("support", requirement={"support": 5})))
     return console

@@ -4,7 +4,7 @@ inside an asyncio loop, and the asyncio reactor is installed once per process).
 The service layer on a MemoryStore, the console edge built by its plugin exactly as the runtime
 does, twisted.web on an ephemeral port. Prints one JSON line {"http_port", "ws_port", "token"},
 then takes JSON commands on stdin, one per line, answering each with one JSON line:
-  {"mail": {"address", "name", "subject", "text"}}  {"call": {"number", "name"}}
+  {"mail": {"address", "name", "subject", "text"}}  {"call": {"number", "name", "source"?}}
 Seeds a customer history first: an answered call and an e-mail, both completed, a day ago.
 """
 
@@ -74,9 +74,12 @@ class Commands(LineReceiver):
                 attributes={"subject": c["subject"], "text": c["text"], "from": c["address"]})
         else:
             c = cmd["call"]
+            attributes = {"caller": c["number"]}
+            if "source" in c:  # "sip": rings the agent's phone; "cti": a PBX's call
+                attributes["source"] = c["source"]
             task = await self.intake.submit(
                 Channel.PHONE, "support", identity=phone_identity(c["number"]),
-                customer_name=c.get("name", ""), attributes={"caller": c["number"]})
+                customer_name=c.get("name", ""), attributes=attributes)
         self.answer({"task_id": task.id, "customer_id": task.customer_id})
 
     def answer(self, obj: dict) -> None:

@@ -101,11 +101,20 @@ def test_an_agent_handles_a_mail_and_a_call_in_the_browser(console, tmp_path):
             expect(page.locator("#offer-title")).to_contain_text("Incoming call",
                                                                  timeout=WAIT_MS)
             expect(page.locator("#timeline li")).to_have_count(4)
+            expect(page.locator("#offer-ringing")).to_be_visible()  # the ringing call
             page.click("#accept")
             expect(page.locator("#detail-title")).to_contain_text("Call from +32 2 555 01 00",
                                                                   timeout=WAIT_MS)
             page.keyboard.press("c")  # complete with the chosen disposition
             expect(page.locator("#tasks")).to_contain_text("No task yet.", timeout=WAIT_MS)
+
+            # A call ringing the agent's SIP phone: answered on the phone, not in the page.
+            console["command"]({"call": {"number": "+32 2 555 01 00", "source": "sip"}})
+            expect(page.locator("#offer-hint")).to_contain_text("answer it", timeout=WAIT_MS)
+            expect(page.locator("#accept")).to_be_hidden()
+            page.screenshot(path=str(ARTIFACTS / "console-call.png"), full_page=True)
+            page.keyboard.press("r")  # reject: the phone stops ringing
+            expect(page.locator("#offer")).to_be_hidden(timeout=WAIT_MS)
             page.screenshot(path=str(ARTIFACTS / "console-done.png"), full_page=True)
             assert page.title() != "pwned"
             assert errors == []
