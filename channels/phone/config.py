@@ -28,6 +28,9 @@ DIGEST_ALGORITHMS = ("SHA-256", "MD5")  # RFC 8760 (SHA-256, preferred) and RFC 
 @dataclass(frozen=True)
 class PhoneSettings:
     enabled: bool = False
+    # The SIP server (registrar, queue, proxy); off for a CTI-only deployment (cti_enabled),
+    # which then opens no SIP port.
+    sip_enabled: bool = True
     host: str = "127.0.0.1"  # the address we listen on and put in Via / Record-Route
     udp_port: int = DEFAULT_SIP_PORT  # 0: any free port
     tcp_port: int = DEFAULT_SIP_PORT  # 0: any free port, -1: no TCP
@@ -102,6 +105,8 @@ def algorithms(s: PhoneSettings) -> tuple[str, ...]:
 
 def check(s: PhoneSettings) -> None:
     """Refuse settings that cannot work, at start."""
+    if not (s.sip_enabled or s.cti_enabled):
+        raise InvalidValue("phone: enable sip_enabled, cti_enabled or both")
     parse_queues(s.queues)
     for name in ("udp_port", "tcp_port"):
         port = getattr(s, name)

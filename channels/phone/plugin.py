@@ -7,7 +7,8 @@ of the calls it holds. On start, with `require_devices` (the default), it tells 
 now on an agent takes phone tasks only with a reachable phone.
 
 With `cti_enabled` it also runs the telephony integration API (cti.py: its `cti_*` settings)
-next to the SIP server, started after it and stopped before it; `parts` lists what runs.
+next to the SIP server, started after it and stopped before it; with `sip_enabled = false` it
+runs the CTI alone (no SIP port opened); `parts` lists what runs.
 """
 
 from __future__ import annotations
@@ -34,14 +35,18 @@ class PhoneEdge:
         self.calls = context.calls
         self.assignment = context.assignment
         self.settings = settings
-        registrar = Registrar(context.reactor, context.calls, settings)
-        self.control = CallControl(context.reactor, context.calls, context.queries, settings,
-                                   registrar)
-        tcp = None if settings.tcp_port < 0 else settings.tcp_port
-        self.endpoint = Endpoint(context.reactor, self.control, settings.host, settings.udp_port,
-                                 tcp)
-        self.control.attach(self.endpoint)
-        self.parts: list[str] = ["sip"]
+        self.parts: list[str] = []
+        self.control: CallControl | None = None
+        self.endpoint: Endpoint | None = None
+        if settings.sip_enabled:
+            registrar = Registrar(context.reactor, context.calls, settings)
+            self.control = CallControl(context.reactor, context.calls, context.queries,
+                                       settings, registrar)
+            tcp = None if settings.tcp_port < 0 else settings.tcp_port
+            self.endpoint = Endpoint(context.reactor, self.control, settings.host,
+                                     settings.udp_port, tcp)
+            self.control.attach(self.endpoint)
+            self.parts.append("sip")
         # The CTI API (cti.py): its `cti_*` settings; devices are required here, not by it.
         self.cti: Cti | None = None
         if settings.cti_enabled:
@@ -56,10 +61,11 @@ class PhoneEdge:
         s = self.settings
         if s.require_devices:
             await self.calls.require_devices()
-        self.assignment.listen(self.control.heard)
-        self.endpoint.start()
-        log.info("phone: SIP on %s udp %d, tcp %s", s.host, self.endpoint.udp_port,
-                 self.endpoint.tcp_port if self.endpoint.tcp_port is not None else "off")
+        if self.control is not None and self.endpoint is not None:
+            self.assignment.listen(self.control.heard)
+            self.endpoint.start()
+            log.info("phone: SIP on %s udp %d, tcp %s", s.host, self.endpoint.udp_port,
+                     self.endpoint.tcp_port if self.endpoint.tcp_port is not None else "off")
         if self.cti is not None:
             await self.cti.start()
 
@@ -69,8 +75,9 @@ class PhoneEdge:
     async def _stop(self) -> None:
         if self.cti is not None:
             await self.cti.stop()
-        await self.control.stop()
-        await self.endpoint.stop()
+        if self.control is not None and self.endpoint is not None:
+            await self.control.stop()
+            await self.endpoint.stop()
 
 
 def build(context: EdgeContext, settings: PhoneSettings) -> PhoneEdge:

@@ -55,6 +55,7 @@ def main(url: str, spec_json: str) -> None:
         specs = {"console": CONSOLE, "phone": PHONE}
         edge_settings = {"console": console, "phone": PhoneSettings(
             enabled=True, udp_port=0, tcp_port=-1, cti_enabled=True,
+            sip_enabled=spec.get("sip", True),
             **{f"cti_{f.name}": getattr(cti, f.name) for f in fields(CtiSettings)
                if f.name not in ("enabled", "require_devices")})}
     schema.upgrade(url)
@@ -88,7 +89,8 @@ def main(url: str, spec_json: str) -> None:
         port = reactor.listenTCP(0, site, interface="127.0.0.1")
         edges = dict(app.edges)
         cti_edge = edges["phone"].cti if "phone" in edges else edges["cti"]
-        print("READY", json.dumps({"http_port": port.getHost().port,
+        print("READY", json.dumps({"parts": getattr(edges.get("phone"), "parts", ["cti"]),
+                                   "http_port": port.getHost().port,
                                    "console_port": edges["console"].server.port,
                                    "cti_port": cti_edge.port}), flush=True)
 

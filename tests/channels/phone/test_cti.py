@@ -76,6 +76,7 @@ class App:
     http_port: int
     console_port: int
     cti_port: int
+    parts: list[str] = field(default_factory=list)
     events: list[dict] = field(default_factory=list)
     _new: queue.Queue = field(default_factory=queue.Queue)
 
@@ -200,7 +201,8 @@ def start_app(where: Path, **extra: Any) -> App:
     if ready is None:
         proc.kill()
         pytest.fail(f"the CTI test server did not start: {(where / 'server.log').read_text()}")
-    server = App(proc, ready["http_port"], ready["console_port"], ready["cti_port"])
+    server = App(proc, ready["http_port"], ready["console_port"], ready["cti_port"],
+                 ready["parts"])
     server.follow()
     return server
 
@@ -607,9 +609,12 @@ async def test_a_call_belongs_to_the_integration_that_reported_it(app):
         await close_all(pbx1, pbx2)
 
 
-def test_the_phone_edge_runs_the_cti_when_enabled(tmp_path):
-    """Deployed as `[phone] cti_enabled = true`: the phone edge (SIP on free ports) runs it."""
-    server = start_app(tmp_path, phone_edge=True)
+@pytest.mark.parametrize("sip", [True, False], ids=["with-sip", "cti-only"])
+def test_the_phone_edge_runs_the_cti_when_enabled(tmp_path, sip):
+    """Deployed as `[phone] cti_enabled = true`: the phone edge runs it, next to the SIP server
+    (on free ports) or alone with `sip_enabled = false`."""
+    server = start_app(tmp_path, phone_edge=True, sip=sip)
+    assert server.parts == (["sip", "cti"] if sip else ["cti"])
 
     async def walk() -> None:
         pbx, ann = await server.pbx(), await server.agent("ann")
