@@ -175,7 +175,10 @@ def demo(args, base: Config | None = None, specs: dict[str, EdgeSpec] | None = N
         if "console" in edges:
             console = (f"  agent console: {address}/  (sign in as the agent 'you' with the token "
                        f"that\n                 `switchboard token --agent you` prints; the robots"
-                       f" play the others)\n")
+                       f" play the others)\n"
+                       f"  wallboard:     {address}/wallboard  (a supervisor's token: "
+                       f"`switchboard token --agent boss --role supervisor`)\n"
+                       f"  help pages:    {address}/help\n")
         print(f"""
 Switchboard demo is running on {url}
   health:        {address}/healthz

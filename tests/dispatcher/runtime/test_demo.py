@@ -44,6 +44,10 @@ def test_demo_runs_handles_tasks_and_leaves_them_in_its_database(tmp_path):
     )
     try:
         health = probe_health(port, proc, within=DURATION)
+        pages = {}
+        for page in ("wallboard", "help"):  # the pages the demo's banner points to
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/{page}", timeout=5) as resp:
+                pages[page] = resp.status
         out, err = proc.communicate(timeout=DURATION + 40)
     finally:
         if proc.poll() is None:
@@ -55,6 +59,8 @@ def test_demo_runs_handles_tasks_and_leaves_them_in_its_database(tmp_path):
     assert health is not None and health["status"] == "ok", "no /healthz on the configured port"
     assert health["queues"] == 3
     assert f"http://127.0.0.1:{port}/healthz" in out
+    assert pages == {"wallboard": 200, "help": 200}
+    assert f"http://127.0.0.1:{port}/wallboard" in out and f"http://127.0.0.1:{port}/help" in out
     handled = [int(n) for n in FIGURES.findall(out)]
     assert len(handled) >= 2, out  # every 3 s, and once more at the end
     assert handled == sorted(handled)
