@@ -177,6 +177,9 @@ class Router:
         self._prefs: dict[str, tuple[str, float]] = {}
         self._reserved: dict[str, tuple[str, tuple]] = {}
         self._sticky: dict[str, list[tuple]] = {}
+        # Channels a newly added agent cannot be reached on until a device says otherwise (set
+        # when phones decide who takes calls: a new agent has no registered phone yet).
+        self.unreachable_at_first: set[Channel] = set()
 
     # ------------------------------------------------------------------ configuration
 
@@ -210,7 +213,9 @@ class Router:
         if cur is None:
             cur = replace(agent, queues=set(agent.queues), capacity=dict(agent.capacity),
                           channels=set(agent.channels), held=dict(agent.held),
-                          wrapping=set(agent.wrapping), paused=set(agent.paused))
+                          wrapping=set(agent.wrapping), paused=set(agent.paused),
+                          unreachable=set(agent.unreachable) | self.unreachable_at_first,
+                          engaged=set(agent.engaged))
             self.agents[agent.id] = cur
         else:
             for q in cur.queues - agent.queues:

@@ -125,6 +125,7 @@ class Calls:
     def require_devices(self) -> Deferred[Outcome]:
         """From now on an agent takes phone tasks only when their phone can be reached."""
         self.required = True
+        self.router.unreachable_at_first = {Channel.PHONE}  # agents added from now on, too
         out = Outcome()
         for agent_id, agent in self.router.agents.items():
             if Channel.PHONE in agent.channels:
@@ -371,7 +372,9 @@ class Calls:
         if reachable is not None:
             (self._unreachable_by_pbx.discard if reachable
              else self._unreachable_by_pbx.add)(agent_id)
-            reachable = self._reachable(agent_id) if self.required else None
+        # Whatever the PBX said, what decides is the account and its devices (an agent added
+        # after devices were required starts unreachable until their phone is heard of).
+        reachable = self._reachable(agent_id) if self.required else None
         try:
             out = self.router.set_device(agent_id, Channel.PHONE, self.now(),
                                          reachable=reachable, engaged=engaged)

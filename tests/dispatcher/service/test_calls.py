@@ -155,6 +155,23 @@ def test_registration_makes_an_agent_reachable_until_it_expires(s: Stack) -> Non
     assert s.wait(calls.phones.list_bindings()) == []
 
 
+def test_an_agent_added_after_devices_are_required_needs_a_phone_too(s: Stack) -> None:
+    calls = calls_for(s)
+    s.wait(calls.require_devices())
+    s.put_agent("carl", 7)  # live, e.g. by a supervisor
+    with_phone(s, calls, "carl", user="carl")
+    s.login("carl")
+    task = s.wait(calls.arrived("c1", CALLER, "support", source="sip"))
+    assert s.router.tasks[task.id].state is TaskState.QUEUED
+    s.wait(calls.register("carl", "sip:carl@h:1", 60, "udp:h:1", "r1", 1))
+    assert s.last_offer("carl").task_id == task.id
+    s.put_agent("dora", 7)  # a PBX agent: reachable once the PBX reports her extension
+    with_phone(s, calls, "dora", extension="1004")
+    assert Channel.PHONE in s.router.agents["dora"].unreachable
+    s.wait(calls.device("dora", engaged=False))
+    assert Channel.PHONE not in s.router.agents["dora"].unreachable
+
+
 def test_agents_without_a_phone_account_take_no_calls_once_devices_are_required(s: Stack) -> None:
     calls = calls_for(s)
     s.put_agent("robot", 7)
