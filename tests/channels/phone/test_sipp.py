@@ -194,7 +194,8 @@ def test_retransmissions_under_loss(phones, queue):
     lost = ("-lost", "15")
     agent = p.agent(f"{queue}-a", "agent_answer.xml", *lost)
     caller = p.caller("customer_call.xml", *lost)
-    assert caller.wait() == 0, caller.logs()
+    # On failure, both phones' logs: the caller's alone cannot tell a lost answer from RONA.
+    assert caller.wait() == 0, caller.logs() + "\n=== the agent's phone\n" + agent.logs()
     assert agent.wait() == 0, agent.logs()
     p.server.wait_for("call.ended", agent_id=f"{queue}-a")
 
