@@ -86,6 +86,8 @@ queues = sa.Table(
     sa.Column("wrap_up_seconds", sa.Float, nullable=False),
     sa.Column("calendar", sa.String, nullable=True),
     sa.Column("deadline_rule", sa.String, nullable=True),
+    # [{"code": "solved", "label": "Solved"}, ...]; empty: any code (migration 0006)
+    sa.Column("dispositions", sa.JSON, nullable=False, server_default=sa.text("'[]'")),
 )
 
 calendars = sa.Table(
@@ -196,6 +198,9 @@ email_messages = sa.Table(
     sa.Column("source", sa.String, nullable=True),
     sa.Column("status", sa.String, nullable=False),
     sa.Column("error", sa.Text, nullable=True),
+    # migration 0006: Cc apart from To, and the address replies go to when it is not From
+    sa.Column("cc_addrs", sa.JSON, nullable=False, server_default=sa.text("'[]'")),
+    sa.Column("reply_to", sa.String, nullable=True),
     sa.UniqueConstraint("source"),
     sa.Index(None, "task_id", "created_at"),
     sa.Index(None, "message_id"),
@@ -213,7 +218,23 @@ email_attachments = sa.Table(
     sa.Column("size", sa.Integer, nullable=False),
     sa.Column("content", sa.LargeBinary, nullable=True),
     sa.Column("path", sa.String, nullable=True),
+    sa.Column("content_id", sa.String, nullable=True),  # inline parts (cid:), migration 0006
     sa.Index(None, "message_id"),
+)
+
+# Files an agent uploaded for a reply (HTTP, before the reply is sent); they become the reply's
+# attachments, and are dropped once used or after a day (migration 0006).
+email_uploads = sa.Table(
+    "email_uploads",
+    metadata,
+    sa.Column("id", sa.String, primary_key=True),
+    sa.Column("owner", sa.String, nullable=False),  # the agent who uploaded it
+    sa.Column("filename", sa.String, nullable=False),
+    sa.Column("content_type", sa.String, nullable=False),
+    sa.Column("size", sa.Integer, nullable=False),
+    sa.Column("content", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Index(None, "owner"),
 )
 
 # --- phone (migration 0003) --------------------------------------------------------------------
@@ -430,4 +451,30 @@ reminders = sa.Table(
     sa.Column("state", sa.String, nullable=False),  # pending | done | superseded
     sa.Index(None, "state", "due_at"),
     sa.Index(None, "task_id"),
+)
+
+# --- the desk (migration 0006) -------------------------------------------------------------------
+
+# People who sign in to the console: agents (the id of an agent) and supervisors. The password
+# is stored as an argon2 hash only.
+accounts = sa.Table(
+    "accounts",
+    metadata,
+    sa.Column("id", sa.String, primary_key=True),
+    sa.Column("role", sa.String, nullable=False),  # agent | supervisor
+    sa.Column("name", sa.String, nullable=False),
+    sa.Column("password_hash", sa.String, nullable=True),
+    sa.Column("disabled", sa.Boolean, nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("updated_at", Time, nullable=False),
+)
+
+# Secrets generated on first use and shared by every process on the database (the console's
+# token key when no key file is configured).
+secrets = sa.Table(
+    "secrets",
+    metadata,
+    sa.Column("name", sa.String, primary_key=True),
+    sa.Column("value", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", Time, nullable=False),
 )
