@@ -83,6 +83,17 @@ class NotEligible(DomainError):
         self.agent_id, self.task_id, self.reason = agent_id, task_id, reason
 
 
+class TaskTaken(NotEligible):
+    """A pick of a task that no longer waits: another agent took it first (or it was offered,
+    by a supervisor, to someone)."""
+
+    code = "task_taken"
+
+    def __init__(self, agent_id: str, task_id: str, state: str) -> None:
+        super().__init__(agent_id, task_id, f"it is {state} now: someone else took it first")
+        self.state = state
+
+
 class InvalidValue(DomainError):
     """A value outside the model's range (a skill level above 10, a negative capacity...)."""
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 SYSTEM = "system"
+OPERATOR = "operator"  # the command line (`switchboard accounts ...`)
 
 # Task events
 TASK_CREATED = "task.created"
@@ -21,7 +22,8 @@ OFFER_EXPIRED = "offer.expired"
 OFFER_WITHDRAWN = "offer.withdrawn"  # taken back: agent left, task cancelled, caller hung up
 TASK_ASSIGNED = "task.assigned"  # data: agent_id, via (offer | pick)
 TASK_ESCALATED = "task.escalated"  # data: step, requirement, skipped (steps nobody could take)
-TASK_WRAP_UP = "task.wrap_up"
+TASK_WRAP_UP = "task.wrap_up"  # data: until (when it ends by itself), limit (latest end)
+TASK_WRAP_UP_EXTENDED = "task.wrap_up_extended"  # data: seconds, until, was
 TASK_COMPLETED = "task.completed"  # data: disposition
 TASK_CANCELLED = "task.cancelled"  # data: reason
 TASK_ABANDONED = "task.abandoned"  # data: waited
@@ -34,6 +36,10 @@ AGENT_STATUS = "agent.status"  # data: status, reason
 AGENT_CHANGED = "agent.changed"  # skills, queues, capacity changed
 AGENT_CHANNELS = "agent.channels"  # per-channel presence; data: channels taking new work
 AGENT_DEVICE = "agent.device"  # data: channel, reachable, engaged (phone registered / busy outside)
+# Console accounts (in the agent log; agent_id is the account's id, an agent's or a
+# supervisor's): data: role, name, disabled, password ("set" | "kept" | "none"), never a hash.
+ACCOUNT_CHANGED = "account.changed"
+ACCOUNT_REMOVED = "account.removed"  # data: role
 
 # Call events (phone tasks; the call's start is task.created)
 CALL_ANSWERED = "call.answered"  # the agent's device answered; data: agent_id

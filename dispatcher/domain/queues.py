@@ -6,12 +6,17 @@ higher priority first, then the earliest *due time*: the deadline for an e-mail 
 the queue's e-mail target when it has none), arrival + the phone target for a call. Within a
 channel this is exactly "priority then age" for calls and "priority then earliest deadline" for
 e-mails; across channels it serves first whatever is due first.
+
+Disposition codes: a queue may list the codes its agents close tasks with (`dispositions`, pairs
+of a short identifier and a label); an agent's code must then be one of them
+(`check_disposition`). A queue without any accepts every code.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from .agents import check_skills
@@ -24,6 +29,14 @@ DEFAULT_OFFER_TIMEOUT: Mapping[Channel, float] = {Channel.PHONE: 20.0, Channel.E
 DEFAULT_SL_TARGET: Mapping[Channel, float] = {Channel.PHONE: 20.0, Channel.EMAIL: 24 * 3600.0}
 DEFAULT_SL_SHARE = 0.8
 DEFAULT_WRAP_UP_SECONDS = 30.0
+# An agent may extend a wrap-up (Router.extend_wrap_up) by at most this much in all, and by at
+# most this much at once.
+MAX_WRAP_UP_EXTENSION = 600.0
+# Disposition codes: short identifiers (a letter or digit first, then letters, digits, '_', '-',
+# '.'), labels for people; a queue lists at most MAX_DISPOSITIONS of them.
+DISPOSITION_CODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,39}")
+MAX_DISPOSITION_LABEL = 100
+MAX_DISPOSITIONS = 50
 
 
 class Mode(enum.StrEnum):
@@ -70,6 +83,8 @@ class Queue:
     wrap_up_seconds: float = DEFAULT_WRAP_UP_SECONDS
     calendar: str | None = None
     deadline_rule: str | None = None  # see deadlines.parse_rule, e.g. "sliding 24h"
+    # (code, label) pairs, e.g. (("solved", "Solved"), ("callback", "Call back later"))
+    dispositions: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -83,6 +98,13 @@ class Queue:
         self.steps = steps
         if not 0 < self.sl_share <= 1:
             raise InvalidValue("sl_share must be in (0, 1]")
+        self.dispositions = check_dispositions(self.dispositions)
+
+    def check_disposition(self, code: str) -> None:
+        """Refuse a code that is not one of the queue's (a queue without codes takes any)."""
+        if self.dispositions and code not in {c for c, _ in self.dispositions}:
+            raise InvalidValue(f"disposition {code!r} is not a code of queue {self.name} "
+                               f"({', '.join(c for c, _ in self.dispositions)})")
 
     def requirement_at(self, base: Mapping[str, int], step: int) -> dict[str, int]:
         """The requirement of a task whose intake asked for `base`, at escalation `step`
@@ -99,3 +121,28 @@ class Queue:
         if task.channel is Channel.EMAIL and task.deadline is not None:
             return task.deadline
         return task.created_at + self.sl_target.get(task.channel, DEFAULT_SL_TARGET[task.channel])
+
+
+def check_dispositions(pairs: Iterable[Iterable[str]]) -> tuple[tuple[str, str], ...]:
+    """Validate (code, label) pairs: codes short identifiers, unique; labels non-empty (trimmed).
+    Returns them as a tuple of pairs (what a JSON round trip gives back as lists)."""
+    out: list[tuple[str, str]] = []
+    for pair in pairs:
+        try:
+            if isinstance(pair, str | bytes):
+                raise TypeError
+            code, label = pair
+        except (TypeError, ValueError):
+            raise InvalidValue(f"a disposition is a (code, label) pair, got {pair!r}") from None
+        if not isinstance(code, str) or not DISPOSITION_CODE.fullmatch(code):
+            raise InvalidValue(f"disposition code {code!r}: 1-40 letters, digits, '_', '-' or "
+                               f"'.', starting with a letter or digit")
+        if not isinstance(label, str) or not label.strip() or len(label) > MAX_DISPOSITION_LABEL:
+            raise InvalidValue(f"disposition {code}: the label must be 1-{MAX_DISPOSITION_LABEL} "
+                               f"characters")
+        if any(code == c for c, _ in out):
+            raise InvalidValue(f"disposition code {code!r} is listed twice")
+        out.append((code, label.strip()))
+    if len(out) > MAX_DISPOSITIONS:
+        raise InvalidValue(f"a queue has at most {MAX_DISPOSITIONS} disposition codes")
+    return tuple(out)

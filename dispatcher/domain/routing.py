@@ -30,6 +30,11 @@ ended) when its time is over (`unstick`, called by the service's timer), or at o
 agent is unknown, not eligible, declined the task or let an offer of it expire. An accepted
 task has served its preference. Push queues only: in a pull queue anyone may pick the task.
 The cost on the hot path is one test of an empty dict per decision while nothing is sticky.
+
+Pull queues: nothing is offered; an agent picks (`pick`) from the list of what they could take
+(`pull_list`, in the order the router serves). Wrap-up: it ends by itself at the end of its
+window (`wrap_up_window`, kept in the task's attributes under WRAP_UP_ATTRIBUTE, so that it
+survives a restart); the agent may extend it up to the window's limit (`extend_wrap_up`).
 """
 
 from __future__ import annotations
@@ -48,12 +53,13 @@ from .errors import (
     InvalidValue,
     NotEligible,
     OfferNotCurrent,
+    TaskTaken,
     UnknownAgent,
     UnknownQueue,
     UnknownTask,
 )
 from .offers import Offer
-from .queues import AgentChoice, Mode, Queue
+from .queues import MAX_WRAP_UP_EXTENSION, AgentChoice, Mode, Queue
 from .tasks import MAX_PRIORITY, MIN_PRIORITY, TRANSITIONS, Channel, Task, TaskState
 
 # At most this many skipped candidates are named in one decision's explanation.
@@ -62,6 +68,8 @@ MAX_EXPLAINED = 10
 COMPACT_FACTOR = 4
 COMPACT_MIN = 64
 _NO_CHANNELS: frozenset[Channel] = frozenset()
+# The task attribute holding the wrap-up's window: {"until": end, "limit": latest end}.
+WRAP_UP_ATTRIBUTE = "wrap_up"
 
 
 @dataclass(slots=True)
@@ -547,13 +555,58 @@ class Router:
         return out
 
     def wrap_up(self, agent_id: str, task_id: str, now: float) -> Outcome:
+        """The work is done (a call ended): wrap-up, which ends by itself the queue's wrap-up
+        time from now, or later when the agent extends it (up to MAX_WRAP_UP_EXTENSION more)."""
         agent, task = self._holder(agent_id, task_id)
         task.move(TaskState.WRAP_UP, now)
         agent.wrapping.add(task_id)
+        until = now + self.queues[task.queue].wrap_up_seconds
+        window = {"until": until, "limit": until + MAX_WRAP_UP_EXTENSION}
+        task.attributes = {**task.attributes, WRAP_UP_ATTRIBUTE: window}
         out = Outcome()
         out.touch(task)
         out.events.append(ev.Event(ev.TASK_WRAP_UP, now, task_id, agent_id,
-                                   ev.agent_actor(agent_id)))
+                                   ev.agent_actor(agent_id), dict(window)))
+        return out
+
+    def wrap_up_window(self, task_id: str) -> tuple[float, float] | None:
+        """(when the task's wrap-up ends by itself, the latest it may be extended to); None when
+        the task is not in wrap-up."""
+        task = self.tasks.get(task_id)
+        if task is None or task.state is not TaskState.WRAP_UP:
+            return None
+        window = task.attributes.get(WRAP_UP_ATTRIBUTE)
+        if isinstance(window, dict) and _number(window.get("until")) and _number(
+                window.get("limit")):
+            return float(window["until"]), float(window["limit"])
+        # Begun before windows were recorded: from its last change of state.
+        until = (task.updated_at or task.created_at) + self.queues[task.queue].wrap_up_seconds
+        return until, until + MAX_WRAP_UP_EXTENSION
+
+    def extend_wrap_up(self, agent_id: str, task_id: str, seconds: float, now: float
+                       ) -> Outcome:
+        """The holder needs more time: the wrap-up ends `seconds` later (counted from now when
+        its time is already up), never beyond its limit. Logged as `task.wrap_up_extended`."""
+        _, task = self._holder(agent_id, task_id)
+        if task.state is not TaskState.WRAP_UP:
+            raise InvalidValue(f"task {task_id} is {task.state.value}: only a wrap-up can be "
+                               "extended")
+        if not _number(seconds) or not 0 < seconds <= MAX_WRAP_UP_EXTENSION:
+            raise InvalidValue(f"a wrap-up is extended by more than 0 and at most "
+                               f"{MAX_WRAP_UP_EXTENSION:g} seconds")
+        was, limit = self.wrap_up_window(task_id)
+        start = max(was, now)
+        until = start + seconds
+        if until > limit:
+            raise InvalidValue(f"this wrap-up can be extended by {max(0.0, limit - start):.0f} s "
+                               "more at most")
+        task.attributes = {**task.attributes,
+                           WRAP_UP_ATTRIBUTE: {"until": until, "limit": limit}}
+        out = Outcome()
+        out.touch(task)
+        out.events.append(ev.Event(ev.TASK_WRAP_UP_EXTENDED, now, task_id, agent_id,
+                                   ev.agent_actor(agent_id),
+                                   {"seconds": seconds, "until": until, "was": was}))
         return out
 
     def complete(self, agent_id: str, task_id: str, now: float, disposition: str = "",
@@ -575,13 +628,16 @@ class Router:
         if queue.mode is not Mode.PULL:
             raise NotEligible(agent_id, task_id, f"queue {queue.name} pushes its tasks")
         if task.state is not TaskState.QUEUED:
-            raise NotEligible(agent_id, task_id, f"task is {task.state.value}")
+            raise TaskTaken(agent_id, task_id, task.state.value)
         bucket = self._task_bucket[task_id]
         if agent_id not in bucket.eligible:
             raise NotEligible(agent_id, task_id,
                               "not a member of the queue with the skills and the channel")
         if not agent.can_take(task.channel, self.matrix):
-            raise NotEligible(agent_id, task_id, f"no free {task.channel.value} capacity")
+            raise NotEligible(agent_id, task_id, (
+                f"you are {agent.status.value.replace('_', ' ')}: be available to pick"
+                if agent.status is not Presence.AVAILABLE else "an offer is pending"
+                if agent.offer_id is not None else f"no free {task.channel.value} capacity"))
         out = Outcome()
         self._unbucket(task)
         self._served(task, now)
@@ -656,6 +712,37 @@ class Router:
             task = self.tasks[task_id]
             if task.queue == queue:
                 yield task
+
+    def pull_list(self, agent_id: str, limit: int) -> tuple[list[Task], int]:
+        """The waiting tasks of the agent's pull queues that they could pick: they meet the
+        requirement, the channel is on and reachable, a slot of its capacity is free (their
+        status aside: picking needs `available`). Best first, in the order the router serves
+        (priority, due time, arrival), at most `limit`; and how many there are in all. Reads
+        only; O(tasks waiting in the agent's pull buckets)."""
+        agent = self._agent(agent_id)
+        channels = self._pickable_channels(agent)
+        total, entries = 0, []
+        for b in self._agent_buckets.get(agent_id, ()):
+            if b.push or b.channel not in channels or not b.task_live:
+                continue
+            live = b.task_live
+            total += len(live)
+            entries.extend(e for e in b.tasks if live.get(e[4]) == e[3])
+        best = heapq.nsmallest(limit, entries) if limit > 0 else []
+        return [self.tasks[e[4]] for e in best], total
+
+    def _pickable_channels(self, agent: Agent) -> set[Channel]:
+        """The channels the agent could hold one more task of (capacity, interruption matrix,
+        per-channel presence, devices), whatever their status and pending offer."""
+        held = set(agent.held.values()) | agent.engaged
+        blocked = agent.paused | agent.unreachable | agent.engaged
+        out = set()
+        for ch in agent.channels:
+            n = sum(1 for c in agent.held.values() if c is ch)
+            if ch not in blocked and n < agent.capacity.get(ch, 0) and self.matrix.permits(
+                    held, ch):
+                out.add(ch)
+        return out
 
     def available_count(self, queue: str, channel: Channel) -> int:
         """Members who could be offered a task of `channel` now (status, capacity, interruption
@@ -1296,3 +1383,8 @@ class Router:
         out = self.requeue(task_id, now, reason, actor)
         out.declines.append((task_id, holder))
         return out
+
+
+def _number(value: object) -> bool:
+    """A real number (not a bool), finite or not."""
+    return isinstance(value, int | float) and not isinstance(value, bool)

@@ -39,7 +39,7 @@ class Assignment:
         self.listeners: list[Listener] = []
         self._offer_timers: dict[str, IDelayedCall] = {}
         self._step_timers: dict[str, IDelayedCall] = {}
-        self._wrap_timers: dict[str, IDelayedCall] = {}
+        self._wrap_timers: dict[str, tuple[float, IDelayedCall]] = {}  # task -> (ends, timer)
         self._sticky_timers: dict[str, tuple[float, IDelayedCall]] = {}  # task -> (until, timer)
 
     def now(self) -> float:
@@ -94,7 +94,7 @@ class Assignment:
             if task.state is TaskState.WRAP_UP:
                 self._arm_wrap(task)
             elif task.id in self._wrap_timers:
-                timer = self._wrap_timers.pop(task.id)
+                _, timer = self._wrap_timers.pop(task.id)
                 if timer.active():
                     timer.cancel()
 
@@ -124,14 +124,22 @@ class Assignment:
             self._sticky_timers[task_id] = (until, timer)
 
     def _arm_wrap(self, task: Task) -> None:
-        """Wrap-up ends by itself the queue's wrap-up time after it began (the task's last
-        change of state), also when the timer is re-armed after a restart."""
-        if task.id in self._wrap_timers or task.agent_id is None:
+        """Wrap-up ends by itself at the end of its window (the queue's wrap-up time after it
+        began, or later when the agent extended it), also when the timer is re-armed after a
+        restart. A timer already set for that time is kept; an extension re-arms it."""
+        window = self.router.wrap_up_window(task.id)
+        if window is None or task.agent_id is None:
             return
-        ends = (task.updated_at or self.now()) + self.router.queues[task.queue].wrap_up_seconds
-        self._wrap_timers[task.id] = self.clock.callLater(
-            max(0.0, ends - self.now()), self._end_wrap, task.id, task.agent_id
-        )
+        ends = window[0]
+        old = self._wrap_timers.get(task.id)
+        if old is not None:
+            if old[0] == ends and old[1].active():
+                return
+            if old[1].active():
+                old[1].cancel()
+        timer = self.clock.callLater(max(0.0, ends - self.now()), self._end_wrap, task.id,
+                                     task.agent_id)
+        self._wrap_timers[task.id] = (ends, timer)
 
     def _expire(self, offer_id: str) -> None:
         self._offer_timers.pop(offer_id, None)
@@ -175,12 +183,13 @@ class Assignment:
 
     def stop(self) -> None:
         """Cancel every timer (the state they would change is rebuilt at the next start)."""
-        for timers in (self._offer_timers, self._step_timers, self._wrap_timers):
+        for timers in (self._offer_timers, self._step_timers):
             for timer in timers.values():
                 if timer.active():
                     timer.cancel()
             timers.clear()
-        for _, timer in self._sticky_timers.values():
-            if timer.active():
-                timer.cancel()
-        self._sticky_timers.clear()
+        for pairs in (self._sticky_timers, self._wrap_timers):
+            for _, timer in pairs.values():
+                if timer.active():
+                    timer.cancel()
+            pairs.clear()

@@ -9,7 +9,8 @@ and never touch the router or the store. It promises:
 - the phone's answer is the agent's accept (`answered`), a refusal is a reject, the end of the
   call puts the agent in wrap-up (`ended`), a caller who gives up is `abandoned` with the time
   waited; `call.answered` and `call.ended` (talk time) join the task's event log, so handle time
-  and service level come from the log;
+  and service level come from the log; the answer's time is also kept in the task's attributes
+  (`answered_at`), for the agent's call timer and the talk time after a restart;
 - an agent's phone decides whether they can take calls: once `require_devices()` has been called
   (by the phone edge when it starts), an agent takes phone tasks only with a phone account and,
   for a SIP phone, a live registration; a PBX may report an extension busy (`device`), which
@@ -46,6 +47,7 @@ TASK_ID_DIGEST_CHARS = 24
 SOURCES = ("sip", "cti")
 # Call ids and contacts are stored; keep them to what a SIP header can reasonably hold.
 MAX_CALL_ID = 256
+ANSWERED_AT = "answered_at"  # the task attribute: when the agent's device answered
 
 
 def call_task_id(call_id: str) -> str:
@@ -263,6 +265,7 @@ class Calls:
         except DomainError:
             identity = None  # an anonymous or non-numeric caller: a task without a customer
         attrs = dict(attributes or {})
+        attrs.pop(ANSWERED_AT, None)  # set here when the call is answered, by nobody else
         attrs.update({"call_id": call_id, "caller": caller, "source": source})
         d = self.intake.submit(Channel.PHONE, queue, identity, priority=priority,
                                attributes=attrs, task_id=task_id)
@@ -310,6 +313,8 @@ class Calls:
         except DomainError as exc:
             return fail(exc)
         self._answered_at[task.id] = now
+        task.attributes = {**task.attributes, ANSWERED_AT: now}
+        out.touch(task)
         out.events.append(ev.Event(ev.CALL_ANSWERED, now, task.id, agent_id,
                                    ev.agent_actor(agent_id), {"agent_id": agent_id}))
         d = self.assignment.apply(out)
@@ -340,6 +345,10 @@ class Calls:
         now = self.now()
         agent_id = task.agent_id or ""
         answered = self._answered_at.pop(task.id, None)
+        if answered is None:  # answered before a restart
+            kept = task.attributes.get(ANSWERED_AT)
+            answered = kept if isinstance(kept, int | float) and not isinstance(kept, bool) \
+                else None
         try:
             out = self.router.wrap_up(agent_id, task.id, now)
         except DomainError as exc:

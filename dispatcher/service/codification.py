@@ -187,7 +187,8 @@ def evaluate(pairs: Sequence[tuple[str, str]], folds: int = EVALUATION_FOLDS) ->
 def sample_of(mail: InboundMail) -> Sample:
     return Sample(
         sender=(mail.from_address or mail.envelope_from or "").lower(),
-        recipients=tuple(a.lower() for a in (*mail.recipients, *mail.to_addrs)),
+        recipients=tuple(a.lower() for a in (*mail.recipients, *mail.to_addrs,
+                                                 *mail.cc_addrs)),
         subject=mail.subject or "",
         body=mail.text or html_to_text(mail.html),
         form=dict(mail.form.fields) if mail.form is not None else {},

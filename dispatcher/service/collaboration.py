@@ -326,7 +326,7 @@ class Collaboration:
         event = ev.Event(EMAIL_REDIRECTED, self.now(), task_id, agent_id, actor,
                          {"to": address, "message": msg.id, "note": note})
         await self.store.add_mail([msg], Changes(events=[event], outbox=[item]))
-        await self.sessions.complete(agent_id, task_id, REDIRECTED, note)
+        await self.sessions.complete(agent_id, task_id, REDIRECTED, note, coded=False)
         return msg
 
     # ------------------------------------------------------------------ reminders
@@ -354,7 +354,7 @@ class Collaboration:
                          {"reminder": reminder.id, "due_at": due_at, "note": note})
         await self.collab.add_reminder(reminder, Changes(events=[event]))
         self._arm(reminder)
-        await self.sessions.complete(agent_id, task_id, REMINDER, note)
+        await self.sessions.complete(agent_id, task_id, REMINDER, note, coded=False)
         return reminder
 
     def start(self) -> Deferred[None]:

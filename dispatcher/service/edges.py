@@ -37,6 +37,8 @@ class EdgeContext:
     mail: Any = None  # dispatcher.service.mail.Mail, for the e-mail edge
     # The customer history service (dispatcher.service.history.History); None: no history.
     history: Any = None
+    # A task's thread, notes and files (dispatcher.service.conversation.Conversation).
+    conversation: Any = None
     # The phone channel's use cases (dispatcher.service.calls.Calls), for the phone edges.
     calls: Any = None
     # Reports from the event log (dispatcher.service.reports.Reports) and today's figures kept
@@ -55,6 +57,21 @@ class EdgeContext:
     # actions (supervision.Balancing), for the console and its wallboard.
     supervision: Any = None
     balancing: Any = None
+    # Console accounts (dispatcher.service.accounts.Accounts): sign-in, and the rule for a
+    # token's holder; None: no accounts here (supervisor tokens are then refused).
+    accounts: Any = None
+    # The HS256 token secret kept in the database (dispatcher.service.tokens.stored_secret),
+    # for edges whose settings name no secret file; None: no database secret.
+    token_secret: bytes | None = None
+
+
+@dataclass(frozen=True)
+class EdgeCommandContext:
+    """What an edge's command gets: the database is open (the schema checked) while it runs."""
+
+    reactor: Any
+    accounts: Any  # dispatcher.service.accounts.Accounts
+    token_secret: bytes  # the HS256 secret kept in the database (made on first use)
 
 
 @dataclass(frozen=True)
@@ -63,6 +80,7 @@ class EdgeSpec:
     settings: type  # a frozen dataclass with defaults for every field, including `enabled`
     build: Callable[[EdgeContext, Any], Edge]
     # Optional command-line commands: `commands(subparsers)` adds argparse sub-commands, each
-    # with `set_defaults(edge_command=fn)`; the CLI then calls `fn(args, settings) -> int`
-    # (synchronously, outside any reactor). E.g. the console's `switchboard token`.
+    # with `set_defaults(edge_command=fn)`; the CLI then calls `fn(args, settings, context)`
+    # (an `EdgeCommandContext`) under the reactor with the database open; it returns the exit
+    # code, or an awaitable of it. E.g. the console's `switchboard token`.
     commands: Callable[[Any], None] | None = None

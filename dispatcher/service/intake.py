@@ -1,9 +1,11 @@
 """Intake: a new task enters the dispatcher. Store first, then route.
 
 `Intake.submit` identifies the customer, computes the e-mail deadline from the queue's rule and
-business calendar, commits the task with its `task.created` event, and only then hands it to the
-router. Its Deferred fires with the stored task once it is committed: an edge that acknowledges
-the outside world (SMTP 250, SIP 200, HTTP 2xx) waits for it.
+business calendar, gives a call the caller's number (`attributes.caller`, from the phone
+identity, unless the edge named the caller), commits the task with its `task.created` event,
+and only then hands it to the router. Its Deferred fires with the stored task once it is
+committed: an edge that acknowledges the outside world (SMTP 250, SIP 200, HTTP 2xx) waits for
+it.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from .assignment import Assignment
 from .ports import Identity, Store
 
 _PHONE_KEEP = re.compile(r"[^0-9+]")
+CALLER = "caller"  # the attribute of a phone task with the caller's number
 
 
 def email_identity(address: str) -> Identity:
@@ -82,6 +85,9 @@ class Intake:
             task = self._draft(channel, queue, skills, priority, deadline, attributes, task_id)
         except DomainError as exc:
             return fail(exc)
+        if (task.channel is Channel.PHONE and identity is not None and identity.kind == "phone"
+                and not task.attributes.get(CALLER)):
+            task.attributes[CALLER] = identity.value  # every call names its caller
         created = ev.Event(
             ev.TASK_CREATED, task.created_at, task.id,
             data={"channel": task.channel.value, "queue": task.queue, "priority": task.priority,

@@ -21,7 +21,6 @@ so no input can inject a header. HTML is sanitised with nh3 before any console s
 
 from __future__ import annotations
 
-import html as html_lib
 import itertools
 import json
 import logging
@@ -30,12 +29,9 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from email import policy as email_policy
-from email.message import EmailMessage
-from email.utils import format_datetime, formataddr, make_msgid
+from email.utils import format_datetime
 from typing import Any
 
-import nh3
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.interfaces import IReactorTime
 
@@ -46,9 +42,11 @@ from dispatcher.domain.errors import InvalidValue, UnknownQueue
 from dispatcher.domain.tasks import Channel, Task, TaskState
 
 from .assignment import Assignment
+from .compose import Draft, build, html_to_text, named, one_line, reply_recipients, safe_html
 from .intake import Intake, email_identity
 from .ports import (
     Changes,
+    DeliveryReport,
     Identity,
     MailAttachment,
     MailMessage,
@@ -56,6 +54,8 @@ from .ports import (
     OutboxItem,
     Store,
     StoredEvent,
+    Upload,
+    UploadStore,
 )
 
 log = logging.getLogger(__name__)
@@ -69,13 +69,24 @@ EMAIL_ACK_SKIPPED = "email.ack_skipped"  # data: reason
 EMAIL_SENT = "email.sent"  # data: message, attempts, reply
 EMAIL_RETRY = "email.retry"  # data: message, attempts, error, next_attempt_at
 EMAIL_DEAD = "email.dead"  # data: message, attempts, error
+EMAIL_AUTOMATIC = "email.automatic"  # a robot's mail recorded on the thread; data: message, kind
+EMAIL_BOUNCED = "email.bounced"  # data: message (ours), report (theirs), recipient, status, reason
+EMAIL_DELAYED = "email.delayed"  # a report that delivery is delayed; same data
 
 OUTBOX_EMAIL = "email"
 # Actions of `receive`.
 NEW, JOINED, REOPENED, LINKED = "new", "joined", "reopened", "linked"
+RECORDED = "recorded"  # automatic mail or a delivery report kept without a task's routing
+# Kinds of automatic mail (the edge's reading of RFC 3834 signs).
+AUTO_REPLY, AUTO_GENERATED, BULK = "auto_reply", "auto_generated", "bulk"
+KIND_AUTO, KIND_DSN = "auto_reply", "dsn"
 
 DAY = 86_400.0
 PREVIEW_CHARS = 200
+MAX_UPLOAD_BYTES = 10 * 1024 * 1024  # one file an agent attaches
+MAX_UPLOADS = 10  # files on one reply
+UPLOAD_DAYS = 7.0  # an upload no reply used is dropped after this
+MAX_FILENAME_CHARS = 200
 MAX_REFERENCES = 20
 
 
@@ -95,11 +106,27 @@ class MailPolicy:
     ack_subject: str = "We received your message [#{request}]"
     ack_body: str = (
         "Hello,\n\nthank you for your message. Your request number is {request}; please keep "
-        "it in the subject of any reply.\nWe will answer by {deadline}.\n"
+        "it in the subject of any reply.\nWe will answer {deadline}.\n"
     )
     retry_base: float = 60.0
     retry_max: float = 3600.0
     max_attempts: int = 8
+    # Replies: the From address per queue ((queue, address), ...; else from_address), the
+    # signature (per queue, else the default; placeholders {agent_name} {queue} {request}
+    # {from_name}), our own addresses and domains (never Cc'd on a reply to all), and whether a
+    # relay is configured at all (without one, replies stay queued: the console says so).
+    queue_from: tuple[tuple[str, str], ...] = ()
+    signature: str = "{agent_name}\n{from_name}"
+    queue_signatures: tuple[tuple[str, str], ...] = ()
+    own_addresses: frozenset[str] = frozenset()
+    own_domains: frozenset[str] = frozenset()
+    relay: bool = False
+
+    def from_for(self, queue: str) -> str:
+        return dict(self.queue_from).get(queue) or self.from_address
+
+    def signature_for(self, queue: str) -> str:
+        return dict(self.queue_signatures).get(queue, self.signature)
 
     def label(self, number: int) -> str:
         return f"{self.request_prefix}{number:0{self.request_digits}d}"
@@ -124,6 +151,8 @@ class InboundMail:
     from_address: str | None = None
     from_name: str = ""
     to_addrs: tuple[str, ...] = ()
+    cc_addrs: tuple[str, ...] = ()
+    reply_to: str | None = None
     subject: str = ""
     message_id: str | None = None
     in_reply_to: str | None = None
@@ -134,6 +163,9 @@ class InboundMail:
     defects: tuple[str, ...] = ()
     malformed: bool = False
     auto_generated: bool = False  # RFC 3834 signs, decided by the edge's header reading
+    automatic: str | None = None  # AUTO_REPLY | AUTO_GENERATED | BULK | None (a person)
+    suppress_auto: bool = False  # X-Auto-Response-Suppress: send it no automatic mail
+    dsn: DeliveryReport | None = None  # a delivery status notification (RFC 3464)
     source: str | None = None
     # A web form submission (channels/email/form.py): its fields and pre-qualification.
     form: Prequalified | None = None
@@ -156,6 +188,18 @@ class _Outgoing:
     event: ev.Event
 
 
+@dataclass(frozen=True)
+class MailNews:
+    """Told to listeners after a commit: a message joined a task's thread (`status` None), or
+    one of ours changed delivery status (queued, sent, retrying, dead, bounced)."""
+
+    task_id: str
+    message: str | None  # MailMessage.id
+    status: str | None = None
+    error: str | None = None
+    kind: str | None = None
+
+
 _message_seq = itertools.count()
 
 
@@ -164,18 +208,7 @@ def new_message_id(now: float) -> str:
     return f"{int(now * 1_000_000):015x}{next(_message_seq) % 0xFFFFFF:06x}{uuid.uuid4().hex[:11]}"
 
 
-def safe_html(html: str) -> str:
-    """HTML an agent's console may show: scripts, styles, event handlers and unsafe URLs gone."""
-    return nh3.clean(html or "")
-
-
-def html_to_text(html: str) -> str:
-    text = nh3.clean(html or "", tags=set())
-    return html_lib.unescape(re.sub(r"\n\s*\n+", "\n\n", text)).strip()
-
-
-def _one_line(value: str | None) -> str:
-    return re.sub(r"[\r\n]+", " ", value or "").strip()
+_one_line = one_line
 
 
 def _bare_id(value: str | None) -> str | None:
@@ -196,8 +229,10 @@ class Mail:
         intake: Intake,
         policy: MailPolicy | None = None,
         new_id: Any = None,
+        uploads: UploadStore | None = None,
     ) -> None:
         self.assignment = assignment
+        self.uploads = uploads
         self.router = assignment.router
         self.store = store
         self.clock = clock
@@ -219,6 +254,23 @@ class Mail:
         # `automatic(task, mail)`: called after a new task is committed; True when it took
         # the task (answered or held for review) so that it must not be routed.
         self.automatic: Callable[[Task, InboundMail], bool] | None = None
+        self._listeners: list[Callable[[MailNews], None]] = []
+
+    def listen(self, fn: Callable[[MailNews], None]) -> None:
+        """Call `fn(news)` after each commit that adds a message to a task's thread or changes
+        the delivery status of one of ours (the console pushes it to the task's agent)."""
+        self._listeners.append(fn)
+
+    def _tell(self, news: MailNews) -> None:
+        for fn in self._listeners:
+            try:
+                fn(news)
+            except Exception:  # noqa: BLE001 - a listener never undoes a commit
+                log.exception("mail listener failed on %s", news)
+
+    def _told(self, result: Any, news: MailNews) -> Any:
+        self._tell(news)
+        return result
 
     def configure(self, policy: MailPolicy) -> None:
         """Set the channel's policy (the edge does it once, from its settings)."""
@@ -264,9 +316,12 @@ class Mail:
         return ensureDeferred(self._receive(mail))
 
     async def _receive(self, mail: InboundMail) -> Received:
+        if mail.dsn is not None:
+            return await self._report(mail)
         if self.intercept is not None:
             taken = await self.intercept(mail)
             if taken is not None:
+                self._tell(MailNews(taken.task_id, None))
                 return taken
         identity = self._identity(mail)
         number = self.policy.find_number(mail.subject)
@@ -274,6 +329,11 @@ class Mail:
         thread = None
         if number is not None or ids:
             thread = await self.store.find_mail_task(number, ids[-MAX_REFERENCES:])
+        if mail.automatic in (AUTO_REPLY, AUTO_GENERATED) and (
+                thread is not None or mail.automatic == AUTO_REPLY):
+            # RFC 3834: a robot's answer (an out-of-office, a ticket robot) is kept on the
+            # thread it answers; it never reopens a task nor opens one.
+            return await self._record(mail, identity, thread)
         if thread is not None and thread.channel is Channel.EMAIL:
             if not await self._is_customer(thread, identity):
                 return await self._new(mail, identity, thread, "sender is not the customer")
@@ -301,15 +361,17 @@ class Mail:
         customer = await self.store.find_customer(identity)
         return customer is not None and customer.id == task.customer_id
 
-    def _message(self, mail: InboundMail, task_id: str, identity: Identity | None) -> MailMessage:
+    def _message(self, mail: InboundMail, task_id: str, identity: Identity | None,
+                 kind: str = "customer") -> MailMessage:
         return MailMessage(
-            id=new_message_id(self.now()), task_id=task_id, direction="in", kind="customer",
+            id=new_message_id(self.now()), task_id=task_id, direction="in", kind=kind,
             created_at=self.now(), raw=mail.raw, message_id=mail.message_id,
             in_reply_to=mail.in_reply_to, references=tuple(mail.references),
             peer=identity.value if identity else None, from_addr=mail.from_address,
             to_addrs=tuple(mail.to_addrs), subject=mail.subject, text=mail.text, html=mail.html,
             defects=tuple(mail.defects), malformed=mail.malformed, source=mail.source,
-            attachments=tuple(mail.attachments),
+            attachments=tuple(mail.attachments), cc_addrs=tuple(mail.cc_addrs),
+            reply_to=mail.reply_to,
         )
 
     def _received_event(self, msg: MailMessage, mail: InboundMail, action: str,
@@ -367,6 +429,8 @@ class Mail:
             ack = None
         else:
             ack = await self._ack(mail, task, request, msg, events)
+        if ack is not None:
+            events.append(ack.event)
         messages = [msg] + ([ack.message] if ack else [])
         outbox = [ack.outbox] if ack else []
         customer_id = await self.store.create_mail_task(
@@ -385,7 +449,64 @@ class Mail:
         msg = self._message(mail, task.id, identity)
         event = self._received_event(msg, mail, JOINED, request)
         await self.store.add_mail([msg], Changes(events=[event]))
+        self._tell(MailNews(task.id, msg.id, kind=msg.kind))
         return Received(task.id, request, JOINED, task.customer_id)
+
+    # ------------------------------------------------------------------ robots' mail
+
+    async def _record(self, mail: InboundMail, identity: Identity | None,
+                      thread: Task | None) -> Received:
+        """Keep automatic mail on the thread it answers, as it is: no reopening, no routing, no
+        acknowledgement. Without a thread it is kept on no task (`task_id` "")."""
+        task_id = thread.id if thread is not None else ""
+        msg = self._message(mail, task_id, identity, kind=KIND_AUTO)
+        events = [ev.Event(EMAIL_AUTOMATIC, msg.created_at, task_id, actor=f"email:{msg.peer}",
+                           data={"message": msg.id, "kind": mail.automatic,
+                                 "from": mail.from_address, "subject": mail.subject})
+                  ] if thread is not None else []
+        await self.store.add_mail([msg], Changes(events=events))
+        if thread is None:
+            log.info("automatic mail from %s kept without a task (it answers none of ours)",
+                     msg.peer)
+            return Received("", "", RECORDED, None)
+        self._tell(MailNews(task_id, msg.id, kind=msg.kind))
+        return Received(task_id, self._request_of(thread), RECORDED, thread.customer_id)
+
+    async def _report(self, mail: InboundMail) -> Received:
+        """A delivery status notification: the message of ours it is about becomes `bounced`
+        (a failed delivery, with the reason) and the report is kept on its thread; a
+        `delayed` report is only recorded. A report about nothing we sent is kept alone."""
+        report = mail.dsn
+        ours = None
+        if report.original_message_id:
+            ours = await self.store.mail_message(message_id=report.original_message_id,
+                                                 direction="out")
+        task_id = ours.task_id if ours is not None else ""
+        msg = self._message(mail, task_id, None, kind=KIND_DSN)
+        if ours is None:
+            await self.store.add_mail([msg], Changes())
+            log.info("delivery report about %s kept without a task (not one of ours)",
+                     report.original_message_id)
+            return Received("", "", RECORDED, None)
+        failed = [r for r in report.recipients if r.action == "failed"]
+        first = (failed or list(report.recipients) or [None])[0]
+        reason = (first.diagnostic or first.status) if first is not None else ""
+        data = {"message": ours.id, "report": msg.id,
+                "recipient": first.recipient if first else None,
+                "status": first.status if first else None, "reason": reason}
+        kind = EMAIL_BOUNCED if report.failed else EMAIL_DELAYED
+        event = ev.Event(kind, msg.created_at, task_id, actor="email:postmaster", data=data)
+        if report.failed:
+            error = f"bounced: {reason}" if reason else "bounced"
+            await self.store.mark_mail(ours.id, "bounced", error[:500], [msg],
+                                       Changes(events=[event]))
+            self._tell(MailNews(task_id, ours.id, "bounced", error[:500], kind=ours.kind))
+        else:
+            await self.store.add_mail([msg], Changes(events=[event]))
+        self._tell(MailNews(task_id, msg.id, kind=msg.kind))
+        task = self.router.tasks.get(task_id)
+        return Received(task_id, self._request_of(task) if task else "", RECORDED,
+                        task.customer_id if task else None)
 
     async def _reopen(self, old: Task, mail: InboundMail, identity: Identity | None) -> Received:
         request = self._request_of(old)
@@ -443,13 +564,17 @@ class Mail:
                                    data={"reason": reason}))
             return None
         self._acked[msg.peer] = self.now()
-        deadline = (format_datetime(datetime.fromtimestamp(task.deadline, UTC))
+        deadline = ("by " + format_datetime(datetime.fromtimestamp(task.deadline, UTC))
                     if task.deadline is not None else "as soon as possible")
         values = {"request": request, "deadline": deadline}
         subject = self.policy.ack_subject.format(**values)
         body = self.policy.ack_body.format(**values)
+        p = self.policy
+        draft = Draft(kind="ack", from_name=p.from_name, from_address=p.from_for(task.queue),
+                      to=msg.peer, subject=subject, text=body, answering=msg, automatic=True,
+                      html_part=False)
         return self._outgoing(task.id, "ack", msg.peer, subject, body, None, msg,
-                              actor=ev.SYSTEM)
+                              actor=ev.SYSTEM, draft=draft)
 
     async def _no_ack_reason(self, mail: InboundMail, queue: str, peer: str | None) -> str | None:
         if not self.policy.acks(queue):
@@ -458,6 +583,8 @@ class Mail:
             return "null sender"
         if mail.auto_generated:
             return "automatic message (RFC 3834)"
+        if mail.suppress_auto:
+            return "the sender asked for no automatic replies (X-Auto-Response-Suppress)"
         last = self._acked.get(peer)
         if last is None:
             last = await self.store.last_mail_to(peer, "ack")
@@ -470,79 +597,158 @@ class Mail:
     def _outgoing(self, task_id: str, kind: str, to: str, subject: str, text: str,
                   html: str | None, answering: MailMessage | None, actor: str,
                   mode: str | None = None, answer_id: str | None = None,
-                  ) -> _Outgoing:
+                  draft: Draft | None = None) -> _Outgoing:
+        """The message, its outbox item and its `email.queued` event (not stored yet)."""
         p = self.policy
-        em = EmailMessage(policy=email_policy.SMTP)
-        em["From"] = formataddr((_one_line(p.from_name), _one_line(p.from_address)))
-        em["To"] = _one_line(to)
-        em["Subject"] = _one_line(subject)
-        em["Date"] = format_datetime(datetime.fromtimestamp(self.now(), UTC))
-        message_id = make_msgid(domain=p.message_id_domain)
-        em["Message-ID"] = message_id
-        references: tuple[str, ...] = ()
-        in_reply_to = None
-        if answering is not None and answering.message_id:
-            in_reply_to = answering.message_id
-            references = (tuple(answering.references) + (answering.message_id,))[
-                -MAX_REFERENCES:]
-            em["In-Reply-To"] = f"<{_one_line(in_reply_to)}>"
-            em["References"] = " ".join(f"<{_one_line(r)}>" for r in references)
-        if kind == "ack":
-            em["Auto-Submitted"] = "auto-replied"  # RFC 3834 5.2
-        em.set_content(text)
-        if html:
-            em.add_alternative(safe_html(html), subtype="html")
-        raw = em.as_bytes()
+        if draft is None:
+            draft = Draft(kind=kind, from_name=p.from_name, from_address=p.from_address, to=to,
+                          subject=subject, text=text, html=html, answering=answering,
+                          automatic=kind == "ack" or mode == "automatic",
+                          html_part=bool(html))
         now = self.now()
+        built = build(draft, now, p.message_id_domain)
         msg = MailMessage(
-            id=new_message_id(self.now()), task_id=task_id, direction="out", kind=kind, created_at=now,
-            raw=raw, message_id=_bare_id(message_id), in_reply_to=in_reply_to,
-            references=references, peer=to.lower(), from_addr=p.from_address, to_addrs=(to,),
-            subject=_one_line(subject), text=text, html=html or "", status="queued",
+            id=new_message_id(now), task_id=task_id, direction="out", kind=kind,
+            created_at=now, raw=built.raw, message_id=built.message_id,
+            in_reply_to=built.in_reply_to, references=built.references, peer=to.lower(),
+            from_addr=draft.from_address, to_addrs=(to,), cc_addrs=tuple(draft.cc),
+            subject=one_line(draft.subject), text=draft.text,
+            html=safe_html(draft.html) if draft.html else "",
+            status="queued", attachments=tuple(draft.attachments),
         )
         item = OutboxItem(OUTBOX_EMAIL, task_id,
-                          {"message": msg.id, "mail_from": p.from_address, "rcpt": [to]}, now)
+                          {"message": msg.id, "mail_from": draft.from_address,
+                           "rcpt": [to, *draft.cc]}, now)
         event = ev.Event(EMAIL_QUEUED, now, task_id, actor=actor,
                          data={"message": msg.id, "kind": kind, "to": to,
+                               "cc": list(draft.cc) or None,
                                "message_id": msg.message_id, "subject": msg.subject,
-                               "mode": mode, "answer_id": answer_id})
+                               "mode": mode, "answer_id": answer_id,
+                               "attachments": len(draft.attachments) or None})
         return _Outgoing(msg, item, event)
+
+    # ------------------------------------------------------------------ agents' files
+
+    def upload(self, owner: str, filename: str, content_type: str, content: bytes
+               ) -> Deferred[Upload]:
+        """Keep a file an agent will attach to a reply; fires once committed."""
+        return ensureDeferred(self._upload(owner, filename, content_type, content))
+
+    async def _upload(self, owner: str, filename: str, content_type: str,
+                      content: bytes) -> Upload:
+        if self.uploads is None:
+            raise InvalidValue("attachments are not available here")
+        name = one_line(re.split(r"[\\/]", filename or "")[-1])[:MAX_FILENAME_CHARS].strip()
+        if not name or name in (".", ".."):
+            raise InvalidValue("an attachment needs a file name")
+        if len(content) > MAX_UPLOAD_BYTES:
+            raise InvalidValue(f"an attachment has at most {MAX_UPLOAD_BYTES} bytes")
+        kind = content_type.split(";")[0].strip().lower()
+        if not re.fullmatch(r"[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+", kind):
+            kind = "application/octet-stream"
+        now = self.now()
+        upload = Upload(uuid.uuid4().hex, owner, name, kind, len(content), bytes(content), now)
+        await self.uploads.prune(now - UPLOAD_DAYS * DAY)
+        await self.uploads.put(upload)
+        return upload
+
+    async def _attachments(self, owner: str, ids: Sequence[str]
+                           ) -> tuple[MailAttachment, ...]:
+        if not ids:
+            return ()
+        if self.uploads is None:
+            raise InvalidValue("attachments are not available here")
+        if len(ids) > MAX_UPLOADS:
+            raise InvalidValue(f"at most {MAX_UPLOADS} attachments on one reply")
+        found = await self.uploads.take(owner, ids)
+        if len(found) != len(set(ids)):
+            raise InvalidValue("an attachment is gone (upload it again)")
+        return tuple(MailAttachment(u.filename, u.content_type, u.size, u.content)
+                     for u in found)
+
+    # ------------------------------------------------------------------ replies
 
     def reply(self, task_id: str, agent_id: str, text: str,
               html: str | None = None, mode: str | None = None,
-              answer_id: str | None = None) -> Deferred[MailMessage]:
+              answer_id: str | None = None, reply_all: bool = False,
+              uploads: Sequence[str] = (), quote: bool = True,
+              ) -> Deferred[MailMessage]:
         """Queue an agent's answer to the customer; fires with the stored message once
         committed. `mode` (free | assisted | suggested | automatic) and `answer_id` (the
-        library answer used, if any) go into the `email.queued` event for the reports."""
-        return ensureDeferred(self._reply(task_id, agent_id, text, html, mode, answer_id))
+        library answer used, if any) go into the `email.queued` event for the reports.
+        `reply_all` keeps the other recipients as Cc; `quote` quotes the message answered;
+        `uploads` are ids of the agent's files (`upload`), attached and then dropped."""
+        return ensureDeferred(self._reply(task_id, agent_id, text, html, mode, answer_id,
+                                          reply_all, tuple(uploads), quote))
 
     async def _reply(self, task_id: str, agent_id: str, text: str, html: str | None,
-                     mode: str | None = None, answer_id: str | None = None) -> MailMessage:
+                     mode: str | None = None, answer_id: str | None = None,
+                     reply_all: bool = False, uploads: tuple[str, ...] = (),
+                     quote: bool = True, owner: str | None = None) -> MailMessage:
         out = await self.compose_reply(task_id, ev.agent_actor(agent_id), text, html, mode,
-                                       answer_id)
+                                       answer_id, reply_all=reply_all, uploads=uploads,
+                                       quote=quote, agent_id=agent_id, owner=owner)
         await self.store.add_mail([out.message], Changes(events=[out.event], outbox=[out.outbox]))
+        self._tell(MailNews(task_id, out.message.id, "queued", kind="reply"))
+        await self.used(uploads)
         return out.message
+
+    async def used(self, uploads: Sequence[str]) -> None:
+        """Drop uploads a committed reply carries (a failure leaves them to `prune`)."""
+        if uploads and self.uploads is not None:
+            try:
+                await self.uploads.drop(uploads)
+            except Exception:  # noqa: BLE001 - the reply is committed; prune gets them
+                log.warning("could not drop %d used uploads", len(uploads))
 
     async def compose_reply(self, task_id: str, actor: str, text: str, html: str | None,
                             mode: str | None = None, answer_id: str | None = None,
-                            ) -> _Outgoing:
+                            reply_all: bool = False, uploads: Sequence[str] = (),
+                            quote: bool = True, agent_id: str | None = None,
+                            owner: str | None = None) -> _Outgoing:
         """The reply to the task's last customer message (message, outbox item, event),
         built but not stored: the caller commits it with its own changes (a reviewer's
-        decision, an automatic answer that completes the task)."""
+        decision, an automatic answer that completes the task). From the queue's address,
+        signed with the queue's signature, the original quoted; `uploads` of `owner` (by
+        default the agent) attached."""
         task = self.router.tasks.get(task_id) or await self.store.find_mail_task(task_id=task_id)
         if task is None:
             raise InvalidValue(f"no such e-mail task: {task_id}")
         conversation = await self.store.mail_messages(task_id)
-        inbound = [m for m in conversation if m.direction == "in" and m.peer]
+        inbound = [m for m in conversation
+                   if m.direction == "in" and m.kind == "customer" and m.peer]
         if not inbound:
             raise InvalidValue(f"task {task_id} has no customer address to answer")
         last = inbound[-1]
+        p = self.policy
+        to, cc = reply_recipients(last, p.own_addresses | {p.from_for(task.queue)},
+                                  p.own_domains, reply_all, inbound)
         request = self._request_of(task)
         subject = re.sub(r"^\s*((re|aw|fwd?)\s*:\s*)+", "", last.subject or "", flags=re.I)
-        subject = re.sub(r"\s*\[#" + re.escape(self.policy.request_prefix) + r"\d+\]", "", subject)
+        subject = re.sub(r"\s*\[#" + re.escape(p.request_prefix) + r"\d+\]", "", subject)
         subject = f"Re: {subject.strip()} [#{request}]" if request else f"Re: {subject.strip()}"
-        return self._outgoing(task_id, "reply", last.peer, subject, text, html, last,
-                              actor=actor, mode=mode, answer_id=answer_id)
+        automatic = mode == "automatic"
+        attachments = await self._attachments(owner or agent_id or "", uploads)
+        draft = Draft(
+            kind="reply", from_name=p.from_name, from_address=p.from_for(task.queue),
+            to=named(to, last),
+            cc=cc, subject=subject, text=text, html=html, answering=last, quote=quote,
+            signature=self._signature(task, request, agent_id), automatic=automatic,
+            attachments=attachments)
+        return self._outgoing(task_id, "reply", to, subject, text, html, last, actor=actor,
+                              mode=mode, answer_id=answer_id, draft=draft)
+
+    def _signature(self, task: Task, request: str, agent_id: str | None) -> str:
+        agent = self.router.agents.get(agent_id) if agent_id else None
+        values = {"agent_name": (agent.name or agent.id) if agent else self.policy.from_name,
+                  "queue": task.queue, "request": request, "from_name": self.policy.from_name}
+        template = self.policy.signature_for(task.queue)
+        try:
+            return template.format(**values).strip()
+        except (KeyError, IndexError, ValueError):
+            log.warning("signature of queue %s has unknown placeholders; sent as written",
+                        task.queue)
+            return template.strip()
 
     def due(self, limit: int = 100) -> Deferred[list[OutboundMail]]:
         return self.store.due_mail(self.now(), limit)
@@ -551,8 +757,9 @@ class Mail:
         attempts = item.attempts + 1
         event = ev.Event(EMAIL_SENT, self.now(), item.task_id,
                          data={"message": item.message, "attempts": attempts, "reply": reply})
-        return self.store.settle_mail(item.outbox_id, item.message, "sent", attempts, None, None,
-                                      [event] if item.task_id else [])
+        d = self.store.settle_mail(item.outbox_id, item.message, "sent", attempts, None, None,
+                                   [event] if item.task_id else [])
+        return d.addCallback(self._told, MailNews(item.task_id or "", item.message, "sent"))
 
     def failed(self, item: OutboundMail, code: int | None, error: str) -> Deferred[None]:
         """A delivery attempt failed: `code` is the SMTP reply code, None for a network error.
@@ -564,14 +771,18 @@ class Mail:
             event = ev.Event(EMAIL_DEAD, now, item.task_id,
                              data={"message": item.message, "attempts": attempts, "code": code,
                                    "error": error})
-            return self.store.settle_mail(item.outbox_id, item.message, "dead", attempts, None,
-                                          error, [event] if item.task_id else [])
+            d = self.store.settle_mail(item.outbox_id, item.message, "dead", attempts, None,
+                                       error, [event] if item.task_id else [])
+            return d.addCallback(self._told, MailNews(item.task_id or "", item.message, "dead",
+                                                      error))
         delay = min(self.policy.retry_max, self.policy.retry_base * 2 ** (attempts - 1))
         event = ev.Event(EMAIL_RETRY, now, item.task_id,
                          data={"message": item.message, "attempts": attempts, "code": code,
                                "error": error, "next_attempt_at": now + delay})
-        return self.store.settle_mail(item.outbox_id, item.message, "retrying", attempts,
-                                      now + delay, error, [event] if item.task_id else [])
+        d = self.store.settle_mail(item.outbox_id, item.message, "retrying", attempts,
+                                   now + delay, error, [event] if item.task_id else [])
+        return d.addCallback(self._told, MailNews(item.task_id or "", item.message, "retrying",
+                                                  error))
 
     # ------------------------------------------------------------------ reading
 

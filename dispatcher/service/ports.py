@@ -149,6 +149,7 @@ class MailAttachment:
     size: int
     content: bytes | None = None
     path: str | None = None
+    content_id: str | None = None  # an inline part's Content-ID (HTML refers to it as cid:)
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +157,9 @@ class MailMessage:
     """One e-mail of a task's conversation, inbound or outbound. `raw` is the message exactly as
     received or sent; the parsed fields are what could be read from it (`malformed` and
     `defects` say what could not). `peer` is the customer-side address, lower-cased. `status`:
-    received | queued | sent | retrying | dead."""
+    received | queued | sent | retrying | dead | bounced. `kind`: customer | reply | ack |
+    auto_reply (a robot's answer, recorded on the thread) | dsn (a delivery report) | consult
+    | redirect."""
 
     id: str
     task_id: str
@@ -179,6 +182,53 @@ class MailMessage:
     status: str = "received"
     error: str | None = None
     attachments: tuple[MailAttachment, ...] = ()
+    cc_addrs: tuple[str, ...] = ()
+    reply_to: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """A file an agent uploaded for a reply (it becomes one of the reply's attachments)."""
+
+    id: str
+    owner: str  # the agent
+    filename: str
+    content_type: str
+    size: int
+    content: bytes
+    created_at: float
+
+
+class UploadStore(Protocol):
+    def put(self, upload: Upload) -> Deferred[None]:
+        """Store a file (committed when the Deferred fires)."""
+    def take(self, owner: str, ids: Sequence[str]) -> Deferred[list[Upload]]:
+        """The owner's files with these ids, in that order (others' are not found)."""
+    def drop(self, ids: Sequence[str]) -> Deferred[None]:
+        """Remove files (once a reply carrying them is committed)."""
+    def prune(self, before: float) -> Deferred[int]:
+        """Remove files uploaded before `before`; how many."""
+
+
+@dataclass(frozen=True, slots=True)
+class DsnRecipient:
+    recipient: str
+    action: str  # failed | delayed | delivered | relayed | expanded
+    status: str  # e.g. 5.1.1
+    diagnostic: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryReport:
+    """A delivery status notification (RFC 3464): what happened to one of our messages."""
+
+    original_message_id: str | None
+    recipients: tuple[DsnRecipient, ...] = ()
+    reporting_mta: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return any(r.action == "failed" for r in self.recipients)
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,8 +316,17 @@ class Store(Protocol):
     ) -> Deferred[Task | None]:
         """The task with this request number, else the newest task holding one of these
         Message-IDs, else the task with this id; None if there is none."""
-    def mail_messages(self, task_id: str) -> Deferred[list[MailMessage]]:
-        """The task's messages in order (attachments included)."""
+    def mail_messages(self, task_id: str, content: bool = True
+                      ) -> Deferred[list[MailMessage]]:
+        """The task's messages in order (attachments included); without `content`, no raw
+        bytes and no attachment contents."""
+    def mail_message(self, id: str | None = None, message_id: str | None = None,
+                     direction: str | None = None) -> Deferred[MailMessage | None]:
+        """One message by row id, or the newest with that Message-ID (and direction)."""
+    def mark_mail(self, message: str, status: str, error: str | None,
+                  messages: Sequence[MailMessage], changes: Changes) -> Deferred[None]:
+        """Set a message's delivery status (a bounce) and store `messages` (the report) with
+        `changes`, in one transaction."""
     def last_mail_to(self, peer: str, kind: str) -> Deferred[float | None]:
         """When the newest message of `kind` with this peer was created, or None."""
     def max_request_number(self) -> Deferred[int]:
@@ -519,3 +578,43 @@ class ReportStore(Protocol):
         memory store): they must not touch the reactor. Fires with the number of events of the
         period, once the last chunk was given to `sink`."""
 
+
+# --- accounts: who signs in to the console (migration 0006) ----------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """A person who signs in to the console: an agent (`id` is the agent's id) or a supervisor.
+    `password_hash` is an argon2 hash, never the password; None: no password (tokens only)."""
+
+    id: str
+    role: str  # agent | supervisor
+    name: str
+    password_hash: str | None
+    disabled: bool
+    created_at: float
+    updated_at: float
+
+
+class AccountStore(Protocol):
+    """Accounts, and the audit of their changes in the agent log (same transaction)."""
+
+    def get_account(self, account_id: str) -> Deferred[Account | None]: ...
+    def list_accounts(self) -> Deferred[list[Account]]:
+        """Every account, by id."""
+    def put_account(self, account: Account, events: Sequence[Event] = ()) -> Deferred[None]:
+        """Insert or replace the account (an existing one keeps its `created_at`) and append
+        `events` to the agent log, atomically."""
+    def remove_account(self, account_id: str, events: Sequence[Event] = ()) -> Deferred[bool]:
+        """Delete the account and append `events`; False (and nothing written) if none."""
+    def replace_hash(self, account_id: str, old: str, new: str, now: float) -> Deferred[bool]:
+        """Set the password hash to `new` only if it is still `old` (a rehash never undoes a
+        change made meanwhile); whether it did."""
+
+
+class SecretStore(Protocol):
+    """Secrets shared by every process on the database (the console's token key)."""
+
+    def shared_secret(self, name: str, candidate: bytes, now: float) -> Deferred[bytes]:
+        """The secret stored under `name`; when there is none, `candidate` is stored first.
+        Race-safe: of several processes storing at once, one wins and all get its value."""

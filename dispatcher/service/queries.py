@@ -1,18 +1,25 @@
-"""Queries: read models for people — live queue figures from the router's memory, a customer's
-history and task lists from the store. Reads never change state."""
+"""Queries: read models for people — live queue figures from the router's memory, what an agent
+of a pull queue may pick, a customer's history and task lists from the store. Reads never
+change state."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, ensureDeferred, fail
 
 from dispatcher.domain.agents import Agent, Presence
+from dispatcher.domain.errors import DomainError
 from dispatcher.domain.offers import Offer
+from dispatcher.domain.queues import Mode, Queue
 from dispatcher.domain.routing import Router
 from dispatcher.domain.tasks import Channel, Task
 
 from .ports import Store, TaskSummary
+
+MAX_PULL_LIST = 50  # items of one pull list (the count says how many there are in all)
+MAX_CACHED_NAMES = 10_000  # customer names remembered for pull lists (then forgotten at once)
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,10 +33,38 @@ class QueueFigures:
     available: int
 
 
+@dataclass(frozen=True, slots=True)
+class PullItem:
+    """One task an agent may pick. `customer`: the customer's name, else their address or
+    number; `subject` (e-mails) or `caller` (calls) says what it is about."""
+
+    task_id: str
+    channel: str
+    queue: str
+    request: str | None  # the request number, e.g. "SB-000123"
+    subject: str | None
+    caller: str | None
+    customer_id: str | None
+    customer: str
+    created_at: float
+    age: float  # seconds waited
+    deadline: float | None
+    priority: int
+
+
+@dataclass(frozen=True, slots=True)
+class PullList:
+    """The first items, best first, and how many the agent could pick in all."""
+
+    items: tuple[PullItem, ...]
+    total: int
+
+
 class Queries:
     def __init__(self, router: Router, store: Store) -> None:
         self.router = router
         self.store = store
+        self._names: dict[str, str] = {}  # customer id -> name (pull lists)
 
     def queue_figures(self, now: float) -> list[QueueFigures]:
         """Per queue and channel: waiting tasks, longest wait, oldest deadline, agents.
@@ -72,6 +107,57 @@ class Queries:
         if agent is None or agent.offer_id is None:
             return None
         return self.router.offers.get(agent.offer_id)
+
+    def queue(self, name: str) -> Queue | None:
+        return self.router.queues.get(name)
+
+    def wrap_up_window(self, task_id: str) -> tuple[float, float] | None:
+        """(when the task's wrap-up ends by itself, the latest it may be extended to)."""
+        return self.router.wrap_up_window(task_id)
+
+    # Pull queues: the list an agent picks from.
+
+    def pulls(self, agent_id: str) -> bool:
+        """Whether the agent is a member of a pull queue."""
+        agent = self.agent(agent_id)
+        queues = self.router.queues
+        return agent is not None and any(
+            name in queues and queues[name].mode is Mode.PULL for name in agent.queues)
+
+    def pull_list(self, agent_id: str, now: float, limit: int = MAX_PULL_LIST
+                  ) -> Deferred[PullList]:
+        """What the agent could pick now from their pull queues, in the order the router serves
+        (Router.pull_list), at most `limit` items, with the customers' names."""
+        try:
+            tasks, total = self.router.pull_list(agent_id, limit)
+        except DomainError as exc:  # an unknown agent
+            return fail(exc)
+        drafts = [self._pull_draft(t, now) for t in tasks]  # read now: the tasks move on
+        return ensureDeferred(self._named(drafts, total))
+
+    @staticmethod
+    def _pull_draft(task: Task, now: float) -> dict[str, Any]:
+        a = task.attributes
+        phone = task.channel is Channel.PHONE
+        text = lambda v: v if isinstance(v, str) and v else None  # noqa: E731
+        return {"task_id": task.id, "channel": task.channel.value, "queue": task.queue,
+                "request": text(a.get("request")),
+                "subject": None if phone else text(a.get("subject")),
+                "caller": text(a.get("caller")) if phone else None,
+                "customer_id": task.customer_id,
+                "customer": text(a.get("caller" if phone else "from")) or "",
+                "created_at": task.created_at, "age": max(0.0, now - task.created_at),
+                "deadline": task.deadline, "priority": task.priority}
+
+    async def _named(self, drafts: list[dict[str, Any]], total: int) -> PullList:
+        names = self._names
+        for cid in {d["customer_id"] for d in drafts if d["customer_id"]} - names.keys():
+            customer = await self.store.get_customer(cid)
+            if len(names) >= MAX_CACHED_NAMES:
+                names.clear()
+            names[cid] = customer.name if customer is not None else ""
+        return PullList(tuple(PullItem(**{**d, "customer": names.get(d["customer_id"] or "")
+                                          or d["customer"]}) for d in drafts), total)
 
     def presence(self, agent: Agent) -> str:
         return agent.presence(self.router.matrix).value

@@ -176,13 +176,21 @@ class Review:
     # ------------------------------------------------------------------ an agent's reply
 
     def reply(self, agent_id: str, task_id: str, text: str, answer_id: str | None = None,
-              mode: str | None = None) -> Deferred[dict[str, Any]]:
+              mode: str | None = None, html: str | None = None, reply_all: bool = False,
+              quote: bool = True, uploads: tuple[str, ...] = ()) -> Deferred[dict[str, Any]]:
         """Send an agent's reply, or hold it for review if sampled. Fires with
-        `{"held": item_id}` or `{"message": message_id}` once committed."""
-        return ensureDeferred(self._reply(agent_id, task_id, text, answer_id, mode))
+        `{"held": item_id}` or `{"message": message_id}` once committed. How it is sent
+        (`reply_all`, `quote`, the agent's `uploads`) is kept with a held reply and applied
+        when it is approved."""
+        options = {"reply_all": bool(reply_all), "quote": bool(quote),
+                   "uploads": list(uploads)}
+        return ensureDeferred(self._reply(agent_id, task_id, text, answer_id, mode, html,
+                                          options))
 
     async def _reply(self, agent_id: str, task_id: str, text: str, answer_id: str | None,
-                     mode: str | None) -> dict[str, Any]:
+                     mode: str | None, html: str | None = None,
+                     options: dict[str, Any] | None = None) -> dict[str, Any]:
+        options = options or {}
         task = self._live(task_id)
         rule = self.library.rule_for(task.queue, _category(task))
         used = _mode(mode, answer_id, rule.mode)
@@ -191,19 +199,24 @@ class Review:
         share = review_share(rule, self.library.agent_share(agent_id))
         if sampled(share, self.draw()):
             item = ReviewItem(id=self.new_id(), task_id=task.id, agent_id=agent_id, mode=used,
-                              answer_id=answer_id, text=text, html="", queue=task.queue,
-                              created_at=self.now())
-            await self._hold(item, ev.agent_actor(agent_id))
+                              answer_id=answer_id, text=text, html=html or "",
+                              queue=task.queue, created_at=self.now())
+            await self._hold(item, ev.agent_actor(agent_id), options)
             return {"held": item.id}
-        message = await self.mail.reply(task_id, agent_id, text, mode=used.value,
-                                        answer_id=answer_id)
+        message = await self.mail.reply(task_id, agent_id, text, html=html, mode=used.value,
+                                        answer_id=answer_id,
+                                        reply_all=options.get("reply_all", False),
+                                        quote=options.get("quote", True),
+                                        uploads=tuple(options.get("uploads", ())))
         await self._learn(task, answer_id)
         return {"message": message.id}
 
-    async def _hold(self, item: ReviewItem, actor: str) -> None:
+    async def _hold(self, item: ReviewItem, actor: str,
+                    options: dict[str, Any] | None = None) -> None:
         event = ev.Event(REPLY_HELD, item.created_at, item.task_id, actor=actor,
                          data={"item": item.id, "agent_id": item.agent_id,
-                               "mode": item.mode.value, "answer_id": item.answer_id})
+                               "mode": item.mode.value, "answer_id": item.answer_id,
+                               "options": options or None})
         await self.answer_store.hold_review(item, [event])
         if self.on_held is not None:
             try:
@@ -263,10 +276,13 @@ class Review:
             if automatic:
                 await self._route_back(item.task_id)
             return decided
+        options = await self._options(item)
         out = await self.mail.compose_reply(
             item.task_id, ev.SYSTEM if automatic else ev.agent_actor(item.agent_id), final,
             item.html if verdict is Decision.APPROVED and item.html else None,
-            mode=item.mode.value, answer_id=item.answer_id)
+            mode=item.mode.value, answer_id=item.answer_id,
+            reply_all=bool(options.get("reply_all")), quote=options.get("quote", True),
+            uploads=tuple(options.get("uploads") or ()), agent_id=item.agent_id)
         changes = Changes(events=[reviewed, out.event], outbox=[out.outbox])
         if automatic:
             task = await self.store.find_mail_task(task_id=item.task_id)
@@ -277,7 +293,15 @@ class Review:
             changes.tasks.append(_completed(task, now))
             changes.events.append(_completion(task, now))
         await self.answer_store.decide_review(decided, [out.message], changes)
+        await self.mail.used(tuple(options.get("uploads") or ()))
         return decided
+
+    async def _options(self, item: ReviewItem) -> dict[str, Any]:
+        """How the held reply was to be sent (kept in its `reply.held` event)."""
+        for e in reversed(await self.store.task_events(item.task_id)):
+            if e.kind == REPLY_HELD and e.data.get("item") == item.id:
+                return dict(e.data.get("options") or {})
+        return {}
 
     async def _route_back(self, task_id: str) -> None:
         """A rejected automatic answer: the task goes to an agent as any new e-mail."""
@@ -398,6 +422,8 @@ def _never_automatic(task: Task, inbound: Any) -> str | None:
     (RFC 3834: no loops with other robots), a null sender, spam."""
     if getattr(inbound, "auto_generated", False):
         return "automatic message (RFC 3834)"
+    if getattr(inbound, "suppress_auto", False):
+        return "the sender asked for no automatic replies (X-Auto-Response-Suppress)"
     if not getattr(inbound, "envelope_from", "") or not getattr(inbound, "from_address", ""):
         return "no sender to answer"
     spam = task.attributes.get("spam")

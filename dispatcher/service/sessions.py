@@ -1,5 +1,6 @@
 """Sessions: what an agent (or a supervisor on their behalf) does — presence, accept, reject,
-pick, wrap-up, complete.
+pick, wrap-up (and its extension), complete (with one of the queue's disposition codes, when
+the queue lists any).
 
 Each call runs one router decision and returns the Deferred of `Assignment.apply`: it fires
 with the outcome once committed, or fails with the DomainError that refused the action
@@ -72,8 +73,23 @@ class Sessions:
     def wrap_up(self, agent_id: str, task_id: str) -> Deferred[Outcome]:
         return self._run(self.router.wrap_up, agent_id, task_id, self._now())
 
+    def extend_wrap_up(self, agent_id: str, task_id: str, seconds: float) -> Deferred[Outcome]:
+        """More time to wrap up (bounded: see Router.extend_wrap_up); the timer is re-armed."""
+        return self._run(self.router.extend_wrap_up, agent_id, task_id, seconds, self._now())
+
     def complete(self, agent_id: str, task_id: str, disposition: str = "",
-                 notes: str = "") -> Deferred[Outcome]:
+                 notes: str = "", coded: bool = True) -> Deferred[Outcome]:
+        """The agent is done. `coded`: the disposition is the agent's choice, so it must be one
+        of the queue's codes when the queue lists any (`invalid_value` otherwise); False for
+        outcomes the system names itself (a redirect, a reminder)."""
+        task = self.router.tasks.get(task_id)
+        if coded and task is not None and task.agent_id == agent_id:
+            queue = self.router.queues.get(task.queue)
+            try:
+                if queue is not None:
+                    queue.check_disposition(disposition)
+            except DomainError as exc:
+                return fail(exc)
         return self._run(self.router.complete, agent_id, task_id, self._now(), disposition,
                          notes=notes)
 

@@ -7,13 +7,15 @@ passes the values here. What it promises (RFC 8725):
   key), whatever the token's header says (`alg: none` and algorithm confusion fail);
 - `exp`, `iat`, `aud`, `iss` and `sub` are required and checked; `role` is one of ROLES;
 - every refusal is a `TokenRefused` whose message never contains the token.
-Keys are read from files once, when an edge starts (`load_keys`).
+Keys are read once, when an edge starts or a command runs (`load_keys`): from the files the
+settings name, or, for HS256 without a secret file, the secret kept in the database
+(`stored_secret`: 64 random bytes made on first use and shared by every process on that
+database, so `switchboard token` signs with the server's key wherever it runs).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 import time
 from collections.abc import Callable
@@ -21,6 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import jwt
+from twisted.internet.defer import Deferred
+
+from .ports import SecretStore
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +37,9 @@ MIN_SECRET_BYTES = 32
 REQUIRED_CLAIMS = ("exp", "iat", "aud", "iss", "sub")
 DEFAULT_LEEWAY_SECONDS = 30
 DEFAULT_TTL_SECONDS = 8 * 3600
-GENERATED_SECRET_CHARS = 48
+# The HS256 secret kept in the database when no jwt_secret_file is configured.
+STORED_SECRET_NAME = "tokens.hs256"
+STORED_SECRET_BYTES = 64
 
 
 class TokenRefused(Exception):
@@ -56,7 +63,7 @@ class Keys:
     algorithm: str
     verify: str | bytes
     sign: str | bytes | None  # None: this process can verify only (RS256 without private key)
-    generated: Path | None = None  # the generated HS256 secret's file, if one was made
+    stored: bool = False  # HS256 with the secret kept in the database (no secret file)
 
 
 def _read(path: str, what: str) -> bytes:
@@ -67,11 +74,10 @@ def _read(path: str, what: str) -> bytes:
 
 
 def load_keys(algorithm: str, *, secret_file: str = "", public_key_file: str = "",
-              private_key_file: str = "", generated_secret_file: str = "",
-              generate: bool = True, label: str = "tokens") -> Keys:
-    """The keys the settings name. HS256 without a secret file: the secret generated into
-    `generated_secret_file` (created once, mode 0600, its path logged) when `generate`, else
-    refused. `label` names the edge in log lines and `jwt_*` setting names in errors."""
+              private_key_file: str = "", stored: bytes | None = None,
+              label: str = "tokens") -> Keys:
+    """The keys the settings name. HS256 without a secret file: `stored`, the secret kept in
+    the database (see `stored_secret`), else refused. `label` names the edge in messages."""
     if algorithm not in ALGORITHMS:
         raise KeyProblem(f"jwt_algorithm must be one of {', '.join(ALGORITHMS)}, "
                          f"not {algorithm!r}")
@@ -81,36 +87,24 @@ def load_keys(algorithm: str, *, secret_file: str = "", public_key_file: str = "
         public = _read(public_key_file, "public key")
         private = _read(private_key_file, "private key") if private_key_file else None
         return Keys(algorithm, public, private)
-    generated = None
     if secret_file:
         secret = _read(secret_file, "secret").strip()
+    elif stored is not None:
+        log.debug("%s: no jwt_secret_file configured; using the secret kept in the database",
+                  label)
+        secret = stored
     else:
-        if not generate or not generated_secret_file:
-            raise KeyProblem("HS256 needs jwt_secret_file")
-        generated = Path(generated_secret_file).resolve()
-        secret = generated_secret(generated, label)
+        raise KeyProblem("HS256 needs jwt_secret_file (or the secret kept in the database)")
     if len(secret) < MIN_SECRET_BYTES:
         raise KeyProblem(f"the HS256 secret must have at least {MIN_SECRET_BYTES} bytes")
-    return Keys(algorithm, secret, secret, generated)
+    return Keys(algorithm, secret, secret, stored=not secret_file)
 
 
-def generated_secret(path: Path, label: str = "tokens") -> bytes:
-    """The secret in `path`, generated there first (mode 0600) if the file does not exist."""
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another edge of this process made it a moment ago
-            pass
-        else:
-            with os.fdopen(fd, "w") as f:
-                f.write(secrets.token_urlsafe(GENERATED_SECRET_CHARS) + "\n")
-            log.warning("%s: no jwt_secret_file configured; generated a secret in %s",
-                        label, path)
-            return path.read_bytes().strip()
-    log.warning("%s: no jwt_secret_file configured; using the generated secret in %s",
-                label, path)
-    return path.read_bytes().strip()
+def stored_secret(store: SecretStore, now: float) -> Deferred[bytes]:
+    """The HS256 secret kept in the database, generated there on first use
+    (`secrets.token_bytes`); every process on the same database gets the same one."""
+    return store.shared_secret(STORED_SECRET_NAME, secrets.token_bytes(STORED_SECRET_BYTES),
+                               now)
 
 
 class Verifier:

@@ -398,10 +398,28 @@ class MemoryStore:
         task = self._tasks.get(found) if found is not None else None
         return succeed(None if task is None else _copy_task(task))
 
-    def mail_messages(self, task_id: str) -> Deferred[list[MailMessage]]:
+    def mail_messages(self, task_id: str, content: bool = True
+                      ) -> Deferred[list[MailMessage]]:
         found = [m for m in self._mail.messages.values() if m.task_id == task_id]
         found.sort(key=lambda m: (m.created_at, m.id))
+        if not content:
+            found = [dataclasses.replace(m, raw=b"", attachments=tuple(
+                dataclasses.replace(a, content=None) for a in m.attachments)) for m in found]
         return succeed([copy.deepcopy(m) for m in found])
+
+    def mail_message(self, id: str | None = None, message_id: str | None = None,
+                     direction: str | None = None) -> Deferred[MailMessage | None]:
+        found = [m for m in self._mail.messages.values()
+                 if (m.id == id if id is not None else m.message_id == message_id)
+                 and (direction is None or m.direction == direction)]
+        found.sort(key=lambda m: m.created_at)
+        return succeed(copy.deepcopy(found[-1]) if found else None)
+
+    def mark_mail(self, message: str, status: str, error: str | None,
+                  messages: Sequence[MailMessage], changes: Changes) -> Deferred[None]:
+        old = self._mail.messages[message]
+        self._mail.messages[message] = dataclasses.replace(old, status=status, error=error)
+        return self.add_mail(messages, changes)
 
     def last_mail_to(self, peer: str, kind: str) -> Deferred[float | None]:
         times = [m.created_at for m in self._mail.messages.values()

@@ -155,6 +155,7 @@ def queue_row(queue: Queue) -> Row:
         "wrap_up_seconds": queue.wrap_up_seconds,
         "calendar": queue.calendar,
         "deadline_rule": queue.deadline_rule,
+        "dispositions": [{"code": c, "label": label} for c, label in queue.dispositions],
     }
 
 
@@ -172,6 +173,7 @@ def queue_from_row(r: Any) -> Queue:
         wrap_up_seconds=r.wrap_up_seconds,
         calendar=r.calendar,
         deadline_rule=r.deadline_rule,
+        dispositions=tuple((d["code"], d["label"]) for d in r.dispositions or ()),
     )
 
 

@@ -447,6 +447,16 @@ class MailAddition:
     changes: ChangeRows
 
 
+@dataclass(slots=True)
+class MailMark:
+    """One `mark_mail` call, snapshotted."""
+
+    message: str
+    status: str
+    error: str | None
+    addition: MailAddition
+
+
 def mail_rows(messages: Sequence[MailMessage]) -> tuple[list[r.Row], list[r.Row]]:
     """The email_messages and email_attachments rows of `messages` (reactor thread)."""
     rows, attachments = [], []
@@ -458,13 +468,14 @@ def mail_rows(messages: Sequence[MailMessage]) -> tuple[list[r.Row], list[r.Row]
             "from_addr": m.from_addr, "to_addrs": list(m.to_addrs), "subject": m.subject,
             "text_body": m.text, "html_body": m.html, "raw": bytes(m.raw),
             "defects": list(m.defects), "malformed": bool(m.malformed), "source": m.source,
-            "status": m.status, "error": m.error,
+            "status": m.status, "error": m.error, "cc_addrs": list(m.cc_addrs),
+            "reply_to": m.reply_to,
         })
         for position, a in enumerate(m.attachments):
             attachments.append({
                 "message_id": m.id, "position": position, "filename": a.filename,
                 "content_type": a.content_type, "size": a.size, "content": a.content,
-                "path": a.path,
+                "path": a.path, "content_id": a.content_id,
             })
     return rows, attachments
 
@@ -522,27 +533,55 @@ def thd_find_mail_task(
     return None if task_id is None else _task_by_id(conn, task_id)
 
 
-def thd_mail_messages(conn: sa.Connection, task_id: str) -> list[MailMessage]:
-    m, a = t.email_messages, t.email_attachments
-    rows = conn.execute(
-        sa.select(m).where(m.c.task_id == task_id).order_by(m.c.created_at, m.c.id)
-    ).all()
+def thd_mail_messages(conn: sa.Connection, task_id: str, content: bool = True
+                      ) -> list[MailMessage]:
+    m = t.email_messages
+    columns = [c for c in m.c if content or c.name != "raw"]
+    return _messages(conn, sa.select(*columns).where(m.c.task_id == task_id)
+                     .order_by(m.c.created_at, m.c.id), content)
+
+
+def thd_mail_message(conn: sa.Connection, id: str | None, message_id: str | None,
+                     direction: str | None) -> MailMessage | None:
+    """One message by its row id, or the newest with that Message-ID (and direction)."""
+    m = t.email_messages
+    q = sa.select(m)
+    if id is not None:
+        q = q.where(m.c.id == id)
+    else:
+        q = q.where(m.c.message_id == message_id)
+    if direction is not None:
+        q = q.where(m.c.direction == direction)
+    found = _messages(conn, q.order_by(m.c.created_at.desc()).limit(1))
+    return found[0] if found else None
+
+
+def _messages(conn: sa.Connection, query: sa.Select, content: bool = True
+              ) -> list[MailMessage]:
+    """Messages with their attachments; without `content`, no raw bytes nor attachment
+    contents (what a conversation view needs)."""
+    a = t.email_attachments
+    rows = conn.execute(query).all()
     ids = [row.id for row in rows]
     attached: dict[str, list[MailAttachment]] = {}
+    columns = [c for c in a.c if content or c.name != "content"]
     for chunk in _chunks(ids):
-        q = sa.select(a).where(a.c.message_id.in_(list(chunk))).order_by(a.c.position)
+        q = sa.select(*columns).where(a.c.message_id.in_(list(chunk))).order_by(a.c.position)
         for row in conn.execute(q):
             attached.setdefault(row.message_id, []).append(MailAttachment(
-                row.filename, row.content_type, row.size, row.content, row.path))
+                row.filename, row.content_type, row.size, row.content if content else None,
+                row.path, row.content_id))
     return [
         MailMessage(
             id=row.id, task_id=row.task_id, direction=row.direction, kind=row.kind,
-            created_at=row.created_at, raw=bytes(row.raw), message_id=row.message_id,
+            created_at=row.created_at, raw=bytes(row.raw) if content else b"",
+            message_id=row.message_id,
             in_reply_to=row.in_reply_to, references=tuple(row.refs), peer=row.peer,
             from_addr=row.from_addr, to_addrs=tuple(row.to_addrs), subject=row.subject,
             text=row.text_body, html=row.html_body, defects=tuple(row.defects),
             malformed=bool(row.malformed), source=row.source, status=row.status,
             error=row.error, attachments=tuple(attached.get(row.id, ())),
+            cc_addrs=tuple(row.cc_addrs or ()), reply_to=row.reply_to,
         )
         for row in rows
     ]
@@ -601,6 +640,20 @@ def thd_settle_mail(
             status=status, error=error)
     )
     _insert_events(conn, events)
+
+
+def thd_mark_mails(conn: sa.Connection, batch: Sequence[MailMark]) -> list[None]:
+    """A delivery report on one of our messages: its status and error, the report itself."""
+    for mark in batch:
+        conn.execute(t.email_messages.update().where(t.email_messages.c.id == mark.message)
+                     .values(status=mark.status, error=mark.error))
+    thd_add_mails(conn, [mark.addition for mark in batch])
+    return [None] * len(batch)
+
+
+@mergeable(thd_mark_mails)
+def thd_mark_mail(conn: sa.Connection, mark: MailMark) -> None:
+    thd_mark_mails(conn, [mark])
 
 
 # --- the port ----------------------------------------------------------------------------------
@@ -725,6 +778,10 @@ class SqlStore:
         return self._commit.run(thd_create_mail_task, mail)
 
     def add_mail(self, messages: Sequence[MailMessage], changes: Changes) -> Deferred[None]:
+        return self._commit.run(thd_add_mail, self._addition(messages, changes))
+
+    @staticmethod
+    def _addition(messages: Sequence[MailMessage], changes: Changes) -> MailAddition:
         rows, attachments = mail_rows(messages)
         snap = ChangeRows(
             tasks=[r.task_row(task) for task in changes.tasks],
@@ -732,7 +789,7 @@ class SqlStore:
             declines=[{"task_id": k, "agent_id": a} for k, a in changes.declines],
             outbox=[r.outbox_row(item) for item in changes.outbox],
         )
-        return self._commit.run(thd_add_mail, MailAddition(rows, attachments, snap))
+        return MailAddition(rows, attachments, snap)
 
     def find_mail_task(
         self,
@@ -742,8 +799,18 @@ class SqlStore:
     ) -> Deferred[Task | None]:
         return self._pool.run(thd_find_mail_task, request_number, list(message_ids), task_id)
 
-    def mail_messages(self, task_id: str) -> Deferred[list[MailMessage]]:
-        return self._pool.run(thd_mail_messages, task_id)
+    def mail_messages(self, task_id: str, content: bool = True
+                      ) -> Deferred[list[MailMessage]]:
+        return self._pool.run(thd_mail_messages, task_id, content)
+
+    def mail_message(self, id: str | None = None, message_id: str | None = None,
+                     direction: str | None = None) -> Deferred[MailMessage | None]:
+        return self._pool.run(thd_mail_message, id, message_id, direction)
+
+    def mark_mail(self, message: str, status: str, error: str | None,
+                  messages: Sequence[MailMessage], changes: Changes) -> Deferred[None]:
+        return self._commit.run(thd_mark_mail, MailMark(
+            message, status, error, self._addition(messages, changes)))
 
     def last_mail_to(self, peer: str, kind: str) -> Deferred[float | None]:
         return self._pool.run(thd_last_mail_to, peer, kind)

@@ -88,3 +88,26 @@ def test_due_calls_by_age_emails_by_deadline():
 def test_due_falls_back_to_the_default_target():
     q = Queue("q", sl_target={})
     assert q.due(task(Channel.PHONE)) == T0 + DEFAULT_SL_TARGET[Channel.PHONE]
+
+
+# ---------------------------------------------------------------- disposition codes
+
+
+def test_dispositions_are_code_label_pairs_kept_in_order():
+    q = Queue("q", dispositions=[["solved", " Solved "], ("call.back-2", "Call back later")])
+    assert q.dispositions == (("solved", "Solved"), ("call.back-2", "Call back later"))
+    q.check_disposition("solved")
+    with pytest.raises(InvalidValue, match="not a code of queue q"):
+        q.check_disposition("wrong_queue")
+    Queue("open").check_disposition("anything at all")  # no codes: any code
+
+
+@pytest.mark.parametrize("pairs", [
+    [("", "Empty code")], [("has space", "x")], [("_lead", "x")], [("x" * 41, "x")],
+    [("ok", "")], [("ok", "   ")], [("ok", "x" * 101)], [("ok", "A"), ("ok", "B")],
+    [("ok",)], ["ok"], [("ok", "A", "extra")], [(1, "One")], [("ok", None)],
+    [(f"c{i}", "x") for i in range(51)],
+])
+def test_invalid_dispositions_are_refused(pairs):
+    with pytest.raises(InvalidValue):
+        Queue("q", dispositions=pairs)

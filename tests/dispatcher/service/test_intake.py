@@ -213,3 +213,17 @@ def test_email_ordering_uses_the_computed_deadline():
     s.login("ann")
     assert s.last_offer("ann").task_id == urgent.id
     assert late.deadline == T0 + DAY
+
+
+def test_a_call_names_its_caller_from_the_phone_identity(stack):
+    """Whatever the edge (a PBX, the demo's robots), a call's task says who calls: the agent's
+    page titles it "Call from <number>"; a caller the edge named is kept."""
+    plain = result(stack.intake.submit(Channel.PHONE, "support", phone_identity("+32 2 555 01 00")))
+    named = result(stack.intake.submit(Channel.PHONE, "support", phone_identity("+3225550101"),
+                                       attributes={"caller": "+32 2 555 01 01"}))
+    mail = result(stack.intake.submit(Channel.EMAIL, "support", email_identity("a@example.org")))
+    anonymous = result(stack.intake.submit(Channel.PHONE, "support"))
+    assert stack.router.tasks[plain.id].attributes["caller"] == "+3225550100"
+    assert stack.router.tasks[named.id].attributes["caller"] == "+32 2 555 01 01"
+    assert "caller" not in stack.router.tasks[mail.id].attributes
+    assert "caller" not in stack.router.tasks[anonymous.id].attributes

@@ -78,7 +78,9 @@ def assigned(w: World, msg: InboundMail | None = None) -> str:
 
 
 def queued(w: World, task_id: str) -> list:
-    return [e for e in w.stack.events(task_id) if e.kind == EMAIL_QUEUED]
+    """The answers queued on the task (the acknowledgement's `email.queued` left out)."""
+    return [e for e in w.stack.events(task_id)
+            if e.kind == EMAIL_QUEUED and e.data.get("kind") != "ack"]
 
 
 def replies(w: World, task_id: str) -> list:

@@ -3,14 +3,13 @@ refusals at its handshake; here the pieces an edge binds to its own settings).""
 
 from __future__ import annotations
 
-import os
-import stat
 import time
 
 import jwt
 import pytest
 
 from dispatcher.service import tokens
+from dispatcher.storage.secrets import MemorySecrets
 
 SECRET = b"k" * 40
 
@@ -43,14 +42,25 @@ def test_refusals_say_why_without_the_token(tmp_path, change, why):
     assert token not in str(err.value)
 
 
-def test_generated_secret_is_made_once_private_and_shared(tmp_path):
-    where = tmp_path / "gen" / "s.secret"
-    first = tokens.load_keys("HS256", generated_secret_file=str(where), label="console")
-    second = tokens.load_keys("HS256", generated_secret_file=str(where), label="cti")
-    assert first.verify == second.verify and first.generated == where
-    assert stat.S_IMODE(os.stat(where).st_mode) == 0o600
+def test_the_stored_secret_is_made_once_and_shared_by_every_edge():
+    store = MemorySecrets()
+    first = tokens.stored_secret(store, 1.0).result
+    assert len(first) == tokens.STORED_SECRET_BYTES
+    assert tokens.stored_secret(store, 2.0).result == first  # never made again
+    console = tokens.load_keys("HS256", stored=first, label="console")
+    cti = tokens.load_keys("HS256", stored=first, label="cti")
+    assert console.verify == cti.verify == first and console.stored
+    token = tokens.Signer(console, "iss", "aud").issue("a1")
+    assert tokens.Verifier(cti, "iss", "aud").verify(token).sub == "a1"
     with pytest.raises(tokens.KeyProblem, match="jwt_secret_file"):
-        tokens.load_keys("HS256", generated_secret_file=str(where), generate=False)
+        tokens.load_keys("HS256")  # no file, no database secret: refused, never unsigned
+
+
+def test_a_secret_file_wins_over_the_stored_secret(tmp_path):
+    path = tmp_path / "secret"
+    path.write_bytes(SECRET)
+    k = tokens.load_keys("HS256", secret_file=str(path), stored=b"d" * 64)
+    assert k.verify == SECRET and not k.stored
 
 
 def test_bad_key_settings_are_refused(tmp_path):

@@ -99,3 +99,30 @@ def test_a_duplicate_task_id_is_refused(h: Harness) -> None:
     new(h, "t1", 1)
     with pytest.raises(DuplicateTask):
         new(h, "t1", 2)
+
+
+def test_cc_reply_to_and_content_ids_round_trip_and_a_light_read(h: Harness) -> None:
+    inline = MailAttachment("p.png", "image/png", 3, b"PNG", None, "p1@x")
+    msg = message("m1", "t1", message_id="a@x", to_addrs=("support@example.com",),
+                  cc_addrs=("bob@c.test",), reply_to="ann@home.test", attachments=(inline,))
+    new(h, "t1", 1, msg)
+    assert h.wait(h.store.mail_messages("t1")) == [msg]
+    light = h.wait(h.store.mail_messages("t1", content=False))
+    assert light[0].raw == b"" and light[0].attachments[0].content is None
+    assert light[0].attachments[0].content_id == "p1@x" and light[0].cc_addrs == ("bob@c.test",)
+
+
+def test_one_message_by_row_id_or_message_id_and_a_bounce(h: Harness) -> None:
+    ours = message("m2", "t1", T0 + 1, direction="out", kind="reply", message_id="o@x",
+                   status="sent")
+    new(h, "t1", 1, message("m1", "t1", message_id="o@x"), ours)
+    assert h.wait(h.store.mail_message(id="m1")).id == "m1"
+    assert h.wait(h.store.mail_message(message_id="o@x", direction="out")).id == "m2"
+    assert h.wait(h.store.mail_message(message_id="o@x")).id == "m2"  # the newest
+    assert h.wait(h.store.mail_message(id="zz")) is None
+    report = message("m3", "t1", T0 + 2, kind="dsn")
+    event = Event("email.bounced", T0 + 2, "t1", data={"message": "m2"})
+    h.wait(h.store.mark_mail("m2", "bounced", "550 unknown", [report], Changes(events=[event])))
+    got = {m.id: (m.kind, m.status, m.error) for m in h.wait(h.store.mail_messages("t1"))}
+    assert got["m2"] == ("reply", "bounced", "550 unknown") and got["m3"][0] == "dsn"
+    assert h.wait(h.store.task_events("t1"))[-1].kind == "email.bounced"

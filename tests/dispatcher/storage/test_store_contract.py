@@ -103,6 +103,7 @@ def sample_queue(name: str = "support") -> Queue:
         wrap_up_seconds=45.0,
         calendar="brussels",
         deadline_rule="sliding 8h",
+        dispositions=(("solved", "Solved"), ("callback", "Call back later")),
     )
 
 
@@ -118,6 +119,17 @@ def test_queues_round_trip_and_update(h: Harness) -> None:
     h.wait(h.store.put_queue(changed))
     assert h.wait(h.store.list_queues())[1] == changed
     assert h.wait(h.store.load_state()).queues == [Queue(name="alpha"), changed]
+
+
+def test_queue_dispositions_round_trip_in_order_and_clear(h: Harness) -> None:
+    queue = Queue(name="sales", dispositions=(("won", "Deal won"), ("lost", "Lost — price"),
+                                              ("call.back-2", "Call back later")))
+    h.wait(h.store.put_queue(queue))
+    (stored,) = h.wait(h.store.list_queues())
+    assert stored.dispositions == queue.dispositions  # tuples of (code, label), in order
+    assert h.wait(h.store.load_state()).queues[0].dispositions == queue.dispositions
+    h.wait(h.store.put_queue(Queue(name="sales")))  # updated without codes: any code again
+    assert h.wait(h.store.list_queues())[0].dispositions == ()
 
 
 def test_agents_keep_configuration_not_presence(h: Harness) -> None:

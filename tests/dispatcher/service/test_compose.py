@@ -1,0 +1,65 @@
+"""Composing our e-mails (dispatcher.service.compose): recipients of a reply and a reply to
+all, headers nobody can inject into, the signature and the quote in both parts, HTML sanitised,
+automatic mail marked as such, attachments."""
+
+from __future__ import annotations
+
+from email import message_from_bytes, policy
+
+from dispatcher.service.compose import Draft, build, reply_recipients, text_to_html
+from dispatcher.service.ports import MailAttachment, MailMessage
+
+T0 = 1_700_000_000.0
+
+
+def customer(**kw) -> MailMessage:
+    kw.setdefault("from_addr", "ann@c.test")
+    return MailMessage(id="m1", task_id="t1", direction="in", kind="customer", created_at=T0,
+                       raw=b"", message_id="q@c.test", text="Where is it?\nThanks", **kw)
+
+
+def parsed(draft: Draft):
+    return message_from_bytes(build(draft, T0, "x.test").raw, policy=policy.default)
+
+
+def test_recipients_of_a_reply_and_of_a_reply_to_all() -> None:
+    msg = customer(to_addrs=("help@x.test", "bob@c.test"), cc_addrs=("cc@other.test",
+                                                                     "desk@x.test"))
+    assert reply_recipients(msg, {"help@x.test"}, {"x.test"}, False) == ("ann@c.test", ())
+    assert reply_recipients(msg, {"help@x.test"}, {"x.test"}, True) == (
+        "ann@c.test", ("bob@c.test", "cc@other.test"))
+    assert reply_recipients(customer(reply_to="ann@home.test"), (), (), True) == (
+        "ann@home.test", ("ann@c.test",))
+
+
+def test_no_header_can_be_injected() -> None:
+    out = parsed(Draft("reply", "Support\r\nBcc: x@evil.test", "help@x.test",
+                       "ann@c.test\r\nBcc: y@evil.test", "Hi\r\nBcc: z@evil.test", "text"))
+    assert out["Bcc"] is None and "\n" not in out["Subject"]
+
+
+def test_signature_and_quote_in_both_parts_and_sanitised_html() -> None:
+    out = parsed(Draft("reply", "Support", "help@x.test", "ann@c.test", "Re: x", "Hello",
+                       html='<p onclick="x()">Hello <script>bad()</script><b>Ann</b></p>',
+                       signature="Alex\nSupport", answering=customer(), quote=True))
+    text = out.get_body(("plain",)).get_content().replace("\r\n", "\n")
+    assert text.startswith("Hello\n\n-- \nAlex\nSupport\n\nOn ") and "> Where is it?" in text
+    html = out.get_body(("html",)).get_content()
+    assert "<script" not in html and "onclick" not in html and "<b>Ann</b>" in html
+    assert '<blockquote type="cite">' in html and "Alex<br>Support" in html
+    assert out["In-Reply-To"] == "<q@c.test>" and out["Auto-Submitted"] is None
+
+
+def test_automatic_mail_says_so_and_files_are_attached() -> None:
+    out = parsed(Draft("ack", "Support", "help@x.test", "ann@c.test", "We got it", "Hi",
+                       automatic=True, html_part=False, attachments=(
+                           MailAttachment("a b.pdf", "application/pdf", 4, b"%PDF"),)))
+    assert out["Auto-Submitted"] == "auto-replied"
+    assert out["X-Auto-Response-Suppress"] == "All"
+    assert [(a.get_filename(), a.get_content_type(), a.get_content())
+            for a in out.iter_attachments()] == [("a b.pdf", "application/pdf", b"%PDF")]
+    assert out.get_body(("html",)) is None
+
+
+def test_text_becomes_escaped_paragraphs() -> None:
+    assert text_to_html("a <b>\nc\n\nd") == "<p>a &lt;b&gt;<br>c</p><p>d</p>"
