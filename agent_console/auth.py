@@ -6,7 +6,7 @@ configured (HS256 with a secret from a file, or RS256 with a public key), whatev
 header says (`alg: none` and algorithm confusion fail); `exp`, `iat`, `aud`, `iss` and `sub` are
 required and checked; `role` is one of agent, supervisor, integration. Every refusal is a
 `TokenRefused` whose message never contains the token. `Signer` issues tokens for
-`switchboard token`.
+`switchboard token` and `POST /login`.
 """
 
 from __future__ import annotations
@@ -28,15 +28,13 @@ __all__ = ["REQUIRED_CLAIMS", "Claims", "KeyProblem", "Keys", "Signer", "TokenRe
            "Verifier", "load_keys", "signer_for", "verifier_for"]
 
 
-def load_keys(settings: ConsoleSettings, generate: bool = True) -> Keys:
-    """The keys the settings name. HS256 without a secret file: the generated secret (created
-    once, mode 0600, its path logged) when `generate`, else refused."""
+def load_keys(settings: ConsoleSettings, stored: bytes | None = None) -> Keys:
+    """The keys the settings name. HS256 without a secret file: `stored`, the secret kept in
+    the database (the runtime hands it over), else refused."""
     return tokens.load_keys(
         settings.jwt_algorithm, secret_file=settings.jwt_secret_file,
         public_key_file=settings.jwt_public_key_file,
-        private_key_file=settings.jwt_private_key_file,
-        generated_secret_file=settings.generated_secret_file, generate=generate,
-        label="console")
+        private_key_file=settings.jwt_private_key_file, stored=stored, label="console")
 
 
 def verifier_for(settings: ConsoleSettings, keys: Keys) -> Verifier:

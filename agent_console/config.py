@@ -20,18 +20,26 @@ class ConsoleSettings:
     jwt_secret_file: str = ""  # HS256: the shared secret (signs and verifies)
     jwt_public_key_file: str = ""  # RS256: PEM public key (verifies)
     jwt_private_key_file: str = ""  # RS256: PEM private key (`switchboard token` signs with it)
-    # HS256 with no secret configured: one is generated into this file (mode 0600) and its path
-    # is logged, so a demo works; tokens are never accepted unsigned.
-    generated_secret_file: str = "switchboard-console.secret"
+    # HS256 with no secret file: the secret kept in the database (64 random bytes made on first
+    # use), shared by `serve` and every command on that database; never unsigned tokens.
     issuer: str = "switchboard"
     audience: str = "switchboard-console"
     leeway_seconds: int = 30  # clock skew allowed on exp / iat
     token_ttl_seconds: int = 8 * 3600  # default lifetime of `switchboard token`
+    # Sign-in with a password (POST /login, login.py): the token it gives lives this long; the
+    # page refreshes it (POST /login/refresh) while the account stays enabled.
+    login_token_ttl_seconds: int = 15 * 60
+    # More failed sign-ins than this per client address, or per account id, within the window
+    # are answered 429 with Retry-After until the window has passed.
+    login_max_failures: int = 5
+    login_window_seconds: float = 60.0
+    login_max_body_bytes: int = 4096  # a larger POST /login body is refused (413)
     # Browser pages allowed to open a socket (comma-separated origins, e.g. the runtime's HTTP
     # address); a request without Origin (not a browser) is accepted unless this is false.
     allowed_origins: str = "http://127.0.0.1:8080,http://localhost:8080"
     allow_missing_origin: bool = True
     max_frame_bytes: int = 64 * 1024  # larger frames close the socket with 1009
+    max_upload_bytes: int = 10 * 1024 * 1024  # one file an agent attaches (POST /console/upload)
     grace_seconds: float = 60.0  # a dropped agent keeps their assigned tasks this long
     queues_interval_seconds: float = 2.0  # supervisors' queue snapshot period
     timeline_limit: int = 20

@@ -64,7 +64,7 @@ TAKEN_BACK = "taken_back"
 CALLER_HUNG_UP = "caller_hung_up"
 
 # error codes (the domain's codes pass through: offer_not_current, forbidden, not_eligible,
-# unknown_task, unknown_agent, illegal_transition, invalid_value, unknown_customer)
+# task_taken, unknown_task, unknown_agent, illegal_transition, invalid_value, unknown_customer)
 BAD_MESSAGE = "bad_message"
 UNKNOWN_TYPE = "unknown_type"
 HELLO_FIRST = "hello_first"
@@ -121,9 +121,38 @@ LIVE = "live"
 SUPERVISION_TYPES = frozenset({WATCH, AGENT_UPDATE, AGENT_PRESENCE, TASK_PRIORITY, TASK_MOVE,
                                TASK_ASSIGN, TASK_TAKE_BACK})
 CLIENT_TYPES = CLIENT_TYPES | SUPERVISION_TYPES
+# the agent's desk (docs/protocol.md "Calls, wrap-up and dispositions", "Pull queues"): more time
+# to wrap up (agents, on a task they hold); the list of a pull queue's tasks an agent may pick
+# (server -> client, to agents of a pull queue only).
+WRAP_UP_EXTEND = "wrap_up_extend"
+PULL_LIST = "pull_list"
+TASK_UPDATE = "task_update"  # server -> client: a held task's desk fields changed, not its state
+DESK_TYPES = frozenset({WRAP_UP_EXTEND})
+CLIENT_TYPES = CLIENT_TYPES | DESK_TYPES
+# conversations (docs/protocol.md "Conversation"): a page of a task's thread (agents on a task
+# they hold, supervisors on any); pushed: a message joined the thread of a task the agent
+# holds, one of our messages changed delivery status (queued, sent, retrying, dead, bounced).
+CONVERSATION = "conversation"  # also server -> client (the answer)
+CONVERSATION_CHANGED = "conversation_changed"
+MESSAGE_STATUS = "message_status"
+CONVERSATION_TYPES = frozenset({CONVERSATION})
+CLIENT_TYPES = CLIENT_TYPES | CONVERSATION_TYPES
 # An agent signed off by a supervisor: their console is closed with this code and reason.
 CLOSE_SIGNED_OFF = 4004
 SIGNED_OFF_REASON = "signed off by a supervisor"
+# Accounts (docs/protocol.md "Sign-in"): the hello of a token whose account is disabled, or of a
+# supervisor token without a supervisor account, is answered with an error (code
+# `account_disabled` / `unknown_account`) and the socket closed with one of these.
+CLOSE_ACCOUNT_DISABLED = 4005
+CLOSE_NO_ACCOUNT = 4006
+# POST /login and /login/refresh (login.py): the `error` codes of their JSON answers.
+LOGIN_PATH = "/login"
+LOGIN_REFUSED = "sign_in_refused"  # 401: wrong id or password (one code for both)
+LOGIN_DISABLED = "account_disabled"  # 403
+LOGIN_THROTTLED = "too_many_attempts"  # 429, with Retry-After and `retry_after`
+LOGIN_BAD_REQUEST = "bad_request"  # 400 / 413 / 415
+LOGIN_FORBIDDEN_ORIGIN = "origin_not_allowed"  # 403
+LOGIN_TOKEN_REFUSED = "invalid_token"  # 401 on /login/refresh
 
 # Bounds on what a client may send in a field and on the e-mail text pushed.
 MAX_TEXT_CHARS = 100_000

@@ -1,9 +1,11 @@
 """The agent console as an edge of the runtime (entry point `switchboard.edges: console`).
 
 `build(context, settings)` gives an object the runtime starts and stops: on start it loads the
-keys (refusing to start without usable ones), listens to every committed outcome, starts the
-WebSocket server and mounts the pages on the runtime's HTTP site. `switchboard token --agent ID
-[--role R] [--ttl S]` prints a token signed with the configured key.
+keys (refusing to start without usable ones: a key file, or the HS256 secret the runtime keeps
+in the database), listens to every committed outcome, starts the WebSocket server and mounts
+the pages and the sign-in (`POST /login`, login.py) on the runtime's HTTP site.
+`switchboard token --agent ID [--role R] [--ttl S]` prints a token signed with the same key,
+for an existing agent or an enabled supervisor account (integration tokens need no account).
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ import sys
 from typing import Any
 
 from dispatcher.aio import to_deferred
+from dispatcher.domain.errors import DomainError
 from dispatcher.service.edges import EdgeContext, EdgeSpec
 
 from . import help as help_page
-from . import web
+from . import login, web
 from .auth import KeyProblem, load_keys, signer_for, verifier_for
 from .config import ROLES, ConsoleSettings
+from .files import MailFiles, Uploads
 from .server import ConsoleServer
 from .session import Desks
 from .supervision import LiveFeed
@@ -41,8 +45,10 @@ class Console:
         self._listening = False
         mail = getattr(context, "mail", None)
         if mail is not None:  # answers go out through the e-mail service's outbox
-            self.set_reply_hook(lambda agent_id, task_id, text: mail.reply(task_id, agent_id,
-                                                                            text))
+            self.set_reply_hook(lambda agent_id, task_id, text, **how: mail.reply(
+                task_id, agent_id, text, **how))
+            mail.listen(self._mail_news)
+            self.desks.mail_policy = lambda: mail.policy
         answers = getattr(context, "answers", None)
         if answers is not None and mail is not None:  # replies through the quality review
             self.desks.answers = answers
@@ -56,6 +62,12 @@ class Console:
         if supervision is not None:
             self.desks.live = LiveFeed(supervision)
         self.desks.balancing = getattr(context, "balancing", None)
+        # A task's thread, notes and files (conversation.py, files.py).
+        self.desks.conversation = getattr(context, "conversation", None)
+
+    def _mail_news(self, news: Any) -> None:
+        if self.server is not None:
+            self.desks.on_mail(news)
 
     def set_reply_hook(self, on_reply: Any) -> None:
         """Where the console hands an agent's e-mail answer: `on_reply(agent_id, task_id,
@@ -63,22 +75,44 @@ class Console:
         self.desks.reply_hook = on_reply
 
     def start(self) -> Any:
-        keys = load_keys(self.settings)
-        if keys.generated is not None:
-            print(f"console: tokens are signed with the generated secret in {keys.generated}"
-                  " (set [console] jwt_secret_file to use your own)", file=sys.stderr)
-        self.server = ConsoleServer(self.settings, verifier_for(self.settings, keys), self.desks,
-                                    self.context.sessions, self.desks.history)
+        keys = load_keys(self.settings, getattr(self.context, "token_secret", None))
+        if keys.stored:
+            log.info("console: tokens are signed with the secret kept in the database"
+                     " (set [console] jwt_secret_file to use your own)")
+        accounts = getattr(self.context, "accounts", None)
+        verifier = verifier_for(self.settings, keys)
+        self.server = ConsoleServer(self.settings, verifier, self.desks, self.context.sessions,
+                                    self.desks.history, accounts=accounts)
+        if accounts is not None and self.context.site_root is not None:
+            if keys.sign is None:
+                log.warning("console: no signing key (RS256 without jwt_private_key_file): "
+                            "no sign-in with a password, tokens only")
+            else:
+                login.mount(self.context.site_root, login.LoginPage(
+                    self.settings, accounts, signer_for(self.settings, keys), verifier,
+                    self.context.reactor))
         if not self._listening:
             self.context.assignment.listen(self._outcome)
             self._listening = True
         d = to_deferred(self.server.start())
         d.addCallback(lambda _: web.mount(self.context.site_root, self.settings,
-                                          self.server.port))
+                                          self.server.port, self._files(verifier)))
         answers = getattr(self.context, "answers", None)
         if answers is not None and self.context.site_root is not None:
             d.addCallback(lambda _: help_page.mount(self.context.site_root, answers.library))
         return d
+
+    def _files(self, verifier: Any) -> dict[bytes, Any]:
+        """`/console/mail` (a conversation's bodies and attachments, by signed link) and
+        `/console/upload` (an agent's files for a reply)."""
+        children: dict[bytes, Any] = {}
+        if self.desks.conversation is not None:
+            children[b"mail"] = MailFiles(self.desks.conversation, self.desks.links)
+        mail = getattr(self.context, "mail", None)
+        if mail is not None:
+            children[b"upload"] = Uploads(mail, verifier, self.settings.max_upload_bytes,
+                                          set(self.settings.origins()))
+        return children
 
     def _outcome(self, outcome: Any) -> None:
         if self.server is not None:
@@ -95,22 +129,29 @@ def build(context: EdgeContext, settings: ConsoleSettings) -> Console:
     return Console(context, settings)
 
 
-def issue_token(args: Any, settings: ConsoleSettings) -> int:
+async def issue_token(args: Any, settings: ConsoleSettings, context: Any) -> int:
+    """`switchboard token`: an agent token for an existing agent, a supervisor token for an
+    enabled supervisor account (the accounts' rule, `Accounts.check_issue`), an integration
+    token for anyone (a PBX); signed with the key `serve` uses on the same database."""
     try:
-        keys = load_keys(settings)
-        token = signer_for(settings, keys).issue(
-            args.agent, args.role, args.ttl or settings.token_ttl_seconds)
-    except KeyProblem as exc:
+        keys = load_keys(settings, context.token_secret)
+        signer = signer_for(settings, keys)
+        await context.accounts.check_issue(args.agent, args.role)
+    except (KeyProblem, DomainError) as exc:
         print(f"switchboard token: {exc}", file=sys.stderr)
         return 2
-    print(token)
+    print(signer.issue(args.agent, args.role, args.ttl or settings.token_ttl_seconds))
     return 0
 
 
 def add_commands(subparsers: Any) -> None:
     p = subparsers.add_parser("token", help="print a console token (JWT) for an agent")
-    p.add_argument("--agent", required=True, help="the agent's (or supervisor's) id: `sub`")
-    p.add_argument("--role", choices=ROLES, default="agent")
+    p.add_argument("--agent", required=True,
+                   help="the token's subject `sub`: an agent's id, a supervisor account's id, "
+                        "or a PBX's name (role integration)")
+    p.add_argument("--role", choices=ROLES, default="agent",
+                   help="agent (an existing agent), supervisor (an enabled supervisor "
+                        "account) or integration (a PBX; no account)")
     p.add_argument("--ttl", type=int, default=0, help="lifetime in seconds (default: settings)")
     p.set_defaults(edge_command=issue_token)
 

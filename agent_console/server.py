@@ -5,6 +5,9 @@ What it promises, per connection:
   or bad token with 401 (`WWW-Authenticate: Bearer`); the token comes from the subprotocol
   `bearer.<jwt>` (browsers) or the `access_token` query parameter, and is never logged.
 - Frames above `max_frame_bytes` close the socket with 1009; `compression=None`.
+- The hello applies the accounts' rule (`Accounts.admit`): a supervisor token needs an enabled
+  supervisor account, a disabled account's token is refused (close 4005 / 4006); an agent
+  token needs an agent the router knows (4003).
 - Each request is translated into one service call; its answer (`ok`/`error` with the request's
   `id`) is sent after the service's Deferred fired, i.e. after the commit. Errors carry a code
   and a message, never a stack trace. Acting on someone else's offer or task is `forbidden`
@@ -26,12 +29,15 @@ from websockets.http11 import Request, Response
 from dispatcher.aio import to_future
 from dispatcher.domain.errors import DomainError, Forbidden, InvalidValue
 from dispatcher.domain.tasks import Channel, TaskState
+from dispatcher.service.accounts import AccountDisabled, UnknownAccount
 
 from . import messages as m
 from .answers import AnswerRequests
 from .auth import Claims, TokenRefused, Verifier
 from .collaboration import CollaborationRequests
 from .config import ConsoleSettings
+from .conversation import ConversationRequests
+from .desk import DeskRequests
 from .session import Desks, Session
 from .supervision import SupervisionRequests
 
@@ -53,8 +59,10 @@ def token_from(request: Request) -> str | None:
 
 class ConsoleServer:
     def __init__(self, settings: ConsoleSettings, verifier: Verifier, desks: Desks,
-                 sessions: Any, history: Any) -> None:
+                 sessions: Any, history: Any, accounts: Any = None) -> None:
         self.settings = settings
+        # dispatcher.service.accounts.Accounts; None: no accounts, supervisor tokens refused
+        self.accounts = accounts
         self.verifier = verifier
         self.desks = desks
         self.sessions = sessions
@@ -158,7 +166,7 @@ class ConsoleServer:
         if kind == m.PING:
             return {"type": m.PONG, "re": rid}
         if kind == m.HELLO:
-            return self._hello(session, msg)
+            return await self._hello(session, msg)
         if not session.greeted:
             raise m.BadMessage("send hello first")
         if kind in m.AGENT_TYPES:
@@ -175,9 +183,13 @@ class ConsoleServer:
             return await CollaborationRequests(self.desks).handle(session, kind, msg, rid)
         if kind in m.SUPERVISION_TYPES:  # the live state and the balancing actions
             return await SupervisionRequests(self.desks).handle(session, kind, msg, rid)
+        if kind in m.CONVERSATION_TYPES:  # a task's thread, notes and files
+            return await ConversationRequests(self.desks).handle(session, kind, msg, rid)
+        if kind in m.DESK_TYPES:  # more time to wrap up
+            return await DeskRequests(self.desks).handle(session, kind, msg, rid)
         raise m.BadMessage(f"unknown message type {kind!r}")
 
-    def _hello(self, session: Session, msg: dict[str, Any]) -> None:
+    async def _hello(self, session: Session, msg: dict[str, Any]) -> None:
         if session.greeted:
             raise m.BadMessage("hello was already sent")
         version = msg.get("v")
@@ -185,11 +197,27 @@ class ConsoleServer:
             raise _Closing(m.UNSUPPORTED_VERSION,
                            f"this server speaks version {m.PROTOCOL_VERSION}",
                            m.CLOSE_UNSUPPORTED_VERSION)
+        await self._admit(session)
         if session.role == "agent" and self.desks.view.agent(session.sub) is None:
             raise _Closing("unknown_agent", f"no agent {session.sub} is configured",
                            m.CLOSE_NOT_AN_AGENT)
         self.desks.greet(session)
         return None
+
+    async def _admit(self, session: Session) -> None:
+        """The accounts' rule for this token's holder (the service decides)."""
+        try:
+            if self.accounts is None:
+                if session.role == "supervisor":
+                    raise UnknownAccount(session.sub, "supervisor")
+                return
+            await self._call(self.accounts.admit(session.sub, session.role))
+        except (AccountDisabled, UnknownAccount) as exc:
+            log.warning("console: refused the hello of %s (%s): %s", session.sub, session.role,
+                        exc.code)
+            close = (m.CLOSE_ACCOUNT_DISABLED if isinstance(exc, AccountDisabled)
+                     else m.CLOSE_NO_ACCOUNT)
+            raise _Closing(exc.code, str(exc), close) from None
 
     async def _call(self, d: Any) -> Any:
         return await to_future(d)
@@ -254,7 +282,11 @@ class ConsoleServer:
         return m.ok(rid)
 
     async def _pick(self, session, msg, rid):
-        await self._call(self.sessions.pick(session.agent_id, m.field(msg, "task_id")))
+        try:
+            await self._call(self.sessions.pick(session.agent_id, m.field(msg, "task_id")))
+        except DomainError:  # taken by someone else first, most likely: a fresh list follows
+            self.desks.pulls.refresh(session.agent_id)
+            raise
         return m.ok(rid)
 
     def _own_task(self, session, task_id: str):
@@ -288,15 +320,36 @@ class ConsoleServer:
         hook = self.desks.reply_hook
         if hook is None:
             return m.error(m.NOT_AVAILABLE, "no e-mail channel is connected", rid)
-        # The library answer used and the mode, when the reply box says (docs/protocol.md).
-        extra = {k: m.field(msg, k, False) for k in ("answer_id", "mode") if msg.get(k)}
+        # The library answer used and the mode, when the reply box says (docs/protocol.md);
+        # the agent's HTML, reply to all, the quote, the files uploaded for it.
+        extra: dict[str, Any] = {k: m.field(msg, k, False) for k in ("answer_id", "mode")
+                                 if msg.get(k)}
+        html = m.field(msg, "html", False, limit=m.MAX_TEXT_CHARS)
+        if html:
+            extra["html"] = html
+        for flag in ("reply_all", "quote"):
+            if flag in msg:
+                if not isinstance(msg[flag], bool):
+                    raise m.BadMessage(f"reply: `{flag}` is true or false")
+                extra[flag] = msg[flag]
+        uploads = msg.get("attachments", [])
+        if not isinstance(uploads, list) or not all(
+                isinstance(u, str) and 0 < len(u) <= m.MAX_FIELD_CHARS for u in uploads):
+            raise m.BadMessage("reply: `attachments` is a list of upload ids")
+        if uploads:
+            extra["uploads"] = tuple(uploads)
         result = hook(session.agent_id, task_id, text, **extra)
         if hasattr(result, "addCallback"):  # a Deferred (awaitable too, but not by asyncio)
             result = await self._call(result)
         elif inspect.isawaitable(result):
             result = await result
         held = result.get("held") if isinstance(result, dict) else None
-        return m.ok(rid, held=held) if held else m.ok(rid)
+        if held:
+            return m.ok(rid, held=held)
+        message = result.get("message") if isinstance(result, dict) else getattr(
+            result, "id", None)
+        return m.ok(rid, message_id=message, status="queued",
+                    relay=self.desks.relay() if message else None)
 
     # ------------------------------------------------------------------ history and merge
 

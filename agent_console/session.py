@@ -11,6 +11,8 @@ Sits between `server.py` (the sockets) and the service layer. What it promises:
   then go back to their queue (`Sessions.requeue`) and the agent goes offline. Reconnecting
   within the grace period keeps everything (the welcome lists the tasks).
 - Nobody is told about another agent's offers or tasks.
+- Task views carry the desk's fields (desk.py: call answered, wrap-up window, disposition
+  codes); the agents of pull queues get their pull lists (pull.py).
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ from dispatcher.domain.tasks import Channel, Task, TaskState
 
 from . import messages as m
 from .answers import answers_for_task, item_view
+from .desk import DESK_EVENTS, desk_fields, desk_frame
+from .files import Links
+from .pull import PullFeed
 
 log = logging.getLogger(__name__)
 
@@ -41,13 +46,17 @@ GRACE_REQUEUE_REASON = "agent_disconnected"
 Item = str | dict[str, Any] | Callable[[], Awaitable[dict[str, Any] | None]]
 
 
-def task_view(task: Task) -> dict[str, Any]:
-    return {
+def task_view(task: Task, view: Any = None) -> dict[str, Any]:
+    """A task as pushed; with `view` (Queries), what the desk shows too (desk.py)."""
+    out = {
         "id": task.id, "channel": task.channel.value, "queue": task.queue,
         "state": task.state.value, "customer_id": task.customer_id,
         "created_at": task.created_at, "deadline": task.deadline, "priority": task.priority,
         "attributes": m.task_attributes(task.attributes),
     }
+    if view is not None:
+        out.update(desk_fields(view, task))
+    return out
 
 
 def profile_view(agent: Agent, configured: set[Channel]) -> dict[str, Any]:
@@ -146,6 +155,13 @@ class Desks:
         # (`LiveFeed`) and the balancing actions (dispatcher.service.supervision.Balancing).
         self.live: Any = None
         self.balancing: Any = None
+        # Pull lists for the agents of pull queues (pull.py).
+        self.pulls = PullFeed(self)
+        # Conversations (conversation.py): the service, the signer of the links to bodies and
+        # files (files.py), and the e-mail service's policy (is a relay configured?).
+        self.conversation: Any = None
+        self.links = Links()
+        self.mail_policy: Any = None
 
     # ------------------------------------------------------------------ connections
 
@@ -171,6 +187,8 @@ class Desks:
         offer = self.view.pending_offer(agent.id) if agent is not None else None
         if offer is not None:
             session.push(self._offer_frame(session, offer))
+        if agent is not None:
+            self.pulls.add(session)
         if session.watches_queues:
             self.watchers.add(session)
             session.push(self.queues_frame())
@@ -180,6 +198,7 @@ class Desks:
         """The socket is gone (closed, dropped or displaced)."""
         session.stop()
         self.watchers.discard(session)
+        self.pulls.forget(session)
         if self.live is not None:
             self.live.forget(session)
         agent_id = session.agent_id
@@ -215,6 +234,7 @@ class Desks:
         self._grace.clear()
         if self._snapshot_timer is not None and self._snapshot_timer.active():
             self._snapshot_timer.cancel()
+        self.pulls.stop()
         await self.background.stop()
 
     # ------------------------------------------------------------------ frames
@@ -232,7 +252,8 @@ class Desks:
             agent = self.view.agent(session.sub)
             tasks = []
             for task in (self.view.held(agent.id) if agent else []):
-                tasks.append({**task_view(task), "customer": await self._customer(task)})
+                tasks.append({**task_view(task, self.view),
+                              "customer": await self._customer(task)})
             return {
                 "type": m.WELCOME, "v": m.PROTOCOL_VERSION, "role": session.role,
                 "sub": session.sub, "server_time": self.clock.seconds(),
@@ -242,7 +263,9 @@ class Desks:
                 "features": {"reply": bool(self.reply_hook), "history": self.history is not None,
                              "answers": self.answers is not None,
                              "collaboration": self.collaboration is not None,
-                             "categories": self.codification is not None},
+                             "categories": self.codification is not None,
+                             "conversation": self.conversation is not None,
+                             "relay": self.relay()},
             }
         return build
 
@@ -267,7 +290,7 @@ class Desks:
             session.sent_offers.add(offer.id)
             frame = {"type": m.OFFER, "offer_id": offer.id, "expires_at": offer.expires_at,
                      "expires_in": max(0.0, offer.expires_at - self.clock.seconds()),
-                     "task": task_view(task), "customer": customer}
+                     "task": task_view(task, self.view), "customer": customer}
             if self.answers is not None:
                 frame["answers"] = await answers_for_task(self.answers, task, offer.agent_id)
             return frame
@@ -336,9 +359,10 @@ class Desks:
                 task = self.view.task(e.task_id)
                 if task is not None:
                     session.push(self._assigned_frame(task, e.data.get("via")))
-            elif kind == ev.TASK_WRAP_UP:
-                session.push({"type": m.TASK_STATE, "task_id": e.task_id,
-                              "state": TaskState.WRAP_UP.value})
+            elif kind in DESK_EVENTS:  # wrap-up begun or extended, call answered
+                frame = desk_frame(self.view, e)
+                if frame is not None:
+                    session.push(frame)
             elif kind in (ev.TASK_COMPLETED, ev.TASK_CANCELLED, ev.TASK_ABANDONED,
                           ev.TASK_REQUEUED, ev.TASK_TRANSFERRED) and e.task_id not in withdrawn:
                 # a transfer (by the agent, a supervisor, or a PBX whose route failed) takes
@@ -366,6 +390,27 @@ class Desks:
                 frame = self.presence_frame(agent_id)
                 if frame is not None:
                     session.push(frame)
+        self.pulls.on_outcome(outcome)
+
+    def relay(self) -> bool | None:
+        """Whether our e-mails leave (a relay is configured); None without an e-mail edge."""
+        policy = self.mail_policy
+        return None if policy is None else bool(getattr(policy(), "relay", False))
+
+    def on_mail(self, news: Any) -> None:
+        """The e-mail service's news (after its commit): tell the agent holding the task."""
+        task = self.view.task(news.task_id) if news.task_id else None
+        session = self.by_agent.get(task.agent_id) if task is not None and task.agent_id \
+            else None
+        if session is None:
+            return
+        if news.status is not None:
+            session.push({"type": m.MESSAGE_STATUS, "task_id": news.task_id,
+                          "message_id": news.message, "status": news.status,
+                          "error": news.error})
+        else:
+            session.push({"type": m.CONVERSATION_CHANGED, "task_id": news.task_id,
+                          "message_id": news.message, "kind": news.kind})
 
     def _drop_unreachable(self, offer_id: str) -> None:
         self._logged(self.sessions.drop(offer_id), f"drop offer {offer_id}")
@@ -373,7 +418,7 @@ class Desks:
     def _assigned_frame(self, task: Task, via: str | None
                         ) -> Callable[[], Awaitable[dict[str, Any]]]:
         async def build() -> dict[str, Any]:
-            frame = {"type": m.ASSIGNED, "via": via, "task": task_view(task),
+            frame = {"type": m.ASSIGNED, "via": via, "task": task_view(task, self.view),
                      "customer": await self._customer(task)}
             if self.answers is not None:
                 frame["answers"] = await answers_for_task(self.answers, task, task.agent_id)

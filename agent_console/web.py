@@ -2,7 +2,8 @@
 `/wallboard` the supervisors' wallboard (plain HTML, CSS and JS from `static/`, no build
 step); `/console/config.json` tells the page where the WebSocket server listens. Every page
 is sent with a strict Content-Security-Policy: scripts and styles from this server only,
-sockets to the console's port only, no framing."""
+sockets to the console's port only, frames from this server only (an e-mail's HTML body, in a
+sandbox), the page itself never framed."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ def _harden(request, ws_port: int) -> None:
     request.setHeader(b"content-security-policy", (
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
         f"connect-src 'self' ws://{host}:{ws_port} wss://{host}:{ws_port}; "
+        "frame-src 'self'; "
         "base-uri 'none'; form-action 'none'; frame-ancestors 'none'").encode())
     request.setHeader(b"x-content-type-options", b"nosniff")
     request.setHeader(b"referrer-policy", b"no-referrer")
@@ -84,9 +86,13 @@ class Assets(File):
         return f
 
 
-def mount(root: Resource, settings: ConsoleSettings, ws_port: int) -> None:
-    """Hang the console on the site: `/`, `/console/static/...`, `/console/config.json`."""
+def mount(root: Resource, settings: ConsoleSettings, ws_port: int,
+          children: dict[bytes, Resource] | None = None) -> None:
+    """Hang the console on the site: `/`, `/console/static/...`, `/console/config.json`, and
+    `children` under `/console/` (files.py: `mail`, `upload`)."""
     console = Resource()
+    for name, child in (children or {}).items():
+        console.putChild(name, child)
     console.putChild(b"static", Assets(str(STATIC), ws_port))
     console.putChild(b"config.json", ConsoleConfig(ws_port))
     root.putChild(b"console", console)

@@ -27,7 +27,19 @@ function send(type, fields) {
   state.ws.send(JSON.stringify(Object.assign({ type, id }, fields || {})));
   return id;
 }
+// Extension points for the page's other scripts (conversation.js, calls.js, pull.js, login.js):
+// `on(type, fn)` adds a handler for a server message type; `onRender(fn)` runs fn(selected)
+// at the end of every render (selected: {task, customer, ...} of the selected task, or null).
+const HANDLERS = {};
+const RENDERERS = [];
+function on(type, fn) { (HANDLERS[type] = HANDLERS[type] || []).push(fn); }
+function onRender(fn) { RENDERERS.push(fn); }
 function link(on, text) { const l = $("link"); l.className = on ? "link on" : "link off"; l.textContent = text; }
+// Back to the sign-in form (login.js): nothing of the desk stays visible, `text` says why.
+function showSignIn(text) {
+  $("login-error").textContent = text || "";
+  $("login").hidden = false; $("desk").hidden = true; $("who").hidden = true;
+}
 
 async function boot() {
   state.cfg = await (await fetch("/console/config.json")).json();
@@ -73,12 +85,11 @@ function connect() {
     state.ws = null;
     if (!opened) {  // refused at the handshake: bad or expired token, or wrong origin
       sessionStorage.removeItem("switchboard.token");
-      $("login").hidden = false; $("desk").hidden = true;
-      $("login-error").textContent = "The token was refused (expired or invalid). Ask for a new one.";
+      showSignIn("The sign-in was refused or has expired: sign in again.");
       return;
     }
     if (ev.code === 4001) { toast("Signed in somewhere else: this window is disconnected.", true); link(false, "displaced"); return; }
-    if (ev.code >= 4002 && ev.code < 4100) { $("login-error").textContent = ev.reason; $("login").hidden = false; $("desk").hidden = true; return; }
+    if (ev.code >= 4002 && ev.code < 4100) { sessionStorage.removeItem("switchboard.token"); showSignIn(ev.reason); return; }
     const wait = Math.min(10000, 500 * 2 ** state.retry++);
     link(false, `reconnecting in ${Math.round(wait / 1000)} s`);
     setTimeout(connect, wait);
@@ -86,6 +97,11 @@ function connect() {
 }
 
 function handle(msg) {
+  builtin(msg);
+  for (const fn of HANDLERS[msg.type] || []) fn(msg);
+}
+
+function builtin(msg) {
   switch (msg.type) {
     case "welcome": return welcome(msg);
     case "presence": return presence(msg);
@@ -94,7 +110,7 @@ function handle(msg) {
     case "assigned": return assigned(msg);
     case "task_state": { const t = state.tasks.get(msg.task_id); if (t) { t.task.state = msg.state; render(); } return; }
     case "task_closed": return closed(msg);
-    case "error": return toast(`${msg.message} (${msg.code})`, true);
+    case "error": return toast(`${known(msg.message)} (${msg.code})`, true);
     case "ok": return answersOk(msg);
     case "review_held": return;
     default: return;
@@ -103,7 +119,7 @@ function handle(msg) {
 
 function welcome(msg) {
   sessionStorage.setItem("switchboard.token", state.token);
-  $("login").hidden = true; $("desk").hidden = false;
+  $("login").hidden = true; $("desk").hidden = false; $("who").hidden = false;
   link(true, "connected");
   state.agent = msg.agent;
   state.features = msg.features || {};
@@ -129,10 +145,23 @@ function presence(p) {
   }
 }
 
+// Internal task ids in a server's message, named as the agent knows them (request number,
+// subject or caller).
+function known(text) {
+  let out = String(text || "");
+  for (const [id, { task }] of state.tasks) out = out.split(id).join(label(task));
+  if (state.offer) out = out.split(state.offer.task.id).join(label(state.offer.task));
+  return out;
+}
+function label(task) {
+  const a = task.attributes || {};
+  return a.request || title(task);
+}
+
 function title(task) {
   const a = task.attributes || {};
   if (task.channel === "phone") return `Call from ${a.caller || a.from || "unknown number"}`;
-  return a.subject || "(no subject)";
+  return (a.request ? `${a.request} · ` : "") + (a.subject || "(no subject)");
 }
 
 function showOffer(msg) {
@@ -204,8 +233,12 @@ function complete() {
 function reply() {
   const text = $("reply-text").value.trim();
   if (!state.selected || !text) return;
-  const id = send("reply", Object.assign({ task_id: state.selected, text }, answersUsed(state.selected)));
-  state.pendingReply = id; $("reply-text").value = ""; toast("Reply sent.");
+  // conversation.js adds reply-all, the quote and the uploaded files, and tells the status.
+  const fields = Object.assign({ task_id: state.selected, text }, answersUsed(state.selected),
+    replyOptions(state.selected));
+  const id = send("reply", fields);
+  if (!id) return;
+  state.pendingReply = id; $("reply-text").value = ""; toast("Reply queued…");
 }
 
 function keys(ev) {
@@ -238,15 +271,16 @@ function render() {
     meta.appendChild(el("span", "chan " + task.channel, task.channel));
     meta.appendChild(el("span", "", `${task.queue} · arrived ${when(task.created_at)}` + (task.deadline ? ` · due ${when(task.deadline)}` : "")));
     const isMail = task.channel === "email";
-    $("mail-text").hidden = !isMail; $("reply-box").hidden = !isMail;
+    $("reply-box").hidden = !isMail;  // the thread itself: conversation.js
     answersRender(isMail ? sel : null);
     $("collab-box").hidden = !isMail;
-    $("mail-text").textContent = isMail ? `From: ${a.from || ""}\nSubject: ${a.subject || ""}\n\n${a.text || ""}` : "";
   }
-  const shown = state.offer ? { customer: state.offer.customer, current: state.offer.task.id } :
-    sel ? { customer: sel.customer, current: sel.task.id } : null;
+  // The customer of the task being worked on; an offer's customer only while nothing is.
+  const shown = sel ? { customer: sel.customer, current: sel.task.id } :
+    state.offer ? { customer: state.offer.customer, current: state.offer.task.id } : null;
   customer(shown);
   $("idle").hidden = !!(state.offer || sel);
+  for (const fn of RENDERERS) fn(sel || null);
 }
 
 function customer(shown) {
@@ -278,13 +312,23 @@ function customer(shown) {
   }
 }
 
-boot();
+document.addEventListener("DOMContentLoaded", boot);
 
 // Collaboration and categories (docs/protocol.md): notes, category, consult, reminder, redirect.
 function collabWire() {
   const task = () => state.selected;
   const value = (id) => $(id).value.trim();
-  const done = (what) => toast(what);
+  const done = (what) => { toast(what); conversationRefresh(); };
+  for (const b of document.querySelectorAll("#collab-box .action")) {
+    b.onclick = () => {
+      const open = b.getAttribute("aria-expanded") !== "true";
+      for (const o of document.querySelectorAll("#collab-box .action")) {
+        o.setAttribute("aria-expanded", "false"); $(o.dataset.panel).hidden = true;
+      }
+      b.setAttribute("aria-expanded", open ? "true" : "false"); $(b.dataset.panel).hidden = !open;
+      if (open) { const f = $(b.dataset.panel).querySelector("input, textarea"); if (f) f.focus(); }
+    };
+  }
   $("collab-note-add").onclick = () => {
     if (task() && value("collab-note")) { send("note", { task_id: task(), text: value("collab-note") }); $("collab-note").value = ""; done("Note added."); }
   };

@@ -40,6 +40,14 @@ class EmailSettings:
     from_address: str = "support@switchboard.invalid"
     from_name: str = "Support"
     message_id_domain: str = "switchboard.invalid"
+    # replies: the From address per queue ("support=help@example.com,sales=sales@example.com";
+    # a queue not named answers from from_address; SMTP intake accepts these addresses too),
+    # the signature below each reply (placeholders {agent_name} {queue} {request}
+    # {from_name}; "\n" for a new line) and per-queue signature files
+    # ("sales=/etc/switchboard/sales.sig,...")
+    queue_from: str = ""
+    signature: str = "{agent_name}\n{from_name}"
+    signature_files: str = ""
     # outbound relay
     relay_host: str = ""  # empty: nothing is sent
     relay_port: int = 25
@@ -104,8 +112,18 @@ class Routes:
 
     @classmethod
     def from_settings(cls, s: EmailSettings) -> Routes:
+        """`recipients`, and the addresses we send from (`queue_from`, `from_address`):
+        customers answer our mail there, and delivery reports come back to them."""
         domains = frozenset(d.strip().lower() for d in s.domains.split(",") if d.strip())
-        return cls(parse_routes(s.recipients), domains, s.default_queue.strip())
+        routes = parse_routes(s.recipients)
+        mapping = {address.lower(): queue for queue, address in queue_addresses(s).items()}
+        # from_address too (acknowledgements come from it): to the default queue, else the
+        # first routed queue; replies thread by their request number whatever the queue.
+        fallback = s.default_queue.strip() or next(iter(routes.values()), "")
+        if fallback and "@" in s.from_address:
+            mapping.setdefault(s.from_address.strip().lower(), fallback)
+        mapping.update(routes)
+        return cls(mapping, domains, s.default_queue.strip())
 
     def queue_for(self, address: str) -> str | None:
         address = address.strip().lower()
@@ -133,9 +151,49 @@ def check_imap(s: EmailSettings) -> None:
         raise InvalidValue("email.imap_mailbox: must not be empty")
 
 
+def _pairs(spec: str, what: str) -> dict[str, str]:
+    """"q1=v1,q2=v2" -> {"q1": "v1", "q2": "v2"}."""
+    out: dict[str, str] = {}
+    for item in filter(None, (p.strip() for p in spec.split(","))):
+        queue, sep, value = item.partition("=")
+        if not sep or not queue.strip() or not value.strip():
+            raise InvalidValue(f"email.{what}: expected queue=value, got {item!r}")
+        out[queue.strip()] = value.strip()
+    return out
+
+
+def queue_addresses(s: EmailSettings) -> dict[str, str]:
+    """The From address of the queues named in `queue_from` (the others use from_address)."""
+    found = _pairs(s.queue_from, "queue_from")
+    for queue, address in found.items():
+        if "@" not in address:
+            raise InvalidValue(f"email.queue_from: not an address for {queue}: {address!r}")
+    return found
+
+
+def signatures(s: EmailSettings) -> dict[str, str]:
+    out = {}
+    for queue, path in _pairs(s.signature_files, "signature_files").items():
+        try:
+            with open(path, encoding="utf-8") as f:
+                out[queue] = f.read().strip("\n")
+        except OSError as exc:
+            raise InvalidValue(f"email.signature_files: {queue}: {exc}") from None
+    return out
+
+
 def policy_from(s: EmailSettings) -> MailPolicy:
     acks = frozenset(q.strip() for q in s.ack_queues.split(",") if q.strip())
+    froms = queue_addresses(s)
+    own = {s.from_address.strip().lower(), *parse_routes(s.recipients), *(
+        a.lower() for a in froms.values())}
     return MailPolicy(
+        queue_from=tuple(sorted(froms.items())),
+        signature=s.signature.replace("\\n", "\n"),
+        queue_signatures=tuple(sorted(signatures(s).items())),
+        own_addresses=frozenset(own),
+        own_domains=frozenset(d.strip().lower() for d in s.domains.split(",") if d.strip()),
+        relay=bool(s.relay_host),
         request_prefix=s.request_prefix,
         request_digits=s.request_digits,
         reopen_window=s.reopen_days * DAY,

@@ -308,7 +308,7 @@ class ImapPoller:
     async def _receive(self, raw: bytes, source: str) -> None:
         parsed = parse(raw)
         message = inbound(raw, self.settings.imap_queue, parsed.from_address or "",
-                          parsed.to_addrs, source=source,
+                          parsed.to_addrs + parsed.cc_addrs, source=source,
                           attachments_dir=self.settings.attachments_dir, parsed=parsed)
         await self.mail.receive(message)
 

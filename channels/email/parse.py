@@ -1,6 +1,13 @@
 """Parsing a raw message with the standard `email` package (policy.default), never failing:
 whatever cannot be read becomes a defect, and the message is still stored raw.
 
+Besides addresses, subject, threading ids, bodies and attachments it reads what tells a person
+from a robot: the kind of automatic mail (RFC 3834 `Auto-Submitted`, the de-facto
+`X-Autoreply`/`X-Autorespond`, `Precedence`, list headers), `X-Auto-Response-Suppress`
+(Microsoft's "send me no auto-replies"), and delivery status notifications (RFC 3464
+`multipart/report; report-type=delivery-status`): the original message's id and, per
+recipient, the action, status and diagnostic.
+
 Sits in the e-mail edge; pure functions of bytes, no I/O."""
 
 from __future__ import annotations
@@ -11,8 +18,16 @@ from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 
+from dispatcher.service.ports import DeliveryReport, DsnRecipient
+
 MSGID = re.compile(r"<([^<>\s]+)>")
 AUTO_PRECEDENCE = frozenset({"bulk", "junk", "list"})
+# X-Auto-Response-Suppress values that ask for no auto-reply of ours (acks, automatic answers)
+SUPPRESS_VALUES = frozenset({"all", "autoreply", "oof"})
+# Automatic mail, by kind (InboundMail.automatic): an answer of a robot to a message (an
+# out-of-office), other robot mail (notifications), and mailing-list or bulk mail.
+AUTO_REPLY, AUTO_GENERATED, BULK = "auto_reply", "auto_generated", "bulk"
+MAX_DSN_RECIPIENTS = 50
 
 
 @dataclass(frozen=True)
@@ -20,6 +35,7 @@ class ParsedAttachment:
     filename: str | None
     content_type: str
     content: bytes
+    content_id: str | None = None
 
 
 @dataclass
@@ -27,6 +43,8 @@ class Parsed:
     from_address: str | None = None
     from_name: str = ""
     to_addrs: tuple[str, ...] = ()
+    cc_addrs: tuple[str, ...] = ()
+    reply_to: str | None = None
     subject: str = ""
     message_id: str | None = None
     in_reply_to: str | None = None
@@ -35,7 +53,14 @@ class Parsed:
     html: str = ""
     attachments: list[ParsedAttachment] = field(default_factory=list)
     defects: list[str] = field(default_factory=list)
-    auto_generated: bool = False
+    automatic: str | None = None  # AUTO_REPLY | AUTO_GENERATED | BULK | None (a person)
+    suppress_auto: bool = False  # X-Auto-Response-Suppress asks for no auto-reply
+    dsn: DeliveryReport | None = None
+
+    @property
+    def auto_generated(self) -> bool:
+        """RFC 3834: mail that must never get an automatic answer."""
+        return self.automatic is not None or self.dsn is not None
 
     @property
     def malformed(self) -> bool:
@@ -85,14 +110,84 @@ def _text_of(part: EmailMessage, out: Parsed) -> str:
     return payload.decode("utf-8", "replace").replace("\r\n", "\n")
 
 
-def _is_auto(msg: EmailMessage, out: Parsed) -> bool:
-    """RFC 3834 signs of automatic mail (the null sender is the service's to check)."""
+def _automatic(msg: EmailMessage, out: Parsed) -> str | None:
+    """The kind of automatic mail by RFC 3834 signs (the null sender is the service's to
+    check), None for mail a person wrote."""
     auto = (_header(msg, "Auto-Submitted", out) or "").strip().lower()
+    if auto.startswith("auto-replied"):
+        return AUTO_REPLY
+    if any(msg.get(h) is not None for h in ("X-Autoreply", "X-Autorespond")):
+        return AUTO_REPLY
     if auto and not auto.startswith("no"):
-        return True
+        return AUTO_GENERATED
     if (_header(msg, "Precedence", out) or "").strip().lower() in AUTO_PRECEDENCE:
-        return True
-    return any(msg.get(h) is not None for h in ("List-Id", "X-Autoreply", "X-Autorespond"))
+        return BULK
+    if msg.get("List-Id") is not None:
+        return BULK
+    return None
+
+
+def _suppressed(msg: EmailMessage, out: Parsed) -> bool:
+    value = (_header(msg, "X-Auto-Response-Suppress", out) or "").lower()
+    return any(v.strip() in SUPPRESS_VALUES for v in value.split(","))
+
+
+def _dsn(msg: EmailMessage, out: Parsed) -> DeliveryReport | None:
+    """The delivery report of a `multipart/report; report-type=delivery-status`, else None."""
+    if msg.get_content_type() != "multipart/report":
+        return None
+    if (msg.get_param("report-type") or "").lower() != "delivery-status":
+        return None
+    original: str | None = None
+    recipients: list[DsnRecipient] = []
+    mta = ""
+    for part in msg.walk():
+        kind = part.get_content_type()
+        if kind == "message/delivery-status":
+            blocks = part.get_payload()
+            if not isinstance(blocks, list):
+                continue
+            for i, block in enumerate(blocks):
+                if i == 0:
+                    mta = _field(block.get("Reporting-MTA"))
+                    continue
+                if len(recipients) >= MAX_DSN_RECIPIENTS:
+                    break
+                recipient = _field(block.get("Final-Recipient") or block.get(
+                    "Original-Recipient"))
+                action = _field(block.get("Action")).lower()
+                if recipient or action:
+                    recipients.append(DsnRecipient(
+                        recipient, action, _field(block.get("Status")),
+                        _field(block.get("Diagnostic-Code"))[:500]))
+        elif kind in ("message/rfc822", "text/rfc822-headers") and original is None:
+            original = _original_id(part)
+    if original is None:
+        ids = _ids(_header(msg, "In-Reply-To", out)) or _ids(_header(msg, "References", out))
+        original = ids[-1] if ids else None
+    return DeliveryReport(original, tuple(recipients), mta)
+
+
+def _field(value: object) -> str:
+    """A DSN field without its type (`rfc822; ann@x.test` -> `ann@x.test`)."""
+    text = " ".join(str(value or "").split())
+    kind, sep, rest = text.partition(";")
+    return rest.strip() if sep and kind.strip().isalnum() else text
+
+
+def _original_id(part: EmailMessage) -> str | None:
+    try:
+        if part.get_content_type() == "message/rfc822":
+            inner = part.get_payload()
+            inner = inner[0] if isinstance(inner, list) else inner
+            ids = _ids(str(inner.get("Message-ID", "")))
+        else:
+            headers = BytesParser(policy=policy.default).parsebytes(
+                part.get_payload(decode=True) or b"", headersonly=True)
+            ids = _ids(str(headers.get("Message-ID", "")))
+    except Exception:  # noqa: BLE001 - a report we cannot read is still a report
+        return None
+    return ids[0] if ids else None
 
 
 def parse(raw: bytes) -> Parsed:
@@ -116,14 +211,22 @@ def _fill(msg: EmailMessage, out: Parsed) -> None:
     senders = _addresses(msg, "From", out) or _addresses(msg, "Sender", out)
     if senders:
         out.from_name, out.from_address = senders[0]
-    out.to_addrs = tuple(a for _, a in _addresses(msg, "To", out) + _addresses(msg, "Cc", out))
+    out.to_addrs = tuple(a for _, a in _addresses(msg, "To", out))
+    out.cc_addrs = tuple(a for _, a in _addresses(msg, "Cc", out))
+    reply_to = _addresses(msg, "Reply-To", out)
+    out.reply_to = reply_to[0][1] if reply_to else None
     out.subject = " ".join((_header(msg, "Subject", out) or "").split())
     ids = _ids(_header(msg, "Message-ID", out))
     out.message_id = ids[0] if ids else None
     replied = _ids(_header(msg, "In-Reply-To", out))
     out.in_reply_to = replied[-1] if replied else None
     out.references = _ids(_header(msg, "References", out))
-    out.auto_generated = _is_auto(msg, out)
+    out.automatic = _automatic(msg, out)
+    out.suppress_auto = _suppressed(msg, out)
+    try:
+        out.dsn = _dsn(msg, out)
+    except Exception as exc:  # noqa: BLE001
+        out.defects.append(f"report: {type(exc).__name__}: {exc}")
     bodies = set()
     for kind in ("plain", "html"):
         try:
@@ -151,6 +254,8 @@ def _fill(msg: EmailMessage, out: Parsed) -> None:
             filename = None
         if part is msg and not filename and part.get_content_maintype() == "text":
             continue  # a single-part message whose body was not text/plain or text/html
-        out.attachments.append(ParsedAttachment(filename, part.get_content_type(), content))
+        cid = _ids(str(part.get("Content-ID", "") or ""))
+        out.attachments.append(ParsedAttachment(filename, part.get_content_type(), content,
+                                                cid[0] if cid else None))
     if not out.text and not out.html and not msg.is_multipart():
         out.text = _text_of(msg, out)

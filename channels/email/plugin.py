@@ -51,6 +51,9 @@ class EmailEdge:
         self.port = self.reactor.listenTCP(s.smtp_port, self.intake, interface=s.smtp_host)
         log.info("e-mail: SMTP on %s:%d", s.smtp_host, self.port.getHost().port)
         self.relay.start()
+        if not s.relay_host:
+            log.warning("e-mail: no relay_host is configured: replies and acknowledgements are"
+                        " stored but will not leave (set [email] relay_host)")
         if self.imap is not None:
             log.info("e-mail: IMAP polling %s@%s:%d/%s", s.imap_user, s.imap_host, s.imap_port,
                      s.imap_mailbox)

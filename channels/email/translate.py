@@ -34,14 +34,16 @@ def inbound(raw: bytes, queue: str, envelope_from: str, recipients: tuple[str, .
     p = parsed if parsed is not None else parse(raw)
     attachments = tuple(
         MailAttachment(a.filename, a.content_type, len(a.content), None,
-                       store_attachment(attachments_dir, a.content))
+                       store_attachment(attachments_dir, a.content), a.content_id)
         if attachments_dir else
-        MailAttachment(a.filename, a.content_type, len(a.content), a.content, None)
+        MailAttachment(a.filename, a.content_type, len(a.content), a.content, None, a.content_id)
         for a in p.attachments
     )
     return InboundMail(
         raw=raw, queue=queue, envelope_from=envelope_from, recipients=recipients,
         from_address=p.from_address, from_name=p.from_name, to_addrs=p.to_addrs,
+        cc_addrs=p.cc_addrs, reply_to=p.reply_to, automatic=p.automatic,
+        suppress_auto=p.suppress_auto, dsn=p.dsn,
         subject=p.subject, message_id=p.message_id, in_reply_to=p.in_reply_to,
         references=p.references, text=p.text, html=p.html, attachments=attachments,
         defects=tuple(p.defects), malformed=p.malformed, auto_generated=p.auto_generated,

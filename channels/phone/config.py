@@ -56,9 +56,8 @@ class PhoneSettings:
     # Tokens with role `integration` (RFC 8725: the algorithm is pinned here). The defaults are
     # the console's, so `switchboard token --agent pbx1 --role integration` makes a PBX token.
     cti_jwt_algorithm: str = "HS256"
-    cti_jwt_secret_file: str = ""  # HS256 shared secret; empty: the console's generated one
+    cti_jwt_secret_file: str = ""  # HS256 shared secret; empty: the one kept in the database
     cti_jwt_public_key_file: str = ""  # RS256: PEM public key
-    cti_generated_secret_file: str = "switchboard-console.secret"
     cti_issuer: str = "switchboard"
     cti_audience: str = "switchboard-console"
     cti_leeway_seconds: int = 30

@@ -91,8 +91,8 @@ class CtiSettings:
     jwt_algorithm: str = "HS256"
     jwt_secret_file: str = ""  # HS256: the shared secret
     jwt_public_key_file: str = ""  # RS256: PEM public key
-    # HS256 without a secret file: the console's generated secret (never unsigned tokens).
-    generated_secret_file: str = "switchboard-console.secret"
+    # HS256 without a secret file: the secret the runtime keeps in the database, the one the
+    # console and `switchboard token` use (never unsigned tokens).
     issuer: str = "switchboard"
     audience: str = "switchboard-console"
     leeway_seconds: int = tokens.DEFAULT_LEEWAY_SECONDS
@@ -213,7 +213,7 @@ class Cti:
         keys = tokens.load_keys(
             self.settings.jwt_algorithm, secret_file=self.settings.jwt_secret_file,
             public_key_file=self.settings.jwt_public_key_file,
-            generated_secret_file=self.settings.generated_secret_file, label="cti")
+            stored=getattr(self.context, "token_secret", None), label="cti")
         self.verifier = tokens.Verifier(keys, self.settings.issuer, self.settings.audience,
                                         self.settings.leeway_seconds)
         if not self._listening:

@@ -59,6 +59,18 @@ def parse_pairs(text: str) -> dict[str, str]:
     return pairs
 
 
+def parse_dispositions(text: str) -> tuple[tuple[str, str], ...]:
+    """'solved=Solved,callback=Call back later' -> (('solved', 'Solved'), ('callback', ...)),
+    in the order given (the console lists them so); Queue checks codes and labels."""
+    out = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        code, sep, label = part.partition("=")
+        if not sep:
+            raise InvalidValue(f"expected code=Label, got {part!r}")
+        out.append((code.strip(), label.strip()))
+    return tuple(out)
+
+
 def parse_step(text: str) -> EscalationStep:
     """'60:billing=2,french=-' -> after 60 s, billing >= 2 and french no longer required."""
     after, sep, req = text.partition(":")
@@ -164,6 +176,7 @@ async def cmd_queues_add(storage: Storage, args) -> int:
         priority=args.priority,
         calendar=args.calendar,
         deadline_rule=args.deadline,
+        dispositions=parse_dispositions(args.dispositions or ""),
     )
     if args.deadline:
         parse_rule(args.deadline)
@@ -189,14 +202,17 @@ async def cmd_queues_list(storage: Storage, args) -> int:
              "agent_choice": q.agent_choice.value, "priority": q.priority,
              "steps": [{"after_seconds": s.after_seconds, "requirement": dict(s.requirement)}
                        for s in q.steps],
-             "deadline_rule": q.deadline_rule, "calendar": q.calendar} for q in queues]
+             "deadline_rule": q.deadline_rule, "calendar": q.calendar,
+             "dispositions": [{"code": c, "label": label} for c, label in q.dispositions]}
+            for q in queues]
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
         for r in rows:
+            codes = ",".join(f"{d['code']}={d['label']}" for d in r["dispositions"]) or "any"
             print(f"{r['name']:<16} {r['mode']:<5} {r['agent_choice']:<14} "
                   f"requires={r['requirement']} steps={len(r['steps'])} "
-                  f"deadline={r['deadline_rule'] or '-'}")
+                  f"deadline={r['deadline_rule'] or '-'} dispositions={codes}")
     return 0
 
 

@@ -22,11 +22,14 @@ from dispatcher.aio import to_deferred
 from dispatcher.bus.lock import LeaderLock
 from dispatcher.domain.deadlines import BusinessCalendar
 from dispatcher.domain.routing import Router
+from dispatcher.service import tokens
+from dispatcher.service.accounts import Accounts
 from dispatcher.service.answers import Library
 from dispatcher.service.assignment import Assignment
 from dispatcher.service.calls import Calls
 from dispatcher.service.codification import Codification
 from dispatcher.service.collaboration import Collaboration
+from dispatcher.service.conversation import Conversation
 from dispatcher.service.edges import Edge, EdgeContext, EdgeSpec
 from dispatcher.service.history import History
 from dispatcher.service.intake import Intake
@@ -38,6 +41,7 @@ from dispatcher.service.roster import Roster
 from dispatcher.service.sessions import Sessions
 from dispatcher.service.supervision import Balancing, Supervision
 from dispatcher.storage import schema
+from dispatcher.storage.accounts import SqlAccounts
 from dispatcher.storage.answers import SqlAnswerStore
 from dispatcher.storage.codification import SqlCodificationStore, SqlCollaborationStore
 from dispatcher.storage.commit import GroupCommit
@@ -45,7 +49,9 @@ from dispatcher.storage.engine import make_engine
 from dispatcher.storage.phones import SqlPhones
 from dispatcher.storage.pool import Pool
 from dispatcher.storage.reports import SqlReportStore
+from dispatcher.storage.secrets import SqlSecrets
 from dispatcher.storage.sql import SqlStore
+from dispatcher.storage.uploads import SqlUploads
 
 from .collector import Collector
 from .config import Config
@@ -81,6 +87,9 @@ class Storage:
         self.answers = SqlAnswerStore(self.pool, self.commit)  # library, KB, review
         self.codes = SqlCodificationStore(self.pool, self.commit)  # categories, rules
         self.collab = SqlCollaborationStore(self.pool, self.commit)  # notes, consults...
+        self.uploads = SqlUploads(self.pool)  # files agents attach to replies
+        self.accounts = SqlAccounts(self.pool)  # console sign-in
+        self.secrets = SqlSecrets(self.pool)  # the token key when no key file is set
 
     def check(self) -> schema.SchemaStatus:
         return schema.check(self.url)
@@ -92,6 +101,18 @@ class Storage:
         await self.commit.drain()
         self.pool.stop()
         self.engine.dispose()
+
+
+def accounts_service(storage: Storage, reactor: Any) -> Accounts:
+    """Console accounts on this database; password hashes are checked in the reactor's thread
+    pool (argon2 is deliberately slow)."""
+    return Accounts(storage.accounts, storage.store, reactor, offload=lambda fn, *a: (
+        threads.deferToThreadPool(reactor, reactor.getThreadPool(), fn, *a)))
+
+
+def load_token_secret(storage: Storage, reactor: Any) -> Deferred[bytes]:
+    """The HS256 token secret kept in this database (made on first use)."""
+    return tokens.stored_secret(storage.secrets, reactor.seconds())
 
 
 class App:
@@ -106,7 +127,10 @@ class App:
         self.sessions = Sessions(self.assignment)
         self.queries = Queries(self.router, self.store)
         self.roster = Roster(self.assignment, self.store)
-        self.mail = Mail(self.assignment, self.store, reactor, self.intake)
+        self.mail = Mail(self.assignment, self.store, reactor, self.intake,
+                         uploads=self.storage.uploads)
+        # What an agent reads of a task: its thread, notes, files (the console serves it).
+        self.conversation = Conversation(self.router, self.store)
         self.history = History(self.store, self.assignment)
         # Codification: category and spam verdict of each new e-mail before its commit
         # (Mail.codify), classifier trained off the reactor; collaboration: notes, consults
@@ -137,6 +161,10 @@ class App:
         self.supervision = Supervision(self.router, reactor, self.today)
         self.assignment.listen(self.supervision.on_outcome)
         self.balancing = Balancing(self.assignment, self.roster, self.sessions)
+        # Console accounts (sign-in, the rule for tokens) and the token secret kept in the
+        # database (loaded at start: the edges and /report verify with it).
+        self.accounts = accounts_service(self.storage, reactor)
+        self.token_secret: bytes | None = None
         self.edges: list[tuple[str, Edge]] = []
         self.collector = Collector(reactor, config.server.gc_refreeze_seconds)
         self.lock: LeaderLock | None = None
@@ -152,6 +180,7 @@ class App:
         if self.config.bus.redis_url:
             await self._lead()
         self.storage.start()
+        self.token_secret = await load_token_secret(self.storage, self.reactor)
         state = await self.store.load_state()
         self.intake.calendars = {
             c.name: BusinessCalendar.from_spec(c.name, c.timezone, c.hours, c.holidays)
@@ -206,7 +235,7 @@ class App:
             settings = self.config.edges.get(CONSOLE_EDGE)
             if settings is None:
                 raise KeyProblem("no console settings: reports need its token keys")
-            return verifier_from(settings)
+            return verifier_from(settings, self.token_secret)
 
         site_root.putChild(b"report", ReportPage(self.reports, verifier))
 
@@ -217,10 +246,12 @@ class App:
             reactor=self.reactor, intake=self.intake, sessions=self.sessions,
             queries=self.queries, roster=self.roster, assignment=self.assignment,
             site_root=site_root, mail=self.mail, history=self.history, calls=self.calls,
+            conversation=self.conversation,
             reports=self.reports, today=self.today,
             answers=AnswerServices(self.library, self.review),
             codification=self.codification, collaboration=self.collaboration,
             supervision=self.supervision, balancing=self.balancing,
+            accounts=self.accounts, token_secret=self.token_secret,
         )
         for name, spec in sorted(specs.items()):
             settings = self.config.edges.get(name) or spec.settings()

@@ -10,6 +10,8 @@ reactor, parses arguments, loads the configuration (every error at once), runs o
     switchboard kb import FILE | export [FILE] | list | report
     switchboard categories add | rule-add | rule-remove | list | train   (docs/codification.md)
     switchboard report --from ... --to ... [--queue Q] [--interval 15m|1h|1d] [--format F]
+    switchboard accounts set ID --role agent|supervisor --password-file F | list | disable | remove
+    switchboard token --agent ID [--role R]   (and the other commands the edges bring)
 """
 
 from __future__ import annotations
@@ -87,6 +89,9 @@ def build_parser(specs: dict | None = None) -> argparse.ArgumentParser:
     q.add_argument("--wrap-up", type=float, help="seconds of wrap-up after a call")
     q.add_argument("--calendar", help="business calendar name")
     q.add_argument("--deadline", help="e-mail deadline: 'sliding 24h' or 'scheduled 12:00 +1'")
+    q.add_argument("--dispositions",
+                   help="the codes agents close tasks with: 'solved=Solved,callback=Call back "
+                        "later' (none: any code)")
     q = queues.add_parser("list")
     q.add_argument("--json", action="store_true")
 
@@ -126,6 +131,10 @@ def build_parser(specs: dict | None = None) -> argparse.ArgumentParser:
 
     add_category_commands(sub)
 
+    from .accounts import add_commands as add_account_commands  # console sign-in
+
+    add_account_commands(sub)
+
     for spec in (specs or {}).values():  # commands the edges bring (e.g. `token`)
         if spec.commands is not None:
             before = set(sub.choices)
@@ -162,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         config = replace(config, log=replace(config.log, level="WARNING"))
     _logging(config)
     if getattr(args, "edge_command", None) is not None:
-        return args.edge_command(args, config.edges[args.edge_name])
+        return _edge_command(args, config.edges[args.edge_name], url)
     try:
         if args.command == "db":
             from . import admin
@@ -208,11 +217,34 @@ def _simulate(args) -> int:
     return 0
 
 
-def _admin(args, url: str) -> int:
+def _edge_command(args, settings, url: str) -> int:
+    """An edge's command (e.g. `token`): under the reactor with the database open, given the
+    console accounts and the token secret kept in the database (`EdgeCommandContext`)."""
+
+    async def command(storage, args) -> int:
+        import inspect
+
+        from twisted.internet import reactor
+
+        from dispatcher.service.edges import EdgeCommandContext
+
+        from .app import accounts_service, load_token_secret
+
+        context = EdgeCommandContext(reactor, accounts_service(storage, reactor),
+                                     await load_token_secret(storage, reactor))
+        result = args.edge_command(args, settings, context)
+        if inspect.isawaitable(result):  # a coroutine or a Deferred
+            result = await result
+        return int(result)
+
+    return _admin(args, url, command)
+
+
+def _admin(args, url: str, command=None) -> int:
     from twisted.internet import reactor, task
     from twisted.internet.defer import ensureDeferred
 
-    from . import admin, phones
+    from . import accounts, admin, phones
     from . import answers as answer_commands
     from . import categories as category_commands
     from .app import Storage
@@ -230,8 +262,9 @@ def _admin(args, url: str) -> int:
         **phones.COMMANDS,
         **answer_commands.COMMANDS,
         **category_commands.COMMANDS,
+        **accounts.COMMANDS,
     }
-    command = commands[(args.command, args.action)]
+    command = command or commands[(args.command, args.action)]
     status = {"code": 0}
 
     async def run(_reactor) -> None:

@@ -4,13 +4,16 @@ Creates (or reuses) a SQLite database under `--dir`, upgrades its schema, seeds 
 agents and a business calendar, starts the real dispatcher, then plays customers (a Poisson
 stream of e-mails and calls from a pool of returning customers) and robot agents (who accept
 after a moment, handle the task, wrap up calls, complete). Every few seconds it prints the live
-queue figures, and it says what to open and which commands to try.
+queue figures, and it says what to open and which commands to try. The desk of the agent `you`
+is for a person: its account gets a random password, printed once at start, and so does the
+supervisor account `boss`.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import secrets
 from pathlib import Path
 
 from dispatcher.domain.agents import Agent, Presence
@@ -35,6 +38,8 @@ ACCEPT_DELAY = (0.5, 2.5)  # robot agents take a moment to accept
 HANDLE_SECONDS = {Channel.PHONE: (4.0, 14.0), Channel.EMAIL: (3.0, 10.0)}
 PHONE_WRAP_UP = 3.0
 CUSTOMERS = 40
+SUPERVISOR = "boss"  # the demo's supervisor account
+PASSWORD_BYTES = 9  # 12 characters, printed once
 EDGES_OFF_IN_DEMO = frozenset({"phone"})
 
 DEMO_CALENDAR = Calendar(
@@ -163,6 +168,11 @@ def demo(args, base: Config | None = None, specs: dict[str, EdgeSpec] | None = N
             await roster.put_agent(a)
             await app.sessions.set_status(a.id, Presence.AVAILABLE)
         await roster.put_agent(HUMAN)  # offline until you sign in at the console
+        # Accounts to sign in with (new passwords at every start, printed below once).
+        you_password = secrets.token_urlsafe(PASSWORD_BYTES)
+        boss_password = secrets.token_urlsafe(PASSWORD_BYTES)
+        await app.accounts.set(HUMAN.id, "agent", HUMAN.name, you_password)
+        await app.accounts.set(SUPERVISOR, "supervisor", "Demo Supervisor", boss_password)
         site, root = build_site(app.router)
         # The robots take calls without phones: the SIP/CTI edge (which makes phones decide who
         # can take calls, and listens on the SIP port) stays off in the demo.
@@ -173,11 +183,11 @@ def demo(args, base: Config | None = None, specs: dict[str, EdgeSpec] | None = N
         address = f"http://{config.server.host}:{port.getHost().port}"
         console = ""
         if "console" in edges:
-            console = (f"  agent console: {address}/  (sign in as the agent 'you' with the token "
-                       f"that\n                 `switchboard token --agent you` prints; the robots"
-                       f" play the others)\n"
-                       f"  wallboard:     {address}/wallboard  (a supervisor's token: "
-                       f"`switchboard token --agent boss --role supervisor`)\n"
+            console = (f"  agent console: {address}/  sign in as `{HUMAN.id}` with the password "
+                       f"{you_password}\n"
+                       f"                 (the robots play the other agents)\n"
+                       f"  wallboard:     {address}/wallboard  sign in as `{SUPERVISOR}` with the "
+                       f"password {boss_password}\n"
                        f"  help pages:    {address}/help\n")
         print(f"""
 Switchboard demo is running on {url}

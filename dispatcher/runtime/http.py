@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from twisted.python.failure import Failure
+from twisted.web import http
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
@@ -65,7 +66,26 @@ class Health(Resource):
         return NOT_DONE_YET
 
 
+class _WithoutQuery:
+    """A request as the access log sees it: the path without its query string, which may
+    carry a signed link (the console's files) or what a visitor searched for."""
+
+    def __init__(self, request: Any) -> None:
+        self._request = request
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._request, name)
+
+    @property
+    def uri(self) -> bytes:
+        return self._request.uri.split(b"?", 1)[0]
+
+
+def access_line(timestamp: str, request: Any) -> str:
+    return http.combinedLogFormatter(timestamp, _WithoutQuery(request))
+
+
 def build_site(router: Router) -> tuple[Site, Resource]:
     root = Resource()
     root.putChild(b"healthz", Health(router))
-    return Site(root), root
+    return Site(root, logFormatter=access_line), root

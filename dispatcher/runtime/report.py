@@ -166,20 +166,20 @@ def report_command(args: Any, url: str) -> int:
 # ---------------------------------------------------------------------- HTTP
 
 
-def verifier_from(settings: Any) -> tokens.Verifier:
+def verifier_from(settings: Any, stored: bytes | None = None) -> tokens.Verifier:
     """A token verifier from the console edge's settings (read by attribute: the runtime does
-    not import the edge). Raises tokens.KeyProblem when its keys cannot be used."""
+    not import the edge); `stored`: the HS256 secret kept in the database, used when no secret
+    file is set. Raises tokens.KeyProblem when its keys cannot be used."""
     keys = tokens.load_keys(
         settings.jwt_algorithm, secret_file=settings.jwt_secret_file,
         public_key_file=settings.jwt_public_key_file,
-        private_key_file=settings.jwt_private_key_file,
-        generated_secret_file=settings.generated_secret_file, label="report")
+        private_key_file=settings.jwt_private_key_file, stored=stored, label="report")
     return tokens.Verifier(keys, settings.issuer, settings.audience, settings.leeway_seconds)
 
 
 class ReportPage(Resource):
     """`GET /report`: see the module docstring. `verifier()` gives the token verifier (loaded
-    lazily: the console may generate its secret when it starts) or raises KeyProblem."""
+    lazily, once the keys are known) or raises KeyProblem."""
 
     isLeaf = True
 

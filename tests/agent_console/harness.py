@@ -1,6 +1,8 @@
 """A real console on 127.0.0.1 for the protocol tests: the service layer on a MemoryStore, timers
 on the asyncio loop (`LoopClock` plays the reactor's IReactorTime), the real `ConsoleServer`
-and real `websockets` clients. Each test runs its own loop (`run`)."""
+and real `websockets` clients. Each test runs its own loop (`run`). Console accounts live in
+memory (`Console.accounts`); `connect(sub, role="supervisor")` gives the supervisor an enabled
+account first (the hello refuses a supervisor token without one)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from argon2 import PasswordHasher
 from websockets.asyncio.client import ClientConnection, connect
 
 from agent_console import messages as m
@@ -27,6 +30,7 @@ from dispatcher.domain.agents import Agent
 from dispatcher.domain.queues import Queue
 from dispatcher.domain.routing import Router
 from dispatcher.domain.tasks import Channel
+from dispatcher.service.accounts import Accounts
 from dispatcher.service.assignment import Assignment
 from dispatcher.service.history import History
 from dispatcher.service.intake import Intake, email_identity, phone_identity
@@ -35,11 +39,13 @@ from dispatcher.service.reports import Today
 from dispatcher.service.roster import Roster
 from dispatcher.service.sessions import Sessions
 from dispatcher.service.supervision import Balancing, Supervision
+from dispatcher.storage.accounts import MemoryAccounts
 from dispatcher.storage.memory import MemoryStore
 
 ORIGIN = "http://127.0.0.1:8080"
 FRAME_TIMEOUT = 5.0
 SECRET = b"s" * 48
+CHEAP_HASHER = dict(time_cost=1, memory_cost=1024, parallelism=1)  # test passwords only
 
 
 class _Call:
@@ -102,6 +108,7 @@ class Console:
     signer: Signer
     supervision: Supervision | None = None
     balancing: Balancing | None = None
+    accounts: Accounts | None = None
 
     @property
     def url(self) -> str:
@@ -112,6 +119,9 @@ class Console:
 
     async def connect(self, sub: str = "a1", role: str = "agent", hello: bool = True,
                       token: str | None = None, origin: str | None = ORIGIN) -> Client:
+        if role == "supervisor" and token is None and self.accounts is not None \
+                and await to_future(self.accounts.get(sub)) is None:
+            await to_future(self.accounts.set(sub, "supervisor"))
         token = token or self.token(sub, role)
         ws = await connect(self.url, subprotocols=[m.SUBPROTOCOL, f"bearer.{token}"],
                            origin=origin, compression=None, open_timeout=5)
@@ -203,12 +213,15 @@ async def start_console(tmp_path: Path, queue: Queue | None = None, **overrides:
     balancing = Balancing(assignment, sessions=sessions, roster=roster)
     desks.live, desks.balancing = LiveFeed(supervision), balancing
     keys = load_keys(settings)
-    server = ConsoleServer(settings, verifier_for(settings, keys), desks, sessions, history)
+    accounts = Accounts(MemoryAccounts(), store, clock, hasher=PasswordHasher(**CHEAP_HASHER))
+    server = ConsoleServer(settings, verifier_for(settings, keys), desks, sessions, history,
+                           accounts=accounts)
     await server.start()
     console = Console(settings, store, router, assignment,
                       Intake(assignment, store, clock,
                              new_id=map("t{}".format, itertools.count(1)).__next__),
                       sessions, queries, roster, history, desks, server,
-                      Signer(keys, settings.issuer, settings.audience), supervision, balancing)
+                      Signer(keys, settings.issuer, settings.audience), supervision, balancing,
+                      accounts)
     await to_future(roster.put_queue(queue or Queue("support", requirement={"support": 5})))
     return console

@@ -30,6 +30,7 @@ from dispatcher.domain.agents import Agent  # noqa: E402
 from dispatcher.domain.queues import Queue  # noqa: E402
 from dispatcher.domain.routing import Router  # noqa: E402
 from dispatcher.domain.tasks import Channel  # noqa: E402
+from dispatcher.service.accounts import Accounts  # noqa: E402
 from dispatcher.service.assignment import Assignment  # noqa: E402
 from dispatcher.service.edges import EdgeContext  # noqa: E402
 from dispatcher.service.history import History  # noqa: E402
@@ -37,6 +38,7 @@ from dispatcher.service.intake import Intake, email_identity, phone_identity  # 
 from dispatcher.service.queries import Queries  # noqa: E402
 from dispatcher.service.roster import Roster  # noqa: E402
 from dispatcher.service.sessions import Sessions  # noqa: E402
+from dispatcher.storage.accounts import MemoryAccounts  # noqa: E402
 from dispatcher.storage.memory import MemoryStore  # noqa: E402
 
 DAY = 86400.0
@@ -130,7 +132,7 @@ async def main() -> None:
     settings = EDGE.settings(port=0, jwt_secret_file=str(secret),
                              allowed_origins=f"http://127.0.0.1:{http_port}")
     ctx = EdgeContext(reactor, intake, sessions, queries, roster, assignment, root,
-                      history=history)
+                      history=history, accounts=Accounts(MemoryAccounts(), store, reactor))
     console = EDGE.build(ctx, settings)
     await console.start()
     from agent_console.auth import load_keys, signer_for

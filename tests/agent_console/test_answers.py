@@ -75,7 +75,7 @@ async def test_an_offer_carries_the_top_three_and_the_reply_records_the_answer(t
         assert found["answers"][0]["answer_id"] == "password-reset"
         sent = await client.request("reply", task_id=got.task_id, text=best["text"],
                                     answer_id=best["answer_id"], mode="suggested")
-        assert sent == {"type": "ok", "re": sent["re"]}
+        assert sent["type"] == "ok" and sent["status"] == "queued" and "held" not in sent
         queued = [e for e in await to_future(c.store.task_events(got.task_id))
                   if e.kind == EMAIL_QUEUED and e.data["kind"] == "reply"]
         assert [(e.data["mode"], e.data["answer_id"]) for e in queued] == [

@@ -1,25 +1,55 @@
-"""The console as an edge: its EdgeSpec, the `token` command and the keys it loads."""
+"""The console as an edge: its EdgeSpec, the `token` command (the accounts' rule: an existing
+agent, an enabled supervisor account) and the keys it loads (a key file, or the secret kept in
+the database)."""
 
 from __future__ import annotations
 
 import argparse
-import os
-import stat
 from dataclasses import replace
 
 import pytest
+from argon2 import PasswordHasher
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from twisted.internet.defer import ensureDeferred
+from twisted.internet.task import Clock
 
 from agent_console.auth import KeyProblem, TokenRefused, load_keys, verifier_for
 from agent_console.config import ConsoleSettings
 from agent_console.plugin import EDGE, Console
+from dispatcher.domain.agents import Agent
+from dispatcher.service.accounts import Accounts
+from dispatcher.service.edges import EdgeCommandContext
+from dispatcher.storage.accounts import MemoryAccounts
+from dispatcher.storage.memory import MemoryStore
+from tests.dispatcher.storage.test_store_contract import fired
+
+STORED = b"d" * 64  # the secret the runtime keeps in the database
 
 
 def parse(argv):
     parser = argparse.ArgumentParser()
     EDGE.commands(parser.add_subparsers(dest="command"))
     return parser.parse_args(argv)
+
+
+def context(supervisors=(), disabled=()) -> EdgeCommandContext:
+    """What the CLI hands the command: accounts on memory stores (agents a1 and a7)."""
+    store = MemoryStore()
+    for agent_id in ("a1", "a7"):
+        fired(store.put_agent(Agent(agent_id)))
+    accounts = Accounts(MemoryAccounts(), store, Clock(),
+                        hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+    for sub in supervisors:
+        fired(accounts.set(sub, "supervisor"))
+    for sub in disabled:
+        fired(accounts.disable(sub))
+    return EdgeCommandContext(None, accounts, STORED)
+
+
+def command(argv, settings, ctx=None) -> int:
+    args = parse(argv)
+    return fired(ensureDeferred(args.edge_command(args, settings, ctx or context())))
 
 
 def test_the_edge_spec():
@@ -31,23 +61,38 @@ def test_token_command_prints_a_token_the_server_accepts(tmp_path, capsys):
     secret = tmp_path / "secret"
     secret.write_text("k" * 40)
     settings = ConsoleSettings(jwt_secret_file=str(secret))
-    args = parse(["token", "--agent", "a7", "--role", "supervisor", "--ttl", "60"])
-    assert args.edge_command(args, settings) == 0
+    argv = ["token", "--agent", "sue", "--role", "supervisor", "--ttl", "60"]
+    assert command(argv, settings, context(supervisors=["sue"])) == 0
     token = capsys.readouterr().out.strip()
     claims = verifier_for(settings, load_keys(settings)).verify(token)
-    assert (claims.sub, claims.role) == ("a7", "supervisor")
+    assert (claims.sub, claims.role) == ("sue", "supervisor")
     assert claims.exp - claims.iat == 60
 
 
-def test_generated_secret_is_private_and_stable(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    settings = ConsoleSettings()
-    first = load_keys(settings)
-    assert first.generated == tmp_path / settings.generated_secret_file
-    assert stat.S_IMODE(os.stat(first.generated).st_mode) == 0o600
-    assert load_keys(settings).verify == first.verify
-    with pytest.raises(KeyProblem):
-        load_keys(replace(settings, generated_secret_file=""))
+def test_token_command_signs_with_the_secret_kept_in_the_database(capsys):
+    settings = ConsoleSettings()  # no secret file
+    assert command(["token", "--agent", "a1"], settings) == 0
+    token = capsys.readouterr().out.strip()
+    assert verifier_for(settings, load_keys(settings, STORED)).verify(token).sub == "a1"
+    with pytest.raises(KeyProblem, match="jwt_secret_file"):
+        load_keys(settings)  # no file and no database secret: refused, never unsigned
+
+
+@pytest.mark.parametrize("argv, ctx, why", [
+    (["--agent", "nobody"], {}, "no such agent: nobody"),
+    (["--agent", "boss", "--role", "supervisor"], {}, "no supervisor account boss"),
+    (["--agent", "sue", "--role", "supervisor"], {"supervisors": ["sue"], "disabled": ["sue"]},
+     "account sue is disabled"),
+])
+def test_token_command_refuses_who_may_not_hold_one(argv, ctx, why, capsys):
+    assert command(["token", *argv], ConsoleSettings(), context(**ctx)) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and why in err
+
+
+def test_integration_tokens_need_no_account(capsys):
+    assert command(["token", "--agent", "pbx1", "--role", "integration"], ConsoleSettings()) == 0
+    assert capsys.readouterr().out.count(".") == 2  # a JWT
 
 
 def test_short_secrets_and_unknown_algorithms_are_refused(tmp_path):
@@ -71,8 +116,7 @@ def test_rs256_verifies_with_the_public_key_and_pins_the_algorithm(tmp_path, cap
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
     settings = ConsoleSettings(jwt_algorithm="RS256", jwt_public_key_file=str(public),
                                jwt_private_key_file=str(private))
-    args = parse(["token", "--agent", "a1"])
-    assert args.edge_command(args, settings) == 0
+    assert command(["token", "--agent", "a1"], settings) == 0
     token = capsys.readouterr().out.strip()
     verifier = verifier_for(settings, load_keys(settings))
     assert verifier.verify(token).sub == "a1"
@@ -82,8 +126,7 @@ def test_rs256_verifies_with_the_public_key_and_pins_the_algorithm(tmp_path, cap
     with pytest.raises(TokenRefused):
         verifier.verify(jwt.encode({"sub": "a1"}, "x" * 40, algorithm="HS256"))
     verify_only = replace(settings, jwt_private_key_file="")
-    args = parse(["token", "--agent", "a1"])
-    assert args.edge_command(args, verify_only) == 2
+    assert command(["token", "--agent", "a1"], verify_only) == 2
 
 
 def test_console_builds_without_starting(tmp_path):

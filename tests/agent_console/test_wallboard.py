@@ -71,8 +71,9 @@ def test_live_numbers_and_moving_agents_on_the_wallboard(board):
             errors: list[str] = []
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.goto(f"http://127.0.0.1:{board['http_port']}/wallboard")
-            page.fill("#token", board["token"])
-            page.click("#login-form button[type=submit]")
+            page.fill("#login-id", "boss")  # the supervisor's own account and password
+            page.fill("#login-password", board["password"])
+            page.click("#password-form button[type=submit]")
             expect(page.locator("#link")).to_have_text("live", timeout=WAIT_MS)
             expect(page.locator("#who")).to_contain_text("boss")
             billing = page.locator("#tile-billing-email")
@@ -120,6 +121,7 @@ def test_an_agent_token_is_turned_away_from_the_wallboard(board):
         try:
             page = browser.new_page()
             page.goto(f"http://127.0.0.1:{board['http_port']}/wallboard")
+            page.click("#token-box summary")
             page.fill("#token", board["agent_token"])
             page.click("#login-form button[type=submit]")
             expect(page.locator("#login-error")).to_contain_text("supervisor", timeout=WAIT_MS)

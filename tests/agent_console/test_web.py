@@ -1,6 +1,8 @@
-"""The agent page in headless Chromium (Debian's, through Playwright; never downloaded): an agent
-signs in with a token, goes available, gets an e-mail and then a call created through the
-service layer, sees the customer's history, accepts and completes both. Screenshots go to
+"""The agent page in headless Chromium (Debian's, through Playwright; never downloaded), on the
+console edge over the service layer (serve_console.py): an agent signs in with a token ("use a
+token instead"), goes available, gets an offer and then a call, sees the customer's history in
+the screen pop, accepts and completes both. What an agent reads of a real e-mail is tested
+through the real server, SMTP in and out: test_conversation_e2e.py. Screenshots go to
 test-artifacts/ (gitignored)."""
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                  "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic"]
 WAIT_MS = 10_000
-HOSTILE = '<img src=x onerror="document.title=\'pwned\'">'
 
 
 @pytest.fixture
@@ -62,6 +63,7 @@ def test_an_agent_handles_a_mail_and_a_call_in_the_browser(console, tmp_path):
             errors: list[str] = []
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.goto(f"http://127.0.0.1:{console['http_port']}/")
+            page.click("#token-box summary")  # integrators' way in: a pasted token
             page.fill("#token", console["token"])
             page.click("#login-form button[type=submit]")
             expect(page.locator("#link")).to_have_text("connected", timeout=WAIT_MS)
@@ -74,7 +76,7 @@ def test_an_agent_handles_a_mail_and_a_call_in_the_browser(console, tmp_path):
             console["command"]({"mail": {
                 "address": "Ann@Example.org", "name": "Ann Example",
                 "subject": "Still charged twice",
-                "text": f"Hello again,\nmy March invoice is still wrong.\n{HOSTILE}\nAnn"}})
+                "text": "Hello again,\nmy March invoice is still wrong.\nAnn"}})
             expect(page.locator("#offer")).to_be_visible(timeout=WAIT_MS)
             expect(page.locator("#offer-summary")).to_contain_text("Still charged twice")
             timeline = page.locator("#timeline li")
@@ -87,9 +89,7 @@ def test_an_agent_handles_a_mail_and_a_call_in_the_browser(console, tmp_path):
 
             page.keyboard.press("a")  # accept
             expect(page.locator("#offer")).to_be_hidden(timeout=WAIT_MS)
-            expect(page.locator("#mail-text")).to_contain_text("my March invoice is still wrong")
-            expect(page.locator("#mail-text")).to_contain_text(HOSTILE)  # shown, not run
-            assert page.locator("#mail-text img").count() == 0
+            expect(page.locator("#detail-title")).to_contain_text("Still charged twice")
             page.screenshot(path=str(ARTIFACTS / "console-mail.png"), full_page=True)
             page.select_option("#disposition", "solved")
             page.fill("#notes", "explained the double charge")
@@ -116,7 +116,6 @@ def test_an_agent_handles_a_mail_and_a_call_in_the_browser(console, tmp_path):
             page.keyboard.press("r")  # reject: the phone stops ringing
             expect(page.locator("#offer")).to_be_hidden(timeout=WAIT_MS)
             page.screenshot(path=str(ARTIFACTS / "console-done.png"), full_page=True)
-            assert page.title() != "pwned"
             assert errors == []
         finally:
             browser.close()

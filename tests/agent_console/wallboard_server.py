@@ -5,8 +5,9 @@ per process).
 The service layer on a MemoryStore with today's figures (`reports.Today`), the live state and
 the balancing actions (`supervision`), the console edge built by its plugin exactly as the
 runtime does, twisted.web on an ephemeral port. Queues: `support` (support >= 5) and `billing`;
-agents a1 and a2 in support (signed in), b1 in billing (signed off). Prints one JSON line
-{"http_port", "ws_port", "token" (supervisor "boss"), "agent_token" (a1)}, then takes JSON
+agents a1 and a2 in support (signed in), b1 in billing (signed off); the supervisor account
+"boss" signs in with a password. Prints one JSON line {"http_port", "ws_port", "token"
+(supervisor "boss"), "password" (boss's), "agent_token" (a1)}, then takes JSON
 commands on stdin, one per line, answering each with one JSON line:
   {"mail": {"queue", "subject"}}  {"call": {"number"}}  {"task": id} -> its state and agent
 """
@@ -14,6 +15,7 @@ commands on stdin, one per line, answering each with one JSON line:
 from __future__ import annotations
 
 import json
+import secrets
 import sys
 import tempfile
 from pathlib import Path
@@ -34,6 +36,7 @@ from dispatcher.domain.agents import Agent  # noqa: E402
 from dispatcher.domain.queues import Queue  # noqa: E402
 from dispatcher.domain.routing import Router  # noqa: E402
 from dispatcher.domain.tasks import Channel  # noqa: E402
+from dispatcher.service.accounts import Accounts  # noqa: E402
 from dispatcher.service.assignment import Assignment  # noqa: E402
 from dispatcher.service.edges import EdgeContext  # noqa: E402
 from dispatcher.service.history import History  # noqa: E402
@@ -43,6 +46,7 @@ from dispatcher.service.reports import Today  # noqa: E402
 from dispatcher.service.roster import Roster  # noqa: E402
 from dispatcher.service.sessions import Sessions  # noqa: E402
 from dispatcher.service.supervision import Balancing, Supervision  # noqa: E402
+from dispatcher.storage.accounts import MemoryAccounts  # noqa: E402
 from dispatcher.storage.memory import MemoryStore  # noqa: E402
 
 
@@ -102,6 +106,9 @@ async def main() -> None:
     await sessions.login("a1")
     await sessions.login("a2")
     await supervision.start()
+    accounts = Accounts(MemoryAccounts(), store, reactor)
+    password = "wallboard-" + secrets.token_urlsafe(8)
+    await accounts.set("boss", "supervisor", "Boss", password)  # its token needs the account
     root = Resource()
     port = reactor.listenTCP(0, Site(root), interface="127.0.0.1")
     http_port = port.getHost().port
@@ -111,13 +118,13 @@ async def main() -> None:
                              allowed_origins=f"http://127.0.0.1:{http_port}")
     ctx = EdgeContext(reactor=reactor, intake=intake, sessions=sessions, queries=queries,
                       roster=roster, assignment=assignment, site_root=root, history=history,
-                      supervision=supervision, balancing=balancing)
+                      supervision=supervision, balancing=balancing, accounts=accounts)
     console = EDGE.build(ctx, settings)
     await console.start()
     signer = signer_for(settings, load_keys(settings))
     stdio.StandardIO(Commands(intake, router))
     print(json.dumps({"http_port": http_port, "ws_port": console.server.port,
-                      "token": signer.issue("boss", "supervisor", 3600),
+                      "token": signer.issue("boss", "supervisor", 3600), "password": password,
                       "agent_token": signer.issue("a1", "agent", 3600)}), flush=True)
 
 

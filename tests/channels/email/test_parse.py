@@ -51,3 +51,75 @@ def test_auto_submitted_no_is_a_person() -> None:
 def test_malformed_input_never_raises(raw: bytes) -> None:
     p = parse(raw)
     assert isinstance(p.text, str) and isinstance(p.defects, list)
+
+
+@pytest.mark.parametrize(("header", "kind"), [
+    (b"Auto-Submitted: auto-replied", "auto_reply"), (b"X-Autoreply: yes", "auto_reply"),
+    (b"Auto-Submitted: auto-generated", "auto_generated"), (b"Precedence: list", "bulk"),
+    (b"List-Id: <l.example.org>", "bulk"), (b"Auto-Submitted: no", None),
+])
+def test_the_kind_of_automatic_mail(header: bytes, kind: str | None) -> None:
+    assert parse(b"From: a@b\r\n" + header + b"\r\n\r\nx\r\n").automatic == kind
+
+
+@pytest.mark.parametrize(("value", "suppressed"), [
+    (b"All", True), (b"DR, OOF, AutoReply", True), (b"NDR", False), (b"", False)])
+def test_x_auto_response_suppress(value: bytes, suppressed: bool) -> None:
+    raw = b"From: a@b\r\nX-Auto-Response-Suppress: " + value + b"\r\n\r\nx\r\n"
+    assert parse(raw).suppress_auto is suppressed
+
+
+def test_to_cc_and_reply_to_apart() -> None:
+    p = parse(b"From: Ann <ann@c.test>\r\nTo: support@x.test, Bob <bob@c.test>\r\n"
+              b"Cc: cat@c.test\r\nReply-To: Ann Home <ann@home.test>\r\n\r\nx\r\n")
+    assert p.to_addrs == ("support@x.test", "bob@c.test") and p.cc_addrs == ("cat@c.test",)
+    assert p.reply_to == "ann@home.test"
+
+
+def test_an_inline_part_keeps_its_content_id() -> None:
+    raw = (b"From: a@b\r\nMIME-Version: 1.0\r\nContent-Type: multipart/related; boundary=R\r\n"
+           b"\r\n--R\r\nContent-Type: text/html\r\n\r\n<img src=\"cid:p1@x\">\r\n"
+           b"--R\r\nContent-Type: image/png\r\nContent-ID: <p1@x>\r\n"
+           b"Content-Transfer-Encoding: base64\r\n\r\niVBORw==\r\n--R--\r\n")
+    [att] = parse(raw).attachments
+    assert (att.content_type, att.content_id) == ("image/png", "p1@x")
+
+
+POSTFIX_DSN = (
+    b"From: MAILER-DAEMON@mx.c.test (Mail Delivery System)\r\nTo: help@x.test\r\n"
+    b"Subject: Undelivered Mail Returned to Sender\r\nAuto-Submitted: auto-replied\r\n"
+    b"MIME-Version: 1.0\r\n"
+    b"Content-Type: multipart/report; report-type=delivery-status; boundary=B\r\n\r\n"
+    b"--B\r\nContent-Type: text/plain\r\n\r\nI'm sorry to have to inform you...\r\n"
+    b"--B\r\nContent-Type: message/delivery-status\r\n\r\n"
+    b"Reporting-MTA: dns; mx.c.test\r\nArrival-Date: Fri,  4 Dec 2026 10:00:00 +0000\r\n\r\n"
+    b"Final-Recipient: rfc822; bob@c.test\r\nOriginal-Recipient: rfc822;bob@c.test\r\n"
+    b"Action: failed\r\nStatus: 5.1.1\r\nRemote-MTA: dns; mx.c.test\r\n"
+    b"Diagnostic-Code: smtp; 550 5.1.1 <bob@c.test>: Recipient address rejected\r\n\r\n"
+    b"--B\r\nContent-Type: message/rfc822\r\n\r\n"
+    b"From: help@x.test\r\nTo: bob@c.test\r\nMessage-ID: <ours-1@x.test>\r\n"
+    b"Subject: Re: Order\r\n\r\nHello Bob\r\n--B--\r\n")
+
+
+def test_a_delivery_status_notification() -> None:
+    p = parse(POSTFIX_DSN)
+    assert p.dsn is not None and p.dsn.failed
+    assert p.dsn.original_message_id == "ours-1@x.test"
+    assert p.dsn.reporting_mta == "mx.c.test"
+    [r] = p.dsn.recipients
+    assert (r.recipient, r.action, r.status) == ("bob@c.test", "failed", "5.1.1")
+    assert "Recipient address rejected" in r.diagnostic
+    assert p.auto_generated  # never acknowledged
+
+
+def test_a_report_with_only_headers_and_a_delay() -> None:
+    raw = POSTFIX_DSN.replace(b"Action: failed", b"Action: delayed").replace(
+        b"Content-Type: message/rfc822", b"Content-Type: text/rfc822-headers")
+    p = parse(raw)
+    assert p.dsn.original_message_id == "ours-1@x.test" and not p.dsn.failed
+
+
+def test_other_reports_are_not_delivery_reports() -> None:
+    raw = POSTFIX_DSN.replace(b"report-type=delivery-status",
+                              b"report-type=disposition-notification")
+    assert parse(raw).dsn is None

@@ -1,5 +1,6 @@
-"""Helpers of the runtime suites: run the `switchboard` command in a subprocess, find a free
-port, and wire the service layer to a SqlStore without a running reactor."""
+"""Helpers of the runtime suites: run the `switchboard` command in a subprocess, run
+`switchboard serve` as users do (until its ports answer; stopped with SIGTERM, which must exit
+0), find a free port, and wire the service layer to a SqlStore without a running reactor."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ import os
 import socket
 import subprocess
 import sys
+import time
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +19,8 @@ from tests.dispatcher.service.stacks import T0, Stack, build_stack
 from tests.dispatcher.storage.wiring import Wiring, wire
 
 COMMAND_TIMEOUT = 60.0
+READY_SECONDS = 60.0
+STOP_SECONDS = 20.0
 
 
 def switchboard_command() -> list[str]:
@@ -54,6 +60,46 @@ def run_many(commands: list[list[str]], cwd: Path, env: dict[str, str] | None = 
     """Run independent commands side by side (most of a run is the interpreter starting)."""
     with ThreadPoolExecutor(max_workers=4) as pool:
         return list(pool.map(lambda args: run(*args, cwd=cwd, env=env), commands))
+
+
+def wait_port(port: int, proc: subprocess.Popen, log: Path,
+              seconds: float = READY_SECONDS) -> None:
+    """Until something listens on `port`; fails with the end of `log` when `proc` exits."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"serve exited: {log.read_text(errors='replace')[-3000:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"serve did not open port {port}: "
+                         f"{log.read_text(errors='replace')[-3000:]}")
+
+
+@contextmanager
+def serving(cwd: Path, env: dict[str, str], ports: Sequence[int],
+            args: Sequence[str] = ("serve",)) -> Iterator[Path]:
+    """`switchboard serve` in `cwd` with `env` (its log, stdout and stderr, in cwd/serve.log),
+    yielded once every port of `ports` answers, in that order; stopped with SIGTERM on exit,
+    and it must then exit 0."""
+    log = cwd / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([*switchboard_command(), *args], cwd=cwd, env=env,
+                                stdout=out, stderr=subprocess.STDOUT)
+    try:
+        for port in ports:
+            wait_port(port, proc, log)
+        yield log
+    finally:
+        proc.terminate()
+        try:
+            code = proc.wait(STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+        assert code == 0, log.read_text(errors="replace")[-3000:]
 
 
 def free_port() -> int:

@@ -98,6 +98,20 @@ def test_queues_and_agents(db, tmp_path):
     assert agent["channels"] == ["email", "phone"]
 
 
+def test_queue_dispositions_are_saved_and_listed(db, tmp_path):
+    r = sb(db, "queues", "add", "support", "--dispositions",
+           "solved=Solved, callback=Call back later", tmp_path=tmp_path)
+    assert r.code == 0, r.err
+    text, listed = run_many([["--database", db, "queues", "list"],
+                             ["--database", db, "queues", "list", "--json"]], cwd=tmp_path)
+    assert "dispositions=solved=Solved,callback=Call back later" in text.out, text.out
+    [queue] = json.loads(listed.out)
+    assert queue["dispositions"] == [{"code": "solved", "label": "Solved"},
+                                     {"code": "callback", "label": "Call back later"}]
+    [stored_queue] = stored(db, "list_queues")
+    assert stored_queue.dispositions == (("solved", "Solved"), ("callback", "Call back later"))
+
+
 ERRORS = {
     "unknown queue": (["agents", "add", "bob", "--skills", "support=5", "--queues",
                        "support,nowhere"], "unknown queue(s): nowhere"),
@@ -266,7 +280,7 @@ def admin_run(db: str, command, **args):
 AGENT_ARGS = dict(id="bob", name=None, skills="", queues="", capacity=None, channels=None)
 QUEUE_ARGS = dict(name="sales", requires=None, step=None, mode="push", choice="longest_idle",
                   priority=0, sl_target=None, offer_timeout=None, wrap_up=None, calendar=None,
-                  deadline=None)
+                  deadline=None, dispositions=None)
 
 
 @pytest.mark.parametrize(
@@ -282,6 +296,10 @@ QUEUE_ARGS = dict(name="sales", requires=None, step=None, mode="push", choice="l
         (admin.cmd_queues_add, {"requires": "x=abc"}, "level must be a whole number"),
         (admin.cmd_queues_add, {"deadline": "soon"}, "unknown deadline rule"),
         (admin.cmd_queues_add, {"sl_target": "phone=abc"}, "expected phone=N or email=N"),
+        (admin.cmd_queues_add, {"dispositions": "solved"}, "expected code=Label"),
+        (admin.cmd_queues_add, {"dispositions": "no good=Label"}, "disposition code 'no good'"),
+        (admin.cmd_queues_add, {"dispositions": "solved="}, "the label must be"),
+        (admin.cmd_queues_add, {"dispositions": "a=A,a=B"}, "listed twice"),
     ],
 )
 def test_admin_commands_refuse_bad_values_and_store_nothing(db, command, args, message):

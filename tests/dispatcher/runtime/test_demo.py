@@ -10,6 +10,9 @@ import subprocess
 import time
 import urllib.request
 
+import sqlalchemy as sa
+from argon2 import PasswordHasher
+
 from tests.dispatcher.runtime.running import base_env, free_port, run, switchboard_command
 
 DURATION, RATE = 8, 120
@@ -77,3 +80,22 @@ def test_demo_runs_handles_tasks_and_leaves_them_in_its_database(tmp_path):
     assert states.count("completed") >= 1, states
     assert {t["channel"] for t in tasks} <= {"email", "phone"}
     assert {t["queue"] for t in tasks} <= {"support", "sales", "billing"}
+
+    # The desk of `you` and the supervisor `boss` sign in with the passwords printed once at
+    # start; the database keeps their argon2 hashes only.
+    printed = dict(re.findall(r"sign in as `(\w+)` with the password (\S+)", out))
+    assert set(printed) == {"you", "boss"}, out
+    accounts = run("--database", f"sqlite:///{db}", "accounts", "list", "--json", cwd=tmp_path,
+                   env=base_env())
+    assert accounts.code == 0, accounts.err
+    roles = {a["id"]: (a["role"], a["password"]) for a in json.loads(accounts.out)}
+    assert roles == {"you": ("agent", True), "boss": ("supervisor", True)}
+    engine = sa.create_engine(f"sqlite:///{db}")
+    try:
+        with engine.connect() as conn:
+            hashes = dict(conn.execute(sa.text("select id, password_hash from accounts")).all())
+    finally:
+        engine.dispose()
+    for who, password in printed.items():
+        assert PasswordHasher().verify(hashes[who], password)
+        assert password not in err
