@@ -17,7 +17,11 @@ The peer, in the same run and the same browser: the same messages as one static 
 (what a server-rendered thread would send), served by the standard library's HTTP server; its
 `open -> painted` is the time to its first contentful paint. Ratios are ours / peer.
 
-    .venv/bin/python bench/conversation.py [--messages N] [--repeats R] [--database URL] [--json]
+    .venv/bin/python bench/conversation.py [--messages N] [--repeats R]
+                                           [--databases sqlite,postgres] [--json]
+
+PostgreSQL: a database made for the run on `$SWITCHBOARD_BENCH_PG_URL` (default
+postgresql+psycopg2://postgres@127.0.0.1:5432/test), dropped afterwards.
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
+from contextlib import contextmanager
 from email.message import EmailMessage
 from email.utils import make_msgid
 from pathlib import Path
@@ -51,6 +57,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                  "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic"]
 SECRET = b"bench-conversation-" + b"x" * 40
+PG_URL = os.environ.get("SWITCHBOARD_BENCH_PG_URL",
+                        "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
 BODY = ("Hello,\n\nthis is message {n} of our exchange about order 1234. The parcel was due on "
         "Monday; the carrier's tracking still says 'in transit' and nobody answers the phone "
         "there. Could you look into it and tell me when it will arrive?\n\nThank you,\nAnn\n")
@@ -132,11 +140,39 @@ def static_page(messages: list[EmailMessage]) -> str:
             f"<body><ol>{items}</ol></body></html>")
 
 
-def measure(args: argparse.Namespace) -> dict:
+@contextmanager
+def database(kind: str, tmp: Path):
+    """A new, empty database of this kind for one run."""
+    if kind == "sqlite":
+        yield f"sqlite:///{tmp / 'switchboard.db'}"
+        return
+    import sqlalchemy as sa
+
+    admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    name = f"sb_bench_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield sa.engine.make_url(PG_URL).set(database=name).render_as_string(
+            hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def measure(args: argparse.Namespace, kind: str) -> dict:
+    tmp = Path(tempfile.mkdtemp(prefix="bench-conversation-"))
+    try:
+        with database(kind, tmp) as url:
+            return {"database": kind, **_measure(args, tmp, url)}
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _measure(args: argparse.Namespace, tmp: Path, url: str) -> dict:
     from playwright.sync_api import sync_playwright
 
-    tmp = Path(tempfile.mkdtemp(prefix="bench-conversation-"))
-    url = args.database or f"sqlite:///{tmp / 'switchboard.db'}"
     prepare(url)
     (tmp / "console.secret").write_bytes(SECRET)
     smtp, ws, web = free_port(), free_port(), free_port()
@@ -174,9 +210,7 @@ def measure(args: argparse.Namespace) -> dict:
         proc.wait(20)
         if peer_server is not None:
             peer_server.shutdown()
-        shutil.rmtree(tmp, ignore_errors=True)
-    return {"messages": args.messages, "repeats": args.repeats, "database": url.split(":")[0],
-            **ours, **peer,
+    return {"messages": args.messages, "repeats": args.repeats, **ours, **peer,
             "ratio_open_to_paint": ours["open_to_paint_ms"] / peer["peer_first_paint_ms"]}
 
 
@@ -222,8 +256,8 @@ def _ours(browser, web: int, args: argparse.Namespace) -> dict:
 def _peer(browser, port: int, args: argparse.Namespace) -> dict:
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     painted, sizes = [], []
-    for _ in range(args.repeats):
-        page.goto(f"http://127.0.0.1:{port}/thread.html")
+    for n in range(args.repeats):  # a new address each time: never a cached copy
+        page.goto(f"http://127.0.0.1:{port}/thread.html?open={n}")
         _until(page, "() => performance.getEntriesByName('first-contentful-paint').length")
         got = page.evaluate("""() => ({
             fcp: performance.getEntriesByName('first-contentful-paint')[0].startTime,
@@ -254,25 +288,30 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--database", default="", help="default: a new SQLite file")
+    parser.add_argument("--databases", default="sqlite,postgres",
+                        help="comma-separated: sqlite, postgres (each a new database)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.messages < 1 or args.repeats < 1:
         parser.error("--messages and --repeats are at least 1")
-    figures = measure(args)
-    figures["load_1min"] = os.getloadavg()[0]
+    kinds = [k.strip() for k in args.databases.split(",") if k.strip()]
+    if not kinds or set(kinds) - {"sqlite", "postgres"}:
+        parser.error("--databases is a list of sqlite, postgres")
+    runs = [measure(args, kind) for kind in kinds]
+    load = os.getloadavg()[0]
     if args.json:
-        print(json.dumps(figures, indent=2))
+        print(json.dumps({"load_1min": load, "runs": runs}, indent=2))
         return
-    print(f"conversation of {figures['messages']} messages ({figures['database']}), "
-          f"median of {figures['repeats']} page opens, load {figures['load_1min']:.2f}")
-    print(f"  open -> painted     {figures['open_to_paint_ms']:8.1f} ms   "
-          f"(static peer first paint {figures['peer_first_paint_ms']:.1f} ms, "
-          f"ratio {figures['ratio_open_to_paint']:.2f})")
-    print(f"  asked -> painted    {figures['asked_to_paint_ms']:8.1f} ms   "
-          f"({figures['entries_shown']} entries shown)")
-    print(f"  conversation frame  {figures['conversation_frame_bytes']} bytes; page over HTTP "
-          f"{figures['page_http_bytes']:.0f} bytes (static peer {figures['peer_http_bytes']})")
+    for f in runs:
+        print(f"conversation of {f['messages']} messages ({f['database']}), "
+              f"median of {f['repeats']} page opens, load {load:.2f}")
+        print(f"  open -> painted     {f['open_to_paint_ms']:8.1f} ms   "
+              f"(static peer first paint {f['peer_first_paint_ms']:.1f} ms, "
+              f"ratio {f['ratio_open_to_paint']:.2f})")
+        print(f"  asked -> painted    {f['asked_to_paint_ms']:8.1f} ms   "
+              f"({f['entries_shown']} entries shown)")
+        print(f"  conversation frame  {f['conversation_frame_bytes']} bytes; page over HTTP "
+              f"{f['page_http_bytes']:.0f} bytes (static peer {f['peer_http_bytes']})")
 
 
 if __name__ == "__main__":
