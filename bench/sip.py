@@ -1,6 +1,6 @@
 """Benchmark: calls/s the phone edge takes from INVITE to 182 Queued and then to CANCEL (487 +
 200, ACK), driven by sipp, against Kamailio configured as a plain stateful responder
-(../shared/recipes/browser-and-sip-peers.md §3, perf-queue.cfg) on another loopback port, in
+(`KAMAILIO_CFG` below, written to perf-queue.cfg at each run) on another loopback port, in
 the same run.
 
     .venv/bin/python bench/sip.py [--calls N] [--concurrent L] [--db URL]

@@ -70,7 +70,7 @@ def main() -> None:
     args = ap.parse_args()
     sink_bin, source_bin = shutil.which("smtp-sink"), shutil.which("smtp-source")
     if sink_bin is None:
-        sys.exit("smtp-sink is not installed (apt-get install postfix, see recipes/mail-peers)")
+        sys.exit("smtp-sink is not installed (apt-get install postfix; ./dev test does it as root)")
     tmp = tempfile.mkdtemp(prefix="sb-bench-")
     url = args.db or f"sqlite:///{tmp}/bench.db"
     server = running.start(url, ack_queues="")

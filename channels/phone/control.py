@@ -10,8 +10,11 @@ listener. What it promises (issue 5, DESIGN §5):
 - TASK_OFFERED for a call we hold → the INVITE is proxied (Record-Route, our Via) to the agent's
   registered contact: the ringing phone is the offer. 18x is relayed. 2xx → `calls.answered`
   first, then the 200 goes to the caller (if the offer ended meanwhile, the agent leg is ACKed
-  and hung up instead). 486/603/other failures → `calls.refused` (the router offers the next
-  agent). OFFER_EXPIRED (RONA) or OFFER_WITHDRAWN → CANCEL the agent leg.
+  and hung up instead, once: the same 2xx again only gets the same ACK). 486/603/other
+  failures → `calls.refused` (the router offers the next agent). OFFER_EXPIRED (RONA) or
+  OFFER_WITHDRAWN → CANCEL the agent leg; a phone that has answered nothing yet (its INVITE
+  still retransmitted, as under packet loss) gets no more retransmissions, so it is not
+  reached after its offer ended; its late 1xx still gets the CANCEL, its late 2xx a hang-up.
 - Caller CANCEL → `calls.abandoned`, then 487. No agent within `max_queue_wait` → abandoned,
   480 with Retry-After.
 - After the answer, requests inside the dialog (ACK, BYE, re-INVITE, ...) pass through us (we
@@ -68,6 +71,7 @@ class Leg:
     cancelled: bool = False  # we CANCEL it (offer over, caller gone): no refusal to report
     cancel_sent: bool = False
     ok: Response | None = None
+    ack: Request | None = None  # ours for its 2xx when we hung it up (sent again on a retransmit)
 
 
 @dataclass(eq=False)
@@ -380,6 +384,9 @@ class CallControl:
                 .addErrback(self._bug, "refusing")
 
     def _leg_answered(self, call: Call, leg: Leg, resp: Response) -> None:
+        if leg.ack is not None:  # we hung it up: its 2xx again (our ACK lost), the same ACK
+            self.endpoint.send_stateless(leg.ack, leg.flow)
+            return
         if leg.state == "answered":  # a retransmitted 2xx: pass it on (§16.7 step 5)
             if call.state == "answered" and call.leg is leg:
                 self.endpoint.send(translate.without_top_via(resp).to_bytes(), call.caller_flow)
@@ -426,7 +433,11 @@ class CallControl:
         leg.cancelled = True
         if leg.provisional and leg.state in ("trying", "ringing"):
             self._send_cancel(leg)
-        # no provisional yet: the CANCEL goes when one arrives (§9.1); else timer B ends it
+        elif leg.state == "trying" and leg.txn is not None:
+            # no provisional yet: the CANCEL goes when one arrives (§9.1), else timer B ends
+            # the transaction; meanwhile the INVITE is not retransmitted, so a phone it has
+            # not reached yet (packets lost) does not start ringing for an offer that is over
+            leg.txn.stop_retransmitting()
 
     def _send_cancel(self, leg: Leg) -> None:
         leg.cancel_sent = True
@@ -444,6 +455,7 @@ class CallControl:
         bye = translate.in_dialog(leg.invite, ok, "BYE", ep.via(leg.flow), number + 1)
         ep.request(bye, leg.flow, lambda resp: None)
         leg.state = "done"
+        leg.ack = ack
 
     # ================================================================ inside the dialog
 

@@ -14,7 +14,8 @@ Sits between the sockets and the transaction users (registrar.py, control.py). P
   until timer J).
 - Client transactions (§17.1): INVITE (timer A retransmits over UDP, B gives up: 408 to the TU;
   ACK for a non-2xx final sent here, timer D absorbs retransmissions; 2xx and their
-  retransmissions go to the TU) and non-INVITE (E retransmits, F gives up).
+  retransmissions go to the TU) and non-INVITE (E retransmits, F gives up). The TU may stop
+  the retransmissions of a request nobody answered yet (`stop_retransmitting`).
 - CANCEL (§9.2): matched to the INVITE server transaction it names; 200 to the CANCEL here, the
   TU decides the 487. No match: 481.
 Every timer runs on the injected IReactorTime (all of them on one DelayedCall: `Timers`), so the
@@ -295,7 +296,7 @@ class ClientTransaction:
     a timeout or a transport error arrives as a 408 made here."""
 
     __slots__ = ("endpoint", "key", "request", "data", "flow", "invite", "state", "timers",
-                 "interval", "on_response", "ack")
+                 "interval", "on_response", "ack", "quiet")
 
     def __init__(self, endpoint: Endpoint, request: Request, flow: Flow,
                  on_response: Callable[[Response], None]) -> None:
@@ -310,6 +311,7 @@ class ClientTransaction:
         self.timers: list[Timer] = []
         self.interval = T1
         self.ack: bytes | None = None
+        self.quiet = False  # no more retransmissions (`stop_retransmitting`)
 
     @property
     def branch(self) -> str:
@@ -323,8 +325,15 @@ class ClientTransaction:
             self.timers.append(timers.call_later(self.interval, self._retransmit))
         self.timers.append(timers.call_later(TIMER_B, self._timeout))
 
+    def stop_retransmitting(self) -> None:
+        """The TU no longer wants an answer it has not had yet: timers A/E stop, so the request
+        reaches nobody from now on; the transaction stays until timer B/F to take a response
+        already on its way (a proxy's branch given up before any provisional, §9.1: the
+        CANCEL may only follow one)."""
+        self.quiet = True
+
     def _retransmit(self) -> None:
-        if self.state not in ("calling", "trying", "proceeding"):
+        if self.quiet or self.state not in ("calling", "trying", "proceeding"):
             return
         if self.invite and self.state == "proceeding":
             return  # timer A stops at the first provisional response

@@ -1,7 +1,7 @@
 """A real IMAP server for the tests: Debian's dovecot-imapd (package `dovecot-imapd`) on a free
 loopback port with its own config and a temporary Maildir, started in the foreground as a child
-of the test (see /work/shared/recipes/mail-peers.md, section 1). Root: the mail processes run as
-uid `mail`; otherwise everything runs as the current user without chroot."""
+of the test (the config below is all it reads: no SSL, users from a passwd-file). Root: the mail
+processes run as uid `mail`; otherwise everything runs as the current user without chroot."""
 
 from __future__ import annotations
 

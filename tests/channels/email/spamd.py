@@ -1,6 +1,6 @@
-"""SpamAssassin's spamd on a free loopback port for the spam tests (recipe: shared
-mail-peers.md section 5): offline rules (`--local`), no user configuration, foreground; ready
-when PING answers PONG. Missing binary: skip (fail under SWITCHBOARD_STRICT=1)."""
+"""SpamAssassin's spamd on a free loopback port for the spam tests (Debian `spamd`): offline
+rules (`--local`), no user configuration, foreground; ready when PING answers PONG. Missing
+binary: skip (fail under SWITCHBOARD_STRICT=1)."""
 
 from __future__ import annotations
 

@@ -20,14 +20,15 @@ from channels.email.config import EmailSettings, Routes
 from channels.email.smtp import SmtpIntake
 from dispatcher.service.mail import Received
 from tests.channels.email import running
+from tests.corpora import (
+    CHASQUID_SMTP_DIALOGS,
+    CPYTHON_EMAIL_DATA,
+    MISSING_PARAMS,
+    corpus,
+    files,
+    find,
+)
 from tests.support import missing, need_binary
-
-CORPORA = Path("/work/shared/corpora")
-if not CORPORA.exists():
-    CORPORA = Path(__file__).resolve().parents[4] / "shared" / "corpora"
-EMAIL_DATA = CORPORA / "cpython-email-data"
-DIALOGS = CORPORA / "chasquid-smtp-dialogs"
-
 
 # ---------------------------------------------------------------- in process: 250 after commit
 
@@ -201,24 +202,25 @@ def test_swaks_with_an_attachment(server, tmp_path) -> None:
 
 
 def corpus_files() -> list[Path]:
-    """The messages (msg_*.txt, the mbox); not the TSV that lists which tests use them."""
-    if not EMAIL_DATA.exists():
-        return []
-    return sorted(p for p in EMAIL_DATA.iterdir() if p.suffix in (".txt", ".mbox"))
+    """The messages (msg_*.txt, the mbox); not the TSV that lists which tests use them, nor the
+    images and sounds beside them in the interpreter's own copy. Missing: skip (strict: fail)."""
+    data = corpus(CPYTHON_EMAIL_DATA)
+    found = sorted(p for p in data.iterdir() if p.suffix in (".txt", ".mbox"))
+    if not found:
+        missing(f"no msg_*.txt in {data}")
+    return found
 
 
 def test_every_cpython_test_message_is_accepted_and_stored(server) -> None:
-    files = corpus_files()
-    if not files:
-        missing(f"no corpus at {EMAIL_DATA}")
+    messages = corpus_files()
     count = "select count(*) from email_messages where direction = 'in'"
     before = running.rows(server.url, count)[0][0]
     with smtp(server) as c:
         c.ehlo()
-        for path in files:
+        for path in messages:
             assert c.sendmail(f"corpus-{path.stem}@test.org", ["support@example.com"],
                               path.read_bytes()) == {}
-    assert running.rows(server.url, count)[0][0] - before == len(files)
+    assert running.rows(server.url, count)[0][0] - before == len(messages)
     flagged = running.rows(server.url, "select count(*) from email_messages where malformed")
     assert flagged[0][0] > 0  # the broken ones are stored and flagged
 
@@ -284,11 +286,11 @@ def read_reply(f, final_only: bool) -> str:
             return line
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in DIALOGS.glob("*.cmy")
-                                         if not p.name.startswith(SKIPPED))
-                         if DIALOGS.exists() else [])
+@pytest.mark.parametrize("name", [p.name for p in files(CHASQUID_SMTP_DIALOGS, "*.cmy")
+                                  if not p.name.startswith(SKIPPED)]
+                         if find(CHASQUID_SMTP_DIALOGS) else MISSING_PARAMS)
 def test_chasquid_dialog_reply_classes(server, name: str) -> None:
-    checks = run_dialog(DIALOGS / name, server.port)
+    checks = run_dialog(corpus(CHASQUID_SMTP_DIALOGS) / name, server.port)
     assert checks
     wrong = [(want_text, got) for want_text, got, want in checks if got[:1] != want]
     assert wrong == [], f"{name}: expected class of {[w for w, _ in wrong]}, got {wrong}"

@@ -165,6 +165,44 @@ def test_cancel_before_any_provisional_waits_for_one():
     assert [x for x in to(wire, PHONE) if isinstance(x, Request) and x.method == "CANCEL"]
 
 
+def invites(wire: Wire) -> list[Request]:
+    return [x for x in to(wire, PHONE) if isinstance(x, Request) and x.method == "INVITE"]
+
+
+def test_a_phone_not_reached_when_its_offer_ends_gets_no_more_invites():
+    """Under loss the phone may not have the INVITE yet when the offer runs out: timer A stops
+    there, so the phone is not rung for an offer that is over; a late 180 still gets the
+    CANCEL, and the transaction ends by itself (timer B) without a refusal."""
+    ep, control, calls, wire, clock = setup()
+    invite = ringing(ep, control, wire)
+    clock.advance(0.5)
+    clock.advance(1.0)
+    assert len(invites(wire)) == 3  # timer A: 0, 0.5, 1.5 s
+    offered(control, kind=ev.OFFER_EXPIRED)
+    for _ in range(7):
+        clock.advance(4)  # 29.5 s: timer A would have sent at 3.5, 7.5, 15.5 s
+    assert len(invites(wire)) == 3
+    phone_says(ep, invite, 180, "Ringing")  # one of the earlier copies reached it after all
+    assert [x.method for x in to(wire, PHONE) if isinstance(x, Request)][-1] == "CANCEL"
+    clock.advance(40)  # timers B and F: the 408s they make are no refusal
+    assert "refused" not in calls.kinds() and 180 not in statuses(wire)
+
+
+def test_a_late_answer_is_hung_up_once_and_its_retransmissions_only_acked():
+    """The phone's 200 crosses the end of its offer: ACK and BYE once; the same 200 again (our
+    ACK lost) gets the same ACK, never a second BYE; the caller hears nothing of it."""
+    ep, control, calls, wire, clock = setup()
+    invite = ringing(ep, control, wire)
+    offered(control, kind=ev.OFFER_EXPIRED)
+    contact = ["Contact: <sip:alice@127.0.0.1:5081>"]
+    phone_says(ep, invite, 200, "OK", extra=contact)
+    phone_says(ep, invite, 200, "OK", extra=contact)
+    sent = [x for x in to(wire, PHONE) if isinstance(x, Request)]
+    assert [x.method for x in sent] == ["INVITE", "ACK", "BYE", "ACK"]
+    assert sent[1].to_bytes() == sent[3].to_bytes()
+    assert "answered" not in calls.kinds() and 200 not in statuses(wire)
+
+
 def test_caller_cancel_abandons_then_487_and_cancels_the_agent_leg():
     ep, control, calls, wire, clock = setup()
     invite = ringing(ep, control, wire)

@@ -17,10 +17,10 @@ from channels.phone.parse import Request, Response, parse
 from channels.phone.sip import T1, T2, T4, TIMER_B, Endpoint, Flow
 from tests.channels.phone import messages as m
 from tests.channels.phone import running
+from tests.corpora import RFC4475_SIP_TORTURE, corpus
 
 PHONE = Flow("udp", "127.0.0.1", 5071)
 AGENT = Flow("udp", "127.0.0.1", 5081)
-TORTURE = Path(__file__).resolve().parents[4] / "shared" / "corpora" / "rfc4475-sip-torture"
 
 
 class Wire:
@@ -261,8 +261,8 @@ def test_unreadable_request_gets_400_and_unanswerable_is_dropped():
 # ------------------------------------------------------------------ the running server
 
 
-def manifest() -> list[tuple[str, str, str]]:
-    with open(TORTURE / "MANIFEST.tsv") as f:
+def manifest(torture: Path) -> list[tuple[str, str, str]]:
+    with open(torture / "MANIFEST.tsv") as f:
         return [tuple(r) for r in csv.reader(f, delimiter="\t") if r and not r[0].startswith("#")]
 
 
@@ -322,14 +322,15 @@ def torture_server(tmp_path_factory):
 
 
 def test_every_torture_message_over_udp_then_a_valid_invite_is_still_queued(torture_server):
-    assert set(EXPECTED) == {name for _, name, _ in manifest()}
+    torture = corpus(RFC4475_SIP_TORTURE)  # missing: skip (strict: fail) with the reason
+    assert set(EXPECTED) == {name for _, name, _ in manifest(torture)}
     got = {}
     call_ids_by_branch: dict[bytes, set[bytes]] = {}
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind(("127.0.0.1", 0))
         target = ("127.0.0.1", torture_server.udp_port)
-        for _, name, _group in manifest():
-            data = (TORTURE / name).read_bytes()
+        for _, name, _group in manifest(torture):
+            data = (torture / name).read_bytes()
             cid = CALL_ID.search(data)
             branch = BRANCH.search(data)
             ours = call_ids_by_branch.setdefault(branch.group(1) if branch else b"", set())

@@ -189,10 +189,12 @@ def test_caller_hangs_up_while_queued_is_abandoned(phones):
 def test_retransmissions_under_loss(phones, queue):
     """sipp drops 15 % of the packets on both phones; the transaction layers (theirs and ours:
     timers A, E, G, 2xx retransmissions passed through) still get the call answered and
-    ended."""
+    ended. The phones' scenarios are those of a phone under loss: the agent's answers a
+    retransmitted INVITE and stays for retransmitted BYEs (agent_answer_lossy.xml), the
+    caller takes only the BYE's own 200 as its answer (customer_call.xml)."""
     p = phones(queue)
     lost = ("-lost", "15")
-    agent = p.agent(f"{queue}-a", "agent_answer.xml", *lost)
+    agent = p.agent(f"{queue}-a", "agent_answer_lossy.xml", *lost)
     caller = p.caller("customer_call.xml", *lost)
     # On failure, both phones' logs: the caller's alone cannot tell a lost answer from RONA.
     assert caller.wait() == 0, caller.logs() + "\n=== the agent's phone\n" + agent.logs()
