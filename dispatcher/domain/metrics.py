@@ -28,7 +28,10 @@ Using it
 - `queue`: count only the tasks of this queue (agents' logged-in time is counted anyway).
 - `figures(now)` does not change the tally: spans still open (an agent logged in, a task held)
   are counted up to `now`, and e-mails whose deadline passed before `now` without an answer count
-  as missed. Call it as often as you like (cost: proportional to the cells, the agents and the
+  as missed. A period that runs into the future is counted up to `now` only: pass the time it
+  is (a report built today for all of today), never the period's end, or the spans would count
+  time that has not happened; intervals that begin after `now` are left out of the snapshot
+  (`Figures.buckets`), not filled with zeros or with the last depth. Call it as often as you like (cost: proportional to the cells, the agents and the
   unanswered e-mails, not to the events folded). The snapshot copies the cells, so it does not
   change when the tally goes on; `figures(now, copy=False)` skips that for a finished tally.
 - Not thread-safe: fold and take snapshots from one thread at a time.
@@ -406,12 +409,18 @@ class Tally:
         return self.start + b * self.interval
 
     def buckets(self, now: float | None = None) -> range:
-        """The bucket indexes of the period (up to `now` when the period has no end)."""
+        """The bucket indexes of the period that have begun by `now` (or by the newest event
+        folded, if later): an interval that has not begun yet has no figures, not zeros. The
+        bucket holding `now` is included (a period that begins after `now` has its first
+        bucket only); with an end and no `now`, every bucket of the period."""
+        full = None
         if self.end is not None:
-            return range(max(1, math.ceil((self.end - self.start) / self.interval - EPSILON)))
-        # A live tally: up to the bucket holding `now` (or the newest event), included.
+            full = max(1, math.ceil((self.end - self.start) / self.interval - EPSILON))
+            if now is None or now >= self.end:
+                return range(full)
         stop = max(now if now is not None else self.last_at, self.last_at, self.start)
-        return range(int((stop - self.start) // self.interval) + 1)
+        n = int((stop - self.start) // self.interval) + 1
+        return range(n if full is None else min(n, full))
 
     # ------------------------------------------------------------------ cells
 
@@ -859,7 +868,7 @@ class Tally:
                 c.count("overdue")
         return Figures(self.start, self.end if self.end is not None else now, self.interval,
                        self.buckets(now), cells, agent_cells, self.queue, self.events,
-                       self.targets)
+                       self.targets, until=now)
 
 
 class _CopyOnWrite(dict):
@@ -950,8 +959,12 @@ class Figures:
     def __init__(self, start: float, end: float, interval: float, buckets: range,
                  cells: Mapping[Key, Cell], agent_cells: Mapping[tuple[int, str], Cell],
                  queue: str | None, events: int,
-                 targets: Mapping[str, QueueTarget] | None = None) -> None:
+                 targets: Mapping[str, QueueTarget] | None = None,
+                 until: float | None = None) -> None:
         self.start, self.end, self.interval = start, end, interval
+        # What the figures count up to: `end`, or `now` when the period runs into the future
+        # (nothing after it is counted, and the intervals after it are not in `buckets`).
+        self.until = end if until is None else min(until, end)
         self.bucket_range = buckets
         self._cells = cells
         self._agent_cells = agent_cells

@@ -60,7 +60,9 @@ TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
 @dataclass(slots=True)
 class Task:
     """A task as the router sees it. `required_skills` maps a skill to its minimum level (0-10) at
-    the task's current escalation `step`; `base_skills` is what intake asked for (step 0)."""
+    the task's current escalation `step`; `base_skills` is what intake asked for (step 0).
+    `priority` is the task's own (0-100, 0 unless given): the router orders by it plus its
+    queue's priority, so a queue's priority is never copied into its tasks."""
 
     id: str
     channel: Channel

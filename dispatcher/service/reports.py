@@ -102,6 +102,12 @@ class Report:
     events: int  # events of the period read from the log
     generated_at: float
 
+    @property
+    def until(self) -> float:
+        """What the figures count up to: the end, or the time the report was built when the
+        period runs into the future."""
+        return self.figures.until
+
 
 class Reports:
     def __init__(self, events: ReportStore, store: Store, clock: IReactorTime) -> None:
@@ -128,8 +134,11 @@ class Reports:
             raise UnknownQueue(queue)
         tally = Tally(start, end, interval, targets, queue)
         n = await self.events.fold_events(start, end, tally.add_all, progress)
-        return Report(start, end, interval, queue, tally.figures(end, copy=False), n,
-                      self.clock.seconds())
+        now = self.clock.seconds()
+        # Up to now: a period that runs into the future counts no time that has not happened
+        # (logged in, occupied, overdue) and has no intervals after now.
+        return Report(start, end, interval, queue, tally.figures(min(end, now), copy=False), n,
+                      now)
 
 
 async def queue_targets(store: Store) -> dict[str, QueueTarget]:
@@ -349,6 +358,13 @@ def cell_value(report: Report, row: TableRow, column: Column) -> tuple[str, floa
     return metric, report.figures.cell(row.scope, row.key, row.bucket).value(metric)
 
 
+def _so_far(report: Report) -> str:
+    """Said when the period runs into the future: the figures stop at the report's time."""
+    if report.until >= report.end:
+        return ""
+    return f"; counted up to {iso(report.until)} (the rest of the period has not happened yet)"
+
+
 def _title(report: Report) -> str:
     scope = f"queue {report.queue}" if report.queue else "all queues"
     return (f"Switchboard report {when(report.start)} to {when(report.end)} UTC, {scope}, "
@@ -366,8 +382,8 @@ def render(report: Report, fmt: str) -> str:
 
 
 def render_text(report: Report) -> str:
-    lines = [_title(report), f"{report.events} events read; generated {iso(report.generated_at)}",
-             ""]
+    lines = [_title(report), f"{report.events} events read; generated {iso(report.generated_at)}"
+             + _so_far(report), ""]
     for table in tables(report):
         if not table.rows:
             continue
@@ -415,7 +431,8 @@ def render_json(report: Report) -> str:
         "report": {"from": iso(report.start), "to": iso(report.end),
                    "from_epoch": report.start, "to_epoch": report.end,
                    "interval": interval_name(report.interval), "queue": report.queue,
-                   "events": report.events, "generated_at": iso(report.generated_at)},
+                   "events": report.events, "generated_at": iso(report.generated_at),
+                   "until": iso(report.until), "until_epoch": report.until},
         "definitions": METRICS,
         "period": _figures_json(f, None),
         "agents": {a: f.cell("agent", a).values() for a in f.keys("agent")},
@@ -434,7 +451,7 @@ def render_html(report: Report) -> str:
         f"<title>{e(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{e(title)}</h1>",
         f"<p class=\"meta\">{report.events} events read; generated "
-        f"{e(iso(report.generated_at))}</p>",
+        f"{e(iso(report.generated_at))}{e(_so_far(report))}</p>",
         "<section class=\"plots\">", *plots(report), "</section>",
     ]
     for table in tables(report):
@@ -475,8 +492,10 @@ MAX_SERIES = 6
 
 
 def plots(report: Report) -> list[str]:
+    """The plots: the axis spans the whole period; the series stop at the last interval that
+    has begun (nothing is drawn for the future)."""
     f = report.figures
-    labels = [when(f.bucket_start(b), report.interval) for b in f.buckets]
+    labels = [when(f.bucket_start(b), report.interval) for b in range(_period_buckets(report))]
     out = []
     sl = [("all", [f.cell("all", "", b).value("service_level") for b in f.buckets])]
     sl += [(ch, [f.cell("channel", ch, b).value("service_level") for b in f.buckets])
@@ -500,6 +519,10 @@ def plots(report: Report) -> list[str]:
                         [("requests", _bins(period.values(), "first_response",
                                             EMAIL_RESPONSE_EDGES))]))
     return out
+
+
+def _period_buckets(report: Report) -> int:
+    return max(1, math.ceil((report.end - report.start) / report.interval - 1e-9))
 
 
 def _edge_labels(edges: tuple[float, ...], unit: str) -> list[str]:

@@ -9,8 +9,19 @@ Sits in `dispatcher.service` beside `queries.py` (read models) and `roster.py` /
   today's service level (from `reports.Today`: the one definition of docs/metrics.md, folded
   from today's log incrementally, seeded from the store by `start()`), and the agents eligible
   for it split by what they are doing for that channel (available, busy, wrap-up, on break by
-  reason, not responding, offline); per agent their presence and since when, their tasks and
-  pending offer; the most urgent waiting tasks; hourly series of today for the charts.
+  reason, not responding, offline), its oldest waiting tasks (OLDEST_PER_QUEUE) and why its
+  tasks wait (`why`, `hint`: see below); per agent their presence and since when, their tasks
+  and pending offer; the most urgent waiting tasks (and how many wait in all); hourly series of
+  today for the charts. Tasks are shown by their request number, subject or caller's number.
+- *Why waiting* is read from the router's state for the task the router would serve first in
+  that queue and channel (its current requirement, after escalation steps): `no_members`
+  (nobody in the queue takes the channel), `nobody_signed_in` (every such member is offline),
+  `skill_missing` (members are signed in, none meets the requirement: the hint names the skill
+  and the best level signed in), `all_busy` (those who meet it are busy, wrapping up, on a break,
+  not responding, have the channel switched off or no phone reachable: the hint counts them),
+  `declined` (the free ones declined this task), `pull` (a pull queue: someone must pick it),
+  `reserved` (kept for the agent who answered the customer before), `offered` (every waiting
+  task is offered: waiting for an answer), `routing` (an agent is free: an offer follows).
 - *At risk* (AT_RISK_SHARE): a waiting task whose due time — an e-mail's deadline (or arrival
   plus the queue's e-mail target when it has none), a call's arrival plus the queue's phone
   target — is not yet past but less than a quarter of the time it was given remains.
@@ -43,6 +54,7 @@ from dispatcher.domain import events as ev
 from dispatcher.domain.agents import Agent, Presence, meets
 from dispatcher.domain.errors import DomainError, InvalidValue, UnknownAgent
 from dispatcher.domain.metrics import EMAIL_RESPONSE_EDGES, PHONE_WAIT_EDGES
+from dispatcher.domain.queues import Mode
 from dispatcher.domain.routing import Outcome, Router
 from dispatcher.domain.tasks import Channel, Task, TaskState
 
@@ -64,6 +76,11 @@ SL_REFRESH_SECONDS = 5.0
 LIVE_TASKS_LIMIT = 100
 # A task's label (an e-mail's subject, a caller's number) is cut to this many characters.
 LABEL_CHARS = 80
+# The oldest waiting tasks listed per queue and channel (the count covers them all).
+OLDEST_PER_QUEUE = 5
+# Why a queue's tasks wait (QueueLive.why): see the module docstring.
+WHY = ("no_members", "nobody_signed_in", "skill_missing", "all_busy", "declined", "pull",
+       "reserved", "offered", "routing")
 
 _WAITING = (TaskState.QUEUED, TaskState.OFFERED)
 
@@ -94,6 +111,9 @@ class QueueLive:
     breaks: Mapping[str, int]  # on_break by reason
     not_responding: int
     offline: int
+    oldest: tuple[TaskLive, ...] = ()  # the oldest waiting first, at most OLDEST_PER_QUEUE
+    why: str | None = None  # one of WHY when tasks wait, else None
+    hint: str = ""  # `why` in words, for the board
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +130,7 @@ class TaskLive:
     at_risk: bool
     overdue: bool
     label: str  # subject or caller, at most LABEL_CHARS
+    request: str = ""  # an e-mail's request number (e.g. SB-000123), else ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +175,7 @@ class LiveState:
     agents: tuple[AgentLive, ...]
     waiting: tuple[TaskLive, ...]  # the most urgent, at most LIVE_TASKS_LIMIT
     series: Series = field(default_factory=Series)
+    waiting_total: int = 0  # every waiting task (queued or offered), listed or not
 
     def same_as(self, other: LiveState | None) -> bool:
         """Equal but for the time it was taken."""
@@ -166,13 +188,23 @@ Listener = Callable[[LiveState], None]
 class _Waiting:
     """What one pass over the open tasks gathers for one queue and channel."""
 
-    __slots__ = ("n", "offered", "oldest", "deadline", "due", "at_risk", "overdue")
+    __slots__ = ("n", "offered", "oldest", "deadline", "due", "at_risk", "overdue", "head",
+                 "first")
 
     def __init__(self) -> None:
         self.n = self.offered = self.at_risk = self.overdue = 0
         self.oldest: float | None = None
         self.deadline: float | None = None
         self.due: float | None = None
+        # The queued task the router serves first: (order key, task); the oldest waiting
+        # tasks: a max-heap of (-created_at, id) bounded to OLDEST_PER_QUEUE.
+        self.head: tuple[tuple, Task] | None = None
+        self.first: list[tuple[float, str]] = []
+
+
+def _request(task: Task) -> str:
+    value = task.attributes.get("request")
+    return value[:LABEL_CHARS] if isinstance(value, str) else ""
 
 
 def _label(task: Task) -> str:
@@ -191,7 +223,8 @@ class Supervision:
     def __init__(self, router: Router, clock: Any, today: Any = None, *,
                  interval: float = PUSH_INTERVAL_SECONDS, at_risk_share: float = AT_RISK_SHARE,
                  sl_refresh_seconds: float = SL_REFRESH_SECONDS,
-                 tasks_limit: int = LIVE_TASKS_LIMIT) -> None:
+                 tasks_limit: int = LIVE_TASKS_LIMIT,
+                 oldest_per_queue: int = OLDEST_PER_QUEUE) -> None:
         if not 0 < at_risk_share < 1:
             raise InvalidValue("at_risk_share must be in (0, 1)")
         self.router = router
@@ -201,6 +234,7 @@ class Supervision:
         self.at_risk_share = at_risk_share
         self.sl_refresh_seconds = sl_refresh_seconds
         self.tasks_limit = tasks_limit
+        self.oldest_per_queue = oldest_per_queue
         self.figures: Any = None  # today's metrics.Figures, as last read
         self.refreshes = 0  # reads of today's figures (for tests and /metrics)
         self.computed = 0  # states computed
@@ -327,6 +361,7 @@ class Supervision:
         urgent: list[tuple[float, float, str]] = []
         queues_of, share = r.queues, self.at_risk_share
         queued, offered = TaskState.QUEUED, TaskState.OFFERED
+        keep = self.oldest_per_queue
         for task in r.tasks.values():
             state = task.state
             if state is not queued and state is not offered:
@@ -340,6 +375,14 @@ class Supervision:
             w.n += 1
             if state is offered:
                 w.offered += 1
+            else:
+                order = r.order(task)
+                if w.head is None or order < w.head[0]:
+                    w.head = (order, task)
+            if len(w.first) < keep:
+                heapq.heappush(w.first, (-created, task.id))
+            elif -created > w.first[0][0]:
+                heapq.heapreplace(w.first, (-created, task.id))
             if w.oldest is None or created < w.oldest:
                 w.oldest = created
             if task.deadline is not None and (w.deadline is None or task.deadline < w.deadline):
@@ -351,7 +394,7 @@ class Supervision:
             elif due - now < share * max(0.0, due - created):
                 w.at_risk += 1
             urgent.append((due, created, task.id))
-        queues = tuple(self._queue_live(name, channel, waiting.get((name, channel)))
+        queues = tuple(self._queue_live(name, channel, waiting.get((name, channel)), now)
                        for name in sorted(r.queues) for channel in Channel)
         agents = tuple(self._agent_live(a, now) for a in sorted(r.agents.values(),
                                                                  key=lambda a: a.id))
@@ -360,7 +403,7 @@ class Supervision:
         figures = self.figures
         return LiveState(
             at=now, day_start=figures.start if figures is not None else None, queues=queues,
-            agents=agents, waiting=top, series=self._series())
+            agents=agents, waiting=top, series=self._series(), waiting_total=len(urgent))
 
     def _task_live(self, task: Task, now: float) -> TaskLive:
         due = self.router.queues[task.queue].due(task)
@@ -371,9 +414,10 @@ class Supervision:
             priority=task.priority, created_at=task.created_at, deadline=task.deadline, due=due,
             agent_id=task.agent_id, overdue=overdue,
             at_risk=not overdue and due - now < self.at_risk_share * allowed,
-            label=_label(task))
+            label=_label(task), request=_request(task))
 
-    def _queue_live(self, name: str, channel: Channel, w: _Waiting | None) -> QueueLive:
+    def _queue_live(self, name: str, channel: Channel, w: _Waiting | None,
+                    now: float) -> QueueLive:
         r = self.router
         queue = r.queues[name]
         w = w or _Waiting()
@@ -399,6 +443,10 @@ class Supervision:
             met, total = cell.counts.get("sl_met", 0), cell.counts.get("sl_total", 0)
             level = met / total if total else None
         target = queue.sl_target.get(channel)
+        tasks = r.tasks
+        oldest = tuple(self._task_live(tasks[task_id], now)
+                       for _, task_id in sorted(w.first, reverse=True))
+        why, hint = self._why(queue, channel, w) if w.n else (None, "")
         return QueueLive(
             queue=name, channel=channel.value, waiting=w.n, offered=w.offered,
             oldest_arrival=w.oldest, oldest_deadline=w.deadline, next_due=w.due,
@@ -407,7 +455,72 @@ class Supervision:
             service_level=level, sl_met=met, sl_total=total, eligible=eligible,
             available=counts["available"], busy=counts["busy"], wrap_up=counts["wrap_up"],
             on_break=counts["break"], breaks=dict(sorted(breaks.items())),
-            not_responding=counts["not_responding"], offline=counts["offline"])
+            not_responding=counts["not_responding"], offline=counts["offline"],
+            oldest=oldest, why=why, hint=hint)
+
+    def _why(self, queue: Any, channel: Channel, w: _Waiting) -> tuple[str, str]:
+        """Why the tasks of a queue and channel wait (module docstring), read for the task the
+        router would serve first. Cost: the queue's members."""
+        r = self.router
+        if w.head is None:
+            n = w.offered
+            return "offered", f"{n} offered: waiting for {'an answer' if n == 1 else 'answers'}"
+        task = w.head[1]
+        need = task.required_skills
+        label = "calls" if channel is Channel.PHONE else "e-mails"
+        members = [r.agents[a] for a in r.members(queue.name)
+                   if channel in r.agents[a].channels and r.agents[a].capacity.get(channel, 0)]
+        if not members:
+            return "no_members", f"Nobody in {queue.name} takes {label}"
+        signed_in = [a for a in members if a.status is not Presence.OFFLINE]
+        if not signed_in:
+            n = len(members)
+            return "nobody_signed_in", (f"No agent signed in ({n} member{'s' * (n != 1)} "
+                                        f"offline)")
+        able = [a for a in signed_in if meets(a.skills, need)]
+        if not able:
+            missing = []
+            for skill, level in sorted(need.items()):
+                best = max((a.skills.get(skill, -1) for a in signed_in), default=-1)
+                if best < level:
+                    missing.append(f"{skill} ≥ {level} (best signed in: "
+                                   f"{best if best >= 0 else 'none'})")
+            return "skill_missing", "Skill missing: needs " + ", ".join(missing)
+        declined = r.declined.get(task.id, ())
+        free = [a for a in able if a.can_take(channel, r.matrix)]
+        if not free:
+            return "all_busy", self._busy_hint(able, channel)
+        if all(a.id in declined for a in free):
+            return "declined", "Declined by every agent free to take it"
+        if queue.mode is Mode.PULL:
+            return "pull", "Pull queue: waits for an agent to pick it"
+        keeper = r.reserved_for(task.id)
+        if keeper is not None:
+            return "reserved", f"Kept for {keeper}, who answered this customer before"
+        return "routing", "An agent is free: being offered"
+
+    def _busy_hint(self, able: list[Agent], channel: Channel) -> str:
+        doing: dict[str, int] = {}
+        for a in able:
+            if a.status is Presence.BREAK:
+                kind = "on a break"
+            elif a.status is Presence.NOT_RESPONDING:
+                kind = "not responding"
+            elif channel in a.paused:
+                kind = f"{channel.value} switched off"
+            elif channel in a.unreachable:
+                kind = "no phone reachable"
+            elif a.wrapping:
+                kind = "wrapping up"
+            else:
+                kind = "busy"
+            doing[kind] = doing.get(kind, 0) + 1
+        n = len(able)
+        parts = ", ".join(f"{v} {k}" for k, v in sorted(doing.items(), key=lambda kv: (-kv[1],
+                                                                                   kv[0])))
+        who = "The one agent who could take it is" if n == 1 else \
+            f"All {n} agents who could take it are"
+        return f"{who} occupied: {parts}"
 
     @staticmethod
     def _doing(agent: Agent, channel: Channel, matrix: Any) -> str:
@@ -525,7 +638,8 @@ class Balancing:
                 agent.id, name=agent.name,
                 skills=dict(agent.skills if skills is None else skills),
                 queues=set(agent.queues if queues is None else queues),
-                capacity=dict(agent.capacity), channels=set(agent.channels))
+                capacity=dict(agent.capacity), channels=set(agent.channels),
+                disabled=agent.disabled)
         except DomainError as exc:
             return fail(exc)
         return self.roster.put_agent(config, actor=ev.supervisor_actor(supervisor_id))

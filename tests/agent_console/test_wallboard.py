@@ -1,7 +1,8 @@
 """The wallboard in headless Chromium (Debian's, through Playwright; never downloaded): a
 supervisor signs in with a token, sees the live numbers change as e-mails arrive, moves an agent
-to another queue (from the form, then another by dragging them onto the queue's tile) and the
-routing follows at once; an agent's token is turned away. Screenshots go to test-artifacts/."""
+to another queue (from the balancing drawer, then another by dragging them onto the queue's
+tile) and the routing follows at once; an agent's token is turned away. Screenshots go to
+test-artifacts/. The wall itself (1920×1080, 150 waiting) is test_wallboard_wall.py."""
 
 from __future__ import annotations
 
@@ -67,7 +68,7 @@ def test_live_numbers_and_moving_agents_on_the_wallboard(board):
     with sync_playwright() as p:
         browser = browser_or_skip(p)
         try:
-            page = browser.new_page(viewport={"width": 1920, "height": 1400})  # a wall screen
+            page = browser.new_page(viewport={"width": 1920, "height": 1080})  # a wall screen
             errors: list[str] = []
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.goto(f"http://127.0.0.1:{board['http_port']}/wallboard")
@@ -94,7 +95,9 @@ def test_live_numbers_and_moving_agents_on_the_wallboard(board):
                 "1", timeout=WAIT_MS)
             page.screenshot(path=str(ARTIFACTS / "wallboard-live.png"), full_page=True)
 
-            # The supervisor moves a2 (free) to billing: the routing follows at once.
+            # The supervisor opens the balancing drawer and moves a2 (free) to billing: the
+            # routing follows at once.
+            page.click("#balancing-toggle")
             page.select_option("#act-agent", "a2")
             page.select_option("#act-queue", "billing")
             page.click("#move-agent")
@@ -105,6 +108,7 @@ def test_live_numbers_and_moving_agents_on_the_wallboard(board):
             assert {(o["state"], o["agent_id"]) for o in offered} >= {("offered", "a2")}
 
             # Dragging b1 (signed off) onto the support e-mail tile moves them there.
+            page.click("#balancing-close")
             page.drag_and_drop("#agent-b1", "#tile-support-email")
             expect(page.locator("#agent-b1 .queues")).to_have_text("support", timeout=WAIT_MS)
             expect(page.locator("#toast")).to_contain_text("now serves support")

@@ -6,10 +6,15 @@ The service layer on a MemoryStore with today's figures (`reports.Today`), the l
 the balancing actions (`supervision`), the console edge built by its plugin exactly as the
 runtime does, twisted.web on an ephemeral port. Queues: `support` (support >= 5) and `billing`;
 agents a1 and a2 in support (signed in), b1 in billing (signed off); the supervisor account
-"boss" signs in with a password. Prints one JSON line {"http_port", "ws_port", "token"
+"boss" signs in with a password. `/report` is served as the runtime serves it (supervisor
+token in an Authorization header). Prints one JSON line {"http_port", "ws_port", "token"
 (supervisor "boss"), "password" (boss's), "agent_token" (a1)}, then takes JSON
 commands on stdin, one per line, answering each with one JSON line:
   {"mail": {"queue", "subject"}}  {"call": {"number"}}  {"task": id} -> its state and agent
+  {"email": {"queue", "subject", "from"}} -> a message received by the mail service (request
+  number, acknowledgement), as the SMTP edge hands it over
+  {"queue": {"name", "requires": {skill: level}}}  {"agent": {"id", "name", "skills", "queues",
+  "login": bool}}  -> stored and routed by the roster (and signed in)
 """
 
 from __future__ import annotations
@@ -36,13 +41,15 @@ from dispatcher.domain.agents import Agent  # noqa: E402
 from dispatcher.domain.queues import Queue  # noqa: E402
 from dispatcher.domain.routing import Router  # noqa: E402
 from dispatcher.domain.tasks import Channel  # noqa: E402
+from dispatcher.runtime.report import ReportPage, verifier_from  # noqa: E402
 from dispatcher.service.accounts import Accounts  # noqa: E402
 from dispatcher.service.assignment import Assignment  # noqa: E402
 from dispatcher.service.edges import EdgeContext  # noqa: E402
 from dispatcher.service.history import History  # noqa: E402
 from dispatcher.service.intake import Intake, email_identity, phone_identity  # noqa: E402
+from dispatcher.service.mail import InboundMail, Mail  # noqa: E402
 from dispatcher.service.queries import Queries  # noqa: E402
-from dispatcher.service.reports import Today  # noqa: E402
+from dispatcher.service.reports import Reports, Today  # noqa: E402
 from dispatcher.service.roster import Roster  # noqa: E402
 from dispatcher.service.sessions import Sessions  # noqa: E402
 from dispatcher.service.supervision import Balancing, Supervision  # noqa: E402
@@ -53,9 +60,13 @@ from dispatcher.storage.memory import MemoryStore  # noqa: E402
 class Commands(LineReceiver):
     delimiter = b"\n"
 
-    def __init__(self, intake: Intake, router: Router) -> None:
+    def __init__(self, intake: Intake, router: Router, mail: Mail | None = None,
+                 roster: Roster | None = None, sessions: Sessions | None = None) -> None:
         self.intake = intake
         self.router = router
+        self.mail = mail
+        self.roster = roster
+        self.sessions = sessions
 
     def lineReceived(self, line: bytes) -> None:
         ensureDeferred(self.run(json.loads(line))).addErrback(
@@ -70,6 +81,27 @@ class Commands(LineReceiver):
                 customer_name="Ann Example",
                 attributes={"subject": c.get("subject", "Hello"), "text": "Hello."})
             self.answer({"task_id": task.id})
+        elif "email" in cmd:
+            c = cmd["email"]
+            sender = c.get("from", "ann@example.org")
+            got = await self.mail.receive(InboundMail(
+                raw=b"raw", queue=c.get("queue", "support"), from_address=sender,
+                envelope_from=sender, from_name=c.get("name", ""),
+                subject=c.get("subject", "Hello"), text=c.get("text", "Hello."),
+                message_id=f"{secrets.token_hex(8)}@example.org"))
+            self.answer({"task_id": got.task_id, "request": got.request})
+        elif "queue" in cmd:
+            c = cmd["queue"]
+            await self.roster.put_queue(Queue(c["name"], requirement=c.get("requires", {})))
+            self.answer({"ok": True})
+        elif "agent" in cmd:
+            c = cmd["agent"]
+            await self.roster.put_agent(Agent(c["id"], name=c.get("name", ""),
+                                              skills=c.get("skills", {}),
+                                              queues=set(c.get("queues", ()))))
+            if c.get("login"):
+                await self.sessions.login(c["id"])
+            self.answer({"ok": True})
         elif "call" in cmd:
             number = cmd["call"].get("number", "+3225550100")
             task = await self.intake.submit(
@@ -122,7 +154,10 @@ async def main() -> None:
     console = EDGE.build(ctx, settings)
     await console.start()
     signer = signer_for(settings, load_keys(settings))
-    stdio.StandardIO(Commands(intake, router))
+    root.putChild(b"report", ReportPage(Reports(store, store, reactor),
+                                        lambda: verifier_from(settings)))
+    mail = Mail(assignment, store, reactor, intake)
+    stdio.StandardIO(Commands(intake, router, mail, roster, sessions))
     print(json.dumps({"http_port": http_port, "ws_port": console.server.port,
                       "token": signer.issue("boss", "supervisor", 3600), "password": password,
                       "agent_token": signer.issue("a1", "agent", 3600)}), flush=True)

@@ -381,3 +381,18 @@ def test_a_reminder_sets_a_task_aside_without_resolving_it():
     assert cell.value("closed_without_reply") is None  # set aside, then answered
     assert cell.value("reopened") is None  # its return is not a customer's reopening
     assert cell.value("interactions_avg") == 2  # one message in, one answer out
+
+
+def test_a_period_that_runs_into_the_future_stops_at_now():
+    t = m.Tally(START, END, m.HOUR, TARGETS)  # 08:00-18:00, looked at 12:30
+    t.add_all([e for e in scripted_day() if e.at < T(12, 30)])
+    f = t.figures(T(12, 30))
+    assert f.buckets == [0, 1, 2, 3, 4] and f.until == T(12, 30)  # 08h..12h; 13h-17h not yet
+    ann = f.cell("agent", "ann")
+    # Signed in 09:00, on a break from 12:00: 3.5 h, not up to 18:00.
+    assert ann.value("logged_in") == 3.5 * 3600 and ann.value("on_break") == 1800
+    # e5 (due 17:00) is not overdue at 12:30; e3 (due 11:00, answered 12:00) was missed.
+    assert f.cell("channel", "email").value("overdue") == 1
+    # Depth is not carried into the intervals that have not begun.
+    assert f.cell("all", "", 5).value("depth_end") is None
+    assert t.figures().buckets == list(range(10))  # with no `now`: the whole period

@@ -357,3 +357,74 @@ def test_a_slow_read_of_todays_figures_shows_at_the_next_tick_never_in_between()
     assert len(heard) == 2 and row(heard[1]).sl_total == 1
     s.advance(1)
     assert len(heard) == 2 and len(slow.pending) == 0  # nothing stale: no read, no push
+
+
+# ---------------------------------------------------------------- why tasks wait, and the lists
+
+
+def test_why_a_queue_s_tasks_wait_is_read_from_the_router():
+    s, sup, _ = live_stack()  # a1, a2 (support 6) and a3 (support 2), all signed off
+    s.call()
+    phone = row(sup.state())
+    assert (phone.why, phone.hint) == ("nobody_signed_in",
+                                       "No agent signed in (3 members offline)")
+    assert row(sup.state(), channel="email").why is None  # nothing waits there
+    s.login("a3")  # signed in, but the call needs support >= 5
+    phone = row(sup.state())
+    assert phone.why == "skill_missing"
+    assert phone.hint == "Skill missing: needs support ≥ 5 (best signed in: 2)"
+    s.login("a1")  # a1 takes it (offered), then a second call finds a1 busy
+    assert row(sup.state()).why == "offered"
+    s.wait(s.sessions.accept("a1", s.last_offer("a1").id))
+    s.call()
+    phone = row(sup.state())
+    assert (phone.why, phone.hint) == ("all_busy",
+                                       "The one agent who could take it is occupied: 1 busy")
+    s.login("a2")
+    s.wait(s.sessions.reject("a2", s.last_offer("a2").id, "not now"))
+    s.wait(s.sessions.set_status("a2", "break", "lunch"))
+    assert row(sup.state()).hint == ("All 2 agents who could take it are occupied: 1 busy, "
+                                     "1 on a break")
+    # The escalation step (support >= 1 after 300 s) lets a3 take it: offered.
+    s.advance(300)
+    assert row(sup.state()).why == "offered"
+    s.wait(s.intake.submit(Channel.EMAIL, "billing"))  # billing has no member at all
+    assert row(sup.state(), "billing", "email").hint == "Nobody in billing takes e-mails"
+
+
+def test_a_free_agent_who_declined_and_a_pull_queue():
+    from dispatcher.domain.queues import Mode
+
+    s, sup, _ = live_stack(agents=(("a1", 6),))
+    s.login("a1")
+    s.call()
+    s.wait(s.sessions.reject("a1", s.last_offer("a1").id, "not mine"))
+    assert (row(sup.state()).why, row(sup.state()).hint) == (
+        "declined", "Declined by every agent free to take it")
+    pulled, psup, _ = live_stack(agents=(("a1", 6),))
+    pulled.put_queue(support_queue(mode=Mode.PULL))
+    pulled.login("a1")
+    pulled.call()
+    assert (row(psup.state()).why, row(psup.state()).hint) == (
+        "pull", "Pull queue: waits for an agent to pick it")
+
+
+def test_oldest_tasks_per_queue_with_request_numbers_and_the_total():
+    from dispatcher.service.mail import InboundMail, Mail
+
+    s, sup, _ = live_stack()
+    mail = Mail(s.assignment, s.store, s.clock, s.intake)
+    for i in range(8):
+        s.wait(mail.receive(InboundMail(
+            raw=b"raw", queue="support", from_address=f"c{i}@customer.org",
+            envelope_from=f"c{i}@customer.org", subject=f"Question {i}", text="?",
+            message_id=f"q{i}@customer.org")))
+        s.advance(60)
+    s.call(identity=None, attributes={"caller": "+3225550100"})
+    state = sup.state()
+    email = row(state, channel="email")
+    assert email.waiting == 8 and state.waiting_total == 9
+    assert [(t.request, t.label) for t in email.oldest] == [
+        (f"SB-{i:06d}", f"Question {i - 1}") for i in range(1, 6)]  # the five oldest
+    assert [t.label for t in row(state).oldest] == ["+3225550100"]
+    assert row(state).oldest[0].request == ""
