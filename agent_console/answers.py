@@ -2,11 +2,13 @@
 and top-three suggestions for agents, the library and the review queue for supervisors.
 
 Sits beside `server.py`, which hands it every message of `messages.ANSWER_TYPES` after hello.
-What it promises: each request is one service call (dispatcher.service.review / answers) and
-its answer is sent after the call's Deferred fired; supervisor-only messages from any other
-role are `forbidden` (checked here, server-side, whatever the page shows); an agent gets
-suggestions only for a task they hold or are offered. Library texts pushed to a console are
-plain text (the page renders text, never HTML from the library).
+What it promises: each request is one service call (dispatcher.service.review / answers; the
+supervisors' through dispatcher.service.backoffice, which refuses anyone else again) and its
+answer is sent after the call's Deferred fired; supervisor-only messages from any other role are
+`forbidden` (checked here, server-side, whatever the page shows); an agent gets suggestions only
+for a task they hold or are offered. Library texts pushed to a console are plain text (the page
+renders text, never HTML from the library). A library is imported in parts of at most
+MAX_IMPORT_PART_LINES lines (a frame is at most 64 KiB), each checked before anything is saved.
 """
 
 from __future__ import annotations
@@ -16,11 +18,13 @@ from typing import Any
 
 from dispatcher.aio import to_future
 from dispatcher.domain.errors import Forbidden
+from dispatcher.service.backoffice import BackOffice, Caller
 
 from . import messages as m
 
 MAX_QUERY_CHARS = 500
 MAX_ANSWER_FIELDS_CHARS = 200_000
+MAX_IMPORT_PART_LINES = 5000
 SUPERVISOR = "supervisor"
 AGENT = "agent"
 
@@ -41,6 +45,11 @@ def item_view(i: Any) -> dict[str, Any]:
     view = asdict(i)
     view["mode"] = i.mode.value
     return view
+
+
+def held_view(h: Any) -> dict[str, Any]:
+    """A held answer with what the customer wrote (`asked`)."""
+    return {**item_view(h.item), "asked": asdict(h.asked) if h.asked is not None else None}
 
 
 async def answers_for_task(services: Any, task: Any, agent_id: str | None
@@ -108,32 +117,57 @@ class AnswerRequests:
 
     # ------------------------------------------------------------------ supervisors
 
+    @property
+    def office(self) -> Any:
+        """The back office (the supervisors' use cases, each checked for the role)."""
+        return getattr(self.desks, "backoffice", None) or BackOffice(
+            self.services.library, self.services.review)
+
     async def _answer_list(self, session, msg, rid):
         retired = msg.get("include_retired") is True
-        return m.ok(rid, answers=[answer_view(a) for a in
-                                  self.services.library.list_answers(retired)])
+        found = await to_future(self.office.answers(caller(session), retired))
+        return m.ok(rid, answers=[answer_view(a) for a in found])
 
     async def _answer_save(self, session, msg, rid):
         data = msg.get("answer")
         if not isinstance(data, dict) or len(m.dumps(data)) > MAX_ANSWER_FIELDS_CHARS:
             raise m.BadMessage("answer_save: `answer` is an object (id, title, text, html, "
                                "language, queues, categories)")
-        saved = await to_future(self.services.library.save_answer(data, session.sub))
+        saved = await to_future(self.office.save_answer(caller(session), data))
         return m.ok(rid, answer=answer_view(saved))
 
     async def _answer_retire(self, session, msg, rid):
-        saved = await to_future(self.services.library.retire_answer(
-            m.field(msg, "answer_id"), session.sub))
+        saved = await to_future(self.office.retire_answer(caller(session),
+                                                          m.field(msg, "answer_id")))
         return m.ok(rid, answer=answer_view(saved))
 
     async def _answer_history(self, session, msg, rid):
-        versions = await to_future(self.services.library.history(m.field(msg, "answer_id")))
+        versions = await to_future(self.office.answer_versions(caller(session),
+                                                               m.field(msg, "answer_id")))
         return m.ok(rid, versions=[asdict(v) for v in versions])
 
+    async def _answer_import(self, session, msg, rid):
+        lines, first = msg.get("lines"), msg.get("first_line", 1)
+        if not (isinstance(lines, list) and len(lines) <= MAX_IMPORT_PART_LINES
+                and all(isinstance(x, str) for x in lines)):
+            raise m.BadMessage(f"answer_import: `lines` is a list of at most "
+                               f"{MAX_IMPORT_PART_LINES} strings (JSON Lines)")
+        if not isinstance(first, int) or isinstance(first, bool) or first < 1:
+            raise m.BadMessage("answer_import: `first_line` is a line number (1, 2, …)")
+        check = msg.get("check") is True
+        done = await to_future(self.office.import_answers(caller(session), lines, first,
+                                                          check))
+        return m.ok(rid, checked=check, created=done.created, updated=done.updated,
+                    unchanged=done.unchanged)
+
+    async def _answer_export(self, session, msg, rid):
+        retired = msg.get("include_retired") is not False
+        lines = await to_future(self.office.export_answers(caller(session), retired))
+        return m.ok(rid, lines=lines)
+
     async def _review_list(self, session, msg, rid):
-        items = await to_future(self.services.review.held())
-        return m.ok(rid, items=[item_view(i) for i in items],
-                    checklist=dict(self.services.review.checklist))
+        held = await to_future(self.office.held_answers(caller(session)))
+        return m.ok(rid, items=[held_view(h) for h in held], checklist=self.office.checklist())
 
     async def _review_decide(self, session, msg, rid):
         marks = msg.get("checklist") or {}
@@ -141,6 +175,11 @@ class AnswerRequests:
             raise m.BadMessage("review_decide: `checklist` maps items to true/false")
         text = m.field(msg, "text", False, limit=m.MAX_TEXT_CHARS)
         note = m.field(msg, "note", False, limit=m.MAX_TEXT_CHARS) or ""
-        decided = await to_future(self.services.review.decide(
-            m.field(msg, "item_id"), session.sub, m.field(msg, "decision"), marks, text, note))
+        decided = await to_future(self.office.decide(
+            caller(session), m.field(msg, "item_id"), m.field(msg, "decision"), marks, text,
+            note))
         return m.ok(rid, item=item_view(decided))
+
+
+def caller(session: Any) -> Caller:
+    return Caller(session.sub, session.role)

@@ -1,6 +1,6 @@
 """The console's collaboration and category messages (docs/protocol.md, "Collaboration and
 categories"): internal notes, a task's notes and consults, expert consults, reminders,
-redirects, category corrections and spam release.
+redirects, category corrections, the list of parked spam and its release.
 
 Sits beside `server.py`, which hands it every message of `messages.COLLABORATION_TYPES` after
 hello. What it promises: each request is one service call (dispatcher.service.collaboration /
@@ -8,16 +8,19 @@ codification), answered after its Deferred fired (after the commit). Who may do 
 checked here and again in the services, whatever the page shows: consult, remind and redirect
 need an agent holding the task; note and categorise need an agent holding the task, or a
 supervisor (any open task); notes can be read by the agent holding the task or a supervisor;
-spam_release is for supervisors only. Refusals are `forbidden`.
+spam_list and spam_release are for supervisors only (through dispatcher.service.backoffice,
+which checks the role again). Refusals are `forbidden`.
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from dispatcher.aio import to_future
 from dispatcher.domain.errors import Forbidden, InvalidValue
 from dispatcher.domain.events import agent_actor
+from dispatcher.service.backoffice import BackOffice, Caller
 
 from . import messages as m
 
@@ -42,7 +45,7 @@ class CollaborationRequests:
     async def handle(self, session: Any, kind: str, msg: dict[str, Any], rid: Any
                      ) -> dict[str, Any]:
         service = (getattr(self.desks, "codification", None)
-                   if kind in (m.CATEGORISE, m.SPAM_RELEASE)
+                   if kind in (m.CATEGORISE, m.SPAM_RELEASE, m.SPAM_LIST)
                    else getattr(self.desks, "collaboration", None))
         if service is None:
             return m.error(m.NOT_AVAILABLE, f"{kind} is not available here", rid)
@@ -118,11 +121,19 @@ class CollaborationRequests:
             self._holder(session)))
         return m.ok(rid, category=decided.category, previous=decided.previous)
 
+    def _office(self, service) -> BackOffice:
+        return getattr(self.desks, "backoffice", None) or BackOffice(codification=service)
+
+    async def _spam_list(self, service, session, msg, rid):
+        parked = await to_future(self._office(service).parked_spam(
+            Caller(session.sub, session.role)))
+        return m.ok(rid, total=parked.total, tasks=[asdict(p) for p in parked.tasks])
+
     async def _spam_release(self, service, session, msg, rid):
         to_queue = m.field(msg, "to_queue", False)
         try:
-            await to_future(service.release(m.field(msg, "task_id"), self._actor(session),
-                                            to_queue))
+            await to_future(self._office(service).release_spam(
+                Caller(session.sub, session.role), m.field(msg, "task_id"), to_queue))
         except InvalidValue as exc:
             return m.error(exc.code, str(exc), rid)
         return m.ok(rid)

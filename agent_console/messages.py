@@ -44,6 +44,8 @@ ANSWER_RETIRE = "answer_retire"
 ANSWER_HISTORY = "answer_history"
 REVIEW_LIST = "review_list"
 REVIEW_DECIDE = "review_decide"
+ANSWER_IMPORT = "answer_import"  # JSON Lines, in parts (the supervisor page's file picker)
+ANSWER_EXPORT = "answer_export"
 
 # server -> client
 WELCOME = "welcome"
@@ -57,6 +59,7 @@ OK = "ok"
 ERROR = "error"
 PONG = "pong"
 REVIEW_HELD = "review_held"  # supervisors: an outgoing answer waits for review
+REVIEW_DECIDED = "review_decided"  # the agent whose answer it was, and supervisors
 
 # offer_cancelled reasons
 EXPIRED = "expired"
@@ -87,7 +90,7 @@ AGENT_TYPES = frozenset({PRESENCE, ACCEPT, REJECT, WRAP_UP, COMPLETE, PICK, TRAN
 CLIENT_TYPES = AGENT_TYPES | {HELLO, HISTORY, MERGE, PING}
 ANSWER_AGENT_TYPES = frozenset({SUGGEST})  # agents, on their own offer or task
 ANSWER_SUPERVISOR_TYPES = frozenset({ANSWER_LIST, ANSWER_SAVE, ANSWER_RETIRE, ANSWER_HISTORY,
-                                     REVIEW_LIST, REVIEW_DECIDE})
+                                     REVIEW_LIST, REVIEW_DECIDE, ANSWER_IMPORT, ANSWER_EXPORT})
 ANSWER_TYPES = ANSWER_AGENT_TYPES | ANSWER_SUPERVISOR_TYPES | {ANSWERS_SEARCH}
 CLIENT_TYPES = CLIENT_TYPES | ANSWER_TYPES
 # collaboration and codification (docs/protocol.md "Collaboration and categories"):
@@ -101,8 +104,9 @@ REMIND = "remind"
 REDIRECT = "redirect"
 CATEGORISE = "categorise"
 SPAM_RELEASE = "spam_release"
+SPAM_LIST = "spam_list"  # supervisors: the mails parked as spam
 COLLABORATION_AGENT_TYPES = frozenset({CONSULT, REMIND, REDIRECT})
-COLLABORATION_SUPERVISOR_TYPES = frozenset({SPAM_RELEASE})
+COLLABORATION_SUPERVISOR_TYPES = frozenset({SPAM_RELEASE, SPAM_LIST})
 COLLABORATION_TYPES = COLLABORATION_AGENT_TYPES | COLLABORATION_SUPERVISOR_TYPES | {
     NOTE, NOTES, CATEGORISE}
 CLIENT_TYPES = CLIENT_TYPES | COLLABORATION_TYPES
@@ -137,6 +141,13 @@ CONVERSATION_CHANGED = "conversation_changed"
 MESSAGE_STATUS = "message_status"
 CONVERSATION_TYPES = frozenset({CONVERSATION})
 CLIENT_TYPES = CLIENT_TYPES | CONVERSATION_TYPES
+# customers (docs/protocol.md "Customers"), supervisors only: find customers by name, e-mail
+# or phone; correct a customer's name and identities (the card and timeline: `history`; two
+# customers made one: `merge`).
+CUSTOMER_SEARCH = "customer_search"
+CUSTOMER_EDIT = "customer_edit"
+CUSTOMER_TYPES = frozenset({CUSTOMER_SEARCH, CUSTOMER_EDIT})
+CLIENT_TYPES = CLIENT_TYPES | CUSTOMER_TYPES
 # An agent signed off by a supervisor: their console is closed with this code and reason.
 CLOSE_SIGNED_OFF = 4004
 SIGNED_OFF_REASON = "signed off by a supervisor"

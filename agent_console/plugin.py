@@ -54,6 +54,7 @@ class Console:
             self.desks.answers = answers
             self.set_reply_hook(answers.review.reply)
             answers.review.on_held = self.desks.review_held
+            answers.review.on_decided = self.desks.review_decided  # the agent is told
         # Notes, consults, reminders, redirects; category corrections and spam release.
         self.desks.collaboration = getattr(context, "collaboration", None)
         self.desks.codification = getattr(context, "codification", None)
@@ -62,6 +63,8 @@ class Console:
         if supervision is not None:
             self.desks.live = LiveFeed(supervision)
         self.desks.balancing = getattr(context, "balancing", None)
+        # The supervisor page (/supervisor): library, review, spam, customers.
+        self.desks.backoffice = getattr(context, "backoffice", None)
         # A task's thread, notes and files (conversation.py, files.py).
         self.desks.conversation = getattr(context, "conversation", None)
 

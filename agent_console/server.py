@@ -30,6 +30,7 @@ from dispatcher.aio import to_future
 from dispatcher.domain.errors import DomainError, Forbidden, InvalidValue
 from dispatcher.domain.tasks import Channel, TaskState
 from dispatcher.service.accounts import AccountDisabled, UnknownAccount
+from dispatcher.service.backoffice import BackOffice, Caller
 
 from . import messages as m
 from .answers import AnswerRequests
@@ -37,6 +38,7 @@ from .auth import Claims, TokenRefused, Verifier
 from .collaboration import CollaborationRequests
 from .config import ConsoleSettings
 from .conversation import ConversationRequests
+from .customers import CustomerRequests
 from .desk import DeskRequests
 from .session import Desks, Session
 from .supervision import SupervisionRequests
@@ -187,6 +189,8 @@ class ConsoleServer:
             return await ConversationRequests(self.desks).handle(session, kind, msg, rid)
         if kind in m.DESK_TYPES:  # more time to wrap up
             return await DeskRequests(self.desks).handle(session, kind, msg, rid)
+        if kind in m.CUSTOMER_TYPES:  # supervisors: find and correct customers
+            return await CustomerRequests(self.desks).handle(session, kind, msg, rid)
         raise m.BadMessage(f"unknown message type {kind!r}")
 
     async def _hello(self, session: Session, msg: dict[str, Any]) -> None:
@@ -378,8 +382,10 @@ class ConsoleServer:
             raise Forbidden(session.sub, "merging customers (supervisors only)")
         if self.history is None:
             return m.error(m.NOT_AVAILABLE, "no customer history here", rid)
-        merged = await self._call(self.history.merge(
-            m.field(msg, "survivor_id"), m.field(msg, "merged_id"), session.sub))
+        office = self.desks.backoffice or BackOffice(history=self.history)  # checks the role
+        merged = await self._call(office.merge_customers(
+            Caller(session.sub, session.role), m.field(msg, "survivor_id"),
+            m.field(msg, "merged_id")))
         return m.ok(rid, identities=[{"kind": i.kind, "value": i.value}
                                      for i in merged.identities],
                     task_ids=list(merged.task_ids))

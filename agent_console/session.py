@@ -155,6 +155,9 @@ class Desks:
         # (`LiveFeed`) and the balancing actions (dispatcher.service.supervision.Balancing).
         self.live: Any = None
         self.balancing: Any = None
+        # The back office (dispatcher.service.backoffice.BackOffice): the supervisor page's
+        # library, review queue, parked spam and customers, each checked for the role there.
+        self.backoffice: Any = None
         # Pull lists for the agents of pull queues (pull.py).
         self.pulls = PullFeed(self)
         # Conversations (conversation.py): the service, the signer of the links to bodies and
@@ -182,6 +185,9 @@ class Desks:
             timer = self._grace.pop(agent.id, None)
             if timer is not None and timer.active():
                 timer.cancel()
+            connected = getattr(self.sessions, "connected", None)
+            if connected is not None:  # after a restart: back, their work stays theirs
+                connected(agent.id)
         session.greeted = True
         session.push(self._welcome(session))
         offer = self.view.pending_offer(agent.id) if agent is not None else None
@@ -317,6 +323,17 @@ class Desks:
         frame = m.dumps({"type": m.REVIEW_HELD, "item": item_view(item)})
         for session in list(self.watchers):
             if session.role == "supervisor":
+                session.push(frame)
+
+    def review_decided(self, item: Any) -> None:
+        """A held answer was decided (committed): tell the agent whose answer it was, and
+        the connected supervisors (their review queue shrinks)."""
+        frame = m.dumps({"type": m.REVIEW_DECIDED, "item": item_view(item)})
+        agent = self.by_agent.get(item.agent_id) if item.agent_id else None
+        if agent is not None:
+            agent.push(frame)
+        for session in list(self.watchers):
+            if session.role == "supervisor" and session is not agent:
                 session.push(frame)
 
     def _arm_snapshots(self) -> None:

@@ -1,9 +1,9 @@
-"""The console's pages on the runtime's twisted.web site: `/` is the agent console and
-`/wallboard` the supervisors' wallboard (plain HTML, CSS and JS from `static/`, no build
-step); `/console/config.json` tells the page where the WebSocket server listens. Every page
-is sent with a strict Content-Security-Policy: scripts and styles from this server only,
-sockets to the console's port only, frames from this server only (an e-mail's HTML body, in a
-sandbox), the page itself never framed."""
+"""The console's pages on the runtime's twisted.web site: `/` is the agent console,
+`/wallboard` the supervisors' wallboard and `/supervisor` their back office (plain HTML, CSS
+and JS from `static/`, no build step); `/console/config.json` tells the page where the
+WebSocket server listens. Every page is sent with a strict Content-Security-Policy: scripts and
+styles from this server only, sockets to the console's port only, frames from this server only
+(an e-mail's HTML body, in a sandbox), the page itself never framed."""
 
 from __future__ import annotations
 
@@ -53,6 +53,16 @@ class WallboardPage(ConsolePage):
         return (STATIC / "wallboard.html").read_bytes()
 
 
+class SupervisorPage(ConsolePage):
+    """`/supervisor`: the answer library, the review queue, parked spam and customers
+    (static/supervisor.*)."""
+
+    def render_GET(self, request) -> bytes:
+        _harden(request, self.ws_port)
+        request.setHeader(b"content-type", b"text/html; charset=utf-8")
+        return (STATIC / "supervisor.html").read_bytes()
+
+
 class ConsoleConfig(Resource):
     isLeaf = True
 
@@ -98,3 +108,4 @@ def mount(root: Resource, settings: ConsoleSettings, ws_port: int,
     root.putChild(b"console", console)
     root.putChild(b"", ConsolePage(ws_port))
     root.putChild(b"wallboard", WallboardPage(ws_port))
+    root.putChild(b"supervisor", SupervisorPage(ws_port))

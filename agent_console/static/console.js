@@ -113,6 +113,7 @@ function builtin(msg) {
     case "error": return toast(`${known(msg.message)} (${msg.code})`, true);
     case "ok": return answersOk(msg);
     case "review_held": return;
+    case "review_decided": return reviewDecided(msg.item);
     default: return;
   }
 }
@@ -393,6 +394,13 @@ function answersUsed(taskId) {
   answersState.used.delete(taskId);
   return { answer_id: used.answer_id, mode: used.mode };
 }
+// A supervisor decided on one of your held answers (docs/protocol.md "Answers").
+function reviewDecided(item) {
+  const what = { approved: "approved and sent", edited: "edited and sent", rejected: "rejected: it was not sent" }[item.state] || item.state;
+  const note = item.note ? ` — “${item.note}”` : "";
+  toast(`Your answer was ${what} by ${item.reviewer} (${item.score}/${item.max_score})${note}`, item.state === "rejected");
+}
+
 function answersOk(msg) {
   if (answersState.searches.has(msg.re)) {
     answersState.searches.delete(msg.re);

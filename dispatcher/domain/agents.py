@@ -74,6 +74,7 @@ class Agent:
     queues: set[str] = field(default_factory=set)
     capacity: dict[Channel, int] = field(default_factory=lambda: dict(DEFAULT_CAPACITY))
     channels: set[Channel] = field(default_factory=lambda: {Channel.EMAIL, Channel.PHONE})
+    disabled: bool = False  # configuration: takes no work (what they hold may be finished)
     # Runtime: handled channels the agent has switched off for now (per-channel presence).
     paused: set[Channel] = field(default_factory=set)
     # Runtime, from the agent's devices: channels they cannot be reached on (no registered

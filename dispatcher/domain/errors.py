@@ -44,6 +44,31 @@ class UnknownQueue(DomainError):
         self.queue = queue
 
 
+class QueueDisabled(UnknownQueue):
+    """The queue is kept but takes no new tasks (`switchboard queues disable`); handled like an
+    unknown queue by whoever handles those."""
+
+    code = "queue_disabled"
+
+    def __init__(self, queue: str) -> None:
+        DomainError.__init__(self, f"queue {queue} is disabled: it takes no new tasks")
+        self.queue = queue
+
+
+class AgentDisabled(DomainError):
+    code = "agent_disabled"
+
+    def __init__(self, agent_id: str) -> None:
+        super().__init__(f"agent {agent_id} is disabled: they take no work")
+        self.agent_id = agent_id
+
+
+class InUse(DomainError):
+    """A queue or an agent cannot be removed or disabled while work waits in it or is held."""
+
+    code = "in_use"
+
+
 class DuplicateTask(DomainError):
     code = "duplicate_task"
 

@@ -36,6 +36,18 @@ AGENT_STATUS = "agent.status"  # data: status, reason
 AGENT_CHANGED = "agent.changed"  # skills, queues, capacity changed
 AGENT_CHANNELS = "agent.channels"  # per-channel presence; data: channels taking new work
 AGENT_DEVICE = "agent.device"  # data: channel, reachable, engaged (phone registered / busy outside)
+# Configuration changed on the database while no router ran (the command line; a running server
+# reads it at its next start), audited in the agent log: agent_id is the agent changed, or for
+# queues and calendars the one who changed them. data: what the change was, and `user`.
+AGENT_ADDED = "agent.added"  # data: the agent's configuration
+AGENT_REMOVED = "agent.removed"
+QUEUE_CHANGED = "queue.changed"  # data: queue, added, the configuration (disabled included)
+QUEUE_REMOVED = "queue.removed"  # data: queue, members (the agents it was dropped from)
+CALENDAR_CHANGED = "calendar.changed"  # data: calendar, timezone, hours, holidays
+# The other configuration the command line changes, in one kind; data: what (phone | category
+# | category_rule | response_mode | review_share | answers | articles), action (set | added |
+# removed | imported) and what changed (never a secret).
+CONFIG_CHANGED = "config.changed"
 # Console accounts (in the agent log; agent_id is the account's id, an agent's or a
 # supervisor's): data: role, name, disabled, password ("set" | "kept" | "none"), never a hash.
 ACCOUNT_CHANGED = "account.changed"

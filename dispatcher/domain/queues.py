@@ -2,7 +2,8 @@
 the service-level target, offer timeouts and the e-mail deadline rule.
 
 Ordering (one rule for every queue, so an agent serving several queues sees one global order):
-higher priority first, then the earliest *due time*: the deadline for an e-mail (or arrival +
+higher priority first (a task's own priority plus its queue's `priority`, added once, by the
+router), then the earliest *due time*: the deadline for an e-mail (or arrival +
 the queue's e-mail target when it has none), arrival + the phone target for a call. Within a
 channel this is exactly "priority then age" for calls and "priority then earliest deadline" for
 e-mails; across channels it serves first whatever is due first.
@@ -67,6 +68,20 @@ class EscalationStep:
         return out
 
 
+# A queue's name: it appears in addresses and settings ("support@example.com=support",
+# sip:support@host, "sales=sales@example.com"), so letters, digits and `_ . -` only.
+QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def check_queue_name(name: str) -> str:
+    """Refuse a name that would not survive an address or a setting (checked when a queue is
+    created or changed by the roster, not when a stored one is read back)."""
+    if not isinstance(name, str) or not QUEUE_NAME.match(name):
+        raise InvalidValue(f"queue name {name!r}: 1-64 letters, digits, '_', '.' or '-', "
+                           f"starting with a letter or digit")
+    return name
+
+
 @dataclass(slots=True)
 class Queue:
     name: str
@@ -85,6 +100,7 @@ class Queue:
     deadline_rule: str | None = None  # see deadlines.parse_rule, e.g. "sliding 24h"
     # (code, label) pairs, e.g. (("solved", "Solved"), ("callback", "Call back later"))
     dispositions: tuple[tuple[str, str], ...] = ()
+    disabled: bool = False  # takes no new tasks; what waits in it is still served
 
     def __post_init__(self) -> None:
         if not self.name:

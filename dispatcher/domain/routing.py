@@ -6,7 +6,9 @@ offers that ended, the tasks whose rows changed.
 
 How the cost stays flat. Tasks are grouped in *buckets*: one per (queue, channel, current
 requirement). A bucket keeps two heaps with lazy deletion:
-  - its waiting tasks, ordered by (priority desc, due time, arrival, sequence);
+  - its waiting tasks, ordered by (priority desc, due time, arrival, sequence), where a
+    task's priority is its own plus its queue's (added here and nowhere else: intake never
+    copies the queue's priority into the task, so a queue's change re-orders its tasks);
   - the agents who are eligible (member of the queue, handle the channel, meet the
     requirement) and able to take that channel right now, ordered by the queue's agent choice
     (longest idle, or highest skill then longest idle).
@@ -148,6 +150,11 @@ class Bucket:
         ):
             self.agents = [e for e in self.agents if self.agent_live.get(e[3]) is e]
             heapq.heapify(self.agents)
+
+
+def _order(task: Task, queue: Queue) -> tuple[int, float, float]:
+    """The order key of a waiting task: the queue's priority is added here, and only here."""
+    return (-(task.priority + queue.priority), queue.due(task), task.created_at)
 
 
 def _counter_ids(prefix: str = "o") -> Callable[[], str]:
@@ -753,6 +760,11 @@ class Router:
     def members(self, queue: str) -> set[str]:
         return set(self._members.get(queue, ()))
 
+    def order(self, task: Task) -> tuple[int, float, float]:
+        """Where a waiting task stands in the order the router serves (lower first): its own
+        priority plus its queue's, its due time, its arrival. Reads only; O(1)."""
+        return _order(task, self.queues[task.queue])
+
     # ------------------------------------------------------------------ internals
 
     def _queue(self, name: str) -> Queue:
@@ -894,8 +906,7 @@ class Router:
             self._enqueue(task, b)
 
     def _task_entry(self, task: Task, queue: Queue) -> tuple:
-        return (-(task.priority + queue.priority), queue.due(task), task.created_at,
-                next(self._seq), task.id)
+        return (*_order(task, queue), next(self._seq), task.id)
 
     def _enqueue(self, task: Task, b: Bucket) -> None:
         entry = self._task_entry(task, self.queues[task.queue])

@@ -91,6 +91,9 @@ async def cmd_accounts_list(storage: Storage, args) -> int:
             for a in await _service(storage).list()]
     if args.json:
         print(json.dumps(rows, indent=2))
+    elif not rows:
+        print("no accounts yet (make one with `switchboard accounts set ID --role R "
+              "--password-file F`)")
     else:
         for r in rows:
             print(f"{r['id']:<16} {r['role']:<10} {r['name'][:24]:<24} "

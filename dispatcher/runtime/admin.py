@@ -1,13 +1,19 @@
 """Admin commands on the store: agents, queues, calendars, tasks, schema.
 
-Each `cmd_*` is an `async def` run under the reactor by `cli.py`; it prints for a person, or
-JSON with `--json`. Values like `billing=5,french=3` are parsed here with clear errors.
+Each `cmd_*` is an `async def` run under the reactor by `cli.py`; it prints for a person (an
+empty list says so), or JSON with `--json`. Values like `billing=5,french=3` are parsed here
+with clear errors; the rules of a change (names, known queues, nothing removed or disabled
+while work is open) and its audit in the agent log are the service's
+(`dispatcher.service.roster.StoredRoster`). A running server reads these changes at its next
+start.
 """
 
 from __future__ import annotations
 
+import getpass
 import json
 import sys
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,9 +22,37 @@ from dispatcher.domain.deadlines import parse_rule
 from dispatcher.domain.errors import InvalidValue
 from dispatcher.domain.queues import AgentChoice, EscalationStep, Mode, Queue
 from dispatcher.domain.tasks import Channel
+from dispatcher.service.intake import CALLER
+from dispatcher.service.roster import StoredRoster, agent_config, queue_config
 from dispatcher.storage import schema
 
 from .app import Storage
+
+ALL_ROWS = 2**62  # `--limit 0`: a LIMIT every database takes
+NOT_LIVE = ("a running server reads it at its next start (live changes: the wallboard)")
+
+
+class WallClock:
+    """The command line's clock (IReactorTime's `seconds`)."""
+
+    @staticmethod
+    def seconds() -> float:
+        return time.time()
+
+
+def os_user() -> str | None:
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no user name in this environment: audit without it
+        return None
+
+
+def roster(storage: Storage) -> StoredRoster:
+    return StoredRoster(storage.store, WallClock(), user=os_user())
+
+
+def nothing_yet(what: str, hint: str = "") -> None:
+    print(f"no {what} yet" + (f" ({hint})" if hint else ""))
 
 
 def parse_levels(text: str, allow_drop: bool = False) -> dict[str, Any]:
@@ -130,39 +164,52 @@ async def cmd_agents_add(storage: Storage, args) -> int:
     )
     if args.channels:
         agent.channels = parse_channel_names(args.channels)
-    known = {q.name for q in await storage.store.list_queues()}
-    unknown = agent.queues - known
-    if unknown:
-        raise InvalidValue(f"unknown queue(s): {', '.join(sorted(unknown))}")
-    await storage.store.put_agent(agent)
-    print(f"agent {agent.id} saved")
+    added = await roster(storage).put_agent(agent)
+    print(f"agent {agent.id} {'added' if added else 'saved'}; {NOT_LIVE}")
     return 0
 
 
 async def cmd_agents_set_skills(storage: Storage, args) -> int:
-    agents = {a.id: a for a in await storage.store.list_agents()}
-    agent = agents.get(args.id)
-    if agent is None:
-        raise InvalidValue(f"no such agent: {args.id}")
-    agent.skills = parse_levels(args.skills)
-    Agent(agent.id, skills=agent.skills)  # validates levels
-    await storage.store.put_agent(agent)
-    print(f"agent {agent.id} skills: {agent.skills}")
+    agent = await roster(storage).set_skills(args.id, parse_levels(args.skills))
+    skills = ",".join(f"{k}={v}" for k, v in sorted(agent.skills.items())) or "none"
+    print(f"agent {agent.id} skills: {skills}; {NOT_LIVE}")
+    return 0
+
+
+async def cmd_agents_remove(storage: Storage, args) -> int:
+    await roster(storage).remove_agent(args.id)
+    print(f"agent {args.id} removed (their console account and phone, if any, stay: "
+          f"`switchboard accounts remove {args.id}`, `switchboard phones remove {args.id}`); "
+          f"{NOT_LIVE}")
+    return 0
+
+
+async def cmd_agents_disable(storage: Storage, args) -> int:
+    await roster(storage).set_agent_disabled(args.id, True)
+    print(f"agent {args.id} disabled: takes no work until `switchboard agents enable "
+          f"{args.id}`; {NOT_LIVE}")
+    return 0
+
+
+async def cmd_agents_enable(storage: Storage, args) -> int:
+    await roster(storage).set_agent_disabled(args.id, False)
+    print(f"agent {args.id} enabled; {NOT_LIVE}")
     return 0
 
 
 async def cmd_agents_list(storage: Storage, args) -> int:
-    agents = await storage.store.list_agents()
-    rows = [{"id": a.id, "name": a.name, "skills": a.skills, "queues": sorted(a.queues),
-             "capacity": {c.value: n for c, n in a.capacity.items()},
-             "channels": sorted(c.value for c in a.channels)} for a in agents]
+    rows = [agent_config(a) for a in await storage.store.list_agents()]
     if args.json:
         print(json.dumps(rows, indent=2))
+    elif not rows:
+        nothing_yet("agents", "add one with `switchboard agents add ID --queues Q`")
     else:
         for r in rows:
-            skills = ",".join(f"{k}={v}" for k, v in sorted(r["skills"].items()))
-            print(f"{r['id']:<16} {r['name']:<20} queues={','.join(r['queues'])} "
-                  f"skills={skills} capacity={r['capacity']}")
+            skills = ",".join(f"{k}={v}" for k, v in sorted(r["skills"].items())) or "-"
+            capacity = ",".join(f"{k}={v}" for k, v in sorted(r["capacity"].items()))
+            print(f"{r['id']:<16} {r['name']:<20} queues={','.join(r['queues']) or '-'} "
+                  f"skills={skills} capacity={capacity}"
+                  + ("  DISABLED" if r["disabled"] else ""))
     return 0
 
 
@@ -180,54 +227,110 @@ async def cmd_queues_add(storage: Storage, args) -> int:
     )
     if args.deadline:
         parse_rule(args.deadline)
-    if args.calendar:
-        known = {c.name for c in await storage.store.list_calendars()}
-        if args.calendar not in known:
-            raise InvalidValue(f"unknown calendar {args.calendar!r}: add it first with "
-                               f"`switchboard calendars add` (known: {', '.join(sorted(known))})")
     if args.sl_target:
         queue.sl_target.update(parse_channels(args.sl_target))
     if args.offer_timeout:
         queue.offer_timeout.update(parse_channels(args.offer_timeout))
     if args.wrap_up is not None:
         queue.wrap_up_seconds = args.wrap_up
-    await storage.store.put_queue(queue)
-    print(f"queue {queue.name} saved")
+    added = await roster(storage).put_queue(queue)
+    print(f"queue {queue.name} {'added' if added else 'saved'}; {NOT_LIVE}")
+    return 0
+
+
+async def cmd_queues_remove(storage: Storage, args) -> int:
+    members = await roster(storage).remove_queue(args.name)
+    dropped = f" (dropped from {', '.join(members)})" if members else ""
+    print(f"queue {args.name} removed{dropped}; {NOT_LIVE}")
+    return 0
+
+
+async def cmd_queues_disable(storage: Storage, args) -> int:
+    await roster(storage).set_queue_disabled(args.name, True)
+    print(f"queue {args.name} disabled: takes no new tasks until `switchboard queues enable "
+          f"{args.name}`; {NOT_LIVE}")
+    return 0
+
+
+async def cmd_queues_enable(storage: Storage, args) -> int:
+    await roster(storage).set_queue_disabled(args.name, False)
+    print(f"queue {args.name} enabled; {NOT_LIVE}")
     return 0
 
 
 async def cmd_queues_list(storage: Storage, args) -> int:
-    queues = await storage.store.list_queues()
-    rows = [{"name": q.name, "requirement": q.requirement, "mode": q.mode.value,
-             "agent_choice": q.agent_choice.value, "priority": q.priority,
-             "steps": [{"after_seconds": s.after_seconds, "requirement": dict(s.requirement)}
-                       for s in q.steps],
-             "deadline_rule": q.deadline_rule, "calendar": q.calendar,
-             "dispositions": [{"code": c, "label": label} for c, label in q.dispositions]}
-            for q in queues]
+    rows = [queue_config(q) for q in await storage.store.list_queues()]
     if args.json:
         print(json.dumps(rows, indent=2))
+    elif not rows:
+        nothing_yet("queues", "add one with `switchboard queues add NAME`")
     else:
         for r in rows:
             codes = ",".join(f"{d['code']}={d['label']}" for d in r["dispositions"]) or "any"
+            needs = ",".join(f"{k}={v}" for k, v in sorted(r["requirement"].items())) or "-"
             print(f"{r['name']:<16} {r['mode']:<5} {r['agent_choice']:<14} "
-                  f"requires={r['requirement']} steps={len(r['steps'])} "
-                  f"deadline={r['deadline_rule'] or '-'} dispositions={codes}")
+                  f"requires={needs} steps={len(r['steps'])} priority={r['priority']} "
+                  f"deadline={r['deadline_rule'] or '-'} dispositions={codes}"
+                  + ("  DISABLED" if r["disabled"] else ""))
     return 0
 
 
+def age(seconds: float) -> str:
+    """1h05m, 3d2h, 45s: how long ago, for a person."""
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, hours, days = seconds // 60, seconds // 3600, seconds // 86400
+    if hours < 1:
+        return f"{minutes}m"
+    if days < 1:
+        return f"{hours}h{minutes % 60:02d}m"
+    return f"{days}d{hours % 24}h"
+
+
+def _customer_label(customer) -> str:
+    if customer is None:
+        return ""
+    if customer.name:
+        return customer.name
+    return next((i.value for i in customer.identities), "")
+
+
 async def cmd_tasks_list(storage: Storage, args) -> int:
-    tasks = await storage.store.list_tasks(args.state, args.queue, args.limit)
-    rows = [{"id": t.id, "channel": t.channel, "queue": t.queue, "state": t.state,
-             "customer": t.customer_id, "created_at": when(t.created_at),
+    """Newest first: request number (or task id), channel, queue, state, age, agent, customer
+    and subject (or the caller's number)."""
+    if args.queue:
+        await roster(storage).queue(args.queue)  # a clear error for an unknown queue
+    limit = args.limit if args.limit > 0 else ALL_ROWS
+    tasks = await storage.store.list_tasks(args.state, args.queue, limit, newest_first=True)
+    customers = {}
+    for customer_id in dict.fromkeys(t.customer_id for t in tasks if t.customer_id):
+        customers[customer_id] = _customer_label(await storage.store.get_customer(customer_id))
+    now = time.time()
+    rows = [{"id": t.id, "request": t.attributes.get("request"), "channel": t.channel,
+             "queue": t.queue, "state": t.state, "subject": t.attributes.get("subject"),
+             "caller": t.attributes.get(CALLER), "customer": t.customer_id,
+             "customer_name": customers.get(t.customer_id or "", ""),
+             "created_at": when(t.created_at), "age_seconds": round(now - t.created_at),
              "deadline": when(t.deadline), "agent": t.agent_id, "priority": t.priority}
             for t in tasks]
     if args.json:
         print(json.dumps(rows, indent=2))
-    else:
-        for r in rows:
-            print(f"{r['id']}  {r['channel']:<5} {r['queue']:<12} {r['state']:<10} "
-                  f"{r['created_at']}  agent={r['agent'] or '-'}")
+        return 0
+    if not rows:
+        which = " ".join(f"{k}={v}" for k, v in (("state", args.state), ("queue", args.queue))
+                         if v)
+        nothing_yet("tasks" + (f" with {which}" if which else ""))
+        return 0
+    print(f"{'REQUEST':<14} {'CHANNEL':<7} {'QUEUE':<12} {'STATE':<9} {'AGE':>6}  "
+          f"{'AGENT':<10} {'CUSTOMER':<22} SUBJECT / CALLER")
+    for r in rows:
+        about = r["subject"] or r["caller"] or ""
+        print(f"{(r['request'] or r['id'][:12]):<14} {r['channel']:<7} {r['queue']:<12} "
+              f"{r['state']:<9} {age(r['age_seconds']):>6}  {(r['agent'] or '-'):<10} "
+              f"{r['customer_name'][:22]:<22} {about[:60]}")
+    if len(rows) == args.limit:
+        print(f"(the newest {args.limit}; --limit 0 lists them all)")
     return 0
 
 
@@ -300,8 +403,8 @@ async def cmd_calendars_add(storage: Storage, args) -> int:
     holidays = tuple(filter(None, (h.strip() for h in args.holidays.split(","))))
     calendar = Calendar(args.name, args.timezone, parse_hours(args.hours), holidays)
     BusinessCalendar.from_spec(calendar.name, calendar.timezone, calendar.hours, holidays)
-    await storage.store.put_calendar(calendar)
-    print(f"calendar {calendar.name} saved")
+    await roster(storage).put_calendar(calendar)
+    print(f"calendar {calendar.name} saved; {NOT_LIVE}")
     return 0
 
 
@@ -311,6 +414,9 @@ async def cmd_calendars_list(storage: Storage, args) -> int:
              "holidays": list(c.holidays)} for c in calendars]
     if args.json:
         print(json.dumps(rows, indent=2))
+    elif not rows:
+        nothing_yet("calendars", "add one with `switchboard calendars add NAME --timezone TZ "
+                                 "--hours ...`")
     else:
         for r in rows:
             hours = "; ".join(f"{d}={','.join('-'.join(i) for i in v)}"

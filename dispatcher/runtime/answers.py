@@ -29,7 +29,11 @@ from typing import Any
 from dispatcher.domain.errors import InvalidValue
 from dispatcher.service.answers import Library
 
+from .admin import nothing_yet, roster
 from .app import Storage
+
+# Response modes and review shares are read by a running server at its start.
+NOT_LIVE_SUFFIX = "; a running server reads it at its next start"
 
 DEFAULT_AUTHOR = "cli"
 
@@ -38,53 +42,95 @@ def add_commands(sub: Any) -> None:
     answers = sub.add_parser("answers", help="the library of standard answers, response modes")
     a = answers.add_subparsers(dest="action", required=True)
     p = a.add_parser("import", help="add or update answers from a JSON Lines file")
-    p.add_argument("file")
+    p.add_argument("file", help="JSON Lines, one answer per line (docs/answers.md)")
     p.add_argument("--author", default=DEFAULT_AUTHOR, help="who the new versions are by")
     p = a.add_parser("export", help="every answer as JSON Lines (to FILE or stdout)")
-    p.add_argument("file", nargs="?", default="-")
+    p.add_argument("file", nargs="?", default="-", help="where to write ('-': stdout)")
     p.add_argument("--active", action="store_true", help="leave retired answers out")
-    p = a.add_parser("list")
-    p.add_argument("--json", action="store_true")
+    p = a.add_parser("list", help="the answers of the library")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p = a.add_parser("history", help="every version of one answer")
-    p.add_argument("id")
+    p.add_argument("id", help="the answer's id")
     p = a.add_parser("mode-set", help="the response mode of a queue and category")
-    p.add_argument("--queue", default="*")
-    p.add_argument("--category", default="*")
+    p.add_argument("--queue", default="*", help="the queue ('*': every queue)")
+    p.add_argument("--category", default="*", help="the category ('*': every category)")
     p.add_argument("--mode", required=True, choices=["free", "assisted", "suggested",
-                                                      "automatic"])
+                                                      "automatic"],
+                   help="how agents answer (docs/answers.md, 'Response modes')")
     p.add_argument("--threshold", type=float, default=1.0,
                    help="automatic: the top score (0-1) needed to answer without an agent")
     p.add_argument("--review-share", type=float, default=0.0,
                    help="share (0-1) of outgoing answers held for a supervisor")
-    p = a.add_parser("mode-list")
-    p.add_argument("--json", action="store_true")
-    p = a.add_parser("mode-remove")
-    p.add_argument("--queue", default="*")
-    p.add_argument("--category", default="*")
+    p = a.add_parser("mode-list", help="the response modes set per queue and category")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p = a.add_parser("mode-remove", help="remove the response mode of a queue and category")
+    p.add_argument("--queue", default="*", help="the queue ('*': every queue)")
+    p.add_argument("--category", default="*", help="the category ('*': every category)")
     p = a.add_parser("review-share", help="an agent's own review share ('-' removes it)")
-    p.add_argument("agent")
-    p.add_argument("share")
+    p.add_argument("agent", help="the agent's id")
+    p.add_argument("share", help="0-1, the share of their answers held for review; '-' removes")
     p = a.add_parser("review-report", help="quality review: decisions and checklist scores")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
 
     kb = sub.add_parser("kb", help="the knowledge base (FAQ) served on /help")
     k = kb.add_subparsers(dest="action", required=True)
     p = k.add_parser("import", help="add or update articles from a JSON Lines file")
-    p.add_argument("file")
-    p = k.add_parser("export")
-    p.add_argument("file", nargs="?", default="-")
-    p = k.add_parser("list")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("file", help="JSON Lines, one article per line (docs/answers.md)")
+    p = k.add_parser("export", help="every article as JSON Lines (to FILE or stdout)")
+    p.add_argument("file", nargs="?", default="-", help="where to write ('-': stdout)")
+    p = k.add_parser("list", help="the articles of the knowledge base")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p = k.add_parser("report", help="which articles deflect which categories (/help)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
 
 
-async def _library(storage: Storage) -> Library:
+async def _library(storage: Storage, store: Any = None) -> Library:
     from twisted.internet import reactor
 
-    library = Library(storage.answers, reactor)
+    library = Library(store or storage.answers, reactor)
     await library.load(index=False)
     return library
+
+
+class _Counting:
+    """The answer store, telling `progress(saved, total)` after each answer or article saved:
+    an import of thousands of answers takes a while (one transaction each)."""
+
+    def __init__(self, inner: Any, total: int, progress: Any) -> None:
+        self.inner, self.total, self.progress, self.saved = inner, total, progress, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def _count(self, result: Any) -> Any:
+        self.saved += 1
+        self.progress(self.saved, self.total)
+        return result
+
+    def save_answer(self, *args: Any, **kwargs: Any) -> Any:
+        return self.inner.save_answer(*args, **kwargs).addCallback(self._count)
+
+    def put_article(self, *args: Any, **kwargs: Any) -> Any:
+        return self.inner.put_article(*args, **kwargs).addCallback(self._count)
+
+
+def _progress(storage: Storage, lines: list[str], what: str) -> tuple[Any, Any]:
+    """A store that shows the progress of an import on stderr once it has taken more than a
+    second, and the progress line."""
+    import time
+
+    from .cli import PROGRESS_AFTER_SECONDS
+    from .report import ProgressLine
+
+    line = ProgressLine(sys.stderr, label=f"{what} import", unit=what, verb="saved")
+    total = sum(1 for text in lines if text.strip())
+    started = time.monotonic()
+
+    def progress(done: int, total: int) -> None:
+        if time.monotonic() - started >= PROGRESS_AFTER_SECONDS:
+            line(done, total)
+
+    return _Counting(storage.answers, total, progress), line
 
 
 def _read(path: str) -> list[str]:
@@ -104,11 +150,18 @@ def _write(path: str, lines: list[str]) -> None:
 
 
 async def cmd_answers_import(storage: Storage, args: Any) -> int:
-    library = await _library(storage)
+    lines = _read(args.file)
+    store, progress = _progress(storage, lines, "answers")
+    library = await _library(storage, store)
     try:
-        done = await library.import_answers(_read(args.file), args.author)
+        done = await library.import_answers(lines, args.author)
     finally:
         library.stop()
+    if progress.shown:
+        progress.finish(store.saved)
+    await roster(storage).audit("answers", "imported", file=args.file, author=args.author,
+                                created=done.created, updated=done.updated,
+                                unchanged=done.unchanged)
     print(f"{done.created} created, {done.updated} updated, {done.unchanged} unchanged")
     return 0
 
@@ -125,6 +178,8 @@ async def cmd_answers_list(storage: Storage, args: Any) -> int:
     if args.json:
         print(json.dumps([json.loads(line) for line in library.export_answers()]))
         return 0
+    if not answers:
+        nothing_yet("answers", "import some with `switchboard answers import FILE`")
     for a in answers:
         scope = f"queues={','.join(a.queues) or '*'} categories={','.join(a.categories) or '*'}"
         flag = "  [retired]" if a.retired else ""
@@ -147,8 +202,11 @@ async def cmd_answers_mode_set(storage: Storage, args: Any) -> int:
     rule = await library.put_rule({"queue": args.queue, "category": args.category,
                                    "mode": args.mode, "threshold": args.threshold,
                                    "review_share": args.review_share})
+    await roster(storage).audit("response_mode", "set", queue=rule.queue,
+                                category=rule.category, mode=rule.mode.value,
+                                threshold=rule.threshold, review_share=rule.review_share)
     print(f"{rule.queue}/{rule.category}: {rule.mode.value} (threshold {rule.threshold:g}, "
-          f"review share {rule.review_share:g})")
+          f"review share {rule.review_share:g}){NOT_LIVE_SUFFIX}")
     return 0
 
 
@@ -157,6 +215,9 @@ async def cmd_answers_mode_list(storage: Storage, args: Any) -> int:
     if args.json:
         print(json.dumps([{**asdict(r), "mode": r.mode.value} for r in rules]))
         return 0
+    if not rules:
+        nothing_yet("response modes", "every queue answers in free mode; set one with "
+                                      "`switchboard answers mode-set`")
     for r in rules:
         print(f"{r.queue:<16} {r.category:<16} {r.mode.value:<10} threshold {r.threshold:<5g} "
               f"review share {r.review_share:g}")
@@ -166,6 +227,9 @@ async def cmd_answers_mode_list(storage: Storage, args: Any) -> int:
 async def cmd_answers_mode_remove(storage: Storage, args: Any) -> int:
     if not await storage.answers.remove_mode_rule(args.queue, args.category):
         raise InvalidValue(f"no rule for {args.queue}/{args.category}")
+    await roster(storage).audit("response_mode", "removed", queue=args.queue,
+                                category=args.category)
+    print(f"{args.queue}/{args.category}: removed{NOT_LIVE_SUFFIX}")
     return 0
 
 
@@ -179,6 +243,10 @@ async def cmd_answers_review_share(storage: Storage, args: Any) -> int:
         except ValueError:
             raise InvalidValue("a review share is a number from 0 to 1, or -") from None
     await library.set_agent_share(args.agent, share)
+    await roster(storage).audit("review_share", "set" if share is not None else "removed",
+                                args.agent, share=share)
+    print(f"review share of {args.agent}: "
+          f"{'removed' if share is None else format(share, 'g')}{NOT_LIVE_SUFFIX}")
     return 0
 
 
@@ -186,6 +254,9 @@ async def cmd_answers_review_report(storage: Storage, args: Any) -> int:
     figures = await storage.answers.review_figures()
     if args.json:
         print(json.dumps([asdict(f) for f in figures]))
+        return 0
+    if not figures:
+        nothing_yet("reviewed answers")
         return 0
     print(f"{'queue':<16} {'agent':<16} {'reviewed':>8} {'approved':>8} {'edited':>6} "
           f"{'rejected':>8} {'score':>9}")
@@ -197,11 +268,17 @@ async def cmd_answers_review_report(storage: Storage, args: Any) -> int:
 
 
 async def cmd_kb_import(storage: Storage, args: Any) -> int:
-    library = await _library(storage)
+    lines = _read(args.file)
+    store, progress = _progress(storage, lines, "articles")
+    library = await _library(storage, store)
     try:
-        done = await library.import_articles(_read(args.file))
+        done = await library.import_articles(lines)
     finally:
         library.stop()
+    if progress.shown:
+        progress.finish(store.saved)
+    await roster(storage).audit("articles", "imported", file=args.file, created=done.created,
+                                updated=done.updated)
     print(f"{done.created} created, {done.updated} updated")
     return 0
 
@@ -218,6 +295,8 @@ async def cmd_kb_list(storage: Storage, args: Any) -> int:
     if args.json:
         print(json.dumps([json.loads(line) for line in library.export_articles()]))
         return 0
+    if not articles:
+        nothing_yet("articles", "import some with `switchboard kb import FILE`")
     for a in articles:
         print(f"{a.id:<28} {a.category or '-':<16} {a.question}"
               f"{'  [retired]' if a.retired else ''}")
@@ -228,6 +307,9 @@ async def cmd_kb_report(storage: Storage, args: Any) -> int:
     rows = await storage.answers.deflections()
     if args.json:
         print(json.dumps([{**asdict(d), "rate": d.rate} for d in rows]))
+        return 0
+    if not rows:
+        nothing_yet("views of /help articles")
         return 0
     print(f"{'category':<16} {'article':<28} {'views':>6} {'helped':>7} {'not':>5} {'deflected':>9}")
     for d in rows:

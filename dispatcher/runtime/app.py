@@ -26,10 +26,12 @@ from dispatcher.service import tokens
 from dispatcher.service.accounts import Accounts
 from dispatcher.service.answers import Library
 from dispatcher.service.assignment import Assignment
+from dispatcher.service.backoffice import BackOffice
 from dispatcher.service.calls import Calls
 from dispatcher.service.codification import Codification
 from dispatcher.service.collaboration import Collaboration
 from dispatcher.service.conversation import Conversation
+from dispatcher.service.customers import Customers
 from dispatcher.service.edges import Edge, EdgeContext, EdgeSpec
 from dispatcher.service.history import History
 from dispatcher.service.intake import Intake
@@ -161,6 +163,9 @@ class App:
         self.supervision = Supervision(self.router, reactor, self.today)
         self.assignment.listen(self.supervision.on_outcome)
         self.balancing = Balancing(self.assignment, self.roster, self.sessions)
+        # Supervisors' back office (the /supervisor page): library, review, spam, customers.
+        self.backoffice = BackOffice(self.library, self.review, self.codification,
+                                     Customers(self.store, reactor), self.history)
         # Console accounts (sign-in, the rule for tokens) and the token secret kept in the
         # database (loaded at start: the edges and /report verify with it).
         self.accounts = accounts_service(self.storage, reactor)
@@ -251,6 +256,7 @@ class App:
             answers=AnswerServices(self.library, self.review),
             codification=self.codification, collaboration=self.collaboration,
             supervision=self.supervision, balancing=self.balancing,
+            backoffice=self.backoffice,
             accounts=self.accounts, token_secret=self.token_secret,
         )
         for name, spec in sorted(specs.items()):

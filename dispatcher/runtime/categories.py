@@ -46,7 +46,7 @@ from dispatcher.service.codification import (
 )
 from dispatcher.service.ports import TrainingExample
 
-from .admin import parse_levels, parse_pairs
+from .admin import parse_levels, parse_pairs, roster
 from .app import Storage
 
 
@@ -54,28 +54,31 @@ def add_commands(sub: Any) -> None:
     cats = sub.add_parser("categories", help="categories, categorisation rules, training")
     a = cats.add_subparsers(dest="action", required=True)
     p = a.add_parser("add", help="add or replace a category and what it drives")
-    p.add_argument("name")
+    p.add_argument("name", help="the category's name (letters, digits, _ . -)")
     p.add_argument("--queue", help="the queue its tasks go to")
     p.add_argument("--priority", type=int, help="the priority of its tasks (0-100)")
     p.add_argument("--skills", help="skill=level,... its tasks require")
     p.add_argument("--attribute", action="append", default=[],
                    help="key=value set on its tasks (repeatable)")
-    p.add_argument("--description", default="")
+    p.add_argument("--description", default="", help="what the category is for")
     p = a.add_parser("rule-add", help="add a rule (rules run by position; the first wins)")
-    p.add_argument("category")
+    p.add_argument("category", help="the category the rule gives")
     p.add_argument("--field", required=True,
                    help=f"one of {', '.join(sorted(FIELDS))} or {FORM_PREFIX}<name>")
     p.add_argument("--pattern", required=True, help="a regular expression, or keywords a,b,c")
-    p.add_argument("--match", choices=sorted(MATCHES), default=REGEX)
-    p.add_argument("--position", type=int, default=100)
-    p.add_argument("--disabled", action="store_true")
+    p.add_argument("--match", choices=sorted(MATCHES), default=REGEX,
+                   help="how --pattern is read")
+    p.add_argument("--position", type=int, default=100,
+                   help="rules run by position, lowest first; the first that matches wins")
+    p.add_argument("--disabled", action="store_true", help="store the rule switched off")
     p = a.add_parser("rule-remove", help="remove a rule by id")
-    p.add_argument("id", type=int)
+    p.add_argument("id", type=int, help="the rule's id (`categories list` shows it)")
     p = a.add_parser("list", help="categories, rules, and how many training examples")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p = a.add_parser("train", help="import labelled examples and measure the classifier")
     p.add_argument("--file", help="JSON Lines: {category, text} or {category, subject, body}")
-    p.add_argument("--folds", type=int, default=EVALUATION_FOLDS)
+    p.add_argument("--folds", type=int, default=EVALUATION_FOLDS,
+                   help="cross-validation folds of the accuracy measure")
 
 
 async def cmd_categories_add(storage: Storage, args) -> int:
@@ -91,7 +94,11 @@ async def cmd_categories_add(storage: Storage, args) -> int:
         if category.queue not in known:
             raise InvalidValue(f"no such queue: {category.queue}")
     await storage.codes.put_category(category)
-    print(f"category {category.name} saved")
+    await roster(storage).audit("category", "set", category=category.name,
+                                queue=category.queue, priority=category.priority,
+                                skills=dict(category.skills),
+                                attributes=dict(category.attributes))
+    print(f"category {category.name} saved; a running server reads it at its next start")
     return 0
 
 
@@ -99,7 +106,11 @@ async def cmd_categories_rule_add(storage: Storage, args) -> int:
     rule = check_rule(CategoryRule(args.category, args.field, args.pattern, args.match,
                                    args.position, not args.disabled))
     rule_id = await storage.codes.add_rule(rule)
-    print(f"rule {rule_id} added")
+    await roster(storage).audit("category_rule", "added", rule=rule_id,
+                                category=rule.category, field=rule.field,
+                                pattern=rule.pattern, match=rule.match,
+                                position=rule.position, enabled=rule.enabled)
+    print(f"rule {rule_id} added; a running server reads it at its next start")
     return 0
 
 
@@ -107,6 +118,7 @@ async def cmd_categories_rule_remove(storage: Storage, args) -> int:
     if not await storage.codes.remove_rule(args.id):
         print(f"no rule {args.id}", file=sys.stderr)
         return 1
+    await roster(storage).audit("category_rule", "removed", rule=args.id)
     print(f"rule {args.id} removed")
     return 0
 
@@ -125,11 +137,11 @@ async def cmd_categories_list(storage: Storage, args) -> int:
                        "enabled": r.enabled} for r in rules],
             "examples": examples}, indent=2))
         return 0
-    print("Categories")
+    print("Categories" + ("" if categories else ": none yet (`switchboard categories add NAME`)"))
     for c in categories:
         print(f"  {c.name:<20} queue={c.queue or '-'} priority="
               f"{'-' if c.priority is None else c.priority} skills={dict(c.skills)}")
-    print("Rules (in order)")
+    print("Rules (in order)" + ("" if rules else ": none yet (`switchboard categories rule-add`)"))
     for r in rules:
         state = "" if r.enabled else " (disabled)"
         print(f"  #{r.id:<4} pos {r.position:<4} {r.field:<14} {r.match:<8} "
@@ -166,8 +178,12 @@ async def cmd_categories_train(storage: Storage, args) -> int:
         print(f"imported {len(examples)} examples")
     stored = await storage.codes.examples(DEFAULT_MAX_EXAMPLES)
     pairs = [(e.text, e.category) for e in stored]
-    accuracy = await threads.deferToThread(evaluate, pairs, args.folds)
     categories = sorted({c for _, c in pairs})
+    started = time.monotonic()
+    print(f"categories train: measuring the classifier on {len(pairs)} examples in "
+          f"{len(categories)} categories ({args.folds} folds) ...", file=sys.stderr, flush=True)
+    accuracy = await threads.deferToThread(evaluate, pairs, args.folds)
+    print(f"categories train: measured in {time.monotonic() - started:.1f} s", file=sys.stderr)
     if accuracy is None:
         print(f"{len(pairs)} examples in {len(categories)} categories: too few to measure "
               "(at least 2 categories with 2 examples each)")

@@ -1,46 +1,51 @@
 """`switchboard demo`: a working contact centre in one command, on the embedded SQLite default.
 
 Creates (or reuses) a SQLite database under `--dir`, upgrades its schema, seeds sample queues,
-agents and a business calendar, starts the real dispatcher, then plays customers (a Poisson
-stream of e-mails and calls from a pool of returning customers) and robot agents (who accept
-after a moment, handle the task, wrap up calls, complete). Every few seconds it prints the live
-queue figures, and it says what to open and which commands to try. The desk of the agent `you`
-is for a person: its account gets a random password, printed once at start, and so does the
-supervisor account `boss`.
+agents, a business calendar, a library of standard answers and help articles (demo_data/, in
+the `answers import` / `kb import` formats of docs/answers.md), starts the real dispatcher
+with its edges (SMTP intake with the queues' addresses, the contact form, the console and the
+wallboard), then lets customers and robot agents play (demo_play.py). It prints where to
+write, what to open and the commands to try, exactly as they run from here, then one short
+status line every few seconds. The desk of the agent `you` is for a person: its account gets a
+random password, printed once at start, and so does the supervisor account `boss`.
+
+Run again on the same folder, it carries on: robots finish what they held, and work held by
+anyone who does not come back returns to its queue after the restart grace (assignment.py).
 """
 
 from __future__ import annotations
 
 import logging
-import random
+import os
 import secrets
+import shutil
+import sys
+from dataclasses import fields, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from dispatcher.domain.agents import Agent, Presence
 from dispatcher.domain.deadlines import BusinessCalendar
 from dispatcher.domain.queues import EscalationStep, Queue
-from dispatcher.domain.routing import Outcome
-from dispatcher.domain.tasks import Channel
 from dispatcher.service.edges import EdgeSpec
-from dispatcher.service.intake import email_identity, phone_identity
 from dispatcher.service.ports import Calendar
-from dispatcher.service.roster import Roster
 from dispatcher.storage import schema
 
+from . import demo_sink
 from .app import App
 from .config import Config, DatabaseConfig, LogConfig
+from .demo_play import Play, data_lines
 from .http import build_site
 
 log = logging.getLogger(__name__)
 
-REPORT_EVERY = 3.0  # seconds between two printed figures
-ACCEPT_DELAY = (0.5, 2.5)  # robot agents take a moment to accept
-HANDLE_SECONDS = {Channel.PHONE: (4.0, 14.0), Channel.EMAIL: (3.0, 10.0)}
+REPORT_EVERY = 3.0  # seconds between two status lines
 PHONE_WRAP_UP = 3.0
-CUSTOMERS = 40
 SUPERVISOR = "boss"  # the demo's supervisor account
 PASSWORD_BYTES = 9  # 12 characters, printed once
 EDGES_OFF_IN_DEMO = frozenset({"phone"})
+DEMO_AUTHOR = "demo"  # who the seeded answers are by
 
 DEMO_CALENDAR = Calendar(
     name="office", timezone="Europe/Paris",
@@ -57,6 +62,13 @@ DEMO_QUEUES = (
           steps=(EscalationStep(30.0, {"french": None}),), wrap_up_seconds=PHONE_WRAP_UP,
           calendar="office", deadline_rule="sliding 24h"),
 )
+# Where customers write: SMTP intake takes these addresses (the queues' From addresses too).
+DEMO_ADDRESSES = {"support": "support@example.com", "sales": "sales@example.com",
+                  "billing": "billing@example.com"}
+FORM_QUEUE = "support"
+# The response mode of every queue: offers carry the top three answers; a tenth of the
+# answers wait for the supervisor's review.
+DEMO_RULE = {"queue": "*", "category": "*", "mode": "suggested", "review_share": 0.1}
 DEMO_AGENTS = (
     Agent("alice", "Alice Martin", {"support": 8, "french": 9, "billing": 5},
           {"support", "billing"}),
@@ -72,71 +84,168 @@ HUMAN = Agent("you", "You", {"support": 7, "sales": 5, "billing": 5, "french": 5
               {"support", "sales", "billing"})
 
 
-class _Play:
-    """The customers and the robot agents of the demo."""
+def _tuned(settings: Any, **wanted: Any) -> Any:
+    """An edge's settings with the demo's values for the fields it has."""
+    names = {f.name for f in fields(settings)}
+    return replace(settings, **{k: v for k, v in wanted.items() if k in names})
 
-    def __init__(self, app: App, reactor, rate_per_minute: float, seed: int) -> None:
-        self.app, self.reactor = app, reactor
-        self.rng = random.Random(seed)
-        self.rate = rate_per_minute / 60.0
-        self.done = 0
-        app.assignment.listen(self._heard)
+
+def demo_config(base: Config, url: str, args: Any, sink_port: int | None = None) -> Config:
+    """The demo's configuration: its own database, the ports asked for, and the e-mail edge
+    set up for the demo's queues (recipients, queue addresses, the contact form, the local
+    sink as relay) unless the configuration already names them; the console accepts pages
+    from the demo's address."""
+    server = base.server
+    if args.http_port is not None:
+        server = replace(server, http_port=args.http_port)
+    edges = dict(base.edges)
+    email = edges.get("email")
+    if email is not None:
+        routes = ",".join(f"{a}={q}" for q, a in DEMO_ADDRESSES.items())
+        froms = ",".join(f"{q}={a}" for q, a in DEMO_ADDRESSES.items())
+        edges["email"] = _tuned(
+            email,
+            smtp_port=args.smtp_port if args.smtp_port is not None else email.smtp_port,
+            recipients=email.recipients or routes,
+            queue_from=email.queue_from or froms,
+            form_queue=email.form_queue or FORM_QUEUE,
+            from_address=(DEMO_ADDRESSES[FORM_QUEUE] if email.from_address.endswith(
+                ".invalid") else email.from_address),
+            from_name=email.from_name if email.from_name != "Support" else "Demo Support",
+        )
+        if not email.relay_host and sink_port is not None:
+            edges["email"] = _tuned(edges["email"], relay_host="127.0.0.1", relay_port=sink_port)
+    console = edges.get("console")
+    if console is not None:
+        http = f"http://{server.host}:{server.http_port}"
+        origins = [o for o in (http, f"http://localhost:{server.http_port}")
+                   if o not in console.allowed_origins]
+        edges["console"] = _tuned(
+            console,
+            port=args.console_port if args.console_port is not None else console.port,
+            allowed_origins=",".join(filter(None, [console.allowed_origins, *origins])),
+        )
+    return Config(database=DatabaseConfig(url), server=server, log=LogConfig(level="WARNING"),
+                  edges=edges)
+
+
+def command_prefix() -> str:
+    """How to run `switchboard` from the current directory: the bare name when it is on PATH,
+    else the script next to this interpreter (e.g. `.venv/bin/switchboard`)."""
+    script = Path(sys.executable).with_name("switchboard")
+    found = shutil.which("switchboard")
+    if found and script.exists() and Path(found).resolve() == script.resolve():
+        return "switchboard"
+    if not script.exists():
+        return f"{sys.executable} -m dispatcher.runtime.cli"
+    relative = os.path.relpath(script)
+    return relative if not relative.startswith("..") else str(script)
+
+
+async def seed(app: App) -> dict[str, int]:
+    """Calendar, queues, agents, answers, help articles and the response mode (again at every
+    start: unchanged content saves nothing); what the library holds."""
+    roster = app.roster
+    await app.store.put_calendar(DEMO_CALENDAR)
+    c = DEMO_CALENDAR
+    app.intake.calendars[c.name] = BusinessCalendar.from_spec(c.name, c.timezone, c.hours,
+                                                              c.holidays)
+    for q in DEMO_QUEUES:
+        await roster.put_queue(q)
+    for a in (*DEMO_AGENTS, HUMAN):  # `you` stays offline until you sign in
+        await roster.put_agent(Agent(a.id, a.name, dict(a.skills), set(a.queues)))
+    await app.library.import_answers(data_lines("answers.jsonl"), DEMO_AUTHOR)
+    await app.library.import_articles(data_lines("articles.jsonl"))
+    await app.library.put_rule(DEMO_RULE)
+    return {"answers": len(app.library.list_answers()),
+            "articles": len(app.library.list_articles())}
+
+
+class Status:
+    """The short status line, every REPORT_EVERY seconds."""
+
+    def __init__(self, app: App, play: Play, reactor: Any) -> None:
+        self.app, self.play, self.reactor = app, play, reactor
 
     def start(self) -> None:
-        self.reactor.callLater(self.rng.expovariate(self.rate), self._arrive)
-        self.reactor.callLater(REPORT_EVERY, self._report)
+        self.reactor.callLater(REPORT_EVERY, self._tick)
 
-    def _arrive(self) -> None:
-        n = self.rng.randrange(CUSTOMERS)
-        queue = self.rng.choice([q.name for q in DEMO_QUEUES])
-        if self.rng.random() < 0.5:
-            d = self.app.intake.submit(Channel.PHONE, queue, phone_identity(f"+3315550{n:04d}"),
-                                       f"Caller {n}")
-        else:
-            d = self.app.intake.submit(Channel.EMAIL, queue,
-                                       email_identity(f"customer{n}@example.org"), f"Customer {n}",
-                                       attributes={"subject": f"Question #{self.rng.randrange(999)}"})
-        d.addErrback(lambda f: log.error("demo intake failed: %s", f.getErrorMessage()))
-        self.reactor.callLater(self.rng.expovariate(self.rate), self._arrive)
+    def _tick(self) -> None:
+        self.play.revive()
+        self.print()
+        self.reactor.callLater(REPORT_EVERY, self._tick)
 
-    def _heard(self, outcome: Outcome) -> None:
-        for offer in outcome.offers:
-            if offer.agent_id == HUMAN.id:
-                continue
-            self.reactor.callLater(self.rng.uniform(*ACCEPT_DELAY), self._accept, offer)
-
-    def _accept(self, offer) -> None:
-        d = self.app.sessions.accept(offer.agent_id, offer.id)
-        handle = self.rng.uniform(*HANDLE_SECONDS[offer.channel])
-        d.addCallback(lambda _: self.reactor.callLater(handle, self._finish, offer))
-        d.addErrback(lambda f: None)  # expired meanwhile: the router moved on
-
-    def _finish(self, offer) -> None:
-        if offer.channel is Channel.PHONE:
-            d = self.app.sessions.wrap_up(offer.agent_id, offer.task_id)  # ends by its timer
-        else:
-            d = self.app.sessions.complete(offer.agent_id, offer.task_id, "answered")
-        d.addCallback(lambda _: setattr(self, "done", self.done + 1))
-        d.addErrback(lambda f: None)
-
-    def _report(self) -> None:
-        self.print_figures()
-        self.reactor.callLater(REPORT_EVERY, self._report)
-
-    def print_figures(self) -> None:
+    def line(self) -> str:
         now = self.reactor.seconds()
-        parts = []
-        for f in self.app.queries.queue_figures(now):
-            if f.waiting or f.available:
-                parts.append(f"{f.queue}/{f.channel}: {f.waiting} waiting"
-                             f" (longest {f.longest_wait:.0f}s), {f.available} members free")
+        figures = self.app.queries.queue_figures(now)
+        waiting = sum(f.waiting for f in figures)
+        longest = max((f.longest_wait for f in figures if f.waiting), default=0.0)
         presence = self.app.queries.agent_presence()
-        counts = {}
-        for p in presence.values():
-            counts[p] = counts.get(p, 0) + 1
-        agents = ", ".join(f"{n} {p}" for p, n in sorted(counts.items()))
-        print(f"[demo] {self.done} handled | agents: {agents} | " + ("; ".join(parts) or "idle"),
-              flush=True)
+        robots: dict[str, int] = {}
+        for agent_id, state in presence.items():
+            if agent_id in self.play.robots:
+                robots[state] = robots.get(state, 0) + 1
+        crew = ", ".join(f"{n} {s}" for s, n in sorted(robots.items())) or "none"
+        wait = f"{waiting} waiting" + (f" (longest {longest:.0f}s)" if waiting else "")
+        return (f"[demo] {self.play.done} handled | {wait} | robots: {crew} | "
+                f"{HUMAN.id}: {presence.get(HUMAN.id, Presence.OFFLINE.value)}")
+
+    def print(self) -> None:
+        try:
+            print(self.line(), flush=True)
+        except BrokenPipeError:  # the reader went away (`| head`): stop
+            self.reactor.stop()
+
+
+def banner(url: str, address: str, edges: list[str], config: Config, passwords: dict[str, str],
+           seeded: dict[str, int], resumed: int, args: Any, sink: bool) -> str:
+    run = f"{command_prefix()} --database {url}"
+    today = datetime.now(UTC).date()
+    lines = [f"Switchboard demo on {url}"]
+    if "console" in edges:
+        lines += [
+            f"  agent console  {address}/  sign in as `{HUMAN.id}` with the password "
+            f"{passwords[HUMAN.id]}",
+            f"  wallboard      {address}/wallboard  sign in as `{SUPERVISOR}` with the password "
+            f"{passwords[SUPERVISOR]}",
+            f"  help pages     {address}/help  ({seeded['articles']} articles; "
+            f"{seeded['answers']} standard answers in the library)",
+        ]
+    email = config.edges.get("email")
+    if "email" in edges and email is not None:
+        smtp = f"{email.smtp_host}:{email.smtp_port}"
+        lines += [
+            f"  contact form   {address}/forms/contact",
+            f"  write to       {', '.join(DEMO_ADDRESSES.values())} by SMTP on {smtp}, e.g.",
+            (f"                 swaks --server {smtp} --to {DEMO_ADDRESSES['support']}"
+             if shutil.which("swaks") else
+             f"                 python3 -c \"import smtplib; smtplib.SMTP('{email.smtp_host}', "
+             f"{email.smtp_port}).sendmail('me@example.org', ['{DEMO_ADDRESSES['support']}'], "
+             f"'Subject: Hello\\n\\nMy parcel is late.')\""),
+            (f"                 replies and acknowledgements go out through the relay "
+             f"{email.relay_host}:{email.relay_port}"
+             + (" (the demo's sink: nothing leaves this machine)" if sink else "")),
+        ]
+    lines += [
+        f"  health         {address}/healthz",
+        f"  robots         {len(DEMO_AGENTS)} robot agents answer ~{args.rate:g} e-mails and "
+        f"calls a minute from returning customers"
+        + (f" (they picked up {resumed} tasks held at the last stop)" if resumed else ""),
+        f"In another terminal, from {os.getcwd()}:",
+        f"    {run} tasks list",
+        f"    {run} tasks show SB-000001",
+        f"    {run} queues list",
+        f"    {run} agents list",
+        f"    {run} answers list",
+        f"    {run} report --from {today} --to {today + timedelta(days=1)}",
+    ]
+    activate = Path(sys.executable).parent / "activate"
+    if command_prefix() != "switchboard" and activate.exists():
+        shown = os.path.relpath(activate)
+        shown = shown if not shown.startswith("..") else str(activate)
+        lines.append(f"  (or `. {shown}` first, then `switchboard ...`)")
+    lines.append("Stop with Ctrl-C; run it again on the same folder to carry on.")
+    return "\n" + "\n".join(lines) + "\n"
 
 
 def demo(args, base: Config | None = None, specs: dict[str, EdgeSpec] | None = None) -> int:
@@ -149,30 +258,23 @@ def demo(args, base: Config | None = None, specs: dict[str, EdgeSpec] | None = N
     folder.mkdir(parents=True, exist_ok=True)
     url = f"sqlite:///{(folder / 'demo.db').resolve()}"
     schema.upgrade(url)
-    base = base or Config()
-    config = Config(database=DatabaseConfig(url), server=base.server,
-                    log=LogConfig(level="WARNING"), edges=base.edges)
+    sink = demo_sink.Sink()
+    sink_port = demo_sink.listen(reactor, sink)
+    config = demo_config(base or Config(), url, args, sink_port.getHost().port)
+    email = config.edges.get("email")
+    own_sink = email is not None and email.relay_port == sink_port.getHost().port
     app = App(config, reactor)
     status = {"code": 0}
 
     async def run() -> None:
         await app.start()
-        roster = Roster(app.assignment, app.store)
-        await app.store.put_calendar(DEMO_CALENDAR)
-        c = DEMO_CALENDAR
-        app.intake.calendars[c.name] = BusinessCalendar.from_spec(c.name, c.timezone, c.hours,
-                                                                  c.holidays)
-        for q in DEMO_QUEUES:
-            await roster.put_queue(q)
-        for a in DEMO_AGENTS:
-            await roster.put_agent(a)
-            await app.sessions.set_status(a.id, Presence.AVAILABLE)
-        await roster.put_agent(HUMAN)  # offline until you sign in at the console
+        seeded = await seed(app)
         # Accounts to sign in with (new passwords at every start, printed below once).
-        you_password = secrets.token_urlsafe(PASSWORD_BYTES)
-        boss_password = secrets.token_urlsafe(PASSWORD_BYTES)
-        await app.accounts.set(HUMAN.id, "agent", HUMAN.name, you_password)
-        await app.accounts.set(SUPERVISOR, "supervisor", "Demo Supervisor", boss_password)
+        passwords = {HUMAN.id: secrets.token_urlsafe(PASSWORD_BYTES),
+                     SUPERVISOR: secrets.token_urlsafe(PASSWORD_BYTES)}
+        await app.accounts.set(HUMAN.id, "agent", HUMAN.name, passwords[HUMAN.id])
+        await app.accounts.set(SUPERVISOR, "supervisor", "Demo Supervisor",
+                               passwords[SUPERVISOR])
         site, root = build_site(app.router)
         # The robots take calls without phones: the SIP/CTI edge (which makes phones decide who
         # can take calls, and listens on the SIP port) stays off in the demo.
@@ -181,41 +283,39 @@ def demo(args, base: Config | None = None, specs: dict[str, EdgeSpec] | None = N
         await app.start_edges()
         port = reactor.listenTCP(config.server.http_port, site, interface=config.server.host)
         address = f"http://{config.server.host}:{port.getHost().port}"
-        console = ""
-        if "console" in edges:
-            console = (f"  agent console: {address}/  sign in as `{HUMAN.id}` with the password "
-                       f"{you_password}\n"
-                       f"                 (the robots play the other agents)\n"
-                       f"  wallboard:     {address}/wallboard  sign in as `{SUPERVISOR}` with the "
-                       f"password {boss_password}\n"
-                       f"  help pages:    {address}/help\n")
-        print(f"""
-Switchboard demo is running on {url}
-  health:        {address}/healthz
-  edges:         {", ".join(edges) or "none installed"}
-  live figures:  printed below every {REPORT_EVERY:g} s ({len(DEMO_AGENTS)} robot agents,
-                 ~{args.rate:g} e-mails and calls a minute from {CUSTOMERS} returning customers)
-{console}  in another terminal:
-    switchboard --database {url} tasks list
-    switchboard --database {url} queues list
-    switchboard --database {url} agents list
-Stop with Ctrl-C.
-""", flush=True)
-        play = _Play(app, reactor, args.rate, args.seed)
+        email = config.edges.get("email")
+        smtp = (email.smtp_host, email.smtp_port) if "email" in edges else None
+        # The play listens before the robots are available: offers made to them at once (work
+        # left waiting at the last stop) are heard and taken.
+        play = Play(app, reactor, args.rate, args.seed, tuple(a.id for a in DEMO_AGENTS), smtp,
+                    dict(DEMO_ADDRESSES))
+        resumed = play.resume()
+        for a in DEMO_AGENTS:
+            await app.sessions.set_status(a.id, Presence.AVAILABLE)
+        print(banner(url, address, edges, config, passwords, seeded, resumed, args, own_sink),
+              flush=True)
         play.start()
+        line = Status(app, play, reactor)
+        line.start()
         if args.duration:
             def finish() -> None:
-                play.print_figures()  # the last figures, however short the run
+                line.print()  # the last figures, however short the run
                 reactor.stop()
 
             reactor.callLater(args.duration, finish)
 
     def failed(failure):
         status["code"] = 1
-        print(f"demo failed: {failure.getTraceback()}")
-        reactor.stop()
+        try:
+            if failure.check(BrokenPipeError):  # the reader went away (`| head`): just stop
+                status["code"] = 0
+            else:
+                print(f"demo failed: {failure.getTraceback()}", file=sys.stderr, flush=True)
+        finally:
+            reactor.stop()
 
     reactor.callWhenRunning(lambda: ensureDeferred(run()).addErrback(failed))
     reactor.addSystemEventTrigger("before", "shutdown", app.stop)
     reactor.run()
     return status["code"]
+

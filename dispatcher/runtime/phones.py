@@ -23,7 +23,7 @@ def add_commands(sub) -> None:
     phones = sub.add_parser("phones", help="agents' phones: SIP credentials and PBX extensions")
     actions = phones.add_subparsers(dest="action", required=True)
     p = actions.add_parser("set", help="give an agent a SIP phone and/or a PBX extension")
-    p.add_argument("agent")
+    p.add_argument("agent", help="the agent's id")
     p.add_argument("--user", help="SIP user name the phone registers with")
     secret = p.add_mutually_exclusive_group()
     secret.add_argument("--password", help="SIP password (prefer --password-file)")
@@ -31,10 +31,10 @@ def add_commands(sub) -> None:
     p.add_argument("--realm", default=DEFAULT_REALM,
                    help=f"digest realm; must match [phone] realm (default {DEFAULT_REALM})")
     p.add_argument("--extension", help="the agent's extension on a PBX (CTI)")
-    p = actions.add_parser("list")
-    p.add_argument("--json", action="store_true")
+    p = actions.add_parser("list", help="every agent's phone and extension")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p = actions.add_parser("remove", help="remove an agent's phone account and registration")
-    p.add_argument("agent")
+    p.add_argument("agent", help="the agent's id")
 
 
 def _password(args) -> str | None:
@@ -58,7 +58,12 @@ async def cmd_phones_set(storage: Storage, args) -> int:
         if account.extension is not None and other.extension == account.extension:
             raise InvalidValue(f"extension {account.extension} belongs to {other.agent_id}")
     await storage.phones.put_phone_account(account)
-    print(f"phone of {account.agent_id} saved")
+    from .admin import roster
+
+    await roster(storage).audit("phone", "set", account.agent_id, sip_user=account.sip_user,
+                                realm=account.realm, extension=account.extension,
+                                password="set" if _password(args) is not None else "none")
+    print(f"phone of {account.agent_id} saved; a running server reads it at its next start")
     return 0
 
 
@@ -71,6 +76,10 @@ async def cmd_phones_list(storage: Storage, args) -> int:
             for a in accounts]
     if args.json:
         print(json.dumps(rows, indent=2))
+    elif not rows:
+        from .admin import nothing_yet
+
+        nothing_yet("phones", "give an agent one with `switchboard phones set AGENT`")
     else:
         for r in rows:
             print(f"{r['agent']:<16} sip={r['sip_user'] or '-':<16} ext={r['extension'] or '-':<8}"
@@ -81,6 +90,9 @@ async def cmd_phones_list(storage: Storage, args) -> int:
 async def cmd_phones_remove(storage: Storage, args) -> int:
     if not await storage.phones.remove_phone_account(args.agent):
         raise InvalidValue(f"{args.agent} has no phone account")
+    from .admin import roster
+
+    await roster(storage).audit("phone", "removed", args.agent)
     print(f"phone of {args.agent} removed")
     return 0
 

@@ -57,8 +57,10 @@ def add_parser(sub: Any) -> None:
                    help="start, ISO 8601 (2026-11-01, 2026-11-01T08:00+01:00; no zone: UTC)")
     r.add_argument("--to", dest="end", required=True, help="end (excluded), same forms")
     r.add_argument("--queue", help="only this queue's tasks")
-    r.add_argument("--interval", choices=list(INTERVALS), default=DEFAULT_INTERVAL)
-    r.add_argument("--format", choices=list(FORMATS), default="text")
+    r.add_argument("--interval", choices=list(INTERVALS), default=DEFAULT_INTERVAL,
+                   help="the length of each row of the interval tables")
+    r.add_argument("--format", choices=list(FORMATS), default="text",
+                   help="text for a terminal; csv, json or html (with plots) for a file")
     r.add_argument("--output", "-o", help="write the report to this file (default: stdout)")
     r.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
 
@@ -67,9 +69,12 @@ class ProgressLine:
     """Progress of a long read on stderr: rewritten in place on a terminal, else a line every
     few seconds. Called from the reading thread; only writes to the stream."""
 
-    def __init__(self, stream: TextIO, clock: Any = time.monotonic) -> None:
+    def __init__(self, stream: TextIO, clock: Any = time.monotonic, label: str = "report",
+                 unit: str = "events", verb: str = "read") -> None:
         self.stream = stream
         self.clock = clock
+        # "report: 1,000 of 5,000 events read (20%), 1.2 s"; other long commands say their own
+        self.label, self.unit, self.verb = label, unit, verb
         self.tty = stream.isatty()
         self.started = clock()
         self.last = self.started - 3600.0
@@ -82,7 +87,9 @@ class ProgressLine:
             return
         self.last = now
         share = f" ({100 * done / total:.0f}%)" if total else ""
-        text = f"report: {done:,} of {total:,} events read{share}, {now - self.started:.1f} s"
+        verb = f" {self.verb}" if self.verb else ""
+        text = (f"{self.label}: {done:,} of {total:,} {self.unit}{verb}{share}, "
+                f"{now - self.started:.1f} s")
         if self.tty:
             self.stream.write("\r" + text + "\x1b[K")
         else:
@@ -93,7 +100,7 @@ class ProgressLine:
     def finish(self, events: int) -> None:
         took = self.clock() - self.started
         end = "\n" if self.tty and self.shown else ""
-        self.stream.write(f"{end}report: {events:,} events in {took:.1f} s\n")
+        self.stream.write(f"{end}{self.label}: {events:,} {self.unit} in {took:.1f} s\n")
         self.stream.flush()
 
 

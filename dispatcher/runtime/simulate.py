@@ -12,12 +12,14 @@ from __future__ import annotations
 import itertools
 import math
 import random
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from twisted.internet.task import Clock
 
 from dispatcher.domain import events as ev
 from dispatcher.domain.agents import Agent, Presence
+from dispatcher.domain.errors import InvalidValue
 from dispatcher.domain.queues import Queue
 from dispatcher.domain.routing import Outcome, Router
 from dispatcher.domain.tasks import Channel
@@ -27,6 +29,9 @@ from dispatcher.service.sessions import Sessions
 from dispatcher.storage.memory import MemoryStore
 
 SIM_QUEUE = "sim"
+# Bounds of the inputs (a simulation is memory and time linear in tasks).
+MAX_AGENTS = 10_000
+MAX_TASKS = 2_000_000
 # Agents accept at once, so offers never time out; a generous lease keeps that true.
 SIM_OFFER_TIMEOUT = 3600.0
 WAITED_EPSILON = 1e-9
@@ -46,8 +51,43 @@ class SimulationResult:
     simulated_seconds: float
     erlang_c: dict
 
+    @property
+    def load(self) -> float:
+        """Offered traffic in erlangs (arrivals per second x handling time)."""
+        return self.arrivals_per_hour / 3600.0 * self.aht_seconds
+
+    @property
+    def overloaded(self) -> bool:
+        """At least as much work arrives as the agents can do: the queue grows without end
+        and Erlang C has no steady state (no service level, no average wait)."""
+        return self.load >= self.agents
+
     def as_dict(self) -> dict:
-        return asdict(self)
+        """Plain JSON values: an undefined figure (overload) is None, never Infinity."""
+        out = asdict(self)
+        out["erlang_c"] = {k: (None if isinstance(v, float) and math.isinf(v) else v)
+                           for k, v in self.erlang_c.items()}
+        out["load_erlangs"] = self.load
+        out["overloaded"] = self.overloaded
+        return out
+
+
+def check_inputs(agents: int, arrivals_per_hour: float, aht: float, sl_seconds: float,
+                 tasks: int) -> None:
+    """Refuse inputs that cannot describe a queue (InvalidValue, every problem at once)."""
+    problems = []
+    if not 1 <= agents <= MAX_AGENTS:
+        problems.append(f"--agents must be 1-{MAX_AGENTS:,}, got {agents}")
+    if not (math.isfinite(arrivals_per_hour) and arrivals_per_hour > 0):
+        problems.append(f"--arrivals-per-hour must be more than 0, got {arrivals_per_hour:g}")
+    if not (math.isfinite(aht) and aht > 0):
+        problems.append(f"--aht must be more than 0 seconds, got {aht:g}")
+    if not (math.isfinite(sl_seconds) and sl_seconds >= 0):
+        problems.append(f"--sl-seconds must be 0 or more, got {sl_seconds:g}")
+    if not 1 <= tasks <= MAX_TASKS:
+        problems.append(f"--tasks must be 1-{MAX_TASKS:,}, got {tasks}")
+    if problems:
+        raise InvalidValue("; ".join(problems))
 
 
 def erlang_c(agents: int, arrivals_per_hour: float, aht: float, sl_seconds: float) -> dict:
@@ -116,8 +156,9 @@ class _Run:
         if self.arrived < self.target:
             self.clock.callLater(self.rng.expovariate(self.rate), self._arrive)
 
-    def run(self) -> float:
-        """Run until every task has been answered; returns the simulated time."""
+    def run(self, progress: Callable[[int, int], None] | None = None) -> float:
+        """Run until every task has been answered; returns the simulated time. `progress(done,
+        total)` is called as tasks are answered (it decides itself how often to show it)."""
         # The created time is recorded after intake; an offer made inside the same call is
         # accepted later (callLater 0), so the wait is measured from a known arrival.
         self.clock.callLater(self.rng.expovariate(self.rate), self._arrive)
@@ -127,13 +168,17 @@ class _Run:
                 break
             step = min(c.getTime() for c in calls) - self.clock.seconds()
             self.clock.advance(max(0.0, step))
+            if progress is not None:
+                progress(len(self.waits), self.target)
         return self.clock.seconds()
 
 
 def simulate(agents: int, arrivals_per_hour: float, aht: float, sl_seconds: float, tasks: int,
-             seed: int = 1) -> SimulationResult:
+             seed: int = 1, progress: Callable[[int, int], None] | None = None
+             ) -> SimulationResult:
+    check_inputs(agents, arrivals_per_hour, aht, sl_seconds, tasks)
     run = _Run(agents, arrivals_per_hour, aht, tasks, seed)
-    elapsed = run.run()
+    elapsed = run.run(progress)
     waits = run.waits
     n = len(waits)
     return SimulationResult(

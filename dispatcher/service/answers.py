@@ -7,7 +7,12 @@ Sits in the service layer over the `AnswerStore` port. What it promises:
   decisions of one e-mail (no database read per e-mail); the ranking index is rebuilt after a
   change, debounced (`REBUILD_DELAY`), so importing 5,000 answers rebuilds it once.
 - Import and export use JSON Lines (one JSON object per line, UTF-8; docs/answers.md): export
-  then import gives the same library; an import is checked entirely before anything is saved.
+  then import gives the same library; an import is checked entirely before anything is saved
+  (`check_only`: checked, nothing saved; `first_line`: the number of the first line given, for
+  a file sent in parts).
+- A change made with an `actor` (a supervisor's, from the console) is also audited in the
+  author's own log, in the same transaction as the version: `answer.saved` / `answer.retired`
+  (data: answer_id, version, title).
 - Placeholder values of a task (`values`) come from the task, its customer and the agent.
 """
 
@@ -38,6 +43,7 @@ from dispatcher.domain.answers import (
     version_of,
 )
 from dispatcher.domain.errors import InvalidValue
+from dispatcher.domain.events import Event
 from dispatcher.domain.tasks import Task
 
 from .ports import AnswerStore
@@ -52,6 +58,8 @@ MAX_IMPORT_LINES = 100_000
 EXPORT_FIELDS = ("id", "title", "text", "html", "language", "queues", "categories", "owner",
                  "version", "retired")
 ARTICLE_FIELDS = ("id", "question", "answer", "category", "language", "retired")
+ANSWER_SAVED = "answer.saved"  # the author's log; data: answer_id, version, title
+ANSWER_RETIRED = "answer.retired"  # the same data
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,13 +80,15 @@ def article_json(a: Article) -> dict[str, Any]:
     return {k: data[k] for k in ARTICLE_FIELDS}
 
 
-def parse_lines(lines: Iterable[str], what: str) -> tuple[list[dict[str, Any]], list[str]]:
+def parse_lines(lines: Iterable[str], what: str, first_line: int = 1
+                ) -> tuple[list[dict[str, Any]], list[str]]:
     """The objects of a JSON Lines file (blank lines skipped, each object's line number in
-    `_line`) and the errors of the lines that are not one JSON object."""
+    `_line`, counted from `first_line`) and the errors of the lines that are not one JSON
+    object."""
     out: list[dict[str, Any]] = []
     errors: list[str] = []
-    for n, line in enumerate(lines, 1):
-        if n > MAX_IMPORT_LINES:
+    for n, line in enumerate(lines, first_line):
+        if n - first_line >= MAX_IMPORT_LINES:
             errors.append(f"more than {MAX_IMPORT_LINES} lines")
             break
         if not line.strip():
@@ -185,11 +195,14 @@ class Library:
     def get(self, answer_id: str) -> Answer | None:
         return self.answers.get(answer_id)
 
-    def save_answer(self, data: Mapping[str, Any], author: str) -> Deferred[Answer]:
-        """Create an answer or save a new version of it (the owner stays unless given)."""
-        return ensureDeferred(self._save_answer(data, author))
+    def save_answer(self, data: Mapping[str, Any], author: str,
+                    actor: str | None = None) -> Deferred[Answer]:
+        """Create an answer or save a new version of it (the owner stays unless given);
+        with `actor`, audited in the author's log too."""
+        return ensureDeferred(self._save_answer(data, author, actor))
 
-    async def _save_answer(self, data: Mapping[str, Any], author: str) -> Answer:
+    async def _save_answer(self, data: Mapping[str, Any], author: str,
+                           actor: str | None = None) -> Answer:
         answer_id = check_id(data.get("id"), "answer id")
         current = await self.store.get_answer(answer_id)
         owner = current.owner if current is not None else author
@@ -197,15 +210,17 @@ class Library:
                              version=(current.version + 1) if current is not None else 1)
         if current is not None and same_content(current, answer):
             return current
-        await self._store_version(answer, author)
+        await self._store_version(answer, author, self._audit(ANSWER_SAVED, answer, author,
+                                                              actor))
         self.answers[answer.id] = answer
         self._changed()
         return answer
 
-    def retire_answer(self, answer_id: str, author: str) -> Deferred[Answer]:
-        return ensureDeferred(self._retire(answer_id, author))
+    def retire_answer(self, answer_id: str, author: str,
+                      actor: str | None = None) -> Deferred[Answer]:
+        return ensureDeferred(self._retire(answer_id, author, actor))
 
-    async def _retire(self, answer_id: str, author: str) -> Answer:
+    async def _retire(self, answer_id: str, author: str, actor: str | None = None) -> Answer:
         current = await self.store.get_answer(answer_id)
         if current is None:
             raise InvalidValue(f"no such answer: {answer_id}")
@@ -213,14 +228,23 @@ class Library:
             return current
         answer = replace(current, retired=True, version=current.version + 1,
                          updated_at=self.now())
-        await self._store_version(answer, author)
+        await self._store_version(answer, author, self._audit(ANSWER_RETIRED, answer, author,
+                                                              actor))
         self.answers[answer.id] = answer
         self._changed()
         return answer
 
-    async def _store_version(self, answer: Answer, author: str) -> None:
+    def _audit(self, kind: str, answer: Answer, author: str,
+               actor: str | None) -> list[Event]:
+        if actor is None:
+            return []
+        return [Event(kind, answer.updated_at, None, author, actor, {
+            "answer_id": answer.id, "version": answer.version, "title": answer.title})]
+
+    async def _store_version(self, answer: Answer, author: str,
+                             events: list[Event] | None = None) -> None:
         try:
-            await self.store.save_answer(answer, version_of(answer, author))
+            await self.store.save_answer(answer, version_of(answer, author), events or [])
         except Exception:
             now = await self.store.get_answer(answer.id)
             if now is not None and now.version >= answer.version:  # two saves raced
@@ -231,11 +255,18 @@ class Library:
     def history(self, answer_id: str) -> Deferred[list[AnswerVersion]]:
         return self.store.answer_versions(answer_id)
 
-    def import_answers(self, lines: Iterable[str], author: str) -> Deferred[Imported]:
-        return ensureDeferred(self._import_answers(lines, author))
+    def import_answers(self, lines: Iterable[str], author: str, actor: str | None = None,
+                       first_line: int = 1, check_only: bool = False) -> Deferred[Imported]:
+        """Save every answer of a JSON Lines file (created, updated, unchanged), or none
+        when a line is wrong (InvalidValue lists the first errors); `check_only`: check,
+        save nothing (the counts say what an import would do)."""
+        return ensureDeferred(self._import_answers(lines, author, actor, first_line,
+                                                   check_only))
 
-    async def _import_answers(self, lines: Iterable[str], author: str) -> Imported:
-        objs, errors = parse_lines(lines, "answer")
+    async def _import_answers(self, lines: Iterable[str], author: str,
+                              actor: str | None = None, first_line: int = 1,
+                              check_only: bool = False) -> Imported:
+        objs, errors = parse_lines(lines, "answer", first_line)
         seen = set()
         for obj in objs:
             n = obj.pop("_line")
@@ -251,9 +282,19 @@ class Library:
         if errors:
             raise InvalidValue("; ".join(errors[:20]))
         created = updated = unchanged = 0
+        if check_only:
+            for obj in objs:
+                before = self.answers.get(obj["id"])
+                if before is None:
+                    created += 1
+                elif same_content(before, make_answer(obj, owner=before.owner, now=0.0)):
+                    unchanged += 1
+                else:
+                    updated += 1
+            return Imported(created, updated, unchanged)
         for obj in objs:
             before = self.answers.get(obj["id"])
-            after = await self._save_answer(obj, author)
+            after = await self._save_answer(obj, author, actor)
             if before is None:
                 created += 1
             elif after.version != before.version:

@@ -9,6 +9,12 @@ console, the phone channel) what happened, so nobody outside hears of a state th
 
 Timers run on the injected `IReactorTime`: the real reactor in production, `task.Clock` in tests
 and in the simulator.
+
+After a restart (`restore`) every agent starts offline, and what they held stays theirs for
+`restart_grace` seconds: an agent who comes back (any presence but offline) carries on; one
+still offline then gets their assigned tasks taken back to their queues with their original age
+(`task.requeued`, reason `agent_not_back`), as if they had gone offline, so work held by someone
+who never returns (a desk nobody reopens, a robot that is gone) does not stay assigned for good.
 """
 
 from __future__ import annotations
@@ -20,6 +26,9 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 from dispatcher.domain import events as ev
+from dispatcher.domain.agents import Agent, Presence
+from dispatcher.domain.errors import DomainError
+from dispatcher.domain.queues import Queue
 from dispatcher.domain.routing import Outcome, Router
 from dispatcher.domain.tasks import Task, TaskState
 
@@ -29,18 +38,25 @@ log = logging.getLogger(__name__)
 
 Listener = Callable[[Outcome], None]
 WRAP_UP_TIMEOUT_DISPOSITION = "wrap_up_timeout"
+# After a restart, how long an agent's assigned tasks wait for them to come back (the console
+# reconnects by itself within seconds; an agent then has to choose a presence).
+RESTART_GRACE_SECONDS = 300.0
+NOT_BACK_REASON = "agent_not_back"
 
 
 class Assignment:
-    def __init__(self, router: Router, store: Store, clock: IReactorTime) -> None:
+    def __init__(self, router: Router, store: Store, clock: IReactorTime,
+                 restart_grace: float = RESTART_GRACE_SECONDS) -> None:
         self.router = router
         self.store = store
         self.clock = clock
+        self.restart_grace = restart_grace
         self.listeners: list[Listener] = []
         self._offer_timers: dict[str, IDelayedCall] = {}
         self._step_timers: dict[str, IDelayedCall] = {}
         self._wrap_timers: dict[str, tuple[float, IDelayedCall]] = {}  # task -> (ends, timer)
         self._sticky_timers: dict[str, tuple[float, IDelayedCall]] = {}  # task -> (until, timer)
+        self._return_timers: dict[str, IDelayedCall] = {}  # agent -> end of their restart grace
 
     def now(self) -> float:
         return self.clock.seconds()
@@ -169,17 +185,61 @@ class Assignment:
     # ------------------------------------------------------------------ start and stop
 
     def restore(self, state: State) -> Deferred[Outcome]:
-        """Rebuild the router from the store's state and re-arm every timer."""
+        """Rebuild the router from the store's state and re-arm every timer. Open work whose
+        queue or agent was removed meanwhile (the command line, while a server ran) is not
+        lost: a disabled stand-in for the queue serves what waits in it, and one for the agent
+        holds their tasks until the restart grace returns them to their queues."""
         now = self.now()
-        outcome = self.router.restore(
-            state.queues, state.agents, state.open_tasks, state.declines, now
-        )
+        queues, agents = list(state.queues), list(state.agents)
+        known_queues, known_agents = {q.name for q in queues}, {a.id for a in agents}
+        for task in state.open_tasks:
+            if task.queue not in known_queues:
+                log.warning("queue %s is gone but still has task %s: kept until it is done",
+                            task.queue, task.id)
+                queues.append(Queue(task.queue, disabled=True))
+                known_queues.add(task.queue)
+            if (task.state in (TaskState.ASSIGNED, TaskState.WRAP_UP)
+                    and task.agent_id is not None and task.agent_id not in known_agents):
+                log.warning("agent %s is gone but still holds task %s", task.agent_id, task.id)
+                agents.append(Agent(task.agent_id, disabled=True))
+                known_agents.add(task.agent_id)
+        outcome = self.router.restore(queues, agents, state.open_tasks, state.declines, now)
         for task_id, task in self.router.tasks.items():
             self._arm_step(task_id)
             self._arm_sticky(task_id)
             if task.state is TaskState.WRAP_UP:
                 self._arm_wrap(task)
+        for agent_id in sorted(self._holding_assigned()):
+            self._return_timers[agent_id] = self.clock.callLater(
+                self.restart_grace, self._not_back, agent_id)
         return self.apply(outcome)
+
+    def back(self, agent_id: str) -> None:
+        """The agent is back after a restart (their desk reconnected): their restart grace
+        ends and what they hold stays theirs; the desk's own rules take over from here."""
+        timer = self._return_timers.pop(agent_id, None)
+        if timer is not None and timer.active():
+            timer.cancel()
+
+    def _holding_assigned(self) -> set[str]:
+        return {t.agent_id for t in self.router.tasks.values()
+                if t.state is TaskState.ASSIGNED and t.agent_id is not None}
+
+    def _not_back(self, agent_id: str) -> None:
+        """The restart grace of an agent is over: still offline, their assigned tasks go back
+        to their queues (wrap-ups end by their own timers)."""
+        self._return_timers.pop(agent_id, None)
+        agent = self.router.agents.get(agent_id)
+        if agent is None or agent.status is not Presence.OFFLINE:
+            return
+        held = [t for t in agent.held if self.router.tasks[t].state is TaskState.ASSIGNED]
+        for task_id in held:
+            try:
+                outcome = self.router.requeue(task_id, self.now(), NOT_BACK_REASON, ev.SYSTEM)
+            except DomainError as exc:  # changed meanwhile: nothing to take back
+                log.info("restart grace of %s: %s not taken back: %s", agent_id, task_id, exc)
+                continue
+            self._apply_logged(outcome)
 
     def stop(self) -> None:
         """Cancel every timer (the state they would change is rebuilt at the next start)."""
@@ -188,6 +248,10 @@ class Assignment:
                 if timer.active():
                     timer.cancel()
             timers.clear()
+        for timer in self._return_timers.values():
+            if timer.active():
+                timer.cancel()
+        self._return_timers.clear()
         for pairs in (self._sticky_timers, self._wrap_timers):
             for _, timer in pairs.values():
                 if timer.active():

@@ -8,7 +8,8 @@ opens a task (the runtime sets `Mail.codify`); what it promises:
   verdict that becomes the task's `spam` attribute (score, threshold, rules, or `scored: false`
   with the reason when the scorer failed or is absent: the mail is never lost for it). Spam is
   parked in the spam queue (a pull queue with no members, created when missing), never
-  acknowledged, and keeps the queue it would have gone to; `release` (supervisors) sends it
+  acknowledged, and keeps the queue it would have gone to; `parked` lists what waits there
+  (newest first, from the router's memory: no database read); `release` (supervisors) sends it
   there, routed afresh with its original age, in one commit, audited (`spam.released`).
 - Category: a form's pre-qualification first, then the rules in order, then the trained
   classifier when its confidence reaches `min_confidence`. The category's queue, priority,
@@ -103,6 +104,49 @@ class SpamVerdict:
 
 
 UNSCORED = SpamVerdict(False, error="no spam scorer configured")
+PARKED_LIMIT = 200  # parked spam listed at once (the count covers them all)
+PARKED_PREVIEW_CHARS = 300
+
+
+@dataclass(frozen=True, slots=True)
+class Parked:
+    """A mail parked as spam, as a supervisor sees it before releasing it."""
+
+    task_id: str
+    request: str | None
+    created_at: float
+    sender: str
+    subject: str
+    preview: str
+    score: float | None
+    threshold: float | None
+    rules: tuple[str, ...]
+    queue: str | None  # where it would have gone (and goes when released)
+
+
+@dataclass(frozen=True, slots=True)
+class SpamList:
+    total: int
+    tasks: tuple[Parked, ...]  # newest first, at most the limit asked for
+
+
+def _text(value: Any, limit: int) -> str:
+    return value[:limit] if isinstance(value, str) else ""
+
+
+def parked_of(task: Task) -> Parked:
+    attrs = task.attributes
+    spam = attrs.get("spam") if isinstance(attrs.get("spam"), dict) else {}
+    score, threshold = spam.get("score"), spam.get("threshold")
+    return Parked(
+        task_id=task.id, request=attrs.get("request") if isinstance(attrs.get("request"), str)
+        else None, created_at=task.created_at, sender=_text(attrs.get("from"), 320),
+        subject=_text(attrs.get("subject"), 200),
+        preview=_text(attrs.get("preview"), PARKED_PREVIEW_CHARS),
+        score=float(score) if isinstance(score, (int, float)) else None,
+        threshold=float(threshold) if isinstance(threshold, (int, float)) else None,
+        rules=tuple(str(r) for r in spam.get("rules") or ())[:50],
+        queue=spam.get("queue") if isinstance(spam.get("queue"), str) else None)
 
 
 @dataclass(frozen=True)
@@ -418,7 +462,14 @@ class Codification:
             await self.roster.put_queue(Queue(name, mode=Mode.PULL))
             log.info("codification: created the spam queue %s", name)
 
-    # ------------------------------------------------------------------ release
+    # ------------------------------------------------------------------ the parked, release
+
+    def parked(self, limit: int = PARKED_LIMIT) -> SpamList:
+        """The mails waiting in the spam queue, newest first (O(spam queue depth))."""
+        tasks = [t for t in self.router.waiting(self.policy.spam_queue)
+                 if t.state is TaskState.QUEUED]
+        tasks.sort(key=lambda t: (-t.created_at, t.id))
+        return SpamList(len(tasks), tuple(parked_of(t) for t in tasks[:max(0, limit)]))
 
     def release(self, task_id: str, actor: str, queue: str | None = None
                 ) -> Deferred[Outcome]:

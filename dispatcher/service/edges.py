@@ -57,6 +57,9 @@ class EdgeContext:
     # actions (supervision.Balancing), for the console and its wallboard.
     supervision: Any = None
     balancing: Any = None
+    # The supervisors' back office (dispatcher.service.backoffice.BackOffice): the library,
+    # the review queue, parked spam and customers, each use case for supervisors only.
+    backoffice: Any = None
     # Console accounts (dispatcher.service.accounts.Accounts): sign-in, and the rule for a
     # token's holder; None: no accounts here (supervisor tokens are then refused).
     accounts: Any = None

@@ -1,11 +1,12 @@
 """Intake: a new task enters the dispatcher. Store first, then route.
 
 `Intake.submit` identifies the customer, computes the e-mail deadline from the queue's rule and
-business calendar, gives a call the caller's number (`attributes.caller`, from the phone
-identity, unless the edge named the caller), commits the task with its `task.created` event,
-and only then hands it to the router. Its Deferred fires with the stored task once it is
-committed: an edge that acknowledges the outside world (SMTP 250, SIP 200, HTTP 2xx) waits for
-it.
+business calendar, keeps the task's own priority (0 unless the edge names one: the queue's
+priority is added by the router when it orders tasks, and only there), gives a call the
+caller's number (`attributes.caller`, from the phone identity, unless the edge named the
+caller), commits the task with its `task.created` event, and only then hands it to the
+router. Its Deferred fires with the stored task once it is committed: an edge that
+acknowledges the outside world (SMTP 250, SIP 200, HTTP 2xx) waits for it.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from twisted.internet.interfaces import IReactorTime
 from dispatcher.domain import events as ev
 from dispatcher.domain.agents import check_skills
 from dispatcher.domain.deadlines import ALWAYS_OPEN, BusinessCalendar, parse_rule
-from dispatcher.domain.errors import DomainError, InvalidValue, UnknownQueue
-from dispatcher.domain.tasks import MAX_PRIORITY, MIN_PRIORITY, Channel, Task
+from dispatcher.domain.errors import DomainError, InvalidValue, QueueDisabled, UnknownQueue
+from dispatcher.domain.tasks import DEFAULT_PRIORITY, MAX_PRIORITY, MIN_PRIORITY, Channel, Task
 
 from .assignment import Assignment
 from .ports import Identity, Store
@@ -102,13 +103,16 @@ class Intake:
         queue = self.router.queues.get(queue_name)
         if queue is None:
             raise UnknownQueue(queue_name)
+        if queue.disabled:
+            raise QueueDisabled(queue_name)
         try:
             channel = Channel(channel)
         except ValueError:
             raise InvalidValue(f"unknown channel {channel!r}") from None
         extra = check_skills(skills or {})
         try:
-            prio = queue.priority if priority is None else int(priority)
+            # The task's own priority; the router adds the queue's (never copied here).
+            prio = DEFAULT_PRIORITY if priority is None else int(priority)
         except (TypeError, ValueError):
             prio = None
         if prio is None or not MIN_PRIORITY <= prio <= MAX_PRIORITY:

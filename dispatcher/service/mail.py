@@ -38,7 +38,7 @@ from twisted.internet.interfaces import IReactorTime
 from dispatcher.domain import events as ev
 from dispatcher.domain.categories import Prequalified
 from dispatcher.domain.deadlines import ALWAYS_OPEN, parse_rule
-from dispatcher.domain.errors import InvalidValue, UnknownQueue
+from dispatcher.domain.errors import InvalidValue, QueueDisabled, UnknownQueue
 from dispatcher.domain.tasks import Channel, Task, TaskState
 
 from .assignment import Assignment
@@ -387,13 +387,16 @@ class Mail:
         queue = self.router.queues.get(queue_name)
         if queue is None:
             raise UnknownQueue(queue_name)
+        if queue.disabled:
+            raise QueueDisabled(queue_name)
         now = self.now()
         deadline = None
         if queue.deadline_rule:
             calendar = self.intake.calendars.get(queue.calendar or "", ALWAYS_OPEN)
             deadline = parse_rule(queue.deadline_rule).due(now, calendar)
+        # The task's own priority stays 0: the router adds the queue's when it orders tasks.
         return Task(id=self.new_id(), channel=Channel.EMAIL, queue=queue.name, customer_id=None,
-                    created_at=now, base_skills=dict(queue.requirement), priority=queue.priority,
+                    created_at=now, base_skills=dict(queue.requirement),
                     deadline=deadline, attributes=attributes)
 
     async def _new(self, mail: InboundMail, identity: Identity | None,

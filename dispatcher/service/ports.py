@@ -26,6 +26,7 @@ from dispatcher.domain.answers import (
     ReviewItem,
 )
 from dispatcher.domain.categories import Category, CategoryRule
+from dispatcher.domain.errors import InvalidValue
 from dispatcher.domain.events import Event
 from dispatcher.domain.queues import Queue
 from dispatcher.domain.tasks import Task
@@ -46,6 +47,16 @@ class Customer:
     name: str
     created_at: float
     identities: tuple[Identity, ...] = ()
+
+
+class IdentityTaken(InvalidValue):
+    """An identity given to a customer belongs to another customer (`Store.edit_customer`):
+    the two are the same person, to be merged, not to share an identity."""
+
+    def __init__(self, identity: Identity, owner_id: str) -> None:
+        super().__init__(f"{identity.kind} {identity.value} belongs to customer {owner_id}: "
+                         "merge the two customers instead")
+        self.identity, self.owner_id = identity, owner_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +117,8 @@ class TaskSummary:
     deadline: float | None
     agent_id: str | None
     priority: int
+    # What intake noted: an e-mail's `request` and `subject`, a call's `caller`, ...
+    attributes: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,12 +272,19 @@ class Store(Protocol):
     # start-up
     def load_state(self) -> Deferred[State]: ...
 
-    # configuration
-    def put_queue(self, queue: Queue) -> Deferred[None]: ...
-    def put_agent(self, agent: Agent) -> Deferred[None]:
-        """Insert or update an agent's configuration (name, skills, queues, capacity, channels);
-        presence is not stored: agents start offline."""
-    def put_calendar(self, calendar: Calendar) -> Deferred[None]: ...
+    # configuration (`events`: its audit in the agent log, in the same transaction)
+    def put_queue(self, queue: Queue, events: Sequence[Event] = ()) -> Deferred[None]: ...
+    def put_agent(self, agent: Agent, events: Sequence[Event] = ()) -> Deferred[None]:
+        """Insert or update an agent's configuration (name, skills, queues, capacity, channels,
+        disabled); presence is not stored: agents start offline."""
+    def put_calendar(self, calendar: Calendar, events: Sequence[Event] = ()) -> Deferred[None]:
+        ...
+    def remove_queue(self, name: str, events: Sequence[Event] = ()) -> Deferred[bool]:
+        """Delete a queue's configuration and every agent's membership of it (tasks keep its
+        name); False when there was no such queue (nothing written)."""
+    def remove_agent(self, agent_id: str, events: Sequence[Event] = ()) -> Deferred[bool]:
+        """Delete an agent's configuration, skills and memberships (tasks and the logs keep
+        the id); False when there was no such agent (nothing written)."""
     def list_queues(self) -> Deferred[list[Queue]]: ...
     def list_agents(self) -> Deferred[list[Agent]]: ...
 
@@ -272,8 +292,10 @@ class Store(Protocol):
     def get_customer(self, customer_id: str) -> Deferred[Customer | None]: ...
     def find_customer(self, identity: Identity) -> Deferred[Customer | None]: ...
     def list_tasks(
-        self, state: str | None = None, queue: str | None = None, limit: int = 1000
-    ) -> Deferred[list[TaskSummary]]: ...
+        self, state: str | None = None, queue: str | None = None, limit: int = 1000,
+        newest_first: bool = False,
+    ) -> Deferred[list[TaskSummary]]:
+        """Tasks in arrival order (newest first when asked), at most `limit`."""
     def get_task(self, task_id: str) -> Deferred[TaskSummary | None]: ...
     def list_calendars(self) -> Deferred[list[Calendar]]: ...
     def customer_tasks(self, customer_id: str, limit: int = 50) -> Deferred[list[TaskSummary]]:
@@ -291,6 +313,19 @@ class Store(Protocol):
         """Move every identity and task of `merged_id` to `survivor_id` and append `events`,
         in one transaction ordered with the other writes (the merged customer row stays, empty).
         """
+
+    # customers (dispatcher.service.customers): the supervisors' search and corrections
+    def search_customers(self, needles: Sequence[str], limit: int = 50
+                         ) -> Deferred[list[Customer]]:
+        """Customers whose name, lower-cased, or the value of one of whose identities
+        contains one of `needles` (lower-case; `%` and `_` are plain characters), newest first
+        (ties: by id), at most `limit`."""
+    def edit_customer(self, customer_id: str, name: str, identities: Sequence[Identity],
+                      events: Sequence[Event]) -> Deferred[Customer | None]:
+        """Set the customer's name, make `identities` their whole set of identities and
+        append `events`, in one transaction ordered with the other writes; fire with the
+        customer as stored, or None (nothing written) when there is no such customer. Fails
+        with IdentityTaken, nothing written, when one of them belongs to another customer."""
 
     # e-mail (dispatcher.service.mail)
     def create_mail_task(
@@ -325,8 +360,9 @@ class Store(Protocol):
         """One message by row id, or the newest with that Message-ID (and direction)."""
     def mark_mail(self, message: str, status: str, error: str | None,
                   messages: Sequence[MailMessage], changes: Changes) -> Deferred[None]:
-        """Set a message's delivery status (a bounce) and store `messages` (the report) with
-        `changes`, in one transaction."""
+        """Record a new delivery status of a message (a bounce) and store `messages` (the
+        report) with `changes`, in one transaction. Stored messages never change: the status is
+        appended, and `mail_messages`/`mail_message` show the newest."""
     def last_mail_to(self, peer: str, kind: str) -> Deferred[float | None]:
         """When the newest message of `kind` with this peer was created, or None."""
     def max_request_number(self) -> Deferred[int]:
@@ -346,7 +382,8 @@ class Store(Protocol):
         events: Sequence[Event],
     ) -> Deferred[None]:
         """Record a delivery attempt: the outbox item's state (`sent` and `dead` are final;
-        `retrying` stays pending until `next_attempt_at`), the message's status, and events."""
+        `retrying` stays pending until `next_attempt_at`), the message's new status (appended,
+        as in `mark_mail`), and events."""
 
 
 # --- phone --------------------------------------------------------------------------------------
@@ -414,9 +451,11 @@ class AnswerStore(Protocol):
     deciding on one) commit together with the task's events and outbound mail."""
 
     # library
-    def save_answer(self, answer: Answer, version: AnswerVersion) -> Deferred[None]:
+    def save_answer(self, answer: Answer, version: AnswerVersion,
+                    events: Sequence[Event] = ()) -> Deferred[None]:
         """Store `answer` (dispatcher.domain.answers.Answer) as current and append `version`
-        (AnswerVersion); a version number already stored for this answer is an error."""
+        (AnswerVersion) and `events` (the agent log: who changed the library), atomically; a
+        version number already stored for this answer is an error."""
     def get_answer(self, answer_id: str) -> Deferred[Answer | None]: ...
     def list_answers(self, include_retired: bool = False) -> Deferred[list[Answer]]: ...
     def answer_versions(self, answer_id: str) -> Deferred[list[AnswerVersion]]:

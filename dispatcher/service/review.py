@@ -12,6 +12,8 @@ port and the router. What it promises:
   `reply.reviewed` in the task's trail). A rejected answer never leaves: an automatic answer's
   task then goes to an agent; an agent's task stays where it is (the rejection and the
   reviewer's note are in its trail).
+- Listeners hear of a held answer (`on_held`) and of a decision (`on_decided`: the console tells
+  the agent whose answer it was) only after the commit; a failing listener undoes nothing.
 - Never an automatic answer to automatic mail (RFC 3834), to a null sender, or to spam.
 - Automatic mode (after the new task is committed, before routing): below the rule's threshold,
   or with a placeholder it cannot fill, the task is routed as usual; sampled for review, the
@@ -65,10 +67,24 @@ ANSWER_AUTOMATIC = "answer.automatic"  # data: plan (agent|review|send), reason,
 AUTOMATIC_DISPOSITION = "answered_automatically"
 SEARCH_LIMIT = 10
 MAX_NOTE_CHARS = 2000
+MAX_ASKED_CHARS = 20_000  # of the customer's message shown beside a held answer
 
 
 def supervisor_actor(sub: str) -> str:
     return f"supervisor:{sub}"
+
+
+@dataclass(frozen=True, slots=True)
+class Asked:
+    """What the customer wrote last before a held answer: what a reviewer reads it against.
+    `text` is plain text (HTML reduced to text), at most MAX_ASKED_CHARS."""
+
+    task_id: str
+    request: str | None
+    at: float | None
+    sender: str
+    subject: str
+    text: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +116,8 @@ class Review:
         self.checklist = dict(checklist or DEFAULT_CHECKLIST)
         # Called with each held item once committed (the console tells supervisors).
         self.on_held: Callable[[ReviewItem], None] | None = None
+        # Called with each decided item once committed (the console tells the agent).
+        self.on_decided: Callable[[ReviewItem], None] | None = None
 
     def now(self) -> float:
         return self.clock.seconds()
@@ -233,6 +251,33 @@ class Review:
     def held(self, limit: int = 100) -> Deferred[list[ReviewItem]]:
         return self.answer_store.list_reviews(HELD, limit)
 
+    def asked(self, item: ReviewItem) -> Deferred[Asked]:
+        """The customer's last message before the held answer (from the task's attributes
+        when the thread has none)."""
+        return ensureDeferred(self._asked(item))
+
+    async def _asked(self, item: ReviewItem) -> Asked:
+        task = self.router.tasks.get(item.task_id) or await self.store.find_mail_task(
+            task_id=item.task_id)
+        attrs = task.attributes if task is not None else {}
+        request = attrs.get("request") if isinstance(attrs.get("request"), str) else None
+        inbound = [m for m in await self.store.mail_messages(item.task_id, content=False)
+                   if m.direction == "in" and m.created_at <= item.created_at]
+        if not inbound:
+            return Asked(item.task_id, request, None, str(attrs.get("from") or ""),
+                         str(attrs.get("subject") or ""),
+                         str(attrs.get("preview") or "")[:MAX_ASKED_CHARS])
+        last = inbound[-1]
+        return Asked(item.task_id, request, last.created_at, last.from_addr or last.peer or "",
+                     last.subject, (last.text or _text_of(last.html))[:MAX_ASKED_CHARS])
+
+    def _decided(self, item: ReviewItem) -> None:
+        if self.on_decided is not None:
+            try:
+                self.on_decided(item)
+            except Exception:  # noqa: BLE001 - a listener never undoes a commit
+                log.exception("review: on_decided listener failed")
+
     def figures(self) -> Deferred[list[Any]]:
         return self.answer_store.review_figures()
 
@@ -273,6 +318,7 @@ class Review:
         automatic = item.agent_id is None
         if verdict is Decision.REJECTED:
             await self.answer_store.decide_review(decided, [], Changes(events=[reviewed]))
+            self._decided(decided)
             if automatic:
                 await self._route_back(item.task_id)
             return decided
@@ -293,6 +339,7 @@ class Review:
             changes.tasks.append(_completed(task, now))
             changes.events.append(_completion(task, now))
         await self.answer_store.decide_review(decided, [out.message], changes)
+        self._decided(decided)
         await self.mail.used(tuple(options.get("uploads") or ()))
         return decided
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from twisted.internet.defer import Deferred, fail
 
 from dispatcher.domain.agents import Presence
-from dispatcher.domain.errors import DomainError, InvalidValue
+from dispatcher.domain.errors import AgentDisabled, DomainError, InvalidValue
 from dispatcher.domain.routing import Outcome
 from dispatcher.domain.tasks import Channel
 
@@ -40,7 +40,20 @@ class Sessions:
             status = Presence(status)
         except ValueError:
             return fail(InvalidValue(f"unknown status {status!r}"))
+        if status is not Presence.OFFLINE and self._disabled(agent_id):
+            return fail(AgentDisabled(agent_id))
         return self._run(self.router.set_status, agent_id, status, self._now(), reason, actor)
+
+    def _disabled(self, agent_id: str) -> bool:
+        """A disabled agent (`switchboard agents disable`) may finish what they hold, and go
+        offline, but take no new work."""
+        agent = self.router.agents.get(agent_id)
+        return agent is not None and agent.disabled
+
+    def connected(self, agent_id: str) -> None:
+        """The agent's desk (the console) connected: after a restart, they are back, and keep
+        what they hold whatever presence they choose next (Assignment.back)."""
+        self.assignment.back(agent_id)
 
     def login(self, agent_id: str) -> Deferred[Outcome]:
         return self.set_status(agent_id, Presence.AVAILABLE)
@@ -68,6 +81,8 @@ class Sessions:
         return self._run(self.router.expire, offer_id, self._now(), "disconnected")
 
     def pick(self, agent_id: str, task_id: str) -> Deferred[Outcome]:
+        if self._disabled(agent_id):
+            return fail(AgentDisabled(agent_id))
         return self._run(self.router.pick, agent_id, task_id, self._now())
 
     def wrap_up(self, agent_id: str, task_id: str) -> Deferred[Outcome]:

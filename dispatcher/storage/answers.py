@@ -131,8 +131,11 @@ def figures(items: Sequence[ReviewItem]) -> list[ReviewFigures]:
 # --- database work ----------------------------------------------------------------------------
 
 
-def thd_save_answer(conn: sa.Connection, answer: r.Row, version: r.Row) -> None:
+def thd_save_answer(conn: sa.Connection, answer: r.Row, version: r.Row,
+                    events: Sequence[r.Row] = ()) -> None:
     conn.execute(t.answer_versions.insert(), [version])
+    if events:  # the audit of who changed the library, in their own log
+        conn.execute(t.agent_events.insert(), list(events))
     table = t.answers
     if conn.execute(sa.select(table.c.id).where(table.c.id == answer["id"])).first():
         conn.execute(table.update().where(table.c.id == answer["id"]).values(**answer))
@@ -294,8 +297,10 @@ class SqlAnswerStore:
         self._pool = pool
         self._commit = group_commit
 
-    def save_answer(self, answer: Answer, version: AnswerVersion) -> Deferred[None]:
-        return self._pool.run(thd_save_answer, answer_row(answer), version_row(version))
+    def save_answer(self, answer: Answer, version: AnswerVersion,
+                    events: Sequence[Event] = ()) -> Deferred[None]:
+        return self._pool.run(thd_save_answer, answer_row(answer), version_row(version),
+                              [r.event_row(e) for e in events])
 
     def get_answer(self, answer_id: str) -> Deferred[Answer | None]:
         return self._pool.run(thd_get_answer, answer_id)
@@ -389,12 +394,15 @@ class MemoryAnswerStore:
         self._order = itertools.count()
         self._seq: dict[str, int] = {}
 
-    def save_answer(self, answer: Answer, version: AnswerVersion) -> Deferred[None]:
+    def save_answer(self, answer: Answer, version: AnswerVersion,
+                    events: Sequence[Event] = ()) -> Deferred[None]:
         key = (version.answer_id, version.version)
         if key in self._versions:
             return fail(InvalidValue(f"answer {key[0]} version {key[1]} is already stored"))
         self._versions[key] = version
         self._answers[answer.id] = answer
+        if events:
+            self.store.record(Changes(events=list(events)))
         return succeed(None)
 
     def get_answer(self, answer_id: str) -> Deferred[Answer | None]:

@@ -32,6 +32,7 @@ from dispatcher.service.ports import (
     Customer,
     EventSink,
     Identity,
+    IdentityTaken,
     MailMessage,
     MergedCustomers,
     OutboundMail,
@@ -67,6 +68,7 @@ def _config_only(agent: Agent) -> Agent:
         queues=set(agent.queues),
         capacity={ch: agent.capacity.get(ch, 0) for ch in Channel},
         channels={Channel(c) for c in agent.channels},
+        disabled=agent.disabled,
     )
 
 
@@ -81,6 +83,7 @@ def _summary(task: Task) -> TaskSummary:
         deadline=task.deadline,
         agent_id=task.agent_id,
         priority=task.priority,
+        attributes=snapshot(task.attributes),
     )
 
 
@@ -100,7 +103,8 @@ class _MailState:
     of the outbox."""
 
     requests: dict[int, str] = field(default_factory=dict)
-    messages: dict[str, MailMessage] = field(default_factory=dict)
+    messages: dict[str, MailMessage] = field(default_factory=dict)  # as stored: never replaced
+    statuses: dict[str, tuple[str, str | None]] = field(default_factory=dict)  # newest appended
     sources: set[str] = field(default_factory=set)
     outbox: dict[int, _MailOutboxRow] = field(default_factory=dict)
     outbox_ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
@@ -185,17 +189,34 @@ class MemoryStore:
         )
 
     # configuration
-    def put_queue(self, queue: Queue) -> Deferred[None]:
+    def put_queue(self, queue: Queue, events: Sequence[Event] = ()) -> Deferred[None]:
         self._queues[queue.name] = copy.deepcopy(queue)
+        self._append(events)
         return succeed(None)
 
-    def put_agent(self, agent: Agent) -> Deferred[None]:
+    def put_agent(self, agent: Agent, events: Sequence[Event] = ()) -> Deferred[None]:
         self._agents[agent.id] = _config_only(agent)
+        self._append(events)
         return succeed(None)
 
-    def put_calendar(self, calendar: Calendar) -> Deferred[None]:
+    def put_calendar(self, calendar: Calendar, events: Sequence[Event] = ()) -> Deferred[None]:
         self._calendars[calendar.name] = copy.deepcopy(calendar)
+        self._append(events)
         return succeed(None)
+
+    def remove_queue(self, name: str, events: Sequence[Event] = ()) -> Deferred[bool]:
+        if self._queues.pop(name, None) is None:
+            return succeed(False)
+        for agent in self._agents.values():
+            agent.queues.discard(name)
+        self._append(events)
+        return succeed(True)
+
+    def remove_agent(self, agent_id: str, events: Sequence[Event] = ()) -> Deferred[bool]:
+        if self._agents.pop(agent_id, None) is None:
+            return succeed(False)
+        self._append(events)
+        return succeed(True)
 
     def list_queues(self) -> Deferred[list[Queue]]:
         return succeed(self._sorted_queues())
@@ -235,14 +256,15 @@ class MemoryStore:
         return Customer(customer_id, row.name, row.created_at, tuple(identities))
 
     def list_tasks(
-        self, state: str | None = None, queue: str | None = None, limit: int = DEFAULT_LIST_LIMIT
+        self, state: str | None = None, queue: str | None = None, limit: int = DEFAULT_LIST_LIMIT,
+        newest_first: bool = False,
     ) -> Deferred[list[TaskSummary]]:
         found = [
             t
             for t in self._tasks.values()
             if (state is None or t.state.value == state) and (queue is None or t.queue == queue)
         ]
-        found.sort(key=lambda t: (t.created_at, t.id))
+        found.sort(key=lambda t: (t.created_at, t.id), reverse=newest_first)
         return succeed([_summary(t) for t in found[:limit]])
 
     def get_task(self, task_id: str) -> Deferred[TaskSummary | None]:
@@ -326,6 +348,35 @@ class MemoryStore:
         self._append(events)
         return succeed(MergedCustomers(survivor_id, merged_id, tuple(moved), tuple(task_ids)))
 
+    # customers
+    def search_customers(self, needles: Sequence[str], limit: int = DEFAULT_HISTORY_LIMIT
+                         ) -> Deferred[list[Customer]]:
+        hits = {customer_id for i, customer_id in self._identities.items()
+                if any(n in i.value for n in needles)}
+        hits.update(customer_id for customer_id, row in self._customers.items()
+                    if any(n in row.name.lower() for n in needles))
+        found = sorted(hits, key=lambda k: (-self._customers[k].created_at, k))[:limit]
+        return succeed([self._customer(k) for k in found])
+
+    def edit_customer(self, customer_id: str, name: str, identities: Sequence[Identity],
+                      events: Sequence[Event]) -> Deferred[Customer | None]:
+        row = self._customers.get(customer_id)
+        if row is None:
+            return succeed(None)
+        wanted = {Identity(i.kind, i.value) for i in identities}
+        for identity in sorted(wanted, key=lambda i: (i.kind, i.value)):
+            owner = self._identities.get(identity)
+            if owner is not None and owner != customer_id:
+                return fail(IdentityTaken(identity, owner))
+        for identity in self._ids_of.get(customer_id, set()) - wanted:
+            del self._identities[identity]
+        for identity in wanted:
+            self._identities[identity] = customer_id
+        self._ids_of[customer_id] = wanted
+        row.name = name
+        self._append(events)
+        return succeed(self._customer(customer_id))
+
     # e-mail
     @property
     def _mail(self) -> _MailState:
@@ -398,9 +449,14 @@ class MemoryStore:
         task = self._tasks.get(found) if found is not None else None
         return succeed(None if task is None else _copy_task(task))
 
+    def _current(self, m: MailMessage) -> MailMessage:
+        """The message with its newest delivery status (email_statuses in SqlStore)."""
+        status = self._mail.statuses.get(m.id)
+        return m if status is None else dataclasses.replace(m, status=status[0], error=status[1])
+
     def mail_messages(self, task_id: str, content: bool = True
                       ) -> Deferred[list[MailMessage]]:
-        found = [m for m in self._mail.messages.values() if m.task_id == task_id]
+        found = [self._current(m) for m in self._mail.messages.values() if m.task_id == task_id]
         found.sort(key=lambda m: (m.created_at, m.id))
         if not content:
             found = [dataclasses.replace(m, raw=b"", attachments=tuple(
@@ -413,12 +469,13 @@ class MemoryStore:
                  if (m.id == id if id is not None else m.message_id == message_id)
                  and (direction is None or m.direction == direction)]
         found.sort(key=lambda m: m.created_at)
-        return succeed(copy.deepcopy(found[-1]) if found else None)
+        return succeed(copy.deepcopy(self._current(found[-1])) if found else None)
 
     def mark_mail(self, message: str, status: str, error: str | None,
                   messages: Sequence[MailMessage], changes: Changes) -> Deferred[None]:
-        old = self._mail.messages[message]
-        self._mail.messages[message] = dataclasses.replace(old, status=status, error=error)
+        if message not in self._mail.messages:
+            return fail(KeyError(message))
+        self._mail.statuses[message] = (status, error)
         return self.add_mail(messages, changes)
 
     def last_mail_to(self, peer: str, kind: str) -> Deferred[float | None]:
@@ -456,12 +513,13 @@ class MemoryStore:
         error: str | None,
         events: Sequence[Event],
     ) -> Deferred[None]:
+        if message not in self._mail.messages:
+            return fail(KeyError(message))
         row = self._mail.outbox[outbox_id]
         row.state = status if status in ("sent", "dead") else "pending"
         row.attempts = attempts
         row.next_attempt_at = next_attempt_at if next_attempt_at is not None else row.next_attempt_at
         row.error = error
-        old = self._mail.messages[message]
-        self._mail.messages[message] = dataclasses.replace(old, status=status, error=error)
+        self._mail.statuses[message] = (status, error)
         self._append(events)
         return succeed(None)

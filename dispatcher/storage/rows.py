@@ -96,6 +96,7 @@ def summary_from_row(r: Any) -> TaskSummary:
         deadline=r.deadline,
         agent_id=r.agent_id,
         priority=r.priority,
+        attributes=dict(r.attributes or {}),
     )
 
 
@@ -156,6 +157,7 @@ def queue_row(queue: Queue) -> Row:
         "calendar": queue.calendar,
         "deadline_rule": queue.deadline_rule,
         "dispositions": [{"code": c, "label": label} for c, label in queue.dispositions],
+        "disabled": bool(queue.disabled),
     }
 
 
@@ -174,6 +176,7 @@ def queue_from_row(r: Any) -> Queue:
         calendar=r.calendar,
         deadline_rule=r.deadline_rule,
         dispositions=tuple((d["code"], d["label"]) for d in r.dispositions or ()),
+        disabled=bool(r.disabled),
     )
 
 
@@ -187,6 +190,7 @@ def agent_rows(agent: Agent, now: float) -> tuple[Row, list[Row], list[Row]]:
         "capacity_phone": agent.capacity.get(Channel.PHONE, 0),
         "channels": sorted(Channel(c).value for c in agent.channels),
         "created_at": now,
+        "disabled": bool(agent.disabled),
     }
     skills = [{"agent_id": agent.id, "skill": s, "level": lv} for s, lv in agent.skills.items()]
     queues = [{"agent_id": agent.id, "queue": q} for q in sorted(agent.queues)]
@@ -201,6 +205,7 @@ def agent_from_rows(r: Any, skills: dict[str, int], queues: set[str]) -> Agent:
         queues=queues,
         capacity={Channel.EMAIL: r.capacity_email, Channel.PHONE: r.capacity_phone},
         channels={Channel(c) for c in r.channels},
+        disabled=bool(r.disabled),
     )
 
 

@@ -34,6 +34,7 @@ from dispatcher.service.ports import (
     Changes,
     Customer,
     Identity,
+    IdentityTaken,
     MailAttachment,
     MailMessage,
     MergedCustomers,
@@ -244,22 +245,45 @@ def _insert_events(conn: sa.Connection, events: list[r.Row]) -> None:
 # --- configuration -----------------------------------------------------------------------------
 
 
-def thd_put_queue(conn: sa.Connection, row: r.Row) -> None:
+def thd_put_queue(conn: sa.Connection, row: r.Row, events: list[r.Row] | None = None) -> None:
     conn.execute(_upsert(conn.dialect.name, t.queues), [row])
+    _insert_events(conn, events or [])
 
 
-def thd_put_calendar(conn: sa.Connection, row: r.Row) -> None:
+def thd_put_calendar(conn: sa.Connection, row: r.Row, events: list[r.Row] | None = None) -> None:
     conn.execute(_upsert(conn.dialect.name, t.calendars), [row])
+    _insert_events(conn, events or [])
 
 
 def thd_put_agent(
-    conn: sa.Connection, row: r.Row, skills: list[r.Row], queues: list[r.Row]
+    conn: sa.Connection, row: r.Row, skills: list[r.Row], queues: list[r.Row],
+    events: list[r.Row] | None = None,
 ) -> None:
     conn.execute(_upsert(conn.dialect.name, t.agents, ("created_at",)), [row])
     conn.execute(t.agent_skills.delete().where(t.agent_skills.c.agent_id == row["id"]))
     conn.execute(t.agent_queues.delete().where(t.agent_queues.c.agent_id == row["id"]))
     _insert(conn, t.agent_skills, skills)
     _insert(conn, t.agent_queues, queues)
+    _insert_events(conn, events or [])
+
+
+def thd_remove_queue(conn: sa.Connection, name: str, events: list[r.Row]) -> bool:
+    if conn.execute(sa.select(t.queues.c.name).where(t.queues.c.name == name)).first() is None:
+        return False
+    conn.execute(t.agent_queues.delete().where(t.agent_queues.c.queue == name))
+    conn.execute(t.queues.delete().where(t.queues.c.name == name))
+    _insert_events(conn, events)
+    return True
+
+
+def thd_remove_agent(conn: sa.Connection, agent_id: str, events: list[r.Row]) -> bool:
+    if conn.execute(sa.select(t.agents.c.id).where(t.agents.c.id == agent_id)).first() is None:
+        return False
+    conn.execute(t.agent_skills.delete().where(t.agent_skills.c.agent_id == agent_id))
+    conn.execute(t.agent_queues.delete().where(t.agent_queues.c.agent_id == agent_id))
+    conn.execute(t.agents.delete().where(t.agents.c.id == agent_id))
+    _insert_events(conn, events)
+    return True
 
 
 def thd_list_queues(conn: sa.Connection) -> list[Queue]:
@@ -338,9 +362,12 @@ def thd_find_customer(conn: sa.Connection, kind: str, value: str) -> Customer | 
 
 
 def thd_list_tasks(
-    conn: sa.Connection, state: str | None, queue: str | None, limit: int
+    conn: sa.Connection, state: str | None, queue: str | None, limit: int,
+    newest_first: bool = False,
 ) -> list[TaskSummary]:
-    query = sa.select(t.tasks).order_by(t.tasks.c.created_at, t.tasks.c.id).limit(limit)
+    order = (t.tasks.c.created_at.desc(), t.tasks.c.id.desc()) if newest_first else (
+        t.tasks.c.created_at, t.tasks.c.id)
+    query = sa.select(t.tasks).order_by(*order).limit(limit)
     if state is not None:
         query = query.where(t.tasks.c.state == state)
     if queue is not None:
@@ -420,6 +447,74 @@ def thd_merge_customers(
     return MergedCustomers(survivor_id, merged_id, moved, task_ids)
 
 
+# --- customers: the supervisors' search and corrections ----------------------------------------
+
+LIKE_ESCAPE = "\\"
+
+
+def _contains(needle: str) -> str:
+    """A LIKE pattern for "contains `needle`", its wildcards taken literally."""
+    plain = needle.replace(LIKE_ESCAPE, LIKE_ESCAPE * 2).replace("%", LIKE_ESCAPE + "%")
+    return "%" + plain.replace("_", LIKE_ESCAPE + "_") + "%"
+
+
+def thd_search_customers(conn: sa.Connection, needles: list[str], limit: int) -> list[Customer]:
+    """Matching customers, newest first, with their identities (two queries, plus one per
+    chunk of identities)."""
+    c, ids = t.customers, t.customer_identities
+    if not needles:
+        return []
+    patterns = [_contains(n) for n in needles]
+    by_identity = sa.select(ids.c.customer_id).where(
+        sa.or_(*(ids.c.value.like(p, escape=LIKE_ESCAPE) for p in patterns)))
+    query = (
+        sa.select(c)
+        .where(sa.or_(*(sa.func.lower(c.c.name).like(p, escape=LIKE_ESCAPE) for p in patterns),
+                      c.c.id.in_(by_identity)))
+        .order_by(c.c.created_at.desc(), c.c.id)
+        .limit(limit)
+    )
+    rows = list(conn.execute(query))
+    found: dict[str, list[Identity]] = {row.id: [] for row in rows}
+    for chunk in _chunks(list(found)):
+        for kind, value, owner in conn.execute(
+                sa.select(ids.c.kind, ids.c.value, ids.c.customer_id)
+                .where(ids.c.customer_id.in_(list(chunk)))
+                .order_by(ids.c.kind, ids.c.value)):
+            found[owner].append(Identity(kind, value))
+    return [Customer(row.id, row.name, row.created_at, tuple(found[row.id])) for row in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerEdit:
+    customer_id: str
+    name: str
+    identities: tuple[tuple[str, str], ...]  # (kind, value)
+    events: list[r.Row]
+
+
+def thd_edit_customer(conn: sa.Connection, edit: CustomerEdit) -> Customer | None:
+    c, ids = t.customers, t.customer_identities
+    if conn.execute(sa.select(c.c.id).where(c.c.id == edit.customer_id)).first() is None:
+        return None
+    wanted = set(edit.identities)
+    for kind, value in sorted(wanted):
+        owner = conn.execute(sa.select(ids.c.customer_id).where(
+            ids.c.kind == kind, ids.c.value == value)).scalar()
+        if owner is not None and owner != edit.customer_id:
+            raise IdentityTaken(Identity(kind, value), owner)
+    current = {(kind, value) for kind, value in conn.execute(
+        sa.select(ids.c.kind, ids.c.value).where(ids.c.customer_id == edit.customer_id))}
+    for kind, value in sorted(current - wanted):
+        conn.execute(ids.delete().where(ids.c.kind == kind, ids.c.value == value,
+                                        ids.c.customer_id == edit.customer_id))
+    _insert(conn, ids, [{"kind": k, "value": v, "customer_id": edit.customer_id}
+                        for k, v in sorted(wanted - current)])
+    conn.execute(c.update().where(c.c.id == edit.customer_id).values(name=edit.name))
+    _insert_events(conn, edit.events)
+    return thd_get_customer(conn, edit.customer_id)
+
+
 # --- e-mail (dispatcher.service.mail) ----------------------------------------------------------
 
 OUTBOX_EMAIL = "email"
@@ -455,6 +550,7 @@ class MailMark:
     status: str
     error: str | None
     addition: MailAddition
+    at: float  # when the status changed (appended to email_statuses)
 
 
 def mail_rows(messages: Sequence[MailMessage]) -> tuple[list[r.Row], list[r.Row]]:
@@ -558,19 +654,25 @@ def thd_mail_message(conn: sa.Connection, id: str | None, message_id: str | None
 
 def _messages(conn: sa.Connection, query: sa.Select, content: bool = True
               ) -> list[MailMessage]:
-    """Messages with their attachments; without `content`, no raw bytes nor attachment
-    contents (what a conversation view needs)."""
-    a = t.email_attachments
+    """Messages with their attachments and their current delivery status (the newest appended
+    to email_statuses, else the one stored with the message); without `content`, no raw bytes
+    nor attachment contents (what a conversation view needs)."""
+    a, st = t.email_attachments, t.email_statuses
     rows = conn.execute(query).all()
     ids = [row.id for row in rows]
     attached: dict[str, list[MailAttachment]] = {}
     columns = [c for c in a.c if content or c.name != "content"]
+    current: dict[str, tuple[str, str | None]] = {row.id: (row.status, row.error) for row in rows}
     for chunk in _chunks(ids):
         q = sa.select(*columns).where(a.c.message_id.in_(list(chunk))).order_by(a.c.position)
         for row in conn.execute(q):
             attached.setdefault(row.message_id, []).append(MailAttachment(
                 row.filename, row.content_type, row.size, row.content if content else None,
                 row.path, row.content_id))
+        q = (sa.select(st.c.message_id, st.c.status, st.c.error)
+             .where(st.c.message_id.in_(list(chunk))).order_by(st.c.id))
+        for row in conn.execute(q):
+            current[row.message_id] = (row.status, row.error)  # in order: the newest stays
     return [
         MailMessage(
             id=row.id, task_id=row.task_id, direction=row.direction, kind=row.kind,
@@ -579,8 +681,8 @@ def _messages(conn: sa.Connection, query: sa.Select, content: bool = True
             in_reply_to=row.in_reply_to, references=tuple(row.refs), peer=row.peer,
             from_addr=row.from_addr, to_addrs=tuple(row.to_addrs), subject=row.subject,
             text=row.text_body, html=row.html_body, defects=tuple(row.defects),
-            malformed=bool(row.malformed), source=row.source, status=row.status,
-            error=row.error, attachments=tuple(attached.get(row.id, ())),
+            malformed=bool(row.malformed), source=row.source, status=current[row.id][0],
+            error=current[row.id][1], attachments=tuple(attached.get(row.id, ())),
             cc_addrs=tuple(row.cc_addrs or ()), reply_to=row.reply_to,
         )
         for row in rows
@@ -628,25 +730,26 @@ def thd_due_mail(conn: sa.Connection, now: float, limit: int) -> list[OutboundMa
 
 def thd_settle_mail(
     conn: sa.Connection, outbox_id: int, message: str, status: str, attempts: int,
-    next_attempt_at: float | None, error: str | None, events: list[r.Row],
+    next_attempt_at: float | None, error: str | None, events: list[r.Row], at: float,
 ) -> None:
+    """A delivery attempt: the outbox row's state (the outbox is work, not evidence: updated),
+    the message's new status appended (the message row never changes), the events."""
     state = status if status in (OUTBOX_SENT, OUTBOX_DEAD) else t.OUTBOX_PENDING
     conn.execute(
         t.outbox.update().where(t.outbox.c.id == outbox_id).values(
             state=state, attempts=attempts, next_attempt_at=next_attempt_at, last_error=error)
     )
-    conn.execute(
-        t.email_messages.update().where(t.email_messages.c.id == message).values(
-            status=status, error=error)
-    )
+    _insert(conn, t.email_statuses,
+            [{"message_id": message, "at": at, "status": status, "error": error}])
     _insert_events(conn, events)
 
 
 def thd_mark_mails(conn: sa.Connection, batch: Sequence[MailMark]) -> list[None]:
-    """A delivery report on one of our messages: its status and error, the report itself."""
-    for mark in batch:
-        conn.execute(t.email_messages.update().where(t.email_messages.c.id == mark.message)
-                     .values(status=mark.status, error=mark.error))
+    """A delivery report on one of our messages: its status and error appended, the report
+    itself stored."""
+    _insert(conn, t.email_statuses, [
+        {"message_id": mark.message, "at": mark.at, "status": mark.status, "error": mark.error}
+        for mark in batch])
     thd_add_mails(conn, [mark.addition for mark in batch])
     return [None] * len(batch)
 
@@ -696,14 +799,22 @@ class SqlStore:
         return self._pool.run(thd_load_state)
 
     # configuration
-    def put_queue(self, queue: Queue) -> Deferred[None]:
-        return self._pool.run(thd_put_queue, r.queue_row(queue))
+    def put_queue(self, queue: Queue, events: Sequence[Event] = ()) -> Deferred[None]:
+        return self._pool.run(thd_put_queue, r.queue_row(queue), [r.event_row(e) for e in events])
 
-    def put_agent(self, agent: Agent) -> Deferred[None]:
-        return self._pool.run(thd_put_agent, *r.agent_rows(agent, self._clock()))
+    def put_agent(self, agent: Agent, events: Sequence[Event] = ()) -> Deferred[None]:
+        return self._pool.run(thd_put_agent, *r.agent_rows(agent, self._clock()),
+                              [r.event_row(e) for e in events])
 
-    def put_calendar(self, calendar: Calendar) -> Deferred[None]:
-        return self._pool.run(thd_put_calendar, r.calendar_row(calendar))
+    def put_calendar(self, calendar: Calendar, events: Sequence[Event] = ()) -> Deferred[None]:
+        return self._pool.run(thd_put_calendar, r.calendar_row(calendar),
+                              [r.event_row(e) for e in events])
+
+    def remove_queue(self, name: str, events: Sequence[Event] = ()) -> Deferred[bool]:
+        return self._pool.run(thd_remove_queue, name, [r.event_row(e) for e in events])
+
+    def remove_agent(self, agent_id: str, events: Sequence[Event] = ()) -> Deferred[bool]:
+        return self._pool.run(thd_remove_agent, agent_id, [r.event_row(e) for e in events])
 
     def list_queues(self) -> Deferred[list[Queue]]:
         return self._pool.run(thd_list_queues)
@@ -719,9 +830,10 @@ class SqlStore:
         return self._pool.run(thd_find_customer, identity.kind, identity.value)
 
     def list_tasks(
-        self, state: str | None = None, queue: str | None = None, limit: int = r.DEFAULT_LIST_LIMIT
+        self, state: str | None = None, queue: str | None = None, limit: int = r.DEFAULT_LIST_LIMIT,
+        newest_first: bool = False,
     ) -> Deferred[list[TaskSummary]]:
-        return self._pool.run(thd_list_tasks, state, queue, limit)
+        return self._pool.run(thd_list_tasks, state, queue, limit, newest_first)
 
     def get_task(self, task_id: str) -> Deferred[TaskSummary | None]:
         return self._pool.run(thd_get_task, task_id)
@@ -750,6 +862,18 @@ class SqlStore:
         # older snapshot can put a task back on the merged customer afterwards.
         rows = [r.event_row(e) for e in events]
         return self._commit.run(thd_merge_customers, survivor_id, merged_id, rows)
+
+    # customers
+    def search_customers(self, needles: Sequence[str], limit: int = r.DEFAULT_HISTORY_LIMIT
+                         ) -> Deferred[list[Customer]]:
+        return self._pool.run(thd_search_customers, list(needles), limit)
+
+    def edit_customer(self, customer_id: str, name: str, identities: Sequence[Identity],
+                      events: Sequence[Event]) -> Deferred[Customer | None]:
+        # Through the group commit: ordered with intakes, which look identities up.
+        edit = CustomerEdit(customer_id, name, tuple((i.kind, i.value) for i in identities),
+                            [r.event_row(e) for e in events])
+        return self._commit.run(thd_edit_customer, edit)
 
     # e-mail
     def create_mail_task(
@@ -810,7 +934,12 @@ class SqlStore:
     def mark_mail(self, message: str, status: str, error: str | None,
                   messages: Sequence[MailMessage], changes: Changes) -> Deferred[None]:
         return self._commit.run(thd_mark_mail, MailMark(
-            message, status, error, self._addition(messages, changes)))
+            message, status, error, self._addition(messages, changes),
+            at=self._status_time(changes.events)))
+
+    def _status_time(self, events: Sequence[Event]) -> float:
+        """When a delivery status changed: its event's time, else now by the store's clock."""
+        return events[0].at if events else self._clock()
 
     def last_mail_to(self, peer: str, kind: str) -> Deferred[float | None]:
         return self._pool.run(thd_last_mail_to, peer, kind)
@@ -836,5 +965,6 @@ class SqlStore:
     ) -> Deferred[None]:
         rows = [r.event_row(e) for e in events]
         return self._commit.run(
-            thd_settle_mail, outbox_id, message, status, attempts, next_attempt_at, error, rows
+            thd_settle_mail, outbox_id, message, status, attempts, next_attempt_at, error, rows,
+            self._status_time(events),
         )

@@ -54,6 +54,8 @@ agents = sa.Table(
     sa.Column("capacity_phone", sa.Integer, nullable=False),
     sa.Column("channels", sa.JSON, nullable=False),  # sorted list of channel names
     sa.Column("created_at", Time, nullable=False),
+    # Disabled: kept (and their work served) but may not take work (migration 0009).
+    sa.Column("disabled", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 agent_skills = sa.Table(
@@ -88,6 +90,8 @@ queues = sa.Table(
     sa.Column("deadline_rule", sa.String, nullable=True),
     # [{"code": "solved", "label": "Solved"}, ...]; empty: any code (migration 0006)
     sa.Column("dispositions", sa.JSON, nullable=False, server_default=sa.text("'[]'")),
+    # Disabled: kept (and its waiting work served) but takes no new tasks (migration 0009).
+    sa.Column("disabled", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 calendars = sa.Table(
@@ -220,6 +224,20 @@ email_attachments = sa.Table(
     sa.Column("path", sa.String, nullable=True),
     sa.Column("content_id", sa.String, nullable=True),  # inline parts (cid:), migration 0006
     sa.Index(None, "message_id"),
+)
+
+# Migration 0008: email_messages and email_attachments are append-only (triggers, like the event
+# logs: a message is the evidence of what was written); a delivery status is appended here, and
+# a message's status is its newest row here, else the status it was stored with.
+email_statuses = sa.Table(
+    "email_statuses",
+    metadata,
+    sa.Column("id", LogId, primary_key=True, autoincrement=True),
+    sa.Column("message_id", sa.String, sa.ForeignKey("email_messages.id"), nullable=False),
+    sa.Column("at", Time, nullable=False),
+    sa.Column("status", sa.String, nullable=False),  # queued | retrying | sent | dead | bounced
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Index(None, "message_id", "id"),
 )
 
 # Files an agent uploaded for a reply (HTTP, before the reply is sent); they become the reply's

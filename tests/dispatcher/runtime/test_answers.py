@@ -54,6 +54,7 @@ def test_as_a_user_runs_it(db, tmp_path) -> None:
 @dataclass
 class _Storage:
     answers: Any
+    store: Any  # the audit of configuration changes (agent log)
 
 
 def cmd(db: str, command: Any, capsys: Any = None, **args: Any) -> tuple[int, str]:
@@ -61,8 +62,8 @@ def cmd(db: str, command: Any, capsys: Any = None, **args: Any) -> tuple[int, st
         capsys.readouterr()  # only what this command prints
     w = wire(db)
     try:
-        code = w.wait(ensureDeferred(command(_Storage(SqlAnswerStore(w.pool, w.commit)),
-                                             Namespace(**args))))
+        storage = _Storage(SqlAnswerStore(w.pool, w.commit), w.store)
+        code = w.wait(ensureDeferred(command(storage, Namespace(**args))))
     finally:
         w.close()
     return code, capsys.readouterr().out if capsys else ""

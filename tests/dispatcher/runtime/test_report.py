@@ -91,7 +91,9 @@ def test_report_command_csv_to_a_file_and_errors(day_db, tmp_path):
     assert lines[0] == "from,to,scope,key,metric,value"
     assert any(",queue,sales,service_level,0.6" in line for line in lines)
     assert backwards.code == 2 and "must end after it starts" in backwards.err
-    assert stale.code == 1 and "switchboard db upgrade" in stale.err
+    # a missing database is refused, never created (the read leaves nothing behind)
+    assert stale.code == 2 and "no database at" in stale.err, stale.err
+    assert "switchboard db upgrade" in stale.err and not (tmp_path / "empty.db").exists()
     for r in (csv_run, backwards, stale):
         assert "Traceback" not in r.err, r.err
 

@@ -8,7 +8,11 @@ import logging
 from dispatcher.domain import events as ev
 from dispatcher.domain.agents import Presence
 from dispatcher.domain.tasks import Channel, TaskState
-from dispatcher.service.assignment import WRAP_UP_TIMEOUT_DISPOSITION
+from dispatcher.service.assignment import (
+    NOT_BACK_REASON,
+    RESTART_GRACE_SECONDS,
+    WRAP_UP_TIMEOUT_DISPOSITION,
+)
 from tests.dispatcher.service.stacks import (
     EMAIL_OFFER_TIMEOUT,
     PHONE_OFFER_TIMEOUT,
@@ -407,6 +411,81 @@ def test_a_restart_keeps_what_was_left_of_a_wrap_up(stack):
     new.clock.advance(1)
     assert task.id not in new.router.tasks
     assert completed_event(new, task.id).data["disposition"] == WRAP_UP_TIMEOUT_DISPOSITION
+
+
+def test_work_held_by_an_agent_who_never_comes_back_returns_to_its_queue(stack):
+    """The demo's jam: robots holding calls when the process stopped never come back after the
+    restart; their tasks must not stay assigned for good."""
+    stack.put_agent("ann", 8)
+    stack.put_agent("bob", 8)
+    stack.login("ann")
+    task = stack.call()
+    result(stack.sessions.accept("ann", stack.last_offer("ann").id))
+
+    new, _ = restart(stack)
+    new.login("bob")
+    new.advance(RESTART_GRACE_SECONDS - 1)
+    assert new.router.tasks[task.id].state is TaskState.ASSIGNED  # ann may still come back
+
+    new.advance(1)
+
+    requeued = [e for e in new.events(task.id) if e.kind == ev.TASK_REQUEUED]
+    assert [(e.agent_id, e.actor, e.data["reason"]) for e in requeued] == [
+        ("ann", ev.SYSTEM, NOT_BACK_REASON)]
+    assert task.id not in new.router.agents["ann"].held
+    offer = new.last_offer("bob")  # the next agent gets it, with its original age
+    assert offer.task_id == task.id
+    assert new.router.tasks[task.id].created_at == task.created_at
+    result(new.sessions.accept("bob", offer.id))
+    result(new.sessions.complete("bob", task.id, "done"))
+    assert task.id not in new.router.tasks
+
+
+def test_an_agent_back_within_the_restart_grace_keeps_their_work(stack):
+    stack.put_agent("ann", 8)
+    stack.login("ann")
+    task = stack.call()
+    result(stack.sessions.accept("ann", stack.last_offer("ann").id))
+
+    new, _ = restart(stack)
+    new.advance(RESTART_GRACE_SECONDS / 2)
+    new.login("ann")
+    new.advance(RESTART_GRACE_SECONDS)
+
+    t = new.router.tasks[task.id]
+    assert (t.state, t.agent_id) == (TaskState.ASSIGNED, "ann")
+    assert ev.TASK_REQUEUED not in new.kinds(task.id)
+
+
+def test_an_agent_whose_desk_reconnects_keeps_their_work_whatever_their_presence(stack):
+    """A console that reconnects after a restart (the agent still offline, in the middle of a
+    reply) is the agent back: the desk's own grace rules take over, nothing is taken."""
+    stack.put_agent("ann", 8)
+    stack.login("ann")
+    task = stack.call()
+    result(stack.sessions.accept("ann", stack.last_offer("ann").id))
+
+    new, _ = restart(stack)
+    new.advance(5)
+    new.sessions.connected("ann")
+    new.advance(RESTART_GRACE_SECONDS * 2)
+
+    t = new.router.tasks[task.id]
+    assert (t.state, t.agent_id) == (TaskState.ASSIGNED, "ann")
+    assert ev.TASK_REQUEUED not in new.kinds(task.id)
+
+
+def test_stop_cancels_the_restart_grace(stack):
+    stack.put_agent("ann", 8)
+    stack.login("ann")
+    task = stack.call()
+    result(stack.sessions.accept("ann", stack.last_offer("ann").id))
+    new, _ = restart(stack)
+
+    new.assignment.stop()
+
+    assert new.clock.getDelayedCalls() == []
+    assert new.router.tasks[task.id].state is TaskState.ASSIGNED
 
 
 # ---------------------------------------------------------------------- stickiness timer

@@ -3,10 +3,24 @@ reacts at once."""
 
 from __future__ import annotations
 
-from dispatcher.domain.agents import Agent
-from dispatcher.domain.errors import UnknownQueue
-from dispatcher.domain.queues import Mode
-from dispatcher.domain.tasks import TaskState
+import pytest
+from twisted.internet.defer import ensureDeferred
+
+from dispatcher.domain import events as ev
+from dispatcher.domain.agents import Agent, Presence
+from dispatcher.domain.errors import (
+    AgentDisabled,
+    InUse,
+    InvalidValue,
+    QueueDisabled,
+    UnknownAgent,
+    UnknownQueue,
+)
+from dispatcher.domain.queues import Mode, Queue, check_queue_name
+from dispatcher.domain.tasks import Channel, TaskState
+from dispatcher.service.assignment import RESTART_GRACE_SECONDS
+from dispatcher.service.ports import Calendar
+from dispatcher.service.roster import StoredRoster
 from tests.dispatcher.service.stacks import (
     HeldStore,
     build_stack,
@@ -84,3 +98,113 @@ def test_changing_an_agent_keeps_their_status_and_work(stack):
     stack.put_agent("ann", 9)
     agent = stack.router.agents["ann"]
     assert agent.status.value == "available" and task.id in agent.held
+
+
+# ---------------------------------------------------------------------- the stored roster (CLI)
+
+
+def stored_roster(s, user: str | None = "ops") -> StoredRoster:
+    return StoredRoster(s.store, s.clock, user=user)
+
+
+def audit(s) -> list[tuple[str, str, str, dict]]:
+    return [(e.kind, e.agent_id, e.actor, dict(e.data)) for e in s.store.agent_events
+            if e.kind not in (ev.AGENT_STATUS,)]
+
+
+def test_a_queue_name_must_survive_addresses_and_settings(stack):
+    roster = stored_roster(stack)
+    for bad in ("bad name!", "a,b", "x=y", "-lead", "é" * 3, "q" * 65, "sales@x"):
+        with pytest.raises(InvalidValue, match="queue name"):
+            check_queue_name(bad)
+        f = failure_of(ensureDeferred(roster.put_queue(Queue(bad))))
+        assert f.check(InvalidValue) and "queue name" in str(f.value)
+    assert [q.name for q in result(stack.store.list_queues())] == ["support"]
+    f = failure_of(stack.roster.put_queue(Queue("bad name!")))  # the live roster too
+    assert f.check(InvalidValue)
+    for good in ("sales", "level-2", "fr.billing", "q_1"):
+        assert check_queue_name(good) == good
+
+
+def test_every_change_is_audited_with_the_operator_and_the_os_user(stack):
+    roster = stored_roster(stack)
+    assert result(ensureDeferred(roster.put_queue(Queue("sales")))) is True
+    assert result(ensureDeferred(roster.put_queue(Queue("sales", priority=3)))) is False
+    assert result(ensureDeferred(roster.put_agent(Agent("ann", queues={"sales"})))) is True
+    result(ensureDeferred(roster.set_skills("ann", {"sales": 7})))
+    result(ensureDeferred(roster.put_calendar(Calendar("office", "UTC", {}, ()))))
+
+    got = audit(stack)
+    assert [(k, who, actor) for k, who, actor, _ in got] == [
+        (ev.QUEUE_CHANGED, ev.OPERATOR, ev.OPERATOR),
+        (ev.QUEUE_CHANGED, ev.OPERATOR, ev.OPERATOR),
+        (ev.AGENT_ADDED, "ann", ev.OPERATOR),
+        (ev.AGENT_CHANGED, "ann", ev.OPERATOR),
+        (ev.CALENDAR_CHANGED, ev.OPERATOR, ev.OPERATOR),
+    ]
+    assert all(data["user"] == "ops" for *_, data in got)
+    assert got[0][3]["added"] is True and got[1][3]["config"]["priority"] == 3
+    assert got[3][3]["skills"] == {"sales": 7}
+
+
+def test_removal_and_disabling_are_refused_while_work_waits_or_is_held(stack):
+    roster = stored_roster(stack)
+    stack.put_agent("ann", 8)
+    task = stack.call()  # waits in support: nobody is available
+
+    for attempt in (roster.remove_queue("support"), roster.set_queue_disabled("support", True)):
+        f = failure_of(ensureDeferred(attempt))
+        assert f.check(InUse) and "queue support has 1 open task(s)" in str(f.value)
+
+    stack.login("ann")
+    result(stack.sessions.accept("ann", stack.last_offer("ann").id))
+    for attempt in (roster.remove_agent("ann"), roster.set_agent_disabled("ann", True)):
+        f = failure_of(ensureDeferred(attempt))
+        assert f.check(InUse) and "agent ann holds 1 open task(s)" in str(f.value)
+    assert "ann" in {a.id for a in result(stack.store.list_agents())}
+
+    result(stack.sessions.complete("ann", task.id, "done"))
+    assert result(ensureDeferred(roster.set_agent_disabled("ann", True))).disabled
+    assert result(ensureDeferred(roster.remove_queue("support"))) == ["ann"]
+    result(ensureDeferred(roster.remove_agent("ann")))
+    assert result(stack.store.list_queues()) == [] and result(stack.store.list_agents()) == []
+    kinds = [k for k, *_ in audit(stack)]
+    assert kinds[-3:] == [ev.AGENT_CHANGED, ev.QUEUE_REMOVED, ev.AGENT_REMOVED]
+    for attempt in (roster.remove_queue("support"), roster.remove_agent("ann")):
+        assert failure_of(ensureDeferred(attempt)).check(InvalidValue, UnknownAgent)
+
+
+def test_a_disabled_queue_takes_no_new_task_and_a_disabled_agent_no_work(stack):
+    stack.put_agent("ann", 8)
+    result(stack.roster.put_queue(support_queue(disabled=True)))
+    f = failure_of(stack.intake.submit(Channel.PHONE, "support"))
+    assert f.check(QueueDisabled) and f.check(UnknownQueue)  # edges treat it as unknown
+
+    result(stack.roster.put_agent(Agent("bob", skills={"support": 8}, queues={"support"},
+                                        disabled=True)))
+    assert failure_of(stack.sessions.login("bob")).check(AgentDisabled)
+    assert stack.router.agents["bob"].status is Presence.OFFLINE
+    result(stack.sessions.logout("bob"))  # going offline stays possible
+
+
+def test_a_restart_keeps_work_whose_queue_or_agent_was_removed_meanwhile(stack):
+    """The command line checked the database, but a running server took work after it."""
+    stack.put_agent("ann", 8)
+    stack.put_agent("bob", 8)
+    stack.login("ann")
+    held = stack.call()
+    result(stack.sessions.accept("ann", stack.last_offer("ann").id))
+    waiting = stack.call()
+    result(stack.store.remove_agent("ann"))
+    result(stack.store.remove_queue("support"))
+    stack.assignment.stop()
+
+    state = result(stack.store.load_state())
+    new = build_stack(stack.store, start=stack.clock.seconds() + 10)
+    result(new.assignment.restore(state))
+
+    assert new.router.queues["support"].disabled
+    assert new.router.tasks[waiting.id].state is TaskState.QUEUED
+    assert new.router.agents["ann"].disabled and held.id in new.router.agents["ann"].held
+    new.advance(RESTART_GRACE_SECONDS)
+    assert new.router.tasks[held.id].state is TaskState.QUEUED  # back, for someone else

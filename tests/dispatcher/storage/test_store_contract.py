@@ -165,6 +165,38 @@ def test_agent_update_replaces_skills_and_queues(h: Harness) -> None:
     assert (agent.name, agent.skills, agent.queues) == ("Ann", {"dutch": 3}, {"sales"})
 
 
+def test_disabled_queues_and_agents_round_trip(h: Harness) -> None:
+    h.wait(h.store.put_queue(Queue("support", disabled=True)))
+    h.wait(h.store.put_agent(Agent(id="a1", queues={"support"}, disabled=True)))
+    [queue] = h.wait(h.store.list_queues())
+    [agent] = h.wait(h.store.list_agents())
+    assert queue.disabled and agent.disabled
+    h.wait(h.store.put_queue(Queue("support")))
+    h.wait(h.store.put_agent(Agent(id="a1", queues={"support"})))
+    assert not h.wait(h.store.list_queues())[0].disabled
+    assert not h.wait(h.store.list_agents())[0].disabled
+
+
+def test_removing_a_queue_drops_its_memberships_and_removing_an_agent_its_config(
+        h: Harness) -> None:
+    for name in ("support", "sales"):
+        h.wait(h.store.put_queue(Queue(name)))
+    h.wait(h.store.put_agent(Agent(id="a1", skills={"x": 1}, queues={"support", "sales"})))
+    h.wait(h.store.put_agent(Agent(id="a2", queues={"sales"})))
+
+    assert h.wait(h.store.remove_queue("sales")) is True
+    assert h.wait(h.store.remove_queue("sales")) is False
+    assert [q.name for q in h.wait(h.store.list_queues())] == ["support"]
+    assert {a.id: a.queues for a in h.wait(h.store.list_agents())} == {
+        "a1": {"support"}, "a2": set()}
+
+    assert h.wait(h.store.remove_agent("a1")) is True
+    assert h.wait(h.store.remove_agent("a1")) is False
+    assert [a.id for a in h.wait(h.store.list_agents())] == ["a2"]
+    h.wait(h.store.put_agent(Agent(id="a1")))  # the id may come back, without the old skills
+    assert {a.id: a.skills for a in h.wait(h.store.list_agents())}["a1"] == {}
+
+
 def test_calendars_round_trip(h: Harness) -> None:
     cal = Calendar(
         name="brussels",
@@ -387,7 +419,8 @@ def test_list_tasks_filters_by_state_and_queue(h: Harness) -> None:
     specs = [("t1", "support", TaskState.QUEUED), ("t2", "sales", TaskState.QUEUED)]
     specs += [("t3", "support", TaskState.COMPLETED), ("t4", "support", TaskState.QUEUED)]
     for i, (task_id, queue, state) in enumerate(specs):
-        task = make_task(task_id, T0 + i, queue=queue, priority=i, deadline=T0 + 99)
+        task = make_task(task_id, T0 + i, queue=queue, priority=i, deadline=T0 + 99,
+                         attributes={"subject": f"about {task_id}"})
         create(h, task)
         if state is not TaskState.QUEUED:
             task.state = state
@@ -402,6 +435,8 @@ def test_list_tasks_filters_by_state_and_queue(h: Harness) -> None:
     assert ids(state="queued", queue="support") == ["t1", "t4"]
     assert ids(state="queued", limit=2) == ["t1", "t2"]
     assert ids(state="offered") == []
+    assert ids(newest_first=True) == ["t4", "t3", "t2", "t1"]
+    assert ids(state="queued", limit=2, newest_first=True) == ["t4", "t2"]
     summary = h.wait(h.store.list_tasks(queue="sales"))[0]
     assert (summary.channel, summary.state, summary.priority, summary.deadline) == (
         "email",
@@ -410,6 +445,7 @@ def test_list_tasks_filters_by_state_and_queue(h: Harness) -> None:
         T0 + 99,
     )
     assert summary.customer_id is not None and summary.agent_id is None
+    assert summary.attributes == {"subject": "about t2"}
 
 
 def test_customer_tasks_across_channels_newest_first(h: Harness) -> None:
