@@ -34,7 +34,7 @@ from dispatcher.storage import schema
 from dispatcher.storage.answers import SqlAnswerStore
 from tests.agent_console.test_web import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, WAIT_MS
 from tests.channels.email import running
-from tests.dispatcher.runtime.running import base_env, free_port, run, serving
+from tests.dispatcher.runtime.running import desk_env, relay, run, serving
 from tests.dispatcher.runtime.test_answers_e2e import SECRET, Sink, console, until
 from tests.dispatcher.storage.wiring import wire
 from tests.support import missing
@@ -72,38 +72,19 @@ class Served:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory) -> Iterator[Served]:
-    try:
-        from aiosmtpd.controller import Controller
-    except ImportError:
-        missing("aiosmtpd is not installed (pip install -e .[test])")
-    handler = Sink()
-    relay = Controller(handler, hostname="127.0.0.1", port=free_port())
-    relay.start()
     tmp = tmp_path_factory.mktemp("supervisor-e2e")
     url = f"sqlite:///{tmp / 'switchboard.db'}"
     prepare(url)
-    (tmp / "console.secret").write_bytes(SECRET)
     (tmp / "boss.pw").write_text(PASSWORD + "\n")
-    smtp_port, ws_port, http_port = free_port(), free_port(), free_port()
-    env = base_env(
-        SWITCHBOARD_DATABASE_URL=url, SWITCHBOARD_SERVER_HTTP_PORT=str(http_port),
-        SWITCHBOARD_EMAIL_SMTP_PORT=str(smtp_port),
-        SWITCHBOARD_EMAIL_RECIPIENTS="support@example.com=support",
-        SWITCHBOARD_EMAIL_RELAY_HOST="127.0.0.1", SWITCHBOARD_EMAIL_RELAY_PORT=str(relay.port),
-        SWITCHBOARD_EMAIL_RELAY_INTERVAL="0.2", SWITCHBOARD_EMAIL_FROM_ADDRESS="help@example.com",
-        SWITCHBOARD_EMAIL_ACK_QUEUES="",
-        SWITCHBOARD_CONSOLE_PORT=str(ws_port),
-        SWITCHBOARD_CONSOLE_JWT_SECRET_FILE=str(tmp / "console.secret"),
-        SWITCHBOARD_CONSOLE_ALLOWED_ORIGINS=f"http://127.0.0.1:8080,http://127.0.0.1:{http_port}",
-    )
-    made = run("accounts", "set", "boss", "--role", "supervisor", "--name", "Bea Boss",
-               "--password-file", str(tmp / "boss.pw"), cwd=tmp, env=env)
-    assert made.code == 0, made.err
-    try:
-        with serving(tmp, env, (smtp_port, ws_port, http_port)):
-            yield Served(url, smtp_port, ws_port, http_port, handler, tmp)
-    finally:
-        relay.stop()
+    with relay() as (handler, relay_port):
+        env, ports = desk_env(tmp, url, relay_port, SECRET,
+                              SWITCHBOARD_EMAIL_FROM_ADDRESS="help@example.com",
+                              SWITCHBOARD_EMAIL_ACK_QUEUES="")
+        made = run("accounts", "set", "boss", "--role", "supervisor", "--name", "Bea Boss",
+                   "--password-file", str(tmp / "boss.pw"), cwd=tmp, env=env)
+        assert made.code == 0, made.err
+        with serving(tmp, env, (ports.smtp, ports.ws, ports.http)):
+            yield Served(url, ports.smtp, ports.ws, ports.http, handler, tmp)
 
 
 def send(port: int, sender: str, subject: str, text: str) -> None:

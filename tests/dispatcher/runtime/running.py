@@ -102,6 +102,65 @@ def serving(cwd: Path, env: dict[str, str], ports: Sequence[int],
         assert code == 0, log.read_text(errors="replace")[-3000:]
 
 
+class Sink:
+    """An SMTP server standing for the relay (aiosmtpd): what reached it, envelope by
+    envelope."""
+
+    def __init__(self) -> None:
+        self.accepted: list = []
+
+    async def handle_DATA(self, server, session, envelope):
+        self.accepted.append(envelope)
+        return "250 OK"
+
+
+@contextmanager
+def relay() -> Iterator[tuple[Sink, int]]:
+    """A running Sink and its port (skips, or fails in strict mode, without aiosmtpd)."""
+    try:
+        from aiosmtpd.controller import Controller
+    except ImportError:
+        from tests.support import missing
+
+        missing("aiosmtpd is not installed (pip install -e .[test])")
+    handler = Sink()
+    ctl = Controller(handler, hostname="127.0.0.1", port=free_port())
+    ctl.start()
+    try:
+        yield handler, ctl.port
+    finally:
+        ctl.stop()
+
+
+@dataclass(frozen=True)
+class DeskPorts:
+    smtp: int
+    ws: int
+    http: int
+
+
+def desk_env(tmp: Path, url: str, relay_port: int, secret: bytes, **extra: str
+             ) -> tuple[dict[str, str], DeskPorts]:
+    """The environment of a `switchboard serve` as an e-mail desk: SMTP intake on a free port
+    (support@example.com -> support), replies through the relay at `relay_port`, the console
+    on free ports with `secret` (written to tmp/console.secret) signing its tokens; `extra`
+    adds or overrides settings."""
+    (tmp / "console.secret").write_bytes(secret)
+    ports = DeskPorts(free_port(), free_port(), free_port())
+    env = base_env(
+        SWITCHBOARD_DATABASE_URL=url, SWITCHBOARD_SERVER_HTTP_PORT=str(ports.http),
+        SWITCHBOARD_EMAIL_SMTP_PORT=str(ports.smtp),
+        SWITCHBOARD_EMAIL_RECIPIENTS="support@example.com=support",
+        SWITCHBOARD_EMAIL_RELAY_HOST="127.0.0.1", SWITCHBOARD_EMAIL_RELAY_PORT=str(relay_port),
+        SWITCHBOARD_EMAIL_RELAY_INTERVAL="0.2",
+        SWITCHBOARD_CONSOLE_PORT=str(ports.ws),
+        SWITCHBOARD_CONSOLE_JWT_SECRET_FILE=str(tmp / "console.secret"),
+        SWITCHBOARD_CONSOLE_ALLOWED_ORIGINS=f"http://127.0.0.1:8080,http://127.0.0.1:{ports.http}",
+        **extra,
+    )
+    return env, ports
+
+
 def free_port() -> int:
     """A TCP port nobody listens on now (bound by the OS, then released)."""
     with socket.socket() as s:

@@ -39,7 +39,7 @@ from dispatcher.storage.answers import SqlAnswerStore
 from dispatcher.storage.codification import SqlCodificationStore
 from tests.agent_console.test_web import CHROMIUM, CHROMIUM_ARGS, WAIT_MS
 from tests.channels.email import running
-from tests.dispatcher.runtime.running import base_env, free_port, serving
+from tests.dispatcher.runtime.running import Sink, desk_env, relay, serving
 from tests.dispatcher.storage.wiring import wire
 from tests.support import missing
 
@@ -47,15 +47,6 @@ DATA = Path(__file__).resolve().parents[2] / "data" / "answers"
 SECRET = b"e2e-secret-" + b"x" * 40
 WAIT_SECONDS = 30.0
 HOSTILE_KB = "<script>alert('kb')</script> Sunday parcels"
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.accepted: list = []
-
-    async def handle_DATA(self, server, session, envelope):
-        self.accepted.append(envelope)
-        return "250 OK"
 
 
 def prepare(url: str) -> None:
@@ -136,19 +127,6 @@ def until(check, seconds: float = WAIT_SECONDS):
     raise AssertionError("timed out")
 
 
-@pytest.fixture(scope="module")
-def sink():
-    try:
-        from aiosmtpd.controller import Controller
-    except ImportError:
-        missing("aiosmtpd is not installed (pip install aiosmtpd)")
-    handler = Sink()
-    ctl = Controller(handler, hostname="127.0.0.1", port=free_port())
-    ctl.start()
-    yield handler, ctl.port
-    ctl.stop()
-
-
 @dataclass
 class Served:
     url: str
@@ -160,26 +138,16 @@ class Served:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory, sink) -> Iterator[Served]:
-    handler, relay_port = sink
+def served(tmp_path_factory) -> Iterator[Served]:
     tmp_path = tmp_path_factory.mktemp("answers-e2e")
     url = f"sqlite:///{tmp_path / 'switchboard.db'}"
     prepare(url)
-    (tmp_path / "console.secret").write_bytes(SECRET)
-    smtp_port, ws_port, http_port = free_port(), free_port(), free_port()
-    env = base_env(
-        SWITCHBOARD_DATABASE_URL=url, SWITCHBOARD_SERVER_HTTP_PORT=str(http_port),
-        SWITCHBOARD_EMAIL_SMTP_PORT=str(smtp_port),
-        SWITCHBOARD_EMAIL_RECIPIENTS="support@example.com=support",
-        SWITCHBOARD_EMAIL_RELAY_HOST="127.0.0.1", SWITCHBOARD_EMAIL_RELAY_PORT=str(relay_port),
-        SWITCHBOARD_EMAIL_RELAY_INTERVAL="0.2", SWITCHBOARD_EMAIL_FROM_ADDRESS="help@example.com",
-        SWITCHBOARD_EMAIL_ACK_QUEUES="",
-        SWITCHBOARD_CONSOLE_PORT=str(ws_port),
-        SWITCHBOARD_CONSOLE_JWT_SECRET_FILE=str(tmp_path / "console.secret"),
-        SWITCHBOARD_CONSOLE_ALLOWED_ORIGINS=f"http://127.0.0.1:8080,http://127.0.0.1:{http_port}",
-    )
-    with serving(tmp_path, env, (smtp_port, ws_port, http_port)) as log:
-        yield Served(url, smtp_port, ws_port, http_port, handler, log)
+    with relay() as (handler, relay_port):
+        env, ports = desk_env(tmp_path, url, relay_port, SECRET,
+                              SWITCHBOARD_EMAIL_FROM_ADDRESS="help@example.com",
+                              SWITCHBOARD_EMAIL_ACK_QUEUES="")
+        with serving(tmp_path, env, (ports.smtp, ports.ws, ports.http)) as log:
+            yield Served(url, ports.smtp, ports.ws, ports.http, handler, log)
 
 
 def relayed(served: Served, rcpt: str):
