@@ -25,7 +25,7 @@ from dispatcher.service.tokens import (
 from .config import ConsoleSettings
 
 __all__ = ["REQUIRED_CLAIMS", "Claims", "KeyProblem", "Keys", "Signer", "TokenRefused",
-           "Verifier", "load_keys", "signer_for", "verifier_for"]
+           "Verifier", "bearer", "load_keys", "signer_for", "verifier_for"]
 
 
 def load_keys(settings: ConsoleSettings, stored: bytes | None = None) -> Keys:
@@ -35,6 +35,14 @@ def load_keys(settings: ConsoleSettings, stored: bytes | None = None) -> Keys:
         settings.jwt_algorithm, secret_file=settings.jwt_secret_file,
         public_key_file=settings.jwt_public_key_file,
         private_key_file=settings.jwt_private_key_file, stored=stored, label="console")
+
+
+def bearer(authorization: bytes | None) -> str:
+    """The token of an HTTP `Authorization: Bearer <token>` header; TokenRefused otherwise."""
+    scheme, _, token = (authorization or b"").decode("latin-1").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise TokenRefused("a bearer token is required")
+    return token.strip()
 
 
 def verifier_for(settings: ConsoleSettings, keys: Keys) -> Verifier:

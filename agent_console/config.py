@@ -46,3 +46,10 @@ class ConsoleSettings:
 
     def origins(self) -> tuple[str, ...]:
         return tuple(o.strip().rstrip("/") for o in self.allowed_origins.split(",") if o.strip())
+
+    def origin_allowed(self, origin: str | None) -> bool:
+        """The one Origin rule of the console's sockets and HTTP requests: a listed origin, or
+        none at all (not a browser) unless `allow_missing_origin` is false."""
+        if origin is None:
+            return self.allow_missing_origin
+        return origin.rstrip("/") in self.origins()

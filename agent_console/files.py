@@ -30,9 +30,11 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
 from dispatcher.domain.errors import DomainError, Forbidden
+from dispatcher.service.accounts import AccountDisabled, UnknownAccount
 from dispatcher.service.conversation import Viewer
 
-from .auth import TokenRefused, Verifier
+from .auth import TokenRefused, Verifier, bearer
+from .config import ConsoleSettings
 
 log = logging.getLogger(__name__)
 
@@ -156,48 +158,50 @@ class MailFiles(Resource):
 
 
 class Uploads(Resource):
-    """`POST /console/upload?name=F`: one file for a reply, by the agent the token names."""
+    """`POST /console/upload?name=F`: one file for a reply, by the agent the token names (an
+    enabled account, as at the socket's hello: `Accounts.admit`)."""
 
     isLeaf = True
 
-    def __init__(self, mail: Any, verifier: Verifier, max_bytes: int,
-                 origins: set[str]) -> None:
+    def __init__(self, mail: Any, verifier: Verifier, settings: ConsoleSettings,
+                 accounts: Any = None) -> None:
         super().__init__()
         self.mail = mail
         self.verifier = verifier
-        self.max_bytes = max_bytes
-        self.origins = origins
+        self.settings = settings
+        self.accounts = accounts
 
     def render_POST(self, request: Any) -> Any:
         origin = request.getHeader(b"origin")
-        if origin is not None and origin.decode("latin-1").rstrip("/") not in self.origins:
-            log.warning("console: refused an upload from origin %r", origin[:200])
+        if not self.settings.origin_allowed(None if origin is None else origin.decode("latin-1")):
+            log.warning("console: refused an upload from origin %r", (origin or b"")[:200])
             return _refuse(request, 403, "origin not allowed")
-        auth = (request.getHeader(b"authorization") or b"").decode("latin-1")
-        scheme, _, token = auth.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            request.setHeader(b"www-authenticate", b"Bearer")
-            return _refuse(request, 401, "a bearer token is required")
         try:
-            claims = self.verifier.verify(token.strip())
+            claims = self.verifier.verify(bearer(request.getHeader(b"authorization")))
         except TokenRefused as exc:
             log.warning("console: refused an upload token: %s", exc)
             request.setHeader(b"www-authenticate", b'Bearer error="invalid_token"')
             return _refuse(request, 401, "unauthorized")
         if claims.role != "agent":
             return _refuse(request, 403, "uploads are for agents")
+        limit = self.settings.max_upload_bytes
         length = request.getHeader(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
-            return _refuse(request, 413, f"at most {self.max_bytes} bytes")
-        content = request.content.read(self.max_bytes + 1)
-        if len(content) > self.max_bytes:
-            return _refuse(request, 413, f"at most {self.max_bytes} bytes")
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            return _refuse(request, 413, f"at most {limit} bytes")
+        content = request.content.read(limit + 1)
+        if len(content) > limit:
+            return _refuse(request, 413, f"at most {limit} bytes")
+        d = ensureDeferred(self._store(request, claims.sub, content))
+        d.addCallbacks(self._stored, self._refused, (request,), None, (request, claims.sub))
+        return NOT_DONE_YET
+
+    async def _store(self, request: Any, sub: str, content: bytes) -> Any:
+        if self.accounts is not None:
+            await self.accounts.admit(sub, "agent")  # a disabled account uploads nothing
         names = request.args.get(b"name") or [b""]
         kind = (request.getHeader(b"content-type") or b"application/octet-stream").decode(
             "latin-1")
-        d = self.mail.upload(claims.sub, names[0].decode("utf-8", "replace"), kind, content)
-        d.addCallbacks(self._stored, self._refused, (request,), None, (request, claims.sub))
-        return NOT_DONE_YET
+        return await self.mail.upload(sub, names[0].decode("utf-8", "replace"), kind, content)
 
     @staticmethod
     def _stored(upload: Any, request: Any) -> None:
@@ -210,7 +214,10 @@ class Uploads(Resource):
 
     @staticmethod
     def _refused(failure: Any, request: Any, sub: str) -> None:
-        if failure.check(DomainError):
+        if failure.check(Forbidden, AccountDisabled, UnknownAccount):
+            log.warning("console: refused an upload by %s: %s", sub, failure.getErrorMessage())
+            body = _refuse(request, 403, "forbidden")
+        elif failure.check(DomainError):
             body = _refuse(request, 400, failure.getErrorMessage())
         else:
             log.error("console: upload by %s failed: %s", sub, failure.getTraceback())

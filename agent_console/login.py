@@ -34,7 +34,7 @@ from twisted.web.server import NOT_DONE_YET
 from dispatcher.service.accounts import AccountDisabled, SignInRefused, UnknownAccount
 
 from . import messages as m
-from .auth import Signer, TokenRefused, Verifier
+from .auth import Signer, TokenRefused, Verifier, bearer
 from .config import ConsoleSettings
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,6 @@ class LoginPage(Resource):
         self.signer = signer
         self.verifier = verifier
         self.clock = clock
-        self.origins = set(settings.origins())
         self.by_address = Throttle(settings.login_max_failures, settings.login_window_seconds,
                                    clock)
         self.by_id = Throttle(settings.login_max_failures, settings.login_window_seconds, clock)
@@ -119,8 +118,7 @@ class LoginPage(Resource):
             return self._answer(request, HTTPStatus.NOT_FOUND, error=m.LOGIN_BAD_REQUEST,
                                 message="no such page")
         origin = request.getHeader(b"origin")
-        if (origin is None and not self.settings.allow_missing_origin) or (
-                origin is not None and origin.decode("latin-1").rstrip("/") not in self.origins):
+        if not self.settings.origin_allowed(None if origin is None else origin.decode("latin-1")):
             log.warning("login: refused a request from origin %r",
                         (origin or b"(none)").decode("latin-1")[:200])
             return self._answer(request, HTTPStatus.FORBIDDEN, error=m.LOGIN_FORBIDDEN_ORIGIN,
@@ -201,12 +199,8 @@ class LoginPage(Resource):
 
     async def _refresh(self, request: Any) -> None:
         address = _address(request)
-        scheme, _, token = (request.getHeader(b"authorization") or b"").decode(
-            "latin-1").partition(" ")
         try:
-            if scheme.lower() != "bearer" or not token.strip():
-                raise TokenRefused("a bearer token is required")
-            claims = self.verifier.verify(token.strip())
+            claims = self.verifier.verify(bearer(request.getHeader(b"authorization")))
             account = await self.accounts.admit(claims.sub, claims.role)
             if account is None:
                 raise TokenRefused("no account to refresh")

@@ -113,8 +113,8 @@ class Console:
             children[b"mail"] = MailFiles(self.desks.conversation, self.desks.links)
         mail = getattr(self.context, "mail", None)
         if mail is not None:
-            children[b"upload"] = Uploads(mail, verifier, self.settings.max_upload_bytes,
-                                          set(self.settings.origins()))
+            children[b"upload"] = Uploads(mail, verifier, self.settings,
+                                          getattr(self.context, "accounts", None))
         return children
 
     def _outcome(self, outcome: Any) -> None:

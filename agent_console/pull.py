@@ -71,7 +71,11 @@ class PullFeed:
             return
         view = self.desks.view
         due = {e.agent_id for e in outcome.events if e.agent_id in connected}
-        pulled = {name for name in {t.queue for t in outcome.tasks.values()}
+        # the queues the changed tasks are in now, and those a transfer or move took them from
+        names = {t.queue for t in outcome.tasks.values()} | {
+            e.data["from_queue"] for e in outcome.events
+            if isinstance(e.data.get("from_queue"), str)}
+        pulled = {name for name in names
                   if (q := view.queue(name)) is not None and q.mode is Mode.PULL}
         if pulled:
             due.update(connected)

@@ -69,7 +69,6 @@ class ConsoleServer:
         self.desks = desks
         self.sessions = sessions
         self.history = history
-        self.origins = set(settings.origins())
         self._claims: dict[int, Claims] = {}
         self._server: Any = None
         self.port: int | None = None
@@ -96,9 +95,9 @@ class ConsoleServer:
 
     def _handshake(self, connection: ServerConnection, request: Request) -> Response | None:
         origin = request.headers.get("Origin")
-        if origin is None and not self.settings.allow_missing_origin:
-            return self._refuse(connection, HTTPStatus.FORBIDDEN, "an Origin is required\n")
-        if origin is not None and origin.rstrip("/") not in self.origins:
+        if not self.settings.origin_allowed(origin):
+            if origin is None:
+                return self._refuse(connection, HTTPStatus.FORBIDDEN, "an Origin is required\n")
             log.warning("console: refused a handshake from origin %r", origin[:200])
             return self._refuse(connection, HTTPStatus.FORBIDDEN, "origin not allowed\n")
         token = token_from(request)

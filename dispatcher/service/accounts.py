@@ -86,7 +86,8 @@ class Accounts:
         self.offload = offload or _inline
         self.hasher = hasher or PasswordHasher()
         self._checks = DeferredSemaphore(MAX_CONCURRENT_CHECKS)
-        self._decoy: str | None = None  # a hash of nothing, checked for unknown ids
+        # a hash of nothing, checked for unknown ids (while being made: its Deferred)
+        self._decoy: str | Deferred[str] | None = None
 
     def now(self) -> float:
         return self.clock.seconds()
@@ -202,9 +203,23 @@ class Accounts:
             return False
 
     async def _decoy_hash(self) -> str:
+        """One hash of nothing, made once, under the same limit as every other hash (a burst
+        of unknown ids at start-up makes one, not one each)."""
         if self._decoy is None:
-            self._decoy = await self.offload(self.hasher.hash, secrets.token_urlsafe(16))
-        return self._decoy
+            self._decoy = self._checks.run(self.offload, self.hasher.hash,
+                                           secrets.token_urlsafe(16))
+        if isinstance(self._decoy, str):
+            return self._decoy
+        waiting: Deferred[str] = Deferred()
+        self._decoy.addBoth(self._share, waiting)
+        return await waiting
+
+    def _share(self, got: Any, waiting: Deferred[str]) -> Any:
+        """Hand the decoy (or its failure) to one waiter; keep it once made, forget a failure
+        so that the next sign-in tries again."""
+        self._decoy = got if isinstance(got, str) else None
+        waiting.callback(got)
+        return got
 
     # ------------------------------------------------------------------ tokens
 

@@ -46,6 +46,7 @@ from dispatcher.domain.routing import Outcome
 from dispatcher.domain.tasks import Channel, Task, TaskState
 
 from .assignment import Assignment
+from .compose import one_line
 from .intake import email_identity
 from .mail import OUTBOX_EMAIL, InboundMail, Mail, Received, html_to_text, new_message_id
 from .ports import (
@@ -86,8 +87,6 @@ TOKEN_RE = re.compile(r"\[consult ([0-9a-f]{32})\]")
 HELD = (TaskState.ASSIGNED, TaskState.WRAP_UP)
 
 
-def _one_line(value: str | None) -> str:
-    return re.sub(r"[\r\n]+", " ", value or "").strip()
 
 
 _ADDRESS = re.compile(r"^[^@\s<>,;:\"()\[\]\\]+@[^@\s<>,;:\"()\[\]\\]+\.[^@\s<>,;:\"()\[\]\\]+$")
@@ -199,9 +198,9 @@ class Collaboration:
                   attach: bytes | None = None) -> tuple[MailMessage, OutboxItem]:
         p = self.mail.policy
         em = EmailMessage(policy=email_policy.SMTP)
-        em["From"] = formataddr((_one_line(p.from_name), _one_line(p.from_address)))
-        em["To"] = _one_line(to)
-        em["Subject"] = _one_line(subject)
+        em["From"] = formataddr((one_line(p.from_name), one_line(p.from_address)))
+        em["To"] = one_line(to)
+        em["Subject"] = one_line(subject)
         em["Date"] = format_datetime(datetime.fromtimestamp(self.now(), UTC))
         message_id = make_msgid(domain=p.message_id_domain)
         em["Message-ID"] = message_id
@@ -218,7 +217,7 @@ class Collaboration:
             id=new_message_id(now), task_id=task_id, direction="out", kind=kind,
             created_at=now, raw=em.as_bytes(), message_id=message_id.strip("<>"),
             peer=to.lower(), from_addr=p.from_address, to_addrs=(to,),
-            subject=_one_line(subject), text=text, status="queued")
+            subject=one_line(subject), text=text, status="queued")
         item = OutboxItem(OUTBOX_EMAIL, task_id,
                           {"message": msg.id, "mail_from": p.from_address, "rcpt": [to]}, now)
         return msg, item
@@ -255,7 +254,7 @@ class Collaboration:
             body = (original.text or html_to_text(original.html))[:QUOTED_CHARS]
             quoted = "\n\n---- The customer wrote ----\n" + "\n".join(
                 "> " + line for line in body.splitlines())
-        subject = (f"Question about {_one_line(task.attributes.get('subject'))[:120]} "
+        subject = (f"Question about {one_line(task.attributes.get('subject'))[:120]} "
                    f"[#{request}] [consult {token}]")
         text = (f"{question}\n\nPlease reply to this message and keep the subject as it is."
                 f"{quoted}\n")
@@ -317,7 +316,7 @@ class Collaboration:
         original = await self._first_inbound(task_id)
         if original is None:
             raise InvalidValue(f"task {task_id} has no message to redirect")
-        subject = f"Fwd: {_one_line(original.subject)}"
+        subject = f"Fwd: {one_line(original.subject)}"
         text = ((note + "\n\n") if note else "") + (
             "This message reached us by mistake; it is attached as we received it.\n")
         msg, item = self._outbound(task_id, KIND_REDIRECT, address, subject, text,

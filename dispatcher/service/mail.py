@@ -42,7 +42,16 @@ from dispatcher.domain.errors import InvalidValue, QueueDisabled, UnknownQueue
 from dispatcher.domain.tasks import Channel, Task, TaskState
 
 from .assignment import Assignment
-from .compose import Draft, build, html_to_text, named, one_line, reply_recipients, safe_html
+from .compose import (
+    MAX_REFERENCES,
+    Draft,
+    build,
+    html_to_text,
+    named,
+    one_line,
+    reply_recipients,
+    safe_html,
+)
 from .intake import Intake, email_identity
 from .ports import (
     Changes,
@@ -87,7 +96,6 @@ MAX_UPLOAD_BYTES = 10 * 1024 * 1024  # one file an agent attaches
 MAX_UPLOADS = 10  # files on one reply
 UPLOAD_DAYS = 7.0  # an upload no reply used is dropped after this
 MAX_FILENAME_CHARS = 200
-MAX_REFERENCES = 20
 
 
 @dataclass(frozen=True)
@@ -206,18 +214,6 @@ _message_seq = itertools.count()
 def new_message_id(now: float) -> str:
     """A message row id that sorts in creation order (time, then a process counter)."""
     return f"{int(now * 1_000_000):015x}{next(_message_seq) % 0xFFFFFF:06x}{uuid.uuid4().hex[:11]}"
-
-
-_one_line = one_line
-
-
-def _bare_id(value: str | None) -> str | None:
-    if not value:
-        return None
-    value = value.strip()
-    if value.startswith("<") and value.endswith(">"):
-        value = value[1:-1]
-    return value or None
 
 
 class Mail:
@@ -576,8 +572,7 @@ class Mail:
         draft = Draft(kind="ack", from_name=p.from_name, from_address=p.from_for(task.queue),
                       to=msg.peer, subject=subject, text=body, answering=msg, automatic=True,
                       html_part=False)
-        return self._outgoing(task.id, "ack", msg.peer, subject, body, None, msg,
-                              actor=ev.SYSTEM, draft=draft)
+        return self._outgoing(task.id, msg.peer, draft, ev.SYSTEM)
 
     async def _no_ack_reason(self, mail: InboundMail, queue: str, peer: str | None) -> str | None:
         if not self.policy.acks(queue):
@@ -597,19 +592,13 @@ class Mail:
 
     # ------------------------------------------------------------------ outbound
 
-    def _outgoing(self, task_id: str, kind: str, to: str, subject: str, text: str,
-                  html: str | None, answering: MailMessage | None, actor: str,
-                  mode: str | None = None, answer_id: str | None = None,
-                  draft: Draft | None = None) -> _Outgoing:
-        """The message, its outbox item and its `email.queued` event (not stored yet)."""
-        p = self.policy
-        if draft is None:
-            draft = Draft(kind=kind, from_name=p.from_name, from_address=p.from_address, to=to,
-                          subject=subject, text=text, html=html, answering=answering,
-                          automatic=kind == "ack" or mode == "automatic",
-                          html_part=bool(html))
+    def _outgoing(self, task_id: str, to: str, draft: Draft, actor: str,
+                  mode: str | None = None, answer_id: str | None = None) -> _Outgoing:
+        """The message `draft` makes, its outbox item and its `email.queued` event (not stored
+        yet); `to` is the bare address of `draft.to`."""
         now = self.now()
-        built = build(draft, now, p.message_id_domain)
+        kind = draft.kind
+        built = build(draft, now, self.policy.message_id_domain)
         msg = MailMessage(
             id=new_message_id(now), task_id=task_id, direction="out", kind=kind,
             created_at=now, raw=built.raw, message_id=built.message_id,
@@ -738,8 +727,7 @@ class Mail:
             cc=cc, subject=subject, text=text, html=html, answering=last, quote=quote,
             signature=self._signature(task, request, agent_id), automatic=automatic,
             attachments=attachments)
-        return self._outgoing(task_id, "reply", to, subject, text, html, last, actor=actor,
-                              mode=mode, answer_id=answer_id, draft=draft)
+        return self._outgoing(task_id, to, draft, actor, mode, answer_id)
 
     def _signature(self, task: Task, request: str, agent_id: str | None) -> str:
         agent = self.router.agents.get(agent_id) if agent_id else None
@@ -833,7 +821,7 @@ def format_task(task: Task, messages: Sequence[MailMessage], trail: Sequence[Sto
         flag = "  [malformed]" if m.malformed else ""
         out.lines.append(f"  {_when(m.created_at)} {arrow} {m.kind} "
                          f"{'from' if m.direction == 'in' else 'to'} {m.peer or '-'}{status}{flag}")
-        out.lines.append(f"    Subject: {_one_line(m.subject)}")
+        out.lines.append(f"    Subject: {one_line(m.subject)}")
         if m.message_id:
             out.lines.append(f"    Message-ID: <{m.message_id}>")
         body = m.text or html_to_text(m.html)

@@ -19,7 +19,7 @@ from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.interfaces import IReactorTime
 
 from dispatcher.domain import events as ev
-from dispatcher.domain.agents import Agent
+from dispatcher.domain.agents import Agent, check_skills
 from dispatcher.domain.errors import InUse, InvalidValue, UnknownAgent, UnknownQueue
 from dispatcher.domain.queues import Queue, check_queue_name
 from dispatcher.domain.routing import Outcome
@@ -168,7 +168,7 @@ class StoredRoster:
 
     async def set_skills(self, agent_id: str, skills: dict[str, int]) -> Agent:
         agent = await self.agent(agent_id)
-        agent.skills = dict(Agent(agent.id, skills=skills).skills)  # checks the levels
+        agent.skills = check_skills(skills)
         await self.store.put_agent(agent, [self._event(
             ev.AGENT_CHANGED, agent.id, {"skills": dict(agent.skills),
                                          "queues": sorted(agent.queues)})])

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import shutil
 import smtplib
 import urllib.error
 import urllib.request
@@ -37,12 +36,16 @@ from dispatcher.domain.tasks import Channel
 from dispatcher.service.answers import Library
 from dispatcher.storage import schema
 from dispatcher.storage.answers import SqlAnswerStore
-from tests.agent_console.test_web import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, WAIT_MS
+from tests.agent_console.test_web import (
+    ARTIFACTS,
+    WAIT_MS,
+    chromium,
+    launch,
+)
 from tests.channels.email import running
 from tests.dispatcher.runtime.running import desk_env, relay, serving
 from tests.dispatcher.runtime.test_answers_e2e import SECRET, Sink, console, token, until
 from tests.dispatcher.storage.wiring import wire
-from tests.support import missing
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "answers"
 # A 1x1 PNG (red), the inline image of the HTML message.
@@ -148,16 +151,6 @@ def tasks(served: Served) -> list[tuple[str, str]]:
     return [tuple(r) for r in running.rows(served.url, "select id, state from tasks")]
 
 
-def chromium():
-    if shutil.which(CHROMIUM) is None and not Path(CHROMIUM).exists():
-        missing(f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)")
-    try:
-        from playwright.sync_api import expect, sync_playwright
-    except ImportError:
-        missing("playwright is not installed (pip install -e .[test])")
-    return sync_playwright, expect
-
-
 @pytest.mark.slow
 def test_an_agent_reads_the_thread_and_answers_all_with_a_file(served: Served) -> None:
     sync_playwright, expect = chromium()
@@ -167,7 +160,7 @@ def test_an_agent_reads_the_thread_and_answers_all_with_a_file(served: Served) -
     assert len(tasks(served)) == 1
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        browser = launch(p)
         try:
             context = browser.new_context(viewport={"width": 1400, "height": 1000},
                                           accept_downloads=True)

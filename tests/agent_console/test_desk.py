@@ -44,6 +44,8 @@ async def test_a_call_answered_then_ended_carries_its_times_and_the_queue_codes(
         answered = await a1.expect("task_update")
         assert answered == {"type": "task_update", "task_id": task_id,
                             "answered_at": answered["answered_at"]}
+        assert isinstance(answered["answered_at"], float)
+        assert answered["answered_at"] >= assigned["task"]["answered_at"]
         await to_future(calls.ended("pbx-1", "caller"))
         wrap = await a1.expect(lambda f: f["type"] == "task_state" and f["state"] == "wrap_up")
         assert wrap["wrap_up_limit"] - wrap["wrap_up_until"] == MAX_WRAP_UP_EXTENSION

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import smtplib
 import time
 from collections.abc import Iterator
@@ -34,11 +33,16 @@ from dispatcher.domain.tasks import Channel
 from dispatcher.service.calls import make_account
 from dispatcher.storage import schema
 from dispatcher.storage.phones import SqlPhones
-from tests.agent_console.test_web import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, WAIT_MS
+from tests.agent_console.test_web import (
+    ARTIFACTS,
+    WAIT_MS,
+    chromium,
+    launch,
+)
 from tests.channels.phone import running as phone
 from tests.dispatcher.runtime.running import base_env, free_port, serving
 from tests.dispatcher.storage.wiring import wire
-from tests.support import missing, need_binary
+from tests.support import need_binary
 
 pytestmark = pytest.mark.slow
 
@@ -133,15 +137,9 @@ def trail(served: Served, task_id: str) -> list[tuple[str, dict]]:
 
 @pytest.fixture
 def browser():
-    if shutil.which(CHROMIUM) is None and not Path(CHROMIUM).exists():
-        missing(f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        missing("playwright is not installed (pip install -e .[test])")
-    ARTIFACTS.mkdir(exist_ok=True)
+    sync_playwright, _ = chromium()
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        b = launch(p)
         try:
             yield b
         finally:
@@ -200,7 +198,7 @@ def test_a_call_rings_is_answered_timed_wrapped_up_and_coded(served, browser, tm
         timer = page.locator("#call-timer")
         expect(timer).to_have_text(re.compile(r"^On call 0:0\d$"), timeout=WAIT_MS)
         first = clock_seconds(timer.inner_text())
-        expect(timer).to_have_text(re.compile(rf"^On call 0:0[{first + 2}-9]$"), timeout=WAIT_MS)
+        until(lambda: clock_seconds(timer.inner_text()) >= first + 2)  # it runs
         assert attributes["answered_at"] > 0
         expect(page.locator("#status-chosen")).to_have_text("Available")
         expect(page.locator("#presence")).to_have_text("Busy")  # what supervisors see

@@ -1,6 +1,7 @@
 """The files behind a conversation (agent_console/files.py), on twisted.web's request doubles:
 signed links that nobody can alter or reuse late, the HTML body with its own CSP, attachments
-as downloads, and the agent's uploads (token, role, size, answered after the store)."""
+as downloads, and the agent's uploads (token, role, an enabled account, size, answered after
+the store)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ from twisted.internet.defer import fail, succeed
 from twisted.web.server import NOT_DONE_YET
 from twisted.web.test.requesthelper import DummyRequest
 
+from agent_console.config import ConsoleSettings
 from agent_console.files import Links, MailFiles, Uploads
 from dispatcher.domain.errors import Forbidden, InvalidValue
+from dispatcher.service.accounts import AccountDisabled
 from dispatcher.service.conversation import File, Viewer
 from dispatcher.service.tokens import Keys, Signer, Verifier
 
@@ -150,8 +153,9 @@ def post(resource, token: str | None, body: bytes, name: bytes = b"a.txt",
 def test_uploads_need_an_agents_token_and_a_small_enough_file() -> None:
     mail = Mail()
     signer = Signer(KEYS, "switchboard", "switchboard-console")
-    resource = Uploads(mail, Verifier(KEYS, "switchboard", "switchboard-console"), 10,
-                       {"http://127.0.0.1:8080"})
+    settings = ConsoleSettings(max_upload_bytes=10, allowed_origins="http://127.0.0.1:8080")
+    resource = Uploads(mail, Verifier(KEYS, "switchboard", "switchboard-console"), settings,
+                       Accounts(disabled={"gus"}))
     assert post(resource, None, b"x").responseCode == 401
     assert post(resource, "not-a-token", b"x").responseCode == 401
     assert post(resource, signer.issue("sue", "supervisor"), b"x").responseCode == 403
@@ -164,3 +168,15 @@ def test_uploads_need_an_agents_token_and_a_small_enough_file() -> None:
     assert json.loads(b"".join(ok.written)) == {"upload_id": "u1", "name": "a.txt", "size": 5,
                                                 "type": "text/plain"}
     assert mail.stored == [("ann", "a.txt", "text/plain", b"hello")]
+    assert post(resource, signer.issue("gus", "agent"), b"x").responseCode == 403  # disabled
+    assert len(mail.stored) == 1
+
+
+class Accounts:
+    """The accounts' rule at the console (dispatcher.service.accounts.Accounts.admit)."""
+
+    def __init__(self, disabled: set[str]) -> None:
+        self.disabled = disabled
+
+    def admit(self, sub, role):
+        return fail(AccountDisabled(sub)) if sub in self.disabled else succeed(None)

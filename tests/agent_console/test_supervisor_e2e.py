@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import smtplib
 import threading
 import urllib.request
@@ -32,12 +31,16 @@ from dispatcher.domain.tasks import Channel
 from dispatcher.service.answers import Library
 from dispatcher.storage import schema
 from dispatcher.storage.answers import SqlAnswerStore
-from tests.agent_console.test_web import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, WAIT_MS
+from tests.agent_console.test_web import (
+    ARTIFACTS,
+    WAIT_MS,
+    chromium,
+    launch,
+)
 from tests.channels.email import running
 from tests.dispatcher.runtime.running import desk_env, relay, run, serving
 from tests.dispatcher.runtime.test_answers_e2e import SECRET, Sink, console, until
 from tests.dispatcher.storage.wiring import wire
-from tests.support import missing
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "answers"
 PASSWORD = "amber-signal-314"
@@ -136,16 +139,6 @@ class AgentAtWork:
         await agent.ws.close()
 
 
-def chromium():
-    if shutil.which(CHROMIUM) is None and not Path(CHROMIUM).exists():
-        missing(f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)")
-    try:
-        from playwright.sync_api import expect, sync_playwright
-    except ImportError:
-        missing("playwright is not installed (pip install -e .[test])")
-    return sync_playwright, expect
-
-
 @pytest.mark.slow
 def test_a_supervisor_keeps_the_library_reviews_and_fixes_customers_in_the_page(
         served: Served) -> None:
@@ -169,7 +162,7 @@ def test_a_supervisor_keeps_the_library_reviews_and_fixes_customers_in_the_page(
         {"id": "from-file", "title": "Opening hours", "text": "We answer 9:00-18:00."}) + "\n")
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        browser = launch(p)
         try:
             context = browser.new_context(viewport={"width": 1440, "height": 1000},
                                           accept_downloads=True)

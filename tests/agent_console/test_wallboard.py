@@ -8,22 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.support import missing
-
-ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = os.environ.get("SWITCHBOARD_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-quic"]
-WAIT_MS = 10_000
+from tests.agent_console.test_web import ARTIFACTS, ROOT, WAIT_MS, chromium, launch
 
 
 @pytest.fixture
@@ -47,26 +38,12 @@ def board(tmp_path):
     proc.wait(10)
 
 
-def browser_or_skip(p):
-    if shutil.which(CHROMIUM) is None and not Path(CHROMIUM).exists():
-        missing(f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)")
-    return p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-
-
-def playwright():
-    try:
-        from playwright.sync_api import expect, sync_playwright
-    except ImportError:
-        missing("playwright is not installed (pip install -e .[test])")
-    return sync_playwright, expect
-
-
 def test_live_numbers_and_moving_agents_on_the_wallboard(board):
-    sync_playwright, expect = playwright()
+    sync_playwright, expect = chromium()
     ARTIFACTS.mkdir(exist_ok=True)
     command = board["command"]
     with sync_playwright() as p:
-        browser = browser_or_skip(p)
+        browser = launch(p)
         try:
             page = browser.new_page(viewport={"width": 1920, "height": 1080})  # a wall screen
             errors: list[str] = []
@@ -119,9 +96,9 @@ def test_live_numbers_and_moving_agents_on_the_wallboard(board):
 
 
 def test_an_agent_token_is_turned_away_from_the_wallboard(board):
-    sync_playwright, expect = playwright()
+    sync_playwright, expect = chromium()
     with sync_playwright() as p:
-        browser = browser_or_skip(p)
+        browser = launch(p)
         try:
             page = browser.new_page()
             page.goto(f"http://127.0.0.1:{board['http_port']}/wallboard")

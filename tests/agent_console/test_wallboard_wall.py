@@ -15,13 +15,8 @@ from __future__ import annotations
 
 import re
 
-from tests.agent_console.test_wallboard import (
-    ARTIFACTS,
-    WAIT_MS,
-    board,  # noqa: F401 - the fixture
-    browser_or_skip,
-    playwright,
-)
+from tests.agent_console.test_wallboard import board  # noqa: F401 - the fixture
+from tests.agent_console.test_web import ARTIFACTS, WAIT_MS, chromium, launch
 
 WALL = {"width": 1920, "height": 1080}
 BILLING_MAILS, VIP_MAILS, CALLS = 100, 20, 30  # 150 waiting in all
@@ -65,11 +60,11 @@ def fill(command) -> None:
 
 
 def test_the_wallboard_fits_a_1920x1080_wall_with_150_tasks_waiting(board):  # noqa: F811
-    sync_playwright, expect = playwright()
+    sync_playwright, expect = chromium()
     ARTIFACTS.mkdir(exist_ok=True)
     command = board["command"]
     with sync_playwright() as p:
-        browser = browser_or_skip(p)
+        browser = launch(p)
         try:
             page = browser.new_page(viewport=WALL)
             errors: list[str] = []

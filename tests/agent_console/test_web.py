@@ -27,6 +27,24 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
 WAIT_MS = 10_000
 
 
+def chromium():
+    """(sync_playwright, expect) for a test in Debian's Chromium; missing() (a skip, or a
+    failure in strict mode) when Chromium or playwright is not installed."""
+    if shutil.which(CHROMIUM) is None and not Path(CHROMIUM).exists():
+        missing(f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)")
+    try:
+        from playwright.sync_api import expect, sync_playwright
+    except ImportError:
+        missing("playwright is not installed (pip install -e .[test])")
+    ARTIFACTS.mkdir(exist_ok=True)
+    return sync_playwright, expect
+
+
+def launch(p):
+    """Headless Chromium with the arguments this machine needs."""
+    return p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+
+
 @pytest.fixture
 def console(tmp_path):
     proc = subprocess.Popen(
@@ -49,15 +67,9 @@ def console(tmp_path):
 
 
 def test_an_agent_handles_a_mail_and_a_call_in_the_browser(console, tmp_path):
-    if shutil.which(CHROMIUM) is None and not Path(CHROMIUM).exists():
-        missing(f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)")
-    try:
-        from playwright.sync_api import expect, sync_playwright
-    except ImportError:
-        missing("playwright is not installed (pip install -e .[test])")
-    ARTIFACTS.mkdir(exist_ok=True)
+    sync_playwright, expect = chromium()
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        browser = launch(p)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             errors: list[str] = []

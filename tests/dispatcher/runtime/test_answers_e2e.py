@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import shutil
 import smtplib
 import time
 import urllib.request
@@ -37,11 +36,10 @@ from dispatcher.storage import schema
 from dispatcher.storage.accounts import SqlAccounts
 from dispatcher.storage.answers import SqlAnswerStore
 from dispatcher.storage.codification import SqlCodificationStore
-from tests.agent_console.test_web import CHROMIUM, CHROMIUM_ARGS, WAIT_MS
+from tests.agent_console.test_web import WAIT_MS, chromium, launch
 from tests.channels.email import running
 from tests.dispatcher.runtime.running import Sink, desk_env, relay, serving
 from tests.dispatcher.storage.wiring import wire
-from tests.support import missing
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "answers"
 SECRET = b"e2e-secret-" + b"x" * 40
@@ -189,14 +187,9 @@ def test_the_agent_inserts_a_suggestion_in_the_browser(served: Served) -> None:
     """The same, with the agent in the console page (headless Chromium): the offer shows the
     suggestions, a click inserts the best one in the reply box, Send; the supervisor
     approves over the protocol; the answer leaves through the relay."""
-    if shutil.which(CHROMIUM) is None and not Path(CHROMIUM).exists():
-        missing(f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)")
-    try:
-        from playwright.sync_api import expect, sync_playwright
-    except ImportError:
-        missing("playwright is not installed (pip install -e .[test])")
+    sync_playwright, expect = chromium()
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        browser = launch(p)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 1000})
             errors: list[str] = []

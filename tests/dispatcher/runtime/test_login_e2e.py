@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
-import shutil
 import subprocess
 import urllib.error
 import urllib.request
@@ -28,11 +27,15 @@ from dispatcher.domain.agents import Agent
 from dispatcher.domain.queues import Queue
 from dispatcher.domain.tasks import Channel
 from dispatcher.storage import schema
-from tests.agent_console.test_web import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, WAIT_MS
+from tests.agent_console.test_web import (
+    ARTIFACTS,
+    WAIT_MS,
+    chromium,
+    launch,
+)
 from tests.dispatcher.runtime.running import base_env, free_port, run, serving, switchboard_command
 from tests.dispatcher.runtime.test_answers_e2e import Client
 from tests.dispatcher.storage.wiring import wire
-from tests.support import missing
 
 AGENT_PASSWORD = "blue-harbour-42"
 SUPERVISOR_PASSWORD = "quiet-lantern-77"
@@ -240,17 +243,11 @@ def test_the_token_command_checks_who_and_signs_with_the_servers_key(served: Ser
 
 @pytest.mark.slow
 def test_the_agent_signs_in_on_the_page(served: Served) -> None:
-    if shutil.which(CHROMIUM) is None and not Path(CHROMIUM).exists():
-        missing(f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)")
-    try:
-        from playwright.sync_api import expect, sync_playwright
-    except ImportError:
-        missing("playwright is not installed (pip install -e .[test])")
-    ARTIFACTS.mkdir(exist_ok=True)
+    sync_playwright, expect = chromium()
     with urllib.request.urlopen(f"{served.base}/console/static/favicon.svg", timeout=10) as r:
         assert r.status == 200 and r.headers["Content-Type"].startswith("image/svg+xml")
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        browser = launch(p)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             errors: list[str] = []

@@ -111,6 +111,7 @@ def test_a_queue_without_codes_takes_any_code():
     task = s.call()
     result(s.sessions.accept("ann", s.last_offer("ann").id))
     result(s.sessions.complete("ann", task.id, "whatever_we_like"))
+    assert completed(s, task.id)[0].data["disposition"] == "whatever_we_like"
 
 
 # ---------------------------------------------------------------------- pull lists
