@@ -171,6 +171,11 @@ class Uploads(Resource):
         self.settings = settings
         self.accounts = accounts
 
+    @property
+    def max_body_bytes(self) -> int:
+        """The site refuses a larger upload before reading it (dispatcher/runtime/http.py)."""
+        return self.settings.max_upload_bytes
+
     def render_POST(self, request: Any) -> Any:
         origin = request.getHeader(b"origin")
         if not self.settings.origin_allowed(None if origin is None else origin.decode("latin-1")):

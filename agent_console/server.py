@@ -5,19 +5,26 @@ What it promises, per connection:
   or bad token with 401 (`WWW-Authenticate: Bearer`); the token comes from the subprotocol
   `bearer.<jwt>` (browsers) or the `access_token` query parameter, and is never logged.
 - Frames above `max_frame_bytes` close the socket with 1009; `compression=None`.
+- A token revoked while its session is open (`switchboard token revoke`, a disabled account, a
+  new password: dispatcher/service/tokens.py) closes the session with 4007 within the
+  revocation poll interval; role `integration` is served queue snapshots only and reads no
+  customer (`History.view_for` decides).
 - The hello applies the accounts' rule (`Accounts.admit`): a supervisor token needs an enabled
   supervisor account, a disabled account's token is refused (close 4005 / 4006); an agent
   token needs an agent the router knows (4003).
 - Each request is translated into one service call; its answer (`ok`/`error` with the request's
   `id`) is sent after the service's Deferred fired, i.e. after the commit. Errors carry a code
   and a message, never a stack trace. Acting on someone else's offer or task is `forbidden`
-  (and logged).
+  (and logged). Refusals (origin, token, forbidden, hello) are logged at most once per
+  REFUSAL_LOG_INTERVAL per client and kind; an unexpected failure is `internal` with an
+  `incident` id, which is in its one log line (dispatcher.service.wire.Incidents).
 """
 
 from __future__ import annotations
 
 import inspect
 import logging
+import time
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -26,11 +33,15 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from dispatcher import net
 from dispatcher.aio import to_future
 from dispatcher.domain.errors import DomainError, Forbidden, InvalidValue
 from dispatcher.domain.tasks import Channel, TaskState
+from dispatcher.guard import Throttled
 from dispatcher.service.accounts import AccountDisabled, UnknownAccount
 from dispatcher.service.backoffice import BackOffice, Caller
+from dispatcher.service.tokens import Revocations, is_revoked
+from dispatcher.service.wire import Incidents
 
 from . import messages as m
 from .answers import AnswerRequests
@@ -46,6 +57,13 @@ from .supervision import SupervisionRequests
 log = logging.getLogger(__name__)
 
 MAX_NOTES_CHARS = 4000
+# A session whose token is revoked (`switchboard token revoke`, a disabled account, a new
+# password) is closed with this code (docs/protocol.md).
+CLOSE_TOKEN_REVOKED = 4007
+TOKEN_REVOKED_REASON = "token revoked"
+# A refusal (origin, token, forbidden request, hello) is logged at most once per this many
+# seconds for one client (token subject or address) and kind, with a count of the others.
+REFUSAL_LOG_INTERVAL = 60.0
 
 
 def token_from(request: Request) -> str | None:
@@ -70,22 +88,35 @@ class ConsoleServer:
         self.sessions = sessions
         self.history = history
         self._claims: dict[int, Claims] = {}
+        self._open: dict[Session, Claims] = {}  # each open session's token, for revocations
+        self.refusals = Throttled(log, REFUSAL_LOG_INTERVAL)
+        self.incidents = Incidents(log)  # unexpected failures: an id for the client and the log
         self._server: Any = None
         self.port: int | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
+        revoked = getattr(self.verifier, "revoked", None)
+        if revoked is not None:
+            revoked.listeners.append(self._revoked)
         self._server = await serve(
             self._connection, self.settings.host, self.settings.port,
             process_request=self._handshake, select_subprotocol=self._subprotocol,
             compression=None, max_size=self.settings.max_frame_bytes,
             server_header="switchboard-console", logger=log,
+            # the process's connection gate (per-source cap, global budget; dispatcher/net.py)
+            # and its deadline for a complete request head, here the opening handshake
+            create_connection=net.websocket_connection("console"),
+            open_timeout=net.limits().header_timeout, backlog=net.ACCEPT_BACKLOG,
         )
         self.port = self._server.sockets[0].getsockname()[1]
         log.info("console: WebSocket server on ws://%s:%d/", self.settings.host, self.port)
 
     async def stop(self) -> None:
+        revoked = getattr(self.verifier, "revoked", None)
+        if revoked is not None and self._revoked in revoked.listeners:
+            revoked.listeners.remove(self._revoked)
         if self._server is not None:
             self._server.close(close_connections=True)
             await self._server.wait_closed()
@@ -98,7 +129,9 @@ class ConsoleServer:
         if not self.settings.origin_allowed(origin):
             if origin is None:
                 return self._refuse(connection, HTTPStatus.FORBIDDEN, "an Origin is required\n")
-            log.warning("console: refused a handshake from origin %r", origin[:200])
+            self.refusals.warning((_peer(connection), "origin"), time.monotonic(),
+                                  "console: refused a handshake from origin %r (from %s)",
+                                  origin[:200], _peer(connection))
             return self._refuse(connection, HTTPStatus.FORBIDDEN, "origin not allowed\n")
         token = token_from(request)
         if not token:
@@ -106,7 +139,8 @@ class ConsoleServer:
         try:
             claims = self.verifier.verify(token)
         except TokenRefused as exc:
-            log.warning("console: refused a token: %s", exc)
+            self.refusals.warning((_peer(connection), "token"), time.monotonic(),
+                                  "console: refused a token from %s: %s", _peer(connection), exc)
             return self._unauthorized(connection, str(exc))
         self._claims[id(connection)] = claims
         return None
@@ -131,14 +165,28 @@ class ConsoleServer:
         if claims is None:  # cannot happen: the handshake refused it
             await ws.close(1008, "unauthenticated")
             return
+        revoked = getattr(self.verifier, "revoked", None)
+        if revoked is not None and revoked.revoked(claims):  # revoked since its handshake
+            await ws.close(CLOSE_TOKEN_REVOKED, TOKEN_REVOKED_REASON)
+            return
         session = self.desks.open(ws, claims.sub, claims.role)
+        self._open[session] = claims
         try:
             async for raw in ws:
                 await self._frame(session, raw)
         except ConnectionClosed:
             pass
         finally:
+            self._open.pop(session, None)
             self.desks.close(session)
+
+    def _revoked(self, revocations: Revocations) -> None:
+        """Close every open session whose token was just revoked (RevocationList listener)."""
+        for session, claims in list(self._open.items()):
+            if is_revoked(revocations, claims):
+                log.info("console: closing the session of %s: token revoked", session.sub)
+                self._open.pop(session, None)
+                session.close(CLOSE_TOKEN_REVOKED, TOKEN_REVOKED_REASON)
 
     async def _frame(self, session: Session, raw: str | bytes) -> None:
         rid = None
@@ -151,16 +199,19 @@ class ConsoleServer:
         except m.BadMessage as exc:
             session.push(m.error(exc.code, str(exc), rid if exc.rid is None else exc.rid))
         except Forbidden as exc:
-            log.warning("console: forbidden: %s (connection of %s)", exc, session.sub)
+            self.refusals.warning((session.sub, "forbidden"), time.monotonic(),
+                                  "console: forbidden: %s (connection of %s)", exc, session.sub)
             session.push(m.error(exc.code, str(exc), rid))
         except DomainError as exc:
             session.push(m.error(exc.code, str(exc), rid))
         except _Closing as exc:
             session.push(m.error(exc.code, str(exc), rid))
             session.close_after_pending(exc.close_code, str(exc))
-        except Exception:  # noqa: BLE001 - the client gets a code, the log gets the trace
-            log.exception("console: request from %s failed", session.sub)
-            session.push(m.error(m.INTERNAL, "internal error", rid))
+        except Exception as exc:  # noqa: BLE001 - the client gets an id, the log the trace
+            incident = self.incidents.record(exc, time.monotonic(),
+                                             "console: a request from %s failed", session.sub)
+            session.push({**m.error(m.INTERNAL, f"internal error (incident {incident})", rid),
+                          "incident": incident})
 
     async def _request(self, session: Session, msg: dict[str, Any]) -> dict[str, Any] | None:
         kind, rid = msg["type"], msg.get("id")
@@ -216,8 +267,9 @@ class ConsoleServer:
                 return
             await self._call(self.accounts.admit(session.sub, session.role))
         except (AccountDisabled, UnknownAccount) as exc:
-            log.warning("console: refused the hello of %s (%s): %s", session.sub, session.role,
-                        exc.code)
+            self.refusals.warning((session.sub, "hello"), time.monotonic(),
+                                  "console: refused the hello of %s (%s): %s", session.sub,
+                                  session.role, exc.code)
             close = (m.CLOSE_ACCOUNT_DISABLED if isinstance(exc, AccountDisabled)
                      else m.CLOSE_NO_ACCOUNT)
             raise _Closing(exc.code, str(exc), close) from None
@@ -360,11 +412,12 @@ class ConsoleServer:
         customer_id = m.field(msg, "customer_id")
         if self.history is None:
             return m.error(m.NOT_AVAILABLE, "no customer history here", rid)
-        if session.role == "agent" and not self._serves(session, customer_id):
-            raise Forbidden(session.sub, f"customer {customer_id}")
         from .session import customer_view
 
-        view = await self._call(self.history.view(customer_id, self.desks.timeline_limit))
+        # The service's rule (History.view_for): supervisors, agents serving the customer.
+        serves = session.role == "agent" and self._serves(session, customer_id)
+        view = await self._call(self.history.view_for(
+            session.role, session.sub, customer_id, serves, self.desks.timeline_limit))
         return {"type": m.HISTORY, "re": rid, "customer": customer_view(view)}
 
     def _serves(self, session, customer_id: str) -> bool:
@@ -388,6 +441,12 @@ class ConsoleServer:
         return m.ok(rid, identities=[{"kind": i.kind, "value": i.value}
                                      for i in merged.identities],
                     task_ids=list(merged.task_ids))
+
+
+def _peer(connection: ServerConnection) -> str:
+    """The client's address (host only: a client may use many ports)."""
+    address = getattr(connection, "remote_address", None)
+    return str(address[0]) if address else "unknown"
 
 
 class _Closing(Exception):

@@ -4,23 +4,33 @@
 builds; it sets the channel's policy on it and returns the edge: SMTP intake, the outbound
 relay, and (when `imap_host` is set) IMAP polling of a mailbox, started and stopped together.
 With `context.codification` it registers the spamd scorer (`spamd_host`, spam.py); with a site
-root it hangs the web form on `/forms/contact` (form.py).
+root it hangs the web form on `/forms/contact` (form.py), its body capped at `form_max_bytes`
+before it is read (the site's `max_body_bytes` attribute, dispatcher/runtime/http.py).
+
+The SMTP port is behind the process's connection gate (dispatcher/net.py: concurrent sessions
+per source address, the global budget) and a per-source rate of new sessions
+(`smtp_sessions_per_ip_per_minute`, guard.Budget): both refuse with `421 4.7.0` and close.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import replace
 from typing import Any
 
 from twisted.internet import defer
+from twisted.internet.protocol import ServerFactory
 
+from dispatcher import net
+from dispatcher.guard import Budget, Throttled
 from dispatcher.service.edges import EdgeContext, EdgeSpec
 
-from .config import EmailSettings, Routes, check_imap, policy_from
-from .form import forms_resource, parse_types
+from .config import EmailSettings, Routes, check_imap, limits_from, policy_from
+from .form import _wants_json, answer_page, forms_resource, parse_types
 from .imap import ImapPoller
 from .outbound import Relay
+from .reading import Reader
 from .smtp import SmtpIntake
 from .spam import SpamdClient
 
@@ -35,20 +45,65 @@ def tls_context(settings: EmailSettings) -> Any:
     return ssl.DefaultOpenSSLContextFactory(settings.tls_key, settings.tls_cert)
 
 
+def busy_reply(hostname: str) -> bytes:
+    return (f"421 4.7.0 {hostname} too many connections from your address, try again later"
+            "\r\n").encode("ascii", "replace")
+
+
+class SessionRate(ServerFactory):
+    """The SMTP intake behind a token bucket of new sessions per source address."""
+
+    def __init__(self, intake: Any, per_minute: int, clock: Any, refusal: bytes) -> None:
+        self.intake = intake
+        self.per_minute = per_minute
+        self.clock = clock
+        self.refusal = refusal
+        self.budget = Budget(per_minute / 60.0, per_minute) if per_minute > 0 else None
+        self.refusals = Throttled(log, 60.0)
+
+    def doStart(self) -> None:  # noqa: N802 - Twisted API
+        self.intake.doStart()
+
+    def doStop(self) -> None:  # noqa: N802 - Twisted API
+        self.intake.doStop()
+
+    def buildProtocol(self, addr: Any) -> Any:  # noqa: N802 - Twisted API
+        host = net.peer_host(addr)
+        now = self.clock.seconds()
+        if self.budget is None or self.budget.take(host, now):
+            return self.intake.buildProtocol(addr)
+        self.refusals.warning(host, now, "e-mail: refused an SMTP session from %s: more than %d"
+                              " a minute", host, self.per_minute)
+        return net.Refusal(self.refusal)
+
+
 class EmailEdge:
     def __init__(self, reactor: Any, mail: Any, settings: EmailSettings) -> None:
         self.reactor = reactor
         self.mail = mail
         self.settings = settings
+        s = settings
+        # One pool of reading workers (reading.py) for SMTP and IMAP: parsing never runs on
+        # the reactor, and a message over the budget is still stored.
+        self.reader = Reader(reactor, limits_from(s), workers=s.parse_workers,
+                             budget=s.parse_budget_seconds, wait=s.parse_wait_seconds,
+                             memory_mb=s.parse_memory_mb)
         self.intake = SmtpIntake(mail, settings, Routes.from_settings(settings),
-                                 tls_context(settings))
+                                 tls_context(settings), reader=self.reader)
         self.relay = Relay(reactor, mail, settings)
-        self.imap = ImapPoller(reactor, mail, settings) if settings.imap_host else None
+        self.imap = (ImapPoller(reactor, mail, settings, reader=self.reader)
+                     if settings.imap_host else None)
         self.port: Any = None
+        self.factory: Any = None
 
     def start(self) -> None:
         s = self.settings
-        self.port = self.reactor.listenTCP(s.smtp_port, self.intake, interface=s.smtp_host)
+        self.reader.start()  # before the port opens: the first message waits for no worker
+        refusal = busy_reply(s.hostname)
+        self.factory = net.Guarded(
+            SessionRate(self.intake, s.smtp_sessions_per_ip_per_minute, self.reactor, refusal),
+            "smtp", refusal=refusal)
+        self.port = net.listen_tcp(self.reactor, s.smtp_port, self.factory, s.smtp_host)
         log.info("e-mail: SMTP on %s:%d", s.smtp_host, self.port.getHost().port)
         self.relay.start()
         if not s.relay_host:
@@ -62,19 +117,32 @@ class EmailEdge:
     def stop(self) -> defer.Deferred:
         self.relay.stop()
         waits = [defer.maybeDeferred(self.port.stopListening)] if self.port else []
+        if self.port is not None:
+            self.factory.gate.unwatch(self.port)
         if self.imap is not None:
             waits.append(self.imap.stop())
-        return defer.DeferredList(waits)
+        done = defer.DeferredList(waits)
+        done.addBoth(lambda _: self.reader.stop())
+        return done
 
 
 def build(context: EdgeContext, settings: EmailSettings) -> EmailEdge:
     if context.mail is None:
         raise RuntimeError("the e-mail edge needs EdgeContext.mail (dispatcher.service.mail.Mail)")
     Routes.from_settings(settings)  # refuse bad recipient routes at start
+    limits_from(settings)  # and bad reading limits
     check_imap(settings)
     context.mail.configure(policy_from(settings))
     _codification(context, settings)
     return EmailEdge(context.reactor, context.mail, settings)
+
+
+def form_too_large(limit: int, request: Any) -> tuple[bytes, bytes]:
+    """The form's own 413 (JSON or a page, as its other answers), for the site to send."""
+    data = {"error": "too_large", "message": f"at most {limit} bytes"}
+    if _wants_json(request):
+        return b"application/json", json.dumps(data).encode()
+    return b"text/html; charset=utf-8", answer_page(413, data).encode()
 
 
 def _codification(context: EdgeContext, settings: EmailSettings) -> None:
@@ -92,7 +160,12 @@ def _codification(context: EdgeContext, settings: EmailSettings) -> None:
         if not queue:
             log.warning("e-mail: no web form (set email.form_queue or email.default_queue)")
             return
-        context.site_root.putChild(b"forms", forms_resource(context.mail, settings, queue))
+        forms = forms_resource(context.mail, settings, queue)
+        contact = forms.children.get(b"contact")
+        if contact is not None:  # refused by the HTTP channel before the body is read
+            contact.max_body_bytes = settings.form_max_bytes
+            contact.too_large = form_too_large
+        context.site_root.putChild(b"forms", forms)
         log.info("e-mail: web form at /forms/contact (queue %s)", queue)
 
 

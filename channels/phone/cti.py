@@ -17,9 +17,12 @@ What it promises:
   the log.
 - A PBX event is acknowledged (`ok`, HTTP 200) only after the Calls Deferred fired, i.e. after
   the change was committed. Events of one connection are applied in the order they came.
-- Bad input (not JSON, unknown type, missing or oversized fields) gets an `error` with a code,
-  is logged, and the connection stays open; frames above `max_frame_bytes` close it with 1009.
-  Nothing a PBX sends crashes the server.
+- Bad input (not JSON or nested deeper than `dispatcher.service.wire.MAX_DEPTH`, unknown type,
+  missing or oversized fields) gets an `error` with a code, is logged (at most once per
+  REFUSAL_LOG_INTERVAL per integration or address and kind, like every refusal), and the
+  connection stays open; frames above `max_frame_bytes` close it with 1009. Nothing a PBX
+  sends crashes the server: an unexpected failure is `internal` (HTTP 500) with an `incident`
+  id, logged once with its trace.
 - A call belongs to the integration (token subject) that reported it: only its connections get
   the call's `offer`/`route`/`cancel_route` (every live connection of that integration, so a
   PBX may keep two for redundancy), and another integration touching the call is `forbidden`.
@@ -32,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from dataclasses import dataclass, fields
 from http import HTTPStatus
 from typing import Any
@@ -44,12 +48,15 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from dispatcher import net
 from dispatcher.aio import Background, to_deferred, to_future
 from dispatcher.domain import events as ev
 from dispatcher.domain.errors import DomainError, InvalidValue
 from dispatcher.domain.tasks import Channel, TaskState
+from dispatcher.guard import Throttled
 from dispatcher.service import tokens
 from dispatcher.service.edges import EdgeContext
+from dispatcher.service.wire import Incidents
 
 from . import messages as m
 
@@ -76,6 +83,9 @@ HTTP_STATUS = {
     "invalid_value": HTTPStatus.UNPROCESSABLE_ENTITY, m.INTERNAL: HTTPStatus.INTERNAL_SERVER_ERROR,
 }
 JSON_TYPE = b"application/json"
+# A refusal (origin, token, role, bad message, refused request) is logged at most once per this
+# many seconds for one client (token subject or address) and kind, with a count of the others.
+REFUSAL_LOG_INTERVAL = 60.0
 
 
 @dataclass(frozen=True)
@@ -200,6 +210,9 @@ class Cti:
         self.background = Background()
         self.links: dict[str, set[Link]] = {}  # integration (token subject) -> connections
         self._claims: dict[int, tokens.Claims] = {}
+        self._tokens: dict[Link, tokens.Claims] = {}  # each open link's token (revocations)
+        self.refusals = Throttled(log, REFUSAL_LOG_INTERVAL)
+        self.incidents = Incidents(log)  # unexpected failures: an id for the PBX and the log
         self._refs: dict[str, CallRef] = {}  # task id -> the CTI call
         self._routes: dict[str, dict[str, Any]] = {}  # task id -> `route` not yet answered
         self._routed: set[str] = set()  # task ids routed to an agent and not over yet
@@ -216,6 +229,8 @@ class Cti:
             stored=getattr(self.context, "token_secret", None), label="cti")
         self.verifier = tokens.Verifier(keys, self.settings.issuer, self.settings.audience,
                                         self.settings.leeway_seconds)
+        if self._revoked not in self.verifier.revoked.listeners:
+            self.verifier.revoked.listeners.append(self._revoked)
         if not self._listening:
             self.context.assignment.listen(self.on_outcome)
             self._listening = True
@@ -231,6 +246,10 @@ class Cti:
             process_request=self._handshake, select_subprotocol=self._subprotocol,
             compression=None, max_size=self.settings.max_frame_bytes,
             server_header="switchboard-cti", logger=log,
+            # the process's connection gate (per-source cap, global budget; dispatcher/net.py)
+            # and its deadline for a complete request head, here the opening handshake
+            create_connection=net.websocket_connection("cti"),
+            open_timeout=net.limits().header_timeout, backlog=net.ACCEPT_BACKLOG,
         )
         self.port = self._server.sockets[0].getsockname()[1]
         log.info("cti: WebSocket server on ws://%s:%d/", self.settings.host, self.port)
@@ -251,6 +270,8 @@ class Cti:
         return to_deferred(self._stop())
 
     async def _stop(self) -> None:
+        if self.verifier is not None and self._revoked in self.verifier.revoked.listeners:
+            self.verifier.revoked.listeners.remove(self._revoked)
         self.verifier = None  # POST /cti/events answers 503 from now on
         server, self._server = self._server, None
         if server is not None:
@@ -258,9 +279,18 @@ class Cti:
             await server.wait_closed()
         await self.background.stop()
 
+    def _revoked(self, revocations: tokens.Revocations) -> None:
+        """Close the links whose token was just revoked (`switchboard token revoke`)."""
+        for link, claims in list(self._tokens.items()):
+            if tokens.is_revoked(revocations, claims):
+                log.info("cti: closing a link of %s: token revoked", claims.sub)
+                self._tokens.pop(link, None)
+                link.close_revoked = asyncio.ensure_future(
+                    link.ws.close(CLOSE_TOKEN_REVOKED, "token revoked"))
+
     # ------------------------------------------------------------------ authentication
 
-    def authenticate(self, token: str | None) -> tokens.Claims:
+    def authenticate(self, token: str | None, peer: str = "unknown") -> tokens.Claims:
         """The claims of an integration's token: `_Unauthorized` (401) for none or an invalid
         one, `_NotAnIntegration` (403) for another role's."""
         if not token or self.verifier is None:
@@ -268,11 +298,14 @@ class Cti:
         try:
             claims = self.verifier.verify(token)
         except tokens.TokenRefused as exc:
-            log.warning("cti: refused a token: %s", exc)
+            self.refusals.warning((peer, "token"), time.monotonic(),
+                                  "cti: refused a token from %s: %s", peer, exc)
             raise _Unauthorized(str(exc)) from None
         if claims.role != tokens.INTEGRATION:
-            log.warning("cti: refused a token of role %s (subject %s): integrations only",
-                        claims.role, claims.sub[:m.MAX_FIELD_CHARS])
+            self.refusals.warning((claims.sub, "role"), time.monotonic(),
+                                  "cti: refused a token of role %s (subject %s, from %s): "
+                                  "integrations only", claims.role,
+                                  claims.sub[:m.MAX_FIELD_CHARS], peer)
             raise _NotAnIntegration(f"role {claims.role} may not use the CTI")
         return claims
 
@@ -282,10 +315,12 @@ class Cti:
     def _handshake(self, connection: ServerConnection, request: Request) -> Response | None:
         origin = request.headers.get("Origin")
         if not self.origin_allowed(origin):
-            log.warning("cti: refused a handshake from origin %r", origin[:200])
+            self.refusals.warning((_peer(connection), "origin"), time.monotonic(),
+                                  "cti: refused a handshake from origin %r (from %s)",
+                                  origin[:200], _peer(connection))
             return connection.respond(HTTPStatus.FORBIDDEN, "origin not allowed\n")
         try:
-            claims = self.authenticate(token_from(request))
+            claims = self.authenticate(token_from(request), _peer(connection))
         except _Unauthorized as exc:
             response = connection.respond(HTTPStatus.UNAUTHORIZED, f"unauthorized: {exc}\n")
             response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
@@ -308,6 +343,7 @@ class Cti:
             return
         link = Link(ws, claims.sub, self.background)
         self.links.setdefault(claims.sub, set()).add(link)
+        self._tokens[link] = claims
         log.info("cti: integration %s connected", claims.sub)
         link.push({"type": m.WELCOME, "v": m.PROTOCOL_VERSION, "integration": claims.sub,
                    "server_time": self.context.reactor.seconds()})
@@ -322,6 +358,7 @@ class Cti:
             pass
         finally:
             link.stop()
+            self._tokens.pop(link, None)
             mine = self.links.get(claims.sub)
             if mine is not None:
                 mine.discard(link)
@@ -337,17 +374,21 @@ class Cti:
             rid = msg.get("id")
             return await self.event(sub, msg)
         except m.BadMessage as exc:
-            log.warning("cti: bad message from %s: %s", sub, exc)
+            self.refusals.warning((sub, "bad_message"), time.monotonic(),
+                                  "cti: bad message from %s: %s", sub, exc)
             return m.error(exc.code, str(exc), rid if exc.rid is None else exc.rid)
         except Refused as exc:
-            log.warning("cti: refused a request of %s: %s", sub, exc)
+            self.refusals.warning((sub, "refused"), time.monotonic(),
+                                  "cti: refused a request of %s: %s", sub, exc)
             return m.error(exc.code, str(exc), rid)
         except DomainError as exc:
             log.info("cti: %s: %s", exc.code, exc)
             return m.error(exc.code, str(exc), rid)
-        except Exception:  # noqa: BLE001 - the PBX gets a code, the log gets the trace
-            log.exception("cti: a request of %s failed", sub)
-            return m.error(m.INTERNAL, "internal error", rid)
+        except Exception as exc:  # noqa: BLE001 - the PBX gets an id, the log the trace
+            incident = self.incidents.record(exc, time.monotonic(),
+                                             "cti: a request of %s failed", sub)
+            return {**m.error(m.INTERNAL, f"internal error (incident {incident})", rid),
+                    "incident": incident}
 
     # ------------------------------------------------------------------ PBX events
 
@@ -557,6 +598,10 @@ class _Unauthorized(Exception):
     pass
 
 
+# A link whose token is revoked is closed with this code (as the console's sessions).
+CLOSE_TOKEN_REVOKED = 4007
+
+
 class _NotAnIntegration(Exception):
     pass
 
@@ -591,6 +636,16 @@ class Events(Resource):
         super().__init__()
         self.cti = cti
 
+    @property
+    def max_body_bytes(self) -> int:
+        """The site refuses a larger body (413) before reading it (dispatcher/runtime/http)."""
+        return self.cti.settings.max_frame_bytes
+
+    @staticmethod
+    def too_large(limit: int, request: Any = None) -> tuple[bytes, bytes]:
+        """The site's 413 for a larger body, as this API's error frame."""
+        return JSON_TYPE, json.dumps(m.error(m.BAD_MESSAGE, f"at most {limit} bytes")).encode()
+
     def render_POST(self, request) -> bytes | int:
         request.setHeader(b"content-type", JSON_TYPE)
         request.setHeader(b"cache-control", b"no-store")
@@ -603,7 +658,7 @@ class Events(Resource):
         token = auth[len(m.BEARER):].strip() if auth[:len(m.BEARER)].lower() == m.BEARER \
             else None
         try:
-            claims = self.cti.authenticate(token)
+            claims = self.cti.authenticate(token, _client(request))
         except _Unauthorized as exc:
             request.setHeader(b"www-authenticate", b'Bearer error="invalid_token"')
             return self._fail(request, HTTPStatus.UNAUTHORIZED, m.UNAUTHORIZED, str(exc))
@@ -631,14 +686,35 @@ class Events(Resource):
             request.write(m.dumps(frame).encode())
             request.finish()
 
+        def failed(failure: Any) -> None:  # `answer` never raises: a bug, or a cancelled task
+            incident = self.cti.incidents.record(failure.value, time.monotonic(),
+                                                 "cti: an HTTP event of %s failed", claims.sub)
+            if not gone and not request.finished:
+                request.setResponseCode(HTTPStatus.INTERNAL_SERVER_ERROR)
+                request.write(m.dumps({**m.error(m.INTERNAL, "internal error (incident "
+                                                 f"{incident})"), "incident": incident}).encode())
+                request.finish()
+
         d.addCallback(respond)
-        d.addErrback(lambda f: log.error("cti: HTTP answer failed: %s", f.getTraceback()))
+        d.addErrback(failed)
         return NOT_DONE_YET
 
     @staticmethod
     def _fail(request, status: HTTPStatus, code: str, message: str) -> bytes:
         request.setResponseCode(status)
         return json.dumps(m.error(code, message)).encode()
+
+
+def _peer(connection: ServerConnection) -> str:
+    """A WebSocket client's address (host only: a client may use many ports)."""
+    address = getattr(connection, "remote_address", None)
+    return str(address[0]) if address else "unknown"
+
+
+def _client(request) -> str:
+    """An HTTP client's address (host only)."""
+    address = request.getClientAddress()
+    return str(getattr(address, "host", None) or "unknown")
 
 
 def _header(request, name: bytes) -> str | None:

@@ -18,6 +18,10 @@ Sits between the sockets and the transaction users (registrar.py, control.py). P
   the retransmissions of a request nobody answered yet (`stop_retransmitting`).
 - CANCEL (§9.2): matched to the INVITE server transaction it names; 200 to the CANCEL here, the
   TU decides the 487. No match: 481.
+- Failures: a malformed request is logged at most once a minute per source (`guard.Throttled`);
+  an unexpected exception while handling a message is logged (at most once a minute per source
+  and exception type, with the traceback) under a request id that the 500 answering that one
+  request carries in its reason phrase; the transaction ends normally, nothing else is touched.
 Every timer runs on the injected IReactorTime (all of them on one DelayedCall: `Timers`), so the
 unit tests drive them with task.Clock.
 """
@@ -30,12 +34,16 @@ import logging
 import os
 import queue
 import threading
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from twisted.internet import protocol
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
+
+from dispatcher import net
+from dispatcher.guard import Throttled
 
 from . import errors
 from .parse import (
@@ -60,6 +68,7 @@ MAGIC_COOKIE = "z9hG4bK"
 SIP_PORT = 5060
 MAX_DATAGRAM = 65535
 SENDER_JOIN_SECONDS = 5.0
+FAILURE_LOG_INTERVAL = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -536,6 +545,7 @@ class Endpoint:
         self._tcp: Any = None
         self._branches = itertools.count(1)
         self._prefix = os.urandom(4).hex()
+        self.noisy = Throttled(log, FAILURE_LOG_INTERVAL)  # per (source address, kind)
 
     # ---- life cycle
 
@@ -545,8 +555,9 @@ class Endpoint:
         self.udp_port = self._udp.getHost().port
         self._sender = _UdpSender(self._udp.socket)
         if self.tcp_port is not None:
-            self._tcp = self.reactor.listenTCP(self.tcp_port, _StreamFactory(self),
-                                               interface=self.host)
+            # Behind the process's connection gate (per-source cap, global budget; net.py).
+            self._tcp = net.listen_tcp(self.reactor, self.tcp_port,
+                                       net.Guarded(_StreamFactory(self), "sip-tcp"), self.host)
             self.tcp_port = self._tcp.getHost().port
 
     def stop(self) -> Any:
@@ -568,6 +579,9 @@ class Endpoint:
         if self._udp is not None:
             waits.append(defer.maybeDeferred(self._udp.stopListening))
         if self._tcp is not None:
+            gate = getattr(getattr(self._tcp, "factory", None), "gate", None)
+            if gate is not None:
+                gate.unwatch(self._tcp)
             waits.append(defer.maybeDeferred(self._tcp.stopListening))
         return defer.DeferredList(waits)
 
@@ -629,11 +643,14 @@ class Endpoint:
 
     def refuse(self, error: ParseError, flow: Flow | None) -> None:
         request = error.answerable()
+        now = self.clock.seconds()
+        key = (flow.host if flow is not None else None, "malformed")
         if request is None or flow is None:
-            log.info("dropped an unreadable message from %s: %s", flow, error.reason)
+            self.noisy.log(logging.INFO, key, now, "dropped an unreadable message from %s: %s",
+                           flow, error.reason)
             return
-        log.info("refused a malformed %s from %s (%d): %s", request.method, flow, error.status,
-                 error.reason)
+        self.noisy.log(logging.INFO, key, now, "refused a malformed %s from %s (%d): %s",
+                       request.method, flow, error.status, error.reason)
         if request.method == "ACK":
             return
         resp = response_to(request, error.status, None, self._prefix)
@@ -646,13 +663,37 @@ class Endpoint:
                 self._response(msg, flow)
             else:
                 self._request(msg, flow)
-        except ParseError as e:  # a structured header read later than parse() checked
-            e.message = msg
-            self.refuse(e, flow)
-        except Exception:  # noqa: BLE001 - one bad message must not stop the server
-            log.exception("failed on a message from %s", flow)
-            if isinstance(msg, Request) and msg.method != "ACK":
-                self.send(response_to(msg, 500, None, self._prefix).to_bytes(), flow)
+        except Exception as exc:  # noqa: BLE001 - one bad message must not stop the server
+            self._failed(exc, msg, flow, None)
+
+    def _failed(self, exc: Exception, msg: Request | Response, flow: Flow,
+                txn: ServerTransaction | None) -> None:
+        """`msg` could not be handled: a ParseError (a structured header read later than
+        parse() checked) is the sender's 400; anything else is our bug, answered 500 for this
+        request only, under a request id that the log line (throttled) carries too."""
+        if isinstance(exc, ParseError):
+            exc.message = msg
+            if txn is None:
+                self.refuse(exc, flow)
+            elif not txn.final:
+                self.noisy.log(logging.INFO, (flow.host, "malformed"), self.clock.seconds(),
+                               "refused a malformed %s from %s (%d): %s", txn.request.method,
+                               flow, exc.status, exc.reason)
+                txn.reply(exc.status, headers=[
+                    ("Warning", f'399 {self.host} "{errors.warning_text(exc.reason)}"')])
+            return
+        rid = os.urandom(4).hex()
+        what = msg.method if isinstance(msg, Request) else f"{msg.status} response"
+        self.noisy.error((flow.host, type(exc).__name__), self.clock.seconds(),
+                         "request %s: %s from %s failed: %s", rid, what, flow,
+                         "".join(traceback.format_exception(exc)).rstrip())
+        if not isinstance(msg, Request) or msg.method == "ACK":
+            return
+        reason = f"Server Internal Error (request {rid})"
+        if txn is None:
+            self.send(response_to(msg, 500, reason, self._prefix).to_bytes(), flow)
+        elif not txn.final:
+            txn.reply(500, reason)
 
     def _response(self, resp: Response, flow: Flow) -> None:
         via = resp.top_via
@@ -684,7 +725,10 @@ class Endpoint:
         self.server[key] = txn
         if txn.invite:
             txn.respond(txn.response(100))
-        self.user.request(txn)
+        try:
+            self.user.request(txn)
+        except Exception as exc:  # noqa: BLE001 - answered in its own transaction
+            self._failed(exc, req, flow, txn)
 
     def _cancel(self, req: Request, flow: Flow, key: tuple) -> None:
         txn = ServerTransaction(self, key, req, flow)

@@ -39,6 +39,19 @@ class ServerConfig:
     # One full garbage collection on schedule instead of many at random (runtime/collector.py);
     # 0: freeze once at start only.
     gc_refreeze_seconds: float = 300.0
+    # Limits under abuse (docs/operations.md): HTTP request head within header_timeout of the
+    # connection or of its first byte (also the WebSocket servers' opening handshake), body
+    # within body_timeout, idle connections closed after idle_timeout (seconds); the largest
+    # body of a resource that states no cap of its own.
+    header_timeout: float = 10.0
+    body_timeout: float = 120.0
+    idle_timeout: float = 60.0
+    max_body_bytes: int = 16 * 1024 * 1024
+    # Concurrent connections of one source address on each listener (HTTP, SMTP, SIP/TCP,
+    # console, CTI), and in all (0: the descriptor limit, raised to its hard value at start,
+    # minus an eighth kept for the rest of the process).
+    max_connections_per_ip: int = 64
+    max_connections: int = 0
 
 
 @dataclass(frozen=True)
@@ -162,6 +175,15 @@ def load(path: str | os.PathLike | None = None, env: Mapping[str, str] | None = 
         problems.append(f"[log] format: one of {', '.join(LOG_FORMATS)}")
     if not 0 <= config.server.http_port <= 65535:
         problems.append("[server] http_port: 0-65535")
+    for name in ("header_timeout", "body_timeout", "idle_timeout"):
+        if not getattr(config.server, name) > 0:
+            problems.append(f"[server] {name}: must be > 0 seconds")
+    if config.server.max_body_bytes < 0:
+        problems.append("[server] max_body_bytes: must be >= 0")
+    if config.server.max_connections_per_ip < 1:
+        problems.append("[server] max_connections_per_ip: must be >= 1")
+    if config.server.max_connections < 0:
+        problems.append("[server] max_connections: must be >= 0 (0: from the descriptor limit)")
     if config.bus.leader_ttl <= 0:
         problems.append("[bus] leader_ttl: must be > 0 seconds")
     if problems:

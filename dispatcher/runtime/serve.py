@@ -1,7 +1,9 @@
 """`switchboard serve`: start the dispatcher on the reactor until SIGINT/SIGTERM.
 
 Refuses to start on a stale schema (and says which command upgrades it); stops cleanly: timers
-cancelled, pending commits drained, threads joined.
+cancelled, pending commits drained, threads joined. At start it raises the soft descriptor limit
+to the hard one, logs it once with the connection budget, and sets the process's connection
+limits (dispatcher/net.py) before any listener opens.
 """
 
 from __future__ import annotations
@@ -14,14 +16,39 @@ from sqlalchemy.exc import SQLAlchemyError
 from twisted.internet.defer import ensureDeferred
 from twisted.internet.error import CannotListenError
 
+from dispatcher import net
 from dispatcher.service.edges import EdgeSpec
 
 from .app import App, NotLeader, StaleSchema
 from .config import Config
-from .http import build_site
+from .http import HttpLimits, build_site
 from .logs import route_twisted_logs
 
 log = logging.getLogger(__name__)
+
+
+HTTP_REFUSAL = (b"HTTP/1.1 503 Service Unavailable\r\nretry-after: 5\r\ncontent-length: 0\r\n"
+                b"connection: close\r\n\r\n")
+
+
+def guard_connections(config: Config, reactor: object) -> net.Gate:
+    """Descriptors up to the hard limit (logged once), the process's connection limits, and
+    no log storm when accept() fails anyway."""
+    soft, hard = net.raise_descriptor_limit()
+    s = config.server
+    gate = net.configure(net.Limits(max_connections=s.max_connections,
+                                    per_peer=s.max_connections_per_ip,
+                                    header_timeout=s.header_timeout), reactor)
+    net.quiet_accept_errors()
+    log.info("descriptors: %d (hard limit %d); connection budget %d, %d per source address "
+             "and listener", soft, hard, gate.max_connections, gate.per_peer)
+    return gate
+
+
+def listen_http(reactor: object, config: Config, site: object, gate: net.Gate) -> object:
+    factory = net.Guarded(site, "http", the_gate=gate, refusal=HTTP_REFUSAL,
+                          busy_on_data=False)
+    return net.listen_tcp(reactor, config.server.http_port, factory, config.server.host)
 
 
 def serve(config: Config, url: str, specs: dict[str, EdgeSpec] | None = None) -> int:
@@ -32,14 +59,15 @@ def serve(config: Config, url: str, specs: dict[str, EdgeSpec] | None = None) ->
     app = App(config, reactor)
     status = {"code": 0}
     route_twisted_logs()
+    gate = guard_connections(config, reactor)
 
     async def start() -> None:
         await app.start()
         reactor.addSystemEventTrigger("before", "shutdown", app.stop)
-        site, root = build_site(app.router)
+        site, root = build_site(app.router, HttpLimits.from_server(config.server))
         names = app.build_edges(specs or {}, root)
         await app.start_edges()
-        port = reactor.listenTCP(config.server.http_port, site, interface=config.server.host)
+        port = listen_http(reactor, config, site, gate)
         log.info("switchboard serving on http://%s:%d/ (database %s; edges: %s)",
                  config.server.host, port.getHost().port,
                  app.storage.engine.url.render_as_string(hide_password=True),
