@@ -9,6 +9,22 @@ from dataclasses import dataclass
 from dispatcher.domain.errors import InvalidValue
 from dispatcher.service.mail import DAY, MailPolicy
 
+from .bounds import (
+    DEFAULT_FALLBACK_CHARSET,
+    DEFAULT_MAX_ADDRESSES,
+    DEFAULT_MAX_FIELD_BYTES,
+    DEFAULT_MAX_FIELDS,
+    DEFAULT_MAX_HEADER_BYTES,
+    DEFAULT_MAX_PARTS,
+    Limits,
+)
+from .reading import (
+    DEFAULT_BUDGET_SECONDS,
+    DEFAULT_MEMORY_MB,
+    DEFAULT_WAIT_SECONDS,
+    DEFAULT_WORKERS,
+)
+
 HOUR = 3600.0
 DEFAULT_MAX_MESSAGE_BYTES = 10 * 1024 * 1024
 # RFC 5321 4.5.3.1.8: a server must accept at least 100 recipients per transaction.
@@ -30,6 +46,22 @@ class EmailSettings:
     tls_cert: str = ""  # PEM files; both set = STARTTLS offered
     tls_key: str = ""
     attachments_dir: str = ""  # empty: attachment content goes into the database
+    # reading received messages (bounds.py, reading.py): the header is cut to these bounds
+    # before parsing (a defect, never a refusal); parse + translate run in worker processes
+    # within a time budget, else the message is stored raw with a header scan only
+    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES  # the whole header section
+    max_header_field_bytes: int = DEFAULT_MAX_FIELD_BYTES  # one field, folded lines included
+    max_header_fields: int = DEFAULT_MAX_FIELDS
+    max_addresses: int = DEFAULT_MAX_ADDRESSES  # per address list (To, Cc, ...)
+    max_mime_parts: int = DEFAULT_MAX_PARTS
+    fallback_charset: str = DEFAULT_FALLBACK_CHARSET  # 8-bit text that is not UTF-8
+    parse_workers: int = DEFAULT_WORKERS  # worker processes
+    parse_budget_seconds: float = DEFAULT_BUDGET_SECONDS  # per message, in a worker
+    parse_wait_seconds: float = DEFAULT_WAIT_SECONDS  # longest wait for a free worker
+    parse_memory_mb: int = DEFAULT_MEMORY_MB  # address space of a worker (0: unlimited)
+    # new SMTP sessions of one source address a minute (more: "421 4.7.0", closed); 0: no
+    # limit. Concurrent sessions per address: [server] max_connections_per_ip.
+    smtp_sessions_per_ip_per_minute: int = 120
     # request numbers, threading, acknowledgement
     request_prefix: str = "SB-"
     request_digits: int = 6
@@ -68,6 +100,19 @@ class EmailSettings:
     imap_interval: float = 30.0  # seconds between searches (without IDLE), longest IDLE (with)
     imap_idle: bool = True  # use IDLE when the server offers it
     imap_move_to: str = ""  # move each stored message to this folder (server needs MOVE)
+    # true: the topmost Authentication-Results of auth_serv_id (put there by the mailbox's own
+    # MTA) vouches for polled mail, whatever auth_mode says; false: polled mail is
+    # unauthenticated (it joins a thread only by naming one of our Message-IDs)
+    imap_trust_authentication_results: bool = False
+    # sender authentication (authenticity.py): "off" (nothing authenticated), "relay" (trust
+    # the Authentication-Results of auth_serv_id added by a relay in auth_trusted_relays),
+    # "local" (DKIM + SPF checked here, DNS via auth_dns_servers or the system's resolver).
+    # Unauthenticated mail joins a thread only by naming one of our Message-IDs.
+    auth_mode: str = "off"
+    auth_serv_id: str = ""  # the authserv-id of our relay's Authentication-Results
+    auth_trusted_relays: str = ""  # comma-separated client IPs/CIDRs of those relays
+    auth_dns_servers: str = ""  # "ip" or "ip:port", comma-separated; empty: system resolver
+    auth_timeout: float = 5.0  # seconds per DNS lookup of the local checks
     # spam scoring by SpamAssassin's spamd (spam.py); empty host = unscored
     spamd_host: str = ""
     spamd_port: int = 783
@@ -133,6 +178,27 @@ class Routes:
         if self.default_queue and domain in self.domains:
             return self.default_queue
         return None
+
+
+def limits_from(s: EmailSettings) -> Limits:
+    """The reading bounds (bounds.py) of the settings; refuses values that cannot work."""
+    import codecs
+
+    for name in ("max_header_bytes", "max_header_field_bytes", "max_header_fields",
+                 "max_addresses", "max_mime_parts", "parse_workers"):
+        if getattr(s, name) < 1:
+            raise InvalidValue(f"email.{name}: must be at least 1, got {getattr(s, name)}")
+    if not s.parse_budget_seconds > 0 or not s.parse_wait_seconds > 0:
+        raise InvalidValue("email.parse_budget_seconds and email.parse_wait_seconds: must be"
+                           " > 0")
+    try:
+        codecs.lookup(s.fallback_charset)
+    except LookupError:
+        raise InvalidValue(f"email.fallback_charset: unknown charset {s.fallback_charset!r}"
+                           ) from None
+    return Limits(header_bytes=s.max_header_bytes, field_bytes=s.max_header_field_bytes,
+                  fields=s.max_header_fields, addresses=s.max_addresses,
+                  parts=s.max_mime_parts, fallback_charset=s.fallback_charset)
 
 
 def check_imap(s: EmailSettings) -> None:

@@ -36,6 +36,7 @@ Documented behaviour:
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any
 
 from twisted.internet import defer, protocol, task
@@ -44,9 +45,9 @@ from twisted.python.failure import Failure
 
 from dispatcher.service.mail import Mail
 
+from .authenticity import mailbox_verdict
 from .config import EmailSettings
-from .parse import parse
-from .translate import inbound
+from .reading import Inline, Reader
 
 log = logging.getLogger(__name__)
 
@@ -175,10 +176,14 @@ class _Stopped(Exception):
 class ImapPoller:
     """Polls one mailbox for the e-mail edge; `start()`, then `stop()` (returns a Deferred)."""
 
-    def __init__(self, reactor: Any, mail: Mail, settings: EmailSettings) -> None:
+    def __init__(self, reactor: Any, mail: Mail, settings: EmailSettings,
+                 reader: Reader | Inline | None = None) -> None:
         self.reactor = reactor
         self.mail = mail
         self.settings = settings
+        # Reads each message off the reactor within the parse budget (the SMTP intake's own
+        # Reader when the edge runs; in process, bounded, for a poller built alone).
+        self.reader = reader if reader is not None else Inline()
         self.account = f"{settings.imap_user}@{settings.imap_host}"
         self.client: ImapClient | None = None
         self._stopping = False
@@ -306,10 +311,14 @@ class ImapPoller:
             await self._mark(client, uid, can_move)
 
     async def _receive(self, raw: bytes, source: str) -> None:
-        parsed = parse(raw)
-        message = inbound(raw, self.settings.imap_queue, parsed.from_address or "",
-                          parsed.to_addrs + parsed.cc_addrs, source=source,
-                          attachments_dir=self.settings.attachments_dir, parsed=parsed)
+        message = await self.reader.read(
+            raw, self.settings.imap_queue, "", (), source=source,
+            attachments_dir=self.settings.attachments_dir,
+            verdict=mailbox_verdict(raw, self.settings.imap_trust_authentication_results,
+                                    self.settings.auth_serv_id))
+        # A mailbox has no envelope: the header's sender and recipients stand for it.
+        message = replace(message, envelope_from=message.from_address or "",
+                          recipients=message.to_addrs + message.cc_addrs)
         await self.mail.receive(message)
 
     async def _mark(self, client: ImapClient, uid: int, can_move: bool) -> None:

@@ -8,6 +8,13 @@ from a robot: the kind of automatic mail (RFC 3834 `Auto-Submitted`, the de-fact
 `multipart/report; report-type=delivery-status`): the original message's id and, per
 recipient, the action, status and diagnostic.
 
+Before the parser sees it, the message is cut to `bounds.Limits` and its header section
+repaired (bounds.py). Every text that leaves is clean: 8-bit header bytes read as UTF-8 (RFC
+6532) or the configured fallback charset, bodies without a usable charset likewise, NUL
+removed. A single part that is not text (an image, a PDF, S/MIME) is an attachment and leaves
+the text empty (S/MIME: a short note); a message that only wraps another (message/rfc822)
+shows the inner message's text.
+
 Sits in the e-mail edge; pure functions of bytes, no I/O."""
 
 from __future__ import annotations
@@ -20,6 +27,8 @@ from email.parser import BytesParser
 
 from dispatcher.service.ports import DeliveryReport, DsnRecipient
 
+from .bounds import DEFAULT_LIMITS, Limits, decode, prepare, text
+
 MSGID = re.compile(r"<([^<>\s]+)>")
 AUTO_PRECEDENCE = frozenset({"bulk", "junk", "list"})
 # X-Auto-Response-Suppress values that ask for no auto-reply of ours (acks, automatic answers)
@@ -28,6 +37,9 @@ SUPPRESS_VALUES = frozenset({"all", "autoreply", "oof"})
 # out-of-office), other robot mail (notifications), and mailing-list or bulk mail.
 AUTO_REPLY, AUTO_GENERATED, BULK = "auto_reply", "auto_generated", "bulk"
 MAX_DSN_RECIPIENTS = 50
+SMIME = frozenset({"application/pkcs7-mime", "application/x-pkcs7-mime"})
+SMIME_NOTE = ("[S/MIME message: its content is encrypted or signed in the attached "
+              "smime.p7m and cannot be shown here]")
 
 
 @dataclass(frozen=True)
@@ -96,18 +108,24 @@ def _addresses(msg: EmailMessage, name: str, out: Parsed) -> list[tuple[str, str
         return []
 
 
-def _text_of(part: EmailMessage, out: Parsed) -> str:
+def _text_of(part: EmailMessage, out: Parsed, fallback: str) -> str:
+    """The decoded text of a part: its declared charset when the bytes fit it, else UTF-8,
+    else `fallback` (an unlabelled or mislabelled 8-bit body)."""
     try:
-        content = part.get_content()
-        if isinstance(content, str):
-            return content.replace("\r\n", "\n")
-    except Exception as exc:  # noqa: BLE001 - unknown charset, bad transfer encoding...
+        payload = part.get_payload(decode=True)
+    except Exception as exc:  # noqa: BLE001 - a bad transfer encoding
         out.defects.append(f"body: {type(exc).__name__}: {exc}")
+        payload = None
+    if payload is None:
+        payload = str(part.get_payload()).encode("utf-8", "surrogateescape")
     try:
-        payload = part.get_payload(decode=True) or b""
+        declared = part.get_content_charset()
     except Exception:  # noqa: BLE001
-        payload = str(part.get_payload()).encode("utf-8", "replace")
-    return payload.decode("utf-8", "replace").replace("\r\n", "\n")
+        declared = None
+    if declared in ("us-ascii", "ascii"):
+        declared = None  # the default when none is given: 8-bit bytes mean it is wrong
+    decoded = decode(payload, fallback, declared)
+    return text(decoded, fallback).replace("\r\n", "\n")
 
 
 def _automatic(msg: EmailMessage, out: Parsed) -> str | None:
@@ -190,24 +208,73 @@ def _original_id(part: EmailMessage) -> str | None:
     return ids[0] if ids else None
 
 
-def parse(raw: bytes) -> Parsed:
+def parse(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> Parsed:
     out = Parsed()
+    fallback = limits.fallback_charset
     try:
-        msg = BytesParser(policy=policy.default).parsebytes(raw)
+        prepared = prepare(raw, limits)
+        out.defects.extend(prepared.defects)
+        msg = BytesParser(policy=policy.default).parsebytes(prepared.bytes())
     except Exception as exc:  # noqa: BLE001 - never crash on input
         out.defects.append(f"message: {type(exc).__name__}: {exc}")
-        out.text = raw.decode("utf-8", "replace")
+        out.text = text(decode(raw, fallback), fallback)
         return out
     try:
-        _fill(msg, out)
+        _fill(msg, out, fallback)
     except Exception as exc:  # noqa: BLE001
         out.defects.append(f"message: {type(exc).__name__}: {exc}")
         if not out.text:
-            out.text = raw.decode("utf-8", "replace")
+            out.text = text(decode(raw, fallback), fallback)
+    _clean(out, fallback)
     return out
 
 
-def _fill(msg: EmailMessage, out: Parsed) -> None:
+def _clean(out: Parsed, fallback: str) -> None:
+    """Every text field as clean text (no surrogates, no NUL)."""
+    out.from_name = text(out.from_name, fallback)
+    out.subject = text(out.subject, fallback)
+    out.text = text(out.text, fallback)
+    out.html = text(out.html, fallback)
+    for name in ("from_address", "reply_to", "message_id", "in_reply_to"):
+        value = getattr(out, name)
+        if value is not None:
+            setattr(out, name, text(value, fallback))
+    out.to_addrs = tuple(text(a, fallback) for a in out.to_addrs)
+    out.cc_addrs = tuple(text(a, fallback) for a in out.cc_addrs)
+    out.references = tuple(text(a, fallback) for a in out.references)
+    out.defects = [text(d, fallback) for d in out.defects]
+    out.attachments = [
+        ParsedAttachment(None if a.filename is None else text(a.filename, fallback),
+                         text(a.content_type, fallback), a.content,
+                         None if a.content_id is None else text(a.content_id, fallback))
+        for a in out.attachments
+    ]
+
+
+def _inner(msg: EmailMessage, out: Parsed, fallback: str, bodies: set[int]) -> str:
+    """The text of the first message/rfc822 part (a message that only wraps another)."""
+    for part in msg.walk():
+        if part.get_content_type() != "message/rfc822":
+            continue
+        inner = part.get_payload()
+        inner = inner[0] if isinstance(inner, list) and inner else inner
+        if not isinstance(inner, EmailMessage):
+            continue
+        body = inner.get_body(preferencelist=("plain", "html"))
+        shown = [f"{name}: {inner.get(name)}" for name in ("From", "Date", "Subject")
+                 if inner.get(name) is not None]
+        if body is None:
+            return "\n".join(shown)
+        bodies.add(id(body))
+        content = _text_of(body, out, fallback)
+        if body.get_content_type() == "text/html":
+            out.html = out.html or content
+            return "\n".join(shown)
+        return "\n".join([*shown, "", content])
+    return ""
+
+
+def _fill(msg: EmailMessage, out: Parsed, fallback: str) -> None:
     senders = _addresses(msg, "From", out) or _addresses(msg, "Sender", out)
     if senders:
         out.from_name, out.from_address = senders[0]
@@ -236,7 +303,9 @@ def _fill(msg: EmailMessage, out: Parsed) -> None:
             part = None
         if part is not None and part.get_content_type() == f"text/{kind}":
             bodies.add(id(part))
-            setattr(out, "text" if kind == "plain" else "html", _text_of(part, out))
+            setattr(out, "text" if kind == "plain" else "html", _text_of(part, out, fallback))
+    if not out.text and not out.html:
+        out.text = _inner(msg, out, fallback, bodies)
     for part in msg.walk():
         for defect in getattr(part, "defects", ()):
             out.defects.append(type(defect).__name__)
@@ -257,5 +326,8 @@ def _fill(msg: EmailMessage, out: Parsed) -> None:
         cid = _ids(str(part.get("Content-ID", "") or ""))
         out.attachments.append(ParsedAttachment(filename, part.get_content_type(), content,
                                                 cid[0] if cid else None))
-    if not out.text and not out.html and not msg.is_multipart():
-        out.text = _text_of(msg, out)
+    if not out.text and not out.html and not msg.is_multipart() \
+            and msg.get_content_maintype() == "text":
+        out.text = _text_of(msg, out, fallback)
+    if not out.text and not out.html and any(a.content_type in SMIME for a in out.attachments):
+        out.text = SMIME_NOTE

@@ -133,9 +133,34 @@ def _plain_insert(table: sa.Table) -> sa.Insert:
     return table.insert()
 
 
+def storable(value: Any) -> Any:
+    """`value` as both databases take it: NUL removed from text (PostgreSQL refuses it, in
+    text and in JSON), lone surrogates (bytes an edge kept undecoded) replaced by U+FFFD
+    (neither driver encodes them); inside lists and dicts too (JSON columns). Anything else
+    as it is."""
+    if isinstance(value, str):
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                value = value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+        return value.replace("\x00", "") if "\x00" in value else value
+    if isinstance(value, dict):
+        return {storable(k): storable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [storable(v) for v in value]
+    return value
+
+
+def _storable_rows(rows: list[r.Row]) -> list[r.Row]:
+    return [{k: storable(v) for k, v in row.items()} for row in rows]
+
+
 def _insert(conn: sa.Connection, table: sa.Table, rows: list[r.Row]) -> None:
+    """Every insert goes through here: text is made storable, so that no message or name a
+    client sent can make a commit fail for ever."""
     if rows:
-        conn.execute(_plain_insert(table), rows)
+        conn.execute(_plain_insert(table), _storable_rows(rows))
 
 
 # --- intake ------------------------------------------------------------------------------------
@@ -224,7 +249,7 @@ def thd_record_many(conn: sa.Connection, batch: Sequence[ChangeRows]) -> list[No
         outbox.extend(changes.outbox)
     dialect = conn.dialect.name
     if latest:
-        conn.execute(_upsert(dialect, t.tasks), list(latest.values()))
+        conn.execute(_upsert(dialect, t.tasks), _storable_rows(list(latest.values())))
     if declines:
         conn.execute(_insert_ignore(dialect, t.task_declines), list(declines.values()))
     _insert_events(conn, events)
@@ -394,6 +419,15 @@ def thd_task_events(conn: sa.Connection, task_id: str) -> list[StoredEvent]:
     e = t.task_events
     query = sa.select(e).where(e.c.task_id == task_id).order_by(e.c.id)
     return [r.stored_event_from_row(row) for row in conn.execute(query)]
+
+
+def thd_last_event_at(conn: sa.Connection) -> float | None:
+    """When the newest event of either log happened (the last sign of life of whoever wrote
+    it); None for an empty log. Two index lookups (`at` is indexed in both logs)."""
+    times = [conn.execute(sa.select(sa.func.max(log.c.at))).scalar()
+             for log in (t.task_events, t.agent_events)]
+    known = [float(at) for at in times if at is not None]
+    return max(known) if known else None
 
 
 # --- customer history --------------------------------------------------------------------------
@@ -848,6 +882,9 @@ class SqlStore:
 
     def task_events(self, task_id: str) -> Deferred[list[StoredEvent]]:
         return self._pool.run(thd_task_events, task_id)
+
+    def last_event_at(self) -> Deferred[float | None]:
+        return self._pool.run(thd_last_event_at)
 
     # customer history
     def customer_records(
