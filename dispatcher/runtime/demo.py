@@ -36,7 +36,8 @@ from . import demo_sink
 from .app import App
 from .config import Config, DatabaseConfig, LogConfig
 from .demo_play import Play, data_lines
-from .http import build_site
+from .http import HttpLimits, build_site
+from .serve import guard_connections, listen_http
 
 log = logging.getLogger(__name__)
 
@@ -264,6 +265,7 @@ def demo(args, base: Config | None = None, specs: dict[str, EdgeSpec] | None = N
     email = config.edges.get("email")
     own_sink = email is not None and email.relay_port == sink_port.getHost().port
     app = App(config, reactor)
+    gate = guard_connections(config, reactor)
     status = {"code": 0}
 
     async def run() -> None:
@@ -275,20 +277,20 @@ def demo(args, base: Config | None = None, specs: dict[str, EdgeSpec] | None = N
         await app.accounts.set(HUMAN.id, "agent", HUMAN.name, passwords[HUMAN.id])
         await app.accounts.set(SUPERVISOR, "supervisor", "Demo Supervisor",
                                passwords[SUPERVISOR])
-        site, root = build_site(app.router)
+        site, root = build_site(app.router, HttpLimits.from_server(config.server))
         # The robots take calls without phones: the SIP/CTI edge (which makes phones decide who
         # can take calls, and listens on the SIP port) stays off in the demo.
         demo_specs = {n: s for n, s in (specs or {}).items() if n not in EDGES_OFF_IN_DEMO}
         edges = app.build_edges(demo_specs, root)
         await app.start_edges()
-        port = reactor.listenTCP(config.server.http_port, site, interface=config.server.host)
+        port = listen_http(reactor, config, site, gate)
         address = f"http://{config.server.host}:{port.getHost().port}"
         email = config.edges.get("email")
         smtp = (email.smtp_host, email.smtp_port) if "email" in edges else None
         # The play listens before the robots are available: offers made to them at once (work
         # left waiting at the last stop) are heard and taken.
         play = Play(app, reactor, args.rate, args.seed, tuple(a.id for a in DEMO_AGENTS), smtp,
-                    dict(DEMO_ADDRESSES))
+                    dict(DEMO_ADDRESSES), sink.last_to if own_sink else None)
         resumed = play.resume()
         for a in DEMO_AGENTS:
             await app.sessions.set_status(a.id, Presence.AVAILABLE)

@@ -121,8 +121,11 @@ class Play:
 
     def __init__(self, app: Any, reactor: Any, rate_per_minute: float, seed: int,
                  robots: tuple[str, ...], smtp: tuple[str, int] | None,
-                 addresses: dict[str, str]) -> None:
+                 addresses: dict[str, str], ours: dict[str, str] | None = None) -> None:
         self.app, self.reactor = app, reactor
+        # address -> Message-ID of our last mail to it (the demo's relay sink keeps it): a
+        # follow-up answers it, as a customer's mail client does.
+        self.ours = ours if ours is not None else {}
         self.rng = random.Random(seed)
         self.rate = rate_per_minute / 60.0
         self.robots = frozenset(robots)
@@ -210,8 +213,12 @@ class Play:
             msg["To"] = self.addresses.get(self._queue_of(subject), next(iter(
                 self.addresses.values())))
             msg["Subject"] = f"Re: {subject}"
-            msg["In-Reply-To"] = message_id
-            msg["References"] = message_id
+            # Answer our last mail (an acknowledgement or a reply) when there is one: its
+            # Message-ID is what joins the thread; without it the follow-up is a new task linked
+            # to the thread (the sender is not authenticated, issue 13).
+            answered = self.ours.get(person.email.lower())
+            msg["In-Reply-To"] = answered or message_id
+            msg["References"] = f"{message_id} {answered}" if answered else message_id
             msg.set_content(FOLLOW_UP.get(person.language, FOLLOW_UP["en"]).format(
                 name=person.name.split()[0]))
             return msg

@@ -1,6 +1,8 @@
 """The demo's mail relay: an SMTP server on 127.0.0.1 that accepts every message and keeps only a
-count, so the demo's acknowledgements and replies really leave through the outbound relay
-(their delivery status turns `sent`) while nothing leaves the machine.
+count and, per recipient, the Message-ID of the last message relayed to them, so the demo's
+acknowledgements and replies really leave through the outbound relay (their delivery status
+turns `sent`) while nothing leaves the machine, and the demo's customers can answer them the way
+a mail client does (In-Reply-To our message: the thread key that joins, issue 13).
 
 Sits in the runtime beside demo.py; used by nothing else. Twisted's SMTP server, as the e-mail
 edge's intake uses it, with a delivery that takes any sender and any recipient.
@@ -17,14 +19,24 @@ from zope.interface import implementer
 
 @implementer(smtp.IMessage)
 class _Dropped:
-    def __init__(self, sink: Sink) -> None:
+    def __init__(self, sink: Sink, recipient: str) -> None:
         self.sink = sink
+        self.recipient = recipient
+        self.in_header = True
+        self.message_id: str | None = None
 
     def lineReceived(self, line: bytes) -> None:  # noqa: N802 - Twisted's interface
-        pass
+        if not self.in_header:
+            return
+        if not line:
+            self.in_header = False
+        elif line[:11].lower() == b"message-id:":
+            self.message_id = line[11:].strip().decode("ascii", "replace")
 
     def eomReceived(self) -> defer.Deferred:  # noqa: N802
         self.sink.received += 1
+        if self.message_id:
+            self.sink.last_to[self.recipient] = self.message_id
         return defer.succeed(None)
 
     def connectionLost(self) -> None:  # noqa: N802
@@ -33,10 +45,12 @@ class _Dropped:
 
 @implementer(smtp.IMessageDelivery)
 class Sink:
-    """Accepts everything; `received` counts the messages."""
+    """Accepts everything; `received` counts the messages; `last_to[address]` is the
+    Message-ID of the last message relayed to that address."""
 
     def __init__(self) -> None:
         self.received = 0
+        self.last_to: dict[str, str] = {}
 
     def receivedHeader(self, helo: Any, origin: Any, recipients: Any) -> bytes:  # noqa: N802
         return b"Received: by the Switchboard demo's sink"
@@ -45,7 +59,8 @@ class Sink:
         return origin
 
     def validateTo(self, user: Any) -> Any:  # noqa: N802
-        return lambda: _Dropped(self)
+        recipient = str(user.dest).lower()
+        return lambda: _Dropped(self, recipient)
 
 
 class _Factory(protocol.ServerFactory):

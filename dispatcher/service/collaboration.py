@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from email import message_from_bytes
 from email import policy as email_policy
 from email.message import EmailMessage
-from email.utils import format_datetime, formataddr, make_msgid
+from email.utils import format_datetime, formataddr
 from typing import Any
 
 from twisted.internet.defer import Deferred, DeferredList, ensureDeferred
@@ -46,7 +46,7 @@ from dispatcher.domain.routing import Outcome
 from dispatcher.domain.tasks import Channel, Task, TaskState
 
 from .assignment import Assignment
-from .compose import one_line
+from .compose import one_line, unguessable_message_id
 from .intake import email_identity
 from .mail import OUTBOX_EMAIL, InboundMail, Mail, Received, html_to_text, new_message_id
 from .ports import (
@@ -202,7 +202,7 @@ class Collaboration:
         em["To"] = one_line(to)
         em["Subject"] = one_line(subject)
         em["Date"] = format_datetime(datetime.fromtimestamp(self.now(), UTC))
-        message_id = make_msgid(domain=p.message_id_domain)
+        message_id = unguessable_message_id(p.message_id_domain)
         em["Message-ID"] = message_id
         em.set_content(text)
         if attach is not None:

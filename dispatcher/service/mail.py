@@ -2,9 +2,14 @@
 `InboundMail`; this module decides what it means.
 
 - `receive`: a message opens a new task, joins the conversation of an existing one, reopens a
-  recently completed one, or opens a new task linked to an old one. It joins only when the
-  sender is one of the thread's customer identities. Threading: the request number in the
-  subject (`[#SB-000123]`) first, then In-Reply-To/References. The task, its request number,
+  recently completed one, or opens a new task linked to an old one. It joins (or reopens) only
+  when the sender is one of the thread's customer identities *and* the message is vouched for:
+  authenticated by the edge (DKIM/SPF/DMARC aligned with its From domain), or naming in
+  In-Reply-To/References a Message-ID we sent on that thread (128 random bits). Otherwise it
+  opens a new task linked to the thread ("sender not authenticated"); a robot's mail that is
+  not vouched for is not kept on the thread. Threading: the request number in the subject
+  (`[#SB-000123]`) first, then In-Reply-To/References. A web form submission never names a
+  thread (always a new task, whatever its subject says). The task, its request number,
   the message, its events and the acknowledgement (if one is due) are committed in one
   transaction; the Deferred fires after that commit, so the edge may answer 250.
 - `reply`: an agent's answer goes into the outbox with the threading headers and the request
@@ -86,6 +91,8 @@ OUTBOX_EMAIL = "email"
 # Actions of `receive`.
 NEW, JOINED, REOPENED, LINKED = "new", "joined", "reopened", "linked"
 RECORDED = "recorded"  # automatic mail or a delivery report kept without a task's routing
+# Why a message from the thread's customer opened a linked task instead of joining.
+NOT_AUTHENTICATED = "sender not authenticated"
 # Kinds of automatic mail (the edge's reading of RFC 3834 signs).
 AUTO_REPLY, AUTO_GENERATED, BULK = "auto_reply", "auto_generated", "bulk"
 KIND_AUTO, KIND_DSN = "auto_reply", "dsn"
@@ -177,6 +184,10 @@ class InboundMail:
     source: str | None = None
     # A web form submission (channels/email/form.py): its fields and pre-qualification.
     form: Prequalified | None = None
+    # The edge's sender checks (channels/email/authenticity.py): True when a DKIM/SPF/DMARC
+    # pass is aligned with the domain of `from_address`; `auth_summary` says what was seen.
+    authenticated: bool = False
+    auth_summary: str = ""
 
 
 @dataclass(frozen=True)
@@ -321,10 +332,17 @@ class Mail:
                 return taken
         identity = self._identity(mail)
         number = self.policy.find_number(mail.subject)
-        ids = [i for i in ((mail.in_reply_to,) + tuple(mail.references)) if i]
+        ids = [i for i in ((mail.in_reply_to,) + tuple(mail.references)) if i][-MAX_REFERENCES:]
+        if mail.form is not None:
+            # The public form proves nothing about who typed it: it never names a thread (and
+            # so its answer cannot tell whether a request number exists or whose it is).
+            number, ids = None, []
         thread = None
         if number is not None or ids:
-            thread = await self.store.find_mail_task(number, ids[-MAX_REFERENCES:])
+            thread = await self.store.find_mail_task(number, ids)
+        if (thread is not None and mail.automatic in (AUTO_REPLY, AUTO_GENERATED)
+                and not await self._vouched(mail, thread, ids)):
+            thread = None  # a robot's mail that only names a request number: kept alone
         if mail.automatic in (AUTO_REPLY, AUTO_GENERATED) and (
                 thread is not None or mail.automatic == AUTO_REPLY):
             # RFC 3834: a robot's answer (an out-of-office, a ticket robot) is kept on the
@@ -333,6 +351,8 @@ class Mail:
         if thread is not None and thread.channel is Channel.EMAIL:
             if not await self._is_customer(thread, identity):
                 return await self._new(mail, identity, thread, "sender is not the customer")
+            if not await self._vouched(mail, thread, ids):
+                return await self._new(mail, identity, thread, NOT_AUTHENTICATED)
             live = self.router.tasks.get(thread.id)
             if live is not None:
                 return await self._join(live, mail, identity)
@@ -350,6 +370,20 @@ class Mail:
                 except InvalidValue:
                     continue
         return None
+
+    async def _vouched(self, mail: InboundMail, thread: Task, ids: Sequence[str]) -> bool:
+        """Is the message really from its sender, as far as the thread is concerned? Either
+        the edge authenticated it (a DKIM/SPF/DMARC pass aligned with its From domain), or it
+        names (In-Reply-To/References) one of the Message-IDs we sent on this thread: those
+        carry 128 random bits (compose.build), so only someone who received our mail knows
+        one. A request number alone is guessable and proves nothing."""
+        if mail.authenticated:
+            return True
+        if not ids:
+            return False
+        ours = {m.message_id for m in await self.store.mail_messages(thread.id, content=False)
+                if m.direction == "out" and m.message_id}
+        return any(i in ours for i in ids)
 
     async def _is_customer(self, task: Task, identity: Identity | None) -> bool:
         if identity is None or task.customer_id is None:
@@ -377,7 +411,9 @@ class Mail:
                               "from": mail.from_address, "subject": mail.subject,
                               "action": action, "request": request, "source": mail.source,
                               "malformed": mail.malformed,
-                              "attachments": len(mail.attachments)})
+                              "attachments": len(mail.attachments),
+                              "authenticated": mail.authenticated,
+                              "auth": mail.auth_summary or None})
 
     def _draft(self, queue_name: str, attributes: dict[str, Any]) -> Task:
         queue = self.router.queues.get(queue_name)
@@ -406,6 +442,7 @@ class Mail:
         }
         if linked_to is not None:
             attributes["linked_to"] = linked_to.id
+            attributes["link_reason"] = why  # shown with the link (console, tasks show)
         task = self._draft(mail.queue, attributes)
         codified = await self.codify(mail, task) if self.codify is not None else None
         msg = self._message(mail, task.id, identity)
@@ -813,7 +850,9 @@ def format_task(task: Task, messages: Sequence[MailMessage], trail: Sequence[Sto
         f"{_when(task.deadline)}",
     ]
     if task.attributes.get("linked_to"):
-        out.lines.append(f"  linked to task {task.attributes['linked_to']}")
+        why = task.attributes.get("link_reason")
+        out.lines.append(f"  linked to task {task.attributes['linked_to']}"
+                         + (f" ({why})" if why else ""))
     out.lines += ["", f"Conversation ({len(messages)} messages)"]
     for m in messages:
         arrow = "<-" if m.direction == "in" else "->"

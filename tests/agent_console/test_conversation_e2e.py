@@ -92,7 +92,12 @@ def served(tmp_path_factory) -> Iterator[Served]:
         env, ports = desk_env(tmp, url, relay_port, SECRET,
                               SWITCHBOARD_EMAIL_FROM_ADDRESS="noreply@example.com",
                               SWITCHBOARD_EMAIL_QUEUE_FROM="support=help@example.com",
-                              SWITCHBOARD_EMAIL_SIGNATURE="{agent_name}\\nExample Support")
+                              SWITCHBOARD_EMAIL_SIGNATURE="{agent_name}\\nExample Support",
+                              # Ann's later mails come checked by "our relay" (issue 13): a
+                              # reply to her own mail joins only when authenticated.
+                              SWITCHBOARD_EMAIL_AUTH_MODE="relay",
+                              SWITCHBOARD_EMAIL_AUTH_SERV_ID="mx.example.com",
+                              SWITCHBOARD_EMAIL_AUTH_TRUSTED_RELAYS="127.0.0.1")
         with serving(tmp, env, (ports.smtp, ports.ws, ports.http)) as log:
             yield Served(url, ports.smtp, ports.ws, ports.http, handler, log)
 
@@ -116,6 +121,7 @@ def thread(port: int) -> list[str]:
     second["Subject"], second["Message-ID"] = "Re: Order 1234 never arrived", make_msgid(
         "customer.test")
     second["In-Reply-To"] = second["References"] = first["Message-ID"]
+    second["Authentication-Results"] = "mx.example.com; dkim=pass header.d=customer.test"
     second.set_content("Très urgent : c'est un cadeau pour Zoë, merci !\n", charset="iso-8859-1",
                        cte="quoted-printable")
     send(port, second)
@@ -125,6 +131,7 @@ def thread(port: int) -> list[str]:
         "customer.test")
     third["In-Reply-To"] = second["Message-ID"]
     third["References"] = f"{first['Message-ID']} {second['Message-ID']}"
+    third["Authentication-Results"] = "mx.example.com; dkim=pass header.d=customer.test"
     third.set_content("Here is a photo of the label and the invoice.")
     third.add_alternative(
         "<p>Here is a <b>photo</b> of the label:</p><p><img src=\"cid:label@customer.test\" "

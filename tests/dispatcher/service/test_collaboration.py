@@ -163,7 +163,8 @@ def test_a_customer_reply_before_the_reminder_supersedes_it(stack, mail, collab)
     stack.wait(collab.remind(task_id, "ann", stack.clock.seconds() + HOUR))
     stack.settle()
     stack.advance(60)
-    back = stack.wait(mail.receive(inbound("Re: Printer on fire [#SB-000001]", text="serial")))
+    back = stack.wait(mail.receive(inbound("Re: Printer on fire [#SB-000001]", text="serial",
+                                           authenticated=True)))
     assert back.action == "reopened"
     stack.advance(HOUR)
     assert co.REMINDER_SUPERSEDED in stack.kinds(task_id)

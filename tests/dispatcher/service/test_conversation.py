@@ -65,6 +65,7 @@ def test_the_thread_and_notes_in_one_timeline(desk: Desk) -> None:
     desk.stack.wait(desk.collab.note(task_id, "Carrier says Monday", "agent:ann", "ann"))
     desk.stack.advance(10)
     desk.receive("Re: Order 7 [#SB-000001]", text="Any news?", cc_addrs=("bo@c.org",),
+                 authenticated=True,
                  in_reply_to="Order 7@c.org")
     page = desk.stack.wait(desk.conversation.page(ANN, task_id))
     assert [(e.kind, e.internal) for e in page.entries] == [
@@ -80,7 +81,7 @@ def test_pages_from_the_newest(desk: Desk) -> None:
     task_id = held_by_ann(desk)
     for n in range(5):
         desk.stack.advance(1)
-        desk.receive(f"Re: Order 7 [#SB-000001] {n}", text=f"message {n}")
+        desk.receive(f"Re: Order 7 [#SB-000001] {n}", text=f"message {n}", authenticated=True)
     newest = desk.stack.wait(desk.conversation.page(ANN, task_id, limit=3))
     assert [e.text for e in newest.entries] == ["message 2", "message 3", "message 4"]
     assert newest.more

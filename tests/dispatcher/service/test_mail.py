@@ -4,11 +4,13 @@ the per-sender period), agent replies with threading headers, retries and dead l
 
 from __future__ import annotations
 
+import re
 from email import message_from_bytes, policy
 
 import pytest
 from twisted.internet.defer import Deferred
 
+from dispatcher.domain.categories import Prequalified
 from dispatcher.domain.tasks import Channel, Task, TaskState
 from dispatcher.service import mail as m
 from dispatcher.service.mail import InboundMail, Mail, MailPolicy, format_task, show_task
@@ -52,17 +54,90 @@ def test_a_new_message_opens_a_task_with_a_request_number_and_an_ack(stack, mail
     assert receive(stack, mail, inbound("other")).request == "SB-000002"
 
 
-def test_subject_tag_from_the_same_customer_joins_the_conversation(stack, mail) -> None:
+def test_subject_tag_from_the_same_authenticated_customer_joins_the_conversation(
+        stack, mail) -> None:
     first = receive(stack, mail, inbound())
-    again = receive(stack, mail, inbound("Re: Printer on fire [#SB-000001]", text="still"))
+    again = receive(stack, mail, inbound("Re: Printer on fire [#SB-000001]", text="still",
+                                         authenticated=True))
     assert (again.action, again.task_id) == ("joined", first.task_id)
     assert len(result(stack.store.mail_messages(first.task_id))) == 3  # in, ack, in
 
 
-def test_references_thread_too(stack, mail) -> None:
+def ours(stack, task_id: str) -> str:
+    """The Message-ID of our first message on the task (its acknowledgement)."""
+    return next(m.message_id for m in result(stack.store.mail_messages(task_id))
+                if m.direction == "out")
+
+
+def test_references_to_our_message_id_thread_too(stack, mail) -> None:
     first = receive(stack, mail, inbound(message_id="root@c.org"))
-    again = receive(stack, mail, inbound("Re: x", references=("zz@x", "root@c.org")))
+    again = receive(stack, mail, inbound("Re: x", references=("zz@x", ours(stack, first.task_id))))
     assert again.task_id == first.task_id and again.action == "joined"
+
+
+def test_our_message_ids_carry_128_random_bits(stack, mail) -> None:
+    first = receive(stack, mail, inbound())
+    second = receive(stack, mail, inbound("another", sender="bob@customer.org"))
+    ids = [ours(stack, first.task_id), ours(stack, second.task_id)]
+    for i in ids:
+        local, _, domain = i.partition("@")
+        assert re.fullmatch(r"sb\.[0-9a-f]{32}", local) and domain == mail.policy.message_id_domain
+    assert ids[0] != ids[1]
+
+
+def test_the_request_number_alone_does_not_join_for_an_unauthenticated_sender(
+        stack, mail) -> None:
+    """A forged From: the customer's address, her request number: a new task linked to her
+    thread, not a join (issue 13)."""
+    first = receive(stack, mail, inbound())
+    forged = receive(stack, mail, inbound("Re: Printer on fire [#SB-000001]", text="send it to"
+                                          " me instead"))
+    assert forged.action == "linked" and forged.linked_to == first.task_id
+    assert forged.task_id != first.task_id
+    [linked] = [e for e in stack.events(forged.task_id) if e.kind == m.EMAIL_LINKED]
+    assert linked.data["reason"] == m.NOT_AUTHENTICATED
+    task = stack.router.tasks[forged.task_id]
+    assert task.attributes["link_reason"] == m.NOT_AUTHENTICATED  # the agent sees why
+    shown = result(show_task(stack.store, forged.request))
+    assert f"linked to task {first.task_id} (sender not authenticated)" in shown
+    assert len(result(stack.store.mail_messages(first.task_id))) == 2  # in, ack: untouched
+
+
+def test_references_to_the_customers_own_message_id_do_not_vouch(stack, mail) -> None:
+    """Her own Message-IDs are no secret (everyone she wrote to has them): only ours count."""
+    first = receive(stack, mail, inbound(message_id="root@c.org"))
+    again = receive(stack, mail, inbound("Re: x", references=("root@c.org",)))
+    assert again.action == "linked" and again.linked_to == first.task_id
+
+
+def test_a_message_id_of_ours_on_another_thread_does_not_vouch(stack, mail) -> None:
+    first = receive(stack, mail, inbound())
+    other = receive(stack, mail, inbound("another", sender="bob@customer.org"))
+    again = receive(stack, mail, inbound("Re: [#SB-000001]",
+                                         references=(ours(stack, other.task_id),)))
+    assert again.action == "linked" and again.linked_to == first.task_id
+
+
+def test_a_reopening_needs_a_vouched_sender_too(stack, mail) -> None:
+    first = receive(stack, mail, inbound())
+    stack.login("ann")
+    stack.wait(stack.sessions.accept("ann", stack.last_offer("ann").id))
+    stack.wait(stack.sessions.complete("ann", first.task_id))
+    stack.settle()
+    forged = receive(stack, mail, inbound("Re: Printer on fire [#SB-000001]"))
+    assert forged.action == "linked" and first.task_id not in stack.router.tasks
+    assert m.EMAIL_REOPENED not in stack.kinds(first.task_id)
+    again = receive(stack, mail, inbound("Re: Printer on fire",
+                                         in_reply_to=ours(stack, first.task_id)))
+    assert (again.action, again.task_id) == ("reopened", first.task_id)
+
+
+def test_a_form_submission_never_names_a_thread(stack, mail) -> None:
+    first = receive(stack, mail, inbound())
+    form = Prequalified({"email": "alice@customer.org"})
+    got = receive(stack, mail, inbound("Re: [#SB-000001]", form=form, authenticated=True,
+                                       references=(ours(stack, first.task_id),)))
+    assert got.action == "new" and got.linked_to is None and got.request == "SB-000002"
 
 
 def test_another_sender_opens_a_new_task_linked_to_the_old_one(stack, mail) -> None:
@@ -82,7 +157,7 @@ def test_a_reply_to_a_completed_task_reopens_it_within_the_window(stack, mail) -
     stack.settle()
     assert first.task_id not in stack.router.tasks
     stack.advance(3600)
-    again = receive(stack, mail, inbound("Re: Printer on fire [#SB-000001]"))
+    again = receive(stack, mail, inbound("Re: Printer on fire [#SB-000001]", authenticated=True))
     assert (again.action, again.task_id) == ("reopened", first.task_id)
     task = stack.router.tasks[first.task_id]
     assert task.is_open and task.attributes["preferred_agent"] == "ann"
@@ -226,7 +301,8 @@ def test_a_reply_goes_back_to_the_agent_who_handled_it_until_stickiness_ends(sta
     stack.settle()
     stack.advance(3600)
 
-    again = receive(stack, mail, inbound("Re: Printer on fire [#SB-000001]", text="again"))
+    again = receive(stack, mail, inbound("Re: Printer on fire [#SB-000001]", text="again",
+                                         authenticated=True))
 
     assert again.action == "reopened"
     offer = stack.last_offer("ann")
@@ -241,7 +317,8 @@ def test_a_reply_goes_back_to_the_agent_who_handled_it_until_stickiness_ends(sta
 
     # ann is away: the next reply waits for her, and for her only, until stickiness ends.
     stack.advance(60)
-    receive(stack, mail, inbound("Re: Printer on fire [#SB-000001]", text="and again"))
+    receive(stack, mail, inbound("Re: Printer on fire [#SB-000001]", text="and again",
+                                 authenticated=True))
     assert stack.router.reserved_for(first.task_id) == "ann"
     stack.advance(mail.policy.sticky_seconds - 1)
     assert not [o for o in stack.offers_made() if o.agent_id == "bob"]

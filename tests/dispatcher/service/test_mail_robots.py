@@ -137,7 +137,7 @@ def test_a_reply_to_all_keeps_the_thread_cc_signs_quotes_and_attaches(stack, mai
     task_id = assigned(stack, mail, first)
     stack.wait(mail.receive(inbound("Re: Order 7 missing [#SB-000001]", text="Any news?",
                                     to_addrs=("help@example.com",),
-                                    reply_to="alice.home@customer.org")))
+                                    reply_to="alice.home@customer.org", authenticated=True)))
     upload = stack.wait(mail.upload("ann", "C:\\docs\\label.pdf", "application/pdf", b"%PDF"))
     assert upload.filename == "label.pdf"
     sent = stack.wait(mail.reply(task_id, "ann", "It left on Monday.", reply_all=True,
@@ -186,5 +186,6 @@ def test_uploads_of_another_agent_or_too_big_are_refused(stack, mail):
 def test_a_message_joining_a_held_task_is_news(stack, mail):
     task_id = assigned(stack, mail)
     mail.news.clear()
-    stack.wait(mail.receive(inbound("Re: Order 7 missing [#SB-000001]", text="more")))
+    stack.wait(mail.receive(inbound("Re: Order 7 missing [#SB-000001]", text="more",
+                                    authenticated=True)))
     assert [(n.task_id, n.status) for n in mail.news] == [(task_id, None)]

@@ -161,7 +161,8 @@ def play(day: Day) -> dict[str, str]:
     # alice answers e1's reply: the completed request is reopened and goes back to ann.
     day.to(at(12, 30))
     reopened = day.email("alice@customer.org", "Re: Printer on fire [#SB-000001]",
-                         "m4@customer.org", in_reply_to="m1@customer.org")
+                         "m4@customer.org", in_reply_to="m1@customer.org",
+                         authenticated=True)  # her domain signs with DKIM
     assert reopened == ids["e1"]
     day.to(at(12, 30, 10))
     day.take("ann", ids["e1"])

@@ -183,7 +183,7 @@ def test_automatic_answers_above_the_threshold_and_completes_the_task(w: World) 
     assert done.data["disposition"] == rv.AUTOMATIC_DISPOSITION
     # The customer writes again: the task reopens for a person.
     again = result(w.mail.receive(inbound("Re: Where is my order?? [#SB-000001]",
-                                          text="still nothing")))
+                                          text="still nothing", authenticated=True)))
     assert again.action == "reopened" and w.stack.last_offer("ann").task_id == got.task_id
 
 
