@@ -23,6 +23,16 @@ DEFAULT_REGISTER_MAX = 3600
 DEFAULT_REGISTER_EXPIRES = 3600  # §10.2.1.1: when the REGISTER says nothing
 DEFAULT_NONCE_SECONDS = 300.0
 DIGEST_ALGORITHMS = ("SHA-256", "MD5")  # RFC 8760 (SHA-256, preferred) and RFC 3261 (MD5)
+# Lockout of REGISTER digest guesses: this many failures per user and per source address, one
+# more allowed every window / failures seconds (a token bucket: dispatcher.guard.Budget).
+DEFAULT_AUTH_MAX_FAILURES = 10
+DEFAULT_AUTH_FAILURE_WINDOW = 300.0
+# New INVITEs (calls to queue) per source address: rate per second and burst.
+DEFAULT_INVITE_RATE = 5.0
+DEFAULT_INVITE_BURST = 20
+# Phones whose digest code gives up on a 401 carrying any challenge but MD5 (libre < 3, the
+# SIP stack of baresip <= 2; measured with baresip 1.0.0: "Register: Function not implemented").
+DEFAULT_MD5_ONLY_AGENTS = "baresip v0.,baresip v1.,baresip v2."
 
 
 @dataclass(frozen=True)
@@ -47,6 +57,12 @@ class PhoneSettings:
     nonce_secret: str = ""  # empty: a random one per start (nonces do not survive restarts)
     # digest algorithms offered, most preferred first (one WWW-Authenticate each)
     digest_algorithms: str = "SHA-256,MD5"
+    # User-Agent prefixes (case-insensitive, comma-separated) challenged with MD5 only
+    digest_md5_only_agents: str = DEFAULT_MD5_ONLY_AGENTS
+    auth_max_failures: int = DEFAULT_AUTH_MAX_FAILURES  # per user and per source address...
+    auth_failure_window: float = DEFAULT_AUTH_FAILURE_WINDOW  # ...within this many seconds
+    invite_rate: float = DEFAULT_INVITE_RATE  # new INVITEs a second per source address...
+    invite_burst: int = DEFAULT_INVITE_BURST  # ...with this burst; beyond: 480 + Retry-After
     require_devices: bool = True  # agents take phone tasks only with a live registration
     user_agent: str = "Switchboard"
     # --- the telephony integration API (cti.py, docs/protocol.md "Telephony integration") ---
@@ -102,6 +118,10 @@ def algorithms(s: PhoneSettings) -> tuple[str, ...]:
     return names
 
 
+def md5_only_agents(s: PhoneSettings) -> tuple[str, ...]:
+    return tuple(a.strip().lower() for a in s.digest_md5_only_agents.split(",") if a.strip())
+
+
 def check(s: PhoneSettings) -> None:
     """Refuse settings that cannot work, at start."""
     if not (s.sip_enabled or s.cti_enabled):
@@ -122,5 +142,9 @@ def check(s: PhoneSettings) -> None:
     algos = algorithms(s)
     if not algos or any(a not in DIGEST_ALGORITHMS for a in algos):
         raise InvalidValue(f"phone.digest_algorithms: choose from {', '.join(DIGEST_ALGORITHMS)}")
+    if s.auth_max_failures < 1 or not s.auth_failure_window > 0:
+        raise InvalidValue("phone.auth_max_failures/auth_failure_window: need >= 1 and > 0")
+    if not s.invite_rate > 0 or s.invite_burst < 1:
+        raise InvalidValue("phone.invite_rate/invite_burst: need > 0 and >= 1")
     if not s.realm or '"' in s.realm:
         raise InvalidValue("phone.realm: must be set and contain no '\"'")

@@ -15,6 +15,13 @@ listener. What it promises (issue 5, DESIGN §5):
   OFFER_WITHDRAWN → CANCEL the agent leg; a phone that has answered nothing yet (its INVITE
   still retransmitted, as under packet loss) gets no more retransmissions, so it is not
   reached after its offer ended; its late 1xx still gets the CANCEL, its late 2xx a hang-up.
+- Abuse (issue 13): new INVITEs are limited per source address (`invite_rate`/`invite_burst`,
+  a `dispatcher.guard.Budget`): beyond it 480 with Retry-After and nothing is stored; other
+  sources (agents' phones, other callers) keep their own budgets. A Call-ID the core refuses
+  (over 256 characters, a call that has ended) is 400 with the reason; a Call-ID of a call we
+  hold is 482 for a merged request (same From tag and CSeq, §8.2.2.2), else 400; a Call-ID of
+  a task that is no longer waiting is 400. Each refusal is logged at most once a minute per
+  source and kind (`guard.Throttled`).
 - Caller CANCEL → `calls.abandoned`, then 487. No agent within `max_queue_wait` → abandoned,
   480 with Retry-After.
 - After the answer, requests inside the dialog (ACK, BYE, re-INVITE, ...) pass through us (we
@@ -26,6 +33,7 @@ listener. What it promises (issue 5, DESIGN §5):
 from __future__ import annotations
 
 import logging
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,7 +42,9 @@ from twisted.internet import defer
 from twisted.python.failure import Failure
 
 from dispatcher.domain import events as ev
-from dispatcher.domain.errors import UnknownQueue
+from dispatcher.domain.errors import InvalidValue, UnknownQueue
+from dispatcher.guard import Budget, Throttled
+from dispatcher.service.calls import MAX_CALL_ID
 
 from . import errors, translate
 from .config import PhoneSettings, QueueAddresses
@@ -51,6 +61,8 @@ DIALOG_METHODS = frozenset({"BYE", "INFO", "UPDATE", "INVITE", "PRACK", "NOTIFY"
                             "MESSAGE", "OPTIONS"})
 SDP = "application/sdp"
 TAG_BYTES = 6
+REFUSAL_LOG_INTERVAL = 60.0
+WAITING_STATES = ("queued", "offered")  # a task a new INVITE may (re)join: after a restart
 
 
 def new_tag() -> str:
@@ -105,6 +117,9 @@ class CallControl:
         self.registrar = registrar or Registrar(reactor, calls, settings)
         self.endpoint: Endpoint | None = None
         self.by_call_id: dict[str, Call] = {}
+        self.invites = Budget(settings.invite_rate, settings.invite_burst)
+        self.retry_after = max(1, math.ceil(1 / settings.invite_rate))
+        self.refusals = Throttled(log, REFUSAL_LOG_INTERVAL)
 
     def attach(self, endpoint: Endpoint) -> None:
         self.endpoint = endpoint
@@ -180,8 +195,23 @@ class CallControl:
         if req.body and ctype != SDP:
             txn.reply(errors.UNSUPPORTED_MEDIA_TYPE, headers=[("Accept", SDP)])
             return
-        if req.call_id in self.by_call_id:
-            txn.reply(errors.LOOP_DETECTED)  # §8.2.2.2: a merged request
+        held = self.by_call_id.get(req.call_id)
+        if held is not None:
+            self._call_id_in_use(txn, held)
+            return
+        if len(req.call_id) > MAX_CALL_ID:  # the core's limit, applied before the budget
+            self._refused(txn.flow, "invalid", "INVITE %.80s from %s refused: Call-ID of %d "
+                          "characters", req.call_id, txn.flow, len(req.call_id))
+            txn.reply(errors.BAD_REQUEST, errors.CALL_ID_TOO_LONG_REASON)
+            return
+        now = self.endpoint.clock.seconds()
+        if not self.invites.take(txn.flow.host, now):
+            self.refusals.warning((txn.flow.host, "flood"), now,
+                                  "INVITEs from %s beyond %g/s (burst %d): refused with 480",
+                                  txn.flow.host, self.settings.invite_rate,
+                                  self.settings.invite_burst)
+            txn.reply(errors.TEMPORARILY_UNAVAILABLE, errors.FLOOD_REASON,
+                      headers=[("Retry-After", str(self.retry_after))])
             return
         call = Call(req.call_id, txn, txn.flow, req.from_.tag, queue)
         txn.data = call
@@ -191,7 +221,30 @@ class CallControl:
         d.addCallbacks(self._queued, self._not_queued, (call,), None, (call,))
         d.addErrback(self._bug, "queueing a call")
 
+    def _call_id_in_use(self, txn: ServerTransaction, held: Call) -> None:
+        req = txn.request
+        merged = held.caller_tag == req.from_.tag \
+            and held.txn.request.cseq.number == req.cseq.number
+        self._refused(txn.flow, "call-id", "INVITE %.80s from %s: Call-ID in use (%s)",
+                      req.call_id, txn.flow, "merged" if merged else "another call")
+        if merged:
+            txn.reply(errors.LOOP_DETECTED)  # §8.2.2.2: a merged request
+        else:
+            txn.reply(errors.BAD_REQUEST, errors.CALL_ID_IN_USE_REASON)
+
+    def _refused(self, flow: Flow, kind: str, msg: str, *args: Any) -> None:
+        self.refusals.warning((flow.host, kind), self.endpoint.clock.seconds(), msg, *args)
+
     def _queued(self, task: Any, call: Call) -> None:
+        state = getattr(task, "state", None)
+        if state is not None and str(state) not in WAITING_STATES:
+            # the Call-ID of an earlier call whose task is with an agent: not this caller's
+            self._forget(call)
+            self._refused(call.caller_flow, "call-id", "INVITE %.80s from %s: Call-ID of a "
+                          "task in state %s", call.call_id, call.caller_flow, state)
+            if not call.txn.final:
+                call.txn.reply(errors.BAD_REQUEST, errors.CALL_ID_IN_USE_REASON)
+            return
         call.task_id = task.id
         if call.cancelled is not None:  # the caller gave up while the call was being stored
             self._abandon(call, call.cancelled, errors.REQUEST_TERMINATED)
@@ -208,9 +261,15 @@ class CallControl:
     def _not_queued(self, failure: Any, call: Call) -> None:
         self._forget(call)
         if failure.check(UnknownQueue):
-            log.warning("queue address of %s names no queue: %s", call.call_id,
-                        failure.getErrorMessage())
+            self._refused(call.caller_flow, "queue", "queue address of %.80s names no queue: %s",
+                          call.call_id, failure.getErrorMessage())
             call.txn.reply(errors.NOT_FOUND, errors.NO_QUEUE_REASON)
+            return
+        if failure.check(InvalidValue):  # the core's rules on calls (Call-ID length, reuse)
+            why = errors.warning_text(failure.getErrorMessage())
+            self._refused(call.caller_flow, "invalid", "INVITE %.80s from %s refused: %s",
+                          call.call_id, call.caller_flow, why)
+            call.txn.reply(errors.BAD_REQUEST, f"Bad Request ({why})")
             return
         log.error("call %s not stored: %s", call.call_id, failure.getErrorMessage())
         call.txn.reply(errors.SERVICE_UNAVAILABLE, errors.STORE_FAILED_REASON,

@@ -46,6 +46,14 @@ QUEUE_TIMEOUT_REASON = "Temporarily Unavailable (no agent in time)"
 NO_QUEUE_REASON = "Not Found (no queue at this address)"
 STORE_FAILED_REASON = "Service Unavailable (could not store the call)"
 RETRY_AFTER_SECONDS = 30
+# One 403 for every digest failure (unknown user, wrong password, lockout): no user enumeration.
+AUTH_FAILED_REASON = "Forbidden"
+# Call-IDs the queue cannot take (the core's limit, dispatcher.service.calls.MAX_CALL_ID; reuse).
+CALL_ID_TOO_LONG_REASON = "Bad Request (Call-ID longer than 256 characters)"
+CALL_ID_IN_USE_REASON = "Bad Request (Call-ID already in use)"
+# INVITEs beyond a source's budget (config invite_rate/invite_burst): 480 + Retry-After, not 503,
+# which upstream proxies take as "this whole server is overloaded" (RFC 6357 §4) and fail over.
+FLOOD_REASON = "Temporarily Unavailable (too many calls from your address)"
 
 # Reasons given to calls.refused / calls.abandoned / calls.ended (wire API of call events).
 REFUSED_BUSY = "busy"  # 486 / 600

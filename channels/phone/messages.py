@@ -14,6 +14,8 @@ import json
 import math
 from typing import Any
 
+from dispatcher.service.wire import NotJson, read_json
+
 PROTOCOL_VERSION = 1
 SUBPROTOCOL = "switchboard.cti.v1"
 # Where the PBX may put its token: `Authorization: Bearer <jwt>` (preferred), the subprotocol
@@ -111,9 +113,9 @@ def parse(raw: str | bytes) -> dict[str, Any]:
         except UnicodeDecodeError:
             raise BadMessage("frames are UTF-8 JSON text") from None
     try:
-        msg = json.loads(raw)
-    except ValueError:
-        raise BadMessage("not JSON") from None
+        msg = read_json(raw)  # bounded: nesting, NaN, lone surrogates (service/wire.py)
+    except NotJson as exc:
+        raise BadMessage(str(exc)) from None
     if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
         raise BadMessage("a frame is a JSON object with a string `type`")
     rid = msg.get("id")

@@ -36,3 +36,13 @@ def test_bad_settings_are_refused_at_start():
 
 def test_off_by_default():
     assert PhoneSettings().enabled is False
+
+
+def test_abuse_limits_have_defaults_and_are_checked():
+    good = PhoneSettings(queues="support=support")
+    assert (good.auth_max_failures, good.auth_failure_window) == (10, 300.0)
+    assert (good.invite_rate, good.invite_burst) == (5.0, 20)
+    for change in ({"auth_max_failures": 0}, {"auth_failure_window": 0}, {"invite_rate": 0},
+                   {"invite_burst": 0}):
+        with pytest.raises(InvalidValue):
+            check(dataclasses.replace(good, **change))

@@ -264,3 +264,37 @@ def test_stop_answers_waiting_callers_and_abandons_their_tasks():
     control.stop()
     assert statuses(wire)[-1] == 503
     assert ("abandoned", CALL, "server_stopping") in calls.log
+
+
+# ---------------------------------------------------------------- issue 13: Call-ID reuse
+
+
+def test_call_id_in_use_merged_request_is_482_another_call_is_400():
+    ep, control, calls, wire, clock = setup()
+    ep.received(m.request("INVITE"), CALLER)
+    assert statuses(wire)[-1] == 182
+    # the same request by another path (same From tag and CSeq, another branch): merged
+    ep.received(m.request("INVITE", branch="z9hG4bKother1"), CALLER)
+    assert statuses(wire)[-1] == 482
+    # another caller's INVITE reusing the Call-ID: not a loop, a bad request
+    ep.received(m.request("INVITE", branch="z9hG4bKother2", from_tag="someone-else"), CALLER)
+    resp = [x for x in to(wire, CALLER) if not isinstance(x, Request)][-1]
+    assert (resp.status, resp.reason) == (400, "Bad Request (Call-ID already in use)")
+    assert [e for e in calls.log if e[0] == "arrived"] == [
+        ("arrived", CALL, "+33155501234", "support", "sip")]
+
+
+def test_call_id_of_a_task_no_longer_waiting_is_400_and_nothing_is_queued():
+    from types import SimpleNamespace
+
+    from twisted.internet.defer import succeed
+
+    ep, control, calls, wire, clock = setup()
+    calls.arrived = lambda *a, **k: succeed(SimpleNamespace(id=TASK, state="assigned",
+                                                            attributes={}))
+    ep.received(m.request("INVITE"), CALLER)
+    resp = [x for x in to(wire, CALLER) if not isinstance(x, Request)][-1]
+    assert (resp.status, resp.reason) == (400, "Bad Request (Call-ID already in use)")
+    assert control.by_call_id == {}
+    clock.advance(600)
+    assert set(statuses(wire)) == {100, 400}  # (the 400 repeated on timer G: no ACK here)

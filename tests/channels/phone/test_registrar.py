@@ -38,7 +38,7 @@ def setup(**settings):
 
 def register(cseq: int, *, user: str = "alice", auth: str | None = None,
              contact: str = "<sip:alice@127.0.0.1:5071>", expires: str | None = "300",
-             branch: str | None = None) -> bytes:
+             branch: str | None = None, user_agent: str | None = None) -> bytes:
     lines = [
         "REGISTER sip:127.0.0.1 SIP/2.0",
         f"Via: SIP/2.0/UDP 127.0.0.1:5071;branch={branch or f'z9hG4bKreg{cseq}'}",
@@ -54,6 +54,8 @@ def register(cseq: int, *, user: str = "alice", auth: str | None = None,
         lines.append(f"Expires: {expires}")
     if auth:
         lines.append(f"Authorization: {auth}")
+    if user_agent:
+        lines.append(f"User-Agent: {user_agent}")
     lines += ["Content-Length: 0", "", ""]
     return "\r\n".join(lines).encode()
 
@@ -113,11 +115,13 @@ def test_digest_success_binds_the_contact(algorithm):
     assert resp.get("date", ) is not None
 
 
-def test_rfc2069_digest_without_qop_is_accepted():
+def test_rfc2069_digest_without_qop_is_never_accepted():
+    """An answer without qop has no nonce count: it could be replayed with any Contact."""
     ep, calls, wire, clock = setup()
     ep.received(register(1), PHONE)
     ep.received(register(2, auth=answer(challenge(wire), qop=False)), PHONE)
-    assert last(wire).status == 200
+    assert last(wire).status == 401 and "stale" not in last(wire).get("www-authenticate")
+    assert calls.log == []
 
 
 def test_wrong_password_is_403_and_binds_nothing():
@@ -159,8 +163,19 @@ def test_forged_nonce_is_refused():
     params["nonce"] = re.sub(r"\.[0-9a-f]+$", ".0123456789abcdef0123456789abcdef",
                              params["nonce"])
     ep.received(register(2, auth=answer(params)), PHONE)
-    assert last(wire).status == 403
+    # a fresh challenge, nothing checked: phones reuse their last nonce after our restart
+    assert last(wire).status == 401 and "stale=true" in last(wire).get("www-authenticate")
     assert calls.log == []
+
+
+def test_nonces_from_before_a_restart_are_not_failures():
+    ep, calls, wire, clock = setup(auth_max_failures=2)
+    old = Nonces(clock, 60, b"the secret of the process before").issue()
+    for cseq in range(1, 6):  # five phones behind one address, each with its last nonce
+        ep.received(register(cseq, auth=answer({"realm": REALM, "nonce": old})), PHONE)
+        assert last(wire).status == 401
+    ep.received(register(9, auth=answer(challenge(wire))), PHONE)
+    assert last(wire).status == 200
 
 
 def authed(ep, wire, cseq: int, **kw) -> None:
@@ -222,7 +237,82 @@ def test_nonces_are_ours_and_expire():
     clock = Clock()
     nonces = Nonces(clock, 10, b"k")
     n = nonces.issue()
-    assert nonces.check(n, None).ok
-    assert not Nonces(clock, 10, b"other").check(n, None).ok
+    assert nonces.check(n).ok
+    assert not Nonces(clock, 10, b"other").check(n).ok
     clock.advance(11)
-    assert nonces.check(n, None).stale
+    assert nonces.check(n).stale
+
+
+# ---------------------------------------------------------------- issue 13: hardening
+
+ATTACKER = Flow("udp", "198.51.100.7", 5099)
+
+
+def test_nonce_count_is_recorded_only_after_the_digest_is_verified():
+    ep, calls, wire, clock = setup()
+    ep.received(register(1), PHONE)
+    params = challenge(wire)
+    # a forged request with nc=5 and a wrong response must not burn counts 1..5 of the phone
+    ep.received(register(2, auth=answer(params, password="guess", nc="00000005")), ATTACKER)
+    assert last(wire).status == 403
+    ep.received(register(3, auth=answer(params, nc="00000001")), PHONE)
+    assert last(wire).status == 200
+
+
+def test_unknown_user_and_wrong_password_get_the_same_answer():
+    ep, calls, wire, clock = setup()
+    ep.received(register(1), PHONE)
+    ep.received(register(2, auth=answer(challenge(wire), password="guess")), PHONE)
+    wrong = last(wire)
+    ep.received(register(3, user="mallory"), PHONE)
+    ep.received(register(4, user="mallory", auth=answer(challenge(wire), user="mallory")),
+                PHONE)
+    unknown = last(wire)
+    assert (wrong.status, wrong.reason) == (unknown.status, unknown.reason) == (403, "Forbidden")
+    assert wrong.get("warning") is None and unknown.get("warning") is None
+
+
+def brute(ep, wire, flow, n, user="alice", start=100):
+    for i in range(n):
+        ep.received(register(start + 2 * i, user=user), flow)
+        ep.received(register(start + 2 * i + 1, user=user,
+                             auth=answer(challenge(wire), password=f"guess{i}", user=user)),
+                    flow)
+        assert last(wire).status == 403
+
+
+def test_lockout_per_source_and_per_user_spares_the_users_own_phone(caplog):
+    ep, calls, wire, clock = setup(auth_max_failures=3, auth_failure_window=300)
+    authed(ep, wire, 1)  # alice's phone is registered from PHONE
+    assert last(wire).status == 200
+    brute(ep, wire, ATTACKER, 3)
+    # locked: even the right password from the attacker's address is refused, the same way
+    ep.received(register(50), ATTACKER)
+    ep.received(register(51, auth=answer(challenge(wire))), ATTACKER)
+    assert (last(wire).status, last(wire).reason) == (403, "Forbidden")
+    # the user is locked for any other address too...
+    elsewhere = Flow("udp", "203.0.113.9", 5060)
+    ep.received(register(52), elsewhere)
+    ep.received(register(53, auth=answer(challenge(wire))), elsewhere)
+    assert last(wire).status == 403
+    # ...but not for the address her phone is registered from
+    authed(ep, wire, 60)
+    assert last(wire).status == 200
+    # a window later, the attacker's address and the user are free again
+    clock.advance(301)
+    ep.received(register(70), elsewhere)
+    ep.received(register(71, auth=answer(challenge(wire))), elsewhere)
+    assert last(wire).status == 200
+    refused = [r for r in caplog.records if "refused" in r.getMessage()]
+    assert len(refused) <= 3  # one line per source a minute, not one per attempt
+
+
+def test_md5_only_for_phones_that_give_up_on_other_challenges():
+    ep, calls, wire, clock = setup()
+    ep.received(register(1, user_agent="baresip v1.0.0 (x86_64/linux)"), PHONE)
+    algorithms = [parse_credentials(v)[1]["algorithm"] for v in last(wire).values(
+        "www-authenticate")]
+    assert algorithms == ["MD5"]
+    ep.received(register(2, user_agent="baresip v1.0.0 (x86_64/linux)",
+                         auth=answer(challenge(wire))), PHONE)
+    assert last(wire).status == 200
