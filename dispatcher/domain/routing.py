@@ -88,6 +88,15 @@ class Outcome:
     def touch(self, task: Task) -> None:
         self.tasks[task.id] = task
 
+    def merge(self, more: Outcome) -> Outcome:
+        """Add what `more` changed (after what this one changed); returns self."""
+        self.events.extend(more.events)
+        self.offers.extend(more.offers)
+        self.ended.extend(more.ended)
+        self.tasks.update(more.tasks)
+        self.declines.extend(more.declines)
+        return self
+
 
 class Bucket:
     """Tasks of one queue and channel with one requirement, and the agents able to take them."""

@@ -44,7 +44,10 @@ log = logging.getLogger(__name__)
 DEFAULT_REALM = "switchboard"
 TASK_ID_PREFIX = "call-"
 TASK_ID_DIGEST_CHARS = 24
-SOURCES = ("sip", "cti")
+SIP_SOURCE = "sip"  # the SIP edge holds the call's dialog (in its process only)
+CTI_SOURCE = "cti"  # a PBX holds the call and reports it over the CTI API
+SOURCES = (SIP_SOURCE, CTI_SOURCE)
+CALL_LOST = "call_lost"  # reason of a SIP call whose dialog died with the process
 # Call ids and contacts are stored; keep them to what a SIP header can reasonably hold.
 MAX_CALL_ID = 256
 ANSWERED_AT = "answered_at"  # the task attribute: when the agent's device answered
@@ -131,7 +134,7 @@ class Calls:
         out = Outcome()
         for agent_id, agent in self.router.agents.items():
             if Channel.PHONE in agent.channels:
-                self._merge(out, self.router.set_device(
+                out.merge(self.router.set_device(
                     agent_id, Channel.PHONE, self.now(), reachable=self._reachable(agent_id)))
         return self.assignment.apply(out)
 
@@ -342,21 +345,29 @@ class Calls:
             return succeed(Outcome())
         if task.state in (TaskState.QUEUED, TaskState.OFFERED):
             return self.abandoned(call_id, reason=f"ended_by_{by}")
-        now = self.now()
+        try:
+            out = self.end_outcome(task, by, self.now())
+        except DomainError as exc:
+            return fail(exc)
+        return self.assignment.apply(out)
+
+    def end_outcome(self, task: Task, by: str, ended_at: float, now: float | None = None,
+                    seen: bool = True) -> Outcome:
+        """What the end of assigned `task`'s call at `ended_at` changes, not yet applied: its
+        agent starts wrap-up (at `now`, by default `ended_at`), `call.ended` logs the talk
+        time since the answer (none when the end was not `seen`: the call went on out of our
+        sight). Raises DomainError."""
         agent_id = task.agent_id or ""
         answered = self._answered_at.pop(task.id, None)
         if answered is None:  # answered before a restart
             kept = task.attributes.get(ANSWERED_AT)
             answered = kept if isinstance(kept, int | float) and not isinstance(kept, bool) \
                 else None
-        try:
-            out = self.router.wrap_up(agent_id, task.id, now)
-        except DomainError as exc:
-            return fail(exc)
-        talk = None if answered is None else round(now - answered, 3)
-        out.events.append(ev.Event(ev.CALL_ENDED, now, task.id, agent_id, ev.SYSTEM,
+        out = self.router.wrap_up(agent_id, task.id, ended_at if now is None else now)
+        talk = None if answered is None or not seen else round(max(0.0, ended_at - answered), 3)
+        out.events.append(ev.Event(ev.CALL_ENDED, ended_at, task.id, agent_id, ev.SYSTEM,
                                    {"by": by, "talk_seconds": talk}))
-        return self.assignment.apply(out)
+        return out
 
     def abandoned(self, call_id: str, reason: str = "caller_cancel") -> Deferred[Outcome]:
         """The caller gave up while waiting (CANCEL, hang-up, time limit in queue)."""
@@ -364,13 +375,25 @@ class Calls:
         if task is None or task.state not in (TaskState.QUEUED, TaskState.OFFERED):
             return succeed(Outcome())
         try:
-            out = self.router.abandon(task.id, self.now())
+            out = self.abandon_outcome(task, reason, self.now())
         except DomainError as exc:
             return fail(exc)
-        for event in out.events:
+        return self.assignment.apply(out)
+
+    def abandon_outcome(self, task: Task, reason: str, at: float) -> Outcome:
+        """What the caller's leaving at `at` changes, not yet applied: the task is abandoned
+        with the time waited and `reason`. A call assigned but never answered (accepted on the
+        console while the phone rang) is taken back from its agent first. Raises
+        DomainError."""
+        out = Outcome()
+        if task.state is TaskState.ASSIGNED:
+            out.merge(self.router.requeue(task.id, at, reason))
+        more = self.router.abandon(task.id, at)
+        for event in more.events:
             if event.kind == ev.TASK_ABANDONED:
                 event.data = {**event.data, "reason": reason}
-        return self.assignment.apply(out)
+        out.merge(more)
+        return out
 
     def device(self, agent_id: str, *, engaged: bool | None = None,
                reachable: bool | None = None) -> Deferred[Outcome]:
@@ -391,10 +414,3 @@ class Calls:
             return fail(exc)
         return self.assignment.apply(out)
 
-    @staticmethod
-    def _merge(into: Outcome, more: Outcome) -> None:
-        into.events.extend(more.events)
-        into.offers.extend(more.offers)
-        into.ended.extend(more.ended)
-        into.tasks.update(more.tasks)
-        into.declines.extend(more.declines)

@@ -284,6 +284,10 @@ class MemoryStore:
     def task_events(self, task_id: str) -> Deferred[list[StoredEvent]]:
         return succeed([copy.deepcopy(e) for e in self._trails().get(task_id, ())])
 
+    def last_event_at(self) -> Deferred[float | None]:
+        times = [e.at for log in (self._task_events, self.agent_events) for e in log]
+        return succeed(max(times) if times else None)
+
     # reports (ports.ReportStore)
     def fold_events(self, start: float, end: float, sink: EventSink,
                     progress: Progress | None = None, context: bool = True) -> Deferred[int]:

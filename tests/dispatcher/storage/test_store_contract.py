@@ -482,3 +482,16 @@ def test_task_events_are_the_task_trail_only(h: Harness) -> None:
     ]
     assert trail[-1].data == {"nested": {"k": [1, 2]}} and trail[-1].actor == ev.SYSTEM
     assert h.wait(h.store.task_events("nothing")) == []
+
+
+def test_last_event_at_is_the_newest_event_of_either_log(h: Harness) -> None:
+    assert h.wait(h.store.last_event_at()) is None
+    create(h, make_task("t1"))
+    assert h.wait(h.store.last_event_at()) == T0
+    h.wait(h.store.record(Changes(events=[
+        Event(ev.AGENT_STATUS, T0 + 7.25, None, "a1", data={"status": "available"}),
+        Event(ev.TASK_CHANGED, T0 + 3, "t1", data={"priority": 5}),  # logged later, older
+    ])))
+    assert h.wait(h.store.last_event_at()) == T0 + 7.25
+    h.wait(h.store.record(Changes(events=[Event(ev.TASK_CHANGED, T0 + 9.5, "t1")])))
+    assert h.wait(h.store.last_event_at()) == T0 + 9.5
