@@ -14,6 +14,8 @@ import json
 from html.parser import HTMLParser
 from typing import Any
 
+from dispatcher.service.wire import NotJson, read_json
+
 PROTOCOL_VERSION = 1
 SUBPROTOCOL = "switchboard.v1"
 # A browser cannot set headers on a WebSocket: it offers the token as a second subprotocol,
@@ -195,9 +197,9 @@ def parse(raw: str | bytes) -> dict[str, Any]:
     if isinstance(raw, bytes):
         raise BadMessage("frames are JSON text")
     try:
-        msg = json.loads(raw)
-    except ValueError:
-        raise BadMessage("not JSON") from None
+        msg = read_json(raw)  # bounded: nesting, NaN, lone surrogates (service/wire.py)
+    except NotJson as exc:
+        raise BadMessage(str(exc)) from None
     if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
         raise BadMessage("a frame is a JSON object with a string `type`")
     rid = msg.get("id")

@@ -1,9 +1,11 @@
 """The console's pages on the runtime's twisted.web site: `/` is the agent console,
 `/wallboard` the supervisors' wallboard and `/supervisor` their back office (plain HTML, CSS
 and JS from `static/`, no build step); `/console/config.json` tells the page where the
-WebSocket server listens. Every page is sent with a strict Content-Security-Policy: scripts and
-styles from this server only, sockets to the console's port only, frames from this server only
-(an e-mail's HTML body, in a sandbox), the page itself never framed."""
+WebSocket server listens. Every page is sent with the product's page headers
+(`dispatcher.service.pages.harden`) and a strict Content-Security-Policy: scripts and styles
+from this server only, sockets to the console's port only (on whatever host name the browser
+used: `ws://*:PORT`, since the policy is never built from the request's `Host`), frames from
+this server only (an e-mail's HTML body, in a sandbox), the page itself never framed."""
 
 from __future__ import annotations
 
@@ -13,22 +15,25 @@ from pathlib import Path
 from twisted.web.resource import Resource
 from twisted.web.static import File
 
+from dispatcher.service import pages
+
 from . import messages as m
 from .config import ConsoleSettings
 
 STATIC = Path(__file__).with_name("static")
 
 
+def policy(ws_port: int) -> str:
+    """The pages' Content-Security-Policy: constants and the configured port only."""
+    port = int(ws_port)
+    return pages.policy(
+        "script-src 'self'", "style-src 'self'", "img-src 'self' data:",
+        f"connect-src 'self' {pages.source(f'ws://*:{port}')} {pages.source(f'wss://*:{port}')}",
+        "frame-src 'self'", "form-action 'none'")
+
+
 def _harden(request, ws_port: int) -> None:
-    host = request.getRequestHostname().decode("ascii", "replace")
-    request.setHeader(b"content-security-policy", (
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        f"connect-src 'self' ws://{host}:{ws_port} wss://{host}:{ws_port}; "
-        "frame-src 'self'; "
-        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'").encode())
-    request.setHeader(b"x-content-type-options", b"nosniff")
-    request.setHeader(b"referrer-policy", b"no-referrer")
-    request.setHeader(b"cache-control", b"no-store")
+    pages.harden(request, policy(ws_port))
 
 
 class ConsolePage(Resource):
@@ -88,6 +93,18 @@ class Assets(File):
     def render_GET(self, request):
         _harden(request, self.ws_port)
         return super().render_GET(request)
+
+    def getChild(self, path, request):
+        """A segment with a NUL (`%00`) or that is not UTF-8 names no file: 404, without the
+        ValueError (500) or the logged error twisted's File gives for them."""
+        if isinstance(path, bytes):
+            try:
+                path = path.decode("utf-8")
+            except UnicodeDecodeError:
+                return self.childNotFound
+        if "\x00" in path:
+            return self.childNotFound
+        return super().getChild(path, request)
 
     def createSimilarFile(self, path):
         f = Assets(path, self.ws_port)

@@ -12,7 +12,11 @@ What it promises:
   from one client address get 429 with Retry-After; a filled-in honeypot field is answered as
   if accepted, logged, and not queued; invalid fields get 400 with every problem at once (JSON
   when the request was JSON or asks for it, else an HTML page). Nothing a visitor types reaches
-  a header unescaped (the message is built with the `email` package) or the page (escaped).
+  a header unescaped (the message is built with the `email` package; control characters and
+  line separators in a header field become a space, the body keeps them) or the page
+  (escaped). JSON bodies are read by the bounded reader (dispatcher.service.wire). Refusals
+  are logged at most once per REFUSAL_LOG_INTERVAL per client and reason; an unexpected
+  failure is 500 with an `incident` id that is in its one log line.
 """
 
 from __future__ import annotations
@@ -37,7 +41,10 @@ from twisted.web.resource import Resource
 from dispatcher.domain.categories import Prequalified, check_name
 from dispatcher.domain.errors import DomainError, InvalidValue
 from dispatcher.domain.tasks import MAX_PRIORITY, MIN_PRIORITY
+from dispatcher.guard import Throttled
+from dispatcher.service import pages
 from dispatcher.service.mail import InboundMail
+from dispatcher.service.wire import Incidents, NotJson, read_json
 
 from .config import EmailSettings
 
@@ -55,6 +62,11 @@ TRUE = frozenset({"1", "true", "on", "yes"})
 _PHONE = re.compile(r"^\+?[0-9 ()./-]{3,}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 JSON_TYPE = b"application/json"
+# Control characters (C0, DEL, C1) and the Unicode line and paragraph separators: the `email`
+# package refuses them in a header (it splits lines on them), so a header field gets a space
+# for each run of them; the body keeps the text as typed.
+_NOT_IN_A_HEADER = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+REFUSAL_LOG_INTERVAL = 60.0  # seconds between two warnings about one client and reason
 
 
 @dataclass(frozen=True)
@@ -120,6 +132,10 @@ class Submission:
     callback: bool
 
 
+# The form page's Content-Security-Policy (dispatcher/service/pages.py adds frame-ancestors).
+FORM_CSP = pages.policy("style-src 'unsafe-inline'", "form-action 'self'")
+
+
 class ContactForm(Resource):
     isLeaf = True
 
@@ -134,18 +150,30 @@ class ContactForm(Resource):
         self.products = [p.strip() for p in settings.form_products.split(",") if p.strip()]
         self.by_address = RateLimit(settings.form_per_address_per_hour, HOUR)
         self.by_ip = RateLimit(settings.form_per_ip_per_hour, HOUR)
+        self.refusals = Throttled(log, REFUSAL_LOG_INTERVAL)  # one line per client and reason
+        self.incidents = Incidents(log)
 
     # ------------------------------------------------------------------ GET
 
     def render_GET(self, request: server.Request) -> bytes:
         request.setHeader(b"content-type", b"text/html; charset=utf-8")
-        request.setHeader(b"content-security-policy", b"default-src 'self'; style-src 'unsafe-inline'")
+        pages.harden(request, FORM_CSP)  # never framed, no script, posts to itself only
         return page(self.types, self.products, self.settings.form_honeypot).encode()
 
     # ------------------------------------------------------------------ POST
 
     def render_POST(self, request: server.Request) -> Any:
         wants_json = _wants_json(request)
+        try:
+            return self._post(request, wants_json)
+        except Exception as exc:  # noqa: BLE001 - the visitor gets an id, the log the trace
+            incident = self.incidents.record(exc, self.clock(), "form: a submission from %s"
+                                             " failed", _client(request))
+            return self._answer(request, 500, wants_json, {
+                "error": "internal", "incident": incident,
+                "message": f"not stored; please try again (incident {incident})"})
+
+    def _post(self, request: server.Request, wants_json: bool) -> Any:
         length = request.getHeader(b"content-length")
         body = request.content.read(self.settings.form_max_bytes + 1)
         if (length is not None and length.isdigit() and int(length) > self.settings.form_max_bytes
@@ -160,7 +188,8 @@ class ContactForm(Resource):
         now = self.clock()
         client = _client(request)
         if fields.get(self.settings.form_honeypot, "").strip():
-            log.warning("form: honeypot field filled in from %s: not queued", client)
+            self.refusals.warning((client, "honeypot"), now, "form: honeypot field filled in"
+                                  " from %s: not queued", client)
             return self._answer(request, 200, wants_json, {"status": "received"})
         problems, sub = self._check(fields)
         if problems:
@@ -170,7 +199,7 @@ class ContactForm(Resource):
                              (self.by_address, f"email:{sub.email.lower()}")):
             wait = limiter.retry_after(key, now)
             if wait > 0:
-                log.warning("form: rate limit for %s", key)
+                self.refusals.warning((key, "rate"), now, "form: rate limit for %s", key)
                 request.setHeader(b"retry-after", str(int(wait) + 1).encode())
                 return self._answer(request, 429, wants_json, {
                     "error": "rate_limited", "message": "too many submissions; try later"})
@@ -181,13 +210,13 @@ class ContactForm(Resource):
         return server.NOT_DONE_YET
 
     def _failed(self, failure: Any, request: server.Request, wants_json: bool) -> None:
+        body = {"error": "unavailable", "message": "not stored; please try again"}
         if failure.check(DomainError):
             log.warning("form: refused: %s", failure.getErrorMessage())
         else:
-            log.error("form: could not store a submission: %s", failure.getTraceback())
-        self._answer(request, 503, wants_json, {"error": "unavailable",
-                                                "message": "not stored; please try again"},
-                     finish=True)
+            body["incident"] = self.incidents.record(failure.value, self.clock(),
+                                                     "form: could not store a submission")
+        self._answer(request, 503, wants_json, body, finish=True)
 
     def _check(self, f: dict[str, str]) -> tuple[dict[str, str], Submission]:
         problems: dict[str, str] = {}
@@ -200,7 +229,7 @@ class ContactForm(Resource):
         product = f.get("product", "").strip()
         kind = f.get("request_type", "").strip()
         callback = f.get("callback", "").strip().lower() in TRUE
-        if not name or len(name) > MAX_NAME_CHARS:
+        if not _one_line(name) or len(name) > MAX_NAME_CHARS:
             problems["name"] = f"required, at most {MAX_NAME_CHARS} characters"
         bare = parseaddr(email)[1]
         if (not _EMAIL.match(email) or bare != email or len(email) > MAX_EMAIL_CHARS):
@@ -209,7 +238,7 @@ class ContactForm(Resource):
             problems["phone"] = "not a phone number"
         if callback and not phone:
             problems["phone"] = "required for a call back"
-        if not subject or len(subject) > MAX_SUBJECT_CHARS:
+        if not _one_line(subject) or len(subject) > MAX_SUBJECT_CHARS:
             problems["subject"] = f"required, at most {MAX_SUBJECT_CHARS} characters"
         if not message or len(message) > s.form_max_message_chars:
             problems["message"] = f"required, at most {s.form_max_message_chars} characters"
@@ -247,8 +276,8 @@ class ContactForm(Resource):
         priority = kind.priority if kind else None
         if sub.callback:
             priority = max(priority or MIN_PRIORITY, s.form_callback_priority)
-        fields = {"name": sub.name, "email": sub.email, "phone": sub.phone,
-                  "subject": sub.subject, "product": sub.product,
+        fields = {"name": _one_line(sub.name), "email": sub.email, "phone": sub.phone,
+                  "subject": _one_line(sub.subject), "product": sub.product,
                   "request_type": sub.request_type, "callback": "yes" if sub.callback else "no",
                   "client": client}
         return InboundMail(
@@ -294,9 +323,9 @@ def _fields(request: server.Request, body: bytes) -> dict[str, str]:
         raise ValueError("the body is not UTF-8") from None
     if ctype == JSON_TYPE:
         try:
-            data = json.loads(text)
-        except ValueError:
-            raise ValueError("the body is not JSON") from None
+            data = read_json(text)  # bounded (service/wire.py): never a RecursionError
+        except NotJson as exc:
+            raise ValueError(f"the body is not JSON: {exc}") from None
         if not isinstance(data, dict):
             raise ValueError("a JSON object is expected")
         out = {}
@@ -319,7 +348,8 @@ def _client(request: server.Request) -> str:
 
 
 def _one_line(value: str) -> str:
-    return re.sub(r"[\r\n\t]+", " ", value or "").strip()
+    """`value` fit for a header: each run of control or separator characters one space."""
+    return _NOT_IN_A_HEADER.sub(" ", value or "").strip()
 
 
 def page(types: dict[str, RequestType], products: list[str], honeypot: str) -> str:
