@@ -46,7 +46,9 @@ def bearer(authorization: bytes | None) -> str:
 
 
 def verifier_for(settings: ConsoleSettings, keys: Keys) -> Verifier:
-    return Verifier(keys, settings.issuer, settings.audience, settings.leeway_seconds)
+    return Verifier(keys, settings.issuer, settings.audience, settings.leeway_seconds,
+                    max_lifetime=settings.max_token_lifetime_seconds,
+                    max_integration_lifetime=settings.max_integration_token_lifetime_seconds)
 
 
 def signer_for(settings: ConsoleSettings, keys: Keys) -> Signer:

@@ -26,6 +26,10 @@ class ConsoleSettings:
     audience: str = "switchboard-console"
     leeway_seconds: int = 30  # clock skew allowed on exp / iat
     token_ttl_seconds: int = 8 * 3600  # default lifetime of `switchboard token`
+    # The longest token accepted (`exp - iat`): people's (agent, supervisor) and PBXs'
+    # (integration); longer ones are refused (dispatcher/service/tokens.py, docs/operations.md).
+    max_token_lifetime_seconds: int = 12 * 3600
+    max_integration_token_lifetime_seconds: int = 400 * 86400
     # Sign-in with a password (POST /login, login.py): the token it gives lives this long; the
     # page refreshes it (POST /login/refresh) while the account stays enabled.
     login_token_ttl_seconds: int = 15 * 60

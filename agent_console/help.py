@@ -24,6 +24,8 @@ from urllib.parse import quote, urlencode
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
+from dispatcher.service import pages
+
 log = logging.getLogger(__name__)
 
 MAX_QUERY_CHARS = 200
@@ -32,8 +34,7 @@ MAX_FORM_BYTES = 2_048
 MAX_VOTES_PER_WINDOW = 30
 VOTE_WINDOW_SECONDS = 3600.0
 MAX_TRACKED_CLIENTS = 10_000
-CSP = ("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; base-uri 'none'; "
-       "frame-ancestors 'none'")
+CSP = pages.policy("style-src 'unsafe-inline'", "form-action 'self'")
 STYLE = ("body{font-family:system-ui,sans-serif;max-width:46rem;margin:2rem auto;padding:0 1rem;"
          "line-height:1.5}input[type=search]{width:70%;padding:.4rem}"
          ".cat{color:#666;font-size:.85rem}.answer{white-space:pre-wrap}")
@@ -52,10 +53,7 @@ def _page(title: str, body: str) -> bytes:
 
 def _headers(request: Any) -> None:
     request.setHeader(b"content-type", b"text/html; charset=utf-8")
-    request.setHeader(b"content-security-policy", CSP.encode())
-    request.setHeader(b"x-content-type-options", b"nosniff")
-    request.setHeader(b"referrer-policy", b"no-referrer")
-    request.setHeader(b"cache-control", b"no-store")
+    pages.harden(request, CSP)
 
 
 def _arg(request: Any, name: bytes, limit: int) -> str:

@@ -31,7 +31,9 @@ from twisted.internet.defer import ensureDeferred
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
+from dispatcher.service import pages
 from dispatcher.service.accounts import AccountDisabled, SignInRefused, UnknownAccount
+from dispatcher.service.wire import NotJson, read_json
 
 from . import messages as m
 from .auth import Signer, TokenRefused, Verifier, bearer
@@ -111,8 +113,7 @@ class LoginPage(Resource):
         self.by_id = Throttle(settings.login_max_failures, settings.login_window_seconds, clock)
 
     def render_POST(self, request: Any) -> Any:
-        request.setHeader(b"cache-control", b"no-store")
-        request.setHeader(b"x-content-type-options", b"nosniff")
+        pages.harden(request, pages.policy())  # JSON answers: no source, never framed
         path = [p for p in request.postpath if p]
         if path not in ([], [b"refresh"]):
             return self._answer(request, HTTPStatus.NOT_FOUND, error=m.LOGIN_BAD_REQUEST,
@@ -187,9 +188,9 @@ class LoginPage(Resource):
         if len(body) > limit:
             raise BadRequest(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"at most {limit} bytes")
         try:
-            data = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            raise BadRequest(HTTPStatus.BAD_REQUEST, "the body is not JSON") from None
+            data = read_json(body)  # bounded (service/wire.py): never a RecursionError
+        except NotJson as exc:
+            raise BadRequest(HTTPStatus.BAD_REQUEST, f"the body is not JSON: {exc}") from None
         if not isinstance(data, dict) or not isinstance(data.get("id"), str) \
                 or not isinstance(data.get("password"), str) or not data["id"]:
             raise BadRequest(HTTPStatus.BAD_REQUEST, 'send {"id": "...", "password": "..."}')
@@ -232,6 +233,17 @@ class LoginPage(Resource):
         log.error("login: failed: %s", failure.getErrorMessage())
         self._finish(request, HTTPStatus.INTERNAL_SERVER_ERROR, error="internal",
                      message="internal error")
+
+    @property
+    def max_body_bytes(self) -> int:
+        """The site refuses a larger body before reading it (dispatcher/runtime/http.py)."""
+        return self.settings.login_max_body_bytes
+
+    @staticmethod
+    def too_large(limit: int, request: Any) -> tuple[bytes, bytes]:
+        """The site's 413, in this page's JSON shape."""
+        return b"application/json", json.dumps(
+            {"error": m.LOGIN_BAD_REQUEST, "message": f"at most {limit} bytes"}).encode()
 
     def _finish(self, request: Any, status: int, **body: Any) -> None:
         if request.finished or getattr(request, "_disconnected", False):

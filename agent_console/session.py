@@ -174,7 +174,7 @@ class Desks:
     def greet(self, session: Session) -> None:
         """After hello: the session becomes the agent's one connection (displacing any older
         one), supervisors start getting queue snapshots, and the welcome is queued."""
-        agent = self.view.agent(session.sub)
+        agent = self.view.acting_agent(session.sub, session.role)
         if agent is not None:
             session.agent_id = agent.id
             old = self.by_agent.get(agent.id)
@@ -255,7 +255,7 @@ class Desks:
 
     def _welcome(self, session: Session) -> Callable[[], Awaitable[dict[str, Any]]]:
         async def build() -> dict[str, Any]:
-            agent = self.view.agent(session.sub)
+            agent = self.view.acting_agent(session.sub, session.role)
             tasks = []
             for task in (self.view.held(agent.id) if agent else []):
                 tasks.append({**task_view(task, self.view),

@@ -37,6 +37,7 @@ from dispatcher.service.history import History
 from dispatcher.service.intake import Intake
 from dispatcher.service.mail import Mail
 from dispatcher.service.queries import Queries
+from dispatcher.service.recovery import Recovery
 from dispatcher.service.reports import Reports, Today
 from dispatcher.service.review import AnswerServices, Review
 from dispatcher.service.roster import Roster
@@ -51,6 +52,7 @@ from dispatcher.storage.engine import make_engine
 from dispatcher.storage.phones import SqlPhones
 from dispatcher.storage.pool import Pool
 from dispatcher.storage.reports import SqlReportStore
+from dispatcher.storage.revocations import SqlRevocations
 from dispatcher.storage.secrets import SqlSecrets
 from dispatcher.storage.sql import SqlStore
 from dispatcher.storage.uploads import SqlUploads
@@ -92,6 +94,7 @@ class Storage:
         self.uploads = SqlUploads(self.pool)  # files agents attach to replies
         self.accounts = SqlAccounts(self.pool)  # console sign-in
         self.secrets = SqlSecrets(self.pool)  # the token key when no key file is set
+        self.revocations = SqlRevocations(self.pool)  # revoked tokens and subjects
 
     def check(self) -> schema.SchemaStatus:
         return schema.check(self.url)
@@ -109,7 +112,8 @@ def accounts_service(storage: Storage, reactor: Any) -> Accounts:
     """Console accounts on this database; password hashes are checked in the reactor's thread
     pool (argon2 is deliberately slow)."""
     return Accounts(storage.accounts, storage.store, reactor, offload=lambda fn, *a: (
-        threads.deferToThreadPool(reactor, reactor.getThreadPool(), fn, *a)))
+        threads.deferToThreadPool(reactor, reactor.getThreadPool(), fn, *a)),
+        revocations=storage.revocations)
 
 
 def load_token_secret(storage: Storage, reactor: Any) -> Deferred[bytes]:
@@ -153,6 +157,8 @@ class App:
                              self.assignment, reactor)
         self.mail.automatic = self.review.automatic
         self.calls = Calls(self.assignment, self.intake, self.storage.phones)
+        # At start: the router rebuilt, timers re-armed, SIP calls lost in a crash settled.
+        self.recovery = Recovery(self.assignment, self.calls, self.store)
         # Reports and today's figures read the log on their own connection (report.py).
         self.report_events = SqlReportStore(config.database.url, reactor)
         self.reports = Reports(self.report_events, self.store, reactor)
@@ -170,6 +176,8 @@ class App:
         # database (loaded at start: the edges and /report verify with it).
         self.accounts = accounts_service(self.storage, reactor)
         self.token_secret: bytes | None = None
+        # Revoked tokens: loaded at start, read again every few seconds (the CLI revokes).
+        self.revocation_watch = tokens.RevocationWatch(self.storage.revocations, reactor)
         self.edges: list[tuple[str, Edge]] = []
         self.collector = Collector(reactor, config.server.gc_refreeze_seconds)
         self.lock: LeaderLock | None = None
@@ -186,12 +194,13 @@ class App:
             await self._lead()
         self.storage.start()
         self.token_secret = await load_token_secret(self.storage, self.reactor)
+        await self.revocation_watch.start()
         state = await self.store.load_state()
         self.intake.calendars = {
             c.name: BusinessCalendar.from_spec(c.name, c.timezone, c.hours, c.holidays)
             for c in state.calendars
         }
-        await self.assignment.restore(state)
+        await self.recovery.restore(state)  # before any edge or /healthz
         await self.codification.start()  # rules loaded; the classifier trains in a thread
         await self.collaboration.start()  # pending reminders re-armed
         await self.calls.start()  # phone accounts and registrations, expiries re-armed
@@ -201,7 +210,7 @@ class App:
         self.metrics.start()
         await self.supervision.start()  # today's figures so far, from the log
         log.info("router rebuilt: %d queues, %d agents, %d open tasks",
-                 len(state.queues), len(state.agents), len(state.open_tasks))
+                 len(state.queues), len(state.agents), len(self.router.tasks))
 
     async def _lead(self) -> None:
         """Take the leader lock (one router per database) and keep renewing it; losing it stops
@@ -279,6 +288,7 @@ class App:
                 await maybeDeferred(edge.stop)
             except Exception:  # noqa: BLE001 - the others must still stop
                 log.exception("edge %s did not stop cleanly", name)
+        self.revocation_watch.stop()
         self.assignment.stop()
         self.codification.stop()
         self.collaboration.stop()

@@ -13,6 +13,8 @@ reactor, parses arguments, loads the configuration (every error at once), runs o
     switchboard report --from ... --to ... [--queue Q] [--interval 15m|1h|1d] [--format F]
     switchboard accounts set ID --role agent|supervisor --password-file F | list | disable | remove
     switchboard token --agent ID [--role R]   (and the other commands the edges bring)
+    switchboard token revoke --jti JTI | --subject ID   (a running server hears it within
+                                                         REVOCATION_POLL_SECONDS)
 
 What it promises: every command and option has help, with its default; commands that read or
 change a database never create one (a missing SQLite file is an error, exit 2; only `db
@@ -32,6 +34,9 @@ from pathlib import Path
 EXIT_USAGE = 2
 EXIT_CONFIG = 3
 EXIT_DATABASE = 4
+# `switchboard token revoke ...` is parsed as `switchboard tokens revoke ...` (`token` itself
+# is the console's command, whose `--agent` is required).
+REVOKE_COMMAND = "tokens"
 
 DESCRIPTION = (
     "Switchboard, a contact-centre dispatcher: e-mails and phone calls become tasks in common "
@@ -212,6 +217,17 @@ def build_parser(specs: dict | None = None) -> argparse.ArgumentParser:
     t.add_argument("id", help="a task id or a request number (SB-000123)")
     t.add_argument("--json", action="store_true", help=JSON_HELP + " (by task id)")
 
+    revoke = sub.add_parser(
+        REVOKE_COMMAND, help="revoke console/CTI tokens (also `switchboard token revoke`)"
+    ).add_subparsers(dest="action", required=True, metavar="ACTION")
+    r = revoke.add_parser("revoke", help="refuse a token (by its jti) or every token of a "
+                                         "subject issued until now; running servers close "
+                                         "the sessions within a few seconds")
+    which = r.add_mutually_exclusive_group(required=True)
+    which.add_argument("--jti", help="the token's `jti` claim (tokens we issue have one)")
+    which.add_argument("--subject", help="an agent's id, a supervisor's id or a PBX's name: "
+                                         "every token issued to it before now")
+
     cal = sub.add_parser("calendars", help="business calendars for deadlines"
                          ).add_subparsers(dest="action", required=True, metavar="ACTION")
     c = cal.add_parser("add", help="add or update a business calendar" + NOT_LIVE)
@@ -286,7 +302,7 @@ def _main(argv: list[str] | None = None) -> int:
     from .edges import discover
 
     specs = discover()
-    args = build_parser(specs).parse_args(argv)
+    args = build_parser(specs).parse_args(_revoke_alias(sys.argv[1:] if argv is None else argv))
 
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -447,6 +463,39 @@ def _edge_command(args, settings, url: str) -> int:
     return _admin(args, url, command)
 
 
+def _revoke_alias(argv: list[str]) -> list[str]:
+    """`token revoke ...` -> `tokens revoke ...`."""
+    argv = list(argv)
+    for i in range(len(argv) - 1):
+        if argv[i] == "token" and argv[i + 1] == "revoke":
+            argv[i] = REVOKE_COMMAND
+            break
+    return argv
+
+
+async def cmd_tokens_revoke(storage, args) -> int:
+    """Store the revocation; servers on this database read it within their poll interval."""
+    from twisted.internet import reactor
+
+    from dispatcher.domain.errors import InvalidValue
+    from dispatcher.domain.events import OPERATOR
+    from dispatcher.service import tokens
+
+    now, actor = reactor.seconds(), OPERATOR
+    value = (args.jti or args.subject or "").strip()
+    if not value:
+        raise InvalidValue("give a non-empty --jti or --subject")
+    if args.jti:
+        await tokens.revoke_token(storage.revocations, value, now, actor,
+                                  revoked=tokens.RevocationList())
+        print(f"revoked the token {value}")
+    else:
+        await tokens.revoke_subject(storage.revocations, value, now, actor,
+                                    revoked=tokens.RevocationList())
+        print(f"revoked every token of {value} issued until now")
+    return 0
+
+
 def _admin(args, url: str, command=None) -> int:
     from twisted.internet import reactor, task
     from twisted.internet.defer import ensureDeferred
@@ -472,6 +521,7 @@ def _admin(args, url: str, command=None) -> int:
         ("tasks", "show"): admin.cmd_tasks_show,
         ("calendars", "add"): admin.cmd_calendars_add,
         ("calendars", "list"): admin.cmd_calendars_list,
+        (REVOKE_COMMAND, "revoke"): cmd_tokens_revoke,
         **phones.COMMANDS,
         **answer_commands.COMMANDS,
         **category_commands.COMMANDS,
@@ -543,6 +593,9 @@ def _logging(config) -> None:
         logging.basicConfig(level=level, handlers=[handler])
     else:
         logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from .logs import protect
+
+    protect()  # no token, password or cookie reaches a line, at any level (logs.py)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,8 @@ from twisted.web.server import NOT_DONE_YET
 
 from dispatcher.domain.errors import DomainError
 from dispatcher.domain.metrics import INTERVALS
-from dispatcher.service import tokens
+from dispatcher.guard import Throttled
+from dispatcher.service import pages, tokens
 from dispatcher.service.reports import (
     CONTENT_TYPES,
     FORMATS,
@@ -181,7 +182,24 @@ def verifier_from(settings: Any, stored: bytes | None = None) -> tokens.Verifier
         settings.jwt_algorithm, secret_file=settings.jwt_secret_file,
         public_key_file=settings.jwt_public_key_file,
         private_key_file=settings.jwt_private_key_file, stored=stored, label="report")
-    return tokens.Verifier(keys, settings.issuer, settings.audience, settings.leeway_seconds)
+    return tokens.Verifier(
+        keys, settings.issuer, settings.audience, settings.leeway_seconds,
+        max_lifetime=getattr(settings, "max_token_lifetime_seconds",
+                             tokens.MAX_LIFETIME_SECONDS),
+        max_integration_lifetime=getattr(settings, "max_integration_token_lifetime_seconds",
+                                         tokens.MAX_INTEGRATION_LIFETIME_SECONDS))
+
+
+# The HTML report's Content-Security-Policy: its own inline style, nothing else, never framed.
+REPORT_CSP = pages.policy("style-src 'unsafe-inline'")
+
+
+REFUSAL_LOG_SECONDS = 60.0
+
+
+def _client(request: Any) -> str:
+    peer = request.getClientAddress()
+    return str(getattr(peer, "host", peer))
 
 
 class ReportPage(Resource):
@@ -195,6 +213,8 @@ class ReportPage(Resource):
         self.reports = reports
         self._verifier = verifier
         self._loaded: tokens.Verifier | None = None
+        # a client repeating a refused token gets one line a minute, with a count
+        self.refusals = Throttled(log, REFUSAL_LOG_SECONDS)
 
     def _verify(self, token: str) -> tokens.Claims:
         if self._loaded is None:
@@ -202,7 +222,7 @@ class ReportPage(Resource):
         return self._loaded.verify(token)
 
     def render_GET(self, request: Any) -> Any:
-        request.setHeader(b"cache-control", b"no-store")
+        pages.harden(request, REPORT_CSP)  # every answer, the HTML report and the errors
         auth = (request.getHeader(b"authorization") or b"").decode("latin-1")
         scheme, _, token = auth.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
@@ -210,7 +230,8 @@ class ReportPage(Resource):
         try:
             claims = self._verify(token.strip())
         except tokens.TokenRefused as exc:
-            log.info("report: token refused: %s", exc)
+            self.refusals.log(logging.INFO, (_client(request), str(exc)), time.monotonic(),
+                              "report: token refused from %s: %s", _client(request), exc)
             return self._error(request, http.UNAUTHORIZED, f"token refused: {exc}")
         except tokens.KeyProblem as exc:
             log.error("report: no usable token keys: %s", exc)

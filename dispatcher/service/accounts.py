@@ -15,6 +15,9 @@ line for `switchboard accounts ...` and `switchboard token`. What it promises:
   apart (`AccountDisabled`) only once its password was right;
 - `admit` is the rule for a token at the console: a supervisor token needs an enabled
   supervisor account; an agent token is refused when the agent's account is disabled;
+- disabling or removing an account, or giving it a new password, revokes every token issued to
+  it before (`tokens.revoke_subject`, when the runtime gives a `RevocationStore`): open console
+  sessions are closed and the old tokens refused, everywhere, within the poll interval;
 - every change is audited in the agent log (`account.changed`, `account.removed`, with the
   actor), never with the password or its hash.
 """
@@ -33,6 +36,7 @@ from twisted.internet.defer import Deferred, DeferredSemaphore, ensureDeferred, 
 from dispatcher.domain import events as ev
 from dispatcher.domain.errors import DomainError, InvalidValue, UnknownAgent
 
+from . import tokens
 from .ports import Account, AccountStore, Store
 
 ROLES = (AGENT, SUPERVISOR) = ("agent", "supervisor")
@@ -77,8 +81,13 @@ def _inline(fn: Callable[..., Any], *args: Any) -> Deferred[Any]:
 class Accounts:
     def __init__(self, store: AccountStore, agents: Store, clock: Any,
                  offload: Callable[..., Deferred[Any]] | None = None,
-                 hasher: PasswordHasher | None = None) -> None:
+                 hasher: PasswordHasher | None = None,
+                 revocations: tokens.RevocationStore | None = None,
+                 revoked: tokens.RevocationList | None = None) -> None:
         self.store = store
+        # where revocations are kept (None: no revocation, e.g. unit tests without tokens)
+        self.revocations = revocations
+        self.revoked = revoked
         self.agents = agents
         self.clock = clock
         # `offload(fn, *args) -> Deferred`: run a hash off the reactor thread (the runtime
@@ -130,7 +139,14 @@ class Accounts:
         said = PASSWORD_SET if password is not None else (
             PASSWORD_KEPT if digest is not None else PASSWORD_NONE)
         await self.store.put_account(account, [self._event(account, actor, now, said)])
+        if old is not None and password is not None:
+            await self._revoke(account_id, now, actor)
         return account
+
+    async def _revoke(self, account_id: str, now: float, actor: str) -> None:
+        """Every token of this account issued before now is refused from now on."""
+        if self.revocations is not None:
+            await tokens.revoke_subject(self.revocations, account_id, now, actor, self.revoked)
 
     def disable(self, account_id: str, actor: str = ev.OPERATOR) -> Deferred[Account]:
         """Disable an account: its sign-in and its tokens are refused from now on."""
@@ -144,6 +160,7 @@ class Accounts:
         account = dataclasses.replace(old, disabled=True, updated_at=now)
         await self.store.put_account(account, [self._event(
             account, actor, now, PASSWORD_KEPT if old.password_hash else PASSWORD_NONE)])
+        await self._revoke(account_id, now, actor)
         return account
 
     def remove(self, account_id: str, actor: str = ev.OPERATOR) -> Deferred[None]:
@@ -155,6 +172,7 @@ class Accounts:
                          data={"role": old.role if old is not None else None})
         if old is None or not await self.store.remove_account(account_id, [event]):
             raise UnknownAccount(account_id)
+        await self._revoke(account_id, event.at, actor)
 
     def list(self) -> Deferred[list[Account]]:
         return self.store.list_accounts()

@@ -5,6 +5,9 @@ Sits in the service layer beside `queries.py`; reads and writes through the `Sto
 What it promises:
 - `view(customer_id)` gives the card (name, identities, open tasks) and the timeline, newest
   first, at most `limit` entries; every offer the console pushes carries it (the screen pop).
+- Who may read it (`view_for`, the one rule every edge uses): a supervisor; an agent who holds
+  or is offered a task of that customer; never an integration (a PBX's token sees calls only,
+  through the CTI), whatever its subject — anyone else gets `Forbidden`.
 - E-mails show their subject and first lines from the task's attributes (`subject`, `preview`,
   else the start of `text`/`body`); calls show when they were answered, by whom, how long they
   lasted and their disposition, all derived from the task's events.
@@ -18,10 +21,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.defer import Deferred, ensureDeferred, fail
 
 from dispatcher.domain import events as ev
-from dispatcher.domain.errors import DomainError, InvalidValue
+from dispatcher.domain.errors import DomainError, Forbidden, InvalidValue
 from dispatcher.domain.tasks import OPEN_STATES
 
 from .assignment import Assignment
@@ -33,6 +36,9 @@ TIMELINE_LIMIT = 20
 PREVIEW_LINES = 3
 PREVIEW_CHARS = 280
 SUBJECT_CHARS = 200
+
+# Roles of the tokens (dispatcher/service/tokens.py) that may read a customer's history.
+READER_ROLES = ("agent", "supervisor")
 
 CUSTOMER_MERGED = "customer.merged"  # data: survivor_id, merged_id, supervisor_id
 _OPEN = frozenset(s.value for s in OPEN_STATES)
@@ -139,6 +145,16 @@ class History:
         """The card and the timeline; fails with UnknownCustomer."""
         return ensureDeferred(self._view(customer_id, limit or self.limit))
 
+    def view_for(self, role: str, sub: str, customer_id: str, serves: bool,
+                 limit: int | None = None) -> Deferred[CustomerView]:
+        """`view` for a token's holder, after `check_reader` (`serves`: the agent holds or is
+        offered a task of this customer)."""
+        try:
+            check_reader(role, sub, customer_id, serves)
+        except Forbidden as exc:
+            return fail(exc)
+        return self.view(customer_id, limit)
+
     async def _view(self, customer_id: str, limit: int) -> CustomerView:
         customer = await self.store.get_customer(customer_id)
         if customer is None:
@@ -178,6 +194,15 @@ class History:
                   for rec in moved]
         events.append(ev.Event(CUSTOMER_MERGED, now, None, supervisor_id, actor, data))
         return await self.store.merge_customers(survivor_id, merged_id, events)
+
+
+def check_reader(role: str, sub: str, customer_id: str, serves: bool) -> None:
+    """Forbidden unless `role`/`sub` may read this customer's history: a supervisor, or an
+    agent serving the customer; never an integration."""
+    if role == "supervisor" or (role == "agent" and serves):
+        return
+    raise Forbidden(sub, f"customer {customer_id}" + (
+        "" if role in READER_ROLES else f" (a token of role {role} reads no customer)"))
 
 
 def card_of(customer: Customer, timeline: tuple[TimelineEntry, ...]) -> CustomerCard:

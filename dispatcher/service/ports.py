@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from twisted.internet.defer import Deferred
 
@@ -30,6 +30,9 @@ from dispatcher.domain.errors import InvalidValue
 from dispatcher.domain.events import Event
 from dispatcher.domain.queues import Queue
 from dispatcher.domain.tasks import Task
+
+if TYPE_CHECKING:
+    from .tokens import Revocations
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,6 +274,10 @@ class Store(Protocol):
 
     # start-up
     def load_state(self) -> Deferred[State]: ...
+
+    def last_event_at(self) -> Deferred[float | None]:
+        """When the newest event of the task and agent logs happened; None when both are
+        empty (the recovery of calls lost in a crash dates their end by it)."""
 
     # configuration (`events`: its audit in the agent log, in the same transaction)
     def put_queue(self, queue: Queue, events: Sequence[Event] = ()) -> Deferred[None]: ...
@@ -649,6 +656,19 @@ class AccountStore(Protocol):
     def replace_hash(self, account_id: str, old: str, new: str, now: float) -> Deferred[bool]:
         """Set the password hash to `new` only if it is still `old` (a rehash never undoes a
         change made meanwhile); whether it did."""
+
+
+class RevocationStore(Protocol):
+    """Revoked bearer tokens, by `jti` (until the token's own expiry) and by subject ("every
+    token issued before")."""
+
+    def revoke_token(self, jti: str, expires_at: float, now: float,
+                     actor: str) -> Deferred[None]: ...
+
+    def revoke_subject(self, subject: str, not_before: float, now: float,
+                       actor: str) -> Deferred[None]: ...
+
+    def revocations(self, now: float) -> Deferred[Revocations]: ...
 
 
 class SecretStore(Protocol):

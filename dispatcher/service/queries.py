@@ -91,6 +91,12 @@ class Queries:
     def agent(self, agent_id: str) -> Agent | None:
         return self.router.agents.get(agent_id)
 
+    def acting_agent(self, sub: str, role: str) -> Agent | None:
+        """The agent a connection acts as: its subject's, for agents and supervisors; never
+        for an integration (a PBX token sees calls, not an agent's offers and customers, even
+        when its subject happens to be an agent's id)."""
+        return None if role == "integration" else self.agent(sub)
+
     def task(self, task_id: str) -> Task | None:
         """An open task (None once it is closed)."""
         return self.router.tasks.get(task_id)

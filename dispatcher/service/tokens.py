@@ -6,7 +6,15 @@ passes the values here. What it promises (RFC 8725):
 - the algorithm is the one configured (HS256 with a secret from a file, or RS256 with a public
   key), whatever the token's header says (`alg: none` and algorithm confusion fail);
 - `exp`, `iat`, `aud`, `iss` and `sub` are required and checked; `role` is one of ROLES;
-- every refusal is a `TokenRefused` whose message never contains the token.
+- every refusal is a `TokenRefused` whose message never contains the token;
+- a token lives at most `max_lifetime` (`exp - iat`; MAX_LIFETIME_SECONDS for people,
+  MAX_INTEGRATION_LIFETIME_SECONDS for PBXs, whose tokens sit in a PBX's configuration);
+- a revoked token is refused (`RevocationList`): by its `jti` (every token we issue has a random
+  one), or every token of a subject issued before a time (a disabled account, a new password,
+  `switchboard token revoke --subject`). The list lives in memory, so `verify` stays synchronous
+  and reads no database; the runtime loads it at start and refreshes it every
+  REVOCATION_POLL_SECONDS from the `RevocationStore`, and the service updates it at once when it
+  revokes something itself.
 Keys are read once, when an edge starts or a command runs (`load_keys`): from the files the
 settings name, or, for HS256 without a secret file, the secret kept in the database
 (`stored_secret`: 64 random bytes made on first use and shared by every process on that
@@ -18,14 +26,18 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import jwt
 from twisted.internet.defer import Deferred
+from twisted.internet.task import LoopingCall
 
-from .ports import SecretStore
+from dispatcher.guard import Throttled
+
+from .ports import RevocationStore, SecretStore
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +49,13 @@ MIN_SECRET_BYTES = 32
 REQUIRED_CLAIMS = ("exp", "iat", "aud", "iss", "sub")
 DEFAULT_LEEWAY_SECONDS = 30
 DEFAULT_TTL_SECONDS = 8 * 3600
+# The longest `exp - iat` accepted: a person's token (console, reports) and a PBX's (CTI).
+MAX_LIFETIME_SECONDS = 12 * 3600
+MAX_INTEGRATION_LIFETIME_SECONDS = 400 * 86400
+# How often a running server reads the revocations made by other processes (the CLI).
+REVOCATION_POLL_SECONDS = 5.0
+JTI_BYTES = 16
+POLL_FAILURE_LOG_SECONDS = 60.0
 # The HS256 secret kept in the database when no jwt_secret_file is configured.
 STORED_SECRET_NAME = "tokens.hs256"
 STORED_SECRET_BYTES = 64
@@ -56,6 +75,128 @@ class Claims:
     role: str
     exp: float
     iat: float
+    jti: str | None = None
+
+
+@dataclass(frozen=True)
+class Revocations:
+    """What is revoked: token ids, and per subject the time before which its tokens are."""
+
+    jtis: frozenset[str] = frozenset()
+    subjects: Mapping[str, float] = field(default_factory=dict)
+
+
+class RevocationList:
+    """The revocations a process knows, in memory; `revoked(claims)` is a dict lookup.
+    `listeners` are called with the new `Revocations` after each change (the console closes
+    the open sessions of a revoked token or subject)."""
+
+    def __init__(self) -> None:
+        self.current = Revocations()
+        self.listeners: list[Callable[[Revocations], None]] = []
+
+    def replace(self, revocations: Revocations) -> None:
+        changed = revocations != self.current
+        self.current = revocations
+        if changed:
+            for listener in list(self.listeners):
+                try:
+                    listener(revocations)
+                except Exception:  # noqa: BLE001 - one listener never stops the others
+                    log.exception("tokens: a revocation listener failed")
+
+    def merge(self, revocations: Revocations) -> None:
+        """Add what `revocations` holds (a read of the store): revocations only grow, so a
+        read that started before this process's own latest revocation never undoes it."""
+        subjects = dict(self.current.subjects)
+        for subject, not_before in revocations.subjects.items():
+            subjects[subject] = max(not_before, subjects.get(subject, not_before))
+        self.replace(Revocations(self.current.jtis | revocations.jtis, subjects))
+
+    def add_token(self, jti: str) -> None:
+        self.replace(Revocations(self.current.jtis | {jti}, self.current.subjects))
+
+    def add_subject(self, subject: str, not_before: float) -> None:
+        subjects = dict(self.current.subjects)
+        subjects[subject] = max(not_before, subjects.get(subject, not_before))
+        self.replace(Revocations(self.current.jtis, subjects))
+
+    def revoked(self, claims: Claims) -> bool:
+        return is_revoked(self.current, claims)
+
+
+def is_revoked(revocations: Revocations, claims: Claims) -> bool:
+    if claims.jti is not None and claims.jti in revocations.jtis:
+        return True
+    not_before = revocations.subjects.get(claims.sub)
+    return not_before is not None and claims.iat < not_before
+
+
+# The revocations of this process: every Verifier consults it unless given another; the
+# runtime loads and refreshes it (`RevocationWatch`).
+REVOKED = RevocationList()
+
+
+class RevocationWatch:
+    """Keeps a `RevocationList` in step with the store: loaded by `start`, then read again
+    every `interval` seconds (revocations made by another process, e.g. the CLI, are known
+    within that bound). A failed read keeps the list as it was and is logged (throttled)."""
+
+    def __init__(self, store: RevocationStore, clock: Any,
+                 revoked: RevocationList | None = None,
+                 interval: float = REVOCATION_POLL_SECONDS) -> None:
+        self.store, self.clock, self.interval = store, clock, interval
+        self.revoked = revoked if revoked is not None else REVOKED
+        self._poll: LoopingCall | None = None
+        self._failures = Throttled(log, POLL_FAILURE_LOG_SECONDS)
+
+    def load(self) -> Deferred[None]:
+        d = self.store.revocations(self.clock.seconds())
+        d.addCallback(self.revoked.merge)
+        return d
+
+    def start(self) -> Deferred[None]:
+        d = self.load()
+        d.addCallback(lambda _: self._loop())
+        return d
+
+    def _loop(self) -> None:
+        self._poll = LoopingCall(self._refresh)
+        self._poll.clock = self.clock
+        self._poll.start(self.interval, now=False)
+
+    def _refresh(self) -> Deferred[None]:
+        d = self.load()
+        d.addErrback(lambda f: self._failures.warning(
+            "poll", self.clock.seconds(), "tokens: cannot read the revocations: %s",
+            f.getErrorMessage()[:200]))
+        return d
+
+    def stop(self) -> None:
+        if self._poll is not None and self._poll.running:
+            self._poll.stop()
+
+
+def revoke_subject(store: RevocationStore, subject: str, now: float, actor: str,
+                   revoked: RevocationList | None = None) -> Deferred[None]:
+    """Revoke every token of `subject` issued before `now` (stored, then known in memory).
+    The tokens we issue carry `iat` in milliseconds, so a sign-in right after a password
+    change gets a token that is not revoked."""
+    not_before = float(now)
+    d = store.revoke_subject(subject, not_before, now, actor)
+    d.addCallback(lambda _: (revoked or REVOKED).add_subject(subject, not_before))
+    return d
+
+
+def revoke_token(store: RevocationStore, jti: str, now: float, actor: str,
+                 expires_at: float | None = None,
+                 revoked: RevocationList | None = None) -> Deferred[None]:
+    """Revoke one token by its `jti`; kept until `expires_at` (default: the longest lifetime
+    any token may have, from now)."""
+    until = expires_at if expires_at is not None else now + MAX_INTEGRATION_LIFETIME_SECONDS
+    d = store.revoke_token(jti, until, now, actor)
+    d.addCallback(lambda _: (revoked or REVOKED).add_token(jti))
+    return d
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,9 +251,15 @@ def stored_secret(store: SecretStore, now: float) -> Deferred[bytes]:
 class Verifier:
     def __init__(self, keys: Keys, issuer: str, audience: str,
                  leeway: float = DEFAULT_LEEWAY_SECONDS,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 max_lifetime: float = MAX_LIFETIME_SECONDS,
+                 max_integration_lifetime: float = MAX_INTEGRATION_LIFETIME_SECONDS,
+                 revoked: RevocationList | None = None) -> None:
         self.keys, self.issuer, self.audience = keys, issuer, audience
         self.leeway, self.clock = leeway, clock
+        self.max_lifetime = max_lifetime
+        self.max_integration_lifetime = max_integration_lifetime
+        self.revoked = revoked if revoked is not None else REVOKED
 
     def verify(self, token: str) -> Claims:
         try:
@@ -144,7 +291,22 @@ class Verifier:
             raise TokenRefused("missing claim sub")
         if role not in ROLES:
             raise TokenRefused(f"unknown role {role!r}")
-        return Claims(sub, role, float(claims["exp"]), float(claims["iat"]))
+        jti = claims.get("jti")
+        if jti is not None and (not isinstance(jti, str) or not jti):
+            raise TokenRefused("malformed claim jti")
+        result = Claims(sub, role, float(claims["exp"]), float(claims["iat"]), jti)
+        longest = self.max_integration_lifetime if role == INTEGRATION else self.max_lifetime
+        if result.exp - result.iat > longest:
+            raise TokenRefused(f"token lifetime over {int(longest)} s (exp - iat)")
+        if self.revoked.revoked(result):
+            raise TokenRefused("token revoked")
+        return result
+
+
+def require_role(claims: Claims, allowed: tuple[str, ...], where: str) -> None:
+    """TokenRefused unless the token's role is one `where` serves."""
+    if claims.role not in allowed:
+        raise TokenRefused(f"role {claims.role} is not accepted by {where}")
 
 
 class Signer:
@@ -155,9 +317,11 @@ class Signer:
         self.keys, self.issuer, self.audience, self.clock = keys, issuer, audience, clock
 
     def issue(self, sub: str, role: str = AGENT, ttl: float = DEFAULT_TTL_SECONDS) -> str:
+        """A signed token with a random `jti` (so that it can be revoked alone)."""
         if role not in ROLES:
             raise KeyProblem(f"role must be one of {', '.join(ROLES)}")
-        now = int(self.clock())
-        claims = {"sub": sub, "role": role, "iat": now, "exp": now + int(ttl),
-                  "iss": self.issuer, "aud": self.audience}
+        now = round(self.clock(), 3)
+        claims = {"sub": sub, "role": role, "iat": now, "exp": round(now + ttl, 3),
+                  "iss": self.issuer, "aud": self.audience,
+                  "jti": secrets.token_urlsafe(JTI_BYTES)}
         return jwt.encode(claims, self.keys.sign, algorithm=self.keys.algorithm)

@@ -4,7 +4,9 @@ Sits under `dispatcher.storage`; the runtime, the schema commands and the benchm
 nothing connects until the engine is first used. What it promises for SQLite, set on every new
 connection: write-ahead logging, `synchronous=FULL` (the service acknowledges the outside world
 after a commit, so a commit must survive a power cut), foreign keys enforced, a busy timeout for
-other processes holding the file, and real transactions: SQLAlchemy emits `BEGIN IMMEDIATE`
+other processes holding the file, the file readable by its owner only (a database file
+created here is made 0600 before SQLite opens it, and SQLite gives its -wal and -shm files the
+same mode), and real transactions: SQLAlchemy emits `BEGIN IMMEDIATE`
 itself instead of Python's sqlite3 module deferring it, so a transaction that reads then writes
 cannot fail half-way on a lock upgrade, and DDL in migrations is transactional. For PostgreSQL
 through psycopg2: a connection pool sized for the thread pool, and positional parameters.
@@ -12,6 +14,7 @@ through psycopg2: a connection pool sized for the thread pool, and positional pa
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import sqlalchemy as sa
@@ -20,6 +23,8 @@ DEFAULT_URL = "sqlite:///switchboard.db"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 # Connections kept open to PostgreSQL; the thread pool never runs more threads than this.
 POSTGRES_POOL_SIZE = 5
+# Mode of a database file created here (customers' mail, password hashes, the token secret).
+SQLITE_FILE_MODE = 0o600
 
 
 def is_sqlite(engine_or_url: sa.Engine | str | sa.URL) -> bool:
@@ -32,6 +37,7 @@ def make_engine(url: str | sa.URL = DEFAULT_URL, **kwargs: Any) -> sa.Engine:
     """An engine for `url`; extra keyword arguments go to `sqlalchemy.create_engine`."""
     if is_sqlite(url):
         engine = sa.create_engine(url, **kwargs)
+        sa.event.listen(engine, "do_connect", _sqlite_private_file)
         sa.event.listen(engine, "connect", _sqlite_connect)
         sa.event.listen(engine, "begin", _sqlite_begin)
         return engine
@@ -42,6 +48,23 @@ def make_engine(url: str | sa.URL = DEFAULT_URL, **kwargs: Any) -> sa.Engine:
         # times faster than named ones, which is a quarter of a group commit's insert time.
         kwargs.setdefault("paramstyle", "format")
     return sa.create_engine(url, **kwargs)
+
+
+def _sqlite_private_file(_dialect: Any, _record: Any, cargs: Any, cparams: Any) -> None:
+    """Create the database file with SQLITE_FILE_MODE when it does not exist yet (sqlite3
+    would create it with the umask's mode, usually world-readable); returns None so that the
+    dialect connects as usual."""
+    path = cargs[0] if cargs else cparams.get("database")
+    if not isinstance(path, str) or not path or path == ":memory:" or path.startswith("file:") \
+            or cparams.get("uri"):
+        return
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, SQLITE_FILE_MODE)
+    except FileExistsError:
+        return
+    except OSError:  # a missing folder...: sqlite3 reports it in its own words
+        return
+    os.close(fd)
 
 
 def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:

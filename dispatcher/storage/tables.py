@@ -496,3 +496,26 @@ secrets = sa.Table(
     sa.Column("value", sa.LargeBinary, nullable=False),
     sa.Column("created_at", Time, nullable=False),
 )
+
+# --- token revocation (migration 0010) -----------------------------------------------------------
+
+# Tokens revoked one by one, by their `jti`; a row can go once `expires_at` is past.
+revoked_tokens = sa.Table(
+    "revoked_tokens",
+    metadata,
+    sa.Column("jti", sa.String, primary_key=True),
+    sa.Column("expires_at", Time, nullable=False),
+    sa.Column("revoked_at", Time, nullable=False),
+    sa.Column("actor", sa.String, nullable=False),
+)
+
+# Every token of a subject issued before `not_before` is revoked (a disabled account, a new
+# password, `switchboard token revoke --subject`).
+revoked_subjects = sa.Table(
+    "revoked_subjects",
+    metadata,
+    sa.Column("subject", sa.String, primary_key=True),
+    sa.Column("not_before", Time, nullable=False),
+    sa.Column("revoked_at", Time, nullable=False),
+    sa.Column("actor", sa.String, nullable=False),
+)

@@ -56,3 +56,64 @@ def test_twisted_logs_reach_the_logging_tree():
         logger.removeHandler(handler)
     messages = [json.loads(line)["message"] for line in out.getvalue().splitlines()]
     assert "hello web" in messages and "legacy message" in messages
+
+
+JWT = ("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJhMSIsInJvbGUiOiJhZ2VudCJ9."
+       "c2lnbmF0dXJlLXBhcnQtb2YtdGhlLXRva2Vu")
+
+
+def test_redact_removes_tokens_headers_and_query_secrets():
+    from dispatcher.runtime.logs import redact
+
+    lines = {
+        f"< GET /?access_token={JWT} HTTP/1.1": "< GET /?access_token=[redacted] HTTP/1.1",
+        f"< Sec-WebSocket-Protocol: switchboard.v1, bearer.{JWT}":
+            "< Sec-WebSocket-Protocol: [redacted]",
+        "< Authorization: Bearer opaque-value": "< Authorization: [redacted]",
+        "< Cookie: session=abc": "< Cookie: [redacted]",
+        "{'authorization': 'Basic dXNlcjpwYXNz'}": "{'authorization': '[redacted]'}",
+        f"token refused for {JWT} (bad signature)": "token refused for [redacted] (bad signature)",
+        "GET /report?from=1&password=hunter2&to=2": "GET /report?from=1&password=[redacted]&to=2",
+        "console: refused a token: token expired": "console: refused a token: token expired",
+    }
+    for line, expected in lines.items():
+        assert redact(line) == expected
+
+
+def test_the_filter_cleans_messages_arguments_exceptions_and_extra_fields():
+    from dispatcher.runtime.logs import protect
+
+    logger, out, handler = capture("sb.test.redact")
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        protect(logger)
+        logger.debug("< %s: %s", "Sec-WebSocket-Protocol", f"bearer.{JWT}")
+        try:
+            raise ValueError(f"cannot parse {JWT}")
+        except ValueError:
+            logger.exception("request failed", extra={"url": f"/x?access_token={JWT}"})
+    finally:
+        root.removeHandler(handler)
+        logger.removeHandler(handler)
+    text = out.getvalue()
+    assert JWT not in text and "c2lnbmF0dXJl" not in text
+    assert text.count("[redacted]") >= 3
+    lines = [json.loads(line) for line in text.splitlines()]
+    assert "ValueError" in lines[1]["exception"]
+
+
+def test_the_access_log_drops_the_query_of_the_path_and_of_the_referer():
+    from twisted.web.test.requesthelper import DummyRequest
+
+    from dispatcher.runtime.http import access_line
+
+    request = DummyRequest([b"report"])
+    request.uri = f"/report?access_token={JWT}".encode()
+    request.method, request.clientproto, request.code, request.sentLength = (
+        b"GET", b"HTTP/1.1", 200, 0)
+    request.requestHeaders.setRawHeaders(b"referer",
+                                         [b"http://h/console/mail?m=1&k=0123abcd"])
+    line = access_line("now", request)
+    assert '"GET /report HTTP/1.1"' in line and '"http://h/console/mail"' in line
+    assert JWT not in line and "0123abcd" not in line

@@ -155,3 +155,34 @@ def test_every_change_is_audited_without_password_or_hash(world):
         ("account.removed", "a1", "operator", {"role": "agent"}),
     ]
     assert PASSWORD not in repr(log) and "argon2" not in repr(log)
+
+
+def test_disabling_removing_or_a_new_password_revokes_the_older_tokens():
+    from dispatcher.service import tokens
+    from dispatcher.storage.revocations import MemoryRevocations
+
+    store, accounts, revocations = MemoryStore(), MemoryAccounts(), MemoryRevocations()
+    fired(store.put_agent(Agent("a1", name="Alex Martin")))
+    clock, revoked = Clock(), tokens.RevocationList()
+    clock.advance(T0)
+    service = Accounts(accounts, store, clock, hasher=PasswordHasher(**CHEAP),
+                       revocations=revocations, revoked=revoked)
+
+    def token(at: float) -> tokens.Claims:
+        return tokens.Claims("a1", "agent", at + 60, at)
+
+    fired(service.set("a1", "agent", password=PASSWORD))  # a new account: nothing to revoke
+    assert not revoked.revoked(token(T0 - 1))
+    clock.advance(10)
+    fired(service.set("a1", "agent", name="Alex"))  # no new password: tokens kept
+    assert not revoked.revoked(token(T0))
+    fired(service.set("a1", "agent", password="another password"))
+    assert revoked.revoked(token(T0 + 9.999)) and not revoked.revoked(token(T0 + 10))
+    clock.advance(10)
+    fired(service.disable("a1"))
+    assert revoked.revoked(token(T0 + 19)) and not revoked.revoked(token(T0 + 20))
+    clock.advance(10)
+    fired(service.remove("a1"))
+    assert revoked.revoked(token(T0 + 29))
+    # stored, for every other process (the watch reads it)
+    assert fired(revocations.revocations(clock.seconds())).subjects == {"a1": T0 + 30}

@@ -96,3 +96,18 @@ def test_merge_refusals(stack, history):
     ann = mail(stack)
     assert failure_of(history.merge(ann.customer_id, ann.customer_id, "s")).check(InvalidValue)
     assert failure_of(history.merge(ann.customer_id, "nobody", "s")).check(UnknownCustomer)
+
+
+@pytest.mark.parametrize("role, serves, allowed", [
+    ("supervisor", False, True), ("agent", True, True), ("agent", False, False),
+    ("integration", True, False), ("integration", False, False), ("robot", True, False),
+])
+def test_who_may_read_a_customers_history(stack, history, role, serves, allowed):
+    from dispatcher.domain.errors import Forbidden
+
+    task = mail(stack)
+    d = history.view_for(role, "x1", task.customer_id, serves)
+    if allowed:
+        assert stack.wait(d).card.id == task.customer_id
+    else:
+        assert failure_of(d).check(Forbidden)

@@ -9,6 +9,7 @@ import jwt
 import pytest
 
 from dispatcher.service import tokens
+from dispatcher.storage.revocations import MemoryRevocations
 from dispatcher.storage.secrets import MemorySecrets
 
 SECRET = b"k" * 40
@@ -74,3 +75,103 @@ def test_bad_key_settings_are_refused(tmp_path):
         tokens.load_keys("RS256")
     with pytest.raises(tokens.KeyProblem, match="private"):
         tokens.Signer(tokens.Keys("RS256", b"pub", None), "iss", "aud")
+
+
+# ---------------------------------------------------------------------- lifetime, revocation
+
+
+def signed(claims: dict) -> str:
+    return jwt.encode(claims, SECRET, algorithm="HS256")
+
+
+def claims_for(sub="a1", role="agent", lifetime=600, **more):
+    now = int(time.time())
+    return {"sub": sub, "role": role, "iat": now, "exp": now + lifetime, "iss": "iss",
+            "aud": "aud", **more}
+
+
+@pytest.mark.parametrize("role, lifetime, ok", [
+    ("agent", tokens.MAX_LIFETIME_SECONDS, True),
+    ("agent", tokens.MAX_LIFETIME_SECONDS + 1, False),
+    ("supervisor", 30 * 86400, False),
+    ("integration", 365 * 86400, True),  # a PBX's configured token
+    ("integration", tokens.MAX_INTEGRATION_LIFETIME_SECONDS + 1, False),
+])
+def test_a_token_living_longer_than_the_maximum_is_refused(tmp_path, role, lifetime, ok):
+    verifier = tokens.Verifier(keys(tmp_path), "iss", "aud", revoked=tokens.RevocationList())
+    token = signed(claims_for(role=role, lifetime=lifetime))
+    if ok:
+        assert verifier.verify(token).role == role
+        return
+    with pytest.raises(tokens.TokenRefused, match="lifetime") as err:
+        verifier.verify(token)
+    assert token not in str(err.value)
+
+
+def test_the_maximum_lifetime_is_a_setting(tmp_path):
+    verifier = tokens.Verifier(keys(tmp_path), "iss", "aud", max_lifetime=60,
+                               revoked=tokens.RevocationList())
+    with pytest.raises(tokens.TokenRefused, match="lifetime over 60 s"):
+        verifier.verify(signed(claims_for(lifetime=61)))
+
+
+def test_issued_tokens_carry_a_random_jti_and_millisecond_iat(tmp_path):
+    signer = tokens.Signer(keys(tmp_path), "iss", "aud")
+    verifier = tokens.Verifier(keys(tmp_path), "iss", "aud", revoked=tokens.RevocationList())
+    first, second = (verifier.verify(signer.issue("a1")) for _ in range(2))
+    assert first.jti and second.jti and first.jti != second.jti
+    assert len(first.jti) >= 20
+
+
+def test_a_token_revoked_by_jti_is_refused_and_others_are_not(tmp_path):
+    revoked = tokens.RevocationList()
+    verifier = tokens.Verifier(keys(tmp_path), "iss", "aud", revoked=revoked)
+    bad, good = signed(claims_for(jti="j-1")), signed(claims_for(jti="j-2"))
+    store = MemoryRevocations()
+    d = tokens.revoke_token(store, "j-1", time.time(), "operator", revoked=revoked)
+    assert d.called
+    with pytest.raises(tokens.TokenRefused, match="token revoked"):
+        verifier.verify(bad)
+    assert verifier.verify(good).jti == "j-2"
+    assert "j-1" in store.revocations(time.time()).result.jtis
+
+
+def test_revoking_a_subject_refuses_its_older_tokens_only(tmp_path):
+    revoked = tokens.RevocationList()
+    verifier = tokens.Verifier(keys(tmp_path), "iss", "aud", revoked=revoked)
+    now = time.time()
+    old = signed(claims_for(iat=int(now) - 10, exp=int(now) + 600))
+    other = signed(claims_for(sub="a2", iat=int(now) - 10, exp=int(now) + 600))
+    tokens.revoke_subject(MemoryRevocations(), "a1", now, "operator", revoked=revoked)
+    with pytest.raises(tokens.TokenRefused, match="token revoked"):
+        verifier.verify(old)
+    assert verifier.verify(other).sub == "a2"
+    fresh = tokens.Signer(keys(tmp_path), "iss", "aud", clock=lambda: now + 0.01).issue("a1")
+    assert verifier.verify(fresh).sub == "a1"  # a sign-in right after: accepted
+
+
+def test_the_watch_loads_at_start_and_hears_other_processes_within_the_interval(tmp_path):
+    from twisted.internet.task import Clock
+
+    clock, store, revoked = Clock(), MemoryRevocations(), tokens.RevocationList()
+    clock.advance(1_000_000)
+    store.revoke_token("early", clock.seconds() + 60, clock.seconds(), "cli")
+    watch = tokens.RevocationWatch(store, clock, revoked, interval=5)
+    heard: list = []
+    revoked.listeners.append(heard.append)
+    assert watch.start().called
+    assert "early" in revoked.current.jtis
+    store.revoke_subject("a1", clock.seconds(), clock.seconds(), "cli")  # another process
+    clock.advance(4.9)
+    assert "a1" not in revoked.current.subjects
+    clock.advance(0.2)
+    assert revoked.current.subjects["a1"] == pytest.approx(1_000_000)
+    assert len(heard) == 2
+    watch.stop()
+
+
+def test_a_role_a_socket_does_not_serve_is_refused():
+    claims = tokens.Claims("pbx1", "integration", 2.0, 1.0)
+    with pytest.raises(tokens.TokenRefused, match="role integration is not accepted by x"):
+        tokens.require_role(claims, (tokens.AGENT, tokens.SUPERVISOR), "x")
+    tokens.require_role(claims, (tokens.INTEGRATION,), "cti")

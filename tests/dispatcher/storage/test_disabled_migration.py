@@ -43,7 +43,7 @@ def test_0009_upgrades_a_database_with_agents_and_downgrades_again(empty_url: st
     finally:
         engine.dispose()
 
-    schema.upgrade(empty_url)
+    schema.upgrade(empty_url, "0009")
 
     assert schema.current(empty_url) == "0009"
     assert rows(empty_url, "select id, disabled from agents") == [("ann", False)]

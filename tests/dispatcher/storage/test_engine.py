@@ -35,3 +35,22 @@ def test_sqlite_transactions_roll_back_ddl_and_dml(sqlite_url: str) -> None:
 def test_default_url_is_an_sqlite_file() -> None:
     assert is_sqlite(DEFAULT_URL) and DEFAULT_URL == "sqlite:///switchboard.db"
     assert not is_sqlite("postgresql+psycopg2://postgres@127.0.0.1/test")
+
+
+def test_a_fresh_sqlite_file_and_its_wal_are_readable_by_their_owner_only(tmp_path) -> None:
+    import os
+    import stat
+
+    old = os.umask(0o022)  # the usual umask: files would be 0644
+    try:
+        engine = make_engine(f"sqlite:///{tmp_path / 'fresh.db'}")
+        with engine.begin() as conn:
+            conn.exec_driver_sql("create table t (a)")
+            conn.exec_driver_sql("insert into t values (1)")
+        modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()}
+        engine.dispose()
+    finally:
+        os.umask(old)
+    assert modes["fresh.db"] == 0o600
+    assert all(mode == 0o600 for mode in modes.values()), modes
+    assert {"fresh.db-wal", "fresh.db-shm"} <= set(modes)
