@@ -290,7 +290,7 @@ def demo(args, base: Config | None = None, specs: dict[str, EdgeSpec] | None = N
         # The play listens before the robots are available: offers made to them at once (work
         # left waiting at the last stop) are heard and taken.
         play = Play(app, reactor, args.rate, args.seed, tuple(a.id for a in DEMO_AGENTS), smtp,
-                    dict(DEMO_ADDRESSES), sink.last_to if own_sink else None)
+                    dict(DEMO_ADDRESSES), sink.answering if own_sink else None)
         resumed = play.resume()
         for a in DEMO_AGENTS:
             await app.sessions.set_status(a.id, Presence.AVAILABLE)

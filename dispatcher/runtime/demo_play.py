@@ -123,8 +123,8 @@ class Play:
                  robots: tuple[str, ...], smtp: tuple[str, int] | None,
                  addresses: dict[str, str], ours: dict[str, str] | None = None) -> None:
         self.app, self.reactor = app, reactor
-        # address -> Message-ID of our last mail to it (the demo's relay sink keeps it): a
-        # follow-up answers it, as a customer's mail client does.
+        # a customer's Message-ID -> that of our last mail answering it (the demo's relay sink
+        # keeps it): a follow-up answers our mail, as a customer's mail client does.
         self.ours = ours if ours is not None else {}
         self.rng = random.Random(seed)
         self.rate = rate_per_minute / 60.0
@@ -216,7 +216,7 @@ class Play:
             # Answer our last mail (an acknowledgement or a reply) when there is one: its
             # Message-ID is what joins the thread; without it the follow-up is a new task linked
             # to the thread (the sender is not authenticated, issue 13).
-            answered = self.ours.get(person.email.lower())
+            answered = self.ours.get(message_id)
             msg["In-Reply-To"] = answered or message_id
             msg["References"] = f"{message_id} {answered}" if answered else message_id
             msg.set_content(FOLLOW_UP.get(person.language, FOLLOW_UP["en"]).format(

@@ -153,7 +153,7 @@ def test_the_demo_takes_mail_and_forms_and_carries_on_after_a_restart(tmp_path):
               for t in tasks if t["channel"] == "email" and t["state"] == "completed"]
     replies = [e for trail in trails for e in trail
                if e["kind"] == "email.queued" and e["data"].get("kind") == "reply"]
-    assert replies, trails
+    assert replies, [[(e['kind'], e['at'], e['actor'], e['data']) for e in t] for t in trails]
     assert {r["actor"].partition(":")[2] for r in replies} <= ROBOTS
 
     # Accounts: `you` and `boss` sign in with the passwords printed once; hashes only kept.
