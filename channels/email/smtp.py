@@ -151,6 +151,7 @@ class IntakeESMTP(smtp.ESMTP):
         self.host = edge.hostname
         self.delivery = Delivery(edge, self)
         self._data_bytes = 0
+        self._held: list[bytes] | None = None  # lines received while a message is committed
 
     def extensions(self) -> dict:
         ext = super().extensions()
@@ -227,7 +228,32 @@ class IntakeESMTP(smtp.ESMTP):
         self._data_bytes = 0
         super().do_DATA(rest)
 
+    def lineReceived(self, line: bytes) -> None:
+        if self._held is not None:  # a message is being committed: its answer comes first
+            self._held.append(line)
+            return
+        super().lineReceived(line)
+
+    def _hold(self) -> None:
+        """From the final `.` until the message's answer is sent, later lines (a pipelined QUIT,
+        RFC 2920, as Postfix's client sends it) wait, and the socket is not read: else Twisted
+        answers QUIT and closes before the 250 of a message we did take, and the sender would
+        send it again."""
+        self._held = []
+        self.transport.pauseProducing()
+
+    def _release(self) -> None:
+        held, self._held = self._held or [], None
+        self.transport.resumeProducing()
+        for i, line in enumerate(held):
+            if self._held is not None:  # the next message is being committed: wait again
+                self._held.extend(held[i:])
+                return
+            self.lineReceived(line)
+
     def dataLineReceived(self, line: bytes) -> None:
+        if line == b"." and self.datafailed is None and getattr(self, "_SMTP__messages", None):
+            self._hold()
         if line != b".":
             if (b"\r" in line or b"\n" in line) and b"." in BARE_BREAK.split(line):
                 self.datafailed = e.data_error(e.BAD_LINE_ENDING)  # wins over size
@@ -252,6 +278,13 @@ class IntakeESMTP(smtp.ESMTP):
             message.connectionLost()
 
     def _messageHandled(self, resultList: list) -> None:
+        try:
+            self._answer_message(resultList)
+        finally:
+            if self._held is not None:
+                self._release()
+
+    def _answer_message(self, resultList: list) -> None:
         for ok, result in resultList:
             if not ok:
                 if result.check(smtp.SMTPServerError):

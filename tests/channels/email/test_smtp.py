@@ -341,3 +341,21 @@ def test_starttls_with_a_configured_certificate(tmp_path) -> None:
         assert [s for (s,) in stored] == ["over TLS"]
     finally:
         server.stop()
+
+
+def test_quit_pipelined_after_the_end_of_data_still_gets_the_250_first(server) -> None:
+    """RFC 2920: a client may send QUIT in the same packet as the final `.` (Postfix's does).
+    The 250 (sent once the message is committed) must come before the 221 and the close, or the
+    sender retries a message we already took."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as s:
+        f = s.makefile("rb")
+        f.readline()
+        s.sendall(b"EHLO c.org\r\n")
+        while not f.readline().startswith(b"250 "):
+            pass
+        s.sendall(b"MAIL FROM:<a@c.org>\r\nRCPT TO:<support@example.com>\r\nDATA\r\n")
+        assert [f.readline()[:3] for _ in range(3)] == [b"250", b"250", b"354"]
+        s.sendall(b"Subject: pipelined-quit\r\n\r\nhello\r\n.\r\nQUIT\r\n")
+        rest = f.read()
+    codes = re.findall(rb"^(\d{3}) ", rest, re.M)
+    assert codes == [b"250", b"221"], rest
