@@ -30,6 +30,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
 from dispatcher.domain.errors import DomainError, Forbidden
+from dispatcher.guard import Throttled
 from dispatcher.service.accounts import AccountDisabled, UnknownAccount
 from dispatcher.service.conversation import Viewer
 
@@ -37,6 +38,8 @@ from .auth import TokenRefused, Verifier, bearer
 from .config import ConsoleSettings
 
 log = logging.getLogger(__name__)
+# Refusals a client can repeat are logged once a minute per client and reason.
+refusals = Throttled(log)
 
 LINK_SECONDS = 600
 INLINE_IMAGES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
@@ -78,6 +81,11 @@ class Links:
         return Viewer(fields[0], fields[1]), fields[2], fields[3], fields[4] == "1"
 
 
+def _client(request: Any) -> str:
+    address = request.getClientAddress()
+    return str(getattr(address, "host", address))
+
+
 def _refuse(request: Any, code: int, text: str) -> bytes:
     request.setResponseCode(code)
     request.setHeader(b"content-type", b"text/plain; charset=utf-8")
@@ -99,7 +107,8 @@ class MailFiles(Resource):
         try:
             viewer, message_id, part, images = self.links.check(request.args)
         except (ValueError, UnicodeDecodeError) as exc:
-            log.warning("console: refused a file link: %s", exc)
+            refusals.warning((_client(request), "link"), time.monotonic(),
+                             "console: refused a file link from %s: %s", _client(request), exc)
             return _refuse(request, 403, "forbidden")
         d = ensureDeferred(self._serve(request, viewer, message_id, part, images))
         d.addErrback(self._failed, request, viewer)
@@ -179,12 +188,15 @@ class Uploads(Resource):
     def render_POST(self, request: Any) -> Any:
         origin = request.getHeader(b"origin")
         if not self.settings.origin_allowed(None if origin is None else origin.decode("latin-1")):
-            log.warning("console: refused an upload from origin %r", (origin or b"")[:200])
+            refusals.warning((_client(request), "origin"), time.monotonic(),
+                             "console: refused an upload from origin %r", (origin or b"")[:200])
             return _refuse(request, 403, "origin not allowed")
         try:
             claims = self.verifier.verify(bearer(request.getHeader(b"authorization")))
         except TokenRefused as exc:
-            log.warning("console: refused an upload token: %s", exc)
+            refusals.warning((_client(request), "token"), time.monotonic(),
+                             "console: refused an upload token from %s: %s", _client(request),
+                             exc)
             request.setHeader(b"www-authenticate", b'Bearer error="invalid_token"')
             return _refuse(request, 401, "unauthorized")
         if claims.role != "agent":

@@ -31,6 +31,7 @@ from twisted.internet.defer import ensureDeferred
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
+from dispatcher.guard import Throttled
 from dispatcher.service import pages
 from dispatcher.service.accounts import AccountDisabled, SignInRefused, UnknownAccount
 from dispatcher.service.wire import NotJson, read_json
@@ -108,6 +109,7 @@ class LoginPage(Resource):
         self.signer = signer
         self.verifier = verifier
         self.clock = clock
+        self.refusals = Throttled(log)  # what a client can repeat: once a minute per key
         self.by_address = Throttle(settings.login_max_failures, settings.login_window_seconds,
                                    clock)
         self.by_id = Throttle(settings.login_max_failures, settings.login_window_seconds, clock)
@@ -120,8 +122,9 @@ class LoginPage(Resource):
                                 message="no such page")
         origin = request.getHeader(b"origin")
         if not self.settings.origin_allowed(None if origin is None else origin.decode("latin-1")):
-            log.warning("login: refused a request from origin %r",
-                        (origin or b"(none)").decode("latin-1")[:200])
+            shown_origin = (origin or b"(none)").decode("latin-1")[:200]
+            self.refusals.warning((shown_origin, "origin"), self.clock.seconds(),
+                                  "login: refused a request from origin %r", shown_origin)
             return self._answer(request, HTTPStatus.FORBIDDEN, error=m.LOGIN_FORBIDDEN_ORIGIN,
                                 message="origin not allowed")
         work = self._refresh(request) if path else self._login(request)
@@ -143,8 +146,9 @@ class LoginPage(Resource):
         wait = max(self.by_address.wait(address), self.by_id.wait(account_id))
         if wait > 0:
             seconds = math.ceil(wait)
-            log.warning("login: too many failed sign-ins (id %r, from %s): retry in %d s",
-                        shown, address, seconds)
+            self.refusals.warning((address, shown, "throttled"), self.clock.seconds(),
+                                  "login: too many failed sign-ins (id %r, from %s): retry in"
+                                  " %d s", shown, address, seconds)
             request.setHeader(b"retry-after", str(seconds).encode())
             self._finish(request, HTTPStatus.TOO_MANY_REQUESTS, error=m.LOGIN_THROTTLED,
                          message=f"too many attempts, try again in {seconds} s",

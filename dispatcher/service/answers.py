@@ -48,6 +48,7 @@ from dispatcher.domain.tasks import Task
 
 from .ports import AnswerStore
 from .suggest import ARTICLE, Ranker, Suggestion
+from .wire import NotJson, read_json
 
 log = logging.getLogger(__name__)
 
@@ -94,9 +95,9 @@ def parse_lines(lines: Iterable[str], what: str, first_line: int = 1
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)
-        except ValueError as exc:
-            errors.append(f"line {n}: not JSON ({exc.msg})")
+            obj = read_json(line)
+        except NotJson as exc:
+            errors.append(f"line {n}: not JSON ({exc})")
             continue
         if not isinstance(obj, dict):
             errors.append(f"line {n}: a line is one JSON object (one {what})")
