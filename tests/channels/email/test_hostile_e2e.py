@@ -21,21 +21,17 @@ import jwt
 import pytest
 from websockets.asyncio.client import connect
 
-from dispatcher.domain.agents import Agent
-from dispatcher.domain.queues import Queue
-from dispatcher.domain.tasks import Channel
-from dispatcher.storage import schema
 from tests.channels.email import running
 from tests.channels.email.hostile import EXPECTED, encoded_subject, long_to, raw
 from tests.dispatcher.runtime.running import (
     DeskPorts,
     base_env,
     desk_env,
+    prepare_support,
     relay,
     run_many,
     serving,
 )
-from tests.dispatcher.storage.wiring import wire
 
 SECRET = b"hostile-secret-" + b"x" * 40
 ANSWER_MS = 200.0  # what SIP and the console must answer within while a hostile mail is read
@@ -45,15 +41,7 @@ pytestmark = pytest.mark.slow
 
 
 def prepare(url: str) -> None:
-    schema.upgrade(url)
-    w = wire(url)
-    try:
-        w.wait(w.store.put_queue(Queue("support")))
-        w.wait(w.store.put_agent(Agent("a1", name="Alex Agent", queues={"support"},
-                                       capacity={Channel.EMAIL: 3, Channel.PHONE: 1},
-                                       channels={Channel.EMAIL})))
-    finally:
-        w.close()
+    prepare_support(url)
 
 
 def free_udp_port() -> int:

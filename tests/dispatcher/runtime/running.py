@@ -174,3 +174,21 @@ def sql_stack(url: str, start: float = T0) -> tuple[Wiring, Stack]:
     stack = build_stack(w.store, start=start, wait=w.wait,
                         settle=lambda: w.wait(w.commit.drain()))
     return w, stack
+
+
+def prepare_support(url: str) -> None:
+    """A database at the head schema with queue `support` and e-mail agent `a1` (Alex Agent)."""
+    from dispatcher.domain.agents import Agent
+    from dispatcher.domain.queues import Queue
+    from dispatcher.domain.tasks import Channel
+    from dispatcher.storage import schema
+
+    schema.upgrade(url)
+    w = wire(url)
+    try:
+        w.wait(w.store.put_queue(Queue("support")))
+        w.wait(w.store.put_agent(Agent("a1", name="Alex Agent", queues={"support"},
+                                       capacity={Channel.EMAIL: 3, Channel.PHONE: 1},
+                                       channels={Channel.EMAIL})))
+    finally:
+        w.close()

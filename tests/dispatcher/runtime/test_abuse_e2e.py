@@ -26,20 +26,16 @@ from pathlib import Path
 
 import pytest
 
-from dispatcher.domain.agents import Agent
-from dispatcher.domain.queues import Queue
-from dispatcher.domain.tasks import Channel
-from dispatcher.storage import schema
 from tests.dispatcher.runtime.running import (
     STOP_SECONDS,
     desk_env,
     free_port,
+    prepare_support,
     relay,
     switchboard_command,
     wait_port,
 )
 from tests.dispatcher.runtime.test_answers_e2e import SECRET, console
-from tests.dispatcher.storage.wiring import wire
 
 ANSWER_SECONDS = 2.0
 NOFILE = 256
@@ -60,15 +56,7 @@ class Served:
 
 
 def prepare(url: str) -> None:
-    schema.upgrade(url)
-    w = wire(url)
-    try:
-        w.wait(w.store.put_queue(Queue("support")))
-        w.wait(w.store.put_agent(Agent("a1", name="Alex Agent", queues={"support"},
-                                       capacity={Channel.EMAIL: 3, Channel.PHONE: 1},
-                                       channels={Channel.EMAIL})))
-    finally:
-        w.close()
+    prepare_support(url)
 
 
 @contextmanager

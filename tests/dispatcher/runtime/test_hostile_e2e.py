@@ -23,14 +23,9 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from dispatcher.domain.agents import Agent
-from dispatcher.domain.queues import Queue
-from dispatcher.domain.tasks import Channel
-from dispatcher.storage import schema
 from tests.channels.email import running
-from tests.dispatcher.runtime.running import desk_env, free_port, relay, serving
+from tests.dispatcher.runtime.running import desk_env, free_port, prepare_support, relay, serving
 from tests.dispatcher.runtime.test_answers_e2e import SECRET, Client, console, token
-from tests.dispatcher.storage.wiring import wire
 
 WAIT_SECONDS = 30.0
 DEEP = 30_000
@@ -71,15 +66,7 @@ class Served:
 
 
 def prepare(url: str) -> None:
-    schema.upgrade(url)
-    w = wire(url)
-    try:
-        w.wait(w.store.put_queue(Queue("support")))
-        w.wait(w.store.put_agent(Agent("a1", name="Alex Agent", queues={"support"},
-                                       capacity={Channel.EMAIL: 3, Channel.PHONE: 1},
-                                       channels={Channel.EMAIL})))
-    finally:
-        w.close()
+    prepare_support(url)
 
 
 @pytest.fixture(scope="module")
