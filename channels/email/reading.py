@@ -24,12 +24,13 @@ Sits in the e-mail edge; the SMTP intake (smtp.py) owns one `Reader`."""
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import pickle
 import sys
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, is_dataclass
 from typing import Any
 
 from twisted.internet import defer
@@ -50,6 +51,25 @@ DEFAULT_BUDGET_SECONDS = 2.0
 DEFAULT_WAIT_SECONDS = 10.0
 DEFAULT_MEMORY_MB = 1024
 LOG_INTERVAL = 60.0
+
+
+# What a worker's answer may name when it is unpickled: the data classes of an `InboundMail`,
+# nothing callable. A worker reads hostile mail; should it ever be subverted, its answer still
+# cannot make the server run anything (the "restricting globals" recipe of the pickle docs).
+ANSWER_MODULES = frozenset({"dispatcher.service.mail", "dispatcher.service.ports"})
+
+
+class _AnswerUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if module in ANSWER_MODULES:
+            found = super().find_class(module, name)
+            if isinstance(found, type) and is_dataclass(found):
+                return found
+        raise pickle.UnpicklingError(f"a worker's answer may not name {module}.{name}")
+
+
+def load_answer(body: bytes) -> Any:
+    return _AnswerUnpickler(io.BytesIO(body)).load()
 
 
 def scanned(raw: bytes, queue: str, envelope_from: str, recipients: tuple[str, ...],
@@ -217,7 +237,7 @@ class Reader:
             return
         job.timer.cancel()
         try:
-            kind, value = pickle.loads(body)
+            kind, value = load_answer(body)
         except Exception as exc:  # noqa: BLE001 - a torn answer: the worker is unusable
             kind, value = "error", f"{type(exc).__name__}: {exc}"
             worker.kill()

@@ -8,7 +8,8 @@ recipients, kwargs, limits)` with `("ok", InboundMail)`, `("retry", text)` (an a
 not be stored: a passing condition) or `("error", text)`. Its address
 space is capped (`--memory-mb`): a message that would need more fails alone, with a
 MemoryError, instead of starving the server. Only reading.py starts it, and only reading.py
-reads what it writes (the pickles never cross a trust boundary)."""
+reads what it writes; since this process reads hostile mail, reading.py unpickles its answers
+allowing only the data classes of an `InboundMail` (`load_answer`)."""
 
 from __future__ import annotations
 
