@@ -77,6 +77,7 @@ class PhoneSettings:
     cti_issuer: str = "switchboard"
     cti_audience: str = "switchboard-console"
     cti_leeway_seconds: int = 30
+    cti_max_token_lifetime_seconds: int = 400 * 86400  # longest `exp - iat` of a PBX token
     # dialled number (`to` of call.arrived) -> queue: "+3225550000=support,0800 123=sales"
     cti_numbers: str = ""
     cti_default_queue: str = ""  # for a call.arrived naming no queue and no mapped number

@@ -106,6 +106,9 @@ class CtiSettings:
     issuer: str = "switchboard"
     audience: str = "switchboard-console"
     leeway_seconds: int = tokens.DEFAULT_LEEWAY_SECONDS
+    # The longest life (`exp - iat`) of a PBX's token: such tokens sit in a PBX's configuration,
+    # hence long; revoke one by its `jti` (`switchboard token revoke`).
+    max_token_lifetime_seconds: int = tokens.MAX_INTEGRATION_LIFETIME_SECONDS
     # The dialled number (`to` of call.arrived) -> queue: "+3225550000=support,0800=sales".
     numbers: str = ""
     default_queue: str = ""  # when neither `queue` nor `to` names one; empty: refuse the call
@@ -227,8 +230,9 @@ class Cti:
             self.settings.jwt_algorithm, secret_file=self.settings.jwt_secret_file,
             public_key_file=self.settings.jwt_public_key_file,
             stored=getattr(self.context, "token_secret", None), label="cti")
-        self.verifier = tokens.Verifier(keys, self.settings.issuer, self.settings.audience,
-                                        self.settings.leeway_seconds)
+        self.verifier = tokens.Verifier(
+            keys, self.settings.issuer, self.settings.audience, self.settings.leeway_seconds,
+            max_integration_lifetime=self.settings.max_token_lifetime_seconds)
         if self._revoked not in self.verifier.revoked.listeners:
             self.verifier.revoked.listeners.append(self._revoked)
         if not self._listening:

@@ -537,7 +537,7 @@ async def test_one_shot_events_over_http(app):
 
 
 @pytest.mark.parametrize("name", ["none", "agent", "supervisor", "wrong_audience", "expired",
-                                  "garbage", "foreign_origin"])
+                                  "garbage", "foreign_origin", "too_long_lived"])
 @run
 async def test_the_handshake_refuses_all_but_integrations(app, name):
     now = int(time.time())
@@ -545,7 +545,9 @@ async def test_the_handshake_refuses_all_but_integrations(app, name):
              "supervisor": sign("sup", role="supervisor"),
              "wrong_audience": sign("pbx1", aud="switchboard-elsewhere"),
              "expired": sign("pbx1", iat=now - 7200, exp=now - 3600),
-             "garbage": "not-a-jwt", "foreign_origin": sign("pbx1")}[name]
+             "garbage": "not-a-jwt", "foreign_origin": sign("pbx1"),
+             # past `cti_max_token_lifetime_seconds` (400 days by default)
+             "too_long_lived": sign("pbx1", iat=now, exp=now + 401 * 86400)}[name]
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     expected = 403 if name in ("agent", "supervisor", "foreign_origin") else 401
     with pytest.raises(InvalidStatus) as err:
