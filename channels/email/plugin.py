@@ -9,13 +9,15 @@ before it is read (the site's `max_body_bytes` attribute, dispatcher/runtime/htt
 
 The SMTP port is behind the process's connection gate (dispatcher/net.py: concurrent sessions
 per source address, the global budget) and a per-source rate of new sessions
-(`smtp_sessions_per_ip_per_minute`, guard.Budget): both refuse with `421 4.7.0` and close.
+(`smtp_sessions_per_ip_per_minute`, guard.Budget; the relays in `auth_trusted_relays` are not
+counted): both refuse with `421 4.7.0` and close.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -26,6 +28,7 @@ from dispatcher import net
 from dispatcher.guard import Budget, Throttled
 from dispatcher.service.edges import EdgeContext, EdgeSpec
 
+from .authenticity import is_trusted
 from .config import EmailSettings, Routes, check_imap, limits_from, policy_from
 from .form import _wants_json, answer_page, forms_resource, parse_types
 from .imap import ImapPoller
@@ -51,10 +54,14 @@ def busy_reply(hostname: str) -> bytes:
 
 
 class SessionRate(ServerFactory):
-    """The SMTP intake behind a token bucket of new sessions per source address."""
+    """The SMTP intake behind a token bucket of new sessions per source address; `exempt(host)`
+    names the sources it does not count (the relays we trust: an MX hands over all mail from
+    one address)."""
 
-    def __init__(self, intake: Any, per_minute: int, clock: Any, refusal: bytes) -> None:
+    def __init__(self, intake: Any, per_minute: int, clock: Any, refusal: bytes,
+                 exempt: Callable[[str], bool] = lambda host: False) -> None:
         self.intake = intake
+        self.exempt = exempt
         self.per_minute = per_minute
         self.clock = clock
         self.refusal = refusal
@@ -70,7 +77,7 @@ class SessionRate(ServerFactory):
     def buildProtocol(self, addr: Any) -> Any:  # noqa: N802 - Twisted API
         host = net.peer_host(addr)
         now = self.clock.seconds()
-        if self.budget is None or self.budget.take(host, now):
+        if self.budget is None or self.exempt(host) or self.budget.take(host, now):
             return self.intake.buildProtocol(addr)
         self.refusals.warning(host, now, "e-mail: refused an SMTP session from %s: more than %d"
                               " a minute", host, self.per_minute)
@@ -101,7 +108,8 @@ class EmailEdge:
         self.reader.start()  # before the port opens: the first message waits for no worker
         refusal = busy_reply(s.hostname)
         self.factory = net.Guarded(
-            SessionRate(self.intake, s.smtp_sessions_per_ip_per_minute, self.reactor, refusal),
+            SessionRate(self.intake, s.smtp_sessions_per_ip_per_minute, self.reactor, refusal,
+                        lambda host: is_trusted(host, self.intake.authenticity.trusted)),
             "smtp", refusal=refusal)
         self.port = net.listen_tcp(self.reactor, s.smtp_port, self.factory, s.smtp_host)
         log.info("e-mail: SMTP on %s:%d", s.smtp_host, self.port.getHost().port)

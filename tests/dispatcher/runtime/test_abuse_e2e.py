@@ -113,7 +113,8 @@ def quick(tmp_path_factory) -> Iterator[Served]:
     with server(tmp_path_factory.mktemp("abuse-quick"), None,
                 SWITCHBOARD_SERVER_HEADER_TIMEOUT="1.5",
                 SWITCHBOARD_SERVER_MAX_CONNECTIONS_PER_IP="5",
-                SWITCHBOARD_EMAIL_SMTP_SESSIONS_PER_IP_PER_MINUTE="3") as s:
+                SWITCHBOARD_EMAIL_SMTP_SESSIONS_PER_IP_PER_MINUTE="3",
+                SWITCHBOARD_EMAIL_AUTH_TRUSTED_RELAYS="127.0.0.31") as s:
         yield s
 
 
@@ -322,6 +323,14 @@ def test_the_smtp_session_past_the_rate_gets_421(quick: Served) -> None:
     with smtplib.SMTP("127.0.0.1", quick.smtp, timeout=ANSWER_SECONDS,
                       source_address=("127.0.0.29", 0)) as smtp:
         assert smtp.ehlo()[0] == 250  # another source is not affected
+
+
+def test_a_trusted_relay_is_not_held_to_the_session_rate(quick: Served) -> None:
+    """An MX in `auth_trusted_relays` hands over all mail from one address."""
+    for _ in range(8):
+        with smtplib.SMTP("127.0.0.1", quick.smtp, timeout=ANSWER_SECONDS,
+                          source_address=("127.0.0.31", 0)) as smtp:
+            assert smtp.ehlo()[0] == 250
 
 
 def test_refusals_are_logged_a_few_times_not_once_each(quick: Served) -> None:
