@@ -29,6 +29,7 @@ from twisted.internet.defer import ensureDeferred
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
+from dispatcher import net
 from dispatcher.domain.errors import DomainError, Forbidden
 from dispatcher.guard import Throttled
 from dispatcher.service.accounts import AccountDisabled, UnknownAccount
@@ -82,8 +83,7 @@ class Links:
 
 
 def _client(request: Any) -> str:
-    address = request.getClientAddress()
-    return str(getattr(address, "host", address))
+    return net.peer_host(request.getClientAddress())
 
 
 def _refuse(request: Any, code: int, text: str) -> bytes:

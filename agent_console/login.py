@@ -31,6 +31,7 @@ from twisted.internet.defer import ensureDeferred
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
+from dispatcher import net
 from dispatcher.guard import Throttled
 from dispatcher.service import pages
 from dispatcher.service.accounts import AccountDisabled, SignInRefused, UnknownAccount
@@ -263,8 +264,7 @@ class LoginPage(Resource):
 
 
 def _address(request: Any) -> str:
-    peer = request.getClientAddress()
-    return getattr(peer, "host", None) or str(peer)
+    return net.peer_host(request.getClientAddress())
 
 
 def mount(root: Resource, page: LoginPage) -> None:

@@ -16,7 +16,7 @@ What it promises, per connection:
   `id`) is sent after the service's Deferred fired, i.e. after the commit. Errors carry a code
   and a message, never a stack trace. Acting on someone else's offer or task is `forbidden`
   (and logged). Refusals (origin, token, forbidden, hello) are logged at most once per
-  REFUSAL_LOG_INTERVAL per client and kind; an unexpected failure is `internal` with an
+  guard.LOG_INTERVAL_SECONDS per client and kind; an unexpected failure is `internal` with an
   `incident` id, which is in its one log line (dispatcher.service.wire.Incidents).
 """
 
@@ -63,7 +63,6 @@ CLOSE_TOKEN_REVOKED = 4007
 TOKEN_REVOKED_REASON = "token revoked"
 # A refusal (origin, token, forbidden request, hello) is logged at most once per this many
 # seconds for one client (token subject or address) and kind, with a count of the others.
-REFUSAL_LOG_INTERVAL = 60.0
 
 
 def token_from(request: Request) -> str | None:
@@ -89,7 +88,7 @@ class ConsoleServer:
         self.history = history
         self._claims: dict[int, Claims] = {}
         self._open: dict[Session, Claims] = {}  # each open session's token, for revocations
-        self.refusals = Throttled(log, REFUSAL_LOG_INTERVAL)
+        self.refusals = Throttled(log)
         self.incidents = Incidents(log)  # unexpected failures: an id for the client and the log
         self._server: Any = None
         self.port: int | None = None

@@ -18,6 +18,10 @@ import logging
 from collections import OrderedDict
 from collections.abc import Hashable
 
+# How often a line about one key (a client and a reason) may be written: every refusal a client
+# can repeat, in every edge, is logged at most this often.
+LOG_INTERVAL_SECONDS = 60.0
+
 
 class Budget:
     """Token buckets by key. `take(key, now)` spends one token when there is one."""
@@ -62,7 +66,7 @@ class Budget:
 class Throttled:
     """Log through `logger` at most once per `interval` seconds per key."""
 
-    def __init__(self, logger: logging.Logger, interval: float = 60.0,
+    def __init__(self, logger: logging.Logger, interval: float = LOG_INTERVAL_SECONDS,
                  max_keys: int = 10_000) -> None:
         self.logger = logger
         self.interval = interval

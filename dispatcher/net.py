@@ -139,7 +139,7 @@ class Gate:
         self._waiting: OrderedDict[Ticket, None] = OrderedDict()
         self._ports: list[Any] = []
         self._resume: Any = None
-        self._log = Throttled(log, 60.0)
+        self._log = Throttled(log)
 
     def listener(self, name: str, per_peer: int | None = None) -> Listener:
         return Listener(name, per_peer or self.per_peer)

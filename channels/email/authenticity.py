@@ -58,7 +58,6 @@ MODES = (OFF, RELAY, LOCAL)
 MAX_CHECKS = 4  # local checks running at once (threads of the reactor's pool)
 MAX_SIGNATURES = 3  # DKIM signatures verified on one message
 MAX_HEADER_BYTES = 256 * 1024  # the header block read for From and Authentication-Results
-LOG_INTERVAL = 60.0
 
 # (method, result, domain): one piece of evidence, the domain it is about.
 Evidence = tuple[str, str, str]
@@ -276,7 +275,7 @@ class Authenticity:
         if mode != OFF:
             _suffixes()  # load the public suffix list now, not on the first message
         self._turns = defer.DeferredSemaphore(MAX_CHECKS)
-        self._noisy = Throttled(log, LOG_INTERVAL)
+        self._noisy = Throttled(log)
 
     @classmethod
     def from_settings(cls, s: Any, reactor: Any = None) -> Authenticity:

@@ -15,7 +15,7 @@ What it promises:
   a header unescaped (the message is built with the `email` package; control characters and
   line separators in a header field become a space, the body keeps them) or the page
   (escaped). JSON bodies are read by the bounded reader (dispatcher.service.wire). Refusals
-  are logged at most once per REFUSAL_LOG_INTERVAL per client and reason; an unexpected
+  are logged at most once a minute (guard.LOG_INTERVAL_SECONDS) per client and reason; an unexpected
   failure is 500 with an `incident` id that is in its one log line.
 """
 
@@ -66,7 +66,6 @@ JSON_TYPE = b"application/json"
 # package refuses them in a header (it splits lines on them), so a header field gets a space
 # for each run of them; the body keeps the text as typed.
 _NOT_IN_A_HEADER = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
-REFUSAL_LOG_INTERVAL = 60.0  # seconds between two warnings about one client and reason
 
 
 @dataclass(frozen=True)
@@ -150,7 +149,7 @@ class ContactForm(Resource):
         self.products = [p.strip() for p in settings.form_products.split(",") if p.strip()]
         self.by_address = RateLimit(settings.form_per_address_per_hour, HOUR)
         self.by_ip = RateLimit(settings.form_per_ip_per_hour, HOUR)
-        self.refusals = Throttled(log, REFUSAL_LOG_INTERVAL)  # one line per client and reason
+        self.refusals = Throttled(log)  # one line per client and reason
         self.incidents = Incidents(log)
 
     # ------------------------------------------------------------------ GET

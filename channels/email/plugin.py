@@ -66,7 +66,7 @@ class SessionRate(ServerFactory):
         self.clock = clock
         self.refusal = refusal
         self.budget = Budget(per_minute / 60.0, per_minute) if per_minute > 0 else None
-        self.refusals = Throttled(log, 60.0)
+        self.refusals = Throttled(log)
 
     def doStart(self) -> None:  # noqa: N802 - Twisted API
         self.intake.doStart()

@@ -50,7 +50,6 @@ DEFAULT_WORKERS = 2
 DEFAULT_BUDGET_SECONDS = 2.0
 DEFAULT_WAIT_SECONDS = 10.0
 DEFAULT_MEMORY_MB = 1024
-LOG_INTERVAL = 60.0
 
 
 # What a worker's answer may name when it is unpickled: the data classes of an `InboundMail`,
@@ -161,7 +160,7 @@ class Reader:
         self.memory_mb = memory_mb
         self.workers: list[_Worker] = []
         self.waiting: deque[_Job] = deque()
-        self.throttled = Throttled(log, LOG_INTERVAL)
+        self.throttled = Throttled(log)
         self.stopped = False
         reactor.addSystemEventTrigger("before", "shutdown", self.stop)
 

@@ -61,7 +61,6 @@ DIALOG_METHODS = frozenset({"BYE", "INFO", "UPDATE", "INVITE", "PRACK", "NOTIFY"
                             "MESSAGE", "OPTIONS"})
 SDP = "application/sdp"
 TAG_BYTES = 6
-REFUSAL_LOG_INTERVAL = 60.0
 WAITING_STATES = ("queued", "offered")  # a task a new INVITE may (re)join: after a restart
 
 
@@ -119,7 +118,7 @@ class CallControl:
         self.by_call_id: dict[str, Call] = {}
         self.invites = Budget(settings.invite_rate, settings.invite_burst)
         self.retry_after = max(1, math.ceil(1 / settings.invite_rate))
-        self.refusals = Throttled(log, REFUSAL_LOG_INTERVAL)
+        self.refusals = Throttled(log)
 
     def attach(self, endpoint: Endpoint) -> None:
         self.endpoint = endpoint

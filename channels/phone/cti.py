@@ -19,7 +19,7 @@ What it promises:
   the change was committed. Events of one connection are applied in the order they came.
 - Bad input (not JSON or nested deeper than `dispatcher.service.wire.MAX_DEPTH`, unknown type,
   missing or oversized fields) gets an `error` with a code, is logged (at most once per
-  REFUSAL_LOG_INTERVAL per integration or address and kind, like every refusal), and the
+  guard.LOG_INTERVAL_SECONDS per integration or address and kind, like every refusal), and the
   connection stays open; frames above `max_frame_bytes` close it with 1009. Nothing a PBX
   sends crashes the server: an unexpected failure is `internal` (HTTP 500) with an `incident`
   id, logged once with its trace.
@@ -85,7 +85,6 @@ HTTP_STATUS = {
 JSON_TYPE = b"application/json"
 # A refusal (origin, token, role, bad message, refused request) is logged at most once per this
 # many seconds for one client (token subject or address) and kind, with a count of the others.
-REFUSAL_LOG_INTERVAL = 60.0
 
 
 @dataclass(frozen=True)
@@ -214,7 +213,7 @@ class Cti:
         self.links: dict[str, set[Link]] = {}  # integration (token subject) -> connections
         self._claims: dict[int, tokens.Claims] = {}
         self._tokens: dict[Link, tokens.Claims] = {}  # each open link's token (revocations)
-        self.refusals = Throttled(log, REFUSAL_LOG_INTERVAL)
+        self.refusals = Throttled(log)
         self.incidents = Incidents(log)  # unexpected failures: an id for the PBX and the log
         self._refs: dict[str, CallRef] = {}  # task id -> the CTI call
         self._routes: dict[str, dict[str, Any]] = {}  # task id -> `route` not yet answered

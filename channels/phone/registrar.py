@@ -57,7 +57,6 @@ NONCE_RANDOM_BYTES = 8
 TAG_BYTES = 6
 NONCE_MAC_CHARS = 32
 MAX_TRACKED_NONCES = 10_000
-REFUSAL_LOG_INTERVAL = 60.0
 _AUTH_PARAM = re.compile(r'\s*([A-Za-z0-9\-_]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^\s,]*)\s*(?:,|\Z)')
 HASHES = {"MD5": hashlib.md5, "SHA-256": hashlib.sha256}
 REQUIRED = ("username", "nonce", "uri", "response", "qop", "nc", "cnonce")
@@ -179,7 +178,7 @@ class Registrar:
         rate = settings.auth_max_failures / settings.auth_failure_window
         self.failed_users = Budget(rate, settings.auth_max_failures)
         self.failed_sources = Budget(rate, settings.auth_max_failures)
-        self.refusals = Throttled(log, REFUSAL_LOG_INTERVAL)
+        self.refusals = Throttled(log)
 
     # ---------------------------------------------------------------- REGISTER
 

@@ -68,7 +68,6 @@ MAGIC_COOKIE = "z9hG4bK"
 SIP_PORT = 5060
 MAX_DATAGRAM = 65535
 SENDER_JOIN_SECONDS = 5.0
-FAILURE_LOG_INTERVAL = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -545,7 +544,7 @@ class Endpoint:
         self._tcp: Any = None
         self._branches = itertools.count(1)
         self._prefix = os.urandom(4).hex()
-        self.noisy = Throttled(log, FAILURE_LOG_INTERVAL)  # per (source address, kind)
+        self.noisy = Throttled(log)  # per (source address, kind)
 
     # ---- life cycle
 

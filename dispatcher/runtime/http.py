@@ -306,7 +306,7 @@ class GuardedSite(Site):
                  ) -> None:
         self.limits = limits or HttpLimits()
         super().__init__(resource, timeout=self.limits.idle_timeout, **kwargs)
-        self.refusals = Throttled(log, 60.0)
+        self.refusals = Throttled(log)
 
     def body_limit(self, path: bytes) -> tuple[int, Any]:
         """The cap of the deepest resource along `path` that states one (and that resource),

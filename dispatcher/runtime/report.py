@@ -194,7 +194,6 @@ def verifier_from(settings: Any, stored: bytes | None = None) -> tokens.Verifier
 REPORT_CSP = pages.policy("style-src 'unsafe-inline'")
 
 
-REFUSAL_LOG_SECONDS = 60.0
 
 
 def _client(request: Any) -> str:
@@ -214,7 +213,7 @@ class ReportPage(Resource):
         self._verifier = verifier
         self._loaded: tokens.Verifier | None = None
         # a client repeating a refused token gets one line a minute, with a count
-        self.refusals = Throttled(log, REFUSAL_LOG_SECONDS)
+        self.refusals = Throttled(log)
 
     def _verify(self, token: str) -> tokens.Claims:
         if self._loaded is None:

@@ -29,10 +29,9 @@ from collections.abc import Hashable, Iterator
 from itertools import accumulate
 from typing import Any
 
-from dispatcher.guard import Throttled
+from dispatcher.guard import LOG_INTERVAL_SECONDS, Throttled
 
 MAX_DEPTH = 32  # arrays and objects inside each other; our messages use 4 at most
-INCIDENT_LOG_INTERVAL = 60.0  # seconds between two lines about the same failure
 MAX_HELD_IDS = 20  # incident ids remembered per failure between two lines
 MAX_FAILURE_KINDS = 1000
 
@@ -113,7 +112,7 @@ def new_incident() -> str:
 class Incidents:
     """The unexpected failures of one edge, logged through `logger` (see the module's notes)."""
 
-    def __init__(self, logger: logging.Logger, interval: float = INCIDENT_LOG_INTERVAL) -> None:
+    def __init__(self, logger: logging.Logger, interval: float = LOG_INTERVAL_SECONDS) -> None:
         self.throttled = Throttled(logger, interval, max_keys=MAX_FAILURE_KINDS)
         self._held: OrderedDict[Hashable, list[str]] = OrderedDict()
 

@@ -80,14 +80,22 @@ def wait_port(port: int, proc: subprocess.Popen, log: Path,
 
 @contextmanager
 def serving(cwd: Path, env: dict[str, str], ports: Sequence[int],
-            args: Sequence[str] = ("serve",)) -> Iterator[Path]:
+            args: Sequence[str] = ("serve",), nofile: int | None = None) -> Iterator[Path]:
     """`switchboard serve` in `cwd` with `env` (its log, stdout and stderr, in cwd/serve.log),
     yielded once every port of `ports` answers, in that order; stopped with SIGTERM on exit,
-    and it must then exit 0."""
+    and it must then exit 0. `nofile`: its RLIMIT_NOFILE (soft and hard), set before it
+    starts."""
     log = cwd / "serve.log"
+
+    def limit() -> None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
     with log.open("wb") as out:
         proc = subprocess.Popen([*switchboard_command(), *args], cwd=cwd, env=env,
-                                stdout=out, stderr=subprocess.STDOUT)
+                                stdout=out, stderr=subprocess.STDOUT,
+                                preexec_fn=None if nofile is None else limit)
     try:
         for port in ports:
             wait_port(port, proc, log)

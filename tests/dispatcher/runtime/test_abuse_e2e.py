@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import http.client
-import resource
 import smtplib
 import socket
-import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,13 +25,11 @@ from pathlib import Path
 import pytest
 
 from tests.dispatcher.runtime.running import (
-    STOP_SECONDS,
     desk_env,
     free_port,
     prepare_support,
     relay,
-    switchboard_command,
-    wait_port,
+    serving,
 )
 from tests.dispatcher.runtime.test_answers_e2e import SECRET, console
 
@@ -60,34 +56,6 @@ def prepare(url: str) -> None:
 
 
 @contextmanager
-def serving_limited(cwd: Path, env: dict[str, str], ports: Sequence[int],
-                    nofile: int | None) -> Iterator[Path]:
-    """`switchboard serve` as running.serving does, with its RLIMIT_NOFILE set (soft and hard)
-    to `nofile` before it starts."""
-    log = cwd / "serve.log"
-
-    def limit() -> None:
-        if nofile is not None:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
-
-    with log.open("wb") as out:
-        proc = subprocess.Popen([*switchboard_command(), "serve"], cwd=cwd, env=env,
-                                stdout=out, stderr=subprocess.STDOUT, preexec_fn=limit)
-    try:
-        for port in ports:
-            wait_port(port, proc, log)
-        yield log
-    finally:
-        proc.terminate()
-        try:
-            code = proc.wait(STOP_SECONDS)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            raise
-        assert code == 0, log.read_text(errors="replace")[-3000:]
-
-
-@contextmanager
 def server(tmp: Path, nofile: int | None, **extra: str) -> Iterator[Served]:
     url = f"sqlite:///{tmp / 'switchboard.db'}"
     prepare(url)
@@ -102,8 +70,8 @@ def server(tmp: Path, nofile: int | None, **extra: str) -> Iterator[Served]:
             SWITCHBOARD_PHONE_CTI_ENABLED="true", SWITCHBOARD_PHONE_CTI_PORT=str(cti),
             SWITCHBOARD_PHONE_CTI_JWT_SECRET_FILE=str(tmp / "console.secret"),
             SWITCHBOARD_PHONE_CTI_DEFAULT_QUEUE="support", **extra)
-        with serving_limited(tmp, env, (ports.smtp, ports.ws, ports.http, cti, sip),
-                             nofile) as log:
+        with serving(tmp, env, (ports.smtp, ports.ws, ports.http, cti, sip),
+                     nofile=nofile) as log:
             yield Served(ports.http, ports.smtp, ports.ws, cti, sip, log)
 
 
