@@ -414,19 +414,9 @@ class ConsoleServer:
         from .session import customer_view
 
         # The service's rule (History.view_for): supervisors, agents serving the customer.
-        serves = session.role == "agent" and self._serves(session, customer_id)
         view = await self._call(self.history.view_for(
-            session.role, session.sub, customer_id, serves, self.desks.timeline_limit))
+            session.role, session.sub, customer_id, self.desks.timeline_limit))
         return {"type": m.HISTORY, "re": rid, "customer": customer_view(view)}
-
-    def _serves(self, session, customer_id: str) -> bool:
-        """Whether the agent holds or is offered a task of this customer."""
-        view = self.desks.view
-        tasks = list(view.held(session.agent_id))
-        offer = view.pending_offer(session.agent_id)
-        if offer is not None and view.task(offer.task_id) is not None:
-            tasks.append(view.task(offer.task_id))
-        return any(t.customer_id == customer_id for t in tasks)
 
     async def _merge(self, session, msg, rid):
         if session.role != "supervisor":

@@ -145,15 +145,29 @@ class History:
         """The card and the timeline; fails with UnknownCustomer."""
         return ensureDeferred(self._view(customer_id, limit or self.limit))
 
-    def view_for(self, role: str, sub: str, customer_id: str, serves: bool,
+    def view_for(self, role: str, sub: str, customer_id: str,
                  limit: int | None = None) -> Deferred[CustomerView]:
-        """`view` for a token's holder, after `check_reader` (`serves`: the agent holds or is
-        offered a task of this customer)."""
+        """`view` for a token's holder, after `check_reader`."""
         try:
-            check_reader(role, sub, customer_id, serves)
+            check_reader(role, sub, customer_id,
+                         role == "agent" and self.serves(sub, customer_id))
         except Forbidden as exc:
             return fail(exc)
         return self.view(customer_id, limit)
+
+    def serves(self, agent_id: str, customer_id: str) -> bool:
+        """Whether the agent holds (assigned, wrap-up) or is offered a task of this customer,
+        as the live router sees it."""
+        router = self.assignment.router
+        agent = router.agents.get(agent_id)
+        if agent is None:
+            return False
+        ids = set(agent.held)
+        offer = router.offers.get(agent.offer_id) if agent.offer_id is not None else None
+        if offer is not None:
+            ids.add(offer.task_id)
+        return any(t is not None and t.customer_id == customer_id
+                   for t in (router.tasks.get(i) for i in ids))
 
     async def _view(self, customer_id: str, limit: int) -> CustomerView:
         customer = await self.store.get_customer(customer_id)

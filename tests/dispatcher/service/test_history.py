@@ -105,8 +105,12 @@ def test_merge_refusals(stack, history):
 def test_who_may_read_a_customers_history(stack, history, role, serves, allowed):
     from dispatcher.domain.errors import Forbidden
 
+    if serves:  # x1, signed in, is offered the customer's mail
+        stack.put_agent("x1", 6)
+        stack.login("x1")
     task = mail(stack)
-    d = history.view_for(role, "x1", task.customer_id, serves)
+    assert history.serves("x1", task.customer_id) is serves
+    d = history.view_for(role, "x1", task.customer_id)
     if allowed:
         assert stack.wait(d).card.id == task.customer_id
     else:
