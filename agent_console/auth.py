@@ -19,13 +19,14 @@ from dispatcher.service.tokens import (
     Keys,
     Signer,
     TokenRefused,
+    TokenRevoked,
     Verifier,
 )
 
 from .config import ConsoleSettings
 
 __all__ = ["REQUIRED_CLAIMS", "Claims", "KeyProblem", "Keys", "Signer", "TokenRefused",
-           "Verifier", "bearer", "load_keys", "signer_for", "verifier_for"]
+           "TokenRevoked", "Verifier", "bearer", "load_keys", "signer_for", "verifier_for"]
 
 
 def load_keys(settings: ConsoleSettings, stored: bytes | None = None) -> Keys:

@@ -38,7 +38,7 @@ from dispatcher.service.accounts import AccountDisabled, SignInRefused, UnknownA
 from dispatcher.service.wire import NotJson, read_json
 
 from . import messages as m
-from .auth import Signer, TokenRefused, Verifier, bearer
+from .auth import Signer, TokenRefused, TokenRevoked, Verifier, bearer
 from .config import ConsoleSettings
 
 log = logging.getLogger(__name__)
@@ -206,7 +206,12 @@ class LoginPage(Resource):
     async def _refresh(self, request: Any) -> None:
         address = _address(request)
         try:
-            claims = self.verifier.verify(bearer(request.getHeader(b"authorization")))
+            try:
+                claims = self.verifier.verify(bearer(request.getHeader(b"authorization")))
+            except TokenRevoked as exc:  # a disabled account is answered as such
+                claims = exc.claims
+                await self.accounts.admit(claims.sub, claims.role)
+                raise
             account = await self.accounts.admit(claims.sub, claims.role)
             if account is None:
                 raise TokenRefused("no account to refresh")

@@ -45,7 +45,7 @@ from dispatcher.service.wire import Incidents
 
 from . import messages as m
 from .answers import AnswerRequests
-from .auth import Claims, TokenRefused, Verifier
+from .auth import Claims, TokenRefused, TokenRevoked, Verifier
 from .collaboration import CollaborationRequests
 from .config import ConsoleSettings
 from .conversation import ConversationRequests
@@ -87,6 +87,9 @@ class ConsoleServer:
         self.sessions = sessions
         self.history = history
         self._claims: dict[int, Claims] = {}
+        # Handshakes whose token was revoked with its account disabled: the hello refuses them
+        # as `account_disabled`, like a token not yet revoked.
+        self._disabled: set[int] = set()
         self._open: dict[Session, Claims] = {}  # each open session's token, for revocations
         self.refusals = Throttled(log)
         self.incidents = Incidents(log)  # unexpected failures: an id for the client and the log
@@ -123,7 +126,8 @@ class ConsoleServer:
 
     # ------------------------------------------------------------------ handshake
 
-    def _handshake(self, connection: ServerConnection, request: Request) -> Response | None:
+    async def _handshake(self, connection: ServerConnection, request: Request
+                         ) -> Response | None:
         origin = request.headers.get("Origin")
         if not self.settings.origin_allowed(origin):
             if origin is None:
@@ -137,12 +141,32 @@ class ConsoleServer:
             return self._unauthorized(connection, "a bearer token is required")
         try:
             claims = self.verifier.verify(token)
+        except TokenRevoked as exc:
+            if not await self._account_disabled(exc.claims):
+                return self._refused_token(connection, exc)
+            # Revoked because the account was disabled: the hello says so (account_disabled).
+            claims = exc.claims
+            self._disabled.add(id(connection))
         except TokenRefused as exc:
-            self.refusals.warning((_peer(connection), "token"), time.monotonic(),
-                                  "console: refused a token from %s: %s", _peer(connection), exc)
-            return self._unauthorized(connection, str(exc))
+            return self._refused_token(connection, exc)
         self._claims[id(connection)] = claims
         return None
+
+    async def _account_disabled(self, claims: Claims) -> bool:
+        if self.accounts is None:
+            return False
+        try:
+            await self._call(self.accounts.admit(claims.sub, claims.role))
+        except AccountDisabled:
+            return True
+        except Exception:  # noqa: BLE001 - unknown account, a database error: a plain refusal
+            return False
+        return False
+
+    def _refused_token(self, connection: ServerConnection, exc: TokenRefused) -> Response:
+        self.refusals.warning((_peer(connection), "token"), time.monotonic(),
+                              "console: refused a token from %s: %s", _peer(connection), exc)
+        return self._unauthorized(connection, str(exc))
 
     @staticmethod
     def _refuse(connection: ServerConnection, status: HTTPStatus, text: str) -> Response:
@@ -164,8 +188,11 @@ class ConsoleServer:
         if claims is None:  # cannot happen: the handshake refused it
             await ws.close(1008, "unauthenticated")
             return
+        disabled = id(ws) in self._disabled
+        self._disabled.discard(id(ws))
         revoked = getattr(self.verifier, "revoked", None)
-        if revoked is not None and revoked.revoked(claims):  # revoked since its handshake
+        if (not disabled and revoked is not None
+                and revoked.revoked(claims)):  # revoked since its handshake
             await ws.close(CLOSE_TOKEN_REVOKED, TOKEN_REVOKED_REASON)
             return
         session = self.desks.open(ws, claims.sub, claims.role)

@@ -65,6 +65,15 @@ class TokenRefused(Exception):
     """The token cannot be used; the message says why (safe to log, without the token)."""
 
 
+class TokenRevoked(TokenRefused):
+    """A valid token that was revoked; `claims` lets an edge tell why (a disabled account is
+    answered as such, not as a bare revocation)."""
+
+    def __init__(self, claims: Claims) -> None:
+        super().__init__("token revoked")
+        self.claims = claims
+
+
 class KeyProblem(Exception):
     """The configured keys cannot be used (missing file, short secret, wrong algorithm)."""
 
@@ -299,7 +308,7 @@ class Verifier:
         if result.exp - result.iat > longest:
             raise TokenRefused(f"token lifetime over {int(longest)} s (exp - iat)")
         if self.revoked.revoked(result):
-            raise TokenRefused("token revoked")
+            raise TokenRevoked(result)
         return result
 
 
