@@ -1,4 +1,4 @@
-"""The console's conversation messages (docs/protocol.md, "Conversation"): `conversation`
+"""The console's conversation messages (docs/console-protocol.md, "Conversation"): `conversation`
 asks for a page of a task's thread; the server pushes `conversation_changed` when a message
 joins the thread of a task an agent holds and `message_status` when one of our messages
 changes delivery status (queued, sent, retrying, dead, bounced).

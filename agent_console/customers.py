@@ -1,4 +1,4 @@
-"""The console's customer messages for supervisors (docs/protocol.md, "Customers"): find
+"""The console's customer messages for supervisors (docs/console-protocol.md, "Customers"): find
 customers by name, e-mail address or phone number, and correct a customer's name and
 identities. A customer's card and timeline are `history`; merging two is `merge` (server.py).
 

@@ -1,5 +1,5 @@
-"""The agent's desk in the console (docs/protocol.md, "Calls, wrap-up and dispositions"): what a
-task view carries for the desk, the frames that keep it current, and the wrap-up extension.
+"""The agent's desk in the console (docs/console-protocol.md, "Calls, wrap-up and
+dispositions"): what a task view carries for the desk, the frames that keep it current, and the wrap-up extension.
 
 Sits beside `session.py` (which adds `desk_fields` to every task view it pushes and pushes
 `desk_frame` for the events below) and `server.py` (which hands it every message of

@@ -1,4 +1,5 @@
-"""Wire names of the agent console protocol, version 1 (docs/protocol.md shows every message).
+"""Wire names of the agent console protocol, version 1 (docs/console-protocol.md shows every
+message).
 
 These names are API: a message type, a field, an error code or a close code changes only with a
 new protocol version. Every frame is one JSON object with a `type`. A client request may carry
@@ -14,7 +15,8 @@ import json
 from html.parser import HTMLParser
 from typing import Any
 
-from dispatcher.service.wire import NotJson, read_json
+from dispatcher.service import wire
+from dispatcher.service.wire import BadFrame, read_frame, string_field
 
 PROTOCOL_VERSION = 1
 SUBPROTOCOL = "switchboard.v1"
@@ -36,7 +38,7 @@ REPLY = "reply"
 HISTORY = "history"  # also server -> client (the answer)
 MERGE = "merge"  # supervisors only
 PING = "ping"
-# answers (docs/protocol.md "Answers"): the reply box (agents), the library and the review
+# answers (docs/console-protocol.md "Answers"): the reply box (agents), the library and the review
 # queue (supervisors only)
 ANSWERS_SEARCH = "answers_search"
 SUGGEST = "suggest"
@@ -70,8 +72,8 @@ CALLER_HUNG_UP = "caller_hung_up"
 
 # error codes (the domain's codes pass through: offer_not_current, forbidden, not_eligible,
 # task_taken, unknown_task, unknown_agent, illegal_transition, invalid_value, unknown_customer)
-BAD_MESSAGE = "bad_message"
-UNKNOWN_TYPE = "unknown_type"
+BAD_MESSAGE = wire.BAD_FRAME  # "bad_message"
+UNKNOWN_TYPE = wire.UNKNOWN_TYPE  # "unknown_type"
 HELLO_FIRST = "hello_first"
 UNSUPPORTED_VERSION = "unsupported_version"
 FORBIDDEN = "forbidden"
@@ -95,7 +97,7 @@ ANSWER_SUPERVISOR_TYPES = frozenset({ANSWER_LIST, ANSWER_SAVE, ANSWER_RETIRE, AN
                                      REVIEW_LIST, REVIEW_DECIDE, ANSWER_IMPORT, ANSWER_EXPORT})
 ANSWER_TYPES = ANSWER_AGENT_TYPES | ANSWER_SUPERVISOR_TYPES | {ANSWERS_SEARCH}
 CLIENT_TYPES = CLIENT_TYPES | ANSWER_TYPES
-# collaboration and codification (docs/protocol.md "Collaboration and categories"):
+# collaboration and codification (docs/console-protocol.md "Collaboration and categories"):
 # notes, the notes of a task, consults, reminders, redirects, category corrections (agents
 # on a task they hold; supervisors: notes and categories on any open task), spam release
 # (supervisors only). `notes` is also server -> client (the answer).
@@ -112,7 +114,7 @@ COLLABORATION_SUPERVISOR_TYPES = frozenset({SPAM_RELEASE, SPAM_LIST})
 COLLABORATION_TYPES = COLLABORATION_AGENT_TYPES | COLLABORATION_SUPERVISOR_TYPES | {
     NOTE, NOTES, CATEGORISE}
 CLIENT_TYPES = CLIENT_TYPES | COLLABORATION_TYPES
-# supervision (docs/protocol.md "Supervision"), supervisors only: `watch` subscribes to the
+# supervision (docs/console-protocol.md "Supervision"), supervisors only: `watch` subscribes to the
 # live state (`live`, server -> client, at most once a second and only on change); the
 # balancing actions move an agent between queues or change their skills, change an agent's
 # presence, change a task's priority or queue, offer it to a named agent, take it back.
@@ -127,23 +129,23 @@ LIVE = "live"
 SUPERVISION_TYPES = frozenset({WATCH, AGENT_UPDATE, AGENT_PRESENCE, TASK_PRIORITY, TASK_MOVE,
                                TASK_ASSIGN, TASK_TAKE_BACK})
 CLIENT_TYPES = CLIENT_TYPES | SUPERVISION_TYPES
-# the agent's desk (docs/protocol.md "Calls, wrap-up and dispositions", "Pull queues"): more time
-# to wrap up (agents, on a task they hold); the list of a pull queue's tasks an agent may pick
+# the agent's desk (docs/console-protocol.md "Calls, wrap-up and dispositions", "Pull queues"):
+# more time to wrap up (agents, on a task they hold); the list of a pull queue's tasks an agent may pick
 # (server -> client, to agents of a pull queue only).
 WRAP_UP_EXTEND = "wrap_up_extend"
 PULL_LIST = "pull_list"
 TASK_UPDATE = "task_update"  # server -> client: a held task's desk fields changed, not its state
 DESK_TYPES = frozenset({WRAP_UP_EXTEND})
 CLIENT_TYPES = CLIENT_TYPES | DESK_TYPES
-# conversations (docs/protocol.md "Conversation"): a page of a task's thread (agents on a task
-# they hold, supervisors on any); pushed: a message joined the thread of a task the agent
+# conversations (docs/console-protocol.md "Conversation"): a page of a task's thread (agents on
+# a task they hold, supervisors on any); pushed: a message joined the thread of a task the agent
 # holds, one of our messages changed delivery status (queued, sent, retrying, dead, bounced).
 CONVERSATION = "conversation"  # also server -> client (the answer)
 CONVERSATION_CHANGED = "conversation_changed"
 MESSAGE_STATUS = "message_status"
 CONVERSATION_TYPES = frozenset({CONVERSATION})
 CLIENT_TYPES = CLIENT_TYPES | CONVERSATION_TYPES
-# customers (docs/protocol.md "Customers"), supervisors only: find customers by name, e-mail
+# customers (docs/console-protocol.md "Customers"), supervisors only: find customers by name, e-mail
 # or phone; correct a customer's name and identities (the card and timeline: `history`; two
 # customers made one: `merge`).
 CUSTOMER_SEARCH = "customer_search"
@@ -153,8 +155,8 @@ CLIENT_TYPES = CLIENT_TYPES | CUSTOMER_TYPES
 # An agent signed off by a supervisor: their console is closed with this code and reason.
 CLOSE_SIGNED_OFF = 4004
 SIGNED_OFF_REASON = "signed off by a supervisor"
-# Accounts (docs/protocol.md "Sign-in"): the hello of a token whose account is disabled, or of a
-# supervisor token without a supervisor account, is answered with an error (code
+# Accounts (docs/console-protocol.md "Sign-in"): the hello of a token whose account is disabled,
+# or of a supervisor token without a supervisor account, is answered with an error (code
 # `account_disabled` / `unknown_account`) and the socket closed with one of these.
 CLOSE_ACCOUNT_DISABLED = 4005
 CLOSE_NO_ACCOUNT = 4006
@@ -173,9 +175,9 @@ MAX_FIELD_CHARS = 200
 MAX_TEXT_PUSHED = 100_000
 
 
-class BadMessage(Exception):
-    code = BAD_MESSAGE
-    rid: str | int | None = None  # the request's id, when it could be read
+class BadMessage(BadFrame):
+    """A request the console refuses: `code` (BAD_MESSAGE, UNKNOWN_TYPE) and the request's
+    `rid` when it could be read (dispatcher.service.wire.BadFrame, the CTI's rules too)."""
 
 
 def dumps(message: dict[str, Any]) -> str:
@@ -193,35 +195,16 @@ def _plain(value: Any) -> Any:
 
 
 def parse(raw: str | bytes) -> dict[str, Any]:
-    """A client frame as a dict with a known `type`; BadMessage otherwise."""
-    if isinstance(raw, bytes):
-        raise BadMessage("frames are JSON text")
-    try:
-        msg = read_json(raw)  # bounded: nesting, NaN, lone surrogates (service/wire.py)
-    except NotJson as exc:
-        raise BadMessage(str(exc)) from None
-    if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
-        raise BadMessage("a frame is a JSON object with a string `type`")
-    rid = msg.get("id")
-    if rid is not None and not isinstance(rid, (str, int)):
-        raise BadMessage("`id` is a string or an integer")
-    if msg["type"] not in CLIENT_TYPES:
-        err = BadMessage(f"unknown message type {msg['type'][:MAX_FIELD_CHARS]!r}")
-        err.code, err.rid = UNKNOWN_TYPE, rid
-        raise err
-    return msg
+    """A client frame as a dict with a known `type`; BadMessage otherwise. The rules are the
+    CTI's too (dispatcher.service.wire.read_frame): text frames, `id` a string or an integer."""
+    return read_frame(raw, CLIENT_TYPES, error=BadMessage)
 
 
 def field(msg: dict[str, Any], name: str, required: bool = True, limit: int = MAX_FIELD_CHARS,
           default: str | None = None) -> str | None:
-    value = msg.get(name)
-    if value is None:
-        if required:
-            raise BadMessage(f"{msg['type']}: `{name}` is required")
-        return default
-    if not isinstance(value, str) or len(value) > limit:
-        raise BadMessage(f"{msg['type']}: `{name}` must be a string of at most {limit} chars")
-    return value
+    """A string field of at most `limit` characters (may be empty)."""
+    return string_field(msg, name, required=required, limit=limit, default=default,
+                        error=BadMessage)
 
 
 def ok(rid: Any, **data: Any) -> dict[str, Any]:

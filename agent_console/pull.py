@@ -1,5 +1,5 @@
-"""Pull lists in the console (docs/protocol.md, "Pull queues"): the agents of a pull queue see
-what they could pick, live.
+"""Pull lists in the console (docs/console-protocol.md, "Pull queues"): the agents of a pull
+queue see what they could pick, live.
 
 Sits beside `session.py`: `Desks` owns one `PullFeed`, tells it of each connected agent
 (`add`), of each committed outcome (`on_outcome`) and of each socket that goes (`forget`);

@@ -18,6 +18,8 @@ What it promises, per connection:
   (and logged). Refusals (origin, token, forbidden, hello) are logged at most once per
   guard.LOG_INTERVAL_SECONDS per client and kind; an unexpected failure is `internal` with an
   `incident` id, which is in its one log line (dispatcher.service.wire.Incidents).
+- The WebSocket server is set up as the CTI's (dispatcher/websocket.py) and a frame is read by
+  the CTI's rules (dispatcher.service.wire.read_frame: `id` a string or an integer, text frames).
 """
 
 from __future__ import annotations
@@ -25,21 +27,19 @@ from __future__ import annotations
 import inspect
 import logging
 import time
-from http import HTTPStatus
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
-from websockets.asyncio.server import ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
+from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
 
-from dispatcher import net
+from dispatcher import websocket
 from dispatcher.aio import to_future
-from dispatcher.domain.errors import DomainError, Forbidden, InvalidValue
-from dispatcher.domain.tasks import Channel, TaskState
+from dispatcher.domain.errors import DomainError, Forbidden
+from dispatcher.domain.tasks import Channel
 from dispatcher.guard import Throttled
 from dispatcher.service.accounts import AccountDisabled, UnknownAccount
 from dispatcher.service.backoffice import BackOffice, Caller
+from dispatcher.service.review import held_by
 from dispatcher.service.tokens import Revocations, is_revoked
 from dispatcher.service.wire import Incidents
 
@@ -58,22 +58,15 @@ log = logging.getLogger(__name__)
 
 MAX_NOTES_CHARS = 4000
 # A session whose token is revoked (`switchboard token revoke`, a disabled account, a new
-# password) is closed with this code (docs/protocol.md).
-CLOSE_TOKEN_REVOKED = 4007
-TOKEN_REVOKED_REASON = "token revoked"
-# A refusal (origin, token, forbidden request, hello) is logged at most once per this many
-# seconds for one client (token subject or address) and kind, with a count of the others.
+# password) is closed with this code (docs/console-protocol.md), as a CTI link is.
+CLOSE_TOKEN_REVOKED = websocket.CLOSE_TOKEN_REVOKED
+TOKEN_REVOKED_REASON = websocket.TOKEN_REVOKED_REASON
 
 
 def token_from(request: Request) -> str | None:
-    """The bearer token of a handshake: `bearer.<jwt>` subprotocol, else `?access_token=`."""
-    for header in request.headers.get_all("Sec-WebSocket-Protocol"):
-        for value in header.split(","):
-            value = value.strip()
-            if value.startswith(m.TOKEN_SUBPROTOCOL_PREFIX):
-                return value[len(m.TOKEN_SUBPROTOCOL_PREFIX):]
-    values = parse_qs(urlsplit(request.path).query).get(m.TOKEN_QUERY_PARAMETER)
-    return values[0] if values else None
+    """The bearer token of a handshake: `bearer.<jwt>` subprotocol, else `?access_token=`
+    (no `Authorization` header: browsers cannot set one)."""
+    return websocket.token_from(request)
 
 
 class ConsoleServer:
@@ -86,7 +79,7 @@ class ConsoleServer:
         self.desks = desks
         self.sessions = sessions
         self.history = history
-        self._claims: dict[int, Claims] = {}
+        self._admissions: websocket.Admissions[Claims] = websocket.Admissions()
         # Handshakes whose token was revoked with its account disabled: the hello refuses them
         # as `account_disabled`, like a token not yet revoked.
         self._disabled: set[int] = set()
@@ -102,26 +95,18 @@ class ConsoleServer:
         revoked = getattr(self.verifier, "revoked", None)
         if revoked is not None:
             revoked.listeners.append(self._revoked)
-        self._server = await serve(
-            self._connection, self.settings.host, self.settings.port,
-            process_request=self._handshake, select_subprotocol=self._subprotocol,
-            compression=None, max_size=self.settings.max_frame_bytes,
-            server_header="switchboard-console", logger=log,
-            # the process's connection gate (per-source cap, global budget; dispatcher/net.py)
-            # and its deadline for a complete request head, here the opening handshake
-            create_connection=net.websocket_connection("console"),
-            open_timeout=net.limits().header_timeout, backlog=net.ACCEPT_BACKLOG,
-        )
-        self.port = self._server.sockets[0].getsockname()[1]
+        self._server = await websocket.listen(
+            self._connection, name="console", host=self.settings.host,
+            port=self.settings.port, max_frame_bytes=self.settings.max_frame_bytes,
+            subprotocol=m.SUBPROTOCOL, handshake=self._handshake, logger=log)
+        self.port = websocket.bound_port(self._server)
         log.info("console: WebSocket server on ws://%s:%d/", self.settings.host, self.port)
 
     async def stop(self) -> None:
         revoked = getattr(self.verifier, "revoked", None)
         if revoked is not None and self._revoked in revoked.listeners:
             revoked.listeners.remove(self._revoked)
-        if self._server is not None:
-            self._server.close(close_connections=True)
-            await self._server.wait_closed()
+        await websocket.stop(self._server)
         await self.desks.stop()
 
     # ------------------------------------------------------------------ handshake
@@ -131,14 +116,11 @@ class ConsoleServer:
         origin = request.headers.get("Origin")
         if not self.settings.origin_allowed(origin):
             if origin is None:
-                return self._refuse(connection, HTTPStatus.FORBIDDEN, "an Origin is required\n")
-            self.refusals.warning((_peer(connection), "origin"), time.monotonic(),
-                                  "console: refused a handshake from origin %r (from %s)",
-                                  origin[:200], _peer(connection))
-            return self._refuse(connection, HTTPStatus.FORBIDDEN, "origin not allowed\n")
+                return websocket.forbidden(connection, "an Origin is required")
+            return websocket.foreign_origin(connection, origin, self.refusals, "console")
         token = token_from(request)
         if not token:
-            return self._unauthorized(connection, "a bearer token is required")
+            return websocket.unauthorized(connection, "a bearer token is required")
         try:
             claims = self.verifier.verify(token)
         except TokenRevoked as exc:
@@ -149,7 +131,7 @@ class ConsoleServer:
             self._disabled.add(id(connection))
         except TokenRefused as exc:
             return self._refused_token(connection, exc)
-        self._claims[id(connection)] = claims
+        self._admissions.admit(connection, claims)
         return None
 
     async def _account_disabled(self, claims: Claims) -> bool:
@@ -164,29 +146,16 @@ class ConsoleServer:
         return False
 
     def _refused_token(self, connection: ServerConnection, exc: TokenRefused) -> Response:
-        self.refusals.warning((_peer(connection), "token"), time.monotonic(),
-                              "console: refused a token from %s: %s", _peer(connection), exc)
-        return self._unauthorized(connection, str(exc))
-
-    @staticmethod
-    def _refuse(connection: ServerConnection, status: HTTPStatus, text: str) -> Response:
-        return connection.respond(status, text)
-
-    def _unauthorized(self, connection: ServerConnection, why: str) -> Response:
-        response = connection.respond(HTTPStatus.UNAUTHORIZED, f"unauthorized: {why}\n")
-        response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
-        return response
-
-    @staticmethod
-    def _subprotocol(connection: ServerConnection, offered: Any) -> Any:
-        return m.SUBPROTOCOL if m.SUBPROTOCOL in offered else None
+        peer = websocket.peer(connection)
+        self.refusals.warning((peer, "token"), time.monotonic(),
+                              "console: refused a token from %s: %s", peer, exc)
+        return websocket.unauthorized(connection, str(exc))
 
     # ------------------------------------------------------------------ one connection
 
     async def _connection(self, ws: ServerConnection) -> None:
-        claims = self._claims.pop(id(ws), None)
-        if claims is None:  # cannot happen: the handshake refused it
-            await ws.close(1008, "unauthenticated")
+        claims = await self._admissions.take(ws)
+        if claims is None:
             return
         disabled = id(ws) in self._disabled
         self._disabled.discard(id(ws))
@@ -198,10 +167,8 @@ class ConsoleServer:
         session = self.desks.open(ws, claims.sub, claims.role)
         self._open[session] = claims
         try:
-            async for raw in ws:
+            async for raw in websocket.frames(ws):
                 await self._frame(session, raw)
-        except ConnectionClosed:
-            pass
         finally:
             self._open.pop(session, None)
             self.desks.close(session)
@@ -314,13 +281,8 @@ class ConsoleServer:
                     isinstance(v, bool) and k in {c.value for c in Channel}
                     for k, v in channels.items()):
                 raise m.BadMessage('presence: `channels` maps "email"/"phone" to true/false')
-            agent = self.desks.view.agent(agent_id)
-            on = agent.channels - agent.paused
-            wanted = {c for c in agent.channels if channels.get(c.value, c in on)}
-            if not wanted:
-                raise InvalidValue("keep at least one channel on (or take a break)")
-            if wanted != on:
-                await self._call(self.sessions.set_channels(agent_id, [c.value for c in wanted]))
+            # The service keeps at least one channel on (Sessions.switch_channels).
+            if await self._call(self.sessions.switch_channels(agent_id, channels)) is not None:
                 self._push_presence(session)
         if status is not None:
             await self._call(self.sessions.set_status(agent_id, status, reason))
@@ -333,17 +295,10 @@ class ConsoleServer:
 
     async def _accept(self, session, msg, rid):
         offer_id = m.field(msg, "offer_id")
-        if self._rings_a_sip_phone(session.agent_id, offer_id):
-            # A SIP call is accepted by the agent's phone (its 200 OK), never by the console.
-            return m.error(m.ANSWER_ON_PHONE, "answer this call on your phone", rid)
-        await self._call(self.sessions.accept(session.agent_id, offer_id))
+        # A SIP call is accepted by the agent's phone, never here: the service refuses it
+        # (`answer_on_phone`, dispatcher.service.calls).
+        await self._call(self.sessions.accept_at_desk(session.agent_id, offer_id))
         return m.ok(rid)
-
-    def _rings_a_sip_phone(self, agent_id: str, offer_id: str) -> bool:
-        offer = self.desks.view.pending_offer(agent_id)
-        task = self.desks.view.task(offer.task_id) if offer and offer.id == offer_id else None
-        return task is not None and task.channel is Channel.PHONE \
-            and task.attributes.get("source") == m.SIP_SOURCE
 
     async def _reject(self, session, msg, rid):
         reason = m.field(msg, "reason", False, default="") or ""
@@ -370,39 +325,32 @@ class ConsoleServer:
             raise
         return m.ok(rid)
 
-    def _own_task(self, session, task_id: str):
-        task = self.desks.view.task(task_id)
-        if task is None or task.agent_id != session.agent_id or task.state not in (
-                TaskState.ASSIGNED, TaskState.WRAP_UP):
-            raise Forbidden(session.agent_id, f"task {task_id}")
-        return task
-
     async def _transfer(self, session, msg, rid):
         task_id = m.field(msg, "task_id")
         to_queue, to_agent = m.field(msg, "to_queue", False), m.field(msg, "to_agent", False)
         if (to_queue is None) == (to_agent is None):
             raise m.BadMessage("transfer: give exactly one of `to_queue`, `to_agent`")
-        self._own_task(session, task_id)
         note = m.field(msg, "note", False, limit=MAX_NOTES_CHARS)  # why (collaboration)
         collaboration = getattr(self.desks, "collaboration", None)
+        # Both services refuse a task the agent does not hold (`forbidden`).
         if note and collaboration is not None:
             await self._call(collaboration.transfer(task_id, session.agent_id, note,
                                                     to_queue=to_queue, to_agent=to_agent))
             return m.ok(rid)
-        await self._call(self.sessions.transfer(task_id, queue=to_queue, agent_id=to_agent,
-                                                actor=f"agent:{session.agent_id}"))
+        await self._call(self.sessions.transfer_held(session.agent_id, task_id,
+                                                     queue=to_queue, to_agent=to_agent))
         return m.ok(rid)
 
     async def _reply(self, session, msg, rid):
         task_id, text = m.field(msg, "task_id"), m.field(msg, "text", limit=m.MAX_TEXT_CHARS)
-        task = self._own_task(session, task_id)
-        if task.channel is not Channel.EMAIL:
-            raise InvalidValue("replies are for e-mail tasks")
+        # Who may reply to what is the service's rule (review.held_by; `Replies` applies it
+        # again): asked first, so a stranger is `forbidden` even with no e-mail channel.
+        held_by(self.desks.view.router, task_id, session.agent_id)
         hook = self.desks.reply_hook
         if hook is None:
             return m.error(m.NOT_AVAILABLE, "no e-mail channel is connected", rid)
-        # The library answer used and the mode, when the reply box says (docs/protocol.md);
-        # the agent's HTML, reply to all, the quote, the files uploaded for it.
+        # The library answer used and the mode, when the reply box says
+        # (docs/console-protocol.md); the agent's HTML, reply to all, the quote, the files uploaded for it.
         extra: dict[str, Any] = {k: m.field(msg, k, False) for k in ("answer_id", "mode")
                                  if msg.get(k)}
         html = m.field(msg, "html", False, limit=m.MAX_TEXT_CHARS)
@@ -457,12 +405,6 @@ class ConsoleServer:
         return m.ok(rid, identities=[{"kind": i.kind, "value": i.value}
                                      for i in merged.identities],
                     task_ids=list(merged.task_ids))
-
-
-def _peer(connection: ServerConnection) -> str:
-    """The client's address (host only: a client may use many ports)."""
-    address = getattr(connection, "remote_address", None)
-    return str(address[0]) if address else "unknown"
 
 
 class _Closing(Exception):

@@ -9,7 +9,8 @@ Sits between `server.py` (the sockets) and the service layer. What it promises:
 - A dropped socket with a pending offer gives the task back at once (`Sessions.drop`: head of
   the queue, agent `not_responding`); assigned tasks stay with the agent for the grace period,
   then go back to their queue (`Sessions.requeue`) and the agent goes offline. Reconnecting
-  within the grace period keeps everything (the welcome lists the tasks).
+  within the grace period keeps everything (the welcome lists the tasks). The rule is the
+  service's (`dispatcher.service.sessions.Absences`, given the console's `grace_seconds`).
 - Nobody is told about another agent's offers or tasks.
 - Task views carry the desk's fields (desk.py: call answered, wrap-up window, disposition
   codes); the agents of pull queues get their pull lists (pull.py).
@@ -25,10 +26,11 @@ from typing import Any
 
 from dispatcher.aio import Background, to_future
 from dispatcher.domain import events as ev
-from dispatcher.domain.agents import Agent, Presence
+from dispatcher.domain.agents import Agent
 from dispatcher.domain.offers import Offer
 from dispatcher.domain.routing import Outcome
-from dispatcher.domain.tasks import Channel, Task, TaskState
+from dispatcher.domain.tasks import Channel, Task
+from dispatcher.service.sessions import Absences
 
 from . import messages as m
 from .answers import answers_for_task, item_view
@@ -41,7 +43,6 @@ log = logging.getLogger(__name__)
 # A socket that lets this many frames pile up is closed (1008): it cannot follow the shift.
 MAX_PENDING_FRAMES = 1000
 CLOSE_TOO_SLOW = 1008
-GRACE_REQUEUE_REASON = "agent_disconnected"
 
 Item = str | dict[str, Any] | Callable[[], Awaitable[dict[str, Any] | None]]
 
@@ -139,7 +140,8 @@ class Desks:
         self.background = Background()
         self.by_agent: dict[str, Session] = {}
         self.watchers: set[Session] = set()
-        self._grace: dict[str, Any] = {}
+        # The grace period of a dropped agent: the service's rule, with the console's setting.
+        self.absences = Absences(sessions, clock, grace_seconds)
         self._snapshot_timer: Any = None
         # `on_reply(agent_id, task_id, text)` of the e-mail edge (may return a Deferred or an
         # awaitable); None: replies are refused with `not_available`.
@@ -182,12 +184,7 @@ class Desks:
             if old is not None and old is not session:
                 log.info("console: agent %s displaced an older connection", agent.id)
                 old.close(m.CLOSE_DISPLACED, m.DISPLACED_REASON)
-            timer = self._grace.pop(agent.id, None)
-            if timer is not None and timer.active():
-                timer.cancel()
-            connected = getattr(self.sessions, "connected", None)
-            if connected is not None:  # after a restart: back, their work stays theirs
-                connected(agent.id)
+            self.absences.back(agent.id)  # the grace period ends; after a restart too
         session.greeted = True
         session.push(self._welcome(session))
         offer = self.view.pending_offer(agent.id) if agent is not None else None
@@ -211,33 +208,14 @@ class Desks:
         if agent_id is None or self.by_agent.get(agent_id) is not session:
             return  # displaced: the newer session carries on
         del self.by_agent[agent_id]
-        offer = self.view.pending_offer(agent_id)
-        if offer is not None:
-            self._logged(self.sessions.drop(offer.id), f"drop offer {offer.id}")
-        agent = self.view.agent(agent_id)
-        if agent is not None and (agent.status is not Presence.OFFLINE or agent.held):
-            self._grace[agent_id] = self.clock.callLater(
-                self.grace_seconds, self._grace_over, agent_id)
-
-    def _grace_over(self, agent_id: str) -> None:
-        self._grace.pop(agent_id, None)
-        if agent_id in self.by_agent:
-            return
-        for task in self.view.held(agent_id):
-            if task.state is TaskState.ASSIGNED:
-                self._logged(self.sessions.requeue(task.id, GRACE_REQUEUE_REASON, ev.SYSTEM),
-                             f"requeue {task.id}")
-        self._logged(self.sessions.logout(agent_id, actor=ev.SYSTEM), f"log out {agent_id}")
+        self.absences.left(agent_id)  # the service's grace period (dispatcher.service.sessions)
 
     def _logged(self, d: Any, what: str) -> None:
         d.addErrback(lambda f: log.warning("console: could not %s: %s", what,
                                            f.getErrorMessage()))
 
     async def stop(self) -> None:
-        for timer in self._grace.values():
-            if timer.active():
-                timer.cancel()
-        self._grace.clear()
+        self.absences.stop()
         if self._snapshot_timer is not None and self._snapshot_timer.active():
             self._snapshot_timer.cancel()
         self.pulls.stop()
@@ -397,7 +375,7 @@ class Desks:
                 # Offered to an agent whose console socket is gone (grace period): give it back
                 # now. An agent who never used the console here (a SIP phone, a CTI desk, the
                 # demo's robots) is reached by another edge: leave the offer to its timer.
-                if offer.agent_id in self._grace:
+                if self.absences.away(offer.agent_id):
                     self.clock.callLater(0, self._drop_unreachable, offer.id)
             else:
                 session.push(self._offer_frame(session, offer))

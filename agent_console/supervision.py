@@ -1,4 +1,4 @@
-"""The console's supervision messages (docs/protocol.md, "Supervision"): the live state for
+"""The console's supervision messages (docs/console-protocol.md, "Supervision"): the live state for
 supervisors and their balancing actions.
 
 Sits beside `server.py`, which hands it every message of `messages.SUPERVISION_TYPES` after

@@ -1,4 +1,4 @@
-// Switchboard agent console — the desk around a task (docs/protocol.md "Calls, wrap-up and
+// Switchboard agent console — the desk around a task (docs/console-protocol.md "Calls, wrap-up and
 // dispositions"): the caller in the offer's title, a live call timer from the answer the server
 // reports (`answered_at`), the wrap-up countdown (`wrap_up_until`) with Done and Extend, the
 // queue's disposition codes in the Disposition list, and the agent's chosen status next to the

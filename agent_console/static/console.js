@@ -1,4 +1,4 @@
-// Switchboard agent console: one WebSocket (protocol v1, docs/protocol.md), plain DOM.
+// Switchboard agent console: one WebSocket (protocol v1, docs/console-protocol.md), plain DOM.
 // Customer content is only ever set with textContent: no innerHTML anywhere.
 "use strict";
 
@@ -315,7 +315,8 @@ function customer(shown) {
 
 document.addEventListener("DOMContentLoaded", boot);
 
-// Collaboration and categories (docs/protocol.md): notes, category, consult, reminder, redirect.
+// Collaboration and categories (docs/console-protocol.md): notes, category, consult, reminder,
+// redirect.
 function collabWire() {
   const task = () => state.selected;
   const value = (id) => $(id).value.trim();
@@ -351,7 +352,7 @@ function collabWire() {
   };
 }
 
-// Answers (docs/protocol.md "Answers"): the mode of the task's queue and category, the top
+// Answers (docs/console-protocol.md "Answers"): the mode of the task's queue and category, the top
 // three suggestions with their score (suggested mode), the library search (assisted), and the
 // answer id and mode sent with the reply. Library texts are inserted as plain text.
 const answersState = { used: new Map(), searches: new Map() };
@@ -394,7 +395,7 @@ function answersUsed(taskId) {
   answersState.used.delete(taskId);
   return { answer_id: used.answer_id, mode: used.mode };
 }
-// A supervisor decided on one of your held answers (docs/protocol.md "Answers").
+// A supervisor decided on one of your held answers (docs/console-protocol.md "Answers").
 function reviewDecided(item) {
   const what = { approved: "approved and sent", edited: "edited and sent", rejected: "rejected: it was not sent" }[item.state] || item.state;
   const note = item.note ? ` — “${item.note}”` : "";

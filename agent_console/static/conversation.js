@@ -1,5 +1,5 @@
-// The conversation of the selected e-mail task (docs/protocol.md "Conversation"): every message
-// of the thread, inbound and outbound, with the internal notes, consults and transfer notes in
+// The conversation of the selected e-mail task (docs/console-protocol.md "Conversation"): every
+// message of the thread, inbound and outbound, with the internal notes, consults and transfer notes in
 // one timeline; HTML bodies in a sandboxed frame (remote images only when asked); attachments
 // as downloads; reply to all, the quote and the agent's files on the reply. Customer content is
 // only ever set with textContent.

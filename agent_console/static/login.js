@@ -1,5 +1,5 @@
-// Switchboard sign-in with an id and a password (POST /login, docs/protocol.md "Sign-in"), the
-// token refreshed before it expires (POST /login/refresh: the socket is authenticated at its
+// Switchboard sign-in with an id and a password (POST /login, docs/console-protocol.md
+// "Sign-in"), the token refreshed before it expires (POST /login/refresh: the socket is authenticated at its
 // handshake, so a fresh token only matters for a reconnection), and "Sign off", which forgets
 // the token. Loaded after the page's script (console.js, or wallboard.js), whose `state`, `$`,
 // `connect()`, `link()` and `showSignIn(text)` (wallboard: `signedOut(text)`) it uses; the page

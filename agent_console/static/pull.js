@@ -1,5 +1,5 @@
-// Switchboard agent console — pull queues (docs/protocol.md "Pull queues"): the tasks the agent
-// may pick, as the server pushes them (`pull_list`: the router's order, only what this agent
+// Switchboard agent console — pull queues (docs/console-protocol.md "Pull queues"): the tasks
+// the agent may pick, as the server pushes them (`pull_list`: the router's order, only what this agent
 // could take), picked with one click (`pick`). A pick that comes second is refused by the server
 // (`task_taken`) and a fresh list follows. Loaded after console.js, whose `state`, `$`, `el`,
 // `clear`, `send`, `toast` and `on` it uses. Text only (textContent), no innerHTML.

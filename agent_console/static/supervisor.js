@@ -1,6 +1,6 @@
 // Switchboard supervisor page: the answer library (versions, import, export), the review queue,
 // the mails parked as spam and customers (search, card and timeline, corrections, merges), over
-// the console's WebSocket (protocol v1, docs/protocol.md "Answers", "Collaboration and
+// the console's WebSocket (protocol v1, docs/console-protocol.md "Answers", "Collaboration and
 // categories", "Customers"). The server decides who may do what; this page only shows it.
 // Plain DOM, no library; text only ever set with textContent or value.
 "use strict";

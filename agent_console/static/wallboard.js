@@ -1,5 +1,5 @@
 // Switchboard wallboard: the supervisors' live state and balancing actions over the console's
-// WebSocket (protocol v1, docs/protocol.md "Supervision"). Plain DOM and SVG drawn here, no
+// WebSocket (protocol v1, docs/console-protocol.md "Supervision"). Plain DOM and SVG drawn here, no
 // library; text only ever set with textContent.
 "use strict";
 

@@ -65,7 +65,7 @@ class PhoneSettings:
     invite_burst: int = DEFAULT_INVITE_BURST  # ...with this burst; beyond: 480 + Retry-After
     require_devices: bool = True  # agents take phone tasks only with a live registration
     user_agent: str = "Switchboard"
-    # --- the telephony integration API (cti.py, docs/protocol.md "Telephony integration") ---
+    # --- the telephony integration API (cti.py, docs/cti-protocol.md "Telephony integration") ---
     cti_enabled: bool = False  # a JSON API over WebSocket (+ POST /cti/events) for PBXs
     cti_host: str = "127.0.0.1"
     cti_port: int = 8090  # the CTI WebSocket server; 0: any free port

@@ -6,7 +6,7 @@ failed) and the committed outcomes of `Assignment.listen`.
 A PBX reports `call.arrived`, `call.answered`, `call.ended`, `call.abandoned`, `device.state`
 and `route.failed` over a WebSocket (`websockets` on the reactor's asyncio loop) or, one event
 per request, with `POST /cti/events` on the runtime's HTTP site; the dispatcher pushes `offer`,
-`route` and `cancel_route` over the WebSocket. Wire names: messages.py; docs/protocol.md has
+`route` and `cancel_route` over the WebSocket. Wire names: messages.py; docs/cti-protocol.md has
 the sequences.
 
 What it promises:
@@ -28,6 +28,9 @@ What it promises:
   PBX may keep two for redundancy), and another integration touching the call is `forbidden`.
   A `route` not yet followed by `call.answered` is sent again when the integration reconnects
   (after a restart of the dispatcher: the route of every CTI call assigned to an agent).
+- The WebSocket server is set up as the console's (dispatcher/websocket.py: limits, no
+  compression, the connection gate, handshake refusals) and a frame is read by the console's
+  rules (dispatcher.service.wire.read_frame: `id` a string or an integer, text frames).
 """
 
 from __future__ import annotations
@@ -39,16 +42,15 @@ import time
 from dataclasses import dataclass, fields
 from http import HTTPStatus
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 from twisted.internet.defer import Deferred
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
-from websockets.asyncio.server import ServerConnection, serve
+from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from dispatcher import net
+from dispatcher import websocket
 from dispatcher.aio import Background, to_deferred, to_future
 from dispatcher.domain import events as ev
 from dispatcher.domain.errors import DomainError, InvalidValue
@@ -83,8 +85,6 @@ HTTP_STATUS = {
     "invalid_value": HTTPStatus.UNPROCESSABLE_ENTITY, m.INTERNAL: HTTPStatus.INTERNAL_SERVER_ERROR,
 }
 JSON_TYPE = b"application/json"
-# A refusal (origin, token, role, bad message, refused request) is logged at most once per this
-# many seconds for one client (token subject or address) and kind, with a count of the others.
 
 
 @dataclass(frozen=True)
@@ -211,7 +211,7 @@ class Cti:
         self.verifier: tokens.Verifier | None = None
         self.background = Background()
         self.links: dict[str, set[Link]] = {}  # integration (token subject) -> connections
-        self._claims: dict[int, tokens.Claims] = {}
+        self._admissions: websocket.Admissions[tokens.Claims] = websocket.Admissions()
         self._tokens: dict[Link, tokens.Claims] = {}  # each open link's token (revocations)
         self.refusals = Throttled(log)
         self.incidents = Incidents(log)  # unexpected failures: an id for the PBX and the log
@@ -244,17 +244,11 @@ class Cti:
         if self.settings.require_devices:
             await to_future(self.calls.require_devices())
         self._recover_routes()
-        self._server = await serve(
-            self._connection, self.settings.host, self.settings.port,
-            process_request=self._handshake, select_subprotocol=self._subprotocol,
-            compression=None, max_size=self.settings.max_frame_bytes,
-            server_header="switchboard-cti", logger=log,
-            # the process's connection gate (per-source cap, global budget; dispatcher/net.py)
-            # and its deadline for a complete request head, here the opening handshake
-            create_connection=net.websocket_connection("cti"),
-            open_timeout=net.limits().header_timeout, backlog=net.ACCEPT_BACKLOG,
-        )
-        self.port = self._server.sockets[0].getsockname()[1]
+        self._server = await websocket.listen(
+            self._connection, name="cti", host=self.settings.host, port=self.settings.port,
+            max_frame_bytes=self.settings.max_frame_bytes, subprotocol=m.SUBPROTOCOL,
+            handshake=self._handshake, logger=log)
+        self.port = websocket.bound_port(self._server)
         log.info("cti: WebSocket server on ws://%s:%d/", self.settings.host, self.port)
 
     def _recover_routes(self) -> None:
@@ -277,9 +271,7 @@ class Cti:
             self.verifier.revoked.listeners.remove(self._revoked)
         self.verifier = None  # POST /cti/events answers 503 from now on
         server, self._server = self._server, None
-        if server is not None:
-            server.close(close_connections=True)
-            await server.wait_closed()
+        await websocket.stop(server)
         await self.background.stop()
 
     def _revoked(self, revocations: tokens.Revocations) -> None:
@@ -289,7 +281,7 @@ class Cti:
                 log.info("cti: closing a link of %s: token revoked", claims.sub)
                 self._tokens.pop(link, None)
                 link.close_revoked = asyncio.ensure_future(
-                    link.ws.close(CLOSE_TOKEN_REVOKED, "token revoked"))
+                    link.ws.close(CLOSE_TOKEN_REVOKED, websocket.TOKEN_REVOKED_REASON))
 
     # ------------------------------------------------------------------ authentication
 
@@ -318,31 +310,21 @@ class Cti:
     def _handshake(self, connection: ServerConnection, request: Request) -> Response | None:
         origin = request.headers.get("Origin")
         if not self.origin_allowed(origin):
-            self.refusals.warning((_peer(connection), "origin"), time.monotonic(),
-                                  "cti: refused a handshake from origin %r (from %s)",
-                                  origin[:200], _peer(connection))
-            return connection.respond(HTTPStatus.FORBIDDEN, "origin not allowed\n")
+            return websocket.foreign_origin(connection, origin, self.refusals, "cti")
         try:
-            claims = self.authenticate(token_from(request), _peer(connection))
+            claims = self.authenticate(token_from(request), websocket.peer(connection))
         except _Unauthorized as exc:
-            response = connection.respond(HTTPStatus.UNAUTHORIZED, f"unauthorized: {exc}\n")
-            response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
-            return response
+            return websocket.unauthorized(connection, str(exc))
         except _NotAnIntegration as exc:
-            return connection.respond(HTTPStatus.FORBIDDEN, f"forbidden: {exc}\n")
-        self._claims[id(connection)] = claims
+            return websocket.forbidden(connection, f"forbidden: {exc}")
+        self._admissions.admit(connection, claims)
         return None
-
-    @staticmethod
-    def _subprotocol(connection: ServerConnection, offered: Any) -> Any:
-        return m.SUBPROTOCOL if m.SUBPROTOCOL in offered else None
 
     # ------------------------------------------------------------------ one connection
 
     async def _connection(self, ws: ServerConnection) -> None:
-        claims = self._claims.pop(id(ws), None)
-        if claims is None:  # cannot happen: the handshake refused it
-            await ws.close(1008, "unauthenticated")
+        claims = await self._admissions.take(ws)
+        if claims is None:
             return
         link = Link(ws, claims.sub, self.background)
         self.links.setdefault(claims.sub, set()).add(link)
@@ -355,10 +337,8 @@ class Cti:
             if ref is not None and ref.integration == claims.sub:
                 link.push(frame)
         try:
-            async for raw in ws:
+            async for raw in websocket.frames(ws):
                 link.push(await self.answer(claims.sub, raw))
-        except ConnectionClosed:
-            pass
         finally:
             link.stop()
             self._tokens.pop(link, None)
@@ -369,11 +349,13 @@ class Cti:
                     del self.links[claims.sub]
             log.info("cti: integration %s disconnected", claims.sub)
 
-    async def answer(self, sub: str, raw: str | bytes) -> dict[str, Any]:
-        """The answer to one PBX frame (`ok` after the commit, or `error`); never raises."""
+    async def answer(self, sub: str, raw: str | bytes, *, text_only: bool = True
+                     ) -> dict[str, Any]:
+        """The answer to one PBX frame (`ok` after the commit, or `error`); never raises.
+        `text_only`: a WebSocket frame (binary frames refused); False for an HTTP body."""
         rid = None
         try:
-            msg = m.parse(raw)
+            msg = m.parse(raw, text_only=text_only)
             rid = msg.get("id")
             return await self.event(sub, msg)
         except m.BadMessage as exc:
@@ -602,7 +584,7 @@ class _Unauthorized(Exception):
 
 
 # A link whose token is revoked is closed with this code (as the console's sessions).
-CLOSE_TOKEN_REVOKED = 4007
+CLOSE_TOKEN_REVOKED = websocket.CLOSE_TOKEN_REVOKED
 
 
 class _NotAnIntegration(Exception):
@@ -612,16 +594,7 @@ class _NotAnIntegration(Exception):
 def token_from(request: Request) -> str | None:
     """The bearer token of a handshake: `Authorization: Bearer`, the `bearer.<jwt>`
     subprotocol, else `?access_token=`."""
-    auth = request.headers.get("Authorization")
-    if auth and auth[:len(m.BEARER)].lower() == m.BEARER:
-        return auth[len(m.BEARER):].strip()
-    for header in request.headers.get_all("Sec-WebSocket-Protocol"):
-        for value in header.split(","):
-            value = value.strip()
-            if value.startswith(m.TOKEN_SUBPROTOCOL_PREFIX):
-                return value[len(m.TOKEN_SUBPROTOCOL_PREFIX):]
-    values = parse_qs(urlsplit(request.path).query).get(m.TOKEN_QUERY_PARAMETER)
-    return values[0] if values else None
+    return websocket.token_from(request, authorization=True)
 
 
 # ---------------------------------------------------------------------- HTTP one-shot events
@@ -657,9 +630,7 @@ class Events(Resource):
                               "the CTI is not running")
         if not self.cti.origin_allowed(_header(request, b"origin")):
             return self._fail(request, HTTPStatus.FORBIDDEN, m.FORBIDDEN, "origin not allowed")
-        auth = _header(request, b"authorization") or ""
-        token = auth[len(m.BEARER):].strip() if auth[:len(m.BEARER)].lower() == m.BEARER \
-            else None
+        token = websocket.bearer(_header(request, b"authorization"))
         try:
             claims = self.cti.authenticate(token, _client(request))
         except _Unauthorized as exc:
@@ -678,8 +649,8 @@ class Events(Resource):
                               f"at most {limit} bytes")
         gone: list[bool] = []
         request.notifyFinish().addErrback(lambda _: gone.append(True))
-        d = Deferred.fromFuture(self.cti.background.start(self.cti.answer(claims.sub, body),
-                                                          name="cti-http-event"))
+        d = Deferred.fromFuture(self.cti.background.start(
+            self.cti.answer(claims.sub, body, text_only=False), name="cti-http-event"))
 
         def respond(frame: dict[str, Any]) -> None:
             if gone:
@@ -706,12 +677,6 @@ class Events(Resource):
     def _fail(request, status: HTTPStatus, code: str, message: str) -> bytes:
         request.setResponseCode(status)
         return json.dumps(m.error(code, message)).encode()
-
-
-def _peer(connection: ServerConnection) -> str:
-    """A WebSocket client's address (host only: a client may use many ports)."""
-    address = getattr(connection, "remote_address", None)
-    return str(address[0]) if address else "unknown"
 
 
 def _client(request) -> str:

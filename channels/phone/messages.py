@@ -1,4 +1,4 @@
-"""Wire names of the telephony integration API (CTI), version 1 (docs/protocol.md, section
+"""Wire names of the telephony integration API (CTI), version 1 (docs/cti-protocol.md, section
 "Telephony integration (CTI)", shows every message with an example).
 
 These names are API: a message type, a field, a reason, an error code or a close code changes
@@ -14,7 +14,8 @@ import json
 import math
 from typing import Any
 
-from dispatcher.service.wire import NotJson, read_json
+from dispatcher.service import wire
+from dispatcher.service.wire import BadFrame, read_frame, string_field
 
 PROTOCOL_VERSION = 1
 SUBPROTOCOL = "switchboard.cti.v1"
@@ -70,8 +71,8 @@ INTEGRATION_ACTOR_PREFIX = "integration:"  # the actor of what an integration di
 
 # error codes (the domain's codes pass through: unknown_queue, offer_not_current, invalid_value,
 # illegal_transition, unknown_agent, not_eligible)
-BAD_MESSAGE = "bad_message"
-UNKNOWN_TYPE = "unknown_type"
+BAD_MESSAGE = wire.BAD_FRAME  # "bad_message"
+UNKNOWN_TYPE = wire.UNKNOWN_TYPE  # "unknown_type"
 UNKNOWN_CALL = "unknown_call"
 UNKNOWN_EXTENSION = "unknown_extension"
 FORBIDDEN = "forbidden"
@@ -92,53 +93,27 @@ MAX_ATTRIBUTE_KEY_CHARS = 64
 MAX_ATTRIBUTE_VALUE_CHARS = 1000
 
 
-class BadMessage(Exception):
-    code = BAD_MESSAGE
-    rid: str | int | None = None  # the request's id, when it could be read
-
-    def __init__(self, message: str, code: str = BAD_MESSAGE) -> None:
-        super().__init__(message)
-        self.code = code
+class BadMessage(BadFrame):
+    """A request the CTI refuses: `code` (BAD_MESSAGE, UNKNOWN_TYPE) and the request's `rid`
+    when it could be read (dispatcher.service.wire.BadFrame, the console's rules too)."""
 
 
 def dumps(message: dict[str, Any]) -> str:
     return json.dumps(message, separators=(",", ":"))
 
 
-def parse(raw: str | bytes) -> dict[str, Any]:
-    """A PBX frame as a dict with a known `type`; BadMessage otherwise."""
-    if isinstance(raw, bytes):
-        try:
-            raw = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise BadMessage("frames are UTF-8 JSON text") from None
-    try:
-        msg = read_json(raw)  # bounded: nesting, NaN, lone surrogates (service/wire.py)
-    except NotJson as exc:
-        raise BadMessage(str(exc)) from None
-    if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
-        raise BadMessage("a frame is a JSON object with a string `type`")
-    rid = msg.get("id")
-    if rid is not None and (not isinstance(rid, (str, int)) or isinstance(rid, bool)):
-        raise BadMessage("`id` is a string or an integer")
-    if msg["type"] not in CLIENT_TYPES:
-        err = BadMessage(f"unknown message type {msg['type'][:MAX_FIELD_CHARS]!r}", UNKNOWN_TYPE)
-        err.rid = rid
-        raise err
-    return msg
+def parse(raw: str | bytes, *, text_only: bool = True) -> dict[str, Any]:
+    """A PBX request as a dict with a known `type`; BadMessage otherwise. WebSocket frames are
+    text (`text_only`); a `POST /cti/events` body is UTF-8 bytes. The rules are the console's
+    too (dispatcher.service.wire.read_frame): `id` a string or an integer."""
+    return read_frame(raw, CLIENT_TYPES, text_only=text_only, error=BadMessage)
 
 
 def text(msg: dict[str, Any], name: str, required: bool = True, limit: int = MAX_FIELD_CHARS,
          default: str | None = None) -> str | None:
     """A string field of at most `limit` characters (required: also non-empty)."""
-    value = msg.get(name)
-    if value is None:
-        if required:
-            raise BadMessage(f"{msg['type']}: `{name}` is required")
-        return default
-    if not isinstance(value, str) or len(value) > limit or (required and not value):
-        raise BadMessage(f"{msg['type']}: `{name}` must be a string of 1-{limit} chars")
-    return value
+    return string_field(msg, name, required=required, limit=limit, default=default,
+                        nonempty=required, error=BadMessage)
 
 
 def choice(msg: dict[str, Any], name: str, allowed: tuple[str, ...],

@@ -1,7 +1,12 @@
 """Domain events: what happened, when, by whom, and why. Every router decision returns them; the
 store appends them to the immutable `task_events` / `agent_events` logs in the same transaction
 as the state change. `kind` values are wire API: they appear in the log, in reports and in the
-console protocol, so they change only with a new name, never in meaning."""
+console protocol, so they change only with a new name, never in meaning.
+
+This is the one module of event names (the log's kinds): every kind any part of the system
+writes is declared here, and services, reports, storage and edges import it from here. The wire
+message types of the console and CTI protocols are not log events and stay in their protocol
+modules (agent_console/messages.py, channels/phone/messages.py)."""
 
 from __future__ import annotations
 
@@ -56,6 +61,46 @@ ACCOUNT_REMOVED = "account.removed"  # data: role
 # Call events (phone tasks; the call's start is task.created)
 CALL_ANSWERED = "call.answered"  # the agent's device answered; data: agent_id
 CALL_ENDED = "call.ended"  # data: by (caller | agent | pbx), talk_seconds
+
+# E-mail events (dispatcher/service/mail.py)
+EMAIL_RECEIVED = "email.received"  # data: message, message_id, from, subject, action, source
+EMAIL_LINKED = "email.linked"  # a new task opened for a message that pointed at another task
+EMAIL_REOPENED = "email.reopened"  # data: previous_agent, completed_at
+EMAIL_QUEUED = "email.queued"  # an outbound message entered the outbox; data: kind, to, mode,
+#                                answer_id
+EMAIL_ACK_SKIPPED = "email.ack_skipped"  # data: reason
+EMAIL_SENT = "email.sent"  # data: message, attempts, reply
+EMAIL_RETRY = "email.retry"  # data: message, attempts, error, next_attempt_at
+EMAIL_DEAD = "email.dead"  # data: message, attempts, error
+EMAIL_AUTOMATIC = "email.automatic"  # a robot's mail recorded on the thread; data: message, kind
+EMAIL_BOUNCED = "email.bounced"  # data: message (ours), report (theirs), recipient, status, reason
+EMAIL_DELAYED = "email.delayed"  # a report that delivery is delayed; same data
+EMAIL_REDIRECTED = "email.redirected"  # data: to, message, note
+
+# Collaboration (dispatcher/service/collaboration.py)
+TASK_NOTE = "task.note"  # data: note, text
+CONSULT_SENT = "consult.sent"  # data: token, expert, message
+CONSULT_ANSWERED = "consult.answered"  # data: token, expert, message
+REMINDER_SET = "reminder.set"  # data: reminder, due_at, note
+REMINDER_DUE = "reminder.due"  # data: reminder, paused_seconds, deadline
+REMINDER_SUPERSEDED = "reminder.superseded"  # data: reminder, reason
+
+# Codification (dispatcher/service/codification.py)
+TASK_CATEGORISED = "task.categorised"  # data: category, source, confidence, rule, previous
+SPAM_SCORED = "spam.scored"  # data: scored, spam, score, threshold, rules, error, parked
+SPAM_RELEASED = "spam.released"  # data: from_queue, to_queue
+
+# Answers and review (dispatcher/service/answers.py, review.py)
+ANSWER_SAVED = "answer.saved"  # the author's log; data: answer_id, version, title
+ANSWER_RETIRED = "answer.retired"  # the same data
+ANSWER_AUTOMATIC = "answer.automatic"  # data: plan (agent|review|send), reason, answer_id, score
+REPLY_HELD = "reply.held"  # data: item, agent_id, mode, answer_id
+REPLY_REVIEWED = "reply.reviewed"  # data: item, decision, score, max_score, checklist, reviewer,
+#                                    agent_id, mode, answer_id
+
+# Customers (dispatcher/service/history.py, customers.py)
+CUSTOMER_MERGED = "customer.merged"  # data: survivor_id, merged_id, supervisor_id
+CUSTOMER_CHANGED = "customer.changed"  # data: customer_id, name, was, added, removed
 
 
 # Not frozen: a frozen dataclass costs ~1 us more to build, and the router builds one per

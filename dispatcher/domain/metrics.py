@@ -63,6 +63,17 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from . import events as ev
+from .events import (  # the log's kinds these figures read (missing ones leave them empty)
+    CALL_ANSWERED,
+    CALL_ENDED,
+    EMAIL_QUEUED,
+    EMAIL_RECEIVED,
+    EMAIL_REOPENED,
+    EMAIL_SENT,
+    REMINDER_DUE,
+    REPLY_REVIEWED,
+    TASK_CATEGORISED,
+)
 from .queues import DEFAULT_SL_SHARE, DEFAULT_SL_TARGET, Queue
 from .tasks import Channel
 
@@ -72,20 +83,9 @@ HOUR = 3600.0
 DAY = 86_400.0
 INTERVALS = {"15m": QUARTER_HOUR, "1h": HOUR, "1d": DAY}
 
-# Event kinds from other parts of the system (wire API there; repeated here, the domain cannot
-# import the service layer). Missing kinds leave their figures empty.
-EMAIL_RECEIVED = "email.received"
-EMAIL_QUEUED = "email.queued"  # data: kind (ack | reply | ...), mode, answer_id
-EMAIL_SENT = "email.sent"  # data: message
-EMAIL_REOPENED = "email.reopened"
-CALL_ANSWERED = "call.answered"  # data: agent_id
-CALL_ENDED = "call.ended"  # data: by, talk_seconds
-REPLY_REVIEWED = "reply.reviewed"  # data: score, max_score, reviewer, agent_id
-TASK_CATEGORISED = "task.categorised"  # data: category
 # A reminder sets a task aside (completed with this disposition) until it comes back
 # (`reminder.due`): not a resolution, and its return is not a customer's reopening.
 REMINDER_DISPOSITION = "reminder"
-REMINDER_DUE = "reminder.due"
 OUT_ACK = "ack"
 OUT_REPLY = "reply"
 

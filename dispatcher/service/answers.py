@@ -43,7 +43,7 @@ from dispatcher.domain.answers import (
     version_of,
 )
 from dispatcher.domain.errors import InvalidValue
-from dispatcher.domain.events import Event
+from dispatcher.domain.events import ANSWER_RETIRED, ANSWER_SAVED, Event
 from dispatcher.domain.tasks import Task
 
 from .ports import AnswerStore
@@ -59,8 +59,6 @@ MAX_IMPORT_LINES = 100_000
 EXPORT_FIELDS = ("id", "title", "text", "html", "language", "queues", "categories", "owner",
                  "version", "retired")
 ARTICLE_FIELDS = ("id", "question", "answer", "category", "language", "retired")
-ANSWER_SAVED = "answer.saved"  # the author's log; data: answer_id, version, title
-ANSWER_RETIRED = "answer.retired"  # the same data
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from twisted.internet.defer import Deferred, ensureDeferred
 
+from dispatcher.domain import events as ev
 from dispatcher.domain.errors import Forbidden, InvalidValue, UnknownTask
 from dispatcher.domain.routing import Router
 from dispatcher.domain.tasks import TaskState
@@ -38,7 +39,7 @@ MAX_TEXT_CHARS = 100_000
 DEFAULT_LIMIT = 30
 MAX_LIMIT = 100
 # The events of a task's trail shown in its conversation, marked internal.
-NOTE_KINDS = frozenset({"task.note"})
+NOTE_KINDS = frozenset({ev.TASK_NOTE})
 CID = re.compile(r"""(src\s*=\s*["']?)cid:([^"'\s>]+)""", re.I)
 
 

@@ -27,6 +27,7 @@ from twisted.internet.defer import Deferred, ensureDeferred
 
 from dispatcher.domain import events as ev
 from dispatcher.domain.errors import InvalidValue
+from dispatcher.domain.events import CUSTOMER_CHANGED
 
 from .history import UnknownCustomer
 from .intake import email_identity, phone_identity
@@ -38,7 +39,6 @@ MAX_QUERY_CHARS = 200
 MAX_NAME_CHARS = 200
 MAX_IDENTITIES = 20
 MIN_PHONE_DIGITS = 3  # a typed number shorter than this is searched as text only
-CUSTOMER_CHANGED = "customer.changed"  # data: customer_id, name, was, added, removed
 IDENTITY_KINDS = ("email", "phone")
 
 _PHONE_TYPED = re.compile(r"^\+?[\d\s().\-/]+$")

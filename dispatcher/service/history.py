@@ -25,6 +25,7 @@ from twisted.internet.defer import Deferred, ensureDeferred, fail
 
 from dispatcher.domain import events as ev
 from dispatcher.domain.errors import DomainError, Forbidden, InvalidValue
+from dispatcher.domain.events import CUSTOMER_MERGED
 from dispatcher.domain.tasks import OPEN_STATES
 
 from .assignment import Assignment
@@ -40,7 +41,6 @@ SUBJECT_CHARS = 200
 # Roles of the tokens (dispatcher/service/tokens.py) that may read a customer's history.
 READER_ROLES = ("agent", "supervisor")
 
-CUSTOMER_MERGED = "customer.merged"  # data: survivor_id, merged_id, supervisor_id
 _OPEN = frozenset(s.value for s in OPEN_STATES)
 
 

@@ -11,6 +11,14 @@ edge's web form) can import it without importing each other; it does no I/O and 
   (still caught, as a fallback). Also refused: bytes that are not UTF-8, `NaN`/`Infinity`
   (not JSON), integers longer than the interpreter allows, and strings holding a lone
   surrogate (RFC 7493, I-JSON: such a string cannot be stored, sent or encoded later).
+- `read_frame(raw, types)`: one request of a JSON protocol (the console's WebSocket, the CTI's
+  WebSocket and `POST /cti/events`): a JSON object with a string `type` among `types` and an
+  optional `id` that is a string or an integer (never a boolean, a float or null-like junk);
+  otherwise `BadFrame` with the protocol-neutral code `bad_message` or `unknown_type` and the
+  request's `id` when it could be read. Socket frames are text (`text_only`); an HTTP body may
+  be UTF-8 bytes; `string_field` reads a bounded string field. Each protocol's BadMessage is a
+  BadFrame (agent_console/messages.py,
+  channels/phone/messages.py), raised here, so the two agree on every rule and every code.
 - `Incidents`: an unexpected exception gets a short id (`incident`), which the client is told
   and which is in the single log line about it (with the trace); identical failures (same
   exception type at the same place) are written at most once per `interval`, the ids of those
@@ -25,7 +33,7 @@ import re
 import secrets
 import traceback
 from collections import OrderedDict
-from collections.abc import Hashable, Iterator
+from collections.abc import Container, Hashable, Iterator
 from itertools import accumulate
 from typing import Any
 
@@ -101,6 +109,66 @@ def read_json(raw: str | bytes, max_depth: int = MAX_DEPTH) -> Any:
             json.dumps(value, ensure_ascii=False).encode("utf-8")
         except UnicodeEncodeError:
             raise NotJson(_LONE_SURROGATE) from None
+    return value
+
+
+BAD_FRAME = "bad_message"  # the code both JSON protocols use for a frame they cannot read
+UNKNOWN_TYPE = "unknown_type"
+MAX_TYPE_ECHO_CHARS = 200  # of an unknown `type`, repeated in the error's message
+
+
+class BadFrame(ValueError):
+    """A request that is not one of the protocol's: `code` (BAD_FRAME or UNKNOWN_TYPE), and the
+    request's `rid` when it could be read (the error answer repeats it as `re`)."""
+
+    def __init__(self, message: str, code: str = BAD_FRAME, rid: str | int | None = None
+                 ) -> None:
+        super().__init__(message)
+        self.code, self.rid = code, rid
+
+
+def request_id(msg: dict[str, Any], error: type[BadFrame] = BadFrame) -> str | int | None:
+    """The `id` of a request: absent/null, a string or an integer; `error` otherwise (a
+    boolean is refused although Python counts it as an int)."""
+    rid = msg.get("id")
+    if rid is not None and (isinstance(rid, bool) or not isinstance(rid, (str, int))):
+        raise error("`id` is a string or an integer")
+    return rid
+
+
+def read_frame(raw: str | bytes, types: Container[str], *, text_only: bool = True,
+               error: type[BadFrame] = BadFrame) -> dict[str, Any]:
+    """The request in `raw`: a JSON object whose `type` is in `types` (see the module's notes);
+    `error` (the protocol's BadFrame) otherwise. `text_only`: a bytes `raw` (a binary WebSocket
+    frame) is refused; else it is UTF-8 JSON."""
+    if text_only and isinstance(raw, (bytes, bytearray, memoryview)):
+        raise error("frames are JSON text")
+    try:
+        msg = read_json(raw)
+    except NotJson as exc:
+        raise error(str(exc)) from None
+    if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
+        raise error("a frame is a JSON object with a string `type`")
+    rid = request_id(msg, error)
+    if msg["type"] not in types:
+        raise error(f"unknown message type {msg['type'][:MAX_TYPE_ECHO_CHARS]!r}",
+                    UNKNOWN_TYPE, rid)
+    return msg
+
+
+def string_field(msg: dict[str, Any], name: str, *, required: bool = True, limit: int,
+                 default: str | None = None, nonempty: bool = False,
+                 error: type[BadFrame] = BadFrame) -> str | None:
+    """A request's string field of at most `limit` characters (`nonempty`: at least one);
+    `default` when absent or null and not `required`; `error` otherwise."""
+    value = msg.get(name)
+    if value is None:
+        if required:
+            raise error(f"{msg['type']}: `{name}` is required")
+        return default
+    if not isinstance(value, str) or len(value) > limit or (nonempty and not value):
+        span = f"1-{limit}" if nonempty else f"at most {limit}"
+        raise error(f"{msg['type']}: `{name}` must be a string of {span} chars")
     return value
 
 

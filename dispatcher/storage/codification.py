@@ -23,6 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 from twisted.internet.defer import Deferred, succeed
 
+from dispatcher.domain import events as ev
 from dispatcher.domain.categories import Category, CategoryRule
 from dispatcher.service.ports import (
     Changes,
@@ -203,7 +204,7 @@ class MemoryCodificationStore:
 def thd_add_note(conn: sa.Connection, row: r.Row, changes: ChangeRows) -> int:
     note_id = int(conn.execute(t.task_notes.insert().values(**row)).inserted_primary_key[0])
     for e in changes.events:  # the trail names the note it shows
-        if e["data"].get("note") is None and e["kind"] == "task.note":
+        if e["data"].get("note") is None and e["kind"] == ev.TASK_NOTE:
             e["data"] = {**e["data"], "note": note_id}
     thd_record(conn, changes)
     return note_id
@@ -351,7 +352,7 @@ class MemoryCollaborationStore:
         note_id = next(self._note_ids)
         self._notes.append(replace(note, id=note_id))
         events = [replace(e, data={**e.data, "note": note_id})
-                  if e.kind == "task.note" and e.data.get("note") is None else e
+                  if e.kind == ev.TASK_NOTE and e.data.get("note") is None else e
                   for e in changes.events]
         d = self.store.record(replace(changes, events=events))
         d.addCallback(lambda _: note_id)

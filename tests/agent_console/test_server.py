@@ -454,3 +454,30 @@ async def test_transfer_to_another_queue_and_to_a_named_agent(tmp_path):
         assert other["code"] == "forbidden"  # not a1's task any more
     finally:
         await c.stop()
+
+
+@run
+async def test_frame_rules_are_the_ctis(tmp_path):
+    """The console reads frames as the CTI does (dispatcher.service.wire.read_frame): an `id` is
+    a string or an integer — `true` used to be taken for 1 here and refused there — and frames
+    are text; each refusal is a bad_message and the socket stays open."""
+    c = await start_console(tmp_path)
+    await c.put_agent("a1")
+    try:
+        client = await c.connect("a1")
+        for rid in (True, False, 1.5, [1]):
+            await client.send({"type": "ping", "id": rid})
+            err = await client.expect("error")
+            assert (err["code"], err["re"]) == (m.BAD_MESSAGE, None), rid
+            assert "string or an integer" in err["message"]
+        await client.ws.send(json.dumps({"type": "ping", "id": 4}).encode())  # a binary frame
+        err = await client.expect("error")
+        assert (err["code"], err["message"]) == (m.BAD_MESSAGE, "frames are JSON text")
+        for rid in ("p-1", 0, 2**70):
+            await client.send({"type": "ping", "id": rid})
+            assert (await client.expect("pong"))["re"] == rid
+        await client.send({"type": "launch_rockets", "id": "r"})
+        err = await client.expect("error")
+        assert (err["code"], err["re"]) == (m.UNKNOWN_TYPE, "r")
+    finally:
+        await c.stop()

@@ -595,6 +595,36 @@ async def test_bad_frames_get_errors_and_the_connection_stays(app):
 
 
 @run
+async def test_the_cti_and_the_console_read_frames_alike(app):
+    """One parser for both sockets of the server (dispatcher.service.wire.read_frame): the same
+    frame gets the same answer from the CTI and from the console — an `id` of `true` used to be
+    refused here and taken for 1 there — and both sockets stay open."""
+    pbx = await app.pbx()
+    ws = await connect(f"ws://127.0.0.1:{app.console_port}/",
+                       subprotocols=[console_messages.SUBPROTOCOL, f"bearer.{sign('hal', 'agent')}"],
+                       origin=ORIGIN, compression=None, open_timeout=5)
+    console = Peer(ws)
+    try:
+        await console.send({"type": "hello", "v": 1})
+        await console.expect("welcome")
+        frames = [json.dumps({"type": "ping", "id": rid}) for rid in
+                  (True, False, 1.5, [1], "p-1", 0, 2**70, None)]
+        frames += ["{nope", "[1]", json.dumps({"type": "launch.rockets", "id": "r"}),
+                   json.dumps({"type": "ping", "id": 4}).encode()]  # a binary frame
+        for raw in frames:
+            await pbx.ws.send(raw)
+            await console.ws.send(raw)
+            answers = [await peer.expect(lambda f: f["type"] in (m.ERROR, m.PONG))
+                       for peer in (pbx, console)]
+            assert answers[0] == answers[1], (raw, answers)
+            if answers[0]["type"] == m.ERROR:
+                assert answers[0]["code"] in (m.BAD_MESSAGE, m.UNKNOWN_TYPE), (raw, answers)
+        assert [(await p.request(m.PING))["type"] for p in (pbx, console)] == [m.PONG] * 2
+    finally:
+        await close_all(pbx, console)
+
+
+@run
 async def test_a_call_belongs_to_the_integration_that_reported_it(app):
     pbx1, pbx2 = await app.pbx("pbx1"), await app.pbx("pbx2")
     try:

@@ -7,7 +7,20 @@ import logging
 
 import pytest
 
-from dispatcher.service.wire import MAX_DEPTH, Incidents, NotJson, depth, read_json, too_deep
+from dispatcher.service.wire import (
+    BAD_FRAME,
+    MAX_DEPTH,
+    UNKNOWN_TYPE,
+    BadFrame,
+    Incidents,
+    NotJson,
+    depth,
+    read_frame,
+    read_json,
+    request_id,
+    string_field,
+    too_deep,
+)
 
 
 def nested(n: int, open_: str = "[", close: str = "]") -> str:
@@ -93,3 +106,59 @@ def test_an_incident_is_logged_once_per_interval_with_its_id(caplog) -> None:
     assert "request of a1 failed" in lines[0]
     assert f"[incident {later}]" in lines[1] and "29 more" in lines[1]
     assert held[0] in lines[1] and held[19] in lines[1]  # the first 20 held back
+
+
+# ---------------------------------------------------------------------- read_frame
+
+TYPES = frozenset({"ping", "hello"})
+
+
+@pytest.mark.parametrize("rid", ["a-1", "", 7, 0, -3, 10**30, None])
+def test_a_frame_id_is_a_string_or_an_integer(rid) -> None:
+    msg = read_frame(json.dumps({"type": "ping", "id": rid}), TYPES)
+    assert msg["id"] == rid and request_id(msg) == rid
+
+
+@pytest.mark.parametrize("rid", [True, False, 1.5, 1.0, [1], {"a": 1}])
+def test_a_boolean_float_or_structured_id_is_refused(rid) -> None:
+    with pytest.raises(BadFrame, match="`id` is a string or an integer") as err:
+        read_frame(json.dumps({"type": "ping", "id": rid}), TYPES)
+    assert err.value.code == BAD_FRAME and err.value.rid is None
+
+
+@pytest.mark.parametrize("raw", ["{nope", "[1, 2]", '{"type": 3}', '{"id": 1}', "null",
+                                 '{"type": "ping", "x": NaN}', "[" * 40 + "]" * 40,
+                                 '{"type": "ping", "x": "\\ud800"}'])
+def test_what_is_not_a_frame_is_bad_message(raw) -> None:
+    with pytest.raises(BadFrame) as err:
+        read_frame(raw, TYPES)
+    assert err.value.code == BAD_FRAME
+
+
+def test_an_unknown_type_keeps_the_id_for_the_answer() -> None:
+    with pytest.raises(BadFrame) as err:
+        read_frame(json.dumps({"type": "x" * 500, "id": 9}), TYPES)
+    assert (err.value.code, err.value.rid) == (UNKNOWN_TYPE, 9)
+    assert len(str(err.value)) < 250  # the type is cut in the message
+
+
+def test_socket_frames_are_text_and_http_bodies_utf8_bytes() -> None:
+    raw = json.dumps({"type": "hello", "id": "h"}).encode()
+    with pytest.raises(BadFrame, match="frames are JSON text"):
+        read_frame(raw, TYPES)
+    assert read_frame(raw, TYPES, text_only=False)["id"] == "h"
+    with pytest.raises(BadFrame, match="UTF-8"):
+        read_frame(b"\xff\xfe", TYPES, text_only=False)
+
+
+def test_a_string_field_is_bounded_and_may_be_required_nonempty() -> None:
+    msg = {"type": "t", "a": "xy", "e": "", "n": 3}
+    assert string_field(msg, "a", limit=2) == "xy"
+    assert string_field(msg, "e", limit=2) == ""
+    assert string_field(msg, "gone", required=False, limit=2, default="d") == "d"
+    for name, kw, text in (("a", {"limit": 1}, "at most 1"), ("n", {"limit": 5}, "at most 5"),
+                           ("e", {"limit": 5, "nonempty": True}, "1-5"),
+                           ("gone", {"limit": 5}, "`gone` is required")):
+        with pytest.raises(BadFrame, match=text) as err:
+            string_field(msg, name, **kw)
+        assert err.value.code == BAD_FRAME
