@@ -6,7 +6,8 @@ What it promises: each request is one service call (dispatcher.service.review / 
 supervisors' through dispatcher.service.backoffice, which refuses anyone else again) and its
 answer is sent after the call's Deferred fired; supervisor-only messages from any other role are
 `forbidden` (checked here, server-side, whatever the page shows); an agent gets suggestions only
-for a task they hold or are offered. Library texts pushed to a console are plain text (the page
+for a task they hold or are offered (the service's rule, `Review.suggest`; refused there with
+`Forbidden`, which this module sends as `forbidden`). Library texts pushed to a console are plain text (the page
 renders text, never HTML from the library). A library is imported in parts of at most
 MAX_IMPORT_PART_LINES lines (a frame is at most 64 KiB), each checked before anything is saved.
 """
@@ -89,30 +90,21 @@ class AnswerRequests:
             raise Forbidden(session.sub, f"{kind} (agents and supervisors only)")
         return await getattr(self, "_" + kind)(session, msg, rid)
 
-    def _mine(self, session: Any, task_id: str) -> Any:
-        """The agent's task or offered task, else forbidden."""
-        view = self.desks.view
-        task = view.task(task_id)
-        offer = view.pending_offer(session.agent_id) if session.agent_id else None
-        if task is None or not (task.agent_id == session.agent_id or (
-                offer is not None and offer.task_id == task_id)):
-            raise Forbidden(session.sub, f"task {task_id}")
-        return task
-
     # ------------------------------------------------------------------ agents
 
     async def _suggest(self, session, msg, rid):
-        task = self._mine(session, m.field(msg, "task_id"))
-        found = await to_future(self.services.review.suggest(task.id, session.agent_id))
-        return m.ok(rid, mode=self.services.review.mode_of(task).value,
-                    suggestions=[offered_view(o) for o in found])
+        task_id = m.field(msg, "task_id")
+        review = self.services.review
+        found = await to_future(review.suggest(task_id, session.agent_id))
+        task = self.desks.view.task(task_id)
+        mode = review.mode_of(task).value if task is not None else None
+        return m.ok(rid, mode=mode, suggestions=[offered_view(o) for o in found])
 
     async def _answers_search(self, session, msg, rid):
         query = m.field(msg, "query", limit=MAX_QUERY_CHARS) or ""
         task_id = m.field(msg, "task_id", False)
-        if task_id is not None and session.role != SUPERVISOR:
-            self._mine(session, task_id)
-        found = await to_future(self.services.review.search(query, task_id, session.agent_id))
+        found = await to_future(self.services.review.search(
+            query, task_id, session.agent_id, any_task=session.role == SUPERVISOR))
         return m.ok(rid, answers=[offered_view(o) for o in found])
 
     # ------------------------------------------------------------------ supervisors

@@ -5,8 +5,8 @@ redirects, category corrections, the list of parked spam and its release.
 Sits beside `server.py`, which hands it every message of `messages.COLLABORATION_TYPES` after
 hello. What it promises: each request is one service call (dispatcher.service.collaboration /
 codification), answered after its Deferred fired (after the commit). Who may do what is
-checked here and again in the services, whatever the page shows: consult, remind and redirect
-need an agent holding the task; note and categorise need an agent holding the task, or a
+checked in the services (the roles here first), whatever the page shows: consult, remind and
+redirect need an agent holding the task; note and categorise need an agent holding the task, or a
 supervisor (any open task); notes can be read by the agent holding the task or a supervisor;
 spam_list and spam_release are for supervisors only (through dispatcher.service.backoffice,
 which checks the role again). Refusals are `forbidden`.
@@ -78,13 +78,9 @@ class CollaborationRequests:
 
     async def _notes(self, service, session, msg, rid):
         task_id = m.field(msg, "task_id")
-        holder = self._holder(session)
-        if holder is not None:
-            task = self.desks.view.task(task_id)
-            if task is None or task.agent_id != holder:
-                raise Forbidden(holder, f"task {task_id}")
-        notes = await to_future(service.notes(task_id))
-        consults = await to_future(service.consults(task_id))
+        holder = self._holder(session)  # the service refuses a task that is not theirs
+        notes = await to_future(service.notes(task_id, holder))
+        consults = await to_future(service.consults(task_id, holder))
         return {"type": m.NOTES, "re": rid, "task_id": task_id,
                 "notes": [note_view(n) for n in notes],
                 "consults": [consult_view(c) for c in consults]}

@@ -17,8 +17,8 @@ from typing import Any
 from dispatcher.aio import to_deferred
 from dispatcher.domain.errors import DomainError
 from dispatcher.service.edges import EdgeContext, EdgeSpec
+from dispatcher.service.review import Replies
 
-from . import help as help_page
 from . import login, web
 from .auth import KeyProblem, load_keys, signer_for, verifier_for
 from .config import ROLES, ConsoleSettings
@@ -44,17 +44,16 @@ class Console:
         self.server: ConsoleServer | None = None
         self._listening = False
         mail = getattr(context, "mail", None)
+        answers = getattr(context, "answers", None) if mail is not None else None
         if mail is not None:  # answers go out through the e-mail service's outbox
-            self.set_reply_hook(lambda agent_id, task_id, text, **how: mail.reply(
-                task_id, agent_id, text, **how))
             mail.listen(self._mail_news)
             self.desks.mail_policy = lambda: mail.policy
-        answers = getattr(context, "answers", None)
-        if answers is not None and mail is not None:  # replies through the quality review
+            # The service decides the way (through the quality review when it is wired).
+            self.set_reply_hook(Replies(mail, answers.review if answers else None).send)
+        if answers is not None:
             self.desks.answers = answers
-            self.set_reply_hook(answers.review.reply)
-            answers.review.on_held = self.desks.review_held
-            answers.review.on_decided = self.desks.review_decided  # the agent is told
+            answers.review.listen_held(self.desks.review_held)
+            answers.review.listen_decided(self.desks.review_decided)  # the agent is told
         # Notes, consults, reminders, redirects; category corrections and spam release.
         self.desks.collaboration = getattr(context, "collaboration", None)
         self.desks.codification = getattr(context, "codification", None)
@@ -100,9 +99,6 @@ class Console:
         d = to_deferred(self.server.start())
         d.addCallback(lambda _: web.mount(self.context.site_root, self.settings,
                                           self.server.port, self._files(verifier)))
-        answers = getattr(self.context, "answers", None)
-        if answers is not None and self.context.site_root is not None:
-            d.addCallback(lambda _: help_page.mount(self.context.site_root, answers.library))
         return d
 
     def _files(self, verifier: Any) -> dict[bytes, Any]:

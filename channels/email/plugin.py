@@ -5,7 +5,9 @@ builds; it sets the channel's policy on it and returns the edge: SMTP intake, th
 relay, and (when `imap_host` is set) IMAP polling of a mailbox, started and stopped together.
 With `context.codification` it registers the spamd scorer (`spamd_host`, spam.py); with a site
 root it hangs the web form on `/forms/contact` (form.py), its body capped at `form_max_bytes`
-before it is read (the site's `max_body_bytes` attribute, dispatcher/runtime/http.py).
+before it is read (the site's `max_body_bytes` attribute, dispatcher/runtime/http.py), and, with
+`context.answers`, the public knowledge-base page on `/help` (help.py): the customer-facing
+pages live together here.
 
 The SMTP port is behind the process's connection gate (dispatcher/net.py: concurrent sessions
 per source address, the global budget) and a per-source rate of new sessions
@@ -18,7 +20,6 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 from twisted.internet import defer
@@ -28,6 +29,7 @@ from dispatcher import net
 from dispatcher.guard import Budget, Throttled
 from dispatcher.service.edges import EdgeContext, EdgeSpec
 
+from . import help as help_page
 from .authenticity import is_trusted
 from .config import EmailSettings, Routes, check_imap, limits_from, policy_from
 from .form import _wants_json, answer_page, forms_resource, parse_types
@@ -142,7 +144,16 @@ def build(context: EdgeContext, settings: EmailSettings) -> EmailEdge:
     check_imap(settings)
     context.mail.configure(policy_from(settings))
     _codification(context, settings)
+    _help(context)
     return EmailEdge(context.reactor, context.mail, settings)
+
+
+def _help(context: EdgeContext) -> None:
+    """The public knowledge-base page (help.py) on `/help`, when the runtime has the answer
+    library and a site."""
+    answers = getattr(context, "answers", None)
+    if answers is not None and context.site_root is not None:
+        help_page.mount(context.site_root, answers.library)
 
 
 def form_too_large(limit: int, request: Any) -> tuple[bytes, bytes]:
@@ -161,7 +172,7 @@ def _codification(context: EdgeContext, settings: EmailSettings) -> None:
                              settings.spamd_timeout, settings.spamd_max_bytes
                              ) if settings.spamd_host else None
         codification.set_scorer(scorer.check if scorer else None)
-        codification.configure(replace(codification.policy, spam_queue=settings.spam_queue))
+        codification.use_spam_queue(settings.spam_queue)
     parse_types(settings.form_types)  # refuse a bad mapping at start
     queue = settings.form_queue.strip() or settings.default_queue.strip()
     if settings.form_enabled and context.site_root is not None:

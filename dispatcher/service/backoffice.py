@@ -1,7 +1,7 @@
 """The back office: what supervisors do away from the live wallboard — the answer library (with
 its versions, import and export), the quality review queue, the mails parked as spam, and
 customers (search, card and timeline, corrections, merges). The `/supervisor` page of the
-console speaks to it (docs/protocol.md, "Answers", "Back office").
+console speaks to it (docs/console-protocol.md, "Answers", "Back office").
 
 Sits in the service layer over `Library` and `Review` (answers.py, review.py), `Codification`,
 `Customers` and `History`. What it promises:

@@ -11,6 +11,8 @@ and never touch the router or the store. It promises:
   waited; `call.answered` and `call.ended` (talk time) join the task's event log, so handle time
   and service level come from the log; the answer's time is also kept in the task's attributes
   (`answered_at`), for the agent's call timer and the talk time after a restart;
+- a call the SIP edge holds is accepted by the phone's answer only: the desk's accept is
+  refused with `AnswerOnPhone` (`answered_on_phone`, applied by `Sessions.accept_at_desk`);
 - an agent's phone decides whether they can take calls: once `require_devices()` has been called
   (by the phone edge when it starts), an agent takes phone tasks only with a phone account and,
   for a SIP phone, a live registration; a PBX may report an extension busy (`device`), which
@@ -51,6 +53,23 @@ CALL_LOST = "call_lost"  # reason of a SIP call whose dialog died with the proce
 # Call ids and contacts are stored; keep them to what a SIP header can reasonably hold.
 MAX_CALL_ID = 256
 ANSWERED_AT = "answered_at"  # the task attribute: when the agent's device answered
+
+
+class AnswerOnPhone(DomainError):
+    """A call that rings the agent's SIP phone is accepted by the phone's answer (its 200 OK,
+    `Calls.answered`), never by a button on the desk."""
+
+    code = "answer_on_phone"
+
+    def __init__(self, agent_id: str, task_id: str) -> None:
+        super().__init__("answer this call on your phone")
+        self.agent_id, self.task_id = agent_id, task_id
+
+
+def answered_on_phone(task: Task) -> bool:
+    """Whether the phone, not the desk, accepts this task: a call the SIP edge holds (the
+    SIP accept rule; a PBX's call, `cti`, is accepted on the desk, then routed)."""
+    return task.channel is Channel.PHONE and task.attributes.get("source") == SIP_SOURCE
 
 
 def call_task_id(call_id: str) -> str:
@@ -152,6 +171,14 @@ class Calls:
 
     def accounts(self) -> list[PhoneAccount]:
         return [self._accounts[k] for k in sorted(self._accounts)]
+
+    def reload_accounts(self, accounts: list[PhoneAccount]) -> None:
+        """The phone directory is now `accounts` (dispatcher.service.configuration applies a
+        change); a removed account's registration lapses with its expiry."""
+        for agent_id in list(self._accounts):
+            self._forget_account(agent_id)
+        for account in accounts:
+            self._remember(account)
 
     def _remember(self, account: PhoneAccount) -> None:
         self._forget_account(account.agent_id)

@@ -48,6 +48,7 @@ from dispatcher.domain.categories import (
 )
 from dispatcher.domain.deadlines import ALWAYS_OPEN, parse_rule
 from dispatcher.domain.errors import Forbidden, InvalidValue, UnknownQueue
+from dispatcher.domain.events import SPAM_RELEASED, SPAM_SCORED, TASK_CATEGORISED
 from dispatcher.domain.queues import Mode, Queue
 from dispatcher.domain.routing import Outcome
 from dispatcher.domain.tasks import MAX_PRIORITY, MIN_PRIORITY, Channel, Task, TaskState
@@ -57,11 +58,6 @@ from .mail import InboundMail, html_to_text
 from .ports import Changes, CodificationStore, Store, TrainingExample
 
 log = logging.getLogger(__name__)
-
-# Event kinds (wire API).
-TASK_CATEGORISED = "task.categorised"  # data: category, source, confidence, rule, previous
-SPAM_SCORED = "spam.scored"  # data: scored, spam, score, threshold, rules, error, parked
-SPAM_RELEASED = "spam.released"  # data: from_queue, to_queue
 
 # Sources of training examples.
 EXAMPLE_AGENT, EXAMPLE_DISPOSITION, EXAMPLE_IMPORT = "agent", "disposition", "import"
@@ -283,6 +279,11 @@ class Codification:
     def set_scorer(self, scorer: Callable[[bytes], Deferred[SpamVerdict]] | None) -> None:
         """The spam scorer of the e-mail edge: raw message -> Deferred[SpamVerdict]."""
         self.scorer = scorer
+
+    def use_spam_queue(self, queue: str) -> None:
+        """Where spam is parked (the e-mail edge's `spam_queue` setting); the rest of the
+        policy stays."""
+        self.policy = replace(self.policy, spam_queue=queue)
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -5,7 +5,9 @@ Sits in the service layer, beside `Mail` (it sends through the same outbox and r
 conversations). What it promises:
 
 - `note`: an internal note, stored with a `task.note` event in one commit; never sent to the
-  customer. An agent may note only a task they hold; supervisors any task.
+  customer. An agent may note only a task they hold; supervisors any task. `notes` and
+  `consults` are read by the agent the open task is with, or a supervisor (`Forbidden` for
+  anyone else, whoever calls: the console only translates).
 - `consult`: the agent holding a task asks an outside expert by e-mail; the subject carries the
   request number and an unguessable token (`[consult <token>]`). `intercept` (hooked before
   `Mail`'s threading) takes the expert's reply, from the consulted address only, into the task
@@ -36,12 +38,21 @@ from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
 from typing import Any
 
-from twisted.internet.defer import Deferred, DeferredList, ensureDeferred
+from twisted.internet.defer import Deferred, DeferredList, ensureDeferred, fail
 from twisted.internet.interfaces import IReactorTime
 
 from dispatcher.domain import events as ev
 from dispatcher.domain.deadlines import ALWAYS_OPEN, extend_for_pause
-from dispatcher.domain.errors import Forbidden, InvalidValue, UnknownTask
+from dispatcher.domain.errors import DomainError, Forbidden, InvalidValue, UnknownTask
+from dispatcher.domain.events import (
+    CONSULT_ANSWERED,
+    CONSULT_SENT,
+    EMAIL_REDIRECTED,
+    REMINDER_DUE,
+    REMINDER_SET,
+    REMINDER_SUPERSEDED,
+    TASK_NOTE,
+)
 from dispatcher.domain.routing import Outcome
 from dispatcher.domain.tasks import Channel, Task, TaskState
 
@@ -61,15 +72,6 @@ from .ports import (
 )
 
 log = logging.getLogger(__name__)
-
-# Event kinds (wire API).
-TASK_NOTE = "task.note"  # data: note, text
-CONSULT_SENT = "consult.sent"  # data: token, expert, message
-CONSULT_ANSWERED = "consult.answered"  # data: token, expert, message
-REMINDER_SET = "reminder.set"  # data: reminder, due_at, note
-REMINDER_DUE = "reminder.due"  # data: reminder, paused_seconds, deadline
-REMINDER_SUPERSEDED = "reminder.superseded"  # data: reminder, reason
-EMAIL_REDIRECTED = "email.redirected"  # data: to, message, note
 
 # Dispositions of tasks that leave the agent through collaboration.
 REDIRECTED = "redirected"
@@ -163,11 +165,31 @@ class Collaboration:
         note_id = await self.collab.add_note(note, Changes(events=[event]))
         return replace(note, id=note_id)
 
-    def notes(self, task_id: str) -> Deferred[list[TaskNote]]:
+    def notes(self, task_id: str, agent_id: str | None) -> Deferred[list[TaskNote]]:
+        """The task's internal notes, for the agent it is with (`agent_id`), or for a
+        supervisor (`agent_id` None: any task); `Forbidden` for anyone else."""
+        try:
+            self._readable(task_id, agent_id)
+        except DomainError as exc:
+            return fail(exc)
         return self.collab.notes(task_id)
 
-    def consults(self, task_id: str) -> Deferred[list[Consult]]:
+    def consults(self, task_id: str, agent_id: str | None) -> Deferred[list[Consult]]:
+        """The task's expert consults, for the same readers as `notes`."""
+        try:
+            self._readable(task_id, agent_id)
+        except DomainError as exc:
+            return fail(exc)
         return self.collab.consults(task_id)
+
+    def _readable(self, task_id: str, agent_id: str | None) -> None:
+        """Notes and consults are read by a supervisor (`agent_id` None), or by the agent the
+        open task is with."""
+        if agent_id is None:
+            return
+        task = self.router.tasks.get(task_id)
+        if task is None or task.agent_id != agent_id:
+            raise Forbidden(agent_id, f"task {task_id}")
 
     # ------------------------------------------------------------------ transfer with a note
 

@@ -12,8 +12,9 @@ port and the router. What it promises:
   `reply.reviewed` in the task's trail). A rejected answer never leaves: an automatic answer's
   task then goes to an agent; an agent's task stays where it is (the rejection and the
   reviewer's note are in its trail).
-- Listeners hear of a held answer (`on_held`) and of a decision (`on_decided`: the console tells
-  the agent whose answer it was) only after the commit; a failing listener undoes nothing.
+- Listeners registered with `listen_held` and `listen_decided` (the console tells the
+  supervisors, and the agent whose answer it was) hear only after the commit; a failing
+  listener undoes nothing.
 - Never an automatic answer to automatic mail (RFC 3834), to a null sender, or to spam.
 - Automatic mode (after the new task is committed, before routing): below the rule's threshold,
   or with a placeholder it cannot fill, the task is routed as usual; sampled for review, the
@@ -21,6 +22,13 @@ port and the router. What it promises:
   task completed by the system, in one transaction. If that write fails, the task is routed.
   The customer's reply reopens the task for a person, as for any completed e-mail.
 - Sampling draws from an injected `random()` source (deterministic under test).
+- Who may ask, checked here for every caller (the console only translates the refusal):
+  suggestions, and a search filled for a task, are for the agent who holds the task or is
+  offered it (`Forbidden` otherwise; a supervisor, `any_task=True`, may search on any open task);
+  an agent's reply is for an e-mail task they hold (assigned or in wrap-up).
+- Replies go through the review: `Replies` (what the console is given) sends an agent's answer
+  through `Review.reply` when the answer library is wired, else straight through `Mail`, after
+  the same checks.
 """
 
 from __future__ import annotations
@@ -32,7 +40,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.defer import Deferred, ensureDeferred, fail
 
 from dispatcher.domain import events as ev
 from dispatcher.domain.answers import (
@@ -49,8 +57,9 @@ from dispatcher.domain.answers import (
     sampled,
     score,
 )
-from dispatcher.domain.errors import Forbidden, InvalidValue, UnknownTask
-from dispatcher.domain.tasks import Task, TaskState
+from dispatcher.domain.errors import DomainError, Forbidden, InvalidValue, UnknownTask
+from dispatcher.domain.events import ANSWER_AUTOMATIC, REPLY_HELD, REPLY_REVIEWED
+from dispatcher.domain.tasks import Channel, Task, TaskState
 
 from .answers import Library
 from .mail import html_to_text
@@ -59,11 +68,6 @@ from .suggest import ANSWER, TOP, query_text
 
 log = logging.getLogger(__name__)
 
-# Event kinds (wire API, like dispatcher.domain.events).
-REPLY_HELD = "reply.held"  # data: item, agent_id, mode, answer_id
-REPLY_REVIEWED = "reply.reviewed"  # data: item, decision, score, max_score, checklist, reviewer,
-#                                    agent_id, mode, answer_id
-ANSWER_AUTOMATIC = "answer.automatic"  # data: plan (agent|review|send), reason, answer_id, score
 AUTOMATIC_DISPOSITION = "answered_automatically"
 SEARCH_LIMIT = 10
 MAX_NOTE_CHARS = 2000
@@ -114,10 +118,26 @@ class Review:
         self.draw = draw or random.random
         self.new_id = new_id or (lambda: uuid.uuid4().hex)
         self.checklist = dict(checklist or DEFAULT_CHECKLIST)
-        # Called with each held item once committed (the console tells supervisors).
-        self.on_held: Callable[[ReviewItem], None] | None = None
-        # Called with each decided item once committed (the console tells the agent).
-        self.on_decided: Callable[[ReviewItem], None] | None = None
+        self._on_held: list[Callable[[ReviewItem], None]] = []
+        self._on_decided: list[Callable[[ReviewItem], None]] = []
+
+    def listen_held(self, fn: Callable[[ReviewItem], None]) -> None:
+        """Call `fn(item)` with each held answer once committed (the console tells the
+        supervisors). A failing listener is logged and undoes nothing."""
+        self._on_held.append(fn)
+
+    def listen_decided(self, fn: Callable[[ReviewItem], None]) -> None:
+        """Call `fn(item)` with each decided answer once committed (the console tells the agent
+        whose answer it was). A failing listener is logged and undoes nothing."""
+        self._on_decided.append(fn)
+
+    def _tell(self, listeners: list[Callable[[ReviewItem], None]], item: ReviewItem,
+              what: str) -> None:
+        for fn in listeners:
+            try:
+                fn(item)
+            except Exception:  # noqa: BLE001 - a listener never undoes a commit
+                log.exception("review: %s listener failed", what)
 
     def now(self) -> float:
         return self.clock.seconds()
@@ -127,25 +147,29 @@ class Review:
     def mode_of(self, task: Task) -> ResponseMode:
         return self.library.rule_for(task.queue, _category(task)).mode
 
-    def suggest(self, task_id: str, agent_id: str | None,
+    def suggest(self, task_id: str, agent_id: str,
                 limit: int = TOP) -> Deferred[list[Offered]]:
-        """The best answers for the task's last customer message, filled for it."""
+        """The best answers for the task's last customer message, filled for it; only for the
+        agent who holds the task or is offered it (`Forbidden` otherwise)."""
         return ensureDeferred(self._suggest(task_id, agent_id, limit))
 
-    async def _suggest(self, task_id: str, agent_id: str | None, limit: int) -> list[Offered]:
-        task = self._live(task_id)
+    async def _suggest(self, task_id: str, agent_id: str, limit: int) -> list[Offered]:
+        task = self._theirs(task_id, agent_id)
         text = await self._customer_text(task)
         found = self.library.ranker.rank(text, task.queue, _category(task), limit, (ANSWER,))
         return await self._offered(task, agent_id, [(s.id, s.score) for s in found])
 
     def search(self, query: str, task_id: str | None, agent_id: str | None,
-               limit: int = SEARCH_LIMIT) -> Deferred[list[Offered]]:
-        """Library answers for typed words, filled for the task when one is given."""
-        return ensureDeferred(self._search(query, task_id, agent_id, limit))
+               limit: int = SEARCH_LIMIT, any_task: bool = False) -> Deferred[list[Offered]]:
+        """Library answers for typed words, filled for the task when one is given: a task the
+        agent holds or is offered, or with `any_task` (a supervisor) any open task."""
+        return ensureDeferred(self._search(query, task_id, agent_id, limit, any_task))
 
     async def _search(self, query: str, task_id: str | None, agent_id: str | None,
-                      limit: int) -> list[Offered]:
-        task = self._live(task_id) if task_id else None
+                      limit: int, any_task: bool = False) -> list[Offered]:
+        task = None
+        if task_id:
+            task = self._live(task_id) if any_task else self._theirs(task_id, agent_id)
         queue = task.queue if task else None
         category = _category(task) if task else None
         found = self.library.ranker.search(query, queue, category, limit, (ANSWER,))
@@ -191,6 +215,15 @@ class Review:
             raise UnknownTask(task_id)
         return task
 
+    def _theirs(self, task_id: str, agent_id: str | None) -> Task:
+        """The open task if `agent_id` holds it or is offered it now, else `Forbidden`
+        (`UnknownTask` if no such task is open)."""
+        task = self._live(task_id)
+        if agent_id is None or not (
+                task.agent_id == agent_id or _offered_to(self.router, agent_id, task_id)):
+            raise Forbidden(agent_id or "nobody", f"task {task_id}")
+        return task
+
     # ------------------------------------------------------------------ an agent's reply
 
     def reply(self, agent_id: str, task_id: str, text: str, answer_id: str | None = None,
@@ -209,7 +242,7 @@ class Review:
                      mode: str | None, html: str | None = None,
                      options: dict[str, Any] | None = None) -> dict[str, Any]:
         options = options or {}
-        task = self._live(task_id)
+        task = held_by(self.router, task_id, agent_id)
         rule = self.library.rule_for(task.queue, _category(task))
         used = _mode(mode, answer_id, rule.mode)
         if answer_id is not None and self.library.get(answer_id) is None:
@@ -236,11 +269,7 @@ class Review:
                                "mode": item.mode.value, "answer_id": item.answer_id,
                                "options": options or None})
         await self.answer_store.hold_review(item, [event])
-        if self.on_held is not None:
-            try:
-                self.on_held(item)
-            except Exception:  # noqa: BLE001 - a listener never undoes a commit
-                log.exception("review: on_held listener failed")
+        self._tell(self._on_held, item, "held")
 
     async def _learn(self, task: Task, answer_id: str | None) -> None:
         if answer_id is not None:
@@ -272,11 +301,7 @@ class Review:
                      last.subject, (last.text or _text_of(last.html))[:MAX_ASKED_CHARS])
 
     def _decided(self, item: ReviewItem) -> None:
-        if self.on_decided is not None:
-            try:
-                self.on_decided(item)
-            except Exception:  # noqa: BLE001 - a listener never undoes a commit
-                log.exception("review: on_decided listener failed")
+        self._tell(self._on_decided, item, "decided")
 
     def figures(self) -> Deferred[list[Any]]:
         return self.answer_store.review_figures()
@@ -430,6 +455,47 @@ class Review:
                   task.id, failure.getErrorMessage())
         if task.id not in self.router.tasks:
             route(self.assignment, task, self.now())
+
+
+class Replies:
+    """Where an agent's e-mail answer goes: through the quality review (`Review.reply`, which
+    holds a sampled share) when the answer library is wired, else straight through `Mail`.
+    Either way only for an e-mail task the agent holds. `send` fires with `{"held": item_id}`
+    or `{"message": message_id}` once committed."""
+
+    def __init__(self, mail: Any, review: Review | None = None) -> None:
+        self.mail = mail
+        self.review = review
+
+    def send(self, agent_id: str, task_id: str, text: str, **how: Any
+             ) -> Deferred[dict[str, Any]]:
+        try:
+            held_by(self.mail.router, task_id, agent_id)
+        except DomainError as exc:
+            return fail(exc)
+        if self.review is not None:
+            return self.review.reply(agent_id, task_id, text, **how)
+        d = self.mail.reply(task_id, agent_id, text, **how)
+        d.addCallback(lambda message: {"message": message.id})
+        return d
+
+
+def held_by(router: Any, task_id: str, agent_id: str) -> Task:
+    """The open e-mail task `agent_id` holds (assigned or in wrap-up): `Forbidden` if it is
+    not theirs, `InvalidValue` if it is not an e-mail."""
+    task = router.tasks.get(task_id)
+    if task is None or task.agent_id != agent_id or task.state not in (
+            TaskState.ASSIGNED, TaskState.WRAP_UP):
+        raise Forbidden(agent_id, f"task {task_id}")
+    if task.channel is not Channel.EMAIL:
+        raise InvalidValue("replies are for e-mail tasks")
+    return task
+
+
+def _offered_to(router: Any, agent_id: str, task_id: str) -> bool:
+    agent = router.agents.get(agent_id)
+    offer = router.offers.get(agent.offer_id) if agent is not None and agent.offer_id else None
+    return offer is not None and offer.task_id == task_id
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ async def wired(tmp_path, mode: str = "suggested"):
     review = Review(library, mail, store, c.store, c.assignment, clock, draw=draws)
     c.desks.answers = AnswerServices(library, review)
     c.desks.reply_hook = review.reply
-    review.on_held = c.desks.review_held
+    review.listen_held(c.desks.review_held)
     return c, mail, library, review, draws
 
 

@@ -58,11 +58,12 @@ async def wired(tmp_path):
                                 c.intake, c.roster)
     await to_future(codification.start())
     codification.stop()  # no periodic refresh in this test
-    mail.codify = codification.codify
+    mail.codify_with(codification)
     c.desks.answers = AnswerServices(library, review)
     c.desks.reply_hook = review.reply
     c.desks.codification = codification
-    review.on_held, review.on_decided = c.desks.review_held, c.desks.review_decided
+    review.listen_held(c.desks.review_held)
+    review.listen_decided(c.desks.review_decided)
     c.desks.backoffice = BackOffice(library, review, codification,
                                     Customers(c.store, clock), c.history)
     return c, mail, library

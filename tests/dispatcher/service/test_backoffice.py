@@ -59,11 +59,11 @@ def w(stack: Stack) -> World:
     review = Review(library, mail, answers, stack.store, stack.assignment, stack.clock,
                     draw=lambda: 0.0)  # every sampled reply is held
     decided: list = []
-    review.on_decided = decided.append
+    review.listen_decided(decided.append)
     codi = Codification(stack.assignment, stack.store, MemoryCodificationStore(), stack.clock,
                         stack.intake, stack.roster, run_in_thread=threads)
     stack.wait(codi.start())
-    mail.codify = codi.codify
+    mail.codify_with(codi)
     history = History(stack.store, stack.assignment)
     office = BackOffice(library, review, codi, Customers(stack.store, stack.clock), history)
     return World(stack, mail, library, review, codi, office, decided)
@@ -242,7 +242,7 @@ def test_parked_spam_is_listed_after_a_restart_on_sql(backend, request, tmp_path
         stack.wait(codi.start())
         codi.set_scorer(lambda raw: succeed(SPAM))
         mail = Mail(stack.assignment, stack.store, stack.clock, stack.intake)
-        mail.codify = codi.codify
+        mail.codify_with(codi)
         got = stack.wait(mail.receive(inbound("Cheap pills", sender="pills@spam.example")))
         stack.settle()
         codi.stop()

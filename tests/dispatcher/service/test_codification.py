@@ -5,6 +5,7 @@ spam parking and release, agents' corrections feeding the classifier."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -72,7 +73,7 @@ def codi(stack: Stack, codes, threads) -> Codification:
 @pytest.fixture
 def mail(stack: Stack, codi: Codification) -> Mail:
     service = Mail(stack.assignment, stack.store, stack.clock, stack.intake)
-    service.codify = codi.codify
+    service.codify_with(codi)
     return service
 
 
@@ -243,3 +244,12 @@ def test_codify_without_rules_model_or_scorer_changes_nothing_but_says_so(stack,
                                        "error": "no spam scorer configured"}
     assert "category" not in task.attributes and got.acknowledged
     assert m.EMAIL_RECEIVED in stack.kinds(got.task_id)
+
+
+def test_the_e_mail_edge_names_the_spam_queue_through_a_call(stack, codi, mail) -> None:
+    before = codi.policy
+    codi.use_spam_queue("junk")
+    assert codi.policy == replace(before, spam_queue="junk")  # the rest of the policy stays
+    codi.set_scorer(lambda raw: succeed(SpamVerdict(True, True, 1002.7, 5.0, ("GTUBE",))))
+    got = stack.wait(mail.receive(inbound("Cheap pills")))
+    assert stack.router.tasks[got.task_id].queue == "junk" and "junk" in stack.router.queues

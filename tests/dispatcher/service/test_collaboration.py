@@ -35,7 +35,7 @@ def collab(stack: Stack, mail: Mail) -> Collaboration:
     out = Collaboration(stack.assignment, stack.store, MemoryCollaborationStore(stack.store),
                         stack.clock, stack.intake, stack.sessions, mail,
                         new_token=lambda: next(tokens))
-    mail.intercept = out.intercept
+    mail.intercept_with(out)
     return out
 
 
@@ -61,8 +61,9 @@ def test_notes_are_internal_in_the_trail_and_only_for_the_holder(stack, mail, co
     with pytest.raises(Forbidden):
         stack.wait(collab.note(task_id, "x", "agent:bob", "bob"))
     stack.wait(collab.note(task_id, "checked", "supervisor:sue"))  # supervisors: any task
-    assert [n.text for n in result(collab.notes(task_id))] == ["Customer is a reseller",
-                                                              "checked"]
+    assert [n.text for n in result(collab.notes(task_id, "ann"))] == [
+        "Customer is a reseller", "checked"]
+    assert len(result(collab.notes(task_id, None))) == 2  # a supervisor: any task
     [first, _] = [e for e in stack.events(task_id) if e.kind == co.TASK_NOTE]
     assert first.data == {"text": "Customer is a reseller", "note": 1}
     assert [m.kind for m in result(stack.store.mail_messages(task_id))] == ["customer", "ack"]
@@ -95,7 +96,7 @@ def test_a_consult_answer_threads_back_as_an_internal_message(stack, mail, colla
     assert internal[0].text == "Yes, replace the fuse." and internal[0].peer is None
     assert stack.router.tasks[task_id].agent_id == "ann"  # still with the agent
     assert co.CONSULT_ANSWERED in stack.kinds(task_id)
-    assert result(collab.consults(task_id))[0].answered_at == stack.clock.seconds()
+    assert result(collab.consults(task_id, "ann"))[0].answered_at == stack.clock.seconds()
     # A reply to the customer still goes to the customer, never to the expert.
     reply = stack.wait(mail.reply(task_id, "ann", "Replace the fuse."))
     assert reply.peer == "alice@customer.org"
@@ -242,3 +243,14 @@ def test_a_reminder_on_sqlite_survives_a_restart_of_the_whole_stack(tmp_path) ->
         again.assignment.stop()
     finally:
         w.close()
+
+
+def test_the_service_refuses_notes_and_consults_to_an_agent_the_task_is_not_with(
+        stack, mail, collab) -> None:
+    """The rule lives in the service, whoever calls it (the console only translates)."""
+    task_id = held_by_ann(stack, mail)
+    stack.wait(collab.note(task_id, "Customer is a reseller", "agent:ann", "ann"))
+    for read in (collab.notes, collab.consults):
+        assert isinstance(failure_of(read(task_id, "bob")).value, Forbidden)
+        assert isinstance(failure_of(read("no-such-task", "ann")).value, Forbidden)
+    assert [n.text for n in result(collab.notes(task_id, "ann"))] == ["Customer is a reseller"]

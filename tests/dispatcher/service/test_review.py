@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from dispatcher.domain.errors import InvalidValue, UnknownTask
+from dispatcher.domain.errors import Forbidden, InvalidValue, UnknownTask
 from dispatcher.domain.tasks import TaskState
 from dispatcher.service import review as rv
 from dispatcher.service.answers import Library
@@ -58,7 +58,7 @@ def w(stack: Stack) -> World:
     ids = iter(f"r{i}" for i in range(1, 100))
     review = Review(library, mail, answers, stack.store, stack.assignment, stack.clock,
                     draw=draws, new_id=lambda: next(ids))
-    mail.automatic = review.automatic
+    mail.answer_with(review)
     return World(stack, mail, library, review, draws, answers)
 
 
@@ -258,3 +258,35 @@ def test_never_an_automatic_answer_to_robots_or_null_senders(w: World, kw, reaso
     assert replies(w, got.task_id) == [] and got.task_id in w.stack.router.tasks
     plan = [e for e in w.stack.events(got.task_id) if e.kind == rv.ANSWER_AUTOMATIC][0]
     assert plan.data["plan"] == "agent" and reason in plan.data["reason"]
+
+
+def test_the_service_gives_suggestions_only_to_the_agent_holding_or_offered_the_task(
+        w: World) -> None:
+    """The rule lives in Review, whoever calls it (the console only translates `Forbidden`)."""
+    w.stack.put_agent("bob", 5, capacity={"email": 3})
+    got = result(w.mail.receive(inbound()))
+    w.stack.login("ann")
+    offer = w.stack.last_offer("ann")
+    assert offer.task_id == got.task_id
+    assert result(w.review.suggest(got.task_id, "ann"))  # offered: yes
+    result(w.stack.sessions.accept("ann", offer.id))
+    assert result(w.review.suggest(got.task_id, "ann"))  # held: yes
+    for ask in (lambda: w.review.suggest(got.task_id, "bob"),
+                lambda: w.review.search("parcel", got.task_id, "bob"),
+                lambda: w.review.search("parcel", got.task_id, None)):
+        assert isinstance(failure_of(ask()).value, Forbidden)
+    assert result(w.review.search("parcel", got.task_id, None, any_task=True))  # supervisor
+    assert result(w.review.search("parcel", None, "bob"))  # no task: the bare library
+
+
+def test_only_the_agent_holding_an_email_task_replies_to_it(w: World) -> None:
+    w.stack.put_agent("bob", 5, capacity={"email": 3})
+    task_id = assigned(w)
+    refused = failure_of(w.review.reply("bob", task_id, "Hello Alice"))
+    assert isinstance(refused.value, Forbidden) and replies(w, task_id) == []
+    direct = rv.Replies(w.mail)  # no library: straight through Mail, same rule
+    assert isinstance(failure_of(direct.send("bob", task_id, "Hi")).value, Forbidden)
+    assert "message" in result(direct.send("ann", task_id, "Hi"))
+    reviewed = rv.Replies(w.mail, w.review)
+    assert "message" in result(reviewed.send("ann", task_id, "Hello again"))
+    assert len(replies(w, task_id)) == 2

@@ -17,6 +17,8 @@ from dispatcher.domain.errors import (
 )
 from dispatcher.domain.queues import Mode
 from dispatcher.domain.tasks import Channel, TaskState
+from dispatcher.service.calls import AnswerOnPhone
+from dispatcher.service.sessions import GRACE_REQUEUE_REASON, Absences
 from tests.dispatcher.service.stacks import (
     PHONE_OFFER_TIMEOUT,
     build_stack,
@@ -162,3 +164,76 @@ def test_pick_from_a_pull_queue():
     result(s.sessions.pick("ann", mail.id))
     t = s.router.tasks[mail.id]
     assert (t.state, t.agent_id) == (TaskState.ASSIGNED, "ann")
+
+
+# ---------------------------------------------------------------- the desk's rules (the service's)
+
+
+def test_an_agent_keeps_at_least_one_channel_on(stack):
+    stack.put_agent("ann", 8)
+    stack.login("ann")
+    f = failure_of(stack.sessions.switch_channels("ann", {"email": False, "phone": False}))
+    assert f.check(InvalidValue) and "at least one channel" in str(f.value)
+    assert failure_of(stack.sessions.set_channels("ann", [])).check(InvalidValue)
+    assert stack.router.agents["ann"].paused == set()
+    changed = result(stack.sessions.switch_channels("ann", {"phone": False}))
+    assert [e.kind for e in changed.events] == [ev.AGENT_CHANNELS]
+    assert stack.router.agents["ann"].paused == {Channel.PHONE}
+    # The channels not named keep their state; nothing to change fires with None.
+    assert result(stack.sessions.switch_channels("ann", {"email": True})) is None
+    f = failure_of(stack.sessions.switch_channels("ann", {"email": False}))
+    assert f.check(InvalidValue)  # phone is off already: email is the last one on
+    assert failure_of(stack.sessions.switch_channels("nobody", {"email": True})).check(
+        UnknownAgent)
+
+
+def test_a_sip_call_is_accepted_by_the_phone_never_at_the_desk(stack):
+    stack.put_agent("ann", 8)
+    stack.login("ann")
+    task = stack.call(attributes={"source": "sip"})
+    offer = stack.last_offer("ann")
+    f = failure_of(stack.sessions.accept_at_desk("ann", offer.id))
+    assert f.check(AnswerOnPhone) and f.value.code == "answer_on_phone"
+    assert stack.router.tasks[task.id].state is TaskState.OFFERED
+    result(stack.sessions.reject("ann", offer.id))
+    cti = stack.call(attributes={"source": "cti"})  # a PBX's call: accepted at the desk
+    result(stack.sessions.accept_at_desk("ann", stack.last_offer("ann").id))
+    assert stack.router.tasks[cti.id].state is TaskState.ASSIGNED
+
+
+def test_an_agent_transfers_only_a_task_they_hold(two):
+    result(two.sessions.accept("ann", two.offer.id))
+    f = failure_of(two.sessions.transfer_held("bob", two.task.id, to_agent="bob"))
+    assert f.check(Forbidden)
+    assert two.router.tasks[two.task.id].agent_id == "ann"
+    result(two.sessions.transfer_held("ann", two.task.id, to_agent="bob"))
+    transferred = [e for e in two.events(two.task.id) if e.kind == ev.TASK_TRANSFERRED]
+    assert transferred and transferred[-1].actor == "agent:ann"
+
+
+def test_the_grace_period_keeps_work_then_gives_it_back(two):
+    absences = Absences(two.sessions, two.clock, grace_seconds=30)
+    result(two.sessions.accept("ann", two.offer.id))
+    absences.left("ann")
+    assert absences.away("ann")
+    two.advance(29)
+    assert two.router.tasks[two.task.id].agent_id == "ann"  # still theirs
+    absences.back("ann")  # came back in time: everything stays
+    two.advance(60)
+    assert not absences.away("ann") and two.router.tasks[two.task.id].agent_id == "ann"
+    absences.left("ann")
+    two.advance(30)
+    assert not absences.away("ann")
+    assert two.router.agents["ann"].status is Presence.OFFLINE
+    requeued = [e for e in two.events(two.task.id) if e.kind == ev.TASK_REQUEUED]
+    assert requeued and requeued[-1].data.get("reason") == GRACE_REQUEUE_REASON
+
+
+def test_a_pending_offer_goes_back_at_once_when_the_desk_leaves(two):
+    absences = Absences(two.sessions, two.clock, grace_seconds=30)
+    absences.left("ann")
+    two.settle()
+    assert two.router.agents["ann"].status is Presence.NOT_RESPONDING
+    assert two.router.tasks[two.task.id].agent_id != "ann"
+    absences.stop()
+    assert not absences.away("ann")

@@ -1,5 +1,6 @@
 """`/help`: the public self-service page of the knowledge base (no login), on the runtime's
-twisted.web site.
+twisted.web site, beside the other customer-facing pages (the contact form, form.py); the e-mail
+edge mounts it (plugin.py) when the runtime has the answer library.
 
     GET  /help?q=words          search form and the matching articles (questions, linked)
     GET  /help/article/<id>     one article; counts a view; asks "did this answer your question?"

@@ -1,4 +1,4 @@
-"""`/help` (agent_console/help.py) through twisted.web's request machinery: public search over
+"""`/help` (channels/email/help.py) through twisted.web's request machinery: public search over
 the knowledge base with everything escaped, article pages counting views, the visitors'
 "did this answer your question" feeding the deflection report, bounded forms and votes."""
 
@@ -11,7 +11,7 @@ from twisted.internet.task import Clock
 from twisted.web.server import NOT_DONE_YET
 from twisted.web.test.requesthelper import DummyRequest
 
-from agent_console import help as h
+from channels.email import help as h
 from dispatcher.service.answers import Library
 from dispatcher.storage.answers import MemoryAnswerStore
 from dispatcher.storage.memory import MemoryStore
