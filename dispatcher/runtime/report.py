@@ -8,47 +8,28 @@ not slowed), shows progress on stderr while it reads (a line that updates itself
 a line every few seconds otherwise), writes the report to stdout or `--output`, and exits 0; bad
 arguments exit 2 with one line saying why, a database it cannot read exits 4.
 
-`ReportPage` serves the same reports over HTTP: `GET /report?from=…&to=…[&queue=…]
-[&interval=…][&format=…]` with `Authorization: Bearer <JWT>` of role supervisor (the console's
-keys, checked by `dispatcher.service.tokens`): no or bad token 401, another role 403, bad
-parameters 400, and the report with its content type otherwise.
+The same reports over HTTP are `ReportPage` (report_page.py); both render with report_views.py.
 """
 
 from __future__ import annotations
 
-import logging
 import sys
 import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from twisted.internet import threads
 from twisted.internet.defer import ensureDeferred
-from twisted.web import http
-from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET
 
 from dispatcher.domain.errors import DomainError
 from dispatcher.domain.metrics import INTERVALS
-from dispatcher.guard import Throttled
-from dispatcher.service import pages, tokens
-from dispatcher.service.reports import (
-    CONTENT_TYPES,
-    FORMATS,
-    Reports,
-    parse_interval,
-    parse_time,
-    render,
-)
+from dispatcher.service.reports import Reports, parse_interval, parse_time
 
-log = logging.getLogger(__name__)
+from .report_views import DEFAULT_INTERVAL, FORMATS, render
 
 EXIT_USAGE = 2
 EXIT_DATABASE = 4
 PROGRESS_EVERY_SECONDS = 0.5  # on a terminal
 PROGRESS_LINE_EVERY_SECONDS = 5.0  # to a file or a pipe
-DEFAULT_INTERVAL = "1h"
-CONSOLE_EDGE = "console"  # whose token settings the HTTP reports accept
 
 
 def add_parser(sub: Any) -> None:
@@ -169,130 +150,3 @@ def report_command(args: Any, url: str) -> int:
     except SystemExit as exc:
         return status["code"] or int(exc.code or 0)
     return status["code"]
-
-
-# ---------------------------------------------------------------------- HTTP
-
-
-def verifier_from(settings: Any, stored: bytes | None = None) -> tokens.Verifier:
-    """A token verifier from the console edge's settings (read by attribute: the runtime does
-    not import the edge); `stored`: the HS256 secret kept in the database, used when no secret
-    file is set. Raises tokens.KeyProblem when its keys cannot be used."""
-    keys = tokens.load_keys(
-        settings.jwt_algorithm, secret_file=settings.jwt_secret_file,
-        public_key_file=settings.jwt_public_key_file,
-        private_key_file=settings.jwt_private_key_file, stored=stored, label="report")
-    return tokens.Verifier(
-        keys, settings.issuer, settings.audience, settings.leeway_seconds,
-        max_lifetime=getattr(settings, "max_token_lifetime_seconds",
-                             tokens.MAX_LIFETIME_SECONDS),
-        max_integration_lifetime=getattr(settings, "max_integration_token_lifetime_seconds",
-                                         tokens.MAX_INTEGRATION_LIFETIME_SECONDS))
-
-
-# The HTML report's Content-Security-Policy: its own inline style, nothing else, never framed.
-REPORT_CSP = pages.policy("style-src 'unsafe-inline'")
-
-
-
-
-def _client(request: Any) -> str:
-    peer = request.getClientAddress()
-    return str(getattr(peer, "host", peer))
-
-
-class ReportPage(Resource):
-    """`GET /report`: see the module docstring. `verifier()` gives the token verifier (loaded
-    lazily, once the keys are known) or raises KeyProblem."""
-
-    isLeaf = True
-
-    def __init__(self, reports: Reports, verifier: Any) -> None:
-        super().__init__()
-        self.reports = reports
-        self._verifier = verifier
-        self._loaded: tokens.Verifier | None = None
-        # a client repeating a refused token gets one line a minute, with a count
-        self.refusals = Throttled(log)
-
-    def _verify(self, token: str) -> tokens.Claims:
-        if self._loaded is None:
-            self._loaded = self._verifier()
-        return self._loaded.verify(token)
-
-    def render_GET(self, request: Any) -> Any:
-        pages.harden(request, REPORT_CSP)  # every answer, the HTML report and the errors
-        auth = (request.getHeader(b"authorization") or b"").decode("latin-1")
-        scheme, _, token = auth.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            return self._error(request, http.UNAUTHORIZED, "a supervisor token is required")
-        try:
-            claims = self._verify(token.strip())
-        except tokens.TokenRefused as exc:
-            self.refusals.log(logging.INFO, (_client(request), str(exc)), time.monotonic(),
-                              "report: token refused from %s: %s", _client(request), exc)
-            return self._error(request, http.UNAUTHORIZED, f"token refused: {exc}")
-        except tokens.KeyProblem as exc:
-            log.error("report: no usable token keys: %s", exc)
-            return self._error(request, http.SERVICE_UNAVAILABLE, "token keys not usable")
-        if claims.role != tokens.SUPERVISOR:
-            return self._error(request, http.FORBIDDEN, "reports are for supervisors")
-        try:
-            start, end = parse_time(_arg(request, "from")), parse_time(_arg(request, "to"))
-            interval = parse_interval(_arg(request, "interval") or DEFAULT_INTERVAL)
-            fmt = _arg(request, "format") or "json"
-            if fmt not in FORMATS:
-                raise _BadRequest(f"format must be one of {', '.join(FORMATS)}")
-            queue = _arg(request, "queue") or None
-        except (DomainError, _BadRequest) as exc:
-            return self._error(request, http.BAD_REQUEST, str(exc))
-        log.info("report %s..%s queue=%s for %s", start, end, queue, claims.sub)
-        d = self.reports.build(start, end, interval, queue)
-        finished = request.notifyFinish()
-        finished.addErrback(lambda _: None)  # the client went away: nothing to write to
-
-        def rendered(report: Any) -> Any:
-            # Off the reactor thread: a month by the hour takes seconds to render.
-            return threads.deferToThread(render, report, fmt)
-
-        def ok(body: str) -> None:
-            if getattr(request, "_disconnected", False):
-                return
-            request.setHeader(b"content-type", CONTENT_TYPES[fmt].encode())
-            request.write(body.encode("utf-8"))
-            request.finish()
-
-        def failed(failure: Any) -> None:
-            if getattr(request, "_disconnected", False):
-                return
-            if failure.check(DomainError):
-                request.write(self._error(request, http.BAD_REQUEST,
-                                          failure.getErrorMessage()))
-            else:
-                log.error("report failed: %s", failure.getTraceback())
-                request.write(self._error(request, http.INTERNAL_SERVER_ERROR,
-                                          "the report could not be built"))
-            request.finish()
-
-        d.addCallback(rendered)
-        d.addCallbacks(ok, failed)
-        return NOT_DONE_YET
-
-    @staticmethod
-    def _error(request: Any, code: int, message: str) -> bytes:
-        request.setResponseCode(code)
-        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
-        if code == http.UNAUTHORIZED:
-            request.setHeader(b"www-authenticate", b'Bearer realm="switchboard"')
-        return (message + "\n").encode("utf-8")
-
-
-class _BadRequest(Exception):
-    pass
-
-
-def _arg(request: Any, name: str) -> str:
-    values = request.args.get(name.encode(), [])
-    if len(values) > 1:
-        raise _BadRequest(f"{name} given more than once")
-    return values[0].decode("utf-8", "replace") if values else ""

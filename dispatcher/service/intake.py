@@ -7,13 +7,21 @@ caller's number (`attributes.caller`, from the phone identity, unless the edge n
 caller), commits the task with its `task.created` event, and only then hands it to the
 router. Its Deferred fires with the stored task once it is committed: an edge that
 acknowledges the outside world (SMTP 250, SIP 200, HTTP 2xx) waits for it.
+
+Every new task of every channel is drafted, committed and routed here, once: `submit` for the
+simple case, and for a channel that prepares more before the commit (e-mail: request number,
+codification, acknowledgement) the same three steps it is made of, `draft` (queue checks,
+priority, skills, the deadline rule), `commit` (the `task.created` event first, then the
+channel's own events, messages and outbox rows, in one transaction) and `route` (after the
+commit). `dispatcher.service.mail` uses them.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from twisted.internet.defer import Deferred, fail
@@ -26,8 +34,9 @@ from dispatcher.domain.errors import DomainError, InvalidValue, QueueDisabled, U
 from dispatcher.domain.tasks import DEFAULT_PRIORITY, MAX_PRIORITY, MIN_PRIORITY, Channel, Task
 
 from .assignment import Assignment
-from .ports import Identity, Store
+from .ports import Identity, MailMessage, OutboxItem, Store
 
+log = logging.getLogger(__name__)
 _PHONE_KEEP = re.compile(r"[^0-9+]")
 CALLER = "caller"  # the attribute of a phone task with the caller's number
 
@@ -83,23 +92,29 @@ class Intake:
     ) -> Deferred[Task]:
         """Store a new task, then route it. Fails with a DomainError for bad input."""
         try:
-            task = self._draft(channel, queue, skills, priority, deadline, attributes, task_id)
+            task = self.draft(channel, queue, skills, priority, deadline, attributes, task_id)
         except DomainError as exc:
             return fail(exc)
         if (task.channel is Channel.PHONE and identity is not None and identity.kind == "phone"
                 and not task.attributes.get(CALLER)):
             task.attributes[CALLER] = identity.value  # every call names its caller
-        created = ev.Event(
-            ev.TASK_CREATED, task.created_at, task.id,
-            data={"channel": task.channel.value, "queue": task.queue, "priority": task.priority,
-                  "deadline": task.deadline, "skills": task.base_skills,
-                  "identity": [identity.kind, identity.value] if identity else None},
-        )
-        d = self.store.create_task(task, identity, customer_name, [created])
-        d.addCallback(self._route, task)
+        d = self._store(task, identity, customer_name, (), None, (), ())
+        d.addCallback(self._routed, task)
         return d
 
-    def _draft(self, channel, queue_name, skills, priority, deadline, attributes, task_id) -> Task:
+    def draft(
+        self,
+        channel: Channel,
+        queue_name: str,
+        skills: Mapping[str, int] | None = None,
+        priority: int | None = None,
+        deadline: float | None = None,
+        attributes: Mapping[str, Any] | None = None,
+        task_id: str | None = None,
+    ) -> Task:
+        """A new task, not stored: the queue must exist and take work; the queue's requirement
+        plus `skills`; the task's own priority; an e-mail's deadline from the queue's rule and
+        business calendar (unless given). Raises a DomainError for bad input."""
         queue = self.router.queues.get(queue_name)
         if queue is None:
             raise UnknownQueue(queue_name)
@@ -133,8 +148,62 @@ class Intake:
             attributes=dict(attributes or {}),
         )
 
-    def _route(self, customer_id: str, task: Task) -> Task:
+    def commit(
+        self,
+        task: Task,
+        identity: Identity | None,
+        customer_name: str = "",
+        events: Sequence[ev.Event] = (),
+        request_number: int | None = None,
+        messages: Sequence[MailMessage] = (),
+        outbox: Sequence[OutboxItem] = (),
+    ) -> Deferred[str]:
+        """Store a drafted task, as it is now, with its `task.created` event and then the
+        channel's `events` (and for an e-mail its request number, messages and outbox rows), in
+        one transaction; fires with the customer's id once committed (the task has it too).
+        Does not route: call `route` after it."""
+        d = self._store(task, identity, customer_name, events, request_number, messages, outbox)
+        return d.addCallback(lambda _: task.customer_id)
+
+    def route(self, task: Task) -> None:
+        """Hand a committed task to the router. A failure is logged, not raised: the task is
+        stored already and the next start routes it."""
+        try:
+            self._hand(task)
+        except Exception:  # noqa: BLE001 - stored already; the next start routes it
+            log.exception("could not route task %s", task.id)
+
+    def created(self, task: Task, identity: Identity | None) -> ev.Event:
+        """The `task.created` event of a drafted task."""
+        return ev.Event(
+            ev.TASK_CREATED, task.created_at, task.id,
+            data={"channel": task.channel.value, "queue": task.queue, "priority": task.priority,
+                  "deadline": task.deadline, "skills": task.base_skills,
+                  "identity": [identity.kind, identity.value] if identity else None},
+        )
+
+    def _store(self, task: Task, identity: Identity | None, customer_name: str,
+               events: Sequence[ev.Event], request_number: int | None,
+               messages: Sequence[MailMessage], outbox: Sequence[OutboxItem]) -> Deferred[Task]:
+        rows = [self.created(task, identity), *events]
+        if request_number is None:
+            if messages or outbox:
+                raise ValueError("a task with messages or outbox rows needs a request number")
+            d = self.store.create_task(task, identity, customer_name, rows)
+        else:
+            d = self.store.create_mail_task(task, identity, customer_name, rows,
+                                            request_number, list(messages), list(outbox))
+        return d.addCallback(self._stored, task)
+
+    @staticmethod
+    def _stored(customer_id: str, task: Task) -> Task:
         task.customer_id = customer_id
+        return task
+
+    def _routed(self, task: Task, _: Task) -> Task:
+        self._hand(task)  # a failure here fails `submit`'s Deferred (after the commit)
+        return task
+
+    def _hand(self, task: Task) -> None:
         outcome = self.router.submit(task, self.clock.seconds())
         self.assignment.apply(outcome).addErrback(lambda f: None)  # logged by apply
-        return task

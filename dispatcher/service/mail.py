@@ -17,8 +17,16 @@
 - `due` / `sent` / `failed`: the outbound relay (channels/email/outbound.py) takes due messages
   and reports each attempt; 4xx and network errors are retried with exponential backoff, 5xx
   (or too many attempts) dead-letters the message with its error visible in the task's trail.
-- `show_task`: the conversation and the trail of one task, as text (for `switchboard tasks
-  show ID`).
+
+Wiring: every new task goes through `Intake` (draft, commit, route: one path for every channel);
+Mail adds what e-mail needs in the same transaction (request number, message, acknowledgement).
+What Mail calls out to is typed here, as Protocols, and registered once by the composition root
+(dispatcher/runtime/app.py) after construction: `codify_with(Codifier)` (Codification, before
+the commit), `intercept_with(Interceptor)` (Collaboration, before threading) and
+`answer_with(AutoAnswer)` (Review's automatic mode, after the commit). Collaboration and Review
+send mail through Mail, so they are built after it: registration, not constructor arguments,
+breaks that construction cycle, and the call sites show every arrow. `listen` registers those
+told after a commit (`MailNews`).
 
 Headers are built with the standard `email` package, which refuses CR or LF in a header value,
 so no input can inject a header. HTML is sanitised with nh3 before any console sees it.
@@ -27,23 +35,34 @@ so no input can inject a header. HTML is sanitised with nh3 before any console s
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import re
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.utils import format_datetime
-from typing import Any
+from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.interfaces import IReactorTime
 
 from dispatcher.domain import events as ev
 from dispatcher.domain.categories import Prequalified
-from dispatcher.domain.deadlines import ALWAYS_OPEN, parse_rule
-from dispatcher.domain.errors import InvalidValue, QueueDisabled, UnknownQueue
+from dispatcher.domain.errors import InvalidValue
+from dispatcher.domain.events import (
+    EMAIL_ACK_SKIPPED,
+    EMAIL_AUTOMATIC,
+    EMAIL_BOUNCED,
+    EMAIL_DEAD,
+    EMAIL_DELAYED,
+    EMAIL_LINKED,
+    EMAIL_QUEUED,
+    EMAIL_RECEIVED,
+    EMAIL_REOPENED,
+    EMAIL_RETRY,
+    EMAIL_SENT,
+)
 from dispatcher.domain.tasks import Channel, Task, TaskState
 
 from .assignment import Assignment
@@ -67,25 +86,11 @@ from .ports import (
     OutboundMail,
     OutboxItem,
     Store,
-    StoredEvent,
     Upload,
     UploadStore,
 )
 
 log = logging.getLogger(__name__)
-
-# Event kinds of the e-mail channel (wire API, like dispatcher.domain.events).
-EMAIL_RECEIVED = "email.received"  # data: message, message_id, from, subject, action, source
-EMAIL_LINKED = "email.linked"  # a new task opened for a message that pointed at another task
-EMAIL_REOPENED = "email.reopened"  # data: previous_agent, completed_at
-EMAIL_QUEUED = "email.queued"  # an outbound message entered the outbox; data: kind, to
-EMAIL_ACK_SKIPPED = "email.ack_skipped"  # data: reason
-EMAIL_SENT = "email.sent"  # data: message, attempts, reply
-EMAIL_RETRY = "email.retry"  # data: message, attempts, error, next_attempt_at
-EMAIL_DEAD = "email.dead"  # data: message, attempts, error
-EMAIL_AUTOMATIC = "email.automatic"  # a robot's mail recorded on the thread; data: message, kind
-EMAIL_BOUNCED = "email.bounced"  # data: message (ours), report (theirs), recipient, status, reason
-EMAIL_DELAYED = "email.delayed"  # a report that delivery is delayed; same data
 
 OUTBOX_EMAIL = "email"
 # Actions of `receive`.
@@ -227,6 +232,40 @@ def new_message_id(now: float) -> str:
     return f"{int(now * 1_000_000):015x}{next(_message_seq) % 0xFFFFFF:06x}{uuid.uuid4().hex[:11]}"
 
 
+class Codifier(Protocol):
+    """Codification (dispatcher.service.codification) as Mail sees it."""
+
+    def codify(self, mail: InboundMail, task: Task) -> Awaitable[Verdict]:
+        """For a message that opens a task, before it is stored: may change the task's queue,
+        priority, skills, attributes (in place)."""
+        ...
+
+
+class Verdict(Protocol):
+    """What a Codifier decided about a new task."""
+
+    events: list[ev.Event]  # stored with the task, in the same transaction
+    acknowledge: bool  # False: no acknowledgement goes out (e.g. spam)
+
+
+class Interceptor(Protocol):
+    """Collaboration (dispatcher.service.collaboration) as Mail sees it."""
+
+    def intercept(self, mail: InboundMail) -> Awaitable[Received | None]:
+        """Before threading: a Received when the message was taken (an expert's answer to a
+        consult), None to go on as usual."""
+        ...
+
+
+class AutoAnswer(Protocol):
+    """Review's automatic mode (dispatcher.service.review) as Mail sees it."""
+
+    def automatic(self, task: Task, inbound: InboundMail) -> bool:
+        """After a new task is committed: True when it took the task (answered it or held it
+        for review), so that it must not be routed."""
+        ...
+
+
 class Mail:
     def __init__(
         self,
@@ -249,19 +288,32 @@ class Mail:
         self._next_number: int | None = None
         self._loading: list[Deferred[None]] | None = None
         self._acked: dict[str, float] = {}  # peer -> time of the last ack this process sent
-        # --- codification hooks (dispatcher.service.codification / collaboration) ---
-        # `codify(mail, task)`: for a message that opens a task, before it is stored: may
-        # change the task's queue, priority, skills, attributes; returns an object with
-        # `events` (stored with the task) and `acknowledge` (False: no ack, e.g. spam).
-        self.codify: Callable[[InboundMail, Task], Awaitable[Any]] | None = None
-        # `intercept(mail)`: before threading; a Received when the message was taken (an
-        # expert's answer to a consult), None to go on as usual.
-        self.intercept: Callable[[InboundMail], Awaitable[Received | None]] | None = None
-        # --- automatic answers hook (dispatcher.service.review.Review.automatic) ---
-        # `automatic(task, mail)`: called after a new task is committed; True when it took
-        # the task (answered or held for review) so that it must not be routed.
-        self.automatic: Callable[[Task, InboundMail], bool] | None = None
+        # What Mail calls out to (see "Wiring" in the module docstring): registered once, by
+        # the composition root, through the methods below.
+        self._codifier: Codifier | None = None
+        self._interceptor: Interceptor | None = None
+        self._auto_answer: AutoAnswer | None = None
         self._listeners: list[Callable[[MailNews], None]] = []
+
+    def codify_with(self, codifier: Codifier) -> None:
+        """Codify every message that opens a task, before its commit (Codification)."""
+        self._codifier = self._once(self._codifier, codifier, "codifier")
+
+    def intercept_with(self, interceptor: Interceptor) -> None:
+        """Offer every inbound message to `interceptor` before threading (Collaboration: an
+        expert's answer to a consult)."""
+        self._interceptor = self._once(self._interceptor, interceptor, "interceptor")
+
+    def answer_with(self, auto_answer: AutoAnswer) -> None:
+        """Ask `auto_answer` about every new task after its commit, before routing (Review's
+        automatic mode)."""
+        self._auto_answer = self._once(self._auto_answer, auto_answer, "automatic answer")
+
+    @staticmethod
+    def _once(current: Any, new: Any, what: str) -> Any:
+        if current is not None and current is not new:
+            raise ValueError(f"Mail already has a {what}")
+        return new
 
     def listen(self, fn: Callable[[MailNews], None]) -> None:
         """Call `fn(news)` after each commit that adds a message to a task's thread or changes
@@ -325,8 +377,8 @@ class Mail:
     async def _receive(self, mail: InboundMail) -> Received:
         if mail.dsn is not None:
             return await self._report(mail)
-        if self.intercept is not None:
-            taken = await self.intercept(mail)
+        if self._interceptor is not None:
+            taken = await self._interceptor.intercept(mail)
             if taken is not None:
                 self._tell(MailNews(taken.task_id, None))
                 return taken
@@ -415,22 +467,6 @@ class Mail:
                               "authenticated": mail.authenticated,
                               "auth": mail.auth_summary or None})
 
-    def _draft(self, queue_name: str, attributes: dict[str, Any]) -> Task:
-        queue = self.router.queues.get(queue_name)
-        if queue is None:
-            raise UnknownQueue(queue_name)
-        if queue.disabled:
-            raise QueueDisabled(queue_name)
-        now = self.now()
-        deadline = None
-        if queue.deadline_rule:
-            calendar = self.intake.calendars.get(queue.calendar or "", ALWAYS_OPEN)
-            deadline = parse_rule(queue.deadline_rule).due(now, calendar)
-        # The task's own priority stays 0: the router adds the queue's when it orders tasks.
-        return Task(id=self.new_id(), channel=Channel.EMAIL, queue=queue.name, customer_id=None,
-                    created_at=now, base_skills=dict(queue.requirement),
-                    deadline=deadline, attributes=attributes)
-
     async def _new(self, mail: InboundMail, identity: Identity | None,
                    linked_to: Task | None = None, why: str = "") -> Received:
         number = await self._number()
@@ -443,17 +479,13 @@ class Mail:
         if linked_to is not None:
             attributes["linked_to"] = linked_to.id
             attributes["link_reason"] = why  # shown with the link (console, tasks show)
-        task = self._draft(mail.queue, attributes)
-        codified = await self.codify(mail, task) if self.codify is not None else None
+        # Drafted, committed and routed by Intake (the one path of every new task): the queue
+        # checks, the deadline rule and the `task.created` event are Intake's.
+        task = self.intake.draft(Channel.EMAIL, mail.queue, attributes=attributes,
+                                 task_id=self.new_id())
+        codified = await self._codifier.codify(mail, task) if self._codifier else None
         msg = self._message(mail, task.id, identity)
-        events = [
-            ev.Event(ev.TASK_CREATED, task.created_at, task.id,
-                     data={"channel": task.channel.value, "queue": task.queue,
-                           "priority": task.priority, "deadline": task.deadline,
-                           "skills": task.base_skills,
-                           "identity": [identity.kind, identity.value] if identity else None}),
-            self._received_event(msg, mail, LINKED if linked_to else NEW, request),
-        ]
+        events = [self._received_event(msg, mail, LINKED if linked_to else NEW, request)]
         if linked_to is not None:
             events.append(ev.Event(EMAIL_LINKED, task.created_at, task.id,
                                    data={"linked_to": linked_to.id, "reason": why}))
@@ -469,13 +501,12 @@ class Mail:
             events.append(ack.event)
         messages = [msg] + ([ack.message] if ack else [])
         outbox = [ack.outbox] if ack else []
-        customer_id = await self.store.create_mail_task(
-            task, identity, mail.from_name, events, number, messages, outbox)
-        task.customer_id = customer_id
-        # --- automatic answers (dispatcher.service.review.Review.automatic): after the commit,
-        # may answer the new task without an agent (or hold it for review) instead of routing.
-        if self.automatic is None or not self.automatic(task, mail):
-            self._route(task)
+        customer_id = await self.intake.commit(task, identity, mail.from_name, events, number,
+                                               messages, outbox)
+        # The automatic answer (AutoAnswer) may, after the commit, answer the new task without
+        # an agent (or hold it for review) instead of routing it.
+        if self._auto_answer is None or not self._auto_answer.automatic(task, mail):
+            self.intake.route(task)
         return Received(task.id, request, LINKED if linked_to else NEW, customer_id,
                         acknowledged=ack is not None,
                         linked_to=linked_to.id if linked_to else None)
@@ -553,8 +584,8 @@ class Mail:
         if previous is not None:
             attributes["preferred_agent"] = previous
             attributes["preferred_until"] = now + self.policy.sticky_seconds
-        task = self._draft(old.queue, attributes)
-        task = replace(task, id=old.id, customer_id=old.customer_id, priority=old.priority,
+        task = self.intake.draft(Channel.EMAIL, old.queue, attributes=attributes, task_id=old.id)
+        task = replace(task, customer_id=old.customer_id, priority=old.priority,
                        base_skills=dict(old.base_skills), required_skills={})
         msg = self._message(mail, task.id, identity)
         events = [
@@ -564,7 +595,7 @@ class Mail:
                            "preferred_until": attributes.get("preferred_until")}),
         ]
         await self.store.add_mail([msg], Changes(tasks=[task], events=events))
-        self._route(task)
+        self.intake.route(task)
         return Received(task.id, request, REOPENED, task.customer_id)
 
     async def _last_agent(self, task: Task) -> str | None:
@@ -575,14 +606,6 @@ class Mail:
             if e.kind == ev.TASK_ASSIGNED and e.agent_id:
                 return e.agent_id
         return None
-
-    def _route(self, task: Task) -> None:
-        try:
-            outcome = self.router.submit(task, self.now())
-        except Exception:  # noqa: BLE001 - stored already; the next start routes it
-            log.exception("could not route e-mail task %s", task.id)
-            return
-        self.assignment.apply(outcome).addErrback(lambda f: None)  # logged by apply
 
     def _request_of(self, task: Task) -> str:
         number = task.attributes.get("request_number")
@@ -819,84 +842,3 @@ class Mail:
         d = self.store.mail_messages(task_id)
         d.addCallback(lambda msgs: [replace(m, html=safe_html(m.html)) for m in msgs])
         return d
-
-
-# ---------------------------------------------------------------------- show_task
-
-
-@dataclass
-class _Shown:
-    lines: list[str] = field(default_factory=list)
-
-
-def _when(at: float | None) -> str:
-    if at is None:
-        return "-"
-    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def format_task(task: Task, messages: Sequence[MailMessage], trail: Sequence[StoredEvent],
-                policy: MailPolicy | None = None) -> str:
-    """The text of `switchboard tasks show ID`: the task, its conversation, its trail."""
-    policy = policy or MailPolicy()
-    out = _Shown()
-    number = task.attributes.get("request_number")
-    request = policy.label(int(number)) if number is not None else "-"
-    out.lines += [
-        f"Task {task.id}  request {request}",
-        f"  channel {Channel(task.channel).value}  queue {task.queue}  state "
-        f"{TaskState(task.state).value}  agent {task.agent_id or '-'}",
-        f"  customer {task.customer_id or '-'}  created {_when(task.created_at)}  deadline "
-        f"{_when(task.deadline)}",
-    ]
-    if task.attributes.get("linked_to"):
-        why = task.attributes.get("link_reason")
-        out.lines.append(f"  linked to task {task.attributes['linked_to']}"
-                         + (f" ({why})" if why else ""))
-    out.lines += ["", f"Conversation ({len(messages)} messages)"]
-    for m in messages:
-        arrow = "<-" if m.direction == "in" else "->"
-        status = "" if m.direction == "in" else f"  [{m.status}{': ' + m.error if m.error else ''}]"
-        flag = "  [malformed]" if m.malformed else ""
-        out.lines.append(f"  {_when(m.created_at)} {arrow} {m.kind} "
-                         f"{'from' if m.direction == 'in' else 'to'} {m.peer or '-'}{status}{flag}")
-        out.lines.append(f"    Subject: {one_line(m.subject)}")
-        if m.message_id:
-            out.lines.append(f"    Message-ID: <{m.message_id}>")
-        body = m.text or html_to_text(m.html)
-        for line in body.strip().splitlines()[:20]:
-            out.lines.append(f"    | {line}")
-        for a in m.attachments:
-            out.lines.append(f"    attachment: {a.filename or '(unnamed)'} {a.content_type} "
-                             f"{a.size} bytes")
-    out.lines += ["", f"Trail ({len(trail)} events)"]
-    for e in trail:
-        data = ", ".join(f"{k}={v}" for k, v in sorted(e.data.items())
-                         if k not in ("explanation",) and v not in (None, "", [], {}))
-        out.lines.append(f"  {_when(e.at)}  {e.kind:<18} {e.actor:<24} {data}")
-        if e.data.get("explanation"):
-            out.lines.append(f"  {'':22}why: {json.dumps(e.data['explanation'], default=str)}")
-    return "\n".join(out.lines) + "\n"
-
-
-def show_task(store: Store, task_or_request: str,
-              policy: MailPolicy | None = None) -> Deferred[str | None]:
-    """Fetch and format one task (by id or by request number such as SB-000123); None when
-    there is no such task."""
-    return ensureDeferred(_show_task(store, task_or_request, policy or MailPolicy()))
-
-
-async def _show_task(store: Store, key: str, policy: MailPolicy) -> str | None:
-    number = None
-    if key.upper().startswith(policy.request_prefix.upper()):
-        digits = key[len(policy.request_prefix):]
-        if digits.isdigit():
-            number = int(digits)
-    task = await store.find_mail_task(request_number=number, task_id=key)
-    if task is None:
-        return None
-    messages = await store.mail_messages(task.id)
-    trail = await store.task_events(task.id)
-    return format_task(task, messages, trail, policy)
-
-

@@ -33,7 +33,8 @@ async def wired(tmp_path):
     collaboration = Collaboration(console.assignment, console.store,
                                   MemoryCollaborationStore(console.store), console.desks.clock,
                                   console.intake, console.sessions, mail)
-    mail.codify, mail.intercept = codification.codify, collaboration.intercept
+    mail.codify_with(codification)
+    mail.intercept_with(collaboration)
     console.desks.codification, console.desks.collaboration = codification, collaboration
     await to_future(codification.start())
     codification.stop()  # no periodic refresh in this test

@@ -41,7 +41,7 @@ from dispatcher.domain.agents import Agent  # noqa: E402
 from dispatcher.domain.queues import Queue  # noqa: E402
 from dispatcher.domain.routing import Router  # noqa: E402
 from dispatcher.domain.tasks import Channel  # noqa: E402
-from dispatcher.runtime.report import ReportPage, verifier_from  # noqa: E402
+from dispatcher.runtime.report_page import ReportPage, verifier_from  # noqa: E402
 from dispatcher.service.accounts import Accounts  # noqa: E402
 from dispatcher.service.assignment import Assignment  # noqa: E402
 from dispatcher.service.edges import EdgeContext  # noqa: E402

@@ -114,8 +114,8 @@ def main(url: str, settings_json: str) -> None:
         run_in_thread=lambda fn, *a: threads.deferToThread(fn, *a))
     collaboration = Collaboration(assignment, store, SqlCollaborationStore(pool, commit),
                                   reactor, intake, sessions, mail)
-    mail.codify = codification.codify
-    mail.intercept = collaboration.intercept
+    mail.codify_with(codification)
+    mail.intercept_with(collaboration)
     root = Resource()
     context = EdgeContext(reactor=reactor, intake=intake, sessions=sessions,
                           queries=Queries(router, store), roster=roster, assignment=assignment,

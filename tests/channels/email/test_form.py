@@ -48,7 +48,7 @@ def mail(stack: Stack) -> Mail:
     codi = Codification(stack.assignment, stack.store, MemoryCodificationStore(), stack.clock,
                         stack.intake, stack.roster)
     stack.wait(codi.start())
-    service.codify = codi.codify
+    service.codify_with(codi)
     return service
 
 

@@ -12,8 +12,9 @@ from twisted.internet.defer import Deferred
 
 from dispatcher.domain.categories import Prequalified
 from dispatcher.domain.tasks import Channel, Task, TaskState
+from dispatcher.runtime.task_views import show_task
 from dispatcher.service import mail as m
-from dispatcher.service.mail import InboundMail, Mail, MailPolicy, format_task, show_task
+from dispatcher.service.mail import InboundMail, Mail, MailPolicy
 from dispatcher.service.ports import OutboundMail
 from tests.dispatcher.service.stacks import Stack, failure_of, result
 
@@ -265,16 +266,6 @@ def test_sent_is_recorded(stack, mail) -> None:
     stack.wait(mail.sent(item, "250 ok"))
     [ack] = [x for x in result(stack.store.mail_messages(got.task_id)) if x.kind == "ack"]
     assert ack.status == "sent" and m.EMAIL_SENT in stack.kinds(got.task_id)
-
-
-def test_show_task_prints_the_conversation_and_the_trail(stack, mail) -> None:
-    got = receive(stack, mail, inbound(html="<p>hi<script>alert(1)</script></p>", text=""))
-    text = result(show_task(stack.store, "SB-000001"))
-    assert "request SB-000001" in text and "Conversation (2 messages)" in text
-    assert "email.received" in text and "alert" not in text
-    assert result(show_task(stack.store, got.task_id)) == text
-    assert result(show_task(stack.store, "nope")) is None
-    assert format_task  # also importable for the CLI
 
 
 def test_conversation_sanitises_html(stack, mail) -> None:

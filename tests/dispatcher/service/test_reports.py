@@ -19,16 +19,9 @@ from dispatcher.domain.events import Event
 from dispatcher.domain.metrics import HOUR
 from dispatcher.domain.queues import Queue
 from dispatcher.domain.tasks import Channel
+from dispatcher.runtime.report_views import duration, render, show
 from dispatcher.service.ports import Changes
-from dispatcher.service.reports import (
-    Reports,
-    Today,
-    duration,
-    parse_interval,
-    parse_time,
-    render,
-    show,
-)
+from dispatcher.service.reports import Reports, Today, parse_interval, parse_time
 from dispatcher.storage.memory import MemoryStore
 from tests.dispatcher.domain.test_metrics import END, START, T, scripted_day
 from tests.dispatcher.storage.test_store_contract import fired

@@ -18,9 +18,10 @@ from dispatcher.domain.agents import Agent
 from dispatcher.domain.metrics import HOUR
 from dispatcher.domain.queues import Queue
 from dispatcher.domain.tasks import Channel
+from dispatcher.runtime.report_views import render
 from dispatcher.service.calls import Calls, call_task_id
 from dispatcher.service.mail import InboundMail, Mail
-from dispatcher.service.reports import Report, Reports, render
+from dispatcher.service.reports import Report, Reports
 from dispatcher.storage import schema
 from dispatcher.storage.phones import MemoryPhones
 from dispatcher.storage.reports import SqlReportStore

@@ -1,0 +1,220 @@
+"""Customers on SQL: identities, history, the supervisors' search, corrections and merges.
+
+Sits under `dispatcher.storage`; `SqlCustomers` is a mixin of `SqlStore` (sql.py). Merges and
+edits go through the group commit, ordered with intakes (which look identities up) and with
+task upserts (none written from an older snapshot can put a task back on a merged customer).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from twisted.internet.defer import Deferred
+
+from dispatcher.domain.events import Event
+from dispatcher.service.ports import (
+    Customer,
+    Identity,
+    IdentityTaken,
+    MergedCustomers,
+    StoredEvent,
+    TaskRecord,
+    TaskSummary,
+)
+
+from . import rows as r
+from . import tables as t
+from .commit import GroupCommit
+from .pool import Pool
+from .statements import chunks, insert_events, insert_rows
+
+
+def thd_get_customer(conn: sa.Connection, customer_id: str) -> Customer | None:
+    row = conn.execute(sa.select(t.customers).where(t.customers.c.id == customer_id)).first()
+    if row is None:
+        return None
+    ids = t.customer_identities
+    query = (
+        sa.select(ids.c.kind, ids.c.value)
+        .where(ids.c.customer_id == customer_id)
+        .order_by(ids.c.kind, ids.c.value)
+    )
+    identities = tuple(Identity(kind, value) for kind, value in conn.execute(query))
+    return Customer(id=row.id, name=row.name, created_at=row.created_at, identities=identities)
+
+
+def thd_find_customer(conn: sa.Connection, kind: str, value: str) -> Customer | None:
+    ids = t.customer_identities
+    query = sa.select(ids.c.customer_id).where(ids.c.kind == kind, ids.c.value == value)
+    customer_id = conn.execute(query).scalar()
+    return None if customer_id is None else thd_get_customer(conn, customer_id)
+
+
+def thd_customer_tasks(conn: sa.Connection, customer_id: str, limit: int) -> list[TaskSummary]:
+    query = (
+        sa.select(t.tasks)
+        .where(t.tasks.c.customer_id == customer_id)
+        .order_by(t.tasks.c.created_at.desc(), t.tasks.c.id.desc())
+        .limit(limit)
+    )
+    return [r.summary_from_row(row) for row in conn.execute(query)]
+
+
+def thd_customer_records(conn: sa.Connection, customer_id: str, limit: int) -> list[TaskRecord]:
+    """The customer's newest tasks with their attributes and their events (two queries)."""
+    query = (
+        sa.select(t.tasks)
+        .where(t.tasks.c.customer_id == customer_id)
+        .order_by(t.tasks.c.created_at.desc(), t.tasks.c.id.desc())
+        .limit(limit)
+    )
+    rows = list(conn.execute(query))
+    trails: dict[str, list[StoredEvent]] = {row.id: [] for row in rows}
+    e = t.task_events
+    for chunk in chunks(list(trails)):
+        events = sa.select(e).where(e.c.task_id.in_(list(chunk))).order_by(e.c.id)
+        for row in conn.execute(events):
+            trails[row.task_id].append(r.stored_event_from_row(row))
+    return [
+        TaskRecord(r.summary_from_row(row), dict(row.attributes or {}), tuple(trails[row.id]))
+        for row in rows
+    ]
+
+
+def thd_merge_customers(
+    conn: sa.Connection, survivor_id: str, merged_id: str, events: list[r.Row]
+) -> MergedCustomers:
+    ids = t.customer_identities
+    moved = tuple(
+        Identity(kind, value)
+        for kind, value in conn.execute(
+            sa.select(ids.c.kind, ids.c.value)
+            .where(ids.c.customer_id == merged_id)
+            .order_by(ids.c.kind, ids.c.value)
+        )
+    )
+    task_ids = tuple(
+        conn.execute(
+            sa.select(t.tasks.c.id).where(t.tasks.c.customer_id == merged_id).order_by(t.tasks.c.id)
+        ).scalars()
+    )
+    conn.execute(
+        ids.update().where(ids.c.customer_id == merged_id).values(customer_id=survivor_id)
+    )
+    conn.execute(
+        t.tasks.update().where(t.tasks.c.customer_id == merged_id).values(customer_id=survivor_id)
+    )
+    insert_events(conn, events)
+    return MergedCustomers(survivor_id, merged_id, moved, task_ids)
+
+
+LIKE_ESCAPE = "\\"
+
+
+def _contains(needle: str) -> str:
+    """A LIKE pattern for "contains `needle`", its wildcards taken literally."""
+    plain = needle.replace(LIKE_ESCAPE, LIKE_ESCAPE * 2).replace("%", LIKE_ESCAPE + "%")
+    return "%" + plain.replace("_", LIKE_ESCAPE + "_") + "%"
+
+
+def thd_search_customers(conn: sa.Connection, needles: list[str], limit: int) -> list[Customer]:
+    """Matching customers, newest first, with their identities (two queries, plus one per
+    chunk of identities)."""
+    c, ids = t.customers, t.customer_identities
+    if not needles:
+        return []
+    patterns = [_contains(n) for n in needles]
+    by_identity = sa.select(ids.c.customer_id).where(
+        sa.or_(*(ids.c.value.like(p, escape=LIKE_ESCAPE) for p in patterns)))
+    query = (
+        sa.select(c)
+        .where(sa.or_(*(sa.func.lower(c.c.name).like(p, escape=LIKE_ESCAPE) for p in patterns),
+                      c.c.id.in_(by_identity)))
+        .order_by(c.c.created_at.desc(), c.c.id)
+        .limit(limit)
+    )
+    rows = list(conn.execute(query))
+    found: dict[str, list[Identity]] = {row.id: [] for row in rows}
+    for chunk in chunks(list(found)):
+        for kind, value, owner in conn.execute(
+                sa.select(ids.c.kind, ids.c.value, ids.c.customer_id)
+                .where(ids.c.customer_id.in_(list(chunk)))
+                .order_by(ids.c.kind, ids.c.value)):
+            found[owner].append(Identity(kind, value))
+    return [Customer(row.id, row.name, row.created_at, tuple(found[row.id])) for row in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerEdit:
+    customer_id: str
+    name: str
+    identities: tuple[tuple[str, str], ...]  # (kind, value)
+    events: list[r.Row]
+
+
+def thd_edit_customer(conn: sa.Connection, edit: CustomerEdit) -> Customer | None:
+    c, ids = t.customers, t.customer_identities
+    if conn.execute(sa.select(c.c.id).where(c.c.id == edit.customer_id)).first() is None:
+        return None
+    wanted = set(edit.identities)
+    for kind, value in sorted(wanted):
+        owner = conn.execute(sa.select(ids.c.customer_id).where(
+            ids.c.kind == kind, ids.c.value == value)).scalar()
+        if owner is not None and owner != edit.customer_id:
+            raise IdentityTaken(Identity(kind, value), owner)
+    current = {(kind, value) for kind, value in conn.execute(
+        sa.select(ids.c.kind, ids.c.value).where(ids.c.customer_id == edit.customer_id))}
+    for kind, value in sorted(current - wanted):
+        conn.execute(ids.delete().where(ids.c.kind == kind, ids.c.value == value,
+                                        ids.c.customer_id == edit.customer_id))
+    insert_rows(conn, ids, [{"kind": k, "value": v, "customer_id": edit.customer_id}
+                        for k, v in sorted(wanted - current)])
+    conn.execute(c.update().where(c.c.id == edit.customer_id).values(name=edit.name))
+    insert_events(conn, edit.events)
+    return thd_get_customer(conn, edit.customer_id)
+
+
+class SqlCustomers:
+    """Customers: part of the `Store` port. A mixin of `SqlStore` (dispatcher/storage/sql.py): it uses the store's `_pool`, `_commit`
+    and `_clock`."""
+
+    _pool: Pool
+    _commit: GroupCommit
+    _clock: Callable[[], float]
+
+    def get_customer(self, customer_id: str) -> Deferred[Customer | None]:
+        return self._pool.run(thd_get_customer, customer_id)
+
+    def find_customer(self, identity: Identity) -> Deferred[Customer | None]:
+        return self._pool.run(thd_find_customer, identity.kind, identity.value)
+
+    def customer_tasks(
+        self, customer_id: str, limit: int = r.DEFAULT_HISTORY_LIMIT
+    ) -> Deferred[list[TaskSummary]]:
+        return self._pool.run(thd_customer_tasks, customer_id, limit)
+
+    def customer_records(
+        self, customer_id: str, limit: int = r.DEFAULT_HISTORY_LIMIT
+    ) -> Deferred[list[TaskRecord]]:
+        return self._pool.run(thd_customer_records, customer_id, limit)
+
+    def merge_customers(
+        self, survivor_id: str, merged_id: str, events: Sequence[Event]
+    ) -> Deferred[MergedCustomers]:
+        # Through the group commit: ordered with the task upserts, so none written from an
+        # older snapshot can put a task back on the merged customer afterwards.
+        rows = [r.event_row(e) for e in events]
+        return self._commit.run(thd_merge_customers, survivor_id, merged_id, rows)
+
+    def search_customers(self, needles: Sequence[str], limit: int = r.DEFAULT_HISTORY_LIMIT
+                         ) -> Deferred[list[Customer]]:
+        return self._pool.run(thd_search_customers, list(needles), limit)
+
+    def edit_customer(self, customer_id: str, name: str, identities: Sequence[Identity],
+                      events: Sequence[Event]) -> Deferred[Customer | None]:
+        # Through the group commit: ordered with intakes, which look identities up.
+        edit = CustomerEdit(customer_id, name, tuple((i.kind, i.value) for i in identities),
+                            [r.event_row(e) for e in events])
+        return self._commit.run(thd_edit_customer, edit)

@@ -1,0 +1,259 @@
+"""Tasks on SQL: intake (`create_task`), state changes (`record`, through the group commit),
+the open tasks at start-up, and the task queries (list, one task, its trail).
+
+Sits under `dispatcher.storage`; `SqlTasks` is a mixin of `SqlStore` (sql.py). The writes of
+intake and routing go through the group commit: their Deferreds fire after the commit that holds
+them, and the calls of one reactor turn share one transaction. A batch of intakes costs one
+duplicate check, one identity lookup per chunk and one executemany per table, whatever its size.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+from twisted.internet.defer import Deferred
+
+from dispatcher.domain.errors import DuplicateTask
+from dispatcher.domain.events import Event
+from dispatcher.domain.tasks import FINAL_STATES, Task
+from dispatcher.service.ports import (
+    Changes,
+    Identity,
+    StoredEvent,
+    TaskSummary,
+)
+
+from . import rows as r
+from . import tables as t
+from .commit import GroupCommit, mergeable
+from .pool import Pool
+from .statements import chunks, insert_events, insert_ignore, insert_rows, storable_rows, upsert
+
+FINAL = sorted(s.value for s in FINAL_STATES)
+
+
+@dataclass(slots=True)
+class Intake:
+    """One `create_task` call, snapshotted: the task row (its customer_id is decided in the
+    database thread), the identity as (kind, value), and the event rows."""
+
+    task: r.Row
+    identity: tuple[str, str] | None
+    customer_name: str
+    events: list[r.Row]
+
+
+@dataclass(slots=True)
+class ChangeRows:
+    """One `record` call, snapshotted."""
+
+    tasks: list[r.Row] = field(default_factory=list)
+    events: list[r.Row] = field(default_factory=list)
+    declines: list[r.Row] = field(default_factory=list)
+    outbox: list[r.Row] = field(default_factory=list)
+
+
+def new_customer_id() -> str:
+    return uuid.uuid4().hex
+
+
+_EXISTING_TASKS = sa.select(t.tasks.c.id).where(
+    t.tasks.c.id.in_(sa.bindparam("ids", expanding=True))
+)
+# One kind per query: `value IN (...)` becomes a single index probe (`= ANY(array)`) on
+# PostgreSQL, where a row-value `(kind, value) IN (...)` is planned as hundreds of ORs.
+_KNOWN_IDENTITIES = sa.select(
+    t.customer_identities.c.value, t.customer_identities.c.customer_id
+).where(
+    t.customer_identities.c.kind == sa.bindparam("kind"),
+    t.customer_identities.c.value.in_(sa.bindparam("values", expanding=True)),
+)
+
+
+def thd_create_tasks(conn: sa.Connection, intakes: Sequence[Intake]) -> list[str]:
+    """Store each intake in order, as `create_task` promises; return the customer ids."""
+    _refuse_duplicates(conn, [i.task["id"] for i in intakes])
+    known = _known_identities(conn, {i.identity for i in intakes if i.identity is not None})
+    customers: list[r.Row] = []
+    identities: list[r.Row] = []
+    task_rows: list[r.Row] = []
+    events: list[r.Row] = []
+    result: list[str] = []
+    for intake in intakes:
+        customer_id = known.get(intake.identity) if intake.identity is not None else None
+        if customer_id is None:
+            customer_id = new_customer_id()
+            created = intake.task["created_at"]
+            customers.append(
+                {"id": customer_id, "name": intake.customer_name, "created_at": created}
+            )
+            if intake.identity is not None:
+                kind, value = intake.identity
+                identities.append({"kind": kind, "value": value, "customer_id": customer_id})
+                known[intake.identity] = customer_id
+        task_rows.append({**intake.task, "customer_id": customer_id})
+        events.extend(intake.events)
+        result.append(customer_id)
+    insert_rows(conn, t.customers, customers)
+    insert_rows(conn, t.customer_identities, identities)
+    insert_rows(conn, t.tasks, task_rows)
+    insert_events(conn, events)
+    return result
+
+
+@mergeable(thd_create_tasks)
+def thd_create_task(conn: sa.Connection, intake: Intake) -> str:
+    return thd_create_tasks(conn, [intake])[0]
+
+
+def _refuse_duplicates(conn: sa.Connection, ids: list[str]) -> None:
+    seen: set[str] = set()
+    for task_id in ids:
+        if task_id in seen:
+            raise DuplicateTask(task_id)
+        seen.add(task_id)
+    for chunk in chunks(ids):
+        existing = conn.execute(_EXISTING_TASKS, {"ids": list(chunk)}).scalars().first()
+        if existing is not None:
+            raise DuplicateTask(existing)
+
+
+def _known_identities(
+    conn: sa.Connection, pairs: set[tuple[str, str]]
+) -> dict[tuple[str, str] | None, str]:
+    by_kind: dict[str, list[str]] = {}
+    for kind, value in sorted(pairs):
+        by_kind.setdefault(kind, []).append(value)
+    known: dict[tuple[str, str] | None, str] = {}
+    for kind, values in by_kind.items():
+        for chunk in chunks(values):
+            params = {"kind": kind, "values": list(chunk)}
+            for value, customer_id in conn.execute(_KNOWN_IDENTITIES, params):
+                known[(kind, value)] = customer_id
+    return known
+
+
+def thd_record_many(conn: sa.Connection, batch: Sequence[ChangeRows]) -> list[None]:
+    """Apply each batch of changes in order: the last snapshot of a task wins, events keep
+    their order, declines are remembered once."""
+    latest: dict[str, r.Row] = {}
+    declines: dict[tuple[str, str], r.Row] = {}
+    events: list[r.Row] = []
+    outbox: list[r.Row] = []
+    for changes in batch:
+        for row in changes.tasks:
+            latest.pop(row["id"], None)
+            latest[row["id"]] = row
+        for row in changes.declines:
+            declines.setdefault((row["task_id"], row["agent_id"]), row)
+        events.extend(changes.events)
+        outbox.extend(changes.outbox)
+    dialect = conn.dialect.name
+    if latest:
+        conn.execute(upsert(dialect, t.tasks), storable_rows(list(latest.values())))
+    if declines:
+        conn.execute(insert_ignore(dialect, t.task_declines), list(declines.values()))
+    insert_events(conn, events)
+    insert_rows(conn, t.outbox, outbox)
+    return [None] * len(batch)
+
+
+@mergeable(thd_record_many)
+def thd_record(conn: sa.Connection, changes: ChangeRows) -> None:
+    thd_record_many(conn, [changes])
+
+
+def thd_open_tasks(conn: sa.Connection) -> list[Task]:
+    result = conn.execute(sa.select(t.tasks).where(t.tasks.c.state.not_in(FINAL)))
+    return [r.task_from_row(row) for row in result]
+
+
+def thd_open_declines(conn: sa.Connection) -> list[tuple[str, str]]:
+    d, k = t.task_declines, t.tasks
+    query = (
+        sa.select(d.c.task_id, d.c.agent_id)
+        .join(k, k.c.id == d.c.task_id)
+        .where(k.c.state.not_in(FINAL))
+    )
+    return [(task_id, agent_id) for task_id, agent_id in conn.execute(query)]
+
+
+def thd_list_tasks(
+    conn: sa.Connection, state: str | None, queue: str | None, limit: int,
+    newest_first: bool = False,
+) -> list[TaskSummary]:
+    order = (t.tasks.c.created_at.desc(), t.tasks.c.id.desc()) if newest_first else (
+        t.tasks.c.created_at, t.tasks.c.id)
+    query = sa.select(t.tasks).order_by(*order).limit(limit)
+    if state is not None:
+        query = query.where(t.tasks.c.state == state)
+    if queue is not None:
+        query = query.where(t.tasks.c.queue == queue)
+    return [r.summary_from_row(row) for row in conn.execute(query)]
+
+
+def thd_get_task(conn: sa.Connection, task_id: str) -> TaskSummary | None:
+    row = conn.execute(sa.select(t.tasks).where(t.tasks.c.id == task_id)).first()
+    return None if row is None else r.summary_from_row(row)
+
+
+def thd_task_events(conn: sa.Connection, task_id: str) -> list[StoredEvent]:
+    e = t.task_events
+    query = sa.select(e).where(e.c.task_id == task_id).order_by(e.c.id)
+    return [r.stored_event_from_row(row) for row in conn.execute(query)]
+
+
+def thd_last_event_at(conn: sa.Connection) -> float | None:
+    """When the newest event of either log happened (the last sign of life of whoever wrote
+    it); None for an empty log. Two index lookups (`at` is indexed in both logs)."""
+    times = [conn.execute(sa.select(sa.func.max(log.c.at))).scalar()
+             for log in (t.task_events, t.agent_events)]
+    known = [float(at) for at in times if at is not None]
+    return max(known) if known else None
+
+
+class SqlTasks:
+    """Tasks: part of the `Store` port. A mixin of `SqlStore` (dispatcher/storage/sql.py): it uses the store's `_pool`, `_commit`
+    and `_clock`."""
+
+    _pool: Pool
+    _commit: GroupCommit
+    _clock: Callable[[], float]
+
+    def create_task(
+        self, task: Task, identity: Identity | None, customer_name: str, events: Sequence[Event]
+    ) -> Deferred[str]:
+        intake = Intake(
+            task=r.task_row(task),
+            identity=None if identity is None else (identity.kind, identity.value),
+            customer_name=customer_name,
+            events=[r.event_row(e) for e in events],
+        )
+        return self._commit.run(thd_create_task, intake)
+
+    def record(self, changes: Changes) -> Deferred[None]:
+        snap = ChangeRows(
+            tasks=[r.task_row(task) for task in changes.tasks],
+            events=[r.event_row(e) for e in changes.events],
+            declines=[{"task_id": k, "agent_id": a} for k, a in changes.declines],
+            outbox=[r.outbox_row(item) for item in changes.outbox],
+        )
+        return self._commit.run(thd_record, snap)
+
+    def list_tasks(
+        self, state: str | None = None, queue: str | None = None, limit: int = r.DEFAULT_LIST_LIMIT,
+        newest_first: bool = False,
+    ) -> Deferred[list[TaskSummary]]:
+        return self._pool.run(thd_list_tasks, state, queue, limit, newest_first)
+
+    def get_task(self, task_id: str) -> Deferred[TaskSummary | None]:
+        return self._pool.run(thd_get_task, task_id)
+
+    def task_events(self, task_id: str) -> Deferred[list[StoredEvent]]:
+        return self._pool.run(thd_task_events, task_id)
+
+    def last_event_at(self) -> Deferred[float | None]:
+        return self._pool.run(thd_last_event_at)
