@@ -2,10 +2,11 @@
 
 Each `cmd_*` is an `async def` run under the reactor by `cli.py`; it prints for a person (an
 empty list says so), or JSON with `--json`. Values like `billing=5,french=3` are parsed here
-with clear errors; the rules of a change (names, known queues, nothing removed or disabled
-while work is open) and its audit in the agent log are the service's
-(`dispatcher.service.roster.StoredRoster`). A running server reads these changes at its next
-start.
+with clear errors; the rules of a change (names, known queues and calendars, nothing removed
+or disabled while work is open), its audit in the agent log (actor `operator`, the OS user) and
+its live apply are the service's (`dispatcher.service.configuration.Configuration`). A running
+server on the same database applies these changes within a few seconds (its
+`ConfigurationWatch`), without a restart.
 """
 
 from __future__ import annotations
@@ -17,19 +18,19 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from dispatcher.domain import events as ev
 from dispatcher.domain.agents import Agent
-from dispatcher.domain.deadlines import parse_rule
 from dispatcher.domain.errors import InvalidValue
 from dispatcher.domain.queues import AgentChoice, EscalationStep, Mode, Queue
 from dispatcher.domain.tasks import Channel
+from dispatcher.service.configuration import Configuration, agent_config, queue_config
 from dispatcher.service.intake import CALLER
-from dispatcher.service.roster import StoredRoster, agent_config, queue_config
 from dispatcher.storage import schema
 
 from .app import Storage
 
 ALL_ROWS = 2**62  # `--limit 0`: a LIMIT every database takes
-NOT_LIVE = ("a running server reads it at its next start (live changes: the wallboard)")
+NOT_LIVE = "a running server applies it within a few seconds"
 
 
 class WallClock:
@@ -47,8 +48,21 @@ def os_user() -> str | None:
         return None
 
 
-def roster(storage: Storage) -> StoredRoster:
-    return StoredRoster(storage.store, WallClock(), user=os_user())
+def configuration(storage: Storage) -> Configuration:
+    """The configuration service on this database (no router runs in the CLI's process)."""
+    return Configuration(storage.store, WallClock(), phones=storage.phones, codes=storage.codes)
+
+
+def operator() -> dict[str, Any]:
+    """Who changes the configuration from the command line: `actor` and `user` arguments."""
+    return {"actor": ev.OPERATOR, "user": os_user()}
+
+
+def audit(storage: Storage, what: str, action: str, subject: str | None = None,
+          **details: Any) -> Any:
+    """Audit, as the operator, a change whose store keeps no log (imports, response modes)."""
+    return Configuration(storage.store, WallClock()).audit(what, action, subject, **operator(),
+                                                           **details)
 
 
 def nothing_yet(what: str, hint: str = "") -> None:
@@ -164,20 +178,21 @@ async def cmd_agents_add(storage: Storage, args) -> int:
     )
     if args.channels:
         agent.channels = parse_channel_names(args.channels)
-    added = await roster(storage).put_agent(agent)
+    added = await configuration(storage).put_agent(agent, **operator())
     print(f"agent {agent.id} {'added' if added else 'saved'}; {NOT_LIVE}")
     return 0
 
 
 async def cmd_agents_set_skills(storage: Storage, args) -> int:
-    agent = await roster(storage).set_skills(args.id, parse_levels(args.skills))
+    agent = await configuration(storage).set_skills(args.id, parse_levels(args.skills),
+                                                 **operator())
     skills = ",".join(f"{k}={v}" for k, v in sorted(agent.skills.items())) or "none"
     print(f"agent {agent.id} skills: {skills}; {NOT_LIVE}")
     return 0
 
 
 async def cmd_agents_remove(storage: Storage, args) -> int:
-    await roster(storage).remove_agent(args.id)
+    await configuration(storage).remove_agent(args.id, **operator())
     print(f"agent {args.id} removed (their console account and phone, if any, stay: "
           f"`switchboard accounts remove {args.id}`, `switchboard phones remove {args.id}`); "
           f"{NOT_LIVE}")
@@ -185,20 +200,20 @@ async def cmd_agents_remove(storage: Storage, args) -> int:
 
 
 async def cmd_agents_disable(storage: Storage, args) -> int:
-    await roster(storage).set_agent_disabled(args.id, True)
+    await configuration(storage).set_agent_disabled(args.id, True, **operator())
     print(f"agent {args.id} disabled: takes no work until `switchboard agents enable "
           f"{args.id}`; {NOT_LIVE}")
     return 0
 
 
 async def cmd_agents_enable(storage: Storage, args) -> int:
-    await roster(storage).set_agent_disabled(args.id, False)
+    await configuration(storage).set_agent_disabled(args.id, False, **operator())
     print(f"agent {args.id} enabled; {NOT_LIVE}")
     return 0
 
 
 async def cmd_agents_list(storage: Storage, args) -> int:
-    rows = [agent_config(a) for a in await storage.store.list_agents()]
+    rows = [agent_config(a) for a in await configuration(storage).agents()]
     if args.json:
         print(json.dumps(rows, indent=2))
     elif not rows:
@@ -225,41 +240,39 @@ async def cmd_queues_add(storage: Storage, args) -> int:
         deadline_rule=args.deadline,
         dispositions=parse_dispositions(args.dispositions or ""),
     )
-    if args.deadline:
-        parse_rule(args.deadline)
     if args.sl_target:
         queue.sl_target.update(parse_channels(args.sl_target))
     if args.offer_timeout:
         queue.offer_timeout.update(parse_channels(args.offer_timeout))
     if args.wrap_up is not None:
         queue.wrap_up_seconds = args.wrap_up
-    added = await roster(storage).put_queue(queue)
+    added = await configuration(storage).put_queue(queue, **operator())
     print(f"queue {queue.name} {'added' if added else 'saved'}; {NOT_LIVE}")
     return 0
 
 
 async def cmd_queues_remove(storage: Storage, args) -> int:
-    members = await roster(storage).remove_queue(args.name)
+    members = await configuration(storage).remove_queue(args.name, **operator())
     dropped = f" (dropped from {', '.join(members)})" if members else ""
     print(f"queue {args.name} removed{dropped}; {NOT_LIVE}")
     return 0
 
 
 async def cmd_queues_disable(storage: Storage, args) -> int:
-    await roster(storage).set_queue_disabled(args.name, True)
+    await configuration(storage).set_queue_disabled(args.name, True, **operator())
     print(f"queue {args.name} disabled: takes no new tasks until `switchboard queues enable "
           f"{args.name}`; {NOT_LIVE}")
     return 0
 
 
 async def cmd_queues_enable(storage: Storage, args) -> int:
-    await roster(storage).set_queue_disabled(args.name, False)
+    await configuration(storage).set_queue_disabled(args.name, False, **operator())
     print(f"queue {args.name} enabled; {NOT_LIVE}")
     return 0
 
 
 async def cmd_queues_list(storage: Storage, args) -> int:
-    rows = [queue_config(q) for q in await storage.store.list_queues()]
+    rows = [queue_config(q) for q in await configuration(storage).queues()]
     if args.json:
         print(json.dumps(rows, indent=2))
     elif not rows:
@@ -300,7 +313,7 @@ async def cmd_tasks_list(storage: Storage, args) -> int:
     """Newest first: request number (or task id), channel, queue, state, age, agent, customer
     and subject (or the caller's number)."""
     if args.queue:
-        await roster(storage).queue(args.queue)  # a clear error for an unknown queue
+        await configuration(storage).queue(args.queue)  # a clear error for an unknown queue
     limit = args.limit if args.limit > 0 else ALL_ROWS
     tasks = await storage.store.list_tasks(args.state, args.queue, limit, newest_first=True)
     customers = {}
@@ -337,7 +350,7 @@ async def cmd_tasks_list(storage: Storage, args) -> int:
 async def cmd_tasks_show(storage: Storage, args) -> int:
     """The task, its customer, its conversation and its whole trail, oldest event first; by task
     id or by request number (SB-000123)."""
-    from dispatcher.service.mail import show_task
+    from .task_views import show_task
 
     task = await storage.store.get_task(args.id)
     if task is None and not args.json:
@@ -361,7 +374,7 @@ async def cmd_tasks_show(storage: Storage, args) -> int:
                        "data": e.data} for e in events],
         }, indent=2, default=str))
         return 0
-    from dispatcher.service.mail import show_task
+    from .task_views import show_task
 
     if customer is not None:
         ids = ", ".join(f"{i.kind}:{i.value}" for i in customer.identities) or "anonymous"
@@ -397,19 +410,17 @@ def parse_hours(text: str) -> dict[str, list[list[str]]]:
 
 
 async def cmd_calendars_add(storage: Storage, args) -> int:
-    from dispatcher.domain.deadlines import BusinessCalendar
     from dispatcher.service.ports import Calendar
 
     holidays = tuple(filter(None, (h.strip() for h in args.holidays.split(","))))
     calendar = Calendar(args.name, args.timezone, parse_hours(args.hours), holidays)
-    BusinessCalendar.from_spec(calendar.name, calendar.timezone, calendar.hours, holidays)
-    await roster(storage).put_calendar(calendar)
+    await configuration(storage).put_calendar(calendar, **operator())
     print(f"calendar {calendar.name} saved; {NOT_LIVE}")
     return 0
 
 
 async def cmd_calendars_list(storage: Storage, args) -> int:
-    calendars = await storage.store.list_calendars()
+    calendars = await configuration(storage).calendars()
     rows = [{"name": c.name, "timezone": c.timezone, "hours": c.hours,
              "holidays": list(c.holidays)} for c in calendars]
     if args.json:

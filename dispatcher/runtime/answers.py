@@ -29,7 +29,7 @@ from typing import Any
 from dispatcher.domain.errors import InvalidValue
 from dispatcher.service.answers import Library
 
-from .admin import nothing_yet, roster
+from .admin import audit, nothing_yet
 from .app import Storage
 
 # Response modes and review shares are read by a running server at its start.
@@ -159,9 +159,9 @@ async def cmd_answers_import(storage: Storage, args: Any) -> int:
         library.stop()
     if progress.shown:
         progress.finish(store.saved)
-    await roster(storage).audit("answers", "imported", file=args.file, author=args.author,
-                                created=done.created, updated=done.updated,
-                                unchanged=done.unchanged)
+    await audit(storage, "answers", "imported", file=args.file, author=args.author,
+                created=done.created, updated=done.updated,
+                unchanged=done.unchanged)
     print(f"{done.created} created, {done.updated} updated, {done.unchanged} unchanged")
     return 0
 
@@ -202,9 +202,9 @@ async def cmd_answers_mode_set(storage: Storage, args: Any) -> int:
     rule = await library.put_rule({"queue": args.queue, "category": args.category,
                                    "mode": args.mode, "threshold": args.threshold,
                                    "review_share": args.review_share})
-    await roster(storage).audit("response_mode", "set", queue=rule.queue,
-                                category=rule.category, mode=rule.mode.value,
-                                threshold=rule.threshold, review_share=rule.review_share)
+    await audit(storage, "response_mode", "set", queue=rule.queue,
+                category=rule.category, mode=rule.mode.value,
+                threshold=rule.threshold, review_share=rule.review_share)
     print(f"{rule.queue}/{rule.category}: {rule.mode.value} (threshold {rule.threshold:g}, "
           f"review share {rule.review_share:g}){NOT_LIVE_SUFFIX}")
     return 0
@@ -227,8 +227,8 @@ async def cmd_answers_mode_list(storage: Storage, args: Any) -> int:
 async def cmd_answers_mode_remove(storage: Storage, args: Any) -> int:
     if not await storage.answers.remove_mode_rule(args.queue, args.category):
         raise InvalidValue(f"no rule for {args.queue}/{args.category}")
-    await roster(storage).audit("response_mode", "removed", queue=args.queue,
-                                category=args.category)
+    await audit(storage, "response_mode", "removed", queue=args.queue,
+                category=args.category)
     print(f"{args.queue}/{args.category}: removed{NOT_LIVE_SUFFIX}")
     return 0
 
@@ -243,8 +243,8 @@ async def cmd_answers_review_share(storage: Storage, args: Any) -> int:
         except ValueError:
             raise InvalidValue("a review share is a number from 0 to 1, or -") from None
     await library.set_agent_share(args.agent, share)
-    await roster(storage).audit("review_share", "set" if share is not None else "removed",
-                                args.agent, share=share)
+    await audit(storage, "review_share", "set" if share is not None else "removed",
+                args.agent, share=share)
     print(f"review share of {args.agent}: "
           f"{'removed' if share is None else format(share, 'g')}{NOT_LIVE_SUFFIX}")
     return 0
@@ -277,8 +277,8 @@ async def cmd_kb_import(storage: Storage, args: Any) -> int:
         library.stop()
     if progress.shown:
         progress.finish(store.saved)
-    await roster(storage).audit("articles", "imported", file=args.file, created=done.created,
-                                updated=done.updated)
+    await audit(storage, "articles", "imported", file=args.file, created=done.created,
+                updated=done.updated)
     print(f"{done.created} created, {done.updated} updated")
     return 0
 

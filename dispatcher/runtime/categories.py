@@ -10,8 +10,8 @@ the command line.
     switchboard categories train [--file FILE.jsonl] [--folds K]
 
 Sits in the runtime beside admin.py; each `cmd_*` runs under the reactor like the other admin
-commands. Rules and categories are checked by the domain before they are stored; a running
-server reloads them within `refresh_seconds` (dispatcher.service.codification). `train` imports
+commands. Rules and categories are checked, stored and audited by `dispatcher.service.
+configuration.Configuration`; a running server reloads them within a few seconds. `train` imports
 labelled examples (JSON Lines: {"category", "text"} or {"category", "subject", "body"}), then
 measures the classifier on the whole training set by stratified cross-validation (in a worker
 thread) and prints its accuracy; the server retrains itself on its schedule.
@@ -35,7 +35,6 @@ from dispatcher.domain.categories import (
     Category,
     CategoryRule,
     check_name,
-    check_rule,
 )
 from dispatcher.domain.errors import InvalidValue
 from dispatcher.service.codification import (
@@ -46,7 +45,7 @@ from dispatcher.service.codification import (
 )
 from dispatcher.service.ports import TrainingExample
 
-from .admin import parse_levels, parse_pairs, roster
+from .admin import NOT_LIVE, configuration, operator, parse_levels, parse_pairs
 from .app import Storage
 
 
@@ -89,43 +88,30 @@ async def cmd_categories_add(storage: Storage, args) -> int:
                         priority=args.priority,
                         skills=parse_levels(args.skills) if args.skills else {},
                         attributes=attributes, description=args.description)
-    if category.queue is not None:
-        known = {q.name for q in await storage.store.list_queues()}
-        if category.queue not in known:
-            raise InvalidValue(f"no such queue: {category.queue}")
-    await storage.codes.put_category(category)
-    await roster(storage).audit("category", "set", category=category.name,
-                                queue=category.queue, priority=category.priority,
-                                skills=dict(category.skills),
-                                attributes=dict(category.attributes))
-    print(f"category {category.name} saved; a running server reads it at its next start")
+    await configuration(storage).put_category(category, **operator())
+    print(f"category {category.name} saved; {NOT_LIVE}")
     return 0
 
 
 async def cmd_categories_rule_add(storage: Storage, args) -> int:
-    rule = check_rule(CategoryRule(args.category, args.field, args.pattern, args.match,
-                                   args.position, not args.disabled))
-    rule_id = await storage.codes.add_rule(rule)
-    await roster(storage).audit("category_rule", "added", rule=rule_id,
-                                category=rule.category, field=rule.field,
-                                pattern=rule.pattern, match=rule.match,
-                                position=rule.position, enabled=rule.enabled)
-    print(f"rule {rule_id} added; a running server reads it at its next start")
+    rule = CategoryRule(args.category, args.field, args.pattern, args.match, args.position,
+                        not args.disabled)
+    rule_id = await configuration(storage).add_rule(rule, **operator())
+    print(f"rule {rule_id} added; {NOT_LIVE}")
     return 0
 
 
 async def cmd_categories_rule_remove(storage: Storage, args) -> int:
-    if not await storage.codes.remove_rule(args.id):
+    if not await configuration(storage).remove_rule(args.id, **operator()):
         print(f"no rule {args.id}", file=sys.stderr)
         return 1
-    await roster(storage).audit("category_rule", "removed", rule=args.id)
-    print(f"rule {args.id} removed")
+    print(f"rule {args.id} removed; {NOT_LIVE}")
     return 0
 
 
 async def cmd_categories_list(storage: Storage, args) -> int:
-    categories = await storage.codes.list_categories()
-    rules = await storage.codes.list_rules()
+    categories = await configuration(storage).categories()
+    rules = await configuration(storage).rules()
     examples = await storage.codes.example_count()
     if args.json:
         print(json.dumps({

@@ -44,12 +44,12 @@ DESCRIPTION = (
     "about each command."
 )
 EPILOG = (
-    "Changes to queues, agents, calendars and phones made here are read by a running server at "
-    "its next start; live changes go through the wallboard. Configuration: ./switchboard.toml "
+    "Changes to queues, agents, calendars, phones and categories made here are applied by a "
+    "running server within a few seconds, without a restart. Configuration: ./switchboard.toml "
     "(or --config), overridden by SWITCHBOARD_<SECTION>_<KEY> variables (README, "
     "'Configuration')."
 )
-NOT_LIVE = " (a running server reads it at its next start)"
+NOT_LIVE = " (a running server applies it within a few seconds)"
 TASK_STATES = ("queued", "offered", "assigned", "wrap_up", "completed", "cancelled", "abandoned")
 JSON_HELP = "print JSON instead of text"
 PROGRESS_AFTER_SECONDS = 1.0  # a command that takes longer shows its progress on stderr

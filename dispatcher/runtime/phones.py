@@ -3,7 +3,9 @@
 Sits in the runtime beside admin.py; each `cmd_*` runs under the reactor like the other admin
 commands. A SIP password is turned into digest HA1 hashes (MD5 and SHA-256, for the realm the
 phone edge announces) and never stored; it can come from a file (`--password-file`) so it stays
-out of the shell history. A running server reads accounts at its start.
+out of the shell history. The rules (a known agent, a SIP user and an extension nobody else
+has) and the audit are `dispatcher.service.configuration.Configuration`'s; a running server
+applies the change within a few seconds.
 """
 
 from __future__ import annotations
@@ -47,28 +49,18 @@ def _password(args) -> str | None:
 
 
 async def cmd_phones_set(storage: Storage, args) -> int:
-    if args.agent not in {a.id for a in await storage.store.list_agents()}:
-        raise InvalidValue(f"no such agent: {args.agent}")
-    account = make_account(args.agent, args.user, _password(args), args.realm, args.extension)
-    for other in await storage.phones.list_phone_accounts():
-        if other.agent_id == account.agent_id:
-            continue
-        if account.sip_user is not None and other.sip_user == account.sip_user:
-            raise InvalidValue(f"SIP user {account.sip_user} belongs to {other.agent_id}")
-        if account.extension is not None and other.extension == account.extension:
-            raise InvalidValue(f"extension {account.extension} belongs to {other.agent_id}")
-    await storage.phones.put_phone_account(account)
-    from .admin import roster
+    from .admin import NOT_LIVE, configuration, operator
 
-    await roster(storage).audit("phone", "set", account.agent_id, sip_user=account.sip_user,
-                                realm=account.realm, extension=account.extension,
-                                password="set" if _password(args) is not None else "none")
-    print(f"phone of {account.agent_id} saved; a running server reads it at its next start")
+    account = make_account(args.agent, args.user, _password(args), args.realm, args.extension)
+    await configuration(storage).put_phone(account, **operator())
+    print(f"phone of {account.agent_id} saved; {NOT_LIVE}")
     return 0
 
 
 async def cmd_phones_list(storage: Storage, args) -> int:
-    accounts = await storage.phones.list_phone_accounts()
+    from .admin import configuration
+
+    accounts = await configuration(storage).phones()
     bindings = {b.agent_id: b for b in await storage.phones.list_bindings()}
     rows = [{"agent": a.agent_id, "sip_user": a.sip_user, "realm": a.realm,
              "extension": a.extension,
@@ -88,12 +80,10 @@ async def cmd_phones_list(storage: Storage, args) -> int:
 
 
 async def cmd_phones_remove(storage: Storage, args) -> int:
-    if not await storage.phones.remove_phone_account(args.agent):
-        raise InvalidValue(f"{args.agent} has no phone account")
-    from .admin import roster
+    from .admin import NOT_LIVE, configuration, operator
 
-    await roster(storage).audit("phone", "removed", args.agent)
-    print(f"phone of {args.agent} removed")
+    await configuration(storage).remove_phone(args.agent, **operator())
+    print(f"phone of {args.agent} removed; {NOT_LIVE}")
     return 0
 
 

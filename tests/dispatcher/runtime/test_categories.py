@@ -58,7 +58,7 @@ def test_rules_in_process(tmp_path, capsys) -> None:
     url = f"sqlite:///{tmp_path / 'rules.db'}"
     schema.upgrade(url)
     w = wire(url)
-    storage = SimpleNamespace(store=w.store, codes=SqlCodificationStore(w.pool, w.commit))
+    storage = SimpleNamespace(store=w.store, phones=None, codes=SqlCodificationStore(w.pool, w.commit))
 
     def cmd(fn, **kw):
         return w.wait(ensureDeferred(fn(storage, Namespace(**kw))))

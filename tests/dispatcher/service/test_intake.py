@@ -12,6 +12,7 @@ from dispatcher.domain.deadlines import BusinessCalendar
 from dispatcher.domain.errors import DomainError, InvalidValue, UnknownQueue
 from dispatcher.domain.tasks import Channel, TaskState
 from dispatcher.service.intake import email_identity, phone_identity
+from dispatcher.service.ports import Calendar
 from tests.dispatcher.service.stacks import (
     T0,
     HeldStore,
@@ -194,6 +195,7 @@ OFFICE = BusinessCalendar.from_spec(
 def test_email_deadline_uses_the_queue_calendar(rule, arrival, due):
     s = build_stack(start=arrival)
     s.intake.calendars["office"] = OFFICE
+    result(s.store.put_calendar(Calendar("office", "UTC", {}, ())))  # a queue's must exist
     s.put_queue(support_queue(deadline_rule=rule, calendar="office"))
 
     mail = result(s.intake.submit(Channel.EMAIL, "support"))

@@ -1,5 +1,6 @@
-"""Roster: queues and agents changed at run time. Store first, then the router; the router
-reacts at once."""
+"""Roster (the in-process shorthand of Configuration): queues and agents changed at run time.
+Store first, then the router; the router reacts at once. Then the same rules on the database
+alone, as the command line uses them."""
 
 from __future__ import annotations
 
@@ -19,8 +20,8 @@ from dispatcher.domain.errors import (
 from dispatcher.domain.queues import Mode, Queue, check_queue_name
 from dispatcher.domain.tasks import Channel, TaskState
 from dispatcher.service.assignment import RESTART_GRACE_SECONDS
+from dispatcher.service.configuration import Configuration
 from dispatcher.service.ports import Calendar
-from dispatcher.service.roster import StoredRoster
 from tests.dispatcher.service.stacks import (
     HeldStore,
     build_stack,
@@ -44,9 +45,9 @@ def test_the_store_is_written_before_the_router_changes():
     order = []
     real_put_agent = store.inner.put_agent
 
-    def put_agent(agent):
+    def put_agent(agent, events=()):
         order.append(("stored", agent.id in s.router.agents))
-        return real_put_agent(agent)
+        return real_put_agent(agent, events)
 
     store.inner.put_agent = put_agent
     result(s.roster.put_agent(Agent("ann", skills={"support": 8}, queues={"support"})))
@@ -103,8 +104,20 @@ def test_changing_an_agent_keeps_their_status_and_work(stack):
 # ---------------------------------------------------------------------- the stored roster (CLI)
 
 
+class StoredRoster:
+    """The command line's view: `Configuration` on the database alone (no router), every call
+    as the operator run by the OS user `user`."""
+
+    def __init__(self, configuration: Configuration, user: str | None) -> None:
+        self.configuration, self.user = configuration, user
+
+    def __getattr__(self, name: str):
+        method = getattr(self.configuration, name)
+        return lambda *a: method(*a, actor=ev.OPERATOR, user=self.user)
+
+
 def stored_roster(s, user: str | None = "ops") -> StoredRoster:
-    return StoredRoster(s.store, s.clock, user=user)
+    return StoredRoster(Configuration(s.store, s.clock), user)
 
 
 def audit(s) -> list[tuple[str, str, str, dict]]:
@@ -132,9 +145,10 @@ def test_every_change_is_audited_with_the_operator_and_the_os_user(stack):
     assert result(ensureDeferred(roster.put_queue(Queue("sales", priority=3)))) is False
     assert result(ensureDeferred(roster.put_agent(Agent("ann", queues={"sales"})))) is True
     result(ensureDeferred(roster.set_skills("ann", {"sales": 7})))
-    result(ensureDeferred(roster.put_calendar(Calendar("office", "UTC", {}, ()))))
+    office = Calendar("office", "UTC", {"mon": [["09:00", "17:00"]]}, ())
+    result(ensureDeferred(roster.put_calendar(office)))
 
-    got = audit(stack)
+    got = [a for a in audit(stack) if a[2] == ev.OPERATOR]  # the stack's own: `system`
     assert [(k, who, actor) for k, who, actor, _ in got] == [
         (ev.QUEUE_CHANGED, ev.OPERATOR, ev.OPERATOR),
         (ev.QUEUE_CHANGED, ev.OPERATOR, ev.OPERATOR),
@@ -171,7 +185,7 @@ def test_removal_and_disabling_are_refused_while_work_waits_or_is_held(stack):
     kinds = [k for k, *_ in audit(stack)]
     assert kinds[-3:] == [ev.AGENT_CHANGED, ev.QUEUE_REMOVED, ev.AGENT_REMOVED]
     for attempt in (roster.remove_queue("support"), roster.remove_agent("ann")):
-        assert failure_of(ensureDeferred(attempt)).check(InvalidValue, UnknownAgent)
+        assert failure_of(ensureDeferred(attempt)).check(UnknownQueue, UnknownAgent)
 
 
 def test_a_disabled_queue_takes_no_new_task_and_a_disabled_agent_no_work(stack):
