@@ -61,6 +61,20 @@ class BusConfig:
 
 
 @dataclass(frozen=True)
+class WebhooksConfig:
+    # docs/webhooks.md: how often committed events are looked for, attempts before a delivery
+    # is dead, seconds a receiver has to answer, POSTs in flight in all and per subscription,
+    # days a delivered delivery is kept (dead ones stay).
+    enabled: bool = True
+    poll_seconds: float = 1.0
+    max_attempts: int = 8
+    timeout: float = 10.0
+    max_in_flight: int = 16
+    per_subscription: int = 2
+    keep_days: float = 7.0
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: str = "INFO"
     format: str = "text"  # text | json
@@ -72,6 +86,7 @@ class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     log: LogConfig = field(default_factory=LogConfig)
     bus: BusConfig = field(default_factory=BusConfig)
+    webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
     # Settings of the loaded edges, by section name (see dispatcher.service.edges.EdgeSpec).
     edges: Mapping[str, Any] = field(default_factory=dict)
 
@@ -186,6 +201,12 @@ def load(path: str | os.PathLike | None = None, env: Mapping[str, str] | None = 
         problems.append("[server] max_connections: must be >= 0 (0: from the descriptor limit)")
     if config.bus.leader_ttl <= 0:
         problems.append("[bus] leader_ttl: must be > 0 seconds")
+    for name in ("poll_seconds", "timeout", "keep_days"):
+        if not getattr(config.webhooks, name) > 0:
+            problems.append(f"[webhooks] {name}: must be > 0")
+    for name in ("max_attempts", "max_in_flight", "per_subscription"):
+        if getattr(config.webhooks, name) < 1:
+            problems.append(f"[webhooks] {name}: must be >= 1")
     if problems:
         raise ConfigError(problems)
     return config

@@ -519,3 +519,45 @@ revoked_subjects = sa.Table(
     sa.Column("revoked_at", Time, nullable=False),
     sa.Column("actor", sa.String, nullable=False),
 )
+
+# --- webhooks (migration 0011) -------------------------------------------------------------------
+
+# Other systems' subscriptions to the event logs: `kinds` a JSON list of event kinds ("*" all,
+# "task.*" a family); `secret` signs each delivery (HMAC-SHA256). The cursors are the last id of
+# each log (task_events, agent_events) already turned into deliveries for this subscription.
+webhook_subscriptions = sa.Table(
+    "webhook_subscriptions",
+    metadata,
+    sa.Column("id", sa.String, primary_key=True),
+    sa.Column("url", sa.String, nullable=False),
+    sa.Column("kinds", sa.JSON, nullable=False),
+    sa.Column("secret", sa.String, nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("created_by", sa.String, nullable=False),
+    sa.Column("disabled", sa.Boolean, nullable=False),
+    sa.Column("task_cursor", LogId, nullable=False),
+    sa.Column("agent_cursor", LogId, nullable=False),
+)
+
+# One event to one subscription: `event_id` ("task-<id>" | "agent-<id>") is the receiver's
+# de-duplication key; `payload` the JSON body's object as first built. state: pending |
+# delivered | dead.
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    sa.Column("id", LogId, primary_key=True, autoincrement=True),
+    sa.Column("subscription_id", sa.String, nullable=False),
+    sa.Column("event_id", sa.String, nullable=False),
+    sa.Column("kind", sa.String, nullable=False),
+    sa.Column("payload", sa.JSON, nullable=False),
+    sa.Column("state", sa.String, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("next_attempt_at", Time, nullable=True),
+    sa.Column("last_status", sa.Integer, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("delivered_at", Time, nullable=True),
+    sa.UniqueConstraint("subscription_id", "event_id"),
+    sa.Index(None, "state", "next_attempt_at"),
+    sa.Index(None, "subscription_id", "state", "id"),
+)

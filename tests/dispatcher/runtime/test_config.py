@@ -151,3 +151,16 @@ def test_a_missing_file_is_reported(tmp_path):
     with pytest.raises(ConfigError) as err:
         load(tmp_path / "nope.toml", env={})
     assert any("cannot read" in p for p in err.value.problems)
+
+
+def test_webhooks_settings_are_read_and_checked(tmp_path):
+    config = load(write(tmp_path, "[webhooks]\nmax_attempts = 3\ntimeout = 2.5\n"),
+                  env={"SWITCHBOARD_WEBHOOKS_PER_SUBSCRIPTION": "4"})
+    assert (config.webhooks.max_attempts, config.webhooks.timeout,
+            config.webhooks.per_subscription, config.webhooks.poll_seconds) == (3, 2.5, 4, 1.0)
+    with pytest.raises(ConfigError) as caught:
+        load(env={"SWITCHBOARD_WEBHOOKS_MAX_ATTEMPTS": "0", "SWITCHBOARD_WEBHOOKS_TIMEOUT": "0",
+                  "SWITCHBOARD_WEBHOOKS_KEEP_DAYS": "-1"})
+    assert set(caught.value.problems) == {"[webhooks] max_attempts: must be >= 1",
+                                          "[webhooks] timeout: must be > 0",
+                                          "[webhooks] keep_days: must be > 0"}

@@ -73,7 +73,7 @@ def test_0010_adds_the_revocation_tables_and_drops_them_again(empty_url: str) ->
     schema.upgrade(empty_url, "0009")
     assert not {"revoked_tokens", "revoked_subjects"} & tables(empty_url)
     schema.upgrade(empty_url)
-    assert schema.current(empty_url) == "0010"
+    assert schema.current(empty_url) == schema.head()
     assert {"revoked_tokens", "revoked_subjects"} <= tables(empty_url)
     schema.downgrade(empty_url, "0009")
     assert not {"revoked_tokens", "revoked_subjects"} & tables(empty_url)
