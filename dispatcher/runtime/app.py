@@ -30,6 +30,7 @@ from dispatcher.service.backoffice import BackOffice
 from dispatcher.service.calls import Calls
 from dispatcher.service.codification import Codification
 from dispatcher.service.collaboration import Collaboration
+from dispatcher.service.configuration import Configuration, ConfigurationWatch
 from dispatcher.service.conversation import Conversation
 from dispatcher.service.customers import Customers
 from dispatcher.service.edges import Edge, EdgeContext, EdgeSpec
@@ -43,11 +44,14 @@ from dispatcher.service.review import AnswerServices, Review
 from dispatcher.service.roster import Roster
 from dispatcher.service.sessions import Sessions
 from dispatcher.service.supervision import Balancing, Supervision
+from dispatcher.service.tasks import Tasks
+from dispatcher.service.webhooks import Deliverer, Webhooks
 from dispatcher.storage import schema
 from dispatcher.storage.accounts import SqlAccounts
 from dispatcher.storage.answers import SqlAnswerStore
 from dispatcher.storage.codification import SqlCodificationStore, SqlCollaborationStore
 from dispatcher.storage.commit import GroupCommit
+from dispatcher.storage.configuration import SqlConfigurationLog
 from dispatcher.storage.engine import make_engine
 from dispatcher.storage.phones import SqlPhones
 from dispatcher.storage.pool import Pool
@@ -56,6 +60,8 @@ from dispatcher.storage.revocations import SqlRevocations
 from dispatcher.storage.secrets import SqlSecrets
 from dispatcher.storage.sql import SqlStore
 from dispatcher.storage.uploads import SqlUploads
+from dispatcher.storage.webhooks import SqlWebhooks
+from dispatcher.webhook_http import HttpPoster
 
 from .collector import Collector
 from .config import Config
@@ -95,6 +101,8 @@ class Storage:
         self.accounts = SqlAccounts(self.pool)  # console sign-in
         self.secrets = SqlSecrets(self.pool)  # the token key when no key file is set
         self.revocations = SqlRevocations(self.pool)  # revoked tokens and subjects
+        self.webhooks = SqlWebhooks(self.pool)  # subscriptions and their deliveries
+        self.configuration_log = SqlConfigurationLog(self.pool)  # configuration changes
 
     def check(self) -> schema.SchemaStatus:
         return schema.check(self.url)
@@ -139,24 +147,33 @@ class App:
         self.conversation = Conversation(self.router, self.store)
         self.history = History(self.store, self.assignment)
         # Codification: category and spam verdict of each new e-mail before its commit
-        # (Mail.codify), classifier trained off the reactor; collaboration: notes, consults
-        # (their answers taken in by Mail.intercept), reminders, redirects.
+        # (Mail.codify_with), classifier trained off the reactor; collaboration: notes, consults
+        # (their answers taken in by Mail.intercept_with), reminders, redirects.
         self.codification = Codification(
             self.assignment, self.store, self.storage.codes, reactor, self.intake, self.roster,
             run_in_thread=lambda fn, *a: threads.deferToThreadPool(
                 reactor, reactor.getThreadPool(), fn, *a))
-        self.mail.codify = self.codification.codify
+        self.mail.codify_with(self.codification)
         self.collaboration = Collaboration(self.assignment, self.store, self.storage.collab,
                                            reactor, self.intake, self.sessions, self.mail)
-        self.mail.intercept = self.collaboration.intercept
+        self.mail.intercept_with(self.collaboration)
         # Answers: library, KB, response modes, quality review; the automatic mode answers
-        # new e-mails after their commit (Mail.automatic), index rebuilt off the reactor.
+        # new e-mails after their commit (Mail.answer_with), index rebuilt off the reactor.
         self.library = Library(self.storage.answers, reactor, offload=lambda fn, *a: (
             threads.deferToThreadPool(reactor, reactor.getThreadPool(), fn, *a)))
         self.review = Review(self.library, self.mail, self.storage.answers, self.store,
                              self.assignment, reactor)
-        self.mail.automatic = self.review.automatic
+        self.mail.answer_with(self.review)
         self.calls = Calls(self.assignment, self.intake, self.storage.phones)
+        # Configuration (agents, queues, calendars, phones, categories): one service for the
+        # CLI, supervisors and the API, applied live here; the watch applies what another
+        # process (the CLI) changed on the database within a few seconds.
+        self.configuration = Configuration(
+            self.store, reactor, phones=self.storage.phones, codes=self.storage.codes,
+            assignment=self.assignment, intake=self.intake, calls=self.calls,
+            codification=self.codification)
+        self.configuration_watch = ConfigurationWatch(self.storage.configuration_log,
+                                                      self.configuration, reactor)
         # At start: the router rebuilt, timers re-armed, SIP calls lost in a crash settled.
         self.recovery = Recovery(self.assignment, self.calls, self.store)
         # Reports and today's figures read the log on their own connection (report.py).
@@ -169,9 +186,22 @@ class App:
         self.supervision = Supervision(self.router, reactor, self.today)
         self.assignment.listen(self.supervision.on_outcome)
         self.balancing = Balancing(self.assignment, self.roster, self.sessions)
+        # Tasks for the REST API: list, show, create through Intake, cancel, reprioritise.
+        self.tasks = Tasks(self.queries, self.store, self.intake, self.sessions,
+                           self.assignment, self.conversation)
         # Supervisors' back office (the /supervisor page): library, review, spam, customers.
         self.backoffice = BackOffice(self.library, self.review, self.codification,
                                      Customers(self.store, reactor), self.history)
+        # Webhooks: subscriptions (for the REST API), and the deliverer that POSTs committed
+        # events to them, signed, retried, dead-lettered (docs/webhooks.md).
+        self.webhooks = Webhooks(self.storage.webhooks, reactor)
+        self.webhook_poster = HttpPoster(reactor)
+        hooks = config.webhooks
+        self.deliverer = Deliverer(
+            self.storage.webhooks, reactor, self.webhook_poster, poll=hooks.poll_seconds,
+            max_attempts=hooks.max_attempts, timeout=hooks.timeout,
+            max_in_flight=hooks.max_in_flight, per_subscription=hooks.per_subscription,
+            keep_days=hooks.keep_days)
         # Console accounts (sign-in, the rule for tokens) and the token secret kept in the
         # database (loaded at start: the edges and /report verify with it).
         self.accounts = accounts_service(self.storage, reactor)
@@ -195,6 +225,7 @@ class App:
         self.storage.start()
         self.token_secret = await load_token_secret(self.storage, self.reactor)
         await self.revocation_watch.start()
+        await self.configuration_watch.mark()  # changes after this: applied by the watch
         state = await self.store.load_state()
         self.intake.calendars = {
             c.name: BusinessCalendar.from_spec(c.name, c.timezone, c.hours, c.holidays)
@@ -209,6 +240,9 @@ class App:
         self.report_events.start()
         self.metrics.start()
         await self.supervision.start()  # today's figures so far, from the log
+        if self.config.webhooks.enabled:
+            self.deliverer.start()  # pending deliveries resume; new events fan out
+        self.configuration_watch.start()
         log.info("router rebuilt: %d queues, %d agents, %d open tasks",
                  len(state.queues), len(state.agents), len(self.router.tasks))
 
@@ -237,7 +271,7 @@ class App:
     def mount_http(self, site_root: Any) -> None:
         """The runtime's own pages: /healthz with a database probe, /metrics, /report."""
         from .http import Health
-        from .report import CONSOLE_EDGE, ReportPage, verifier_from
+        from .report_page import CONSOLE_EDGE, ReportPage, verifier_from
 
         site_root.putChild(b"healthz", Health(self.router, self.report_events.ping,
                                               self.reactor))
@@ -266,7 +300,10 @@ class App:
             codification=self.codification, collaboration=self.collaboration,
             supervision=self.supervision, balancing=self.balancing,
             backoffice=self.backoffice,
+            tasks=self.tasks,
+            webhooks=self.webhooks,
             accounts=self.accounts, token_secret=self.token_secret,
+            configuration=self.configuration,
         )
         for name, spec in sorted(specs.items()):
             settings = self.config.edges.get(name) or spec.settings()
@@ -289,6 +326,7 @@ class App:
             except Exception:  # noqa: BLE001 - the others must still stop
                 log.exception("edge %s did not stop cleanly", name)
         self.revocation_watch.stop()
+        self.configuration_watch.stop()
         self.assignment.stop()
         self.codification.stop()
         self.collaboration.stop()
@@ -298,6 +336,8 @@ class App:
         self.metrics.stop()
         self.supervision.stop()
         self.report_events.stop()
+        await self.deliverer.stop()  # posts in flight stay pending, sent after a restart
+        await self.webhook_poster.close()
         await self.storage.stop()
         if self.lock is not None:
             if self._renewal is not None and self._renewal.running:

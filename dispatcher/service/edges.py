@@ -66,6 +66,14 @@ class EdgeContext:
     # The HS256 token secret kept in the database (dispatcher.service.tokens.stored_secret),
     # for edges whose settings name no secret file; None: no database secret.
     token_secret: bytes | None = None
+    # Configuration changes (dispatcher.service.configuration.Configuration): agents, queues,
+    # calendars, phones, categories, each rule checked once, audited, applied live.
+    configuration: Any = None
+    # Tasks for any caller but the console (dispatcher.service.tasks.Tasks): the REST API.
+    tasks: Any = None
+    # Webhook subscriptions and their deliveries (dispatcher.service.webhooks.Webhooks): the
+    # REST API's /webhooks routes.
+    webhooks: Any = None
 
 
 @dataclass(frozen=True)

@@ -677,3 +677,99 @@ class SecretStore(Protocol):
     def shared_secret(self, name: str, candidate: bytes, now: float) -> Deferred[bytes]:
         """The secret stored under `name`; when there is none, `candidate` is stored first.
         Race-safe: of several processes storing at once, one wins and all get its value."""
+
+
+# --- webhooks (dispatcher/service/webhooks.py, dispatcher/storage/webhooks.py) ------------------
+
+WEBHOOK_PENDING = "pending"
+WEBHOOK_DELIVERED = "delivered"
+WEBHOOK_DEAD = "dead"
+WEBHOOK_STATES = (WEBHOOK_PENDING, WEBHOOK_DELIVERED, WEBHOOK_DEAD)
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookSubscription:
+    """Another system's subscription to the event logs; its secret is never part of it."""
+
+    id: str
+    url: str
+    kinds: tuple[str, ...]  # event kinds, "family.*" or "*"
+    created_at: float
+    created_by: str
+    disabled: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookDelivery:
+    """One event to one subscription, and how its delivery went."""
+
+    id: int
+    subscription_id: str
+    event_id: str  # "task-<id>" | "agent-<id>": the receiver's de-duplication key
+    kind: str
+    state: str  # pending | delivered | dead
+    attempts: int
+    created_at: float
+    next_attempt_at: float | None
+    last_status: int | None
+    last_error: str | None
+    delivered_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookDue:
+    """A pending delivery whose time has come, with what its POST needs."""
+
+    id: int
+    subscription_id: str
+    url: str
+    secret: str
+    event_id: str
+    payload: dict[str, Any]
+    attempts: int
+
+
+class WebhookStore(Protocol):
+    """Subscriptions and their deliveries. A change's audit `events` go to the agent log in the
+    same transaction."""
+
+    def add_subscription(self, subscription: WebhookSubscription, secret: str,
+                         events: Sequence[Event] = ()) -> Deferred[None]:
+        """Store it with its cursors at the end of both logs: only later events reach it."""
+    def subscriptions(self) -> Deferred[list[WebhookSubscription]]: ...
+    def subscription(self, subscription_id: str) -> Deferred[WebhookSubscription | None]: ...
+    def remove_subscription(self, subscription_id: str,
+                            events: Sequence[Event] = ()) -> Deferred[bool]:
+        """Delete it and its deliveries; False (nothing written) when there is none."""
+    def deliveries(self, subscription_id: str, state: str | None, limit: int,
+                   before: int | None) -> Deferred[list[WebhookDelivery]]:
+        """Newest first; `before`: only ids below it (the next page)."""
+    def redeliver(self, subscription_id: str, delivery_id: int, now: float,
+                  events: Sequence[Event] = ()) -> Deferred[bool]:
+        """Make the delivery pending again, due at `now`, attempts from zero; False (nothing
+        written) when the subscription has no such delivery."""
+    def fan_out(self, now: float, settle: float, limit: int,
+                matches: Callable[[Sequence[str], str], bool]) -> Deferred[int]:
+        """For each enabled subscription, turn the events committed after its cursors whose
+        kind `matches` its kinds into pending deliveries and advance the cursors, in one
+        transaction; an id missing from a log holds its cursor back until the event after it
+        is `settle` seconds old (a transaction that took that id may still commit). Returns how
+        many deliveries it made."""
+    def due(self, now: float, each: int,
+            exclude: Sequence[int] = ()) -> Deferred[list[WebhookDue]]:
+        """Pending deliveries due by `now` (ids in `exclude` left out): of each enabled
+        subscription, its `each` oldest."""
+    def delivered(self, delivery_id: int, now: float, status: int) -> Deferred[None]: ...
+    def failed(self, delivery_id: int, now: float, status: int | None, error: str,
+               next_attempt_at: float | None) -> Deferred[None]:
+        """One more failed attempt; `next_attempt_at` None: give up (dead)."""
+    def prune(self, delivered_before: float) -> Deferred[int]:
+        """Forget deliveries delivered before that time (dead ones stay); how many."""
+
+
+class WebhookPoster(Protocol):
+    """POSTs one body; fires with the HTTP status, or fails (connection error, or no answer
+    within `timeout` seconds)."""
+
+    def post(self, url: str, headers: dict[str, str], body: bytes,
+             timeout: float) -> Deferred[int]: ...

@@ -1,0 +1,13 @@
+"""Every route of the API, in the order the OpenAPI document lists them."""
+
+from __future__ import annotations
+
+from . import configuration, customers, library, tasks, webhooks
+from .routes import Route
+
+
+def routes() -> list[Route]:
+    found: list[Route] = []
+    for module in (tasks, configuration, customers, library, webhooks):
+        found.extend(module.ROUTES)
+    return found
