@@ -20,3 +20,7 @@ class ApiSettings:
     max_token_lifetime_seconds: int = 12 * 3600
     max_integration_token_lifetime_seconds: int = 400 * 86400
     max_body_bytes: int = 256 * 1024  # a larger request body is refused (413) before reading
+    # Requests per token holder (role and subject): a bucket of `rate_limit_burst` refilled at
+    # `rate_limit_per_second`; past it 429 with Retry-After. 0 turns the limit off.
+    rate_limit_per_second: float = 20.0
+    rate_limit_burst: int = 100

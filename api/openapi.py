@@ -45,6 +45,8 @@ def _operation(route: Route) -> dict[str, Any]:
         "content": {"application/json": {"schema": route.response}}}
         for status in (route.status, *route.also)}
     errors = set(route.errors) | {401, 403, 405}
+    if not route.public:
+        errors.add(429)  # every token holder's request budget
     if route.body is not None:
         errors |= {413, 415}
     for status in sorted(errors):
@@ -65,7 +67,13 @@ def document() -> dict[str, Any]:
         "responses": {"200": {"description": "OK", "content": {
             "application/json": {"schema": {"type": "object"}}}}}}}
     problem = {"content": {"application/problem+json": {"schema": ref("Problem")}}}
-    codes = (400, 401, 403, 404, 405, 409, 413, 415, 422, 429, 500, 503)
+    # Bad input is always 400 (never 422); 429 carries Retry-After.
+    codes = (400, 401, 403, 404, 405, 409, 413, 415, 429, 500, 503)
+    responses: dict[str, Any] = {str(c): {"description": HTTPStatus(c).phrase, **problem}
+                                 for c in codes}
+    responses["429"]["headers"] = {"Retry-After": {
+        "description": "whole seconds until this token's holder may ask again",
+        "schema": {"type": "integer", "minimum": 1}}}
     return {
         "openapi": "3.1.0",
         "info": {"title": TITLE, "version": VERSION, "description": DESCRIPTION,
@@ -76,8 +84,7 @@ def document() -> dict[str, Any]:
         "paths": paths,
         "components": {
             "schemas": COMPONENTS,
-            "responses": {str(c): {"description": HTTPStatus(c).phrase, **problem}
-                          for c in codes},
+            "responses": responses,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
                                            "bearerFormat": "JWT"}},
         },

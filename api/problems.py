@@ -23,7 +23,9 @@ from dispatcher.domain.errors import (
     OfferNotCurrent,
     QueueDisabled,
     UnknownAgent,
+    UnknownDelivery,
     UnknownQueue,
+    UnknownSubscription,
     UnknownTask,
 )
 from dispatcher.service.accounts import AccountDisabled, UnknownAccount
@@ -46,7 +48,7 @@ class Problem(Exception):
         return json.dumps(self.document(instance)).encode()
 
 
-_NOT_FOUND = (UnknownTask, UnknownAgent, UnknownQueue)
+_NOT_FOUND = (UnknownTask, UnknownAgent, UnknownQueue, UnknownSubscription, UnknownDelivery)
 _CONFLICT = (IllegalTransition, InUse, DuplicateTask, OfferNotCurrent, NotEligible,
              AgentDisabled)
 
@@ -63,8 +65,6 @@ def from_error(exc: DomainError) -> Problem:
     if isinstance(exc, _CONFLICT) or code in ("in_use", "conflict"):
         return Problem(409, code, str(exc))
     if isinstance(exc, InvalidValue):
-        if str(exc).startswith("no such "):  # the services' wording for an unknown thing
-            return Problem(404, "not_found", str(exc))
         return Problem(400, code, str(exc))
     if code == "not_available":
         return Problem(503, code, str(exc))

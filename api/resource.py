@@ -11,6 +11,9 @@ What it promises:
   not `application/json` 415; malformed JSON 400 saying where; a body or a query parameter the
   route does not declare, or one that breaks its schema, 400 saying which; a body over
   `max_body_bytes` is refused by the site before it is read (413, as a problem);
+- each token holder (role and subject) has a request budget (`Budget`, a token bucket): past
+  it 429 with `Retry-After` (whole seconds until the next request is allowed), logged at most
+  once a minute per holder;
 - a service's refusal becomes its problem (problems.py); anything unexpected a 500 whose
   detail is an incident id, logged once with its trace; never a traceback to the client;
 - the handler's Deferred runs on the reactor; the answer is written only after the service's
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -34,7 +38,7 @@ from twisted.web.server import NOT_DONE_YET
 
 from dispatcher import net
 from dispatcher.domain.errors import DomainError
-from dispatcher.guard import Throttled
+from dispatcher.guard import Budget, Throttled
 from dispatcher.service.accounts import AccountDisabled, UnknownAccount
 from dispatcher.service.tokens import Claims, TokenRefused, TokenRevoked, Verifier
 from dispatcher.service.wire import Incidents, NotJson, read_json
@@ -88,7 +92,8 @@ class ApiResource(Resource):
 
     def __init__(self, routes: list[Route], services: Services, verifier: Verifier | None,
                  accounts: Any, document: bytes, max_body_bytes: int,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, budget: Budget | None = None,
+                 ) -> None:
         super().__init__()
         self.routes = routes
         self.services = services
@@ -97,6 +102,7 @@ class ApiResource(Resource):
         self.document = document
         self.max_body_bytes = max_body_bytes
         self.clock = clock
+        self.budget = budget  # requests per token holder; None: no limit
         self.incidents = Incidents(log)
         self._bodies = {id(r): _validator(r.body) for r in routes if r.body is not None}
         self._params = {(id(r), p.name): _validator(p.schema) for r in routes for p in r.params}
@@ -148,6 +154,7 @@ class ApiResource(Resource):
             raise Problem(405, "method_not_allowed", f"{method} is not served here",
                           allow=allowed)
         claims = await self._authenticate(request)
+        self._spend(request, claims)
         if claims.role not in route.roles:
             raise Problem(403, "forbidden", f"a token of role {claims.role} may not use "
                                             f"{route.method} {PREFIX}{route.path}")
@@ -190,6 +197,21 @@ class ApiResource(Resource):
                          "api: refused a token from %s: %s", host, why)
         request.setHeader(b"www-authenticate", b'Bearer error="invalid_token"')
         raise Problem(401, "unauthorized", why)
+
+    def _spend(self, request: Any, claims: Claims) -> None:
+        """One request of the holder's budget, or 429 with the seconds to wait."""
+        if self.budget is None:
+            return
+        holder, now = (claims.role, claims.sub), self.clock()
+        if self.budget.take(holder, now):
+            return
+        wait = max(1, math.ceil((1.0 - self.budget.left(holder, now)) / self.budget.rate))
+        refusals.warning((holder, "rate"), time.monotonic(),
+                         "api: %s %s is over its request budget", claims.role, claims.sub[:80])
+        request.setHeader(b"retry-after", str(wait).encode())
+        raise Problem(429, "too_many_requests",
+                      f"too many requests for this token's holder: retry in {wait} s",
+                      retry_after=wait)
 
     def _parameters(self, route: Route, raw_path: dict[str, str], request: Any
                     ) -> dict[str, Any]:

@@ -17,10 +17,21 @@ SUBSCRIPTION = s.obj({"id": s.ID, "url": {"type": "string"},
                       "kinds": s.array({"type": "string"}), "created_at": s.TIME,
                       "created_by": {"type": "string"}, "disabled": {"type": "boolean"}},
                      ("id", "url", "kinds"))
-DELIVERY = s.obj({"id": {"type": "integer"}, "subscription_id": {"type": "string"},
-                  "event_id": {"type": "string"}, "kind": {"type": "string"},
-                  "state": {"type": "string"}, "attempts": {"type": "integer"}},
-                 ("id", "event_id", "kind", "state"))
+DELIVERY = s.obj({
+    "id": {"type": "integer"}, "subscription_id": {"type": "string"},
+    "event_id": {"type": "string", "description": "the receiver's de-duplication key"},
+    "kind": {"type": "string"},
+    "state": {"type": "string", "enum": ["pending", "delivered", "dead"]},
+    "attempts": {"type": "integer", "description": "POSTs made so far"},
+    "created_at": s.TIME,
+    "next_attempt_at": {**s.MAYBE_TIME, "description": "when a pending delivery is tried "
+                                                       "next; null once delivered or dead"},
+    "last_status": {"type": ["integer", "null"],
+                    "description": "the HTTP status of the last attempt; null when it got "
+                                   "no answer (refused, timed out) or none was made yet"},
+    "last_error": {**s.MAYBE_TEXT, "description": "why the last attempt failed"},
+    "delivered_at": {**s.MAYBE_TIME, "description": "when a receiver answered 2xx"},
+}, ("id", "subscription_id", "event_id", "kind", "state", "attempts", "created_at"))
 NEW = s.obj({
     "url": {"type": "string", "minLength": 1, "maxLength": 2048,
             "description": "an absolute http(s) URL"},

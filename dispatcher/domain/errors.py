@@ -44,6 +44,27 @@ class UnknownQueue(DomainError):
         self.queue = queue
 
 
+class UnknownSubscription(DomainError):
+    """No webhook subscription has this id."""
+
+    code = "unknown_subscription"
+
+    def __init__(self, subscription_id: str) -> None:
+        super().__init__(f"no such webhook subscription: {subscription_id}")
+        self.subscription_id = subscription_id
+
+
+class UnknownDelivery(DomainError):
+    """The webhook subscription has no delivery with this id."""
+
+    code = "unknown_delivery"
+
+    def __init__(self, subscription_id: str, delivery_id: int) -> None:
+        super().__init__(f"no such delivery {delivery_id} of webhook subscription "
+                         f"{subscription_id}")
+        self.subscription_id, self.delivery_id = subscription_id, delivery_id
+
+
 class QueueDisabled(UnknownQueue):
     """The queue is kept but takes no new tasks (`switchboard queues disable`); handled like an
     unknown queue by whoever handles those."""

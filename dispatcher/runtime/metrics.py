@@ -5,8 +5,9 @@ promises: its own `CollectorRegistry` (nothing global, two apps in one process d
 values read at scrape time — queue depth, longest wait and agents by presence from `Queries`
 (the router's memory), today's service level per queue and channel from `reports.Today` (the
 same definitions as the reports, refreshed incrementally from the log), offers made, accepted,
-rejected, expired and withdrawn counted from committed outcomes since the process started, and
-process health: uptime, event-loop lag (a timer that measures how late it fires), group
+rejected, expired and withdrawn counted from committed outcomes since the process started,
+webhook POSTs by outcome (delivered, retry, dead: the deliverer's `on_result`) and the dead
+deliveries now (one index count at scrape time), and process health: uptime, event-loop lag (a timer that measures how late it fires), group
 commits and the calls they carried. A scrape never changes the dispatcher's state; if today's
 figures cannot be read the other metrics are still served.
 """
@@ -21,6 +22,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import LoopingCall
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
@@ -40,6 +42,7 @@ OFFER_KINDS = {
     ev.OFFER_EXPIRED: "expired",
     ev.OFFER_WITHDRAWN: "withdrawn",
 }
+WEBHOOK_OUTCOMES = ("delivered", "retry", "dead")  # dispatcher.service.webhooks.Deliverer
 
 
 class LagProbe:
@@ -80,6 +83,8 @@ class LiveCollector:
         self.commit = commit
         self.started = time.time() if started is None else started
         self.offers: Counter[tuple[str, str]] = Counter()  # (queue, outcome) -> count
+        self.webhooks: Counter[str] = Counter()  # webhook POST outcome -> count
+        self.dead_deliveries: int | None = None  # read at scrape time; None: unknown
         self._offer_queue: dict[str, str] = {}  # pending offer id -> queue
         self.today: Figures | None = None
         self.lag: LagProbe | None = None
@@ -100,6 +105,10 @@ class LiveCollector:
             else:
                 queue = self._offer_queue.pop(offer_id, "") if offer_id else ""
             self.offers[(queue, what)] += 1
+
+    def on_webhook(self, outcome: str) -> None:
+        """The deliverer's hook: one POST settled as delivered, retry or dead."""
+        self.webhooks[outcome] += 1
 
     def collect(self) -> Any:
         now = self.clock.seconds()
@@ -129,6 +138,16 @@ class LiveCollector:
         for (queue, what), n in sorted(self.offers.items()):
             offers.add_metric([queue, what], n)
         yield offers
+        hooks = CounterMetricFamily(f"{PREFIX}_webhook_attempts",
+                                    "Webhook POSTs since the process started, by outcome",
+                                    labels=["outcome"])
+        for what in WEBHOOK_OUTCOMES:
+            hooks.add_metric([what], self.webhooks.get(what, 0))
+        yield hooks
+        if self.dead_deliveries is not None:
+            yield GaugeMetricFamily(f"{PREFIX}_webhook_deliveries_dead",
+                                    "Dead webhook deliveries (all subscriptions), now",
+                                    value=self.dead_deliveries)
         if self.today is not None:
             yield from self._today(self.today)
         yield GaugeMetricFamily(f"{PREFIX}_uptime_seconds", "Seconds since the process started",
@@ -181,12 +200,39 @@ METRIC_HELP = {
 class Metrics:
     """The registry, its collector and the probes; `start()` / `stop()` with the app."""
 
-    def __init__(self, queries: Any, reactor: Any, today: Any = None, commit: Any = None) -> None:
+    def __init__(self, queries: Any, reactor: Any, today: Any = None, commit: Any = None,
+                 webhooks: Any = None) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.collector = LiveCollector(queries, reactor, commit)
         self.collector.lag = LagProbe(reactor)
         self.registry.register(self.collector)
         self.today = today
+        self.webhooks = webhooks  # a WebhookStore, for the dead deliveries' gauge
+
+    def refresh(self) -> Deferred[None] | None:
+        """Read what a scrape shows from the database (today's figures, the dead deliveries);
+        None when there is nothing to read. A failed read is logged and the rest served."""
+        if self.today is None and self.webhooks is None:
+            return None
+        d: Deferred[Any] = succeed(None)
+        if self.today is not None:
+            d.addCallback(lambda _: self.today.refresh())
+            d.addCallbacks(self._refreshed, self._failed, errbackArgs=("today's figures",))
+        if self.webhooks is not None:
+            d.addCallback(lambda _: self.webhooks.dead_count())
+            d.addCallbacks(self._counted, self._failed, errbackArgs=("dead deliveries",))
+        return d
+
+    def _refreshed(self, figures: Figures) -> None:
+        self.collector.today = figures
+
+    def _counted(self, dead: int) -> None:
+        self.collector.dead_deliveries = dead
+
+    def _failed(self, failure: Any, what: str) -> None:
+        if what == "dead deliveries":
+            self.collector.dead_deliveries = None
+        log.warning("metrics: %s not refreshed: %s", what, failure.getErrorMessage())
 
     def start(self) -> None:
         if self.collector.lag is not None:
@@ -199,12 +245,16 @@ class Metrics:
     def on_outcome(self, outcome: Any) -> None:
         self.collector.on_outcome(outcome)
 
+    def on_webhook(self, outcome: str) -> None:
+        self.collector.on_webhook(outcome)
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
 
 
 class MetricsPage(Resource):
-    """`GET /metrics`: refresh today's figures (if it can), then expose everything. No token:
+    """`GET /metrics`: refresh what is read from the database (if it can), then expose
+    everything. No token:
     like /healthz it is for the monitoring network (no customer or agent names in it; agents
     are counted, never named) — keep it off the public side of a proxy (docs/operations.md)."""
 
@@ -215,22 +265,16 @@ class MetricsPage(Resource):
         self.metrics = metrics
 
     def render_GET(self, request: Any) -> Any:
-        today = self.metrics.today
-        if today is None:
+        pending = self.metrics.refresh()
+        if pending is None:
             return self._body(request)
-
-        def refreshed(figures: Figures) -> None:
-            self.metrics.collector.today = figures
-
-        def failed(failure: Any) -> None:
-            log.warning("metrics: today's figures not refreshed: %s", failure.getErrorMessage())
 
         def write(_: Any) -> None:
             if not getattr(request, "_disconnected", False):
                 request.write(self._body(request))
                 request.finish()
 
-        today.refresh().addCallbacks(refreshed, failed).addCallback(write)
+        pending.addCallback(write)
         return NOT_DONE_YET
 
     def _body(self, request: Any) -> bytes:

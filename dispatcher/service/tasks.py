@@ -10,9 +10,10 @@ a token's holder (`Caller`: `sub`, `role`), as the edge verified it. What it pro
 - a new task goes through `Intake.submit` (stored first, then routed); its `source` label
   (e.g. "crm", "chat") is kept in the task's attributes, the channel is one of `Channel`'s;
 - the list is ordered newest first and paged by an opaque cursor (the last item's creation
-  time and id); filters: state, queue, channel, agent, customer. The store lists at most
-  `SCAN_LIMIT` tasks per state/queue; the other filters apply to those (a later change can
-  move them into the store's query);
+  time and id); filters: state, queue, channel, agent, customer. For supervisors and
+  integrations it is one keyset query of the store (`page_tasks`: filters and cursor in SQL,
+  a page plus one row read), so every task is reachable however many there are; an agent's
+  few tasks come from the live router;
 - every change is one router outcome committed before the Deferred fires.
 """
 
@@ -33,14 +34,14 @@ from dispatcher.domain.tasks import Channel, Task, TaskState
 
 from .conversation import Viewer
 from .intake import email_identity, phone_identity
-from .ports import Identity, StoredEvent, TaskSummary
+from .ports import Identity, StoredEvent, TaskFilter, TaskSummary
 
 SUPERVISOR, INTEGRATION, AGENT = "supervisor", "integration", "agent"
 MAX_PAGE = 200
 DEFAULT_PAGE = 50
-SCAN_LIMIT = 10_000
 SOURCE = "source"  # the attribute naming the system a task came from ("crm", "chat", ...)
 MAX_SOURCE_CHARS = 40
+EVERY_TASK = TaskFilter()  # no filter
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,15 +52,6 @@ class Caller:
     @property
     def actor(self) -> str:
         return f"{self.role}:{self.sub}"
-
-
-@dataclass(frozen=True, slots=True)
-class TaskFilter:
-    state: str | None = None
-    queue: str | None = None
-    channel: str | None = None
-    agent: str | None = None
-    customer: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +137,7 @@ class Tasks:
 
     # ------------------------------------------------------------------ reads
 
-    def list(self, caller: Caller, where: TaskFilter = TaskFilter(),
+    def list(self, caller: Caller, where: TaskFilter = EVERY_TASK,
              limit: int = DEFAULT_PAGE, cursor: str | None = None) -> Deferred[TaskPage]:
         return ensureDeferred(self._list(caller, where, limit, cursor))
 
@@ -160,18 +152,17 @@ class Tasks:
         after = decode_cursor(cursor) if cursor else None
         mine = self._mine(caller)
         if mine is None:
-            found = await self.store.list_tasks(where.state, where.queue, SCAN_LIMIT,
-                                                newest_first=True)
+            items = await self.store.page_tasks(where, after, limit + 1)
         else:
             live = (self.queries.task(i) for i in sorted(mine))
             found = sorted((summary_of(t) for t in live if t is not None),
                            key=lambda t: (t.created_at, t.id), reverse=True)
-            found = [t for t in found if where.state in (None, t.state)
-                     and where.queue in (None, t.queue)]
-        items = [t for t in found if where.channel in (None, t.channel)
-                 and where.agent in (None, t.agent_id)
-                 and where.customer in (None, t.customer_id)
-                 and (after is None or (t.created_at, t.id) < after)]
+            items = [t for t in found if where.state in (None, t.state)
+                     and where.queue in (None, t.queue)
+                     and where.channel in (None, t.channel)
+                     and where.agent in (None, t.agent_id)
+                     and where.customer in (None, t.customer_id)
+                     and (after is None or (t.created_at, t.id) < after)]
         page = tuple(items[:limit])
         more = len(items) > limit
         return TaskPage(page, encode_cursor(page[-1]) if more and page else None)

@@ -39,7 +39,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 
 from dispatcher.domain import events as ev
-from dispatcher.domain.errors import InvalidValue
+from dispatcher.domain.errors import InvalidValue, UnknownDelivery, UnknownSubscription
 
 from .ports import (
     WEBHOOK_STATES,
@@ -181,14 +181,14 @@ class Webhooks:
     async def subscription(self, subscription_id: str) -> WebhookSubscription:
         found = await self.store.subscription(subscription_id)
         if found is None:
-            raise InvalidValue(f"no such webhook subscription: {subscription_id}")
+            raise UnknownSubscription(subscription_id)
         return found
 
     async def unsubscribe(self, subscription_id: str, actor: str) -> None:
         """Remove it and its deliveries (pending ones are not sent)."""
         if not await self.store.remove_subscription(subscription_id, [self._audit(
                 actor, "removed", subscription_id)]):
-            raise InvalidValue(f"no such webhook subscription: {subscription_id}")
+            raise UnknownSubscription(subscription_id)
 
     async def deliveries(self, subscription_id: str, state: str | None = None, limit: int = 50,
                          before: int | None = None) -> list[WebhookDelivery]:
@@ -209,8 +209,7 @@ class Webhooks:
         if not await self.store.redeliver(subscription_id, delivery_id, self.clock.seconds(),
                                           [self._audit(actor, "redelivered", subscription_id,
                                                        delivery=delivery_id)]):
-            raise InvalidValue(f"no such delivery {delivery_id} of webhook subscription "
-                               f"{subscription_id}")
+            raise UnknownDelivery(subscription_id, delivery_id)
 
 
 # ------------------------------------------------------------------ delivery

@@ -9,7 +9,8 @@ created here is made 0600 before SQLite opens it, and SQLite gives its -wal and 
 same mode), and real transactions: SQLAlchemy emits `BEGIN IMMEDIATE`
 itself instead of Python's sqlite3 module deferring it, so a transaction that reads then writes
 cannot fail half-way on a lock upgrade, and DDL in migrations is transactional. For PostgreSQL
-through psycopg2: a connection pool sized for the thread pool, and positional parameters.
+through psycopg2: a connection pool sized for the thread pool, and positional parameters. For
+both: `hide_parameters`, so an error's text (which reaches logs) never shows a statement's values.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ def is_sqlite(engine_or_url: sa.Engine | str | sa.URL) -> bool:
 
 def make_engine(url: str | sa.URL = DEFAULT_URL, **kwargs: Any) -> sa.Engine:
     """An engine for `url`; extra keyword arguments go to `sqlalchemy.create_engine`."""
+    # SQL errors and the engine's log name the statement but not its parameters: these carry
+    # webhook secrets, password hashes and customers' mail, and error texts reach logs.
+    kwargs.setdefault("hide_parameters", True)
     if is_sqlite(url):
         engine = sa.create_engine(url, **kwargs)
         sa.event.listen(engine, "do_connect", _sqlite_private_file)

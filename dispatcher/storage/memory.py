@@ -40,6 +40,7 @@ from dispatcher.service.ports import (
     Progress,
     State,
     StoredEvent,
+    TaskFilter,
     TaskRecord,
     TaskSummary,
 )
@@ -266,6 +267,17 @@ class MemoryStore:
         ]
         found.sort(key=lambda t: (t.created_at, t.id), reverse=newest_first)
         return succeed([_summary(t) for t in found[:limit]])
+
+    def page_tasks(
+        self, where: TaskFilter, after: tuple[float, str] | None, limit: int,
+    ) -> Deferred[list[TaskSummary]]:
+        wanted = {"state": where.state, "queue": where.queue, "channel": where.channel,
+                  "agent_id": where.agent, "customer_id": where.customer}
+        found = [s for s in map(_summary, self._tasks.values())
+                 if all(v is None or getattr(s, k) == v for k, v in wanted.items())
+                 and (after is None or (s.created_at, s.id) < after)]
+        found.sort(key=lambda s: (s.created_at, s.id), reverse=True)
+        return succeed(found[:limit])
 
     def get_task(self, task_id: str) -> Deferred[TaskSummary | None]:
         task = self._tasks.get(task_id)

@@ -125,6 +125,10 @@ tasks = sa.Table(
     sa.Column("updated_at", Time, nullable=True),
     sa.Index(None, "state", "queue"),
     sa.Index(None, "customer_id", "created_at"),
+    # Keyset pages of the task list, newest first (0012): all tasks, by queue, by agent.
+    sa.Index(None, "created_at", "id"),
+    sa.Index(None, "queue", "created_at", "id"),
+    sa.Index(None, "agent_id", "created_at"),
 )
 
 task_declines = sa.Table(

@@ -1,5 +1,5 @@
 """Tasks on SQL: intake (`create_task`), state changes (`record`, through the group commit),
-the open tasks at start-up, and the task queries (list, one task, its trail).
+the open tasks at start-up, and the task queries (list, a keyset page, one task, its trail).
 
 Sits under `dispatcher.storage`; `SqlTasks` is a mixin of `SqlStore` (sql.py). The writes of
 intake and routing go through the group commit: their Deferreds fire after the commit that holds
@@ -23,6 +23,7 @@ from dispatcher.service.ports import (
     Changes,
     Identity,
     StoredEvent,
+    TaskFilter,
     TaskSummary,
 )
 
@@ -195,6 +196,24 @@ def thd_list_tasks(
     return [r.summary_from_row(row) for row in conn.execute(query)]
 
 
+def thd_page_tasks(
+    conn: sa.Connection, where: TaskFilter, after: tuple[float, str] | None, limit: int,
+) -> list[TaskSummary]:
+    """Newest first by (created_at, id); a row-value comparison with the key of the last row
+    seen, so each index (created_at, id), (queue, created_at, id), (agent_id, created_at) or
+    (customer_id, created_at) is read from the key on, never from the top."""
+    k = t.tasks.c
+    query = sa.select(t.tasks).order_by(k.created_at.desc(), k.id.desc()).limit(limit)
+    for column, value in ((k.state, where.state), (k.queue, where.queue),
+                          (k.channel, where.channel), (k.agent_id, where.agent),
+                          (k.customer_id, where.customer)):
+        if value is not None:
+            query = query.where(column == value)
+    if after is not None:
+        query = query.where(sa.tuple_(k.created_at, k.id) < sa.tuple_(*after))
+    return [r.summary_from_row(row) for row in conn.execute(query)]
+
+
 def thd_get_task(conn: sa.Connection, task_id: str) -> TaskSummary | None:
     row = conn.execute(sa.select(t.tasks).where(t.tasks.c.id == task_id)).first()
     return None if row is None else r.summary_from_row(row)
@@ -248,6 +267,11 @@ class SqlTasks:
         newest_first: bool = False,
     ) -> Deferred[list[TaskSummary]]:
         return self._pool.run(thd_list_tasks, state, queue, limit, newest_first)
+
+    def page_tasks(
+        self, where: TaskFilter, after: tuple[float, str] | None, limit: int,
+    ) -> Deferred[list[TaskSummary]]:
+        return self._pool.run(thd_page_tasks, where, after, limit)
 
     def get_task(self, task_id: str) -> Deferred[TaskSummary | None]:
         return self._pool.run(thd_get_task, task_id)

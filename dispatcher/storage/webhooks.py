@@ -30,6 +30,7 @@ from dispatcher.service.ports import (
 )
 
 from . import tables as t
+from .cursor import readable
 from .pool import Pool
 from .rows import event_row, snapshot
 
@@ -126,18 +127,6 @@ def thd_redeliver(conn: sa.Connection, subscription_id: str, delivery_id: int, n
     return True
 
 
-def _taken(rows: Sequence[Any], cursor: int, now: float, settle: float) -> tuple[list[Any], int]:
-    """The rows after `cursor` that may be read now, and the new cursor: stop at a missing id
-    unless the event after it is older than `settle` (then the id was rolled back)."""
-    taken = []
-    for row in rows:
-        if row.id != cursor + 1 and row.at > now - settle:
-            break
-        taken.append(row)
-        cursor = row.id
-    return taken, cursor
-
-
 def thd_fan_out(conn: sa.Connection, now: float, settle: float, limit: int,
                 matches: Matches) -> int:
     made = 0
@@ -150,7 +139,7 @@ def thd_fan_out(conn: sa.Connection, now: float, settle: float, limit: int,
             log_table = _log_table(log)
             rows = conn.execute(sa.select(log_table).where(log_table.c.id > cursor)
                                 .order_by(log_table.c.id).limit(limit)).all()
-            taken, new = _taken(rows, cursor, now, settle)
+            taken, new = readable(rows, cursor, now, settle)  # the gap rule (cursor.py)
             if new == cursor:
                 continue
             moved[cursor_name] = new
@@ -203,6 +192,11 @@ def thd_failed(conn: sa.Connection, delivery_id: int, now: float, status: int | 
 def thd_prune(conn: sa.Connection, delivered_before: float) -> int:
     return conn.execute(_DEL.delete().where(_DEL.c.state == WEBHOOK_DELIVERED,
                                             _DEL.c.delivered_at < delivered_before)).rowcount
+
+
+def thd_dead_count(conn: sa.Connection) -> int:
+    query = sa.select(sa.func.count()).select_from(_DEL).where(_DEL.c.state == WEBHOOK_DEAD)
+    return int(conn.execute(query).scalar_one())
 
 
 def _subscription_row(subscription: WebhookSubscription, secret: str) -> dict[str, Any]:
@@ -258,6 +252,9 @@ class SqlWebhooks:
 
     def prune(self, delivered_before: float) -> Deferred[int]:
         return self._pool.run(thd_prune, delivered_before)
+
+    def dead_count(self) -> Deferred[int]:
+        return self._pool.run(thd_dead_count)
 
 
 @dataclasses.dataclass
@@ -395,3 +392,6 @@ class MemoryWebhooks:
         for k in gone:
             del self._deliveries[k]
         return succeed(len(gone))
+
+    def dead_count(self) -> Deferred[int]:
+        return succeed(sum(d.state == WEBHOOK_DEAD for d in self._deliveries.values()))

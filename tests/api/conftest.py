@@ -101,8 +101,10 @@ class Server:
 
 
 @contextmanager
-def started(tmp: Path) -> Iterator[Server]:
-    """A prepared database in `tmp` and `switchboard serve` on it, until the block ends."""
+def started(tmp: Path, **settings: str) -> Iterator[Server]:
+    """A prepared database in `tmp` and `switchboard serve` on it, until the block ends;
+    `settings`: more SWITCHBOARD_* variables (by default the request budget is far above what
+    the suites send, so only the rate-limit test meets a 429)."""
     url = f"sqlite:///{tmp / 'switchboard.db'}"
     prepare(url)
     (tmp / "console.secret").write_bytes(SECRET)
@@ -113,6 +115,8 @@ def started(tmp: Path) -> Iterator[Server]:
         SWITCHBOARD_CONSOLE_JWT_SECRET_FILE=str(tmp / "console.secret"),
         SWITCHBOARD_API_JWT_SECRET_FILE=str(tmp / "console.secret"),
         SWITCHBOARD_EMAIL_ENABLED="false", SWITCHBOARD_PHONE_ENABLED="false",
+        **{"SWITCHBOARD_API_RATE_LIMIT_PER_SECOND": "10000",
+           "SWITCHBOARD_API_RATE_LIMIT_BURST": "100000", **settings},
     )
     with serving(tmp, env, (http, ws)) as log:
         yield Server(f"http://127.0.0.1:{http}", ws, log)

@@ -1,6 +1,7 @@
 """`/metrics` on the real service layer (memory store, virtual clock): live queue figures,
 offers counted from committed outcomes, today's service level from the log with the reports'
-definitions, process health; and the exposition served by `MetricsPage`."""
+definitions, webhook attempts by outcome and the dead deliveries, process health; and the
+exposition served by `MetricsPage`."""
 
 from __future__ import annotations
 
@@ -8,8 +9,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from twisted.web.test.requesthelper import DummyRequest
 
 from dispatcher.runtime.metrics import Metrics, MetricsPage
+from dispatcher.service.ports import WebhookSubscription
 from dispatcher.service.reports import Today
+from dispatcher.service.webhooks import matches
+from dispatcher.storage.webhooks import MemoryWebhooks
 from tests.dispatcher.service.stacks import build_stack, support_queue
+from tests.dispatcher.storage.test_webhooks import created
 
 DAY = 86_400.0
 
@@ -86,3 +91,41 @@ def test_a_failing_today_still_serves_the_rest():
     MetricsPage(metrics).render_GET(request)
     assert request.finished
     assert b"switchboard_queue_waiting" in b"".join(request.written)
+
+
+def test_webhook_attempts_by_outcome_and_dead_deliveries_now():
+    s = build_stack()
+    hooks = MemoryWebhooks()
+    metrics = Metrics(s.queries, s.clock, webhooks=hooks)
+    for outcome in ("retry", "retry", "delivered", "dead"):
+        metrics.on_webhook(outcome)
+    s.wait(hooks.add_subscription(WebhookSubscription("s1", "https://crm.example/", ("*",),
+                                                      0.0, "op"), "secret-one"))
+    hooks.append(created("t1"))
+    s.wait(hooks.fan_out(10.0, 5.0, 100, matches))
+    (due,) = s.wait(hooks.due(10.0, 10))
+    s.wait(hooks.failed(due.id, 10.0, 500, "HTTP 500", None))
+    request = DummyRequest([b""])
+    MetricsPage(metrics).render_GET(request)
+    assert request.finished
+    got = scrape(metrics)
+    assert got["switchboard_webhook_attempts_total"] == {
+        (("outcome", "delivered"),): 1, (("outcome", "retry"),): 2, (("outcome", "dead"),): 1}
+    assert got["switchboard_webhook_deliveries_dead"] == {(): 1}
+
+
+def test_an_unreadable_dead_count_drops_only_that_gauge():
+    s = build_stack()
+
+    class Down:
+        def dead_count(self):
+            raise RuntimeError("database down")
+
+    metrics = Metrics(s.queries, s.clock, webhooks=Down())
+    metrics.collector.dead_deliveries = 3
+    request = DummyRequest([b""])
+    MetricsPage(metrics).render_GET(request)
+    assert request.finished
+    got = scrape(metrics)
+    assert "switchboard_webhook_deliveries_dead" not in got
+    assert got["switchboard_webhook_attempts_total"][(("outcome", "dead"),)] == 0

@@ -25,6 +25,7 @@ from typing import Any
 
 import jwt
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet.task import Clock
 
 from dispatcher.service.accounts import Accounts
@@ -112,6 +113,14 @@ def receiver(got: Received, port: int = 0, flaky: bool = True) -> ThreadingHTTPS
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
+
+
+def scraped(base: str) -> dict[tuple[str, str], float]:
+    """The server's /metrics: (sample name, outcome label) -> value."""
+    with urllib.request.urlopen(f"{base}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    return {(s.name, s.labels.get("outcome", "")): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
 
 
 def token() -> str:
@@ -247,6 +256,9 @@ def test_events_reach_a_flaky_receiver_signed_at_least_once_and_dead_letters_sho
             status, done = api(base, "GET", f"/webhooks/{ok_id}/deliveries?limit=500")
             assert status == 200 and {d["state"] for d in done} == {"delivered"}
             assert max(d["attempts"] for d in done) >= 2
+            assert {(d["last_status"], d["last_error"], d["next_attempt_at"])
+                    for d in done} == {(200, None, None)}
+            assert all(d["created_at"] <= d["delivered_at"] for d in done)
 
             def all_dead() -> list[dict[str, Any]] | None:
                 listed = api(base, "GET", f"/webhooks/{dead_id}/deliveries?state=dead")[1]
@@ -255,6 +267,13 @@ def test_events_reach_a_flaky_receiver_signed_at_least_once_and_dead_letters_sho
             dead_letters = until(all_dead)
             assert {d["kind"] for d in dead_letters} == {"task.created"}
             assert {d["attempts"] for d in dead_letters} == {2}
+            assert {(d["last_status"], d["last_error"], d["next_attempt_at"], d["delivered_at"])
+                    for d in dead_letters} == {(500, "HTTP 500", None, None)}
+            counted = scraped(base)
+            assert counted[("switchboard_webhook_attempts_total", "dead")] == MAILS
+            assert counted[("switchboard_webhook_attempts_total", "delivered")] >= len(done)
+            assert counted[("switchboard_webhook_attempts_total", "retry")] >= MAILS + 1
+            assert counted[("switchboard_webhook_deliveries_dead", "")] == MAILS
             status, again = api(base, "POST", f"/webhooks/{dead_id}/deliveries/"
                                 f"{dead_letters[0]['id']}/redeliver")
             assert status == 202, again

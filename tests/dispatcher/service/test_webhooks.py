@@ -16,7 +16,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 
 from dispatcher.domain import events as ev
-from dispatcher.domain.errors import InvalidValue
+from dispatcher.domain.errors import InvalidValue, UnknownDelivery, UnknownSubscription
 from dispatcher.service.webhooks import (
     BACKOFF,
     JITTER,
@@ -159,7 +159,7 @@ def test_unsubscribe_and_unknown_ids(webhooks: Webhooks, store: MemoryWebhooks) 
     assert store.logs["agent"][-1][1].data["action"] == "removed"
     for call in (webhooks.unsubscribe(sub.id, "operator"), webhooks.subscription(sub.id),
                  webhooks.deliveries(sub.id)):
-        with pytest.raises(InvalidValue, match="no such webhook"):
+        with pytest.raises(UnknownSubscription, match="no such webhook"):
             run(call)
 
 
@@ -262,7 +262,7 @@ def test_failures_are_retried_on_schedule_then_dead_and_redeliverable(
     receiver.answer(200)
     (item,) = run(webhooks.deliveries(sub.id))
     assert (item.state, item.attempts) == ("delivered", 1)
-    with pytest.raises(InvalidValue, match="no such delivery"):
+    with pytest.raises(UnknownDelivery, match="no such delivery"):
         run(webhooks.redeliver(sub.id, 999, "op"))
 
 

@@ -23,13 +23,21 @@ from dispatcher.domain.errors import DuplicateTask
 from dispatcher.domain.events import Event
 from dispatcher.domain.queues import AgentChoice, EscalationStep, Mode, Queue
 from dispatcher.domain.tasks import Channel, Task, TaskState
-from dispatcher.service.ports import Calendar, Changes, Identity, OutboxItem, Store
+from dispatcher.service.ports import (
+    Calendar,
+    Changes,
+    Identity,
+    OutboxItem,
+    Store,
+    TaskFilter,
+)
 from dispatcher.storage.memory import MemoryStore
 from tests.dispatcher.storage.wiring import url_for, wire
 
 T0 = 1_700_000_000.0
 ALICE = Identity("email", "alice@example.org")
 BOB = Identity("phone", "+3225550100")
+EVERY = TaskFilter()
 
 
 @dataclass
@@ -446,6 +454,54 @@ def test_list_tasks_filters_by_state_and_queue(h: Harness) -> None:
     )
     assert summary.customer_id is not None and summary.agent_id is None
     assert summary.attributes == {"subject": "about t2"}
+
+
+def test_page_tasks_is_a_keyset_over_every_filter(h: Harness) -> None:
+    # Two tasks share a creation time: the id breaks the tie, and a page boundary between them
+    # loses neither.
+    specs = [("a", T0, "support", Channel.EMAIL, ALICE), ("b", T0 + 1, "sales", Channel.PHONE, BOB),
+             ("c", T0 + 1, "support", Channel.PHONE, ALICE), ("d", T0 + 2, "support",
+                                                            Channel.EMAIL, BOB),
+             ("e", T0 + 3, "sales", Channel.EMAIL, ALICE)]
+    for task_id, at, queue, channel, who in specs:
+        create(h, make_task(task_id, at, queue=queue, channel=channel), who)
+    held = make_task("d", T0 + 2)
+    held.state, held.agent_id = TaskState.ASSIGNED, "a1"
+    h.wait(h.store.record(Changes(tasks=[held])))
+    alice = h.wait(h.store.find_customer(ALICE)).id
+
+    def ids(where: TaskFilter = EVERY, after: tuple[float, str] | None = None,
+            limit: int = 10) -> list[str]:
+        return [s.id for s in h.wait(h.store.page_tasks(where, after, limit))]
+
+    def walk(where: TaskFilter, size: int) -> list[str]:
+        seen: list[str] = []
+        after = None
+        while True:
+            page = h.wait(h.store.page_tasks(where, after, size + 1))
+            seen += [s.id for s in page[:size]]
+            if len(page) <= size:
+                return seen
+            after = (page[size - 1].created_at, page[size - 1].id)
+
+    assert ids() == ["e", "d", "c", "b", "a"]
+    assert ids(limit=2) == ["e", "d"]
+    assert ids(after=(T0 + 1, "c")) == ["b", "a"]
+    assert ids(after=(T0 + 1, "b")) == ["a"]
+    assert ids(after=(T0, "a")) == []
+    assert walk(EVERY, 1) == walk(EVERY, 2) == ["e", "d", "c", "b", "a"]
+    assert ids(TaskFilter(queue="support")) == ["d", "c", "a"]
+    assert ids(TaskFilter(channel="phone")) == ["c", "b"]
+    assert ids(TaskFilter(state="queued")) == ["e", "c", "b", "a"]
+    assert ids(TaskFilter(agent="a1")) == ["d"]
+    assert ids(TaskFilter(customer=alice)) == ["e", "c", "a"]
+    assert walk(TaskFilter(queue="support", state="queued"), 1) == ["c", "a"]
+    assert walk(TaskFilter(customer=alice, channel="email"), 1) == ["e", "a"]
+    assert ids(TaskFilter(queue="support", channel="phone", customer=alice),
+               after=(T0 + 1, "c")) == []
+    assert ids(TaskFilter(queue="nowhere")) == []
+    [summary] = h.wait(h.store.page_tasks(TaskFilter(agent="a1"), None, 5))
+    assert (summary.state, summary.agent_id, summary.channel) == ("assigned", "a1", "email")
 
 
 def test_customer_tasks_across_channels_newest_first(h: Harness) -> None:

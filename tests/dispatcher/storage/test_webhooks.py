@@ -121,7 +121,9 @@ def test_attempts_dead_letters_redelivery_and_paging(h: H) -> None:
         (a, 1, 200, T0 + 1)]
     assert [d.id for d in h.wait(h.store.deliveries("s1", None, 2, None))] == [c, b]
     assert [d.id for d in h.wait(h.store.deliveries("s1", None, 2, b))] == [a]
+    assert h.wait(h.store.dead_count()) == 1
     assert h.wait(h.store.redeliver("s1", c, T0 + 7, [audit()])) is True
+    assert h.wait(h.store.dead_count()) == 0
     assert h.wait(h.store.redeliver("other", c, T0 + 7)) is False
     (again,) = [d for d in h.wait(h.store.due(T0 + 7, 10)) if d.id == c]
     assert again.attempts == 0
