@@ -79,9 +79,6 @@ UNSUPPORTED_VERSION = "unsupported_version"
 FORBIDDEN = "forbidden"
 NOT_AVAILABLE = "not_available"
 INTERNAL = "internal"
-# accept of a call that rings the agent's SIP phone: the phone's answer is the accept
-ANSWER_ON_PHONE = "answer_on_phone"
-SIP_SOURCE = "sip"  # task.attributes.source of such a call ("cti": accepted here, then routed)
 
 # close codes (4000-4999: application)
 CLOSE_DISPLACED = 4001  # reason: "displaced by a newer connection"

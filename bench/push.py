@@ -64,11 +64,11 @@ def serve(agents: int, rate: float, seconds: float, secret: str, history: bool,
     from dispatcher.domain.tasks import Channel
     from dispatcher.runtime.collector import Collector
     from dispatcher.service.assignment import Assignment
+    from dispatcher.service.configuration import Configuration
     from dispatcher.service.edges import EdgeContext
     from dispatcher.service.history import History
     from dispatcher.service.intake import Intake, phone_identity
     from dispatcher.service.queries import Queries
-    from dispatcher.service.roster import Roster
     from dispatcher.service.sessions import Sessions
     from dispatcher.storage.memory import MemoryStore
 
@@ -76,10 +76,12 @@ def serve(agents: int, rate: float, seconds: float, secret: str, history: bool,
         store, router = MemoryStore(), Router()
         assignment = Assignment(router, store, reactor)
         intake, sessions = Intake(assignment, store, reactor), Sessions(assignment)
-        queries, roster = Queries(router, store), Roster(assignment, store)
-        await roster.put_queue(Queue("support", requirement={"support": 1}))
+        queries = Queries(router, store)
+        configuration = Configuration(store, assignment.clock, assignment=assignment)
+        await configuration.change_queue(Queue("support", requirement={"support": 1}))
         for i in range(agents):
-            await roster.put_agent(Agent(f"a{i}", skills={"support": 5}, queues={"support"}))
+            await configuration.change_agent(Agent(f"a{i}", skills={"support": 5},
+                                                   queues={"support"}))
         # As App.start does: full collections on schedule (dispatcher/runtime/collector.py),
         # every REFREEZE_SECONDS as in production. With --no-refreeze: the interpreter's own.
         collector = Collector(reactor, REFREEZE_SECONDS) if refreeze else None
@@ -87,7 +89,7 @@ def serve(agents: int, rate: float, seconds: float, secret: str, history: bool,
             collector.start()
         settings = EDGE.settings(port=0, jwt_secret_file=secret, grace_seconds=600,
                                  allowed_origins="http://127.0.0.1")
-        ctx = EdgeContext(reactor, intake, sessions, queries, roster, assignment, Resource(),
+        ctx = EdgeContext(reactor, intake, sessions, queries, configuration, assignment, Resource(),
                           history=History(store, assignment) if history else None)
         console = EDGE.build(ctx, settings)
         await console.start()

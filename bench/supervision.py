@@ -32,6 +32,7 @@ DECISIONS = 2000
 
 
 def build(agents: int, queues: int, tasks: int, live: bool):
+    from twisted.internet.defer import ensureDeferred
     from twisted.internet.task import Clock
 
     from dispatcher.domain.agents import Agent
@@ -39,8 +40,8 @@ def build(agents: int, queues: int, tasks: int, live: bool):
     from dispatcher.domain.routing import Router
     from dispatcher.domain.tasks import Channel
     from dispatcher.service.assignment import Assignment
+    from dispatcher.service.configuration import Configuration
     from dispatcher.service.intake import Intake
-    from dispatcher.service.roster import Roster
     from dispatcher.service.sessions import Sessions
     from dispatcher.service.supervision import Supervision
     from dispatcher.storage.memory import MemoryStore
@@ -50,13 +51,15 @@ def build(agents: int, queues: int, tasks: int, live: bool):
     store = MemoryStore()
     router = Router(new_offer_id=map("o{}".format, itertools.count()).__next__)
     assignment = Assignment(router, store, clock)
-    roster, sessions = Roster(assignment, store), Sessions(assignment)
+    configuration = Configuration(store, assignment.clock, assignment=assignment)
+    sessions = Sessions(assignment)
     intake = Intake(assignment, store, clock, new_id=map("t{}".format, itertools.count()).__next__)
     names = [f"q{i}" for i in range(queues)]
     for name in names:
-        roster.put_queue(Queue(name))
+        ensureDeferred(configuration.change_queue(Queue(name)))
     for i in range(agents):
-        roster.put_agent(Agent(f"a{i}", queues={names[i % queues], names[(i + 1) % queues]}))
+        ensureDeferred(configuration.change_agent(
+            Agent(f"a{i}", queues={names[i % queues], names[(i + 1) % queues]})))
     sup = None
     if live:
         sup = Supervision(router, clock)
@@ -98,10 +101,10 @@ def measure(agents: int, queues: int, tasks: int) -> dict:
         for mode in ("baseline", "live"):
             clock, router, intake, sessions, sup, names = build(agents, queues, tasks,
                                                                 mode == "live")
-            roster_put = sessions.assignment
+            assignment = sessions.assignment
             router.put_queue(Queue("free"), clock.seconds())
             for i in range(8):
-                roster_put.apply(router.put_agent(Agent(f"f{i}", queues={"free"}),
+                assignment.apply(router.put_agent(Agent(f"f{i}", queues={"free"}),
                                                   clock.seconds()))
                 sessions.login(f"f{i}")
             gc.collect()

@@ -75,7 +75,7 @@ QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 def check_queue_name(name: str) -> str:
     """Refuse a name that would not survive an address or a setting (checked when a queue is
-    created or changed by the roster, not when a stored one is read back)."""
+    created or changed through the configuration service, not when a stored one is read back)."""
     if not isinstance(name, str) or not QUEUE_NAME.match(name):
         raise InvalidValue(f"queue name {name!r}: 1-64 letters, digits, '_', '.' or '-', "
                            f"starting with a letter or digit")

@@ -52,6 +52,7 @@ from .errors import (
     DuplicateTask,
     Forbidden,
     IllegalTransition,
+    InUse,
     InvalidValue,
     NotEligible,
     OfferNotCurrent,
@@ -72,6 +73,29 @@ COMPACT_MIN = 64
 _NO_CHANNELS: frozenset[Channel] = frozenset()
 # The task attribute holding the wrap-up's window: {"until": end, "limit": latest end}.
 WRAP_UP_ATTRIBUTE = "wrap_up"
+# At most this many open tasks are named when a removal is refused.
+SHOWN_TASKS = 5
+
+
+def refuse_open_work(tasks: Iterable[Task], *, queue: str | None = None,
+                     agent_id: str | None = None) -> None:
+    """The rule: a queue (an agent) is neither removed nor disabled while open work waits in
+    it (is offered to or held by them). Raises InUse naming the oldest of those tasks; `tasks`:
+    the open tasks (the router's, or the database's when no router runs)."""
+    if queue is not None:
+        what, verb = f"queue {queue}", "has"
+        found = [t for t in tasks if t.queue == queue]
+    else:
+        what, verb = f"agent {agent_id}", "holds"
+        found = [t for t in tasks if t.agent_id == agent_id]
+    if not found:
+        return
+    found.sort(key=lambda t: t.created_at)
+    shown = ", ".join(f"{t.attributes.get('request') or t.id} ({t.state.value})"
+                      for t in found[:SHOWN_TASKS])
+    more = f" and {len(found) - SHOWN_TASKS} more" if len(found) > SHOWN_TASKS else ""
+    raise InUse(f"{what} {verb} {len(found)} open task(s): {shown}{more}; wait until they are "
+                f"done (or move them from the wallboard), then try again")
 
 
 @dataclass(slots=True)
@@ -227,8 +251,10 @@ class Router:
 
     def put_agent(self, agent: Agent, now: float, actor: str = ev.SYSTEM) -> Outcome:
         """Add an agent, or replace an agent's configuration (name, skills, queues, capacity,
-        channels) keeping their status and their work. `actor`: who changed it (a supervisor
-        moving an agent between queues is audited in the `agent.changed` event)."""
+        channels, disabled) keeping their status and their work. `actor`: who changed it (a
+        supervisor moving an agent between queues is audited in the `agent.changed` event). A
+        disabled agent is offered nothing; one who holds nothing goes offline (their pending
+        offer withdrawn)."""
         for q in agent.queues:
             if q not in self.queues:
                 raise UnknownQueue(q)
@@ -246,10 +272,13 @@ class Router:
                 self._members[q].discard(cur.id)
             cur.name, cur.skills, cur.queues = agent.name, dict(agent.skills), set(agent.queues)
             cur.capacity, cur.channels = dict(agent.capacity), set(agent.channels)
+            cur.disabled = agent.disabled
             cur.paused &= cur.channels
             out.events.append(ev.Event(ev.AGENT_CHANGED, now, agent_id=cur.id, actor=actor,
                                        data={"queues": sorted(cur.queues),
                                              "skills": dict(cur.skills)}))
+            if cur.disabled and cur.status is not Presence.OFFLINE and not cur.held:
+                out.merge(self.set_status(cur.id, Presence.OFFLINE, now, None, actor))
         for b in self._agent_buckets.get(cur.id, ()):
             b.dismiss(cur.id)
         mine: list[Bucket] = []
@@ -264,6 +293,51 @@ class Router:
         if cur.id in self._sticky:
             self._release_reserved(cur, now, out)
         self._serve(cur, now, out)
+        return out
+
+    def remove_queue(self, name: str, now: float, actor: str = ev.SYSTEM) -> Outcome:
+        """Remove a queue in which no open work waits (InUse otherwise: `refuse_open_work`);
+        its members lose it (`queue.removed`, data: queue, members)."""
+        self._queue(name)
+        refuse_open_work(self.tasks.values(), queue=name)
+        members = sorted(self._members.pop(name, ()))
+        for b in self._queue_buckets.pop(name, ()):
+            del self._buckets[(b.queue, b.channel,
+                               tuple(sorted(b.requirement.items())) if b.requirement else ())]
+            for agent_id in b.eligible:
+                mine = self._agent_buckets.get(agent_id)
+                if mine is not None:
+                    mine[:] = [x for x in mine if x is not b]
+        for agent_id in members:
+            self.agents[agent_id].queues.discard(name)
+        del self.queues[name]
+        return Outcome(events=[ev.Event(ev.QUEUE_REMOVED, now, None, None, actor,
+                                        {"queue": name, "members": members})])
+
+    def remove_agent(self, agent_id: str, now: float, actor: str = ev.SYSTEM) -> Outcome:
+        """Remove an agent who holds no open work, offers included (InUse otherwise:
+        `refuse_open_work`); signed in, they go offline first; the tasks reserved for them
+        are placed as usual (`agent.removed`)."""
+        agent = self._agent(agent_id)
+        refuse_open_work(self.tasks.values(), agent_id=agent_id)
+        out = Outcome()
+        if agent.status is not Presence.OFFLINE:
+            out.merge(self.set_status(agent_id, Presence.OFFLINE, now, None, actor))
+        self._unlist(agent_id)
+        for b in self._agent_buckets.pop(agent_id, ()):
+            b.dismiss(agent_id)
+        for q in agent.queues:
+            self._members.get(q, set()).discard(agent_id)
+        for entry in list(self._sticky.get(agent_id, ())):
+            task = self.tasks[entry[4]]
+            self._unreserve(task.id)
+            self._end_preference(task, now, out, "agent_removed")
+            self._place(task, now, out)
+        for declined in self.declined.values():
+            declined.discard(agent_id)
+        del self.agents[agent_id]
+        out.events.append(ev.Event(ev.AGENT_REMOVED, now, None, agent_id, actor,
+                                   {"id": agent_id}))
         return out
 
     # ------------------------------------------------------------------ tasks
@@ -749,7 +823,10 @@ class Router:
 
     def _pickable_channels(self, agent: Agent) -> set[Channel]:
         """The channels the agent could hold one more task of (capacity, interruption matrix,
-        per-channel presence, devices), whatever their status and pending offer."""
+        per-channel presence, devices), whatever their status and pending offer; none when
+        disabled."""
+        if agent.disabled:
+            return set()
         held = set(agent.held.values()) | agent.engaged
         blocked = agent.paused | agent.unreachable | agent.engaged
         out = set()
@@ -837,7 +914,7 @@ class Router:
 
     def _open_channels(self, agent: Agent) -> tuple[Channel, ...]:
         """The channels `agent.can_take` right now, computed in one pass over what they hold."""
-        if agent.status is not Presence.AVAILABLE or agent.offer_id is not None:
+        if agent.status is not Presence.AVAILABLE or agent.offer_id is not None or agent.disabled:
             return ()
         cap, paused = agent.capacity, agent.paused
         if agent.unreachable:

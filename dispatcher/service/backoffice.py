@@ -129,7 +129,7 @@ class BackOffice:
                marks: Mapping[str, Any] | None = None, text: str | None = None,
                note: str = "") -> Deferred[ReviewItem]:
         """Approve, edit or reject a held answer with the checklist's ticks (the agent is
-        told once it is committed: `Review.on_decided`)."""
+        told once it is committed: `Review.listen_decided`)."""
         return self._as(caller, "deciding on a held answer", self.review, lambda: (
             self.review.decide(item_id, caller.sub, decision, marks, text, note)))
 

@@ -2,7 +2,7 @@
 routed; agents' corrections; spam parked and released; the classifier trained off the reactor.
 
 Sits in the service layer. `Mail` calls `Codification.codify(mail, task)` for every message that
-opens a task (the runtime sets `Mail.codify`); what it promises:
+opens a task (the runtime wires it with `Mail.codify_with`); what it promises:
 
 - Spam: the scorer the e-mail edge registered (`set_scorer`, SpamAssassin's spamd) gives a
   verdict that becomes the task's `spam` attribute (score, threshold, rules, or `scored: false`
@@ -247,7 +247,7 @@ class Codification:
         codes: CodificationStore,
         clock: IReactorTime,
         intake: Any,
-        roster: Any,
+        configuration: Any,
         run_in_thread: Callable[..., Deferred[Any]] = _synchronous,
         policy: CodificationPolicy | None = None,
     ) -> None:
@@ -257,7 +257,7 @@ class Codification:
         self.codes = codes
         self.clock = clock
         self.intake = intake
-        self.roster = roster
+        self.configuration = configuration  # `Configuration`: the spam queue is made there
         self.run_in_thread = run_in_thread
         self.policy = policy or CodificationPolicy()
         self.scorer: Callable[[bytes], Deferred[SpamVerdict]] | None = None
@@ -460,7 +460,7 @@ class Codification:
     async def _ensure_spam_queue(self) -> None:
         name = self.policy.spam_queue
         if name not in self.router.queues:
-            await self.roster.put_queue(Queue(name, mode=Mode.PULL))
+            await self.configuration.change_queue(Queue(name, mode=Mode.PULL))
             log.info("codification: created the spam queue %s", name)
 
     # ------------------------------------------------------------------ the parked, release

@@ -289,7 +289,8 @@ class Collaboration:
         return consult
 
     async def intercept(self, mail: InboundMail) -> Received | None:
-        """`Mail.intercept`: take an expert's answer to a consult into its task."""
+        """For `Mail` (wired with `Mail.intercept_with`): take an expert's answer to a
+        consult into its task."""
         found = TOKEN_RE.search(mail.subject or "")
         ids = [i for i in ((mail.in_reply_to,) + tuple(mail.references)) if i]
         if found is None and not ids:

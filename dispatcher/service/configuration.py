@@ -7,9 +7,8 @@ command line (actor `operator`, the OS user kept beside it), supervisors on the 
 - every rule is checked here, once, before anything is stored (queue names, known queues and
   calendars, deadline rules, SIP-user and extension uniqueness, a category's queue, nothing
   removed or disabled while work waits in it or is held), failing with the domain's errors;
-- every change is written through its store with its audit event (queues, agents, calendars:
-  in the same transaction; phones and categories, whose stores keep no log: a `config.changed`
-  event right after);
+- every change is written through its store with its audit event, in the same transaction
+  (queues, agents, calendars: their own kinds; phones and categories: `config.changed`);
 - when a router runs in this process (`assignment` given), the change is applied to it at once,
   after the store (store first, then the router, as `Assignment.apply` commits): queues and
   agents into the router, calendars into `Intake.calendars`, phones into `Calls`, categories
@@ -18,17 +17,22 @@ command line (actor `operator`, the OS user kept beside it), supervisors on the 
 
 `ConfigurationWatch` carries changes made by another process on the same database (the command
 line) to a running server within a few seconds: it reads the configuration events committed
-after the last one it saw and applies the changed items, read back from the stores; applying
-what the router already has changes nothing, so its own changes are harmless to see again.
+after the last one it read and applies the changed items, read back from the stores; applying
+what the router already has changes nothing, so its own changes are harmless to see again. The
+log is read under the storage's gap rule (a lower id committing after a higher one is waited
+for a few seconds, never skipped).
 
-Removing a queue or an agent while a router runs leaves a disabled stand-in in the router's
-memory (as `Assignment.restore` does for removed ones that still hold work) until the next start.
+A queue or an agent removed while a router runs leaves the router too (`Router.remove_queue`,
+`Router.remove_agent`); only when work reached it meanwhile (between the check and the router's
+turn) does a disabled stand-in serve that work until the next start, as `Assignment.restore`
+keeps one for removed items that still hold work.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from twisted.internet.defer import Deferred, ensureDeferred
@@ -36,12 +40,12 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 
 from dispatcher.domain import events as ev
-from dispatcher.domain.agents import Agent, Presence, check_skills
+from dispatcher.domain.agents import Agent, check_skills
 from dispatcher.domain.categories import Category, CategoryRule, check_rule
 from dispatcher.domain.deadlines import BusinessCalendar, parse_rule
 from dispatcher.domain.errors import DomainError, InUse, InvalidValue, UnknownAgent, UnknownQueue
 from dispatcher.domain.queues import AgentChoice, EscalationStep, Mode, Queue, check_queue_name
-from dispatcher.domain.routing import Outcome
+from dispatcher.domain.routing import Outcome, refuse_open_work
 from dispatcher.domain.tasks import Channel, Task
 
 from .ports import Calendar, Changes, CodificationStore, PhoneAccount, PhoneStore, Store
@@ -54,9 +58,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SHOWN_TASKS = 5  # tasks named in a refusal
 WATCH_SECONDS = 3.0  # how often a server reads the configuration changed by another process
-WATCH_BATCH = 500  # events read per poll at most (the rest on the next one)
+WATCH_BATCH = 500  # events of the agent log read at once
+WATCH_ROUNDS = 10  # reads per poll at most (the rest on the next one)
 
 # The events that say the configuration changed (ConfigurationWatch reads them).
 CONFIG_KINDS = (ev.QUEUE_CHANGED, ev.QUEUE_REMOVED, ev.AGENT_ADDED, ev.AGENT_CHANGED,
@@ -282,11 +286,13 @@ def _same_agent(a: Agent, b: Agent) -> bool:
     return agent_config(a) == agent_config(b)
 
 
-def _without_audit(outcome: Outcome, agent_id: str) -> Outcome:
-    """The router's own `agent.changed` of a configuration change: already audited, with the
-    store's write."""
-    outcome.events[:] = [e for e in outcome.events
-                         if not (e.kind == ev.AGENT_CHANGED and e.agent_id == agent_id)]
+def _without_audit(outcome: Outcome, kind: str, agent_id: str | None = None,
+                   queue: str | None = None) -> Outcome:
+    """The router's own event of a configuration change (`agent.changed`, `agent.removed`,
+    `queue.removed`): already audited, with the store's write."""
+    outcome.events[:] = [e for e in outcome.events if not (
+        e.kind == kind and (e.agent_id == agent_id if queue is None
+                            else e.data.get("queue") == queue))]
     return outcome
 
 
@@ -315,6 +321,11 @@ class Configuration:
         self.assignment, self.intake = assignment, intake
         self.calls, self.codification = calls, codification
 
+    def reload_categories_with(self, codification: Codification) -> None:
+        """Categories changed here are reloaded into `codification` (wired by the composition
+        root once both exist: Codification makes its spam queue through this service)."""
+        self.codification = codification
+
     @property
     def live(self) -> bool:
         """A router runs in this process: changes apply to it at once."""
@@ -329,12 +340,17 @@ class Configuration:
     def audit(self, what: str, action: str, subject: str | None = None, *,
               actor: str = ev.OPERATOR, user: str | None = None,
               **details: Any) -> Deferred[None]:
-        """Audit a configuration change whose own store keeps no log (phones, categories,
-        response modes, imports), once it is done: `config.changed` in the agent log, under
-        `subject` (an agent's id) or the actor. Never pass a secret in `details`."""
-        return self.store.record(Changes(events=[self._event(
-            ev.CONFIG_CHANGED, subject, {"what": what, "action": action, **details}, actor,
-            user)]))
+        """Audit a configuration change made outside this service (response modes, imports),
+        once it is done: `config.changed` in the agent log, under `subject` (an agent's id) or
+        the actor. Never pass a secret in `details`."""
+        return self.store.record(Changes(events=[self._changed(what, action, subject, actor,
+                                                               user, **details)]))
+
+    def _changed(self, what: str, action: str, subject: str | None, actor: str,
+                 user: str | None, **details: Any) -> ev.Event:
+        """The `config.changed` event of a phone's or a category's change (written with it)."""
+        return self._event(ev.CONFIG_CHANGED, subject, {"what": what, "action": action,
+                                                        **details}, actor, user)
 
     # ------------------------------------------------------------------ queues
 
@@ -374,7 +390,7 @@ class Configuration:
         old = {q.name: q for q in await self.store.list_queues()}.get(queue.name)
         was_disabled = old is not None and old.disabled
         if queue.disabled and not was_disabled:
-            await self._refuse_open(f"queue {queue.name}", lambda t: t.queue == queue.name)
+            await self._refuse_open(queue=queue.name)
         queue.disabled = queue.disabled or was_disabled
         await self.store.put_queue(queue, [self._event(
             ev.QUEUE_CHANGED, None, {"queue": queue.name, "added": old is None,
@@ -384,7 +400,7 @@ class Configuration:
     async def remove_queue(self, name: str, actor: str, user: str | None = None) -> list[str]:
         """Remove a queue with no open work; the agents it was dropped from."""
         await self.queue(name)
-        await self._refuse_open(f"queue {name}", lambda t: t.queue == name)
+        await self._refuse_open(queue=name)
         members = sorted(a.id for a in await self.store.list_agents() if name in a.queues)
         if not await self.store.remove_queue(name, [self._event(
                 ev.QUEUE_REMOVED, None, {"queue": name, "members": members}, actor, user)]):
@@ -396,7 +412,7 @@ class Configuration:
                                  user: str | None = None) -> Queue:
         queue = await self.queue(name)
         if disabled:
-            await self._refuse_open(f"queue {name}", lambda t: t.queue == name)
+            await self._refuse_open(queue=name)
         queue.disabled = disabled
         await self.store.put_queue(queue, [self._event(
             ev.QUEUE_CHANGED, None, {"queue": name, "added": False, "disabled": disabled},
@@ -437,8 +453,7 @@ class Configuration:
         old = {a.id: a for a in await self.store.list_agents()}.get(agent.id)
         was_disabled = old is not None and old.disabled
         if agent.disabled and not was_disabled:
-            await self._refuse_open(f"agent {agent.id}", lambda t: t.agent_id == agent.id,
-                                    "holds")
+            await self._refuse_open(agent_id=agent.id)
         agent.disabled = agent.disabled or was_disabled
         kind = ev.AGENT_ADDED if old is None else ev.AGENT_CHANGED
         await self.store.put_agent(agent, [self._event(kind, agent.id, agent_config(agent),
@@ -457,7 +472,7 @@ class Configuration:
 
     async def remove_agent(self, agent_id: str, actor: str, user: str | None = None) -> None:
         await self.agent(agent_id)
-        await self._refuse_open(f"agent {agent_id}", lambda t: t.agent_id == agent_id, "holds")
+        await self._refuse_open(agent_id=agent_id)
         if not await self.store.remove_agent(agent_id, [self._event(
                 ev.AGENT_REMOVED, agent_id, {"id": agent_id}, actor, user)]):
             raise UnknownAgent(agent_id)
@@ -467,8 +482,7 @@ class Configuration:
                                  user: str | None = None) -> Agent:
         agent = await self.agent(agent_id)
         if disabled:
-            await self._refuse_open(f"agent {agent_id}", lambda t: t.agent_id == agent_id,
-                                    "holds")
+            await self._refuse_open(agent_id=agent_id)
         agent.disabled = disabled
         await self.store.put_agent(agent, [self._event(
             ev.AGENT_CHANGED, agent_id, {"disabled": disabled}, actor, user)])
@@ -513,17 +527,16 @@ class Configuration:
                 raise InvalidValue(f"SIP user {account.sip_user} belongs to {other.agent_id}")
             if account.extension is not None and other.extension == account.extension:
                 raise InvalidValue(f"extension {account.extension} belongs to {other.agent_id}")
-        await phones.put_phone_account(account)
-        await self.audit(PHONE, "set", account.agent_id, actor=actor, user=user,
-                         sip_user=account.sip_user, realm=account.realm,
-                         extension=account.extension,
-                         password="set" if account.ha1_md5 is not None else "none")
+        await phones.put_phone_account(account, [self._changed(
+            PHONE, "set", account.agent_id, actor, user, sip_user=account.sip_user,
+            realm=account.realm, extension=account.extension,
+            password="set" if account.ha1_md5 is not None else "none")])
         await self._route_phones()
 
     async def remove_phone(self, agent_id: str, actor: str, user: str | None = None) -> None:
-        if not await self._phone_store().remove_phone_account(agent_id):
+        if not await self._phone_store().remove_phone_account(agent_id, [self._changed(
+                PHONE, "removed", agent_id, actor, user)]):
             raise InvalidValue(f"{agent_id} has no phone account")
-        await self.audit(PHONE, "removed", agent_id, actor=actor, user=user)
         await self._route_phones()
 
     # ------------------------------------------------------------------ categories
@@ -545,46 +558,40 @@ class Configuration:
         codes = self._codes()
         if category.queue is not None:
             await self.queue(category.queue)
-        await codes.put_category(category)
-        await self.audit("category", "set", actor=actor, user=user, category=category.name,
-                         queue=category.queue, priority=category.priority,
-                         skills=dict(category.skills), attributes=dict(category.attributes))
+        await codes.put_category(category, [self._changed(
+            "category", "set", None, actor, user, category=category.name, queue=category.queue,
+            priority=category.priority, skills=dict(category.skills),
+            attributes=dict(category.attributes))])
         await self._route_categories()
 
     async def add_rule(self, rule: CategoryRule, actor: str, user: str | None = None) -> int:
         rule = check_rule(rule)
-        rule_id = await self._codes().add_rule(rule)
-        await self.audit("category_rule", "added", actor=actor, user=user, rule=rule_id,
-                         category=rule.category, field=rule.field, pattern=rule.pattern,
-                         match=rule.match, position=rule.position, enabled=rule.enabled)
+        rule_id = await self._codes().add_rule(rule, [self._changed(  # the store adds `rule`
+            "category_rule", "added", None, actor, user, category=rule.category,
+            field=rule.field, pattern=rule.pattern, match=rule.match, position=rule.position,
+            enabled=rule.enabled)])
         await self._route_categories()
         return rule_id
 
     async def remove_rule(self, rule_id: int, actor: str, user: str | None = None) -> bool:
         """False (nothing written) when there is no such rule."""
-        if not await self._codes().remove_rule(rule_id):
+        if not await self._codes().remove_rule(rule_id, [self._changed(
+                "category_rule", "removed", None, actor, user, rule=rule_id)]):
             return False
-        await self.audit("category_rule", "removed", actor=actor, user=user, rule=rule_id)
         await self._route_categories()
         return True
 
     # ------------------------------------------------------------------ the rule
 
-    async def _refuse_open(self, what: str, mine: Callable[[Task], bool],
-                           verb: str = "has") -> None:
-        """Refuse (InUse) when open tasks match: waiting in a queue, offered to or held by an
-        agent, as the live router says (the database when no router runs here)."""
+    async def _refuse_open(self, queue: str | None = None, agent_id: str | None = None
+                           ) -> None:
+        """The domain's open-work rule (`refuse_open_work`, InUse) checked before anything is
+        stored, on the live router's open tasks (the database's when no router runs here)."""
         if self.assignment is not None:
             tasks: Iterable[Task] = self.assignment.router.tasks.values()
         else:
             tasks = (await self.store.load_state()).open_tasks
-        found = sorted((t for t in tasks if mine(t)), key=lambda t: t.created_at)
-        if found:
-            shown = ", ".join(f"{t.attributes.get('request') or t.id} ({t.state.value})"
-                              for t in found[:SHOWN_TASKS])
-            more = f" and {len(found) - SHOWN_TASKS} more" if len(found) > SHOWN_TASKS else ""
-            raise InUse(f"{what} {verb} {len(found)} open task(s): {shown}{more}; wait until "
-                        f"they are done (or move them from the wallboard), then try again")
+        refuse_open_work(tasks, queue=queue, agent_id=agent_id)
 
     # ------------------------------------------------------------------ applying live
 
@@ -598,18 +605,21 @@ class Configuration:
         return await self.assignment.apply(router.put_queue(queue, self.assignment.now()))
 
     async def _unroute_queue(self, name: str) -> None:
-        """Drop the queue from its members in the router, keep a disabled stand-in."""
-        if self.assignment is None:
+        """Remove the queue from the router; work that reached it meanwhile keeps it, disabled
+        (a stand-in serving that work until the next start)."""
+        if self.assignment is None or name not in self.assignment.router.queues:
             return
         router = self.assignment.router
-        if name not in router.queues:
+        try:
+            outcome = router.remove_queue(name, self.assignment.now())
+        except InUse as exc:
+            log.warning("configuration: queue %s removed but still in use here, disabled "
+                        "until the next start: %s", name, exc)
+            current = router.queues[name]
+            if not current.disabled:
+                await self._route_queue(replace(current, disabled=True))
             return
-        for agent_id in sorted(router.members(name)):
-            agent = router.agents[agent_id]
-            cut = Agent(agent.id, agent.name, dict(agent.skills), agent.queues - {name},
-                        dict(agent.capacity), set(agent.channels), agent.disabled)
-            await self._route_agent(cut)
-        await self._route_queue(Queue(name, disabled=True))
+        await self.assignment.apply(_without_audit(outcome, ev.QUEUE_REMOVED, queue=name))
 
     async def _route_agent(self, agent: Agent) -> Outcome:
         if self.assignment is None:
@@ -618,18 +628,23 @@ class Configuration:
         current = router.agents.get(agent.id)
         if current is not None and _same_agent(current, agent):
             return Outcome()
-        outcome = _without_audit(router.put_agent(agent, now), agent.id)
-        live = router.agents[agent.id]
-        live.disabled = agent.disabled  # Router.put_agent keeps the old flag on an update
-        if agent.disabled and live.status is not Presence.OFFLINE and not live.held:
-            outcome.merge(router.set_status(agent.id, Presence.OFFLINE, now, None, ev.SYSTEM))
-        return await self.assignment.apply(outcome)
+        outcome = router.put_agent(agent, now)
+        return await self.assignment.apply(_without_audit(outcome, ev.AGENT_CHANGED, agent.id))
 
     async def _unroute_agent(self, agent_id: str) -> None:
-        """Keep a disabled stand-in without queues, offline (they hold nothing: the rule)."""
+        """Remove the agent from the router (signed in: offline first); one who took work
+        meanwhile stays, disabled, until the next start."""
         if self.assignment is None or agent_id not in self.assignment.router.agents:
             return
-        await self._route_agent(Agent(agent_id, queues=set(), disabled=True))
+        router = self.assignment.router
+        try:
+            outcome = router.remove_agent(agent_id, self.assignment.now())
+        except InUse as exc:
+            log.warning("configuration: agent %s removed but still holds work here, disabled "
+                        "until the next start: %s", agent_id, exc)
+            await self._route_agent(replace(router.agents[agent_id], disabled=True))
+            return
+        await self.assignment.apply(_without_audit(outcome, ev.AGENT_REMOVED, agent_id))
 
     async def _route_calendars(self) -> None:
         if self.intake is None:
@@ -686,6 +701,12 @@ class Configuration:
 # ---------------------------------------------------------------------- the watch
 
 
+class LogRead(Protocol):
+    changes: list[tuple[int, str, str | None, dict[str, Any]]]
+    cursor: int
+    more: bool
+
+
 class ConfigurationLog(Protocol):
     """The configuration events committed so far, by log id (dispatcher.storage.
     configuration)."""
@@ -693,10 +714,12 @@ class ConfigurationLog(Protocol):
     def last_id(self) -> Deferred[int]:
         """The id of the newest event of the agent log (0: none)."""
 
-    def changes_after(self, after_id: int, kinds: Sequence[str], limit: int
-                      ) -> Deferred[list[tuple[int, str, str | None, dict[str, Any]]]]:
-        """(id, kind, agent_id, data) of the events of these kinds after `after_id`, in id
-        order, at most `limit`."""
+    def changes_after(self, after_id: int, kinds: Sequence[str], limit: int, now: float
+                      ) -> Deferred[LogRead]:
+        """Of the (at most `limit`) events after `after_id` that may be read at `now` (held
+        back at a missing id until a later one is a few seconds old: it may commit late),
+        `changes`: (id, kind, agent_id, data) of those of these kinds, in id order; `cursor`:
+        the id to read after next time; `more`: whether more were waiting."""
 
 
 class ConfigurationWatch:
@@ -737,9 +760,17 @@ class ConfigurationWatch:
         return ensureDeferred(self._apply_new())
 
     async def _apply_new(self) -> None:
-        rows = await self.log.changes_after(self.seen, CONFIG_KINDS, WATCH_BATCH)
-        if not rows:
-            return
+        for _ in range(WATCH_ROUNDS):
+            read = await self.log.changes_after(self.seen, CONFIG_KINDS, WATCH_BATCH,
+                                                self.clock.seconds())
+            if read.changes:
+                await self._apply(read.changes)
+            self.seen = read.cursor
+            if not read.more:
+                return
+
+    async def _apply(self, rows: Sequence[tuple[int, str, str | None, dict[str, Any]]]
+                     ) -> None:
         queues: set[str] = set()
         agents: set[str] = set()
         flags = {"calendars": False, "phones": False, "categories": False}
@@ -757,4 +788,3 @@ class ConfigurationWatch:
             elif data.get("what") in CATEGORY_KINDS:
                 flags["categories"] = True
         await self.configuration.apply_stored(queues, agents, **flags)
-        self.seen = rows[-1][0]

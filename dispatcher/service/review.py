@@ -387,8 +387,9 @@ class Review:
     # ------------------------------------------------------------------ automatic mode
 
     def automatic(self, task: Task, inbound: Any) -> bool:
-        """`Mail.automatic`: whether the new, committed task is taken by the automatic mode
-        (then it must not be routed). Decided now, from memory; the write follows."""
+        """For `Mail` (wired with `Mail.answer_with`): whether the new, committed task is
+        taken by the automatic mode (then it must not be routed). Decided now, from memory;
+        the write follows."""
         rule = self.library.rule_for(task.queue, _category(task))
         if rule.mode is not ResponseMode.AUTOMATIC:
             return False

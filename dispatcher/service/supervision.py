@@ -1,7 +1,7 @@
 """Supervision: the supervisors' live view of queues and agents, and their balancing actions.
 
-Sits in `dispatcher.service` beside `queries.py` (read models) and `roster.py` / `sessions.py`
-(use cases). What it promises:
+Sits in `dispatcher.service` beside `queries.py` (read models) and `configuration.py` /
+`sessions.py` (use cases). What it promises:
 
 - `Supervision.state(now)` is the live state: per queue and channel the tasks waiting (queued
   or offered), the oldest arrival (longest wait = `at - oldest_arrival`), the oldest deadline,
@@ -48,7 +48,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import Deferred, ensureDeferred, fail
 
 from dispatcher.domain import events as ev
 from dispatcher.domain.agents import Agent, Presence, meets
@@ -59,7 +59,7 @@ from dispatcher.domain.routing import Outcome, Router
 from dispatcher.domain.tasks import Channel, Task, TaskState
 
 from .assignment import Assignment
-from .roster import Roster
+from .configuration import Configuration
 from .sessions import Sessions
 
 log = logging.getLogger(__name__)
@@ -612,10 +612,11 @@ class Balancing:
     """A supervisor's balancing actions. Each returns the Deferred of the committed outcome,
     or fails with the DomainError that refused it (nothing changed then)."""
 
-    def __init__(self, assignment: Assignment, roster: Roster, sessions: Sessions) -> None:
+    def __init__(self, assignment: Assignment, configuration: Configuration,
+                 sessions: Sessions) -> None:
         self.assignment = assignment
         self.router = assignment.router
-        self.roster = roster
+        self.configuration = configuration
         self.sessions = sessions
 
     def _run(self, method, *args, **kwargs) -> Deferred[Outcome]:
@@ -642,7 +643,8 @@ class Balancing:
                 disabled=agent.disabled)
         except DomainError as exc:
             return fail(exc)
-        return self.roster.put_agent(config, actor=ev.supervisor_actor(supervisor_id))
+        return ensureDeferred(self.configuration.change_agent(
+            config, actor=ev.supervisor_actor(supervisor_id)))
 
     def set_presence(self, supervisor_id: str, agent_id: str, status: str,
                      reason: str | None = None) -> Deferred[Outcome]:

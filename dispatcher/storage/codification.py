@@ -5,11 +5,12 @@ Sits under `dispatcher.storage`, beside `sql.py`. Two implementations of each po
 one contract suite (tests/dispatcher/storage/test_codification_store.py):
 
 - `SqlCodificationStore` / `SqlCollaborationStore`: module-level `thd_*` functions on the
-  `Pool` (configuration, reads) or through the `GroupCommit` (anything written with task events
-  or mail), so a note, a consult or a reminder commits in the same transaction as its events,
+  `Pool` (configuration, with its audit events in the same transaction; reads) or through the
+  `GroupCommit` (anything written with task events or mail), so a note, a consult or a reminder commits in the same transaction as its events,
   its e-mail and its outbox item, ordered with the router's own writes.
 - `MemoryCodificationStore` / `MemoryCollaborationStore`: in process memory, writing task events
-  and mail through a `MemoryStore`, so a unit test sees them in the task's trail.
+  and mail (and configuration audit events) through a `MemoryStore`, so a unit test sees them in
+  the task's trail (the agent log).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from twisted.internet.defer import Deferred, succeed
 
 from dispatcher.domain import events as ev
 from dispatcher.domain.categories import Category, CategoryRule
+from dispatcher.domain.events import Event
 from dispatcher.service.ports import (
     Changes,
     Consult,
@@ -39,6 +41,7 @@ from . import tables as t
 from .commit import GroupCommit
 from .pool import Pool
 from .sql import ChangeRows, MailAddition, mail_rows, thd_add_mail, thd_record
+from .statements import insert_events
 
 PENDING = "pending"
 
@@ -60,10 +63,12 @@ def _changes(changes: Changes) -> ChangeRows:
 # --- categories, rules, examples ---------------------------------------------------------------
 
 
-def thd_put_category(conn: sa.Connection, row: r.Row) -> None:
+def thd_put_category(conn: sa.Connection, row: r.Row, events: list[r.Row] | None = None
+                     ) -> None:
     c = t.categories
     conn.execute(c.delete().where(c.c.name == row["name"]))
     conn.execute(c.insert().values(**row))
+    insert_events(conn, events or [])
 
 
 def thd_list_categories(conn: sa.Connection) -> list[Category]:
@@ -74,13 +79,20 @@ def thd_list_categories(conn: sa.Connection) -> list[Category]:
     ]
 
 
-def thd_add_rule(conn: sa.Connection, row: r.Row) -> int:
-    return int(conn.execute(t.category_rules.insert().values(**row)).inserted_primary_key[0])
+def thd_add_rule(conn: sa.Connection, row: r.Row, events: list[r.Row] | None = None) -> int:
+    """The new rule's id, also added to the data of its audit events (`rule`)."""
+    rule_id = int(conn.execute(t.category_rules.insert().values(**row)).inserted_primary_key[0])
+    insert_events(conn, [{**e, "data": {**e["data"], "rule": rule_id}} for e in events or []])
+    return rule_id
 
 
-def thd_remove_rule(conn: sa.Connection, rule_id: int) -> bool:
+def thd_remove_rule(conn: sa.Connection, rule_id: int, events: list[r.Row] | None = None
+                    ) -> bool:
     rules = t.category_rules
-    return conn.execute(rules.delete().where(rules.c.id == rule_id)).rowcount > 0
+    if conn.execute(rules.delete().where(rules.c.id == rule_id)).rowcount == 0:
+        return False
+    insert_events(conn, events or [])
+    return True
 
 
 def thd_list_rules(conn: sa.Connection) -> list[CategoryRule]:
@@ -135,17 +147,18 @@ class SqlCodificationStore:
         self._pool = pool
         self._commit = group_commit
 
-    def put_category(self, category: Category) -> Deferred[None]:
-        return self._pool.run(thd_put_category, _category_row(category))
+    def put_category(self, category: Category, events: Sequence[Event] = ()) -> Deferred[None]:
+        return self._pool.run(thd_put_category, _category_row(category),
+                              [r.event_row(e) for e in events])
 
     def list_categories(self) -> Deferred[list[Category]]:
         return self._pool.run(thd_list_categories)
 
-    def add_rule(self, rule: CategoryRule) -> Deferred[int]:
-        return self._pool.run(thd_add_rule, _rule_row(rule))
+    def add_rule(self, rule: CategoryRule, events: Sequence[Event] = ()) -> Deferred[int]:
+        return self._pool.run(thd_add_rule, _rule_row(rule), [r.event_row(e) for e in events])
 
-    def remove_rule(self, rule_id: int) -> Deferred[bool]:
-        return self._pool.run(thd_remove_rule, int(rule_id))
+    def remove_rule(self, rule_id: int, events: Sequence[Event] = ()) -> Deferred[bool]:
+        return self._pool.run(thd_remove_rule, int(rule_id), [r.event_row(e) for e in events])
 
     def list_rules(self) -> Deferred[list[CategoryRule]]:
         return self._pool.run(thd_list_rules)
@@ -161,27 +174,43 @@ class SqlCodificationStore:
 
 
 class MemoryCodificationStore:
-    def __init__(self) -> None:
+    """Audit events go to `store`'s agent log (a `MemoryStore`; without one, a write with
+    events is refused)."""
+
+    def __init__(self, store: Any = None) -> None:
+        self._store = store
         self._categories: dict[str, Category] = {}
         self._rules: dict[int, CategoryRule] = {}
         self._rule_ids = itertools.count(1)
         self._examples: list[TrainingExample] = []
         self._example_ids = itertools.count(1)
 
-    def put_category(self, category: Category) -> Deferred[None]:
+    def _log(self, events: Sequence[Event]) -> None:
+        if events:
+            if self._store is None:
+                raise ValueError("MemoryCodificationStore(store=...) is needed to keep audit "
+                                 "events")
+            self._store.record(Changes(events=list(events)))
+
+    def put_category(self, category: Category, events: Sequence[Event] = ()) -> Deferred[None]:
         self._categories[category.name] = copy.deepcopy(category)
+        self._log(events)
         return succeed(None)
 
     def list_categories(self) -> Deferred[list[Category]]:
         return succeed([copy.deepcopy(c) for _, c in sorted(self._categories.items())])
 
-    def add_rule(self, rule: CategoryRule) -> Deferred[int]:
+    def add_rule(self, rule: CategoryRule, events: Sequence[Event] = ()) -> Deferred[int]:
         rule_id = next(self._rule_ids)
         self._rules[rule_id] = replace(rule, id=rule_id)
+        self._log([replace(e, data={**e.data, "rule": rule_id}) for e in events])
         return succeed(rule_id)
 
-    def remove_rule(self, rule_id: int) -> Deferred[bool]:
-        return succeed(self._rules.pop(int(rule_id), None) is not None)
+    def remove_rule(self, rule_id: int, events: Sequence[Event] = ()) -> Deferred[bool]:
+        if self._rules.pop(int(rule_id), None) is None:
+            return succeed(False)
+        self._log(events)
+        return succeed(True)
 
     def list_rules(self) -> Deferred[list[CategoryRule]]:
         return succeed(sorted(self._rules.values(), key=lambda x: (x.position, x.id)))

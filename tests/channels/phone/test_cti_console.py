@@ -5,9 +5,9 @@ the agent's SIP phone is accepted by the phone only (the console's accept is ref
 
 from __future__ import annotations
 
-from agent_console import messages as m
 from dispatcher.aio import to_future
 from dispatcher.domain.tasks import Channel
+from dispatcher.service.calls import AnswerOnPhone
 from dispatcher.service.intake import phone_identity
 from tests.agent_console.harness import run, start_console
 
@@ -33,7 +33,7 @@ async def test_a_sip_call_is_answered_on_the_phone_a_cti_call_in_the_console(tmp
         assert offer["task"]["attributes"]["caller"] == NUMBER
         assert offer["customer"]["identities"] == [{"kind": "phone", "value": NUMBER}]
         refused = await agent.request("accept", offer_id=offer["offer_id"])
-        assert (refused["type"], refused["code"]) == ("error", m.ANSWER_ON_PHONE)
+        assert (refused["type"], refused["code"]) == ("error", AnswerOnPhone.code)
         assert c.router.tasks[sip.id].state.value == "offered"  # still ringing the phone
         assert (await agent.request("reject", offer_id=offer["offer_id"]))["type"] == "ok"
 

@@ -9,7 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from twisted.internet.defer import fail, succeed
+from twisted.internet.defer import ensureDeferred, fail, succeed
 
 from dispatcher.domain import events as ev
 from dispatcher.domain.agents import Agent
@@ -60,11 +60,11 @@ def codes() -> MemoryCodificationStore:
 def codi(stack: Stack, codes, threads) -> Codification:
     stack.put_queue(Queue("accounts", requirement={"billing": 3}))
     stack.put_agent("ann", 5, capacity={"email": 3})
-    stack.wait(stack.roster.put_agent(Agent("bea", skills={"support": 5, "billing": 5},
-                                            queues={"support", "accounts"},
-                                            capacity={Channel.EMAIL: 3})))
+    stack.wait(ensureDeferred(stack.configuration.change_agent(Agent(
+        "bea", skills={"support": 5, "billing": 5}, queues={"support", "accounts"},
+        capacity={Channel.EMAIL: 3}))))
     out = Codification(stack.assignment, stack.store, codes, stack.clock, stack.intake,
-                       stack.roster, run_in_thread=threads,
+                       stack.configuration, run_in_thread=threads,
                        policy=CodificationPolicy(retrain_after=3, min_confidence=0.3))
     stack.wait(out.start())
     return out

@@ -4,6 +4,8 @@ here; and the watch that carries another process's changes (the CLI) to a runnin
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from twisted.internet.defer import ensureDeferred, succeed
 
@@ -25,7 +27,7 @@ from dispatcher.service.configuration import (
     queue_config,
     queue_from_config,
 )
-from dispatcher.service.ports import Calendar
+from dispatcher.service.ports import Calendar, Changes
 from dispatcher.storage.configuration import MemoryConfigurationLog
 from dispatcher.storage.phones import MemoryPhones
 from tests.dispatcher.service.stacks import build_stack, failure_of, result, support_queue
@@ -46,23 +48,33 @@ class Codes:
     """A CodificationStore with what Configuration uses, and a Codification stand-in that
     counts its refreshes."""
 
-    def __init__(self) -> None:
+    def __init__(self, store=None) -> None:
         self.categories, self.rules_, self.refreshed = {}, {}, 0
+        self.store = store  # whose agent log takes the audit events, as the real stores do
 
-    def put_category(self, category):
+    def _log(self, events):
+        if events:
+            self.store.record(Changes(events=list(events)))
+
+    def put_category(self, category, events=()):
         self.categories[category.name] = category
+        self._log(events)
         return succeed(None)
 
     def list_categories(self):
         return succeed(list(self.categories.values()))
 
-    def add_rule(self, rule):
+    def add_rule(self, rule, events=()):
         rule_id = len(self.rules_) + 1
         self.rules_[rule_id] = rule
+        self._log([replace(e, data={**e.data, "rule": rule_id}) for e in events])
         return succeed(rule_id)
 
-    def remove_rule(self, rule_id):
-        return succeed(self.rules_.pop(rule_id, None) is not None)
+    def remove_rule(self, rule_id, events=()):
+        if self.rules_.pop(rule_id, None) is None:
+            return succeed(False)
+        self._log(events)
+        return succeed(True)
 
     def list_rules(self):
         return succeed(list(self.rules_.values()))
@@ -183,20 +195,38 @@ def test_disabling_an_available_agent_live_puts_them_offline_and_keeps_them_ther
     assert stack.router.agents["ann"].status is Presence.AVAILABLE
 
 
-def test_removing_live_drops_the_queue_from_its_members_and_retires_the_agent(stack):
+def test_removing_live_drops_the_queue_and_the_agent_from_the_router(stack):
     conf = live(stack)
     run(conf.put_queue(Queue("sales"), OP))
     stack.put_agent("ann", 8, queues=("support", "sales"))
     stack.login("ann")
     assert run(conf.remove_queue("sales", OP)) == ["ann"]
     assert stack.router.agents["ann"].queues == {"support"}
-    assert stack.router.queues["sales"].disabled  # a stand-in until the next start
+    assert "sales" not in stack.router.queues
     assert failure_of(stack.intake.submit(Channel.PHONE, "sales")).check(UnknownQueue)
     run(conf.remove_agent("ann", OP))
-    ann = stack.router.agents["ann"]
-    assert ann.disabled and ann.status is Presence.OFFLINE and not ann.queues
+    assert "ann" not in stack.router.agents and stack.router.members("support") == set()
     task = stack.call()
     assert stack.router.tasks[task.id].state is TaskState.QUEUED  # nobody left to take it
+    kinds = [k for k, _, _ in audit(stack)]
+    assert kinds.count(ev.QUEUE_REMOVED) == 1 and kinds.count(ev.AGENT_REMOVED) == 1
+    logged = [e.kind for e in stack.store.agent_events]
+    assert logged.count(ev.QUEUE_REMOVED) == 1 and logged.count(ev.AGENT_REMOVED) == 1
+    assert "offline" in [e.data.get("status") for e in stack.store.agent_events
+                         if e.agent_id == "ann" and e.kind == ev.AGENT_STATUS]
+
+
+def test_work_that_reaches_a_queue_while_it_is_removed_keeps_a_disabled_stand_in(stack):
+    """Another process removed the queue (its check saw no work); a call came in here before
+    the watch applied it: the router keeps the queue, disabled, for that call."""
+    conf = live(stack)
+    run(conf.put_queue(Queue("sales"), OP))
+    stack.put_agent("ann", 8, queues=("support", "sales"))
+    task = stack.call("sales")
+    assert stack.wait(stack.store.remove_queue("sales", []))  # its check passed before the call
+    run(conf.apply_stored(queues={"sales"}, agents={"ann"}))
+    assert stack.router.queues["sales"].disabled and task.id in stack.router.tasks
+    assert stack.router.agents["ann"].queues == {"support"}
 
 
 def test_a_calendar_reaches_intake_and_deadlines_use_it(stack):
@@ -209,7 +239,7 @@ def test_a_calendar_reaches_intake_and_deadlines_use_it(stack):
 
 
 def test_phones_unique_sip_users_and_extensions_known_agents_and_live_directory(stack):
-    phones = MemoryPhones()
+    phones = MemoryPhones(stack.store)
     calls = Calls(stack.assignment, stack.intake, phones)
     conf = live(stack, phones=phones, calls=calls)
     stack.put_agent("ann", 8)
@@ -231,7 +261,7 @@ def test_phones_unique_sip_users_and_extensions_known_agents_and_live_directory(
 
 
 def test_categories_need_a_known_queue_rules_are_checked_and_codification_reloads(stack):
-    codes = Codes()
+    codes = Codes(stack.store)
     conf = live(stack, codes=codes)
     f = refused(conf.put_category(Category("refund", queue="nosuch"), OP))
     assert f.check(UnknownQueue) and codes.categories == {}
@@ -243,6 +273,10 @@ def test_categories_need_a_known_queue_rules_are_checked_and_codification_reload
     assert run(conf.remove_rule(rule_id, OP)) is True
     assert run(conf.remove_rule(rule_id, OP)) is False
     assert codes.refreshed == 3  # category, rule added, rule removed
+    changed = [(d["what"], d["action"], d.get("rule")) for k, _, d in audit(stack)
+               if k == ev.CONFIG_CHANGED]
+    assert changed == [("category", "set", None), ("category_rule", "added", rule_id),
+                       ("category_rule", "removed", rule_id)]  # written with each change
 
 
 # ---------------------------------------------------------------------- plain values
@@ -317,6 +351,8 @@ def test_the_watch_reapplies_nothing_twice_and_applies_removals():
     run(cli.remove_agent("ann", OP))
     run(cli.remove_queue("sales", OP))
     s.advance(3)
-    assert s.router.agents["ann"].disabled and not s.router.agents["ann"].queues
-    assert s.router.queues["sales"].disabled
+    assert "ann" not in s.router.agents and "sales" not in s.router.queues
+    after = list(s.store.agent_events)
+    s.advance(3)
+    assert s.store.agent_events == after  # removals seen again: nothing new either
     watch.stop()

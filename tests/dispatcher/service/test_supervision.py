@@ -42,7 +42,7 @@ def live_stack(agents=(("a1", 6), ("a2", 6), ("a3", 2))):
     sup = Supervision(s.router, s.clock, today)
     s.assignment.listen(sup.on_outcome)
     s.wait(sup.start())
-    balancing = Balancing(s.assignment, s.roster, s.sessions)
+    balancing = Balancing(s.assignment, s.configuration, s.sessions)
     return s, sup, balancing
 
 

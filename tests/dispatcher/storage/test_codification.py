@@ -29,6 +29,7 @@ from dispatcher.storage.codification import (
     SqlCodificationStore,
     SqlCollaborationStore,
 )
+from dispatcher.storage.configuration import MemoryConfigurationLog, SqlConfigurationLog
 from dispatcher.storage.memory import MemoryStore
 from tests.dispatcher.storage.test_store_contract import fired
 from tests.dispatcher.storage.wiring import url_for, wire
@@ -42,13 +43,15 @@ class Harness:
     codes: Any
     collab: Any
     wait: Callable[[Deferred[Any]], Any]
+    log: Any = None  # the agent log (ConfigurationLog), where audit events land
 
 
 @pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def h(request: pytest.FixtureRequest) -> Iterator[Harness]:
     if request.param == "memory":
         store = MemoryStore()
-        yield Harness(store, MemoryCodificationStore(), MemoryCollaborationStore(store), fired)
+        yield Harness(store, MemoryCodificationStore(store), MemoryCollaborationStore(store),
+                      fired, MemoryConfigurationLog(store))
         return
     from dispatcher.storage import schema
 
@@ -56,7 +59,7 @@ def h(request: pytest.FixtureRequest) -> Iterator[Harness]:
     schema.upgrade(url)
     w = wire(url)
     yield Harness(w.store, SqlCodificationStore(w.pool, w.commit),
-                  SqlCollaborationStore(w.pool, w.commit), w.wait)
+                  SqlCollaborationStore(w.pool, w.commit), w.wait, SqlConfigurationLog(w.pool))
     w.close()
 
 
@@ -157,3 +160,18 @@ def test_reminders_pending_replaced_and_settled_with_the_task(h: Harness) -> Non
     assert [r.id for r in h.wait(h.collab.pending_reminders())] == ["r3"]
     assert h.wait(h.store.get_task(task_id)).priority == 7
     assert kinds(h, task_id)[-1] == "reminder.due"
+
+
+def test_category_and_rule_changes_commit_with_their_audit_events(h: Harness) -> None:
+    def changed(action: str) -> Event:
+        return Event("config.changed", T0, None, "operator", "operator",
+                     {"what": "category_rule", "action": action})
+
+    h.wait(h.codes.put_category(Category("billing", queue="accounts"), [changed("set")]))
+    rule_id = h.wait(h.codes.add_rule(CategoryRule("billing", "subject", "invoice"),
+                                      [changed("added")]))
+    assert h.wait(h.codes.remove_rule(rule_id, [changed("removed")])) is True
+    assert h.wait(h.codes.remove_rule(rule_id, [changed("removed again")])) is False
+    log = h.wait(h.log.changes_after(0, ("config.changed",), 10, T0 + 60)).changes
+    assert [(data["action"], data.get("rule")) for _, _, _, data in log] == [
+        ("set", None), ("added", rule_id), ("removed", None)]

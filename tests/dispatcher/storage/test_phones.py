@@ -1,6 +1,6 @@
 """The `PhoneStore` contract, run on `MemoryPhones`, and `SqlPhones` on SQLite and PostgreSQL:
 accounts replace by agent, unique SIP users and extensions, bindings replace by agent and go
-with their account."""
+with their account; an account's audit events commit with it."""
 
 from __future__ import annotations
 
@@ -10,7 +10,10 @@ from typing import Any
 
 import pytest
 
+from dispatcher.domain import events as ev
 from dispatcher.service.ports import Binding, PhoneAccount
+from dispatcher.storage.configuration import MemoryConfigurationLog, SqlConfigurationLog
+from dispatcher.storage.memory import MemoryStore
 from dispatcher.storage.phones import MemoryPhones, SqlPhones
 from tests.dispatcher.storage.test_store_contract import fired
 from tests.dispatcher.storage.wiring import url_for, wire
@@ -22,6 +25,7 @@ T0 = 1_700_000_000.0
 class H:
     store: Any
     wait: Any
+    log: Any = None  # the agent log (ConfigurationLog), where audit events land
 
     def __call__(self, d):
         return self.wait(d)
@@ -30,14 +34,15 @@ class H:
 @pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def h(request: pytest.FixtureRequest) -> Iterator[H]:
     if request.param == "memory":
-        yield H(MemoryPhones(), fired)
+        memory = MemoryStore()
+        yield H(MemoryPhones(memory), fired, MemoryConfigurationLog(memory))
         return
     from dispatcher.storage import schema
 
     url = url_for(request.param, request)
     schema.upgrade(url)
     w = wire(url)
-    yield H(SqlPhones(w.pool, lambda: T0), w.wait)
+    yield H(SqlPhones(w.pool, lambda: T0), w.wait, SqlConfigurationLog(w.pool))
     w.close()
 
 
@@ -80,3 +85,17 @@ def test_bindings_replace_by_agent_and_go_with_the_account(h: H) -> None:
     assert h(h.store.remove_phone_account("a")) is True
     assert h(h.store.remove_phone_account("a")) is False
     assert h(h.store.list_bindings()) == []
+
+
+def changed(what: str, action: str, agent_id: str) -> ev.Event:
+    return ev.Event(ev.CONFIG_CHANGED, T0, None, agent_id, "operator",
+                    {"what": what, "action": action})
+
+
+def test_an_account_s_audit_event_commits_with_it_and_not_without_it(h: H) -> None:
+    h(h.store.put_phone_account(account("a", "ann"), [changed("phone", "set", "a")]))
+    assert not h(h.store.remove_phone_account("zed", [changed("phone", "removed", "zed")]))
+    assert h(h.store.remove_phone_account("a", [changed("phone", "removed", "a")]))
+    log = h(h.log.changes_after(0, (ev.CONFIG_CHANGED,), 10, T0 + 60)).changes
+    assert [(agent_id, data["action"]) for _, _, agent_id, data in log] == [
+        ("a", "set"), ("a", "removed")]  # nothing for the account that was not there

@@ -1,6 +1,6 @@
-"""Roster (the in-process shorthand of Configuration): queues and agents changed at run time.
-Store first, then the router; the router reacts at once. Then the same rules on the database
-alone, as the command line uses them."""
+"""Configuration's queues and agents changed at run time (`change_queue`, `change_agent`: what
+the router did at once): store first, then the router; the router reacts at once. Then the same
+rules on the database alone, as the command line uses them."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ from tests.dispatcher.service.stacks import (
 
 def test_a_new_queue_is_stored_and_routable():
     s = build_stack()
-    result(s.roster.put_queue(support_queue()))
+    result(ensureDeferred(s.configuration.change_queue(support_queue())))
     assert [q.name for q in result(s.store.list_queues())] == ["support"]
     assert "support" in s.router.queues
 
@@ -50,13 +50,15 @@ def test_the_store_is_written_before_the_router_changes():
         return real_put_agent(agent, events)
 
     store.inner.put_agent = put_agent
-    result(s.roster.put_agent(Agent("ann", skills={"support": 8}, queues={"support"})))
+    result(ensureDeferred(s.configuration.change_agent(
+        Agent("ann", skills={"support": 8}, queues={"support"}))))
     assert order == [("stored", False)]
     assert "ann" in s.router.agents
 
 
 def test_an_agent_for_an_unknown_queue_is_refused_before_anything_is_stored(stack):
-    f = failure_of(stack.roster.put_agent(Agent("ann", queues={"support", "nope"})))
+    f = failure_of(ensureDeferred(stack.configuration.change_agent(
+        Agent("ann", queues={"support", "nope"}))))
     assert f.check(UnknownQueue)
     assert result(stack.store.list_agents()) == []
     assert "ann" not in stack.router.agents
@@ -85,7 +87,7 @@ def test_a_queue_switched_to_push_offers_its_waiting_tasks():
     task = s.call()
     assert s.router.tasks[task.id].state is TaskState.QUEUED
 
-    result(s.roster.put_queue(support_queue(mode=Mode.PUSH)))
+    result(ensureDeferred(s.configuration.change_queue(support_queue(mode=Mode.PUSH))))
 
     assert s.last_offer("ann").task_id == task.id
     assert result(s.store.list_queues())[0].mode is Mode.PUSH
@@ -101,10 +103,10 @@ def test_changing_an_agent_keeps_their_status_and_work(stack):
     assert agent.status.value == "available" and task.id in agent.held
 
 
-# ---------------------------------------------------------------------- the stored roster (CLI)
+# ---------------------------------------------------------------------- stored alone (CLI)
 
 
-class StoredRoster:
+class Stored:
     """The command line's view: `Configuration` on the database alone (no router), every call
     as the operator run by the OS user `user`."""
 
@@ -116,8 +118,8 @@ class StoredRoster:
         return lambda *a: method(*a, actor=ev.OPERATOR, user=self.user)
 
 
-def stored_roster(s, user: str | None = "ops") -> StoredRoster:
-    return StoredRoster(Configuration(s.store, s.clock), user)
+def stored(s, user: str | None = "ops") -> Stored:
+    return Stored(Configuration(s.store, s.clock), user)
 
 
 def audit(s) -> list[tuple[str, str, str, dict]]:
@@ -126,27 +128,28 @@ def audit(s) -> list[tuple[str, str, str, dict]]:
 
 
 def test_a_queue_name_must_survive_addresses_and_settings(stack):
-    roster = stored_roster(stack)
+    cli = stored(stack)
     for bad in ("bad name!", "a,b", "x=y", "-lead", "é" * 3, "q" * 65, "sales@x"):
         with pytest.raises(InvalidValue, match="queue name"):
             check_queue_name(bad)
-        f = failure_of(ensureDeferred(roster.put_queue(Queue(bad))))
+        f = failure_of(ensureDeferred(cli.put_queue(Queue(bad))))
         assert f.check(InvalidValue) and "queue name" in str(f.value)
     assert [q.name for q in result(stack.store.list_queues())] == ["support"]
-    f = failure_of(stack.roster.put_queue(Queue("bad name!")))  # the live roster too
+    live = stack.configuration.change_queue(Queue("bad name!"))  # the live service too
+    f = failure_of(ensureDeferred(live))
     assert f.check(InvalidValue)
     for good in ("sales", "level-2", "fr.billing", "q_1"):
         assert check_queue_name(good) == good
 
 
 def test_every_change_is_audited_with_the_operator_and_the_os_user(stack):
-    roster = stored_roster(stack)
-    assert result(ensureDeferred(roster.put_queue(Queue("sales")))) is True
-    assert result(ensureDeferred(roster.put_queue(Queue("sales", priority=3)))) is False
-    assert result(ensureDeferred(roster.put_agent(Agent("ann", queues={"sales"})))) is True
-    result(ensureDeferred(roster.set_skills("ann", {"sales": 7})))
+    cli = stored(stack)
+    assert result(ensureDeferred(cli.put_queue(Queue("sales")))) is True
+    assert result(ensureDeferred(cli.put_queue(Queue("sales", priority=3)))) is False
+    assert result(ensureDeferred(cli.put_agent(Agent("ann", queues={"sales"})))) is True
+    result(ensureDeferred(cli.set_skills("ann", {"sales": 7})))
     office = Calendar("office", "UTC", {"mon": [["09:00", "17:00"]]}, ())
-    result(ensureDeferred(roster.put_calendar(office)))
+    result(ensureDeferred(cli.put_calendar(office)))
 
     got = [a for a in audit(stack) if a[2] == ev.OPERATOR]  # the stack's own: `system`
     assert [(k, who, actor) for k, who, actor, _ in got] == [
@@ -162,40 +165,40 @@ def test_every_change_is_audited_with_the_operator_and_the_os_user(stack):
 
 
 def test_removal_and_disabling_are_refused_while_work_waits_or_is_held(stack):
-    roster = stored_roster(stack)
+    cli = stored(stack)
     stack.put_agent("ann", 8)
     task = stack.call()  # waits in support: nobody is available
 
-    for attempt in (roster.remove_queue("support"), roster.set_queue_disabled("support", True)):
+    for attempt in (cli.remove_queue("support"), cli.set_queue_disabled("support", True)):
         f = failure_of(ensureDeferred(attempt))
         assert f.check(InUse) and "queue support has 1 open task(s)" in str(f.value)
 
     stack.login("ann")
     result(stack.sessions.accept("ann", stack.last_offer("ann").id))
-    for attempt in (roster.remove_agent("ann"), roster.set_agent_disabled("ann", True)):
+    for attempt in (cli.remove_agent("ann"), cli.set_agent_disabled("ann", True)):
         f = failure_of(ensureDeferred(attempt))
         assert f.check(InUse) and "agent ann holds 1 open task(s)" in str(f.value)
     assert "ann" in {a.id for a in result(stack.store.list_agents())}
 
     result(stack.sessions.complete("ann", task.id, "done"))
-    assert result(ensureDeferred(roster.set_agent_disabled("ann", True))).disabled
-    assert result(ensureDeferred(roster.remove_queue("support"))) == ["ann"]
-    result(ensureDeferred(roster.remove_agent("ann")))
+    assert result(ensureDeferred(cli.set_agent_disabled("ann", True))).disabled
+    assert result(ensureDeferred(cli.remove_queue("support"))) == ["ann"]
+    result(ensureDeferred(cli.remove_agent("ann")))
     assert result(stack.store.list_queues()) == [] and result(stack.store.list_agents()) == []
     kinds = [k for k, *_ in audit(stack)]
     assert kinds[-3:] == [ev.AGENT_CHANGED, ev.QUEUE_REMOVED, ev.AGENT_REMOVED]
-    for attempt in (roster.remove_queue("support"), roster.remove_agent("ann")):
+    for attempt in (cli.remove_queue("support"), cli.remove_agent("ann")):
         assert failure_of(ensureDeferred(attempt)).check(UnknownQueue, UnknownAgent)
 
 
 def test_a_disabled_queue_takes_no_new_task_and_a_disabled_agent_no_work(stack):
     stack.put_agent("ann", 8)
-    result(stack.roster.put_queue(support_queue(disabled=True)))
+    result(ensureDeferred(stack.configuration.change_queue(support_queue(disabled=True))))
     f = failure_of(stack.intake.submit(Channel.PHONE, "support"))
     assert f.check(QueueDisabled) and f.check(UnknownQueue)  # edges treat it as unknown
 
-    result(stack.roster.put_agent(Agent("bob", skills={"support": 8}, queues={"support"},
-                                        disabled=True)))
+    result(ensureDeferred(stack.configuration.change_agent(
+        Agent("bob", skills={"support": 8}, queues={"support"}, disabled=True))))
     assert failure_of(stack.sessions.login("bob")).check(AgentDisabled)
     assert stack.router.agents["bob"].status is Presence.OFFLINE
     result(stack.sessions.logout("bob"))  # going offline stays possible
