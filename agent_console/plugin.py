@@ -12,12 +12,28 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from typing import Any
+
+from twisted.web.resource import Resource
 
 from dispatcher.aio import to_deferred
 from dispatcher.domain.errors import DomainError
-from dispatcher.service.edges import EdgeContext, EdgeSpec
-from dispatcher.service.review import Replies
+from dispatcher.domain.routing import Outcome
+from dispatcher.service.accounts import Accounts
+from dispatcher.service.assignment import Assignment
+from dispatcher.service.backoffice import BackOffice
+from dispatcher.service.codification import Codification
+from dispatcher.service.collaboration import Collaboration
+from dispatcher.service.conversation import Conversation
+from dispatcher.service.edges import EdgeCommandContext, EdgeContext, EdgeSpec
+from dispatcher.service.history import History
+from dispatcher.service.mail import Mail, MailNews
+from dispatcher.service.ports import EdgeReactor
+from dispatcher.service.queries import Queries
+from dispatcher.service.review import AnswerServices, Replies
+from dispatcher.service.sessions import Sessions
+from dispatcher.service.supervision import Balancing, Supervision
 
 from . import login, web
 from .auth import KeyProblem, load_keys, signer_for, verifier_for
@@ -31,21 +47,39 @@ log = logging.getLogger(__name__)
 
 
 class Console:
-    def __init__(self, context: EdgeContext, settings: ConsoleSettings) -> None:
-        self.context = context
+    """The console edge, given the services it uses (typed constructor injection; `build`
+    reads them from the runtime's context). A service given as None is one this process runs
+    without: the console then offers none of what it serves (e.g. no replies without `mail`)."""
+
+    def __init__(self, settings: ConsoleSettings, *, clock: EdgeReactor, sessions: Sessions,
+                 queries: Queries, assignment: Assignment, site_root: Resource,
+                 history: History | None = None, mail: Mail | None = None,
+                 answers: AnswerServices | None = None,
+                 collaboration: Collaboration | None = None,
+                 codification: Codification | None = None,
+                 supervision: Supervision | None = None, balancing: Balancing | None = None,
+                 backoffice: BackOffice | None = None,
+                 conversation: Conversation | None = None, accounts: Accounts | None = None,
+                 token_secret: bytes | None = None) -> None:
         self.settings = settings
+        self.clock = clock
+        self.sessions = sessions
+        self.assignment = assignment
+        self.site_root = site_root
+        self.mail = mail
+        self.accounts = accounts
+        self.token_secret = token_secret  # the database's HS256 secret, when there is one
         self.desks = Desks(
-            clock=context.reactor, sessions=context.sessions, roster=context.roster,
-            queries=context.queries, history=getattr(context, "history", None),
+            clock=clock, sessions=sessions, queries=queries, history=history,
             grace_seconds=settings.grace_seconds,
             queues_interval=settings.queues_interval_seconds,
             timeline_limit=settings.timeline_limit,
         )
         self.server: ConsoleServer | None = None
         self._listening = False
-        mail = getattr(context, "mail", None)
-        answers = getattr(context, "answers", None) if mail is not None else None
-        if mail is not None:  # answers go out through the e-mail service's outbox
+        if mail is None:
+            answers = None  # the library's answers are replies, and replies go out by mail
+        else:  # answers go out through the e-mail service's outbox
             mail.listen(self._mail_news)
             self.desks.mail_policy = lambda: mail.policy
             # The service decides the way (through the quality review when it is wired).
@@ -55,49 +89,48 @@ class Console:
             answers.review.listen_held(self.desks.review_held)
             answers.review.listen_decided(self.desks.review_decided)  # the agent is told
         # Notes, consults, reminders, redirects; category corrections and spam release.
-        self.desks.collaboration = getattr(context, "collaboration", None)
-        self.desks.codification = getattr(context, "codification", None)
+        self.desks.collaboration = collaboration
+        self.desks.codification = codification
         # Supervisors: the live state and the balancing actions (supervision.py).
-        supervision = getattr(context, "supervision", None)
         if supervision is not None:
             self.desks.live = LiveFeed(supervision)
-        self.desks.balancing = getattr(context, "balancing", None)
+        self.desks.balancing = balancing
         # The supervisor page (/supervisor): library, review, spam, customers.
-        self.desks.backoffice = getattr(context, "backoffice", None)
+        self.desks.backoffice = backoffice
         # A task's thread, notes and files (conversation.py, files.py).
-        self.desks.conversation = getattr(context, "conversation", None)
+        self.desks.conversation = conversation
 
-    def _mail_news(self, news: Any) -> None:
+    def _mail_news(self, news: MailNews) -> None:
         if self.server is not None:
             self.desks.on_mail(news)
 
-    def set_reply_hook(self, on_reply: Any) -> None:
+    def set_reply_hook(self, on_reply: Callable[[str, str, str], Any]) -> None:
         """Where the console hands an agent's e-mail answer: `on_reply(agent_id, task_id,
         text)` (the e-mail edge registers it; it may return a Deferred or an awaitable)."""
         self.desks.reply_hook = on_reply
 
     def start(self) -> Any:
-        keys = load_keys(self.settings, getattr(self.context, "token_secret", None))
+        keys = load_keys(self.settings, self.token_secret)
         if keys.stored:
             log.info("console: tokens are signed with the secret kept in the database"
                      " (set [console] jwt_secret_file to use your own)")
-        accounts = getattr(self.context, "accounts", None)
+        accounts = self.accounts
         verifier = verifier_for(self.settings, keys)
-        self.server = ConsoleServer(self.settings, verifier, self.desks, self.context.sessions,
+        self.server = ConsoleServer(self.settings, verifier, self.desks, self.sessions,
                                     self.desks.history, accounts=accounts)
-        if accounts is not None and self.context.site_root is not None:
+        if accounts is not None:
             if keys.sign is None:
                 log.warning("console: no signing key (RS256 without jwt_private_key_file): "
                             "no sign-in with a password, tokens only")
             else:
-                login.mount(self.context.site_root, login.LoginPage(
+                login.mount(self.site_root, login.LoginPage(
                     self.settings, accounts, signer_for(self.settings, keys), verifier,
-                    self.context.reactor))
+                    self.clock))
         if not self._listening:
-            self.context.assignment.listen(self._outcome)
+            self.assignment.listen(self._outcome)
             self._listening = True
         d = to_deferred(self.server.start())
-        d.addCallback(lambda _: web.mount(self.context.site_root, self.settings,
+        d.addCallback(lambda _: web.mount(self.site_root, self.settings,
                                           self.server.port, self._files(verifier)))
         return d
 
@@ -107,13 +140,11 @@ class Console:
         children: dict[bytes, Any] = {}
         if self.desks.conversation is not None:
             children[b"mail"] = MailFiles(self.desks.conversation, self.desks.links)
-        mail = getattr(self.context, "mail", None)
-        if mail is not None:
-            children[b"upload"] = Uploads(mail, verifier, self.settings,
-                                          getattr(self.context, "accounts", None))
+        if self.mail is not None:
+            children[b"upload"] = Uploads(self.mail, verifier, self.settings, self.accounts)
         return children
 
-    def _outcome(self, outcome: Any) -> None:
+    def _outcome(self, outcome: Outcome) -> None:
         if self.server is not None:
             self.desks.on_outcome(outcome)
 
@@ -125,10 +156,18 @@ class Console:
 
 
 def build(context: EdgeContext, settings: ConsoleSettings) -> Console:
-    return Console(context, settings)
+    return Console(
+        settings, clock=context.reactor, sessions=context.sessions,
+        queries=context.queries, assignment=context.assignment, site_root=context.site_root,
+        history=context.history, mail=context.mail, answers=context.answers,
+        collaboration=context.collaboration, codification=context.codification,
+        supervision=context.supervision, balancing=context.balancing,
+        backoffice=context.backoffice, conversation=context.conversation,
+        accounts=context.accounts, token_secret=context.token_secret)
 
 
-async def issue_token(args: Any, settings: ConsoleSettings, context: Any) -> int:
+async def issue_token(args: Any, settings: ConsoleSettings,
+                      context: EdgeCommandContext) -> int:
     """`switchboard token`: an agent token for an existing agent, a supervisor token for an
     enabled supervisor account (the accounts' rule, `Accounts.check_issue`), an integration
     token for anyone (a PBX); signed with the key `serve` uses on the same database."""

@@ -126,11 +126,10 @@ class Desks:
     """Every connected session, by agent; the outcome listener that tells them what happened;
     displacement, grace periods and the supervisors' queue snapshots."""
 
-    def __init__(self, *, clock: Any, sessions: Any, roster: Any, queries: Any, history: Any,
+    def __init__(self, *, clock: Any, sessions: Any, queries: Any, history: Any,
                  grace_seconds: float, queues_interval: float, timeline_limit: int) -> None:
         self.clock = clock
         self.sessions = sessions
-        self.roster = roster
         self.queries = queries
         self.history = history
         self.view = queries  # agents, tasks and offers as the live router sees them

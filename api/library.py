@@ -6,10 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 from dispatcher.domain.errors import DomainError
-from dispatcher.domain.metrics import INTERVALS, METRICS, SCOPES, Figures
+from dispatcher.domain.metrics import INTERVALS
 from dispatcher.service.access import roles_for
 from dispatcher.service.answers import answer_json
-from dispatcher.service.reports import Report, interval_name, parse_interval, parse_time
+from dispatcher.service.reports import parse_interval, parse_time, report_data
 
 from . import schemas as s
 from .problems import Problem
@@ -44,36 +44,7 @@ async def report(services: Services, call: Call) -> Any:
         raise Problem(400, "invalid_value", str(exc)) from None
     built = await services.need("reports").build(start, end, parse_interval(
         p.get("interval", "1h")), p.get("queue"))
-    return report_json(built)
-
-
-def _figures(f: Figures, bucket: int | None) -> dict[str, dict[str, dict[str, Any]]]:
-    out: dict[str, dict[str, dict[str, Any]]] = {}
-    for scope in SCOPES:
-        keys = [""] if scope == "all" else f.keys(scope)
-        part = {k: f.cell(scope, k, bucket).values() for k in keys
-                if not f.cell(scope, k, bucket).empty}
-        if part:
-            out[scope] = part
-    return out
-
-
-def report_json(report: Report) -> dict[str, Any]:
-    """A report's figures as JSON values (times in epoch seconds; the metrics' definitions,
-    docs/metrics.md, under `definitions`)."""
-    f = report.figures
-    return {
-        "report": {"from": report.start, "to": report.end,
-                   "interval": interval_name(report.interval), "queue": report.queue,
-                   "events": report.events, "generated_at": report.generated_at,
-                   "until": report.until},
-        "definitions": METRICS,
-        "period": _figures(f, None),
-        "agents": {a: f.cell("agent", a).values() for a in f.keys("agent")},
-        "intervals": [{"from": f.bucket_start(b),
-                       "to": min(report.end, f.bucket_start(b) + report.interval),
-                       "figures": _figures(f, b)} for b in f.buckets],
-    }
+    return report_data(built)
 
 
 ROUTES = [

@@ -1,4 +1,4 @@
-"""What the API's handlers call: the service objects of the edge context, by name, and the
+"""What the API's handlers call: the service objects the plugin hands over, and the
 conversion of their results to JSON values. A service this process lacks answers 503."""
 
 from __future__ import annotations
@@ -8,29 +8,29 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
+from dispatcher.service.answers import Library
+from dispatcher.service.backoffice import BackOffice
+from dispatcher.service.configuration import Configuration
+from dispatcher.service.history import History
+from dispatcher.service.reports import Reports
+from dispatcher.service.tasks import Tasks
+from dispatcher.service.webhooks import Webhooks
+
 from .problems import Problem
 
 
 @dataclass(frozen=True)
 class Services:
-    tasks: Any = None  # dispatcher.service.tasks.Tasks
-    backoffice: Any = None  # dispatcher.service.backoffice.BackOffice (supervisors)
-    history: Any = None  # dispatcher.service.history.History (an agent's customers)
-    library: Any = None  # dispatcher.service.answers.Library
-    reports: Any = None  # dispatcher.service.reports.Reports
-    configuration: Any = None  # dispatcher.service.configuration.Configuration
-    webhooks: Any = None  # dispatcher.service.webhooks.Webhooks
+    """The services the routes call (the plugin fills it from the runtime's context); one this
+    process runs without is None, and its routes answer 503."""
 
-    @classmethod
-    def of(cls, context: Any) -> Services:
-        answers = getattr(context, "answers", None)
-        return cls(tasks=getattr(context, "tasks", None),
-                   backoffice=getattr(context, "backoffice", None),
-                   history=getattr(context, "history", None),
-                   library=getattr(answers, "library", None),
-                   reports=getattr(context, "reports", None),
-                   configuration=getattr(context, "configuration", None),
-                   webhooks=getattr(context, "webhooks", None))
+    tasks: Tasks | None = None
+    backoffice: BackOffice | None = None  # supervisors
+    history: History | None = None  # an agent's customers
+    library: Library | None = None
+    reports: Reports | None = None
+    configuration: Configuration | None = None
+    webhooks: Webhooks | None = None
 
     def need(self, name: str) -> Any:
         service = getattr(self, name)

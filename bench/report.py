@@ -39,9 +39,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import sqlalchemy as sa  # noqa: E402
 
+from admin.report_views import render  # noqa: E402
 from dispatcher.domain import events as ev  # noqa: E402
 from dispatcher.domain.metrics import DAY, HOUR, QueueTarget, Tally  # noqa: E402
-from dispatcher.runtime.report_views import render  # noqa: E402
 from dispatcher.service.reports import Report  # noqa: E402
 from dispatcher.storage import schema  # noqa: E402
 from dispatcher.storage import tables as t  # noqa: E402

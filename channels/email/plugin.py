@@ -3,11 +3,12 @@
 `build(context, settings)` needs `context.mail`, the `dispatcher.service.mail.Mail` the runtime
 builds; it sets the channel's policy on it and returns the edge: SMTP intake, the outbound
 relay, and (when `imap_host` is set) IMAP polling of a mailbox, started and stopped together.
-With `context.codification` it registers the spamd scorer (`spamd_host`, spam.py); with a site
-root it hangs the web form on `/forms/contact` (form.py), its body capped at `form_max_bytes`
-before it is read (the site's `max_body_bytes` attribute, dispatcher/runtime/http.py), and, with
-`context.answers`, the public knowledge-base page on `/help` (help.py): the customer-facing
-pages live together here.
+With `context.codification` it registers the spamd scorer (`spamd_host`, spam.py); on the site
+root it hangs the web form on `/forms/contact` (form.py, when `form_enabled`), its body capped
+at `form_max_bytes` before it is read (the site's `max_body_bytes` attribute,
+dispatcher/runtime/http.py), and, with `context.answers`, the public knowledge-base page on
+`/help` (help.py): the customer-facing pages live together here. The services are read from
+the context by name (typed fields) and handed to the edge's parts as constructor arguments.
 
 The SMTP port is behind the process's connection gate (dispatcher/net.py: concurrent sessions
 per source address, the global budget) and a per-source rate of new sessions
@@ -24,10 +25,14 @@ from typing import Any
 
 from twisted.internet import defer
 from twisted.internet.protocol import ServerFactory
+from twisted.web.resource import Resource
 
 from dispatcher import net
 from dispatcher.guard import Budget, Throttled
+from dispatcher.service.codification import Codification
 from dispatcher.service.edges import EdgeContext, EdgeSpec
+from dispatcher.service.mail import Mail
+from dispatcher.service.ports import EdgeReactor
 
 from . import help as help_page
 from .authenticity import is_trusted
@@ -60,7 +65,7 @@ class SessionRate(ServerFactory):
     names the sources it does not count (the relays we trust: an MX hands over all mail from
     one address)."""
 
-    def __init__(self, intake: Any, per_minute: int, clock: Any, refusal: bytes,
+    def __init__(self, intake: SmtpIntake, per_minute: int, clock: EdgeReactor, refusal: bytes,
                  exempt: Callable[[str], bool] = lambda host: False) -> None:
         self.intake = intake
         self.exempt = exempt
@@ -87,7 +92,7 @@ class SessionRate(ServerFactory):
 
 
 class EmailEdge:
-    def __init__(self, reactor: Any, mail: Any, settings: EmailSettings) -> None:
+    def __init__(self, reactor: EdgeReactor, mail: Mail, settings: EmailSettings) -> None:
         self.reactor = reactor
         self.mail = mail
         self.settings = settings
@@ -137,23 +142,19 @@ class EmailEdge:
 
 
 def build(context: EdgeContext, settings: EmailSettings) -> EmailEdge:
-    if context.mail is None:
+    mail = context.mail
+    if mail is None:
         raise RuntimeError("the e-mail edge needs EdgeContext.mail (dispatcher.service.mail.Mail)")
     Routes.from_settings(settings)  # refuse bad recipient routes at start
     limits_from(settings)  # and bad reading limits
     check_imap(settings)
-    context.mail.configure(policy_from(settings))
-    _codification(context, settings)
-    _help(context)
-    return EmailEdge(context.reactor, context.mail, settings)
-
-
-def _help(context: EdgeContext) -> None:
-    """The public knowledge-base page (help.py) on `/help`, when the runtime has the answer
-    library and a site."""
-    answers = getattr(context, "answers", None)
-    if answers is not None and context.site_root is not None:
-        help_page.mount(context.site_root, answers.library)
+    mail.configure(policy_from(settings))
+    if context.codification is not None:
+        _spam(context.codification, context.reactor, settings)
+    _form(context.site_root, mail, settings)
+    if context.answers is not None:  # the public knowledge-base page (help.py) on `/help`
+        help_page.mount(context.site_root, context.answers.library)
+    return EmailEdge(context.reactor, mail, settings)
 
 
 def form_too_large(limit: int, request: Any) -> tuple[bytes, bytes]:
@@ -164,27 +165,30 @@ def form_too_large(limit: int, request: Any) -> tuple[bytes, bytes]:
     return b"text/html; charset=utf-8", answer_page(413, data).encode()
 
 
-def _codification(context: EdgeContext, settings: EmailSettings) -> None:
-    """Spam scoring (spam.py) and the web form (form.py), when the runtime has them."""
-    codification = getattr(context, "codification", None)
-    if codification is not None:
-        scorer = SpamdClient(context.reactor, settings.spamd_host, settings.spamd_port,
-                             settings.spamd_timeout, settings.spamd_max_bytes
-                             ) if settings.spamd_host else None
-        codification.set_scorer(scorer.check if scorer else None)
-        codification.use_spam_queue(settings.spam_queue)
+def _spam(codification: Codification, reactor: EdgeReactor, settings: EmailSettings) -> None:
+    """Spam scoring (spam.py, when `spamd_host` is set) and the spam queue, registered by
+    calls on the codification service."""
+    scorer = SpamdClient(reactor, settings.spamd_host, settings.spamd_port,
+                         settings.spamd_timeout, settings.spamd_max_bytes
+                         ) if settings.spamd_host else None
+    codification.set_scorer(scorer.check if scorer else None)
+    codification.use_spam_queue(settings.spam_queue)
+
+
+def _form(site_root: Resource, mail: Mail, settings: EmailSettings) -> None:
+    """The web form (form.py) on `/forms/contact`, when enabled and given a queue."""
     parse_types(settings.form_types)  # refuse a bad mapping at start
     queue = settings.form_queue.strip() or settings.default_queue.strip()
-    if settings.form_enabled and context.site_root is not None:
+    if settings.form_enabled:
         if not queue:
             log.warning("e-mail: no web form (set email.form_queue or email.default_queue)")
             return
-        forms = forms_resource(context.mail, settings, queue)
+        forms = forms_resource(mail, settings, queue)
         contact = forms.children.get(b"contact")
         if contact is not None:  # refused by the HTTP channel before the body is read
             contact.max_body_bytes = settings.form_max_bytes
             contact.too_large = form_too_large
-        context.site_root.putChild(b"forms", forms)
+        site_root.putChild(b"forms", forms)
         log.info("e-mail: web form at /forms/contact (queue %s)", queue)
 
 

@@ -57,7 +57,12 @@ from dispatcher.domain.errors import DomainError, InvalidValue
 from dispatcher.domain.tasks import Channel, TaskState
 from dispatcher.guard import Throttled
 from dispatcher.service import tokens
+from dispatcher.service.assignment import Assignment
+from dispatcher.service.calls import Calls
 from dispatcher.service.edges import EdgeContext
+from dispatcher.service.ports import EdgeReactor
+from dispatcher.service.queries import Queries
+from dispatcher.service.sessions import Sessions
 from dispatcher.service.wire import Incidents
 
 from . import messages as m
@@ -199,13 +204,17 @@ class Cti:
     """The CTI of one dispatcher: its WebSocket server, its HTTP resource, and the outcome
     listener that turns offers and their endings into `offer`/`route`/`cancel_route`."""
 
-    def __init__(self, context: EdgeContext, settings: CtiSettings) -> None:
-        if context.calls is None:
-            raise ValueError("the CTI needs the phone service (EdgeContext.calls)")
-        self.context = context
+    def __init__(self, settings: CtiSettings, *, reactor: EdgeReactor, calls: Calls,
+                 queries: Queries, sessions: Sessions, assignment: Assignment,
+                 site_root: Resource, token_secret: bytes | None = None) -> None:
         self.settings = settings
-        self.calls = context.calls
-        self.queries = context.queries
+        self.reactor = reactor
+        self.calls = calls
+        self.queries = queries
+        self.sessions = sessions
+        self.assignment = assignment
+        self.site_root = site_root
+        self.token_secret = token_secret  # the database's HS256 secret, when the runtime has one
         self.numbers = settings.number_map()
         self.origins = settings.origins()
         self.verifier: tokens.Verifier | None = None
@@ -228,16 +237,16 @@ class Cti:
         keys = tokens.load_keys(
             self.settings.jwt_algorithm, secret_file=self.settings.jwt_secret_file,
             public_key_file=self.settings.jwt_public_key_file,
-            stored=getattr(self.context, "token_secret", None), label="cti")
+            stored=self.token_secret, label="cti")
         self.verifier = tokens.Verifier(
             keys, self.settings.issuer, self.settings.audience, self.settings.leeway_seconds,
             max_integration_lifetime=self.settings.max_token_lifetime_seconds)
         if self._revoked not in self.verifier.revoked.listeners:
             self.verifier.revoked.listeners.append(self._revoked)
         if not self._listening:
-            self.context.assignment.listen(self.on_outcome)
+            self.assignment.listen(self.on_outcome)
             self._listening = True
-        mount(self.context.site_root, self)
+        mount(self.site_root, self)
         return to_deferred(self._start())
 
     async def _start(self) -> None:
@@ -331,7 +340,7 @@ class Cti:
         self._tokens[link] = claims
         log.info("cti: integration %s connected", claims.sub)
         link.push({"type": m.WELCOME, "v": m.PROTOCOL_VERSION, "integration": claims.sub,
-                   "server_time": self.context.reactor.seconds()})
+                   "server_time": self.reactor.seconds()})
         for task_id, frame in list(self._routes.items()):  # routes the PBX may have missed
             ref = self._refs.get(task_id)
             if ref is not None and ref.integration == claims.sub:
@@ -458,7 +467,7 @@ class Cti:
             raise Refused("offer_not_current", f"call {call_id} is not routed to an agent")
         agent_id = task.agent_id  # the task changes hands below
         log.info("cti: %s could not connect %s to %s: %s", sub, call_id, agent_id, reason)
-        await to_future(self.context.sessions.transfer(
+        await to_future(self.sessions.transfer(
             task.id, queue=task.queue, actor=m.INTEGRATION_ACTOR_PREFIX + sub))
         return m.ok(rid, call_id=call_id, agent_id=agent_id)
 
@@ -705,4 +714,9 @@ def mount(root: Resource | None, cti: Cti) -> None:
 
 
 def build_cti(context: EdgeContext, settings: CtiSettings) -> Cti:
-    return Cti(context, settings)
+    """The CTI alone as an edge (`EdgeSpec(build=build_cti)`); the phone edge builds it too."""
+    if context.calls is None:
+        raise ValueError("the CTI needs the phone service (EdgeContext.calls)")
+    return Cti(settings, reactor=context.reactor, calls=context.calls, queries=context.queries,
+               sessions=context.sessions, assignment=context.assignment,
+               site_root=context.site_root, token_secret=context.token_secret)

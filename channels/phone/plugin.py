@@ -18,11 +18,15 @@ import logging
 
 from twisted.internet import defer
 
+from dispatcher.service.assignment import Assignment
+from dispatcher.service.calls import Calls
 from dispatcher.service.edges import EdgeContext, EdgeSpec
+from dispatcher.service.ports import EdgeReactor
+from dispatcher.service.queries import Queries
 
 from .config import PhoneSettings, check
 from .control import CallControl
-from .cti import Cti, CtiSettings, build_cti
+from .cti import Cti, CtiSettings
 from .registrar import Registrar
 from .sip import Endpoint
 
@@ -30,28 +34,25 @@ log = logging.getLogger(__name__)
 
 
 class PhoneEdge:
-    def __init__(self, context: EdgeContext, settings: PhoneSettings) -> None:
-        self.reactor = context.reactor
-        self.calls = context.calls
-        self.assignment = context.assignment
+    def __init__(self, settings: PhoneSettings, *, reactor: EdgeReactor, calls: Calls,
+                 assignment: Assignment, queries: Queries, cti: Cti | None = None) -> None:
+        self.reactor = reactor
+        self.calls = calls
+        self.assignment = assignment
         self.settings = settings
         self.parts: list[str] = []
         self.control: CallControl | None = None
         self.endpoint: Endpoint | None = None
         if settings.sip_enabled:
-            registrar = Registrar(context.reactor, context.calls, settings)
-            self.control = CallControl(context.reactor, context.calls, context.queries,
-                                       settings, registrar)
+            registrar = Registrar(reactor, calls, settings)
+            self.control = CallControl(reactor, calls, queries, settings, registrar)
             tcp = None if settings.tcp_port < 0 else settings.tcp_port
-            self.endpoint = Endpoint(context.reactor, self.control, settings.host,
-                                     settings.udp_port, tcp)
+            self.endpoint = Endpoint(reactor, self.control, settings.host, settings.udp_port, tcp)
             self.control.attach(self.endpoint)
             self.parts.append("sip")
-        # The CTI API (cti.py): its `cti_*` settings; devices are required here, not by it.
-        self.cti: Cti | None = None
-        if settings.cti_enabled:
-            self.cti = build_cti(context, dataclasses.replace(CtiSettings.from_phone(settings),
-                                                              require_devices=False))
+        # The CTI API (cti.py), when `cti_enabled`: started after SIP, stopped before it.
+        self.cti = cti
+        if cti is not None:
             self.parts.append("cti")
 
     def start(self) -> defer.Deferred:
@@ -81,10 +82,18 @@ class PhoneEdge:
 
 
 def build(context: EdgeContext, settings: PhoneSettings) -> PhoneEdge:
-    if context.calls is None:
+    calls = context.calls
+    if calls is None:
         raise RuntimeError("the phone edge needs EdgeContext.calls (dispatcher.service.calls)")
     check(settings)
-    return PhoneEdge(context, settings)
+    cti = None
+    if settings.cti_enabled:  # its `cti_*` settings; devices are required here, not by it
+        cti = Cti(dataclasses.replace(CtiSettings.from_phone(settings), require_devices=False),
+                  reactor=context.reactor, calls=calls, queries=context.queries,
+                  sessions=context.sessions, assignment=context.assignment,
+                  site_root=context.site_root, token_secret=context.token_secret)
+    return PhoneEdge(settings, reactor=context.reactor, calls=calls,
+                     assignment=context.assignment, queries=context.queries, cti=cti)
 
 
 EDGE = EdgeSpec(name="phone", settings=PhoneSettings, build=build)

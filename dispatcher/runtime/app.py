@@ -1,7 +1,8 @@
 """The composition root: builds the store, the router and the services from a Config, and
 starts and stops them. Constructor injection only; nothing else creates concrete classes.
 
-`Storage` is the database side alone (for the admin commands); `App` is the whole dispatcher
+`Storage` is the database side alone, and `CommandServices` the services over it that the
+edges' commands get (the admin edge's, the console's `token`); `App` is the whole dispatcher
 (for `serve`, `demo`): on start it refuses a stale schema, rebuilds the router from the
 database and re-arms every timer.
 """
@@ -33,18 +34,21 @@ from dispatcher.service.collaboration import Collaboration
 from dispatcher.service.configuration import Configuration, ConfigurationWatch
 from dispatcher.service.conversation import Conversation
 from dispatcher.service.customers import Customers
-from dispatcher.service.edges import Edge, EdgeContext, EdgeSpec
+from dispatcher.service.edges import Edge, EdgeCommandContext, EdgeContext, EdgeSpec
+from dispatcher.service.health import Readiness
 from dispatcher.service.history import History
 from dispatcher.service.intake import Intake
 from dispatcher.service.mail import Mail
 from dispatcher.service.queries import Queries
+from dispatcher.service.records import Records
 from dispatcher.service.recovery import Recovery
 from dispatcher.service.reports import Reports, Today
 from dispatcher.service.review import AnswerServices, Review
-from dispatcher.service.roster import Roster
+from dispatcher.service.revocation import TokenRevocation
 from dispatcher.service.sessions import Sessions
 from dispatcher.service.supervision import Balancing, Supervision
 from dispatcher.service.tasks import Tasks
+from dispatcher.service.token_settings import verifier_from
 from dispatcher.service.webhooks import Deliverer, Webhooks
 from dispatcher.storage import schema
 from dispatcher.storage.accounts import SqlAccounts
@@ -70,6 +74,7 @@ from .metrics import Metrics, MetricsPage
 log = logging.getLogger(__name__)
 
 LEADER_RENEWALS_PER_TTL = 3
+CONSOLE_EDGE = "console"  # whose token settings /report accepts
 
 
 class StaleSchema(Exception):
@@ -129,6 +134,53 @@ def load_token_secret(storage: Storage, reactor: Any) -> Deferred[bytes]:
     return tokens.stored_secret(storage.secrets, reactor.seconds())
 
 
+class CommandServices:
+    """The services an edge's command uses (`EdgeCommandContext`), over one open `Storage`: the
+    command line's process runs no router, so no service here applies a change live; a running
+    server on the same database does, through its watches. The one place, besides `App`, where
+    services are built over the stores."""
+
+    def __init__(self, storage: Storage, reactor: Any) -> None:
+        self.storage = storage
+        self.reactor = reactor
+        # Reports read the log on their own connection, opened only by a command that reads it.
+        self.report_events: SqlReportStore | None = None
+
+    def _report_events(self) -> SqlReportStore:
+        if self.report_events is None:
+            self.report_events = SqlReportStore(self.storage.url, self.reactor)
+            self.report_events.start()
+        return self.report_events
+
+    async def context(self, token_secret: bool = True) -> EdgeCommandContext:
+        """The command's context; `token_secret`: load (or make) the database's token secret."""
+        s, reactor = self.storage, self.reactor
+        return EdgeCommandContext(
+            reactor=reactor,
+            accounts=accounts_service(s, reactor),
+            token_secret=await load_token_secret(s, reactor) if token_secret else None,
+            configuration=Configuration(s.store, reactor, phones=s.phones, codes=s.codes),
+            library=Library(s.answers, reactor),
+            records=Records(s.store, s.answers, s.codes, s.phones),
+            revocations=TokenRevocation(s.revocations, reactor),
+            reports=Reports(_Lazy(self._report_events), s.store, reactor),
+        )
+
+    def stop(self) -> None:
+        if self.report_events is not None:
+            self.report_events.stop()
+
+
+class _Lazy:
+    """An object made on first use (its attributes looked up then)."""
+
+    def __init__(self, make: Any) -> None:
+        self._make = make
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._make(), name)
+
+
 class App:
     def __init__(self, config: Config, reactor: Any) -> None:
         self.config = config
@@ -140,7 +192,15 @@ class App:
         self.intake = Intake(self.assignment, self.store, reactor)
         self.sessions = Sessions(self.assignment)
         self.queries = Queries(self.router, self.store)
-        self.roster = Roster(self.assignment, self.store)
+        self.calls = Calls(self.assignment, self.intake, self.storage.phones)
+        # Configuration (agents, queues, calendars, phones, categories): one service for the
+        # CLI, supervisors and the API, applied live here; the watch applies what another
+        # process (the CLI) changed on the database within a few seconds.
+        self.configuration = Configuration(
+            self.store, reactor, phones=self.storage.phones, codes=self.storage.codes,
+            assignment=self.assignment, intake=self.intake, calls=self.calls)
+        self.configuration_watch = ConfigurationWatch(self.storage.configuration_log,
+                                                      self.configuration, reactor)
         self.mail = Mail(self.assignment, self.store, reactor, self.intake,
                          uploads=self.storage.uploads)
         # What an agent reads of a task: its thread, notes, files (the console serves it).
@@ -150,10 +210,11 @@ class App:
         # (Mail.codify_with), classifier trained off the reactor; collaboration: notes, consults
         # (their answers taken in by Mail.intercept_with), reminders, redirects.
         self.codification = Codification(
-            self.assignment, self.store, self.storage.codes, reactor, self.intake, self.roster,
-            run_in_thread=lambda fn, *a: threads.deferToThreadPool(
+            self.assignment, self.store, self.storage.codes, reactor, self.intake,
+            self.configuration, run_in_thread=lambda fn, *a: threads.deferToThreadPool(
                 reactor, reactor.getThreadPool(), fn, *a))
         self.mail.codify_with(self.codification)
+        self.configuration.reload_categories_with(self.codification)
         self.collaboration = Collaboration(self.assignment, self.store, self.storage.collab,
                                            reactor, self.intake, self.sessions, self.mail)
         self.mail.intercept_with(self.collaboration)
@@ -164,28 +225,19 @@ class App:
         self.review = Review(self.library, self.mail, self.storage.answers, self.store,
                              self.assignment, reactor)
         self.mail.answer_with(self.review)
-        self.calls = Calls(self.assignment, self.intake, self.storage.phones)
-        # Configuration (agents, queues, calendars, phones, categories): one service for the
-        # CLI, supervisors and the API, applied live here; the watch applies what another
-        # process (the CLI) changed on the database within a few seconds.
-        self.configuration = Configuration(
-            self.store, reactor, phones=self.storage.phones, codes=self.storage.codes,
-            assignment=self.assignment, intake=self.intake, calls=self.calls,
-            codification=self.codification)
-        self.configuration_watch = ConfigurationWatch(self.storage.configuration_log,
-                                                      self.configuration, reactor)
         # At start: the router rebuilt, timers re-armed, SIP calls lost in a crash settled.
         self.recovery = Recovery(self.assignment, self.calls, self.store)
         # Reports and today's figures read the log on their own connection (report.py).
         self.report_events = SqlReportStore(config.database.url, reactor)
         self.reports = Reports(self.report_events, self.store, reactor)
         self.today = Today(self.report_events, self.store, reactor)
-        self.metrics = Metrics(self.queries, reactor, self.today, self.storage.commit)
+        self.metrics = Metrics(self.queries, reactor, self.today, self.storage.commit,
+                               self.storage.webhooks)
         self.assignment.listen(self.metrics.on_outcome)
         # Supervisors: the live state (today's service level through `today`) and balancing.
         self.supervision = Supervision(self.router, reactor, self.today)
         self.assignment.listen(self.supervision.on_outcome)
-        self.balancing = Balancing(self.assignment, self.roster, self.sessions)
+        self.balancing = Balancing(self.assignment, self.configuration, self.sessions)
         # Tasks for the REST API: list, show, create through Intake, cancel, reprioritise.
         self.tasks = Tasks(self.queries, self.store, self.intake, self.sessions,
                            self.assignment, self.conversation)
@@ -201,7 +253,7 @@ class App:
             self.storage.webhooks, reactor, self.webhook_poster, poll=hooks.poll_seconds,
             max_attempts=hooks.max_attempts, timeout=hooks.timeout,
             max_in_flight=hooks.max_in_flight, per_subscription=hooks.per_subscription,
-            keep_days=hooks.keep_days)
+            keep_days=hooks.keep_days, on_result=self.metrics.on_webhook)
         # Console accounts (sign-in, the rule for tokens) and the token secret kept in the
         # database (loaded at start: the edges and /report verify with it).
         self.accounts = accounts_service(self.storage, reactor)
@@ -268,34 +320,28 @@ class App:
 
         return to_deferred(self.lock.renew()).addCallback(checked)
 
+    def people_tokens(self) -> tokens.Verifier:
+        """A verifier of people's tokens with the console's keys (its settings read by
+        attribute: the runtime imports no edge) and the secret kept in the database."""
+        settings = self.config.edges.get(CONSOLE_EDGE)
+        if settings is None:
+            raise tokens.KeyProblem("no console settings: reports need its token keys")
+        return verifier_from(settings, self.token_secret)
+
     def mount_http(self, site_root: Any) -> None:
-        """The runtime's own pages: /healthz with a database probe, /metrics, /report."""
-        from .http import Health
-        from .report_page import CONSOLE_EDGE, ReportPage, verifier_from
-
-        site_root.putChild(b"healthz", Health(self.router, self.report_events.ping,
-                                              self.reactor))
+        """The runtime's own page: /metrics (its Prometheus registry is wired here); /healthz
+        and /report are the admin edge's."""
         site_root.putChild(b"metrics", MetricsPage(self.metrics))
-
-        def verifier() -> Any:
-            from dispatcher.service.tokens import KeyProblem
-
-            settings = self.config.edges.get(CONSOLE_EDGE)
-            if settings is None:
-                raise KeyProblem("no console settings: reports need its token keys")
-            return verifier_from(settings, self.token_secret)
-
-        site_root.putChild(b"report", ReportPage(self.reports, verifier))
 
     def build_edges(self, specs: dict[str, EdgeSpec], site_root: Any) -> list[str]:
         """Build every edge whose settings say enabled; returns their names."""
         self.mount_http(site_root)
         context = EdgeContext(
             reactor=self.reactor, intake=self.intake, sessions=self.sessions,
-            queries=self.queries, roster=self.roster, assignment=self.assignment,
+            queries=self.queries, configuration=self.configuration, assignment=self.assignment,
             site_root=site_root, mail=self.mail, history=self.history, calls=self.calls,
             conversation=self.conversation,
-            reports=self.reports, today=self.today,
+            reports=self.reports,
             answers=AnswerServices(self.library, self.review),
             codification=self.codification, collaboration=self.collaboration,
             supervision=self.supervision, balancing=self.balancing,
@@ -303,7 +349,8 @@ class App:
             tasks=self.tasks,
             webhooks=self.webhooks,
             accounts=self.accounts, token_secret=self.token_secret,
-            configuration=self.configuration,
+            health=Readiness(self.router, self.report_events.ping),
+            people_tokens=self.people_tokens,
         )
         for name, spec in sorted(specs.items()):
             settings = self.config.edges.get(name) or spec.settings()

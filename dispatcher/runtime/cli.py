@@ -16,6 +16,11 @@ reactor, parses arguments, loads the configuration (every error at once), runs o
     switchboard token revoke --jti JTI | --subject ID   (a running server hears it within
                                                          REVOCATION_POLL_SECONDS)
 
+The runtime keeps `serve`, `demo`, `simulate` and `db`; the operator's commands (agents ...
+accounts, report, token revoke) are the admin edge's (admin/commands.py) and `token` the
+console's, each loaded through the entry points and run here with the database open and the
+services over it (`EdgeCommandContext`).
+
 What it promises: every command and option has help, with its default; commands that read or
 change a database never create one (a missing SQLite file is an error, exit 2; only `db
 upgrade` and `demo` make one); bad input is a one-line `error: ...` (exit 2), never a
@@ -49,10 +54,7 @@ EPILOG = (
     "(or --config), overridden by SWITCHBOARD_<SECTION>_<KEY> variables (README, "
     "'Configuration')."
 )
-NOT_LIVE = " (a running server applies it within a few seconds)"
-TASK_STATES = ("queued", "offered", "assigned", "wrap_up", "completed", "cancelled", "abandoned")
 JSON_HELP = "print JSON instead of text"
-PROGRESS_AFTER_SECONDS = 1.0  # a command that takes longer shows its progress on stderr
 
 
 class HelpFormatter(argparse.HelpFormatter):
@@ -87,19 +89,7 @@ def _install_reactor() -> None:
         asyncioreactor.install()
 
 
-def _pairs(by_channel) -> str:
-    """{PHONE: 20.0, EMAIL: 60.0} -> 'phone=20,email=60' (defaults shown in the help)."""
-    return ",".join(f"{getattr(c, 'value', c)}={v:g}" for c, v in by_channel.items())
-
-
 def build_parser(specs: dict | None = None) -> argparse.ArgumentParser:
-    from dispatcher.domain.agents import DEFAULT_CAPACITY
-    from dispatcher.domain.queues import (
-        DEFAULT_OFFER_TIMEOUT,
-        DEFAULT_SL_TARGET,
-        DEFAULT_WRAP_UP_SECONDS,
-    )
-
     p = argparse.ArgumentParser(prog="switchboard", description=DESCRIPTION, epilog=EPILOG,
                                 formatter_class=HelpFormatter)
     p.add_argument("--version", action="version", version=f"switchboard {_version()}")
@@ -145,121 +135,7 @@ def build_parser(specs: dict | None = None) -> argparse.ArgumentParser:
     db.add_parser("upgrade", help="create the database or apply every missing migration")
     db.add_parser("check", help="exit 1 when the schema is not up to date (or missing)")
 
-    agents = sub.add_parser("agents", help="the agents: skills, queues, capacity"
-                            ).add_subparsers(dest="action", required=True, metavar="ACTION")
-    a = agents.add_parser("add", help="add or update an agent" + NOT_LIVE)
-    a.add_argument("id", help="the agent's id (also their console sign-in id)")
-    a.add_argument("--name", help="the name shown to supervisors and customers (default: the id)")
-    a.add_argument("--skills", help="skill=level,... (levels 0-10)")
-    a.add_argument("--queues", help="queue,queue,... they serve (each must exist)")
-    a.add_argument("--capacity", help="tasks at a time per channel, e.g. phone=1,email=3 "
-                                      f"(default: {_pairs(DEFAULT_CAPACITY)})")
-    a.add_argument("--channels", help="email,phone: the channels they handle (default: both)")
-    a = agents.add_parser("set-skills", help="replace an agent's skills" + NOT_LIVE)
-    a.add_argument("id", help="the agent's id")
-    a.add_argument("skills", help="skill=level,... (levels 0-10)")
-    a = agents.add_parser("list", help="every agent with skills, queues and capacity")
-    a.add_argument("--json", action="store_true", help=JSON_HELP)
-    a = agents.add_parser("remove", help="delete an agent; refused while they hold work"
-                          + NOT_LIVE)
-    a.add_argument("id", help="the agent's id")
-    a = agents.add_parser("disable", help="keep an agent but give them no work; refused while "
-                          "they hold work" + NOT_LIVE)
-    a.add_argument("id", help="the agent's id")
-    a = agents.add_parser("enable", help="let a disabled agent work again" + NOT_LIVE)
-    a.add_argument("id", help="the agent's id")
-
-    queues = sub.add_parser("queues", help="the queues: requirements, escalation, deadlines"
-                            ).add_subparsers(dest="action", required=True, metavar="ACTION")
-    q = queues.add_parser("add", help="add or update a queue" + NOT_LIVE)
-    q.add_argument("name", help="letters, digits, _ . - (it appears in addresses and settings)")
-    q.add_argument("--requires", help="skill=level,... an agent needs")
-    q.add_argument("--step", action="append",
-                   help="escalation: SECONDS:skill=level,... ('-' drops a skill); repeatable")
-    q.add_argument("--mode", choices=["push", "pull"], default="push",
-                   help="push: offered to agents; pull: agents pick from a list")
-    q.add_argument("--choice", choices=["longest_idle", "highest_skill"], default="longest_idle",
-                   help="which available agent is offered a task")
-    q.add_argument("--priority", type=int, default=0,
-                   help="added to its tasks' own priority when they are ordered")
-    q.add_argument("--sl-target", help="service-level target per channel, seconds "
-                                       f"(default: {_pairs(DEFAULT_SL_TARGET)})")
-    q.add_argument("--offer-timeout", help="seconds an offer waits for its agent "
-                                           f"(default: {_pairs(DEFAULT_OFFER_TIMEOUT)})")
-    q.add_argument("--wrap-up", type=float, help="seconds of wrap-up after a call "
-                                                 f"(default: {DEFAULT_WRAP_UP_SECONDS:g})")
-    q.add_argument("--calendar", help="business calendar name (see `calendars add`)")
-    q.add_argument("--deadline", help="e-mail deadline: 'sliding 24h' or 'scheduled 12:00 +1'")
-    q.add_argument("--dispositions",
-                   help="the codes agents close tasks with: 'solved=Solved,callback=Call back "
-                        "later' (none: any code)")
-    q = queues.add_parser("list", help="every queue with its rules")
-    q.add_argument("--json", action="store_true", help=JSON_HELP)
-    q = queues.add_parser("remove", help="delete a queue (agents are dropped from it); refused "
-                          "while tasks wait in it or are held" + NOT_LIVE)
-    q.add_argument("name", help="the queue's name")
-    q = queues.add_parser("disable", help="keep a queue but take no new tasks in it; refused "
-                          "while tasks wait in it or are held" + NOT_LIVE)
-    q.add_argument("name", help="the queue's name")
-    q = queues.add_parser("enable", help="let a disabled queue take tasks again" + NOT_LIVE)
-    q.add_argument("name", help="the queue's name")
-
-    tasks = sub.add_parser("tasks", help="the work: e-mails and calls"
-                           ).add_subparsers(dest="action", required=True, metavar="ACTION")
-    t = tasks.add_parser("list", help="tasks, newest first: request number, state, age, agent, "
-                                      "customer, subject or caller")
-    t.add_argument("--state", choices=TASK_STATES, help="only tasks in this state")
-    t.add_argument("--queue", help="only this queue's tasks")
-    t.add_argument("--limit", type=int, default=100, help="the newest N (0: all)")
-    t.add_argument("--json", action="store_true", help=JSON_HELP)
-    t = tasks.add_parser("show", help="a task, its customer, its conversation and its full "
-                                      "trail of events")
-    t.add_argument("id", help="a task id or a request number (SB-000123)")
-    t.add_argument("--json", action="store_true", help=JSON_HELP + " (by task id)")
-
-    revoke = sub.add_parser(
-        REVOKE_COMMAND, help="revoke console/CTI tokens (also `switchboard token revoke`)"
-    ).add_subparsers(dest="action", required=True, metavar="ACTION")
-    r = revoke.add_parser("revoke", help="refuse a token (by its jti) or every token of a "
-                                         "subject issued until now; running servers close "
-                                         "the sessions within a few seconds")
-    which = r.add_mutually_exclusive_group(required=True)
-    which.add_argument("--jti", help="the token's `jti` claim (tokens we issue have one)")
-    which.add_argument("--subject", help="an agent's id, a supervisor's id or a PBX's name: "
-                                         "every token issued to it before now")
-
-    cal = sub.add_parser("calendars", help="business calendars for deadlines"
-                         ).add_subparsers(dest="action", required=True, metavar="ACTION")
-    c = cal.add_parser("add", help="add or update a business calendar" + NOT_LIVE)
-    c.add_argument("name", help="the calendar's name (queues name it with --calendar)")
-    c.add_argument("--timezone", required=True, help="IANA zone, e.g. Europe/Paris")
-    c.add_argument("--hours", required=True,
-                   help="'mon-fri=09:00-12:30,13:30-18:00;sat=09:00-12:00' (24:00 allowed)")
-    c.add_argument("--holidays", default="", help="ISO dates: 2026-12-25,2027-01-01")
-    c = cal.add_parser("list", help="every calendar")
-    c.add_argument("--json", action="store_true", help=JSON_HELP)
-
-    from .phones import add_commands as add_phone_commands
-
-    add_phone_commands(sub)
-
-    from .report import add_parser as add_report_parser
-
-    add_report_parser(sub)
-
-    from .answers import add_commands as add_answer_commands  # answers, kb
-
-    add_answer_commands(sub)
-
-    from .categories import add_commands as add_category_commands
-
-    add_category_commands(sub)
-
-    from .accounts import add_commands as add_account_commands  # console sign-in
-
-    add_account_commands(sub)
-
-    for spec in (specs or {}).values():  # commands the edges bring (e.g. `token`)
+    for spec in (specs or {}).values():  # commands the edges bring (admin's, `token`...)
         if spec.commands is not None:
             before = set(sub.choices)
             spec.commands(sub)
@@ -334,9 +210,7 @@ def _main(argv: list[str] | None = None) -> int:
         return _edge_command(args, config.edges[args.edge_name], url)
     try:
         if args.command == "db":
-            from . import admin
-
-            return admin.cmd_db_upgrade(url) if args.action == "upgrade" else admin.cmd_db_check(url)
+            return cmd_db_upgrade(url) if args.action == "upgrade" else cmd_db_check(url)
         if args.command == "serve":
             from .serve import serve
 
@@ -345,11 +219,7 @@ def _main(argv: list[str] | None = None) -> int:
             from .demo import demo
 
             return demo(args, config, specs)
-        if args.command == "report":
-            from .report import report_command
-
-            return report_command(args, url)
-        return _admin(args, url)
+        raise AssertionError(f"no command {args.command!r}")  # argparse knows every command
     except DomainError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -401,7 +271,8 @@ def _no_database(args, url: str) -> int | None:
 
 
 def _simulate(args) -> int:
-    from .report import ProgressLine
+    from dispatcher.progress import PROGRESS_AFTER_SECONDS, ProgressLine
+
     from .simulate import simulate
 
     line = None if args.quiet else ProgressLine(sys.stderr, label="simulate", unit="calls",
@@ -441,26 +312,30 @@ def _simulate(args) -> int:
 
 
 def _edge_command(args, settings, url: str) -> int:
-    """An edge's command (e.g. `token`): under the reactor with the database open, given the
-    console accounts and the token secret kept in the database (`EdgeCommandContext`)."""
+    """An edge's command (the admin edge's, the console's `token`...): under the reactor with
+    the database open, given the services over it (`EdgeCommandContext`, built by
+    app.CommandServices); the token secret kept in the database is loaded (made on first use)
+    unless the command's parser says `needs_token_secret=False`."""
 
     async def command(storage, args) -> int:
         import inspect
 
         from twisted.internet import reactor
 
-        from dispatcher.service.edges import EdgeCommandContext
+        from .app import CommandServices
 
-        from .app import accounts_service, load_token_secret
+        services = CommandServices(storage, reactor)
+        try:
+            context = await services.context(
+                token_secret=getattr(args, "needs_token_secret", True))
+            result = args.edge_command(args, settings, context)
+            if inspect.isawaitable(result):  # a coroutine or a Deferred
+                result = await result
+            return int(result)
+        finally:
+            services.stop()
 
-        context = EdgeCommandContext(reactor, accounts_service(storage, reactor),
-                                     await load_token_secret(storage, reactor))
-        result = args.edge_command(args, settings, context)
-        if inspect.isawaitable(result):  # a coroutine or a Deferred
-            result = await result
-        return int(result)
-
-    return _admin(args, url, command)
+    return _with_database(args, url, command)
 
 
 def _revoke_alias(argv: list[str]) -> list[str]:
@@ -473,61 +348,35 @@ def _revoke_alias(argv: list[str]) -> list[str]:
     return argv
 
 
-async def cmd_tokens_revoke(storage, args) -> int:
-    """Store the revocation; servers on this database read it within their poll interval."""
-    from twisted.internet import reactor
+def cmd_db_upgrade(url: str) -> int:
+    from dispatcher.storage import schema
 
-    from dispatcher.domain.errors import InvalidValue
-    from dispatcher.domain.events import OPERATOR
-    from dispatcher.service import tokens
-
-    now, actor = reactor.seconds(), OPERATOR
-    value = (args.jti or args.subject or "").strip()
-    if not value:
-        raise InvalidValue("give a non-empty --jti or --subject")
-    if args.jti:
-        await tokens.revoke_token(storage.revocations, value, now, actor,
-                                  revoked=tokens.RevocationList())
-        print(f"revoked the token {value}")
-    else:
-        await tokens.revoke_subject(storage.revocations, value, now, actor,
-                                    revoked=tokens.RevocationList())
-        print(f"revoked every token of {value} issued until now")
+    before = schema.current(url)
+    schema.upgrade(url)
+    print(f"schema {before or 'empty'} -> {schema.current(url)} (head)")
     return 0
 
 
-def _admin(args, url: str, command=None) -> int:
+def cmd_db_check(url: str) -> int:
+    from dispatcher.storage import schema
+
+    status = schema.check(url)
+    if status.ok:
+        print(f"schema up to date ({status.current})")
+        return 0
+    print(f"schema is at {status.current or 'nothing'}, head is {status.head}; "
+          f"{schema.STALE_SCHEMA_HINT}", file=sys.stderr)
+    return 1
+
+
+def _with_database(args, url: str, command) -> int:
+    """Run `await command(storage, args)` under the reactor with the database open (its schema
+    checked first); its exit code, or 2 for a DomainError, 4 for a database error."""
     from twisted.internet import reactor, task
     from twisted.internet.defer import ensureDeferred
 
-    from . import accounts, admin, phones
-    from . import answers as answer_commands
-    from . import categories as category_commands
     from .app import Storage
 
-    commands = {
-        ("agents", "add"): admin.cmd_agents_add,
-        ("agents", "list"): admin.cmd_agents_list,
-        ("agents", "set-skills"): admin.cmd_agents_set_skills,
-        ("agents", "remove"): admin.cmd_agents_remove,
-        ("agents", "disable"): admin.cmd_agents_disable,
-        ("agents", "enable"): admin.cmd_agents_enable,
-        ("queues", "add"): admin.cmd_queues_add,
-        ("queues", "list"): admin.cmd_queues_list,
-        ("queues", "remove"): admin.cmd_queues_remove,
-        ("queues", "disable"): admin.cmd_queues_disable,
-        ("queues", "enable"): admin.cmd_queues_enable,
-        ("tasks", "list"): admin.cmd_tasks_list,
-        ("tasks", "show"): admin.cmd_tasks_show,
-        ("calendars", "add"): admin.cmd_calendars_add,
-        ("calendars", "list"): admin.cmd_calendars_list,
-        (REVOKE_COMMAND, "revoke"): cmd_tokens_revoke,
-        **phones.COMMANDS,
-        **answer_commands.COMMANDS,
-        **category_commands.COMMANDS,
-        **accounts.COMMANDS,
-    }
-    command = command or commands[(args.command, args.action)]
     status = {"code": 0}
 
     async def run(_reactor) -> None:

@@ -146,15 +146,15 @@ def command_prefix() -> str:
 async def seed(app: App) -> dict[str, int]:
     """Calendar, queues, agents, answers, help articles and the response mode (again at every
     start: unchanged content saves nothing); what the library holds."""
-    roster = app.roster
+    configuration = app.configuration
     await app.store.put_calendar(DEMO_CALENDAR)
     c = DEMO_CALENDAR
     app.intake.calendars[c.name] = BusinessCalendar.from_spec(c.name, c.timezone, c.hours,
                                                               c.holidays)
     for q in DEMO_QUEUES:
-        await roster.put_queue(q)
+        await configuration.change_queue(q)
     for a in (*DEMO_AGENTS, HUMAN):  # `you` stays offline until you sign in
-        await roster.put_agent(Agent(a.id, a.name, dict(a.skills), set(a.queues)))
+        await configuration.change_agent(Agent(a.id, a.name, dict(a.skills), set(a.queues)))
     await app.library.import_answers(data_lines("answers.jsonl"), DEMO_AUTHOR)
     await app.library.import_articles(data_lines("articles.jsonl"))
     await app.library.put_rule(DEMO_RULE)
@@ -277,7 +277,7 @@ def demo(args, base: Config | None = None, specs: dict[str, EdgeSpec] | None = N
         await app.accounts.set(HUMAN.id, "agent", HUMAN.name, passwords[HUMAN.id])
         await app.accounts.set(SUPERVISOR, "supervisor", "Demo Supervisor",
                                passwords[SUPERVISOR])
-        site, root = build_site(app.router, HttpLimits.from_server(config.server))
+        site, root = build_site(HttpLimits.from_server(config.server))
         # The robots take calls without phones: the SIP/CTI edge (which makes phones decide who
         # can take calls, and listens on the SIP port) stays off in the demo.
         demo_specs = {n: s for n, s in (specs or {}).items() if n not in EDGES_OFF_IN_DEMO}

@@ -1,7 +1,6 @@
 """The HTTP side of the runtime (twisted.web): the site root the edges hang their pages and APIs
-on, and `/healthz` for load balancers and orchestrators (no data about customers or agents, so
-it needs no token). The app adds `/metrics` (Prometheus) and `/report` (supervisors) to the root
-(see dispatcher/runtime/metrics.py and report.py, docs/operations.md).
+on (the admin edge's `/healthz` and `/report`, admin/). The app adds `/metrics` (Prometheus) to
+the root (dispatcher/runtime/metrics.py, docs/operations.md).
 
 Every connection of the site is held to `HttpLimits` (docs/operations.md "Limits under abuse"):
 the request head must be complete within `header_timeout` of the connection (or of its first
@@ -14,74 +13,20 @@ children of the root along the path); any other gets `max_body_bytes` of `[serve
 
 from __future__ import annotations
 
-import json
 import logging
-import time
 from dataclasses import dataclass
 from io import BytesIO
 from typing import Any
 
-from twisted.python.failure import Failure
 from twisted.web import http
 from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET, Request, Site
+from twisted.web.server import Request, Site
 
-from dispatcher.domain.routing import Router
 from dispatcher.guard import Throttled
 
 from .config import ServerConfig
 
 log = logging.getLogger(__name__)
-
-# How long /healthz waits for the database before answering 503.
-HEALTH_DATABASE_TIMEOUT_SECONDS = 2.0
-
-
-class Health(Resource):
-    """`GET /healthz`: 200 {"status": "ok", ...} when the router runs and (with a `ping`) the
-    database answers within HEALTH_DATABASE_TIMEOUT_SECONDS; 503 {"status": "degraded", ...}
-    when it does not. `ping()` returns a Deferred firing with the round trip in seconds."""
-
-    isLeaf = True
-    max_body_bytes = 0  # a probe sends no body
-
-    def __init__(self, router: Router, ping: Any = None, reactor: Any = None,
-                 started: float | None = None) -> None:
-        super().__init__()
-        self.router = router
-        self.ping = ping
-        self.reactor = reactor
-        self.started = time.time() if started is None else started
-
-    def _state(self) -> dict[str, Any]:
-        return {"status": "ok", "queues": len(self.router.queues),
-                "agents": len(self.router.agents), "open_tasks": len(self.router.tasks),
-                "uptime_seconds": round(time.time() - self.started, 3)}
-
-    def render_GET(self, request) -> Any:
-        request.setHeader(b"content-type", b"application/json")
-        request.setHeader(b"cache-control", b"no-store")
-        if self.ping is None:
-            return json.dumps(self._state()).encode()
-        d = self.ping()
-        if self.reactor is not None:
-            d.addTimeout(HEALTH_DATABASE_TIMEOUT_SECONDS, self.reactor)
-
-        def answer(seconds: Any) -> None:
-            state = self._state()
-            if isinstance(seconds, Failure):
-                state["status"] = "degraded"
-                state["database"] = f"unreachable: {seconds.getErrorMessage()[:200]}"
-                request.setResponseCode(503)
-            else:
-                state["database"] = "ok"
-                state["database_seconds"] = round(seconds, 6)
-            if not getattr(request, "_disconnected", False):
-                request.write(json.dumps(state).encode())
-                request.finish()
-
-        d.addBoth(answer)
-        return NOT_DONE_YET
 
 
 class _WithoutQuery:
@@ -324,7 +269,8 @@ class GuardedSite(Site):
         return owner.max_body_bytes, owner
 
 
-def build_site(router: Router, limits: HttpLimits | None = None) -> tuple[Site, Resource]:
+def build_site(limits: HttpLimits | None = None) -> tuple[Site, Resource]:
+    """The site and its root, bare: the edges hang their pages on it (the admin edge /healthz
+    and /report), the app /metrics."""
     root = Resource()
-    root.putChild(b"healthz", Health(router))
     return GuardedSite(root, limits, logFormatter=access_line), root

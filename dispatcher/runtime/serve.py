@@ -64,7 +64,7 @@ def serve(config: Config, url: str, specs: dict[str, EdgeSpec] | None = None) ->
     async def start() -> None:
         await app.start()
         reactor.addSystemEventTrigger("before", "shutdown", app.stop)
-        site, root = build_site(app.router, HttpLimits.from_server(config.server))
+        site, root = build_site(HttpLimits.from_server(config.server))
         names = app.build_edges(specs or {}, root)
         await app.start_edges()
         port = listen_http(reactor, config, site, gate)

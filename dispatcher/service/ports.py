@@ -125,6 +125,17 @@ class TaskSummary:
 
 
 @dataclass(frozen=True, slots=True)
+class TaskFilter:
+    """Which tasks a listing keeps: each field set must match (None: any)."""
+
+    state: str | None = None
+    queue: str | None = None
+    channel: str | None = None
+    agent: str | None = None  # the agent holding or offered it (`TaskSummary.agent_id`)
+    customer: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class StoredEvent:
     id: int
     kind: str
@@ -303,6 +314,13 @@ class Store(Protocol):
         newest_first: bool = False,
     ) -> Deferred[list[TaskSummary]]:
         """Tasks in arrival order (newest first when asked), at most `limit`."""
+    def page_tasks(
+        self, where: TaskFilter, after: tuple[float, str] | None, limit: int,
+    ) -> Deferred[list[TaskSummary]]:
+        """The tasks matching `where`, newest first (by `(created_at, id)`, descending), only
+        those strictly after the key `after` in that order, at most `limit` (ask for one more
+        than a page to learn whether another follows). A keyset query: its cost is the page's,
+        not the table's."""
     def get_task(self, task_id: str) -> Deferred[TaskSummary | None]: ...
     def list_calendars(self) -> Deferred[list[Calendar]]: ...
     def customer_tasks(self, customer_id: str, limit: int = 50) -> Deferred[list[TaskSummary]]:
@@ -424,10 +442,14 @@ class Binding:
 
 
 class PhoneStore(Protocol):
-    """Phone accounts and registrar bindings. Every write commits before its Deferred fires."""
+    """Phone accounts and registrar bindings. Every write commits before its Deferred fires;
+    an account's change commits with its audit `events` (agent log) in one transaction."""
 
-    def put_phone_account(self, account: PhoneAccount) -> Deferred[None]: ...
-    def remove_phone_account(self, agent_id: str) -> Deferred[bool]: ...
+    def put_phone_account(self, account: PhoneAccount, events: Sequence[Event] = ()
+                          ) -> Deferred[None]: ...
+    def remove_phone_account(self, agent_id: str, events: Sequence[Event] = ()
+                             ) -> Deferred[bool]:
+        """False (nothing written, events included) when the agent has no account."""
     def list_phone_accounts(self) -> Deferred[list[PhoneAccount]]: ...
     def put_binding(self, binding: Binding) -> Deferred[None]: ...
     def remove_binding(self, agent_id: str) -> Deferred[None]: ...
@@ -560,12 +582,15 @@ class Reminder:
 class CodificationStore(Protocol):
     """Categories, their rules and the classifier's training examples."""
 
-    def put_category(self, category: Category) -> Deferred[None]:
-        """Insert or replace a category."""
+    def put_category(self, category: Category, events: Sequence[Event] = ()
+                     ) -> Deferred[None]:
+        """Insert or replace a category, with its audit `events` in the same transaction."""
     def list_categories(self) -> Deferred[list[Category]]: ...
-    def add_rule(self, rule: CategoryRule) -> Deferred[int]:
-        """Store a rule; fires with its id."""
-    def remove_rule(self, rule_id: int) -> Deferred[bool]: ...
+    def add_rule(self, rule: CategoryRule, events: Sequence[Event] = ()) -> Deferred[int]:
+        """Store a rule with its audit `events` (the new id added to their data as `rule`);
+        fires with its id."""
+    def remove_rule(self, rule_id: int, events: Sequence[Event] = ()) -> Deferred[bool]:
+        """False (nothing written, events included) when there is no such rule."""
     def list_rules(self) -> Deferred[list[CategoryRule]]:
         """Every rule, in evaluation order (position, id)."""
     def add_examples(self, examples: Sequence[TrainingExample]) -> Deferred[None]: ...
@@ -765,6 +790,8 @@ class WebhookStore(Protocol):
         """One more failed attempt; `next_attempt_at` None: give up (dead)."""
     def prune(self, delivered_before: float) -> Deferred[int]:
         """Forget deliveries delivered before that time (dead ones stay); how many."""
+    def dead_count(self) -> Deferred[int]:
+        """How many deliveries are dead (of every subscription): one index count."""
 
 
 class WebhookPoster(Protocol):
@@ -773,3 +800,25 @@ class WebhookPoster(Protocol):
 
     def post(self, url: str, headers: dict[str, str], body: bytes,
              timeout: float) -> Deferred[int]: ...
+
+
+class EdgeReactor(Protocol):
+    """The reactor as the edges use it: the real one in `serve`, a `task.Clock` (with what a
+    test needs) elsewhere. Time and timers (IReactorTime), ports and connections (IReactorTCP,
+    IReactorUDP), the e-mail parsers' processes (IReactorProcess) and thread pool
+    (IReactorThreads), and shutdown triggers (IReactorCore); the names are Twisted's."""
+
+    def seconds(self) -> float: ...
+    def callLater(self, delay: float, fn: Callable[..., Any],  # noqa: N802 - Twisted API
+                  *args: Any, **kw: Any) -> Any: ...
+    def listenTCP(self, port: int, factory: Any, backlog: int = 50,  # noqa: N802 - Twisted API
+                  interface: str = "") -> Any: ...
+    def connectTCP(self, host: str, port: int, factory: Any,  # noqa: N802 - Twisted API
+                   timeout: float = 30, bindAddress: Any = None) -> Any: ...  # noqa: N803
+    def listenUDP(self, port: int, protocol: Any, interface: str = "",  # noqa: N802
+                  maxPacketSize: int = 8192) -> Any: ...  # noqa: N803 - Twisted API
+    def spawnProcess(self, processProtocol: Any, executable: Any,  # noqa: N802, N803
+                     *args: Any, **kw: Any) -> Any: ...
+    def getThreadPool(self) -> Any: ...  # noqa: N802 - Twisted API
+    def addSystemEventTrigger(self, phase: str, eventType: str,  # noqa: N802, N803
+                              fn: Callable[..., Any], *args: Any, **kw: Any) -> Any: ...

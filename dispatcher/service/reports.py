@@ -2,8 +2,9 @@
 
 Sits in `dispatcher.service`; reads through `ports.ReportStore` (the event logs) and
 `ports.Store` (the queues' targets) and computes with `dispatcher.domain.metrics.Tally` (the one
-definition of every figure, docs/metrics.md). It gives figures, not documents: rendering (text,
-CSV, JSON, HTML with SVG plots) is the runtime's report edge, dispatcher/runtime/report_views.py.
+definition of every figure, docs/metrics.md). It gives figures and their plain JSON data
+(`report_data`, served by the REST API), not documents: rendering (text, CSV, JSON, HTML with
+SVG plots) is the admin edge's, admin/report_views.py.
 What it promises:
 - `Reports.build(start, end, interval, queue)` folds [start, end) of both logs, streamed, and
   fires with a `Report` (its `Figures`, the period and the interval);
@@ -29,6 +30,8 @@ from dispatcher.domain.metrics import (
     DAY,
     HOUR,
     INTERVALS,
+    METRICS,
+    SCOPES,
     Figures,
     QueueTarget,
     Tally,
@@ -92,6 +95,39 @@ class Report:
         """What the figures count up to: the end, or the time the report was built when the
         period runs into the future."""
         return self.figures.until
+
+
+def report_data(report: Report, when: Callable[[float], Any] = float) -> dict[str, Any]:
+    """A report's figures as plain JSON data (data, not rendering; the REST API serves it, the
+    admin edge's JSON adds the epoch seconds beside ISO times): the period, the metrics'
+    definitions (docs/metrics.md) under `definitions`, the period's figures per scope, per
+    agent, and per interval. `when(seconds)` gives a time's JSON value (default: the seconds)."""
+    f = report.figures
+    return {
+        "report": {"from": when(report.start), "to": when(report.end),
+                   "interval": interval_name(report.interval), "queue": report.queue,
+                   "events": report.events, "generated_at": when(report.generated_at),
+                   "until": when(report.until)},
+        "definitions": METRICS,
+        "period": _figures_data(f, None),
+        "agents": {a: f.cell("agent", a).values() for a in f.keys("agent")},
+        "intervals": [{"from": when(f.bucket_start(b)),
+                       "to": when(min(report.end, f.bucket_start(b) + report.interval)),
+                       "figures": _figures_data(f, b)} for b in f.buckets],
+    }
+
+
+def _figures_data(f: Figures, bucket: int | None) -> dict[str, dict[str, dict[str, Any]]]:
+    """{scope: {key: {metric: value}}} of one bucket (None: the whole period), empty cells
+    left out."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for scope in SCOPES:
+        keys = [""] if scope == "all" else f.keys(scope)
+        part = {k: f.cell(scope, k, bucket).values() for k in keys
+                if not f.cell(scope, k, bucket).empty}
+        if part:
+            out[scope] = part
+    return out
 
 
 class Reports:

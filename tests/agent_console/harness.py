@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from argon2 import PasswordHasher
+from twisted.internet.defer import ensureDeferred
 from websockets.asyncio.client import ClientConnection, connect
 
 from agent_console import messages as m
@@ -32,11 +33,11 @@ from dispatcher.domain.routing import Router
 from dispatcher.domain.tasks import Channel
 from dispatcher.service.accounts import Accounts
 from dispatcher.service.assignment import Assignment
+from dispatcher.service.configuration import Configuration
 from dispatcher.service.history import History
 from dispatcher.service.intake import Intake, email_identity, phone_identity
 from dispatcher.service.queries import Queries
 from dispatcher.service.reports import Today
-from dispatcher.service.roster import Roster
 from dispatcher.service.sessions import Sessions
 from dispatcher.service.supervision import Balancing, Supervision
 from dispatcher.storage.accounts import MemoryAccounts
@@ -101,7 +102,7 @@ class Console:
     intake: Intake
     sessions: Sessions
     queries: Queries
-    roster: Roster
+    configuration: Configuration
     history: History
     desks: Desks
     server: ConsoleServer
@@ -134,7 +135,7 @@ class Console:
     async def put_agent(self, agent_id: str, support: int = 6, **kw: Any) -> None:
         agent = Agent(agent_id, name=agent_id.upper(), skills={"support": support},
                       queues={"support"}, **kw)
-        await to_future(self.roster.put_agent(agent))
+        await to_future(ensureDeferred(self.configuration.change_agent(agent)))
 
     async def mail(self, address: str = "ann@example.org", name: str = "Ann Example",
                    **attributes: Any):
@@ -201,8 +202,9 @@ async def start_console(tmp_path: Path, queue: Queue | None = None, **overrides:
     router = Router(new_offer_id=map("o{}".format, itertools.count(1)).__next__)
     assignment = Assignment(router, store, clock)
     sessions, queries = Sessions(assignment), Queries(router, store)
-    roster, history = Roster(assignment, store), History(store, assignment)
-    desks = Desks(clock=clock, sessions=sessions, roster=roster, queries=queries,
+    configuration = Configuration(store, assignment.clock, assignment=assignment)
+    history = History(store, assignment)
+    desks = Desks(clock=clock, sessions=sessions, queries=queries,
                   history=history, grace_seconds=settings.grace_seconds,
                   queues_interval=settings.queues_interval_seconds,
                   timeline_limit=settings.timeline_limit)
@@ -210,7 +212,7 @@ async def start_console(tmp_path: Path, queue: Queue | None = None, **overrides:
     # Supervisors: the live state (today's figures from the store's log) and balancing.
     supervision = Supervision(router, clock, Today(store, store, clock))
     assignment.listen(supervision.on_outcome)
-    balancing = Balancing(assignment, sessions=sessions, roster=roster)
+    balancing = Balancing(assignment, sessions=sessions, configuration=configuration)
     desks.live, desks.balancing = LiveFeed(supervision), balancing
     keys = load_keys(settings)
     accounts = Accounts(MemoryAccounts(), store, clock, hasher=PasswordHasher(**CHEAP_HASHER))
@@ -220,8 +222,9 @@ async def start_console(tmp_path: Path, queue: Queue | None = None, **overrides:
     console = Console(settings, store, router, assignment,
                       Intake(assignment, store, clock,
                              new_id=map("t{}".format, itertools.count(1)).__next__),
-                      sessions, queries, roster, history, desks, server,
+                      sessions, queries, configuration, history, desks, server,
                       Signer(keys, settings.issuer, settings.audience), supervision, balancing,
                       accounts)
-    await to_future(roster.put_queue(queue or Queue("support", requirement={"support": 5})))
+    await to_future(ensureDeferred(configuration.change_queue(
+        queue or Queue("support", requirement={"support": 5}))))
     return console

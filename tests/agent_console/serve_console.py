@@ -32,11 +32,11 @@ from dispatcher.domain.routing import Router  # noqa: E402
 from dispatcher.domain.tasks import Channel  # noqa: E402
 from dispatcher.service.accounts import Accounts  # noqa: E402
 from dispatcher.service.assignment import Assignment  # noqa: E402
+from dispatcher.service.configuration import Configuration  # noqa: E402
 from dispatcher.service.edges import EdgeContext  # noqa: E402
 from dispatcher.service.history import History  # noqa: E402
 from dispatcher.service.intake import Intake, email_identity, phone_identity  # noqa: E402
 from dispatcher.service.queries import Queries  # noqa: E402
-from dispatcher.service.roster import Roster  # noqa: E402
 from dispatcher.service.sessions import Sessions  # noqa: E402
 from dispatcher.storage.accounts import MemoryAccounts  # noqa: E402
 from dispatcher.storage.memory import MemoryStore  # noqa: E402
@@ -88,9 +88,10 @@ class Commands(LineReceiver):
         self.transport.write(json.dumps(obj).encode() + b"\n")
 
 
-async def seed(clock: Shifted, intake, sessions, roster, history) -> None:
+async def seed(clock: Shifted, intake, sessions, configuration, history) -> None:
     clock.offset = DAY
-    await roster.put_agent(Agent("a9", name="Sam", skills={"support": 8}, queues={"support"}))
+    await configuration.change_agent(Agent("a9", name="Sam", skills={"support": 8},
+                                           queues={"support"}))
     await sessions.login("a9")
     mail = await intake.submit(
         Channel.EMAIL, "support", identity=email_identity("ann@example.org"),
@@ -118,12 +119,13 @@ async def main() -> None:
     router = Router()
     assignment = Assignment(router, store, clock)
     intake, sessions = Intake(assignment, store, clock), Sessions(assignment)
-    queries, roster = Queries(router, store), Roster(assignment, store)
+    queries = Queries(router, store)
+    configuration = Configuration(store, assignment.clock, assignment=assignment)
     history = History(store, assignment)
-    await roster.put_queue(Queue("support", requirement={"support": 5}))
-    await roster.put_agent(Agent("a1", name="Alex Martin", skills={"support": 7},
+    await configuration.change_queue(Queue("support", requirement={"support": 5}))
+    await configuration.change_agent(Agent("a1", name="Alex Martin", skills={"support": 7},
                                  queues={"support"}))
-    await seed(clock, intake, sessions, roster, history)
+    await seed(clock, intake, sessions, configuration, history)
     root = Resource()
     port = reactor.listenTCP(0, Site(root), interface="127.0.0.1")
     http_port = port.getHost().port
@@ -131,7 +133,7 @@ async def main() -> None:
     secret.write_text("browser-test-secret-" + "x" * 40)
     settings = EDGE.settings(port=0, jwt_secret_file=str(secret),
                              allowed_origins=f"http://127.0.0.1:{http_port}")
-    ctx = EdgeContext(reactor, intake, sessions, queries, roster, assignment, root,
+    ctx = EdgeContext(reactor, intake, sessions, queries, configuration, assignment, root,
                       history=history, accounts=Accounts(MemoryAccounts(), store, reactor))
     console = EDGE.build(ctx, settings)
     await console.start()

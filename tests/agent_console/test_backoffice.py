@@ -55,7 +55,7 @@ async def wired(tmp_path):
     library.rebuild_now()
     review = Review(library, mail, store, c.store, c.assignment, clock, draw=lambda: 0.0)
     codification = Codification(c.assignment, c.store, MemoryCodificationStore(), clock,
-                                c.intake, c.roster)
+                                c.intake, c.configuration)
     await to_future(codification.start())
     codification.stop()  # no periodic refresh in this test
     mail.codify_with(codification)

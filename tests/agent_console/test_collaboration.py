@@ -29,7 +29,7 @@ async def wired(tmp_path):
     console = await start_console(tmp_path)
     mail = Mail(console.assignment, console.store, console.desks.clock, console.intake)
     codification = Codification(console.assignment, console.store, MemoryCodificationStore(),
-                                console.desks.clock, console.intake, console.roster)
+                                console.desks.clock, console.intake, console.configuration)
     collaboration = Collaboration(console.assignment, console.store,
                                   MemoryCollaborationStore(console.store), console.desks.clock,
                                   console.intake, console.sessions, mail)

@@ -13,13 +13,20 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from twisted.internet.defer import ensureDeferred
 from twisted.internet.task import Clock
+from twisted.web.resource import Resource
 
 from agent_console.auth import KeyProblem, TokenRefused, load_keys, verifier_for
 from agent_console.config import ConsoleSettings
 from agent_console.plugin import EDGE, Console
 from dispatcher.domain.agents import Agent
+from dispatcher.domain.routing import Router
 from dispatcher.service.accounts import Accounts
-from dispatcher.service.edges import EdgeCommandContext
+from dispatcher.service.assignment import Assignment
+from dispatcher.service.configuration import Configuration
+from dispatcher.service.edges import EdgeCommandContext, EdgeContext
+from dispatcher.service.intake import Intake
+from dispatcher.service.queries import Queries
+from dispatcher.service.sessions import Sessions
 from dispatcher.storage.accounts import MemoryAccounts
 from dispatcher.storage.memory import MemoryStore
 from tests.dispatcher.storage.test_store_contract import fired
@@ -130,8 +137,26 @@ def test_rs256_verifies_with_the_public_key_and_pins_the_algorithm(tmp_path, cap
 
 
 def test_console_builds_without_starting(tmp_path):
-    class Ctx:
-        reactor = sessions = roster = assignment = site_root = history = None
-        queries = type("Q", (), {"router": None})()
-    console = Console(Ctx(), ConsoleSettings())
+    clock, store, router = Clock(), MemoryStore(), Router()
+    assignment = Assignment(router, store, clock)
+    console = Console(ConsoleSettings(), clock=clock, sessions=Sessions(assignment),
+                      queries=Queries(router, store),
+                      assignment=assignment, site_root=Resource())
     assert console.stop() is None
+
+
+def test_the_edge_is_built_from_the_context_s_services_read_by_name():
+    """`build` hands the console the services of the context it uses, as typed arguments;
+    the optional ones it lacks leave their features out."""
+    clock, store, router = Clock(), MemoryStore(), Router()
+    assignment = Assignment(router, store, clock)
+    accounts = Accounts(MemoryAccounts(), store, clock)
+    context = EdgeContext(reactor=clock, intake=Intake(assignment, store, clock),
+                          sessions=Sessions(assignment), queries=Queries(router, store),
+                          configuration=Configuration(store, clock, assignment=assignment),
+                          assignment=assignment,
+                          site_root=Resource(), accounts=accounts, token_secret=STORED)
+    console = EDGE.build(context, ConsoleSettings())
+    assert console.accounts is accounts and console.token_secret == STORED
+    assert console.sessions is context.sessions and console.site_root is context.site_root
+    assert console.desks.reply_hook is None  # no mail service: replies are refused

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 
+from twisted.internet.defer import ensureDeferred
+
 from dispatcher.aio import to_future
 from dispatcher.domain.agents import Agent
 from dispatcher.domain.queues import Mode, Queue
@@ -18,10 +20,11 @@ PULL = Queue("support", requirement={"support": 5}, mode=Mode.PULL)
 
 async def pull_console(tmp_path):
     c = await start_console(tmp_path, queue=PULL)
-    await to_future(c.roster.put_queue(Queue("sales")))
+    await to_future(ensureDeferred(c.configuration.change_queue(Queue("sales"))))
     await c.put_agent("a1")
     await c.put_agent("a2")
-    await to_future(c.roster.put_agent(Agent("a3", name="A3", queues={"sales"})))
+    await to_future(ensureDeferred(c.configuration.change_agent(
+        Agent("a3", name="A3", queues={"sales"}))))
     return c
 
 

@@ -13,6 +13,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from twisted.internet.defer import ensureDeferred
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -425,8 +426,9 @@ async def test_transfer_to_another_queue_and_to_a_named_agent(tmp_path):
     c = await start_console(tmp_path)
     await c.put_agent("a1")
     await c.put_agent("a2")
-    await to_future(c.roster.put_queue(Queue("billing")))
-    await to_future(c.roster.put_agent(Agent("b1", name="B1", queues={"billing"})))
+    await to_future(ensureDeferred(c.configuration.change_queue(Queue("billing"))))
+    await to_future(ensureDeferred(c.configuration.change_agent(
+        Agent("b1", name="B1", queues={"billing"}))))
     try:
         a1, a2, b1 = await c.connect("a1"), await c.connect("a2"), await c.connect("b1")
         await a1.request("presence", status="available")

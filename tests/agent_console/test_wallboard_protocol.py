@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from twisted.internet.defer import ensureDeferred
 from websockets.exceptions import ConnectionClosed
 
 from agent_console import messages as m
@@ -32,7 +33,7 @@ ACTIONS = [
 
 
 async def billing(c) -> None:
-    await to_future(c.roster.put_queue(Queue("billing")))
+    await to_future(ensureDeferred(c.configuration.change_queue(Queue("billing"))))
 
 
 def live_row(frame, queue="support", channel="email"):
@@ -169,8 +170,8 @@ async def test_every_balancing_action_is_carried_out_and_audited(tmp_path):
 async def test_balancing_refusals_and_bad_requests(tmp_path):
     c = await start_console(tmp_path)
     await c.put_agent("a1")
-    await to_future(c.roster.put_agent(Agent("a3", queues={"support"},
-                                             skills={"support": 6})))
+    await to_future(ensureDeferred(c.configuration.change_agent(Agent("a3", queues={"support"},
+                                             skills={"support": 6}))))
     try:
         sup = await c.connect("boss", role="supervisor")
         task = await c.mail()

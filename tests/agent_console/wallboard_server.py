@@ -14,7 +14,7 @@ commands on stdin, one per line, answering each with one JSON line:
   {"email": {"queue", "subject", "from"}} -> a message received by the mail service (request
   number, acknowledgement), as the SMTP edge hands it over
   {"queue": {"name", "requires": {skill: level}}}  {"agent": {"id", "name", "skills", "queues",
-  "login": bool}}  -> stored and routed by the roster (and signed in)
+  "login": bool}}  -> stored and routed by the configuration (and signed in)
 """
 
 from __future__ import annotations
@@ -35,24 +35,25 @@ from twisted.protocols.basic import LineReceiver  # noqa: E402
 from twisted.web.resource import Resource  # noqa: E402
 from twisted.web.server import Site  # noqa: E402
 
+from admin.report_page import ReportPage  # noqa: E402
 from agent_console.auth import load_keys, signer_for  # noqa: E402
 from agent_console.plugin import EDGE  # noqa: E402
 from dispatcher.domain.agents import Agent  # noqa: E402
 from dispatcher.domain.queues import Queue  # noqa: E402
 from dispatcher.domain.routing import Router  # noqa: E402
 from dispatcher.domain.tasks import Channel  # noqa: E402
-from dispatcher.runtime.report_page import ReportPage, verifier_from  # noqa: E402
 from dispatcher.service.accounts import Accounts  # noqa: E402
 from dispatcher.service.assignment import Assignment  # noqa: E402
+from dispatcher.service.configuration import Configuration  # noqa: E402
 from dispatcher.service.edges import EdgeContext  # noqa: E402
 from dispatcher.service.history import History  # noqa: E402
 from dispatcher.service.intake import Intake, email_identity, phone_identity  # noqa: E402
 from dispatcher.service.mail import InboundMail, Mail  # noqa: E402
 from dispatcher.service.queries import Queries  # noqa: E402
 from dispatcher.service.reports import Reports, Today  # noqa: E402
-from dispatcher.service.roster import Roster  # noqa: E402
 from dispatcher.service.sessions import Sessions  # noqa: E402
 from dispatcher.service.supervision import Balancing, Supervision  # noqa: E402
+from dispatcher.service.token_settings import verifier_from  # noqa: E402
 from dispatcher.storage.accounts import MemoryAccounts  # noqa: E402
 from dispatcher.storage.memory import MemoryStore  # noqa: E402
 
@@ -61,11 +62,12 @@ class Commands(LineReceiver):
     delimiter = b"\n"
 
     def __init__(self, intake: Intake, router: Router, mail: Mail | None = None,
-                 roster: Roster | None = None, sessions: Sessions | None = None) -> None:
+                 configuration: Configuration | None = None,
+                 sessions: Sessions | None = None) -> None:
         self.intake = intake
         self.router = router
         self.mail = mail
-        self.roster = roster
+        self.configuration = configuration
         self.sessions = sessions
 
     def lineReceived(self, line: bytes) -> None:
@@ -92,13 +94,14 @@ class Commands(LineReceiver):
             self.answer({"task_id": got.task_id, "request": got.request})
         elif "queue" in cmd:
             c = cmd["queue"]
-            await self.roster.put_queue(Queue(c["name"], requirement=c.get("requires", {})))
+            await self.configuration.change_queue(
+                Queue(c["name"], requirement=c.get("requires", {})))
             self.answer({"ok": True})
         elif "agent" in cmd:
             c = cmd["agent"]
-            await self.roster.put_agent(Agent(c["id"], name=c.get("name", ""),
-                                              skills=c.get("skills", {}),
-                                              queues=set(c.get("queues", ()))))
+            await self.configuration.change_agent(Agent(c["id"], name=c.get("name", ""),
+                                                        skills=c.get("skills", {}),
+                                                        queues=set(c.get("queues", ()))))
             if c.get("login"):
                 await self.sessions.login(c["id"])
             self.answer({"ok": True})
@@ -123,18 +126,19 @@ async def main() -> None:
     router = Router()
     assignment = Assignment(router, store, reactor)
     intake, sessions = Intake(assignment, store, reactor), Sessions(assignment)
-    queries, roster = Queries(router, store), Roster(assignment, store)
+    queries = Queries(router, store)
+    configuration = Configuration(store, assignment.clock, assignment=assignment)
     history = History(store, assignment)
     supervision = Supervision(router, reactor, Today(store, store, reactor))
     assignment.listen(supervision.on_outcome)
-    balancing = Balancing(assignment, roster, sessions)
-    await roster.put_queue(Queue("support", requirement={"support": 5}))
-    await roster.put_queue(Queue("billing"))
-    await roster.put_agent(Agent("a1", name="Alex Martin", skills={"support": 7},
+    balancing = Balancing(assignment, configuration, sessions)
+    await configuration.change_queue(Queue("support", requirement={"support": 5}))
+    await configuration.change_queue(Queue("billing"))
+    await configuration.change_agent(Agent("a1", name="Alex Martin", skills={"support": 7},
                                  queues={"support"}))
-    await roster.put_agent(Agent("a2", name="Bea Lind", skills={"support": 6},
+    await configuration.change_agent(Agent("a2", name="Bea Lind", skills={"support": 6},
                                  queues={"support"}))
-    await roster.put_agent(Agent("b1", name="Chris Berg", queues={"billing"}))
+    await configuration.change_agent(Agent("b1", name="Chris Berg", queues={"billing"}))
     await sessions.login("a1")
     await sessions.login("a2")
     await supervision.start()
@@ -149,7 +153,8 @@ async def main() -> None:
     settings = EDGE.settings(port=0, jwt_secret_file=str(secret),
                              allowed_origins=f"http://127.0.0.1:{http_port}")
     ctx = EdgeContext(reactor=reactor, intake=intake, sessions=sessions, queries=queries,
-                      roster=roster, assignment=assignment, site_root=root, history=history,
+                      configuration=configuration, assignment=assignment, site_root=root,
+                      history=history,
                       supervision=supervision, balancing=balancing, accounts=accounts)
     console = EDGE.build(ctx, settings)
     await console.start()
@@ -157,7 +162,7 @@ async def main() -> None:
     root.putChild(b"report", ReportPage(Reports(store, store, reactor),
                                         lambda: verifier_from(settings)))
     mail = Mail(assignment, store, reactor, intake)
-    stdio.StandardIO(Commands(intake, router, mail, roster, sessions))
+    stdio.StandardIO(Commands(intake, router, mail, configuration, sessions))
     print(json.dumps({"http_port": http_port, "ws_port": console.server.port,
                       "token": signer.issue("boss", "supervisor", 3600), "password": password,
                       "agent_token": signer.issue("a1", "agent", 3600)}), flush=True)

@@ -84,11 +84,11 @@ def main(url: str, settings_json: str) -> None:
     from dispatcher.service.assignment import Assignment
     from dispatcher.service.codification import Codification
     from dispatcher.service.collaboration import Collaboration
+    from dispatcher.service.configuration import Configuration
     from dispatcher.service.edges import EdgeContext
     from dispatcher.service.intake import Intake
     from dispatcher.service.mail import Mail
     from dispatcher.service.queries import Queries
-    from dispatcher.service.roster import Roster
     from dispatcher.service.sessions import Sessions
     from dispatcher.storage import schema
     from dispatcher.storage.codification import SqlCodificationStore, SqlCollaborationStore
@@ -106,11 +106,11 @@ def main(url: str, settings_json: str) -> None:
     router = Router()
     assignment = Assignment(router, store, reactor)
     intake = Intake(assignment, store, reactor)
-    roster = Roster(assignment, store)
+    configuration = Configuration(store, assignment.clock, assignment=assignment)
     sessions = Sessions(assignment)
     mail = Mail(assignment, store, reactor, intake)
     codification = Codification(
-        assignment, store, SqlCodificationStore(pool, commit), reactor, intake, roster,
+        assignment, store, SqlCodificationStore(pool, commit), reactor, intake, configuration,
         run_in_thread=lambda fn, *a: threads.deferToThread(fn, *a))
     collaboration = Collaboration(assignment, store, SqlCollaborationStore(pool, commit),
                                   reactor, intake, sessions, mail)
@@ -118,7 +118,8 @@ def main(url: str, settings_json: str) -> None:
     mail.intercept_with(collaboration)
     root = Resource()
     context = EdgeContext(reactor=reactor, intake=intake, sessions=sessions,
-                          queries=Queries(router, store), roster=roster, assignment=assignment,
+                          queries=Queries(router, store), configuration=configuration,
+                          assignment=assignment,
                           site_root=root, mail=mail, codification=codification,
                           collaboration=collaboration)
     edge = EDGE.build(context, settings)
@@ -128,7 +129,7 @@ def main(url: str, settings_json: str) -> None:
         await assignment.restore(await store.load_state())
         for name in ("support", "sales"):
             if name not in router.queues:
-                await roster.put_queue(Queue(name, deadline_rule="sliding 8h"))
+                await configuration.change_queue(Queue(name, deadline_rule="sliding 8h"))
         await codification.start()
         await collaboration.start()
         edge.start()

@@ -20,17 +20,18 @@ def main(url: str, settings_json: str) -> None:
 
     asyncioreactor.install()
     from twisted.internet import defer, reactor
+    from twisted.web.resource import Resource
 
     from channels.email.config import EmailSettings
     from channels.email.plugin import EDGE
     from dispatcher.domain.queues import Queue
     from dispatcher.domain.routing import Router
     from dispatcher.service.assignment import Assignment
+    from dispatcher.service.configuration import Configuration
     from dispatcher.service.edges import EdgeContext
     from dispatcher.service.intake import Intake
     from dispatcher.service.mail import Mail
     from dispatcher.service.queries import Queries
-    from dispatcher.service.roster import Roster
     from dispatcher.service.sessions import Sessions
     from dispatcher.storage import schema
     from dispatcher.storage.commit import GroupCommit
@@ -47,11 +48,12 @@ def main(url: str, settings_json: str) -> None:
     router = Router()
     assignment = Assignment(router, store, reactor)
     intake = Intake(assignment, store, reactor)
-    roster = Roster(assignment, store)
+    configuration = Configuration(store, assignment.clock, assignment=assignment)
     mail = Mail(assignment, store, reactor, intake)
     context = EdgeContext(reactor=reactor, intake=intake, sessions=Sessions(assignment),
-                          queries=Queries(router, store), roster=roster, assignment=assignment,
-                          site_root=None, mail=mail)
+                          queries=Queries(router, store), configuration=configuration,
+                          assignment=assignment,
+                          site_root=Resource(), mail=mail)  # no HTTP listener: pages unseen
     edge = EDGE.build(context, settings)
 
     async def start() -> None:
@@ -59,7 +61,7 @@ def main(url: str, settings_json: str) -> None:
         await assignment.restore(await store.load_state())
         for name in ("support", "sales"):
             if name not in router.queues:
-                await roster.put_queue(Queue(name, deadline_rule="sliding 8h"))
+                await configuration.change_queue(Queue(name, deadline_rule="sliding 8h"))
         edge.start()
         print("READY", edge.port.getHost().port, flush=True)
 

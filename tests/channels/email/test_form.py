@@ -46,7 +46,7 @@ def mail(stack: Stack) -> Mail:
     stack.put_queue(Queue("sales"))
     service = Mail(stack.assignment, stack.store, stack.clock, stack.intake)
     codi = Codification(stack.assignment, stack.store, MemoryCodificationStore(), stack.clock,
-                        stack.intake, stack.roster)
+                        stack.intake, stack.configuration)
     stack.wait(codi.start())
     service.codify_with(codi)
     return service

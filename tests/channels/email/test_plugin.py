@@ -22,7 +22,7 @@ class Reactor(Clock):
 
 def context(answers=None, site_root=None, codification=None) -> SimpleNamespace:
     mail = SimpleNamespace(configure=lambda policy: None)
-    return SimpleNamespace(reactor=Reactor(), mail=mail, site_root=site_root,
+    return SimpleNamespace(reactor=Reactor(), mail=mail, site_root=site_root or Resource(),
                            codification=codification, answers=answers)
 
 

@@ -73,17 +73,18 @@ def main(url: str, spec_json: str) -> None:
         await app.start()
         app.assignment.listen(heard)
         for q in spec.get("queues", [{"name": "support"}]):
-            await app.roster.put_queue(Queue(
+            await app.configuration.change_queue(Queue(
                 q["name"], wrap_up_seconds=q.get("wrap_up_seconds", 60.0),
                 offer_timeout={Channel.PHONE: q.get("offer_timeout", 20.0),
                                Channel.EMAIL: 60.0}))
         for a in spec.get("agents", []):
-            await app.roster.put_agent(Agent(a["id"], a["id"].title(), a.get("skills", {}),
-                                             set(a.get("queues", ["support"]))))
+            await app.configuration.change_agent(Agent(a["id"], a["id"].title(),
+                                                       a.get("skills", {}),
+                                                       set(a.get("queues", ["support"]))))
             await app.storage.phones.put_phone_account(
                 make_account(a["id"], None, None, extension=a["extension"]))
         await app.calls.start()  # reads the accounts just stored
-        site, root = build_site(app.router)
+        site, root = build_site()
         app.build_edges(specs, root)
         await app.start_edges()
         port = reactor.listenTCP(0, site, interface="127.0.0.1")

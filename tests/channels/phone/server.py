@@ -56,12 +56,12 @@ def main(url: str, spec_json: str) -> None:
         await app.start()
         app.assignment.listen(heard)
         for q in spec.get("queues", [{"name": "support"}]):
-            await app.roster.put_queue(Queue(
+            await app.configuration.change_queue(Queue(
                 q["name"], wrap_up_seconds=q.get("wrap_up_seconds", 1.0),
                 offer_timeout={Channel.PHONE: q.get("offer_timeout", 20.0),
                                Channel.EMAIL: 60.0}))
         for a in spec.get("agents", []):
-            await app.roster.put_agent(Agent(a["id"], a["id"], a.get("skills", {}),
+            await app.configuration.change_agent(Agent(a["id"], a["id"], a.get("skills", {}),
                                              set(a.get("queues", ["support"]))))
             await app.storage.phones.put_phone_account(
                 make_account(a["id"], a["user"], a["password"], settings.realm))

@@ -7,19 +7,14 @@ import argparse
 import json
 import re
 import sqlite3
-from argparse import Namespace
-from dataclasses import dataclass
 from datetime import datetime
 from importlib import metadata
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from twisted.internet.defer import ensureDeferred
 
-from dispatcher.domain.errors import DomainError
 from dispatcher.domain.tasks import Channel
-from dispatcher.runtime import admin
 from dispatcher.runtime.cli import build_parser
 from dispatcher.runtime.edges import discover
 from dispatcher.service.intake import email_identity, phone_identity
@@ -291,66 +286,6 @@ def test_calendars_and_a_queue_that_names_one(db, tmp_path):
 
 
 # ---------------------------------------------------------------------- the commands in-process
-
-
-@dataclass
-class _Storage:
-    """What the admin commands use of `app.Storage`."""
-
-    store: object
-    phones: object = None
-    codes: object = None
-
-
-def admin_run(db: str, command, **args):
-    """Run one `admin.cmd_*` on a SqlStore, as the CLI would after parsing `args`."""
-    w = wire(db)
-    try:
-        return w.wait(ensureDeferred(command(_Storage(w.store), Namespace(**args))))
-    finally:
-        w.close()
-
-
-AGENT_ARGS = dict(id="bob", name=None, skills="", queues="", capacity=None, channels=None)
-QUEUE_ARGS = dict(name="sales", requires=None, step=None, mode="push", choice="longest_idle",
-                  priority=0, sl_target=None, offer_timeout=None, wrap_up=None, calendar=None,
-                  deadline=None, dispositions=None)
-
-
-@pytest.mark.parametrize(
-    ("command", "args", "message"),
-    [
-        (admin.cmd_agents_add, {"channels": "email,fax"}, "unknown channel 'fax'"),
-        (admin.cmd_agents_add, {"capacity": "phone=-1"}, "capacity for phone must be >= 0"),
-        (admin.cmd_agents_add, {"capacity": "fax=1"}, "expected phone=N or email=N"),
-        (admin.cmd_agents_add, {"skills": "support"}, "expected skill=level"),
-        (admin.cmd_agents_set_skills, {"id": "nobody", "skills": "support=1"}, "no such agent"),
-        (admin.cmd_queues_add, {"step": ["60"]}, "expected SECONDS:skill=level"),
-        (admin.cmd_queues_add, {"step": ["-5:x=1"]}, "0 s or later"),
-        (admin.cmd_queues_add, {"requires": "x=abc"}, "level must be a whole number"),
-        (admin.cmd_queues_add, {"deadline": "soon"}, "unknown deadline rule"),
-        (admin.cmd_queues_add, {"sl_target": "phone=abc"}, "expected phone=N or email=N"),
-        (admin.cmd_queues_add, {"dispositions": "solved"}, "expected code=Label"),
-        (admin.cmd_queues_add, {"dispositions": "no good=Label"}, "disposition code 'no good'"),
-        (admin.cmd_queues_add, {"dispositions": "solved="}, "the label must be"),
-        (admin.cmd_queues_add, {"dispositions": "a=A,a=B"}, "listed twice"),
-    ],
-)
-def test_admin_commands_refuse_bad_values_and_store_nothing(db, command, args, message):
-    defaults = AGENT_ARGS if command is not admin.cmd_queues_add else QUEUE_ARGS
-    with pytest.raises(DomainError, match=re.escape(message)):
-        admin_run(db, command, **{**defaults, **args})
-    assert stored(db, "list_agents") == []
-    assert stored(db, "list_queues") == []
-
-
-def test_admin_agent_capacity_and_channels(db):
-    admin_run(db, admin.cmd_queues_add, **{**QUEUE_ARGS, "name": "support"})
-    admin_run(db, admin.cmd_agents_add, **{**AGENT_ARGS, "queues": "support",
-                                           "capacity": "email=5", "channels": "email"})
-    [agent] = stored(db, "list_agents")
-    assert agent.capacity[Channel.EMAIL] == 5 and agent.capacity[Channel.PHONE] == 1
-    assert agent.channels == {Channel.EMAIL}
 
 
 # ---------------------------------------------------------------------- help, version, README

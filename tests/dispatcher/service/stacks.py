@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
@@ -24,10 +24,10 @@ from dispatcher.domain.queues import EscalationStep, Queue
 from dispatcher.domain.routing import Outcome, Router
 from dispatcher.domain.tasks import Channel
 from dispatcher.service.assignment import Assignment
+from dispatcher.service.configuration import Configuration
 from dispatcher.service.intake import Intake
 from dispatcher.service.ports import Changes
 from dispatcher.service.queries import Queries
-from dispatcher.service.roster import Roster
 from dispatcher.service.sessions import Sessions
 from dispatcher.storage.memory import MemoryStore
 
@@ -81,17 +81,17 @@ class Stack:
     intake: Intake
     sessions: Sessions
     queries: Queries
-    roster: Roster
+    configuration: Configuration
     wait: Callable[[Deferred], Any] = result
     settle: Callable[[], None] = lambda: None  # noqa: E731 - let pending commits finish
     heard: list[Outcome] = field(default_factory=list)
 
     def put_queue(self, queue: Queue) -> None:
-        self.wait(self.roster.put_queue(queue))
+        self.wait(ensureDeferred(self.configuration.change_queue(queue)))
 
     def put_agent(self, agent_id: str, support: int, queues=("support",), **kw: Any) -> None:
-        self.wait(self.roster.put_agent(
-            Agent(agent_id, skills={"support": support}, queues=set(queues), **kw)))
+        self.wait(ensureDeferred(self.configuration.change_agent(
+            Agent(agent_id, skills={"support": support}, queues=set(queues), **kw))))
 
     def login(self, agent_id: str) -> Outcome:
         return self.wait(self.sessions.login(agent_id))
@@ -136,7 +136,7 @@ def build_stack(store: Any = None, start: float = T0, wait: Callable[[Deferred],
         intake=Intake(assignment, store, clock, new_id=task_ids),
         sessions=Sessions(assignment),
         queries=Queries(router, store),
-        roster=Roster(assignment, store),
+        configuration=Configuration(store, assignment.clock, assignment=assignment),
         wait=wait,
     )
     if settle is not None:

@@ -61,7 +61,7 @@ def w(stack: Stack) -> World:
     decided: list = []
     review.listen_decided(decided.append)
     codi = Codification(stack.assignment, stack.store, MemoryCodificationStore(), stack.clock,
-                        stack.intake, stack.roster, run_in_thread=threads)
+                        stack.intake, stack.configuration, run_in_thread=threads)
     stack.wait(codi.start())
     mail.codify_with(codi)
     history = History(stack.store, stack.assignment)
@@ -238,7 +238,7 @@ def test_parked_spam_is_listed_after_a_restart_on_sql(backend, request, tmp_path
         stack.put_queue(Queue("support"))
         codi = Codification(stack.assignment, stack.store,
                             SqlCodificationStore(wiring.pool, wiring.commit), stack.clock,
-                            stack.intake, stack.roster, run_in_thread=threads)
+                            stack.intake, stack.configuration, run_in_thread=threads)
         stack.wait(codi.start())
         codi.set_scorer(lambda raw: succeed(SPAM))
         mail = Mail(stack.assignment, stack.store, stack.clock, stack.intake)
@@ -254,7 +254,7 @@ def test_parked_spam_is_listed_after_a_restart_on_sql(backend, request, tmp_path
         again.wait(again.assignment.restore(again.wait(again.store.load_state())))
         codi = Codification(again.assignment, again.store,
                             SqlCodificationStore(wiring.pool, wiring.commit), again.clock,
-                            again.intake, again.roster, run_in_thread=threads)
+                            again.intake, again.configuration, run_in_thread=threads)
         again.wait(codi.start())
         office = BackOffice(codification=codi)
         parked = again.wait(office.parked_spam(BOSS))

@@ -8,6 +8,8 @@ offers the real router makes to an agent who serves both queues."""
 
 from __future__ import annotations
 
+from twisted.internet.defer import ensureDeferred
+
 from dispatcher.domain.agents import Agent
 from dispatcher.domain.queues import Queue
 from dispatcher.domain.tasks import Channel
@@ -23,8 +25,8 @@ def centre() -> Stack:
     s = build_stack()
     s.put_queue(Queue("vip", priority=5))
     s.put_queue(Queue("support"))
-    s.wait(s.roster.put_agent(Agent("ann", queues={"vip", "support"}, capacity=EMAIL_ONLY,
-                                    channels={Channel.EMAIL})))
+    s.wait(ensureDeferred(s.configuration.change_agent(Agent(
+        "ann", queues={"vip", "support"}, capacity=EMAIL_ONLY, channels={Channel.EMAIL}))))
     return s
 
 

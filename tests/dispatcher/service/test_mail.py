@@ -10,9 +10,9 @@ from email import message_from_bytes, policy
 import pytest
 from twisted.internet.defer import Deferred
 
+from admin.task_views import show_task
 from dispatcher.domain.categories import Prequalified
 from dispatcher.domain.tasks import Channel, Task, TaskState
-from dispatcher.runtime.task_views import show_task
 from dispatcher.service import mail as m
 from dispatcher.service.mail import InboundMail, Mail, MailPolicy
 from dispatcher.service.ports import OutboundMail

@@ -8,20 +8,21 @@ import csv
 import io
 import json
 import re
+from datetime import datetime
 from html.parser import HTMLParser
 
 import pytest
 from twisted.internet.task import Clock
 
+from admin.report_views import duration, render, show
 from dispatcher.domain import events as ev
 from dispatcher.domain.errors import InvalidValue, UnknownQueue
 from dispatcher.domain.events import Event
 from dispatcher.domain.metrics import HOUR
 from dispatcher.domain.queues import Queue
 from dispatcher.domain.tasks import Channel
-from dispatcher.runtime.report_views import duration, render, show
 from dispatcher.service.ports import Changes
-from dispatcher.service.reports import Reports, Today, parse_interval, parse_time
+from dispatcher.service.reports import Reports, Today, parse_interval, parse_time, report_data
 from dispatcher.storage.memory import MemoryStore
 from tests.dispatcher.domain.test_metrics import END, START, T, scripted_day
 from tests.dispatcher.storage.test_store_contract import fired
@@ -157,6 +158,21 @@ def test_intervals_agree_too():
     assert csv_value(table_csv, "all", "", "service_level", nine["from"]) == pytest.approx(sl)
     assert text_cell(text, "By interval (1h)", "2026-01-01 09:00", "service level") == "66.7%"
     assert html.cells[("all", "", "1", "service_level")] == "66.7%"
+
+
+def test_one_json_data_for_the_api_and_the_admin_renderer():
+    """`report_data` (served by the REST API, epoch seconds) and the admin edge's JSON (ISO
+    times with the epoch beside) carry the same figures."""
+    report = build()
+    data, doc = report_data(report), json.loads(render(report, "json"))
+    assert data["report"]["from"] == report.start == doc["report"]["from_epoch"]
+    assert datetime.fromisoformat(doc["report"]["from"]).timestamp() == report.start
+    for part in ("period", "agents", "definitions"):
+        assert json.loads(json.dumps(data[part])) == doc[part], part
+    assert [i["figures"] for i in json.loads(json.dumps(data["intervals"]))] == [
+        i["figures"] for i in doc["intervals"]]
+    assert [i["from"] for i in data["intervals"]] == [
+        datetime.fromisoformat(i["from"]).timestamp() for i in doc["intervals"]]
 
 
 def test_the_live_view_at_the_end_of_the_day_agrees():

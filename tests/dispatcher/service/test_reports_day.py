@@ -13,12 +13,13 @@ from __future__ import annotations
 import json
 
 import pytest
+from twisted.internet.defer import ensureDeferred
 
+from admin.report_views import render
 from dispatcher.domain.agents import Agent
 from dispatcher.domain.metrics import HOUR
 from dispatcher.domain.queues import Queue
 from dispatcher.domain.tasks import Channel
-from dispatcher.runtime.report_views import render
 from dispatcher.service.calls import Calls, call_task_id
 from dispatcher.service.mail import InboundMail, Mail
 from dispatcher.service.reports import Report, Reports
@@ -56,10 +57,10 @@ class Day:
         stack.put_queue(Queue("hotline", sl_target={Channel.PHONE: PHONE_TARGET,
                                                     Channel.EMAIL: EMAIL_TARGET},
                               wrap_up_seconds=WRAP_UP))
-        stack.wait(stack.roster.put_agent(Agent("ann", queues={"support"},
-                                                capacity={"email": 1}, channels={Channel.EMAIL})))
-        stack.wait(stack.roster.put_agent(Agent("bob", queues={"hotline"},
-                                                capacity={"phone": 1}, channels={Channel.PHONE})))
+        stack.wait(ensureDeferred(stack.configuration.change_agent(Agent("ann", queues={"support"},
+                                                capacity={"email": 1}, channels={Channel.EMAIL}))))
+        stack.wait(ensureDeferred(stack.configuration.change_agent(Agent("bob", queues={"hotline"},
+                                                capacity={"phone": 1}, channels={Channel.PHONE}))))
 
     def to(self, t: float) -> None:
         """Move the clock to `t` (the timers due meanwhile fire and commit)."""

@@ -6,6 +6,7 @@ a database written before the fix sorts as a new one does."""
 from __future__ import annotations
 
 import sqlalchemy as sa
+from twisted.internet.defer import ensureDeferred
 
 from dispatcher.domain.agents import Agent
 from dispatcher.domain.queues import Queue
@@ -19,8 +20,8 @@ from tests.dispatcher.service.stacks import T0, Stack
 def configure(s: Stack) -> None:
     s.put_queue(Queue("vip", priority=5))
     s.put_queue(Queue("support"))
-    s.wait(s.roster.put_agent(Agent("ann", queues={"vip", "support"}, capacity={"email": 1},
-                                    channels={Channel.EMAIL})))
+    s.wait(ensureDeferred(s.configuration.change_agent(Agent(
+        "ann", queues={"vip", "support"}, capacity={"email": 1}, channels={Channel.EMAIL}))))
 
 
 def served(s: Stack, n: int) -> list[str]:

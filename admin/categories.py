@@ -9,9 +9,9 @@ the command line.
     switchboard categories list [--json]
     switchboard categories train [--file FILE.jsonl] [--folds K]
 
-Sits in the runtime beside admin.py; each `cmd_*` runs under the reactor like the other admin
-commands. Rules and categories are checked, stored and audited by `dispatcher.service.
-configuration.Configuration`; a running server reloads them within a few seconds. `train` imports
+Sits in the admin edge; each `cmd_*` is given the command's context (`EdgeCommandContext`).
+Rules and categories are checked, stored and audited by `dispatcher.service.configuration.
+Configuration`; a running server reloads them within a few seconds. `train` imports
 labelled examples (JSON Lines: {"category", "text"} or {"category", "subject", "body"}), then
 measures the classifier on the whole training set by stratified cross-validation (in a worker
 thread) and prints its accuracy; the server retrains itself on its schedule.
@@ -43,10 +43,10 @@ from dispatcher.service.codification import (
     EXAMPLE_IMPORT,
     evaluate,
 )
+from dispatcher.service.edges import EdgeCommandContext
 from dispatcher.service.ports import TrainingExample
 
-from .admin import NOT_LIVE, configuration, operator, parse_levels, parse_pairs
-from .app import Storage
+from .parse import NOT_LIVE, operator, parse_levels, parse_pairs
 
 
 def add_commands(sub: Any) -> None:
@@ -80,7 +80,7 @@ def add_commands(sub: Any) -> None:
                    help="cross-validation folds of the accuracy measure")
 
 
-async def cmd_categories_add(storage: Storage, args) -> int:
+async def cmd_categories_add(context: EdgeCommandContext, args) -> int:
     attributes = {}
     for item in args.attribute:
         attributes.update(parse_pairs(item))
@@ -88,31 +88,31 @@ async def cmd_categories_add(storage: Storage, args) -> int:
                         priority=args.priority,
                         skills=parse_levels(args.skills) if args.skills else {},
                         attributes=attributes, description=args.description)
-    await configuration(storage).put_category(category, **operator())
+    await context.configuration.put_category(category, **operator())
     print(f"category {category.name} saved; {NOT_LIVE}")
     return 0
 
 
-async def cmd_categories_rule_add(storage: Storage, args) -> int:
+async def cmd_categories_rule_add(context: EdgeCommandContext, args) -> int:
     rule = CategoryRule(args.category, args.field, args.pattern, args.match, args.position,
                         not args.disabled)
-    rule_id = await configuration(storage).add_rule(rule, **operator())
+    rule_id = await context.configuration.add_rule(rule, **operator())
     print(f"rule {rule_id} added; {NOT_LIVE}")
     return 0
 
 
-async def cmd_categories_rule_remove(storage: Storage, args) -> int:
-    if not await configuration(storage).remove_rule(args.id, **operator()):
+async def cmd_categories_rule_remove(context: EdgeCommandContext, args) -> int:
+    if not await context.configuration.remove_rule(args.id, **operator()):
         print(f"no rule {args.id}", file=sys.stderr)
         return 1
     print(f"rule {args.id} removed; {NOT_LIVE}")
     return 0
 
 
-async def cmd_categories_list(storage: Storage, args) -> int:
-    categories = await configuration(storage).categories()
-    rules = await configuration(storage).rules()
-    examples = await storage.codes.example_count()
+async def cmd_categories_list(context: EdgeCommandContext, args) -> int:
+    categories = await context.configuration.categories()
+    rules = await context.configuration.rules()
+    examples = await context.records.example_count()
     if args.json:
         print(json.dumps({
             "categories": [{"name": c.name, "queue": c.queue, "priority": c.priority,
@@ -157,12 +157,12 @@ def read_examples(path: str, at: float) -> list[TrainingExample]:
     return out
 
 
-async def cmd_categories_train(storage: Storage, args) -> int:
+async def cmd_categories_train(context: EdgeCommandContext, args) -> int:
     if args.file:
         examples = read_examples(args.file, time.time())
-        await storage.codes.add_examples(examples)
+        await context.records.add_examples(examples)
         print(f"imported {len(examples)} examples")
-    stored = await storage.codes.examples(DEFAULT_MAX_EXAMPLES)
+    stored = await context.records.examples(DEFAULT_MAX_EXAMPLES)
     pairs = [(e.text, e.category) for e in stored]
     categories = sorted({c for _, c in pairs})
     started = time.monotonic()

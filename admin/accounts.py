@@ -1,7 +1,7 @@
 """`switchboard accounts set | list | disable | remove`: who signs in to the console.
 
-Sits in the runtime beside admin.py; each `cmd_*` runs under the reactor like the other admin
-commands, through the `Accounts` service (which hashes the password with argon2 and audits the
+Sits in the admin edge; each `cmd_*` is given the command's context (`EdgeCommandContext`)
+and works through the `Accounts` service (which hashes the password with argon2 and audits the
 change in the agent log, actor `operator`). A password comes from a file (`--password-file`)
 or standard input (`--password-stdin`), never from the command line, so it stays out of the
 shell history and the process list; neither it nor its hash is ever printed or logged. A
@@ -14,15 +14,10 @@ import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from dispatcher.domain.errors import InvalidValue
 from dispatcher.service.accounts import ROLES
-
-if TYPE_CHECKING:  # the parser is built on every command: keep its imports light
-    from dispatcher.service.accounts import Accounts
-
-    from .app import Storage
+from dispatcher.service.edges import EdgeCommandContext
 
 
 def add_commands(sub) -> None:
@@ -67,28 +62,20 @@ def when(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds")
 
 
-def _service(storage: Storage) -> Accounts:
-    from twisted.internet import reactor
-
-    from .app import accounts_service
-
-    return accounts_service(storage, reactor)
-
-
-async def cmd_accounts_set(storage: Storage, args) -> int:
+async def cmd_accounts_set(context: EdgeCommandContext, args) -> int:
     password = _password(args)
-    account = await _service(storage).set(args.id, args.role, args.name, password)
+    account = await context.accounts.set(args.id, args.role, args.name, password)
     said = "password set" if password is not None else (
         "password kept" if account.password_hash else "no password: tokens only")
     print(f"account {account.id} ({account.role}) saved, {said}")
     return 0
 
 
-async def cmd_accounts_list(storage: Storage, args) -> int:
+async def cmd_accounts_list(context: EdgeCommandContext, args) -> int:
     rows = [{"id": a.id, "role": a.role, "name": a.name, "password": a.password_hash is not None,
              "disabled": a.disabled, "created_at": when(a.created_at),
              "updated_at": when(a.updated_at)}
-            for a in await _service(storage).list()]
+            for a in await context.accounts.list()]
     if args.json:
         print(json.dumps(rows, indent=2))
     elif not rows:
@@ -102,14 +89,14 @@ async def cmd_accounts_list(storage: Storage, args) -> int:
     return 0
 
 
-async def cmd_accounts_disable(storage: Storage, args) -> int:
-    account = await _service(storage).disable(args.id)
+async def cmd_accounts_disable(context: EdgeCommandContext, args) -> int:
+    account = await context.accounts.disable(args.id)
     print(f"account {account.id} ({account.role}) disabled")
     return 0
 
 
-async def cmd_accounts_remove(storage: Storage, args) -> int:
-    await _service(storage).remove(args.id)
+async def cmd_accounts_remove(context: EdgeCommandContext, args) -> int:
+    await context.accounts.remove(args.id)
     print(f"account {args.id} removed")
     return 0
 

@@ -1,10 +1,10 @@
-"""The text of `switchboard tasks show` (dispatcher.runtime.task_views): a task found by id or
+"""The text of `switchboard tasks show` (admin.task_views): a task found by id or
 request number, its conversation (HTML shown as text, never its scripts) and its trail."""
 
 from __future__ import annotations
 
+from admin.task_views import format_task, show_task
 from dispatcher.domain.tasks import Channel, Task
-from dispatcher.runtime.task_views import format_task, show_task
 from dispatcher.service.mail import InboundMail, Mail, MailPolicy
 from tests.dispatcher.service.stacks import build_stack, result, support_queue
 

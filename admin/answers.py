@@ -12,8 +12,8 @@ the review figures and the knowledge base from the command line.
     switchboard answers review-report [--json]          checklist scores per queue and agent
     switchboard kb import FILE | export [FILE] | list [--json] | report [--json]
 
-Sits in the runtime beside admin.py; each `cmd_*` runs under the reactor like the other admin
-commands, through the same service (`dispatcher.service.answers.Library`) as the console, so an
+Sits in the admin edge; each `cmd_*` is given the command's context (`EdgeCommandContext`) and
+works through the same service (`dispatcher.service.answers.Library`) as the console, so an
 import is checked entirely before anything is saved. A running server reads the library at its
 start; changes made in the console are live at once.
 """
@@ -27,10 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from dispatcher.domain.errors import InvalidValue
+from dispatcher.progress import PROGRESS_AFTER_SECONDS, ProgressLine
 from dispatcher.service.answers import Library
+from dispatcher.service.edges import EdgeCommandContext
 
-from .admin import audit, nothing_yet
-from .app import Storage
+from .parse import nothing_yet, operator
 
 # Response modes and review shares are read by a running server at its start.
 NOT_LIVE_SUFFIX = "; a running server reads it at its next start"
@@ -84,12 +85,18 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
 
 
-async def _library(storage: Storage, store: Any = None) -> Library:
-    from twisted.internet import reactor
-
-    library = Library(store or storage.answers, reactor)
+async def _library(context: EdgeCommandContext, store: Any = None) -> Library:
+    """The library, loaded without its index; over `store` (the library's own, counted) when
+    given."""
+    library = context.library if store is None else Library(store, context.reactor)
     await library.load(index=False)
     return library
+
+
+def audit(context: EdgeCommandContext, what: str, action: str, subject: str | None = None,
+          **details: Any) -> Any:
+    """Audit, as the operator, a change whose store keeps no log (imports, response modes)."""
+    return context.configuration.audit(what, action, subject, **operator(), **details)
 
 
 class _Counting:
@@ -114,13 +121,10 @@ class _Counting:
         return self.inner.put_article(*args, **kwargs).addCallback(self._count)
 
 
-def _progress(storage: Storage, lines: list[str], what: str) -> tuple[Any, Any]:
-    """A store that shows the progress of an import on stderr once it has taken more than a
-    second, and the progress line."""
+def _progress(context: EdgeCommandContext, lines: list[str], what: str) -> tuple[Any, Any]:
+    """The library's store, showing the progress of an import on stderr once it has taken more
+    than a second, and the progress line."""
     import time
-
-    from .cli import PROGRESS_AFTER_SECONDS
-    from .report import ProgressLine
 
     line = ProgressLine(sys.stderr, label=f"{what} import", unit=what, verb="saved")
     total = sum(1 for text in lines if text.strip())
@@ -130,7 +134,7 @@ def _progress(storage: Storage, lines: list[str], what: str) -> tuple[Any, Any]:
         if time.monotonic() - started >= PROGRESS_AFTER_SECONDS:
             line(done, total)
 
-    return _Counting(storage.answers, total, progress), line
+    return _Counting(context.library.store, total, progress), line
 
 
 def _read(path: str) -> list[str]:
@@ -149,31 +153,31 @@ def _write(path: str, lines: list[str]) -> None:
         print(f"{len(lines)} written to {path}", file=sys.stderr)
 
 
-async def cmd_answers_import(storage: Storage, args: Any) -> int:
+async def cmd_answers_import(context: EdgeCommandContext, args: Any) -> int:
     lines = _read(args.file)
-    store, progress = _progress(storage, lines, "answers")
-    library = await _library(storage, store)
+    store, progress = _progress(context, lines, "answers")
+    library = await _library(context, store)
     try:
         done = await library.import_answers(lines, args.author)
     finally:
         library.stop()
     if progress.shown:
         progress.finish(store.saved)
-    await audit(storage, "answers", "imported", file=args.file, author=args.author,
+    await audit(context, "answers", "imported", file=args.file, author=args.author,
                 created=done.created, updated=done.updated,
                 unchanged=done.unchanged)
     print(f"{done.created} created, {done.updated} updated, {done.unchanged} unchanged")
     return 0
 
 
-async def cmd_answers_export(storage: Storage, args: Any) -> int:
-    library = await _library(storage)
+async def cmd_answers_export(context: EdgeCommandContext, args: Any) -> int:
+    library = await _library(context)
     _write(args.file, library.export_answers(include_retired=not args.active))
     return 0
 
 
-async def cmd_answers_list(storage: Storage, args: Any) -> int:
-    library = await _library(storage)
+async def cmd_answers_list(context: EdgeCommandContext, args: Any) -> int:
+    library = await _library(context)
     answers = library.list_answers(include_retired=True)
     if args.json:
         print(json.dumps([json.loads(line) for line in library.export_answers()]))
@@ -188,8 +192,8 @@ async def cmd_answers_list(storage: Storage, args: Any) -> int:
     return 0
 
 
-async def cmd_answers_history(storage: Storage, args: Any) -> int:
-    versions = await storage.answers.answer_versions(args.id)
+async def cmd_answers_history(context: EdgeCommandContext, args: Any) -> int:
+    versions = await context.library.history(args.id)
     if not versions:
         raise InvalidValue(f"no such answer: {args.id}")
     for v in versions:
@@ -197,12 +201,12 @@ async def cmd_answers_history(storage: Storage, args: Any) -> int:
     return 0
 
 
-async def cmd_answers_mode_set(storage: Storage, args: Any) -> int:
-    library = await _library(storage)
+async def cmd_answers_mode_set(context: EdgeCommandContext, args: Any) -> int:
+    library = await _library(context)
     rule = await library.put_rule({"queue": args.queue, "category": args.category,
                                    "mode": args.mode, "threshold": args.threshold,
                                    "review_share": args.review_share})
-    await audit(storage, "response_mode", "set", queue=rule.queue,
+    await audit(context, "response_mode", "set", queue=rule.queue,
                 category=rule.category, mode=rule.mode.value,
                 threshold=rule.threshold, review_share=rule.review_share)
     print(f"{rule.queue}/{rule.category}: {rule.mode.value} (threshold {rule.threshold:g}, "
@@ -210,8 +214,8 @@ async def cmd_answers_mode_set(storage: Storage, args: Any) -> int:
     return 0
 
 
-async def cmd_answers_mode_list(storage: Storage, args: Any) -> int:
-    rules = await storage.answers.list_mode_rules()
+async def cmd_answers_mode_list(context: EdgeCommandContext, args: Any) -> int:
+    rules = (await _library(context)).rules
     if args.json:
         print(json.dumps([{**asdict(r), "mode": r.mode.value} for r in rules]))
         return 0
@@ -224,17 +228,17 @@ async def cmd_answers_mode_list(storage: Storage, args: Any) -> int:
     return 0
 
 
-async def cmd_answers_mode_remove(storage: Storage, args: Any) -> int:
-    if not await storage.answers.remove_mode_rule(args.queue, args.category):
+async def cmd_answers_mode_remove(context: EdgeCommandContext, args: Any) -> int:
+    if not await context.library.remove_rule(args.queue, args.category):
         raise InvalidValue(f"no rule for {args.queue}/{args.category}")
-    await audit(storage, "response_mode", "removed", queue=args.queue,
+    await audit(context, "response_mode", "removed", queue=args.queue,
                 category=args.category)
     print(f"{args.queue}/{args.category}: removed{NOT_LIVE_SUFFIX}")
     return 0
 
 
-async def cmd_answers_review_share(storage: Storage, args: Any) -> int:
-    library = await _library(storage)
+async def cmd_answers_review_share(context: EdgeCommandContext, args: Any) -> int:
+    library = await _library(context)
     if args.share == "-":
         share = None
     else:
@@ -243,15 +247,15 @@ async def cmd_answers_review_share(storage: Storage, args: Any) -> int:
         except ValueError:
             raise InvalidValue("a review share is a number from 0 to 1, or -") from None
     await library.set_agent_share(args.agent, share)
-    await audit(storage, "review_share", "set" if share is not None else "removed",
+    await audit(context, "review_share", "set" if share is not None else "removed",
                 args.agent, share=share)
     print(f"review share of {args.agent}: "
           f"{'removed' if share is None else format(share, 'g')}{NOT_LIVE_SUFFIX}")
     return 0
 
 
-async def cmd_answers_review_report(storage: Storage, args: Any) -> int:
-    figures = await storage.answers.review_figures()
+async def cmd_answers_review_report(context: EdgeCommandContext, args: Any) -> int:
+    figures = await context.records.review_figures()
     if args.json:
         print(json.dumps([asdict(f) for f in figures]))
         return 0
@@ -267,30 +271,30 @@ async def cmd_answers_review_report(storage: Storage, args: Any) -> int:
     return 0
 
 
-async def cmd_kb_import(storage: Storage, args: Any) -> int:
+async def cmd_kb_import(context: EdgeCommandContext, args: Any) -> int:
     lines = _read(args.file)
-    store, progress = _progress(storage, lines, "articles")
-    library = await _library(storage, store)
+    store, progress = _progress(context, lines, "articles")
+    library = await _library(context, store)
     try:
         done = await library.import_articles(lines)
     finally:
         library.stop()
     if progress.shown:
         progress.finish(store.saved)
-    await audit(storage, "articles", "imported", file=args.file, created=done.created,
+    await audit(context, "articles", "imported", file=args.file, created=done.created,
                 updated=done.updated)
     print(f"{done.created} created, {done.updated} updated")
     return 0
 
 
-async def cmd_kb_export(storage: Storage, args: Any) -> int:
-    library = await _library(storage)
+async def cmd_kb_export(context: EdgeCommandContext, args: Any) -> int:
+    library = await _library(context)
     _write(args.file, library.export_articles())
     return 0
 
 
-async def cmd_kb_list(storage: Storage, args: Any) -> int:
-    library = await _library(storage)
+async def cmd_kb_list(context: EdgeCommandContext, args: Any) -> int:
+    library = await _library(context)
     articles = library.list_articles(include_retired=True)
     if args.json:
         print(json.dumps([json.loads(line) for line in library.export_articles()]))
@@ -303,8 +307,8 @@ async def cmd_kb_list(storage: Storage, args: Any) -> int:
     return 0
 
 
-async def cmd_kb_report(storage: Storage, args: Any) -> int:
-    rows = await storage.answers.deflections()
+async def cmd_kb_report(context: EdgeCommandContext, args: Any) -> int:
+    rows = await context.library.deflections()
     if args.json:
         print(json.dumps([{**asdict(d), "rate": d.rate} for d in rows]))
         return 0

@@ -1,8 +1,8 @@
 """`switchboard phones set | list | remove`: agents' phone accounts.
 
-Sits in the runtime beside admin.py; each `cmd_*` runs under the reactor like the other admin
-commands. A SIP password is turned into digest HA1 hashes (MD5 and SHA-256, for the realm the
-phone edge announces) and never stored; it can come from a file (`--password-file`) so it stays
+Sits in the admin edge; each `cmd_*` is given the command's context (`EdgeCommandContext`). A
+SIP password is turned into digest HA1 hashes (MD5 and SHA-256, for the realm the phone edge
+announces) and never stored; it can come from a file (`--password-file`) so it stays
 out of the shell history. The rules (a known agent, a SIP user and an extension nobody else
 has) and the audit are `dispatcher.service.configuration.Configuration`'s; a running server
 applies the change within a few seconds.
@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from dispatcher.domain.errors import InvalidValue
 from dispatcher.service.calls import DEFAULT_REALM, make_account
+from dispatcher.service.edges import EdgeCommandContext
 
-if TYPE_CHECKING:  # the parser is built on every command: keep its imports light
-    from .app import Storage
+from .parse import NOT_LIVE, nothing_yet, operator
 
 
 def add_commands(sub) -> None:
@@ -48,20 +47,16 @@ def _password(args) -> str | None:
     return args.password
 
 
-async def cmd_phones_set(storage: Storage, args) -> int:
-    from .admin import NOT_LIVE, configuration, operator
-
+async def cmd_phones_set(context: EdgeCommandContext, args) -> int:
     account = make_account(args.agent, args.user, _password(args), args.realm, args.extension)
-    await configuration(storage).put_phone(account, **operator())
+    await context.configuration.put_phone(account, **operator())
     print(f"phone of {account.agent_id} saved; {NOT_LIVE}")
     return 0
 
 
-async def cmd_phones_list(storage: Storage, args) -> int:
-    from .admin import configuration
-
-    accounts = await configuration(storage).phones()
-    bindings = {b.agent_id: b for b in await storage.phones.list_bindings()}
+async def cmd_phones_list(context: EdgeCommandContext, args) -> int:
+    accounts = await context.configuration.phones()
+    bindings = {b.agent_id: b for b in await context.records.registrations()}
     rows = [{"agent": a.agent_id, "sip_user": a.sip_user, "realm": a.realm,
              "extension": a.extension,
              "contact": bindings[a.agent_id].contact if a.agent_id in bindings else None}
@@ -69,9 +64,7 @@ async def cmd_phones_list(storage: Storage, args) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
     elif not rows:
-        from .admin import nothing_yet
-
-        nothing_yet("phones", "give an agent one with `switchboard phones set AGENT`")
+            nothing_yet("phones", "give an agent one with `switchboard phones set AGENT`")
     else:
         for r in rows:
             print(f"{r['agent']:<16} sip={r['sip_user'] or '-':<16} ext={r['extension'] or '-':<8}"
@@ -79,10 +72,8 @@ async def cmd_phones_list(storage: Storage, args) -> int:
     return 0
 
 
-async def cmd_phones_remove(storage: Storage, args) -> int:
-    from .admin import NOT_LIVE, configuration, operator
-
-    await configuration(storage).remove_phone(args.agent, **operator())
+async def cmd_phones_remove(context: EdgeCommandContext, args) -> int:
+    await context.configuration.remove_phone(args.agent, **operator())
     print(f"phone of {args.agent} removed; {NOT_LIVE}")
     return 0
 

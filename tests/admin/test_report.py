@@ -18,7 +18,7 @@ import jwt
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from dispatcher.runtime.report import report_command
+from admin.report import cmd_report
 from dispatcher.service.ports import Changes
 from dispatcher.storage import schema
 from tests.dispatcher.domain.test_metrics import END, START, scripted_day
@@ -100,8 +100,18 @@ def test_report_command_csv_to_a_file_and_errors(day_db, tmp_path):
 
 def test_report_command_refuses_a_bad_date_before_touching_anything(capsys):
     args = Namespace(start="soon", end="2026-01-02", interval="1h")
-    assert report_command(args, "sqlite:///nowhere/at/all.db") == 2
+    untouchable = object()  # the context: any use of it would raise
+    assert _run(cmd_report(untouchable, args)) == 2
     assert "not a date" in capsys.readouterr().err
+
+
+def _run(coroutine):
+    """A coroutine that never waits: its result."""
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return done.value
+    raise AssertionError("the command waited")
 
 
 # ---------------------------------------------------------------------- a running server

@@ -9,19 +9,20 @@ from __future__ import annotations
 import json
 from argparse import Namespace
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from twisted.internet.defer import ensureDeferred
 
+from admin import categories as cli
 from dispatcher.domain.errors import InvalidValue
-from dispatcher.runtime import categories as cli
 from dispatcher.storage import schema
 from dispatcher.storage.codification import SqlCodificationStore
+from tests.admin.context import command_context
 from tests.dispatcher.runtime.running import base_env, run, run_many
 from tests.dispatcher.storage.wiring import wire
 
-DATA = Path(__file__).resolve().parents[1] / "service" / "data" / "codification_mails.json"
+DATA = (Path(__file__).resolve().parents[1] / "dispatcher" / "service" / "data"
+        / "codification_mails.json")
 
 
 def test_categories_and_training_from_the_command_line(tmp_path) -> None:
@@ -58,10 +59,11 @@ def test_rules_in_process(tmp_path, capsys) -> None:
     url = f"sqlite:///{tmp_path / 'rules.db'}"
     schema.upgrade(url)
     w = wire(url)
-    storage = SimpleNamespace(store=w.store, phones=None, codes=SqlCodificationStore(w.pool, w.commit))
+    codes = SqlCodificationStore(w.pool, w.commit)
+    context = command_context(w, codes=codes)
 
     def cmd(fn, **kw):
-        return w.wait(ensureDeferred(fn(storage, Namespace(**kw))))
+        return w.wait(ensureDeferred(fn(context, Namespace(**kw))))
 
     try:
         rule = dict(match="keywords", disabled=False)
@@ -72,7 +74,7 @@ def test_rules_in_process(tmp_path, capsys) -> None:
         with pytest.raises(InvalidValue):
             cmd(cli.cmd_categories_rule_add, category="x", field="headers", pattern="a",
                 position=0, **rule)
-        assert [r.category for r in w.wait(storage.codes.list_rules())] == ["vip", "billing"]
+        assert [r.category for r in w.wait(codes.list_rules())] == ["vip", "billing"]
         assert cmd(cli.cmd_categories_rule_remove, id=2) == 0
         assert cmd(cli.cmd_categories_rule_remove, id=2) == 1
         assert cmd(cli.cmd_categories_list, json=False) == 0

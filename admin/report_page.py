@@ -1,11 +1,12 @@
-"""`GET /report`: the reports of `switchboard report` (report.py) over HTTP, at the edge of
-the runtime.
+"""`GET /report`: the reports of `switchboard report` (report.py) over HTTP, in the admin
+edge.
 
 `ReportPage` serves `GET /report?from=…&to=…[&queue=…][&interval=…][&format=…]` with
 `Authorization: Bearer <JWT>` of role supervisor (the console's keys, checked by
 `dispatcher.service.tokens`): no or bad token 401, another role 403, bad parameters 400, and the
 report (rendered by report_views.py, off the reactor thread) with its content type otherwise.
-It imports neither the composition root nor the CLI: app.py mounts it.
+The admin edge's build mounts it (plugin.py) with the runtime's verifier of people's tokens
+(the console's keys: `EdgeContext.people_tokens`).
 """
 
 from __future__ import annotations
@@ -27,25 +28,6 @@ from dispatcher.service.reports import Reports, parse_interval, parse_time
 from .report_views import CONTENT_TYPES, DEFAULT_INTERVAL, FORMATS, render
 
 log = logging.getLogger(__name__)
-
-CONSOLE_EDGE = "console"  # whose token settings the HTTP reports accept
-
-
-def verifier_from(settings: Any, stored: bytes | None = None) -> tokens.Verifier:
-    """A token verifier from the console edge's settings (read by attribute: the runtime does
-    not import the edge); `stored`: the HS256 secret kept in the database, used when no secret
-    file is set. Raises tokens.KeyProblem when its keys cannot be used."""
-    keys = tokens.load_keys(
-        settings.jwt_algorithm, secret_file=settings.jwt_secret_file,
-        public_key_file=settings.jwt_public_key_file,
-        private_key_file=settings.jwt_private_key_file, stored=stored, label="report")
-    return tokens.Verifier(
-        keys, settings.issuer, settings.audience, settings.leeway_seconds,
-        max_lifetime=getattr(settings, "max_token_lifetime_seconds",
-                             tokens.MAX_LIFETIME_SECONDS),
-        max_integration_lifetime=getattr(settings, "max_integration_token_lifetime_seconds",
-                                         tokens.MAX_INTEGRATION_LIFETIME_SECONDS))
-
 
 # The HTML report's Content-Security-Policy: its own inline style, nothing else, never framed.
 REPORT_CSP = pages.policy("style-src 'unsafe-inline'")

@@ -7,21 +7,21 @@ from __future__ import annotations
 
 import json
 from argparse import Namespace
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from twisted.internet.defer import ensureDeferred
 
+from admin import answers as cli
 from dispatcher.domain.errors import InvalidValue
-from dispatcher.runtime import answers as cli
 from dispatcher.storage import schema
 from dispatcher.storage.answers import SqlAnswerStore
+from tests.admin.context import command_context
 from tests.dispatcher.runtime.running import base_env, run, run_many
 from tests.dispatcher.storage.wiring import wire
 
-DATA = Path(__file__).resolve().parents[2] / "data" / "answers"
+DATA = Path(__file__).resolve().parents[1] / "data" / "answers"
 
 
 @pytest.fixture
@@ -51,19 +51,13 @@ def test_as_a_user_runs_it(db, tmp_path) -> None:
     assert "Traceback" not in refused.err
 
 
-@dataclass
-class _Storage:
-    answers: Any
-    store: Any  # the audit of configuration changes (agent log)
-
-
 def cmd(db: str, command: Any, capsys: Any = None, **args: Any) -> tuple[int, str]:
     if capsys:
         capsys.readouterr()  # only what this command prints
     w = wire(db)
     try:
-        storage = _Storage(SqlAnswerStore(w.pool, w.commit), w.store)
-        code = w.wait(ensureDeferred(command(storage, Namespace(**args))))
+        context = command_context(w, answers=SqlAnswerStore(w.pool, w.commit))
+        code = w.wait(ensureDeferred(command(context, Namespace(**args))))
     finally:
         w.close()
     return code, capsys.readouterr().out if capsys else ""

@@ -1,8 +1,9 @@
 """Task views: one task as the text of `switchboard tasks show ID` (its request number, its
 conversation and its trail).
 
-Sits at the runtime's CLI edge (dispatcher/runtime/admin.py prints it); reads through the
-service's `ports.Store` and formats with the e-mail policy's request numbers. `show_task` fires
+Sits in the admin edge (tasks.py prints it); reads through anything with the store's three task
+reads (`dispatcher.service.records.Records` in the command line) and formats with the e-mail
+policy's request numbers. `show_task` fires
 with None when there is no such task (by id or request number such as SB-000123).
 """
 
@@ -12,13 +13,24 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Protocol
 
 from twisted.internet.defer import Deferred, ensureDeferred
 
 from dispatcher.domain.tasks import Channel, Task, TaskState
 from dispatcher.service.compose import html_to_text, one_line
 from dispatcher.service.mail import MailPolicy
-from dispatcher.service.ports import MailMessage, Store, StoredEvent
+from dispatcher.service.ports import MailMessage, StoredEvent
+
+
+class TaskReads(Protocol):
+    """What showing a task reads (`Records` has it, and so has `ports.Store`)."""
+
+    def find_mail_task(self, request_number: int | None = ..., message_ids: Sequence[str] = ...,
+                       task_id: str | None = ...) -> Deferred[Task | None]: ...
+    def mail_messages(self, task_id: str, content: bool = ...
+                      ) -> Deferred[list[MailMessage]]: ...
+    def task_events(self, task_id: str) -> Deferred[list[StoredEvent]]: ...
 
 
 @dataclass
@@ -76,14 +88,14 @@ def format_task(task: Task, messages: Sequence[MailMessage], trail: Sequence[Sto
     return "\n".join(out.lines) + "\n"
 
 
-def show_task(store: Store, task_or_request: str,
+def show_task(store: TaskReads, task_or_request: str,
               policy: MailPolicy | None = None) -> Deferred[str | None]:
     """Fetch and format one task (by id or by request number such as SB-000123); None when
     there is no such task."""
     return ensureDeferred(_show_task(store, task_or_request, policy or MailPolicy()))
 
 
-async def _show_task(store: Store, key: str, policy: MailPolicy) -> str | None:
+async def _show_task(store: TaskReads, key: str, policy: MailPolicy) -> str | None:
     number = None
     if key.upper().startswith(policy.request_prefix.upper()):
         digits = key[len(policy.request_prefix):]
