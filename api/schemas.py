@@ -132,13 +132,40 @@ REPORT = obj({"report": OBJECT, "definitions": OBJECT, "period": OBJECT, "agents
               "intervals": array(OBJECT)}, ("report", "period", "agents", "intervals"),
              description="The figures of dispatcher/service/reports.py (docs/metrics.md)")
 
-QUEUE = obj({"name": {"type": "string"}, "mode": {"type": "string"},
-             "priority": {"type": "integer"}, "disabled": {"type": "boolean"}},
-            ("name",), description="A queue's whole configuration (every setting)")
-AGENT = obj({"id": {"type": "string"}, "name": {"type": "string"}, "skills": OBJECT,
-             "queues": array({"type": "string"}), "disabled": {"type": "boolean"}},
-            ("id",), description="An agent's configuration")
-CALENDAR = obj({"name": {"type": "string"}}, ("name",),
+LEVELS = {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0,
+                                                      "maximum": 10},
+          "description": "skill name -> level 0-10"}
+PER_CHANNEL = {"type": "object", "additionalProperties": {"type": "number", "minimum": 0},
+               "description": "channel (email, phone) -> value"}
+QUEUE = obj({
+    "name": {"type": "string"},
+    "requirement": LEVELS,
+    "mode": {"type": "string", "enum": ["push", "pull"]},
+    "agent_choice": {"type": "string", "enum": ["longest_idle", "highest_skill"]},
+    "priority": {"type": "integer"},
+    "steps": array(obj({"after_seconds": {"type": "number", "minimum": 0},
+                        "requirement": LEVELS}, ("after_seconds", "requirement"),
+                       description="an escalation step: after N s, this requirement")),
+    "sl_target": PER_CHANNEL, "offer_timeout": PER_CHANNEL,
+    "wrap_up_seconds": {"type": "number", "minimum": 0},
+    "deadline_rule": {"type": ["string", "null"],
+                      "description": "e.g. \"sliding 24h\" or \"scheduled 12:00\""},
+    "calendar": {"type": ["string", "null"]},
+    "dispositions": array(obj({"code": {"type": "string"}, "label": {"type": "string"}},
+                              ("code", "label"))),
+    "disabled": {"type": "boolean"},
+}, ("name",), description="A queue's whole configuration (every setting), as "
+                          "dispatcher/service/configuration.py queue_config gives it")
+AGENT = obj({"id": {"type": "string"}, "name": {"type": "string"}, "skills": LEVELS,
+             "queues": array({"type": "string"}),
+             "capacity": {"type": "object", "additionalProperties": {"type": "integer",
+                                                                      "minimum": 0}},
+             "channels": array({"type": "string", "enum": ["email", "phone"]}),
+             "disabled": {"type": "boolean"}},
+            ("id",), description="An agent's configuration (agent_config)")
+CALENDAR = obj({"name": {"type": "string"}, "timezone": {"type": "string"},
+                "hours": {"type": "object", "description": "weekday -> [[open, close], ...]"},
+                "holidays": array({"type": "string", "format": "date"})}, ("name",),
                description="A business calendar (time zone, hours, holidays)")
 CONFIG_IN = {"type": "object", "maxProperties": 100,
              "description": "the same fields the GET answers (checked by the configuration "
