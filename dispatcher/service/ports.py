@@ -10,9 +10,9 @@ data is committed: callers acknowledge the outside world after that, never befor
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred
 
@@ -31,8 +31,14 @@ from dispatcher.domain.events import Event
 from dispatcher.domain.queues import Queue
 from dispatcher.domain.tasks import Task
 
-if TYPE_CHECKING:
-    from .tokens import Revocations
+
+@dataclass(frozen=True)
+class Revocations:
+    """What is revoked: token ids, and per subject the time before which its tokens are (the
+    revocation store's answer; the rules are in service/tokens.py)."""
+
+    jtis: frozenset[str] = frozenset()
+    subjects: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

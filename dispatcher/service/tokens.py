@@ -26,8 +26,8 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ from twisted.internet.task import LoopingCall
 
 from dispatcher.guard import Throttled
 
-from .ports import RevocationStore, SecretStore
+from .ports import Revocations, RevocationStore, SecretStore
 
 log = logging.getLogger(__name__)
 
@@ -85,14 +85,6 @@ class Claims:
     exp: float
     iat: float
     jti: str | None = None
-
-
-@dataclass(frozen=True)
-class Revocations:
-    """What is revoked: token ids, and per subject the time before which its tokens are."""
-
-    jtis: frozenset[str] = frozenset()
-    subjects: Mapping[str, float] = field(default_factory=dict)
 
 
 class RevocationList:

@@ -30,8 +30,10 @@ from dispatcher.domain.answers import (
     ReviewItem,
 )
 from dispatcher.domain.errors import InvalidValue
-from dispatcher.domain.events import Event
-from dispatcher.service.mail import EMAIL_QUEUED  # its data names the answer used
+from dispatcher.domain.events import (
+    EMAIL_QUEUED,  # its data names the answer used
+    Event,
+)
 from dispatcher.service.ports import Changes, MailMessage, ReviewFigures
 
 from . import rows as r

@@ -13,7 +13,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from twisted.internet.defer import Deferred, succeed
 
-from dispatcher.service.tokens import Revocations
+from dispatcher.service.ports import Revocations
 
 from . import tables as t
 from .pool import Pool
