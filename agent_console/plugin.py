@@ -69,36 +69,37 @@ class Console:
         self.mail = mail
         self.accounts = accounts
         self.token_secret = token_secret  # the database's HS256 secret, when there is one
+        self.server: ConsoleServer | None = None
+        self._listening = False
+        reply_hook = None
+        if mail is None:
+            answers = None  # the library's answers are replies, and replies go out by mail
+        else:  # answers go out through the e-mail service's outbox
+            # The service decides the way (through the quality review when it is wired).
+            reply_hook = Replies(mail, answers.review if answers else None).send
         self.desks = Desks(
             clock=clock, sessions=sessions, queries=queries, history=history,
             grace_seconds=settings.grace_seconds,
             queues_interval=settings.queues_interval_seconds,
             timeline_limit=settings.timeline_limit,
+            reply_hook=reply_hook, answers=answers,
+            # Is a relay configured? (the e-mail service's policy, read at each welcome)
+            mail_policy=None if mail is None else (lambda: mail.policy),
+            # Notes, consults, reminders, redirects; category corrections and spam release.
+            collaboration=collaboration, codification=codification,
+            # Supervisors: the live state and the balancing actions (supervision.py).
+            live=LiveFeed(supervision) if supervision is not None else None,
+            balancing=balancing,
+            # The supervisor page (/supervisor): library, review, spam, customers.
+            backoffice=backoffice,
+            # A task's thread, notes and files (conversation.py, files.py).
+            conversation=conversation,
         )
-        self.server: ConsoleServer | None = None
-        self._listening = False
-        if mail is None:
-            answers = None  # the library's answers are replies, and replies go out by mail
-        else:  # answers go out through the e-mail service's outbox
+        if mail is not None:
             mail.listen(self._mail_news)
-            self.desks.mail_policy = lambda: mail.policy
-            # The service decides the way (through the quality review when it is wired).
-            self.set_reply_hook(Replies(mail, answers.review if answers else None).send)
         if answers is not None:
-            self.desks.answers = answers
             answers.review.listen_held(self.desks.review_held)
             answers.review.listen_decided(self.desks.review_decided)  # the agent is told
-        # Notes, consults, reminders, redirects; category corrections and spam release.
-        self.desks.collaboration = collaboration
-        self.desks.codification = codification
-        # Supervisors: the live state and the balancing actions (supervision.py).
-        if supervision is not None:
-            self.desks.live = LiveFeed(supervision)
-        self.desks.balancing = balancing
-        # The supervisor page (/supervisor): library, review, spam, customers.
-        self.desks.backoffice = backoffice
-        # A task's thread, notes and files (conversation.py, files.py).
-        self.desks.conversation = conversation
 
     def _mail_news(self, news: MailNews) -> None:
         if self.server is not None:
@@ -106,8 +107,9 @@ class Console:
 
     def set_reply_hook(self, on_reply: Callable[[str, str, str], Any]) -> None:
         """Where the console hands an agent's e-mail answer: `on_reply(agent_id, task_id,
-        text)` (the e-mail edge registers it; it may return a Deferred or an awaitable)."""
-        self.desks.reply_hook = on_reply
+        text)` (an edge started later may register it; it may return a Deferred or an
+        awaitable). The console's own, with a mail service, is given to `Desks` at once."""
+        self.desks.on_reply(on_reply)
 
     def start(self) -> Any:
         keys = load_keys(self.settings, self.token_secret)

@@ -30,13 +30,20 @@ from dispatcher.domain.agents import Agent
 from dispatcher.domain.offers import Offer
 from dispatcher.domain.routing import Outcome
 from dispatcher.domain.tasks import Channel, Task
+from dispatcher.service.backoffice import BackOffice
+from dispatcher.service.codification import Codification
+from dispatcher.service.collaboration import Collaboration
+from dispatcher.service.conversation import Conversation
+from dispatcher.service.review import AnswerServices
 from dispatcher.service.sessions import Absences
+from dispatcher.service.supervision import Balancing
 
 from . import messages as m
 from .answers import answers_for_task, item_view
 from .desk import DESK_EVENTS, desk_fields, desk_frame
 from .files import Links
 from .pull import PullFeed
+from .supervision import LiveFeed
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +52,9 @@ MAX_PENDING_FRAMES = 1000
 CLOSE_TOO_SLOW = 1008
 
 Item = str | dict[str, Any] | Callable[[], Awaitable[dict[str, Any] | None]]
+# Where an agent's e-mail answer goes: `(agent_id, task_id, text)`; a Deferred, an awaitable
+# or nothing.
+ReplyHook = Callable[[str, str, str], Any]
 
 
 def task_view(task: Task, view: Any = None) -> dict[str, Any]:
@@ -124,10 +134,23 @@ class Session:
 
 class Desks:
     """Every connected session, by agent; the outcome listener that tells them what happened;
-    displacement, grace periods and the supervisors' queue snapshots."""
+    displacement, grace periods and the supervisors' queue snapshots.
+
+    The services it serves are given to the constructor (typed keyword arguments; the console
+    edge, plugin.py, passes them); one given as None is one this console runs without, and
+    the features it serves are off (the welcome's `features` says which). The one thing that
+    may come later is where replies go: `on_reply(fn)` registers it."""
 
     def __init__(self, *, clock: Any, sessions: Any, queries: Any, history: Any,
-                 grace_seconds: float, queues_interval: float, timeline_limit: int) -> None:
+                 grace_seconds: float, queues_interval: float, timeline_limit: int,
+                 reply_hook: ReplyHook | None = None,
+                 answers: AnswerServices | None = None,
+                 collaboration: Collaboration | None = None,
+                 codification: Codification | None = None,
+                 live: LiveFeed | None = None, balancing: Balancing | None = None,
+                 backoffice: BackOffice | None = None,
+                 conversation: Conversation | None = None,
+                 mail_policy: Callable[[], Any] | None = None) -> None:
         self.clock = clock
         self.sessions = sessions
         self.queries = queries
@@ -142,30 +165,37 @@ class Desks:
         # The grace period of a dropped agent: the service's rule, with the console's setting.
         self.absences = Absences(sessions, clock, grace_seconds)
         self._snapshot_timer: Any = None
-        # `on_reply(agent_id, task_id, text)` of the e-mail edge (may return a Deferred or an
-        # awaitable); None: replies are refused with `not_available`.
-        self.reply_hook: Callable[[str, str, str], Any] | None = None
-        # The answer services (dispatcher.service.review.AnswerServices) when the library is
-        # wired: offers and assignments then carry the mode and the top three (answers.py).
-        self.answers: Any = None
+        # `reply_hook(agent_id, task_id, text)`: where an agent's e-mail answer goes (may
+        # return a Deferred or an awaitable); None: replies are refused with `not_available`.
+        self.reply_hook = reply_hook
+        # The answer services when the library is wired: offers and assignments then carry
+        # the mode and the top three (answers.py).
+        self.answers = answers
         # Collaboration (notes, consults, reminders, redirects) and codification (category
         # corrections, spam release) services, when wired (collaboration.py).
-        self.collaboration: Any = None
-        self.codification: Any = None
+        self.collaboration = collaboration
+        self.codification = codification
         # Supervision (supervision.py): the live-state feed of the supervisors who watch
-        # (`LiveFeed`) and the balancing actions (dispatcher.service.supervision.Balancing).
-        self.live: Any = None
-        self.balancing: Any = None
-        # The back office (dispatcher.service.backoffice.BackOffice): the supervisor page's
-        # library, review queue, parked spam and customers, each checked for the role there.
-        self.backoffice: Any = None
+        # and the balancing actions.
+        self.live = live
+        self.balancing = balancing
+        # The back office: the supervisor page's library, review queue, parked spam and
+        # customers, each checked for the role there.
+        self.backoffice = backoffice
         # Pull lists for the agents of pull queues (pull.py).
         self.pulls = PullFeed(self)
         # Conversations (conversation.py): the service, the signer of the links to bodies and
         # files (files.py), and the e-mail service's policy (is a relay configured?).
-        self.conversation: Any = None
+        self.conversation = conversation
         self.links = Links()
-        self.mail_policy: Any = None
+        self.mail_policy = mail_policy
+
+    def on_reply(self, reply_hook: ReplyHook | None) -> None:
+        """Register where an agent's e-mail answer goes, `reply_hook(agent_id, task_id, text)`
+        (it may return a Deferred or an awaitable), replacing the one given before; None
+        refuses replies (`not_available`). For a hook made after the console (an edge
+        started later); what is known at construction goes to the constructor."""
+        self.reply_hook = reply_hook
 
     # ------------------------------------------------------------------ connections
 

@@ -36,72 +36,72 @@ def _named(body: dict[str, Any], key: str, value: str) -> dict[str, Any]:
 
 
 async def list_queues(services: Services, call: Call) -> Any:
-    return [queue_config(q) for q in await services.need("configuration").queues()]
+    return [queue_config(q) for q in await services.need_configuration().queues()]
 
 
 async def show_queue(services: Services, call: Call) -> Any:
-    return queue_config(await services.need("configuration").queue(call.params["name"]))
+    return queue_config(await services.need_configuration().queue(call.params["name"]))
 
 
 async def put_queue(services: Services, call: Call) -> Any:
     queue = queue_from_config(_named(call.body, "name", call.params["name"]))
-    created = await services.need("configuration").put_queue(queue, call.actor)
+    created = await services.need_configuration().put_queue(queue, call.actor)
     return Reply(queue_config(queue), 201 if created else 200)
 
 
 async def remove_queue(services: Services, call: Call) -> Any:
-    await services.need("configuration").remove_queue(call.params["name"], call.actor)
+    await services.need_configuration().remove_queue(call.params["name"], call.actor)
     return {"removed": call.params["name"]}
 
 
 def _queue_disabled(disabled: bool) -> Any:
     async def handler(services: Services, call: Call) -> Any:
-        queue = await services.need("configuration").set_queue_disabled(
+        queue = await services.need_configuration().set_queue_disabled(
             call.params["name"], disabled, call.actor)
         return queue_config(queue)
     return handler
 
 
 async def list_agents(services: Services, call: Call) -> Any:
-    return [agent_config(a) for a in await services.need("configuration").agents()]
+    return [agent_config(a) for a in await services.need_configuration().agents()]
 
 
 async def show_agent(services: Services, call: Call) -> Any:
-    return agent_config(await services.need("configuration").agent(call.params["id"]))
+    return agent_config(await services.need_configuration().agent(call.params["id"]))
 
 
 async def put_agent(services: Services, call: Call) -> Any:
     agent = agent_from_config(_named(call.body, "id", call.params["id"]))
-    created = await services.need("configuration").put_agent(agent, call.actor)
+    created = await services.need_configuration().put_agent(agent, call.actor)
     return Reply(agent_config(agent), 201 if created else 200)
 
 
 async def set_skills(services: Services, call: Call) -> Any:
-    agent = await services.need("configuration").set_skills(
+    agent = await services.need_configuration().set_skills(
         call.params["id"], call.body["skills"], call.actor)
     return agent_config(agent)
 
 
 async def remove_agent(services: Services, call: Call) -> Any:
-    await services.need("configuration").remove_agent(call.params["id"], call.actor)
+    await services.need_configuration().remove_agent(call.params["id"], call.actor)
     return {"removed": call.params["id"]}
 
 
 def _agent_disabled(disabled: bool) -> Any:
     async def handler(services: Services, call: Call) -> Any:
-        agent = await services.need("configuration").set_agent_disabled(
+        agent = await services.need_configuration().set_agent_disabled(
             call.params["id"], disabled, call.actor)
         return agent_config(agent)
     return handler
 
 
 async def list_calendars(services: Services, call: Call) -> Any:
-    return [calendar_config(c) for c in await services.need("configuration").calendars()]
+    return [calendar_config(c) for c in await services.need_configuration().calendars()]
 
 
 async def put_calendar(services: Services, call: Call) -> Any:
     calendar = calendar_from_config(_named(call.body, "name", call.params["name"]))
-    await services.need("configuration").put_calendar(calendar, call.actor)
+    await services.need_configuration().put_calendar(calendar, call.actor)
     return calendar_config(calendar)
 
 

@@ -17,28 +17,28 @@ ID = Param("id", "path", s.ID, "the customer's id", required=True)
 
 
 async def search(services: Services, call: Call) -> Any:
-    found = await services.need("backoffice").find_customers(Caller(call.sub, call.role),
+    found = await services.need_backoffice().find_customers(Caller(call.sub, call.role),
                                                              call.params["q"])
     return plain(found)
 
 
 async def show(services: Services, call: Call) -> Any:
     if call.role == "supervisor":
-        view = await services.need("backoffice").customer(Caller(call.sub, call.role),
+        view = await services.need_backoffice().customer(Caller(call.sub, call.role),
                                                           call.params["id"])
     else:
-        view = await services.need("history").view_for(call.role, call.sub, call.params["id"])
+        view = await services.need_history().view_for(call.role, call.sub, call.params["id"])
     return plain(view)
 
 
 async def edit(services: Services, call: Call) -> Any:
     pairs = [(i["kind"], i["value"]) for i in call.body["identities"]]
-    return plain(await services.need("backoffice").edit_customer(
+    return plain(await services.need_backoffice().edit_customer(
         Caller(call.sub, call.role), call.params["id"], call.body["name"], pairs))
 
 
 async def merge(services: Services, call: Call) -> Any:
-    merged = await services.need("backoffice").merge_customers(
+    merged = await services.need_backoffice().merge_customers(
         Caller(call.sub, call.role), call.params["id"], call.body["merged_id"])
     return {"survivor_id": call.params["id"], "merged_id": call.body["merged_id"],
             "result": plain(merged)}

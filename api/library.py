@@ -24,13 +24,13 @@ class NoSuchAnswer(DomainError):
 
 
 async def list_answers(services: Services, call: Call) -> Any:
-    library = services.need("library")
+    library = services.need_library()
     retired = bool(call.params.get("retired")) and call.role == "supervisor"
     return [answer_json(a) for a in library.list_answers(retired)]
 
 
 async def show_answer(services: Services, call: Call) -> Any:
-    answer = services.need("library").get(call.params["id"])
+    answer = services.need_library().get(call.params["id"])
     if answer is None or (answer.retired and call.role != "supervisor"):
         raise NoSuchAnswer(f"no such answer: {call.params['id']}")
     return answer_json(answer)
@@ -42,7 +42,7 @@ async def report(services: Services, call: Call) -> Any:
         start, end = parse_time(p["from"]), parse_time(p["to"])
     except DomainError as exc:
         raise Problem(400, "invalid_value", str(exc)) from None
-    built = await services.need("reports").build(start, end, parse_interval(
+    built = await services.need_reports().build(start, end, parse_interval(
         p.get("interval", "1h")), p.get("queue"))
     return report_data(built)
 

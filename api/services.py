@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from dispatcher.service.answers import Library
 from dispatcher.service.backoffice import BackOffice
@@ -17,6 +17,8 @@ from dispatcher.service.tasks import Tasks
 from dispatcher.service.webhooks import Webhooks
 
 from .problems import Problem
+
+S = TypeVar("S")
 
 
 @dataclass(frozen=True)
@@ -32,11 +34,35 @@ class Services:
     configuration: Configuration | None = None
     webhooks: Webhooks | None = None
 
-    def need(self, name: str) -> Any:
-        service = getattr(self, name)
-        if service is None:
-            raise Problem(503, "not_available", f"{name} is not available on this server")
-        return service
+    # Typed access for the routes: the service, or the 503 Problem when this process lacks it.
+
+    def need_tasks(self) -> Tasks:
+        return needed(self.tasks, "tasks")
+
+    def need_backoffice(self) -> BackOffice:
+        return needed(self.backoffice, "backoffice")
+
+    def need_history(self) -> History:
+        return needed(self.history, "history")
+
+    def need_library(self) -> Library:
+        return needed(self.library, "library")
+
+    def need_reports(self) -> Reports:
+        return needed(self.reports, "reports")
+
+    def need_configuration(self) -> Configuration:
+        return needed(self.configuration, "configuration")
+
+    def need_webhooks(self) -> Webhooks:
+        return needed(self.webhooks, "webhooks")
+
+
+def needed(service: S | None, name: str) -> S:
+    """`service`, or a 503 Problem naming it when this process runs without it."""
+    if service is None:
+        raise Problem(503, "not_available", f"{name} is not available on this server")
+    return service
 
 
 def plain(value: Any) -> Any:

@@ -24,13 +24,13 @@ async def list_tasks(services: Services, call: Call) -> Any:
     p = call.params
     where = TaskFilter(p.get("state"), p.get("queue"), p.get("channel"), p.get("agent"),
                        p.get("customer"))
-    page = await services.need("tasks").list(_caller(call), where,
+    page = await services.need_tasks().list(_caller(call), where,
                                              p.get("limit", DEFAULT_PAGE), p.get("cursor"))
     return {"items": plain(list(page.items)), "next": page.next}
 
 
 async def show_task(services: Services, call: Call) -> Any:
-    detail = await services.need("tasks").show(_caller(call), call.params["id"])
+    detail = await services.need_tasks().show(_caller(call), call.params["id"])
     conversation = None
     if detail.conversation is not None:
         conversation = {"entries": plain(detail.conversation.entries),
@@ -46,7 +46,7 @@ async def create_task(services: Services, call: Call) -> Any:
     for key in ("subject", "body"):
         if key in b:
             attributes[key] = b[key]
-    task = await services.need("tasks").create(
+    task = await services.need_tasks().create(
         _caller(call), b["channel"], b["queue"], identity_kind=customer.get("kind"),
         identity=customer.get("value"), customer_name=customer.get("name", ""),
         priority=b.get("priority"), attributes=attributes, source=b.get("source"),
@@ -56,11 +56,11 @@ async def create_task(services: Services, call: Call) -> Any:
 
 async def cancel_task(services: Services, call: Call) -> Any:
     reason = (call.body or {}).get("reason", "")
-    return plain(await services.need("tasks").cancel(_caller(call), call.params["id"], reason))
+    return plain(await services.need_tasks().cancel(_caller(call), call.params["id"], reason))
 
 
 async def reprioritise(services: Services, call: Call) -> Any:
-    return plain(await services.need("tasks").set_priority(
+    return plain(await services.need_tasks().set_priority(
         _caller(call), call.params["id"], call.body["priority"]))
 
 

@@ -47,33 +47,33 @@ CREATED = s.obj({"subscription": SUBSCRIPTION, "secret": {"type": "string",
 
 
 async def list_subscriptions(services: Services, call: Call) -> Any:
-    return plain(await services.need("webhooks").subscriptions())
+    return plain(await services.need_webhooks().subscriptions())
 
 
 async def subscribe(services: Services, call: Call) -> Any:
     b = call.body
-    sub, secret = await services.need("webhooks").subscribe(b["url"], b["kinds"], call.actor,
+    sub, secret = await services.need_webhooks().subscribe(b["url"], b["kinds"], call.actor,
                                                             b.get("secret"))
     return Reply({"subscription": plain(sub), "secret": secret}, 201)
 
 
 async def show(services: Services, call: Call) -> Any:
-    return plain(await services.need("webhooks").subscription(call.params["id"]))
+    return plain(await services.need_webhooks().subscription(call.params["id"]))
 
 
 async def unsubscribe(services: Services, call: Call) -> Any:
-    await services.need("webhooks").unsubscribe(call.params["id"], call.actor)
+    await services.need_webhooks().unsubscribe(call.params["id"], call.actor)
     return {"removed": call.params["id"]}
 
 
 async def deliveries(services: Services, call: Call) -> Any:
     p = call.params
-    return plain(await services.need("webhooks").deliveries(
+    return plain(await services.need_webhooks().deliveries(
         p["id"], p.get("state"), p.get("limit", 50), p.get("before")))
 
 
 async def redeliver(services: Services, call: Call) -> Any:
-    await services.need("webhooks").redeliver(call.params["id"], call.params["delivery"],
+    await services.need_webhooks().redeliver(call.params["id"], call.params["delivery"],
                                               call.actor)
     return Reply({"redelivered": call.params["delivery"]}, 202)
 

@@ -192,37 +192,65 @@ class Client:
         await self.ws.close()
 
 
-async def start_console(tmp_path: Path, queue: Queue | None = None, **overrides: Any) -> Console:
+@dataclass
+class Core:
+    """The service layer a test console runs on: a MemoryStore, timers on the asyncio loop.
+    A test that wires more services (mail, answers, codification...) makes one with `new_core()`,
+    builds them on it, and gives them to `start_console(core=..., desks={...})`."""
+    store: MemoryStore
+    clock: LoopClock
+    router: Router
+    assignment: Assignment
+    intake: Intake
+    sessions: Sessions
+    queries: Queries
+    configuration: Configuration
+    history: History
+
+
+def new_core() -> Core:
+    store, clock = MemoryStore(), LoopClock()
+    router = Router(new_offer_id=map("o{}".format, itertools.count(1)).__next__)
+    assignment = Assignment(router, store, clock)
+    return Core(store, clock, router, assignment,
+                Intake(assignment, store, clock,
+                       new_id=map("t{}".format, itertools.count(1)).__next__),
+                Sessions(assignment), Queries(router, store),
+                Configuration(store, assignment.clock, assignment=assignment),
+                History(store, assignment))
+
+
+async def start_console(tmp_path: Path, queue: Queue | None = None, *, core: Core | None = None,
+                        desks: dict[str, Any] | None = None, **overrides: Any) -> Console:
+    """A console on `core` (a fresh one by default) with `queue` (default: support), whose
+    `Desks` gets the keyword arguments `desks` (the services a test wires: answers,
+    reply_hook, codification...) besides the supervisors' live feed and balancing;
+    `overrides` change the console's settings."""
     secret = tmp_path / "console.secret"
     secret.write_bytes(SECRET)
     settings = replace(ConsoleSettings(port=0, jwt_secret_file=str(secret),
                                        allowed_origins=ORIGIN, grace_seconds=30.0,
                                        queues_interval_seconds=0.2), **overrides)
-    store, clock = MemoryStore(), LoopClock()
-    router = Router(new_offer_id=map("o{}".format, itertools.count(1)).__next__)
-    assignment = Assignment(router, store, clock)
-    sessions, queries = Sessions(assignment), Queries(router, store)
-    configuration = Configuration(store, assignment.clock, assignment=assignment)
-    history = History(store, assignment)
-    desks = Desks(clock=clock, sessions=sessions, queries=queries,
-                  history=history, grace_seconds=settings.grace_seconds,
-                  queues_interval=settings.queues_interval_seconds,
-                  timeline_limit=settings.timeline_limit)
-    assignment.listen(desks.on_outcome)
+    base = core or new_core()
+    clock, store, router, assignment = base.clock, base.store, base.router, base.assignment
+    sessions, configuration, history = base.sessions, base.configuration, base.history
     # Supervisors: the live state (today's figures from the store's log) and balancing.
     supervision = Supervision(router, clock, Today(store, store, clock))
-    assignment.listen(supervision.on_outcome)
     balancing = Balancing(assignment, sessions=sessions, configuration=configuration)
-    desks.live, desks.balancing = LiveFeed(supervision), balancing
+    desks_ = Desks(clock=clock, sessions=sessions, queries=base.queries,
+                   history=history, grace_seconds=settings.grace_seconds,
+                   queues_interval=settings.queues_interval_seconds,
+                   timeline_limit=settings.timeline_limit,
+                   live=LiveFeed(supervision), balancing=balancing, **(desks or {}))
+    assignment.listen(desks_.on_outcome)
+    assignment.listen(supervision.on_outcome)
     keys = load_keys(settings)
     accounts = Accounts(MemoryAccounts(), store, clock, hasher=PasswordHasher(**CHEAP_HASHER))
-    server = ConsoleServer(settings, verifier_for(settings, keys), desks, sessions, history,
+    server = ConsoleServer(settings, verifier_for(settings, keys), desks_, sessions, history,
                            accounts=accounts)
     await server.start()
-    console = Console(settings, store, router, assignment,
-                      Intake(assignment, store, clock,
-                             new_id=map("t{}".format, itertools.count(1)).__next__),
-                      sessions, queries, configuration, history, desks, server,
+    console = Console(settings, store, router, assignment, base.intake, sessions, base.queries,
+                      configuration, history, desks_, server,
                       Signer(keys, settings.issuer, settings.audience), supervision, balancing,
                       accounts)
     await to_future(ensureDeferred(configuration.change_queue(

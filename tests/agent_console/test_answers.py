@@ -13,7 +13,7 @@ from dispatcher.service.answers import Library
 from dispatcher.service.mail import EMAIL_QUEUED, InboundMail, Mail
 from dispatcher.service.review import AnswerServices, Review
 from dispatcher.storage.answers import MemoryAnswerStore
-from tests.agent_console.harness import LoopClock, run, start_console
+from tests.agent_console.harness import LoopClock, new_core, run, start_console
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "answers"
 
@@ -27,19 +27,19 @@ class Draws:
 
 
 async def wired(tmp_path, mode: str = "suggested"):
-    c = await start_console(tmp_path)
+    base = new_core()
     clock = LoopClock()
-    mail = Mail(c.assignment, c.store, clock, c.intake)
-    store = MemoryAnswerStore(c.store)
+    mail = Mail(base.assignment, base.store, clock, base.intake)
+    store = MemoryAnswerStore(base.store)
     library = Library(store, clock)
+    draws = Draws()
+    review = Review(library, mail, store, base.store, base.assignment, clock, draw=draws)
+    c = await start_console(tmp_path, core=base, desks=dict(
+        answers=AnswerServices(library, review), reply_hook=review.reply))
     await to_future(library.import_answers((DATA / "library.jsonl").read_text().splitlines(),
                                            "sue"))
     await to_future(library.put_rule({"queue": "support", "mode": mode}))
     library.rebuild_now()
-    draws = Draws()
-    review = Review(library, mail, store, c.store, c.assignment, clock, draw=draws)
-    c.desks.answers = AnswerServices(library, review)
-    c.desks.reply_hook = review.reply
     review.listen_held(c.desks.review_held)
     return c, mail, library, review, draws
 

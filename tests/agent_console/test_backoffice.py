@@ -21,7 +21,7 @@ from dispatcher.service.mail import InboundMail, Mail
 from dispatcher.service.review import AnswerServices, Review
 from dispatcher.storage.answers import MemoryAnswerStore
 from dispatcher.storage.codification import MemoryCodificationStore
-from tests.agent_console.harness import LoopClock, run, start_console
+from tests.agent_console.harness import LoopClock, new_core, run, start_console
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "answers"
 SPAM = SpamVerdict(True, True, 9.5, 5.0, ("GTUBE",))
@@ -45,27 +45,27 @@ REQUESTS = {
 
 
 async def wired(tmp_path):
-    c = await start_console(tmp_path)
+    base = new_core()
     clock = LoopClock()
-    mail = Mail(c.assignment, c.store, clock, c.intake)
-    store = MemoryAnswerStore(c.store)
+    mail = Mail(base.assignment, base.store, clock, base.intake)
+    store = MemoryAnswerStore(base.store)
     library = Library(store, clock)
+    review = Review(library, mail, store, base.store, base.assignment, clock, draw=lambda: 0.0)
+    codification = Codification(base.assignment, base.store, MemoryCodificationStore(), clock,
+                                base.intake, base.configuration)
+    c = await start_console(tmp_path, core=base, desks=dict(
+        answers=AnswerServices(library, review), reply_hook=review.reply,
+        codification=codification,
+        backoffice=BackOffice(library, review, codification, Customers(base.store, clock),
+                              base.history)))
     await to_future(library.import_answers((DATA / "library.jsonl").read_text().splitlines(),
                                            "sue"))
     library.rebuild_now()
-    review = Review(library, mail, store, c.store, c.assignment, clock, draw=lambda: 0.0)
-    codification = Codification(c.assignment, c.store, MemoryCodificationStore(), clock,
-                                c.intake, c.configuration)
     await to_future(codification.start())
     codification.stop()  # no periodic refresh in this test
     mail.codify_with(codification)
-    c.desks.answers = AnswerServices(library, review)
-    c.desks.reply_hook = review.reply
-    c.desks.codification = codification
     review.listen_held(c.desks.review_held)
     review.listen_decided(c.desks.review_decided)
-    c.desks.backoffice = BackOffice(library, review, codification,
-                                    Customers(c.store, clock), c.history)
     return c, mail, library
 
 

@@ -14,7 +14,7 @@ from dispatcher.service.codification import Codification, SpamVerdict
 from dispatcher.service.collaboration import Collaboration
 from dispatcher.service.mail import InboundMail, Mail
 from dispatcher.storage.codification import MemoryCodificationStore, MemoryCollaborationStore
-from tests.agent_console.harness import run, start_console
+from tests.agent_console.harness import new_core, run, start_console
 
 _ids = itertools.count(1)
 
@@ -26,16 +26,17 @@ def inbound(subject: str, sender: str = "ann@example.org") -> InboundMail:
 
 
 async def wired(tmp_path):
-    console = await start_console(tmp_path)
-    mail = Mail(console.assignment, console.store, console.desks.clock, console.intake)
-    codification = Codification(console.assignment, console.store, MemoryCodificationStore(),
-                                console.desks.clock, console.intake, console.configuration)
-    collaboration = Collaboration(console.assignment, console.store,
-                                  MemoryCollaborationStore(console.store), console.desks.clock,
-                                  console.intake, console.sessions, mail)
+    base = new_core()
+    mail = Mail(base.assignment, base.store, base.clock, base.intake)
+    codification = Codification(base.assignment, base.store, MemoryCodificationStore(),
+                                base.clock, base.intake, base.configuration)
+    collaboration = Collaboration(base.assignment, base.store,
+                                  MemoryCollaborationStore(base.store), base.clock,
+                                  base.intake, base.sessions, mail)
+    console = await start_console(tmp_path, core=base, desks=dict(
+        codification=codification, collaboration=collaboration))
     mail.codify_with(codification)
     mail.intercept_with(collaboration)
-    console.desks.codification, console.desks.collaboration = codification, collaboration
     await to_future(codification.start())
     codification.stop()  # no periodic refresh in this test
     return console, mail, codification

@@ -362,7 +362,7 @@ async def test_reply_goes_to_the_email_hook_or_is_not_available(tmp_path):
         answer = await client.request("reply", task_id=task.id, text="Dear Ann, ...")
         assert answer["code"] == m.NOT_AVAILABLE
         heard = []
-        c.desks.reply_hook = lambda *args: heard.append(args)
+        c.desks.on_reply(lambda *args: heard.append(args))
         assert (await client.request("reply", task_id=task.id, text="Dear Ann, ..."))["type"] == "ok"
         assert heard == [("a1", task.id, "Dear Ann, ...")]
     finally:

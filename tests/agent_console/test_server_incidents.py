@@ -25,7 +25,7 @@ async def test_an_unexpected_failure_answers_internal_with_an_incident_id(tmp_pa
         def broken(*args, **kw):
             raise RuntimeError("the relay table is gone")
 
-        c.desks.reply_hook = broken
+        c.desks.on_reply(broken)
         with caplog.at_level(logging.ERROR, logger="agent_console.server"):
             answers = [await client.request("reply", task_id=task.id, text="hi")
                        for _ in range(50)]
