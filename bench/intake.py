@@ -27,17 +27,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import sqlalchemy as sa  # noqa: E402
-from twisted.internet import defer, task  # noqa: E402
+import sqlalchemy as sa
+from twisted.internet import defer, task
 
-from dispatcher.domain import events as ev  # noqa: E402
-from dispatcher.domain.tasks import Channel, Task  # noqa: E402
-from dispatcher.service.ports import Identity  # noqa: E402
-from dispatcher.storage import schema  # noqa: E402
-from dispatcher.storage.commit import GroupCommit  # noqa: E402
-from dispatcher.storage.engine import make_engine  # noqa: E402
-from dispatcher.storage.pool import Pool  # noqa: E402
-from dispatcher.storage.sql import SqlStore  # noqa: E402
+from dispatcher.domain import events as ev
+from dispatcher.domain.tasks import Channel, Task
+from dispatcher.service.ports import Identity
+from dispatcher.storage import schema
+from dispatcher.storage.commit import GroupCommit
+from dispatcher.storage.engine import make_engine
+from dispatcher.storage.pool import Pool
+from dispatcher.storage.sql import SqlStore
 
 DEFAULT_TASKS = 20_000
 DEFAULT_IN_FLIGHT = 500

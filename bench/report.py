@@ -37,16 +37,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import sqlalchemy as sa  # noqa: E402
+import sqlalchemy as sa
 
-from admin.report_views import render  # noqa: E402
-from dispatcher.domain import events as ev  # noqa: E402
-from dispatcher.domain.metrics import DAY, HOUR, QueueTarget, Tally  # noqa: E402
-from dispatcher.service.reports import Report  # noqa: E402
-from dispatcher.storage import schema  # noqa: E402
-from dispatcher.storage import tables as t  # noqa: E402
-from dispatcher.storage.engine import make_engine  # noqa: E402
-from dispatcher.storage.reports import SqlReportStore  # noqa: E402
+from admin.report_views import render
+from dispatcher.domain import events as ev
+from dispatcher.domain.metrics import DAY, HOUR, QueueTarget, Tally
+from dispatcher.service.reports import Report
+from dispatcher.storage import schema
+from dispatcher.storage import tables as t
+from dispatcher.storage.engine import make_engine
+from dispatcher.storage.reports import SqlReportStore
 
 PG_URL = os.environ.get(
     "SWITCHBOARD_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test"

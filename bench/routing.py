@@ -43,10 +43,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dispatcher.domain.agents import Agent, Presence  # noqa: E402
-from dispatcher.domain.queues import AgentChoice, EscalationStep, Queue  # noqa: E402
-from dispatcher.domain.routing import Outcome, Router  # noqa: E402
-from dispatcher.domain.tasks import Channel, Task  # noqa: E402
+from dispatcher.domain.agents import Agent, Presence
+from dispatcher.domain.queues import AgentChoice, EscalationStep, Queue
+from dispatcher.domain.routing import Outcome, Router
+from dispatcher.domain.tasks import Channel, Task
 
 DEFAULT_AGENTS = 5_000
 DEFAULT_QUEUES = 200

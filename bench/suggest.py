@@ -26,8 +26,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dispatcher.domain.answers import Answer, make_answer  # noqa: E402
-from dispatcher.service.suggest import Ranker, query_text  # noqa: E402
+from dispatcher.domain.answers import Answer, make_answer
+from dispatcher.service.suggest import Ranker, query_text
 
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data" / "answers"
 TARGET_P99_MS = 50.0

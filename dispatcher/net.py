@@ -276,7 +276,7 @@ class Refusal(protocol.Protocol):
     def __init__(self, text: bytes) -> None:
         self.text = text
 
-    def connectionMade(self) -> None:  # noqa: N802 - Twisted API
+    def connectionMade(self) -> None:
         self.transport.write(self.text)
         self.transport.loseConnection()
 
@@ -296,12 +296,12 @@ class GuardedProtocol(policies.ProtocolWrapper):
         if self.ticket is not None:
             self.ticket.waiting()
 
-    def dataReceived(self, data: bytes) -> None:  # noqa: N802 - Twisted API
+    def dataReceived(self, data: bytes) -> None:
         if self.factory.busy_on_data:
             self.busy()
         super().dataReceived(data)
 
-    def connectionLost(self, reason: Any = None) -> None:  # noqa: N802 - Twisted API
+    def connectionLost(self, reason: Any = None) -> None:
         if self.ticket is not None:
             self.ticket.release()
         super().connectionLost(reason)
@@ -327,7 +327,7 @@ class Guarded(policies.WrappingFactory):
         self.refusal = refusal
         self.busy_on_data = busy_on_data
 
-    def buildProtocol(self, addr: Any) -> Any:  # noqa: N802 - Twisted API
+    def buildProtocol(self, addr: Any) -> Any:
         holder: list[GuardedProtocol] = []
         ticket = self.gate.admit(self.listener, peer_host(addr),
                                  lambda: holder[0].abort() if holder else None)
@@ -444,7 +444,8 @@ class QuietAcceptErrors(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         try:
             text = record.getMessage()
-        except Exception:  # a record that cannot format is not ours to judge
+        except Exception:  # noqa: BLE001 - a record that cannot format (any error from its
+            # arguments) is let through, not ours to judge: a log filter must never raise
             return True
         if not any(marker in text for marker in ACCEPT_ERRORS):
             return True

@@ -49,7 +49,7 @@ class _Discard(Protocol):
         if self.size > MAX_BODY and self.transport is not None:
             self.transport.stopProducing()  # the answer is what counts, not its body
 
-    def connectionLost(self, reason: Failure = None) -> None:  # noqa: N802 - Twisted's name
+    def connectionLost(self, reason: Failure = None) -> None:
         if not self.done.called:
             self.done.callback(None)
 

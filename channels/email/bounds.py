@@ -111,7 +111,9 @@ def _ends(line: bytes) -> bytes:
     return line if line.endswith(b"\n") else line + b"\r\n"
 
 
-def prepare(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> Prepared:
+def prepare(  # noqa: C901 - one repair per header-section limit, read top to bottom
+    raw: bytes, limits: Limits = DEFAULT_LIMITS
+) -> Prepared:
     out = Prepared()
     lines, out.separator, out.body, cut = _split(raw, limits.header_bytes)
     if not cut and all(_trace(x) or x[:1] in (b" ", b"\t") for x in lines):

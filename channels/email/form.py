@@ -217,7 +217,9 @@ class ContactForm(Resource):
                                                      "form: could not store a submission")
         self._answer(request, 503, wants_json, body, finish=True)
 
-    def _check(self, f: dict[str, str]) -> tuple[dict[str, str], Submission]:
+    def _check(  # noqa: C901 - one check per form field, read top to bottom
+        self, f: dict[str, str]
+    ) -> tuple[dict[str, str], Submission]:
         problems: dict[str, str] = {}
         s = self.settings
         name = f.get("name", "").strip()

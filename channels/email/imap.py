@@ -35,6 +35,7 @@ Documented behaviour:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import replace
 from typing import Any
@@ -259,10 +260,9 @@ class ImapPoller:
         caps = await client.getCapabilities(useCache=0)
         self._check()
         if s.imap_move_to:
-            try:
+            # it exists (or cannot be made: the MOVE will say so)
+            with contextlib.suppress(imap4.IMAP4Exception):
                 await client.create(s.imap_move_to)
-            except imap4.IMAP4Exception:
-                pass  # it exists (or cannot be made: the MOVE will say so)
         selected = await client.select(s.imap_mailbox)
         validity = selected.get("UIDVALIDITY")
         if not isinstance(validity, int):

@@ -88,7 +88,7 @@ def _header(msg: EmailMessage, name: str, out: Parsed) -> str | None:
         try:
             raw = msg.get_all(name, failobj=[None], )[0]
             return None if raw is None else str(raw)
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - the raw value unreadable too: none
             return None
 
 
@@ -103,7 +103,7 @@ def _addresses(msg: EmailMessage, name: str, out: Parsed) -> list[tuple[str, str
             return []
         return [(a.display_name or "", a.addr_spec) for a in getattr(header, "addresses", ())
                 if a.addr_spec and "@" in a.addr_spec]
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - an unreadable address header is a defect
         out.defects.append(f"{name}: {type(exc).__name__}: {exc}")
         return []
 
@@ -120,7 +120,7 @@ def _text_of(part: EmailMessage, out: Parsed, fallback: str) -> str:
         payload = str(part.get_payload()).encode("utf-8", "surrogateescape")
     try:
         declared = part.get_content_charset()
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - an unreadable charset: UTF-8, else the fallback
         declared = None
     if declared in ("us-ascii", "ascii"):
         declared = None  # the default when none is given: 8-bit bytes mean it is wrong
@@ -221,7 +221,7 @@ def parse(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> Parsed:
         return out
     try:
         _fill(msg, out, fallback)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - never crash on input: a defect, raw text kept
         out.defects.append(f"message: {type(exc).__name__}: {exc}")
         if not out.text:
             out.text = text(decode(raw, fallback), fallback)
@@ -274,7 +274,9 @@ def _inner(msg: EmailMessage, out: Parsed, fallback: str, bodies: set[int]) -> s
     return ""
 
 
-def _fill(msg: EmailMessage, out: Parsed, fallback: str) -> None:
+def _fill(  # noqa: C901 - each part of the message read in turn, a failure a defect
+    msg: EmailMessage, out: Parsed, fallback: str
+) -> None:
     senders = _addresses(msg, "From", out) or _addresses(msg, "Sender", out)
     if senders:
         out.from_name, out.from_address = senders[0]
@@ -292,13 +294,13 @@ def _fill(msg: EmailMessage, out: Parsed, fallback: str) -> None:
     out.suppress_auto = _suppressed(msg, out)
     try:
         out.dsn = _dsn(msg, out)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - an unreadable report is a defect
         out.defects.append(f"report: {type(exc).__name__}: {exc}")
     bodies = set()
     for kind in ("plain", "html"):
         try:
             part = msg.get_body(preferencelist=(kind,))
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - an unreadable body is a defect
             out.defects.append(f"body: {type(exc).__name__}: {exc}")
             part = None
         if part is not None and part.get_content_type() == f"text/{kind}":
@@ -313,13 +315,13 @@ def _fill(msg: EmailMessage, out: Parsed, fallback: str) -> None:
             continue
         try:
             content = part.get_payload(decode=True)
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - undecodable: kept as its raw payload
             content = None
         if content is None:
             content = str(part.get_payload()).encode("utf-8", "replace")
         try:
             filename = part.get_filename()
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - an unreadable filename: none
             filename = None
         if part is msg and not filename and part.get_content_maintype() == "text":
             continue  # a single-part message whose body was not text/plain or text/html

@@ -81,7 +81,7 @@ class SessionRate(ServerFactory):
     def doStop(self) -> None:  # noqa: N802 - Twisted API
         self.intake.doStop()
 
-    def buildProtocol(self, addr: Any) -> Any:  # noqa: N802 - Twisted API
+    def buildProtocol(self, addr: Any) -> Any:
         host = net.peer_host(addr)
         now = self.clock.seconds()
         if self.budget is None or self.exempt(host) or self.budget.take(host, now):

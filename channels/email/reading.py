@@ -24,6 +24,7 @@ Sits in the e-mail edge; the SMTP intake (smtp.py) owns one `Reader`."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
@@ -127,10 +128,9 @@ class _Worker(ProcessProtocol):
 
     def kill(self) -> None:
         if not self.ended:
-            try:
+            # whatever it raises, the process is already gone (or its transport closed)
+            with contextlib.suppress(Exception):
                 self.transport.signalProcess("KILL")
-            except Exception:  # noqa: BLE001 - already gone
-                pass
 
 
 class Inline:

@@ -338,7 +338,7 @@ class SmtpIntake(ServerFactory):
             d = self._reader().read(raw, queue, envelope_from, recipients,
                                     attachments_dir=self.settings.attachments_dir,
                                     verdict=verdict)
-        except Exception:  # noqa: BLE001 - bad reading settings: retried once they are fixed
+        except Exception:
             log.exception("could not read a message")
             return defer.fail(e.server_error(e.TEMPORARY_FAILURE))
         return d.addCallback(self.mail.receive)

@@ -193,7 +193,7 @@ class Link:
                 raise
             except ConnectionClosed:
                 return
-            except Exception:  # noqa: BLE001 - the connection's loop notices a dead socket
+            except Exception:
                 log.exception("cti: could not send to %s", self.sub)
 
     def stop(self) -> None:
@@ -560,16 +560,16 @@ class Cti:
                 self._send(ref, frame)
             elif kind == ev.CALL_ANSWERED:
                 self._routes.pop(ref.task_id, None)
-            elif kind in (ev.TASK_REQUEUED, ev.TASK_TRANSFERRED, ev.TASK_CANCELLED):
-                if ref.task_id in self._routed:
-                    reason = {ev.TASK_REQUEUED: m.REQUEUED, ev.TASK_TRANSFERRED: m.TRANSFERRED,
-                              ev.TASK_CANCELLED: m.CANCELLED}[kind]
-                    if kind == ev.TASK_TRANSFERRED and \
-                            e.actor.startswith(m.INTEGRATION_ACTOR_PREFIX):
-                        reason = m.ROUTE_FAILED_REASON
-                    self._cancel(ref, e, reason)
-                    self._routed.discard(ref.task_id)
-                    self._routes.pop(ref.task_id, None)
+            elif (kind in (ev.TASK_REQUEUED, ev.TASK_TRANSFERRED, ev.TASK_CANCELLED)
+                    and ref.task_id in self._routed):
+                reason = {ev.TASK_REQUEUED: m.REQUEUED, ev.TASK_TRANSFERRED: m.TRANSFERRED,
+                          ev.TASK_CANCELLED: m.CANCELLED}[kind]
+                if kind == ev.TASK_TRANSFERRED and \
+                        e.actor.startswith(m.INTEGRATION_ACTOR_PREFIX):
+                    reason = m.ROUTE_FAILED_REASON
+                self._cancel(ref, e, reason)
+                self._routed.discard(ref.task_id)
+                self._routes.pop(ref.task_id, None)
             if kind in (ev.TASK_WRAP_UP, ev.TASK_COMPLETED, ev.TASK_CANCELLED,
                         ev.TASK_ABANDONED):
                 self._routes.pop(ref.task_id, None)

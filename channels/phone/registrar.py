@@ -252,8 +252,10 @@ class Registrar:
         self.refusals.warning((flow.host, "403"), now, "REGISTER for %s from %s refused: %s",
                               user, flow, why)
 
-    def _verify(self, txn: ServerTransaction, c: dict[str, str], account: Any, user: str,
-                offered: tuple[str, ...]) -> Verdict:
+    def _verify(  # noqa: C901 - one verdict per digest check, read top to bottom
+        self, txn: ServerTransaction, c: dict[str, str], account: Any, user: str,
+        offered: tuple[str, ...],
+    ) -> Verdict:
         algorithm = c.get("algorithm", "MD5").upper()
         if algorithm not in offered:
             return Verdict("challenge", f"algorithm {algorithm} not offered")

@@ -183,7 +183,7 @@ class Timers:
             timer.done = True
             try:
                 timer.fn(*timer.args)
-            except Exception:  # noqa: BLE001 - one failing timer must not stop the others
+            except Exception:
                 log.exception("timer %r failed", timer.fn)
         if len(heap) > self.COMPACT_AT and self.cancelled > len(heap) // 2:
             self.heap = heap = [e for e in heap if not e[2].done]
@@ -408,7 +408,7 @@ class ClientTransaction:
     def _deliver(self, resp: Response) -> None:
         try:
             self.on_response(resp)
-        except Exception:  # noqa: BLE001 - a TU bug must not stop the transaction layer
+        except Exception:
             log.exception("transaction user failed on %d %s", resp.status, self.request.method)
 
     def _cancel_timers(self) -> None:
@@ -473,7 +473,7 @@ class _Stream(protocol.Protocol):
         self.flow: Flow | None = None
         self.pending: list[bytes] = []
 
-    def connectionMade(self) -> None:  # noqa: N802 - Twisted API
+    def connectionMade(self) -> None:
         peer = self.transport.getPeer()
         self.flow = Flow("tcp", peer.host, peer.port)
         self.endpoint.connections[self.flow] = self
@@ -481,7 +481,7 @@ class _Stream(protocol.Protocol):
             self.transport.write(data)
         self.pending.clear()
 
-    def dataReceived(self, data: bytes) -> None:  # noqa: N802 - Twisted API
+    def dataReceived(self, data: bytes) -> None:
         try:
             items = self.framer.feed(data)
         except FramingError as e:
@@ -494,7 +494,7 @@ class _Stream(protocol.Protocol):
             else:
                 self.endpoint.dispatch(item, self.flow)
 
-    def connectionLost(self, reason: Any = None) -> None:  # noqa: N802 - Twisted API
+    def connectionLost(self, reason: Any = None) -> None:
         if self.flow is not None and self.endpoint.connections.get(self.flow) is self:
             del self.endpoint.connections[self.flow]
 
@@ -503,7 +503,7 @@ class _StreamFactory(protocol.Factory):
     def __init__(self, endpoint: Endpoint) -> None:
         self.endpoint = endpoint
 
-    def buildProtocol(self, addr: Any) -> _Stream:  # noqa: N802 - Twisted API
+    def buildProtocol(self, addr: Any) -> _Stream:
         return _Stream(self.endpoint)
 
 
@@ -511,7 +511,7 @@ class _OutgoingStream(protocol.ClientFactory):
     def __init__(self, endpoint: Endpoint, flow: Flow, first: bytes) -> None:
         self.endpoint, self.flow, self.first = endpoint, flow, first
 
-    def buildProtocol(self, addr: Any) -> _Stream:  # noqa: N802 - Twisted API
+    def buildProtocol(self, addr: Any) -> _Stream:
         p = _Stream(self.endpoint)
         p.pending.append(self.first)
         return p

@@ -128,7 +128,7 @@ class Agent:
             return self.status
         if self.wrapping:
             return Presence.WRAP_UP
-        if self.held or self.engaged or self.offer_id is not None:
-            if not any(self.can_take(c, matrix) for c in self.channels):
-                return Presence.BUSY
+        if (self.held or self.engaged or self.offer_id is not None) and not any(
+                self.can_take(c, matrix) for c in self.channels):
+            return Presence.BUSY
         return Presence.AVAILABLE

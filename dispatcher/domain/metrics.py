@@ -726,7 +726,9 @@ class Tally:
         t.open = True
         self._set_waiting(t, True, b)
 
-    def _queued(self, e: EventRecord, b: int | None) -> None:
+    def _queued(  # noqa: C901 - one counter per figure a reply moves, top to bottom
+        self, e: EventRecord, b: int | None
+    ) -> None:
         t = self.tasks.get(e.task_id)
         d = e.data
         kind = str(d.get("kind") or "")

@@ -1123,8 +1123,10 @@ class Router:
         if not (can and self._serve(agent, now, out, can)):
             self._refresh(agent, can)
 
-    def _serve(self, agent: Agent, now: float, out: Outcome,
-               can: tuple[Channel, ...] | None = None) -> bool:
+    def _serve(  # noqa: C901 - one scan over the agent's buckets, each skip inline
+        self, agent: Agent, now: float, out: Outcome,
+        can: tuple[Channel, ...] | None = None,
+    ) -> bool:
         """The agent may be able to take work: offer them the best waiting task across every
         bucket they are eligible for (one global order). Returns whether they got an offer.
         `can`: the agent's open channels, when the caller has them."""

@@ -370,7 +370,7 @@ class App:
         for name, edge in reversed(self.edges):  # stop taking work before the core stops
             try:
                 await maybeDeferred(edge.stop)
-            except Exception:  # noqa: BLE001 - the others must still stop
+            except Exception:
                 log.exception("edge %s did not stop cleanly", name)
         self.revocation_watch.stop()
         self.configuration_watch.stop()

@@ -114,9 +114,8 @@ def _convert(raw: Any, kind: type, where: str, problems: list[str]) -> Any:
             value = math.nan
         if math.isfinite(value):  # "nan" and "inf" parse, but are no setting
             return value
-    elif kind is str:
-        if isinstance(raw, str):
-            return raw
+    elif kind is str and isinstance(raw, str):
+        return raw
     problems.append(f"{where}: expected {kind.__name__}, got {raw!r}")
     return None
 
@@ -147,8 +146,10 @@ def _section(sname: str, cls: type, given: Any, env: Mapping[str, str],
     return cls(**{k: v for k, v in values.items() if v is not None})
 
 
-def load(path: str | os.PathLike | None = None, env: Mapping[str, str] | None = None,
-         edges: Mapping[str, type] | None = None) -> Config:
+def load(  # noqa: C901 - each setting section validated in turn, every problem listed
+    path: str | os.PathLike | None = None, env: Mapping[str, str] | None = None,
+    edges: Mapping[str, type] | None = None,
+) -> Config:
     """Build the configuration. `path` None: ./switchboard.toml if present (or the file named by
     SWITCHBOARD_CONFIG). `edges`: section name -> settings dataclass of each loaded edge.
     Raises ConfigError listing every problem."""

@@ -30,7 +30,7 @@ class _Dropped:
         self.sink = sink
         self.header: list[bytes] | None = []
 
-    def lineReceived(self, line: bytes) -> None:  # noqa: N802 - Twisted's interface
+    def lineReceived(self, line: bytes) -> None:
         if self.header is None:
             return
         if not line or len(self.header) >= MAX_HEADER_LINES:
@@ -39,11 +39,11 @@ class _Dropped:
         else:
             self.header.append(line)
 
-    def eomReceived(self) -> defer.Deferred:  # noqa: N802
+    def eomReceived(self) -> defer.Deferred:
         self.sink.received += 1
         return defer.succeed(None)
 
-    def connectionLost(self) -> None:  # noqa: N802
+    def connectionLost(self) -> None:
         pass
 
 
@@ -65,13 +65,13 @@ class Sink:
                                    f"{fields.get('References', '')}"):
             self.answering[named] = ours[0]
 
-    def receivedHeader(self, helo: Any, origin: Any, recipients: Any) -> bytes:  # noqa: N802
+    def receivedHeader(self, helo: Any, origin: Any, recipients: Any) -> bytes:
         return b"Received: by the Switchboard demo's sink"
 
-    def validateFrom(self, helo: Any, origin: Any) -> Any:  # noqa: N802
+    def validateFrom(self, helo: Any, origin: Any) -> Any:
         return origin
 
-    def validateTo(self, user: Any) -> Any:  # noqa: N802
+    def validateTo(self, user: Any) -> Any:
         return lambda: _Dropped(self)
 
 
@@ -79,7 +79,7 @@ class _Factory(protocol.ServerFactory):
     def __init__(self, sink: Sink) -> None:
         self.sink = sink
 
-    def buildProtocol(self, addr: Any) -> smtp.ESMTP:  # noqa: N802 - Twisted's interface
+    def buildProtocol(self, addr: Any) -> smtp.ESMTP:
         p = smtp.ESMTP()
         p.delivery = self.sink
         p.factory = self

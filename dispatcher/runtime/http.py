@@ -126,11 +126,11 @@ class GuardedChannel(http.HTTPChannel):
     _awaiting_head = True
     _discarding = False
 
-    def connectionMade(self) -> None:  # noqa: N802 - Twisted API
+    def connectionMade(self) -> None:
         super().connectionMade()
         self._start_head()
 
-    def dataReceived(self, data: bytes) -> None:  # noqa: N802 - Twisted API
+    def dataReceived(self, data: bytes) -> None:
         if self._discarding:
             return
         if self._awaiting_head and self._head_call is None:
@@ -177,7 +177,7 @@ class GuardedChannel(http.HTTPChannel):
                 waiting()
         super().requestDone(request)
 
-    def connectionLost(self, reason: Any) -> None:  # noqa: N802 - Twisted API
+    def connectionLost(self, reason: Any) -> None:
         self._cancel("_head_call")
         self._cancel("_body_call")
         self._cancel("_linger_call")

@@ -87,7 +87,7 @@ class Assignment:
         for listener in list(self.listeners):
             try:
                 listener(outcome)
-            except Exception:  # noqa: BLE001 - one broken listener must not stop the others
+            except Exception:
                 log.exception("listener %r failed on an outcome", listener)
 
     def _failed(self, failure, outcome: Outcome):

@@ -392,7 +392,7 @@ class Codification:
         form = mail.form
         try:
             decided = self.categorise(sample_of(mail), form.category if form else None)
-        except Exception:  # noqa: BLE001 - a mail without a category is still a mail
+        except Exception:
             log.exception("codification: could not categorise task %s", task.id)
             decided = None
         if decided is not None:

@@ -446,7 +446,7 @@ class Collaboration:
                                           Changes(tasks=[back], events=[event]))
         try:
             outcome = self.router.submit(back, now)
-        except Exception:  # noqa: BLE001 - stored already; the next start routes it
+        except Exception:
             log.exception("could not route task %s back from its reminder", task.id)
             return
         await self.assignment.apply(outcome)

@@ -171,7 +171,7 @@ def _only(data: Any, known: set[str], where: str) -> None:
         raise InvalidValue(f"{where}: unknown field(s) {', '.join(map(str, extra))}")
 
 
-def queue_from_config(data: Mapping[str, Any]) -> Queue:
+def queue_from_config(data: Mapping[str, Any]) -> Queue:  # noqa: C901 - each queue field in turn
     """The inverse of `queue_config` (missing fields: the defaults); InvalidValue names the
     field that is wrong."""
     where = "queue"

@@ -170,7 +170,7 @@ class Intake:
         stored already and the next start routes it."""
         try:
             self._hand(task)
-        except Exception:  # noqa: BLE001 - stored already; the next start routes it
+        except Exception:
             log.exception("could not route task %s", task.id)
 
     def created(self, task: Task, identity: Identity | None) -> ev.Event:

@@ -136,7 +136,7 @@ class Review:
         for fn in listeners:
             try:
                 fn(item)
-            except Exception:  # noqa: BLE001 - a listener never undoes a commit
+            except Exception:
                 log.exception("review: %s listener failed", what)
 
     def now(self) -> float:
@@ -513,7 +513,7 @@ def route(assignment: Any, task: Task, now: float) -> None:
                     offer_expires_at=None)
     try:
         outcome = assignment.router.submit(fresh, now)
-    except Exception:  # noqa: BLE001 - stored already; the next start routes it
+    except Exception:
         log.exception("could not route task %s", task.id)
         return
     assignment.apply(outcome).addErrback(lambda f: None)  # logged by apply

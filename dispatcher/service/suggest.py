@@ -168,10 +168,7 @@ class Ranker:
         k = min(limit, int(allowed.sum()))
         if k <= 0:
             return []
-        if k < len(scores):
-            best = np.argpartition(-scores, k - 1)[:k]
-        else:
-            best = np.arange(len(scores))
+        best = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
         chosen = sorted(best.tolist(), key=lambda i: (-float(scores[i]), index.targets[i].id))
         return [Suggestion(index.targets[i].kind, index.targets[i].id, index.targets[i].title,
                            round(float(scores[i]), 4))

@@ -75,7 +75,7 @@ PRUNE_EVERY = 3600.0  # seconds between two clean-ups of old delivered deliverie
 
 def matches(kinds: Sequence[str], kind: str) -> bool:
     """Whether an event of `kind` goes to a subscription to `kinds`."""
-    return any(k == ALL or k == kind or (k.endswith(".*") and kind.startswith(k[:-1]))
+    return any(k in (ALL, kind) or (k.endswith(".*") and kind.startswith(k[:-1]))
                for k in kinds)
 
 

@@ -157,10 +157,7 @@ def thd_mail_message(conn: sa.Connection, id: str | None, message_id: str | None
     """One message by its row id, or the newest with that Message-ID (and direction)."""
     m = t.email_messages
     q = sa.select(m)
-    if id is not None:
-        q = q.where(m.c.id == id)
-    else:
-        q = q.where(m.c.message_id == message_id)
+    q = q.where(m.c.id == id) if id is not None else q.where(m.c.message_id == message_id)
     if direction is not None:
         q = q.where(m.c.direction == direction)
     found = _messages(conn, q.order_by(m.c.created_at.desc()).limit(1))

@@ -104,7 +104,7 @@ def test_refusals_are_logged_once_per_listener_and_peer(caplog) -> None:
 
 
 class Echo(Protocol):
-    def dataReceived(self, data: bytes) -> None:  # noqa: N802 - Twisted API
+    def dataReceived(self, data: bytes) -> None:
         self.transport.write(data)
 
 

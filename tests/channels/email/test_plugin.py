@@ -16,7 +16,7 @@ from channels.email.plugin import EDGE
 class Reactor(Clock):
     """A virtual clock that also takes the shutdown trigger the reading pool registers."""
 
-    def addSystemEventTrigger(self, *args, **kw):  # noqa: N802 - Twisted API
+    def addSystemEventTrigger(self, *args, **kw):
         return None
 
 

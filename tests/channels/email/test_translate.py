@@ -20,4 +20,5 @@ def test_attachments_in_a_folder_are_private(tmp_path) -> None:
     mode = lambda p: stat.S_IMODE(os.stat(p).st_mode)  # noqa: E731
     assert mode(path) == 0o600
     assert mode(os.path.dirname(path)) == 0o700 and mode(folder) == 0o700
-    assert open(path, "rb").read() == b"%PDF-1.4 invoice"
+    with open(path, "rb") as f:
+        assert f.read() == b"%PDF-1.4 invoice"

@@ -3,6 +3,7 @@ prints, run sipp scenarios against it, and read what it stored."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -64,10 +65,8 @@ class Server:
             if left <= 0:
                 kinds = [(e["kind"], e["agent_id"]) for e in self.events]
                 raise AssertionError(f"no {kind} {match} within {timeout}s; saw {kinds}")
-            try:
+            with contextlib.suppress(queue.Empty):
                 self.events.append(self._new.get(timeout=min(left, 0.2)))
-            except queue.Empty:
-                pass
 
     def kinds(self) -> list[str]:
         while True:

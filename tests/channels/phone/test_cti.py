@@ -10,6 +10,7 @@ Each case has its own queue and agents, so the cases share one server and stay i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import os
@@ -104,10 +105,8 @@ class App:
             if left <= 0:
                 raise AssertionError(f"no {kind} {match} within {timeout}s; saw "
                                      f"{[(e['kind'], e['agent_id']) for e in self.events]}")
-            try:
+            with contextlib.suppress(queue.Empty):
                 self.events.append(self._new.get(timeout=min(left, 0.2)))
-            except queue.Empty:
-                pass
 
     async def event(self, kind: str, **match: Any) -> dict:
         return await asyncio.to_thread(self.wait_for, kind, **match)

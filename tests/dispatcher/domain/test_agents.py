@@ -146,7 +146,7 @@ def test_a_custom_matrix():
 
 
 def test_chosen_statuses():
-    assert CHOSEN == {Presence.OFFLINE, Presence.AVAILABLE, Presence.BREAK}
+    assert {Presence.OFFLINE, Presence.AVAILABLE, Presence.BREAK} == CHOSEN
 
 
 def test_presence_is_derived_from_the_work_held():

@@ -14,7 +14,7 @@ from dispatcher.domain.tasks import Channel
 DAY0 = 1_767_225_600.0  # 2026-01-01 00:00 UTC
 
 
-def T(hh: int, mm: int = 0, ss: int = 0) -> float:
+def T(hh: int, mm: int = 0, ss: int = 0) -> float:  # noqa: N802 - reads as a clock time: T(9, 30)
     return DAY0 + hh * 3600 + mm * 60 + ss
 
 

@@ -170,7 +170,7 @@ class RouterMachine(RuleBasedStateMachine):
         self.calls += 1
         for e in out.events:
             if e.kind == ev.TASK_OFFERED:
-                assert EXPLANATION_KEYS <= set(e.data["explanation"]), e.data
+                assert set(e.data["explanation"]) >= EXPLANATION_KEYS, e.data
         self.check_stickiness(out)
         self.check_serve_order(out)
         self.check_agent_choice(out)

@@ -47,7 +47,7 @@ def test_the_documented_state_machine():
     assert TRANSITIONS[TaskState.WRAP_UP] == {TaskState.COMPLETED}
     for final in FINAL_STATES:
         assert TRANSITIONS[final] == frozenset()
-    assert OPEN_STATES | FINAL_STATES == set(TaskState)
+    assert set(TaskState) == OPEN_STATES | FINAL_STATES
     assert not OPEN_STATES & FINAL_STATES
 
 

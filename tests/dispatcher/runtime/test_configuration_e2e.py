@@ -26,7 +26,7 @@ async def _available(ws_port: int, agent_id: str):
             if frame["type"] == "ok":
                 return client
             await client.ws.close()
-        except Exception:  # noqa: BLE001 - refused while the agent is unknown: try again
+        except Exception:
             if time.monotonic() > deadline:
                 raise
         if time.monotonic() > deadline:

@@ -28,10 +28,10 @@ class Echo(Resource):
         if cap is not None:
             self.max_body_bytes = cap
 
-    def render_GET(self, request) -> bytes:  # noqa: N802 - twisted.web API
+    def render_GET(self, request) -> bytes:
         return b"ok"
 
-    def render_POST(self, request) -> bytes:  # noqa: N802 - twisted.web API
+    def render_POST(self, request) -> bytes:
         body = request.content.read()
         self.seen.append(body)
         return b"got %d" % len(body)

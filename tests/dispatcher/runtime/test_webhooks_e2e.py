@@ -80,7 +80,7 @@ def receiver(got: Received, port: int = 0, flaky: bool = True) -> ThreadingHTTPS
         def log_message(self, *args: Any) -> None:
             pass
 
-        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
             payload = json.loads(body)
             status, hang = 200, False

@@ -83,7 +83,7 @@ class Stack:
     queries: Queries
     configuration: Configuration
     wait: Callable[[Deferred], Any] = result
-    settle: Callable[[], None] = lambda: None  # noqa: E731 - let pending commits finish
+    settle: Callable[[], None] = lambda: None
     heard: list[Outcome] = field(default_factory=list)
 
     def put_queue(self, queue: Queue) -> None:

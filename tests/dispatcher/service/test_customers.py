@@ -42,7 +42,7 @@ class World:
         return self.stack.wait(d)
 
     def fails(self, d) -> Exception:
-        with pytest.raises(Exception) as caught:  # noqa: PT011 - the test checks the type
+        with pytest.raises(Exception) as caught:
             self.wait(d)
         return caught.value
 

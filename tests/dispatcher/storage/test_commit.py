@@ -47,7 +47,7 @@ class FakePool:
         work: list[Any] = []
         try:
             result = thd_fn(work, *args)
-        except Exception as exc:  # rolled back: the work is not recorded
+        except Exception as exc:  # noqa: BLE001 - any error rolls back, as in the real Pool
             d.errback(exc)
         else:
             self.transactions.append(work)

@@ -23,11 +23,10 @@ def test_sqlite_pragmas(sqlite_url: str) -> None:
 
 def test_sqlite_transactions_roll_back_ddl_and_dml(sqlite_url: str) -> None:
     engine = make_engine(sqlite_url)
-    with pytest.raises(RuntimeError):
-        with engine.begin() as conn:
-            conn.exec_driver_sql("CREATE TABLE t (n INTEGER)")
-            conn.exec_driver_sql("INSERT INTO t VALUES (1)")
-            raise RuntimeError("roll back")
+    with pytest.raises(RuntimeError), engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (n INTEGER)")
+        conn.exec_driver_sql("INSERT INTO t VALUES (1)")
+        raise RuntimeError("roll back")
     assert sa.inspect(engine).get_table_names() == []
     engine.dispose()
 
