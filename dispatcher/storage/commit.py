@@ -13,15 +13,28 @@ queues a call and returns a Deferred. What it promises:
 - When a batch raises, it is rolled back and each call is re-run alone, in order, in its own
   transaction: only the faulty call errbacks (the batch failure is logged).
 
-A one-argument `thd_` function marked with `@mergeable(many)` is run, for a run of consecutive
-calls of it in one batch, as a single `many(conn, [arg, ...]) -> [result, ...]`, which must have
-the same effect as the calls one after the other; so a batch can use one lookup and one
-executemany per table instead of a round trip per call.
+A one-argument `thd_` function marked with `@mergeable(many)` has several of its calls in one
+batch run as a single `many(conn, [arg, ...]) -> [result, ...]`, which must have the same effect
+as those calls one after the other; so a batch can use one lookup and one executemany per table
+instead of a round trip per call. Which calls merge (`plan`):
+
+- Consecutive calls of one mergeable function always merge (the calls stay in order).
+- A mergeable function may also declare `keys(arg) -> set`: every row its call writes or reads,
+  named by key (("task", id), ("agent", id), ...; see tasks.py `change_keys`). Such a call is then
+  moved back into the latest earlier group of calls of its function if it shares no key with
+  any call between that group and it. Any call without keys (every non-mergeable call, every
+  mergeable one without `keys`) shares every key: nothing moves past it.
+
+Why that is the same effect: only calls with disjoint keys swap, so every row is written by the
+same calls in the same order; per task and per agent, log rows (events, outbox) keep their
+order; only rows of different tasks or agents in an append-only log may interleave in another
+order within the one transaction, which no reader sees (they commit together) or relies on
+(trails and replays read per task or per agent). Results still map back to each call in order.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence, Set
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -44,36 +57,75 @@ class Runner(Protocol):
     def run(self, thd_fn: Callable[..., Any], *args: Any) -> Deferred[Any]: ...
 
 
-def mergeable(many: Callable[[sa.Connection, list[Any]], list[Any]]) -> Callable[[F], F]:
-    """Mark a one-argument `thd_` function: consecutive calls of it in a batch run as
-    `many(conn, [arg, ...])`, which returns one result per argument, in order."""
+def mergeable(
+    many: Callable[[sa.Connection, list[Any]], list[Any]],
+    keys: Callable[[Any], Set[Hashable]] | None = None,
+) -> Callable[[F], F]:
+    """Mark a one-argument `thd_` function: calls of it in a batch run together as
+    `many(conn, [arg, ...])`, which returns one result per argument, in order. With `keys`
+    (every row a call touches, by key), calls merge past calls that touch none of those rows."""
 
     def mark(fn: F) -> F:
         fn.many = many  # type: ignore[attr-defined]
+        fn.keys = keys  # type: ignore[attr-defined]
         return fn
 
     return mark
 
 
-def thd_batch(conn: sa.Connection, calls: Sequence[Call]) -> list[Any]:
-    """Run `calls` in order on one connection (one transaction); return their results."""
-    results: list[Any] = []
-    i = 0
-    while i < len(calls):
-        fn, args = calls[i]
-        many = getattr(fn, "many", None)
-        if many is None:
-            results.append(fn(conn, *args))
-            i += 1
+@dataclass(slots=True)
+class _Group:
+    """Calls of one function run at one place of the batch: one call, or a merge."""
+
+    fn: Callable[..., Any]
+    positions: list[int]
+    keys: set[Hashable] | None  # None: every key (nothing moves past this group)
+
+
+def _keys_of(fn: Callable[..., Any], args: tuple[Any, ...]) -> set[Hashable] | None:
+    keys = getattr(fn, "keys", None)
+    return None if keys is None or len(args) != 1 else set(keys(args[0]))
+
+
+def plan(calls: Sequence[Call]) -> list[_Group]:
+    """The groups that run `calls` with the same effect, in the order they run (module doc)."""
+    groups: list[_Group] = []
+    for position, (fn, args) in enumerate(calls):
+        keys = _keys_of(fn, args)
+        target = None
+        if getattr(fn, "many", None) is not None and len(args) == 1:
+            for group in reversed(groups):
+                if group.fn is fn:
+                    target = group
+                    break
+                if keys is None or group.keys is None or not keys.isdisjoint(group.keys):
+                    break
+        if target is None:
+            groups.append(_Group(fn, [position], keys))
             continue
-        j = i + 1
-        while j < len(calls) and calls[j][0] is fn:
-            j += 1
-        merged = many(conn, [args[0] for _, args in calls[i:j]])
-        if len(merged) != j - i:
-            raise RuntimeError(f"{fn.__name__}.many gave {len(merged)} results for {j - i} calls")
-        results.extend(merged)
-        i = j
+        target.positions.append(position)
+        if target.keys is not None:
+            target.keys = None if keys is None else target.keys | keys
+    return groups
+
+
+def thd_batch(conn: sa.Connection, calls: Sequence[Call]) -> list[Any]:
+    """Run `calls` on one connection (one transaction), merged as `plan` says; return their
+    results in the order of `calls`."""
+    results: list[Any] = [None] * len(calls)
+    for group in plan(calls):
+        if len(group.positions) == 1:
+            position = group.positions[0]
+            results[position] = group.fn(conn, *calls[position][1])
+            continue
+        merged = group.fn.many(conn, [calls[p][1][0] for p in group.positions])
+        if len(merged) != len(group.positions):
+            raise RuntimeError(
+                f"{group.fn.__name__}.many gave {len(merged)} results"
+                f" for {len(group.positions)} calls"
+            )
+        for position, result in zip(group.positions, merged, strict=True):
+            results[position] = result
     return results
 
 

@@ -30,7 +30,17 @@ from . import tables as t
 from .commit import GroupCommit, mergeable
 from .pool import Pool
 from .statements import chunks, insert_events, insert_rows
-from .tasks import ChangeRows, Intake, thd_create_tasks, thd_record_many
+from .tasks import (
+    EVENT_KEYS,
+    ChangeRows,
+    Intake,
+    Key,
+    change_keys,
+    intake_keys,
+    row_keys,
+    thd_create_tasks,
+    thd_record_many,
+)
 
 OUTBOX_EMAIL = "email"
 OUTBOX_SENT = "sent"
@@ -100,7 +110,22 @@ def thd_create_mail_tasks(conn: sa.Connection, batch: Sequence[MailIntake]) -> l
     return result
 
 
-@mergeable(thd_create_mail_tasks)
+def _message_keys(messages: Sequence[r.Row]) -> set[Key]:
+    return row_keys(messages, "task_id") | {("message", m["id"]) for m in messages}
+
+
+def mail_intake_keys(mail: MailIntake) -> set[Key]:
+    """What `thd_create_mail_task` touches (group commit's merge rule, commit.py)."""
+    return (intake_keys(mail.intake) | _message_keys(mail.messages)
+            | row_keys(mail.outbox, *EVENT_KEYS) | {("request", mail.request["number"])})
+
+
+def addition_keys(mail: MailAddition) -> set[Key]:
+    """What `thd_add_mail` touches (group commit's merge rule, commit.py)."""
+    return _message_keys(mail.messages) | change_keys(mail.changes)
+
+
+@mergeable(thd_create_mail_tasks, mail_intake_keys)
 def thd_create_mail_task(conn: sa.Connection, mail: MailIntake) -> str:
     return thd_create_mail_tasks(conn, [mail])[0]
 
@@ -112,7 +137,7 @@ def thd_add_mails(conn: sa.Connection, batch: Sequence[MailAddition]) -> list[No
     return [None] * len(batch)
 
 
-@mergeable(thd_add_mails)
+@mergeable(thd_add_mails, addition_keys)
 def thd_add_mail(conn: sa.Connection, mail: MailAddition) -> None:
     thd_add_mails(conn, [mail])
 

@@ -4,7 +4,10 @@ the open tasks at start-up, and the task queries (list, a keyset page, one task,
 Sits under `dispatcher.storage`; `SqlTasks` is a mixin of `SqlStore` (sql.py). The writes of
 intake and routing go through the group commit: their Deferreds fire after the commit that holds
 them, and the calls of one reactor turn share one transaction. A batch of intakes costs one
-duplicate check, one identity lookup per chunk and one executemany per table, whatever its size.
+duplicate check, one identity lookup per chunk and one executemany per table, whatever its size;
+intakes and changes interleaved in a batch merge too when they touch other tasks and agents
+(`intake_keys`, `change_keys`: the merge rule of commit.py), and the task upsert is sent as
+multi-row statements.
 """
 
 from __future__ import annotations
@@ -34,6 +37,11 @@ from .pool import Pool
 from .statements import chunks, insert_events, insert_ignore, insert_rows, storable_rows, upsert
 
 FINAL = sorted(s.value for s in FINAL_STATES)
+
+Key = tuple[str, ...]  # a row named for the group commit's merge rule: ("task", id), ...
+KEY_KINDS = {"id": "task", "task_id": "task", "agent_id": "agent"}
+EVENT_KEYS = ("task_id", "agent_id")
+UNKEYED: Key = ("unkeyed",)
 
 
 @dataclass(slots=True)
@@ -105,7 +113,34 @@ def thd_create_tasks(conn: sa.Connection, intakes: Sequence[Intake]) -> list[str
     return result
 
 
-@mergeable(thd_create_tasks)
+def row_keys(rows: Sequence[r.Row], *columns: str) -> set[Key]:
+    """The tasks and agents that `rows` (tasks, events, declines, outbox...) are about; a row
+    about neither is keyed `UNKEYED`, so such rows keep their order among themselves."""
+    keys: set[Key] = set()
+    for row in rows:
+        found = {(KEY_KINDS[c], row[c]) for c in columns if row.get(c) is not None}
+        keys |= found or {UNKEYED}
+    return keys
+
+
+def intake_keys(intake: Intake) -> set[Key]:
+    """What `thd_create_task` touches (group commit's merge rule, commit.py): the task, its
+    identity (which decides its customer), the agents and tasks of its events."""
+    keys = row_keys([intake.task], "id", "agent_id") | row_keys(intake.events, *EVENT_KEYS)
+    if intake.identity is not None:
+        keys.add(("identity", *intake.identity))
+    return keys
+
+
+def change_keys(changes: ChangeRows) -> set[Key]:
+    """What `thd_record` touches: its tasks (and their agents), declines, events and outbox."""
+    return (row_keys(changes.tasks, "id", "agent_id")
+            | row_keys(changes.declines, *EVENT_KEYS)
+            | row_keys(changes.events, *EVENT_KEYS)
+            | row_keys(changes.outbox, *EVENT_KEYS))
+
+
+@mergeable(thd_create_tasks, intake_keys)
 def thd_create_task(conn: sa.Connection, intake: Intake) -> str:
     return thd_create_tasks(conn, [intake])[0]
 
@@ -154,7 +189,11 @@ def thd_record_many(conn: sa.Connection, batch: Sequence[ChangeRows]) -> list[No
         outbox.extend(changes.outbox)
     dialect = conn.dialect.name
     if latest:
-        conn.execute(upsert(dialect, t.tasks), storable_rows(list(latest.values())))
+        # RETURNING makes SQLAlchemy send the rows as multi-row statements (insertmanyvalues)
+        # instead of one round trip per row: one statement per batch. One id at most once
+        # (`latest`): a multi-row ON CONFLICT statement cannot touch a row twice.
+        stmt = upsert(dialect, t.tasks).returning(t.tasks.c.id)
+        conn.execute(stmt, storable_rows(list(latest.values()))).close()
     if declines:
         conn.execute(insert_ignore(dialect, t.task_declines), list(declines.values()))
     insert_events(conn, events)
@@ -162,7 +201,7 @@ def thd_record_many(conn: sa.Connection, batch: Sequence[ChangeRows]) -> list[No
     return [None] * len(batch)
 
 
-@mergeable(thd_record_many)
+@mergeable(thd_record_many, change_keys)
 def thd_record(conn: sa.Connection, changes: ChangeRows) -> None:
     thd_record_many(conn, [changes])
 

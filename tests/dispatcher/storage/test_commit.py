@@ -9,6 +9,7 @@ driven by a `TurnReactor` (see turns.py).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -17,8 +18,10 @@ from twisted.internet.defer import Deferred, fail, succeed
 
 from dispatcher.domain.errors import DuplicateTask
 from dispatcher.domain.tasks import Channel, Task
+from dispatcher.service.ports import Changes
 from dispatcher.storage import tables as t
 from dispatcher.storage.commit import GroupCommit, mergeable, thd_batch
+from dispatcher.storage.tasks import UNKEYED, ChangeRows, change_keys
 from tests.dispatcher.storage.turns import TurnReactor
 from tests.dispatcher.storage.wiring import Wiring
 
@@ -162,6 +165,108 @@ def test_mergeable_runs_consecutive_calls_as_one() -> None:
     assert seen == [[1, 2], [3]]
 
 
+def keyed() -> tuple[list[Any], Callable[..., Any]]:
+    """A mergeable `record(log, (key, value))` whose calls touch the row `key`; `seen` collects
+    each run of it: the values of its calls, together."""
+    seen: list[Any] = []
+
+    def many(log: list[Any], items: list[tuple[str, int]]) -> list[int]:
+        seen.append([value for _, value in items])
+        log.extend(items)
+        return [value * 10 for _, value in items]
+
+    @mergeable(many, lambda item: {item[0]})
+    def record(log: list[Any], item: tuple[str, int]) -> int:
+        return many(log, [item])[0]
+
+    return seen, record
+
+
+def touch(log: list[Any], item: tuple[str, int]) -> int:
+    log.append(item)
+    return item[1]
+
+
+def test_interleaved_calls_on_other_rows_merge_into_one_run() -> None:
+    seen, record = keyed()
+    seen_b, other = keyed()
+    calls = [(record, (("a", 1),)), (other, (("b", 2),)), (record, (("c", 3),)),
+             (other, (("d", 4),)), (record, (("e", 5),))]
+    log: list[Any] = []
+    assert thd_batch(log, calls) == [10, 20, 30, 40, 50]  # results map back, in order
+    assert seen == [[1, 3, 5]] and seen_b == [[2, 4]]
+    assert log == [("a", 1), ("c", 3), ("e", 5), ("b", 2), ("d", 4)]
+
+
+def test_a_call_does_not_move_past_a_call_on_the_same_row() -> None:
+    seen, record = keyed()
+    _, other = keyed()
+    calls = [(record, (("a", 1),)), (other, (("a", 2),)), (record, (("a", 3),)),
+             (record, (("b", 4),))]
+    log: list[Any] = []
+    assert thd_batch(log, calls) == [10, 20, 30, 40]
+    assert log == [("a", 1), ("a", 2), ("a", 3), ("b", 4)]  # every write to "a" in order
+    assert seen == [[1], [3, 4]]
+
+
+def test_a_call_does_not_move_past_what_merged_before_it() -> None:
+    """`other` on "b" merged into the group of `other` on "x": `record` on "b" cannot move
+    back past that group; when that group runs before its own, it merges."""
+    seen, record = keyed()
+    _, other = keyed()
+    log: list[Any] = []
+    thd_batch(log, [(record, (("a", 1),)), (other, (("x", 2),)), (other, (("b", 3),)),
+                    (record, (("b", 4),))])
+    assert log == [("a", 1), ("x", 2), ("b", 3), ("b", 4)] and seen == [[1], [4]]
+    seen.clear()
+    log.clear()
+    thd_batch(log, [(other, (("x", 1),)), (record, (("a", 2),)), (other, (("b", 3),)),
+                    (record, (("b", 4),))])
+    assert log == [("x", 1), ("b", 3), ("a", 2), ("b", 4)] and seen == [[2, 4]]
+
+
+def test_nothing_moves_past_a_call_without_keys() -> None:
+    seen, record = keyed()
+    calls = [(record, (("a", 1),)), (touch, (("z", 2),)), (record, (("b", 3),))]
+    log: list[Any] = []
+    assert thd_batch(log, calls) == [10, 2, 30]
+    assert log == [("a", 1), ("z", 2), ("b", 3)] and seen == [[1], [3]]
+
+
+def test_mergeable_without_keys_merges_only_neighbours() -> None:
+    seen: list[Any] = []
+
+    def many(log: list[Any], values: list[int]) -> list[int]:
+        seen.append(list(values))
+        return list(values)
+
+    @mergeable(many)
+    def one(log: list[Any], value: int) -> int:
+        return many(log, [value])[0]
+
+    _, record = keyed()
+    thd_batch([], [(one, (1,)), (one, (2,)), (record, (("a", 0),)), (one, (3,))])
+    assert seen == [[1, 2], [3]]
+
+
+def test_a_failing_merged_batch_falls_back_to_each_call_alone(fake) -> None:
+    reactor, pool, gc = fake
+    seen, record = keyed()
+    _, other = keyed()
+    boom = mergeable(lambda log, items: [touch(log, i) for i in items],
+                     lambda item: {item[0]})(write)
+    results = [collect(gc.run(record, ("a", 1))), collect(gc.run(other, ("b", 2))),
+               collect(gc.run(boom, "boom")), collect(gc.run(record, ("c", 3)))]
+    reactor.turn()
+    pool.finish()  # the batch fails and is rolled back
+    assert pool.transactions == []
+    while pool.in_flight:
+        pool.finish()
+    assert pool.transactions == [[("a", 1)], [("b", 2)], [("c", 3)]]
+    assert [results[i] for i in (0, 1, 3)] == [[10], [20], [30]]
+    results[2][0].trap(ValueError)
+
+
 def test_a_failure_of_the_pool_itself_fails_every_call() -> None:
     reactor = TurnReactor()
     pool = type("DeadPool", (), {"run": lambda self, fn, *a: fail(OSError("disk gone"))})()
@@ -211,3 +316,43 @@ def test_a_duplicate_in_a_batch_fails_alone(wiring: Wiring) -> None:
         ids = conn.scalars(sa.select(t.tasks.c.id).order_by(t.tasks.c.id)).all()
         customers = conn.scalar(sa.select(sa.func.count()).select_from(t.customers))
     assert ids == ["t0", "t1", "t2"] and customers == 3
+
+
+def count_statements(engine: sa.Engine) -> list[int]:
+    statements = [0]
+
+    def on_execute(*_: Any) -> None:
+        statements[0] += 1
+
+    sa.event.listen(engine, "before_cursor_execute", on_execute)
+    return statements
+
+
+def test_interleaved_intakes_and_changes_merge_and_last_write_wins(wiring: Wiring) -> None:
+    """create t0, record t0, create t1, record t1, ...: one run of each function, so the
+    statements do not grow with the calls; each task ends with its last snapshot."""
+    statements = count_statements(wiring.engine)
+    ds = []
+    for i in range(40):
+        task = make_task(f"t{i}")
+        ds.append(wiring.store.create_task(task, None, "", []))
+        for priority in (1, 2):
+            ds.append(wiring.store.record(Changes(tasks=[replace(task, priority=priority + i)])))
+    for d in ds:
+        wiring.wait(d)
+    assert (wiring.commit.commits, wiring.commit.calls) == (1, 120)
+    assert statements[0] <= 12  # begin, duplicate check, inserts, one upsert, commit
+    with wiring.engine.connect() as conn:
+        rows = conn.execute(sa.select(t.tasks.c.id, t.tasks.c.priority)).all()
+    assert sorted(rows) == sorted((f"t{i}", i + 2) for i in range(40))
+
+
+def test_keys_name_the_tasks_and_agents_a_change_touches() -> None:
+    changes = ChangeRows(
+        tasks=[{"id": "t1", "agent_id": "a1"}],
+        events=[{"task_id": None, "agent_id": "a2"}, {"task_id": None, "agent_id": None}],
+        declines=[{"task_id": "t3", "agent_id": "a3"}],
+        outbox=[{"task_id": None}],
+    )
+    assert change_keys(changes) == {("task", "t1"), ("agent", "a1"), ("agent", "a2"),
+                                    ("task", "t3"), ("agent", "a3"), UNKEYED}
