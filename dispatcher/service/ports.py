@@ -140,6 +140,16 @@ class TaskFilter:
     agent: str | None = None  # the agent holding or offered it (`TaskSummary.agent_id`)
     customer: str | None = None
 
+    def keeps(self, task: TaskSummary, after: tuple[float, str] | None = None) -> bool:
+        """Whether a listing keeps `task`: every field set matches, and it comes after the
+        cursor `after` (newest first: `(created_at, id)` below it). The SQL store says the same
+        in its WHERE clause."""
+        return (self.state in (None, task.state) and self.queue in (None, task.queue)
+                and self.channel in (None, task.channel)
+                and self.agent in (None, task.agent_id)
+                and self.customer in (None, task.customer_id)
+                and (after is None or (task.created_at, task.id) < after))
+
 
 @dataclass(frozen=True, slots=True)
 class StoredEvent:

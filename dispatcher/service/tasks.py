@@ -157,12 +157,7 @@ class Tasks:
             live = (self.queries.task(i) for i in sorted(mine))
             found = sorted((summary_of(t) for t in live if t is not None),
                            key=lambda t: (t.created_at, t.id), reverse=True)
-            items = [t for t in found if where.state in (None, t.state)
-                     and where.queue in (None, t.queue)
-                     and where.channel in (None, t.channel)
-                     and where.agent in (None, t.agent_id)
-                     and where.customer in (None, t.customer_id)
-                     and (after is None or (t.created_at, t.id) < after)]
+            items = [t for t in found if where.keeps(t, after)]
         page = tuple(items[:limit])
         more = len(items) > limit
         return TaskPage(page, encode_cursor(page[-1]) if more and page else None)

@@ -271,11 +271,7 @@ class MemoryStore:
     def page_tasks(
         self, where: TaskFilter, after: tuple[float, str] | None, limit: int,
     ) -> Deferred[list[TaskSummary]]:
-        wanted = {"state": where.state, "queue": where.queue, "channel": where.channel,
-                  "agent_id": where.agent, "customer_id": where.customer}
-        found = [s for s in map(_summary, self._tasks.values())
-                 if all(v is None or getattr(s, k) == v for k, v in wanted.items())
-                 and (after is None or (s.created_at, s.id) < after)]
+        found = [s for s in map(_summary, self._tasks.values()) if where.keeps(s, after)]
         found.sort(key=lambda s: (s.created_at, s.id), reverse=True)
         return succeed(found[:limit])
 
