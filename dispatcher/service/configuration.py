@@ -387,7 +387,7 @@ class Configuration:
                 raise InvalidValue(
                     f"unknown calendar {queue.calendar!r}: add it first with `switchboard "
                     f"calendars add` (known: {', '.join(sorted(known)) or 'none yet'})")
-        old = {q.name: q for q in await self.store.list_queues()}.get(queue.name)
+        old = await self._current_queue(queue.name)
         was_disabled = old is not None and old.disabled
         if queue.disabled and not was_disabled:
             await self._refuse_open(queue=queue.name)
@@ -446,11 +446,10 @@ class Configuration:
 
     async def _put_agent(self, agent: Agent, actor: str, user: str | None
                          ) -> tuple[bool, Outcome]:
-        known = {q.name for q in await self.store.list_queues()}
-        unknown = agent.queues - known
+        unknown = agent.queues - await self._queue_names()
         if unknown:
             raise UnknownQueues(unknown)
-        old = {a.id: a for a in await self.store.list_agents()}.get(agent.id)
+        old = await self._current_agent(agent.id)
         was_disabled = old is not None and old.disabled
         if agent.disabled and not was_disabled:
             await self._refuse_open(agent_id=agent.id)
@@ -582,6 +581,25 @@ class Configuration:
         return True
 
     # ------------------------------------------------------------------ the rule
+
+    # The configuration as it stands: a live router holds every stored queue and agent (loaded
+    # at start, kept in step by every change and by the watch), so a change made while it runs
+    # (a supervisor's rebalance) reads no table; without one, the database answers.
+
+    async def _queue_names(self) -> set[str]:
+        if self.assignment is not None:
+            return set(self.assignment.router.queues)
+        return {q.name for q in await self.store.list_queues()}
+
+    async def _current_queue(self, name: str) -> Queue | None:
+        if self.assignment is not None:
+            return self.assignment.router.queues.get(name)
+        return {q.name: q for q in await self.store.list_queues()}.get(name)
+
+    async def _current_agent(self, agent_id: str) -> Agent | None:
+        if self.assignment is not None:
+            return self.assignment.router.agents.get(agent_id)
+        return {a.id: a for a in await self.store.list_agents()}.get(agent_id)
 
     async def _refuse_open(self, queue: str | None = None, agent_id: str | None = None
                            ) -> None:
