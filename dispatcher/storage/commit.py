@@ -105,7 +105,10 @@ def plan(calls: Sequence[Call]) -> list[_Group]:
             continue
         target.positions.append(position)
         if target.keys is not None:
-            target.keys = None if keys is None else target.keys | keys
+            if keys is None:
+                target.keys = None
+            else:
+                target.keys |= keys  # in place: a copy per call would be quadratic
     return groups
 
 
