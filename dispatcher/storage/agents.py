@@ -17,9 +17,10 @@ from dispatcher.domain.events import Event
 
 from . import rows as r
 from . import tables as t
+from .bulk import append_events
 from .commit import GroupCommit
 from .pool import Pool
-from .statements import insert_events, insert_rows, upsert
+from .statements import insert_rows, upsert
 
 
 def thd_put_agent(
@@ -31,7 +32,7 @@ def thd_put_agent(
     conn.execute(t.agent_queues.delete().where(t.agent_queues.c.agent_id == row["id"]))
     insert_rows(conn, t.agent_skills, skills)
     insert_rows(conn, t.agent_queues, queues)
-    insert_events(conn, events or [])
+    append_events(conn, events or [])
 
 
 def thd_remove_agent(conn: sa.Connection, agent_id: str, events: list[r.Row]) -> bool:
@@ -40,7 +41,7 @@ def thd_remove_agent(conn: sa.Connection, agent_id: str, events: list[r.Row]) ->
     conn.execute(t.agent_skills.delete().where(t.agent_skills.c.agent_id == agent_id))
     conn.execute(t.agent_queues.delete().where(t.agent_queues.c.agent_id == agent_id))
     conn.execute(t.agents.delete().where(t.agents.c.id == agent_id))
-    insert_events(conn, events)
+    append_events(conn, events)
     return True
 
 

@@ -38,10 +38,10 @@ from dispatcher.service.ports import (
 
 from . import rows as r
 from . import tables as t
+from .bulk import append_events
 from .commit import GroupCommit
 from .pool import Pool
 from .sql import ChangeRows, MailAddition, mail_rows, thd_add_mail, thd_record
-from .statements import insert_events
 
 PENDING = "pending"
 
@@ -68,7 +68,7 @@ def thd_put_category(conn: sa.Connection, row: r.Row, events: list[r.Row] | None
     c = t.categories
     conn.execute(c.delete().where(c.c.name == row["name"]))
     conn.execute(c.insert().values(**row))
-    insert_events(conn, events or [])
+    append_events(conn, events or [])
 
 
 def thd_list_categories(conn: sa.Connection) -> list[Category]:
@@ -82,7 +82,7 @@ def thd_list_categories(conn: sa.Connection) -> list[Category]:
 def thd_add_rule(conn: sa.Connection, row: r.Row, events: list[r.Row] | None = None) -> int:
     """The new rule's id, also added to the data of its audit events (`rule`)."""
     rule_id = int(conn.execute(t.category_rules.insert().values(**row)).inserted_primary_key[0])
-    insert_events(conn, [{**e, "data": {**e["data"], "rule": rule_id}} for e in events or []])
+    append_events(conn, [{**e, "data": {**e["data"], "rule": rule_id}} for e in events or []])
     return rule_id
 
 
@@ -91,7 +91,7 @@ def thd_remove_rule(conn: sa.Connection, rule_id: int, events: list[r.Row] | Non
     rules = t.category_rules
     if conn.execute(rules.delete().where(rules.c.id == rule_id)).rowcount == 0:
         return False
-    insert_events(conn, events or [])
+    append_events(conn, events or [])
     return True
 
 

@@ -26,9 +26,10 @@ from dispatcher.service.ports import (
 
 from . import rows as r
 from . import tables as t
+from .bulk import append_events
 from .commit import GroupCommit
 from .pool import Pool
-from .statements import chunks, insert_events, insert_rows
+from .statements import chunks, insert_rows
 
 
 def thd_get_customer(conn: sa.Connection, customer_id: str) -> Customer | None:
@@ -106,7 +107,7 @@ def thd_merge_customers(
     conn.execute(
         t.tasks.update().where(t.tasks.c.customer_id == merged_id).values(customer_id=survivor_id)
     )
-    insert_events(conn, events)
+    append_events(conn, events)
     return MergedCustomers(survivor_id, merged_id, moved, task_ids)
 
 
@@ -172,7 +173,7 @@ def thd_edit_customer(conn: sa.Connection, edit: CustomerEdit) -> Customer | Non
     insert_rows(conn, ids, [{"kind": k, "value": v, "customer_id": edit.customer_id}
                         for k, v in sorted(wanted - current)])
     conn.execute(c.update().where(c.c.id == edit.customer_id).values(name=edit.name))
-    insert_events(conn, edit.events)
+    append_events(conn, edit.events)
     return thd_get_customer(conn, edit.customer_id)
 
 

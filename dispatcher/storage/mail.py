@@ -27,9 +27,10 @@ from dispatcher.service.ports import (
 
 from . import rows as r
 from . import tables as t
+from .bulk import append_events
 from .commit import GroupCommit, mergeable
 from .pool import Pool
-from .statements import chunks, insert_events, insert_rows
+from .statements import chunks, insert_rows
 from .tasks import (
     EVENT_KEYS,
     ChangeRows,
@@ -278,7 +279,7 @@ def thd_settle_mail(
     )
     insert_rows(conn, t.email_statuses,
             [{"message_id": message, "at": at, "status": status, "error": error}])
-    insert_events(conn, events)
+    append_events(conn, events)
 
 
 def thd_mark_mails(conn: sa.Connection, batch: Sequence[MailMark]) -> list[None]:

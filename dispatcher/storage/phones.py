@@ -21,8 +21,8 @@ from dispatcher.service.ports import Binding, Changes, PhoneAccount
 
 from . import rows as r
 from . import tables as t
+from .bulk import append_events
 from .pool import Pool
-from .statements import insert_events
 
 _ACCOUNT_FIELDS = tuple(f.name for f in dataclasses.fields(PhoneAccount))
 _BINDING_FIELDS = tuple(f.name for f in dataclasses.fields(Binding))
@@ -33,7 +33,7 @@ def thd_put_phone_account(conn: sa.Connection, row: dict[str, Any],
     table = t.phone_accounts
     conn.execute(table.delete().where(table.c.agent_id == row["agent_id"]))
     conn.execute(table.insert().values(**row))
-    insert_events(conn, events or [])
+    append_events(conn, events or [])
 
 
 def thd_remove_phone_account(conn: sa.Connection, agent_id: str,
@@ -42,7 +42,7 @@ def thd_remove_phone_account(conn: sa.Connection, agent_id: str,
     result = conn.execute(t.phone_accounts.delete().where(t.phone_accounts.c.agent_id == agent_id))
     if result.rowcount == 0:
         return False
-    insert_events(conn, events or [])
+    append_events(conn, events or [])
     return True
 
 

@@ -19,19 +19,20 @@ from dispatcher.service.ports import (
 
 from . import rows as r
 from . import tables as t
+from .bulk import append_events
 from .commit import GroupCommit
 from .pool import Pool
-from .statements import insert_events, upsert
+from .statements import upsert
 
 
 def thd_put_queue(conn: sa.Connection, row: r.Row, events: list[r.Row] | None = None) -> None:
     conn.execute(upsert(conn.dialect.name, t.queues), [row])
-    insert_events(conn, events or [])
+    append_events(conn, events or [])
 
 
 def thd_put_calendar(conn: sa.Connection, row: r.Row, events: list[r.Row] | None = None) -> None:
     conn.execute(upsert(conn.dialect.name, t.calendars), [row])
-    insert_events(conn, events or [])
+    append_events(conn, events or [])
 
 
 def thd_remove_queue(conn: sa.Connection, name: str, events: list[r.Row]) -> bool:
@@ -39,7 +40,7 @@ def thd_remove_queue(conn: sa.Connection, name: str, events: list[r.Row]) -> boo
         return False
     conn.execute(t.agent_queues.delete().where(t.agent_queues.c.queue == name))
     conn.execute(t.queues.delete().where(t.queues.c.name == name))
-    insert_events(conn, events)
+    append_events(conn, events)
     return True
 
 

@@ -3,7 +3,8 @@
 Sits under `dispatcher.storage`: every `thd_*` function of tasks.py, queues.py, agents.py,
 customers.py and mail.py inserts through `insert_rows` (text made storable, so that no message
 or name a client sent can make a commit fail for ever) and upserts through `upsert` (built once
-per dialect: SQLite and PostgreSQL). Runs on the database thread only.
+per dialect: SQLite and PostgreSQL); the logs and the task rows of the routing hot path go
+through bulk.py instead, on the same rules. Runs on the database thread only.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from typing import Any
 import sqlalchemy as sa
 
 from . import rows as r
-from . import tables as t
 
 # Values per `IN (...)` lookup: well under SQLite's bound-parameter limit.
 IN_CHUNK = 500
@@ -85,8 +85,3 @@ def insert_rows(conn: sa.Connection, table: sa.Table, rows: list[r.Row]) -> None
     client sent can make a commit fail for ever."""
     if rows:
         conn.execute(_plain_insert(table), storable_rows(rows))
-
-
-def insert_events(conn: sa.Connection, events: list[r.Row]) -> None:
-    insert_rows(conn, t.task_events, [e for e in events if e["task_id"] is not None])
-    insert_rows(conn, t.agent_events, [e for e in events if e["task_id"] is None])

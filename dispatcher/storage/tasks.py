@@ -6,8 +6,8 @@ intake and routing go through the group commit: their Deferreds fire after the c
 them, and the calls of one reactor turn share one transaction. A batch of intakes costs one
 duplicate check, one identity lookup per chunk and one executemany per table, whatever its size;
 intakes and changes interleaved in a batch merge too when they touch other tasks and agents
-(`intake_keys`, `change_keys`: the merge rule of commit.py), and the task upsert is sent as
-multi-row statements.
+(`intake_keys`, `change_keys`: the merge rule of commit.py); task rows and events are written in
+bulk at the driver's level (bulk.py).
 """
 
 from __future__ import annotations
@@ -32,9 +32,10 @@ from dispatcher.service.ports import (
 
 from . import rows as r
 from . import tables as t
+from .bulk import append, append_events, update_tasks
 from .commit import GroupCommit, mergeable
 from .pool import Pool
-from .statements import chunks, insert_events, insert_ignore, insert_rows, storable_rows, upsert
+from .statements import chunks, insert_ignore, insert_rows
 
 FINAL = sorted(s.value for s in FINAL_STATES)
 
@@ -108,8 +109,8 @@ def thd_create_tasks(conn: sa.Connection, intakes: Sequence[Intake]) -> list[str
         result.append(customer_id)
     insert_rows(conn, t.customers, customers)
     insert_rows(conn, t.customer_identities, identities)
-    insert_rows(conn, t.tasks, task_rows)
-    insert_events(conn, events)
+    append(conn, t.tasks, task_rows)
+    append_events(conn, events)
     return result
 
 
@@ -187,17 +188,12 @@ def thd_record_many(conn: sa.Connection, batch: Sequence[ChangeRows]) -> list[No
             declines.setdefault((row["task_id"], row["agent_id"]), row)
         events.extend(changes.events)
         outbox.extend(changes.outbox)
-    dialect = conn.dialect.name
-    if latest:
-        # RETURNING makes SQLAlchemy send the rows as multi-row statements (insertmanyvalues)
-        # instead of one round trip per row: one statement per batch. One id at most once
-        # (`latest`): a multi-row ON CONFLICT statement cannot touch a row twice.
-        stmt = upsert(dialect, t.tasks).returning(t.tasks.c.id)
-        conn.execute(stmt, storable_rows(list(latest.values()))).close()
+    # One row per id at most (`latest`): a multi-row statement cannot touch a row twice.
+    update_tasks(conn, list(latest.values()))
     if declines:
-        conn.execute(insert_ignore(dialect, t.task_declines), list(declines.values()))
-    insert_events(conn, events)
-    insert_rows(conn, t.outbox, outbox)
+        conn.execute(insert_ignore(conn.dialect.name, t.task_declines), list(declines.values()))
+    append_events(conn, events)
+    append(conn, t.outbox, outbox)
     return [None] * len(batch)
 
 

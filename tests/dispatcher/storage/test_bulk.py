@@ -1,0 +1,120 @@
+"""Bulk writes (dispatcher/storage/bulk.py) store what the SQLAlchemy statements store, on both
+databases: the same columns and JSON, text made storable, defaults for columns a row does not
+name, every task row written whether it was stored before or not."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from dispatcher.storage import bulk
+from dispatcher.storage import tables as t
+from dispatcher.storage.engine import make_engine
+from dispatcher.storage.statements import insert_rows, storable
+
+
+def task(task_id: str, **changes) -> dict:
+    row = {
+        "id": task_id, "channel": "email", "queue": "support", "customer_id": None,
+        "created_at": 100.0, "base_skills": {"french": 3}, "priority": 0, "deadline": None,
+        "attributes": {"subject": "Bonjour", "tags": ["a", "b"]}, "state": "queued", "step": 0,
+        "required_skills": {"french": 3}, "agent_id": None, "offer_id": None,
+        "offer_expires_at": None, "step_started_at": 100.0, "updated_at": 100.0,
+    }
+    return {**row, **changes}
+
+
+def event(task_id: str | None, agent_id: str | None, kind: str, data: dict) -> dict:
+    return {"task_id": task_id, "agent_id": agent_id, "kind": kind, "at": 101.5,
+            "actor": "system", "data": data}
+
+
+@pytest.fixture
+def engine(sql_url: str):
+    engine = make_engine(sql_url)
+    yield engine
+    engine.dispose()
+
+
+def table_rows(engine: sa.Engine, table: sa.Table, order: sa.Column) -> list[dict]:
+    with engine.connect() as conn:
+        return [dict(row._mapping) for row in conn.execute(sa.select(table).order_by(order))]
+
+
+def test_appended_events_equal_what_sqlalchemy_stores(engine: sa.Engine) -> None:
+    events = [
+        event("t1", None, "task.queued", {"reason": "new", "n": 1, "x": 1.5, "none": None}),
+        event("t1", "a1", "task.offered", {"explanation": {"skipped": {}, "rule": "r"}}),
+        event(None, "a1", "agent.status", {"status": "available"}),
+        event("t2", None, "task.queued", {"subject": "Grüße \U0001f600", "list": [1, "b"]}),
+    ]
+    with engine.begin() as conn:
+        bulk.append_events(conn, events)
+    with engine.begin() as conn:  # the same events through SQLAlchemy, after them
+        insert_rows(conn, t.task_events, [e for e in events if e["task_id"] is not None])
+        insert_rows(conn, t.agent_events, [e for e in events if e["task_id"] is None])
+    stored = table_rows(engine, t.task_events, t.task_events.c.id)
+    ours, theirs = stored[:3], stored[3:]
+    assert [{k: v for k, v in row.items() if k != "id"} for row in ours] == [
+        {k: v for k, v in row.items() if k != "id"} for row in theirs]
+    assert [row["data"] for row in ours] == [e["data"] for e in events if e["task_id"]]
+    agents = table_rows(engine, t.agent_events, t.agent_events.c.id)
+    assert [row["data"] for row in agents] == [{"status": "available"}] * 2
+
+
+def test_text_is_made_storable_in_columns_and_json(engine: sa.Engine) -> None:
+    bad = "nul\x00 and lone \udc80 surrogate"
+    with engine.begin() as conn:
+        bulk.append_events(conn, [event("t1", None, bad, {"subject": bad, "k": [bad]})])
+        bulk.update_tasks(conn, [task("t1", attributes={"subject": bad}, queue=bad)])
+    (row,) = table_rows(engine, t.task_events, t.task_events.c.id)
+    clean = storable(bad)
+    assert "\x00" not in clean and clean.encode("utf-8")
+    assert row["kind"] == clean
+    assert row["data"] == {"subject": clean, "k": [clean]}
+    (stored,) = table_rows(engine, t.tasks, t.tasks.c.id)
+    assert stored["attributes"] == {"subject": clean}
+    assert stored["queue"] == clean
+
+
+def test_a_row_takes_the_defaults_of_the_columns_it_does_not_name(engine: sa.Engine) -> None:
+    item = {"kind": "mail.send", "task_id": "t1", "payload": {"to": "x@example.org"},
+            "created_at": 5.0}
+    with engine.begin() as conn:
+        bulk.append(conn, t.outbox, [item, {**item, "task_id": None}])
+    rows = table_rows(engine, t.outbox, t.outbox.c.id)
+    assert [(r["state"], r["attempts"], r["task_id"]) for r in rows] == [
+        (t.OUTBOX_PENDING, 0, "t1"), (t.OUTBOX_PENDING, 0, None)]
+
+
+def test_update_tasks_writes_stored_rows_and_inserts_new_ones(engine: sa.Engine) -> None:
+    with engine.begin() as conn:
+        bulk.append(conn, t.tasks, [task("t1"), task("t2")])
+    changed = [
+        task("t1", state="offered", agent_id="a1", offer_id="o1", offer_expires_at=160.0,
+             attributes={"subject": "Bonjour", "category": "billing"}, updated_at=101.0),
+        task("t3", state="queued", priority=5, deadline=500.0),  # not stored yet
+    ]
+    with engine.begin() as conn:
+        bulk.update_tasks(conn, changed)
+    rows = {row["id"]: row for row in table_rows(engine, t.tasks, t.tasks.c.id)}
+    assert sorted(rows) == ["t1", "t2", "t3"]
+    assert rows["t1"] == changed[0]
+    assert rows["t2"] == task("t2")
+    assert rows["t3"] == changed[1]
+
+
+def test_update_tasks_clears_columns_set_to_none(engine: sa.Engine) -> None:
+    with engine.begin() as conn:
+        bulk.append(conn, t.tasks, [task("t1", agent_id="a1", offer_id="o1", deadline=9.0)])
+    with engine.begin() as conn:
+        bulk.update_tasks(conn, [task("t1", agent_id=None, offer_id=None, deadline=None)])
+    (row,) = table_rows(engine, t.tasks, t.tasks.c.id)
+    assert (row["agent_id"], row["offer_id"], row["deadline"]) == (None, None, None)
+
+
+def test_a_failed_bulk_write_rolls_back_with_its_transaction(engine: sa.Engine) -> None:
+    with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
+        bulk.append(conn, t.tasks, [task("t1")])
+        bulk.append(conn, t.tasks, [task("t1")])  # the same id again
+    assert table_rows(engine, t.tasks, t.tasks.c.id) == []
