@@ -24,14 +24,30 @@ DEFAULT_LIST_LIMIT = 1000
 DEFAULT_HISTORY_LIMIT = 50
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def snapshot(value: Any) -> Any:
     """A copy of a JSON-like value that shares no container with it (tuples become lists, as
-    they would after a trip through JSON)."""
+    they would after a trip through JSON). Runs for every change recorded, in the reactor
+    thread: plain dicts, lists and scalars take the short way."""
+    kind = type(value)
+    if kind is dict:
+        return {k: v if type(v) in _SCALARS else snapshot(v) for k, v in value.items()}
+    if kind is list or kind is tuple:
+        return [v if type(v) in _SCALARS else snapshot(v) for v in value]
+    if kind in _SCALARS:
+        return value
     if isinstance(value, Mapping):
         return {k: snapshot(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
         return [snapshot(v) for v in value]
     return value
+
+
+def _value(member: Any, enum: Any) -> Any:
+    """The value of an enum member, or of the name a caller passed for one."""
+    return member.value if type(member) is enum else enum(member).value
 
 
 def _channels(mapping: Mapping[Any, float]) -> dict[str, float]:
@@ -44,7 +60,7 @@ def _channels(mapping: Mapping[Any, float]) -> dict[str, float]:
 def task_row(task: Task) -> Row:
     return {
         "id": task.id,
-        "channel": Channel(task.channel).value,
+        "channel": _value(task.channel, Channel),
         "queue": task.queue,
         "customer_id": task.customer_id,
         "created_at": task.created_at,
@@ -52,7 +68,7 @@ def task_row(task: Task) -> Row:
         "priority": task.priority,
         "deadline": task.deadline,
         "attributes": snapshot(task.attributes),
-        "state": TaskState(task.state).value,
+        "state": _value(task.state, TaskState),
         "step": task.step,
         "required_skills": dict(task.required_skills),
         "agent_id": task.agent_id,
