@@ -13,7 +13,9 @@ is offline. The timed part starts when every agent logs in and ends when the D t
 completed: simulated agents, in process, call the Sessions use cases as the console would,
 accepting each offer once it is committed and completing each task once its accept is
 committed. Every step is committed before the next one. Decisions = offers made (committed),
-assignments = accepts committed.
+assignments = accepts committed. Also printed: the CPU time of this process (every thread) per
+task completed in the timed part, which says more than the rate on a loaded machine (the
+database server's own CPU is not in it).
 
 Baseline: a helpdesk-style SQL assigner on the same model (tables agents, skills, tasks in their
 own fresh database or file), 4 worker threads, one transaction per assignment: the oldest queued
@@ -108,6 +110,11 @@ class Run:
     assignments: int
     completions: int
     commits: int = 0
+    cpu_seconds: float | None = None  # this process's CPU (all threads) in the timed part
+
+    @property
+    def cpu_per_task_us(self) -> float | None:
+        return None if self.cpu_seconds is None else self.cpu_seconds / self.completions * 1e6
 
     @property
     def decision_rate(self) -> float:
@@ -173,13 +180,14 @@ async def switchboard_run(reactor, url: str, model: Model) -> Run:
 
         assignment.listen(on_outcome)
         commits_before = getattr(storage.commit, "commits", 0)
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         for agent_id in sorted(model.agents):
             sessions.login(agent_id).addErrback(failed)
         await finished
         seconds = time.perf_counter() - started
         return Run(seconds, count["offers"], count["accepts"], count["completes"],
-                   getattr(storage.commit, "commits", 0) - commits_before)
+                   getattr(storage.commit, "commits", 0) - commits_before,
+                   time.process_time() - cpu_started)
     finally:
         if assignment is not None:
             assignment.stop()  # its offer and wrap-up timers
@@ -344,6 +352,8 @@ async def measure(reactor, name: str, database: Callable, model: Model,
         "switchboard_assignments_per_second": round(ours_assign, 1),
         "switchboard_tasks_per_commit": round(statistics.mean(
             o.completions / max(o.commits, 1) for o, _ in pairs), 2),
+        "switchboard_cpu_us_per_task": round(statistics.median(
+            o.cpu_per_task_us for o, _ in pairs), 1),
         "assigner_decisions_per_second": round(theirs_rate, 1),
         "ratio_of_medians": round(ours_rate / theirs_rate, 3),
         "pair_ratios": [round(r, 3) for r in ratios],
@@ -354,7 +364,8 @@ async def measure(reactor, name: str, database: Callable, model: Model,
         their_each = ", ".join(f"{t.decision_rate:,.0f}" for _, t in pairs)
         print(f"{name:>8}: switchboard {ours_rate:>7,.0f} decisions/s, {ours_assign:,.0f} "
               f"assignments/s (runs: {each}; "
-              f"{result['switchboard_tasks_per_commit']} tasks completed per commit)")
+              f"{result['switchboard_tasks_per_commit']} tasks completed per commit; process CPU "
+              f"{result['switchboard_cpu_us_per_task']:,.0f} us per task, database server apart)")
         print(f"{'':>8}  assigner    {theirs_rate:>7,.0f} decisions/s "
               f"({args.workers} workers; runs: {their_each})")
         print(f"{'':>8}  ratio {result['ratio_of_medians']:.2f}x (pairs: "
