@@ -4,12 +4,15 @@ task rows, a whole group commit's worth in a few statements.
 Sits under `dispatcher.storage`, beside statements.py (which every other write goes through);
 runs on the database thread only, inside the caller's transaction (`conn.connection` is that
 transaction's own DB-API connection). SQLAlchemy's executemany costs about 30 µs of Python per
-row (parameter processing, JSON bind processors) while the database thread holds the GIL the
-reactor needs; here each row is made a tuple once, and the driver sends the batch:
+row (parameter processing, JSON bind processors), and psycopg2's quoting of a 17-column task row
+another 20 µs, while the database thread holds the GIL the reactor needs. Here:
 
-- PostgreSQL through psycopg2: `psycopg2.extras.execute_values`, one multi-row statement per
-  page (`INSERT ... VALUES (...), (...)`; `UPDATE ... FROM (VALUES ...)`), quoting done in C.
-- SQLite: the sqlite3 module's `executemany` (in process, no round trip).
+- PostgreSQL through psycopg2: a page of rows (PAGE) is one JSON array, encoded by the `json`
+  module's C encoder and sent as one parameter; the server makes rows of it with
+  `json_populate_recordset(NULL::table, ...)`, typed as the table's columns
+  (`INSERT ... SELECT ... FROM json_populate_recordset(...)`; `UPDATE tasks ... FROM
+  json_populate_recordset(...) WHERE tasks.id = v.id`).
+- SQLite: each row made a tuple once, and the sqlite3 module's `executemany` (in process).
 - Any other driver: the SQLAlchemy statements of statements.py, unchanged.
 
 What it promises, the same as statements.py: text is made storable first (`storable`), JSON
@@ -33,7 +36,7 @@ from . import rows as r
 from . import tables as t
 from .statements import chunks, storable, storable_rows, upsert
 
-PAGE = 1000  # rows per statement on PostgreSQL
+PAGE = 5000  # rows per statement on PostgreSQL
 Encoder = Callable[[r.Row], tuple[Any, ...]]
 
 
@@ -73,6 +76,32 @@ def _encoder(table: sa.Table, names: tuple[str, ...]) -> Encoder:
     return lambda row: tuple([fn(row.get(name)) for name, fn in pairs])
 
 
+_compact_dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False,
+                                 separators=(",", ":")).encode
+
+
+def _json_pages(rows: Sequence[r.Row]) -> Iterator[str]:
+    """`rows` as JSON arrays of PAGE objects, for PostgreSQL's `json_populate_recordset`: what
+    the columns get is what SQLAlchemy would bind (text made storable, JSON columns as JSON).
+    The whole page is encoded in one C call; it is walked (`storable`) only when its text
+    shows something to clean (an escaped NUL, or text that is not UTF-8: a lone surrogate).
+    A float that JSON cannot hold (NaN, infinity) is a ValueError: no column takes one."""
+    for start in range(0, len(rows), PAGE):
+        page = rows[start:start + PAGE]
+        text = _compact_dumps(page)
+        if "\\u0000" in text or not (text.isascii() or _utf8(text)):
+            text = _compact_dumps(storable_rows(list(page)))
+        yield text
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 @contextmanager
 def _driver_errors(conn: sa.Connection, statement: str) -> Iterator[Any]:
     """The transaction's DB-API cursor; a driver error is raised as SQLAlchemy's (an
@@ -96,19 +125,19 @@ def append(conn: sa.Connection, table: sa.Table, rows: Sequence[r.Row]) -> None:
         conn.execute(table.insert(), storable_rows(list(rows)))
         return
     names = tuple(c.name for c in table.columns if c.name in rows[0])
-    encode = _encoder(table, names)
-    values = [encode(row) for row in rows]
     columns = ", ".join(names)
     if driver == "sqlite3":
+        encode = _encoder(table, names)
+        values = [encode(row) for row in rows]
         statement = f"INSERT INTO {table.name} ({columns}) VALUES ({', '.join('?' * len(names))})"
         with _driver_errors(conn, statement) as cursor:
             cursor.executemany(statement, values)
         return
-    from psycopg2.extras import execute_values
-
-    statement = f"INSERT INTO {table.name} ({columns}) VALUES %s"
+    statement = (f"INSERT INTO {table.name} ({columns}) SELECT {columns}"
+                 f" FROM json_populate_recordset(NULL::{table.name}, %s)")
     with _driver_errors(conn, statement) as cursor:
-        execute_values(cursor, statement, values, page_size=PAGE)
+        for page in _json_pages(rows):
+            cursor.execute(statement, (page,))
 
 
 def append_events(conn: sa.Connection, events: Sequence[r.Row]) -> None:
@@ -121,27 +150,9 @@ TASK_COLUMNS = tuple(c.name for c in t.tasks.columns)
 _CHANGED = tuple(name for name in TASK_COLUMNS if name != "id")
 
 
-@functools.cache
-def _pg_cast(column: sa.Column) -> str:
-    """The type a VALUES list's text must be cast to (a NULL in VALUES is text otherwise)."""
-    if isinstance(column.type, sa.JSON):
-        return "json"
-    return str(column.type.compile(dialect=_pg_dialect()))
-
-
-@functools.cache
-def _pg_dialect() -> sa.Dialect:
-    from sqlalchemy.dialects import postgresql
-
-    return postgresql.dialect()
-
-
-def _pg_update() -> str:
-    sets = ", ".join(f"{n} = v.{n}::{_pg_cast(t.tasks.c[n])}" for n in _CHANGED)
-    return (f"UPDATE tasks SET {sets} FROM (VALUES %s) AS v({', '.join(TASK_COLUMNS)})"
-            " WHERE tasks.id = v.id RETURNING tasks.id")
-
-
+_PG_UPDATE = (f"UPDATE tasks SET {', '.join(f'{n} = v.{n}' for n in _CHANGED)}"
+              " FROM json_populate_recordset(NULL::tasks, %s) AS v"
+              " WHERE tasks.id = v.id RETURNING tasks.id")
 _SQLITE_UPDATE = (f"UPDATE tasks SET {', '.join(f'{n} = ?' for n in _CHANGED)} WHERE id = ?")
 _STORED = sa.select(t.tasks.c.id).where(t.tasks.c.id.in_(sa.bindparam("ids", expanding=True)))
 
@@ -155,8 +166,8 @@ def update_tasks(conn: sa.Connection, rows: Sequence[r.Row]) -> None:
     if driver == "sqlalchemy":
         _upsert(conn, rows)
         return
-    encode = _encoder(t.tasks, TASK_COLUMNS)
     if driver == "sqlite3":
+        encode = _encoder(t.tasks, TASK_COLUMNS)
         values = [encode(row) for row in rows]
         with _driver_errors(conn, _SQLITE_UPDATE) as cursor:
             cursor.executemany(_SQLITE_UPDATE, [(*v[1:], v[0]) for v in values])
@@ -167,12 +178,11 @@ def update_tasks(conn: sa.Connection, rows: Sequence[r.Row]) -> None:
         for chunk in chunks([row["id"] for row in rows]):
             stored.update(conn.execute(_STORED, {"ids": list(chunk)}).scalars())
     else:
-        from psycopg2.extras import execute_values
-
-        statement = _pg_update()
-        with _driver_errors(conn, statement) as cursor:
-            stored = {row[0] for row in execute_values(
-                cursor, statement, [encode(row) for row in rows], page_size=PAGE, fetch=True)}
+        stored = set()
+        with _driver_errors(conn, _PG_UPDATE) as cursor:
+            for page in _json_pages(rows):
+                cursor.execute(_PG_UPDATE, (page,))
+                stored.update(row[0] for row in cursor.fetchall())
     missing = [row for row in rows if row["id"] not in stored]
     if missing:
         _upsert(conn, missing)

@@ -91,7 +91,7 @@ def test_update_tasks_writes_stored_rows_and_inserts_new_ones(engine: sa.Engine)
     with engine.begin() as conn:
         bulk.append(conn, t.tasks, [task("t1"), task("t2")])
     changed = [
-        task("t1", state="offered", agent_id="a1", offer_id="o1", offer_expires_at=160.0,
+        task("t1", state="offered", agent_id="a1", offer_id="o1", offer_expires_at=1796426256.4240115,
              attributes={"subject": "Bonjour", "category": "billing"}, updated_at=101.0),
         task("t3", state="queued", priority=5, deadline=500.0),  # not stored yet
     ]
@@ -118,3 +118,22 @@ def test_a_failed_bulk_write_rolls_back_with_its_transaction(engine: sa.Engine) 
         bulk.append(conn, t.tasks, [task("t1")])
         bulk.append(conn, t.tasks, [task("t1")])  # the same id again
     assert table_rows(engine, t.tasks, t.tasks.c.id) == []
+
+
+def test_values_come_back_exactly(engine: sa.Engine) -> None:
+    """Floats to the last bit, text with the characters of every escaping scheme, JSON of
+    every kind of value."""
+    odd = 'tab\t nl\n cr\r back\\slash "quote" \'single\' %s %(x)s {} \u00e9\u4e2d\U0001f600'
+    attributes = {"subject": odd, "n": 12345678901234567, "f": 0.1 + 0.2, "t": True,
+                  "none": None, "list": [odd, 1, 2.5, [], {}], "": "empty key"}
+    row = task("t1", created_at=0.1 + 0.2, deadline=1e300, priority=-3, queue=odd,
+               attributes=attributes, base_skills={odd: 7})
+    with engine.begin() as conn:
+        bulk.append(conn, t.tasks, [task("t1")])
+        bulk.update_tasks(conn, [row])
+        bulk.append_events(conn, [event("t1", odd, odd, {"x": odd, "nested": attributes})])
+    (stored,) = table_rows(engine, t.tasks, t.tasks.c.id)
+    assert stored == row
+    (logged,) = table_rows(engine, t.task_events, t.task_events.c.id)
+    assert (logged["agent_id"], logged["kind"], logged["data"]) == (
+        odd, odd, {"x": odd, "nested": attributes})
