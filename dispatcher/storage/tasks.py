@@ -147,11 +147,17 @@ def thd_create_task(conn: sa.Connection, intake: Intake) -> str:
 
 
 def _refuse_duplicates(conn: sa.Connection, ids: list[str]) -> None:
+    """DuplicateTask for an id given twice or already stored. A merged batch (several ids)
+    skips the lookup of stored ids: the primary key refuses a stored one, the batch fails and
+    the group commit re-runs each call alone, where the lookup names it. Duplicates are rare
+    (a call's task id retried), and the lookup cost a batch of ten e-mails about 1 ms."""
     seen: set[str] = set()
     for task_id in ids:
         if task_id in seen:
             raise DuplicateTask(task_id)
         seen.add(task_id)
+    if len(ids) > 1:
+        return
     for chunk in chunks(ids):
         existing = conn.execute(_EXISTING_TASKS, {"ids": list(chunk)}).scalars().first()
         if existing is not None:
