@@ -13,7 +13,9 @@ simple case, and for a channel that prepares more before the commit (e-mail: req
 codification, acknowledgement) the same three steps it is made of, `draft` (queue checks,
 priority, skills, the deadline rule), `commit` (the `task.created` event first, then the
 channel's own events, messages and outbox rows, in one transaction) and `route` (after the
-commit). `dispatcher.service.mail` uses them.
+commit). `dispatcher.service.mail` uses them. An e-mail's request number is not known before
+its commit: the store takes it in the storing transaction and the channel's `numbered(number)`
+makes the rows that name it (ports.py `Store.create_mail_task`); no process counts numbers.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from dispatcher.domain.errors import DomainError, InvalidValue, QueueDisabled, U
 from dispatcher.domain.tasks import DEFAULT_PRIORITY, MAX_PRIORITY, MIN_PRIORITY, Channel, Task
 
 from .assignment import Assignment
-from .ports import Identity, MailMessage, OutboxItem, Store
+from .ports import Identity, MailMessage, NewMail, Numbering, OutboxItem, Store, StoredMail
 
 log = logging.getLogger(__name__)
 _PHONE_KEEP = re.compile(r"[^0-9+]")
@@ -60,6 +62,16 @@ def phone_identity(number: str) -> Identity:
 
 def new_task_id() -> str:
     return uuid.uuid4().hex
+
+
+def _after(created: ev.Event, numbered: Numbering) -> Numbering:
+    """`numbered` with the `task.created` event first (pure, as `numbered`)."""
+
+    def with_created(number: int) -> NewMail:
+        made = numbered(number)
+        return NewMail(made.task, [created, *made.events], made.messages, made.outbox)
+
+    return with_created
 
 
 class Intake:
@@ -98,7 +110,8 @@ class Intake:
         if (task.channel is Channel.PHONE and identity is not None and identity.kind == "phone"
                 and not task.attributes.get(CALLER)):
             task.attributes[CALLER] = identity.value  # every call names its caller
-        d = self._store(task, identity, customer_name, (), None, (), ())
+        d = self.store.create_task(task, identity, customer_name, [self.created(task, identity)])
+        d.addCallback(self._stored, task)
         d.addCallback(self._routed, task)
         return d
 
@@ -154,16 +167,26 @@ class Intake:
         identity: Identity | None,
         customer_name: str = "",
         events: Sequence[ev.Event] = (),
-        request_number: int | None = None,
         messages: Sequence[MailMessage] = (),
         outbox: Sequence[OutboxItem] = (),
-    ) -> Deferred[str]:
-        """Store a drafted task, as it is now, with its `task.created` event and then the
-        channel's `events` (and for an e-mail its request number, messages and outbox rows), in
-        one transaction; fires with the customer's id once committed (the task has it too).
-        Does not route: call `route` after it."""
-        d = self._store(task, identity, customer_name, events, request_number, messages, outbox)
-        return d.addCallback(lambda _: task.customer_id)
+        numbered: Numbering | None = None,
+    ) -> Deferred[StoredMail]:
+        """Store a drafted e-mail task with its `task.created` event and then the channel's
+        `events`, messages and outbox rows, in one transaction in which the store gives it its
+        request number; with `numbered`, what is stored is `numbered(number)` (the task and
+        rows naming the number; pure: it runs in the store's transaction) instead of the
+        draft. Fires with the StoredMail once committed (its task has the customer's id).
+        Does not route: call `route` with the stored task after it."""
+        created = self.created(task, identity)
+        draft = NewMail(task, [created, *events], list(messages), list(outbox))
+        d = self.store.create_mail_task(draft, identity, customer_name,
+                                        None if numbered is None else _after(created, numbered))
+        return d.addCallback(self._mail_stored)
+
+    @staticmethod
+    def _mail_stored(stored: StoredMail) -> StoredMail:
+        stored.mail.task.customer_id = stored.customer_id
+        return stored
 
     def route(self, task: Task) -> None:
         """Hand a committed task to the router. A failure is logged, not raised: the task is
@@ -181,19 +204,6 @@ class Intake:
                   "deadline": task.deadline, "skills": task.base_skills,
                   "identity": [identity.kind, identity.value] if identity else None},
         )
-
-    def _store(self, task: Task, identity: Identity | None, customer_name: str,
-               events: Sequence[ev.Event], request_number: int | None,
-               messages: Sequence[MailMessage], outbox: Sequence[OutboxItem]) -> Deferred[Task]:
-        rows = [self.created(task, identity), *events]
-        if request_number is None:
-            if messages or outbox:
-                raise ValueError("a task with messages or outbox rows needs a request number")
-            d = self.store.create_task(task, identity, customer_name, rows)
-        else:
-            d = self.store.create_mail_task(task, identity, customer_name, rows,
-                                            request_number, list(messages), list(outbox))
-        return d.addCallback(self._stored, task)
 
     @staticmethod
     def _stored(customer_id: str, task: Task) -> Task:

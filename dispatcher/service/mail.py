@@ -8,10 +8,13 @@
   In-Reply-To/References a Message-ID we sent on that thread (128 random bits). Otherwise it
   opens a new task linked to the thread ("sender not authenticated"); a robot's mail that is
   not vouched for is not kept on the thread. Threading: the request number in the subject
-  (`[#SB-000123]`) first, then In-Reply-To/References. A web form submission never names a
-  thread (always a new task, whatever its subject says). The task, its request number,
-  the message, its events and the acknowledgement (if one is due) are committed in one
-  transaction; the Deferred fires after that commit, so the edge may answer 250.
+  (`[#SB-000123]`) first, then In-Reply-To/References, looked up in the store, whose state
+  of the thread decides (open: join), never in this process's router. A web form submission
+  never names a thread (always a new task, whatever its subject says). The task, its request
+  number, the message, its events and the acknowledgement (if one is due) are committed in
+  one transaction; the store gives the number in it (so processes sharing a database never
+  give one twice) and the rows naming it are made there; the Deferred fires after that
+  commit, so the edge may answer 250.
 - `reply`: an agent's answer goes into the outbox with the threading headers and the request
   number in the subject, in the same transaction as its event.
 - `due` / `sent` / `failed`: the outbound relay (channels/email/outbound.py) takes due messages
@@ -63,7 +66,7 @@ from dispatcher.domain.events import (
     EMAIL_RETRY,
     EMAIL_SENT,
 )
-from dispatcher.domain.tasks import Channel, Task, TaskState
+from dispatcher.domain.tasks import OPEN_STATES, Channel, Task, TaskState
 
 from .assignment import Assignment
 from .compose import (
@@ -83,6 +86,7 @@ from .ports import (
     Identity,
     MailAttachment,
     MailMessage,
+    NewMail,
     OutboundMail,
     OutboxItem,
     Store,
@@ -285,8 +289,6 @@ class Mail:
         self.intake = intake
         self.policy = policy or MailPolicy()
         self.new_id = new_id or intake.new_id
-        self._next_number: int | None = None
-        self._loading: list[Deferred[None]] | None = None
         self._acked: dict[str, float] = {}  # peer -> time of the last ack this process sent
         # What Mail calls out to (see "Wiring" in the module docstring): registered once, by
         # the composition root, through the methods below.
@@ -338,36 +340,6 @@ class Mail:
     def now(self) -> float:
         return self.clock.seconds()
 
-    # ------------------------------------------------------------------ request numbers
-
-    async def _number(self) -> int:
-        """The next request number: loaded once from the store, then counted in memory (one
-        router process); a number lost to a failed commit is a harmless gap. Messages that
-        arrive while the first load is in flight wait for it instead of each loading again."""
-        if self._next_number is not None:
-            self._next_number += 1
-            return self._next_number
-        if self._loading is not None:
-            waiter: Deferred[None] = Deferred()
-            self._loading.append(waiter)
-            await waiter
-            return await self._number()
-        self._loading = []
-        try:
-            loaded = await self.store.max_request_number()
-        except BaseException:
-            self._wake_number_waiters()  # they try again themselves
-            raise
-        self._next_number = loaded + 1
-        number = self._next_number
-        self._wake_number_waiters()  # in arrival order: their numbers follow
-        return number
-
-    def _wake_number_waiters(self) -> None:
-        waiters, self._loading = self._loading or [], None
-        for waiter in waiters:
-            waiter.callback(None)
-
     # ------------------------------------------------------------------ inbound
 
     def receive(self, mail: InboundMail) -> Deferred[Received]:
@@ -407,9 +379,11 @@ class Mail:
                 return await self._new(mail, identity, thread, "sender is not the customer")
             if not await self._vouched(mail, thread, ids):
                 return await self._new(mail, identity, thread, NOT_AUTHENTICATED)
-            live = self.router.tasks.get(thread.id)
-            if live is not None:
-                return await self._join(live, mail, identity)
+            # The store is the truth (not this process's router, which may hold no task of
+            # the thread: another node's, or an intake-only node): `find_mail_task` reads
+            # after every write this process queued, so a task just completed reads completed.
+            if thread.state in OPEN_STATES:
+                return await self._join(thread, mail, identity)
             if (thread.state is TaskState.COMPLETED
                     and self.now() - (thread.updated_at or 0) <= self.policy.reopen_window):
                 return await self._reopen(thread, mail, identity)
@@ -471,10 +445,8 @@ class Mail:
 
     async def _new(self, mail: InboundMail, identity: Identity | None,
                    linked_to: Task | None = None, why: str = "") -> Received:
-        number = await self._number()
-        request = self.policy.label(number)
         attributes: dict[str, Any] = {
-            "request_number": number, "request": request, "subject": mail.subject,
+            "subject": mail.subject,
             "preview": (mail.text or html_to_text(mail.html))[:PREVIEW_CHARS],
             "from": mail.from_address,
         }
@@ -487,7 +459,8 @@ class Mail:
                                  task_id=self.new_id())
         codified = await self._codifier.codify(mail, task) if self._codifier else None
         msg = self._message(mail, task.id, identity)
-        events = [self._received_event(msg, mail, LINKED if linked_to else NEW, request)]
+        action = LINKED if linked_to else NEW
+        events: list[ev.Event] = []
         if linked_to is not None:
             events.append(ev.Event(EMAIL_LINKED, task.created_at, task.id,
                                    data={"linked_to": linked_to.id, "reason": why}))
@@ -496,22 +469,35 @@ class Mail:
         if codified is not None and not codified.acknowledge:
             events.append(ev.Event(EMAIL_ACK_SKIPPED, task.created_at, task.id,
                                    data={"reason": "spam"}))
-            ack = None
+            acks = False
         else:
-            ack = await self._ack(mail, task, request, msg, events)
-        if ack is not None:
-            events.append(ack.event)
-        messages = [msg] + ([ack.message] if ack else [])
-        outbox = [ack.outbox] if ack else []
-        customer_id = await self.intake.commit(task, identity, mail.from_name, events, number,
-                                               messages, outbox)
+            acks = await self._acks(mail, task, msg, events)
+        # The request number is given by the store, in the transaction that stores the task:
+        # what names it (the task's attributes, the received event, the acknowledgement) is
+        # made there by `numbered`, pure (it may run on the store's thread).
+        policy, now = self.policy, self.now()
+        ack_id = new_message_id(now) if acks else ""
+
+        def numbered(number: int) -> NewMail:
+            request = policy.label(number)
+            made = replace(task, attributes={**task.attributes, "request_number": number,
+                                             "request": request})
+            received = self._received_event(msg, mail, action, request)
+            if not acks:
+                return NewMail(made, [received, *events], [msg])
+            ack = self._ack(policy, made, request, msg, now, ack_id)
+            return NewMail(made, [received, *events, ack.event], [msg, ack.message],
+                           [ack.outbox])
+
+        stored = await self.intake.commit(task, identity, mail.from_name, events, [msg],
+                                          numbered=numbered)
+        task = stored.mail.task
         # The automatic answer (AutoAnswer) may, after the commit, answer the new task without
         # an agent (or hold it for review) instead of routing it.
         if self._auto_answer is None or not self._auto_answer.automatic(task, mail):
             self.intake.route(task)
-        return Received(task.id, request, LINKED if linked_to else NEW, customer_id,
-                        acknowledged=ack is not None,
-                        linked_to=linked_to.id if linked_to else None)
+        return Received(task.id, policy.label(stored.number), action, stored.customer_id,
+                        acknowledged=acks, linked_to=linked_to.id if linked_to else None)
 
     async def _join(self, task: Task, mail: InboundMail, identity: Identity | None) -> Received:
         request = self._request_of(task)
@@ -573,7 +559,7 @@ class Mail:
         else:
             await self.store.add_mail([msg], Changes(events=[event]))
         self._tell(MailNews(task_id, msg.id, kind=msg.kind))
-        task = self.router.tasks.get(task_id)
+        task = await self.store.find_mail_task(task_id=task_id)
         return Received(task_id, self._request_of(task) if task else "", RECORDED,
                         task.customer_id if task else None)
 
@@ -615,26 +601,32 @@ class Mail:
 
     # ------------------------------------------------------------------ acknowledgement
 
-    async def _ack(self, mail: InboundMail, task: Task, request: str, msg: MailMessage,
-                   events: list[ev.Event]) -> _Outgoing | None:
-        """An acknowledgement if one is due (RFC 3834: never to automatic mail; at most one per
-        sender per period); else a reason in the trail."""
+    async def _acks(self, mail: InboundMail, task: Task, msg: MailMessage,
+                    events: list[ev.Event]) -> bool:
+        """Is an acknowledgement due (RFC 3834: never to automatic mail; at most one per sender
+        per period)? If not, the reason goes into the trail."""
         reason = await self._no_ack_reason(mail, task.queue, msg.peer)
         if reason is not None:
             events.append(ev.Event(EMAIL_ACK_SKIPPED, task.created_at, task.id,
                                    data={"reason": reason}))
-            return None
+            return False
         self._acked[msg.peer] = self.now()
+        return True
+
+    def _ack(self, p: MailPolicy, task: Task, request: str, msg: MailMessage, now: float,
+             message_id: str) -> _Outgoing:
+        """The acknowledgement of a new task (pure: made in the storing transaction, once
+        the request number is known)."""
         deadline = ("by " + format_datetime(datetime.fromtimestamp(task.deadline, UTC))
                     if task.deadline is not None else "as soon as possible")
         values = {"request": request, "deadline": deadline}
-        subject = self.policy.ack_subject.format(**values)
-        body = self.policy.ack_body.format(**values)
-        p = self.policy
+        subject = p.ack_subject.format(**values)
+        body = p.ack_body.format(**values)
         draft = Draft(kind="ack", from_name=p.from_name, from_address=p.from_for(task.queue),
                       to=msg.peer, subject=subject, text=body, answering=msg, automatic=True,
                       html_part=False)
-        return self._outgoing(task.id, msg.peer, draft, ev.SYSTEM)
+        return self._outgoing(task.id, msg.peer, draft, ev.SYSTEM, now=now, id=message_id,
+                              domain=p.message_id_domain)
 
     async def _no_ack_reason(self, mail: InboundMail, queue: str, peer: str | None) -> str | None:
         if not self.policy.acks(queue):
@@ -655,14 +647,17 @@ class Mail:
     # ------------------------------------------------------------------ outbound
 
     def _outgoing(self, task_id: str, to: str, draft: Draft, actor: str,
-                  mode: str | None = None, answer_id: str | None = None) -> _Outgoing:
+                  mode: str | None = None, answer_id: str | None = None, *,
+                  now: float | None = None, id: str | None = None,
+                  domain: str | None = None) -> _Outgoing:
         """The message `draft` makes, its outbox item and its `email.queued` event (not stored
-        yet); `to` is the bare address of `draft.to`."""
-        now = self.now()
+        yet); `to` is the bare address of `draft.to`. Given `now`, `id` and `domain` it reads
+        nothing of this object (the acknowledgement is made on the store's thread)."""
+        now = self.now() if now is None else now
         kind = draft.kind
-        built = build(draft, now, self.policy.message_id_domain)
+        built = build(draft, now, self.policy.message_id_domain if domain is None else domain)
         msg = MailMessage(
-            id=new_message_id(now), task_id=task_id, direction="out", kind=kind,
+            id=new_message_id(now) if id is None else id, task_id=task_id, direction="out", kind=kind,
             created_at=now, raw=built.raw, message_id=built.message_id,
             in_reply_to=built.in_reply_to, references=built.references, peer=to.lower(),
             from_addr=draft.from_address, to_addrs=(to,), cc_addrs=tuple(draft.cc),

@@ -230,6 +230,32 @@ class MailMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class NewMail:
+    """A new e-mail task as `Store.create_mail_task` stores it: the task, its events
+    (`task.created` first), its messages and its outbox items."""
+
+    task: Task
+    events: Sequence[Event] = ()
+    messages: Sequence[MailMessage] = ()
+    outbox: Sequence[OutboxItem] = ()
+
+
+# What a new e-mail task becomes once the store gave it its request number (the number is
+# taken in the transaction that stores the task, so the rows that name it are made there).
+Numbering = Callable[[int], NewMail]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMail:
+    """What `Store.create_mail_task` committed: the customer's id, the request number the store
+    gave, and the task with its rows as stored."""
+
+    customer_id: str
+    number: int
+    mail: NewMail
+
+
+@dataclass(frozen=True, slots=True)
 class Upload:
     """A file an agent uploaded for a reply (it becomes one of the reply's attachments)."""
 
@@ -371,17 +397,18 @@ class Store(Protocol):
     # e-mail (dispatcher.service.mail)
     def create_mail_task(
         self,
-        task: Task,
+        draft: NewMail,
         identity: Identity | None,
         customer_name: str,
-        events: Sequence[Event],
-        request_number: int,
-        messages: Sequence[MailMessage],
-        outbox: Sequence[OutboxItem] = (),
-    ) -> Deferred[str]:
-        """As `create_task`, and in the same transaction: give the task its request number
-        (unique), store its messages (with attachments) and queue the outbox items. Fires with
-        the customer id once committed."""
+        numbered: Numbering | None = None,
+    ) -> Deferred[StoredMail]:
+        """As `create_task`, and in the same transaction: take the next request number (never
+        given twice, increasing in the order of the calls; a number whose transaction rolled
+        back may be skipped), then store `numbered(number)` (else `draft`): the task, its
+        events, messages (with attachments) and outbox items, and the request. `numbered` runs
+        inside the store's transaction, on its thread: it must be pure and keep the draft's
+        task id and message ids (the draft names the rows the call touches). Fires with the
+        StoredMail once committed."""
     def add_mail(self, messages: Sequence[MailMessage], changes: Changes) -> Deferred[None]:
         """Store messages of existing tasks together with a batch of changes, atomically."""
     def find_mail_task(
@@ -406,8 +433,6 @@ class Store(Protocol):
         appended, and `mail_messages`/`mail_message` show the newest."""
     def last_mail_to(self, peer: str, kind: str) -> Deferred[float | None]:
         """When the newest message of `kind` with this peer was created, or None."""
-    def max_request_number(self) -> Deferred[int]:
-        """The highest request number given so far (0 when none)."""
     def known_mail_sources(self, sources: Sequence[str]) -> Deferred[set[str]]:
         """Which of these `MailMessage.source` keys are already stored."""
     def due_mail(self, now: float, limit: int) -> Deferred[list[OutboundMail]]:

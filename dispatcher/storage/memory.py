@@ -35,11 +35,14 @@ from dispatcher.service.ports import (
     IdentityTaken,
     MailMessage,
     MergedCustomers,
+    NewMail,
+    Numbering,
     OutboundMail,
     OutboxItem,
     Progress,
     State,
     StoredEvent,
+    StoredMail,
     TaskFilter,
     TaskRecord,
     TaskSummary,
@@ -104,6 +107,7 @@ class _MailState:
     of the outbox."""
 
     requests: dict[int, str] = field(default_factory=dict)
+    last_number: int = 0  # the last request number given (email_request_numbers in SqlStore)
     messages: dict[str, MailMessage] = field(default_factory=dict)  # as stored: never replaced
     statuses: dict[str, tuple[str, str | None]] = field(default_factory=dict)  # newest appended
     sources: set[str] = field(default_factory=set)
@@ -399,30 +403,35 @@ class MemoryStore:
 
     def create_mail_task(
         self,
-        task: Task,
+        draft: NewMail,
         identity: Identity | None,
         customer_name: str,
-        events: Sequence[Event],
-        request_number: int,
-        messages: Sequence[MailMessage],
-        outbox: Sequence[OutboxItem] = (),
-    ) -> Deferred[str]:
+        numbered: Numbering | None = None,
+    ) -> Deferred[StoredMail]:
         mail = self._mail
-        if request_number in mail.requests or task.id in mail.requests.values():
-            return fail(DuplicateTask(task.id))
-        if any(m.source is not None and m.source in mail.sources for m in messages):
-            return fail(DuplicateTask(task.id))
-        d = self.create_task(task, identity, customer_name, events)
-        d.addCallback(self._mail_stored, request_number, task.id, messages, outbox)
+        number = mail.last_number + 1  # as SqlStore: the next number, in the same "transaction"
+        try:
+            made = draft if numbered is None else numbered(number)
+        except Exception as exc:  # noqa: BLE001 - as SqlStore: the call fails, nothing stored
+            return fail(exc)
+        if made.task.id != draft.task.id:
+            return fail(ValueError(f"numbered({number}) made another task than the draft's"))
+        if made.task.id in self._tasks or made.task.id in mail.requests.values():
+            return fail(DuplicateTask(made.task.id))
+        if any(m.source is not None and m.source in mail.sources for m in made.messages):
+            return fail(DuplicateTask(made.task.id))
+        d = self.create_task(made.task, identity, customer_name, made.events)
+        d.addCallback(self._mail_stored, number, made)
         return d
 
-    def _mail_stored(self, customer_id, request_number, task_id, messages, outbox):
+    def _mail_stored(self, customer_id: str, number: int, made: NewMail) -> StoredMail:
         mail = self._mail
-        mail.requests[request_number] = task_id
-        self._keep_messages(messages)
-        self.record(Changes(outbox=list(outbox)))
-        self._queue_mail(outbox)
-        return customer_id
+        mail.last_number = number
+        mail.requests[number] = made.task.id
+        self._keep_messages(made.messages)
+        self.record(Changes(outbox=list(made.outbox)))
+        self._queue_mail(made.outbox)
+        return StoredMail(customer_id, number, made)
 
     def _keep_messages(self, messages: Sequence[MailMessage]) -> None:
         for m in messages:
@@ -494,9 +503,6 @@ class MemoryStore:
         times = [m.created_at for m in self._mail.messages.values()
                  if m.peer == peer and m.kind == kind]
         return succeed(max(times, default=None))
-
-    def max_request_number(self) -> Deferred[int]:
-        return succeed(max(self._mail.requests, default=0))
 
     def known_mail_sources(self, sources: Sequence[str]) -> Deferred[set[str]]:
         return succeed(set(sources) & self._mail.sources)

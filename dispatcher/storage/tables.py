@@ -183,6 +183,10 @@ email_requests = sa.Table(
     sa.UniqueConstraint("task_id"),
 )
 
+# Request numbers on PostgreSQL (migration 0013), taken in the transaction that stores the task
+# (mail.py `thd_take_request_numbers`); SQLite takes the highest stored number plus one.
+email_request_numbers = sa.Sequence("email_request_numbers", metadata=metadata)
+
 email_messages = sa.Table(
     "email_messages",
     metadata,

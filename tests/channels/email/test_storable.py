@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from dispatcher.domain.events import Event
-from dispatcher.service.ports import Changes, MailAttachment, MailMessage
+from dispatcher.service.ports import Changes, MailAttachment, MailMessage, NewMail
 from dispatcher.storage import schema
 from tests.dispatcher.storage.test_store_contract import ALICE, T0, created, make_task
 from tests.dispatcher.storage.wiring import wire
@@ -34,7 +34,8 @@ def test_nul_and_surrogates_are_stored_cleaned_not_refused(url: str) -> None:
                           text=BAD, html=BAD, from_addr="a@x.test", defects=(BAD,),
                           attachments=(MailAttachment(BAD, "image/png", 2, b"\x00\xff"),))
         events = [*created(task), Event("email.received", T0, "t1", data={"subject": BAD})]
-        task.customer_id = w.wait(w.store.create_mail_task(task, ALICE, BAD, events, 1, [msg]))
+        task.customer_id = w.wait(w.store.create_mail_task(
+            NewMail(task, events, [msg]), ALICE, BAD)).customer_id
         w.wait(w.store.record(Changes(tasks=[task], events=[
             Event("task.note", T0 + 1, "t1", data={"text": BAD})])))
         [stored] = w.wait(w.store.mail_messages("t1"))

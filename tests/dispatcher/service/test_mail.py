@@ -12,7 +12,7 @@ from twisted.internet.defer import Deferred
 
 from admin.task_views import show_task
 from dispatcher.domain.categories import Prequalified
-from dispatcher.domain.tasks import Channel, Task, TaskState
+from dispatcher.domain.tasks import TaskState
 from dispatcher.service import mail as m
 from dispatcher.service.mail import InboundMail, Mail, MailPolicy
 from dispatcher.service.ports import OutboundMail
@@ -181,40 +181,33 @@ def test_no_ack_to_automatic_mail_or_the_null_sender(stack, mail, kw) -> None:
     assert m.EMAIL_ACK_SKIPPED in stack.kinds(got.task_id)
 
 
-def test_messages_arriving_during_the_first_number_load_share_it(stack, mail) -> None:
-    earlier = Task("earlier", Channel.EMAIL, "support", None, 0.0)
-    stack.wait(stack.store.create_mail_task(earlier, None, "", [], 41, []))  # before this process
-    pending: list[Deferred] = []
-    loaded = stack.store.max_request_number
+def test_two_mails_on_one_store_never_give_the_same_number(stack, mail) -> None:
+    # Another process on the same database (the CLI, a second node): a second Mail, its own
+    # router and intake, the same store. Numbers come from the store, not from either process.
+    other = Mail(stack.assignment, stack.store, stack.clock, stack.intake)
+    got = [receive(stack, mail if n % 2 else other, inbound(f"subject {n}", f"c{n}@c.org"))
+           for n in range(6)]
+    assert [g.request for g in got] == [f"SB-00000{n}" for n in range(1, 7)]
+    for g in got:  # the tag, the attribute and the acknowledgement name the store's number
+        task = result(stack.store.find_mail_task(task_id=g.task_id))
+        assert task.attributes["request"] == g.request
+        assert task.attributes["request_number"] == int(g.request[3:])
+        ack = result(stack.store.mail_messages(g.task_id))[-1]
+        assert ack.kind == "ack" and f"[#{g.request}]" in ack.subject
 
-    def slow_load() -> Deferred:
+
+def test_a_failed_commit_fails_its_message_and_takes_no_number(stack, mail) -> None:
+    store_create = stack.store.create_mail_task
+
+    def down(*args, **kw) -> Deferred:
         d: Deferred = Deferred()
-        pending.append(d)
+        d.errback(RuntimeError("database down"))
         return d
 
-    stack.store.max_request_number = slow_load
-    received = [mail.receive(inbound(f"subject {n}")) for n in range(3)]
-    assert len(pending) == 1  # one load for all three, not one per message
-    pending[0].callback(result(loaded()))
-    assert [stack.wait(d).request for d in received] == ["SB-000042", "SB-000043", "SB-000044"]
-    assert receive(stack, mail, inbound("later")).request == "SB-000045"
-    assert len(pending) == 1
-
-
-def test_a_failed_number_load_fails_its_message_and_the_next_one_loads_again(stack, mail) -> None:
-    attempts: list[Deferred] = []
-
-    def flaky_load() -> Deferred:
-        attempts.append(Deferred())
-        return attempts[-1]
-
-    stack.store.max_request_number = flaky_load
-    first, second = mail.receive(inbound("one")), mail.receive(inbound("two"))
-    attempts[0].errback(RuntimeError("database down"))
-    assert isinstance(failure_of(first).value, RuntimeError)
-    assert len(attempts) == 2  # the waiting message loads again itself
-    attempts[1].callback(0)
-    assert stack.wait(second).request == "SB-000001"
+    stack.store.create_mail_task = down
+    assert isinstance(failure_of(mail.receive(inbound("one"))).value, RuntimeError)
+    stack.store.create_mail_task = store_create
+    assert receive(stack, mail, inbound("two")).request == "SB-000001"
 
 
 def test_at_most_one_ack_per_sender_per_period(stack, mail) -> None:

@@ -13,7 +13,14 @@ import sqlalchemy as sa
 from dispatcher.domain import events as ev
 from dispatcher.domain.events import Event
 from dispatcher.domain.tasks import Channel, Task
-from dispatcher.service.ports import Changes, Identity, MailAttachment, MailMessage, OutboxItem
+from dispatcher.service.ports import (
+    Changes,
+    Identity,
+    MailAttachment,
+    MailMessage,
+    NewMail,
+    OutboxItem,
+)
 from dispatcher.storage import schema
 from dispatcher.storage import tables as t
 from dispatcher.storage.engine import make_engine
@@ -35,10 +42,10 @@ def seed(w: Wiring) -> int:
     task = Task(id="t1", channel=Channel.EMAIL, queue="support", customer_id=None, created_at=T0)
     reply = message("m2", direction="out", kind="reply", status="queued", at=T0 + 1)
     item = OutboxItem("email", "t1", {"message": "m2", "mail_from": "s@x", "rcpt": ["a@y"]}, T0)
-    w.wait(w.store.create_mail_task(
-        task, ALICE, "Alice", [Event(ev.TASK_CREATED, T0, "t1")], 1,
+    w.wait(w.store.create_mail_task(NewMail(
+        task, [Event(ev.TASK_CREATED, T0, "t1")],
         [message("m1", attachments=(MailAttachment("a.txt", "text/plain", 2, b"hi"),)), reply],
-        [item]))
+        [item]), ALICE, "Alice"))
     [due] = w.wait(w.store.due_mail(T0 + 1, 10))
     return due.outbox_id
 

@@ -7,7 +7,14 @@ import pytest
 
 from dispatcher.domain.errors import DuplicateTask
 from dispatcher.domain.events import Event
-from dispatcher.service.ports import Changes, MailAttachment, MailMessage, OutboxItem
+from dispatcher.service.ports import (
+    Changes,
+    MailAttachment,
+    MailMessage,
+    NewMail,
+    OutboxItem,
+    StoredMail,
+)
 from tests.dispatcher.storage import test_store_contract as contract
 from tests.dispatcher.storage.test_store_contract import ALICE, T0, Harness, created, make_task
 
@@ -20,10 +27,16 @@ def message(mid: str, task_id: str, at: float = T0, **kw) -> MailMessage:
                        kind=kw.pop("kind", "customer"), created_at=at, **kw)
 
 
-def new(h: Harness, task_id: str, number: int, *msgs: MailMessage, outbox=(), **kw) -> str:
+def new(h: Harness, task_id: str, *msgs: MailMessage, outbox=(), **kw) -> str:
+    """Store a mail task as drafted (no `numbered`); the customer's id."""
+    return stored(h, task_id, *msgs, outbox=outbox, **kw).customer_id
+
+
+def stored(h: Harness, task_id: str, *msgs: MailMessage, outbox=(), numbered=None,
+           **kw) -> StoredMail:
     task = make_task(task_id, **kw)
-    return h.wait(h.store.create_mail_task(task, ALICE, "Alice", created(task), number,
-                                           list(msgs), list(outbox)))
+    draft = NewMail(task, created(task), list(msgs), list(outbox))
+    return h.wait(h.store.create_mail_task(draft, ALICE, "Alice", numbered))
 
 
 def test_a_mail_task_is_stored_with_its_number_messages_and_attachments(h: Harness) -> None:
@@ -32,24 +45,59 @@ def test_a_mail_task_is_stored_with_its_number_messages_and_attachments(h: Harne
                   subject="Hi", text="body", html="<p>b</p>", defects=("D",), malformed=True,
                   attachments=(att, MailAttachment(None, "image/png", 9, None, "/f/ab")),
                   to_addrs=("support@example.com",))
-    customer = new(h, "t1", 7, msg)
-    assert h.wait(h.store.get_customer(customer)).identities == (ALICE,)
+    first = stored(h, "t1", msg)
+    assert first.number == 1 and first.mail.task.id == "t1"
+    assert h.wait(h.store.get_customer(first.customer_id)).identities == (ALICE,)
     assert h.wait(h.store.mail_messages("t1")) == [msg]
-    assert h.wait(h.store.max_request_number()) == 7
-    assert h.wait(h.store.find_mail_task(request_number=7)).id == "t1"
+    assert h.wait(h.store.find_mail_task(request_number=1)).id == "t1"
     assert [e.kind for e in h.wait(h.store.task_events("t1"))] == ["task.created", "task.queued"]
 
 
-def test_request_numbers_are_unique(h: Harness) -> None:
-    new(h, "t1", 1)
-    with pytest.raises(Exception):  # noqa: B017 - DuplicateTask or the database's IntegrityError
-        new(h, "t2", 1)
-    assert h.wait(h.store.max_request_number()) == 1
+def test_request_numbers_are_given_by_the_store_in_order(h: Harness) -> None:
+    assert [stored(h, f"t{n}").number for n in range(1, 4)] == [1, 2, 3]
+    assert h.wait(h.store.find_mail_task(request_number=3)).id == "t3"
+
+
+def test_intakes_of_one_turn_get_unique_increasing_numbers(h: Harness) -> None:
+    # Queued before any commit: on SqlStore one group commit takes them all (merged).
+    calls = []
+    for n in range(10):
+        task = make_task(f"t{n}")
+        calls.append(h.store.create_mail_task(NewMail(task, created(task)), ALICE, "Alice"))
+    numbers = [h.wait(d).number for d in calls]
+    assert numbers == list(range(1, 11))
+    assert [h.wait(h.store.find_mail_task(request_number=n)).id for n in numbers] == [
+        f"t{n}" for n in range(10)]
+
+
+def test_numbered_rows_are_what_is_stored(h: Harness) -> None:
+    def numbered(number: int) -> NewMail:
+        task = make_task("t1", attributes={"request_number": number})
+        msg = message("m1", "t1", subject=f"[#{number}]")
+        return NewMail(task, [*created(task), Event("email.received", T0, "t1",
+                                                    data={"request": number})], [msg])
+
+    got = stored(h, "t1", numbered=numbered)
+    assert got.number == 1 and got.mail.task.attributes == {"request_number": 1}
+    [task] = h.wait(h.store.load_state()).open_tasks
+    assert task.attributes == {"request_number": 1}
+    assert [m.subject for m in h.wait(h.store.mail_messages("t1"))] == ["[#1]"]
+    assert h.wait(h.store.task_events("t1"))[-1].data == {"request": 1}
+
+
+def test_a_failed_intake_gives_its_number_to_no_one(h: Harness) -> None:
+    stored(h, "t1")
+    with pytest.raises(DuplicateTask):
+        stored(h, "t1")
+    later = stored(h, "t2").number
+    assert later > 1  # 2, or 3 on PostgreSQL (the rolled-back number is a gap)
+    assert h.wait(h.store.find_mail_task(request_number=later)).id == "t2"
+    assert h.wait(h.store.find_mail_task(request_number=1)).id == "t1"
 
 
 def test_find_by_message_id_newest_first_then_by_task_id(h: Harness) -> None:
-    new(h, "t1", 1, message("m1", "t1", message_id="a@x"))
-    new(h, "t2", 2, message("m2", "t2", T0 + 5, message_id="a@x"))
+    new(h, "t1", message("m1", "t1", message_id="a@x"))
+    new(h, "t2", message("m2", "t2", T0 + 5, message_id="a@x"))
     assert h.wait(h.store.find_mail_task(message_ids=["nope", "a@x"])).id == "t2"
     assert h.wait(h.store.find_mail_task(request_number=99, message_ids=["q"])) is None
     assert h.wait(h.store.find_mail_task(task_id="t1")).id == "t1"
@@ -57,7 +105,7 @@ def test_find_by_message_id_newest_first_then_by_task_id(h: Harness) -> None:
 
 
 def test_add_mail_and_the_ack_period_lookup(h: Harness) -> None:
-    new(h, "t1", 1, message("m1", "t1", peer="alice@example.org"))
+    new(h, "t1", message("m1", "t1", peer="alice@example.org"))
     ack = message("m2", "t1", T0 + 1, direction="out", kind="ack", peer="alice@example.org",
                   status="queued")
     ev = Event("email.queued", T0 + 1, "t1", data={"message": "m2"})
@@ -69,17 +117,17 @@ def test_add_mail_and_the_ack_period_lookup(h: Harness) -> None:
 
 
 def test_sources_are_known_and_unique(h: Harness) -> None:
-    new(h, "t1", 1, message("m1", "t1", source="imap:a/INBOX/1/5"))
+    new(h, "t1", message("m1", "t1", source="imap:a/INBOX/1/5"))
     assert h.wait(h.store.known_mail_sources(["imap:a/INBOX/1/5", "imap:a/INBOX/1/6"])) == {
         "imap:a/INBOX/1/5"}
     with pytest.raises(Exception):  # noqa: B017
-        new(h, "t2", 2, message("m2", "t2", source="imap:a/INBOX/1/5"))
+        new(h, "t2", message("m2", "t2", source="imap:a/INBOX/1/5"))
 
 
 def test_outbox_delivery_lifecycle(h: Harness) -> None:
     out = message("m2", "t1", T0, direction="out", kind="ack", status="queued", raw=b"R")
     item = OutboxItem("email", "t1", {"message": "m2", "mail_from": "s@x", "rcpt": ["a@y"]}, T0)
-    new(h, "t1", 1, out, outbox=[item])
+    new(h, "t1", out, outbox=[item])
     [due] = h.wait(h.store.due_mail(T0, 10))
     assert (due.message, due.raw, due.mail_from, due.rcpt, due.attempts) == (
         "m2", b"R", "s@x", ("a@y",), 0)
@@ -96,16 +144,16 @@ def test_outbox_delivery_lifecycle(h: Harness) -> None:
 
 
 def test_a_duplicate_task_id_is_refused(h: Harness) -> None:
-    new(h, "t1", 1)
+    new(h, "t1")
     with pytest.raises(DuplicateTask):
-        new(h, "t1", 2)
+        new(h, "t1")
 
 
 def test_cc_reply_to_and_content_ids_round_trip_and_a_light_read(h: Harness) -> None:
     inline = MailAttachment("p.png", "image/png", 3, b"PNG", None, "p1@x")
     msg = message("m1", "t1", message_id="a@x", to_addrs=("support@example.com",),
                   cc_addrs=("bob@c.test",), reply_to="ann@home.test", attachments=(inline,))
-    new(h, "t1", 1, msg)
+    new(h, "t1", msg)
     assert h.wait(h.store.mail_messages("t1")) == [msg]
     light = h.wait(h.store.mail_messages("t1", content=False))
     assert light[0].raw == b"" and light[0].attachments[0].content is None
@@ -115,7 +163,7 @@ def test_cc_reply_to_and_content_ids_round_trip_and_a_light_read(h: Harness) -> 
 def test_one_message_by_row_id_or_message_id_and_a_bounce(h: Harness) -> None:
     ours = message("m2", "t1", T0 + 1, direction="out", kind="reply", message_id="o@x",
                    status="sent")
-    new(h, "t1", 1, message("m1", "t1", message_id="o@x"), ours)
+    new(h, "t1", message("m1", "t1", message_id="o@x"), ours)
     assert h.wait(h.store.mail_message(id="m1")).id == "m1"
     assert h.wait(h.store.mail_message(message_id="o@x", direction="out")).id == "m2"
     assert h.wait(h.store.mail_message(message_id="o@x")).id == "m2"  # the newest
