@@ -25,6 +25,8 @@ Sits in the e-mail edge; the SMTP intake (smtp.py) owns one `Reader`."""
 from __future__ import annotations
 
 import contextlib
+import functools
+import importlib
 import io
 import logging
 import os
@@ -59,13 +61,21 @@ DEFAULT_MEMORY_MB = 1024
 ANSWER_MODULES = frozenset({"dispatcher.service.mail", "dispatcher.service.ports"})
 
 
+@functools.cache
+def _answer_class(module: str, name: str) -> type | None:
+    """The data class `module.name` when an answer may name it, else None (once per name)."""
+    if module not in ANSWER_MODULES:
+        return None
+    found = getattr(sys.modules.get(module) or importlib.import_module(module), name, None)
+    return found if isinstance(found, type) and is_dataclass(found) else None
+
+
 class _AnswerUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
-        if module in ANSWER_MODULES:
-            found = super().find_class(module, name)
-            if isinstance(found, type) and is_dataclass(found):
-                return found
-        raise pickle.UnpicklingError(f"a worker's answer may not name {module}.{name}")
+        found = _answer_class(module, name)
+        if found is None:
+            raise pickle.UnpicklingError(f"a worker's answer may not name {module}.{name}")
+        return found
 
 
 def load_answer(body: bytes) -> Any:
@@ -174,6 +184,10 @@ class Reader:
         if self.stopped:
             self._fallback(job, "not parsed: the server is stopping")
             return job.done
+        idle = None if self.waiting else self._idle()
+        if idle is not None:  # the common case: no wait timer to set and cancel
+            self._give(idle, job)
+            return job.done
         job.timer = self.reactor.callLater(self.wait, self._waited, job)
         self.waiting.append(job)
         self._pump()
@@ -217,8 +231,15 @@ class Reader:
         if self.waiting and len(self.workers) < self.size:
             self._spawn()
 
+    def _idle(self) -> _Worker | None:
+        for worker in self.workers:
+            if worker.ready and worker.job is None and not worker.ended:
+                return worker
+        return None
+
     def _give(self, worker: _Worker, job: _Job) -> None:
-        job.timer.cancel()
+        if job.timer is not None:
+            job.timer.cancel()
         job.worker = worker
         worker.job = job
         job.timer = self.reactor.callLater(self.budget, self._over, job)
@@ -241,6 +262,10 @@ class Reader:
             kind, value = "error", f"{type(exc).__name__}: {exc}"
             worker.kill()
         if kind == "ok":
+            if isinstance(value, InboundMail) and not value.raw:  # left out (worker.py)
+                # the job's own bytes, set in place (the answer was just unpickled: nobody else
+                # holds it); a dataclasses.replace would cost more than the trip it saves
+                object.__setattr__(value, "raw", job.raw)
             job.done.callback(value)
         elif kind == "retry":
             job.done.errback(NotStored(value))

@@ -4,12 +4,13 @@ memory.
 
 Speaks frames on stdin/stdout: 8 bytes of big-endian length, then a pickle. It first writes
 READY (once its imports are done), then answers each request `(raw, queue, envelope_from,
-recipients, kwargs, limits)` with `("ok", InboundMail)`, `("retry", text)` (an attachment could
-not be stored: a passing condition) or `("error", text)`. Its address
-space is capped (`--memory-mb`): a message that would need more fails alone, with a
-MemoryError, instead of starving the server. Only reading.py starts it, and only reading.py
-reads what it writes; since this process reads hostile mail, reading.py unpickles its answers
-allowing only the data classes of an `InboundMail` (`load_answer`)."""
+recipients, kwargs, limits)` with `("ok", InboundMail)` (its `raw` left empty: the server has
+the bytes, and sending them back would double a large message's trip through the pipes),
+`("retry", text)` (an attachment could not be stored: a passing condition) or `("error",
+text)`. Its address space is capped (`--memory-mb`): a message that would need more fails
+alone, with a MemoryError, instead of starving the server. Only reading.py starts it, and only
+reading.py reads what it writes; since this process reads hostile mail, reading.py unpickles its
+answers allowing only the data classes of an `InboundMail` (`load_answer`)."""
 
 from __future__ import annotations
 
@@ -64,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             if any("MemoryError" in d for d in parsed.defects):  # parse swallows it per part
                 raise MemoryError
             message = inbound(raw, queue, envelope_from, recipients, parsed=parsed, **kwargs)
+            object.__setattr__(message, "raw", b"")  # frozen, but ours alone until pickled
             answer = pickle.dumps(("ok", message), protocol=pickle.HIGHEST_PROTOCOL)
         except MemoryError:
             parsed = message = None

@@ -1,6 +1,7 @@
 """channels/email/reading.py: a worker's answer is unpickled with only the data classes of an
 `InboundMail` allowed, so a subverted worker (it reads hostile mail) cannot make the server run
-anything; a real message's answer still comes through whole."""
+anything; a real message's answer still comes through whole, and the raw bytes cross the pipes
+once (the worker leaves them out of its answer, the Reader puts the job's back)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ import os
 import pickle
 
 import pytest
+from twisted.internet import task
 
+from channels.email import worker
 from channels.email.parse import parse
-from channels.email.reading import load_answer
+from channels.email.reading import Reader, _Worker, load_answer
 from channels.email.translate import inbound
 from tests.channels.email.hostile import raw
 
@@ -39,3 +42,57 @@ class _CallsOurs:
 def test_an_answer_naming_anything_callable_is_refused(answer) -> None:
     with pytest.raises(pickle.UnpicklingError):
         load_answer(pickle.dumps(("ok", answer)))
+
+
+class _Pipe:
+    """The stdin of a reading worker, as the Reader writes to it."""
+
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+
+def _worker_answers(request: bytes) -> bytes:
+    """What the real worker loop (worker.py `main`) writes for one request frame."""
+    import io
+    import sys
+
+    stdin, stdout = io.BytesIO(request), io.BytesIO()
+    saved = sys.stdin, sys.stdout
+    sys.stdin, sys.stdout = io.TextIOWrapper(stdin), io.TextIOWrapper(stdout)
+    try:
+        worker.main([])
+        answers = stdout.getvalue()
+    finally:
+        sys.stdin, sys.stdout = saved
+    ready = worker.HEADER.size + len(worker.READY)
+    return answers[ready:]  # after its READY frame
+
+
+def test_the_worker_leaves_the_raw_bytes_out_and_the_reader_puts_them_back() -> None:
+    """A free worker gets the message at once; its answer carries no copy of the raw bytes (a
+    large message crosses the pipes once), and the message the Reader gives is whole."""
+    message = raw("pdf-single-part.eml")
+    clock = task.Clock()
+    clock.addSystemEventTrigger = lambda *args: None
+    reader = Reader(clock)
+    process = _Worker(reader)
+    process.transport = _Pipe()
+    process.ready = True
+    reader.workers.append(process)
+
+    done = reader.read(message, "support", "a@customer.org", ("support@example.com",))
+    assert process.job is not None and not reader.waiting and len(process.transport.written) == 1
+
+    answer = _worker_answers(process.transport.written[0])
+    kind, sent = load_answer(answer[worker.HEADER.size:])
+    assert kind == "ok" and sent.raw == b"" and message not in answer
+    process.outReceived(answer)
+    got = []
+    done.addCallback(got.append)
+    expected = inbound(message, "support", "a@customer.org", ("support@example.com",),
+                       parsed=parse(message))
+    assert got == [expected] and got[0].raw == message
+    assert process.job is None and not clock.getDelayedCalls()  # no budget timer left
