@@ -5,8 +5,8 @@ never fails on time.
 Model: N agents (default 5,000) in Q queues (default 200). Each queue requires 1-2 of ~30 skills
 at levels 1-6 (intake copies the queue's requirement into each task, as the service does); a
 quarter of the queues have an escalation step (after 60 s, one level less). Each agent has 3-8
-skills, qualifies for the 3-6 queues they belong to, and holds 1 call or 3 e-mails (default
-capacity and interruption matrix: a call may come on top of e-mails).
+skills, qualifies for the 3-6 queues they belong to (`--membership`), and holds 1 call or 3
+e-mails (default capacity and interruption matrix: a call may come on top of e-mails).
 
 For each depth D (default 1k, 10k, 100k waiting tasks) a fresh router is preloaded until D tasks
 wait (every agent busy as far as their queues' work allows), then a steady flow runs: while
@@ -19,9 +19,25 @@ they still have room) are timed and reported apart. `decisions_per_second` count
 the time spent in every router call of the run, accepts included (the conservative figure);
 `decision_calls_per_second` over the time of the decision calls alone.
 
-    .venv/bin/python bench/routing.py                      # full run, < ~2 min
+CPU time. After the timed pass, the same flow goes on for as many decisions again with
+time.process_time_ns read around each router call instead (the clock's own cost, measured at
+start, is taken off each call): `cpu_us_per_decision` is the router's CPU time per decision,
+accepts included, and `cpu_decisions_per_second` its inverse. Wall time counts what other
+processes take from us on a shared machine; CPU time mostly does not (caches shared with them
+still slow us down), so compare figures of one run, and read the load printed with them.
+
+Repeats and a peer. Each (depth, repeat) runs in a fresh process; figures are medians over
+`--repeats`. `--peer DIR` runs the same model, seed and flow against the router of another tree
+(e.g. the last commit: `git archive HEAD | tar -x -C /tmp/before`), alternating with this tree's
+runs, and prints this tree's figures over the peer's (above 1: this tree is faster).
+
+    .venv/bin/python bench/routing.py                      # full run, ~5 min
     .venv/bin/python bench/routing.py --agents 500 --queues 40 --depths 1000,10000 \\
-        --decisions 20000                                  # a quick one
+        --decisions 20000 --repeats 1                      # a quick one
+    .venv/bin/python bench/routing.py --depths 10000 --peer /tmp/before   # before / after
+    .venv/bin/python bench/routing.py --membership 40-55 --depths 0 --decisions 20000
+        # bench/durable.py's regime: agents in many queues, nobody waits (each task is
+        # offered on arrival), so every accept and complete re-lists the agent in ~100 buckets
     .venv/bin/python bench/routing.py --json               # one JSON object on stdout
     .venv/bin/python bench/routing.py --profile 10000      # cProfile of the hot path
 """
@@ -33,26 +49,44 @@ import cProfile
 import gc
 import io
 import json
+import os
 import pstats
 import random
 import statistics
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+HERE = Path(__file__).resolve().parents[1]
 
-from dispatcher.domain.agents import Agent, Presence
-from dispatcher.domain.queues import AgentChoice, EscalationStep, Queue
-from dispatcher.domain.routing import Outcome, Router
-from dispatcher.domain.tasks import Channel, Task
+
+def _tree(argv: list[str]) -> Path:
+    """The tree whose router is measured: `--tree DIR` (a run for a peer), or this one."""
+    for i, arg in enumerate(argv):
+        if arg == "--tree" and i + 1 < len(argv):
+            return Path(argv[i + 1]).resolve()
+        if arg.startswith("--tree="):
+            return Path(arg.split("=", 1)[1]).resolve()
+    return HERE
+
+
+sys.path.insert(0, str(_tree(sys.argv)))
+
+# After the choice of the tree (E402): a peer's run imports the peer's router.
+from dispatcher.domain.agents import Agent, Presence  # noqa: E402
+from dispatcher.domain.queues import AgentChoice, EscalationStep, Queue  # noqa: E402
+from dispatcher.domain.routing import Outcome, Router  # noqa: E402
+from dispatcher.domain.tasks import Channel, Task  # noqa: E402
 
 DEFAULT_AGENTS = 5_000
 DEFAULT_QUEUES = 200
 DEFAULT_SKILLS = 30
 DEFAULT_DEPTHS = (1_000, 10_000, 100_000)
 DEFAULT_DECISIONS = 100_000
+DEFAULT_REPEATS = 3
+DEFAULT_MEMBERSHIP = "3-6"
 WARM_UP_SHARE = 0.1  # of --decisions, run before measuring
 FLAT_P99_RATIO = 2.0  # p99 at the deepest / p99 at the shallowest depth, to call it flat
 TICK = 0.001  # simulated seconds between two outside events
@@ -86,7 +120,7 @@ def build(args: argparse.Namespace, rng: random.Random) -> Router:
         queues.append(q)
         router.put_queue(q, T0)
     for i in range(args.agents):
-        mine = rng.sample(queues, rng.randint(3, 6))
+        mine = rng.sample(queues, min(len(queues), rng.randint(*args.membership)))
         have: dict[str, int] = {}
         for q in mine:
             for s, lvl in q.requirement.items():
@@ -105,6 +139,7 @@ class Flow:
     def __init__(self, router: Router, rng: random.Random) -> None:
         self.router = router
         self.rng = rng
+        self.clock = time.perf_counter_ns  # what each router call is timed with
         self.queues = sorted(router.queues.values(), key=lambda q: q.name)
         self.now = T0
         self.seq = 0
@@ -126,7 +161,7 @@ class Flow:
     def accept_all(self, out: Outcome, t: Timings | None) -> None:
         """Accept every offer of `out` at once, and those the accepts lead to."""
         pending = list(out.offers)
-        router, clock = self.router, time.perf_counter_ns
+        router, clock = self.router, self.clock
         while pending:
             offer = pending.pop()
             t0 = clock()
@@ -140,7 +175,7 @@ class Flow:
 
     def arrive(self, t: Timings | None) -> None:
         task = self.new_task()
-        clock = time.perf_counter_ns
+        clock = self.clock
         t0 = clock()
         out = self.router.submit(task, self.now)
         t1 = clock()
@@ -156,7 +191,7 @@ class Flow:
         i = self.rng.randrange(len(held))
         held[i], held[-1] = held[-1], held[i]
         agent_id, task_id = held.pop()
-        clock = time.perf_counter_ns
+        clock = self.clock
         t0 = clock()
         out = self.router.complete(agent_id, task_id, self.now)
         t1 = clock()
@@ -186,6 +221,15 @@ def pct(values: list[int], q: float) -> float:
     return float(s[min(len(s) - 1, int(q * len(s)))])
 
 
+def clock_cost(clock=time.process_time_ns, n: int = 20_001) -> int:
+    """The median reading of `clock` right after itself: what timing one call adds to it."""
+    gaps = []
+    for _ in range(n):
+        t0 = clock()
+        gaps.append(clock() - t0)
+    return int(statistics.median(gaps))
+
+
 def run_depth(args: argparse.Namespace, depth: int) -> dict:
     rng = random.Random(args.seed)
     t_build = time.perf_counter()
@@ -206,10 +250,20 @@ def run_depth(args: argparse.Namespace, depth: int) -> dict:
     while len(t.decisions) < args.decisions:
         flow.step(depth, t)
     wall = time.perf_counter() - wall0
+    # The CPU pass: the same flow goes on, each call timed with the process's CPU clock.
+    flow.clock = time.process_time_ns
+    cost = clock_cost()
+    c = Timings()
+    cpu0 = time.process_time_ns()
+    while len(c.decisions) < args.decisions:
+        flow.step(depth, c)
+    loop_cpu_ns = time.process_time_ns() - cpu0
     gc.enable()
     gc.unfreeze()
     in_router_ns = sum(t.decisions) + sum(t.accepts)
     n = len(t.decisions)
+    cpu_ns = sum(c.decisions) + sum(c.accepts) - cost * (len(c.decisions) + len(c.accepts))
+    cpu_ns = max(cpu_ns, 1)
     return {
         "depth": depth,
         "waiting_at_end": sum(1 for _ in _waiting(router)),
@@ -220,6 +274,10 @@ def run_depth(args: argparse.Namespace, depth: int) -> dict:
         "decisions_per_second": round(n / (in_router_ns / 1e9)),
         "decision_calls_per_second": round(n / (sum(t.decisions) / 1e9)),
         "loop_decisions_per_second": round(n / wall),
+        "cpu_us_per_decision": round(cpu_ns / len(c.decisions) / 1000, 3),
+        "cpu_decisions_per_second": round(len(c.decisions) / (cpu_ns / 1e9)),
+        "loop_cpu_us_per_decision": round(loop_cpu_ns / len(c.decisions) / 1000, 3),
+        "clock_cost_ns": cost,
         "median_ns": pct(t.decisions, 0.5),
         "p99_ns": pct(t.decisions, 0.99),
         "p999_ns": pct(t.decisions, 0.999),
@@ -262,10 +320,18 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--agents", type=int, default=DEFAULT_AGENTS)
     p.add_argument("--queues", type=int, default=DEFAULT_QUEUES)
     p.add_argument("--skills", type=int, default=DEFAULT_SKILLS)
+    p.add_argument("--membership", default=DEFAULT_MEMBERSHIP, metavar="LOW-HIGH",
+                   help="how many queues each agent belongs to (default %(default)s; an agent "
+                        "in many queues is in many buckets: e.g. 40-55, as in bench/durable.py)")
     p.add_argument("--depths", default=",".join(str(d) for d in DEFAULT_DEPTHS),
                    help="comma-separated queue depths (waiting tasks)")
     p.add_argument("--decisions", type=int, default=DEFAULT_DECISIONS,
-                   help="decisions measured per depth")
+                   help="decisions measured per depth (and as many again for the CPU pass)")
+    p.add_argument("--repeats", type=int, default=DEFAULT_REPEATS,
+                   help="runs per depth (and per tree), each in a fresh process; medians shown")
+    p.add_argument("--peer", metavar="DIR",
+                   help="another tree (a checkout) whose router runs the same flow, "
+                        "alternating with this one; ratios printed")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--gc", choices=("on", "freeze", "off"), default="on",
                    help="garbage collector while measuring: on (default), freeze (gc.freeze() "
@@ -273,55 +339,154 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--json", action="store_true", help="print one JSON object only")
     p.add_argument("--profile", type=int, metavar="DEPTH",
                    help="print a cProfile of --decisions steps at DEPTH instead")
-    return p.parse_args(argv)
+    p.add_argument("--tree", help=argparse.SUPPRESS)  # read before the imports: see _tree
+    p.add_argument("--one", type=int, metavar="DEPTH", help=argparse.SUPPRESS)  # one run, JSON
+    args = p.parse_args(argv)
+    try:
+        low, high = (int(x) for x in args.membership.split("-"))
+    except ValueError:
+        p.error(f"--membership {args.membership}: LOW-HIGH, e.g. 3-6")
+    if not 1 <= low <= high:
+        p.error(f"--membership {args.membership}: 1 <= LOW <= HIGH")
+    args.membership = (low, high)
+    if args.repeats < 1:
+        p.error("--repeats must be at least 1")
+    if args.peer and not (Path(args.peer) / "dispatcher" / "domain" / "routing.py").is_file():
+        p.error(f"--peer {args.peer}: no dispatcher/domain/routing.py there")
+    return args
 
 
-def main(argv: list[str] | None = None) -> int:
+def run_one(args: argparse.Namespace, depth: int, tree: Path) -> dict:
+    """One run at `depth` in a fresh process, with the router of `tree`."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--one", str(depth),
+           "--tree", str(tree), "--agents", str(args.agents), "--queues", str(args.queues),
+           "--skills", str(args.skills), "--membership", "-".join(map(str, args.membership)),
+           "--decisions", str(args.decisions),
+           "--seed", str(args.seed), "--gc", args.gc]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"the run of {tree} at depth {depth} failed:\n{done.stderr}")
+    return json.loads(done.stdout)
+
+
+def medians(runs: list[dict]) -> dict:
+    """The median of each figure over the repeats of one depth."""
+    out: dict = {"depth": runs[0]["depth"], "repeats": len(runs)}
+    for key, value in runs[0].items():
+        if key != "depth" and isinstance(value, int | float) and not isinstance(value, bool):
+            out[key] = statistics.median(r[key] for r in runs)
+    return out
+
+
+def load() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def line(name: str, res: dict) -> str:
+    return (f"  {name:<5} {res['decisions_per_second']:>9,.0f} decisions/s in the router "
+            f"(decision calls alone {res['decision_calls_per_second']:,.0f}/s); CPU "
+            f"{res['cpu_us_per_decision']:.2f} us/decision = "
+            f"{res['cpu_decisions_per_second']:,.0f}/s; median {res['median_ns'] / 1000:.1f} us, "
+            f"p99 {res['p99_ns'] / 1000:.1f} us, p99.9 {res['p999_ns'] / 1000:.1f} us; submit "
+            f"{res['submit_median_ns'] / 1000:.1f}, complete {res['complete_median_ns'] / 1000:.1f},"
+            f" accept {res['accept_median_ns'] / 1000:.1f} us (medians) "
+            f"[{res['submits']:,.0f} submits, {res['completes']:,.0f} completes, "
+            f"{res['accepts']:,.0f} accepts; waiting at end {res['waiting_at_end']:,.0f}; "
+            f"setup {res['setup_seconds']} s]")
+
+
+def ratios(this: dict, peer: dict) -> dict:
+    """This tree over the peer (above 1: this tree is faster)."""
+    return {"decisions_per_second": round(this["decisions_per_second"]
+                                          / peer["decisions_per_second"], 2),
+            "cpu_decisions_per_second": round(this["cpu_decisions_per_second"]
+                                              / peer["cpu_decisions_per_second"], 2),
+            "median_ns": round(peer["median_ns"] / this["median_ns"], 2),
+            "p99_ns": round(peer["p99_ns"] / this["p99_ns"], 2)}
+
+
+def main(argv: list[str] | None = None) -> int:  # noqa: C901 - the report, step by step
     args = parse(argv)
     if args.profile:
         print(profile(args, args.profile))
         return 0
+    if args.one is not None:
+        res = run_depth(args, args.one)
+        res["router"] = sys.modules[Router.__module__].__file__
+        print(json.dumps(res))
+        return 0
     depths = [int(d) for d in args.depths.split(",") if d]
-    results = []
-    for depth in depths:
-        res = run_depth(args, depth)
-        results.append(res)
-        if not args.json:
-            print(f"depth {depth:>7,}: {res['decisions_per_second']:>9,} decisions/s "
-                  f"(decision calls alone {res['decision_calls_per_second']:,}/s); "
-                  f"median {res['median_ns'] / 1000:.1f} us, p99 {res['p99_ns'] / 1000:.1f} us, "
-                  f"p99.9 {res['p999_ns'] / 1000:.1f} us; accept median "
-                  f"{res['accept_median_ns'] / 1000:.1f} us "
-                  f"[{res['submits']:,} submits, {res['completes']:,} completes, "
-                  f"{res['accepts']:,} accepts; waiting at end {res['waiting_at_end']:,}; "
-                  f"setup {res['setup_seconds']} s]", flush=True)
+    trees = [("this", HERE)]
+    if args.peer:
+        trees.append(("peer", Path(args.peer).resolve()))
+    runs: dict[str, dict[int, list[dict]]] = {name: {d: [] for d in depths} for name, _ in trees}
+    load_before = load()
+    if not args.json:
+        print(f"routing: {args.agents:,} agents, {args.queues} queues, depths "
+              f"{', '.join(f'{d:,}' for d in depths)}, {args.decisions:,} decisions per run, "
+              f"{args.repeats} repeat(s){', peer ' + str(trees[1][1]) if args.peer else ''}; "
+              f"load before {' '.join(map(str, load_before))}", flush=True)
+    for r in range(args.repeats):
+        for depth in depths:
+            for name, tree in trees if r % 2 == 0 else trees[::-1]:  # alternate who goes first
+                res = run_one(args, depth, tree)
+                runs[name][depth].append(res)
+                if not args.json:
+                    print(f"depth {depth:>7,} run {r + 1}:{line(name, res)}", flush=True)
+    load_after = load()
+    results = [medians(runs["this"][d]) for d in depths]
+    peer = [medians(runs["peer"][d]) for d in depths] if args.peer else []
     ratio = results[-1]["p99_ns"] / results[0]["p99_ns"] if len(results) > 1 else 1.0
     by_depth = {r["depth"]: r for r in results}
     headline_depth = 10_000 if 10_000 in by_depth else None
     if headline_depth is not None:
-        headline = by_depth[headline_depth]["decisions_per_second"]
+        head = by_depth[headline_depth]
         headline_of = "depth 10000"
     else:
-        headline = round(statistics.fmean(r["decisions_per_second"] for r in results))
+        head = {k: statistics.fmean(r[k] for r in results)
+                for k in ("decisions_per_second", "cpu_us_per_decision",
+                          "cpu_decisions_per_second")}
         headline_of = "mean over depths"
-    summary = {
-        "decisions_per_second": headline,
+    summary: dict = {
+        "decisions_per_second": round(head["decisions_per_second"]),
+        "cpu_us_per_decision": round(head["cpu_us_per_decision"], 3),
+        "cpu_decisions_per_second": round(head["cpu_decisions_per_second"]),
         "decisions_per_second_of": headline_of,
         "decision": "one submit or complete call; accepts timed apart, counted in the time",
+        "figures": "medians over the repeats, each in a fresh process",
         "p99_ratio_deepest_to_shallowest": round(ratio, 2),
         "p99_flat": ratio <= FLAT_P99_RATIO,
+        "load": {"before": load_before, "after": load_after, "cpus": os.cpu_count()},
         "config": {"agents": args.agents, "queues": args.queues, "skills": args.skills,
-                   "decisions_per_depth": args.decisions, "seed": args.seed, "gc": args.gc,
-                   "python": sys.version.split()[0]},
+                   "membership": list(args.membership),
+                   "decisions_per_depth": args.decisions, "repeats": args.repeats,
+                   "seed": args.seed, "gc": args.gc, "python": sys.version.split()[0]},
         "depths": results,
+        "runs": {name: {str(d): v for d, v in by.items()} for name, by in runs.items()},
     }
+    if args.peer:
+        summary["peer"] = {"tree": str(trees[1][1]), "depths": peer,
+                           "ratios": [{"depth": t["depth"], **ratios(t, p)}
+                                      for t, p in zip(results, peer, strict=True)]}
     if args.json:
         print(json.dumps(summary))
-    else:
-        print(f"decisions/s ({headline_of}): {headline:,}")
-        print(f"p99 at depth {results[-1]['depth']:,} / p99 at depth {results[0]['depth']:,} = "
-              f"{ratio:.2f} -> {'flat' if summary['p99_flat'] else 'NOT flat'} "
-              f"(flat means <= {FLAT_P99_RATIO})")
+        return 0
+    print(f"medians over {args.repeats} repeat(s); load after {' '.join(map(str, load_after))} "
+          f"({os.cpu_count()} CPUs):")
+    for i, res in enumerate(results):
+        print(f"depth {res['depth']:>7,}:{line('this', res)}")
+        if args.peer:
+            p, q = peer[i], ratios(res, peer[i])
+            print(f"{'':>14}{line('peer', p)}")
+            print(f"{'':>16}this / peer: {q['decisions_per_second']:.2f}x decisions/s, "
+                  f"{q['cpu_decisions_per_second']:.2f}x per CPU second, median "
+                  f"{q['median_ns']:.2f}x, p99 {q['p99_ns']:.2f}x faster")
+    print(f"decisions/s ({headline_of}): {summary['decisions_per_second']:,} in the router; "
+          f"{summary['cpu_decisions_per_second']:,} per CPU second "
+          f"({summary['cpu_us_per_decision']:.2f} us CPU per decision)")
+    print(f"p99 at depth {results[-1]['depth']:,} / p99 at depth {results[0]['depth']:,} = "
+          f"{ratio:.2f} -> {'flat' if summary['p99_flat'] else 'NOT flat'} "
+          f"(flat means <= {FLAT_P99_RATIO})")
     return 0
 
 

@@ -5,7 +5,8 @@ outside event and gets an `Outcome` back: the events to log, the offers to push 
 offers that ended, the tasks whose rows changed.
 
 How the cost stays flat. Tasks are grouped in *buckets*: one per (queue, channel, current
-requirement). A bucket keeps two heaps with lazy deletion:
+requirement). A bucket keeps two orders with lazy deletion (heaps; the agents' order also keeps
+the entries that arrive in order apart, in a run whose front is taken in O(1): `Bucket.run`):
   - its waiting tasks, ordered by (priority desc, due time, arrival, sequence), where a
     task's priority is its own plus its queue's (added here and nowhere else: intake never
     copies the queue's priority into the task, so a queue's change re-orders its tasks);
@@ -21,6 +22,15 @@ eligible for. So:
 None of these depends on the number of agents or on the queue depth (heaps cost log n).
 Invariant: no waiting task has an available eligible agent who has not declined it, except a
 task reserved for another agent (below).
+
+The hot path (submit, accept, complete) avoids work that does not change the answer: what an
+agent can take now is computed once per call and handed on (`_serve_or_list`), from a cached
+list of the channels they handle (kept while their configuration is the same objects); an
+agent's heap entry is renewed only where their key changed; the common calls are written out
+rather than spread over helpers; an agent who becomes idle goes at the end of each bucket's run
+(no heap push), and an agent who takes an offer leaves stale entries at the fronts of their
+buckets, dropped in O(1) each. The events, offers and explanations are the same as the plain
+version's, in the same order.
 
 Stickiness (a reply to a completed e-mail goes back to the agent who handled it). A task whose
 attributes name a `preferred_agent` and a `preferred_until` (epoch seconds) in the future is
@@ -43,6 +53,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
@@ -70,6 +81,8 @@ MAX_EXPLAINED = 10
 # A heap is rebuilt without its stale entries when it grows beyond this factor of its live size.
 COMPACT_FACTOR = 4
 COMPACT_MIN = 64
+# A queue with at most this many buckets finds a task's bucket by comparing requirements.
+FEW_BUCKETS = 4
 _NO_CHANNELS: frozenset[Channel] = frozenset()
 # The task attribute holding the wrap-up's window: {"until": end, "limit": latest end}.
 WRAP_UP_ATTRIBUTE = "wrap_up"
@@ -98,7 +111,7 @@ def refuse_open_work(tasks: Iterable[Task], *, queue: str | None = None,
                 f"done (or move them from the wallboard), then try again")
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Outcome:
     """What one call changed. `tasks` holds the tasks whose rows must be written (closed ones
     included, in their final state)."""
@@ -108,6 +121,16 @@ class Outcome:
     ended: list[Offer] = field(default_factory=list)
     tasks: dict[str, Task] = field(default_factory=dict)
     declines: list[tuple[str, str]] = field(default_factory=list)
+
+    # Written out: the generated one (default factories) costs twice as much, once per call.
+    def __init__(self, events: list[ev.Event] | None = None, offers: list[Offer] | None = None,
+                 ended: list[Offer] | None = None, tasks: dict[str, Task] | None = None,
+                 declines: list[tuple[str, str]] | None = None) -> None:
+        self.events = [] if events is None else events
+        self.offers = [] if offers is None else offers
+        self.ended = [] if ended is None else ended
+        self.tasks = {} if tasks is None else tasks
+        self.declines = [] if declines is None else declines
 
     def touch(self, task: Task) -> None:
         self.tasks[task.id] = task
@@ -128,7 +151,7 @@ class Bucket:
     # What a freed agent reads in each of their buckets comes first (one cache line).
     __slots__ = (
         "push", "channel", "head", "task_live", "queue", "requirement", "tasks", "agents",
-        "agent_live", "eligible", "levels", "by_skill",
+        "run", "agent_live", "eligible", "levels", "by_skill", "rule",
     )
 
     def __init__(self, queue: Queue, channel: Channel, requirement: dict[str, int]) -> None:
@@ -140,18 +163,26 @@ class Bucket:
         # The live head of `tasks`, or None when not known (recomputed by head_task): a freed
         # agent compares the heads of all their buckets, and this saves a walk to each heap.
         self.head: tuple | None = None
-        self.agents: list[tuple] = []  # (k1, k2, seq, agent_id)
+        # The agents' entries, (k1, k2, seq, agent_id), with lazy deletion, in two parts: `run`,
+        # entries in order (a new entry that sorts after the last one is appended: the usual
+        # case, as an agent's key is the time they became idle), and the heap `agents` for the
+        # rest. The best agent is the lesser of the two fronts; taking the front of `run` costs
+        # O(1) where a heap costs O(log n), and an agent in many queues is at the front of many.
+        self.agents: list[tuple] = []
+        self.run: deque[tuple] = deque()
         self.agent_live: dict[str, tuple] = {}  # agent id -> its live entry
         self.eligible: set[str] = set()
         # eligible agent id -> minus the sum of their levels in the required skills
         self.levels: dict[str, int] = {}
         self.push = self.by_skill = False
+        self.rule = AgentChoice.LONGEST_IDLE.value
         self.configure(queue)
 
     def configure(self, queue: Queue) -> None:
         """Copy what the hot path needs from the queue's configuration."""
         self.push = queue.mode is Mode.PUSH
         self.by_skill = queue.agent_choice is AgentChoice.HIGHEST_SKILL
+        self.rule = queue.agent_choice.value  # the explanation's rule when a task finds an agent
 
     def admit(self, agent: Agent) -> None:
         self.eligible.add(agent.id)
@@ -178,21 +209,55 @@ class Bucket:
         if len(self.tasks) > COMPACT_MIN and len(self.tasks) > COMPACT_FACTOR * len(self.task_live):
             self.tasks = [e for e in self.tasks if self.task_live.get(e[4]) == e[3]]
             heapq.heapify(self.tasks)
-        if len(self.agents) > COMPACT_MIN and len(self.agents) > COMPACT_FACTOR * len(
-            self.agent_live
-        ):
-            self.agents = [e for e in self.agents if self.agent_live.get(e[3]) is e]
+        listed = len(self.agents) + len(self.run)
+        if listed > COMPACT_MIN and listed > COMPACT_FACTOR * len(self.agent_live):
+            live = self.agent_live
+            self.agents = [e for e in self.agents if live.get(e[3]) is e]
             heapq.heapify(self.agents)
+            self.run = deque(e for e in self.run if live.get(e[3]) is e)
+
+    def list_agent(self, entry: tuple) -> None:
+        """Make `entry` its agent's live entry (in `run` when it sorts after its last one)."""
+        self.agent_live[entry[3]] = entry
+        run = self.run
+        if not run or entry > run[-1]:
+            run.append(entry)
+        else:
+            heapq.heappush(self.agents, entry)
+        listed = len(run) + len(self.agents)
+        if listed > COMPACT_MIN and listed > COMPACT_FACTOR * len(self.agent_live):
+            self.compact()
+
+    def best_agents(self) -> Iterator[tuple]:
+        """The live entries in order, best first, each taken out as it is given (the caller
+        puts back what it took: `put_back`); stale entries met are dropped."""
+        run, heap, live = self.run, self.agents, self.agent_live
+        while True:
+            while run and live.get(run[0][3]) is not run[0]:
+                run.popleft()
+            while heap and live.get(heap[0][3]) is not heap[0]:
+                heapq.heappop(heap)
+            if run and (not heap or run[0] < heap[0]):
+                yield run.popleft()
+            elif heap:
+                yield heapq.heappop(heap)
+            else:
+                return
+
+    def put_back(self, entries: list[tuple]) -> None:
+        """Put back entries taken by `best_agents` (given in the order they were taken)."""
+        for entry in entries:
+            heapq.heappush(self.agents, entry)
 
 
 def _order(task: Task, queue: Queue) -> tuple[int, float, float]:
-    """The order key of a waiting task: the queue's priority is added here, and only here."""
+    """The order key of a waiting task: the queue's priority is added here, and only here
+    (`Router._enqueue` builds the same key inline: keep the two alike)."""
     return (-(task.priority + queue.priority), queue.due(task), task.created_at)
 
 
 def _counter_ids(prefix: str = "o") -> Callable[[], str]:
-    counter = itertools.count(1)
-    return lambda: f"{prefix}{next(counter)}"
+    return map((prefix + "{}").format, itertools.count(1)).__next__
 
 
 class Router:
@@ -218,6 +283,9 @@ class Router:
         # Agents who may have a live entry in some agent heap (a superset): taking out an agent
         # who is in none costs nothing.
         self._listed: set[str] = set()
+        # A cache (derived, rebuilt when missing or stale): agent id -> (their channels, their
+        # capacity, the channels they handle with some capacity), for `_open_channels`.
+        self._handled: dict[str, tuple[set[Channel], dict[Channel, int], tuple[Channel, ...]]] = {}
         self._seq = itertools.count()
         # Stickiness: task id -> (preferred agent, until) while the preference holds;
         # reserved (waiting) task id -> (agent id, its entry); agent id -> entries of the tasks
@@ -324,6 +392,7 @@ class Router:
         if agent.status is not Presence.OFFLINE:
             out.merge(self.set_status(agent_id, Presence.OFFLINE, now, None, actor))
         self._unlist(agent_id)
+        self._handled.pop(agent_id, None)
         for b in self._agent_buckets.pop(agent_id, ()):
             b.dismiss(agent_id)
         for q in agent.queues:
@@ -346,7 +415,7 @@ class Router:
         """A new task: queue it and offer it to the best available agent, if any."""
         if task.id in self.tasks:
             raise DuplicateTask(task.id)
-        queue = self._queue(task.queue)
+        queue = self.queues.get(task.queue) or self._queue(task.queue)
         task.required_skills = queue.requirement_at(task.base_skills, task.step)
         self.tasks[task.id] = task
         out = Outcome()
@@ -355,7 +424,8 @@ class Router:
         )
         if task.attributes:
             self._note_preference(task, now)
-        self._catch_up_steps(task, now, out)
+        if task.step != len(queue.steps):
+            self._catch_up_steps(task, now, out)
         self._place(task, now, out)
         return out
 
@@ -524,8 +594,7 @@ class Router:
                     )
                     self._catch_up_steps(task, now, out)
                     self._place(task, now, out)
-        self._refresh(agent)
-        self._serve(agent, now, out)
+        self._serve_or_list(agent, now, out)
         return out
 
     def set_channels(self, agent_id: str, channels: Iterable[Channel], now: float,
@@ -548,8 +617,7 @@ class Router:
         out.events.append(ev.Event(ev.AGENT_CHANNELS, now, None, agent_id,
                                    actor or ev.agent_actor(agent_id),
                                    {"channels": sorted(c.value for c in wanted)}))
-        self._refresh(agent)
-        self._serve(agent, now, out)
+        self._serve_or_list(agent, now, out)
         return out
 
     def set_device(self, agent_id: str, channel: Channel, now: float, *,
@@ -577,27 +645,32 @@ class Router:
             self._withdraw(self.offers[agent.offer_id], now, out, reason, actor)
         if not after[1] and before[1]:
             agent.idle_since = now
-        self._refresh(agent)
-        self._serve(agent, now, out)
+        self._serve_or_list(agent, now, out)
         return out
 
     def accept(self, agent_id: str, offer_id: str, now: float) -> Outcome:
-        offer = self._own_offer(agent_id, offer_id)
-        agent, task = self.agents[agent_id], self.tasks[offer.task_id]
-        out = Outcome()
-        self._end_offer(offer, agent)
+        offer = self.offers.get(offer_id)
+        agent = self.agents.get(agent_id)
+        if agent is None or offer is None or offer.agent_id != agent_id:
+            offer = self._own_offer(agent_id, offer_id)  # raises the right error
+        task = self.tasks[offer.task_id]
+        # _end_offer, inline (the hot path)
+        del self.offers[offer_id]
+        agent.offer_id = agent.offer_task_id = agent.offer_channel = None
+        task.offer_id = task.offer_expires_at = None
         task.move(TaskState.ASSIGNED, now)
         task.agent_id = agent_id
-        agent.held[task.id] = task.channel
+        task_id = task.id
+        agent.held[task_id] = task.channel
         agent.idle_since = now
-        self._served(task, now)
-        actor = ev.agent_actor(agent_id)
-        out.ended.append(offer)
-        out.events.append(ev.Event(ev.OFFER_ACCEPTED, now, task.id, agent_id, actor,
-                                   {"offer_id": offer_id}))
-        out.events.append(ev.Event(ev.TASK_ASSIGNED, now, task.id, agent_id, actor,
-                                   {"via": "offer", "offer_id": offer_id}))
-        out.touch(task)
+        if self._prefs or task.attributes:
+            self._served(task, now)
+        actor = "agent:" + agent_id  # ev.agent_actor
+        out = Outcome(events=[
+            ev.Event(ev.OFFER_ACCEPTED, now, task_id, agent_id, actor, {"offer_id": offer_id}),
+            ev.Event(ev.TASK_ASSIGNED, now, task_id, agent_id, actor,
+                     {"via": "offer", "offer_id": offer_id})],
+            ended=[offer], tasks={task_id: task})
         self._serve_or_list(agent, now, out)
         return out
 
@@ -614,8 +687,7 @@ class Router:
                                    ev.agent_actor(agent_id),
                                    {"offer_id": offer_id, "reason": reason}))
         self._back_to_queue(task, now, out)
-        self._refresh(agent)
-        self._serve(agent, now, out)
+        self._serve_or_list(agent, now, out)
         return out
 
     def expire(self, offer_id: str, now: float, reason: str = "timeout") -> Outcome:
@@ -702,11 +774,13 @@ class Router:
     def complete(self, agent_id: str, task_id: str, now: float, disposition: str = "",
                  actor: str | None = None, notes: str = "") -> Outcome:
         """The agent is done; `disposition` codes the outcome, `notes` are the wrap-up notes."""
-        agent, task = self._holder(agent_id, task_id)
+        agent, task = self.agents.get(agent_id), self.tasks.get(task_id)
+        if agent is None or task is None or task_id not in agent.held:
+            agent, task = self._holder(agent_id, task_id)  # raises the right error
         out = Outcome()
         data = {"disposition": disposition, "notes": notes} if notes else {
             "disposition": disposition}
-        self._finish(agent, task, now, out, actor or ev.agent_actor(agent_id), data,
+        self._finish(agent, task, now, out, actor or "agent:" + agent_id, data,
                      refresh=False)
         self._serve_or_list(agent, now, out)
         return out
@@ -738,8 +812,7 @@ class Router:
         out.touch(task)
         out.events.append(ev.Event(ev.TASK_ASSIGNED, now, task_id, agent_id,
                                    ev.agent_actor(agent_id), {"via": "pick"}))
-        self._refresh(agent)
-        self._serve(agent, now, out)
+        self._serve_or_list(agent, now, out)
         return out
 
     # ------------------------------------------------------------------ recovery
@@ -890,7 +963,13 @@ class Router:
         return self._bucket_for(task.queue, task.channel, task.required_skills)
 
     def _bucket_for(self, queue: str, channel: Channel, req: dict[str, int]) -> Bucket:
-        key = (queue, channel, tuple(sorted(req.items())) if req else ())
+        mine = self._queue_buckets.get(queue, ())
+        if len(mine) <= FEW_BUCKETS:  # the usual case: a look at each beats building the key
+            for b in mine:
+                if b.channel is channel and b.requirement == req:
+                    return b
+        # The key: the requirement's items in order (one item needs no sorting).
+        key = (queue, channel, tuple(sorted(req.items())) if len(req) > 1 else tuple(req.items()))
         b = self._buckets.get(key)
         if b is None:
             b = Bucket(self.queues[queue], channel, dict(req))
@@ -916,24 +995,43 @@ class Router:
         """The channels `agent.can_take` right now, computed in one pass over what they hold."""
         if agent.status is not Presence.AVAILABLE or agent.offer_id is not None or agent.disabled:
             return ()
-        cap, paused = agent.capacity, agent.paused
-        if agent.unreachable:
-            paused = paused | agent.unreachable
-        if not agent.held and not agent.engaged:
-            return tuple(ch for ch in agent.channels if cap.get(ch, 0) > 0 and ch not in paused)
+        handled = self._handled.get(agent.id)
+        if handled is None or handled[0] is not agent.channels or handled[1] is not agent.capacity:
+            handled = self._handle(agent)
+        chans = handled[2]
+        if agent.paused or agent.unreachable:
+            blocked = agent.paused | agent.unreachable
+            chans = tuple(ch for ch in chans if ch not in blocked)
+        held = agent.held
+        if not held and not agent.engaged:
+            return chans
+        cap = agent.capacity
+        if len(held) == 1 and not agent.engaged:  # the usual case: one task held
+            (one,) = held.values()
+            allowed = self.matrix.allows.get(one, _NO_CHANNELS)
+            return tuple(ch for ch in chans if ch in allowed and (ch is not one or cap[ch] > 1))
         counts: dict[Channel, int] = {}
-        for ch in agent.held.values():
+        for ch in held.values():
             counts[ch] = counts.get(ch, 0) + 1
         for ch in agent.engaged:  # busy outside our routing: held, and full
             counts[ch] = max(counts.get(ch, 0), cap.get(ch, 0), 1)
         allows, allowed = self.matrix.allows, None
-        for held in counts:  # what every channel held lets in (the interruption matrix)
-            ok = allows.get(held, _NO_CHANNELS)
+        for ch in counts:  # what every channel held lets in (the interruption matrix)
+            ok = allows.get(ch, _NO_CHANNELS)
             allowed = ok if allowed is None else allowed & ok
         if not allowed:
             return ()
-        return tuple(ch for ch in agent.channels
-                     if ch in allowed and counts.get(ch, 0) < cap.get(ch, 0) and ch not in paused)
+        return tuple(ch for ch in chans if ch in allowed and counts.get(ch, 0) < cap[ch])
+
+    def _handle(self, agent: Agent) -> tuple[set[Channel], dict[Channel, int], tuple[Channel, ...]]:
+        """Cache the channels the agent handles with some capacity (what `_open_channels`
+        starts from), valid while their `channels` and `capacity` are the same objects (a
+        configuration change replaces both)."""
+        cap = agent.capacity
+        handled = (agent.channels, cap,
+                   tuple(ch for ch in agent.channels if cap.get(ch, 0) > 0))
+        self._handled[agent.id] = handled
+        return handled
 
     def _push_agent(self, b: Bucket, agent: Agent) -> None:
         """Make the agent's entry in the bucket's agent heap live (a new entry only when their
@@ -947,28 +1045,45 @@ class Router:
         cur = live.get(aid)
         if cur is not None and cur[0] == k1 and cur[1] == k2:
             return
-        entry = (k1, k2, next(self._seq), aid)
-        live[aid] = entry
         self._listed.add(aid)
-        heap = b.agents
-        heapq.heappush(heap, entry)
-        if len(heap) > COMPACT_MIN and len(heap) > COMPACT_FACTOR * len(live):
-            b.compact()
+        b.list_agent((k1, k2, next(self._seq), aid))
 
     def _refresh(self, agent: Agent, can: tuple[Channel, ...] | None = None) -> None:
         """Put the agent in (or take them out of) the agent heaps of their buckets, per channel,
-        according to what they can take now (`can`, when the caller has it)."""
+        according to what they can take now (`can`, when the caller has it). `_push_agent`,
+        inline: an agent in many queues is in many buckets, and this runs at each change."""
         aid = agent.id
         if can is None:
             can = self._open_channels(agent)
         if not can:
             self._unlist(aid)
             return
+        idle, seq, pushed = agent.idle_since, self._seq, False
         for b in self._agent_buckets.get(aid, ()):
-            if b.channel in can:
-                self._push_agent(b, agent)
+            live = b.agent_live
+            if b.channel not in can:
+                if live:
+                    live.pop(aid, None)
+                continue
+            if b.by_skill:
+                k1, k2 = b.levels[aid], idle
             else:
-                b.agent_live.pop(aid, None)
+                k1, k2 = idle, 0
+            cur = live.get(aid)
+            if cur is not None and cur[0] == k1 and cur[1] == k2:
+                continue
+            live[aid] = entry = (k1, k2, next(seq), aid)
+            pushed = True
+            run = b.run  # Bucket.list_agent, inline
+            if not run or entry > run[-1]:
+                run.append(entry)
+            else:
+                heapq.heappush(b.agents, entry)
+            listed = len(run) + len(b.agents)
+            if listed > COMPACT_MIN and listed > COMPACT_FACTOR * len(live):
+                b.compact()
+        if pushed:
+            self._listed.add(aid)
 
     def _unlist(self, agent_id: str) -> None:
         """Take the agent out of every agent heap of their buckets."""
@@ -980,6 +1095,7 @@ class Router:
     def _rebuild(self, b: Bucket) -> None:
         b.agent_live.clear()
         b.agents.clear()
+        b.run.clear()
         for agent_id in b.eligible:
             agent = self.agents[agent_id]
             if b.channel in self._open_channels(agent):
@@ -995,14 +1111,19 @@ class Router:
         return (*_order(task, queue), next(self._seq), task.id)
 
     def _enqueue(self, task: Task, b: Bucket) -> None:
-        entry = self._task_entry(task, self.queues[task.queue])
-        b.task_live[task.id] = entry[3]
-        self._task_bucket[task.id] = b
+        task_id, seq = task.id, next(self._seq)
+        queue = self.queues[task.queue]
+        # _task_entry, inline: _order's key, then the sequence and the id
+        entry = (-(task.priority + queue.priority), queue.due(task), task.created_at, seq, task_id)
+        live = b.task_live
+        live[task_id] = seq
+        self._task_bucket[task_id] = b
         heap = b.tasks
         heapq.heappush(heap, entry)
-        if b.head is not None and entry < b.head:
+        head = b.head
+        if head is not None and entry < head:
             b.head = entry
-        if len(heap) > COMPACT_MIN and len(heap) > COMPACT_FACTOR * len(b.task_live):
+        if len(heap) > COMPACT_MIN and len(heap) > COMPACT_FACTOR * len(live):
             b.compact()
 
     def _unbucket(self, task: Task) -> None:
@@ -1048,8 +1169,8 @@ class Router:
 
     def _place(self, task: Task, now: float, out: Outcome) -> None:
         """Offer a queued task to the best available eligible agent, or leave it waiting."""
-        b = self._bucket(task)
-        out.touch(task)
+        b = self._bucket_for(task.queue, task.channel, task.required_skills)
+        out.tasks[task.id] = task
         if self._prefs and b.push and task.id in self._prefs and self._place_sticky(
                 task, b, now, out):
             return
@@ -1062,30 +1183,37 @@ class Router:
 
     def _best_agent(self, b: Bucket, task: Task) -> tuple[str | None, dict]:
         declined = self.declined.get(task.id)
-        heap, live = b.agents, b.agent_live
-        stash, skipped = [], {}
-        found = None
-        while heap:
-            entry = heap[0]
-            if live.get(entry[3]) is not entry:
+        skipped: dict[str, str] = {}
+        if not declined:  # the usual case: the lesser of the two live fronts
+            live, run, heap = b.agent_live, b.run, b.agents
+            while run and live.get(run[0][3]) is not run[0]:
+                run.popleft()
+            while heap and live.get(heap[0][3]) is not heap[0]:
                 heapq.heappop(heap)
-                continue
-            if declined and entry[3] in declined:
-                stash.append(heapq.heappop(heap))
-                if len(skipped) < MAX_EXPLAINED:
-                    skipped[entry[3]] = "declined"
-                continue
-            found = entry[3]
-            break
-        for entry in stash:
-            heapq.heappush(heap, entry)
-        if found is None:
-            return None, {}
+            if run and (not heap or run[0] < heap[0]):
+                found = run[0][3]
+            elif heap:
+                found = heap[0][3]
+            else:
+                return None, {}
+        else:
+            taken, found = [], None
+            for entry in b.best_agents():
+                taken.append(entry)
+                if entry[3] in declined:
+                    if len(skipped) < MAX_EXPLAINED:
+                        skipped[entry[3]] = "declined"
+                    continue
+                found = entry[3]
+                break
+            b.put_back(taken)
+            if found is None:
+                return None, {}
         why = {
-            "rule": (AgentChoice.HIGHEST_SKILL if b.by_skill else AgentChoice.LONGEST_IDLE).value,
+            "rule": b.rule,
             "requirement": b.requirement,
             "eligible": len(b.eligible),
-            "available": len(live),
+            "available": len(b.agent_live),
             "skipped": skipped,
         }
         return found, why
@@ -1159,7 +1287,8 @@ class Router:
             return False
         task = self.tasks[best[4]]
         self._unbucket(task)
-        skipped = {t: "declined" for t, e in skipped.items() if e < best}
+        if skipped:
+            skipped = {t: "declined" for t, e in skipped.items() if e < best}
         # The agent is available for this bucket even when not listed in it yet.
         available = len(best_b.agent_live) + (aid not in best_b.agent_live)
         why = {"rule": "best_task_for_agent", "requirement": best_b.requirement,
@@ -1170,19 +1299,20 @@ class Router:
         return True
 
     def _offer(self, task: Task, agent: Agent, now: float, out: Outcome, why: dict) -> None:
-        queue = self.queues[task.queue]
-        offer = Offer(self.new_offer_id(), task.id, agent.id, task.channel, task.queue, now,
-                      now + queue.offer_timeout.get(task.channel, 60.0))
+        task_id, aid, channel, offer_id = task.id, agent.id, task.channel, self.new_offer_id()
+        expires = now + self.queues[task.queue].offer_timeout.get(channel, 60.0)
+        offer = Offer(offer_id, task_id, aid, channel, task.queue, now, expires)
         task.move(TaskState.OFFERED, now)
-        task.agent_id, task.offer_id, task.offer_expires_at = agent.id, offer.id, offer.expires_at
-        agent.offer_id, agent.offer_task_id, agent.offer_channel = offer.id, task.id, task.channel
-        self.offers[offer.id] = offer
-        self._unlist(agent.id)  # what _refresh does: with an offer pending, they take nothing
+        task.agent_id, task.offer_id, task.offer_expires_at = aid, offer_id, expires
+        agent.offer_id, agent.offer_task_id, agent.offer_channel = offer_id, task_id, channel
+        self.offers[offer_id] = offer
+        if aid in self._listed:  # what _refresh does: with an offer pending, they take nothing
+            self._unlist(aid)
         out.offers.append(offer)
-        out.touch(task)
-        out.events.append(ev.Event(ev.TASK_OFFERED, now, task.id, agent.id,
-                                   data={"offer_id": offer.id, "expires_at": offer.expires_at,
-                                         "step": task.step, "explanation": why}))
+        out.tasks[task_id] = task
+        out.events.append(ev.Event(ev.TASK_OFFERED, now, task_id, aid, ev.SYSTEM,
+                                   {"offer_id": offer_id, "expires_at": expires,
+                                    "step": task.step, "explanation": why}))
 
     def _end_offer(self, offer: Offer, agent: Agent) -> None:
         del self.offers[offer.id]
@@ -1211,7 +1341,8 @@ class Router:
 
     def _release(self, agent: Agent, task_id: str, now: float, refresh: bool = True) -> None:
         agent.held.pop(task_id, None)
-        agent.wrapping.discard(task_id)
+        if agent.wrapping:
+            agent.wrapping.discard(task_id)
         agent.idle_since = now
         if refresh:
             self._refresh(agent)
@@ -1220,9 +1351,17 @@ class Router:
                 data: dict, refresh: bool = True) -> None:
         task.move(TaskState.COMPLETED, now)
         self._release(agent, task.id, now, refresh)
-        self._forget(task)
-        out.touch(task)
-        out.events.append(ev.Event(ev.TASK_COMPLETED, now, task.id, agent.id, actor, data))
+        # _forget, inline (the hot path): a held task waits in no bucket
+        task_id = task.id
+        self.tasks.pop(task_id, None)
+        if self.declined:
+            self.declined.pop(task_id, None)
+        if self._reserved or task_id in self._task_bucket:
+            self._unbucket(task)
+        if self._prefs:
+            self._prefs.pop(task_id, None)
+        out.tasks[task_id] = task
+        out.events.append(ev.Event(ev.TASK_COMPLETED, now, task_id, agent.id, actor, data))
 
     def _forget(self, task: Task) -> None:
         self.tasks.pop(task.id, None)
