@@ -291,7 +291,9 @@ class App:
         self.collector.start()  # full collections on schedule, not at random (collector.py)
         self.report_events.start()
         self.metrics.start()
-        await self.supervision.start()  # today's figures so far, from the log
+        # Today's figures so far are folded from the log on the report thread while the rest
+        # starts: routing does not wait for them (the live view shows them once read).
+        self.supervision.start()
         if self.config.webhooks.enabled:
             self.deliverer.start()  # pending deliveries resume; new events fan out
         self.configuration_watch.start()

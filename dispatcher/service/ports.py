@@ -686,9 +686,13 @@ class ReportStore(Protocol):
           last `agent.status` before `start` (within STATUS_LOOKBACK_SECONDS);
         - the period: every event of both logs with `start <= at < end`.
 
+        A store may leave out what no figure of `metrics.Tally` reads: the kinds it does not
+        fold, the data of the kinds whose fold does not read it (given as {}), and context
+        events that set no task's state (the SQL store does: storage/reports.py).
+
         `sink` and `progress` run on the store's reading thread (the SQL store) or at once (the
         memory store): they must not touch the reactor. Fires with the number of events of the
-        period, once the last chunk was given to `sink`."""
+        period given to `sink`, once the last chunk was given to it."""
 
 
 # --- accounts: who signs in to the console (migration 0006) ----------------------------------

@@ -7,7 +7,8 @@ Sits in `dispatcher.service` beside `queries.py` (read models) and `configuratio
   or offered), the oldest arrival (longest wait = `at - oldest_arrival`), the oldest deadline,
   how many waiting tasks are *at risk* of missing their due time and how many already did,
   today's service level (from `reports.Today`: the one definition of docs/metrics.md, folded
-  from today's log incrementally, seeded from the store by `start()`), and the agents eligible
+  from today's log incrementally, seeded from the store by `start()`, which reads only what the
+  figures need: `storage/reports.py`), and the agents eligible
   for it split by what they are doing for that channel (available, busy, wrap-up, on break by
   reason, not responding, offline), its oldest waiting tasks (OLDEST_PER_QUEUE) and why its
   tasks wait (`why`, `hint`: see below); per agent their presence and since when, their tasks
@@ -252,7 +253,9 @@ class Supervision:
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> Deferred[None]:
-        """Seed today's figures from the store (the day so far)."""
+        """Seed today's figures from the store (the day so far); fires once they are read, and
+        never fails (a failed read is logged, and the next tick reads again). Until then the
+        state has no figures (`figures` None): the runtime does not wait for them to route."""
         return self._refresh().addCallback(lambda _: None)
 
     def stop(self) -> None:

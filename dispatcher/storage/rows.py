@@ -3,12 +3,16 @@
 Sits under `dispatcher.storage`, used by `sql.py`. The `*_row` functions run in the reactor thread
 at call time: they snapshot what the caller handed over (callers keep mutating their Task
 objects while the write waits for its batch), so nothing the database thread reads is shared.
-The `*_from_row` functions run in the database thread and build fresh domain objects.
+The `*_from_row` functions run in the database thread and build fresh domain objects; a task's
+immutable strings that many tasks repeat (queue, agent, attribute names) are shared instead
+(`task_from_row`, `task_from_values`: the router holds every open task).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from sys import intern
 from typing import Any
 
 from dispatcher.domain.agents import Agent
@@ -80,25 +84,117 @@ def task_row(task: Task) -> Row:
 
 
 def task_from_row(r: Any) -> Task:
+    """A task from its row. The JSON columns may come decoded or as their text (decoded here:
+    `storage/sql.py` loads the open tasks so). Strings that many tasks repeat are shared
+    (`sys.intern`): the queue, the agent, every attribute name, and the values of
+    REPEATED_ATTRIBUTES and of nested objects up to SHARED_VALUE_CHARS, since the router keeps
+    every open task in memory."""
     return Task(
         id=r.id,
-        channel=Channel(r.channel),
-        queue=r.queue,
+        channel=_CHANNELS[r.channel],
+        queue=intern(r.queue),
         customer_id=r.customer_id,
         created_at=r.created_at,
-        base_skills=dict(r.base_skills),
+        base_skills=_skills(r.base_skills),
         priority=r.priority,
         deadline=r.deadline,
-        attributes=r.attributes,
-        state=TaskState(r.state),
+        attributes=attributes_from(r.attributes),
+        state=_STATES[r.state],
         step=r.step,
-        required_skills=dict(r.required_skills),  # may be {}: a step dropped every skill
-        agent_id=r.agent_id,
+        required_skills=_skills(r.required_skills),  # may be {}: a step dropped every skill
+        agent_id=None if r.agent_id is None else intern(r.agent_id),
         offer_id=r.offer_id,
         offer_expires_at=r.offer_expires_at,
         step_started_at=r.step_started_at,
         updated_at=r.updated_at,
     )
+
+
+# `task_from_values` takes a row of `tasks` as a plain tuple, its columns in this order.
+TASK_COLUMNS = ("id", "channel", "queue", "customer_id", "created_at", "base_skills", "priority",
+                "deadline", "attributes", "state", "step", "required_skills", "agent_id",
+                "offer_id", "offer_expires_at", "step_started_at", "updated_at")
+
+
+def task_from_values(values: Any) -> Task:
+    """`task_from_row` of a tuple in TASK_COLUMNS order (no attribute lookups on a Row: the
+    start-up reads every open task this way)."""
+    (id_, channel, queue, customer_id, created_at, base_skills, priority, deadline, attributes,
+     state, step, required_skills, agent_id, offer_id, offer_expires_at, step_started_at,
+     updated_at) = values
+    # Times equal to the creation share its float (a waiting task's usually are).
+    if step_started_at == created_at:
+        step_started_at = created_at
+    if updated_at == created_at:
+        updated_at = created_at
+    return Task(id_, _CHANNELS[channel], intern(queue), customer_id, created_at,
+                _skills(base_skills), priority, deadline, attributes_from(attributes),
+                _STATES[state], step, _skills(required_skills),
+                None if agent_id is None else intern(agent_id), offer_id, offer_expires_at,
+                step_started_at, updated_at)
+
+
+# Attributes whose values few distinct strings repeat across tasks (shared when loaded).
+REPEATED_ATTRIBUTES = frozenset({"category", "preferred_agent", "link_reason", "source",
+                                 "language", "linked_to"})
+# Strings inside an attribute's nested object (a spam verdict, a form) up to this length are
+# shared; longer ones are taken to be the task's own.
+SHARED_VALUE_CHARS = 64
+
+_CHANNELS = {c.value: c for c in Channel}
+_STATES = {s.value: s for s in TaskState}
+_scan = json.JSONDecoder().scan_once
+_SKILLS: dict[str, dict[str, int]] = {}  # a skills map's JSON text -> its value (few differ)
+_SKILLS_KEPT = 1024
+
+
+def _json(value: Any) -> Any:
+    """A JSON column's value: decoded already, or its text (the C scanner alone: the text is
+    what json.dumps wrote)."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return _scan(value, 0)[0]
+    except (StopIteration, ValueError):
+        return json.loads(value)
+
+
+def _skills(value: Any) -> dict[str, int]:
+    """A fresh skills dict (callers change theirs), its names shared."""
+    if isinstance(value, str):
+        known = _SKILLS.get(value)
+        if known is None:
+            known = {intern(k): v for k, v in _json(value).items()}
+            if len(_SKILLS) < _SKILLS_KEPT:
+                _SKILLS[value] = known
+        return dict(known)
+    return {intern(k): v for k, v in value.items()}
+
+
+def attributes_from(value: Any) -> dict[str, Any]:
+    """A task's attributes from their column (decoded or text), repeated strings shared."""
+    attrs = _json(value)
+    if not isinstance(attrs, dict):
+        return {}
+    out: dict[str, Any] = {}
+    for k, v in attrs.items():
+        if isinstance(v, str):
+            if k in REPEATED_ATTRIBUTES:
+                v = intern(v)
+        elif isinstance(v, (dict, list)):
+            v = _shared(v)
+        out[intern(k)] = v
+    return out
+
+
+def _shared(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {intern(k): _shared(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shared(v) for v in value]
+    if isinstance(value, str) and len(value) <= SHARED_VALUE_CHARS:
+        return intern(value)
+    return value
 
 
 def summary_from_row(r: Any) -> TaskSummary:

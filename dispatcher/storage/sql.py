@@ -22,8 +22,10 @@ from collections.abc import Callable
 import sqlalchemy as sa
 from twisted.internet.defer import Deferred
 
+from dispatcher.domain.tasks import Task
 from dispatcher.service.ports import State
 
+from . import tables as t
 from .agents import SqlAgents, thd_list_agents
 from .commit import GroupCommit
 from .customers import CustomerEdit, SqlCustomers
@@ -42,6 +44,7 @@ from .mail import (
 )
 from .pool import Pool
 from .queues import SqlQueues, thd_list_calendars, thd_list_queues
+from .rows import TASK_COLUMNS, task_from_values
 from .statements import IN_CHUNK, storable
 from .tasks import (
     FINAL,
@@ -51,7 +54,6 @@ from .tasks import (
     new_customer_id,
     thd_create_task,
     thd_open_declines,
-    thd_open_tasks,
     thd_record,
     thd_record_many,
 )
@@ -60,18 +62,39 @@ __all__ = [
     "FINAL", "IN_CHUNK", "OUTBOX_DEAD", "OUTBOX_EMAIL", "OUTBOX_SENT", "ChangeRows",
     "CustomerEdit", "Intake", "MailAddition", "MailIntake", "MailMark", "SqlStore", "mail_rows",
     "new_customer_id", "storable", "thd_add_mail", "thd_add_mails", "thd_create_task",
-    "thd_load_state", "thd_mark_mail", "thd_record", "thd_record_many",
+    "thd_load_open_tasks", "thd_load_state", "thd_mark_mail", "thd_record", "thd_record_many",
 ]
+
+
+# Open tasks read per fetch at start-up; the JSON columns of `tasks`, read as text.
+LOAD_CHUNK = 5_000
+_JSON_COLUMNS = frozenset({"base_skills", "attributes", "required_skills"})
 
 
 def thd_load_state(conn: sa.Connection) -> State:
     return State(
         queues=thd_list_queues(conn),
         agents=thd_list_agents(conn),
-        open_tasks=thd_open_tasks(conn),
+        open_tasks=thd_load_open_tasks(conn),
         declines=thd_open_declines(conn),
         calendars=thd_list_calendars(conn),
     )
+
+
+def thd_load_open_tasks(conn: sa.Connection) -> list[Task]:
+    """Every open task, as `tasks.thd_open_tasks` reads them, for a start-up with many: the rows
+    are streamed (`LOAD_CHUNK` at a time; a server-side cursor on PostgreSQL, so the driver
+    never holds them all); each row is a plain tuple and its JSON columns text, decoded by
+    `rows.task_from_values` (which shares the strings many tasks repeat), not by the driver."""
+    k = t.tasks.c
+    columns = [sa.cast(k[name], sa.Text) if name in _JSON_COLUMNS else k[name]
+               for name in TASK_COLUMNS]
+    result = conn.execution_options(yield_per=LOAD_CHUNK).execute(
+        sa.select(*columns).where(k.state.not_in(FINAL)))
+    out: list[Task] = []
+    for part in result.partitions():
+        out.extend(map(task_from_values, part))
+    return out
 
 
 class SqlStore(SqlTasks, SqlQueues, SqlAgents, SqlCustomers, SqlMail):

@@ -13,6 +13,7 @@ from dispatcher.domain.events import Event
 from dispatcher.domain.tasks import Channel, Task
 from dispatcher.service.ports import Changes, Identity, OutboxItem
 from dispatcher.storage import tables as t
+from dispatcher.storage import tasks
 from dispatcher.storage.sql import SqlStore
 from tests.dispatcher.storage.wiring import Wiring
 
@@ -72,12 +73,21 @@ def test_an_agent_keeps_its_creation_time_across_updates(wiring: Wiring) -> None
     assert (row.name, row.created_at) == ("Anne", 100.0)
 
 
-def test_a_batch_of_intakes_costs_a_constant_number_of_statements(wiring: Wiring) -> None:
+def test_a_batch_of_intakes_costs_a_constant_number_of_statements(
+        wiring: Wiring, monkeypatch) -> None:
     statements: list[str] = []
 
     def count(conn, cursor, statement, parameters, context, executemany) -> None:
         statements.append(statement.split()[0].upper())
 
+    def counted(name: str, write):  # bulk writes go to the driver, past SQLAlchemy's events
+        def write_and_count(conn, *args):
+            statements.append(name)
+            return write(conn, *args)
+        return write_and_count
+
+    monkeypatch.setattr(tasks, "append", counted("BULK", tasks.append))
+    monkeypatch.setattr(tasks, "append_events", counted("BULK", tasks.append_events))
     sa.event.listen(wiring.engine, "before_cursor_execute", count)
     try:
         for n in (10, 100):
@@ -96,8 +106,53 @@ def test_a_batch_of_intakes_costs_a_constant_number_of_statements(wiring: Wiring
             ]
             for d in ds:
                 wiring.wait(d)
-            # duplicate check, identity lookup, customers, identities, tasks, task_events (+BEGIN)
-            assert statements.count("SELECT") == 2, statements
-            assert statements.count("INSERT") <= 4, statements
+            # identity lookup; customers, identities; tasks and events in bulk (+BEGIN): a
+            # merged batch leaves stored duplicates to the primary key
+            assert statements.count("SELECT") == 1, statements
+            assert statements.count("INSERT") <= 2, statements
+            assert statements.count("BULK") == 2, statements
     finally:
         sa.event.remove(wiring.engine, "before_cursor_execute", count)
+
+
+def test_the_open_tasks_load_streamed_as_stored_with_repeated_strings_shared(
+        wiring: Wiring, monkeypatch) -> None:
+    """`thd_load_state` reads the open tasks in chunks, JSON decoded by us: the same tasks as
+    the store keeps them, and the strings many of them repeat (queue, attribute names, short
+    nested values, the agent) are one object, not one per task."""
+    from dispatcher.domain.tasks import TaskState
+    from dispatcher.storage import sql
+    from dispatcher.storage.tasks import thd_open_tasks
+
+    monkeypatch.setattr(sql, "LOAD_CHUNK", 3)  # several fetches
+    for i in range(8):
+        task = make_task(f"t{i}")
+        task.base_skills = task.required_skills = {"french": 3}
+        task.attributes = {"subject": f"Order {i}", "request_number": i, "category": "billing",
+                           "spam": {"scored": False, "error": "no spam scorer configured"},
+                           "list": [1, "two"], "html": "<p>é</p>"}
+        if i == 7:
+            task.state, task.agent_id, task.updated_at = TaskState.ASSIGNED, "ann", T0 + 5
+        w_task = [Event(ev.TASK_CREATED, T0, task.id)]
+        wiring.wait(wiring.store.create_task(task, None, "", w_task))
+    done = make_task("done")
+    done.state = TaskState.COMPLETED
+    wiring.wait(wiring.store.create_task(done, None, "", [Event(ev.TASK_CREATED, T0, "done")]))
+    with wiring.engine.connect() as conn:
+        loaded = sorted(sql.thd_load_state(conn).open_tasks, key=lambda x: x.id)
+        plain = sorted(thd_open_tasks(conn), key=lambda x: x.id)
+    assert [x.id for x in loaded] == [f"t{i}" for i in range(8)]
+    assert loaded == plain  # every field as stored, attributes and skills included
+    assert loaded[0].attributes["spam"] == {"scored": False, "error": "no spam scorer configured"}
+    first, second = loaded[0], loaded[1]
+    assert first.queue is second.queue
+    assert all(a is b for a, b in zip(first.attributes, second.attributes, strict=True))
+    assert first.attributes["category"] is second.attributes["category"]
+    assert first.attributes["spam"]["error"] is second.attributes["spam"]["error"]
+    assert first.attributes["subject"] is not second.attributes["subject"]  # their own
+    # Nothing mutable is shared: each task changes its own.
+    assert first.attributes is not second.attributes
+    assert first.attributes["spam"] is not second.attributes["spam"]
+    assert first.base_skills is not second.base_skills
+    assert first.required_skills is not first.base_skills
+    assert loaded[7].agent_id == "ann" and loaded[7].updated_at == T0 + 5
