@@ -1,18 +1,30 @@
 """Offer push latency: from a task's submission to its offer frame at the agent's socket.
 
 A benchmark, not a test: it prints figures and never fails on time. A server process runs the
-dispatcher on the asyncio reactor (service layer on the MemoryStore, with the customer history
+dispatcher on the asyncio reactor (service layer on the chosen store, with the customer history
 service, so every offer carries its customer card and timeline) and the console edge built by
-its plugin. A second process (this one) opens N agent connections (default 2,000, one client
-process) which go available, accept every offer and complete the task at once. The server
-submits phone tasks at R per second (default 500) through `Intake.submit`, stamping the wall
-time just before the call into the task; each client measures receipt time minus that stamp.
-Both processes share the machine's clock. Target: p99 <= 20 ms. Garbage collection runs as in
-`switchboard serve` (one scheduled full pass every 300 s, dispatcher/runtime/collector.py); the
-run measures the steady state after the pass that follows sign-in and reports that pass's own
-pause; `--no-refreeze` leaves collection to the interpreter, for comparison.
+its plugin. `--store memory` (the default) runs on the MemoryStore; `--store sqlite` on a fresh
+temporary SQLite file and `--store postgresql` on a fresh database of the server of
+SWITCHBOARD_TEST_PG_URL (created and dropped per run), both with the real `Storage` of
+`switchboard serve` (dispatcher/runtime/app.py: engine, Pool, GroupCommit, SqlStore) and, as
+`serve` wires it, the history cache (service/history_cache.py) watching every write. A second
+process (this one) opens N agent connections (default 2,000, one client process) which go
+available, accept every offer and complete the task at once. The server submits phone tasks at
+R per second (default 500) through `Intake.submit`, stamping the wall time just before the call
+into the task; each client measures receipt time minus that stamp. Both processes share the
+machine's clock. Target: p99 <= 20 ms. Garbage collection runs as in `switchboard serve` (one
+scheduled full pass every 300 s, dispatcher/runtime/collector.py); the run measures the steady
+state after the pass that follows sign-in and reports that pass's own pause; `--no-refreeze`
+leaves collection to the interpreter, for comparison.
 
-    .venv/bin/python bench/push.py [--agents N] [--rate R] [--seconds S] [--json]
+The peer in the same command is the same server without the history cache (every offer and
+assigned frame reads the card and timeline from the store, as before the cache): each of
+`--repeats` rounds runs both, one after the other; the figures are the medians of the rounds and
+the ratio of the peer's p99 to ours. `--no-cache` runs the peer alone, `--cache-only` ours alone.
+Tasks come from `--customers` callers in turn (default 5,000).
+
+    .venv/bin/python bench/push.py [--store memory|sqlite|postgresql] [--agents N] [--rate R]
+        [--seconds S] [--repeats K] [--customers C] [--no-cache | --cache-only] [--json]
 """
 
 from __future__ import annotations
@@ -27,6 +39,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,6 +49,12 @@ sys.path.insert(0, str(ROOT))
 WARMUP_SECONDS = 2.0
 TICK = 0.005  # the server submits what is due every TICK seconds
 CUSTOMERS = 5000
+REPEATS = 3
+AGENTS_AT_ONCE = 200  # agents configured side by side at start-up
+PG_URL = os.environ.get(
+    "SWITCHBOARD_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
+)
+STORES = ("memory", "sqlite", "postgresql")
 REFREEZE_SECONDS = 300.0  # the production default ([server] gc_refreeze_seconds)
 
 
@@ -46,18 +66,43 @@ def raise_fd_limit() -> None:
 # --- the server process ----------------------------------------------------------------------
 
 
+@contextmanager
+def database(store: str):
+    """A fresh database URL for one run (None for the MemoryStore), removed afterwards."""
+    if store == "memory":
+        yield None
+    elif store == "sqlite":
+        with tempfile.TemporaryDirectory(prefix="sb-push-") as tmp:
+            yield f"sqlite:///{tmp}/push.db"
+    else:
+        import sqlalchemy as sa
+
+        admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+        name = f"sb_push_{uuid.uuid4().hex[:12]}"
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        try:
+            yield sa.make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+        finally:
+            with admin.connect() as conn:
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            admin.dispose()
+
+
 def serve(agents: int, rate: float, seconds: float, secret: str, history: bool,
-          refreeze: bool = True) -> None:
+          refreeze: bool = True, url: str | None = None, cache: bool = True,
+          customers: int = CUSTOMERS, profile: str | None = None) -> None:
     from twisted.internet import asyncioreactor
 
     asyncioreactor.install()
     from twisted.internet import reactor
-    from twisted.internet.defer import ensureDeferred
+    from twisted.internet.defer import DeferredList, ensureDeferred
     from twisted.internet.task import deferLater
     from twisted.internet.threads import deferToThread
     from twisted.web.resource import Resource
 
     from agent_console.plugin import EDGE
+    from dispatcher import net
     from dispatcher.domain.agents import Agent
     from dispatcher.domain.queues import Queue
     from dispatcher.domain.routing import Router
@@ -67,30 +112,51 @@ def serve(agents: int, rate: float, seconds: float, secret: str, history: bool,
     from dispatcher.service.configuration import Configuration
     from dispatcher.service.edges import EdgeContext
     from dispatcher.service.history import History
+    from dispatcher.service.history_cache import HistoryCache, WatchedStore
     from dispatcher.service.intake import Intake, phone_identity
     from dispatcher.service.queries import Queries
     from dispatcher.service.sessions import Sessions
     from dispatcher.storage.memory import MemoryStore
 
     async def main() -> None:
-        store, router = MemoryStore(), Router()
+        storage = None
+        if url is None:
+            inner = MemoryStore()
+        else:  # as `switchboard serve`: the schema upgraded, then App's Storage
+            from dispatcher.runtime.app import Storage
+            from dispatcher.storage import schema
+
+            schema.upgrade(url)
+            storage = Storage(url, reactor)
+            storage.start()
+            inner = storage.store
+        # As App wires it: every write passes the history cache (or, for the peer, none).
+        history_cache = HistoryCache() if cache and history else None
+        store = WatchedStore(inner, history_cache) if history_cache is not None else inner
+        router = Router()
         assignment = Assignment(router, store, reactor)
         intake, sessions = Intake(assignment, store, reactor), Sessions(assignment)
         queries = Queries(router, store)
         configuration = Configuration(store, assignment.clock, assignment=assignment)
         await configuration.change_queue(Queue("support", requirement={"support": 1}))
-        for i in range(agents):
-            await configuration.change_agent(Agent(f"a{i}", skills={"support": 5},
-                                                   queues={"support"}))
+        for first in range(0, agents, AGENTS_AT_ONCE):  # side by side: a few group commits
+            await DeferredList([ensureDeferred(configuration.change_agent(
+                Agent(f"a{i}", skills={"support": 5}, queues={"support"})))
+                for i in range(first, min(agents, first + AGENTS_AT_ONCE))],
+                fireOnOneErrback=True, consumeErrors=True)
         # As App.start does: full collections on schedule (dispatcher/runtime/collector.py),
         # every REFREEZE_SECONDS as in production. With --no-refreeze: the interpreter's own.
         collector = Collector(reactor, REFREEZE_SECONDS) if refreeze else None
         if collector is not None:
             collector.start()
+        # All the agents connect from 127.0.0.1: as `[server] max_connections_per_ip` would be
+        # set for such a test, the gate admits them all.
+        net.configure(net.Limits(per_peer=agents + 64))
         settings = EDGE.settings(port=0, jwt_secret_file=secret, grace_seconds=600,
                                  allowed_origins="http://127.0.0.1")
         ctx = EdgeContext(reactor, intake, sessions, queries, configuration, assignment, Resource(),
-                          history=History(store, assignment) if history else None)
+                          history=History(store, assignment, cache=history_cache)
+                          if history else None)
         console = EDGE.build(ctx, settings)
         await console.start()
         print(json.dumps({"ws_port": console.server.port}), flush=True)
@@ -98,17 +164,32 @@ def serve(agents: int, rate: float, seconds: float, secret: str, history: bool,
         # The agents have signed in: the steady state of a shift is after a scheduled refreeze
         # (whose own pause is reported, not mixed into the latencies).
         pause_ms = round(collector.refreeze() * 1000, 1) if collector is not None else None
+        profiler = None
+        if profile:  # the server's reactor thread, from the first task to the last
+            import cProfile
+
+            profiler = cProfile.Profile()
+            profiler.enable()
         n, t0 = 0, time.monotonic()
         while (elapsed := time.monotonic() - t0) < seconds + WARMUP_SECONDS:
             while n < int(elapsed * rate):  # paced on the clock, whatever the tick's length
                 n += 1
                 intake.submit(Channel.PHONE, "support",
-                              identity=phone_identity(f"+3220{n % CUSTOMERS:06d}"),
+                              identity=phone_identity(f"+3220{n % customers:06d}"),
                               attributes={"submitted_at": time.time()})
             await deferLater(reactor, TICK)
-        print(json.dumps({"submitted": n, "refreeze_pause_ms": pause_ms}), flush=True)
+        if profiler is not None:
+            profiler.disable()
+            profiler.dump_stats(profile)
+        figures = {"submitted": n, "refreeze_pause_ms": pause_ms}
+        if history_cache is not None:
+            figures.update(cache_hits=history_cache.hits, cache_misses=history_cache.misses,
+                           cache_reads=history_cache.reads, cached_customers=len(history_cache))
+        print(json.dumps(figures), flush=True)
         await deferLater(reactor, 1.0)
         await console.stop()
+        if storage is not None:
+            await storage.stop()
         reactor.stop()
 
     reactor.callWhenRunning(lambda: ensureDeferred(main()))
@@ -127,11 +208,20 @@ async def agents_run(port: int, agents: int, secret: str) -> tuple[list[float], 
     settings = ConsoleSettings(jwt_secret_file=secret)
     signer = signer_for(settings, load_keys(settings))
     latencies: list[tuple[float, float]] = []  # (submitted_at, latency)
-    counts = {"offers": 0, "completed": 0, "errors": 0}
+    counts = {"offers": 0, "completed": 0, "errors": 0, "agents_lost": 0}
     ready = asyncio.Event()
     up = 0
 
     async def agent(i: int) -> None:
+        try:
+            await signed_in(i)
+        except Exception as exc:  # noqa: BLE001 - counted: a run never waits on a lost agent
+            counts["agents_lost"] += 1
+            print(f"agent a{i}: {exc!r}", file=sys.stderr)
+            if up + counts["agents_lost"] == agents:
+                ready.set()
+
+    async def signed_in(i: int) -> None:
         nonlocal up
         token = signer.issue(f"a{i}", "agent", 3600)
         async with connect(f"ws://127.0.0.1:{port}/", subprotocols=["switchboard.v1",
@@ -140,7 +230,7 @@ async def agents_run(port: int, agents: int, secret: str) -> tuple[list[float], 
             await ws.send('{"type":"hello","v":1}')
             await ws.send('{"type":"presence","status":"available"}')
             up += 1
-            if up == agents:
+            if up + counts["agents_lost"] == agents:
                 ready.set()
             async for raw in ws:
                 now = time.time()
@@ -172,30 +262,18 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--agents", type=int, default=2000)
-    ap.add_argument("--rate", type=float, default=500.0)
-    ap.add_argument("--seconds", type=float, default=10.0)
-    ap.add_argument("--json", action="store_true")
-    ap.add_argument("--no-history", action="store_true",
-                    help="offers without the customer card (isolates the push path)")
-    ap.add_argument("--no-refreeze", action="store_true",
-                    help="leave garbage collection to the interpreter (the baseline)")
-    ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
-    ap.add_argument("--secret", help=argparse.SUPPRESS)
-    args = ap.parse_args()
-    raise_fd_limit()
-    if args.serve:
-        serve(args.agents, args.rate, args.seconds, args.secret, not args.no_history,
-              not args.no_refreeze)
-        return
-    with tempfile.TemporaryDirectory() as tmp:
+def one_run(args: argparse.Namespace, cache: bool) -> dict:
+    """One server process on a fresh database, N agents, R tasks/s: the latencies' figures."""
+    with tempfile.TemporaryDirectory() as tmp, database(args.store) as url:
         secret = Path(tmp) / "secret"
         secret.write_text(os.urandom(32).hex())
         server = subprocess.Popen(
             [sys.executable, __file__, "--serve", "--agents", str(args.agents), "--rate",
              str(args.rate), "--seconds", str(args.seconds), "--secret", str(secret),
+             "--customers", str(args.customers),
+             *(["--profile", str(Path(args.profile).resolve())] if args.profile else []),
+             *(["--url", url] if url else []),
+             *(["--no-cache"] if not cache else []),
              *(["--no-history"] if args.no_history else []),
              *(["--no-refreeze"] if args.no_refreeze else [])],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=tmp)
@@ -216,26 +294,115 @@ def main() -> None:
             for c in clients:
                 c.cancel()
             loop.run_until_complete(asyncio.gather(*clients, return_exceptions=True))
+            loop.close()
         finally:
-            server.wait(30)
+            server.wait(60)
     measured = [lat * 1000 for sent, lat in latencies if sent >= start + WARMUP_SECONDS]
-    figures = {
-        "agents": args.agents, "rate_per_s": args.rate, "history": not args.no_history,
-        "refreeze": not args.no_refreeze, "refreeze_pause_ms": done["refreeze_pause_ms"],
-        "seconds": args.seconds,
+    return {
+        "cache": cache, "refreeze_pause_ms": done["refreeze_pause_ms"],
         "connect_all_s": round(connect_s, 2), "submitted": submitted,
         "offers_seen": counts["offers"], "completed": counts["completed"],
-        "errors": counts["errors"], "measured": len(measured),
+        "errors": counts["errors"], "agents_lost": counts["agents_lost"],
+        "measured": len(measured),
         "median_ms": round(statistics.median(measured), 2) if measured else None,
         "p90_ms": round(pct(measured, 0.90), 2) if measured else None,
         "p99_ms": round(pct(measured, 0.99), 2) if measured else None,
         "max_ms": round(max(measured), 2) if measured else None,
+        **{k: done[k] for k in ("cache_hits", "cache_misses", "cache_reads", "cached_customers")
+           if k in done},
     }
+
+
+FIGURES = ("median_ms", "p90_ms", "p99_ms", "max_ms")
+
+
+def medians(runs: list[dict]) -> dict:
+    out = {}
+    for key in (*FIGURES, "measured", "offers_seen", "completed", "errors"):
+        values = [r[key] for r in runs if r[key] is not None]
+        out[key] = round(statistics.median(values), 2) if values else None
+    return out
+
+
+def load() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--store", choices=STORES, default="memory")
+    ap.add_argument("--agents", type=int, default=2000)
+    ap.add_argument("--rate", type=float, default=500.0)
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--repeats", type=int, default=REPEATS)
+    ap.add_argument("--customers", type=int, default=CUSTOMERS,
+                    help="callers the tasks come from in turn")
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--no-history", action="store_true",
+                    help="offers without the customer card (isolates the push path)")
+    which = ap.add_mutually_exclusive_group()
+    which.add_argument("--no-cache", action="store_true",
+                       help="only the peer: every frame reads the card from the store")
+    which.add_argument("--cache-only", action="store_true", help="only ours, without the peer")
+    ap.add_argument("--no-refreeze", action="store_true",
+                    help="leave garbage collection to the interpreter (the baseline)")
+    ap.add_argument("--profile", metavar="FILE",
+                    help="write the server's cProfile statistics of the timed part to FILE")
+    ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--secret", help=argparse.SUPPRESS)
+    ap.add_argument("--url", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    raise_fd_limit()
+    if args.serve:
+        serve(args.agents, args.rate, args.seconds, args.secret, not args.no_history,
+              not args.no_refreeze, url=args.url, cache=not args.no_cache,
+              customers=args.customers, profile=args.profile)
+        return
+    # Without offers' history there is no cache to compare: one variant.
+    variants = ([False] if args.no_cache or args.no_history else [True] if args.cache_only
+                else [True, False])
+    result: dict = {
+        "store": args.store, "agents": args.agents, "rate_per_s": args.rate,
+        "seconds": args.seconds, "repeats": args.repeats, "customers": args.customers,
+        "history": not args.no_history, "refreeze": not args.no_refreeze,
+        "load_before": load(), "runs": [],
+    }
+    if not args.json:
+        print(f"push: {args.store}, {args.agents} agents, {args.rate:g} tasks/s for "
+              f"{args.seconds:g} s (+{WARMUP_SECONDS:g} s warm-up), {args.repeats} rounds of "
+              f"{' and '.join('cache' if v else 'no cache (peer)' for v in variants)}; load "
+              f"{' '.join(map(str, result['load_before']))}", flush=True)
+    for _ in range(args.repeats):
+        for cache in variants:
+            run = one_run(args, cache)
+            run["load"] = load()
+            result["runs"].append(run)
+            if not args.json:
+                hits = (f", cache hits {run['cache_hits']}, misses {run['cache_misses']} "
+                        f"(store reads {run['cache_reads']})" if "cache_hits" in run else "")
+                print(f"  {'cache   ' if cache else 'no cache'}  median {run['median_ms']} ms"
+                      f"  p90 {run['p90_ms']}  p99 {run['p99_ms']}  max {run['max_ms']}  "
+                      f"(measured {run['measured']}, submitted {run['submitted']}, "
+                      f"errors {run['errors']}, agents lost {run['agents_lost']}{hits}; "
+                      f"load {run['load'][0]})", flush=True)
+    for cache in variants:
+        result["cache" if cache else "no_cache"] = medians(
+            [r for r in result["runs"] if r["cache"] is cache])
+    if len(variants) == 2 and result["cache"]["p99_ms"] and result["no_cache"]["p99_ms"]:
+        result["p99_ratio_peer_to_ours"] = round(
+            result["no_cache"]["p99_ms"] / result["cache"]["p99_ms"], 2)
+    result["load_after"] = load()
     if args.json:
-        print(json.dumps(figures))
-    else:
-        for k, v in figures.items():
-            print(f"{k:>16}: {v}")
+        print(json.dumps(result))
+        return
+    for cache in variants:
+        m = result["cache" if cache else "no_cache"]
+        print(f"{'cache' if cache else 'no cache (peer)':>16}: median {m['median_ms']} ms, "
+              f"p90 {m['p90_ms']}, p99 {m['p99_ms']}, max {m['max_ms']} (medians of "
+              f"{args.repeats})")
+    if "p99_ratio_peer_to_ours" in result:
+        print(f"{'p99 peer / ours':>16}: {result['p99_ratio_peer_to_ours']}x")
+    print(f"{'load after':>16}: {' '.join(map(str, result['load_after']))}")
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ from dispatcher.service.customers import Customers
 from dispatcher.service.edges import Edge, EdgeCommandContext, EdgeContext, EdgeSpec
 from dispatcher.service.health import Readiness
 from dispatcher.service.history import History
+from dispatcher.service.history_cache import HistoryCache, WatchedStore
 from dispatcher.service.intake import Intake
 from dispatcher.service.mail import Mail
 from dispatcher.service.queries import Queries
@@ -186,7 +187,9 @@ class App:
         self.config = config
         self.reactor = reactor
         self.storage = Storage(config.database.url, reactor)
-        self.store = self.storage.store
+        # Every write passes the history cache on its way (the offers' customer cards).
+        self.history_cache = HistoryCache(customers=config.server.history_cache_customers)
+        self.store = WatchedStore(self.storage.store, self.history_cache)
         self.router = Router(new_offer_id=lambda: uuid.uuid4().hex)
         self.assignment = Assignment(self.router, self.store, reactor)
         self.intake = Intake(self.assignment, self.store, reactor)
@@ -205,7 +208,7 @@ class App:
                          uploads=self.storage.uploads)
         # What an agent reads of a task: its thread, notes, files (the console serves it).
         self.conversation = Conversation(self.router, self.store)
-        self.history = History(self.store, self.assignment)
+        self.history = History(self.store, self.assignment, cache=self.history_cache)
         # Codification: category and spam verdict of each new e-mail before its commit
         # (Mail.codify_with), classifier trained off the reactor; collaboration: notes, consults
         # (their answers taken in by Mail.intercept_with), reminders, redirects.

@@ -52,6 +52,9 @@ class ServerConfig:
     # minus an eighth kept for the rest of the process).
     max_connections_per_ip: int = 64
     max_connections: int = 0
+    # Customers whose card and timeline are kept in memory for the offers
+    # (service/history_cache.py); 0: every offer reads them from the database.
+    history_cache_customers: int = 10_000
 
 
 @dataclass(frozen=True)
@@ -200,6 +203,8 @@ def load(  # noqa: C901 - each setting section validated in turn, every problem 
         problems.append("[server] max_connections_per_ip: must be >= 1")
     if config.server.max_connections < 0:
         problems.append("[server] max_connections: must be >= 0 (0: from the descriptor limit)")
+    if config.server.history_cache_customers < 0:
+        problems.append("[server] history_cache_customers: must be >= 0 (0: no cache)")
     if config.bus.leader_ttl <= 0:
         problems.append("[bus] leader_ttl: must be > 0 seconds")
     for name in ("poll_seconds", "timeout", "keep_days"):

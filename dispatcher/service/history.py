@@ -5,6 +5,9 @@ Sits in the service layer beside `queries.py`; reads and writes through the `Sto
 What it promises:
 - `view(customer_id)` gives the card (name, identities, open tasks) and the timeline, newest
   first, at most `limit` entries; every offer the console pushes carries it (the screen pop).
+  With a `HistoryCache` (history_cache.py) it answers from memory what a read would give.
+- One rule turns a task and its events into a timeline entry (`fold`, `entry_of`), for a read
+  and for the cache alike.
 - Who may read it (`view_for`, the one rule every edge uses): a supervisor; an agent who holds
   or is offered a task of that customer; never an integration (a PBX's token sees calls only,
   through the CTI), whatever its subject — anyone else gets `Forbidden`.
@@ -98,26 +101,50 @@ def preview_of(attributes: dict[str, Any]) -> str | None:
     return out if len(out) <= PREVIEW_CHARS else out[: PREVIEW_CHARS - 1] + "…"
 
 
+# The event kinds a timeline entry is derived from (`fold`); the others do not change it.
+FOLDED_KINDS = frozenset({ev.TASK_ASSIGNED, ev.TASK_WRAP_UP, ev.TASK_COMPLETED,
+                          ev.TASK_CANCELLED, ev.TASK_ABANDONED, ev.TASK_REQUEUED})
+
+
+@dataclass(slots=True)
+class Fold:
+    """What a task's events, in order, say of its timeline entry."""
+
+    agent_id: str | None = None  # the last agent named by an assignment or a completion
+    disposition: str | None = None
+    answered: float | None = None
+    ended: float | None = None
+
+
+def fold(f: Fold, kind: str, at: float, agent_id: str | None, data: dict[str, Any]) -> None:
+    """Apply one event to a fold: the one rule of a read (`entry_of`) and of the cache."""
+    if kind == ev.TASK_ASSIGNED:
+        f.agent_id = agent_id or f.agent_id
+        f.answered = at if f.answered is None else f.answered
+    elif kind == ev.TASK_WRAP_UP:
+        f.ended = at
+    elif kind == ev.TASK_COMPLETED:
+        f.disposition = data.get("disposition") or None
+        f.agent_id = agent_id or f.agent_id
+        f.ended = at if f.ended is None else f.ended
+    elif kind in (ev.TASK_CANCELLED, ev.TASK_ABANDONED):
+        f.ended = at
+    elif kind == ev.TASK_REQUEUED:
+        f.answered = None
+
+
+def subject_of(attributes: dict[str, Any]) -> str | None:
+    subject = attributes.get("subject")
+    return subject[:SUBJECT_CHARS] if isinstance(subject, str) else None
+
+
 def entry_of(record: TaskRecord) -> TimelineEntry:
     """A timeline entry from a task and its events."""
     s, attrs = record.summary, record.attributes
-    agent_id, disposition, answered, ended = s.agent_id, None, None, None
+    f = Fold()
     for e in record.events:
-        if e.kind == ev.TASK_ASSIGNED:
-            agent_id = e.agent_id or agent_id
-            answered = e.at if answered is None else answered
-        elif e.kind == ev.TASK_WRAP_UP:
-            ended = e.at
-        elif e.kind == ev.TASK_COMPLETED:
-            disposition = e.data.get("disposition") or None
-            agent_id = e.agent_id or agent_id
-            ended = e.at if ended is None else ended
-        elif e.kind in (ev.TASK_CANCELLED, ev.TASK_ABANDONED):
-            ended = e.at
-        elif e.kind == ev.TASK_REQUEUED:
-            answered = None
-    subject = attrs.get("subject")
-    subject = subject[:SUBJECT_CHARS] if isinstance(subject, str) else None
+        fold(f, e.kind, e.at, e.agent_id, e.data)
+    answered, ended = f.answered, f.ended
     email = s.channel == "email"
     return TimelineEntry(
         task_id=s.id,
@@ -125,9 +152,9 @@ def entry_of(record: TaskRecord) -> TimelineEntry:
         queue=s.queue,
         state=s.state,
         at=s.created_at,
-        agent_id=agent_id,
-        disposition=disposition,
-        subject=subject,
+        agent_id=f.agent_id or s.agent_id,
+        disposition=f.disposition,
+        subject=subject_of(attrs),
         preview=preview_of(attrs) if email else None,
         answered_at=answered,
         ended_at=ended,
@@ -136,13 +163,18 @@ def entry_of(record: TaskRecord) -> TimelineEntry:
 
 
 class History:
-    def __init__(self, store: Store, assignment: Assignment, limit: int = TIMELINE_LIMIT) -> None:
+    def __init__(self, store: Store, assignment: Assignment, limit: int = TIMELINE_LIMIT,
+                 cache: Any = None) -> None:
         self.store = store
         self.assignment = assignment
         self.limit = limit
+        self.cache = cache  # a HistoryCache (history_cache.py) kept fresh by the store's writes
 
     def view(self, customer_id: str, limit: int | None = None) -> Deferred[CustomerView]:
-        """The card and the timeline; fails with UnknownCustomer."""
+        """The card and the timeline; fails with UnknownCustomer. With a cache, a customer
+        it holds is answered from memory (a Deferred already fired)."""
+        if self.cache is not None:
+            return self.cache.view(customer_id, limit or self.limit)
         return ensureDeferred(self._view(customer_id, limit or self.limit))
 
     def view_for(self, role: str, sub: str, customer_id: str,

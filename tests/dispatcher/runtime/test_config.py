@@ -164,3 +164,12 @@ def test_webhooks_settings_are_read_and_checked(tmp_path):
     assert set(caught.value.problems) == {"[webhooks] max_attempts: must be >= 1",
                                           "[webhooks] timeout: must be > 0",
                                           "[webhooks] keep_days: must be > 0"}
+
+
+def test_history_cache_size_is_a_setting_and_not_negative():
+    config = load(env={"SWITCHBOARD_SERVER_HISTORY_CACHE_CUSTOMERS": "500"})
+    assert config.server.history_cache_customers == 500
+    assert Config().server.history_cache_customers == 10_000
+    with pytest.raises(ConfigError) as err:
+        load(env={"SWITCHBOARD_SERVER_HISTORY_CACHE_CUSTOMERS": "-1"})
+    assert "history_cache_customers" in str(err.value)
