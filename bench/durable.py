@@ -3,8 +3,8 @@
 A benchmark, not a test: it prints figures and never fails on time.
 
 Switchboard side: the real `Storage` (engine, Pool, GroupCommit, SqlStore) of
-dispatcher/runtime/app.py, the Router, Assignment, Intake and Sessions wired as `serve` wires
-them, on a fresh SQLite file and on a fresh PostgreSQL database (SWITCHBOARD_TEST_PG_URL's server,
+dispatcher/runtime/app.py behind the history cache's `WatchedStore`, the Router (with serve's
+offer ids), Assignment, Intake and Sessions wired as `serve` wires them, on a fresh SQLite file and on a fresh PostgreSQL database (SWITCHBOARD_TEST_PG_URL's server,
 created and dropped per run). Model: N agents (default 500) in Q queues (default 20), each queue
 requiring one of S skills (default 10) at a level 1-5; each agent has 2-4 skills and belongs to
 every queue whose requirement they meet (every queue has members); capacity 3 e-mails. D tasks
@@ -55,8 +55,9 @@ from dispatcher.domain.agents import Agent, Presence
 from dispatcher.domain.queues import Queue
 from dispatcher.domain.routing import Outcome, Router
 from dispatcher.domain.tasks import Channel
-from dispatcher.runtime.app import Storage
+from dispatcher.runtime.app import Storage, offer_ids
 from dispatcher.service.assignment import Assignment
+from dispatcher.service.history_cache import HISTORY_CACHE_CUSTOMERS, HistoryCache, WatchedStore
 from dispatcher.service.intake import Intake
 from dispatcher.service.sessions import Sessions
 from dispatcher.storage import schema
@@ -145,8 +146,10 @@ async def switchboard_run(reactor, url: str, model: Model) -> Run:
     try:
         store = storage.store
         await configure(store, model)
-        # As App.__init__ and App._start: the services over the store, the router rebuilt.
-        router = Router()
+        # As App.__init__ and App._start: the services over the store (wrapped, as serve wraps
+        # it, so that every write keeps the offers' history cache fresh), the router rebuilt.
+        store = WatchedStore(store, HistoryCache(customers=HISTORY_CACHE_CUSTOMERS))
+        router = Router(new_offer_id=offer_ids())
         assignment = Assignment(router, store, reactor)
         intake = Intake(assignment, store, reactor)
         sessions = Sessions(assignment)
