@@ -148,7 +148,8 @@ async def switchboard_run(reactor, url: str, model: Model) -> Run:
         await configure(store, model)
         # As App.__init__ and App._start: the services over the store (wrapped, as serve wraps
         # it, so that every write keeps the offers' history cache fresh), the router rebuilt.
-        store = WatchedStore(store, HistoryCache(customers=HISTORY_CACHE_CUSTOMERS))
+        cache = HistoryCache(customers=HISTORY_CACHE_CUSTOMERS)
+        store = WatchedStore(store, cache)
         router = Router(new_offer_id=offer_ids())
         assignment = Assignment(router, store, reactor)
         intake = Intake(assignment, store, reactor)
@@ -158,6 +159,8 @@ async def switchboard_run(reactor, url: str, model: Model) -> Run:
                    lambda i: intake.submit(Channel.EMAIL, model.tasks[i]))
         if len(router.tasks) != len(model.tasks):
             raise RuntimeError(f"{len(router.tasks)} open tasks, {len(model.tasks)} submitted")
+        while cache.reading:  # the customer cards intake prefetched: part of intake, untimed
+            await task.deferLater(reactor, 0.01, lambda: None)
 
         finished: defer.Deferred[None] = defer.Deferred()
         count = {"offers": 0, "accepts": 0, "completes": 0}

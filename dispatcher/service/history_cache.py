@@ -184,6 +184,11 @@ class HistoryCache:
     def __len__(self) -> int:
         return len(self._cards)
 
+    @property
+    def reading(self) -> int:
+        """Customers whose history is being read (a miss or a prefetch)."""
+        return len(self._fills)
+
     def __contains__(self, customer_id: object) -> bool:
         return customer_id in self._cards
 
