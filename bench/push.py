@@ -39,7 +39,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -51,9 +50,6 @@ TICK = 0.005  # the server submits what is due every TICK seconds
 CUSTOMERS = 5000
 REPEATS = 3
 AGENTS_AT_ONCE = 200  # agents configured side by side at start-up
-PG_URL = os.environ.get(
-    "SWITCHBOARD_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
-)
 STORES = ("memory", "sqlite", "postgresql")
 REFREEZE_SECONDS = 300.0  # the production default ([server] gc_refreeze_seconds)
 
@@ -75,18 +71,10 @@ def database(store: str):
         with tempfile.TemporaryDirectory(prefix="sb-push-") as tmp:
             yield f"sqlite:///{tmp}/push.db"
     else:
-        import sqlalchemy as sa
+        from bench.intake import postgres_database
 
-        admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-        name = f"sb_push_{uuid.uuid4().hex[:12]}"
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        try:
-            yield sa.make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
-        finally:
-            with admin.connect() as conn:
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            admin.dispose()
+        with postgres_database() as url:
+            yield url
 
 
 def serve(agents: int, rate: float, seconds: float, secret: str, history: bool,
