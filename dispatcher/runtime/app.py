@@ -197,9 +197,13 @@ class App:
         self.config = config
         self.reactor = reactor
         self.storage = Storage(config.database.url, reactor)
-        # Every write passes the history cache on its way (the offers' customer cards).
-        self.history_cache = HistoryCache(customers=config.server.history_cache_customers)
-        self.store = WatchedStore(self.storage.store, self.history_cache)
+        # Every write passes the history cache on its way (the offers' customer cards); with
+        # the cache off ([server] history_cache_customers = 0) writes go straight to the store.
+        self.history_cache: HistoryCache | None = None
+        self.store = self.storage.store
+        if config.server.history_cache_customers > 0:
+            self.history_cache = HistoryCache(customers=config.server.history_cache_customers)
+            self.store = WatchedStore(self.storage.store, self.history_cache)
         self.router = Router(new_offer_id=offer_ids())
         self.assignment = Assignment(self.router, self.store, reactor)
         self.intake = Intake(self.assignment, self.store, reactor)

@@ -49,14 +49,14 @@ def _driver(conn: sa.Connection) -> str:
     return "sqlalchemy"
 
 
-_ascii_dumps = json.JSONEncoder(ensure_ascii=False).encode
+_unescaped_dumps = json.JSONEncoder(ensure_ascii=False).encode
 
 
 def _json(value: Any) -> str:
     """`json.dumps(storable(value))`, what SQLAlchemy's JSON type stores, without walking the
     value when there is nothing to fix: an ASCII encoding without an escaped NUL is the same
     whether `ensure_ascii` is set or not, and holds no lone surrogate (those stay raw)."""
-    text = _ascii_dumps(value)
+    text = _unescaped_dumps(value)
     if text.isascii() and "\\u0000" not in text:
         return text
     return json.dumps(storable(value))
@@ -102,6 +102,11 @@ def _utf8(text: str) -> bool:
     return True
 
 
+@functools.cache
+def _has_bytes(table: sa.Table) -> bool:
+    return any(isinstance(c.type, sa.LargeBinary) for c in table.columns)
+
+
 @contextmanager
 def _driver_errors(conn: sa.Connection, statement: str) -> Iterator[Any]:
     """The transaction's DB-API cursor; a driver error is raised as SQLAlchemy's (an
@@ -121,7 +126,8 @@ def append(conn: sa.Connection, table: sa.Table, rows: Sequence[r.Row]) -> None:
     if not rows:
         return
     driver = _driver(conn)
-    if driver == "sqlalchemy":
+    if driver == "sqlalchemy" or (driver == "psycopg2" and _has_bytes(table)):
+        # (bytes have no JSON form: PostgreSQL's path below cannot carry them)
         conn.execute(table.insert(), storable_rows(list(rows)))
         return
     names = tuple(c.name for c in table.columns if c.name in rows[0])

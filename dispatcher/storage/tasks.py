@@ -156,12 +156,8 @@ def _refuse_duplicates(conn: sa.Connection, ids: list[str]) -> None:
         if task_id in seen:
             raise DuplicateTask(task_id)
         seen.add(task_id)
-    if len(ids) > 1:
-        return
-    for chunk in chunks(ids):
-        existing = conn.execute(_EXISTING_TASKS, {"ids": list(chunk)}).scalars().first()
-        if existing is not None:
-            raise DuplicateTask(existing)
+    if len(ids) == 1 and conn.execute(_EXISTING_TASKS, {"ids": ids}).first() is not None:
+        raise DuplicateTask(ids[0])
 
 
 def _known_identities(

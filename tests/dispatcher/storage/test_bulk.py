@@ -137,3 +137,12 @@ def test_values_come_back_exactly(engine: sa.Engine) -> None:
     (logged,) = table_rows(engine, t.task_events, t.task_events.c.id)
     assert (logged["agent_id"], logged["kind"], logged["data"]) == (
         odd, odd, {"x": odd, "nested": attributes})
+
+
+def test_bytes_are_stored_as_given(engine: sa.Engine) -> None:
+    """A table with a binary column (raw messages, attachments) takes the rows as they are."""
+    raw = bytes(range(256)) + b"\x00 end"
+    with engine.begin() as conn:
+        bulk.append(conn, t.secrets, [{"name": "k", "value": raw, "created_at": 1.5}])
+    assert table_rows(engine, t.secrets, t.secrets.c.name) == [
+        {"name": "k", "value": raw, "created_at": 1.5}]
