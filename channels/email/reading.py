@@ -42,6 +42,7 @@ from twisted.internet.protocol import ProcessProtocol
 from dispatcher.guard import Throttled
 from dispatcher.service.mail import InboundMail
 
+from . import prompt
 from .bounds import DEFAULT_LIMITS, Limits, prepare, scan
 from .parse import Parsed, parse
 from .translate import inbound
@@ -245,7 +246,8 @@ class Reader:
         job.timer = self.reactor.callLater(self.budget, self._over, job)
         request = (job.raw, job.queue, job.envelope_from, job.recipients, job.kwargs,
                    self.limits)
-        worker.transport.write(frame(pickle.dumps(request, protocol=pickle.HIGHEST_PROTOCOL)))
+        prompt.send(worker.transport,
+                    frame(pickle.dumps(request, protocol=pickle.HIGHEST_PROTOCOL)))
 
     def _answer(self, worker: _Worker, body: bytes) -> None:
         if not worker.ready:

@@ -10,7 +10,7 @@ is refused with 521: other servers on the path might take it as the end (SMTP sm
 rest of that data is swallowed up to the real `CRLF.CRLF`, so nothing in it can be read as a
 command. Other bare LFs (what `smtplib.sendmail` sends for `as_bytes()`) are accepted.
 Recipients are mapped to queues; an unknown recipient
-gets 550 (we are not a relay).
+gets 550 (we are not a relay). Each reply is one write, sent at once (prompt.py).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from zope.interface import implementer
 from dispatcher.service.mail import Mail
 
 from . import errors as e
+from . import prompt
 from .authenticity import Authenticity, Verdict
 from .config import EmailSettings, Routes, limits_from
 from .reading import Inline, Reader
@@ -160,6 +161,17 @@ class IntakeESMTP(smtp.ESMTP):
         ext[b"8BITMIME"] = None
         ext[b"ENHANCEDSTATUSCODES"] = None
         return ext
+
+    def sendCode(self, code: int, message: bytes = b"") -> None:  # noqa: N802 - Twisted API
+        """One reply (every line of a multi-line one) in one write, sent at once (prompt.py)."""
+        lines = message.splitlines() or [b""]
+        head = b"%03d" % code
+        last = len(lines) - 1
+        prompt.send(self.transport, b"".join(
+            head + (b" " if i == last else b"-") + line + b"\r\n" for i, line in enumerate(lines)))
+
+    def sendLine(self, line: bytes) -> None:  # noqa: N802 - Twisted API
+        prompt.send(self.transport, line + self.delimiter)
 
     def state_COMMAND(self, line: bytes) -> None:
         if len(line) > MAX_COMMAND_LINE:

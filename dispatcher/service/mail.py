@@ -37,6 +37,7 @@ so no input can inject a header. HTML is sanitised with nh3 before any console s
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import re
@@ -114,6 +115,12 @@ UPLOAD_DAYS = 7.0  # an upload no reply used is dropped after this
 MAX_FILENAME_CHARS = 200
 
 
+@functools.lru_cache(maxsize=8)
+def _number_pattern(prefix: str) -> re.Pattern[str]:
+    """`[#<prefix><digits>]` in a subject, compiled once per prefix (read for every message)."""
+    return re.compile(r"\[#" + re.escape(prefix) + r"(\d{1,18})\]")
+
+
 @dataclass(frozen=True)
 class MailPolicy:
     """How the e-mail channel behaves (built by the edge from its settings)."""
@@ -156,7 +163,7 @@ class MailPolicy:
         return f"{self.request_prefix}{number:0{self.request_digits}d}"
 
     def find_number(self, subject: str) -> int | None:
-        m = re.search(r"\[#" + re.escape(self.request_prefix) + r"(\d{1,18})\]", subject or "")
+        m = _number_pattern(self.request_prefix).search(subject or "")
         return int(m.group(1)) if m else None
 
     def acks(self, queue: str) -> bool:

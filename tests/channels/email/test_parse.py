@@ -3,9 +3,14 @@ attachments, RFC 3834 signs, and malformed input that is flagged, never fatal.""
 
 from __future__ import annotations
 
+import itertools
+import random
+import re
+
 import pytest
 
-from channels.email.parse import parse
+from channels.email import parse as parse_module
+from channels.email.parse import Parsed, parse
 
 
 def test_encoded_words_charsets_bodies_and_attachments() -> None:
@@ -123,3 +128,63 @@ def test_other_reports_are_not_delivery_reports() -> None:
     raw = POSTFIX_DSN.replace(b"report-type=delivery-status",
                               b"report-type=disposition-notification")
     assert parse(raw).dsn is None
+
+
+def _both_ways(raw: bytes, monkeypatch: pytest.MonkeyPatch) -> tuple[Parsed, Parsed]:
+    """`raw` parsed as parse.py does, and with every header through policy.default's parser
+    (the plain-value shortcuts switched off)."""
+    fast = parse(raw)
+    with monkeypatch.context() as m:
+        never = re.compile(r"(?!)")
+        m.setattr(parse_module, "PLAIN_ADDRESS", never)
+        m.setattr(parse_module, "PLAIN_TEXT", never)
+        m.setattr(parse_module, "PLAIN_MESSAGE_ID", never)
+        slow = parse(raw)
+    return fast, slow
+
+
+NAMES = ["", "John Smith", "J0 42", "John  Smith", "John\tSmith", "John.Smith", "\"J S\"",
+         "Jos\xe9"]
+LOCALS = ["a.b", "o'neil+x", "a..b", ".a", "\"q r\"", "x=?y"]
+DOMAINS = ["b.c", "b", "-b.c", "b..c", "[1.2.3.4]", "b.c "]
+WRAPS = ["{a}", "<{a}>", "{n} <{a}>", "{n}<{a}>", "{n} <{a}> ", "{n} <{a}>(c)", "{a}, x@y.z"]
+
+
+def test_plain_addresses_and_ids_read_without_the_parser_are_what_the_parser_reads(monkeypatch) -> None:
+    checked = shortcut = 0
+    for name, local, domain, wrap in itertools.product(NAMES, LOCALS, DOMAINS, WRAPS):
+        value = wrap.format(n=name, a=f"{local}@{domain}")
+        raw = (f"From: {value}\r\nTo: {value}\r\nReply-To: {value}\r\nMessage-ID: {value}"
+               "\r\n\r\nx\r\n").encode("utf-8", "surrogateescape")
+        fast, slow = _both_ways(raw, monkeypatch)
+        assert (fast.from_name, fast.from_address, fast.to_addrs, fast.reply_to,
+                fast.message_id, fast.defects) == (
+            slow.from_name, slow.from_address, slow.to_addrs, slow.reply_to, slow.message_id,
+            slow.defects), value
+        checked += 1
+        shortcut += parse_module.PLAIN_ADDRESS.fullmatch(value) is not None
+    assert checked > 1500 and shortcut > 50  # both ways were taken, many times
+
+
+def test_plain_text_headers_read_without_the_parser_are_what_the_parser_reads(
+        monkeypatch) -> None:
+    rnd = random.Random(15)
+    pieces = ["a", "Re:", " ", "  ", "\t", "=?", "?=", "=?utf-8?q?x?=", "<m@x>", "[#SB-000001]",
+              "\x01", "\xe9", "(", ")", '"', "auto-replied", "bulk", "=", "?"]
+    for _ in range(1000):
+        value = "".join(rnd.choice(pieces) for _ in range(rnd.randint(0, 8)))
+        raw = (f"From: a@b.c\r\nSubject: {value}\r\nIn-Reply-To: {value}\r\n"
+               f"References: {value}\r\nAuto-Submitted: {value}\r\nPrecedence: {value}\r\n"
+               f"X-Auto-Response-Suppress: {value}\r\n\r\nx\r\n").encode()
+        fast, slow = _both_ways(raw, monkeypatch)
+        assert fast == slow, value
+
+
+def test_header_classes_are_made_once_per_known_name_and_once_for_all_others() -> None:
+    names = "".join(f"X-Made-Up-{i}: v\r\n" for i in range(500))
+    parse(f"From: a@b.c\r\nSubject: s\r\n{names}\r\nx\r\n".encode())
+    registry = parse_module.REGISTRY
+    assert registry["Subject"] is registry["subject"]
+    assert registry["X-One"] is registry["X-Other"]  # the default class, made once
+    assert len(registry._made) <= len(registry.registry) + 1  # bounded whatever mail says
+    assert str(registry("Subject", "=?utf-8?q?caf=C3=A9?=")) == "café"
