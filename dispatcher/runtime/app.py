@@ -57,9 +57,9 @@ from dispatcher.storage import schema
 from dispatcher.storage.accounts import SqlAccounts
 from dispatcher.storage.answers import SqlAnswerStore
 from dispatcher.storage.codification import SqlCodificationStore, SqlCollaborationStore
-from dispatcher.storage.commit import GroupCommit
+from dispatcher.storage.commit import POSTGRES_IN_FLIGHT, SQLITE_IN_FLIGHT, GroupCommit
 from dispatcher.storage.configuration import SqlConfigurationLog
-from dispatcher.storage.engine import make_engine
+from dispatcher.storage.engine import is_sqlite, make_engine
 from dispatcher.storage.phones import SqlPhones
 from dispatcher.storage.pool import Pool
 from dispatcher.storage.reports import SqlReportStore
@@ -99,7 +99,8 @@ class Storage:
         self.url = url
         self.engine = make_engine(url)
         self.pool = Pool(self.engine, reactor)
-        self.commit = GroupCommit(self.pool, reactor)
+        in_flight = SQLITE_IN_FLIGHT if is_sqlite(self.engine) else POSTGRES_IN_FLIGHT
+        self.commit = GroupCommit(self.pool, reactor, in_flight)  # batches committing at once
         self.store = SqlStore(self.pool, self.commit)
         self.phones = SqlPhones(self.pool, time.time)
         self.answers = SqlAnswerStore(self.pool, self.commit)  # library, KB, review

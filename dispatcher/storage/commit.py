@@ -5,13 +5,23 @@ Sits under `dispatcher.storage`, between `SqlStore` and `Pool`. `GroupCommit.run
 queues a call and returns a Deferred. What it promises:
 
 - Every call made during one reactor turn goes into one transaction, flushed at the end of the
-  turn (`reactor.callLater(0, ...)`); calls that arrive while that transaction is in flight go
-  together into the next one, started as soon as it commits. One batch is in flight at a time.
-- Each call's Deferred fires with its own result only after its transaction committed.
-- Calls run in the order they were made; none is lost. At reactor shutdown the queue is drained
-  first (a "before shutdown" trigger), so the pool's threads stop only once it is empty.
+  turn (`reactor.callLater(0, ...)`); calls that arrive while transactions are in flight form
+  the next one. Up to `in_flight` batches commit at once (1 on SQLite, its one writer: the next
+  batch then starts as soon as the one in flight commits; `POSTGRES_IN_FLIGHT` on PostgreSQL).
+- Pipelining keeps the order per key (the `keys` below): a pending call joins a batch that
+  starts beside others in flight only if its keys are disjoint from theirs and from those of
+  every earlier pending call held back; a call without keys is a barrier (it starts once
+  nothing is in flight, and nothing starts while it is in flight). With nothing in flight, a
+  batch takes every pending call. So two calls on one task or agent commit, and their Deferreds
+  fire, in the order they were made; calls on other tasks and agents may commit in another
+  order (an event log's ids may then become visible out of order: its readers by id use
+  cursor.py's gap rule, and the history cache resolves writes task by task).
+- Each call's Deferred fires with its own result only after its transaction committed. None is
+  lost. At reactor shutdown the queue is drained first (a "before shutdown" trigger), so the
+  pool's threads stop only once it is empty.
 - When a batch raises, it is rolled back and each call is re-run alone, in order, in its own
-  transaction: only the faulty call errbacks (the batch failure is logged).
+  transaction, the batch still in flight (its keys held) meanwhile: only the faulty call
+  errbacks (the batch failure is logged).
 
 A one-argument `thd_` function marked with `@mergeable(many)` has several of its calls in one
 batch run as a single `many(conn, [arg, ...]) -> [result, ...]`, which must have the same effect
@@ -47,6 +57,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 Call = tuple[Callable[..., Any], tuple[Any, ...]]
 
 END_OF_TURN = 0  # callLater delay: after everything already queued in this reactor turn
+# Batches committing at once: SQLite has one writer; PostgreSQL commits in parallel on the pool's
+# threads (pool.py POSTGRES_THREADS = 4), leaving threads for reads and re-runs.
+SQLITE_IN_FLIGHT = 1
+POSTGRES_IN_FLIGHT = 2
 
 log = Logger()
 
@@ -132,20 +146,58 @@ def thd_batch(conn: sa.Connection, calls: Sequence[Call]) -> list[Any]:
     return results
 
 
+_UNKNOWN: Any = object()  # keys not computed yet
+
+
 @dataclass(slots=True)
 class _Queued:
     fn: Callable[..., Any]
     args: tuple[Any, ...]
     done: Deferred[Any]
+    _keys: Any = _UNKNOWN
+
+    @property
+    def keys(self) -> set[Hashable] | None:
+        """Every key the call touches; None: every key (a barrier). Computed once, when needed."""
+        if self._keys is _UNKNOWN:
+            self._keys = _keys_of(self.fn, self.args)
+        return self._keys
+
+
+@dataclass(slots=True)
+class _Batch:
+    """One transaction in flight: its calls, and (computed when another batch would start
+    beside it) every key they touch."""
+
+    calls: list[_Queued]
+    _keys: Any = _UNKNOWN
+
+    @property
+    def keys(self) -> set[Hashable] | None:
+        if self._keys is _UNKNOWN:
+            keys: set[Hashable] | None = set()
+            for queued in self.calls:
+                call_keys = queued.keys
+                if call_keys is None:
+                    keys = None
+                    break
+                keys |= call_keys  # type: ignore[operator]
+            self._keys = keys
+        return self._keys
 
 
 class GroupCommit:
-    def __init__(self, pool: Runner, reactor: Any) -> None:
+    def __init__(self, pool: Runner, reactor: Any, in_flight: int = 1) -> None:
+        """`in_flight`: how many batches may be committing at once (1 on SQLite, its one
+        writer; a few, below the pool's threads, on PostgreSQL)."""
+        if in_flight < 1:
+            raise ValueError("group commit needs in_flight >= 1")
         self._pool = pool
         self._reactor = reactor
+        self._limit = in_flight
         self._pending: list[_Queued] = []
         self._scheduled = False
-        self._in_flight = False
+        self._flying: list[_Batch] = []
         self._idle_waiters: list[Deferred[None]] = []
         # For tests and benchmarks: transactions committed, and calls committed in them.
         self.commits = 0
@@ -156,14 +208,19 @@ class GroupCommit:
         """Queue `thd_fn(conn, *args)`; fire with its result once its batch committed."""
         queued = _Queued(thd_fn, args, Deferred())
         self._pending.append(queued)
-        if not self._in_flight and not self._scheduled:
+        if not self._scheduled and len(self._flying) < self._limit:  # `_take` decides
             self._scheduled = True
-            self._reactor.callLater(END_OF_TURN, self._flush)
+            self._reactor.callLater(END_OF_TURN, self._end_of_turn)
         return queued.done
 
     @property
     def idle(self) -> bool:
-        return not (self._pending or self._in_flight)
+        return not (self._pending or self._flying)
+
+    @property
+    def in_flight(self) -> int:
+        """Batches committing now."""
+        return len(self._flying)
 
     def drain(self) -> Deferred[None]:
         """Fire once every call queued so far, and any queued meanwhile, has settled."""
@@ -173,15 +230,50 @@ class GroupCommit:
         self._idle_waiters.append(waiter)
         return waiter
 
-    def _flush(self) -> None:
+    def _room(self) -> bool:
+        """May a batch start beside those in flight? Not beside a barrier, nor past the limit."""
+        flying = self._flying
+        if not flying:
+            return True
+        return len(flying) < self._limit and all(b.keys is not None for b in flying)
+
+    def _take(self) -> list[_Queued]:
+        """The pending calls that may start now, in order (module doc); the others stay."""
+        if not self._flying:
+            taken, self._pending = self._pending, []
+            return taken
+        if not self._pending or not self._room():
+            return []
+        busy: set[Hashable] = set()
+        for batch in self._flying:
+            busy |= batch.keys  # type: ignore[arg-type]  # not None: _room
+        taken, held = [], []
+        for position, queued in enumerate(self._pending):
+            keys = queued.keys
+            if keys is None:  # a barrier: it and everything after it wait
+                held.extend(self._pending[position:])
+                break
+            if keys.isdisjoint(busy):
+                taken.append(queued)
+            else:  # held back, and so is every later call sharing one of its keys
+                held.append(queued)
+                busy |= keys
+        self._pending = held
+        return taken
+
+    def _end_of_turn(self) -> None:
         self._scheduled = False
-        if self._in_flight or not self._pending:
+        self._start()
+
+    def _start(self) -> None:
+        calls = self._take()
+        if not calls:
             return
-        batch, self._pending = self._pending, []
-        self._in_flight = True
-        d = self._pool.run(thd_batch, [(q.fn, q.args) for q in batch])
-        d.addCallbacks(self._committed, self._batch_failed, (batch,), None, (batch,))
-        d.addBoth(self._settled)
+        batch = _Batch(calls)
+        self._flying.append(batch)
+        d = self._pool.run(thd_batch, [(q.fn, q.args) for q in calls])
+        d.addCallbacks(self._committed, self._batch_failed, (calls,), None, (calls,))
+        d.addBoth(self._settled, batch)
 
     def _committed(self, results: list[Any], batch: list[_Queued]) -> None:
         self.commits += 1
@@ -212,13 +304,13 @@ class GroupCommit:
         self.calls += 1
         queued.done.callback(outcome)
 
-    def _settled(self, outcome: Any) -> None:
-        self._in_flight = False
+    def _settled(self, outcome: Any, batch: _Batch) -> None:
+        self._flying.remove(batch)
         if isinstance(outcome, Failure):  # a bug here, not in a call: say so loudly
             log.failure("group commit bookkeeping failed", outcome)
         if self._pending:
-            self._flush()
-            return
-        waiters, self._idle_waiters = self._idle_waiters, []
-        for waiter in waiters:
-            waiter.callback(None)
+            self._start()
+        if self.idle:
+            waiters, self._idle_waiters = self._idle_waiters, []
+            for waiter in waiters:
+                waiter.callback(None)

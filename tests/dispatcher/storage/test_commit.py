@@ -8,6 +8,7 @@ driven by a `TurnReactor` (see turns.py).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -19,11 +20,13 @@ from twisted.internet.defer import Deferred, fail, succeed
 from dispatcher.domain.errors import DuplicateTask
 from dispatcher.domain.tasks import Channel, Task
 from dispatcher.service.ports import Changes
+from dispatcher.storage import schema
 from dispatcher.storage import tables as t
 from dispatcher.storage.commit import GroupCommit, mergeable, thd_batch
+from dispatcher.storage.sql import SqlStore
 from dispatcher.storage.tasks import UNKEYED, ChangeRows, change_keys
 from tests.dispatcher.storage.turns import TurnReactor
-from tests.dispatcher.storage.wiring import Wiring
+from tests.dispatcher.storage.wiring import Wiring, wire
 
 T0 = 1_700_000_000.0
 
@@ -45,8 +48,9 @@ class FakePool:
     def in_flight(self) -> int:
         return len(self._open)
 
-    def finish(self) -> None:
-        thd_fn, args, d = self._open.pop(0)
+    def finish(self, index: int = 0) -> None:
+        """Complete the `index`-th open transaction (the oldest by default)."""
+        thd_fn, args, d = self._open.pop(index)
         work: list[Any] = []
         try:
             result = thd_fn(work, *args)
@@ -187,6 +191,15 @@ def touch(log: list[Any], item: tuple[str, int]) -> int:
     return item[1]
 
 
+def marked(fn: Callable[..., Any], keys: Callable[[Any], set[Any]]) -> Callable[..., Any]:
+    """A fresh mergeable copy of `fn` (marking `fn` itself would change it for every test)."""
+
+    def each(log: list[Any], item: Any) -> Any:
+        return fn(log, item)
+
+    return mergeable(lambda log, items: [fn(log, i) for i in items], keys)(each)
+
+
 def test_interleaved_calls_on_other_rows_merge_into_one_run() -> None:
     seen, record = keyed()
     seen_b, other = keyed()
@@ -253,8 +266,7 @@ def test_a_failing_merged_batch_falls_back_to_each_call_alone(fake) -> None:
     reactor, pool, gc = fake
     seen, record = keyed()
     _, other = keyed()
-    boom = mergeable(lambda log, items: [touch(log, i) for i in items],
-                     lambda item: {item[0]})(write)
+    boom = marked(write, lambda item: {item[0]})
     results = [collect(gc.run(record, ("a", 1))), collect(gc.run(other, ("b", 2))),
                collect(gc.run(boom, "boom")), collect(gc.run(record, ("c", 3)))]
     reactor.turn()
@@ -265,6 +277,166 @@ def test_a_failing_merged_batch_falls_back_to_each_call_alone(fake) -> None:
     assert pool.transactions == [[("a", 1)], [("b", 2)], [("c", 3)]]
     assert [results[i] for i in (0, 1, 3)] == [[10], [20], [30]]
     results[2][0].trap(ValueError)
+
+
+# --- pipelining: several batches in flight ----------------------------------------------------
+
+
+@pytest.fixture
+def piped() -> tuple[TurnReactor, FakePool, GroupCommit]:
+    reactor, pool = TurnReactor(), FakePool()
+    return reactor, pool, GroupCommit(pool, reactor, in_flight=2)
+
+
+def test_in_flight_must_be_at_least_one() -> None:
+    with pytest.raises(ValueError):
+        GroupCommit(FakePool(), TurnReactor(), in_flight=0)
+
+
+def test_two_batches_on_other_rows_are_in_flight_at_once(piped) -> None:
+    reactor, pool, gc = piped
+    _, record = keyed()
+    first = collect(gc.run(record, ("a", 1)))
+    reactor.turn()
+    second = collect(gc.run(record, ("b", 2)))
+    reactor.turn()
+    assert pool.in_flight == 2 and gc.in_flight == 2
+    third = collect(gc.run(record, ("c", 3)))
+    reactor.turn()
+    assert pool.in_flight == 2  # the limit: ("c", 3) waits for a free place
+    pool.finish()
+    assert first == [10] and pool.in_flight == 2  # ("c", 3) starts as soon as one commits
+    pool.finish()
+    pool.finish()
+    assert pool.transactions == [[("a", 1)], [("b", 2)], [("c", 3)]]
+    assert second == [20] and third == [30] and gc.idle
+    assert (gc.commits, gc.calls) == (3, 3)
+
+
+def test_one_in_flight_by_default_even_on_other_rows(fake) -> None:
+    reactor, pool, gc = fake
+    _, record = keyed()
+    gc.run(record, ("a", 1))
+    reactor.turn()
+    gc.run(record, ("b", 2))
+    reactor.turn()
+    assert pool.in_flight == 1
+
+
+def test_a_call_sharing_a_key_with_a_batch_in_flight_waits_for_it(piped) -> None:
+    reactor, pool, gc = piped
+    _, record = keyed()
+    gc.run(record, ("a", 1))
+    reactor.turn()
+    again = collect(gc.run(record, ("a", 2)))
+    after = collect(gc.run(record, ("b", 3)))  # after ("a", 2), on another row: goes now
+    behind = collect(gc.run(record, ("a", 4)))  # behind the held ("a", 2): waits too
+    reactor.turn()
+    assert pool.in_flight == 2
+    pool.finish(1)
+    assert after == [30] and again == [] and behind == []
+    assert pool.in_flight == 1  # ("a", 2) still waits for ("a", 1)
+    pool.finish()
+    assert pool.in_flight == 1
+    pool.finish()
+    assert pool.transactions == [[("b", 3)], [("a", 1)], [("a", 2), ("a", 4)]]
+    assert again == [20] and behind == [40]
+
+
+def test_a_held_call_holds_back_later_calls_on_its_rows(piped) -> None:
+    """("a", 2) waits for the batch in flight; ("x", 3) shares no key with what flies, but a
+    call on "a" and "x" together waits behind ("a", 2), and so does a later call on "x"."""
+    reactor, pool, gc = piped
+    seen, record = keyed()
+    both = marked(touch, lambda item: {"a", "x"})
+    gc.run(record, ("a", 1))
+    reactor.turn()
+    gc.run(record, ("a", 2))
+    gc.run(both, ("ax", 3))
+    gc.run(record, ("x", 4))
+    gc.run(record, ("y", 5))
+    reactor.turn()
+    pool.finish(1)
+    assert pool.transactions == [[("y", 5)]]
+    while pool.in_flight:
+        pool.finish()
+    assert pool.transactions == [[("y", 5)], [("a", 1)], [("a", 2), ("ax", 3), ("x", 4)]]
+
+
+def test_a_call_without_keys_is_a_barrier(piped) -> None:
+    reactor, pool, gc = piped
+    _, record = keyed()
+    gc.run(record, ("a", 1))
+    reactor.turn()
+    gc.run(write, 5)  # no keys: waits until nothing is in flight
+    gc.run(record, ("b", 2))  # behind the barrier
+    reactor.turn()
+    assert pool.in_flight == 1
+    pool.finish()
+    assert pool.in_flight == 1  # the barrier's batch, with everything behind it
+    gc.run(record, ("c", 3))
+    reactor.turn()
+    assert pool.in_flight == 1  # nothing starts beside a barrier
+    pool.finish()
+    pool.finish()
+    assert pool.transactions == [[("a", 1)], [5, ("b", 2)], [("c", 3)]]
+
+
+def test_callbacks_per_key_keep_their_order_when_a_later_batch_commits_first(piped) -> None:
+    reactor, pool, gc = piped
+    _, record = keyed()
+    fired: list[Any] = []
+
+    def call(item: tuple[str, int]) -> None:
+        gc.run(record, item).addCallback(lambda _: fired.append(item))
+
+    call(("a", 1))
+    reactor.turn()
+    call(("b", 2))
+    call(("a", 3))
+    reactor.turn()
+    pool.finish(1)  # the later batch, ("b", 2), commits first
+    assert fired == [("b", 2)]
+    pool.finish()
+    assert fired == [("b", 2), ("a", 1)]
+    pool.finish()
+    assert fired == [("b", 2), ("a", 1), ("a", 3)]
+
+
+def test_a_failed_batch_keeps_its_keys_while_each_call_is_re_run(piped) -> None:
+    reactor, pool, gc = piped
+    _, record = keyed()
+    boom = marked(write, lambda item: {item})
+    results = [collect(gc.run(record, ("a", 1))), collect(gc.run(boom, "boom")),
+               collect(gc.run(record, ("c", 3)))]
+    reactor.turn()
+    pool.finish()  # the batch fails: each call is re-run alone, in order
+    same = collect(gc.run(record, ("a", 4)))
+    other = collect(gc.run(record, ("z", 5)))
+    reactor.turn()
+    assert pool.in_flight == 2  # the first re-run, and ("z", 5) beside it
+    pool.finish(1)
+    assert other == [50]
+    while pool.in_flight:
+        pool.finish()
+    assert pool.transactions == [[("z", 5)], [("a", 1)], [("c", 3)], [("a", 4)]]
+    assert results[0] == [10] and results[2] == [30] and same == [40]
+    results[1][0].trap(ValueError)
+    assert (gc.commits, gc.calls) == (4, 4)
+
+
+def test_drain_waits_for_every_batch_in_flight(piped) -> None:
+    reactor, pool, gc = piped
+    _, record = keyed()
+    gc.run(record, ("a", 1))
+    reactor.turn()
+    gc.run(record, ("b", 2))
+    reactor.turn()
+    drained = collect(gc.drain())
+    pool.finish(1)
+    assert drained == [] and not gc.idle
+    pool.finish()
+    assert drained == [None] and gc.idle
 
 
 def test_a_failure_of_the_pool_itself_fails_every_call() -> None:
@@ -345,6 +517,48 @@ def test_interleaved_intakes_and_changes_merge_and_last_write_wins(wiring: Wirin
     with wiring.engine.connect() as conn:
         rows = conn.execute(sa.select(t.tasks.c.id, t.tasks.c.priority)).all()
     assert sorted(rows) == sorted((f"t{i}", i + 2) for i in range(40))
+
+
+MEET_SECONDS = 10.0  # how long a transaction waits for the other one to be open beside it
+
+
+@pytest.mark.postgres
+def test_on_postgresql_two_batches_are_open_at_once_and_both_commit(pg_url: str) -> None:
+    """Each batch writes a task and then waits, inside its transaction, for the other batch
+    to be at the same point: with one batch in flight at a time the first one times out."""
+    schema.upgrade(pg_url)
+    w = wire(pg_url)
+    try:
+        gc = GroupCommit(w.pool, w.reactor, in_flight=2)
+        store = SqlStore(w.pool, gc)
+        tasks = [make_task(f"t{i}") for i in range(4)]
+        for task in tasks:
+            w.wait(store.create_task(task, None, "", []))
+        meeting = threading.Barrier(2, timeout=MEET_SECONDS)
+
+        def thd_meet(conn: sa.Connection, task_id: str) -> int:
+            meeting.wait()  # both transactions are open, and stay open until both counted
+            open_now = conn.scalar(sa.text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND xact_start IS NOT NULL"))
+            meeting.wait()
+            return int(open_now)
+
+        meet = marked(thd_meet, lambda task_id: {("task", task_id)})
+        ds = [store.record(Changes(tasks=[replace(tasks[0], priority=5)])), gc.run(meet, "t0")]
+        w.reactor.turn()  # the first batch starts, and waits in its transaction
+        ds += [store.record(Changes(tasks=[replace(tasks[1], priority=6)])), gc.run(meet, "t1"),
+               store.record(Changes(tasks=[replace(tasks[0], priority=7)]))]  # waits for t0's
+        w.reactor.turn()
+        assert gc.in_flight == 2
+        results = [w.wait(d) for d in ds]
+        assert results[1] >= 2 and results[3] >= 2  # each saw the other's transaction open
+        with w.engine.connect() as conn:
+            rows = dict(conn.execute(sa.select(t.tasks.c.id, t.tasks.c.priority)).all())
+        assert (rows["t0"], rows["t1"]) == (7, 6)
+        assert (gc.commits, gc.calls) == (4 + 3, 4 + 5)  # the intakes, then three batches
+    finally:
+        w.close()
 
 
 def test_keys_name_the_tasks_and_agents_a_change_touches() -> None:
