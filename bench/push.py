@@ -21,10 +21,15 @@ The peer in the same command is the same server without the history cache (every
 assigned frame reads the card and timeline from the store, as before the cache): each of
 `--repeats` rounds runs both, one after the other; the figures are the medians of the rounds and
 the ratio of the peer's p99 to ours. `--no-cache` runs the peer alone, `--cache-only` ours alone.
-Tasks come from `--customers` callers in turn (default 5,000).
+Tasks come from `--customers` callers in turn (default 5,000). They are first contacts (the
+intake creates the customer, whose card the cache then holds without a read), unless
+`--known K`: the first K callers are then in the database before the run, each with one
+completed call, and the cache starts without them (as after a restart), so that their first
+offer is preceded by a read of their history.
 
     .venv/bin/python bench/push.py [--store memory|sqlite|postgresql] [--agents N] [--rate R]
-        [--seconds S] [--repeats K] [--customers C] [--no-cache | --cache-only] [--json]
+        [--seconds S] [--repeats K] [--customers C] [--known K] [--no-cache | --cache-only]
+        [--json]
 """
 
 from __future__ import annotations
@@ -50,6 +55,8 @@ TICK = 0.005  # the server submits what is due every TICK seconds
 CUSTOMERS = 5000
 REPEATS = 3
 AGENTS_AT_ONCE = 200  # agents configured side by side at start-up
+KNOWN_AT_ONCE = 500  # known callers stored side by side before the run
+DAY = 86400.0
 STORES = ("memory", "sqlite", "postgresql")
 REFREEZE_SECONDS = 300.0  # the production default ([server] gc_refreeze_seconds)
 
@@ -79,7 +86,7 @@ def database(store: str):
 
 def serve(agents: int, rate: float, seconds: float, secret: str, history: bool,
           refreeze: bool = True, url: str | None = None, cache: bool = True,
-          customers: int = CUSTOMERS, profile: str | None = None) -> None:
+          customers: int = CUSTOMERS, profile: str | None = None, known: int = 0) -> None:
     from twisted.internet import asyncioreactor
 
     asyncioreactor.install()
@@ -94,7 +101,7 @@ def serve(agents: int, rate: float, seconds: float, secret: str, history: bool,
     from dispatcher.domain.agents import Agent
     from dispatcher.domain.queues import Queue
     from dispatcher.domain.routing import Router
-    from dispatcher.domain.tasks import Channel
+    from dispatcher.domain.tasks import Channel, Task, TaskState
     from dispatcher.runtime.collector import Collector
     from dispatcher.service.assignment import Assignment
     from dispatcher.service.configuration import Configuration
@@ -131,6 +138,15 @@ def serve(agents: int, rate: float, seconds: float, secret: str, history: bool,
             await DeferredList([ensureDeferred(configuration.change_agent(
                 Agent(f"a{i}", skills={"support": 5}, queues={"support"})))
                 for i in range(first, min(agents, first + AGENTS_AT_ONCE))],
+                fireOnOneErrback=True, consumeErrors=True)
+        # Known callers: stored before the run (each with a completed call of yesterday), past
+        # the cache (the inner store), as a restarted server finds them.
+        for first in range(0, known, KNOWN_AT_ONCE):
+            await DeferredList([inner.create_task(
+                Task(f"known-{i}", Channel.PHONE, "support", None, time.time() - DAY,
+                     state=TaskState.COMPLETED),
+                phone_identity(f"+3220{i:06d}"), f"Caller {i}", [])
+                for i in range(first, min(known, first + KNOWN_AT_ONCE))],
                 fireOnOneErrback=True, consumeErrors=True)
         # As App.start does: full collections on schedule (dispatcher/runtime/collector.py),
         # every REFREEZE_SECONDS as in production. With --no-refreeze: the interpreter's own.
@@ -172,7 +188,9 @@ def serve(agents: int, rate: float, seconds: float, secret: str, history: bool,
         figures = {"submitted": n, "refreeze_pause_ms": pause_ms}
         if history_cache is not None:
             figures.update(cache_hits=history_cache.hits, cache_misses=history_cache.misses,
-                           cache_reads=history_cache.reads, cached_customers=len(history_cache))
+                           cache_reads=history_cache.reads,
+                           cache_born=getattr(history_cache, "born", None),
+                           cached_customers=len(history_cache))
         print(json.dumps(figures), flush=True)
         await deferLater(reactor, 1.0)
         await console.stop()
@@ -258,7 +276,7 @@ def one_run(args: argparse.Namespace, cache: bool) -> dict:
         server = subprocess.Popen(
             [sys.executable, __file__, "--serve", "--agents", str(args.agents), "--rate",
              str(args.rate), "--seconds", str(args.seconds), "--secret", str(secret),
-             "--customers", str(args.customers),
+             "--customers", str(args.customers), "--known", str(args.known),
              *(["--profile", str(Path(args.profile).resolve())] if args.profile else []),
              *(["--url", url] if url else []),
              *(["--no-cache"] if not cache else []),
@@ -296,8 +314,8 @@ def one_run(args: argparse.Namespace, cache: bool) -> dict:
         "p90_ms": round(pct(measured, 0.90), 2) if measured else None,
         "p99_ms": round(pct(measured, 0.99), 2) if measured else None,
         "max_ms": round(max(measured), 2) if measured else None,
-        **{k: done[k] for k in ("cache_hits", "cache_misses", "cache_reads", "cached_customers")
-           if k in done},
+        **{k: done[k] for k in ("cache_hits", "cache_misses", "cache_reads", "cache_born",
+                                "cached_customers") if k in done},
     }
 
 
@@ -325,6 +343,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=REPEATS)
     ap.add_argument("--customers", type=int, default=CUSTOMERS,
                     help="callers the tasks come from in turn")
+    ap.add_argument("--known", type=int, default=0,
+                    help="callers already in the database before the run (not cached)")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--no-history", action="store_true",
                     help="offers without the customer card (isolates the push path)")
@@ -344,7 +364,7 @@ def main() -> None:
     if args.serve:
         serve(args.agents, args.rate, args.seconds, args.secret, not args.no_history,
               not args.no_refreeze, url=args.url, cache=not args.no_cache,
-              customers=args.customers, profile=args.profile)
+              customers=args.customers, profile=args.profile, known=args.known)
         return
     # Without offers' history there is no cache to compare: one variant.
     variants = ([False] if args.no_cache or args.no_history else [True] if args.cache_only
@@ -352,6 +372,7 @@ def main() -> None:
     result: dict = {
         "store": args.store, "agents": args.agents, "rate_per_s": args.rate,
         "seconds": args.seconds, "repeats": args.repeats, "customers": args.customers,
+        "known": args.known,
         "history": not args.no_history, "refreeze": not args.no_refreeze,
         "load_before": load(), "runs": [],
     }
@@ -367,7 +388,8 @@ def main() -> None:
             result["runs"].append(run)
             if not args.json:
                 hits = (f", cache hits {run['cache_hits']}, misses {run['cache_misses']} "
-                        f"(store reads {run['cache_reads']})" if "cache_hits" in run else "")
+                        f"(store reads {run['cache_reads']}, new customers kept without a "
+                        f"read {run.get('cache_born')})" if "cache_hits" in run else "")
                 print(f"  {'cache   ' if cache else 'no cache'}  median {run['median_ms']} ms"
                       f"  p90 {run['p90_ms']}  p99 {run['p99_ms']}  max {run['max_ms']}  "
                       f"(measured {run['measured']}, submitted {run['submitted']}, "

@@ -202,11 +202,11 @@ class History:
                    for t in (router.tasks.get(i) for i in ids))
 
     async def _view(self, customer_id: str, limit: int) -> CustomerView:
-        customer = await self.store.get_customer(customer_id)
+        found = await self.store.customer_history(customer_id, limit)  # one read
+        customer = found.customer
         if customer is None:
             raise UnknownCustomer(customer_id)
-        records = await self.store.customer_records(customer_id, limit)
-        timeline = tuple(entry_of(rec) for rec in records)
+        timeline = tuple(entry_of(rec) for rec in found.records)
         return CustomerView(card_of(customer, timeline), timeline)
 
     def find(self, identity: Identity) -> Deferred[Customer | None]:

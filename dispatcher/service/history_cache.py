@@ -21,9 +21,13 @@ assigned frame from that commit). What it promises:
   events, an edit, a merge, an event on a task whose customer it cannot tell) answers
   its callers as a plain read but is not kept; it is tried again once that customer's writes
   have settled. Concurrent misses share one read.
-- Filled ahead of the offer: when a new task's commit fires for a customer not cached, their
-  history is read at once (prefetch); the offer frame that follows shares that read, or finds
-  the card in memory.
+- Filled ahead of the offer without a read when the intake created the customer: the store
+  says so (`Store.intake_task`: the customer as its transaction inserted them), and a new
+  customer's history is their card and this one task, so the card is kept at the task's commit
+  (unless a read or a write of theirs is already in flight: then as below).
+- Otherwise filled ahead of the offer: when a new task's commit fires for a customer not
+  cached, their history is read at once (prefetch, one read: `Store.customer_history`); the
+  offer frame that follows shares that read, or finds the card in memory.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.defer import Deferred, succeed
 from twisted.python.failure import Failure
 
 from dispatcher.domain.events import Event
@@ -55,12 +59,14 @@ from .history import (
 from .ports import (
     Changes,
     Customer,
+    CustomerHistory,
     Identity,
     MailMessage,
     NewMail,
     Numbering,
     Store,
     StoredMail,
+    StoredTask,
     TaskRecord,
 )
 
@@ -178,8 +184,8 @@ class HistoryCache:
         self._fills: dict[str, _Fill] = {}
         self._retries: dict[str, int] = {}  # customers to read again once settled
         # Views answered from memory, views that waited on a read (their own or a prefetch's),
-        # and reads of the store.
-        self.hits = self.misses = self.reads = 0
+        # reads of the store, and new customers kept without a read.
+        self.hits = self.misses = self.reads = self.born = 0
 
     def __len__(self) -> int:
         return len(self._cards)
@@ -224,11 +230,8 @@ class HistoryCache:
     def _both(self, customer_id: str, limit: int) -> Deferred[Any]:
         assert self.store is not None
         self.reads += 1
-        d = DeferredList([self.store.get_customer(customer_id),
-                          self.store.customer_records(customer_id, limit)],
-                         fireOnOneErrback=True, consumeErrors=True)
-        return d.addCallbacks(lambda results: (results[0][1], results[1][1]),
-                              lambda f: f.value.subFailure)
+        d: Deferred[CustomerHistory] = self.store.customer_history(customer_id, limit)
+        return d.addCallback(lambda found: (found.customer, found.records))
 
     def _read(self, customer_id: str, limit: int) -> Deferred[Any]:
         """A plain read, not kept (a longer timeline than the cache holds)."""
@@ -436,8 +439,17 @@ class HistoryCache:
         write.state = "failed"
         self._settle(write)
 
-    def created(self, customer_id: str, row: _Row, events: Sequence[Event]) -> None:
-        """A new task was committed for `customer_id` (with its first events)."""
+    def created(self, customer_id: str, row: _Row, events: Sequence[Event],
+                new: Customer | None = None) -> None:
+        """A new task was committed for `customer_id` (with its first events); `new`: the
+        customer as this task's transaction created them (their history is this task alone)."""
+        if (new is not None and self.customers and customer_id not in self._cards
+                and customer_id not in self._fills and customer_id not in self._inflight):
+            card = _Card(new, {})
+            self._insert(card, customer_id, row, events)
+            self._keep(customer_id, card)
+            self.born += 1
+            return
         fill = self._fills.get(customer_id)
         if fill is not None:
             fill.created.append((row, list(events)))
@@ -498,14 +510,15 @@ def _cut(view: CustomerView, limit: int) -> CustomerView:
 # The `Store` methods that write what a timeline shows (overridden by `WatchedStore`), and the
 # others, which it passes through: a method added to the port must join one of the two
 # (tests/dispatcher/service/test_history_cache.py checks it).
-WATCHED = frozenset({"create_task", "record", "create_mail_task", "add_mail",
+WATCHED = frozenset({"create_task", "intake_task", "record", "create_mail_task", "add_mail",
                      "merge_customers", "edit_customer"})
 PASSED_THROUGH = frozenset({
     "load_state", "last_event_at", "put_queue", "put_agent", "put_calendar", "remove_queue",
     "remove_agent", "list_queues", "list_agents", "get_customer", "find_customer",
     "list_tasks", "page_tasks", "get_task", "list_calendars", "customer_tasks", "task_events",
-    "customer_records", "search_customers", "find_mail_task", "mail_messages", "mail_message",
-    "mark_mail", "last_mail_to", "known_mail_sources", "due_mail", "settle_mail",
+    "customer_records", "customer_history", "search_customers", "find_mail_task",
+    "mail_messages", "mail_message", "mark_mail", "last_mail_to", "known_mail_sources",
+    "due_mail", "settle_mail",
 })
 
 
@@ -540,20 +553,22 @@ class WatchedStore:
         write = self.cache.issued(changes.tasks, changes.events)
         return self._watch(self.inner.add_mail(messages, changes), write)
 
-    def _created(self, d: Deferred[str], task: Task, events: Sequence[Event]) -> Deferred[str]:
-        row, events = _Row.of(task), list(events)
+    def intake_task(self, task: Task, identity: Identity | None, customer_name: str,
+                    events: Sequence[Event]) -> Deferred[StoredTask]:
+        row, events = _Row.of(task), list(events)  # as stored: taken when the call is made
 
-        def done(customer_id: str) -> str:
-            row.customer_id = customer_id
-            self.cache.created(customer_id, row, events)
-            return customer_id
+        def done(stored: StoredTask) -> StoredTask:
+            row.customer_id = stored.customer_id
+            self.cache.created(stored.customer_id, row, events, stored.new)
+            return stored
 
+        d = self.inner.intake_task(task, identity, customer_name, events)
         return d.addCallback(done)
 
     def create_task(self, task: Task, identity: Identity | None, customer_name: str,
                     events: Sequence[Event]) -> Deferred[str]:
-        d = self.inner.create_task(task, identity, customer_name, events)
-        return self._created(d, task, events)
+        d = self.intake_task(task, identity, customer_name, events)
+        return d.addCallback(lambda stored: stored.customer_id)
 
     def create_mail_task(self, draft: NewMail, identity: Identity | None, customer_name: str,
                          numbered: Numbering | None = None) -> Deferred[StoredMail]:
@@ -561,7 +576,7 @@ class WatchedStore:
         def done(stored: StoredMail) -> StoredMail:
             row = _Row.of(stored.mail.task)
             row.customer_id = stored.customer_id
-            self.cache.created(stored.customer_id, row, list(stored.mail.events))
+            self.cache.created(stored.customer_id, row, list(stored.mail.events), stored.new)
             return stored
 
         d = self.inner.create_mail_task(draft, identity, customer_name, numbered)

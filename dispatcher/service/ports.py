@@ -173,6 +173,25 @@ class TaskRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class CustomerHistory:
+    """What `Store.customer_history` read in one transaction: the customer (None: no such
+    customer) and their newest tasks with their events, as `customer_records` gives them."""
+
+    customer: Customer | None
+    records: list[TaskRecord]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredTask:
+    """What `Store.intake_task` committed: the task's customer id and, when this intake created
+    that customer, the customer as stored (`new`; the task is then their only task, unless
+    another intake of the same transaction joined them). None: the customer existed before."""
+
+    customer_id: str
+    new: Customer | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class MergedCustomers:
     """What `Store.merge_customers` moved to the surviving customer."""
 
@@ -248,11 +267,13 @@ Numbering = Callable[[int], NewMail]
 @dataclass(frozen=True, slots=True)
 class StoredMail:
     """What `Store.create_mail_task` committed: the customer's id, the request number the store
-    gave, and the task with its rows as stored."""
+    gave, and the task with its rows as stored; `new` as in `StoredTask` (the customer as
+    stored when this intake created them)."""
 
     customer_id: str
     number: int
     mail: NewMail
+    new: Customer | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,6 +343,12 @@ class Store(Protocol):
         anonymous customer), store the task with that customer and its events; fire with the
         customer id once committed."""
 
+    def intake_task(
+        self, task: Task, identity: Identity | None, customer_name: str, events: Sequence[Event]
+    ) -> Deferred[StoredTask]:
+        """`create_task`, firing with a StoredTask: the customer id, and the customer as stored
+        when this intake created them (so that their card is known without a read)."""
+
     def record(self, changes: Changes) -> Deferred[None]:
         """Commit one batch of changes (group commit may merge several calls)."""
 
@@ -374,6 +401,9 @@ class Store(Protocol):
     def customer_records(self, customer_id: str, limit: int = 50) -> Deferred[list[TaskRecord]]:
         """The customer's tasks across channels, newest first, at most `limit`, each with its
         attributes and its events in order."""
+    def customer_history(self, customer_id: str, limit: int = 50
+                         ) -> Deferred[CustomerHistory]:
+        """`get_customer` and `customer_records` in one read (one transaction)."""
     def merge_customers(
         self, survivor_id: str, merged_id: str, events: Sequence[Event]
     ) -> Deferred[MergedCustomers]:

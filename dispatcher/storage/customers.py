@@ -16,6 +16,7 @@ from twisted.internet.defer import Deferred
 from dispatcher.domain.events import Event
 from dispatcher.service.ports import (
     Customer,
+    CustomerHistory,
     Identity,
     IdentityTaken,
     MergedCustomers,
@@ -31,19 +32,34 @@ from .commit import GroupCommit
 from .pool import Pool
 from .statements import chunks, insert_rows
 
+_CUSTOMER = (
+    sa.select(t.customers.c.id, t.customers.c.name, t.customers.c.created_at,
+              t.customer_identities.c.kind, t.customer_identities.c.value)
+    .select_from(t.customers.outerjoin(
+        t.customer_identities, t.customer_identities.c.customer_id == t.customers.c.id))
+    .where(t.customers.c.id == sa.bindparam("customer_id"))
+    .order_by(t.customer_identities.c.kind, t.customer_identities.c.value)
+)
+
 
 def thd_get_customer(conn: sa.Connection, customer_id: str) -> Customer | None:
-    row = conn.execute(sa.select(t.customers).where(t.customers.c.id == customer_id)).first()
-    if row is None:
+    """The customer with their identities (one query: the row joined with its identities)."""
+    rows = conn.execute(_CUSTOMER, {"customer_id": customer_id}).all()
+    if not rows:
         return None
-    ids = t.customer_identities
-    query = (
-        sa.select(ids.c.kind, ids.c.value)
-        .where(ids.c.customer_id == customer_id)
-        .order_by(ids.c.kind, ids.c.value)
-    )
-    identities = tuple(Identity(kind, value) for kind, value in conn.execute(query))
-    return Customer(id=row.id, name=row.name, created_at=row.created_at, identities=identities)
+    first = rows[0]
+    identities = tuple(Identity(row.kind, row.value) for row in rows if row.kind is not None)
+    return Customer(id=first.id, name=first.name, created_at=first.created_at,
+                    identities=identities)
+
+
+def thd_customer_history(conn: sa.Connection, customer_id: str, limit: int) -> CustomerHistory:
+    """The customer and their newest tasks with their events, in one transaction (three
+    queries; none but the first for an unknown customer)."""
+    customer = thd_get_customer(conn, customer_id)
+    if customer is None:
+        return CustomerHistory(None, [])
+    return CustomerHistory(customer, thd_customer_records(conn, customer_id, limit))
 
 
 def thd_find_customer(conn: sa.Connection, kind: str, value: str) -> Customer | None:
@@ -200,6 +216,11 @@ class SqlCustomers:
         self, customer_id: str, limit: int = r.DEFAULT_HISTORY_LIMIT
     ) -> Deferred[list[TaskRecord]]:
         return self._pool.run(thd_customer_records, customer_id, limit)
+
+    def customer_history(
+        self, customer_id: str, limit: int = r.DEFAULT_HISTORY_LIMIT
+    ) -> Deferred[CustomerHistory]:
+        return self._pool.run(thd_customer_history, customer_id, limit)
 
     def merge_customers(
         self, survivor_id: str, merged_id: str, events: Sequence[Event]

@@ -49,7 +49,7 @@ from .tasks import (
     Key,
     change_keys,
     row_keys,
-    thd_create_tasks,
+    thd_intake_tasks,
     thd_record_many,
 )
 
@@ -170,14 +170,14 @@ def thd_create_mail_tasks(conn: sa.Connection, batch: Sequence[MailIntake]
                           ) -> list[StoredMail]:
     numbers = thd_take_request_numbers(conn, len(batch))
     made = [_numbered(m, n) for m, n in zip(batch, numbers, strict=True)]
-    customers = thd_create_tasks(conn, [rows.intake for _, rows in made])
+    stored = thd_intake_tasks(conn, [rows.intake for _, rows in made])
     insert_rows(conn, t.email_requests, [{"number": n, "task_id": m.draft.task.id}
                                          for m, n in zip(batch, numbers, strict=True)])
     insert_messages(conn, [row for _, rows in made for row in rows.messages],
                     [row for _, rows in made for row in rows.attachments])
     insert_rows(conn, t.outbox, [row for _, rows in made for row in rows.outbox])
-    return [StoredMail(customer, number, mail) for customer, number, (mail, _)
-            in zip(customers, numbers, made, strict=True)]
+    return [StoredMail(s.customer_id, number, mail, s.new) for s, number, (mail, _)
+            in zip(stored, numbers, made, strict=True)]
 
 
 def _message_keys(messages: Sequence[r.Row]) -> set[Key]:

@@ -30,6 +30,7 @@ from dispatcher.service.ports import (
     Calendar,
     Changes,
     Customer,
+    CustomerHistory,
     EventSink,
     Identity,
     IdentityTaken,
@@ -43,6 +44,7 @@ from dispatcher.service.ports import (
     State,
     StoredEvent,
     StoredMail,
+    StoredTask,
     TaskFilter,
     TaskRecord,
     TaskSummary,
@@ -140,9 +142,16 @@ class MemoryStore:
     def create_task(
         self, task: Task, identity: Identity | None, customer_name: str, events: Sequence[Event]
     ) -> Deferred[str]:
+        d = self.intake_task(task, identity, customer_name, events)
+        return d.addCallback(lambda stored: stored.customer_id)
+
+    def intake_task(
+        self, task: Task, identity: Identity | None, customer_name: str, events: Sequence[Event]
+    ) -> Deferred[StoredTask]:
         if task.id in self._tasks:
             return fail(DuplicateTask(task.id))
         customer_id = self._identities.get(identity) if identity is not None else None
+        new = None
         if customer_id is None:
             customer_id = uuid.uuid4().hex
             self._customers[customer_id] = _CustomerRow(customer_name, task.created_at)
@@ -150,11 +159,12 @@ class MemoryStore:
                 key = Identity(identity.kind, identity.value)
                 self._identities[key] = customer_id
                 self._ids_of.setdefault(customer_id, set()).add(key)
+            new = self._customer(customer_id)
         stored = _copy_task(task)
         stored.customer_id = customer_id
         self._put(stored)
         self._append(events)
-        return succeed(customer_id)
+        return succeed(StoredTask(customer_id, new))
 
     def record(self, changes: Changes) -> Deferred[None]:
         for task in changes.tasks:
@@ -341,6 +351,15 @@ class MemoryStore:
             for t in found
         ])
 
+    def customer_history(
+        self, customer_id: str, limit: int = DEFAULT_HISTORY_LIMIT
+    ) -> Deferred[CustomerHistory]:
+        customer = self._customer(customer_id)
+        if customer is None:
+            return succeed(CustomerHistory(None, []))
+        return self.customer_records(customer_id, limit).addCallback(
+            lambda records: CustomerHistory(customer, records))
+
     def _trails(self) -> dict[str, list[StoredEvent]]:
         """Task id -> its events, kept up to date from the append-only log (only the events
         appended since the last call are looked at)."""
@@ -420,18 +439,18 @@ class MemoryStore:
             return fail(DuplicateTask(made.task.id))
         if any(m.source is not None and m.source in mail.sources for m in made.messages):
             return fail(DuplicateTask(made.task.id))
-        d = self.create_task(made.task, identity, customer_name, made.events)
+        d = self.intake_task(made.task, identity, customer_name, made.events)
         d.addCallback(self._mail_stored, number, made)
         return d
 
-    def _mail_stored(self, customer_id: str, number: int, made: NewMail) -> StoredMail:
+    def _mail_stored(self, stored: StoredTask, number: int, made: NewMail) -> StoredMail:
         mail = self._mail
         mail.last_number = number
         mail.requests[number] = made.task.id
         self._keep_messages(made.messages)
         self.record(Changes(outbox=list(made.outbox)))
         self._queue_mail(made.outbox)
-        return StoredMail(customer_id, number, made)
+        return StoredMail(stored.customer_id, number, made, stored.new)
 
     def _keep_messages(self, messages: Sequence[MailMessage]) -> None:
         for m in messages:

@@ -24,8 +24,10 @@ from dispatcher.domain.events import Event
 from dispatcher.domain.tasks import FINAL_STATES, Task
 from dispatcher.service.ports import (
     Changes,
+    Customer,
     Identity,
     StoredEvent,
+    StoredTask,
     TaskFilter,
     TaskSummary,
 )
@@ -85,15 +87,23 @@ _KNOWN_IDENTITIES = sa.select(
 
 def thd_create_tasks(conn: sa.Connection, intakes: Sequence[Intake]) -> list[str]:
     """Store each intake in order, as `create_task` promises; return the customer ids."""
+    return [stored.customer_id for stored in thd_intake_tasks(conn, intakes)]
+
+
+def thd_intake_tasks(conn: sa.Connection, intakes: Sequence[Intake]) -> list[StoredTask]:
+    """Store each intake in order, as `intake_task` promises: the customer ids, and the
+    customers this batch created (as inserted: the first intake of an identity creates its
+    customer, the later ones of the batch join them)."""
     _refuse_duplicates(conn, [i.task["id"] for i in intakes])
     known = _known_identities(conn, {i.identity for i in intakes if i.identity is not None})
     customers: list[r.Row] = []
     identities: list[r.Row] = []
     task_rows: list[r.Row] = []
     events: list[r.Row] = []
-    result: list[str] = []
+    result: list[StoredTask] = []
     for intake in intakes:
         customer_id = known.get(intake.identity) if intake.identity is not None else None
+        new = None
         if customer_id is None:
             customer_id = new_customer_id()
             created = intake.task["created_at"]
@@ -104,9 +114,11 @@ def thd_create_tasks(conn: sa.Connection, intakes: Sequence[Intake]) -> list[str
                 kind, value = intake.identity
                 identities.append({"kind": kind, "value": value, "customer_id": customer_id})
                 known[intake.identity] = customer_id
+            new = Customer(customer_id, intake.customer_name, created,
+                           () if intake.identity is None else (Identity(*intake.identity),))
         task_rows.append({**intake.task, "customer_id": customer_id})
         events.extend(intake.events)
-        result.append(customer_id)
+        result.append(StoredTask(customer_id, new))
     insert_rows(conn, t.customers, customers)
     insert_rows(conn, t.customer_identities, identities)
     append(conn, t.tasks, task_rows)
@@ -144,6 +156,11 @@ def change_keys(changes: ChangeRows) -> set[Key]:
 @mergeable(thd_create_tasks, intake_keys)
 def thd_create_task(conn: sa.Connection, intake: Intake) -> str:
     return thd_create_tasks(conn, [intake])[0]
+
+
+@mergeable(thd_intake_tasks, intake_keys)
+def thd_intake_task(conn: sa.Connection, intake: Intake) -> StoredTask:
+    return thd_intake_tasks(conn, [intake])[0]
 
 
 def _refuse_duplicates(conn: sa.Connection, ids: list[str]) -> None:
@@ -282,13 +299,19 @@ class SqlTasks:
     def create_task(
         self, task: Task, identity: Identity | None, customer_name: str, events: Sequence[Event]
     ) -> Deferred[str]:
+        d = self.intake_task(task, identity, customer_name, events)
+        return d.addCallback(lambda stored: stored.customer_id)
+
+    def intake_task(
+        self, task: Task, identity: Identity | None, customer_name: str, events: Sequence[Event]
+    ) -> Deferred[StoredTask]:
         intake = Intake(
             task=r.task_row(task),
             identity=None if identity is None else (identity.kind, identity.value),
             customer_name=customer_name,
             events=[r.event_row(e) for e in events],
         )
-        return self._commit.run(thd_create_task, intake)
+        return self._commit.run(thd_intake_task, intake)
 
     def record(self, changes: Changes) -> Deferred[None]:
         snap = ChangeRows(

@@ -46,9 +46,11 @@ async def test_offers_carry_the_cached_card_equal_to_a_fresh_read(tmp_path):
         first = await c.mail(subject="Earlier question", text="First line\nsecond")
         await client.request("presence", status="available")
         offer = await client.expect("offer")
+        assert (cache.reads, cache.born) == (0, 1)  # a first contact: the card without a read
         reads = cache.reads
         expected = customer_view(await to_future(fresh.view(first.customer_id)))
         assert offer["customer"] == expected
+        assert [e["task_id"] for e in expected["timeline"]] == [first.id]
         assert (await client.request("accept", offer_id=offer["offer_id"]))["type"] == "ok"
         assigned = await client.expect("assigned")
         assert assigned["customer"] == customer_view(

@@ -161,7 +161,12 @@ def trail(served: Served, task_id: str) -> dict:
 
 @pytest.mark.slow
 def test_smtp_in_categorised_suggested_reviewed_and_relayed(served: Served) -> None:
-    task_id = asyncio.run(asyncio.wait_for(_conversation(served.smtp_port, served.ws_port), 120))
+    task_id, customer = asyncio.run(asyncio.wait_for(
+        _conversation(served.smtp_port, served.ws_port), 120))
+    # Ann's first contact: her card in the offer is the customer the intake stored.
+    assert running.rows(served.url, "select c.id, c.name, c.created_at from customers c join "
+                        "tasks t on t.customer_id = c.id where t.id = :t", t=task_id) == [
+        (customer["id"], customer["name"], customer["since"])]
     msg = relayed(served, "ann@customer.org")
     assert msg["Subject"] == "Re: Where is my parcel? [#SB-000001]"
     body = msg.get_body(("plain",)).get_content()
@@ -240,7 +245,7 @@ async def _approve_all(ws_port: int) -> None:
     await boss.ws.close()
 
 
-async def _conversation(smtp_port: int, ws_port: int) -> str:
+async def _conversation(smtp_port: int, ws_port: int) -> tuple[str, dict]:
     agent = await console(ws_port, "a1", "agent")
     boss = await console(ws_port, "boss", "supervisor")
     assert (await agent.request("presence", status="available"))["type"] == "ok"
@@ -251,6 +256,12 @@ async def _conversation(smtp_port: int, ws_port: int) -> str:
     await asyncio.to_thread(_send, smtp_port, mail)
     offer = await agent.expect("offer")
     assert offer["task"]["attributes"]["category"] == "delivery"
+    customer, task_id = offer["customer"], offer["task"]["id"]  # a first contact
+    assert (customer["name"], customer["identities"]) == (
+        "Ann Example", [{"kind": "email", "value": "ann@customer.org"}])
+    assert customer["open_tasks"] == [task_id]
+    assert [(e["task_id"], e["state"], e["subject"]) for e in customer["timeline"]] == [
+        (task_id, "offered", "Where is my parcel?")]
     answers = offer["answers"]
     assert answers["mode"] == "suggested" and len(answers["suggestions"]) == 3
     best = answers["suggestions"][0]
@@ -270,7 +281,7 @@ async def _conversation(smtp_port: int, ws_port: int) -> str:
     assert decided["type"] == "ok" and decided["item"]["score"] == 4
     await agent.ws.close()
     await boss.ws.close()
-    return offer["task"]["id"]
+    return task_id, customer
 
 
 def _send(port: int, mail: EmailMessage) -> None:

@@ -146,9 +146,9 @@ def build_stack(store: Any = None, start: float = T0, wait: Callable[[Deferred],
 
 
 class HeldStore:
-    """A MemoryStore whose acknowledgements (`record`, and `create_task` when `hold_intake`)
-    wait until the test releases them. The data is handed over at call time, as the port says
-    stores copy what they are given then; only the Deferreds stay unfired."""
+    """A MemoryStore whose acknowledgements (`record`, and `create_task` or `intake_task` when
+    `hold_intake`) wait until the test releases them. The data is handed over at call time, as
+    the port says stores copy what they are given then; only the Deferreds stay unfired."""
 
     def __init__(self, hold_intake: bool = False) -> None:
         self.inner = MemoryStore()
@@ -167,6 +167,11 @@ class HeldStore:
     def create_task(self, task, identity, customer_name, events) -> Deferred:
         self.calls.append("create_task")
         done = self.inner.create_task(task, identity, customer_name, events)
+        return self._hold(done) if self.hold_intake else done
+
+    def intake_task(self, task, identity, customer_name, events) -> Deferred:
+        self.calls.append("intake_task")
+        done = self.inner.intake_task(task, identity, customer_name, events)
         return self._hold(done) if self.hold_intake else done
 
     def record(self, changes: Changes) -> Deferred:

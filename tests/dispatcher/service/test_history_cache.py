@@ -145,6 +145,71 @@ def test_an_edit_and_a_merge_reach_the_cache(both):
     both.same(ann.customer_id)  # kept again after the read
 
 
+def test_a_new_customer_is_kept_at_their_intake_without_a_read(both):
+    s = both.stack
+    s.put_agent("a1", 6)
+    s.login("a1")
+    # Two first contacts of one caller in the same turn (one group commit on SQL: the first
+    # creates the customer, the second joins them), and a caller without an identity.
+    caller = phone_identity("+3225550177")
+    ds = [s.intake.submit(Channel.PHONE, "support", identity=caller, customer_name="Cy")
+          for _ in range(2)]
+    first, second = (s.wait(d) for d in ds)
+    anonymous = s.call(identity=None)
+    s.settle()
+    assert first.customer_id == second.customer_id != anonymous.customer_id
+    assert both.cache.reads == 0 and both.cache.born == 2 and not both.cache._fills
+    view = both.same(first.customer_id)
+    assert view.card.name == "Cy" and view.card.identities == (caller,)
+    assert {e.task_id for e in view.timeline} == {first.id, second.id}
+    assert "offered" in {e.state for e in view.timeline}  # the offer's write reached it
+    assert both.same(anonymous.customer_id).timeline[0].task_id == anonymous.id
+    # An e-mail's first contact too (the mail intake's transaction tells the same).
+    mail = s.wait(s.intake.commit(s.intake.draft(Channel.EMAIL, "support", attributes={
+        "subject": "Hello"}), email_identity("dee@example.org"), "Dee"))
+    assert mail.new is not None and both.cache.born == 3
+    assert both.same(mail.customer_id).timeline[0].subject == "Hello"
+    assert both.cache.reads == 0
+
+
+class HeldReads(HeldStore):
+    """A HeldStore whose intakes and history reads answer only when released (what they store
+    or read is taken at call time), and whose `record` calls are committed at once."""
+
+    def __init__(self) -> None:
+        super().__init__(hold_intake=True)
+
+    def record(self, changes: Changes) -> Deferred:
+        return self.inner.record(changes)
+
+    def customer_history(self, customer_id: str, limit: int = 50) -> Deferred:
+        return self._hold(self.inner.customer_history(customer_id, limit))
+
+
+def test_a_first_contact_is_not_kept_from_the_intake_when_a_read_is_under_way():
+    """Two intakes of one new caller in one transaction, their commits told joiner first: the
+    joiner's prefetch is under way when the creator's word comes, which then waits for it."""
+    held = HeldReads()
+    cache = HistoryCache(customers=10)
+    stack = build_stack(WatchedStore(held, cache))
+    stack.put_queue(support_queue())
+    caller = phone_identity("+3225550100")
+    creator, joiner = (stack.intake.submit(Channel.PHONE, "support", identity=caller)
+                       for _ in range(2))
+    value, d = held.held.pop(1)  # the joiner's commit is told first: a prefetch starts
+    d.callback(value)
+    value, d = held.held.pop(0)  # then the creator's
+    d.callback(value)
+    customer = stack.wait(creator).customer_id
+    assert stack.wait(joiner).customer_id == customer
+    assert customer not in cache and cache.born == 0 and cache.reads == 1
+    held.release()  # the read answers: both tasks, kept
+    view = stack.wait(cache.view(customer, 20))
+    assert cache.hits == 1
+    assert view == stack.wait(History(held.inner, stack.assignment).view(customer))
+    assert len(view.timeline) == 2
+
+
 class LateStore(HeldStore):
     """A MemoryStore whose `record` calls are neither visible nor acknowledged until released
     (the data copied at call time, as the port says)."""

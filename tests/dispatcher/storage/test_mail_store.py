@@ -48,6 +48,8 @@ def test_a_mail_task_is_stored_with_its_number_messages_and_attachments(h: Harne
     first = stored(h, "t1", msg)
     assert first.number == 1 and first.mail.task.id == "t1"
     assert h.wait(h.store.get_customer(first.customer_id)).identities == (ALICE,)
+    assert first.new == h.wait(h.store.get_customer(first.customer_id))  # created by it
+    assert stored(h, "t2").new is None  # Alice is known now
     assert h.wait(h.store.mail_messages("t1")) == [msg]
     assert h.wait(h.store.find_mail_task(request_number=1)).id == "t1"
     assert [e.kind for e in h.wait(h.store.task_events("t1"))] == ["task.created", "task.queued"]

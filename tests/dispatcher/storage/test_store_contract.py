@@ -26,9 +26,12 @@ from dispatcher.domain.tasks import Channel, Task, TaskState
 from dispatcher.service.ports import (
     Calendar,
     Changes,
+    Customer,
+    CustomerHistory,
     Identity,
     OutboxItem,
     Store,
+    StoredTask,
     TaskFilter,
 )
 from dispatcher.storage.memory import MemoryStore
@@ -261,6 +264,40 @@ def test_intakes_of_one_turn_with_the_same_new_identity_share_a_customer(h: Harn
     ids = {h.wait(d) for d in ds}
     assert len(ids) == 1
     assert h.wait(h.store.find_customer(BOB)).id == ids.pop()
+
+
+def test_intake_task_gives_the_customer_it_created_as_stored(h: Harness) -> None:
+    first = h.wait(h.store.intake_task(make_task("t1"), ALICE, "Alice", created(make_task("t1"))))
+    assert first.new == Customer(first.customer_id, "Alice", T0, (ALICE,))
+    assert first.new == h.wait(h.store.get_customer(first.customer_id))
+    again = h.wait(h.store.intake_task(make_task("t2", T0 + 5), ALICE, "Someone else", []))
+    assert again == StoredTask(first.customer_id, None)  # known: not created again
+    anonymous = h.wait(h.store.intake_task(make_task("t3", T0 + 9), None, "", []))
+    assert anonymous.new == Customer(anonymous.customer_id, "", T0 + 9, ())
+    assert anonymous.new == h.wait(h.store.get_customer(anonymous.customer_id))
+
+
+def test_intakes_of_one_turn_with_a_new_identity_the_first_creates_the_others_join(
+        h: Harness) -> None:
+    ds = [h.store.intake_task(make_task(f"t{i}", T0 + i), BOB, "Bob", []) for i in range(3)]
+    stored = [h.wait(d) for d in ds]
+    assert len({s.customer_id for s in stored}) == 1
+    assert [s.new for s in stored] == [Customer(stored[0].customer_id, "Bob", T0, (BOB,)),
+                                       None, None]
+    assert h.wait(h.store.customer_tasks(stored[0].customer_id))[0].id == "t2"
+
+
+def test_customer_history_is_the_customer_and_their_records_in_one_read(h: Harness) -> None:
+    alice = create(h, make_task("t1"), ALICE, "Alice")
+    create(h, make_task("t2", T0 + 10, channel=Channel.PHONE), ALICE)
+    create(h, make_task("other", T0 + 20), BOB)
+    history = h.wait(h.store.customer_history(alice, 5))
+    assert history == CustomerHistory(h.wait(h.store.get_customer(alice)),
+                                      h.wait(h.store.customer_records(alice, 5)))
+    assert [r.summary.id for r in history.records] == ["t2", "t1"]
+    assert [e.kind for e in history.records[1].events] == ["task.created", "task.queued"]
+    assert [r.summary.id for r in h.wait(h.store.customer_history(alice, 1)).records] == ["t2"]
+    assert h.wait(h.store.customer_history("nobody")) == CustomerHistory(None, [])
 
 
 def test_create_task_stores_the_task_with_its_customer(h: Harness) -> None:
