@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from .errors import InvalidValue
 from .tasks import Channel
@@ -53,8 +54,8 @@ class InterruptionMatrix:
 DEFAULT_INTERRUPTIONS = InterruptionMatrix()
 
 
-def check_skills(skills: Mapping[str, int]) -> dict[str, int]:
-    """Validate skill levels (0-10); return a plain dict copy."""
+def check_skills(skills: Mapping[str, Any]) -> dict[str, int]:
+    """Validate skill levels (0-10) given as anything; return a plain dict copy."""
     for name, level in skills.items():
         if not name or not isinstance(level, int) or not MIN_LEVEL <= level <= MAX_LEVEL:
             raise InvalidValue(f"skill {name!r}: level must be an integer {MIN_LEVEL}-{MAX_LEVEL}")

@@ -56,6 +56,7 @@ import itertools
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
+from typing import Any, TypeGuard
 
 from . import events as ev
 from .agents import DEFAULT_INTERRUPTIONS, Agent, InterruptionMatrix, Presence, meets
@@ -173,7 +174,7 @@ class Bucket:
         self.agent_live: dict[str, tuple] = {}  # agent id -> its live entry
         self.eligible: set[str] = set()
         # eligible agent id -> minus the sum of their levels in the required skills
-        self.levels: dict[str, int] = {}
+        self.levels: dict[str, float] = {}  # floats, as the idle times beside them in a key
         self.push = self.by_skill = False
         self.rule = AgentChoice.LONGEST_IDLE.value
         self.configure(queue)
@@ -186,7 +187,7 @@ class Bucket:
 
     def admit(self, agent: Agent) -> None:
         self.eligible.add(agent.id)
-        self.levels[agent.id] = -sum(agent.skills.get(s, 0) for s in self.requirement)
+        self.levels[agent.id] = -float(sum(agent.skills.get(s, 0) for s in self.requirement))
 
     def dismiss(self, agent_id: str) -> None:
         self.eligible.discard(agent_id)
@@ -490,7 +491,7 @@ class Router:
         out = Outcome()
         if task.state is not TaskState.ASSIGNED:
             raise IllegalTransition(task_id, task.state.value, TaskState.QUEUED.value)
-        agent = self.agents[task.agent_id]
+        agent = self.agents[task.agent_id]  # type: ignore[index]  # assigned: it has an agent
         self._release(agent, task.id, now)
         task.move(TaskState.QUEUED, now)
         task.agent_id = None
@@ -513,7 +514,7 @@ class Router:
             raise InvalidValue("transfer to exactly one of a queue or an agent")
         if task.state is not TaskState.ASSIGNED:
             raise IllegalTransition(task_id, task.state.value, TaskState.QUEUED.value)
-        holder = self.agents[task.agent_id]
+        holder = self.agents[task.agent_id]  # type: ignore[index]  # assigned: it has an agent
         target: Agent | None = None
         if agent_id is not None:
             target = self._agent(agent_id)
@@ -529,7 +530,7 @@ class Router:
         # Whoever passed the task on is not offered it back.
         self.declined.setdefault(task.id, set()).add(holder.id)
         out.declines.append((task.id, holder.id))
-        data = {"from_agent": holder.id, "from_queue": old_queue.name}
+        data: dict[str, str | None] = {"from_agent": holder.id, "from_queue": old_queue.name}
         if new_queue is not old_queue:
             self._rehome(task, old_queue, new_queue, now)
             data["to_queue"] = new_queue.name
@@ -652,7 +653,8 @@ class Router:
         offer = self.offers.get(offer_id)
         agent = self.agents.get(agent_id)
         if agent is None or offer is None or offer.agent_id != agent_id:
-            offer = self._own_offer(agent_id, offer_id)  # raises the right error
+            self._own_offer(agent_id, offer_id)  # raises the right error
+            raise AssertionError("not reached")
         task = self.tasks[offer.task_id]
         # _end_offer, inline (the hot path)
         del self.offers[offer_id]
@@ -745,7 +747,7 @@ class Router:
         until = (task.updated_at or task.created_at) + self.queues[task.queue].wrap_up_seconds
         return until, until + MAX_WRAP_UP_EXTENSION
 
-    def extend_wrap_up(self, agent_id: str, task_id: str, seconds: float, now: float
+    def extend_wrap_up(self, agent_id: str, task_id: str, seconds: object, now: float
                        ) -> Outcome:
         """The holder needs more time: the wrap-up ends `seconds` later (counted from now when
         its time is already up), never beyond its limit. Logged as `task.wrap_up_extended`."""
@@ -756,7 +758,7 @@ class Router:
         if not _number(seconds) or not 0 < seconds <= MAX_WRAP_UP_EXTENSION:
             raise InvalidValue(f"a wrap-up is extended by more than 0 and at most "
                                f"{MAX_WRAP_UP_EXTENSION:g} seconds")
-        was, limit = self.wrap_up_window(task_id)
+        was, limit = self.wrap_up_window(task_id)  # type: ignore[misc]  # a wrap-up: not None
         start = max(was, now)
         until = start + seconds
         if until > limit:
@@ -884,7 +886,8 @@ class Router:
         only; O(tasks waiting in the agent's pull buckets)."""
         agent = self._agent(agent_id)
         channels = self._pickable_channels(agent)
-        total, entries = 0, []
+        total = 0
+        entries: list[tuple] = []
         for b in self._agent_buckets.get(agent_id, ()):
             if b.push or b.channel not in channels or not b.task_live:
                 continue
@@ -960,14 +963,14 @@ class Router:
         return agent, task
 
     def _bucket(self, task: Task) -> Bucket:
-        return self._bucket_for(task.queue, task.channel, task.required_skills)
+        return self._bucket_for(task.queue, task.channel, task.required_skills)  # type: ignore[arg-type]
 
     def _bucket_for(self, queue: str, channel: Channel, req: dict[str, int]) -> Bucket:
         mine = self._queue_buckets.get(queue, ())
         if len(mine) <= FEW_BUCKETS:  # the usual case: a look at each beats building the key
-            for b in mine:
-                if b.channel is channel and b.requirement == req:
-                    return b
+            for one in mine:
+                if one.channel is channel and one.requirement == req:
+                    return one
         # The key: the requirement's items in order (one item needs no sorting).
         key = (queue, channel, tuple(sorted(req.items())) if len(req) > 1 else tuple(req.items()))
         b = self._buckets.get(key)
@@ -1008,14 +1011,15 @@ class Router:
         cap = agent.capacity
         if len(held) == 1 and not agent.engaged:  # the usual case: one task held
             (one,) = held.values()
-            allowed = self.matrix.allows.get(one, _NO_CHANNELS)
-            return tuple(ch for ch in chans if ch in allowed and (ch is not one or cap[ch] > 1))
+            lets_in = self.matrix.allows.get(one, _NO_CHANNELS)
+            return tuple(ch for ch in chans if ch in lets_in and (ch is not one or cap[ch] > 1))
         counts: dict[Channel, int] = {}
         for ch in held.values():
             counts[ch] = counts.get(ch, 0) + 1
         for ch in agent.engaged:  # busy outside our routing: held, and full
             counts[ch] = max(counts.get(ch, 0), cap.get(ch, 0), 1)
-        allows, allowed = self.matrix.allows, None
+        allows = self.matrix.allows
+        allowed: frozenset[Channel] | None = None
         for ch in counts:  # what every channel held lets in (the interruption matrix)
             ok = allows.get(ch, _NO_CHANNELS)
             allowed = ok if allowed is None else allowed & ok
@@ -1040,7 +1044,7 @@ class Router:
         if b.by_skill:
             k1, k2 = b.levels[aid], agent.idle_since
         else:
-            k1, k2 = agent.idle_since, 0
+            k1, k2 = agent.idle_since, 0.0
         live = b.agent_live
         cur = live.get(aid)
         if cur is not None and cur[0] == k1 and cur[1] == k2:
@@ -1059,6 +1063,9 @@ class Router:
             self._unlist(aid)
             return
         idle, seq, pushed = agent.idle_since, self._seq, False
+        # Any: one object, compiled too (mypyc would keep a tuple type unboxed and box it anew
+        # at each use), as `live` and the run or the heap must hold the same entry.
+        entry: Any
         for b in self._agent_buckets.get(aid, ()):
             live = b.agent_live
             if b.channel not in can:
@@ -1068,11 +1075,12 @@ class Router:
             if b.by_skill:
                 k1, k2 = b.levels[aid], idle
             else:
-                k1, k2 = idle, 0
+                k1, k2 = idle, 0.0
             cur = live.get(aid)
             if cur is not None and cur[0] == k1 and cur[1] == k2:
                 continue
-            live[aid] = entry = (k1, k2, next(seq), aid)
+            entry = (k1, k2, next(seq), aid)
+            live[aid] = entry
             pushed = True
             run = b.run  # Bucket.list_agent, inline
             if not run or entry > run[-1]:
@@ -1114,7 +1122,8 @@ class Router:
         task_id, seq = task.id, next(self._seq)
         queue = self.queues[task.queue]
         # _task_entry, inline: _order's key, then the sequence and the id
-        entry = (-(task.priority + queue.priority), queue.due(task), task.created_at, seq, task_id)
+        entry: Any = (-(task.priority + queue.priority), queue.due(task), task.created_at, seq,
+                      task_id)  # Any: one object, compiled too (see _refresh)
         live = b.task_live
         live[task_id] = seq
         self._task_bucket[task_id] = b
@@ -1147,8 +1156,9 @@ class Router:
         step, skipped = min(task.step, n), []
         while step < n and task.created_at + steps[step].after_seconds <= now:
             step += 1
-        req = (task.required_skills if step == task.step
-               else queue.requirement_at(task.base_skills, step))
+        req: dict[str, int] = (task.required_skills  # type: ignore[assignment]  # set at intake
+                               if step == task.step
+                               else queue.requirement_at(task.base_skills, step))
         while step < n and not self._could_match(task, req):
             skipped.append(step)
             step += 1
@@ -1169,7 +1179,7 @@ class Router:
 
     def _place(self, task: Task, now: float, out: Outcome) -> None:
         """Offer a queued task to the best available eligible agent, or leave it waiting."""
-        b = self._bucket_for(task.queue, task.channel, task.required_skills)
+        b = self._bucket_for(task.queue, task.channel, task.required_skills)  # type: ignore[arg-type]
         out.tasks[task.id] = task
         if self._prefs and b.push and task.id in self._prefs and self._place_sticky(
                 task, b, now, out):
@@ -1265,7 +1275,10 @@ class Router:
         if self._sticky and agent.id in self._sticky and self._serve_sticky(agent, can, now, out):
             return True
         aid, declined = agent.id, self.declined
-        best, best_b, looked, skipped = None, None, 0, {}
+        best: tuple | None = None
+        best_b: Bucket | None = None
+        looked = 0
+        skipped: dict = {}
         for b in self._agent_buckets.get(aid, ()):
             if not b.push or b.channel not in can:
                 continue
@@ -1283,7 +1296,7 @@ class Router:
                     continue
             if best is None or entry < best:
                 best, best_b = entry, b
-        if best is None:
+        if best is None or best_b is None:
             return False
         task = self.tasks[best[4]]
         self._unbucket(task)
@@ -1379,11 +1392,11 @@ class Router:
             raise IllegalTransition(task_id, task.state.value, to.value)
         freed: Agent | None = None
         if task.state is TaskState.OFFERED:
-            offer = self.offers[task.offer_id]
+            offer = self.offers[task.offer_id]  # type: ignore[index]  # offered: it has one
             freed = self.agents[offer.agent_id]
             self._withdraw(offer, now, out, to.value, actor, requeue=False)
         elif task.state is TaskState.ASSIGNED:
-            freed = self.agents[task.agent_id]
+            freed = self.agents[task.agent_id]  # type: ignore[index]  # assigned: it has one
             self._release(freed, task.id, now)
         task.move(to, now)
         self._forget(task)
@@ -1499,7 +1512,8 @@ class Router:
         out.touch(task)
         out.events.append(ev.Event(ev.TASK_CHANGED, now, task.id, data={
             "preference": "ended", "reason": reason, "preferred_agent": aid,
-            "preferred_until": until, "requirement": dict(task.required_skills)}))
+            "preferred_until": until,
+            "requirement": dict(task.required_skills)}))  # type: ignore[arg-type]
 
     def _release_reserved(self, agent: Agent, now: float, out: Outcome) -> None:
         """After a change of the agent's configuration: the tasks reserved for them that they
@@ -1531,7 +1545,7 @@ class Router:
 
     # ------------------------------------------------------------------ supervision
 
-    def set_priority(self, task_id: str, priority: int, now: float, actor: str) -> Outcome:
+    def set_priority(self, task_id: str, priority: object, now: float, actor: str) -> Outcome:
         """A supervisor changes an open task's priority (logged as `task.changed`). A waiting
         task takes its new place in the order at once, and is offered when someone can take
         it now; an offered or held task stays where it is (the priority counts when it waits
@@ -1580,7 +1594,7 @@ class Router:
         data: dict = {"from_agent": None, "from_queue": old_queue.name}
         freed: Agent | None = None
         if task.state is TaskState.OFFERED:
-            offer = self.offers[task.offer_id]
+            offer = self.offers[task.offer_id]  # type: ignore[index]  # offered: it has one
             freed = self.agents[offer.agent_id]
             data["offered_to"] = freed.id
             self._withdraw(offer, now, out, "redirected", actor, requeue=False)
@@ -1616,13 +1630,13 @@ class Router:
         task = self._task(task_id)
         if task.state is not TaskState.ASSIGNED:
             raise IllegalTransition(task_id, task.state.value, TaskState.QUEUED.value)
-        holder = task.agent_id
+        holder: str = task.agent_id  # type: ignore[assignment]  # assigned: it has an agent
         self.declined.setdefault(task_id, set()).add(holder)
         out = self.requeue(task_id, now, reason, actor)
         out.declines.append((task_id, holder))
         return out
 
 
-def _number(value: object) -> bool:
+def _number(value: object) -> TypeGuard[int | float]:
     """A real number (not a bool), finite or not."""
     return isinstance(value, int | float) and not isinstance(value, bool)
