@@ -18,8 +18,9 @@ another 20 µs, while the database thread holds the GIL the reactor needs. Here:
 What it promises, the same as statements.py: text is made storable first (`storable`), JSON
 columns hold what SQLAlchemy's JSON type would store (`json.dumps`), and the effect equals the
 SQLAlchemy statements': `append` inserts every row in order; `update_tasks` writes every column
-of each task row and inserts the rows that are not stored yet (a task recorded before it was
-created, as the MemoryStore allows).
+of each whole task row and inserts the rows that are not stored yet (a task recorded before it
+was created, as the MemoryStore allows), and writes only the hot columns of a stored task from
+a row that has only those (the slim rows of `SqlTasks.record`: no attributes sent or parsed).
 """
 
 from __future__ import annotations
@@ -154,20 +155,47 @@ def append_events(conn: sa.Connection, events: Sequence[r.Row]) -> None:
 
 TASK_COLUMNS = tuple(c.name for c in t.tasks.columns)
 _CHANGED = tuple(name for name in TASK_COLUMNS if name != "id")
+HOT_COLUMNS = r.HOT_TASK_COLUMNS
+_HOT_CHANGED = tuple(name for name in HOT_COLUMNS if name != "id")
 
 
-_PG_UPDATE = (f"UPDATE tasks SET {', '.join(f'{n} = v.{n}' for n in _CHANGED)}"
-              " FROM json_populate_recordset(NULL::tasks, %s) AS v"
-              " WHERE tasks.id = v.id RETURNING tasks.id")
-_SQLITE_UPDATE = (f"UPDATE tasks SET {', '.join(f'{n} = ?' for n in _CHANGED)} WHERE id = ?")
+def _pg_update(changed: tuple[str, ...]) -> str:
+    return (f"UPDATE tasks SET {', '.join(f'{n} = v.{n}' for n in changed)}"
+            " FROM json_populate_recordset(NULL::tasks, %s) AS v"
+            " WHERE tasks.id = v.id RETURNING tasks.id")
+
+
+def _sqlite_update(changed: tuple[str, ...]) -> str:
+    return f"UPDATE tasks SET {', '.join(f'{n} = ?' for n in changed)} WHERE id = ?"
+
+
+_PG_UPDATE, _PG_UPDATE_HOT = _pg_update(_CHANGED), _pg_update(_HOT_CHANGED)
+_SQLITE_UPDATE, _SQLITE_UPDATE_HOT = _sqlite_update(_CHANGED), _sqlite_update(_HOT_CHANGED)
 _STORED = sa.select(t.tasks.c.id).where(t.tasks.c.id.in_(sa.bindparam("ids", expanding=True)))
+_UPDATE_HOT = (t.tasks.update().where(t.tasks.c.id == sa.bindparam("v_id"))
+               .values({n: sa.bindparam(f"v_{n}") for n in _HOT_CHANGED}))
+
+
+class TaskNotStored(LookupError):
+    """A row of hot columns only names a task that is not stored: it cannot be inserted."""
 
 
 def update_tasks(conn: sa.Connection, rows: Sequence[r.Row]) -> None:
-    """Write each task row (every column; one row per id at most): an UPDATE of the stored ones
-    in bulk, then the upsert of statements.py for those not stored yet."""
+    """Write each task row (one row per id at most): a whole row (every column) is an UPDATE of
+    the stored ones in bulk, then the upsert of statements.py for those not stored yet; a row
+    of HOT_COLUMNS only (storage/tasks.py `SqlTasks.record`) updates those columns of a stored
+    task, and is a TaskNotStored error for a task not stored."""
     if not rows:
         return
+    hot = [row for row in rows if len(row) == len(HOT_COLUMNS)]
+    whole = [row for row in rows if len(row) != len(HOT_COLUMNS)] if hot else rows
+    if whole:
+        _update_whole(conn, whole)
+    if hot:
+        _update_hot(conn, hot)
+
+
+def _update_whole(conn: sa.Connection, rows: Sequence[r.Row]) -> None:
     driver = _driver(conn)
     if driver == "sqlalchemy":
         _upsert(conn, rows)
@@ -184,14 +212,45 @@ def update_tasks(conn: sa.Connection, rows: Sequence[r.Row]) -> None:
         for chunk in chunks([row["id"] for row in rows]):
             stored.update(conn.execute(_STORED, {"ids": list(chunk)}).scalars())
     else:
-        stored = set()
-        with _driver_errors(conn, _PG_UPDATE) as cursor:
-            for page in _json_pages(rows):
-                cursor.execute(_PG_UPDATE, (page,))
-                stored.update(row[0] for row in cursor.fetchall())
+        stored = _pg_updated(conn, _PG_UPDATE, rows)
     missing = [row for row in rows if row["id"] not in stored]
     if missing:
         _upsert(conn, missing)
+
+
+def _update_hot(conn: sa.Connection, rows: Sequence[r.Row]) -> None:
+    driver = _driver(conn)
+    if driver == "sqlite3":
+        encode = _encoder(t.tasks, HOT_COLUMNS)
+        with _driver_errors(conn, _SQLITE_UPDATE_HOT) as cursor:
+            cursor.executemany(_SQLITE_UPDATE_HOT,
+                               [(*v[1:], v[0]) for v in (encode(row) for row in rows)])
+            if cursor.rowcount == len(rows):
+                return
+    elif driver == "psycopg2":
+        if len(_pg_updated(conn, _PG_UPDATE_HOT, rows)) == len(rows):
+            return
+    else:
+        params = [{f"v_{n}": row[n] for n in HOT_COLUMNS} for row in storable_rows(list(rows))]
+        if conn.execute(_UPDATE_HOT, params).rowcount == len(rows):
+            return
+    ids = [row["id"] for row in rows]
+    stored: set[str] = set()
+    for chunk in chunks(ids):
+        stored.update(conn.execute(_STORED, {"ids": list(chunk)}).scalars())
+    missing = [task_id for task_id in ids if task_id not in stored]
+    if missing:
+        raise TaskNotStored(f"tasks not stored: {', '.join(missing)}")
+
+
+def _pg_updated(conn: sa.Connection, statement: str, rows: Sequence[r.Row]) -> set[str]:
+    """Run an UPDATE ... FROM json_populate_recordset of `rows`; the ids it updated."""
+    stored: set[str] = set()
+    with _driver_errors(conn, statement) as cursor:
+        for page in _json_pages(rows):
+            cursor.execute(statement, (page,))
+            stored.update(row[0] for row in cursor.fetchall())
+    return stored
 
 
 def _upsert(conn: sa.Connection, rows: Sequence[r.Row]) -> None:

@@ -83,6 +83,43 @@ def task_row(task: Task) -> Row:
     }
 
 
+# The columns of `tasks` that routing changes (offers, accepts, completions...), and the others,
+# which a change writes only when one of them differs from what was written before
+# (`SqlTasks.record`, storage/tasks.py): a task's attributes are most of its row.
+HOT_TASK_COLUMNS = ("id", "state", "step", "required_skills", "agent_id", "offer_id",
+                    "offer_expires_at", "step_started_at", "updated_at")
+COLD_TASK_COLUMNS = ("channel", "queue", "customer_id", "created_at", "base_skills", "priority",
+                     "deadline", "attributes")
+
+
+def task_hot_row(task: Task) -> Row:
+    """The HOT_TASK_COLUMNS of `task_row(task)`."""
+    return {
+        "id": task.id,
+        "state": _value(task.state, TaskState),
+        "step": task.step,
+        "required_skills": dict(task.required_skills),
+        "agent_id": task.agent_id,
+        "offer_id": task.offer_id,
+        "offer_expires_at": task.offer_expires_at,
+        "step_started_at": task.step_started_at,
+        "updated_at": task.updated_at,
+    }
+
+
+def task_cold(task: Task) -> tuple[Any, ...]:
+    """The COLD_TASK_COLUMNS of `task`, not copied: to compare with `cold_of` a row written
+    before (equal as Python values, as `==` says: `1 == 1.0 == True`)."""
+    return (_value(task.channel, Channel), task.queue, task.customer_id, task.created_at,
+            task.base_skills, task.priority, task.deadline, task.attributes)
+
+
+def cold_of(row: Row) -> tuple[Any, ...]:
+    """The COLD_TASK_COLUMNS of a `task_row`, in order."""
+    return (row["channel"], row["queue"], row["customer_id"], row["created_at"],
+            row["base_skills"], row["priority"], row["deadline"], row["attributes"])
+
+
 def task_from_row(r: Any) -> Task:
     """A task from its row. The JSON columns may come decoded or as their text (decoded here:
     `storage/sql.py` loads the open tasks so). Strings that many tasks repeat are shared

@@ -7,7 +7,8 @@ them, and the calls of one reactor turn share one transaction. A batch of intake
 duplicate check, one identity lookup per chunk and one executemany per table, whatever its size;
 intakes and changes interleaved in a batch merge too when they touch other tasks and agents
 (`intake_keys`, `change_keys`: the merge rule of commit.py); task rows and events are written in
-bulk at the driver's level (bulk.py).
+bulk at the driver's level (bulk.py). A change of a task in hand sends only the columns routing
+changes when the others are as last sent (`SqlTasks.record`).
 """
 
 from __future__ import annotations
@@ -15,13 +16,15 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import sqlalchemy as sa
 from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
 
 from dispatcher.domain.errors import DuplicateTask
 from dispatcher.domain.events import Event
-from dispatcher.domain.tasks import FINAL_STATES, Task
+from dispatcher.domain.tasks import FINAL_STATES, Task, TaskState
 from dispatcher.service.ports import (
     Changes,
     Customer,
@@ -40,6 +43,8 @@ from .pool import Pool
 from .statements import chunks, insert_ignore, insert_rows
 
 FINAL = sorted(s.value for s in FINAL_STATES)
+# States of a task nobody holds: `SqlTasks.record` does not remember what it sent of these.
+NOT_IN_HAND = FINAL_STATES | {TaskState.QUEUED}
 
 Key = tuple[str, ...]  # a row named for the group commit's merge rule: ("task", id), ...
 KEY_KINDS = {"id": "task", "task_id": "task", "agent_id": "agent"}
@@ -201,8 +206,9 @@ def thd_record_many(conn: sa.Connection, batch: Sequence[ChangeRows]) -> list[No
     outbox: list[r.Row] = []
     for changes in batch:
         for row in changes.tasks:
-            latest.pop(row["id"], None)
-            latest[row["id"]] = row
+            # A row of hot columns only (SqlTasks.record) updates the one before it.
+            before = latest.pop(row["id"], None)
+            latest[row["id"]] = row if before is None else {**before, **row}
         for row in changes.declines:
             declines.setdefault((row["task_id"], row["agent_id"]), row)
         events.extend(changes.events)
@@ -313,14 +319,51 @@ class SqlTasks:
         )
         return self._commit.run(thd_intake_task, intake)
 
+    # Of each task in hand (offered, assigned, in wrap-up), the cold columns of the last row
+    # this store sent for it (rows.py `cold_of`); made on first use.
+    _cold_sent: dict[str, tuple[Any, ...]] | None = None
+
     def record(self, changes: Changes) -> Deferred[None]:
+        """A task's row is sent whole, or only its hot columns (rows.py HOT_TASK_COLUMNS) when
+        its other columns equal those of the last row sent for it, which is remembered while
+        the task is in hand: not while it waits (a queue can hold many) or once it ended, nor
+        after a change that failed. Routing changes only hot columns: an offer sends the whole
+        row, its accept and the completion that follows send the hot ones."""
+        sent = self._cold_sent
+        if sent is None:
+            sent = self._cold_sent = {}
+        rows: list[r.Row] = []
+        for task in changes.tasks:
+            before = sent.get(task.id)
+            if before is not None and before == r.task_cold(task):
+                rows.append(r.task_hot_row(task))
+                if task.state in NOT_IN_HAND:
+                    del sent[task.id]
+                continue
+            row = r.task_row(task)
+            rows.append(row)
+            if task.state in NOT_IN_HAND:
+                sent.pop(task.id, None)
+            else:
+                sent[task.id] = r.cold_of(row)
         snap = ChangeRows(
-            tasks=[r.task_row(task) for task in changes.tasks],
+            tasks=rows,
             events=[r.event_row(e) for e in changes.events],
             declines=[{"task_id": k, "agent_id": a} for k, a in changes.declines],
             outbox=[r.outbox_row(item) for item in changes.outbox],
         )
-        return self._commit.run(thd_record, snap)
+        d = self._commit.run(thd_record, snap)
+        if rows:
+            d.addErrback(self._forget_sent, [row["id"] for row in rows])
+        return d
+
+    def _forget_sent(self, failure: Failure, task_ids: list[str]) -> Failure:
+        """A change failed: what it sent is not known to be stored, so the next change of
+        each of its tasks sends the whole row."""
+        if self._cold_sent is not None:
+            for task_id in task_ids:
+                self._cold_sent.pop(task_id, None)
+        return failure
 
     def list_tasks(
         self, state: str | None = None, queue: str | None = None, limit: int = r.DEFAULT_LIST_LIMIT,

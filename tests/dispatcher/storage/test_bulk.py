@@ -146,3 +146,50 @@ def test_bytes_are_stored_as_given(engine: sa.Engine) -> None:
         bulk.append(conn, t.secrets, [{"name": "k", "value": raw, "created_at": 1.5}])
     assert table_rows(engine, t.secrets, t.secrets.c.name) == [
         {"name": "k", "value": raw, "created_at": 1.5}]
+
+
+HOT = ("id", "state", "step", "required_skills", "agent_id", "offer_id", "offer_expires_at",
+       "step_started_at", "updated_at")
+
+
+def test_a_row_of_hot_columns_updates_only_those(engine: sa.Engine) -> None:
+    """A slim row (rows.HOT_TASK_COLUMNS, from SqlTasks.record) leaves the other columns as
+    stored, beside whole rows in the same call."""
+    with engine.begin() as conn:
+        bulk.append(conn, t.tasks, [task("t1"), task("t2")])
+    offered = task("t1", state="offered", step=1, required_skills={"french": 2}, agent_id="a1",
+                   offer_id="o1", offer_expires_at=160.5, step_started_at=101.0,
+                   updated_at=101.0, attributes={"not": "sent"}, priority=9, queue="other")
+    whole = task("t2", attributes={"category": "billing"}, priority=3)
+    with engine.begin() as conn:
+        bulk.update_tasks(conn, [{k: offered[k] for k in HOT}, whole])
+    rows = {row["id"]: row for row in table_rows(engine, t.tasks, t.tasks.c.id)}
+    assert rows["t1"] == {**task("t1"), **{k: offered[k] for k in HOT}}
+    assert rows["t1"]["state"] == "offered" and rows["t1"]["attributes"] == task("t1")["attributes"]
+    assert rows["t2"] == whole
+
+
+def test_a_row_of_hot_columns_of_a_task_not_stored_is_an_error(engine: sa.Engine) -> None:
+    """It cannot be inserted (its other columns are not in it): the write fails, and its
+    transaction rolls back."""
+    with engine.begin() as conn:
+        bulk.append(conn, t.tasks, [task("t1")])
+    with pytest.raises(bulk.TaskNotStored, match="t9"), engine.begin() as conn:
+        bulk.update_tasks(conn, [{k: task("t1", state="offered")[k] for k in HOT},
+                                 {k: task("t9", state="offered")[k] for k in HOT}])
+    assert table_rows(engine, t.tasks, t.tasks.c.id) == [task("t1")]
+
+
+def test_rows_of_hot_columns_through_sqlalchemy_as_through_the_driver(
+        engine: sa.Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The path of a driver bulk.py does not know: SQLAlchemy's UPDATE, the same effect."""
+    monkeypatch.setattr(bulk, "_driver", lambda conn: "sqlalchemy")
+    with engine.begin() as conn:
+        bulk.append(conn, t.tasks, [task("t1")])
+    offered = task("t1", state="offered", agent_id="a1", required_skills={"german": 1})
+    with engine.begin() as conn:
+        bulk.update_tasks(conn, [{k: offered[k] for k in HOT}])
+    assert table_rows(engine, t.tasks, t.tasks.c.id) == [{**task("t1"), **{
+        k: offered[k] for k in HOT}}]
+    with pytest.raises(bulk.TaskNotStored, match="t9"), engine.begin() as conn:
+        bulk.update_tasks(conn, [{k: task("t9")[k] for k in HOT}])
