@@ -473,9 +473,12 @@ async def run_start(reactor: Any, url: str, trace: bool) -> dict[str, Any]:
 def deep_size(objs: list[Any]) -> int:
     """Bytes of the objects and everything they hold, each object counted once (strings and
     enums shared between tasks counted once, as they are)."""
+    from dispatcher.domain import tasks
+
     seen: set[int] = set()
     total = 0
     stack = list(objs)
+    packed = tasks._ATTRIBUTES.__get__  # a task's attributes as held (reading them decodes)
     while stack:
         o = stack.pop()
         if id(o) in seen or o is None or isinstance(o, (bool, type)):
@@ -487,6 +490,9 @@ def deep_size(objs: list[Any]) -> int:
             stack.extend(o.values())
         elif isinstance(o, (list, tuple, set, frozenset)):
             stack.extend(o)
+        elif isinstance(o, tasks.Task):
+            stack.extend(packed(o) if s == "attributes" else getattr(o, s)
+                         for s in o.__slots__)
         elif hasattr(o, "__slots__") and not isinstance(o, (str, int, float)):
             stack.extend(getattr(o, s, None) for s in o.__slots__)
         elif hasattr(o, "__dict__") and not callable(o):

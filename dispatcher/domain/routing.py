@@ -853,7 +853,7 @@ class Router:
                 out.touch(task)
             if task.state is TaskState.QUEUED:
                 b = self._bucket(task)
-                if task.attributes:
+                if task.may_hold("preferred_agent"):  # packed attributes stay packed
                     self._note_preference(task, now)
                 if not (task.id in self._prefs and b.push
                         and self._place_sticky(task, b, now, out)):

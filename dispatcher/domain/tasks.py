@@ -5,12 +5,19 @@
 
 An offer that ends without an accept puts the task back to `queued`; `created_at` never changes,
 so a re-offered task keeps its age. Times are seconds since the epoch, passed in by the caller.
+
+The router holds every open task in memory, so a task loaded in bulk (a restart) may keep its
+`attributes` packed, as the JSON text of their column, until they are first read: whoever
+reads `task.attributes` gets a plain dict, decoded then and kept (`Task.packed`). Its skills
+maps may be `SharedSkills`: one read-only map for many equal ones (nobody changes a skills map
+in place; a task gets a new one when its requirement changes).
 """
 
 from __future__ import annotations
 
 import copy
 import enum
+import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -111,3 +118,71 @@ class Task:
     @property
     def is_open(self) -> bool:
         return self.state in OPEN_STATES
+
+    @property
+    def packed(self) -> bool:
+        """Whether the attributes are still the JSON text they were loaded as (not read yet)."""
+        return type(_ATTRIBUTES.__get__(self, Task)) is str
+
+    def may_hold(self, key: str) -> bool:
+        """False only when the attributes surely lack `key`; packed attributes are searched
+        as text (their JSON names keys as `"key"`), not decoded."""
+        value = _ATTRIBUTES.__get__(self, Task)
+        if type(value) is str:
+            return f'"{key}"' in value
+        return key in value
+
+
+# `Task.attributes` as the dataclass made it: the slot itself. The attribute seen from outside
+# is a property over it that decodes packed attributes on first read (see the module docstring).
+_ATTRIBUTES: Any = Task.__dict__["attributes"]
+_scan = getattr(json.JSONDecoder(), "scan_once")  # noqa: B009 - untyped in typeshed
+
+
+def _attributes(task: Task) -> dict[str, Any]:
+    value = _ATTRIBUTES.__get__(task, Task)
+    if type(value) is str:
+        value = unpack_attributes(value)
+        _ATTRIBUTES.__set__(task, value)
+    return value
+
+
+def unpack_attributes(text: str) -> dict[str, Any]:
+    """Packed attributes decoded: `{}` when the text is not a JSON object."""
+    try:
+        value = _scan(text, 0)[0]  # the C scanner alone: the text is what json.dumps wrote
+    except (StopIteration, ValueError):
+        try:
+            value = json.loads(text)
+        except ValueError:
+            return {}
+    return value if isinstance(value, dict) else {}
+
+
+setattr(Task, "attributes", property(  # noqa: B010 - a slot swapped for a property
+    _attributes, _ATTRIBUTES.__set__,
+    doc="The task's attributes (a dict); packed ones are decoded on this first read."))
+
+
+class SharedSkills(dict[str, int]):
+    """A skills map many tasks share (tasks loaded in bulk with equal requirements): read-only,
+    so that a change to one task's map can never reach another's. A copy (`dict(m)`,
+    `copy.copy`, `copy.deepcopy`, pickling) is a plain dict."""
+
+    __slots__ = ()
+
+    def _read_only(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError("a shared skills map is read-only: give the task a new one")
+
+    __setitem__ = __delitem__ = _read_only  # type: ignore[assignment]
+    update = pop = popitem = clear = setdefault = _read_only  # type: ignore[assignment]
+    __ior__ = _read_only  # type: ignore[assignment]
+
+    def __copy__(self) -> dict[str, int]:
+        return dict(self)
+
+    def __deepcopy__(self, memo: Any) -> dict[str, int]:
+        return dict(self)
+
+    def __reduce__(self) -> Any:
+        return (dict, (dict(self),))

@@ -24,6 +24,7 @@ import json
 import operator
 import time
 from collections.abc import Iterator
+from sys import intern
 from typing import Any
 
 import sqlalchemy as sa
@@ -90,17 +91,25 @@ def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
         cursor.close()
 
 
+# A decoded event's short string values (a queue, a channel, an agent) are shared (`sys.intern`):
+# a tally keeps some for every task it follows (today's figures follow every open task).
+SHARED_VALUE_CHARS = 24
+
+
 class LogEvent:
     """One event as read for a report (a `metrics.EventRecord`): `data` is decoded from its
     JSON text on first use only, since most figures never look at it (decoding is most of the
-    cost of reading the log)."""
+    cost of reading the log); its short string values are shared (SHARED_VALUE_CHARS), and its
+    task id (a tally keeps it for every task it follows)."""
 
     __slots__ = ("id", "kind", "at", "task_id", "agent_id", "actor", "_raw", "_data")
 
     def __init__(self, id: int, kind: str, at: float, task_id: str | None,
                  agent_id: str | None, actor: str, raw: Any) -> None:
         self.id, self.kind, self.at = id, kind, at
-        self.task_id, self.agent_id, self.actor = task_id, agent_id, actor
+        # The task id interned, as the router's loaded tasks have theirs: one string for both.
+        self.task_id = None if task_id is None else intern(task_id)
+        self.agent_id, self.actor = agent_id, actor
         self._raw = raw
         self._data: dict[str, Any] | None = None
 
@@ -115,7 +124,13 @@ class LogEvent:
                     value = json.loads(raw)
             else:
                 value = raw if isinstance(raw, dict) else json.loads(raw or "{}")
-            self._data = value if isinstance(value, dict) else {}
+            if isinstance(value, dict):
+                for k, v in value.items():  # no key added or removed: safe while iterating
+                    if type(v) is str and len(v) <= SHARED_VALUE_CHARS:
+                        value[k] = intern(v)
+                self._data = value
+            else:
+                self._data = {}
         return self._data
 
 

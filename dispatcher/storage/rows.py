@@ -18,7 +18,7 @@ from typing import Any
 from dispatcher.domain.agents import Agent
 from dispatcher.domain.events import Event
 from dispatcher.domain.queues import AgentChoice, EscalationStep, Mode, Queue
-from dispatcher.domain.tasks import Channel, Task, TaskState
+from dispatcher.domain.tasks import Channel, SharedSkills, Task, TaskState
 from dispatcher.service.ports import Calendar, OutboxItem, StoredEvent, TaskSummary
 
 Row = dict[str, Any]
@@ -155,7 +155,9 @@ TASK_COLUMNS = ("id", "channel", "queue", "customer_id", "created_at", "base_ski
 
 def task_from_values(values: Any) -> Task:
     """`task_from_row` of a tuple in TASK_COLUMNS order (no attribute lookups on a Row: the
-    start-up reads every open task this way)."""
+    start-up reads every open task this way), kept compact, since the router holds every open
+    task: attributes given as text stay packed (decoded on first read: `Task.attributes`), and
+    skills maps given as text are `SharedSkills`, one for every equal text."""
     (id_, channel, queue, customer_id, created_at, base_skills, priority, deadline, attributes,
      state, step, required_skills, agent_id, offer_id, offer_expires_at, step_started_at,
      updated_at) = values
@@ -164,9 +166,12 @@ def task_from_values(values: Any) -> Task:
         step_started_at = created_at
     if updated_at == created_at:
         updated_at = created_at
-    return Task(id_, _CHANNELS[channel], intern(queue), customer_id, created_at,
-                _skills(base_skills), priority, deadline, attributes_from(attributes),
-                _STATES[state], step, _skills(required_skills),
+    # The id interned: today's figures (storage/reports.py) keep the same string, not a copy.
+    return Task(intern(id_), _CHANNELS[channel], intern(queue), customer_id, created_at,
+                _shared_skills(base_skills), priority, deadline,
+                attributes if isinstance(attributes, str)  # type: ignore[arg-type]  # packed
+                else attributes_from(attributes),
+                _STATES[state], step, _shared_skills(required_skills),
                 None if agent_id is None else intern(agent_id), offer_id, offer_expires_at,
                 step_started_at, updated_at)
 
@@ -206,6 +211,22 @@ def _skills(value: Any) -> dict[str, int]:
                 _SKILLS[value] = known
         return dict(known)
     return {intern(k): v for k, v in value.items()}
+
+
+_SHARED_SKILLS: dict[str, SharedSkills] = {}  # a skills map's JSON text -> its shared map
+
+
+def _shared_skills(value: Any) -> dict[str, int]:
+    """The one `SharedSkills` of a skills map's JSON text (a fresh dict beyond _SKILLS_KEPT
+    distinct texts, or when the column came decoded)."""
+    if isinstance(value, str):
+        known = _SHARED_SKILLS.get(value)
+        if known is not None:
+            return known
+        if len(_SHARED_SKILLS) < _SKILLS_KEPT:
+            known = _SHARED_SKILLS[value] = SharedSkills(_skills(value))
+            return known
+    return _skills(value)
 
 
 def attributes_from(value: Any) -> dict[str, Any]:

@@ -6,6 +6,8 @@ asserts that each TASK_OFFERED event carries a complete explanation.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from dispatcher.domain import events as ev
@@ -1286,7 +1288,9 @@ def test_a_queue_turned_to_pull_lists_its_reserved_tasks():
     check(r.pick("a1", "hi", T0 + 4))
 
 
-def test_restore_keeps_active_preferences_and_not_ended_ones():
+@pytest.mark.parametrize("pack", [dict, json.dumps], ids=["decoded", "packed"])
+def test_restore_keeps_active_preferences_and_not_ended_ones(pack):
+    """The same whether the tasks' attributes come decoded or packed (a store's bulk load)."""
     r = make_router()
     add_agent(r, "a1", status=OFFLINE)
     add_agent(r, "a2")
@@ -1297,7 +1301,7 @@ def test_restore_keeps_active_preferences_and_not_ended_ones():
     check(r.set_status("a2", AVAILABLE, T0 + 2))
     assert r.agents["a2"].offer_task_id == "kept"
     fresh_tasks = [Task(id=t.id, channel=t.channel, queue=t.queue, customer_id=None,
-                        created_at=t.created_at, attributes=dict(t.attributes), state=t.state,
+                        created_at=t.created_at, attributes=pack(t.attributes), state=t.state,
                         agent_id=t.agent_id, offer_id=t.offer_id)
                    for t in r.tasks.values()]
     fresh = Router()
@@ -1312,6 +1316,19 @@ def test_restore_keeps_active_preferences_and_not_ended_ones():
     assert fresh.agents["a1"].offer_task_id in {"declined", "expired"}
     out = check(fresh.set_status("a2", AVAILABLE, T0 + 102))
     assert offers(out) == [("kept", "a2")]
+
+
+def test_restore_leaves_packed_attributes_packed_unless_they_may_name_a_preference():
+    tasks = [new_task("plain"), new_task("prefers"), new_task("named")]
+    tasks[0].attributes = json.dumps({"subject": "hello", "request": "SB-000001"})
+    tasks[1].attributes = json.dumps({"preferred_agent": "a1", "preferred_until": UNTIL})
+    tasks[2].attributes = json.dumps({"subject": "preferred_agent"})  # a value, not a key
+    fresh = Router()
+    check(fresh.restore([Queue("sales")], [Agent(id="a1", queues={"sales"})], tasks, [], T0))
+    assert fresh.tasks["plain"].packed
+    assert not fresh.tasks["prefers"].packed and fresh.reserved_for("prefers") == "a1"
+    assert fresh.reserved_for("named") is None
+    assert fresh.tasks["plain"].attributes["request"] == "SB-000001"  # read as ever
 
 
 def test_a_served_preference_does_not_come_back_after_a_requeue_and_a_restart():

@@ -1,8 +1,13 @@
-"""Tests of dispatcher.domain.tasks: the task state machine."""
+"""Tests of dispatcher.domain.tasks: the task state machine, packed attributes and shared
+skills maps."""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import itertools
+import json
+import pickle
 
 import pytest
 
@@ -12,6 +17,7 @@ from dispatcher.domain.tasks import (
     OPEN_STATES,
     TRANSITIONS,
     Channel,
+    SharedSkills,
     Task,
     TaskState,
 )
@@ -109,3 +115,78 @@ def test_an_empty_requirement_is_a_requirement():
     # An escalation step may drop every skill; a task rebuilt from its row keeps that.
     t = task(base_skills={"fr": 5}, required_skills={}, step=2)
     assert t.required_skills == {}
+
+
+ATTRS = {"subject": "Où est mon colis ?", "request_number": 7, "spam": {"scored": False},
+         "preferred_agent": "ann", "list": [1, "two"]}
+
+
+def packed(attrs=ATTRS) -> Task:
+    return task(attributes=json.dumps(attrs))
+
+
+def test_packed_attributes_are_a_plain_dict_once_read_and_kept_so():
+    t = packed()
+    assert t.packed
+    got = t.attributes
+    assert type(got) is dict and got == ATTRS
+    assert not t.packed and t.attributes is got  # decoded once
+    got["category"] = "billing"  # changed in place, as services do
+    assert t.attributes["category"] == "billing"
+
+
+def test_a_packed_task_reads_as_the_same_task_everywhere():
+    t, plain = packed(), task(attributes=copy.deepcopy(ATTRS))
+    assert packed() == plain and packed() != task(attributes={})
+    assert dataclasses.replace(packed(), priority=3).attributes == ATTRS
+    assert dataclasses.asdict(packed())["attributes"] == ATTRS
+    assert packed().snapshot().attributes == ATTRS
+    assert pickle.loads(pickle.dumps(packed())) == plain
+    assert copy.deepcopy(packed()) == plain
+    assert json.dumps(t.attributes) == json.dumps(ATTRS)
+    assert {**packed().attributes} == ATTRS
+    assert "Où" in repr(packed())
+
+
+def test_packed_attributes_set_again_are_the_new_value():
+    t = packed()
+    t.attributes = {"x": 1}
+    assert not t.packed and t.attributes == {"x": 1}
+    t.attributes = {**t.attributes, "y": 2}
+    assert t.attributes == {"x": 1, "y": 2}
+
+
+def test_may_hold_reads_packed_attributes_as_text():
+    t = packed()
+    assert t.may_hold("preferred_agent") and t.may_hold("spam")
+    assert not t.may_hold("preferred_until") and not t.may_hold("agent")
+    assert t.packed  # not decoded to answer
+    assert task(attributes={"a": 1}).may_hold("a") and not task().may_hold("a")
+    # A value spelled as the key: "may", and reading tells; quoted inside a value: escaped.
+    t = packed({"note": "preferred_agent"})
+    assert t.may_hold("preferred_agent") and "preferred_agent" not in t.attributes
+    assert not packed({"subject": 'about "preferred_agent"'}).may_hold("preferred_agent")
+
+
+@pytest.mark.parametrize("text", ["[1, 2]", "null", "not json", ""])
+def test_packed_text_that_is_no_object_reads_as_no_attributes(text):
+    assert task(attributes=text).attributes == {}
+
+
+def test_a_shared_skills_map_is_read_only_and_copies_are_plain_dicts():
+    m = SharedSkills({"french": 3})
+    assert m == {"french": 3} and json.dumps(m) == '{"french": 3}'
+    for change in (lambda: m.__setitem__("french", 5), lambda: m.__delitem__("french"),
+                   lambda: m.update(german=1), lambda: m.pop("french"), m.popitem, m.clear,
+                   lambda: m.setdefault("german", 1)):
+        with pytest.raises(TypeError):
+            change()
+    with pytest.raises(TypeError):
+        m |= {"german": 1}
+    assert m == {"french": 3}
+    for c in (dict(m), copy.copy(m), copy.deepcopy(m), pickle.loads(pickle.dumps(m)), {**m}):
+        assert type(c) is dict and c == {"french": 3}
+        c["german"] = 1  # a copy is the task's own
+    t = task(base_skills=m, required_skills=m)
+    snap = t.snapshot()
+    assert type(snap.base_skills) is dict and type(snap.required_skills) is dict

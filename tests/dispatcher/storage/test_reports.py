@@ -8,6 +8,7 @@ of every event."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -264,3 +265,27 @@ def test_merging_the_two_logs_chunk_by_chunk():
     assert flat[3:6] == [("task", 3), ("task", 3), ("agent", 3)]
     assert got[0] == [("agent", 0), ("task", 1), ("task", 2), ("task", 3)]
     assert list(_merged(iter([]), iter(agents))) == agents
+
+
+def test_a_read_event_shares_its_task_id_and_short_values():
+    """A tally keeps a task's id and some short values (queue, channel) for every task it
+    follows: read events give one string for equal ones, the loaded tasks' ids included."""
+    from dispatcher.storage.reports import SHARED_VALUE_CHARS, LogEvent
+    from dispatcher.storage.rows import TASK_COLUMNS, task_from_values
+
+    def fresh(text: str) -> str:
+        return "".join(list(text))  # equal, but another string
+
+    long_value = "x" * (SHARED_VALUE_CHARS + 1)
+    raw = json.dumps({"queue": "sales", "channel": "email", "subject": long_value, "n": 3})
+    one, two = (LogEvent(i, ev.TASK_CREATED, 1.0, fresh("task-1"), None, "system", fresh(raw))
+                for i in range(2))
+    assert one.task_id is two.task_id
+    assert one.data["queue"] is two.data["queue"] and one.data["channel"] is two.data["channel"]
+    assert one.data["subject"] == long_value and one.data["subject"] is not two.data["subject"]
+    assert one.data == {"queue": "sales", "channel": "email", "subject": long_value, "n": 3}
+    row = dict.fromkeys(TASK_COLUMNS)
+    row.update(id=fresh("task-1"), channel="email", queue="sales", created_at=1.0,
+               base_skills="{}", priority=0, attributes="{}", state="queued", step=0,
+               required_skills="{}")
+    assert task_from_values(tuple(row[c] for c in TASK_COLUMNS)).id is one.task_id

@@ -115,12 +115,12 @@ def test_a_batch_of_intakes_costs_a_constant_number_of_statements(
         sa.event.remove(wiring.engine, "before_cursor_execute", count)
 
 
-def test_the_open_tasks_load_streamed_as_stored_with_repeated_strings_shared(
-        wiring: Wiring, monkeypatch) -> None:
+def test_the_open_tasks_load_streamed_compact_and_as_stored(wiring: Wiring, monkeypatch) -> None:
     """`thd_load_state` reads the open tasks in chunks, JSON decoded by us: the same tasks as
-    the store keeps them, and the strings many of them repeat (queue, attribute names, short
-    nested values, the agent) are one object, not one per task."""
-    from dispatcher.domain.tasks import TaskState
+    the store keeps them; kept compact for the router: the queue is one string for all, the
+    attributes stay packed (their JSON text) until first read, and equal skills maps are one
+    read-only map. Nothing two tasks share can be changed through one of them."""
+    from dispatcher.domain.tasks import SharedSkills, TaskState
     from dispatcher.storage import sql
     from dispatcher.storage.tasks import thd_open_tasks
 
@@ -142,17 +142,27 @@ def test_the_open_tasks_load_streamed_as_stored_with_repeated_strings_shared(
         loaded = sorted(sql.thd_load_state(conn).open_tasks, key=lambda x: x.id)
         plain = sorted(thd_open_tasks(conn), key=lambda x: x.id)
     assert [x.id for x in loaded] == [f"t{i}" for i in range(8)]
-    assert loaded == plain  # every field as stored, attributes and skills included
-    assert loaded[0].attributes["spam"] == {"scored": False, "error": "no spam scorer configured"}
+    assert all(x.packed for x in loaded)
     first, second = loaded[0], loaded[1]
+    assert first.may_hold("spam") and not first.may_hold("preferred_agent")
+    assert first.packed  # may_hold reads the text
+    assert loaded == plain  # every field as stored, attributes and skills included
+    assert not any(x.packed for x in loaded)  # read: decoded, and kept so
+    assert type(first.attributes) is dict
+    assert first.attributes["spam"] == {"scored": False, "error": "no spam scorer configured"}
+    assert first.attributes["html"] == "<p>é</p>" and first.attributes["list"] == [1, "two"]
     assert first.queue is second.queue
-    assert all(a is b for a, b in zip(first.attributes, second.attributes, strict=True))
-    assert first.attributes["category"] is second.attributes["category"]
-    assert first.attributes["spam"]["error"] is second.attributes["spam"]["error"]
-    assert first.attributes["subject"] is not second.attributes["subject"]  # their own
-    # Nothing mutable is shared: each task changes its own.
-    assert first.attributes is not second.attributes
-    assert first.attributes["spam"] is not second.attributes["spam"]
-    assert first.base_skills is not second.base_skills
-    assert first.required_skills is not first.base_skills
+    # Equal skills maps: one shared, read-only map (base and required alike).
+    assert first.base_skills is second.base_skills is first.required_skills
+    assert type(first.base_skills) is SharedSkills and first.base_skills == {"french": 3}
+    with pytest.raises(TypeError):
+        first.required_skills["french"] = 5
+    with pytest.raises(TypeError):
+        first.base_skills.update(german=1)
+    assert second.required_skills == {"french": 3}
+    # Attributes are each task's own: changing one task's leaves the other's.
+    first.attributes["spam"]["error"] = "changed"
+    first.attributes["category"] = "sales"
+    assert second.attributes["spam"]["error"] == "no spam scorer configured"
+    assert second.attributes["category"] == "billing"
     assert loaded[7].agent_id == "ann" and loaded[7].updated_at == T0 + 5
