@@ -62,6 +62,8 @@ def _channels(mapping: Mapping[Any, float]) -> dict[str, float]:
 
 
 def task_row(task: Task) -> Row:
+    """Every column of the task's row, in the table's order: the cold ones, then
+    `task_hot_row`'s."""
     return {
         "id": task.id,
         "channel": _value(task.channel, Channel),
@@ -72,14 +74,7 @@ def task_row(task: Task) -> Row:
         "priority": task.priority,
         "deadline": task.deadline,
         "attributes": snapshot(task.attributes),
-        "state": _value(task.state, TaskState),
-        "step": task.step,
-        "required_skills": dict(task.required_skills),
-        "agent_id": task.agent_id,
-        "offer_id": task.offer_id,
-        "offer_expires_at": task.offer_expires_at,
-        "step_started_at": task.step_started_at,
-        "updated_at": task.updated_at,
+        **task_hot_row(task),
     }
 
 
