@@ -318,11 +318,12 @@ class Signer:
         self.keys, self.issuer, self.audience, self.clock = keys, issuer, audience, clock
 
     def issue(self, sub: str, role: str = AGENT, ttl: float = DEFAULT_TTL_SECONDS) -> str:
-        """A signed token with a random `jti` (so that it can be revoked alone)."""
+        """A signed token with a random `jti` (so that it can be revoked alone), in hex: it never
+        starts with "-", which `switchboard tokens revoke --jti` would take for an option."""
         if role not in ROLES:
             raise KeyProblem(f"role must be one of {', '.join(ROLES)}")
         now = round(self.clock(), 3)
         claims = {"sub": sub, "role": role, "iat": now, "exp": round(now + ttl, 3),
                   "iss": self.issuer, "aud": self.audience,
-                  "jti": secrets.token_urlsafe(JTI_BYTES)}
+                  "jti": secrets.token_hex(JTI_BYTES)}
         return jwt.encode(claims, self.keys.sign, algorithm=self.keys.algorithm)

@@ -123,6 +123,15 @@ def test_issued_tokens_carry_a_random_jti_and_millisecond_iat(tmp_path):
     assert len(first.jti) >= 20
 
 
+def test_issued_jtis_are_hex_so_the_cli_can_take_each_as_given(tmp_path):
+    """`switchboard tokens revoke --jti X`: argparse takes an X that starts with "-" for an
+    option (a url-safe jti did, one time in 64)."""
+    signer = tokens.Signer(keys(tmp_path), "iss", "aud")
+    verifier = tokens.Verifier(keys(tmp_path), "iss", "aud", revoked=tokens.RevocationList())
+    jtis = [verifier.verify(signer.issue("a1")).jti for _ in range(300)]
+    assert all(int(j, 16) >= 0 and not j.startswith("-") for j in jtis)
+
+
 def test_a_token_revoked_by_jti_is_refused_and_others_are_not(tmp_path):
     revoked = tokens.RevocationList()
     verifier = tokens.Verifier(keys(tmp_path), "iss", "aud", revoked=revoked)
