@@ -77,34 +77,6 @@ FILL_RETRIES = 2
 
 
 @dataclass(slots=True)
-class _Entry:
-    """One cached task of a timeline: its row's fields and the fold of its events."""
-
-    task_id: str
-    channel: str
-    queue: str
-    state: str
-    at: float
-    agent_id: str | None
-    subject: str | None
-    preview: str | None
-    folded: Fold = field(default_factory=Fold)
-
-    def key(self) -> tuple[float, str]:
-        return (self.at, self.task_id)
-
-    def entry(self) -> TimelineEntry:
-        f = self.folded
-        ended, answered = f.ended, f.answered
-        return TimelineEntry(
-            task_id=self.task_id, channel=self.channel, queue=self.queue, state=self.state,
-            at=self.at, agent_id=f.agent_id or self.agent_id, disposition=f.disposition,
-            subject=self.subject, preview=self.preview, answered_at=answered, ended_at=ended,
-            duration=(ended - answered) if answered is not None and ended is not None else None,
-        )
-
-
-@dataclass(slots=True)
 class _Row:
     """What a task row tells a timeline, taken when the write is issued (the router goes on
     changing its tasks)."""
@@ -128,10 +100,37 @@ class _Row:
                    subject_of(attrs), preview_of(attrs) if channel == "email" else None)
 
 
+@dataclass(slots=True)
+class _Entry:
+    """One cached task of a timeline: its row as last written (or read) and the fold of its
+    events."""
+
+    row: _Row
+    folded: Fold = field(default_factory=Fold)
+
+    def key(self) -> tuple[float, str]:
+        return (self.row.at, self.row.task_id)
+
+    @property
+    def task_id(self) -> str:
+        return self.row.task_id
+
+    def entry(self) -> TimelineEntry:
+        r, f = self.row, self.folded
+        ended, answered = f.ended, f.answered
+        return TimelineEntry(
+            task_id=r.task_id, channel=r.channel, queue=r.queue, state=r.state,
+            at=r.at, agent_id=f.agent_id or r.agent_id, disposition=f.disposition,
+            subject=r.subject, preview=r.preview, answered_at=answered, ended_at=ended,
+            duration=(ended - answered) if answered is not None and ended is not None else None,
+        )
+
+
 def _entry_of_record(record: TaskRecord) -> _Entry:
     s, attrs = record.summary, record.attributes
-    entry = _Entry(s.id, s.channel, s.queue, s.state, s.created_at, s.agent_id,
-                   subject_of(attrs), preview_of(attrs) if s.channel == "email" else None)
+    entry = _Entry(_Row(s.id, s.customer_id, s.channel, s.queue, s.state, s.created_at,
+                        s.agent_id, subject_of(attrs),
+                        preview_of(attrs) if s.channel == "email" else None))
     for e in record.events:
         fold(entry.folded, e.kind, e.at, e.agent_id, e.data)
     return entry
@@ -464,8 +463,7 @@ class HistoryCache:
                 events: Sequence[Event]) -> None:
         """Add a new task to a card (`customer_id`: the cached customer it belongs to, whose
         task index follows; None for a card not kept yet)."""
-        entry = _Entry(row.task_id, row.channel, row.queue, row.state, row.at, row.agent_id,
-                       row.subject, row.preview)
+        entry = _Entry(row)
         for e in events:
             if e.task_id == row.task_id:
                 fold(entry.folded, e.kind, e.at, e.agent_id, e.data)
@@ -489,9 +487,7 @@ def _apply(entry: _Entry, write: _Write, task_id: str) -> None:
     """One committed write's row and events for one task."""
     row = write.rows.get(task_id)
     if row is not None:
-        entry.channel, entry.queue, entry.state = row.channel, row.queue, row.state
-        entry.at, entry.agent_id = row.at, row.agent_id
-        entry.subject, entry.preview = row.subject, row.preview
+        entry.row = row
     for e in write.events:
         if e.task_id == task_id and e.kind in FOLDED_KINDS:
             fold(entry.folded, e.kind, e.at, e.agent_id, e.data)
