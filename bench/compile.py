@@ -1,6 +1,7 @@
 """The optional compiled build of the router: dispatcher/domain's routing modules compiled to C
 extension modules with mypyc, built in place next to their .py files (`./dev compile`), removed
-with `--clean`. Pure Python stays the default: nothing imports this script, `./dev test` and CI
+with `--clean`. Pure Python stays the default: the product never imports this script (only
+tests/dispatcher/domain/test_compiled.py reads its names), `./dev test` and CI
 never build, and a tree without the extension modules runs its .py files.
 
 What is compiled: MODULES, the router and the agents it reads on every decision; what pays and
