@@ -1,2 +1,4 @@
-"""Redis, for what spans processes: today the leader lock that lets exactly one router run on a
-database. Never the source of truth: the database is."""
+"""Redis, for messages between the nodes of a deployment (to come: intake on any node telling
+the router, offers reaching an agent's socket on whichever node holds it). Never the source of
+truth, and never what decides who routes: that is the lease on the database
+(storage/lease.py)."""

@@ -3,15 +3,17 @@ starts and stops them. Constructor injection only; nothing else creates concrete
 
 `Storage` is the database side alone, and `CommandServices` the services over it that the
 edges' commands get (the admin edge's, the console's `token`); `App` is the whole dispatcher
-(for `serve`, `demo`): on start it refuses a stale schema, rebuilds the router from the
-database and re-arms every timer.
+(for `serve`, `demo`): on start it refuses a stale schema, on PostgreSQL waits until it holds
+the database's lease (`lead`: one router per database, its writes fenced by the lease's
+epoch), rebuilds the router from the database and re-arms every timer.
 """
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import logging
+import os
+import socket
 import time
 import uuid
 from collections.abc import Callable
@@ -19,10 +21,7 @@ from typing import Any
 
 from twisted.internet import threads
 from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred
-from twisted.internet.task import LoopingCall
 
-from dispatcher.aio import to_deferred
-from dispatcher.bus.lock import LeaderLock
 from dispatcher.domain.deadlines import BusinessCalendar
 from dispatcher.domain.routing import Router
 from dispatcher.service import tokens
@@ -41,6 +40,7 @@ from dispatcher.service.health import Readiness
 from dispatcher.service.history import History
 from dispatcher.service.history_cache import HistoryCache, WatchedStore
 from dispatcher.service.intake import Intake
+from dispatcher.service.leadership import LEADER, Leadership
 from dispatcher.service.mail import Mail
 from dispatcher.service.queries import Queries
 from dispatcher.service.records import Records
@@ -60,6 +60,7 @@ from dispatcher.storage.codification import SqlCodificationStore, SqlCollaborati
 from dispatcher.storage.commit import POSTGRES_IN_FLIGHT, SQLITE_IN_FLIGHT, GroupCommit
 from dispatcher.storage.configuration import SqlConfigurationLog
 from dispatcher.storage.engine import is_sqlite, make_engine
+from dispatcher.storage.lease import SqlLeases
 from dispatcher.storage.phones import SqlPhones
 from dispatcher.storage.pool import Pool
 from dispatcher.storage.reports import SqlReportStore
@@ -76,7 +77,6 @@ from .metrics import Metrics, MetricsPage
 
 log = logging.getLogger(__name__)
 
-LEADER_RENEWALS_PER_TTL = 3
 CONSOLE_EDGE = "console"  # whose token settings /report accepts
 
 
@@ -86,10 +86,6 @@ class StaleSchema(Exception):
             f"the database schema is at {status.current or 'nothing'}, this version needs "
             f"{status.head}; {schema.STALE_SCHEMA_HINT}"
         )
-
-
-class NotLeader(Exception):
-    """Another router already runs on this deployment (it holds the leader lock)."""
 
 
 class Storage:
@@ -112,6 +108,8 @@ class Storage:
         self.revocations = SqlRevocations(self.pool)  # revoked tokens and subjects
         self.webhooks = SqlWebhooks(self.pool)  # subscriptions and their deliveries
         self.configuration_log = SqlConfigurationLog(self.pool)  # configuration changes
+        # Who routes on this database (PostgreSQL; SQLite is single-node): lease.py.
+        self.leases = None if is_sqlite(self.engine) else SqlLeases(self.pool)
 
     def check(self) -> schema.SchemaStatus:
         return schema.check(self.url)
@@ -122,6 +120,8 @@ class Storage:
     async def stop(self) -> None:
         await self.commit.drain()
         self.pool.stop()
+        if self.leases is not None:
+            self.leases.close()
         self.engine.dispose()
 
 
@@ -279,20 +279,30 @@ class App:
         # Revoked tokens: loaded at start, read again every few seconds (the CLI revokes).
         self.revocation_watch = tokens.RevocationWatch(self.storage.revocations, reactor)
         self.edges: list[tuple[str, Edge]] = []
+        self.deposed_reason: str | None = None  # why this node stopped routing, if it did
         self.collector = Collector(reactor, config.server.gc_refreeze_seconds)
-        self.lock: LeaderLock | None = None
-        self._renewal: LoopingCall | None = None
+        # Several nodes on PostgreSQL: the lease says which one routes (service/leadership.py).
+        self.leadership: Leadership | None = None
+        if self.storage.leases is not None:
+            cluster = config.cluster
+            self.leadership = Leadership(self.storage.leases, reactor,
+                                         cluster.node or f"{socket.gethostname()}:{os.getpid()}",
+                                         cluster.lease_seconds)
+            self.leadership.on_deposed(self._deposed)
 
     def start(self) -> Deferred[None]:
         return ensureDeferred(self._start())
 
-    async def _start(self) -> None:
+    def _check_schema(self) -> None:
         status = self.storage.check()
         if not status.ok:
             raise StaleSchema(status)
-        if self.config.bus.redis_url:
-            await self._lead()
+
+    async def _start(self) -> None:
+        self._check_schema()
         self.storage.start()
+        if self.leadership is not None:
+            await self.lead()
         self.token_secret = await load_token_secret(self.storage, self.reactor)
         await self.revocation_watch.start()
         await self.configuration_watch.mark()  # changes after this: applied by the watch
@@ -318,27 +328,30 @@ class App:
         log.info("router rebuilt: %d queues, %d agents, %d open tasks",
                  len(state.queues), len(state.agents), len(self.router.tasks))
 
-    async def _lead(self) -> None:
-        """Take the leader lock (one router per database) and keep renewing it; losing it stops
-        the process rather than letting two routers offer the same task."""
-        from redis.asyncio import Redis
+    async def lead(self) -> int | None:
+        """Wait as a standby until this node holds the database's lease (service/leadership.py);
+        from then on every routing transaction checks its epoch. None: single-node (SQLite).
+        `start` calls it; `serve` calls it first to answer /healthz while it waits."""
+        if self.leadership is None:
+            return None
+        if self.leadership.role == LEADER:
+            return self.leadership.epoch
+        self._check_schema()  # the lease lives in the schema too
+        self.storage.start()
+        epoch = await self.leadership.lead()
+        assert self.storage.leases is not None
+        self.storage.commit.fence_with(
+            self.storage.leases.fence(epoch),
+            lambda failure: self.leadership.deposed(failure.getErrorMessage()))  # type: ignore[union-attr]
+        return epoch
 
-        name = hashlib.sha256(self.config.database.url.encode()).hexdigest()[:16]
-        client = Redis.from_url(self.config.bus.redis_url)
-        self.lock = LeaderLock(client, name, self.config.bus.leader_ttl)
-        if not await to_deferred(self.lock.acquire()):
-            raise NotLeader("another router holds the leader lock for this database")
-        self._renewal = LoopingCall(self._renew)
-        self._renewal.clock = self.reactor
-        self._renewal.start(self.config.bus.leader_ttl / LEADER_RENEWALS_PER_TTL, now=False)
-
-    def _renew(self) -> Deferred[None]:
-        def checked(held: bool) -> None:
-            if not held:
-                log.critical("leader lock lost: stopping so that no two routers run")
-                self.reactor.stop()
-
-        return to_deferred(self.lock.renew()).addCallback(checked)
+    def _deposed(self, reason: str) -> None:
+        """Another node routes now (or may): stop this process at once, before it offers
+        anything more; its writes already fail (the fence). A supervisor starts it again, as a
+        standby (docs/operations.md)."""
+        self.deposed_reason = reason
+        if self.reactor.running:
+            self.reactor.stop()
 
     def people_tokens(self) -> tokens.Verifier:
         """A verifier of people's tokens with the console's keys (its settings read by
@@ -369,7 +382,8 @@ class App:
             tasks=self.tasks,
             webhooks=self.webhooks,
             accounts=self.accounts, token_secret=self.token_secret,
-            health=Readiness(self.router, self.report_events.ping),
+            health=Readiness(self.router, self.report_events.ping,
+                             role=self.leadership.status if self.leadership else None),
             people_tokens=self.people_tokens,
         )
         for name, spec in sorted(specs.items()):
@@ -405,9 +419,7 @@ class App:
         self.report_events.stop()
         await self.deliverer.stop()  # posts in flight stay pending, sent after a restart
         await self.webhook_poster.close()
+        await self.storage.commit.drain()
+        if self.leadership is not None:
+            await self.leadership.stop()  # a leader gives its lease up: a standby takes over
         await self.storage.stop()
-        if self.lock is not None:
-            if self._renewal is not None and self._renewal.running:
-                self._renewal.stop()
-            await to_deferred(self.lock.release())
-            await to_deferred(self.lock.client.aclose())

@@ -58,9 +58,13 @@ class ServerConfig:
 
 
 @dataclass(frozen=True)
-class BusConfig:
-    redis_url: str = ""  # empty: single node, no leader lock
-    leader_ttl: float = 10.0
+class ClusterConfig:
+    # Several nodes on one PostgreSQL database (docs/operations.md, "Several nodes"): the one
+    # that holds the database's lease routes, renewing it; the others wait as standbys and take
+    # over when it ends. `node`: this node's name in the lease, the logs and /healthz (empty:
+    # host name and process id). SQLite is single-node: no lease.
+    node: str = ""
+    lease_seconds: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -88,12 +92,13 @@ class Config:
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
     log: LogConfig = field(default_factory=LogConfig)
-    bus: BusConfig = field(default_factory=BusConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
     webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
     # Settings of the loaded edges, by section name (see dispatcher.service.edges.EdgeSpec).
     edges: Mapping[str, Any] = field(default_factory=dict)
 
 
+MIN_LEASE_SECONDS = 1.0  # renewed three times per lease: shorter is all round trips
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_FORMATS = ("text", "json")
 
@@ -205,8 +210,8 @@ def load(  # noqa: C901 - each setting section validated in turn, every problem 
         problems.append("[server] max_connections: must be >= 0 (0: from the descriptor limit)")
     if config.server.history_cache_customers < 0:
         problems.append("[server] history_cache_customers: must be >= 0 (0: no cache)")
-    if config.bus.leader_ttl <= 0:
-        problems.append("[bus] leader_ttl: must be > 0 seconds")
+    if config.cluster.lease_seconds < MIN_LEASE_SECONDS:
+        problems.append(f"[cluster] lease_seconds: must be >= {MIN_LEASE_SECONDS} seconds")
     for name in ("poll_seconds", "timeout", "keep_days"):
         if not getattr(config.webhooks, name) > 0:
             problems.append(f"[webhooks] {name}: must be > 0")

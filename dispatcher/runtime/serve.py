@@ -1,6 +1,9 @@
 """`switchboard serve`: start the dispatcher on the reactor until SIGINT/SIGTERM.
 
-Refuses to start on a stale schema (and says which command upgrades it); stops cleanly: timers
+Refuses to start on a stale schema (and says which command upgrades it). On PostgreSQL it
+first waits as a standby (answering /healthz from runtime/standby.py) until it holds the
+database's lease, and exits with DEPOSED_EXIT the moment it stops routing (another node took
+over, or the database stopped confirming its lease). Stops cleanly: timers
 cancelled, pending commits drained, threads joined. At start it raises the soft descriptor limit
 to the hard one, logs it once with the connection budget, and sets the process's connection
 limits (dispatcher/net.py) before any listener opens.
@@ -19,14 +22,16 @@ from twisted.internet.error import CannotListenError
 from dispatcher import net
 from dispatcher.service.edges import EdgeSpec
 
-from .app import App, NotLeader, StaleSchema
+from .app import App, StaleSchema
 from .config import Config
 from .http import HttpLimits, build_site
 from .logs import route_twisted_logs
+from .standby import standby_site
 
 log = logging.getLogger(__name__)
 
 
+DEPOSED_EXIT = 75  # EX_TEMPFAIL: another node routes now; restart this one (as a standby)
 HTTP_REFUSAL = (b"HTTP/1.1 503 Service Unavailable\r\nretry-after: 5\r\ncontent-length: 0\r\n"
                 b"connection: close\r\n\r\n")
 
@@ -62,6 +67,14 @@ def serve(config: Config, url: str, specs: dict[str, EdgeSpec] | None = None) ->
     gate = guard_connections(config, reactor)
 
     async def start() -> None:
+        if app.leadership is not None:  # PostgreSQL: a standby until this node holds the lease
+            leadership = app.leadership
+            leadership.on_deposed(lambda reason: status.update(code=DEPOSED_EXIT))
+            standby = listen_http(reactor, config, standby_site(leadership.status), gate)
+            log.info("standby (node %s): /healthz on http://%s:%d/ until this node holds the "
+                     "lease", leadership.node, config.server.host, standby.getHost().port)
+            await app.lead()
+            await standby.stopListening()
         await app.start()
         reactor.addSystemEventTrigger("before", "shutdown", app.stop)
         site, root = build_site(HttpLimits.from_server(config.server))
@@ -75,7 +88,7 @@ def serve(config: Config, url: str, specs: dict[str, EdgeSpec] | None = None) ->
 
     def failed(failure):
         status["code"] = 1
-        if failure.check(StaleSchema, NotLeader):
+        if failure.check(StaleSchema):
             print(f"switchboard: {failure.value}", file=sys.stderr)
         elif failure.check(CannotListenError):
             print(f"switchboard: cannot listen on {config.server.host}:"
@@ -90,4 +103,6 @@ def serve(config: Config, url: str, specs: dict[str, EdgeSpec] | None = None) ->
     # `failed` also gets what start-up raises after the core (a port in use): never run half up.
     reactor.callWhenRunning(lambda: ensureDeferred(start()).addErrback(failed))
     reactor.run()
+    if app.deposed_reason is not None:
+        print(f"switchboard: stopped routing: {app.deposed_reason}", file=sys.stderr)
     return status["code"]

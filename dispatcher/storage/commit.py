@@ -19,6 +19,9 @@ queues a call and returns a Deferred. What it promises:
 - Each call's Deferred fires with its own result only after its transaction committed. None is
   lost. At reactor shutdown the queue is drained first (a "before shutdown" trigger), so the
   pool's threads stop only once it is empty.
+- Behind a fence (`fence_with`, the router's lease: storage/lease.py), every transaction runs
+  the fence first; when it raises `Deposed`, every call of that transaction errbacks with it and
+  none is re-run: a deposed leader commits nothing more.
 - When a batch raises, it is rolled back and each call is re-run alone, in order, in its own
   transaction, the batch still in flight (its keys held) meanwhile: only the faulty call
   errbacks (the batch failure is logged).
@@ -53,8 +56,11 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from .lease import Deposed
+
 F = TypeVar("F", bound=Callable[..., Any])
 Call = tuple[Callable[..., Any], tuple[Any, ...]]
+Fence = Callable[[sa.Connection], None]
 
 END_OF_TURN = 0  # callLater delay: after everything already queued in this reactor turn
 # Batches committing at once: SQLite has one writer; PostgreSQL commits in parallel on the pool's
@@ -126,9 +132,11 @@ def plan(calls: Sequence[Call]) -> list[_Group]:
     return groups
 
 
-def thd_batch(conn: sa.Connection, calls: Sequence[Call]) -> list[Any]:
+def thd_batch(conn: sa.Connection, calls: Sequence[Call], fence: Fence | None = None) -> list[Any]:
     """Run `calls` on one connection (one transaction), merged as `plan` says; return their
-    results in the order of `calls`."""
+    results in the order of `calls`. `fence` runs first (it raises to refuse the batch)."""
+    if fence is not None:
+        fence(conn)
     results: list[Any] = [None] * len(calls)
     for group in plan(calls):
         if len(group.positions) == 1:
@@ -144,6 +152,14 @@ def thd_batch(conn: sa.Connection, calls: Sequence[Call]) -> list[Any]:
         for position, result in zip(group.positions, merged, strict=True):
             results[position] = result
     return results
+
+
+def thd_fenced(conn: sa.Connection, fence: Fence | None, fn: Callable[..., Any],
+               *args: Any) -> Any:
+    """One call alone, behind the fence."""
+    if fence is not None:
+        fence(conn)
+    return fn(conn, *args)
 
 
 _UNKNOWN: Any = object()  # keys not computed yet
@@ -199,6 +215,8 @@ class GroupCommit:
         self._scheduled = False
         self._flying: list[_Batch] = []
         self._idle_waiters: list[Deferred[None]] = []
+        self._fence: Fence | None = None
+        self._on_deposed: Callable[[Failure], None] | None = None
         # For tests and benchmarks: transactions committed, and calls committed in them.
         self.commits = 0
         self.calls = 0
@@ -212,6 +230,13 @@ class GroupCommit:
             self._scheduled = True
             self._reactor.callLater(END_OF_TURN, self._end_of_turn)
         return queued.done
+
+    def fence_with(self, fence: Fence, on_deposed: Callable[[Failure], None]) -> None:
+        """Run `fence(conn)` first in every transaction from now on. When it raises `Deposed`
+        (storage/lease.py) the transaction's calls all errback with it, none is re-run, and
+        `on_deposed` hears of it (each time: the node is to stop routing)."""
+        self._fence = fence
+        self._on_deposed = on_deposed
 
     @property
     def idle(self) -> bool:
@@ -271,7 +296,7 @@ class GroupCommit:
             return
         batch = _Batch(calls)
         self._flying.append(batch)
-        d = self._pool.run(thd_batch, [(q.fn, q.args) for q in calls])
+        d = self._pool.run(thd_batch, [(q.fn, q.args) for q in calls], self._fence)
         d.addCallbacks(self._committed, self._batch_failed, (calls,), None, (calls,))
         d.addBoth(self._settled, batch)
 
@@ -282,6 +307,12 @@ class GroupCommit:
             queued.done.callback(result)
 
     def _batch_failed(self, failure: Failure, batch: list[_Queued]) -> Deferred[None] | None:
+        if failure.check(Deposed):  # another node routes now: nothing of ours may commit
+            for queued in batch:
+                queued.done.errback(failure)
+            if self._on_deposed is not None:
+                self._on_deposed(failure)
+            return None
         if len(batch) == 1:
             batch[0].done.errback(failure)
             return None
@@ -294,11 +325,14 @@ class GroupCommit:
         return d
 
     def _run_alone(self, _: None, queued: _Queued) -> Deferred[None]:
-        return self._pool.run(queued.fn, *queued.args).addBoth(self._settle_alone, queued)
+        return self._pool.run(thd_fenced, self._fence, queued.fn, *queued.args).addBoth(
+            self._settle_alone, queued)
 
     def _settle_alone(self, outcome: Any, queued: _Queued) -> None:
         if isinstance(outcome, Failure):
             queued.done.errback(outcome)
+            if outcome.check(Deposed) and self._on_deposed is not None:
+                self._on_deposed(outcome)
             return
         self.commits += 1
         self.calls += 1

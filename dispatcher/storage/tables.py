@@ -573,3 +573,18 @@ webhook_deliveries = sa.Table(
     sa.Index(None, "state", "next_attempt_at"),
     sa.Index(None, "subscription_id", "state", "id"),
 )
+
+# --- the router's lease (migration 0015) ---------------------------------------------------------
+
+# Which node routes on this database (storage/lease.py): the holder renews `expires_at` on the
+# database's clock; every routing transaction checks `epoch`, which each claim raises by one.
+router_leases = sa.Table(
+    "router_leases",
+    metadata,
+    sa.Column("name", sa.String, primary_key=True),
+    sa.Column("epoch", sa.BigInteger, nullable=False),
+    sa.Column("holder", sa.String, nullable=False),
+    sa.Column("holder_watched", sa.Boolean, nullable=False),
+    sa.Column("expires_at", Time, nullable=False),
+    sa.Column("claimed_at", Time, nullable=False),
+)

@@ -26,7 +26,7 @@ def test_defaults():
     assert config.database.url == "sqlite:///switchboard.db"
     assert (config.server.host, config.server.http_port) == ("127.0.0.1", 8080)
     assert (config.log.level, config.log.format) == ("INFO", "text")
-    assert config.bus.redis_url == ""
+    assert (config.cluster.node, config.cluster.lease_seconds) == ("", 10.0)
 
 
 def test_the_toml_file_overrides_the_defaults(tmp_path):
@@ -105,7 +105,7 @@ hostname = "0.0.0.0"
 level = "LOUD"
 """)
     with pytest.raises(ConfigError) as err:
-        load(path, env={"SWITCHBOARD_BUS_LEADER_TTL": "soon"})
+        load(path, env={"SWITCHBOARD_CLUSTER_LEASE_SECONDS": "soon"})
     problems = err.value.problems
     text = str(err.value)
     expected = [
@@ -113,7 +113,7 @@ level = "LOUD"
         "hostname",  # unknown key
         "[server] http_port",  # not an integer
         "[log] level",  # not a level
-        "SWITCHBOARD_BUS_LEADER_TTL",  # not a number, from the environment
+        "SWITCHBOARD_CLUSTER_LEASE_SECONDS",  # not a number, from the environment
     ]
     for fragment in expected:
         assert sum(fragment in p for p in problems) == 1, (fragment, problems)
@@ -128,9 +128,9 @@ level = "LOUD"
         ({"SWITCHBOARD_SERVER_HTTP_PORT": "8o80"}, "SWITCHBOARD_SERVER_HTTP_PORT"),
         ({"SWITCHBOARD_SERVER_HTTP_PORT": "70000"}, "http_port"),
         ({"SWITCHBOARD_LOG_FORMAT": "xml"}, "[log] format"),
-        ({"SWITCHBOARD_BUS_LEADER_TTL": "0"}, "leader_ttl"),
-        ({"SWITCHBOARD_BUS_LEADER_TTL": "nan"}, "SWITCHBOARD_BUS_LEADER_TTL"),
-        ({"SWITCHBOARD_BUS_LEADER_TTL": "inf"}, "SWITCHBOARD_BUS_LEADER_TTL"),
+        ({"SWITCHBOARD_CLUSTER_LEASE_SECONDS": "0.5"}, "lease_seconds"),
+        ({"SWITCHBOARD_CLUSTER_LEASE_SECONDS": "nan"}, "SWITCHBOARD_CLUSTER_LEASE_SECONDS"),
+        ({"SWITCHBOARD_CLUSTER_LEASE_SECONDS": "inf"}, "SWITCHBOARD_CLUSTER_LEASE_SECONDS"),
     ],
 )
 def test_bad_values_from_the_environment(env, fragment):

@@ -1,0 +1,220 @@
+"""Leadership: which node of a deployment routes, as a lease on the database (one router per
+database, never two).
+
+Sits in `dispatcher.service` over a `LeaseStore` port (storage/lease.py `SqlLeases` on
+PostgreSQL); the composition root builds it, `serve` waits on `lead()` before it loads the
+routing state, and group commit checks the epoch in every routing transaction (the fence: a
+deposed leader's writes fail whatever this module believes). What it promises:
+
+- `lead()` claims the lease every `poll` seconds until it wins; meanwhile the node is a
+  *standby* (`role`), and says once per leader which node holds the lease. Claims that fail
+  (the database unreachable) are logged once per outage and retried.
+- The leader renews every `ttl / RENEWALS_PER_TTL` seconds. It stops routing (*deposed*, the
+  listeners told once) when a renewal finds the epoch moved on, when group commit reports
+  `Deposed`, or when the database has not confirmed the lease for `ttl - margin` seconds
+  counted from the moment the last confirmed renewal was sent: the database's expiry is never
+  earlier than that, so a leader cut off from its database stops before another node can take
+  over (a Redis or network outage cannot make two routers).
+- `stop()` gives the lease up (it expires at once) so that a standby takes over on its next
+  poll instead of waiting out the lease.
+- Time is the reactor's (`IReactorTime`): tests drive it with a `Clock`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from twisted.internet.defer import Deferred
+
+log = logging.getLogger(__name__)
+
+RENEWALS_PER_TTL = 3
+MARGIN_SHARE = 0.1  # of the ttl: stop this much before the lease may have expired
+POLLS_PER_TTL = 10
+MAX_POLL_SECONDS = 1.0
+
+STANDBY, LEADER, DEPOSED, STOPPED = "standby", "leader", "deposed", "stopped"
+
+
+class ClaimResult(Protocol):
+    won: bool
+
+    @property
+    def lease(self) -> Any: ...  # .epoch, .holder
+
+
+class LeaseStore(Protocol):
+    def claim(self, node: str, ttl: float) -> Deferred[Any]: ...
+
+    def renew(self, node: str, epoch: int, ttl: float) -> Deferred[float | None]: ...
+
+    def release(self, node: str, epoch: int) -> Deferred[bool]: ...
+
+
+class Leadership:
+    def __init__(self, leases: LeaseStore, reactor: Any, node: str, ttl: float,
+                 poll: float | None = None) -> None:
+        if ttl <= 0:
+            raise ValueError("a lease needs ttl > 0")
+        self._leases = leases
+        self._reactor = reactor
+        self.node = node
+        self.ttl = ttl
+        self.poll = poll if poll is not None else min(MAX_POLL_SECONDS, ttl / POLLS_PER_TTL)
+        self.role = STANDBY
+        self.epoch: int | None = None
+        self.holder: str | None = None  # the node last seen holding the lease
+        self.takeovers = 0  # leases won by this process
+        self.confirmed_at: float | None = None  # when the last confirmed renewal was sent
+        self._listeners: list[Callable[[str], None]] = []
+        self._won: Deferred[int] | None = None
+        self._timer: Any = None
+        self._deadline: Any = None
+        self._failing = False
+
+    def on_deposed(self, listener: Callable[[str], None]) -> None:
+        """`listener(reason)` is called once when this node stops being the leader."""
+        self._listeners.append(listener)
+
+    def lead(self) -> Deferred[int]:
+        """Fire with the epoch once this node holds the lease."""
+        if self._won is None:
+            self._won = Deferred()
+            self._claim()
+        return self._won
+
+    def status(self) -> dict[str, Any]:
+        """For /healthz and the metrics: role, epoch, the leader seen, the lease's age."""
+        age = None
+        if self.role == LEADER and self.confirmed_at is not None:
+            age = round(self._reactor.seconds() - self.confirmed_at, 3)
+        return {"role": self.role, "node": self.node, "epoch": self.epoch,
+                "leader": self.node if self.role == LEADER else self.holder,
+                "lease_seconds": self.ttl, "lease_age_seconds": age}
+
+    def deposed(self, reason: str) -> None:
+        """Stop routing: the lease is someone else's (or may be). Idempotent."""
+        if self.role != LEADER:
+            return
+        self.role = DEPOSED
+        self._cancel()
+        log.critical("no longer the router (epoch %s): %s", self.epoch, reason)
+        for listener in self._listeners:
+            try:
+                listener(reason)
+            except Exception:
+                log.exception("a deposed listener failed")
+
+    def stop(self) -> Deferred[Any]:
+        """Stop claiming or renewing; a leader gives the lease up at once."""
+        was_leader = self.role == LEADER
+        self._cancel()
+        self.role = STOPPED
+        if was_leader and self.epoch is not None:
+            d = self._leases.release(self.node, self.epoch)
+            d.addErrback(lambda f: log.warning("could not give the lease up: %s",
+                                               f.getErrorMessage()))
+            return d
+        return Deferred.fromCoroutine(_nothing())
+
+    # -- standby -------------------------------------------------------------------------------
+
+    def _claim(self) -> None:
+        self._timer = None
+        if self.role != STANDBY:
+            return
+        d = self._leases.claim(self.node, self.ttl)
+        sent = self._reactor.seconds()
+        d.addCallbacks(self._claimed, self._claim_failed, (sent,))
+
+    def _claimed(self, claim: ClaimResult, sent: float) -> None:
+        self._recovered()
+        if self.role != STANDBY:
+            return
+        lease = claim.lease
+        if not claim.won:
+            if lease.holder != self.holder:
+                log.info("standby: %s routes (epoch %d); this node (%s) takes over when its "
+                         "lease ends", lease.holder, lease.epoch, self.node)
+            self.holder, self.epoch = lease.holder, lease.epoch
+            self._timer = self._reactor.callLater(self.poll, self._claim)
+            return
+        previous = self.holder
+        self.role, self.epoch, self.holder = LEADER, lease.epoch, self.node
+        self.takeovers += 1
+        self._confirmed(sent)
+        log.info("this node (%s) routes now, epoch %d%s", self.node, lease.epoch,
+                 f" (took over from {previous})" if previous and previous != self.node else "")
+        self._timer = self._reactor.callLater(self.ttl / RENEWALS_PER_TTL, self._renew)
+        won, self._won = self._won, None
+        if won is not None:
+            won.callback(lease.epoch)
+
+    def _claim_failed(self, failure: Any) -> None:
+        self._failed("claim", failure)
+        if self.role == STANDBY:
+            self._timer = self._reactor.callLater(self.poll, self._claim)
+
+    # -- leader --------------------------------------------------------------------------------
+
+    def _renew(self) -> None:
+        self._timer = None
+        if self.role != LEADER or self.epoch is None:
+            return
+        sent = self._reactor.seconds()
+        d = self._leases.renew(self.node, self.epoch, self.ttl)
+        d.addCallbacks(self._renewed, self._renew_failed, (sent,))
+
+    def _renewed(self, expiry: float | None, sent: float) -> None:
+        self._recovered()
+        if self.role != LEADER:
+            return
+        if expiry is None:
+            self.deposed("another node claimed the lease")
+            return
+        self._confirmed(sent)
+        self._timer = self._reactor.callLater(self.ttl / RENEWALS_PER_TTL, self._renew)
+
+    def _renew_failed(self, failure: Any) -> None:
+        self._failed("renewal", failure)
+        if self.role == LEADER:  # the deadline deposes us if this lasts
+            self._timer = self._reactor.callLater(self.poll, self._renew)
+
+    def _confirmed(self, sent: float) -> None:
+        """The database confirmed the lease until at least `sent + ttl` (our clock)."""
+        self.confirmed_at = sent
+        if self._deadline is not None and self._deadline.active():
+            self._deadline.cancel()
+        left = sent + self.ttl * (1 - MARGIN_SHARE) - self._reactor.seconds()
+        self._deadline = self._reactor.callLater(max(0.0, left), self._expired)
+
+    def _expired(self) -> None:
+        self._deadline = None
+        self.deposed(f"the database has not confirmed the lease for "
+                     f"{self.ttl * (1 - MARGIN_SHARE):.1f} s")
+
+    # -- both ----------------------------------------------------------------------------------
+
+    def _failed(self, what: str, failure: Any) -> None:
+        if not self._failing:
+            log.warning("lease %s failed (retrying every %.1f s): %s", what, self.poll,
+                        failure.getErrorMessage().splitlines()[0] if failure.getErrorMessage()
+                        else failure.type.__name__)
+            self._failing = True
+
+    def _recovered(self) -> None:
+        if self._failing:
+            log.info("the lease's database answers again")
+            self._failing = False
+
+    def _cancel(self) -> None:
+        for call in (self._timer, self._deadline):
+            if call is not None and call.active():
+                call.cancel()
+        self._timer = self._deadline = None
+
+
+async def _nothing() -> None:
+    return None

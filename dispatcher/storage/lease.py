@@ -1,0 +1,256 @@
+"""The router's lease on the database: at most one node routes, and a deposed one's writes fail.
+
+Sits under `dispatcher.storage`; the service `Leadership` (dispatcher/service/leadership.py)
+drives `SqlLeases`, and the composition root hands `fence(epoch)` to group commit, which runs it
+first in every routing transaction. What it promises:
+
+- `thd_claim` gives the lease to a node, its epoch raised by one, when the lease is free, expired
+  on the database's clock, or its holder's session is gone; otherwise it says who holds it. The
+  claim locks the row (FOR UPDATE): two claims serialise, one wins.
+- A holder's session is "gone" when the claimer could take the PostgreSQL advisory lock that a
+  holder keeps on a connection of its own (`SessionLock`, `holder_watched` in the row): the
+  server frees that lock the moment the holder's process dies or its connection drops, so a
+  killed leader is replaced in one poll instead of one lease. A paused leader keeps its session:
+  it is replaced when its lease expires.
+- `thd_renew` moves `expires_at` forward only for the holder of that epoch; None once the epoch
+  moved on (the holder has been deposed and must stop routing).
+- `thd_fence` reads the epoch FOR SHARE and raises `Deposed` when a claim raised it. The share
+  lock makes a claim wait until the transactions in flight under the old epoch have committed,
+  and a fence that waited on a claim reads the new epoch: a routing write either commits
+  before the takeover (the new leader's load then sees it) or fails.
+- Times are float seconds on the database's clock (`thd_now`), so nodes' clocks need not agree;
+  tests pass a virtual clock instead.
+
+SQLite stays single-node: the runtime takes no lease there (one process owns the file).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.pool import NullPool
+from twisted.internet.defer import Deferred
+
+from . import tables as t
+from .engine import is_sqlite
+
+log = logging.getLogger(__name__)
+
+ROUTER = "router"  # the lease of the one router per database
+
+
+class Deposed(Exception):
+    """Another node claimed the lease: this node's routing writes are refused."""
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    name: str
+    epoch: int
+    holder: str
+    holder_watched: bool
+    expires_at: float
+    claimed_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What a claim found: `won` (the lease is the claimer's, at `lease.epoch`) or who holds it."""
+
+    won: bool
+    lease: Lease
+
+
+def _lease(row: Any) -> Lease:
+    return Lease(row.name, int(row.epoch), row.holder, bool(row.holder_watched),
+                 float(row.expires_at), float(row.claimed_at))
+
+
+def thd_now(conn: sa.Connection) -> float:
+    """The database's clock, in float seconds since the epoch (the leases' one clock)."""
+    if conn.dialect.name == "postgresql":
+        return float(conn.execute(sa.text("SELECT extract(epoch FROM clock_timestamp())"))
+                     .scalar_one())
+    return float(conn.execute(sa.text("SELECT (julianday('now') - 2440587.5) * 86400.0"))
+                 .scalar_one())
+
+
+def thd_claim(conn: sa.Connection, name: str, node: str, ttl: float, now: float, *,
+              holder_gone: bool = False, watched: bool = False) -> Claim:
+    """Claim lease `name` for `node` until `now + ttl` (module doc). `holder_gone`: the claimer
+    took the advisory lock (it counts only if the holder kept it); `watched`: the claimer now
+    keeps that lock itself."""
+    leases = t.router_leases
+    row = conn.execute(sa.select(leases).where(leases.c.name == name).with_for_update()).first()
+    values = {"holder": node, "holder_watched": watched, "expires_at": now + ttl,
+              "claimed_at": now}
+    if row is None:
+        conn.execute(sa.insert(leases).values(name=name, epoch=1, **values))
+        return Claim(True, Lease(name, 1, node, watched, now + ttl, now))
+    current = _lease(row)
+    free = current.expires_at <= now or (holder_gone and current.holder_watched)
+    if not free:
+        return Claim(False, current)
+    epoch = current.epoch + 1
+    conn.execute(sa.update(leases).where(leases.c.name == name).values(epoch=epoch, **values))
+    return Claim(True, Lease(name, epoch, node, watched, now + ttl, now))
+
+
+def thd_renew(conn: sa.Connection, name: str, node: str, epoch: int, ttl: float, now: float,
+              *, watched: bool = False) -> float | None:
+    """Move the lease's expiry to `now + ttl` if `node` still holds it at `epoch`; the new
+    expiry, or None when it has been deposed."""
+    leases = t.router_leases
+    done = conn.execute(
+        sa.update(leases)
+        .where(leases.c.name == name, leases.c.epoch == epoch, leases.c.holder == node)
+        .values(expires_at=now + ttl, holder_watched=watched))
+    return now + ttl if done.rowcount == 1 else None
+
+
+def thd_release(conn: sa.Connection, name: str, node: str, epoch: int, now: float) -> bool:
+    """Give the lease up at once (a clean stop): it expires now, so a standby claims it on its
+    next poll. False if it was no longer ours."""
+    leases = t.router_leases
+    done = conn.execute(
+        sa.update(leases)
+        .where(leases.c.name == name, leases.c.epoch == epoch, leases.c.holder == node)
+        .values(expires_at=now, holder_watched=False))
+    return done.rowcount == 1
+
+
+def thd_fence(conn: sa.Connection, name: str, epoch: int) -> None:
+    """Refuse this transaction (`Deposed`) unless lease `name` is still at `epoch`; holds the
+    row FOR SHARE until the transaction ends (module doc)."""
+    leases = t.router_leases
+    found = conn.execute(sa.select(leases.c.epoch).where(leases.c.name == name)
+                         .with_for_update(read=True)).scalar()
+    if found != epoch:
+        raise Deposed(f"lease {name!r} is at epoch {found}, this node routed at {epoch}")
+
+
+def fence(name: str, epoch: int) -> Callable[[sa.Connection], None]:
+    """The `thd_` check group commit runs first in each transaction of the holder of `epoch`."""
+
+    def thd_check(conn: sa.Connection) -> None:
+        thd_fence(conn, name, epoch)
+
+    return thd_check
+
+
+def advisory_key(name: str) -> int:
+    """The advisory lock's 64-bit key for lease `name` (signed, as PostgreSQL takes it)."""
+    digest = hashlib.sha256(f"switchboard:lease:{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+class SessionLock:
+    """A PostgreSQL session advisory lock on a connection of its own, held as long as this
+    process's session lives: the server frees it when the process dies or the connection
+    drops. Blocking: call from a pool thread, one call at a time."""
+
+    def __init__(self, url: sa.URL, key: int) -> None:
+        self._engine = sa.create_engine(url, poolclass=NullPool, hide_parameters=True)
+        self._key = key
+        self._conn: sa.Connection | None = None
+        self._mutex = threading.Lock()
+
+    @property
+    def held(self) -> bool:
+        return self._conn is not None
+
+    def thd_take(self) -> bool:
+        """Hold the lock if we can (checking that a held one's connection still lives)."""
+        with self._mutex:
+            if self._conn is not None:
+                try:
+                    self._conn.execute(sa.text("SELECT 1")).scalar()
+                    self._conn.commit()
+                    return True
+                except sa.exc.DBAPIError:
+                    log.warning("the lease's session lock was lost with its connection")
+                    self._drop()
+            try:
+                conn = self._engine.connect()
+            except sa.exc.DBAPIError:
+                return False
+            try:
+                got = bool(conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"),
+                                        {"k": self._key}).scalar())
+                conn.commit()
+            except sa.exc.DBAPIError:
+                conn.close()
+                return False
+            if got:
+                self._conn = conn
+            else:
+                conn.close()
+            return got
+
+    def thd_release(self) -> None:
+        with self._mutex:
+            self._drop()
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(sa.exc.DBAPIError):
+                conn.close()  # the session ends: the server frees its advisory locks
+
+    def close(self) -> None:
+        self.thd_release()
+        self._engine.dispose()
+
+
+class SqlLeases:
+    """One lease on the database, for the `Leadership` service: every call runs on the pool's
+    threads in its own transaction, on the database's clock. On PostgreSQL the holder also keeps
+    the `SessionLock` so that its death is seen at once."""
+
+    def __init__(self, pool: Any, name: str = ROUTER) -> None:
+        self._pool = pool
+        self.name = name
+        engine: sa.Engine = pool.engine
+        self._lock = None if is_sqlite(engine) else SessionLock(engine.url, advisory_key(name))
+
+    def claim(self, node: str, ttl: float) -> Deferred[Claim]:
+        return self._pool.run(self._thd_claim, node, ttl)
+
+    def renew(self, node: str, epoch: int, ttl: float) -> Deferred[float | None]:
+        return self._pool.run(self._thd_renew, node, epoch, ttl)
+
+    def release(self, node: str, epoch: int) -> Deferred[bool]:
+        return self._pool.run(self._thd_release, node, epoch)
+
+    def fence(self, epoch: int) -> Callable[[sa.Connection], None]:
+        return fence(self.name, epoch)
+
+    def close(self) -> None:
+        if self._lock is not None:
+            self._lock.close()
+
+    def _thd_claim(self, conn: sa.Connection, node: str, ttl: float) -> Claim:
+        took = self._lock.thd_take() if self._lock is not None else False
+        claim = thd_claim(conn, self.name, node, ttl, thd_now(conn), holder_gone=took,
+                          watched=took)
+        if took and not claim.won:  # let the holder take it back (it may not keep it yet)
+            self._lock.thd_release()  # type: ignore[union-attr]
+        return claim
+
+    def _thd_renew(self, conn: sa.Connection, node: str, epoch: int,
+                   ttl: float) -> float | None:
+        watched = self._lock.thd_take() if self._lock is not None else False
+        return thd_renew(conn, self.name, node, epoch, ttl, thd_now(conn), watched=watched)
+
+    def _thd_release(self, conn: sa.Connection, node: str, epoch: int) -> bool:
+        released = thd_release(conn, self.name, node, epoch, thd_now(conn))
+        if self._lock is not None:
+            self._lock.thd_release()
+        return released
