@@ -12,10 +12,11 @@ every queue whose requirement they meet (every queue has members); capacity 3 e-
 is offline. The timed part starts when every agent logs in and ends when the D tasks are
 completed: simulated agents, in process, call the Sessions use cases as the console would,
 accepting each offer once it is committed and completing each task once its accept is
-committed. Every step is committed before the next one. Decisions = offers made (committed),
-assignments = accepts committed. Also printed: the CPU time of this process (every thread) per
-task completed in the timed part, which says more than the rate on a loaded machine (the
-database server's own CPU is not in it).
+committed. Every step is committed before the next one. On PostgreSQL the run holds the
+router's lease and every commit passes its fence, as under `serve` (`--unfenced`: without).
+Decisions = offers made (committed), assignments = accepts committed. Also printed: the CPU
+time of this process (every thread) per task completed in the timed part, which says more than
+the rate on a loaded machine (the database server's own CPU is not in it).
 
 Baseline: a helpdesk-style SQL assigner on the same model (tables agents, skills, tasks in their
 own fresh database or file), 4 worker threads, one transaction per assignment: the oldest queued
@@ -26,7 +27,7 @@ completes it in a second transaction (task completed, agent freed, last_idle set
 assignments is one decision. The ratio is Switchboard's decisions/s over the assigner's.
 
     .venv/bin/python bench/durable.py [--agents N] [--queues Q] [--skills S] [--depth D]
-        [--runs R] [--workers W] [--only sqlite|postgres] [--json]
+        [--runs R] [--workers W] [--only sqlite|postgres] [--unfenced] [--json]
 """
 
 from __future__ import annotations
@@ -129,6 +130,16 @@ class Run:
 # ---------------------------------------------------------------------------- Switchboard
 
 
+BENCH_LEASE_SECONDS = 3600.0  # held for the run; the fence checks the epoch, not the time
+
+
+async def hold_lease(storage: Storage, fenced: bool) -> None:
+    """PostgreSQL: hold the router's lease and commit behind its fence, as under `serve`."""
+    if fenced and storage.leases is not None:
+        claim = await storage.leases.claim("bench", BENCH_LEASE_SECONDS)
+        storage.commit.fence_with(storage.leases.fence(claim.lease.epoch), lambda f: None)
+
+
 async def configure(store: SqlStore, model: Model) -> None:
     """The queues, and the agents offline (they log in when the timed part starts)."""
     for name, (skill, level) in sorted(model.requirement.items()):
@@ -138,10 +149,11 @@ async def configure(store: SqlStore, model: Model) -> None:
                                     channels={Channel.EMAIL}, status=Presence.OFFLINE))
 
 
-async def switchboard_run(reactor, url: str, model: Model) -> Run:
+async def switchboard_run(reactor, url: str, model: Model, fenced: bool = True) -> Run:
     schema.upgrade(url)
     storage = Storage(url, reactor)
     storage.start()
+    await hold_lease(storage, fenced)
     assignment: Assignment | None = None
     try:
         store = storage.store
@@ -342,7 +354,7 @@ async def measure(reactor, name: str, database: Callable, model: Model,
     for _ in range(args.runs):
         try:
             with database() as url:
-                ours = await switchboard_run(reactor, url, model)
+                ours = await switchboard_run(reactor, url, model, not args.unfenced)
             with database() as url:
                 theirs = assigner_run(url, model, args.workers)
         except sa.exc.OperationalError as exc:
@@ -396,6 +408,8 @@ async def main(reactor, argv: list[str]) -> None:
                         help="threads of the SQL assigner")
     parser.add_argument("--only", choices=["sqlite", "postgres"])
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--unfenced", action="store_true",
+                        help="PostgreSQL: commit without the lease's fence (to measure its cost)")
     args = parser.parse_args(argv)
     if min(args.agents, args.queues, args.skills, args.depth, args.runs, args.workers) < 1:
         parser.error("every size must be at least 1")

@@ -65,6 +65,9 @@ class ClusterConfig:
     # host name and process id). SQLite is single-node: no lease.
     node: str = ""
     lease_seconds: float = 10.0
+    # A deposed leader starts again in its own process as a standby (true), or exits with 75
+    # for its supervisor to restart it (false).
+    restart_when_deposed: bool = True
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,10 @@
 
 Refuses to start on a stale schema (and says which command upgrades it). On PostgreSQL it
 first waits as a standby (answering /healthz from runtime/standby.py) until it holds the
-database's lease, and exits with DEPOSED_EXIT the moment it stops routing (another node took
-over, or the database stopped confirming its lease). Stops cleanly: timers
+database's lease. The moment it stops routing (another node took over, or the database stopped
+confirming its lease) it stops like on SIGTERM and starts again in the same process (`exec`,
+same pid and command line), as a standby; with `[cluster] restart_when_deposed = false` it
+exits with DEPOSED_EXIT instead, for a supervisor to restart. Stops cleanly: timers
 cancelled, pending commits drained, threads joined. At start it raises the soft descriptor limit
 to the hard one, logs it once with the connection budget, and sets the process's connection
 limits (dispatcher/net.py) before any listener opens.
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import sys
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -104,5 +107,18 @@ def serve(config: Config, url: str, specs: dict[str, EdgeSpec] | None = None) ->
     reactor.callWhenRunning(lambda: ensureDeferred(start()).addErrback(failed))
     reactor.run()
     if app.deposed_reason is not None:
-        print(f"switchboard: stopped routing: {app.deposed_reason}", file=sys.stderr)
+        again = config.cluster.restart_when_deposed
+        print(f"switchboard: stopped routing: {app.deposed_reason}"
+              + ("; starting again as a standby" if again else ""), file=sys.stderr)
+        if again:
+            start_again()
     return status["code"]
+
+
+def start_again() -> None:
+    """Replace this process by the same command (a fresh standby: nothing of the deposed
+    router's memory survives). Listening sockets are not inherited across exec."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, sys.orig_argv)
