@@ -26,7 +26,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,7 @@ class Leadership:
         self._timer: Any = None
         self._deadline: Any = None
         self._failing = False
+        self._asking: Deferred[Any] | None = None  # the claim or renewal waiting for its answer
 
     def on_deposed(self, listener: Callable[[str], None]) -> None:
         """`listener(reason)` is called once when this node stops being the leader."""
@@ -108,16 +109,26 @@ class Leadership:
                 log.exception("a deposed listener failed")
 
     def stop(self) -> Deferred[Any]:
-        """Stop claiming or renewing; a leader gives the lease up at once."""
+        """Stop claiming or renewing; a leader gives the lease up at once, after the renewal
+        in flight (if any) has answered, so that no renewal extends a released lease. A claim
+        in flight that wins is given up when it answers."""
         was_leader = self.role == LEADER
         self._cancel()
         self.role = STOPPED
         if was_leader and self.epoch is not None:
-            d = self._leases.release(self.node, self.epoch)
-            d.addErrback(lambda f: log.warning("could not give the lease up: %s",
-                                               f.getErrorMessage()))
-            return d
-        return Deferred.fromCoroutine(_nothing())
+            return self._release(self.epoch)
+        return succeed(None)
+
+    def _release(self, epoch: int) -> Deferred[Any]:
+        asking, done = self._asking, Deferred()
+        if asking is None:
+            done.callback(None)
+        else:  # its own callbacks run first: they see STOPPED and do nothing more
+            asking.addBoth(lambda result: done.callback(None) or result)
+        done.addCallback(lambda _: self._leases.release(self.node, epoch))
+        done.addErrback(lambda f: log.warning("could not give the lease up: %s",
+                                              f.getErrorMessage()))
+        return done
 
     # -- standby -------------------------------------------------------------------------------
 
@@ -125,13 +136,16 @@ class Leadership:
         self._timer = None
         if self.role != STANDBY:
             return
-        d = self._leases.claim(self.node, self.ttl)
         sent = self._reactor.seconds()
-        d.addCallbacks(self._claimed, self._claim_failed, (sent,))
+        self._asking = self._leases.claim(self.node, self.ttl)
+        self._asking.addCallbacks(self._claimed, self._claim_failed, (sent,))
 
     def _claimed(self, claim: ClaimResult, sent: float) -> None:
+        self._asking = None
         self._recovered()
         if self.role != STANDBY:
+            if claim.won and self.role == STOPPED:  # stopped while asking: give it back now
+                self._release(claim.lease.epoch)
             return
         lease = claim.lease
         if not claim.won:
@@ -153,6 +167,7 @@ class Leadership:
             won.callback(lease.epoch)
 
     def _claim_failed(self, failure: Any) -> None:
+        self._asking = None
         self._failed("claim", failure)
         if self.role == STANDBY:
             self._timer = self._reactor.callLater(self.poll, self._claim)
@@ -164,10 +179,11 @@ class Leadership:
         if self.role != LEADER or self.epoch is None:
             return
         sent = self._reactor.seconds()
-        d = self._leases.renew(self.node, self.epoch, self.ttl)
-        d.addCallbacks(self._renewed, self._renew_failed, (sent,))
+        self._asking = self._leases.renew(self.node, self.epoch, self.ttl)
+        self._asking.addCallbacks(self._renewed, self._renew_failed, (sent,))
 
     def _renewed(self, expiry: float | None, sent: float) -> None:
+        self._asking = None
         self._recovered()
         if self.role != LEADER:
             return
@@ -178,6 +194,7 @@ class Leadership:
         self._timer = self._reactor.callLater(self.ttl / RENEWALS_PER_TTL, self._renew)
 
     def _renew_failed(self, failure: Any) -> None:
+        self._asking = None
         self._failed("renewal", failure)
         if self.role == LEADER:  # the deadline deposes us if this lasts
             self._timer = self._reactor.callLater(self.poll, self._renew)
@@ -214,7 +231,3 @@ class Leadership:
             if call is not None and call.active():
                 call.cancel()
         self._timer = self._deadline = None
-
-
-async def _nothing() -> None:
-    return None

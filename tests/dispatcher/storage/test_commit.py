@@ -23,6 +23,7 @@ from dispatcher.service.ports import Changes
 from dispatcher.storage import schema
 from dispatcher.storage import tables as t
 from dispatcher.storage.commit import GroupCommit, mergeable, thd_batch
+from dispatcher.storage.lease import ROUTER, Deposed, fence, thd_claim
 from dispatcher.storage.sql import SqlStore
 from dispatcher.storage.tasks import UNKEYED, ChangeRows, change_keys
 from tests.dispatcher.storage.turns import TurnReactor
@@ -570,3 +571,92 @@ def test_keys_name_the_tasks_and_agents_a_change_touches() -> None:
     )
     assert change_keys(changes) == {("task", "t1"), ("agent", "a1"), ("agent", "a2"),
                                     ("task", "t3"), ("agent", "a3"), UNKEYED}
+
+
+# --- behind the router's lease fence (SQLite, the real Pool) ---------------------------------
+
+
+@pytest.fixture
+def fenced(sqlite_url: str):
+    """A wiring on SQLite whose router lease is at epoch 2 (node a, then node b)."""
+    schema.upgrade(sqlite_url)
+    w = wire(sqlite_url)
+    with w.engine.begin() as conn:
+        thd_claim(conn, ROUTER, "a", 10.0, T0)
+        thd_claim(conn, ROUTER, "b", 10.0, T0 + 20.0)
+    yield w
+    w.close()
+
+
+def thd_add_customer(conn: sa.Connection, customer_id: str) -> str:
+    if customer_id == "boom":
+        raise ValueError("boom")
+    conn.execute(sa.insert(t.customers).values(id=customer_id, name=customer_id, created_at=T0))
+    return customer_id
+
+
+def customers_of(w: Wiring) -> list[str]:
+    with w.engine.connect() as conn:
+        return sorted(conn.scalars(sa.select(t.customers.c.id)))
+
+
+def counted(check: Callable[[sa.Connection], None], runs: list[str]):
+    def thd_check(conn: sa.Connection) -> None:
+        runs.append("fence")
+        check(conn)
+
+    return thd_check
+
+
+def test_a_deposed_fence_fails_the_whole_batch_and_re_runs_nothing(fenced: Wiring) -> None:
+    runs: list[str] = []
+    heard: list[Any] = []
+    gc = fenced.commit
+    gc.fence_with(counted(fence(ROUTER, 1), runs), heard.append)  # epoch 1: a, deposed
+    outcomes = [collect(gc.run(thd_add_customer, c)) for c in ("c1", "c2", "c3")]
+    fenced.wait(gc.drain())
+    for outcome in outcomes:
+        outcome[0].trap(Deposed)
+    assert runs == ["fence"]  # one batch, no call re-run alone behind the fence
+    assert customers_of(fenced) == [] and (gc.commits, gc.calls) == (0, 0)
+    assert len(heard) == 1 and heard[0].check(Deposed)
+
+
+def test_a_passing_fence_runs_first_and_lets_the_batch_commit(fenced: Wiring) -> None:
+    runs: list[str] = []
+    gc = fenced.commit
+
+    def thd_add(conn: sa.Connection, customer_id: str) -> str:
+        runs.append(customer_id)
+        return thd_add_customer(conn, customer_id)
+
+    gc.fence_with(counted(fence(ROUTER, 2), runs), lambda failure: runs.append("deposed"))
+    outcomes = [collect(gc.run(thd_add, c)) for c in ("c1", "c2")]
+    fenced.wait(gc.drain())
+    assert outcomes == [["c1"], ["c2"]]
+    assert runs == ["fence", "c1", "c2"]
+    assert customers_of(fenced) == ["c1", "c2"] and (gc.commits, gc.calls) == (1, 2)
+
+
+def test_calls_re_run_alone_are_fenced_too(fenced: Wiring) -> None:
+    """The batch fails on its faulty call; by the time each call is re-run alone, another node
+    claimed the lease: every re-run, the faulty one included, errbacks with Deposed."""
+    runs: list[str] = []
+    heard: list[Any] = []
+    gc = fenced.commit
+    current = fence(ROUTER, 2)
+
+    def thd_check(conn: sa.Connection) -> None:
+        runs.append("fence")
+        if len(runs) > 1:  # after the batch: the lease moved on
+            raise Deposed("lease 'router' is at epoch 3")
+        current(conn)
+
+    gc.fence_with(thd_check, heard.append)
+    outcomes = [collect(gc.run(thd_add_customer, c)) for c in ("c1", "boom", "c2")]
+    fenced.wait(gc.drain())
+    for outcome in outcomes:
+        outcome[0].trap(Deposed)
+    assert runs == ["fence"] * 4  # the batch, then each of its three calls alone
+    assert customers_of(fenced) == [] and (gc.commits, gc.calls) == (0, 0)
+    assert len(heard) == 3 and all(f.check(Deposed) for f in heard)
