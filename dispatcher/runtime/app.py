@@ -289,6 +289,7 @@ class App:
                                          cluster.node or f"{socket.gethostname()}:{os.getpid()}",
                                          cluster.lease_seconds)
             self.leadership.on_deposed(self._deposed)
+            self.metrics.show_lease(self.leadership)  # /metrics: epoch, leader, takeovers
 
     def start(self) -> Deferred[None]:
         return ensureDeferred(self._start())

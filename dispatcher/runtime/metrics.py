@@ -8,8 +8,10 @@ same definitions as the reports, refreshed incrementally from the log), offers m
 rejected, expired and withdrawn counted from committed outcomes since the process started,
 webhook POSTs by outcome (delivered, retry, dead: the deliverer's `on_result`) and the dead
 deliveries now (one index count at scrape time), and process health: uptime, event-loop lag (a timer that measures how late it fires), group
-commits and the calls they carried. A scrape never changes the dispatcher's state; if today's
-figures cannot be read the other metrics are still served.
+commits and the calls they carried; on PostgreSQL the lease (service/leadership.py): its epoch,
+whether this node leads, the age of its last confirmed renewal, the leases it won. A scrape
+never changes the dispatcher's state; if today's figures cannot be read the other metrics are
+still served.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from twisted.web.server import NOT_DONE_YET
 from dispatcher.domain import events as ev
 from dispatcher.domain.agents import Presence
 from dispatcher.domain.metrics import Figures
+from dispatcher.service.leadership import LEADER
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +80,11 @@ class LiveCollector:
     """The custom collector: everything read when Prometheus scrapes."""
 
     def __init__(self, queries: Any, clock: Any, commit: Any = None,
-                 started: float | None = None) -> None:
+                 started: float | None = None, leadership: Any = None) -> None:
         self.queries = queries
         self.clock = clock
         self.commit = commit
+        self.leadership = leadership  # a Leadership (PostgreSQL), or None: no lease
         self.started = time.time() if started is None else started
         self.offers: Counter[tuple[str, str]] = Counter()  # (queue, outcome) -> count
         self.webhooks: Counter[str] = Counter()  # webhook POST outcome -> count
@@ -163,6 +167,23 @@ class LiveCollector:
             yield CounterMetricFamily(f"{PREFIX}_db_commit_calls",
                                       "Store calls carried by the group commits",
                                       value=self.commit.calls)
+        if self.leadership is not None:
+            yield from self._lease(self.leadership)
+
+    def _lease(self, leadership: Any) -> Any:
+        status = leadership.status()
+        if status["epoch"] is not None:
+            yield GaugeMetricFamily(f"{PREFIX}_lease_epoch",
+                                    "The lease's epoch this node last saw (held or not)",
+                                    value=status["epoch"])
+        yield GaugeMetricFamily(f"{PREFIX}_leader", "1 when this node holds the lease and routes",
+                                value=1 if status["role"] == LEADER else 0)
+        if status["lease_age_seconds"] is not None:
+            yield GaugeMetricFamily(f"{PREFIX}_lease_age_seconds",
+                                    "Since the last renewal the database confirmed (leader only)",
+                                    value=status["lease_age_seconds"])
+        yield CounterMetricFamily(f"{PREFIX}_takeovers", "Leases won by this process",
+                                  value=leadership.takeovers)
 
     def _today(self, f: Figures) -> Any:
         sl = GaugeMetricFamily(f"{PREFIX}_service_level_today",
@@ -201,9 +222,9 @@ class Metrics:
     """The registry, its collector and the probes; `start()` / `stop()` with the app."""
 
     def __init__(self, queries: Any, reactor: Any, today: Any = None, commit: Any = None,
-                 webhooks: Any = None) -> None:
+                 webhooks: Any = None, leadership: Any = None) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
-        self.collector = LiveCollector(queries, reactor, commit)
+        self.collector = LiveCollector(queries, reactor, commit, leadership=leadership)
         self.collector.lag = LagProbe(reactor)
         self.registry.register(self.collector)
         self.today = today
@@ -233,6 +254,10 @@ class Metrics:
         if what == "dead deliveries":
             self.collector.dead_deliveries = None
         log.warning("metrics: %s not refreshed: %s", what, failure.getErrorMessage())
+
+    def show_lease(self, leadership: Any) -> None:
+        """Expose this Leadership's gauges from now on (the app builds it after the metrics)."""
+        self.collector.leadership = leadership
 
     def start(self) -> None:
         if self.collector.lag is not None:

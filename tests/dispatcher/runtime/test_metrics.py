@@ -1,14 +1,23 @@
 """`/metrics` on the real service layer (memory store, virtual clock): live queue figures,
 offers counted from committed outcomes, today's service level from the log with the reports'
-definitions, webhook attempts by outcome and the dead deliveries, process health; and the
+definitions, webhook attempts by outcome and the dead deliveries, process health, the lease
+(a `Leadership` on a fake lease store; the App's wiring on PostgreSQL and SQLite); and the
 exposition served by `MetricsPage`."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from prometheus_client.parser import text_string_to_metric_families
+from twisted.internet import reactor
+from twisted.internet.defer import succeed
+from twisted.internet.task import Clock
 from twisted.web.test.requesthelper import DummyRequest
 
+from dispatcher.runtime.app import App
+from dispatcher.runtime.config import ClusterConfig, Config, DatabaseConfig
 from dispatcher.runtime.metrics import Metrics, MetricsPage
+from dispatcher.service.leadership import Leadership
 from dispatcher.service.ports import WebhookSubscription
 from dispatcher.service.reports import Today
 from dispatcher.service.webhooks import matches
@@ -129,3 +138,90 @@ def test_an_unreadable_dead_count_drops_only_that_gauge():
     got = scrape(metrics)
     assert "switchboard_webhook_deliveries_dead" not in got
     assert got["switchboard_webhook_attempts_total"][(("outcome", "dead"),)] == 0
+
+
+# ---------------------------------------------------------------------- the lease
+
+LEASE_SERIES = ("switchboard_lease_epoch", "switchboard_leader", "switchboard_lease_age_seconds",
+                "switchboard_takeovers_total")
+
+
+class Leases:
+    """A lease store that answers at once: `holder` holds epoch `epoch` (None: free)."""
+
+    def __init__(self, holder=None, epoch=6):
+        self.holder, self.epoch = holder, epoch
+
+    def claim(self, node, ttl):
+        won = self.holder in (None, node)
+        if won and self.holder is None:
+            self.holder, self.epoch = node, self.epoch + 1
+        return succeed(SimpleNamespace(won=won, lease=SimpleNamespace(epoch=self.epoch,
+                                                                      holder=self.holder)))
+
+    def renew(self, node, epoch, ttl):
+        return succeed(1e9 if (self.holder, self.epoch) == (node, epoch) else None)
+
+    def release(self, node, epoch):
+        return succeed(True)
+
+
+def test_the_leaders_lease_epoch_age_since_the_last_renewal_and_takeovers():
+    s = build_stack()
+    clock = Clock()
+    leadership = Leadership(Leases(), clock, "node-a", 9.0)  # renewed every 3 s
+    metrics = Metrics(s.queries, s.clock, leadership=leadership)
+    leadership.lead()
+    clock.advance(2.5)
+    got = scrape(metrics)
+    assert got["switchboard_lease_epoch"] == {(): 7}
+    assert got["switchboard_leader"] == {(): 1}
+    assert got["switchboard_lease_age_seconds"] == {(): 2.5}
+    assert got["switchboard_takeovers_total"] == {(): 1}
+    clock.advance(0.5)  # renewed (and confirmed) at 3.0
+    clock.advance(1.0)
+    assert scrape(metrics)["switchboard_lease_age_seconds"] == {(): 1.0}
+
+
+def test_a_standby_shows_the_leaders_epoch_not_leader_and_no_lease_age():
+    s = build_stack()
+    clock = Clock()
+    leadership = Leadership(Leases(holder="node-b", epoch=4), clock, "node-a", 9.0)
+    metrics = Metrics(s.queries, s.clock, leadership=leadership)
+    leadership.lead()
+    got = scrape(metrics)
+    assert got["switchboard_lease_epoch"] == {(): 4}
+    assert got["switchboard_leader"] == {(): 0}
+    assert "switchboard_lease_age_seconds" not in got
+    assert got["switchboard_takeovers_total"] == {(): 0}
+    leadership.stop()
+
+
+def test_a_deposed_leader_is_no_longer_leader_and_keeps_its_takeovers():
+    s = build_stack()
+    clock = Clock()
+    leases = Leases()
+    leadership = Leadership(leases, clock, "node-a", 9.0)
+    metrics = Metrics(s.queries, s.clock, leadership=leadership)
+    leadership.lead()
+    leases.holder, leases.epoch = "node-b", 8  # another node took the lease: the renewal says so
+    clock.advance(3.0)
+    got = scrape(metrics)
+    assert got["switchboard_leader"] == {(): 0}
+    assert "switchboard_lease_age_seconds" not in got
+    assert got["switchboard_takeovers_total"] == {(): 1}
+
+
+def test_the_app_shows_the_lease_on_postgresql_and_not_on_sqlite(pg_url, tmp_path):
+    apps = {name: App(Config(database=DatabaseConfig(url), cluster=ClusterConfig(node="n1")),
+                      reactor)
+            for name, url in (("pg", pg_url), ("sqlite", f"sqlite:///{tmp_path}/sb.db"))}
+    try:
+        pg, sqlite = (scrape(apps[name].metrics) for name in ("pg", "sqlite"))
+    finally:
+        for app in apps.values():
+            app.storage.engine.dispose()
+    assert pg["switchboard_leader"] == {(): 0}  # not started: a standby that has seen no lease
+    assert pg["switchboard_takeovers_total"] == {(): 0}
+    assert "switchboard_uptime_seconds" in sqlite
+    assert not [name for name in LEASE_SERIES if name in sqlite]
