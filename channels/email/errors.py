@@ -6,6 +6,7 @@ from __future__ import annotations
 from twisted.mail.smtp import SMTPServerError
 
 OK_STORED = (250, b"2.0.0 Stored as {request}")
+OK_HELD = (250, b"2.0.0 Stored; held for the dispatcher")  # by a node that does not route
 TEMPORARY_FAILURE = (451, b"4.3.0 Could not store the message now; try again later")
 BAD_LINE_ENDING = (521, b"5.5.2 Error reading DATA: bare CR or LF (invalid line ending)")
 LINE_TOO_LONG = (500, b"5.5.2 Line too long")

@@ -14,6 +14,10 @@ The SMTP port is behind the process's connection gate (dispatcher/net.py: concur
 per source address, the global budget) and a per-source rate of new sessions
 (`smtp_sessions_per_ip_per_minute`, guard.Budget; the relays in `auth_trusted_relays` are not
 counted): both refuse with `421 4.7.0` and close.
+
+With several nodes (held.py): `EDGE.standby` is the SMTP of a node that does not route, which
+holds the mail it accepts in the database; with `context.held`, the router's edge takes that
+mail in as if its own SMTP had received it.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from dispatcher import net
 from dispatcher.guard import Budget, Throttled
 from dispatcher.service.codification import Codification
 from dispatcher.service.edges import EdgeContext, EdgeSpec
+from dispatcher.service.held import Held
 from dispatcher.service.mail import Mail
 from dispatcher.service.ports import EdgeReactor
 
@@ -38,6 +43,7 @@ from . import help as help_page
 from .authenticity import is_trusted
 from .config import EmailSettings, Routes, check_imap, limits_from, policy_from
 from .form import _wants_json, answer_page, forms_resource, parse_types
+from .held import TakeIn, build_standby
 from .imap import ImapPoller
 from .outbound import Relay
 from .reading import Reader
@@ -91,8 +97,20 @@ class SessionRate(ServerFactory):
         return net.Refusal(self.refusal)
 
 
+def listen_smtp(reactor: EdgeReactor, intake: SmtpIntake, s: EmailSettings) -> tuple[Any, Any]:
+    """Listen for SMTP with `intake` behind the connection gate and the per-source session
+    rate; returns the port and the guarded factory."""
+    refusal = busy_reply(s.hostname)
+    factory = net.Guarded(
+        SessionRate(intake, s.smtp_sessions_per_ip_per_minute, reactor, refusal,
+                    lambda host: is_trusted(host, intake.authenticity.trusted)),
+        "smtp", refusal=refusal)
+    return net.listen_tcp(reactor, s.smtp_port, factory, s.smtp_host), factory
+
+
 class EmailEdge:
-    def __init__(self, reactor: EdgeReactor, mail: Mail, settings: EmailSettings) -> None:
+    def __init__(self, reactor: EdgeReactor, mail: Mail, settings: EmailSettings,
+                 held: Held | None = None) -> None:
         self.reactor = reactor
         self.mail = mail
         self.settings = settings
@@ -105,6 +123,8 @@ class EmailEdge:
         self.intake = SmtpIntake(mail, settings, Routes.from_settings(settings),
                                  tls_context(settings), reader=self.reader)
         self.relay = Relay(reactor, mail, settings)
+        # Mail that nodes which do not route held for us (held.py), taken in as our own.
+        self.take_in = TakeIn(reactor, held, self.intake, mail) if held is not None else None
         self.imap = (ImapPoller(reactor, mail, settings, reader=self.reader)
                      if settings.imap_host else None)
         self.port: Any = None
@@ -113,13 +133,10 @@ class EmailEdge:
     def start(self) -> None:
         s = self.settings
         self.reader.start()  # before the port opens: the first message waits for no worker
-        refusal = busy_reply(s.hostname)
-        self.factory = net.Guarded(
-            SessionRate(self.intake, s.smtp_sessions_per_ip_per_minute, self.reactor, refusal,
-                        lambda host: is_trusted(host, self.intake.authenticity.trusted)),
-            "smtp", refusal=refusal)
-        self.port = net.listen_tcp(self.reactor, s.smtp_port, self.factory, s.smtp_host)
+        self.port, self.factory = listen_smtp(self.reactor, self.intake, s)
         log.info("e-mail: SMTP on %s:%d", s.smtp_host, self.port.getHost().port)
+        if self.take_in is not None:
+            self.take_in.start()
         self.relay.start()
         if not s.relay_host:
             log.warning("e-mail: no relay_host is configured: replies and acknowledgements are"
@@ -131,6 +148,8 @@ class EmailEdge:
 
     def stop(self) -> defer.Deferred:
         self.relay.stop()
+        if self.take_in is not None:
+            self.take_in.stop()
         waits = [defer.maybeDeferred(self.port.stopListening)] if self.port else []
         if self.port is not None:
             self.factory.gate.unwatch(self.port)
@@ -154,7 +173,7 @@ def build(context: EdgeContext, settings: EmailSettings) -> EmailEdge:
     _form(context.site_root, mail, settings)
     if context.answers is not None:  # the public knowledge-base page (help.py) on `/help`
         help_page.mount(context.site_root, context.answers.library)
-    return EmailEdge(context.reactor, mail, settings)
+    return EmailEdge(context.reactor, mail, settings, context.held)
 
 
 def form_too_large(limit: int, request: Any) -> tuple[bytes, bytes]:
@@ -192,4 +211,4 @@ def _form(site_root: Resource, mail: Mail, settings: EmailSettings) -> None:
         log.info("e-mail: web form at /forms/contact (queue %s)", queue)
 
 
-EDGE = EdgeSpec(name="email", settings=EmailSettings, build=build)
+EDGE = EdgeSpec(name="email", settings=EmailSettings, build=build, standby=build_standby)

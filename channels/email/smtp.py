@@ -41,6 +41,7 @@ BUFFER_LIMIT = 64 * 1024  # beyond this without CRLF, the client is not speaking
 SIZE_PARAM = re.compile(rb"\bSIZE=(\d{1,20})\b", re.I)
 PATH = re.compile(rb"<([^<>]*)>")
 BARE_BREAK = re.compile(rb"\r|\n")  # inside one CRLF-delimited line: a bare CR or LF
+HELD = object()  # what `deliver` gives for a message held for the router (held.py)
 
 
 @implementer(IMessageSMTP)
@@ -307,6 +308,9 @@ class IntakeESMTP(smtp.ESMTP):
                     log.error("could not store a message: %s", result.getTraceback())
                     self.sendCode(*e.TEMPORARY_FAILURE)
                 return
+        if any(ok and r is HELD for ok, r in resultList):
+            self.sendCode(*e.OK_HELD)
+            return
         request = next((r.request for ok, r in resultList if ok and r is not None), "")
         code, text = e.OK_STORED
         self.sendCode(code, text.replace(b"{request}", request.encode("ascii", "replace")))
@@ -315,7 +319,7 @@ class IntakeESMTP(smtp.ESMTP):
 class SmtpIntake(ServerFactory):
     """The SMTP server factory of the e-mail edge."""
 
-    def __init__(self, mail: Mail, settings: EmailSettings, routes: Routes | None = None,
+    def __init__(self, mail: Mail | None, settings: EmailSettings, routes: Routes | None = None,
                  context_factory: Any = None, reader: Reader | Inline | None = None) -> None:
         self.mail = mail
         self.reader = reader  # the edge's (plugin.py); made on first use when built alone
@@ -343,13 +347,17 @@ class SmtpIntake(ServerFactory):
         return reader
 
     def deliver(self, raw: bytes, queue: str, envelope_from: str,
-                recipients: tuple[str, ...], verdict: Verdict | None = None) -> defer.Deferred:
+                recipients: tuple[str, ...], verdict: Verdict | None = None,
+                source: str | None = None) -> defer.Deferred:
         """Read the message off the reactor (reading.py: worker processes, time budget), then
-        store it; the Deferred fires after the commit (or fails: 451)."""
+        store it; the Deferred fires after the commit (or fails: 451). `source`: the
+        message's source key (held mail's, held.py), which the store keeps once."""
+        if self.mail is None:
+            raise RuntimeError("this SMTP intake stores no mail (built without Mail)")
         try:
             d = self._reader().read(raw, queue, envelope_from, recipients,
                                     attachments_dir=self.settings.attachments_dir,
-                                    verdict=verdict)
+                                    verdict=verdict, source=source)
         except Exception:
             log.exception("could not read a message")
             return defer.fail(e.server_error(e.TEMPORARY_FAILURE))

@@ -37,6 +37,7 @@ from dispatcher.service.conversation import Conversation
 from dispatcher.service.customers import Customers
 from dispatcher.service.edges import Edge, EdgeCommandContext, EdgeContext, EdgeSpec
 from dispatcher.service.health import Readiness
+from dispatcher.service.held import Held
 from dispatcher.service.history import History
 from dispatcher.service.history_cache import HistoryCache, WatchedStore
 from dispatcher.service.intake import Intake
@@ -60,6 +61,7 @@ from dispatcher.storage.codification import SqlCodificationStore, SqlCollaborati
 from dispatcher.storage.commit import POSTGRES_IN_FLIGHT, SQLITE_IN_FLIGHT, GroupCommit
 from dispatcher.storage.configuration import SqlConfigurationLog
 from dispatcher.storage.engine import is_sqlite, make_engine
+from dispatcher.storage.held import SqlHeldMail
 from dispatcher.storage.lease import SqlLeases
 from dispatcher.storage.phones import SqlPhones
 from dispatcher.storage.pool import Pool
@@ -282,14 +284,15 @@ class App:
         self.deposed_reason: str | None = None  # why this node stopped routing, if it did
         self.collector = Collector(reactor, config.server.gc_refreeze_seconds)
         # Several nodes on PostgreSQL: the lease says which one routes (service/leadership.py).
+        self.node = config.cluster.node or f"{socket.gethostname()}:{os.getpid()}"
         self.leadership: Leadership | None = None
         if self.storage.leases is not None:
-            cluster = config.cluster
-            self.leadership = Leadership(self.storage.leases, reactor,
-                                         cluster.node or f"{socket.gethostname()}:{os.getpid()}",
-                                         cluster.lease_seconds)
+            self.leadership = Leadership(self.storage.leases, reactor, self.node,
+                                         config.cluster.lease_seconds)
             self.leadership.on_deposed(self._deposed)
             self.metrics.show_lease(self.leadership)  # /metrics: epoch, leader, takeovers
+        # Mail the SMTP of nodes that do not route held for the router (service/held.py).
+        self.held = Held(SqlHeldMail(self.storage.pool), reactor, self.node)
 
     def start(self) -> Deferred[None]:
         return ensureDeferred(self._start())
@@ -386,6 +389,7 @@ class App:
             health=Readiness(self.router, self.report_events.ping,
                              role=self.leadership.status if self.leadership else None),
             people_tokens=self.people_tokens,
+            held=self.held if self.leadership is not None else None,  # SQLite holds none
         )
         for name, spec in sorted(specs.items()):
             settings = self.config.edges.get(name) or spec.settings()

@@ -34,7 +34,10 @@ import json
 import logging
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
+
+from .config import ROLES
 
 EXIT_USAGE = 2
 EXIT_CONFIG = 3
@@ -99,7 +102,12 @@ def build_parser(specs: dict | None = None) -> argparse.ArgumentParser:
                                       "url of the configuration, sqlite:///switchboard.db)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    sub.add_parser("serve", help="run the dispatcher and its edges (refuses a stale schema)")
+    serve_p = sub.add_parser("serve", help="run the dispatcher and its edges (refuses a stale "
+                                           "schema)")
+    serve_p.add_argument("--role", choices=ROLES, help="with several nodes on PostgreSQL: all "
+                         "(route when holding the lease, else hold mail), edge (only hold "
+                         "mail for the router), router (no edge while waiting); default: "
+                         "[cluster] role, all")
 
     demo = sub.add_parser("demo", help="a live demo contact centre on SQLite: sample queues, "
                                        "robot agents and customers")
@@ -202,8 +210,6 @@ def _main(argv: list[str] | None = None) -> int:
     if refused is not None:
         return refused
     if args.command == "demo":  # the demo prints its own figures: keep the log for warnings
-        from dataclasses import replace
-
         config = replace(config, log=replace(config.log, level="WARNING"))
     _logging(config)
     if getattr(args, "edge_command", None) is not None:
@@ -214,7 +220,7 @@ def _main(argv: list[str] | None = None) -> int:
         if args.command == "serve":
             from .serve import serve
 
-            return serve(config, url, specs)
+            return serve(config, url, specs, role=args.role)
         if args.command == "demo":
             from .demo import demo
 

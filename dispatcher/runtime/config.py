@@ -65,6 +65,9 @@ class ClusterConfig:
     # host name and process id). SQLite is single-node: no lease.
     node: str = ""
     lease_seconds: float = 10.0
+    # all: this node routes when it holds the lease, and while it waits its SMTP holds mail
+    # for the router; edge: never routes, only holds mail; router: no edge while it waits.
+    role: str = "all"
     # A deposed leader starts again in its own process as a standby (true), or exits with 75
     # for its supervisor to restart it (false).
     restart_when_deposed: bool = True
@@ -101,6 +104,7 @@ class Config:
     edges: Mapping[str, Any] = field(default_factory=dict)
 
 
+ROLES = ("all", "edge", "router")  # [cluster] role, `serve --role`
 MIN_LEASE_SECONDS = 1.0  # renewed three times per lease: shorter is all round trips
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_FORMATS = ("text", "json")
@@ -213,6 +217,8 @@ def load(  # noqa: C901 - each setting section validated in turn, every problem 
         problems.append("[server] max_connections: must be >= 0 (0: from the descriptor limit)")
     if config.server.history_cache_customers < 0:
         problems.append("[server] history_cache_customers: must be >= 0 (0: no cache)")
+    if config.cluster.role not in ROLES:
+        problems.append(f"[cluster] role: one of {', '.join(ROLES)}")
     if config.cluster.lease_seconds < MIN_LEASE_SECONDS:
         problems.append(f"[cluster] lease_seconds: must be >= {MIN_LEASE_SECONDS} seconds")
     for name in ("poll_seconds", "timeout", "keep_days"):

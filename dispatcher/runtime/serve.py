@@ -17,13 +17,14 @@ import dataclasses
 import logging
 import os
 import sys
+from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
-from twisted.internet.defer import ensureDeferred
+from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred
 from twisted.internet.error import CannotListenError
 
 from dispatcher import net
-from dispatcher.service.edges import EdgeSpec
+from dispatcher.service.edges import EdgeSpec, StandbyContext
 
 from .app import App, StaleSchema
 from .config import Config
@@ -59,26 +60,74 @@ def listen_http(reactor: object, config: Config, site: object, gate: net.Gate) -
     return net.listen_tcp(reactor, config.server.http_port, factory, config.server.host)
 
 
-def serve(config: Config, url: str, specs: dict[str, EdgeSpec] | None = None) -> int:
-    """Run until stopped; `specs`: the edges found by entry point (each built if enabled)."""
+def standby_edges(app: App, specs: dict[str, EdgeSpec], reactor: Any) -> list[tuple[str, Any]]:
+    """The edges of a node that does not route (`EdgeSpec.standby`), for those enabled."""
+    context = StandbyContext(reactor=reactor, held=app.held)
+    built = []
+    for name, spec in sorted(specs.items()):
+        settings = app.config.edges.get(name) or spec.settings()
+        if spec.standby is not None and getattr(settings, "enabled", True):
+            built.append((name, spec.standby(context, settings)))
+    return built
+
+
+async def wait_for_lease(app: App, config: Config, specs: dict[str, EdgeSpec], reactor: Any,
+                         gate: net.Gate) -> list[tuple[str, Any]]:
+    """PostgreSQL: until this node holds the lease (for ever with role `edge`), answer /healthz
+    as a standby and, unless the role is `router`, run the standby edges (their SMTP holds mail
+    for the router). Returns those edges, still running: stop them once the node's own edges
+    are about to open."""
+    role = config.cluster.role
+    leadership = app.leadership
+    assert leadership is not None
+
+    def status() -> dict[str, Any]:
+        return {**leadership.status(), "role": "edge"} if role == "edge" else leadership.status()
+
+    page = listen_http(reactor, config, standby_site(status), gate)
+    edges = [] if role == "router" else standby_edges(app, specs, reactor)
+    app.storage.start()
+    for name, edge in edges:
+        await maybeDeferred(edge.start)
+        log.info("edge %s started (holding for the router)", name)
+    log.info("%s (node %s): /healthz on http://%s:%d/%s", "edge node" if role == "edge"
+             else "standby", leadership.node, config.server.host, page.getHost().port,
+             "" if role == "edge" else " until this node holds the lease")
+    if role == "edge":
+        await Deferred()  # never routes: runs until stopped
+    await app.lead()
+    await page.stopListening()
+    return edges
+
+
+def serve(config: Config, url: str, specs: dict[str, EdgeSpec] | None = None,
+          role: str | None = None) -> int:
+    """Run until stopped; `specs`: the edges found by entry point (each built if enabled);
+    `role`: overrides [cluster] role."""
     from twisted.internet import reactor
 
     config = dataclasses.replace(config, database=dataclasses.replace(config.database, url=url))
+    if role is not None:
+        config = dataclasses.replace(config, cluster=dataclasses.replace(config.cluster,
+                                                                         role=role))
     app = App(config, reactor)
+    if app.leadership is None and config.cluster.role != "all":
+        print(f"switchboard: role {config.cluster.role!r} needs PostgreSQL: SQLite is "
+              "single-node", file=sys.stderr)
+        return 2
     status = {"code": 0}
     route_twisted_logs()
     gate = guard_connections(config, reactor)
 
     async def start() -> None:
+        held: list[tuple[str, Any]] = []
         if app.leadership is not None:  # PostgreSQL: a standby until this node holds the lease
-            leadership = app.leadership
-            leadership.on_deposed(lambda reason: status.update(code=DEPOSED_EXIT))
-            standby = listen_http(reactor, config, standby_site(leadership.status), gate)
-            log.info("standby (node %s): /healthz on http://%s:%d/ until this node holds the "
-                     "lease", leadership.node, config.server.host, standby.getHost().port)
-            await app.lead()
-            await standby.stopListening()
+            app.leadership.on_deposed(lambda reason: status.update(code=DEPOSED_EXIT))
+            held = await wait_for_lease(app, config, specs or {}, reactor, gate)
         await app.start()
+        for name, edge in held:  # they held mail while the state loaded; ours take over now
+            await maybeDeferred(edge.stop)
+            log.info("edge %s stopped holding: this node routes", name)
         reactor.addSystemEventTrigger("before", "shutdown", app.stop)
         site, root = build_site(HttpLimits.from_server(config.server))
         names = app.build_edges(specs or {}, root)

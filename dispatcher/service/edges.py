@@ -26,6 +26,7 @@ from .collaboration import Collaboration
 from .configuration import Configuration
 from .conversation import Conversation
 from .health import Readiness
+from .held import Held
 from .history import History
 from .intake import Intake
 from .mail import Mail
@@ -111,6 +112,19 @@ class EdgeContext:
     # call (raises tokens.KeyProblem when they cannot be used): the admin edge's /report.
     # None: /report is not served.
     people_tokens: Callable[[], Verifier] | None = None
+    # Mail that nodes which do not route accepted and held (held.py): the router's e-mail
+    # edge takes it in. None: nothing is held on this database (the e-mail edge takes none in).
+    held: Held | None = None
+
+
+@dataclass(frozen=True)
+class StandbyContext:
+    """What an edge gets on a node that does not route (a standby waiting for the lease, or an
+    edge node): the reactor and the held-mail service, nothing that needs the router. The
+    runtime (dispatcher/runtime/serve.py) builds it; `EdgeSpec.standby` uses it."""
+
+    reactor: EdgeReactor
+    held: Held
 
 
 @dataclass(frozen=True)
@@ -148,3 +162,7 @@ class EdgeSpec:
     # (an `EdgeCommandContext`) under the reactor with the database open; it returns the exit
     # code, or an awaitable of it. E.g. the console's `switchboard token`.
     commands: Callable[[Any], None] | None = None
+    # Optional: what the edge runs on a node that does not route (`standby(context, settings)`
+    # -> Edge, built only if enabled): e.g. the e-mail edge's SMTP holding mail for the router.
+    # None: the edge runs only on the router's node.
+    standby: Callable[[StandbyContext, Any], Edge] | None = None

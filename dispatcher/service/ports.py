@@ -897,3 +897,35 @@ class EdgeReactor(Protocol):
     def getThreadPool(self) -> Any: ...
     def addSystemEventTrigger(self, phase: str, eventType: str,  # noqa: N803
                               fn: Callable[..., Any], *args: Any, **kw: Any) -> Any: ...
+
+
+@dataclass(frozen=True, slots=True)
+class HeldMail:
+    """A message a node that does not route accepted, until the router takes it in (held.py)."""
+
+    id: str
+    received_at: float
+    node: str
+    queue: str
+    envelope_from: str
+    recipients: tuple[str, ...]
+    raw: bytes
+    verdict: Mapping[str, Any] | None  # the sender checks' fields (authenticity.Verdict)
+    attempts: int = 0
+    next_attempt_at: float = 0.0
+    error: str | None = None
+
+
+class HeldStore(Protocol):
+    """Held mail on the database (storage/held.py)."""
+
+    def hold(self, mail: HeldMail) -> Deferred[None]: ...
+
+    def waiting(self, now: float, limit: int) -> Deferred[list[HeldMail]]: ...
+
+    def taken(self, ids: Sequence[str]) -> Deferred[None]: ...
+
+    def retry_later(self, id: str, attempts: int, next_attempt_at: float,
+                    error: str) -> Deferred[None]: ...
+
+    def count(self) -> Deferred[int]: ...

@@ -588,3 +588,23 @@ router_leases = sa.Table(
     sa.Column("expires_at", Time, nullable=False),
     sa.Column("claimed_at", Time, nullable=False),
 )
+
+# --- mail held by nodes that do not route (migration 0016) ---------------------------------------
+
+# What a standby or edge node's SMTP accepted (committed before its 250) until the router takes
+# it in (storage/held.py); deleted once stored as mail.
+held_mail = sa.Table(
+    "held_mail",
+    metadata,
+    sa.Column("id", sa.String, primary_key=True),
+    sa.Column("received_at", Time, nullable=False),
+    sa.Column("node", sa.String, nullable=False),
+    sa.Column("queue", sa.String, nullable=False),
+    sa.Column("envelope_from", sa.String, nullable=False),
+    sa.Column("recipients", sa.JSON, nullable=False),
+    sa.Column("verdict", sa.JSON, nullable=True),
+    sa.Column("raw", sa.LargeBinary, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_attempt_at", Time, nullable=False, index=True),
+    sa.Column("error", sa.Text, nullable=True),
+)

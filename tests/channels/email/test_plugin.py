@@ -23,7 +23,7 @@ class Reactor(Clock):
 def context(answers=None, site_root=None, codification=None) -> SimpleNamespace:
     mail = SimpleNamespace(configure=lambda policy: None)
     return SimpleNamespace(reactor=Reactor(), mail=mail, site_root=site_root or Resource(),
-                           codification=codification, answers=answers)
+                           codification=codification, answers=answers, held=None)
 
 
 def test_the_e_mail_edge_mounts_the_public_help_page_with_the_answer_library() -> None:

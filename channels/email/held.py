@@ -1,0 +1,154 @@
+"""Held mail, the e-mail edge's part of several nodes: SMTP on a node that does not route holds
+what it accepts, and the router's e-mail edge takes it in.
+
+- `HoldingSmtp` is the SMTP intake of a standby or edge node: the same protocol, limits,
+  recipient routes and sender checks as smtp.py's, but `deliver` commits the raw message, its
+  envelope and the checks' verdict as held mail (dispatcher/service/held.py) and answers 250
+  only after that commit (451 when it fails: the sender retries). It does not parse: the router
+  reads the message as it reads its own SMTP's.
+- `TakeIn` runs on the router's e-mail edge: every POLL_SECONDS (at once again while a full
+  batch came back) it takes the oldest held messages in, one after another (a reply held after
+  its original is stored after it), through `SmtpIntake.deliver` with the source key
+  `held:<id>`; one already stored (a router that died before forgetting it) is only forgotten.
+  One that fails waits and is retried (held.py); nothing is forgotten before it is stored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any
+
+from twisted.internet import defer
+from twisted.internet.defer import ensureDeferred
+from twisted.internet.task import LoopingCall
+
+from dispatcher.service.edges import StandbyContext
+from dispatcher.service.held import Held, source_of
+from dispatcher.service.mail import Mail
+from dispatcher.service.ports import EdgeReactor, HeldMail
+
+from . import errors as e
+from .authenticity import Verdict
+from .config import EmailSettings, Routes
+from .smtp import HELD, SmtpIntake
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.5
+BATCH = 50
+
+
+class HoldingSmtp(SmtpIntake):
+    """SMTP intake that holds each message for the router (module doc)."""
+
+    def __init__(self, held: Held, settings: EmailSettings, routes: Routes | None = None,
+                 context_factory: Any = None) -> None:
+        super().__init__(None, settings, routes, context_factory)
+        self.held = held
+
+    def deliver(self, raw: bytes, queue: str, envelope_from: str,
+                recipients: tuple[str, ...], verdict: Verdict | None = None,
+                source: str | None = None) -> defer.Deferred:
+        d = self.held.hold(raw, queue, envelope_from, recipients,
+                           dataclasses.asdict(verdict) if verdict is not None else None)
+
+        def failed(failure: Any) -> None:
+            log.warning("e-mail: could not hold a message: %s", failure.getErrorMessage())
+            raise e.server_error(e.TEMPORARY_FAILURE)
+
+        return d.addCallbacks(lambda _: HELD, failed)  # 250 names no request number yet
+
+
+class TakeIn:
+    """The router's side: held mail taken in as if its own SMTP had received it."""
+
+    def __init__(self, reactor: EdgeReactor, held: Held, intake: SmtpIntake, mail: Mail,
+                 poll: float = POLL_SECONDS, batch: int = BATCH) -> None:
+        self.reactor = reactor
+        self.held = held
+        self.intake = intake
+        self.mail = mail
+        self.poll = poll
+        self.batch = batch
+        self.taken = 0  # messages stored by this process (for the tests)
+        self._loop: LoopingCall | None = None
+
+    def start(self) -> None:
+        self._loop = LoopingCall(lambda: ensureDeferred(self._rounds()))
+        self._loop.clock = self.reactor
+        self._loop.start(self.poll, now=True)
+
+    def stop(self) -> None:
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+        self._loop = None
+
+    async def _rounds(self) -> None:
+        try:
+            while await self._round() == self.batch and self._loop is not None:
+                pass
+        except Exception:
+            log.exception("e-mail: taking held mail in failed (retrying)")
+
+    async def _round(self) -> int:
+        items = await self.held.waiting(self.batch)
+        if not items:
+            return 0
+        known = await self.mail.store.known_mail_sources([source_of(m.id) for m in items])
+        done: list[str] = []
+        for item in items:
+            if source_of(item.id) not in known and not await self._take(item):
+                continue
+            done.append(item.id)
+        await self.held.taken(done)
+        self.taken += len(done)
+        return len(items)
+
+    async def _take(self, item: HeldMail) -> bool:
+        verdict = Verdict(**item.verdict) if item.verdict is not None else None
+        try:
+            await self.intake.deliver(item.raw, item.queue, item.envelope_from,
+                                      item.recipients, verdict=verdict,
+                                      source=source_of(item.id))
+        except Exception as exc:  # noqa: BLE001 - whatever failed, it is retried, never lost
+            log.warning("e-mail: held message %s (from node %s) not taken in yet, attempt %d: "
+                        "%s", item.id, item.node, item.attempts + 1, exc)
+            await self.held.retry_later(item, str(exc) or type(exc).__name__)
+            return False
+        return True
+
+
+class StandbyEmailEdge:
+    """The e-mail edge of a node that does not route: SMTP holding mail, nothing else (no
+    relay, no IMAP: the router's node runs those)."""
+
+    def __init__(self, reactor: EdgeReactor, held: Held, settings: EmailSettings,
+                 context_factory: Any = None) -> None:
+        self.reactor = reactor
+        self.settings = settings
+        self.intake = HoldingSmtp(held, settings, Routes.from_settings(settings),
+                                  context_factory)
+        self.port: Any = None
+        self.factory: Any = None
+
+    def start(self) -> None:
+        from .plugin import listen_smtp  # the one way SMTP listens, with its guards
+
+        self.port, self.factory = listen_smtp(self.reactor, self.intake, self.settings)
+        log.info("e-mail: SMTP on %s:%d holding mail for the router", self.settings.smtp_host,
+                 self.port.getHost().port)
+
+    def stop(self) -> defer.Deferred:
+        if self.port is None:
+            return defer.succeed(None)
+        self.factory.gate.unwatch(self.port)
+        port, self.port = self.port, None
+        return defer.maybeDeferred(port.stopListening)
+
+
+def build_standby(context: StandbyContext, settings: EmailSettings) -> StandbyEmailEdge:
+    from .plugin import tls_context
+
+    Routes.from_settings(settings)  # refuse bad recipient routes at start
+    return StandbyEmailEdge(context.reactor, context.held, settings, tls_context(settings))
