@@ -290,9 +290,10 @@ class App:
             self.leadership = Leadership(self.storage.leases, reactor, self.node,
                                          config.cluster.lease_seconds)
             self.leadership.on_deposed(self._deposed)
-            self.metrics.show_lease(self.leadership)  # /metrics: epoch, leader, takeovers
         # Mail the SMTP of nodes that do not route held for the router (service/held.py).
         self.held = Held(SqlHeldMail(self.storage.pool), reactor, self.node)
+        if self.leadership is not None:  # /metrics: epoch, leader, takeovers, held mail
+            self.metrics.show_lease(self.leadership, self.held)
 
     def start(self) -> Deferred[None]:
         return ensureDeferred(self._start())

@@ -9,7 +9,8 @@ rejected, expired and withdrawn counted from committed outcomes since the proces
 webhook POSTs by outcome (delivered, retry, dead: the deliverer's `on_result`) and the dead
 deliveries now (one index count at scrape time), and process health: uptime, event-loop lag (a timer that measures how late it fires), group
 commits and the calls they carried; on PostgreSQL the lease (service/leadership.py): its epoch,
-whether this node leads, the age of its last confirmed renewal, the leases it won. A scrape
+whether this node leads, the age of its last confirmed renewal, the leases it won, and the
+mail held by nodes that do not route (how much, the oldest's age: one query). A scrape
 never changes the dispatcher's state; if today's figures cannot be read the other metrics are
 still served.
 """
@@ -89,6 +90,7 @@ class LiveCollector:
         self.offers: Counter[tuple[str, str]] = Counter()  # (queue, outcome) -> count
         self.webhooks: Counter[str] = Counter()  # webhook POST outcome -> count
         self.dead_deliveries: int | None = None  # read at scrape time; None: unknown
+        self.held: tuple[int, float] | None = None  # held mail: count, oldest's age; None: -
         self._offer_queue: dict[str, str] = {}  # pending offer id -> queue
         self.today: Figures | None = None
         self.lag: LagProbe | None = None
@@ -169,6 +171,13 @@ class LiveCollector:
                                       value=self.commit.calls)
         if self.leadership is not None:
             yield from self._lease(self.leadership)
+        if self.held is not None:
+            yield GaugeMetricFamily(f"{PREFIX}_held_mail",
+                                    "Mail held by nodes that do not route, not taken in yet",
+                                    value=self.held[0])
+            yield GaugeMetricFamily(f"{PREFIX}_held_mail_oldest_seconds",
+                                    "Age of the oldest held mail (0: none): the router's lag",
+                                    value=self.held[1])
 
     def _lease(self, leadership: Any) -> Any:
         status = leadership.status()
@@ -229,11 +238,12 @@ class Metrics:
         self.registry.register(self.collector)
         self.today = today
         self.webhooks = webhooks  # a WebhookStore, for the dead deliveries' gauge
+        self.held: Any = None  # service/held.py Held, for the held mail's gauges
 
     def refresh(self) -> Deferred[None] | None:
         """Read what a scrape shows from the database (today's figures, the dead deliveries);
         None when there is nothing to read. A failed read is logged and the rest served."""
-        if self.today is None and self.webhooks is None:
+        if self.today is None and self.webhooks is None and self.held is None:
             return None
         d: Deferred[Any] = succeed(None)
         if self.today is not None:
@@ -242,7 +252,13 @@ class Metrics:
         if self.webhooks is not None:
             d.addCallback(lambda _: self.webhooks.dead_count())
             d.addCallbacks(self._counted, self._failed, errbackArgs=("dead deliveries",))
+        if self.held is not None:
+            d.addCallback(lambda _: self.held.backlog())
+            d.addCallbacks(self._held, self._failed, errbackArgs=("held mail",))
         return d
+
+    def _held(self, backlog: tuple[int, float]) -> None:
+        self.collector.held = backlog
 
     def _refreshed(self, figures: Figures) -> None:
         self.collector.today = figures
@@ -253,11 +269,15 @@ class Metrics:
     def _failed(self, failure: Any, what: str) -> None:
         if what == "dead deliveries":
             self.collector.dead_deliveries = None
+        if what == "held mail":
+            self.collector.held = None
         log.warning("metrics: %s not refreshed: %s", what, failure.getErrorMessage())
 
-    def show_lease(self, leadership: Any) -> None:
-        """Expose this Leadership's gauges from now on (the app builds it after the metrics)."""
+    def show_lease(self, leadership: Any, held: Any = None) -> None:
+        """Expose this Leadership's gauges from now on (the app builds it after the metrics),
+        and with `held` (service/held.py) the mail held for the router: how much, how old."""
         self.collector.leadership = leadership
+        self.held = held
 
     def start(self) -> None:
         if self.collector.lag is not None:

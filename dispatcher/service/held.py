@@ -68,3 +68,10 @@ class Held:
     def count(self) -> Deferred[int]:
         """Messages held now (for /metrics and the tests)."""
         return self._store.count()
+
+    def backlog(self) -> Deferred[tuple[int, float]]:
+        """How many messages are held now and the age in seconds of the oldest (0 when none):
+        the lag between the nodes' SMTP and the router (for /metrics)."""
+        now = self._clock.seconds()
+        return self._store.oldest().addCallback(
+            lambda found: (found[0], 0.0 if found[1] is None else max(0.0, now - found[1])))

@@ -49,6 +49,11 @@ def thd_count(conn: sa.Connection) -> int:
     return int(conn.execute(sa.select(sa.func.count()).select_from(H)).scalar_one())
 
 
+def thd_oldest(conn: sa.Connection) -> tuple[int, float | None]:
+    count, oldest = conn.execute(sa.select(sa.func.count(), sa.func.min(H.c.received_at))).one()
+    return int(count), None if oldest is None else float(oldest)
+
+
 class SqlHeldMail:
     def __init__(self, pool: Any) -> None:
         self._pool = pool
@@ -68,3 +73,6 @@ class SqlHeldMail:
 
     def count(self) -> Deferred[int]:
         return self._pool.run(thd_count)
+
+    def oldest(self) -> Deferred[tuple[int, float | None]]:
+        return self._pool.run(thd_oldest)

@@ -17,6 +17,7 @@ from twisted.web.test.requesthelper import DummyRequest
 from dispatcher.runtime.app import App
 from dispatcher.runtime.config import ClusterConfig, Config, DatabaseConfig
 from dispatcher.runtime.metrics import Metrics, MetricsPage
+from dispatcher.service.held import Held
 from dispatcher.service.leadership import Leadership
 from dispatcher.service.ports import WebhookSubscription
 from dispatcher.service.reports import Today
@@ -210,6 +211,25 @@ def test_a_deposed_leader_is_no_longer_leader_and_keeps_its_takeovers():
     assert got["switchboard_leader"] == {(): 0}
     assert "switchboard_lease_age_seconds" not in got
     assert got["switchboard_takeovers_total"] == {(): 1}
+
+
+def test_held_mail_how_much_and_the_oldest_age_read_at_scrape_time():
+    s = build_stack()
+    clock = Clock()
+    clock.advance(1000.0)
+    stored = {"oldest": (0, None)}
+    held = Held(SimpleNamespace(oldest=lambda: succeed(stored["oldest"])), clock, "n1")
+    metrics = Metrics(s.queries, s.clock)
+    metrics.show_lease(Leadership(Leases(), clock, "n1", 9.0), held)
+    metrics.refresh()
+    got = scrape(metrics)
+    assert got["switchboard_held_mail"] == {(): 0}
+    assert got["switchboard_held_mail_oldest_seconds"] == {(): 0}
+    stored["oldest"] = (3, 987.5)
+    metrics.refresh()
+    got = scrape(metrics)
+    assert got["switchboard_held_mail"] == {(): 3}
+    assert got["switchboard_held_mail_oldest_seconds"] == {(): 12.5}
 
 
 def test_the_app_shows_the_lease_on_postgresql_and_not_on_sqlite(pg_url, tmp_path):
