@@ -73,6 +73,7 @@ class TakeIn:
         self.batch = batch
         self.taken = 0  # messages stored by this process (for the tests)
         self._loop: LoopingCall | None = None
+        self._failing = False  # the last round failed (logged once until one succeeds)
 
     def start(self) -> None:
         self._loop = LoopingCall(lambda: ensureDeferred(self._rounds()))
@@ -88,8 +89,15 @@ class TakeIn:
         try:
             while await self._round() == self.batch and self._loop is not None:
                 pass
-        except Exception:
-            log.exception("e-mail: taking held mail in failed (retrying)")
+        except Exception as exc:  # noqa: BLE001 - the database away: said once, retried
+            if not self._failing:
+                log.warning("e-mail: cannot take held mail in now (retrying every %.1f s): %s",
+                            self.poll, str(exc).splitlines()[0] if str(exc) else exc)
+                self._failing = True
+            return
+        if self._failing:
+            log.info("e-mail: taking held mail in again")
+            self._failing = False
 
     async def _round(self) -> int:
         items = await self.held.waiting(self.batch)

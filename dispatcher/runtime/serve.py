@@ -16,10 +16,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import signal
 import sys
+import time
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.pool import NullPool
 from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred
 from twisted.internet.error import CannotListenError
 
@@ -35,6 +39,7 @@ from .standby import standby_site
 log = logging.getLogger(__name__)
 
 
+DATABASE_RETRY_SECONDS = 1.0  # a deposed node waiting for its database before it starts again
 DEPOSED_EXIT = 75  # EX_TEMPFAIL: another node routes now; restart this one (as a standby)
 HTTP_REFUSAL = (b"HTTP/1.1 503 Service Unavailable\r\nretry-after: 5\r\ncontent-length: 0\r\n"
                 b"connection: close\r\n\r\n")
@@ -160,8 +165,35 @@ def serve(config: Config, url: str, specs: dict[str, EdgeSpec] | None = None,
         print(f"switchboard: stopped routing: {app.deposed_reason}"
               + ("; starting again as a standby" if again else ""), file=sys.stderr)
         if again:
+            wait_for_database(app.storage.engine.url)
             start_again()
     return status["code"]
+
+
+def wait_for_database(url: Any, every: float = DATABASE_RETRY_SECONDS) -> None:
+    """Block until the database answers: a leader deposed because it was cut off from its
+    database starts again only once it can reach it (a start that cannot connect exits)."""
+    for signum in (signal.SIGTERM, signal.SIGINT):  # the reactor's handlers are gone with it
+        signal.signal(signum, signal.SIG_DFL)
+    engine = sa.create_engine(url, poolclass=NullPool, hide_parameters=True)
+    told = False
+    try:
+        while True:
+            try:
+                with engine.connect():
+                    return
+            except sa.exc.DBAPIError as exc:
+                if not told:
+                    print(f"switchboard: waiting for the database: {_first_line(exc)}",
+                          file=sys.stderr)
+                    told = True
+            time.sleep(every)
+    finally:
+        engine.dispose()
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 def start_again() -> None:

@@ -7,7 +7,10 @@ routing state, and group commit checks the epoch in every routing transaction (t
 deposed leader's writes fail whatever this module believes). What it promises:
 
 - `lead()` claims the lease every `poll` seconds until it wins; meanwhile the node is a
-  *standby* (`role`), and says once per leader which node holds the lease. Claims that fail
+  *standby* (`role`), and says once per leader which node holds the lease. A leader whose
+  session is gone (storage/lease.py) is replaced once it has not renewed for `grace` (one
+  renewal interval and one poll): a killed leader is replaced within about a third of the
+  lease, a leader that lost its connection in a database restart is not. Claims that fail
   (the database unreachable) are logged once per outage and retried.
 - The leader renews every `ttl / RENEWALS_PER_TTL` seconds. It stops routing (*deposed*, the
   listeners told once) when a renewal finds the epoch moved on, when group commit reports
@@ -46,7 +49,7 @@ class ClaimResult(Protocol):
 
 
 class LeaseStore(Protocol):
-    def claim(self, node: str, ttl: float) -> Deferred[Any]: ...
+    def claim(self, node: str, ttl: float, grace: float = 0.0) -> Deferred[Any]: ...
 
     def renew(self, node: str, epoch: int, ttl: float) -> Deferred[float | None]: ...
 
@@ -63,6 +66,8 @@ class Leadership:
         self.node = node
         self.ttl = ttl
         self.poll = poll if poll is not None else min(MAX_POLL_SECONDS, ttl / POLLS_PER_TTL)
+        # A holder whose session is gone is replaced once it has also missed a renewal.
+        self.grace = ttl / RENEWALS_PER_TTL + self.poll
         self.role = STANDBY
         self.epoch: int | None = None
         self.holder: str | None = None  # the node last seen holding the lease
@@ -137,7 +142,7 @@ class Leadership:
         if self.role != STANDBY:
             return
         sent = self._reactor.seconds()
-        self._asking = self._leases.claim(self.node, self.ttl)
+        self._asking = self._leases.claim(self.node, self.ttl, self.grace)
         self._asking.addCallbacks(self._claimed, self._claim_failed, (sent,))
 
     def _claimed(self, claim: ClaimResult, sent: float) -> None:

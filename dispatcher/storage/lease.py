@@ -10,8 +10,10 @@ first in every routing transaction. What it promises:
 - A holder's session is "gone" when the claimer could take the PostgreSQL advisory lock that a
   holder keeps on a connection of its own (`SessionLock`, `holder_watched` in the row): the
   server frees that lock the moment the holder's process dies or its connection drops, so a
-  killed leader is replaced in one poll instead of one lease. A paused leader keeps its session:
-  it is replaced when its lease expires.
+  killed leader is replaced as soon as it has missed one renewal (`grace`) instead of after a
+  whole lease; the grace lets a leader whose lock connection dropped with a database restart
+  take its lock back at its next renewal instead of being replaced. A paused leader keeps its
+  session: it is replaced when its lease expires.
 - `thd_renew` moves `expires_at` forward only for the holder of that epoch; None once the epoch
   moved on (the holder has been deposed and must stop routing).
 - `thd_fence` reads the epoch FOR SHARE and raises `Deposed` when a claim raised it. The share
@@ -58,6 +60,7 @@ class Lease:
     holder_watched: bool
     expires_at: float
     claimed_at: float
+    renewed_at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +73,7 @@ class Claim:
 
 def _lease(row: Any) -> Lease:
     return Lease(row.name, int(row.epoch), row.holder, bool(row.holder_watched),
-                 float(row.expires_at), float(row.claimed_at))
+                 float(row.expires_at), float(row.claimed_at), float(row.renewed_at))
 
 
 def thd_now(conn: sa.Connection) -> float:
@@ -83,24 +86,25 @@ def thd_now(conn: sa.Connection) -> float:
 
 
 def thd_claim(conn: sa.Connection, name: str, node: str, ttl: float, now: float, *,
-              holder_gone: bool = False, watched: bool = False) -> Claim:
+              holder_gone: bool = False, watched: bool = False, grace: float = 0.0) -> Claim:
     """Claim lease `name` for `node` until `now + ttl` (module doc). `holder_gone`: the claimer
-    took the advisory lock (it counts only if the holder kept it); `watched`: the claimer now
-    keeps that lock itself."""
+    took the advisory lock; it counts only if the holder kept it and has not renewed for
+    `grace` seconds (a holder whose lock connection dropped with a database restart takes it
+    back at its next renewal); `watched`: the claimer now keeps that lock itself."""
     leases = t.router_leases
     row = conn.execute(sa.select(leases).where(leases.c.name == name).with_for_update()).first()
     values = {"holder": node, "holder_watched": watched, "expires_at": now + ttl,
-              "claimed_at": now}
+              "claimed_at": now, "renewed_at": now}
     if row is None:
         conn.execute(sa.insert(leases).values(name=name, epoch=1, **values))
-        return Claim(True, Lease(name, 1, node, watched, now + ttl, now))
+        return Claim(True, Lease(name, 1, node, watched, now + ttl, now, now))
     current = _lease(row)
-    free = current.expires_at <= now or (holder_gone and current.holder_watched)
-    if not free:
+    gone = holder_gone and current.holder_watched and now - current.renewed_at >= grace
+    if not (current.expires_at <= now or gone):
         return Claim(False, current)
     epoch = current.epoch + 1
     conn.execute(sa.update(leases).where(leases.c.name == name).values(epoch=epoch, **values))
-    return Claim(True, Lease(name, epoch, node, watched, now + ttl, now))
+    return Claim(True, Lease(name, epoch, node, watched, now + ttl, now, now))
 
 
 def thd_renew(conn: sa.Connection, name: str, node: str, epoch: int, ttl: float, now: float,
@@ -111,7 +115,7 @@ def thd_renew(conn: sa.Connection, name: str, node: str, epoch: int, ttl: float,
     done = conn.execute(
         sa.update(leases)
         .where(leases.c.name == name, leases.c.epoch == epoch, leases.c.holder == node)
-        .values(expires_at=now + ttl, holder_watched=watched))
+        .values(expires_at=now + ttl, renewed_at=now, holder_watched=watched))
     return now + ttl if done.rowcount == 1 else None
 
 
@@ -220,8 +224,8 @@ class SqlLeases:
         engine: sa.Engine = pool.engine
         self._lock = None if is_sqlite(engine) else SessionLock(engine.url, advisory_key(name))
 
-    def claim(self, node: str, ttl: float) -> Deferred[Claim]:
-        return self._pool.run(self._thd_claim, node, ttl)
+    def claim(self, node: str, ttl: float, grace: float = 0.0) -> Deferred[Claim]:
+        return self._pool.run(self._thd_claim, node, ttl, grace)
 
     def renew(self, node: str, epoch: int, ttl: float) -> Deferred[float | None]:
         return self._pool.run(self._thd_renew, node, epoch, ttl)
@@ -236,10 +240,10 @@ class SqlLeases:
         if self._lock is not None:
             self._lock.close()
 
-    def _thd_claim(self, conn: sa.Connection, node: str, ttl: float) -> Claim:
+    def _thd_claim(self, conn: sa.Connection, node: str, ttl: float, grace: float) -> Claim:
         took = self._lock.thd_take() if self._lock is not None else False
         claim = thd_claim(conn, self.name, node, ttl, thd_now(conn), holder_gone=took,
-                          watched=took)
+                          watched=took, grace=grace)
         if took and not claim.won:  # let the holder take it back (it may not keep it yet)
             self._lock.thd_release()  # type: ignore[union-attr]
         return claim

@@ -587,6 +587,7 @@ router_leases = sa.Table(
     sa.Column("holder_watched", sa.Boolean, nullable=False),
     sa.Column("expires_at", Time, nullable=False),
     sa.Column("claimed_at", Time, nullable=False),
+    sa.Column("renewed_at", Time, nullable=False),
 )
 
 # --- mail held by nodes that do not route (migration 0016) ---------------------------------------

@@ -1,5 +1,6 @@
 """The router's lease: which node routes on this database, and since which epoch. One row per
-lease name; the node that holds it renews `expires_at` (database clock, float seconds), and
+lease name; the node that holds it renews `expires_at` (database clock, float seconds; when it
+last did: `renewed_at`), and
 every routing transaction checks `epoch` (storage/lease.py). `holder_watched`: the holder also
 holds the PostgreSQL advisory lock that tells the other nodes its session is alive.
 
@@ -32,6 +33,7 @@ def upgrade() -> None:
         sa.Column("holder_watched", sa.Boolean(), nullable=False),
         sa.Column("expires_at", sa.Float(), nullable=False),
         sa.Column("claimed_at", sa.Float(), nullable=False),
+        sa.Column("renewed_at", sa.Float(), nullable=False),
     )
 
 

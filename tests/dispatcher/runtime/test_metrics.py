@@ -153,7 +153,7 @@ class Leases:
     def __init__(self, holder=None, epoch=6):
         self.holder, self.epoch = holder, epoch
 
-    def claim(self, node, ttl):
+    def claim(self, node, ttl, grace=0.0):
         won = self.holder in (None, node)
         if won and self.holder is None:
             self.holder, self.epoch = node, self.epoch + 1

@@ -52,7 +52,7 @@ class FakeLeases:
         self.calls.append((kind, args, d))
         return d
 
-    def claim(self, node: str, ttl: float) -> Deferred[Any]:
+    def claim(self, node: str, ttl: float, grace: float = 0.0) -> Deferred[Any]:
         return self._call("claim", node, ttl)
 
     def renew(self, node: str, epoch: int, ttl: float) -> Deferred[float | None]:

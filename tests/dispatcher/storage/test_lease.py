@@ -70,6 +70,18 @@ def test_the_first_claim_wins_at_epoch_one(engine: sa.Engine) -> None:
     assert (row.epoch, row.holder, row.expires_at, row.holder_watched) == (1, "a", T0 + TTL, False)
 
 
+def test_a_gone_holder_is_replaced_only_once_it_has_missed_a_renewal(engine: sa.Engine) -> None:
+    grace = 4.0
+    tx(engine, thd_claim, ROUTER, "a", TTL, T0, watched=True)
+    tx(engine, thd_renew, ROUTER, "a", 1, TTL, T0 + 3.0, watched=True)
+    early = tx(engine, thd_claim, ROUTER, "b", TTL, T0 + 3.0 + grace - 0.001,
+               holder_gone=True, watched=True, grace=grace)
+    assert not early.won and early.lease.renewed_at == T0 + 3.0
+    late = tx(engine, thd_claim, ROUTER, "b", TTL, T0 + 3.0 + grace, holder_gone=True,
+              watched=True, grace=grace)
+    assert late.won and late.lease.epoch == 2  # long before a's lease (T0 + 13) ends
+
+
 def test_a_live_lease_is_refused_to_another_node_and_names_its_holder(engine: sa.Engine) -> None:
     tx(engine, thd_claim, ROUTER, "a", TTL, T0)
     claim = tx(engine, thd_claim, ROUTER, "b", TTL, T0 + TTL - 0.001)
