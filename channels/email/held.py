@@ -120,6 +120,9 @@ class TakeIn:
                                       item.recipients, verdict=verdict,
                                       source=source_of(item.id))
         except Exception as exc:  # noqa: BLE001 - whatever failed, it is retried, never lost
+            source = source_of(item.id)
+            if source in await self.mail.store.known_mail_sources([source]):
+                return True  # stored after all (the store refuses a source twice)
             log.warning("e-mail: held message %s (from node %s) not taken in yet, attempt %d: "
                         "%s", item.id, item.node, item.attempts + 1, exc)
             await self.held.retry_later(item, str(exc) or type(exc).__name__)

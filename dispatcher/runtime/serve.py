@@ -120,45 +120,10 @@ def serve(config: Config, url: str, specs: dict[str, EdgeSpec] | None = None,
         print(f"switchboard: role {config.cluster.role!r} needs PostgreSQL: SQLite is "
               "single-node", file=sys.stderr)
         return 2
-    status = {"code": 0}
     route_twisted_logs()
-    gate = guard_connections(config, reactor)
-
-    async def start() -> None:
-        held: list[tuple[str, Any]] = []
-        if app.leadership is not None:  # PostgreSQL: a standby until this node holds the lease
-            app.leadership.on_deposed(lambda reason: status.update(code=DEPOSED_EXIT))
-            held = await wait_for_lease(app, config, specs or {}, reactor, gate)
-        await app.start()
-        for name, edge in held:  # they held mail while the state loaded; ours take over now
-            await maybeDeferred(edge.stop)
-            log.info("edge %s stopped holding: this node routes", name)
-        reactor.addSystemEventTrigger("before", "shutdown", app.stop)
-        site, root = build_site(HttpLimits.from_server(config.server))
-        names = app.build_edges(specs or {}, root)
-        await app.start_edges()
-        port = listen_http(reactor, config, site, gate)
-        log.info("switchboard serving on http://%s:%d/ (database %s; edges: %s)",
-                 config.server.host, port.getHost().port,
-                 app.storage.engine.url.render_as_string(hide_password=True),
-                 ", ".join(names) or "none")
-
-    def failed(failure):
-        status["code"] = 1
-        if failure.check(StaleSchema):
-            print(f"switchboard: {failure.value}", file=sys.stderr)
-        elif failure.check(CannotListenError):
-            print(f"switchboard: cannot listen on {config.server.host}:"
-                  f"{config.server.http_port}: {failure.value.socketError}", file=sys.stderr)
-        elif failure.check(SQLAlchemyError):
-            print(f"switchboard: database: {failure.getErrorMessage().splitlines()[0]}",
-                  file=sys.stderr)
-        else:
-            log.error("could not start: %s", failure.getTraceback())
-        reactor.stop()
-
+    run = Run(app, config, specs or {}, reactor, guard_connections(config, reactor))
     # `failed` also gets what start-up raises after the core (a port in use): never run half up.
-    reactor.callWhenRunning(lambda: ensureDeferred(start()).addErrback(failed))
+    reactor.callWhenRunning(lambda: ensureDeferred(run.start()).addErrback(run.failed))
     reactor.run()
     if app.deposed_reason is not None:
         again = config.cluster.restart_when_deposed
@@ -167,7 +132,69 @@ def serve(config: Config, url: str, specs: dict[str, EdgeSpec] | None = None,
         if again:
             wait_for_database(app.storage.engine.url)
             start_again()
-    return status["code"]
+    return run.code
+
+
+class Run:
+    """One run of `serve` on the reactor: start (as a standby first on PostgreSQL), or say why
+    it could not; `code` is the exit status."""
+
+    def __init__(self, app: App, config: Config, specs: dict[str, EdgeSpec], reactor: Any,
+                 gate: net.Gate) -> None:
+        self.app, self.config, self.specs, self.reactor, self.gate = (
+            app, config, specs, reactor, gate)
+        self.code = 0
+        self.stopping = False  # SIGTERM may come while starting: then start no further
+        reactor.addSystemEventTrigger("before", "shutdown", self._stop_requested)
+
+    def _stop_requested(self) -> None:
+        self.stopping = True
+
+    def _deposed(self, reason: str) -> None:
+        self.code = DEPOSED_EXIT
+
+    async def start(self) -> None:
+        app, config, reactor = self.app, self.config, self.reactor
+        held: list[tuple[str, Any]] = []
+        if app.leadership is not None:  # PostgreSQL: a standby until this node holds the lease
+            app.leadership.on_deposed(self._deposed)
+            held = await wait_for_lease(app, config, self.specs, reactor, self.gate)
+        if self.stopping:
+            return
+        await app.start()
+        if self.stopping:  # too late for the shutdown trigger: stop what started
+            await app.stop()
+            return
+        reactor.addSystemEventTrigger("before", "shutdown", app.stop)
+        for name, edge in held:  # they held mail while the state loaded; ours take over now
+            await maybeDeferred(edge.stop)
+            log.info("edge %s stopped holding: this node routes", name)
+        site, root = build_site(HttpLimits.from_server(config.server))
+        names = app.build_edges(self.specs, root)
+        await app.start_edges()
+        port = listen_http(reactor, config, site, self.gate)
+        log.info("switchboard serving on http://%s:%d/ (database %s; edges: %s)",
+                 config.server.host, port.getHost().port,
+                 app.storage.engine.url.render_as_string(hide_password=True),
+                 ", ".join(names) or "none")
+
+    def failed(self, failure: Any) -> None:
+        if self.stopping:  # stopped while starting: what failed was being stopped
+            log.info("stopped while starting: %s", failure.getErrorMessage())
+            return
+        self.code = 1
+        server = self.config.server
+        if failure.check(StaleSchema):
+            print(f"switchboard: {failure.value}", file=sys.stderr)
+        elif failure.check(CannotListenError):
+            print(f"switchboard: cannot listen on {server.host}:{server.http_port}: "
+                  f"{failure.value.socketError}", file=sys.stderr)
+        elif failure.check(SQLAlchemyError):
+            print(f"switchboard: database: {failure.getErrorMessage().splitlines()[0]}",
+                  file=sys.stderr)
+        else:
+            log.error("could not start: %s", failure.getTraceback())
+        self.reactor.stop()
 
 
 def wait_for_database(url: Any, every: float = DATABASE_RETRY_SECONDS) -> None:
