@@ -79,7 +79,8 @@ from .metrics import Metrics, MetricsPage
 
 log = logging.getLogger(__name__)
 
-CONSOLE_EDGE = "console"  # whose token settings /report accepts
+CONSOLE_EDGE = "console"
+IDLE_SHARE = 0.5  # of the lease: how long a routing session may sit idle in a transaction  # whose token settings /report accepts
 
 
 class StaleSchema(Exception):
@@ -93,9 +94,12 @@ class StaleSchema(Exception):
 class Storage:
     """Engine, thread pool, group commit and store for one database URL."""
 
-    def __init__(self, url: str, reactor: Any) -> None:
+    def __init__(self, url: str, reactor: Any, idle_in_transaction: float | None = None) -> None:
+        """`idle_in_transaction` (PostgreSQL): seconds after which the server ends a session of
+        ours left inside a transaction (a paused process must not hold the lease's row)."""
         self.url = url
-        self.engine = make_engine(url)
+        self.engine = make_engine(url) if is_sqlite(url) or idle_in_transaction is None else (
+            make_engine(url, idle_in_transaction_seconds=idle_in_transaction))
         self.pool = Pool(self.engine, reactor)
         in_flight = SQLITE_IN_FLIGHT if is_sqlite(self.engine) else POSTGRES_IN_FLIGHT
         self.commit = GroupCommit(self.pool, reactor, in_flight)  # batches committing at once
@@ -199,7 +203,10 @@ class App:
     def __init__(self, config: Config, reactor: Any) -> None:
         self.config = config
         self.reactor = reactor
-        self.storage = Storage(config.database.url, reactor)
+        # A leader paused inside a routing transaction holds the lease's row (its fence): the
+        # server ends that transaction before the lease runs out, so a standby can take over.
+        self.storage = Storage(config.database.url, reactor,
+                               idle_in_transaction=config.cluster.lease_seconds * IDLE_SHARE)
         # Every write passes the history cache on its way (the offers' customer cards); with
         # the cache off ([server] history_cache_customers = 0) writes go straight to the store.
         self.history_cache: HistoryCache | None = None

@@ -9,7 +9,8 @@ created here is made 0600 before SQLite opens it, and SQLite gives its -wal and 
 same mode), and real transactions: SQLAlchemy emits `BEGIN IMMEDIATE`
 itself instead of Python's sqlite3 module deferring it, so a transaction that reads then writes
 cannot fail half-way on a lock upgrade, and DDL in migrations is transactional. For PostgreSQL
-through psycopg2: a connection pool sized for the thread pool, and positional parameters. For
+through psycopg2: a connection pool sized for the thread pool, positional parameters, and on
+request a limit to how long a session may sit idle inside a transaction. For
 both: `hide_parameters`, so an error's text (which reaches logs) never shows a statement's values.
 """
 
@@ -35,7 +36,9 @@ def is_sqlite(engine_or_url: sa.Engine | str | sa.URL) -> bool:
 
 
 def make_engine(url: str | sa.URL = DEFAULT_URL, **kwargs: Any) -> sa.Engine:
-    """An engine for `url`; extra keyword arguments go to `sqlalchemy.create_engine`."""
+    """An engine for `url`; extra keyword arguments go to `sqlalchemy.create_engine`, but
+    `idle_in_transaction_seconds` (PostgreSQL): how long the server lets one of its sessions sit
+    idle inside a transaction before it ends it (the router's: leadership.py)."""
     # SQL errors and the engine's log name the statement but not its parameters: these carry
     # webhook secrets, password hashes and customers' mail, and error texts reach logs.
     kwargs.setdefault("hide_parameters", True)
@@ -45,13 +48,33 @@ def make_engine(url: str | sa.URL = DEFAULT_URL, **kwargs: Any) -> sa.Engine:
         sa.event.listen(engine, "connect", _sqlite_connect)
         sa.event.listen(engine, "begin", _sqlite_begin)
         return engine
+    idle_limit = kwargs.pop("idle_in_transaction_seconds", None)
     kwargs.setdefault("pool_size", POSTGRES_POOL_SIZE)
     kwargs.setdefault("pool_pre_ping", True)
     if sa.make_url(url).get_driver_name() == "psycopg2":
         # Positional parameters: psycopg2 interpolates a batch of thousands of them about three
         # times faster than named ones, which is a quarter of a group commit's insert time.
         kwargs.setdefault("paramstyle", "format")
-    return sa.create_engine(url, **kwargs)
+    engine = sa.create_engine(url, **kwargs)
+    if idle_limit is not None:
+        sa.event.listen(engine, "connect", _idle_in_transaction_limit(idle_limit))
+    return engine
+
+
+def _idle_in_transaction_limit(seconds: float) -> Any:
+    """Each new connection's `idle_in_transaction_session_timeout`: the server ends a session
+    left inside a transaction that long (its client paused or gone), freeing its locks."""
+    milliseconds = max(1, int(seconds * 1000))
+
+    def on_connect(dbapi_conn: Any, _record: Any) -> None:
+        cursor = dbapi_conn.cursor()
+        try:
+            cursor.execute(f"SET idle_in_transaction_session_timeout = {milliseconds}")
+        finally:
+            cursor.close()
+        dbapi_conn.commit()
+
+    return on_connect
 
 
 def _sqlite_private_file(_dialect: Any, _record: Any, cargs: Any, cparams: Any) -> None:
