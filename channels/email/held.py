@@ -7,9 +7,11 @@ what it accepts, and the router's e-mail edge takes it in.
   only after that commit (451 when it fails: the sender retries). It does not parse: the router
   reads the message as it reads its own SMTP's.
 - `TakeIn` runs on the router's e-mail edge: every POLL_SECONDS (at once again while a full
-  batch came back) it takes the oldest held messages in, one after another (a reply held after
-  its original is stored after it), through `SmtpIntake.deliver` with the source key
-  `held:<id>`; one already stored (a router that died before forgetting it) is only forgotten.
+  batch came back) it takes the oldest held messages in through `SmtpIntake.deliver` with the
+  source key `held:<id>`: each sender's one after another (a customer's reply held after their
+  first message is stored after it), different senders' side by side, as separate SMTP
+  connections are; one already stored (a router that died before forgetting it) is only
+  forgotten.
   One that fails waits and is retried (held.py); nothing is forgotten before it is stored.
 """
 
@@ -104,14 +106,21 @@ class TakeIn:
         if not items:
             return 0
         known = await self.mail.store.known_mail_sources([source_of(m.id) for m in items])
-        done: list[str] = []
+        done = [m.id for m in items if source_of(m.id) in known]
+        by_sender: dict[str, list[HeldMail]] = {}
         for item in items:
-            if source_of(item.id) not in known and not await self._take(item):
-                continue
-            done.append(item.id)
+            if source_of(item.id) not in known:
+                by_sender.setdefault(item.envelope_from.lower(), []).append(item)
+        for taken in await defer.gatherResults(
+                [ensureDeferred(self._take_in_order(mails)) for mails in by_sender.values()]):
+            done.extend(taken)
         await self.held.taken(done)
         self.taken += len(done)
         return len(items)
+
+    async def _take_in_order(self, mails: list[HeldMail]) -> list[str]:
+        """One sender's messages, one after another; the ids stored."""
+        return [item.id for item in mails if await self._take(item)]
 
     async def _take(self, item: HeldMail) -> bool:
         verdict = Verdict(**item.verdict) if item.verdict is not None else None

@@ -391,3 +391,51 @@ def test_the_loop_takes_everything_in_full_batches_at_once(router) -> None:
                            "ORDER BY rowid")[-1] == (source_of(late),)
     finally:
         router.take_in.stop()
+
+
+# --------------------------------------------------------------------- senders side by side
+
+
+class _Deliveries:
+    """An SmtpIntake stand-in whose deliveries the test settles by hand."""
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+        self.pending: dict[str, Any] = {}
+
+    def deliver(self, raw, queue, envelope_from, recipients, verdict=None, source=None):
+        from twisted.internet.defer import Deferred
+
+        name = raw.decode()
+        self.started.append(name)
+        self.pending[name] = Deferred()
+        return self.pending[name]
+
+
+def test_each_senders_mail_is_taken_in_order_and_other_senders_side_by_side() -> None:
+    from types import SimpleNamespace
+
+    from twisted.internet.defer import succeed
+    from twisted.internet.task import Clock
+
+    from dispatcher.service.ports import HeldMail
+
+    rows = [HeldMail(name, float(i), "edge", "support", sender, ("help@example.com",),
+                     name.encode(), None)
+            for i, (name, sender) in enumerate([("a1", "A@x.test"), ("b1", "b@y.test"),
+                                                ("a2", "a@x.test")])]
+    forgotten: list[list[str]] = []
+    store = SimpleNamespace(waiting=lambda now, limit: succeed(rows),
+                            taken=lambda ids: succeed(forgotten.append(list(ids))))
+    deliveries = _Deliveries()
+    mail = SimpleNamespace(store=SimpleNamespace(known_mail_sources=lambda s: succeed(set())))
+    take_in = TakeIn(Clock(), Held(store, Clock()), deliveries, mail)
+    d = ensureDeferred(take_in._round())
+    assert deliveries.started == ["a1", "b1"]  # a2 waits for a1 (same sender, any case)
+    deliveries.pending["b1"].callback(None)
+    assert deliveries.started == ["a1", "b1"]
+    deliveries.pending["a1"].callback(None)
+    assert deliveries.started == ["a1", "b1", "a2"]
+    assert not d.called
+    deliveries.pending["a2"].callback(None)
+    assert d.called and sorted(forgotten[0]) == ["a1", "a2", "b1"]
