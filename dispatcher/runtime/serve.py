@@ -124,9 +124,10 @@ def serve(config: Config, url: str, specs: dict[str, EdgeSpec] | None = None,
     run = Run(app, config, specs or {}, reactor, guard_connections(config, reactor))
     # `failed` also gets what start-up raises after the core (a port in use): never run half up.
     reactor.callWhenRunning(lambda: ensureDeferred(run.start()).addErrback(run.failed))
+    reactor.callWhenRunning(run.remember_signals)
     reactor.run()
     if app.deposed_reason is not None:
-        again = config.cluster.restart_when_deposed
+        again = config.cluster.restart_when_deposed and not run.asked_to_stop
         print(f"switchboard: stopped routing: {app.deposed_reason}"
               + ("; starting again as a standby" if again else ""), file=sys.stderr)
         if again:
@@ -145,13 +146,29 @@ class Run:
             app, config, specs, reactor, gate)
         self.code = 0
         self.stopping = False  # SIGTERM may come while starting: then start no further
+        self.asked_to_stop = False  # SIGTERM or SIGINT came: a deposed node does not start again
         reactor.addSystemEventTrigger("before", "shutdown", self._stop_requested)
+
+    def remember_signals(self) -> None:
+        """Note SIGTERM and SIGINT before the reactor's own handlers (chained) see them: one
+        that lands while a deposed leader stops must not be lost to its restart."""
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            previous = signal.getsignal(signum)
+
+            def noted(number: int, frame: Any, previous: Any = previous) -> None:
+                self.asked_to_stop = True
+                self.code = 0
+                if callable(previous):
+                    previous(number, frame)
+
+            signal.signal(signum, noted)
 
     def _stop_requested(self) -> None:
         self.stopping = True
 
     def _deposed(self, reason: str) -> None:
-        self.code = DEPOSED_EXIT
+        if not self.asked_to_stop:
+            self.code = DEPOSED_EXIT
 
     async def start(self) -> None:
         app, config, reactor = self.app, self.config, self.reactor
