@@ -7,7 +7,7 @@ database, while mail streams in over SMTP and an agent accepts every offer.
 Each repeat: a fresh database on the server of `--database` (else $SWITCHBOARD_BENCH_PG_URL,
 else $SWITCHBOARD_TEST_PG_URL's, as bench/intake.py), made with the real CLI (queue `support`,
 agent `a1` with room for every e-mail); node A started and leading, node B a standby
-(tests/dispatcher/runtime/test_failover_e2e.py's helpers); a sender thread sends R messages a
+(tests/dispatcher/runtime/cluster.py's helpers); a sender thread sends R messages a
 second, one SMTP session each, to the first node that answers 250 (A, then B once A is gone); an
 auto-accepting agent on the console WebSocket of the node that leads. After a second of
 traffic the leader is killed (kill -9; `--pause`: SIGSTOP as well, resumed after the takeover
@@ -48,8 +48,7 @@ import sqlalchemy as sa  # noqa: E402
 
 from bench import intake  # noqa: E402
 from tests.channels.email import running as mail  # noqa: E402
-from tests.dispatcher.runtime import test_failover_e2e as cluster  # noqa: E402
-from tests.dispatcher.runtime.running import base_env, run  # noqa: E402
+from tests.dispatcher.runtime import cluster  # noqa: E402
 
 PG_URL = os.environ.get("SWITCHBOARD_BENCH_PG_URL", intake.PG_URL)
 WARM_SECONDS = 1.0
@@ -67,16 +66,6 @@ def fresh_database(server_url: str):
     intake.PG_URL = server_url  # postgres_database() makes one on this server
     with intake.postgres_database() as url:
         yield url
-
-
-def prepare(tmp: Path, url: str) -> None:
-    env = base_env()
-    for args in (["db", "upgrade"], ["queues", "add", "support"],
-                 ["agents", "add", "a1", "--queues", "support", "--capacity",
-                  "email=1000,phone=1", "--channels", "email"]):
-        done = run("--database", url, *args, cwd=tmp, env=env)
-        if done.code != 0:
-            raise RuntimeError(f"{args}: {done.err}")
 
 
 class Agent(threading.Thread):
@@ -144,8 +133,10 @@ def one(server_url: str, args: argparse.Namespace) -> dict:
     extra = {"SWITCHBOARD_CLUSTER_RESTART_WHEN_DEPOSED": "false"} if args.pause else {}
     with fresh_database(server_url) as url, tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
-        prepare(tmp, url)
-        a, b = cluster.start_pair(tmp, url, args.lease, **extra)
+        cluster.prepare(tmp, url, agent_capacity="email=1000,phone=1")
+        a, b = (cluster.make_node(tmp, url, name, args.lease, **extra)
+                for name in ("node-a", "node-b"))
+        cluster.start_pair(a, b)
         leader = {"node": a, "signalled": False}
         stream = cluster.Stream(
             lambda: [b.ports.smtp, a.ports.smtp] if leader["signalled"]
@@ -159,14 +150,14 @@ def one(server_url: str, args: argparse.Namespace) -> dict:
             at = time.monotonic()
             leader["signalled"] = True
             try:
-                cluster.until(b.leads, args.lease + TAKEOVER_WAIT, "node-b to lead", step=0.02)
+                cluster.until(b.leads, "node-b to lead", args.lease + TAKEOVER_WAIT, step=0.02)
             except AssertionError:
                 return {"takeover_s": None, "waits": waits(url), "log_b": b.log()[-1500:]}
             takeover = time.monotonic() - at
             leader["node"] = b
             time.sleep(AFTER_SECONDS)
             stream.stop()
-            accepted = [m for _, m in stream.accepted]
+            accepted = stream.mids()
             deadline = time.monotonic() + SETTLE_SECONDS  # held mail taken in by B
             while True:
                 lost = len(set(accepted) - cluster.stored(url, accepted))
@@ -202,8 +193,7 @@ def one(server_url: str, args: argparse.Namespace) -> dict:
         finally:
             stream.halt.set()
             agent.halt.set()
-            a.end()
-            b.end()
+            cluster.end_all([a, b])
 
 
 def spread(values: list[float]) -> dict:
