@@ -191,6 +191,13 @@ class _Lazy:
         return getattr(self._make(), name)
 
 
+def default_node(http_port: int) -> str:
+    """This node's name when [cluster] node is empty: the host and its HTTP port (one process
+    per port, the same name after a restart), or the process id when the port is chosen by the
+    system (0)."""
+    return f"{socket.gethostname()}:{http_port if http_port else f'pid{os.getpid()}'}"
+
+
 def offer_ids() -> Callable[[], str]:
     """Offer ids unique across restarts and processes: a random prefix per process and a
     counter (a uuid4 per offer cost 6 us, as much as the routing decision itself)."""
@@ -291,7 +298,7 @@ class App:
         self.deposed_reason: str | None = None  # why this node stopped routing, if it did
         self.collector = Collector(reactor, config.server.gc_refreeze_seconds)
         # Several nodes on PostgreSQL: the lease says which one routes (service/leadership.py).
-        self.node = config.cluster.node or f"{socket.gethostname()}:{os.getpid()}"
+        self.node = config.cluster.node or default_node(config.server.http_port)
         self.leadership: Leadership | None = None
         if self.storage.leases is not None:
             self.leadership = Leadership(self.storage.leases, reactor, self.node,

@@ -62,7 +62,7 @@ class ClusterConfig:
     # Several nodes on one PostgreSQL database (docs/operations.md, "Several nodes"): the one
     # that holds the database's lease routes, renewing it; the others wait as standbys and take
     # over when it ends. `node`: this node's name in the lease, the logs and /healthz (empty:
-    # host name and process id). SQLite is single-node: no lease.
+    # host name and HTTP port). SQLite is single-node: no lease.
     node: str = ""
     lease_seconds: float = 10.0
     # all: this node routes when it holds the lease, and while it waits its SMTP holds mail

@@ -29,6 +29,7 @@ from twisted.internet.error import CannotListenError
 
 from dispatcher import net
 from dispatcher.service.edges import EdgeSpec, StandbyContext
+from dispatcher.service.leadership import LEADER
 
 from .app import App, StaleSchema
 from .config import Config
@@ -81,10 +82,18 @@ async def wait_for_lease(app: App, config: Config, specs: dict[str, EdgeSpec], r
     """PostgreSQL: until this node holds the lease (for ever with role `edge`), answer /healthz
     as a standby and, unless the role is `router`, run the standby edges (their SMTP holds mail
     for the router). Returns those edges, still running: stop them once the node's own edges
-    are about to open."""
+    are about to open. A node whose first claim wins (the usual single node, a fresh database,
+    a restart after a crash) opens nothing before its own edges: its ports answer once ready."""
     role = config.cluster.role
     leadership = app.leadership
     assert leadership is not None
+    if role != "edge":
+        leading = ensureDeferred(app.lead())
+        if not leading.called:  # (a stale schema fails it at once)
+            await leadership.answered()
+        if leading.called or leadership.role == LEADER:
+            await leading
+            return []
 
     def status() -> dict[str, Any]:
         return {**leadership.status(), "role": "edge"} if role == "edge" else leadership.status()
@@ -100,7 +109,7 @@ async def wait_for_lease(app: App, config: Config, specs: dict[str, EdgeSpec], r
              "" if role == "edge" else " until this node holds the lease")
     if role == "edge":
         await Deferred()  # never routes: runs until stopped
-    await app.lead()
+    await leading
     await page.stopListening()
     return edges
 

@@ -79,6 +79,8 @@ class Leadership:
         self._deadline: Any = None
         self._failing = False
         self._asking: Deferred[Any] | None = None  # the claim or renewal waiting for its answer
+        self._claims_answered = 0
+        self._first_answer: list[Deferred[None]] = []
 
     def on_deposed(self, listener: Callable[[str], None]) -> None:
         """`listener(reason)` is called once when this node stops being the leader."""
@@ -90,6 +92,20 @@ class Leadership:
             self._won = Deferred()
             self._claim()
         return self._won
+
+    def answered(self) -> Deferred[None]:
+        """Fire once the first claim has answered (won, lost or failed): `role` says which."""
+        if self._claims_answered:
+            return succeed(None)
+        waiter: Deferred[None] = Deferred()
+        self._first_answer.append(waiter)
+        return waiter
+
+    def _answer(self) -> None:
+        self._claims_answered += 1
+        waiters, self._first_answer = self._first_answer, []
+        for waiter in waiters:
+            waiter.callback(None)
 
     def status(self) -> dict[str, Any]:
         """For /healthz and the metrics: role, epoch, the leader seen, the lease's age."""
@@ -159,6 +175,7 @@ class Leadership:
                          "lease ends", lease.holder, lease.epoch, self.node)
             self.holder, self.epoch = lease.holder, lease.epoch
             self._timer = self._reactor.callLater(self.poll, self._claim)
+            self._answer()
             return
         previous = self.holder
         self.role, self.epoch, self.holder = LEADER, lease.epoch, self.node
@@ -167,6 +184,7 @@ class Leadership:
         log.info("this node (%s) routes now, epoch %d%s", self.node, lease.epoch,
                  f" (took over from {previous})" if previous and previous != self.node else "")
         self._timer = self._reactor.callLater(self.ttl / RENEWALS_PER_TTL, self._renew)
+        self._answer()
         won, self._won = self._won, None
         if won is not None:
             won.callback(lease.epoch)
@@ -176,6 +194,7 @@ class Leadership:
         self._failed("claim", failure)
         if self.role == STANDBY:
             self._timer = self._reactor.callLater(self.poll, self._claim)
+        self._answer()
 
     # -- leader --------------------------------------------------------------------------------
 

@@ -90,7 +90,9 @@ def thd_claim(conn: sa.Connection, name: str, node: str, ttl: float, now: float,
     """Claim lease `name` for `node` until `now + ttl` (module doc). `holder_gone`: the claimer
     took the advisory lock; it counts only if the holder kept it and has not renewed for
     `grace` seconds (a holder whose lock connection dropped with a database restart takes it
-    back at its next renewal); `watched`: the claimer now keeps that lock itself."""
+    back at its next renewal), or if the holder had the claimer's own name (this node started
+    again after its process died: no two live processes share a name); `watched`: the claimer
+    now keeps that lock itself."""
     leases = t.router_leases
     row = conn.execute(sa.select(leases).where(leases.c.name == name).with_for_update()).first()
     values = {"holder": node, "holder_watched": watched, "expires_at": now + ttl,
@@ -99,7 +101,8 @@ def thd_claim(conn: sa.Connection, name: str, node: str, ttl: float, now: float,
         conn.execute(sa.insert(leases).values(name=name, epoch=1, **values))
         return Claim(True, Lease(name, 1, node, watched, now + ttl, now, now))
     current = _lease(row)
-    gone = holder_gone and current.holder_watched and now - current.renewed_at >= grace
+    gone = holder_gone and current.holder_watched and (
+        current.holder == node or now - current.renewed_at >= grace)
     if not (current.expires_at <= now or gone):
         return Claim(False, current)
     epoch = current.epoch + 1

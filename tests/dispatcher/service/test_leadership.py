@@ -250,6 +250,14 @@ def test_stopping_a_leader_mid_renewal_releases_only_after_the_renewal_answered(
     assert len(leader.leases.of("renew")) == 1 and leader.deposed == []
 
 
+def test_answered_fires_once_the_first_claim_answered_whatever_it_said(rig: Rig) -> None:
+    first = rig.leadership.answered()
+    assert not first.called
+    rig.lose("other", 3)
+    assert first.called and rig.leadership.role == STANDBY
+    assert rig.leadership.answered().called  # later callers: at once
+
+
 def test_status_of_a_standby_names_the_leader_seen(rig: Rig) -> None:
     rig.lose("other", 3)
     assert rig.leadership.status() == {

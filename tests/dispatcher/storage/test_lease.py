@@ -82,6 +82,17 @@ def test_a_gone_holder_is_replaced_only_once_it_has_missed_a_renewal(engine: sa.
     assert late.won and late.lease.epoch == 2  # long before a's lease (T0 + 13) ends
 
 
+def test_a_node_started_again_under_its_name_takes_its_gone_lease_back_at_once(
+        engine: sa.Engine) -> None:
+    tx(engine, thd_claim, ROUTER, "a", TTL, T0, watched=True)
+    again = tx(engine, thd_claim, ROUTER, "a", TTL, T0 + 0.5, holder_gone=True, watched=True,
+               grace=4.0)
+    assert again.won and again.lease.epoch == 2
+    other = tx(engine, thd_claim, ROUTER, "b", TTL, T0 + 1.0, holder_gone=True, watched=True,
+               grace=4.0)
+    assert not other.won  # another name still waits for the grace
+
+
 def test_a_live_lease_is_refused_to_another_node_and_names_its_holder(engine: sa.Engine) -> None:
     tx(engine, thd_claim, ROUTER, "a", TTL, T0)
     claim = tx(engine, thd_claim, ROUTER, "b", TTL, T0 + TTL - 0.001)
