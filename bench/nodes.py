@@ -68,7 +68,7 @@ from tests.dispatcher.runtime.running import (  # noqa: E402
 )
 
 PG_URL = os.environ.get("SWITCHBOARD_BENCH_PG_URL", intake.PG_URL)
-SENDER = "bench@customer.org"
+SENDERS = [0]  # customers sending: 0, one per message (main sets it from --senders)
 RECIPIENT = "support@example.com"
 LINE = b"x" * 74 + b"\r\n"
 FILLER = LINE * 25  # 1,900 bytes: about 2 KB a message with the header
@@ -81,8 +81,13 @@ def load() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
+def sender(n: int) -> str:
+    """The customer who sends message `n`: each their own, or one of --senders."""
+    return f"customer{n % SENDERS[0] if SENDERS[0] else n}@customer.org"
+
+
 def message(mid: str, n: int) -> bytes:
-    return (f"From: Bench Customer <{SENDER}>\r\nTo: {RECIPIENT}\r\n"
+    return (f"From: Bench Customer <{sender(n)}>\r\nTo: {RECIPIENT}\r\n"
             f"Subject: Bench question {n}\r\nMessage-ID: <{mid}@customer.org>\r\n"
             "Date: Sat, 05 Dec 2026 06:00:00 +0000\r\n"
             "Content-Type: text/plain; charset=utf-8\r\n\r\n").encode() + FILLER
@@ -188,7 +193,7 @@ class Sent:
 def send_one(c: smtplib.SMTP, mid: str, n: int) -> tuple[int, str]:
     """One transaction on an open session: the DATA reply's code and text (raises on a refused
     MAIL or RCPT)."""
-    for code, reply in (c.mail(SENDER), c.rcpt(RECIPIENT)):
+    for code, reply in (c.mail(sender(n)), c.rcpt(RECIPIENT)):
         if code != 250:
             raise smtplib.SMTPResponseException(code, reply)
     code, reply = c.data(message(mid, n))
@@ -373,6 +378,7 @@ def measure(args: argparse.Namespace) -> dict:
     return {
         "messages": args.messages, "clients": args.clients, "warmup": args.warmup,
         "bytes": len(message("nb0n1-0", 0)), "repeats": args.repeats, "cpus": os.cpu_count(),
+        "senders": args.senders or "one per message",
         "load_before": before, "load_after": load(),
         "one_node": summary(runs[1]), "three_nodes": summary(runs[3]),
         "ratio_3_to_1": {k: ratio(runs[3], runs[1], k)
@@ -420,8 +426,11 @@ def main() -> None:
                     help="seconds to wait for every accepted message to be stored")
     ap.add_argument("--database", default="", help="PostgreSQL server URL (a fresh database "
                     "is made on it per run)")
+    ap.add_argument("--senders", type=int, default=0, help="customers sending (0: one per "
+                    "message; the router takes each one's held mail in order, one at a time)")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args()
+    SENDERS[0] = max(0, args.senders)
     result = measure(args)
     if args.json:
         print(json.dumps(result))
