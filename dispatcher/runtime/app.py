@@ -96,7 +96,7 @@ class Storage:
 
     def __init__(self, url: str, reactor: Any, idle_in_transaction: float | None = None) -> None:
         """`idle_in_transaction` (PostgreSQL): seconds after which the server ends a session of
-        ours left inside a transaction (a paused process must not hold the lease's row)."""
+        ours left inside a transaction (a paused process must not hold the lease's fence)."""
         self.url = url
         self.engine = make_engine(url) if is_sqlite(url) or idle_in_transaction is None else (
             make_engine(url, idle_in_transaction_seconds=idle_in_transaction))
@@ -210,7 +210,7 @@ class App:
     def __init__(self, config: Config, reactor: Any) -> None:
         self.config = config
         self.reactor = reactor
-        # A leader paused inside a routing transaction holds the lease's row (its fence): the
+        # A leader paused inside a routing transaction holds the lease's fence lock: the
         # server ends that transaction before the lease runs out, so a standby can take over.
         self.storage = Storage(config.database.url, reactor,
                                idle_in_transaction=config.cluster.lease_seconds * IDLE_SHARE)

@@ -161,7 +161,7 @@ def test_a_paused_leader_is_replaced_after_its_lease_and_exits_75(pair, pg_url):
 @pytest.mark.postgres
 @pytest.mark.slow
 def test_a_leader_paused_inside_a_routing_transaction_is_replaced_after_its_lease(pair, pg_url):
-    """A's intake transaction (fenced, the lease row held FOR SHARE) is made to wait on a lock
+    """A's intake transaction (fenced: the lease's fence lock held shared) is made to wait on a lock
     of ours, A is paused, our lock goes: A's session is then idle in its transaction, as when
     SIGSTOP lands mid-commit. B must still lead once the lease has run out."""
     import sqlalchemy as sa
