@@ -241,6 +241,7 @@ class Deliverer:
         self._sending: dict[int, tuple[str, Deferred[Any]]] = {}  # delivery id -> (sub, post)
         self._done: dict[int, Deferred[None]] = {}
         self._stopping = False
+        self._failing = False  # the last round failed (said once until one works)
 
     def start(self) -> None:
         self._stopping = False
@@ -259,10 +260,22 @@ class Deliverer:
         return DeferredList(waiting, consumeErrors=True).addCallback(lambda _: None)
 
     def tick(self) -> Deferred[None]:
-        """One round; never fails (a failure is logged and the next round tries again)."""
+        """One round; never fails (a failure is logged, once until a round works again, and the
+        next round tries again)."""
         d = ensureDeferred(self._tick())
-        d.addErrback(lambda f: log.error("webhook round failed: %s", f.getErrorMessage()))
+        d.addCallbacks(self._round_worked, self._round_failed)
         return d
+
+    def _round_worked(self, _: Any) -> None:
+        if self._failing:
+            log.info("webhook rounds work again")
+            self._failing = False
+
+    def _round_failed(self, failure: Any) -> None:
+        if not self._failing:
+            log.error("webhook round failed (retrying every %.1f s, said once): %s",
+                      self.poll, failure.getErrorMessage())
+            self._failing = True
 
     async def _tick(self) -> None:
         now = self.clock.seconds()

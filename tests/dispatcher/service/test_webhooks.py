@@ -336,3 +336,24 @@ def test_delivered_deliveries_are_forgotten_after_keep_days_hourly(
     clock.advance(86400 + 1)
     fired(d.tick())
     assert run(webhooks.deliveries(sub.id)) == []
+
+
+def test_a_database_outage_is_logged_once_and_its_end_once(
+        store: MemoryWebhooks, clock: Clock, caplog) -> None:
+    import logging
+
+    from twisted.internet.defer import fail
+
+    caplog.set_level(logging.INFO, logger="dispatcher.service.webhooks")
+    d = deliverer(store, clock, Receiver())
+    working = store.fan_out
+    store.fan_out = lambda *a, **k: fail(OSError("database unreachable"))  # type: ignore
+    for _ in range(5):
+        fired(d.tick())  # never fails
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1 and "database unreachable" in said[0]
+    store.fan_out = working  # type: ignore
+    fired(d.tick())
+    fired(d.tick())
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 2 and said[1] == "webhook rounds work again"
