@@ -288,7 +288,9 @@ def test_baresip_registers_with_its_defaults_on_switchboard_serve(tmp_path):
                   str(tmp_path / "pw")]):
         done = rt.run("--database", url, *args, cwd=tmp_path)
         assert done.code == 0, done.err
-    (tmp_path / "jwt.secret").write_bytes(os.urandom(32))
+    # Text, as operators write it (`openssl rand -hex 32`): the key file is read stripped, so
+    # 32 random bytes were one short whenever one at either end was a blank (1 run in ~20).
+    (tmp_path / "jwt.secret").write_text(os.urandom(32).hex())
     http, sip = rt.free_port(), running.free_udp_port()
     env = rt.base_env(
         SWITCHBOARD_DATABASE_URL=url, SWITCHBOARD_SERVER_HTTP_PORT=str(http),
