@@ -10,6 +10,8 @@ ours). Time is passed in (`now`, seconds), so the rules are testable without a c
 - `Throttled`: a logger wrapper that writes a line for a key at most once per `interval`
   seconds and says how many were suppressed in between ("... (37 more since)"), so a client that
   repeats a refused request cannot flood the log.
+- `Outage`: for a task that retries on a timer (a poll, a renewal): its first failure is logged,
+  the next ones are not until one works again, which is logged once too.
 """
 
 from __future__ import annotations
@@ -95,3 +97,24 @@ class Throttled:
 
     def error(self, key: Hashable, now: float, msg: str, *args: object) -> bool:
         return self.log(logging.ERROR, key, now, msg, *args)
+
+
+class Outage:
+    """One line when a retried task starts failing, one when it works again (module doc)."""
+
+    def __init__(self, logger: logging.Logger, level: int = logging.WARNING) -> None:
+        self.logger = logger
+        self.level = level
+        self.failing = False
+
+    def failed(self, msg: str, *args: object) -> None:
+        """The task failed: said only if it worked last time."""
+        if not self.failing:
+            self.failing = True
+            self.logger.log(self.level, msg, *args)
+
+    def worked(self, msg: str, *args: object) -> None:
+        """The task worked: said only if it failed last time."""
+        if self.failing:
+            self.failing = False
+            self.logger.info(msg, *args)

@@ -25,6 +25,7 @@ from twisted.internet import defer
 from twisted.internet.defer import ensureDeferred
 from twisted.internet.task import LoopingCall
 
+from dispatcher.guard import Outage
 from dispatcher.service.edges import StandbyContext
 from dispatcher.service.held import Held, source_of
 from dispatcher.service.mail import Mail
@@ -75,7 +76,7 @@ class TakeIn:
         self.batch = batch
         self.taken = 0  # messages stored by this process (for the tests)
         self._loop: LoopingCall | None = None
-        self._failing = False  # the last round failed (logged once until one succeeds)
+        self._outage = Outage(log)  # rounds failing: said once until one works
 
     def start(self) -> None:
         self._loop = LoopingCall(lambda: ensureDeferred(self._rounds()))
@@ -92,14 +93,10 @@ class TakeIn:
             while await self._round() == self.batch and self._loop is not None:
                 pass
         except Exception as exc:  # noqa: BLE001 - the database away: said once, retried
-            if not self._failing:
-                log.warning("e-mail: cannot take held mail in now (retrying every %.1f s): %s",
-                            self.poll, str(exc).splitlines()[0] if str(exc) else exc)
-                self._failing = True
+            self._outage.failed("e-mail: cannot take held mail in now (retrying every %.1f s): "
+                                "%s", self.poll, str(exc).splitlines()[0] if str(exc) else exc)
             return
-        if self._failing:
-            log.info("e-mail: taking held mail in again")
-            self._failing = False
+        self._outage.worked("e-mail: taking held mail in again")
 
     async def _round(self) -> int:
         items = await self.held.waiting(self.batch)

@@ -31,6 +31,8 @@ from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred, succeed
 
+from dispatcher.guard import Outage
+
 log = logging.getLogger(__name__)
 
 RENEWALS_PER_TTL = 3
@@ -77,9 +79,9 @@ class Leadership:
         self._won: Deferred[int] | None = None
         self._timer: Any = None
         self._deadline: Any = None
-        self._failing = False
+        self._outage = Outage(log)  # claims or renewals failing: said once
         self._asking: Deferred[Any] | None = None  # the claim or renewal waiting for its answer
-        self._claims_answered = 0
+        self._answered_once = False  # the first claim has answered (`answered`)
         self._first_answer: list[Deferred[None]] = []
 
     def on_deposed(self, listener: Callable[[str], None]) -> None:
@@ -95,14 +97,14 @@ class Leadership:
 
     def answered(self) -> Deferred[None]:
         """Fire once the first claim has answered (won, lost or failed): `role` says which."""
-        if self._claims_answered:
+        if self._answered_once:
             return succeed(None)
         waiter: Deferred[None] = Deferred()
         self._first_answer.append(waiter)
         return waiter
 
     def _answer(self) -> None:
-        self._claims_answered += 1
+        self._answered_once = True
         waiters, self._first_answer = self._first_answer, []
         for waiter in waiters:
             waiter.callback(None)
@@ -239,16 +241,12 @@ class Leadership:
     # -- both ----------------------------------------------------------------------------------
 
     def _failed(self, what: str, failure: Any) -> None:
-        if not self._failing:
-            log.warning("lease %s failed (retrying every %.1f s): %s", what, self.poll,
-                        failure.getErrorMessage().splitlines()[0] if failure.getErrorMessage()
-                        else failure.type.__name__)
-            self._failing = True
+        message = failure.getErrorMessage()
+        self._outage.failed("lease %s failed (retrying every %.1f s): %s", what, self.poll,
+                            message.splitlines()[0] if message else failure.type.__name__)
 
     def _recovered(self) -> None:
-        if self._failing:
-            log.info("the lease's database answers again")
-            self._failing = False
+        self._outage.worked("the lease's database answers again")
 
     def _cancel(self) -> None:
         for call in (self._timer, self._deadline):

@@ -40,6 +40,7 @@ from twisted.internet.task import LoopingCall
 
 from dispatcher.domain import events as ev
 from dispatcher.domain.errors import InvalidValue, UnknownDelivery, UnknownSubscription
+from dispatcher.guard import Outage
 
 from .ports import (
     WEBHOOK_STATES,
@@ -241,7 +242,7 @@ class Deliverer:
         self._sending: dict[int, tuple[str, Deferred[Any]]] = {}  # delivery id -> (sub, post)
         self._done: dict[int, Deferred[None]] = {}
         self._stopping = False
-        self._failing = False  # the last round failed (said once until one works)
+        self._outage = Outage(log, logging.ERROR)  # rounds failing: said once
 
     def start(self) -> None:
         self._stopping = False
@@ -267,15 +268,11 @@ class Deliverer:
         return d
 
     def _round_worked(self, _: Any) -> None:
-        if self._failing:
-            log.info("webhook rounds work again")
-            self._failing = False
+        self._outage.worked("webhook rounds work again")
 
     def _round_failed(self, failure: Any) -> None:
-        if not self._failing:
-            log.error("webhook round failed (retrying every %.1f s, said once): %s",
-                      self.poll, failure.getErrorMessage())
-            self._failing = True
+        self._outage.failed("webhook round failed (retrying every %.1f s, said once): %s",
+                            self.poll, failure.getErrorMessage())
 
     async def _tick(self) -> None:
         now = self.clock.seconds()

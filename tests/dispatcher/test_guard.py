@@ -42,3 +42,20 @@ def test_throttled_writes_once_per_interval_and_counts_what_it_suppressed(caplog
     lines = [r.getMessage() for r in caplog.records]
     assert lines == ["refused x", "refused y",
                      "refused x (2 more since the last such line)"]
+
+
+def test_an_outage_is_said_when_it_starts_and_when_it_ends_once_each(caplog) -> None:
+    import logging
+
+    from dispatcher.guard import Outage
+
+    caplog.set_level(logging.INFO, logger="outage-test")
+    outage = Outage(logging.getLogger("outage-test"))
+    outage.worked("back")  # nothing failed: nothing to say
+    for n in range(3):
+        outage.failed("down %d", n)
+    outage.worked("back")
+    outage.worked("back")
+    outage.failed("down again")
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("WARNING", "down 0"), ("INFO", "back"), ("WARNING", "down again")]
