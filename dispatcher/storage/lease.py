@@ -97,9 +97,6 @@ def thd_claim(conn: sa.Connection, name: str, node: str, ttl: float, now: float,
     again after its process died: no two live processes share a name); `watched`: the claimer
     now keeps that lock itself."""
     leases = t.router_leases
-    if conn.dialect.name == "postgresql":  # wait out the transactions fenced at the old epoch
-        high, low = fence_key(name)
-        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({high}, {low})")
     row = conn.execute(sa.select(leases).where(leases.c.name == name).with_for_update()).first()
     values = {"holder": node, "holder_watched": watched, "expires_at": now + ttl,
               "claimed_at": now, "renewed_at": now}
@@ -111,6 +108,9 @@ def thd_claim(conn: sa.Connection, name: str, node: str, ttl: float, now: float,
         current.holder == node or now - current.renewed_at >= grace)
     if not (current.expires_at <= now or gone):
         return Claim(False, current)
+    if conn.dialect.name == "postgresql":  # wait out the transactions fenced at the old epoch
+        high, low = fence_key(name)
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({high}, {low})")
     epoch = current.epoch + 1
     conn.execute(sa.update(leases).where(leases.c.name == name).values(epoch=epoch, **values))
     return Claim(True, Lease(name, epoch, node, watched, now + ttl, now, now))
@@ -182,58 +182,55 @@ def advisory_key(name: str) -> int:
 class SessionLock:
     """A PostgreSQL session advisory lock on a connection of its own, held as long as this
     process's session lives: the server frees it when the process dies or the connection
-    drops. Blocking: call from a pool thread, one call at a time."""
+    drops. The connection is kept between attempts (a standby tries every poll: a new session
+    each time would start a server process each time). Blocking: call from a pool thread."""
 
     def __init__(self, url: sa.URL, key: int) -> None:
         self._engine = sa.create_engine(url, poolclass=NullPool, hide_parameters=True)
         self._key = key
         self._conn: sa.Connection | None = None
+        self._held = False
         self._mutex = threading.Lock()
 
-    @property
-    def held(self) -> bool:
-        return self._conn is not None
-
     def thd_take(self) -> bool:
-        """Hold the lock if we can (checking that a held one's connection still lives)."""
+        """Hold the lock if we can (a held one: checking that its connection still lives)."""
         with self._mutex:
-            if self._conn is not None:
-                try:
+            try:
+                if self._conn is None:
+                    self._conn = self._engine.connect()
+                if self._held:
                     self._conn.execute(sa.text("SELECT 1")).scalar()
-                    self._conn.commit()
-                    return True
-                except sa.exc.DBAPIError:
+                else:
+                    self._held = bool(self._conn.execute(
+                        sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": self._key}).scalar())
+                self._conn.commit()
+            except sa.exc.DBAPIError:
+                if self._held:
                     log.warning("the lease's session lock was lost with its connection")
-                    self._drop()
-            try:
-                conn = self._engine.connect()
-            except sa.exc.DBAPIError:
-                return False
-            try:
-                got = bool(conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"),
-                                        {"k": self._key}).scalar())
-                conn.commit()
-            except sa.exc.DBAPIError:
-                conn.close()
-                return False
-            if got:
-                self._conn = conn
-            else:
-                conn.close()
-            return got
+                self._drop()
+            return self._held
 
     def thd_release(self) -> None:
+        """Let the lock go (the connection stays for the next attempt)."""
         with self._mutex:
-            self._drop()
+            if not self._held or self._conn is None:
+                return
+            try:
+                self._conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": self._key})
+                self._conn.commit()
+                self._held = False
+            except sa.exc.DBAPIError:
+                self._drop()  # the session ends: the server frees its advisory locks
 
     def _drop(self) -> None:
-        conn, self._conn = self._conn, None
+        conn, self._conn, self._held = self._conn, None, False
         if conn is not None:
             with contextlib.suppress(sa.exc.DBAPIError):
-                conn.close()  # the session ends: the server frees its advisory locks
+                conn.close()
 
     def close(self) -> None:
-        self.thd_release()
+        with self._mutex:
+            self._drop()
         self._engine.dispose()
 
 
