@@ -79,8 +79,8 @@ from .metrics import Metrics, MetricsPage
 
 log = logging.getLogger(__name__)
 
-CONSOLE_EDGE = "console"
-IDLE_SHARE = 0.5  # of the lease: how long a routing session may sit idle in a transaction  # whose token settings /report accepts
+CONSOLE_EDGE = "console"  # whose token settings /report accepts
+IDLE_SHARE = 0.5  # of the lease: how long a routing session may sit idle in a transaction
 
 
 class StaleSchema(Exception):
@@ -98,8 +98,7 @@ class Storage:
         """`idle_in_transaction` (PostgreSQL): seconds after which the server ends a session of
         ours left inside a transaction (a paused process must not hold the lease's fence)."""
         self.url = url
-        self.engine = make_engine(url) if is_sqlite(url) or idle_in_transaction is None else (
-            make_engine(url, idle_in_transaction_seconds=idle_in_transaction))
+        self.engine = make_engine(url, idle_in_transaction_seconds=idle_in_transaction)
         self.pool = Pool(self.engine, reactor)
         in_flight = SQLITE_IN_FLIGHT if is_sqlite(self.engine) else POSTGRES_IN_FLIGHT
         self.commit = GroupCommit(self.pool, reactor, in_flight)  # batches committing at once
@@ -366,8 +365,8 @@ class App:
 
     def _deposed(self, reason: str) -> None:
         """Another node routes now (or may): stop this process at once, before it offers
-        anything more; its writes already fail (the fence). A supervisor starts it again, as a
-        standby (docs/operations.md)."""
+        anything more; its writes already fail (the fence). `serve` then starts it again as a
+        standby, or exits for a supervisor to (docs/operations.md)."""
         self.deposed_reason = reason
         if self.reactor.running:
             self.reactor.stop()

@@ -38,17 +38,18 @@ def is_sqlite(engine_or_url: sa.Engine | str | sa.URL) -> bool:
 def make_engine(url: str | sa.URL = DEFAULT_URL, **kwargs: Any) -> sa.Engine:
     """An engine for `url`; extra keyword arguments go to `sqlalchemy.create_engine`, but
     `idle_in_transaction_seconds` (PostgreSQL): how long the server lets one of its sessions sit
-    idle inside a transaction before it ends it (the router's: leadership.py)."""
+    idle inside a transaction before it ends it (the router's: leadership.py; ignored on
+    SQLite, whose transactions no other process waits on for long)."""
     # SQL errors and the engine's log name the statement but not its parameters: these carry
     # webhook secrets, password hashes and customers' mail, and error texts reach logs.
     kwargs.setdefault("hide_parameters", True)
+    idle_limit = kwargs.pop("idle_in_transaction_seconds", None)
     if is_sqlite(url):
         engine = sa.create_engine(url, **kwargs)
         sa.event.listen(engine, "do_connect", _sqlite_private_file)
         sa.event.listen(engine, "connect", _sqlite_connect)
         sa.event.listen(engine, "begin", _sqlite_begin)
         return engine
-    idle_limit = kwargs.pop("idle_in_transaction_seconds", None)
     kwargs.setdefault("pool_size", POSTGRES_POOL_SIZE)
     kwargs.setdefault("pool_pre_ping", True)
     if sa.make_url(url).get_driver_name() == "psycopg2":

@@ -53,3 +53,23 @@ def test_a_fresh_sqlite_file_and_its_wal_are_readable_by_their_owner_only(tmp_pa
     assert modes["fresh.db"] == 0o600
     assert all(mode == 0o600 for mode in modes.values()), modes
     assert {"fresh.db-wal", "fresh.db-shm"} <= set(modes)
+
+
+@pytest.mark.postgres
+def test_a_postgresql_engine_can_limit_idle_transactions_and_sqlite_ignores_it(
+        pg_url: str, sqlite_url: str) -> None:
+    limited = make_engine(pg_url, idle_in_transaction_seconds=2.5)
+    plain = make_engine(pg_url)
+    lite = make_engine(sqlite_url, idle_in_transaction_seconds=2.5)
+    try:
+        with limited.connect() as conn:
+            assert conn.execute(sa.text("SHOW idle_in_transaction_session_timeout")).scalar() \
+                == "2500ms"
+        with plain.connect() as conn:
+            assert conn.execute(sa.text("SHOW idle_in_transaction_session_timeout")).scalar() \
+                == "0"
+        with lite.connect() as conn:
+            assert conn.execute(sa.text("SELECT 1")).scalar() == 1
+    finally:
+        for e in (limited, plain, lite):
+            e.dispose()
