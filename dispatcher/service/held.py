@@ -65,10 +65,6 @@ class Held:
         return self._store.retry_later(mail.id, mail.attempts + 1,
                                        self._clock.seconds() + delay, error[:500])
 
-    def count(self) -> Deferred[int]:
-        """Messages held now (for /metrics and the tests)."""
-        return self._store.count()
-
     def backlog(self) -> Deferred[tuple[int, float]]:
         """How many messages are held now and the age in seconds of the oldest (0 when none):
         the lag between the nodes' SMTP and the router (for /metrics)."""

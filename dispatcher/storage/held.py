@@ -45,10 +45,6 @@ def thd_retry_later(conn: sa.Connection, id: str, attempts: int, next_attempt_at
         attempts=attempts, next_attempt_at=next_attempt_at, error=error))
 
 
-def thd_count(conn: sa.Connection) -> int:
-    return int(conn.execute(sa.select(sa.func.count()).select_from(H)).scalar_one())
-
-
 def thd_oldest(conn: sa.Connection) -> tuple[int, float | None]:
     count, oldest = conn.execute(sa.select(sa.func.count(), sa.func.min(H.c.received_at))).one()
     return int(count), None if oldest is None else float(oldest)
@@ -70,9 +66,6 @@ class SqlHeldMail:
     def retry_later(self, id: str, attempts: int, next_attempt_at: float,
                     error: str) -> Deferred[None]:
         return self._pool.run(thd_retry_later, id, attempts, next_attempt_at, error)
-
-    def count(self) -> Deferred[int]:
-        return self._pool.run(thd_count)
 
     def oldest(self) -> Deferred[tuple[int, float | None]]:
         return self._pool.run(thd_oldest)

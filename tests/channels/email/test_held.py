@@ -373,10 +373,10 @@ def test_the_loop_takes_everything_in_full_batches_at_once(router) -> None:
         for _ in range(200):
             if router.take_in.taken == 5:
                 break
-            router.w.wait(router.held.count())
+            router.w.wait(router.held.backlog())[0]
         router.stack.settle()
         assert router.take_in.taken == 5
-        assert router.w.wait(router.held.count()) == 0
+        assert router.w.wait(router.held.backlog())[0] == 0
         rows = router.rows("SELECT source FROM email_messages WHERE direction = 'in' "
                            "ORDER BY rowid")
         assert [s for (s,) in rows] == [source_of(i) for i in ids]
@@ -385,7 +385,7 @@ def test_the_loop_takes_everything_in_full_batches_at_once(router) -> None:
         for _ in range(200):
             if router.take_in.taken == 6:
                 break
-            router.w.wait(router.held.count())
+            router.w.wait(router.held.backlog())[0]
         assert router.take_in.taken == 6
         assert router.rows("SELECT source FROM email_messages WHERE direction = 'in' "
                            "ORDER BY rowid")[-1] == (source_of(late),)

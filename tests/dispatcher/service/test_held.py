@@ -1,6 +1,6 @@
 """Held mail, the service (dispatcher/service/held.py) over a fake `HeldStore` and a virtual
 clock: what `hold` records and when it fires, the retry schedule of `retry_later`, and what
-`waiting`, `taken` and `count` pass to the store."""
+`waiting`, `taken` and `backlog` pass to the store."""
 
 from __future__ import annotations
 
@@ -42,8 +42,8 @@ class FakeStore:
         self.calls.append(("retry_later", (id, attempts, next_attempt_at, error)))
         return succeed(None)
 
-    def count(self) -> Deferred[int]:
-        return succeed(len(self.held))
+    def oldest(self) -> Deferred[tuple[int, float | None]]:
+        return succeed((len(self.held), min((m.received_at for m in self.held), default=None)))
 
 
 @pytest.fixture
@@ -127,4 +127,4 @@ def test_waiting_asks_for_what_is_due_now_and_taken_count_pass_through(clock) ->
     assert result(held.waiting(50)) == store.held
     result(held.taken(iter(["h1", "h2"])))
     assert store.calls == [("waiting", (T0 + 7, 50)), ("taken", ["h1", "h2"])]
-    assert result(held.count()) == 1
+    assert result(held.backlog())[0] == 1
