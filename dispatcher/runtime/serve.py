@@ -166,7 +166,8 @@ class Run:
 
             def noted(number: int, frame: Any, previous: Any = previous) -> None:
                 self.asked_to_stop = True
-                self.code = 0
+                if self.code == DEPOSED_EXIT:  # asked to stop: not a deposed exit any more
+                    self.code = 0
                 if callable(previous):
                     previous(number, frame)
 
