@@ -929,3 +929,24 @@ class HeldStore(Protocol):
                     error: str) -> Deferred[None]: ...
 
     def oldest(self) -> Deferred[tuple[int, float | None]]: ...
+
+
+@dataclass(frozen=True)
+class NodeAddress:
+    """Where a node of the cluster can be reached (service/nodes.py): the host other nodes use,
+    and the URL of each endpoint it serves by kind (`http`, `console`, `cti`)."""
+
+    name: str
+    host: str
+    endpoints: dict[str, str]
+    started_at: float
+
+
+class NodeStore(Protocol):
+    """The nodes of a cluster on the database (storage/nodes.py)."""
+
+    def publish(self, node: NodeAddress) -> Deferred[None]: ...
+
+    def nodes(self) -> Deferred[list[NodeAddress]]: ...
+
+    def leader(self) -> Deferred[NodeAddress | None]: ...  # the lease's unexpired holder

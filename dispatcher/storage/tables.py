@@ -609,3 +609,15 @@ held_mail = sa.Table(
     sa.Column("next_attempt_at", Time, nullable=False, index=True),
     sa.Column("error", sa.Text, nullable=True),
 )
+
+# --- the nodes of a cluster (migration 0017) -------------------------------------------------------
+
+# Where each node can be reached (storage/nodes.py): written by the node when it starts.
+cluster_nodes = sa.Table(
+    "cluster_nodes",
+    metadata,
+    sa.Column("name", sa.String, primary_key=True),
+    sa.Column("host", sa.String, nullable=False),
+    sa.Column("endpoints", sa.JSON, nullable=False),
+    sa.Column("started_at", Time, nullable=False),
+)
