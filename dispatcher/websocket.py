@@ -56,15 +56,18 @@ Claims = TypeVar("Claims")
 async def listen(connection: Callable[[ServerConnection], Awaitable[None]], *, name: str,
                  host: str, port: int, max_frame_bytes: int, subprotocol: str,
                  handshake: Callable[[ServerConnection, Request], Any],
-                 logger: logging.Logger) -> Server:
+                 logger: logging.Logger,
+                 select: Callable[[ServerConnection, Any], str | None] | None = None
+                 ) -> Server:
     """A WebSocket server for one protocol (`name`: console, cti), set up as the module says.
-    `handshake` is websockets' `process_request` (a Response refuses; None goes on)."""
+    `handshake` is websockets' `process_request` (a Response refuses; None goes on); `select`
+    chooses the subprotocol answered (default: `subprotocol` when offered)."""
 
-    def select(_connection: ServerConnection, offered: Any) -> str | None:
+    def own(_connection: ServerConnection, offered: Any) -> str | None:
         return subprotocol if subprotocol in offered else None
 
     return await serve(
-        connection, host, port, process_request=handshake, select_subprotocol=select,
+        connection, host, port, process_request=handshake, select_subprotocol=select or own,
         compression=None, max_size=max_frame_bytes, server_header=f"switchboard-{name}",
         logger=logger, create_connection=net.websocket_connection(name),
         open_timeout=net.limits().header_timeout, backlog=net.ACCEPT_BACKLOG,
@@ -107,9 +110,12 @@ def token_from(request: Request, *, authorization: bool = False) -> str | None:
 
 
 def peer(connection: Any) -> str:
-    """A client's address (host only: a client may use many ports)."""
+    """A client's address (host only: a client may use many ports), through a node of the
+    cluster that passed it on (net.forwarded_client)."""
     address = getattr(connection, "remote_address", None)
-    return str(address[0]) if address else "unknown"
+    request = getattr(connection, "request", None)
+    forwarded = request.headers.get("X-Forwarded-For") if request is not None else None
+    return net.forwarded_client(str(address[0]) if address else "unknown", forwarded)
 
 
 def unauthorized(connection: ServerConnection, why: str) -> Response:
