@@ -20,6 +20,7 @@ from twisted.web import http
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
+from dispatcher import net
 from dispatcher.domain.errors import DomainError
 from dispatcher.guard import Throttled
 from dispatcher.service import pages, tokens
@@ -36,8 +37,7 @@ REPORT_CSP = pages.policy("style-src 'unsafe-inline'")
 
 
 def _client(request: Any) -> str:
-    peer = request.getClientAddress()
-    return str(getattr(peer, "host", peer))
+    return net.client_host(request)
 
 
 class ReportPage(Resource):

@@ -83,7 +83,7 @@ class Links:
 
 
 def _client(request: Any) -> str:
-    return net.peer_host(request.getClientAddress())
+    return net.client_host(request)
 
 
 def _refuse(request: Any, code: int, text: str) -> bytes:

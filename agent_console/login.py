@@ -269,7 +269,7 @@ class LoginPage(Resource):
 
 
 def _address(request: Any) -> str:
-    return net.peer_host(request.getClientAddress())
+    return net.client_host(request)
 
 
 def mount(root: Resource, page: LoginPage) -> None:

@@ -4,7 +4,8 @@
 keys (refusing to start without usable ones: a key file, or the HS256 secret the runtime keeps
 in the database), listens to every committed outcome, starts the WebSocket server and mounts
 the pages and the sign-in (`POST /login`, login.py) on the runtime's HTTP site.
-`switchboard token --agent ID [--role R] [--ttl S]` prints a token signed with the same key,
+On a node that does not route, `build_standby` passes the agents' sockets on to the router's
+node (dispatcher/tunnel.py). `switchboard token --agent ID [--role R] [--ttl S]` prints a token signed with the same key,
 for an existing agent or an enabled supervisor account (integration tokens need no account).
 """
 
@@ -15,6 +16,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from twisted.internet.defer import ensureDeferred
 from twisted.web.resource import Resource
 
 from dispatcher.aio import to_deferred
@@ -26,14 +28,16 @@ from dispatcher.service.backoffice import BackOffice
 from dispatcher.service.codification import Codification
 from dispatcher.service.collaboration import Collaboration
 from dispatcher.service.conversation import Conversation
-from dispatcher.service.edges import EdgeCommandContext, EdgeContext, EdgeSpec
+from dispatcher.service.edges import EdgeCommandContext, EdgeContext, EdgeSpec, StandbyContext
 from dispatcher.service.history import History
 from dispatcher.service.mail import Mail, MailNews
+from dispatcher.service.nodes import CONSOLE
 from dispatcher.service.ports import EdgeReactor
 from dispatcher.service.queries import Queries
 from dispatcher.service.review import AnswerServices, Replies
 from dispatcher.service.sessions import Sessions
 from dispatcher.service.supervision import Balancing, Supervision
+from dispatcher.tunnel import Tunnel
 
 from . import login, web
 from .auth import KeyProblem, load_keys, signer_for, verifier_for
@@ -136,6 +140,10 @@ class Console:
                                           self.server.port, self._files(verifier)))
         return d
 
+    def endpoints(self) -> dict[str, int]:
+        """The console's WebSocket port, published for the other nodes' tunnels."""
+        return {CONSOLE: self.server.port} if self.server is not None else {}
+
     def _files(self, verifier: Any) -> dict[bytes, Any]:
         """`/console/mail` (a conversation's bodies and attachments, by signed link) and
         `/console/upload` (an agent's files for a reply)."""
@@ -196,4 +204,15 @@ def add_commands(subparsers: Any) -> None:
     p.set_defaults(edge_command=issue_token)
 
 
-EDGE = EdgeSpec(name="console", settings=ConsoleSettings, build=build, commands=add_commands)
+def build_standby(context: StandbyContext, settings: ConsoleSettings) -> Tunnel:
+    """On a node that does not route: the console's WebSocket port passes every agent's socket
+    on to the router's node, which judges the handshake (dispatcher/tunnel.py); the pages come
+    through the node's HTTP, which passes them on too (dispatcher/runtime/proxy.py)."""
+    nodes = context.nodes
+    return Tunnel(name="console", host=settings.host, port=settings.port,
+                 max_frame_bytes=settings.max_frame_bytes,
+                 leader=lambda: ensureDeferred(nodes.leader(CONSOLE)), forget=nodes.forget)
+
+
+EDGE = EdgeSpec(name="console", settings=ConsoleSettings, build=build, commands=add_commands,
+                standby=build_standby)

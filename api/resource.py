@@ -192,7 +192,7 @@ class ApiResource(Resource):
             self._unauthorized(request, f"no {claims.role} account {claims.sub}")
 
     def _unauthorized(self, request: Any, why: str) -> None:
-        host = net.peer_host(request.getClientAddress())
+        host = net.client_host(request)
         refusals.warning((host, "token"), time.monotonic(),
                          "api: refused a token from %s: %s", host, why)
         request.setHeader(b"www-authenticate", b'Bearer error="invalid_token"')

@@ -4,7 +4,8 @@ below the process's descriptor limit, so no source can exhaust the descriptors o
 
 Sits beside guard.py at the top of the dispatcher (edges may import it). It promises:
 - `Gate.admit` counts every accepted connection of every listener; a peer (source address)
-  holding `per_peer` connections on a listener gets no more there.
+  holding `per_peer` connections on a listener gets no more there, unless it is one of the
+  cluster's nodes (`Gate.nodes`), whose tunnels pass many agents on.
 - Past `max_connections` in all, the oldest connection still *waiting* (one that has not sent
   a complete request: HTTP headers, a WebSocket handshake, a first SMTP/SIP byte) is evicted to
   make room; when none is waiting the newcomer is refused and the Twisted ports stop accepting
@@ -140,6 +141,9 @@ class Gate:
         self._ports: list[Any] = []
         self._resume: Any = None
         self._log = Throttled(log)
+        # The addresses of the cluster's other nodes (runtime/peers.py): their tunnels carry
+        # many agents' sockets, so the per-address cap does not apply to them (the budget does).
+        self.nodes: frozenset[str] = frozenset()
 
     def listener(self, name: str, per_peer: int | None = None) -> Listener:
         return Listener(name, per_peer or self.per_peer)
@@ -159,7 +163,7 @@ class Gate:
     def admit(self, listener: Listener, peer: str, close: Callable[[], None]) -> Ticket | None:
         """A ticket for a new connection (waiting until `busy()`), or None: refuse it."""
         now = self.now()
-        if listener.peers.get(peer, 0) >= listener.per_peer:
+        if listener.peers.get(peer, 0) >= listener.per_peer and peer not in self.nodes:
             self.refused += 1
             self._log.warning(("peer", listener.name, peer), now,
                               "%s: refused a connection from %s: %d open from there (limit)",
@@ -268,6 +272,26 @@ def gate() -> Gate:
 
 def peer_host(addr: Any) -> str:
     return str(getattr(addr, "host", addr))
+
+
+def forwarded_client(peer: str, forwarded: str | bytes | None) -> str:
+    """The client's address: `peer`, unless `peer` is one of the cluster's nodes
+    (`Gate.nodes`), which passes its clients on (runtime/proxy.py, tunnel.py) naming each in
+    `X-Forwarded-For`: then the address that node saw, the header's last entry (the ones
+    before it are what the client claimed: never trusted)."""
+    if forwarded and peer in gate().nodes:
+        text = forwarded.decode("latin-1") if isinstance(forwarded, bytes) else forwarded
+        last = text.rsplit(",", 1)[-1].strip()
+        if last:
+            return last[:64]
+    return peer
+
+
+def client_host(request: Any) -> str:
+    """An HTTP request's client address (host only; "unknown" without one), through a node
+    of the cluster that passed it on (`forwarded_client`): for limits and logs per client."""
+    peer = str(getattr(request.getClientAddress(), "host", None) or "unknown")
+    return forwarded_client(peer, request.getHeader(b"x-forwarded-for"))
 
 
 class Refusal(protocol.Protocol):

@@ -5,8 +5,8 @@ the node that does, so that the console and the CTI answer on every node of a cl
 Sits beside websocket.py at the top of the dispatcher (edges build one in their `standby`:
 agent_console/plugin.py, channels/phone/plugin.py). The leader stays the one judge of every
 socket: the tunnel opens its own connection to the leader's endpoint *inside* the client's
-handshake, with the client's path (and query), Origin and offered subprotocols, and answers the
-client only with what the leader answered. What it promises:
+handshake, with the client's path (and query), Origin, Authorization and offered subprotocols,
+and answers the client only with what the leader answered. What it promises:
 
 - A client is accepted only once the leader accepted the same handshake (the same subprotocol
   answered); a refusal is the leader's own (401 with its `WWW-Authenticate`, 403, ...), so the
@@ -147,6 +147,9 @@ class Tunnel:
         offered = [value.strip() for header in request.headers.get_all("Sec-WebSocket-Protocol")
                    for value in header.split(",") if value.strip()]
         headers = {"X-Forwarded-For": websocket.peer(connection)}
+        authorization = request.headers.get("Authorization")  # the CTI's preferred token place
+        if authorization is not None:
+            headers["Authorization"] = authorization
         origin = request.headers.get("Origin")
         return await connect(
             target.rstrip("/") + request.path, origin=origin,  # type: ignore[arg-type]

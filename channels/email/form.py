@@ -38,6 +38,7 @@ from urllib.parse import parse_qs
 from twisted.web import server
 from twisted.web.resource import Resource
 
+from dispatcher import net
 from dispatcher.domain.categories import Prequalified, check_name
 from dispatcher.domain.errors import DomainError, InvalidValue
 from dispatcher.domain.tasks import MAX_PRIORITY, MIN_PRIORITY
@@ -344,8 +345,7 @@ def _fields(request: server.Request, body: bytes) -> dict[str, str]:
 
 
 def _client(request: server.Request) -> str:
-    address = request.getClientAddress()
-    return getattr(address, "host", None) or "unknown"
+    return net.client_host(request)
 
 
 def _one_line(value: str) -> str:

@@ -25,6 +25,7 @@ from urllib.parse import quote, urlencode
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
+from dispatcher import net
 from dispatcher.service import pages
 
 log = logging.getLogger(__name__)
@@ -175,8 +176,7 @@ class _Feedback(Resource):
         if article is None or article.retired or helped not in ("yes", "no"):
             request.setResponseCode(400)
             return _page("Not understood", "<p>We could not read that answer.</p>" + _form(""))
-        client = request.getClientAddress()
-        if not self.page.votes.allow(getattr(client, "host", "?"), self.page.library.now()):
+        if not self.page.votes.allow(net.client_host(request), self.page.library.now()):
             request.setResponseCode(429)
             return _page("Too many", "<p>Thank you, we already have your answers.</p>")
         d = self.page.library.record_help(article.id, helped == "yes")

@@ -50,7 +50,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from dispatcher import websocket
+from dispatcher import net, websocket
 from dispatcher.aio import Background, to_deferred, to_future
 from dispatcher.domain import events as ev
 from dispatcher.domain.errors import DomainError, InvalidValue
@@ -690,8 +690,7 @@ class Events(Resource):
 
 def _client(request) -> str:
     """An HTTP client's address (host only)."""
-    address = request.getClientAddress()
-    return str(getattr(address, "host", None) or "unknown")
+    return net.client_host(request)
 
 
 def _header(request, name: bytes) -> str | None:

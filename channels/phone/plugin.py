@@ -8,7 +8,8 @@ now on an agent takes phone tasks only with a reachable phone.
 
 With `cti_enabled` it also runs the telephony integration API (cti.py: its `cti_*` settings)
 next to the SIP server, started after it and stopped before it; with `sip_enabled = false` it
-runs the CTI alone (no SIP port opened); `parts` lists what runs.
+runs the CTI alone (no SIP port opened); `parts` lists what runs. On a node that does not
+route, `build_standby` passes the PBX's CTI socket on to the router's node; SIP stays there.
 """
 
 from __future__ import annotations
@@ -17,12 +18,15 @@ import dataclasses
 import logging
 
 from twisted.internet import defer
+from twisted.internet.defer import ensureDeferred
 
 from dispatcher.service.assignment import Assignment
 from dispatcher.service.calls import Calls
-from dispatcher.service.edges import EdgeContext, EdgeSpec
+from dispatcher.service.edges import EdgeContext, EdgeSpec, StandbyContext
+from dispatcher.service.nodes import CTI
 from dispatcher.service.ports import EdgeReactor
 from dispatcher.service.queries import Queries
+from dispatcher.tunnel import Tunnel
 
 from .config import PhoneSettings, check
 from .control import CallControl
@@ -73,6 +77,11 @@ class PhoneEdge:
     def stop(self) -> defer.Deferred:
         return defer.ensureDeferred(self._stop())
 
+    def endpoints(self) -> dict[str, int]:
+        """The CTI's WebSocket port, published for the other nodes' tunnels."""
+        port = getattr(self.cti, "port", None)
+        return {CTI: port} if port else {}
+
     async def _stop(self) -> None:
         if self.cti is not None:
             await self.cti.stop()
@@ -96,6 +105,18 @@ def build(context: EdgeContext, settings: PhoneSettings) -> PhoneEdge:
                      assignment=context.assignment, queries=context.queries, cti=cti)
 
 
-EDGE = EdgeSpec(name="phone", settings=PhoneSettings, build=build)
+def build_standby(context: StandbyContext, settings: PhoneSettings) -> Tunnel | None:
+    """On a node that does not route: the CTI's WebSocket port passes the PBX's socket on to
+    the router's node, which judges its handshake (dispatcher/tunnel.py). SIP runs only on the
+    router's node (a call's dialog lives in its memory): none here."""
+    if not settings.cti_enabled:
+        return None
+    cti = CtiSettings.from_phone(settings)
+    nodes = context.nodes
+    return Tunnel(name="cti", host=cti.host, port=cti.port, max_frame_bytes=cti.max_frame_bytes,
+                 leader=lambda: ensureDeferred(nodes.leader(CTI)), forget=nodes.forget)
+
+
+EDGE = EdgeSpec(name="phone", settings=PhoneSettings, build=build, standby=build_standby)
 
 

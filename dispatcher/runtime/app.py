@@ -43,6 +43,7 @@ from dispatcher.service.history_cache import HistoryCache, WatchedStore
 from dispatcher.service.intake import Intake
 from dispatcher.service.leadership import LEADER, Leadership
 from dispatcher.service.mail import Mail
+from dispatcher.service.nodes import Nodes
 from dispatcher.service.queries import Queries
 from dispatcher.service.records import Records
 from dispatcher.service.recovery import Recovery
@@ -63,6 +64,7 @@ from dispatcher.storage.configuration import SqlConfigurationLog
 from dispatcher.storage.engine import is_sqlite, make_engine
 from dispatcher.storage.held import SqlHeldMail
 from dispatcher.storage.lease import SqlLeases
+from dispatcher.storage.nodes import SqlNodes
 from dispatcher.storage.phones import SqlPhones
 from dispatcher.storage.pool import Pool
 from dispatcher.storage.reports import SqlReportStore
@@ -76,6 +78,7 @@ from dispatcher.webhook_http import HttpPoster
 from .collector import Collector
 from .config import Config
 from .metrics import Metrics, MetricsPage
+from .peers import advertised_host
 
 log = logging.getLogger(__name__)
 
@@ -307,6 +310,11 @@ class App:
         self.held = Held(SqlHeldMail(self.storage.pool), reactor, self.node)
         if self.leadership is not None:  # /metrics: epoch, leader, takeovers, held mail
             self.metrics.show_lease(self.leadership, self.held)
+        # Where each node is: a node that does not route passes its agents on to the leader's.
+        self.nodes: Nodes | None = None
+        if self.leadership is not None:
+            self.nodes = Nodes(SqlNodes(self.storage.pool), reactor, self.node,
+                               advertised_host(config))
 
     def start(self) -> Deferred[None]:
         return ensureDeferred(self._start())

@@ -71,6 +71,10 @@ class ClusterConfig:
     # A deposed leader starts again in its own process as a standby (true), or exits with 75
     # for its supervisor to restart it (false).
     restart_when_deposed: bool = True
+    # The host name or address other nodes and agents' browsers reach this node by: a node that
+    # does not route passes its agents' sockets and HTTP requests on to the leader's (empty:
+    # [server] host, or the host's name when that is a wildcard such as 0.0.0.0).
+    advertise: str = ""
 
 
 @dataclass(frozen=True)

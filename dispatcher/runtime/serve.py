@@ -1,9 +1,11 @@
 """`switchboard serve`: start the dispatcher on the reactor until SIGINT/SIGTERM.
 
 Refuses to start on a stale schema (and says which command upgrades it). On PostgreSQL it
-first waits as a standby (answering /healthz from runtime/standby.py) until it holds the
-database's lease. The moment it stops routing (another node took over, or the database stopped
-confirming its lease) it stops like on SIGTERM and starts again in the same process (`exec`,
+first waits as a standby (answering /healthz from runtime/standby.py, passing every other HTTP
+request, the console's and the CTI's sockets on to the leader: runtime/proxy.py,
+dispatcher/tunnel.py) until it holds the database's lease; it publishes where it can be reached
+(runtime/peers.py), and once it routes, what its edges serve. The moment it stops routing
+(another node took over, or the database stopped confirming its lease) it stops like on SIGTERM and starts again in the same process (`exec`,
 same pid and command line), as a standby; with `[cluster] restart_when_deposed = false` it
 exits with DEPOSED_EXIT instead, for a supervisor to restart. Stops cleanly: timers
 cancelled, pending commits drained, threads joined. At start it raises the soft descriptor limit
@@ -30,11 +32,14 @@ from twisted.internet.error import CannotListenError
 from dispatcher import net
 from dispatcher.service.edges import EdgeSpec, StandbyContext
 from dispatcher.service.leadership import LEADER
+from dispatcher.service.nodes import HTTP, Nodes
 
 from .app import App, StaleSchema
 from .config import Config
 from .http import HttpLimits, build_site
 from .logs import route_twisted_logs
+from .peers import NodeHosts, publish
+from .proxy import LeaderProxy
 from .standby import standby_site
 
 log = logging.getLogger(__name__)
@@ -68,12 +73,15 @@ def listen_http(reactor: object, config: Config, site: object, gate: net.Gate) -
 
 def standby_edges(app: App, specs: dict[str, EdgeSpec], reactor: Any) -> list[tuple[str, Any]]:
     """The edges of a node that does not route (`EdgeSpec.standby`), for those enabled."""
-    context = StandbyContext(reactor=reactor, held=app.held)
+    assert app.nodes is not None
+    context = StandbyContext(reactor=reactor, held=app.held, nodes=app.nodes)
     built = []
     for name, spec in sorted(specs.items()):
         settings = app.config.edges.get(name) or spec.settings()
         if spec.standby is not None and getattr(settings, "enabled", True):
-            built.append((name, spec.standby(context, settings)))
+            edge = spec.standby(context, settings)
+            if edge is not None:
+                built.append((name, edge))
     return built
 
 
@@ -98,9 +106,14 @@ async def wait_for_lease(app: App, config: Config, specs: dict[str, EdgeSpec], r
     def status() -> dict[str, Any]:
         return {**leadership.status(), "role": "edge"} if role == "edge" else leadership.status()
 
-    page = listen_http(reactor, config, standby_site(status), gate)
+    nodes = app.nodes
+    assert nodes is not None
+    proxy = LeaderProxy(reactor, lambda: ensureDeferred(nodes.leader(HTTP)))
+    page = listen_http(reactor, config, standby_site(
+        status, proxy, HttpLimits.from_server(config.server)), gate)
     edges = [] if role == "router" else standby_edges(app, specs, reactor)
     app.storage.start()
+    await publish_quietly(nodes, page.getHost().port, [])
     for name, edge in edges:
         await maybeDeferred(edge.start)
         log.info("edge %s started (holding for the router)", name)
@@ -200,6 +213,11 @@ class Run:
         names = app.build_edges(self.specs, root)
         await app.start_edges()
         port = listen_http(reactor, config, site, self.gate)
+        if app.nodes is not None:  # the other nodes pass their agents on to this one now
+            await publish_quietly(app.nodes, port.getHost().port, [e for _, e in app.edges])
+            hosts = NodeHosts(app.nodes, self.gate, reactor)
+            hosts.start()
+            reactor.addSystemEventTrigger("before", "shutdown", hosts.stop)
         log.info("switchboard serving on http://%s:%d/ (database %s; edges: %s)",
                  config.server.host, port.getHost().port,
                  app.storage.engine.url.render_as_string(hide_password=True),
@@ -213,15 +231,25 @@ class Run:
         server = self.config.server
         if failure.check(StaleSchema):
             print(f"switchboard: {failure.value}", file=sys.stderr)
-        elif failure.check(CannotListenError):
-            print(f"switchboard: cannot listen on {server.host}:{server.http_port}: "
-                  f"{failure.value.socketError}", file=sys.stderr)
+        elif failure.check(CannotListenError):  # whichever listener it was (HTTP, an edge's)
+            where = failure.value
+            print(f"switchboard: cannot listen on {where.interface or server.host}:{where.port}: "
+                  f"{where.socketError}", file=sys.stderr)
         elif failure.check(SQLAlchemyError):
             print(f"switchboard: database: {failure.getErrorMessage().splitlines()[0]}",
                   file=sys.stderr)
         else:
             log.error("could not start: %s", failure.getTraceback())
         self.reactor.stop()
+
+
+async def publish_quietly(nodes: Nodes, http_port: int, edges: list[Any]) -> None:
+    """Publish this node's endpoints (runtime/peers.py); a database that fails it now only
+    keeps the others from passing agents on to this node: logged, not fatal."""
+    try:
+        await publish(nodes, http_port, edges)
+    except SQLAlchemyError as exc:
+        log.warning("could not publish this node's address: %s", _first_line(exc))
 
 
 def wait_for_database(url: Any, every: float = DATABASE_RETRY_SECONDS) -> None:

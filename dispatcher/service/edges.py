@@ -30,6 +30,7 @@ from .held import Held
 from .history import History
 from .intake import Intake
 from .mail import Mail
+from .nodes import Nodes
 from .ports import EdgeReactor
 from .queries import Queries
 from .records import Records
@@ -44,6 +45,10 @@ from .webhooks import Webhooks
 
 
 class Edge(Protocol):
+    """Built by an EdgeSpec. It may also have `endpoints() -> dict[str, int]`, read once it
+    started: the kind (`console`, `cti`) and port of each socket endpoint it serves, which the
+    node publishes (service/nodes.py) so that the other nodes pass their sockets on to it."""
+
     def start(self) -> Any: ...
     def stop(self) -> Any: ...
 
@@ -120,11 +125,13 @@ class EdgeContext:
 @dataclass(frozen=True)
 class StandbyContext:
     """What an edge gets on a node that does not route (a standby waiting for the lease, or an
-    edge node): the reactor and the held-mail service, nothing that needs the router. The
-    runtime (dispatcher/runtime/serve.py) builds it; `EdgeSpec.standby` uses it."""
+    edge node): the reactor, the held-mail service and the cluster's nodes (where the leader's
+    endpoints are: `nodes.leader(kind)`), nothing that needs the router. The runtime
+    (dispatcher/runtime/serve.py) builds it; `EdgeSpec.standby` uses it."""
 
     reactor: EdgeReactor
     held: Held
+    nodes: Nodes
 
 
 @dataclass(frozen=True)
@@ -163,6 +170,7 @@ class EdgeSpec:
     # code, or an awaitable of it. E.g. the console's `switchboard token`.
     commands: Callable[[Any], None] | None = None
     # Optional: what the edge runs on a node that does not route (`standby(context, settings)`
-    # -> Edge, built only if enabled): e.g. the e-mail edge's SMTP holding mail for the router.
+    # -> Edge or None for nothing to run, built only if enabled): e.g. the e-mail edge's SMTP holding mail for the router,
+    # the console's WebSocket passing agents on to the router's node (dispatcher/tunnel.py).
     # None: the edge runs only on the router's node.
     standby: Callable[[StandbyContext, Any], Edge] | None = None

@@ -212,3 +212,27 @@ def test_a_websocket_server_counts_its_connections_at_accept() -> None:
             assert g.open == 0 and g.closing == 0
 
     asyncio.run(scenario())
+
+
+def test_a_cluster_nodes_forwarded_client_counts_and_nobody_elses(monkeypatch) -> None:
+    """net.forwarded_client: X-Forwarded-For is believed only from a node of the cluster
+    (Gate.nodes), and then only its last entry (what that node saw)."""
+    gate = net.Gate(100, 5)
+    monkeypatch.setattr(net, "_gate", gate)
+    assert net.forwarded_client("10.0.0.12", "203.0.113.7") == "10.0.0.12"  # not a node
+    gate.nodes = frozenset({"10.0.0.12"})
+    assert net.forwarded_client("10.0.0.12", "203.0.113.7") == "203.0.113.7"
+    assert net.forwarded_client("10.0.0.12", b"198.51.100.1, 203.0.113.7") == "203.0.113.7"
+    assert net.forwarded_client("10.0.0.12", None) == "10.0.0.12"
+    assert net.forwarded_client("10.0.0.12", " , ") == "10.0.0.12"
+    assert net.forwarded_client("192.0.2.1", "203.0.113.7") == "192.0.2.1"
+
+
+def test_a_cluster_node_is_not_held_to_the_per_address_cap(monkeypatch) -> None:
+    gate = net.Gate(100, 2)
+    listener = gate.listener("console")
+    tickets = [gate.admit(listener, "10.0.0.12", lambda: None) for _ in range(2)]
+    assert all(tickets) and gate.admit(listener, "10.0.0.12", lambda: None) is None
+    gate.nodes = frozenset({"10.0.0.12"})
+    assert gate.admit(listener, "10.0.0.12", lambda: None) is not None
+    assert gate.admit(listener, "10.0.0.13", lambda: None) is not None

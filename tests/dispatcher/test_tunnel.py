@@ -38,7 +38,7 @@ class Leader:
         origin = req.headers.get("Origin")
         if origin is not None and origin != "http://ok.example":
             return websocket.foreign_origin(connection, origin, self.refusals, "leader")
-        if websocket.token_from(req) != TOKEN:
+        if websocket.token_from(req, authorization=True) != TOKEN:
             return websocket.unauthorized(connection, "a bearer token is required")
         self.headers.append(dict(req.headers.raw_items()))
         return None
@@ -129,6 +129,15 @@ async def test_a_client_gets_the_leaders_subprotocol_and_frames_in_order(leader,
 async def test_the_query_string_token_passes_on_too(leader, target, tunnel, url, _s) -> None:
     async with connect(f"{url}/?access_token={TOKEN}", open_timeout=TIMEOUT) as ws:
         assert ws.subprotocol is None
+        await ws.send("hello")
+        assert await ws.recv() == "hello"
+
+
+@tunnelled()
+async def test_an_authorization_header_passes_on_too(leader, target, tunnel, url, _s) -> None:
+    async with connect(f"{url}/", open_timeout=TIMEOUT, subprotocols=[PROTOCOL],
+                       additional_headers={"Authorization": f"Bearer {TOKEN}"}) as ws:
+        assert ws.subprotocol == PROTOCOL
         await ws.send("hello")
         assert await ws.recv() == "hello"
 
