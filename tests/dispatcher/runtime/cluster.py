@@ -9,8 +9,9 @@ an operator and a customer would (running.py holds the single-node helpers).
 - `start_pair`: A leading, then B standing by; `end_all`: every node stopped (killed: HUNG);
 - `until`: polls a condition; `send` / `accepted`: one message in its own SMTP session;
   `Stream`: a sender thread (Message-IDs answered 250, refused attempts);
-- `tasks_of`, `stored`, `assigned_twice`: what the database holds afterwards;
-- `agent`: an agent's console WebSocket, signed in and available.
+- `tasks_of`, `task_of`, `stored`, `assigned_twice`: what the database holds afterwards;
+- `agent`: an agent's console WebSocket, signed in and available; `take`: an offer accepted;
+  `token`: a signed token of any role.
 """
 
 from __future__ import annotations
@@ -327,9 +328,24 @@ def assigned_twice(url: str) -> list[str]:
     return twice
 
 
-def token(sub: str) -> str:
+def task_of(url: str, mid: str) -> str:
+    """The task of the one received message with Message-ID `mid`."""
+    [(task_id, _, _)] = tasks_of(url, [mid])[mid]
+    return task_id
+
+
+async def take(c: Client, task_id: str) -> None:
+    """The offer of `task_id` on `c`, accepted."""
+    offer = await c.expect(lambda f: f["type"] == "offer" and f["task"]["id"] == task_id)
+    done = await c.request("accept", offer_id=offer["offer_id"])
+    assert done["type"] == "ok", done
+
+
+def token(sub: str, role: str = "agent") -> str:
+    """A token signed with SECRET: the console's, and the API's when a node reads the same
+    secret file (SWITCHBOARD_API_JWT_SECRET_FILE)."""
     now = int(time.time())
-    return jwt.encode({"sub": sub, "role": "agent", "iat": now, "exp": now + 600,
+    return jwt.encode({"sub": sub, "role": role, "iat": now, "exp": now + 600,
                        "iss": "switchboard", "aud": "switchboard-console"}, SECRET,
                       algorithm="HS256")
 

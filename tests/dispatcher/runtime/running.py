@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -170,10 +171,37 @@ def desk_env(tmp: Path, url: str, relay_port: int, secret: bytes, **extra: str
 
 
 def free_port() -> int:
-    """A TCP port nobody listens on now (bound by the OS, then released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port nobody listens on now, never handed out before by this process, and below
+    the kernel's range for outgoing connections (ip_local_port_range, 32768-60999 by default):
+    a port the OS chose (bind to 0) could be handed out twice, or taken by a node's outgoing
+    connection before the node listens on it."""
+    low, high = _local_ports()
+    for _ in range(1000):
+        port = random.randint(FREE_PORTS_FROM, low - 1) if low > FREE_PORTS_FROM + 100 else 0
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            port = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
+    raise RuntimeError("no free TCP port found")
+
+
+FREE_PORTS_FROM = 20000
+_handed_out: set[int] = set()
+
+
+def _local_ports() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
 
 
 def sql_stack(url: str, start: float = T0) -> tuple[Wiring, Stack]:

@@ -5,7 +5,8 @@ The database, queue and agent are set up with the real CLI (`db upgrade`, `queue
 What an operator may rely on (dispatcher/storage/lease.py, service/leadership.py,
 runtime/serve.py):
 
-- the standby answers /healthz 503 "standby" naming the leader; the leader 200;
+- the standby answers /healthz 503 "standby" naming the leader (and passes the API on to it);
+  the leader 200;
 - kill -9 of the leader while mail streams in: every message answered 250 is a task afterwards,
   B leads within a bound, its SMTP intake then stores mail, its router holds every open task;
 - SIGSTOP of the leader past its lease: B takes over after the lease; on SIGCONT A exits 75
@@ -39,27 +40,15 @@ from tests.dispatcher.runtime.cluster import (
     send,
     start_pair,
     stored,
-    tasks_of,
+    take,
+    task_of,
     until,
 )
-from tests.dispatcher.runtime.test_answers_e2e import Client
 
 LEASE = 2.0
 WAIT_SECONDS = 30.0
 TAKEOVER_BOUND = 10.0  # kill -9 -> B leads (measured well under 1.5 s; 2-core machine)
 DEPOSED_EXIT = 75
-
-
-def task_of(url: str, mid: str) -> str:
-    [(task_id, _, _)] = tasks_of(url, [mid])[mid]
-    return task_id
-
-
-async def take(c: Client, task_id: str) -> None:
-    """The offer of `task_id`, accepted."""
-    offer = await c.expect(lambda f: f["type"] == "offer" and f["task"]["id"] == task_id)
-    done = await c.request("accept", offer_id=offer["offer_id"])
-    assert done["type"] == "ok", done
 
 
 @pytest.fixture
@@ -88,8 +77,11 @@ def test_the_standby_names_the_leader_and_takes_no_mail(pair):
     assert on_b.code == 503, on_b.body
     assert (on_b.body["status"], on_b.role, on_b.leader) == ("standby", "standby", "node-a")
     assert on_b.epoch == a.health().epoch
-    with pytest.raises(urllib.error.HTTPError) as refused:  # nothing but /healthz on B
+    with pytest.raises(urllib.error.HTTPError) as refused:  # B passes it on: A's answer
         urllib.request.urlopen(f"http://127.0.0.1:{b.ports.http}/api/v1/queues", timeout=5)
+    assert refused.value.code == 401
+    with pytest.raises(urllib.error.HTTPError) as refused:  # B's own: no figures yet
+        urllib.request.urlopen(f"http://127.0.0.1:{b.ports.http}/metrics", timeout=5)
     assert refused.value.code == 503
 
 
