@@ -12,8 +12,9 @@ and answers the client only with what the leader answered. What it promises:
   answered); a refusal is the leader's own (401 with its `WWW-Authenticate`, 403, ...), so the
   token, the origin and the account are checked once, by the leader's rules.
 - No leader known yet (a takeover in progress) makes the handshake wait up to
-  `wait_seconds` for one, then 503 with `Retry-After`; a leader that cannot be reached is the
-  same, logged at most once per guard.LOG_INTERVAL_SECONDS.
+  `wait_seconds` for one, then 503 with `Retry-After` (at once when the tunnel stops: this
+  node is taking over, and its own server opens on the port); a leader that cannot be
+  reached is the same, logged at most once per guard.LOG_INTERVAL_SECONDS.
 - Frames pass both ways in order, with back-pressure (a slow side slows the other); the
   client's frames keep the protocol's `max_frame_bytes` (1009 above it), the leader's have none.
 - When one side closes, the other is closed with the same code, except that a leader that went
@@ -26,6 +27,7 @@ and answers the client only with what the leader answered. What it promises:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -77,6 +79,7 @@ class Tunnel:
         self._refusals = Throttled(log)
         self._background = Background()
         self.passed_on = 0  # connections passed on to the leader
+        self._stopping: asyncio.Event | None = None  # set by stop: waiting handshakes end now
 
     @property
     def port(self) -> int:
@@ -93,6 +96,7 @@ class Tunnel:
         return {}  # a tunnel is no endpoint of its own: nobody is passed on to it
 
     async def _start(self) -> None:
+        self._stopping = asyncio.Event()
         self._server = await websocket.listen(
             self._connection, name=f"{self.name}-tunnel", host=self._host, port=self._port,
             max_frame_bytes=self._max_frame_bytes, subprotocol="", handshake=self._handshake,
@@ -102,6 +106,8 @@ class Tunnel:
 
     async def _stop(self) -> None:
         server, self._server = self._server, None
+        if self._stopping is not None:  # this node takes over: a handshake waiting for a
+            self._stopping.set()        # leader would hold the port (and the takeover) up
         await websocket.stop(server)
         pending, self._upstream = list(self._upstream.values()), {}
         for upstream in pending:
@@ -132,7 +138,8 @@ class Tunnel:
                     return None
             else:
                 why = "no router known"
-            if time.monotonic() + RETRY_SECONDS >= deadline:
+            stopping = self._stopping is None or self._stopping.is_set()
+            if stopping or time.monotonic() + RETRY_SECONDS >= deadline:
                 self._refusals.warning("unreachable", time.monotonic(),
                                        "%s tunnel: no router reachable (%s): answered 503",
                                        self.name, why)
@@ -140,7 +147,8 @@ class Tunnel:
                                               "no router reachable from this node: retry\n")
                 response.headers["Retry-After"] = RETRY_AFTER
                 return response
-            await asyncio.sleep(RETRY_SECONDS)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), RETRY_SECONDS)
 
     async def _open(self, target: str, connection: ServerConnection, request: Request
                     ) -> ClientConnection:

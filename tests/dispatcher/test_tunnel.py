@@ -265,3 +265,18 @@ async def test_the_token_never_reaches_a_log(leader, target, tunnel, url, _s) ->
         root.setLevel(level)
     tunnel_lines = [r for r in records if r.name.startswith("dispatcher.tunnel")]
     assert all(TOKEN not in r.getMessage() for r in tunnel_lines), tunnel_lines
+
+
+@tunnelled(answers=(None,), wait=5.0)
+async def test_stopping_ends_a_handshake_that_waits_for_a_leader(leader, target, tunnel, url, _s
+                                                                 ) -> None:
+    """The node takes over: a handshake waiting for the next leader must not hold the port and
+    the takeover up for the whole wait."""
+    loop = asyncio.get_running_loop()
+    waiting = asyncio.ensure_future(dial(url))
+    await asyncio.sleep(0.3)
+    started = loop.time()
+    await tunnel._stop()
+    assert loop.time() - started < 1.0
+    with pytest.raises((InvalidStatus, ConnectionClosed, OSError)):
+        await waiting
