@@ -22,6 +22,7 @@ NO_TRANSACTION = 481
 LOOP_DETECTED = 482
 BUSY_HERE = 486
 REQUEST_TERMINATED = 487
+MOVED_TEMPORARILY = 302  # a node that does not route sends callers to the leader (redirect.py)
 SERVER_ERROR = 500
 NOT_IMPLEMENTED = 501
 SERVICE_UNAVAILABLE = 503
@@ -29,7 +30,8 @@ DECLINE = 603
 
 REASONS = {
     100: "Trying", 180: "Ringing", 181: "Call Is Being Forwarded", 182: "Queued",
-    183: "Session Progress", 200: "OK", 202: "Accepted", 400: "Bad Request",
+    183: "Session Progress", 200: "OK", 202: "Accepted", 302: "Moved Temporarily",
+    400: "Bad Request",
     401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
     406: "Not Acceptable", 408: "Request Timeout", 410: "Gone", 413: "Request Entity Too Large",
     415: "Unsupported Media Type", 416: "Unsupported URI Scheme", 420: "Bad Extension",

@@ -9,7 +9,8 @@ now on an agent takes phone tasks only with a reachable phone.
 With `cti_enabled` it also runs the telephony integration API (cti.py: its `cti_*` settings)
 next to the SIP server, started after it and stopped before it; with `sip_enabled = false` it
 runs the CTI alone (no SIP port opened); `parts` lists what runs. On a node that does not
-route, `build_standby` passes the PBX's CTI socket on to the router's node; SIP stays there.
+route, `build_standby` passes the PBX's CTI socket on to the router's node and answers SIP
+with redirects to it (redirect.py).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from twisted.internet.defer import ensureDeferred
 from dispatcher.service.assignment import Assignment
 from dispatcher.service.calls import Calls
 from dispatcher.service.edges import EdgeContext, EdgeSpec, StandbyContext
-from dispatcher.service.nodes import CTI
+from dispatcher.service.nodes import CTI, SIP, SIP_TCP
 from dispatcher.service.ports import EdgeReactor
 from dispatcher.service.queries import Queries
 from dispatcher.tunnel import Tunnel
@@ -31,6 +32,7 @@ from dispatcher.tunnel import Tunnel
 from .config import PhoneSettings, check
 from .control import CallControl
 from .cti import Cti, CtiSettings
+from .redirect import Redirect
 from .registrar import Registrar
 from .sip import Endpoint
 
@@ -78,9 +80,16 @@ class PhoneEdge:
         return defer.ensureDeferred(self._stop())
 
     def endpoints(self) -> dict[str, int]:
-        """The CTI's WebSocket port, published for the other nodes' tunnels."""
-        port = getattr(self.cti, "port", None)
-        return {CTI: port} if port else {}
+        """The CTI's WebSocket port and the SIP ports, published for the other nodes (their
+        CTI tunnels, their SIP redirects)."""
+        found: dict[str, int] = {}
+        if getattr(self.cti, "port", None):
+            found[CTI] = self.cti.port  # type: ignore[union-attr]
+        if self.endpoint is not None:
+            found[SIP] = self.endpoint.udp_port
+            if self.endpoint.tcp_port is not None:
+                found[SIP_TCP] = self.endpoint.tcp_port
+        return found
 
     async def _stop(self) -> None:
         if self.cti is not None:
@@ -105,16 +114,58 @@ def build(context: EdgeContext, settings: PhoneSettings) -> PhoneEdge:
                      assignment=context.assignment, queries=context.queries, cti=cti)
 
 
-def build_standby(context: StandbyContext, settings: PhoneSettings) -> Tunnel | None:
-    """On a node that does not route: the CTI's WebSocket port passes the PBX's socket on to
-    the router's node, which judges its handshake (dispatcher/tunnel.py). SIP runs only on the
-    router's node (a call's dialog lives in its memory): none here."""
-    if not settings.cti_enabled:
-        return None
-    cti = CtiSettings.from_phone(settings)
-    nodes = context.nodes
-    return Tunnel(name="cti", host=cti.host, port=cti.port, max_frame_bytes=cti.max_frame_bytes,
-                 leader=lambda: ensureDeferred(nodes.leader(CTI)), forget=nodes.forget)
+class PhoneStandby:
+    """The phone edge on a node that does not route: SIP answers with redirects to the
+    leader (redirect.py: a call's dialog lives in the router's process), and the CTI's
+    WebSocket port passes the PBX's socket on to the leader, which judges its handshake
+    (dispatcher/tunnel.py)."""
+
+    def __init__(self, settings: PhoneSettings, context: StandbyContext) -> None:
+        nodes = context.nodes
+        self.parts: list[str] = []
+        self.endpoint: Endpoint | None = None
+        self.tunnel: Tunnel | None = None
+        if settings.sip_enabled:
+            redirect = Redirect(lambda kind: ensureDeferred(nodes.leader(kind)))
+            tcp = None if settings.tcp_port < 0 else settings.tcp_port
+            self.endpoint = Endpoint(context.reactor, redirect, settings.host,
+                                     settings.udp_port, tcp)
+            self.parts.append("sip redirect")
+        if settings.cti_enabled:
+            cti = CtiSettings.from_phone(settings)
+            self.tunnel = Tunnel(name="cti", host=cti.host, port=cti.port,
+                                 max_frame_bytes=cti.max_frame_bytes,
+                                 leader=lambda: ensureDeferred(nodes.leader(CTI)),
+                                 forget=nodes.forget)
+            self.parts.append("cti tunnel")
+
+    def start(self) -> defer.Deferred:
+        return defer.ensureDeferred(self._start())
+
+    async def _start(self) -> None:
+        if self.endpoint is not None:
+            self.endpoint.start()
+            log.info("phone: SIP redirects to the router's node on udp %d, tcp %s",
+                     self.endpoint.udp_port, self.endpoint.tcp_port or "off")
+        if self.tunnel is not None:
+            await self.tunnel.start()
+
+    def stop(self) -> defer.Deferred:
+        return defer.ensureDeferred(self._stop())
+
+    async def _stop(self) -> None:
+        if self.tunnel is not None:
+            await self.tunnel.stop()
+        if self.endpoint is not None:
+            await self.endpoint.stop()
+
+
+def build_standby(context: StandbyContext, settings: PhoneSettings) -> PhoneStandby | None:
+    """What the phone edge runs on a node that does not route (PhoneStandby); None when
+    neither SIP nor the CTI is enabled."""
+    check(settings)
+    standby = PhoneStandby(settings, context)
+    return standby if standby.parts else None
 
 
 EDGE = EdgeSpec(name="phone", settings=PhoneSettings, build=build, standby=build_standby)

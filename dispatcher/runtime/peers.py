@@ -3,7 +3,7 @@ leader's view of the other nodes.
 
 Sits in the runtime, used by serve.py. It promises:
 - `publish(app, http_port, edges)`: this node's HTTP URL and the socket endpoints its edges
-  serve (`Edge.endpoints()`: console, cti), on the host the others reach it by
+  serve (`Edge.endpoints()`: console, cti, sip, sip_tcp), on the host the others reach it by
   (`[cluster] advertise`, else `[server] host`, else the host's name for a wildcard address).
 - `NodeHosts`: on the leader, every `every` seconds, the addresses of the published nodes go
   into the connection gate's `nodes` (net.Gate): a standby passing hundreds of agents on is
@@ -25,7 +25,7 @@ from twisted.internet.threads import deferToThread
 
 from dispatcher import net
 from dispatcher.guard import Outage
-from dispatcher.service.nodes import HTTP, Nodes, url
+from dispatcher.service.nodes import HTTP, SIP, SIP_TCP, Nodes, url
 
 from .config import Config
 
@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 NODE_HOSTS_SECONDS = 10.0
 WILDCARDS = {"", "0.0.0.0", "::", "[::]"}
 SOCKET_SCHEME = "ws"
+SCHEMES = {SIP: "sip", SIP_TCP: "sip"}  # every other kind is a WebSocket
 
 
 def advertised_host(config: Config) -> str:
@@ -50,7 +51,7 @@ def publish(nodes: Nodes, http_port: int, edges: Iterable[Any]) -> Deferred[None
     endpoints = {HTTP: url("http", nodes.host, http_port)}
     for edge in edges:
         for kind, port in (getattr(edge, "endpoints", dict)() or {}).items():
-            endpoints[kind] = url(SOCKET_SCHEME, nodes.host, port)
+            endpoints[kind] = url(SCHEMES.get(kind, SOCKET_SCHEME), nodes.host, port)
     return nodes.publish(endpoints)
 
 

@@ -2,7 +2,7 @@
 
 Sits in `dispatcher.service` over a `NodeStore` port (storage/nodes.py on the database). Every
 node publishes, when it starts, the host other nodes reach it by and the URL of each endpoint
-it serves (`http`, `console`, `cti`); a node that does not route asks `leader(kind)` for the
+it serves (`http`, `console`, `cti`, `sip`, `sip_tcp`); a node that does not route asks `leader(kind)` for the
 leader's endpoint of that kind, to pass its agents' sockets and HTTP requests on to it
 (dispatcher/tunnel.py, runtime/proxy.py). What it promises:
 
@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 CACHE_SECONDS = 1.0
 HTTP, CONSOLE, CTI = "http", "console", "cti"  # the kinds of endpoint
+SIP, SIP_TCP = "sip", "sip_tcp"  # the SIP server's UDP and TCP ports
 
 
 def url(scheme: str, host: str, port: int, path: str = "") -> str:

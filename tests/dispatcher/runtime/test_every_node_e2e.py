@@ -10,7 +10,8 @@ What an operator may rely on (dispatcher/tunnel.py, runtime/proxy.py, runtime/pe
   created through C is stored and offered to the agent on C;
 - when the leader is killed, the agent's socket on C is closed with 1012; the agent signs in
   again on C, now passed on to the new leader B, and gets new work; nothing is assigned twice;
-- a PBX on C's CTI port is judged by the leader's rules, and its call becomes a task;
+- a PBX on C's CTI port is judged by the leader's rules, and its call becomes a task; a call
+  to B's or C's SIP port is redirected (302) to A's;
 - when C dies, the offer pending for its agent goes back to the queue at once (the leader saw
   the socket close), and the agent gets it through B.
 
@@ -86,8 +87,9 @@ def trio(tmp_path, pg_url):
     secret = str(tmp_path / "console.secret")
     nodes = [make_node(tmp_path, pg_url, name, LEASE, **{
         "SWITCHBOARD_API_JWT_SECRET_FILE": secret,
-        # The CTI alone (no SIP port), signed with the same secret, on every node.
-        "SWITCHBOARD_PHONE_ENABLED": "true", "SWITCHBOARD_PHONE_SIP_ENABLED": "false",
+        # SIP and the CTI (signed with the same secret) on every node.
+        "SWITCHBOARD_PHONE_ENABLED": "true", "SWITCHBOARD_PHONE_UDP_PORT": str(free_port()),
+        "SWITCHBOARD_PHONE_TCP_PORT": str(free_port()),
         "SWITCHBOARD_PHONE_CTI_ENABLED": "true", "SWITCHBOARD_PHONE_CTI_PORT": str(free_port()),
         "SWITCHBOARD_PHONE_CTI_JWT_SECRET_FILE": secret}) for name in ("node-a", "node-b", "node-c")]
     a, b, c = nodes
@@ -176,6 +178,35 @@ def test_a_pbx_on_a_standbys_cti_port_reaches_the_router(trio, pg_url):
     assert answer["type"] == "ok" and answer["queue"] == "support", answer
     assert mail.rows(pg_url, "SELECT channel FROM tasks WHERE id = :id",
                      id=answer["task_id"]) == [("phone",)]
+
+
+def sip_port(node) -> int:
+    return int(node.env["SWITCHBOARD_PHONE_UDP_PORT"])
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_a_call_to_a_standbys_sip_port_is_redirected_to_the_leader(trio):
+    """SIP over UDP to B and C: 302 with a Contact on A's SIP port, the queue address kept."""
+    a, b, c = trio
+    for node in (b, c):
+        invite = "\r\n".join([
+            f"INVITE sip:support@127.0.0.1:{sip_port(node)} SIP/2.0",
+            "Via: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bK-e2e-1;rport", "Max-Forwards: 70",
+            "From: <sip:+3225550100@127.0.0.1>;tag=e2e", "To: <sip:support@127.0.0.1>",
+            f"Call-ID: e2e-{node.name}", "CSeq: 1 INVITE", "Contact: <sip:caller@127.0.0.1:5999>",
+            "Content-Length: 0", "", ""]).encode()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as phone:
+            phone.settimeout(10)
+            phone.sendto(invite, ("127.0.0.1", sip_port(node)))
+            finals = []
+            while not finals:
+                head = phone.recv(65535).decode().split("\r\n")
+                if not head[0].startswith("SIP/2.0 1"):
+                    finals.append(head)
+        [answer] = finals
+        assert answer[0] == "SIP/2.0 302 Moved Temporarily", answer
+        assert f"Contact: <sip:support@127.0.0.1:{sip_port(a)}>" in answer, answer
 
 
 @pytest.mark.postgres

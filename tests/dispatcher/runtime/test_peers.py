@@ -52,15 +52,20 @@ def test_a_node_publishes_its_http_and_each_edges_socket_endpoint():
         def endpoints(self):
             return {"console": 8081}
 
+    class Phone:
+        def endpoints(self):
+            return {"cti": 8090, "sip": 5060, "sip_tcp": 5061}
+
     class Mail:  # no endpoints() at all: nothing to publish
         pass
 
     store = Store()
     nodes = Nodes(store, Clock(), "sb-1", "fe80::11")
-    peers.publish(nodes, 8080, [Console(), Mail()])
+    peers.publish(nodes, 8080, [Console(), Mail(), Phone()])
     [node] = store.published
     assert node.endpoints == {"http": "http://[fe80::11]:8080",
-                              "console": "ws://[fe80::11]:8081"}
+                              "console": "ws://[fe80::11]:8081", "cti": "ws://[fe80::11]:8090",
+                              "sip": "sip://[fe80::11]:5060", "sip_tcp": "sip://[fe80::11]:5061"}
 
 
 def test_the_leader_keeps_the_nodes_addresses_in_the_gate(monkeypatch):
