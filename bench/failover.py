@@ -2,14 +2,15 @@
 database, while mail streams in over SMTP and an agent accepts every offer.
 
     .venv/bin/python bench/failover.py [--repeats N] [--lease S] [--rate R] [--database URL]
-        [--pause] [--json]
+        [--pause] [--agent-on leader|standby] [--json]
 
 Each repeat: a fresh database on the server of `--database` (else $SWITCHBOARD_BENCH_PG_URL,
 else $SWITCHBOARD_TEST_PG_URL's, as bench/intake.py), made with the real CLI (queue `support`,
 agent `a1` with room for every e-mail); node A started and leading, node B a standby
 (tests/dispatcher/runtime/cluster.py's helpers); a sender thread sends R messages a
 second, one SMTP session each, to the first node that answers 250 (A, then B once A is gone); an
-auto-accepting agent on the console WebSocket of the node that leads. After a second of
+auto-accepting agent on the console WebSocket of the node that leads (`--agent-on standby`:
+on B's console port throughout, passed on to A until B takes over: dispatcher/tunnel.py). After a second of
 traffic the leader is killed (kill -9; `--pause`: SIGSTOP as well, resumed after the takeover
 with restart_when_deposed off so it exits), the traffic runs on for a second after B leads.
 Measured per repeat:
@@ -19,7 +20,9 @@ Measured per repeat:
   SMTP may hold mail for the router: then this is the sender's own reconnect time);
 - lost: messages answered 250 that are not a task once B has taken held mail in (must be 0);
 - assigned_twice: tasks with two `task.assigned` events and no release between (must be 0);
-- assignments: `task.assigned` events (how much the agent exercised the check).
+- assignments: `task.assigned` events (how much the agent exercised the check);
+- agent_gap_s: the longest time without an accepted offer around the signal (the agent's
+  time without work: its reconnection, and the takeover).
 
 Prints medians and min/max over the repeats, the lease, the load before and after (`--json`:
 one object). Prints figures, never asserts on time.
@@ -74,6 +77,7 @@ class Agent(threading.Thread):
     def __init__(self, port) -> None:
         super().__init__(daemon=True)
         self.port, self.halt, self.accepted = port, threading.Event(), 0
+        self.stamps: list[float] = []  # when each accept was answered ok
         self.sessions: list[int] = []  # the console port of each session it opened
         self.error = ""  # the last failure to open one
 
@@ -90,10 +94,14 @@ class Agent(threading.Thread):
                 await asyncio.sleep(0.1)
                 continue
             self.sessions.append(port)
+            # Frames that came while it signed in (the pending offer pushed with the welcome
+            # after a takeover) wait in `seen`: answer them first.
+            buffered, c.seen = list(c.seen), []
             try:
                 while not self.halt.is_set() and self.port() == port:
                     try:
-                        f = json.loads(await asyncio.wait_for(c.ws.recv(), 0.2))
+                        f = buffered.pop(0) if buffered else json.loads(
+                            await asyncio.wait_for(c.ws.recv(), 0.2))
                     except TimeoutError:
                         continue
                     if f["type"] == "offer":
@@ -102,7 +110,8 @@ class Agent(threading.Thread):
                                                     "offer_id": f["offer_id"]}))
                     elif f["type"] == "ok":
                         self.accepted += 1
-            except Exception:  # noqa: BLE001 - its node died or was paused
+                        self.stamps.append(time.monotonic())
+            except Exception:  # noqa: BLE001 - its node died or was paused, or closed it (1012)
                 pass
             finally:
                 c.ws.transport.abort()
@@ -141,7 +150,8 @@ def one(server_url: str, args: argparse.Namespace) -> dict:
         stream = cluster.Stream(
             lambda: [b.ports.smtp, a.ports.smtp] if leader["signalled"]
             else [a.ports.smtp, b.ports.smtp], rate=args.rate, prefix="fo", timeout=2.0)
-        agent = Agent(lambda: leader["node"].ports.ws)
+        on_standby = args.agent_on == "standby"
+        agent = Agent(lambda: b.ports.ws if on_standby else leader["node"].ports.ws)
         try:
             agent.start()
             stream.start()
@@ -184,12 +194,16 @@ def one(server_url: str, args: argparse.Namespace) -> dict:
                     "accepted": len(accepted), "refused": stream.refused, "lost": lost,
                     "assigned_twice": len(cluster.assigned_twice(url)),
                     "assignments": int(assignments), "accepts_ok": agent.accepted,
+                    "agent_gap_s": round(gap_around(agent.stamps, at), 3),
                     "deposed_exit": exit_code,
                     "tasks_by_state": dict(mail.rows(url, "SELECT state, count(*) FROM tasks "
                                                      "GROUP BY state")),
                     "agent_sessions": ["A" if p == a.ports.ws else "B"
                                        for p in agent.sessions],
-                    "agent_error": agent.error}
+                    "agent_error": agent.error,
+                    # No accept after the signal: what B said (the agent's side is above).
+                    **({} if any(t > at for t in agent.stamps) else
+                       {"log_b": b.log(None)[-6000:]})}
         finally:
             stream.halt.set()
             agent.halt.set()
@@ -220,12 +234,14 @@ def measure(args: argparse.Namespace) -> dict:
     done = [r for r in runs if r["takeover_s"] is not None]
     return {
         "signal": "SIGSTOP" if args.pause else "SIGKILL", "lease_seconds": args.lease,
+        "agent_on": args.agent_on,
         "rate_per_s": args.rate, "repeats": args.repeats, "cpus": os.cpu_count(),
         "load_before": before, "load_after": load(),
         "errors": sum("error" in r for r in runs),
         "no_takeover": sum("waits" in r for r in runs),  # within the lease + TAKEOVER_WAIT
         "takeover_s": spread([r["takeover_s"] for r in done]),
         "intake_gap_s": spread([r["intake_gap_s"] for r in done]),
+        "agent_gap_s": spread([r["agent_gap_s"] for r in done]),
         "lost": sum(r["lost"] for r in done),
         "assigned_twice": sum(r["assigned_twice"] for r in done),
         "runs": runs,
@@ -237,10 +253,11 @@ def show(result: dict) -> None:
         print(f"missing: {result['missing']}")
         return
     print(f"{result['signal']} of the leader, lease {result['lease_seconds']} s, "
-          f"{result['rate_per_s']} msg/s over SMTP, {result['repeats']} repeats, "
+          f"{result['rate_per_s']} msg/s over SMTP, agent on the {result['agent_on']}'s "
+          f"console, {result['repeats']} repeats, "
           f"{result['cpus']} CPUs; load before {result['load_before']}, "
           f"after {result['load_after']}")
-    for key in ("takeover_s", "intake_gap_s"):
+    for key in ("takeover_s", "intake_gap_s", "agent_gap_s"):
         s = result[key]
         if s["median"] is not None:
             print(f"{key:14} median {s['median']:.3f}  min {s['min']:.3f}  max {s['max']:.3f}")
@@ -255,6 +272,7 @@ def show(result: dict) -> None:
             print(f"  run {n}: NO TAKEOVER; waiting sessions: {r['waits']}")
             continue
         print(f"  run {n}: takeover {r['takeover_s']:.3f} s, gap {r['intake_gap_s']:.3f} s, "
+              f"agent gap {r['agent_gap_s']:.3f} s, "
               f"{r['accepted']} accepted ({r['refused']} refused attempts), {r['lost']} lost, "
               f"{r['assignments']} assignments, {r['assigned_twice']} twice"
               + (f", deposed exit {r['deposed_exit']}" if r["deposed_exit"] is not None
@@ -269,6 +287,8 @@ def main() -> None:
     ap.add_argument("--database", default="", help="PostgreSQL server URL (a fresh database "
                     "is made on it per repeat)")
     ap.add_argument("--pause", action="store_true", help="SIGSTOP the leader, not kill -9")
+    ap.add_argument("--agent-on", choices=("leader", "standby"), default="leader",
+                    help="the agent's console: the leader's, or B's throughout (tunnelled)")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args()
     result = measure(args)
