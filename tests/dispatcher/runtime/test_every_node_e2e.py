@@ -13,7 +13,10 @@ What an operator may rely on (dispatcher/tunnel.py, runtime/proxy.py, runtime/pe
 - a PBX on C's CTI port is judged by the leader's rules, and its call becomes a task; a call
   to B's or C's SIP port is redirected (302) to A's;
 - when C dies, the offer pending for its agent goes back to the queue at once (the leader saw
-  the socket close), and the agent gets it through B.
+  the socket close), and the agent gets it through B;
+- in Chromium, on an edge node with an address of its own (127.0.0.3, A's ports): the page,
+  the sign-in with a password and the console's socket all through it; an offer shows on the
+  desk and accepting it assigns the task.
 
 The nodes are tests/dispatcher/runtime/cluster.py's.
 """
@@ -32,6 +35,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from tests.agent_console.test_web import WAIT_MS, chromium, launch
 from tests.channels.email import running as mail
 from tests.dispatcher.runtime.cluster import (
     ORIGIN,
@@ -48,7 +52,7 @@ from tests.dispatcher.runtime.cluster import (
     token,
     until,
 )
-from tests.dispatcher.runtime.running import free_port
+from tests.dispatcher.runtime.running import base_env, free_port, run
 from tests.dispatcher.runtime.test_answers_e2e import Client
 
 LEASE = 2.0
@@ -73,9 +77,9 @@ def cti_port(node) -> int:
     return int(node.env["SWITCHBOARD_PHONE_CTI_PORT"])
 
 
-def listening(port: int) -> bool:
+def listening(port: int, host: str = "127.0.0.1") -> bool:
     try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        socket.create_connection((host, port), timeout=1).close()
         return True
     except OSError:
         return False
@@ -249,3 +253,69 @@ def test_a_tunnel_nodes_death_gives_its_agents_offer_back_at_once(trio, pg_url):
     back = asyncio.run(asyncio.wait_for(scenario(), 60))
     assert back < 5.0, back  # the socket's close, not an offer timeout or a presence TTL
     assert assigned_twice(pg_url) == []
+
+
+AGENT_PASSWORD = "harbour-lights-31"
+EDGE_HOST = "127.0.0.3"  # C's own address: the same ports as A's, as on machines of their own
+
+
+@pytest.fixture
+def apart(tmp_path, pg_url):
+    """A leading on 127.0.0.1 and C, an edge node, on 127.0.0.3 with the same ports (the
+    console's page names one console port for every node), and the password of agent a1."""
+    prepare(tmp_path, pg_url, agent_capacity="email=5,phone=1")
+    (tmp_path / "agent.pw").write_text(AGENT_PASSWORD + "\n")
+    done = run("--database", pg_url, "accounts", "set", "a1", "--role", "agent",
+               "--password-file", str(tmp_path / "agent.pw"), cwd=tmp_path, env=base_env())
+    assert done.code == 0, done.err
+    a = make_node(tmp_path, pg_url, "node-a", LEASE)
+    origins = ",".join(f"http://{h}:{a.ports.http}" for h in ("127.0.0.1", EDGE_HOST))
+    a.env["SWITCHBOARD_CONSOLE_ALLOWED_ORIGINS"] = origins
+    c = make_node(tmp_path, pg_url, "node-c", LEASE)
+    c.ports = a.ports
+    c.env.update({k: v for k, v in a.env.items() if k.endswith(("_PORT", "ALLOWED_ORIGINS"))})
+    c.env.update(SWITCHBOARD_SERVER_HOST=EDGE_HOST, SWITCHBOARD_CONSOLE_HOST=EDGE_HOST,
+                 SWITCHBOARD_EMAIL_SMTP_HOST=EDGE_HOST)
+    try:
+        a.start().until_up(a.leads, "node-a to lead")
+        c.start("--role", "edge").until_up(
+            lambda: listening(a.ports.ws, EDGE_HOST), "node-c's console port")
+        yield a, c
+    finally:
+        end_all([a, c])
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_an_agent_signs_in_and_works_in_chromium_through_an_edge_node(apart, pg_url):
+    """The page, the sign-in and the console's socket all from C's address; the offer of mail
+    that arrived on A shows on the desk, and accepting it assigns the task."""
+    a, c = apart
+    sync_playwright, expect = chromium()
+    with sync_playwright() as p:
+        browser = launch(p)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(f"http://{EDGE_HOST}:{a.ports.http}/")
+            page.fill("#login-id", "a1")
+            page.fill("#login-password", AGENT_PASSWORD)
+            page.click("#password-form button[type=submit]")
+            expect(page.locator("#link")).to_have_text("connected", timeout=WAIT_MS)
+            page.click("#go-available")
+            expect(page.locator("#presence")).to_have_text("Available", timeout=WAIT_MS)
+            send(a.ports.smtp, "through-c")
+            expect(page.locator("#offer-summary")).to_contain_text("Question through-c",
+                                                                   timeout=WAIT_MS)
+            page.click("#accept")
+            expect(page.locator("#tasks")).to_contain_text("Question through-c",
+                                                           timeout=WAIT_MS)
+            assert errors == []
+        finally:
+            browser.close()
+    task_id = task_of(pg_url, "through-c")
+    assert mail.rows(pg_url, "SELECT state, agent_id FROM tasks WHERE id = :id",
+                     id=task_id) == [("assigned", "a1")]
+    assert "dispatcher.tunnel.server: connection open" in c.log(None)  # the desk's socket
+    assert AGENT_PASSWORD not in a.log(None) + c.log(None)
