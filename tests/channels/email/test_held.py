@@ -56,13 +56,16 @@ def serve_holding(url: str, settings_json: str) -> None:
 
     from channels.email.held import build_standby
     from dispatcher.service.edges import StandbyContext
+    from dispatcher.service.nodes import Nodes
     from dispatcher.storage.engine import make_engine
+    from dispatcher.storage.nodes import SqlNodes
     from dispatcher.storage.pool import Pool
 
     schema.upgrade(url)
     pool = Pool(make_engine(url), reactor)
-    edge = build_standby(StandbyContext(reactor, Held(SqlHeldMail(pool), reactor, "edge-1")),
-                         EmailSettings(**json.loads(settings_json)))
+    nodes = Nodes(SqlNodes(pool), reactor, "edge-1", "127.0.0.1")
+    edge = build_standby(StandbyContext(reactor, Held(SqlHeldMail(pool), reactor, "edge-1"),
+                                        nodes), EmailSettings(**json.loads(settings_json)))
 
     def start() -> None:
         pool.start()
