@@ -83,16 +83,14 @@ function connect() {
     link(false, "offline");
     if (state.ws !== ws) return;
     state.ws = null;
-    if (!opened) {  // refused at the handshake: bad or expired token, or wrong origin
-      sessionStorage.removeItem("switchboard.token");
-      showSignIn("The sign-in was refused or has expired: sign in again.");
+    if (!opened) {  // refused at the handshake (bad or expired token, wrong origin), or no server
+      handshakeFailed((text) => { sessionStorage.removeItem("switchboard.token"); showSignIn(text); },
+        "The sign-in was refused or has expired: sign in again.");
       return;
     }
     if (ev.code === 4001) { toast("Signed in somewhere else: this window is disconnected.", true); link(false, "displaced"); return; }
     if (ev.code >= 4002 && ev.code < 4100) { sessionStorage.removeItem("switchboard.token"); showSignIn(ev.reason); return; }
-    const wait = Math.min(10000, 500 * 2 ** state.retry++);
-    link(false, `reconnecting in ${Math.round(wait / 1000)} s`);
-    setTimeout(connect, wait);
+    reconnectLater();
   };
 }
 

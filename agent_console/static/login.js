@@ -58,6 +58,33 @@ async function refreshToken() {
     : "Your sign-in has ended: sign in again.");
 }
 
+// A handshake that failed before the socket opened: the token refused, or nobody to ask (a
+// restart, a takeover: a node passing sockets on answers 503 while no node routes). A browser
+// cannot see the handshake's status, so ask the page's own server: one that answers, and not
+// with a 5xx, refused the token; otherwise keep the token and connect again later.
+async function serverAway() {
+  try {
+    const res = await fetch("/console/config.json", { cache: "no-store" });
+    return res.status >= 500;
+  } catch (e) { return true; }
+}
+
+// Connect again after a back-off (0.5 s doubling up to 10 s), saying so on the page.
+function reconnectLater() {
+  const wait = Math.min(10000, 500 * 2 ** state.retry++);
+  link(false, `reconnecting in ${Math.round(wait / 1000)} s`);
+  setTimeout(connect, wait);
+}
+
+// The socket closed before it opened: sign in again (`refused(text)`) only if the server
+// answers; else try again later with the same token.
+function handshakeFailed(refused, text) {
+  serverAway().then((away) => {
+    if (state.ws !== null || !state.token) return;  // connected again, or signed off, meanwhile
+    if (away) reconnectLater(); else refused(text);
+  });
+}
+
 function signInError(status, body, res) {
   if (status === 401) return "Wrong id or password.";
   if (status === 429) {

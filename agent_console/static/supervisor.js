@@ -77,11 +77,9 @@ function connect() {
     state.pending.clear();
     if (state.ws !== ws) return;
     state.ws = null;
-    if (!opened) { signedOut("The sign-in was refused (expired or invalid): sign in again."); return; }
+    if (!opened) { handshakeFailed(signedOut, "The sign-in was refused (expired or invalid): sign in again."); return; }
     if (ev.code >= 4000 && ev.code < 4100) { signedOut(ev.reason || "Disconnected."); return; }
-    const wait = Math.min(10000, 500 * 2 ** state.retry++);
-    link(false, `reconnecting in ${Math.round(wait / 1000)} s`);
-    setTimeout(connect, wait);
+    reconnectLater();
   };
 }
 

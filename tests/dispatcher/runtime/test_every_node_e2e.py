@@ -16,7 +16,8 @@ What an operator may rely on (dispatcher/tunnel.py, runtime/proxy.py, runtime/pe
   the socket close), and the agent gets it through B;
 - in Chromium, on an edge node with an address of its own (127.0.0.3, A's ports): the page,
   the sign-in with a password and the console's socket all through it; an offer shows on the
-  desk and accepting it assigns the task.
+  desk and accepting it assigns the task; while no node routes (A killed) the desk keeps its
+  token and reconnects once A is back, without asking the agent to sign in again.
 
 The nodes are tests/dispatcher/runtime/cluster.py's.
 """
@@ -311,6 +312,20 @@ def test_an_agent_signs_in_and_works_in_chromium_through_an_edge_node(apart, pg_
             page.click("#accept")
             expect(page.locator("#tasks")).to_contain_text("Question through-c",
                                                            timeout=WAIT_MS)
+            token = page.evaluate("sessionStorage.getItem('switchboard.token')")
+            # No node routes for a while (A killed, no standby): C answers the handshakes
+            # 503. The desk waits with its token, and is back once a router is.
+            a.signal(signal.SIGKILL)
+            a.proc.wait(10)
+            expect(page.locator("#link")).to_contain_text("reconnecting", timeout=WAIT_MS)
+            page.wait_for_timeout(8000)  # past C's wait for a leader: handshakes refused
+            expect(page.locator("#login")).to_be_hidden()
+            expect(page.locator("#desk")).to_be_visible()
+            a.start().until_up(a.leads, "node-a to lead again")
+            expect(page.locator("#link")).to_have_text("connected", timeout=30_000)
+            expect(page.locator("#tasks")).to_contain_text("Question through-c",
+                                                           timeout=WAIT_MS)
+            assert page.evaluate("sessionStorage.getItem('switchboard.token')") == token
             assert errors == []
         finally:
             browser.close()
