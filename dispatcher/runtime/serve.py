@@ -116,7 +116,7 @@ async def wait_for_lease(app: App, config: Config, specs: dict[str, EdgeSpec], r
     await publish_quietly(nodes, page.getHost().port, [])
     for name, edge in edges:
         await maybeDeferred(edge.start)
-        log.info("edge %s started (holding for the router)", name)
+        log.info("edge %s started for the router (holding mail, passing clients on)", name)
     log.info("%s (node %s): /healthz on http://%s:%d/%s", "edge node" if role == "edge"
              else "standby", leadership.node, config.server.host, page.getHost().port,
              "" if role == "edge" else " until this node holds the lease")
@@ -206,9 +206,9 @@ class Run:
             await app.stop()
             return
         reactor.addSystemEventTrigger("before", "shutdown", app.stop)
-        for name, edge in held:  # they held mail while the state loaded; ours take over now
+        for name, edge in held:  # they stood in while the state loaded; ours take over now
             await maybeDeferred(edge.stop)
-            log.info("edge %s stopped holding: this node routes", name)
+            log.info("edge %s stopped standing in: this node routes", name)
         site, root = build_site(HttpLimits.from_server(config.server))
         names = app.build_edges(self.specs, root)
         await app.start_edges()
