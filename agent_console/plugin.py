@@ -5,7 +5,8 @@ keys (refusing to start without usable ones: a key file, or the HS256 secret the
 in the database), listens to every committed outcome, starts the WebSocket server and mounts
 the pages and the sign-in (`POST /login`, login.py) on the runtime's HTTP site.
 On a node that does not route, `build_standby` passes the agents' sockets on to the router's
-node (dispatcher/tunnel.py). `switchboard token --agent ID [--role R] [--ttl S]` prints a token signed with the same key,
+node (dispatcher/tunnel.py). `switchboard token --agent ID [--role R] [--ttl S]` prints a token
+signed with the same key,
 for an existing agent or an enabled supervisor account (integration tokens need no account).
 """
 
@@ -16,7 +17,6 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet.defer import ensureDeferred
 from twisted.web.resource import Resource
 
 from dispatcher.aio import to_deferred
@@ -211,7 +211,7 @@ def build_standby(context: StandbyContext, settings: ConsoleSettings) -> Tunnel:
     nodes = context.nodes
     return Tunnel(name="console", host=settings.host, port=settings.port,
                  max_frame_bytes=settings.max_frame_bytes,
-                 leader=lambda: ensureDeferred(nodes.leader(CONSOLE)), forget=nodes.forget)
+                 leader=lambda: nodes.leader(CONSOLE), forget=nodes.forget)
 
 
 EDGE = EdgeSpec(name="console", settings=ConsoleSettings, build=build, commands=add_commands,

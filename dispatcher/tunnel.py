@@ -92,9 +92,6 @@ class Tunnel:
     def stop(self) -> Deferred[None]:
         return to_deferred(self._stop())
 
-    def endpoints(self) -> dict[str, int]:
-        return {}  # a tunnel is no endpoint of its own: nobody is passed on to it
-
     async def _start(self) -> None:
         self._stopping = asyncio.Event()
         self._server = await websocket.listen(

@@ -19,7 +19,6 @@ import dataclasses
 import logging
 
 from twisted.internet import defer
-from twisted.internet.defer import ensureDeferred
 
 from dispatcher.service.assignment import Assignment
 from dispatcher.service.calls import Calls
@@ -83,8 +82,9 @@ class PhoneEdge:
         """The CTI's WebSocket port and the SIP ports, published for the other nodes (their
         CTI tunnels, their SIP redirects)."""
         found: dict[str, int] = {}
-        if getattr(self.cti, "port", None):
-            found[CTI] = self.cti.port  # type: ignore[union-attr]
+        cti_port = getattr(self.cti, "port", None)  # set once the CTI listens
+        if cti_port:
+            found[CTI] = cti_port
         if self.endpoint is not None:
             found[SIP] = self.endpoint.udp_port
             if self.endpoint.tcp_port is not None:
@@ -126,7 +126,7 @@ class PhoneStandby:
         self.endpoint: Endpoint | None = None
         self.tunnel: Tunnel | None = None
         if settings.sip_enabled:
-            redirect = Redirect(lambda kind: ensureDeferred(nodes.leader(kind)))
+            redirect = Redirect(nodes.leader)
             tcp = None if settings.tcp_port < 0 else settings.tcp_port
             self.endpoint = Endpoint(context.reactor, redirect, settings.host,
                                      settings.udp_port, tcp)
@@ -135,7 +135,7 @@ class PhoneStandby:
             cti = CtiSettings.from_phone(settings)
             self.tunnel = Tunnel(name="cti", host=cti.host, port=cti.port,
                                  max_frame_bytes=cti.max_frame_bytes,
-                                 leader=lambda: ensureDeferred(nodes.leader(CTI)),
+                                 leader=lambda: nodes.leader(CTI),
                                  forget=nodes.forget)
             self.parts.append("cti tunnel")
 

@@ -44,11 +44,12 @@ from twisted.web.server import NOT_DONE_YET
 
 from dispatcher.guard import Throttled
 
+from .standby import RETRY_AFTER_SECONDS
+
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 30.0
 MAX_PERSISTENT_PER_LEADER = 20
-RETRY_AFTER_SECONDS = b"5"
 UNREACHABLE = json.dumps({"error": "no router reachable from this node: try again"}).encode()
 PASSED_ON = b"x-switchboard-passed-on"  # set on what a node passes on: never passed on twice
 NOT_A_PATH = json.dumps({"error": "only a path can be forwarded"}).encode()
@@ -158,7 +159,7 @@ class _Exchange:
         self.leader: str | None = None
         self.gone = False  # the client went away (or was cut off): nothing more to write
         self.pending: Deferred[Any] | None = None  # the look-up, then the leader's answer's head
-        self.relay: _Relay | None = None
+        self.streaming: _Streaming | None = None
         request.notifyFinish().addErrback(self._client_gone)
 
     def start(self) -> None:
@@ -214,7 +215,7 @@ class _Exchange:
 
     def _answer(self, response: IResponse) -> None:
         self.pending = None
-        relay = self.relay = _Relay(self)
+        streaming = self.streaming = _Streaming(self)
         if not self.gone:
             request = self.request
             request.setResponseCode(response.code, response.phrase)
@@ -226,9 +227,9 @@ class _Exchange:
             if (response.length is not UNKNOWN_LENGTH and request.method != b"HEAD"
                     and response.code not in NO_BODY_CODES):
                 request.setHeader(b"content-length", b"%d" % response.length)
-        response.deliverBody(relay)
+        response.deliverBody(streaming)
         if self.gone:
-            relay.stop()
+            streaming.stop()
 
     def _no_answer(self, failure: Failure) -> None:
         self.pending = None
@@ -241,8 +242,8 @@ class _Exchange:
         self.gone = True
         if self.pending is not None:
             self.pending.cancel()
-        if self.relay is not None:
-            self.relay.stop()
+        if self.streaming is not None:
+            self.streaming.stop()
 
     def body_ended(self, reason: Failure) -> None:
         """The leader's answer ended: completely, or broken off."""
@@ -258,7 +259,7 @@ class _Exchange:
             self.proxy.broken(request, reason, self.leader)
 
 
-class _Relay(Protocol):
+class _Streaming(Protocol):
     """Writes the leader's body to the client as it comes; the client's pace paces the leader."""
 
     def __init__(self, exchange: _Exchange) -> None:

@@ -5,9 +5,10 @@ first waits as a standby (answering /healthz from runtime/standby.py, passing ev
 request, the console's and the CTI's sockets on to the leader: runtime/proxy.py,
 dispatcher/tunnel.py) until it holds the database's lease; it publishes where it can be reached
 (runtime/peers.py), and once it routes, what its edges serve. The moment it stops routing
-(another node took over, or the database stopped confirming its lease) it stops like on SIGTERM and starts again in the same process (`exec`,
-same pid and command line), as a standby; with `[cluster] restart_when_deposed = false` it
-exits with DEPOSED_EXIT instead, for a supervisor to restart. Stops cleanly: timers
+(another node took over, or the database stopped confirming its lease) it stops like on
+SIGTERM and starts again in the same process (`exec`, same pid and command line), as a
+standby; with `[cluster] restart_when_deposed = false` it exits with DEPOSED_EXIT instead,
+for a supervisor to restart. Stops cleanly: timers
 cancelled, pending commits drained, threads joined. At start it raises the soft descriptor limit
 to the hard one, logs it once with the connection budget, and sets the process's connection
 limits (dispatcher/net.py) before any listener opens.
@@ -108,7 +109,7 @@ async def wait_for_lease(app: App, config: Config, specs: dict[str, EdgeSpec], r
 
     nodes = app.nodes
     assert nodes is not None
-    proxy = LeaderProxy(reactor, lambda: ensureDeferred(nodes.leader(HTTP)))
+    proxy = LeaderProxy(reactor, lambda: nodes.leader(HTTP))
     page = listen_http(reactor, config, standby_site(
         status, proxy, HttpLimits.from_server(config.server)), gate)
     edges = [] if role == "router" else standby_edges(app, specs, reactor)

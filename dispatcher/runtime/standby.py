@@ -1,8 +1,8 @@
 """What a standby node answers while it waits for the database's lease (service/leadership.py):
 `GET /healthz` says 503 {"status": "standby", "role": ..., "leader": ..., "epoch": ...}, so
 that an operator sees who routes; `/metrics` is 503 (no figures of its own yet, never the
-leader's). Every other path goes to the leader through the `proxy` resource when one is given (runtime/proxy.py: the
-console, the API and the forms work on every node), else is 503 too. `serve` listens with this
+leader's). Every other path goes to the leader through the `proxy` resource when one is given
+(runtime/proxy.py: the console, the API and the forms work on every node), else is 503 too. `serve` listens with this
 site on the HTTP port until the node takes over, then closes it and opens the full site. No
 token: it names nodes, never customers or agents.
 """

@@ -46,8 +46,9 @@ from .webhooks import Webhooks
 
 class Edge(Protocol):
     """Built by an EdgeSpec. It may also have `endpoints() -> dict[str, int]`, read once it
-    started: the kind (`console`, `cti`) and port of each socket endpoint it serves, which the
-    node publishes (service/nodes.py) so that the other nodes pass their sockets on to it."""
+    started: the kind (`console`, `cti`, `sip`, `sip_tcp`) and port of each endpoint it
+    serves, which the node publishes (service/nodes.py) so that the other nodes pass their
+    clients on to it."""
 
     def start(self) -> Any: ...
     def stop(self) -> Any: ...
@@ -170,7 +171,8 @@ class EdgeSpec:
     # code, or an awaitable of it. E.g. the console's `switchboard token`.
     commands: Callable[[Any], None] | None = None
     # Optional: what the edge runs on a node that does not route (`standby(context, settings)`
-    # -> Edge or None for nothing to run, built only if enabled): e.g. the e-mail edge's SMTP holding mail for the router,
-    # the console's WebSocket passing agents on to the router's node (dispatcher/tunnel.py).
+    # -> Edge, or None for nothing to run; built only if enabled): e.g. the e-mail edge's SMTP
+    # holding mail for the router, the console's WebSocket passing agents on to the router's
+    # node (dispatcher/tunnel.py), the phone edge's SIP redirects.
     # None: the edge runs only on the router's node.
     standby: Callable[[StandbyContext, Any], Edge] | None = None

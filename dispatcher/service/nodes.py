@@ -2,9 +2,10 @@
 
 Sits in `dispatcher.service` over a `NodeStore` port (storage/nodes.py on the database). Every
 node publishes, when it starts, the host other nodes reach it by and the URL of each endpoint
-it serves (`http`, `console`, `cti`, `sip`, `sip_tcp`); a node that does not route asks `leader(kind)` for the
-leader's endpoint of that kind, to pass its agents' sockets and HTTP requests on to it
-(dispatcher/tunnel.py, runtime/proxy.py). What it promises:
+it serves (`http`, `console`, `cti`, `sip`, `sip_tcp`); a node that does not route asks
+`leader(kind)` for the leader's endpoint of that kind, to pass its agents' sockets and HTTP
+requests on to it (dispatcher/tunnel.py, runtime/proxy.py, channels/phone/redirect.py). What
+it promises:
 
 - `leader(kind)` is the URL of that endpoint on the node holding the lease now, or None
   (no leader, or the leader serves no such endpoint); read from the database at most once per
@@ -21,7 +22,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.interfaces import IReactorTime
 
 from dispatcher.guard import Outage
@@ -35,10 +36,10 @@ HTTP, CONSOLE, CTI = "http", "console", "cti"  # the kinds of endpoint
 SIP, SIP_TCP = "sip", "sip_tcp"  # the SIP server's UDP and TCP ports
 
 
-def url(scheme: str, host: str, port: int, path: str = "") -> str:
+def url(scheme: str, host: str, port: int) -> str:
     """`scheme://host:port` with an IPv6 address in brackets."""
     shown = f"[{host}]" if ":" in host and not host.startswith("[") else host
-    return f"{scheme}://{shown}:{port}{path}"
+    return f"{scheme}://{shown}:{port}"
 
 
 class Nodes:
@@ -59,7 +60,11 @@ class Nodes:
         return self._store.publish(NodeAddress(self.name, self.host, dict(endpoints),
                                                self._clock.seconds()))
 
-    async def leader(self, kind: str) -> str | None:
+    def leader(self, kind: str) -> Deferred[str | None]:
+        """The leader's endpoint of `kind` (module doc)."""
+        return ensureDeferred(self._leader_endpoint(kind))
+
+    async def _leader_endpoint(self, kind: str) -> str | None:
         now = self._clock.seconds()
         if self._read_at is None or now - self._read_at >= self._cache_seconds:
             if self._reading is None:

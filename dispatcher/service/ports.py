@@ -934,7 +934,8 @@ class HeldStore(Protocol):
 @dataclass(frozen=True)
 class NodeAddress:
     """Where a node of the cluster can be reached (service/nodes.py): the host other nodes use,
-    and the URL of each endpoint it serves by kind (`http`, `console`, `cti`)."""
+    and the URL of each endpoint it serves by kind (`http`, `console`, `cti`, `sip`,
+    `sip_tcp`)."""
 
     name: str
     host: str

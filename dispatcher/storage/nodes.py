@@ -25,10 +25,12 @@ def thd_publish(conn: sa.Connection, node: NodeAddress) -> None:
         "started_at": node.started_at}])
 
 
+def _address(row: Any) -> NodeAddress:
+    return NodeAddress(row.name, row.host, dict(row.endpoints or {}), float(row.started_at))
+
+
 def thd_nodes(conn: sa.Connection) -> list[NodeAddress]:
-    rows = conn.execute(sa.select(N).order_by(N.c.name))
-    return [NodeAddress(r.name, r.host, dict(r.endpoints or {}), float(r.started_at))
-            for r in rows]
+    return [_address(r) for r in conn.execute(sa.select(N).order_by(N.c.name))]
 
 
 def thd_leader(conn: sa.Connection, lease: str = ROUTER) -> NodeAddress | None:
@@ -38,9 +40,7 @@ def thd_leader(conn: sa.Connection, lease: str = ROUTER) -> NodeAddress | None:
     row = conn.execute(
         sa.select(N).join(leases, leases.c.holder == N.c.name)
         .where(leases.c.name == lease, leases.c.expires_at > thd_now(conn))).first()
-    if row is None:
-        return None
-    return NodeAddress(row.name, row.host, dict(row.endpoints or {}), float(row.started_at))
+    return None if row is None else _address(row)
 
 
 class SqlNodes:

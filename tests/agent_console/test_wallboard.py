@@ -14,7 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.agent_console.test_web import ARTIFACTS, ROOT, WAIT_MS, chromium, launch
+from tests.agent_console.test_web import (
+    ARTIFACTS,
+    ROOT,
+    WAIT_MS,
+    chromium,
+    launch,
+    watched_page,
+)
 
 
 @pytest.fixture
@@ -45,9 +52,7 @@ def test_live_numbers_and_moving_agents_on_the_wallboard(board):
     with sync_playwright() as p:
         browser = launch(p)
         try:
-            page = browser.new_page(viewport={"width": 1920, "height": 1080})  # a wall screen
-            errors: list[str] = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
+            page, errors = watched_page(browser, {"width": 1920, "height": 1080})  # a wall screen
             page.goto(f"http://127.0.0.1:{board['http_port']}/wallboard")
             page.fill("#login-id", "boss")  # the supervisor's own account and password
             page.fill("#login-password", board["password"])

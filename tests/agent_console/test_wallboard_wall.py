@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 
 from tests.agent_console.test_wallboard import board  # noqa: F401 - the fixture
-from tests.agent_console.test_web import ARTIFACTS, WAIT_MS, chromium, launch
+from tests.agent_console.test_web import ARTIFACTS, WAIT_MS, chromium, launch, watched_page
 
 WALL = {"width": 1920, "height": 1080}
 BILLING_MAILS, VIP_MAILS, CALLS = 100, 20, 30  # 150 waiting in all
@@ -66,9 +66,7 @@ def test_the_wallboard_fits_a_1920x1080_wall_with_150_tasks_waiting(board):  # n
     with sync_playwright() as p:
         browser = launch(p)
         try:
-            page = browser.new_page(viewport=WALL)
-            errors: list[str] = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
+            page, errors = watched_page(browser, WALL)
             page.goto(f"http://127.0.0.1:{board['http_port']}/wallboard")
             page.fill("#login-id", "boss")
             page.fill("#login-password", board["password"])

@@ -45,6 +45,15 @@ def launch(p):
     return p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
 
 
+def watched_page(browser, viewport: dict | None = None):
+    """A new page (1280x900 unless `viewport`) and the list its script errors go to: a journey
+    asserts it stays empty."""
+    page = browser.new_page(viewport=viewport or {"width": 1280, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    return page, errors
+
+
 @pytest.fixture
 def console(tmp_path):
     proc = subprocess.Popen(
@@ -71,9 +80,7 @@ def test_an_agent_handles_a_mail_and_a_call_in_the_browser(console, tmp_path):
     with sync_playwright() as p:
         browser = launch(p)
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            errors: list[str] = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
+            page, errors = watched_page(browser)
             page.goto(f"http://127.0.0.1:{console['http_port']}/")
             page.click("#token-box summary")  # integrators' way in: a pasted token
             page.fill("#token", console["token"])

@@ -64,14 +64,15 @@ def run_many(commands: list[list[str]], cwd: Path, env: dict[str, str] | None = 
 
 
 def wait_port(port: int, proc: subprocess.Popen, log: Path,
-              seconds: float = READY_SECONDS) -> None:
-    """Until something listens on `port`; fails with the end of `log` when `proc` exits."""
+              seconds: float = READY_SECONDS, host: str = "127.0.0.1") -> None:
+    """Until something listens on `host:port`; fails with the end of `log` when `proc`
+    exits."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise AssertionError(f"serve exited: {log.read_text(errors='replace')[-3000:]}")
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            with socket.create_connection((host, port), timeout=0.5):
                 return
         except OSError:
             time.sleep(0.1)

@@ -36,7 +36,7 @@ from dispatcher.storage import schema
 from dispatcher.storage.accounts import SqlAccounts
 from dispatcher.storage.answers import SqlAnswerStore
 from dispatcher.storage.codification import SqlCodificationStore
-from tests.agent_console.test_web import WAIT_MS, chromium, launch
+from tests.agent_console.test_web import WAIT_MS, chromium, launch, watched_page
 from tests.channels.email import running
 from tests.dispatcher.runtime.running import Sink, desk_env, relay, serving
 from tests.dispatcher.storage.wiring import wire
@@ -196,9 +196,7 @@ def test_the_agent_inserts_a_suggestion_in_the_browser(served: Served) -> None:
     with sync_playwright() as p:
         browser = launch(p)
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 1000})
-            errors: list[str] = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
+            page, errors = watched_page(browser, {"width": 1280, "height": 1000})
             page.goto(f"http://127.0.0.1:{served.http_port}/")
             page.click("#token-box summary")  # a pasted token (the password sign-in has its own
             page.fill("#token", token("a1", "agent"))  # journey: test_login_e2e.py)

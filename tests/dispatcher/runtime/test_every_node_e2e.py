@@ -36,7 +36,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.agent_console.test_web import WAIT_MS, chromium, launch
+from tests.agent_console.test_web import WAIT_MS, chromium, launch, watched_page
 from tests.channels.email import running as mail
 from tests.dispatcher.runtime.cluster import (
     ORIGIN,
@@ -53,7 +53,7 @@ from tests.dispatcher.runtime.cluster import (
     token,
     until,
 )
-from tests.dispatcher.runtime.running import base_env, free_port, run
+from tests.dispatcher.runtime.running import base_env, free_port, run, wait_port
 from tests.dispatcher.runtime.test_answers_e2e import Client
 
 LEASE = 2.0
@@ -78,14 +78,6 @@ def cti_port(node) -> int:
     return int(node.env["SWITCHBOARD_PHONE_CTI_PORT"])
 
 
-def listening(port: int, host: str = "127.0.0.1") -> bool:
-    try:
-        socket.create_connection((host, port), timeout=1).close()
-        return True
-    except OSError:
-        return False
-
-
 @pytest.fixture
 def trio(tmp_path, pg_url):
     prepare(tmp_path, pg_url, agent_capacity="email=5,phone=1")
@@ -105,7 +97,7 @@ def trio(tmp_path, pg_url):
         # whichever node routes.
         c.start("--role", "edge").until_up(lambda: c.standing_by(leader=False), "node-c up")
         for n in nodes:  # the phone edge starts after the e-mail edge that standing_by checks
-            n.until_up(lambda n=n: listening(cti_port(n)), f"{n.name}'s CTI port")
+            wait_port(cti_port(n), n.proc, n.dir / "serve.log")
         yield a, b, c
     finally:
         end_all(nodes)
@@ -279,8 +271,8 @@ def apart(tmp_path, pg_url):
                  SWITCHBOARD_EMAIL_SMTP_HOST=EDGE_HOST)
     try:
         a.start().until_up(a.leads, "node-a to lead")
-        c.start("--role", "edge").until_up(
-            lambda: listening(a.ports.ws, EDGE_HOST), "node-c's console port")
+        c.start("--role", "edge")
+        wait_port(a.ports.ws, c.proc, c.dir / "serve.log", host=EDGE_HOST)  # C's console port
         yield a, c
     finally:
         end_all([a, c])
@@ -296,9 +288,7 @@ def test_an_agent_signs_in_and_works_in_chromium_through_an_edge_node(apart, pg_
     with sync_playwright() as p:
         browser = launch(p)
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            errors: list[str] = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
+            page, errors = watched_page(browser)
             page.goto(f"http://{EDGE_HOST}:{a.ports.http}/")
             page.fill("#login-id", "a1")
             page.fill("#login-password", AGENT_PASSWORD)

@@ -32,6 +32,7 @@ from tests.agent_console.test_web import (
     WAIT_MS,
     chromium,
     launch,
+    watched_page,
 )
 from tests.dispatcher.runtime.running import base_env, free_port, run, serving, switchboard_command
 from tests.dispatcher.runtime.test_answers_e2e import Client
@@ -249,9 +250,7 @@ def test_the_agent_signs_in_on_the_page(served: Served) -> None:
     with sync_playwright() as p:
         browser = launch(p)
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            errors: list[str] = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
+            page, errors = watched_page(browser)
             page.goto(f"{served.base}/")
             expect(page.locator("#login-id")).to_be_visible(timeout=WAIT_MS)
             # Nothing of the desk before sign-in: not shown, not in the accessibility tree.

@@ -39,7 +39,7 @@ class Store:
 
 
 def ask(nodes: Nodes, kind: str) -> str | None:
-    d = ensureDeferred(nodes.leader(kind))
+    d = nodes.leader(kind)
     assert d.called
     return d.result
 
@@ -74,7 +74,7 @@ def test_callers_during_a_read_share_it() -> None:
     store, clock = Store(), Clock()
     nodes = Nodes(store, clock, "b", "10.0.0.2")
     store.pending = Deferred()
-    first, second = ensureDeferred(nodes.leader("http")), ensureDeferred(nodes.leader("http"))
+    first, second = nodes.leader("http"), nodes.leader("http")
     assert not first.called and not second.called
     store.pending.callback(LEADER)
     assert first.result == second.result == "http://10.0.0.1:8080"
