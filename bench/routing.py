@@ -26,6 +26,17 @@ accepts included, and `cpu_decisions_per_second` its inverse. Wall time counts w
 processes take from us on a shared machine; CPU time mostly does not (caches shared with them
 still slow us down), so compare figures of one run, and read the load printed with them.
 
+Requirement expressions (`--rule`). `plain` (the default) is the model above. `expression`
+and `skills` add a language to it: every agent speaks 1-3 of LANGUAGES (English more often)
+and every task is in one; a task may only go to an agent who speaks its language. `expression`
+writes each queue's whole rule as a requirement expression (`s03 >= 4 AND languages HAS
+task.language`, its step one level lower) over agents' attributes and tasks' attributes;
+`skills` writes the same rule as skill levels only (a skill `lang_fr` at level 1 per language
+spoken, required by each task in its language), the way a centre had to before expressions. The
+two route alike, bucket for bucket, so their ratio is the cost of the expressions alone. `--rule
+vs` runs both, alternating, in one command and prints expression / skills. The languages use a
+random generator of their own: the queues, agents and flow are those of `plain`.
+
 Repeats and a peer. Each (depth, repeat) runs in a fresh process; figures are medians over
 `--repeats`. `--peer DIR` runs the same model, seed and flow against the router of another tree
 (e.g. the last commit: `git archive HEAD | tar -x -C /tmp/before`), alternating with this tree's
@@ -38,6 +49,7 @@ runs, and prints this tree's figures over the peer's (above 1: this tree is fast
     .venv/bin/python bench/routing.py --membership 40-55 --depths 0 --decisions 20000
         # bench/durable.py's regime: agents in many queues, nobody waits (each task is
         # offered on arrival), so every accept and complete re-lists the agent in ~100 buckets
+    .venv/bin/python bench/routing.py --rule vs --depths 1000,10000   # expressions' cost
     .venv/bin/python bench/routing.py --json               # one JSON object on stdout
     .venv/bin/python bench/routing.py --profile 10000      # cProfile of the hot path
 """
@@ -80,6 +92,8 @@ from dispatcher.domain.queues import AgentChoice, EscalationStep, Queue  # noqa:
 from dispatcher.domain.routing import Outcome, Router  # noqa: E402
 from dispatcher.domain.tasks import Channel, Task  # noqa: E402
 
+LANGUAGES = ("en", "en", "en", "fr", "de", "nl", "es")  # drawn from: English 3 times as often
+
 DEFAULT_AGENTS = 5_000
 DEFAULT_QUEUES = 200
 DEFAULT_SKILLS = 30
@@ -104,9 +118,24 @@ class Timings:
     accepts: list[int] = field(default_factory=list)
 
 
+def _queue(name: str, req: dict[str, int], steps: tuple, choice: AgentChoice, rule: str
+           ) -> Queue:
+    """The queue of `plain` and `skills` (levels), or of `expression` (the same rule written
+    as an expression, with the language)."""
+    if rule != "expression":
+        return Queue(name, requirement=req, steps=steps, agent_choice=choice)
+
+    def written(levels: dict) -> str:
+        return " AND ".join([f"{s} >= {lvl}" for s, lvl in sorted(levels.items())]
+                            + ["languages HAS task.language"])
+    return Queue(name, expression=written(req), agent_choice=choice, steps=tuple(
+        EscalationStep(st.after_seconds, {}, written(st.requirement)) for st in steps))
+
+
 def build(args: argparse.Namespace, rng: random.Random) -> Router:
     """A router with the queues and the agents, everybody available, nothing waiting."""
     router = Router()
+    speech = random.Random(args.seed + 1)  # the languages: their own draws (module docstring)
     skills = [f"s{i:02d}" for i in range(args.skills)]
     queues: list[Queue] = []
     for i in range(args.queues):
@@ -118,7 +147,7 @@ def build(args: argparse.Namespace, rng: random.Random) -> Router:
                   else AgentChoice.LONGEST_IDLE)
         q = Queue(f"q{i:03d}", requirement=req, steps=steps, agent_choice=choice)
         queues.append(q)
-        router.put_queue(q, T0)
+        router.put_queue(_queue(q.name, req, steps, choice, args.rule), T0)
     for i in range(args.agents):
         mine = rng.sample(queues, min(len(queues), rng.randint(*args.membership)))
         have: dict[str, int] = {}
@@ -127,7 +156,12 @@ def build(args: argparse.Namespace, rng: random.Random) -> Router:
                 have[s] = max(have.get(s, 0), rng.randint(lvl, 10))
         while len(have) < rng.randint(3, 8):
             have.setdefault(rng.choice(skills), rng.randint(0, 10))
+        spoken = sorted(set(speech.sample(LANGUAGES, speech.randint(1, 3))))
+        attributes = {"languages": spoken} if args.rule == "expression" else {}
+        if args.rule == "skills":
+            have = {**have, **{f"lang_{lang}": 1 for lang in spoken}}
         agent = Agent(id=f"a{i:05d}", skills=have, queues={q.name for q in mine},
+                      attributes=attributes,
                       status=Presence.AVAILABLE, idle_since=T0 - rng.random() * 600)
         router.put_agent(agent, T0)
     return router
@@ -136,9 +170,12 @@ def build(args: argparse.Namespace, rng: random.Random) -> Router:
 class Flow:
     """Arrivals and completions around one router, keeping the count of waiting tasks."""
 
-    def __init__(self, router: Router, rng: random.Random) -> None:
+    def __init__(self, router: Router, rng: random.Random, rule: str = "plain",
+                 seed: int = 1) -> None:
         self.router = router
         self.rng = rng
+        self.rule = rule
+        self.speech = random.Random(seed + 2)
         self.clock = time.perf_counter_ns  # what each router call is timed with
         self.queues = sorted(router.queues.values(), key=lambda q: q.name)
         self.now = T0
@@ -154,9 +191,14 @@ class Flow:
         deadline = None
         if channel is Channel.EMAIL:
             deadline = self.now + rng.uniform(3600.0, 48 * 3600.0)
+        language = self.speech.choice(LANGUAGES)
+        skills = dict(q.requirement)
+        if self.rule == "skills":
+            skills[f"lang_{language}"] = 1
         return Task(id=f"t{self.seq}", channel=channel, queue=q.name, customer_id=None,
-                    created_at=self.now, base_skills=dict(q.requirement),
-                    priority=rng.choice((0, 0, 0, 0, 0, 0, 1, 2)), deadline=deadline)
+                    created_at=self.now, base_skills=skills,
+                    priority=rng.choice((0, 0, 0, 0, 0, 0, 1, 2)), deadline=deadline,
+                    attributes={"language": language} if self.rule == "expression" else {})
 
     def accept_all(self, out: Outcome, t: Timings | None) -> None:
         """Accept every offer of `out` at once, and those the accepts lead to."""
@@ -234,7 +276,7 @@ def run_depth(args: argparse.Namespace, depth: int) -> dict:
     rng = random.Random(args.seed)
     t_build = time.perf_counter()
     router = build(args, rng)
-    flow = Flow(router, rng)
+    flow = Flow(router, rng, args.rule, args.seed)
     flow.preload(depth)
     setup_s = time.perf_counter() - t_build
     for _ in range(int(args.decisions * WARM_UP_SHARE)):
@@ -300,7 +342,7 @@ def _waiting(router: Router):
 
 def profile(args: argparse.Namespace, depth: int) -> str:
     rng = random.Random(args.seed)
-    flow = Flow(build(args, rng), rng)
+    flow = Flow(build(args, rng), rng, args.rule, args.seed)
     flow.preload(depth)
     for _ in range(int(args.decisions * WARM_UP_SHARE)):
         flow.step(depth, None)
@@ -336,6 +378,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--gc", choices=("on", "freeze", "off"), default="on",
                    help="garbage collector while measuring: on (default), freeze (gc.freeze() "
                         "after the preload, as a server could after its restore), off")
+    p.add_argument("--rule", choices=("plain", "expression", "skills", "vs"), default="plain",
+                   help="plain: the model without languages; expression / skills: with "
+                        "languages, written as requirement expressions / as skill levels; "
+                        "vs: both in one command, with their ratio (module docstring)")
     p.add_argument("--json", action="store_true", help="print one JSON object only")
     p.add_argument("--profile", type=int, metavar="DEPTH",
                    help="print a cProfile of --decisions steps at DEPTH instead")
@@ -351,14 +397,16 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     args.membership = (low, high)
     if args.repeats < 1:
         p.error("--repeats must be at least 1")
+    if args.peer and args.rule == "vs":
+        p.error("--peer and --rule vs: one comparison at a time")
     if args.peer and not (Path(args.peer) / "dispatcher" / "domain" / "routing.py").is_file():
         p.error(f"--peer {args.peer}: no dispatcher/domain/routing.py there")
     return args
 
 
-def run_one(args: argparse.Namespace, depth: int, tree: Path) -> dict:
-    """One run at `depth` in a fresh process, with the router of `tree`."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--one", str(depth),
+def run_one(args: argparse.Namespace, depth: int, tree: Path, rule: str) -> dict:
+    """One run at `depth` in a fresh process, with the router of `tree`, under `rule`."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--one", str(depth), "--rule", rule,
            "--tree", str(tree), "--agents", str(args.agents), "--queues", str(args.queues),
            "--skills", str(args.skills), "--membership", "-".join(map(str, args.membership)),
            "--decisions", str(args.decisions),
@@ -416,26 +464,34 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - the report, step
         print(json.dumps(res))
         return 0
     depths = [int(d) for d in args.depths.split(",") if d]
-    trees = [("this", HERE)]
+    # (name, tree, rule) of each variant measured; the first is "this", a second its peer.
+    trees = [("this", HERE, args.rule)]
     if args.peer:
-        trees.append(("peer", Path(args.peer).resolve()))
-    runs: dict[str, dict[int, list[dict]]] = {name: {d: [] for d in depths} for name, _ in trees}
+        trees.append(("peer", Path(args.peer).resolve(), args.rule))
+    if args.rule == "vs":
+        trees = [("this", HERE, "expression"), ("peer", HERE, "skills")]
+    runs: dict[str, dict[int, list[dict]]] = {name: {d: [] for d in depths}
+                                              for name, _, _ in trees}
     load_before = load()
     if not args.json:
         print(f"routing: {args.agents:,} agents, {args.queues} queues, depths "
               f"{', '.join(f'{d:,}' for d in depths)}, {args.decisions:,} decisions per run, "
-              f"{args.repeats} repeat(s){', peer ' + str(trees[1][1]) if args.peer else ''}; "
+              f"{args.repeats} repeat(s), rule {args.rule}"
+              f"{', peer ' + str(trees[1][1]) if args.peer else ''}; "
               f"load before {' '.join(map(str, load_before))}", flush=True)
     for r in range(args.repeats):
         for depth in depths:
-            for name, tree in trees if r % 2 == 0 else trees[::-1]:  # alternate who goes first
-                res = run_one(args, depth, tree)
+            for name, tree, rule in trees if r % 2 == 0 else trees[::-1]:  # alternate
+                res = run_one(args, depth, tree, rule)
                 runs[name][depth].append(res)
                 if not args.json:
-                    print(f"depth {depth:>7,} run {r + 1}:{line(name, res)}", flush=True)
+                    print(f"depth {depth:>7,} run {r + 1}:{line(rule[:5], res)}", flush=True)
     load_after = load()
     results = [medians(runs["this"][d]) for d in depths]
-    peer = [medians(runs["peer"][d]) for d in depths] if args.peer else []
+    compared = len(trees) > 1
+    label = {"this": "expr", "peer": "skill"} if args.rule == "vs" else {"this": "this",
+                                                                          "peer": "peer"}
+    peer = [medians(runs["peer"][d]) for d in depths] if compared else []
     ratio = results[-1]["p99_ns"] / results[0]["p99_ns"] if len(results) > 1 else 1.0
     by_depth = {r["depth"]: r for r in results}
     headline_depth = 10_000 if 10_000 in by_depth else None
@@ -464,8 +520,8 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - the report, step
         "depths": results,
         "runs": {name: {str(d): v for d, v in by.items()} for name, by in runs.items()},
     }
-    if args.peer:
-        summary["peer"] = {"tree": str(trees[1][1]), "depths": peer,
+    if compared:
+        summary["peer"] = {"tree": str(trees[1][1]), "rule": trees[1][2], "depths": peer,
                            "ratios": [{"depth": t["depth"], **ratios(t, p)}
                                       for t, p in zip(results, peer, strict=True)]}
     if args.json:
@@ -474,11 +530,12 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - the report, step
     print(f"medians over {args.repeats} repeat(s); load after {' '.join(map(str, load_after))} "
           f"({os.cpu_count()} CPUs):")
     for i, res in enumerate(results):
-        print(f"depth {res['depth']:>7,}:{line('this', res)}")
-        if args.peer:
+        print(f"depth {res['depth']:>7,}:{line(label['this'], res)}")
+        if compared:
             p, q = peer[i], ratios(res, peer[i])
-            print(f"{'':>14}{line('peer', p)}")
-            print(f"{'':>16}this / peer: {q['decisions_per_second']:.2f}x decisions/s, "
+            print(f"{'':>14}{line(label['peer'], p)}")
+            print(f"{'':>16}{label['this']} / {label['peer']}: "
+                  f"{q['decisions_per_second']:.2f}x decisions/s, "
                   f"{q['cpu_decisions_per_second']:.2f}x per CPU second, median "
                   f"{q['median_ns']:.2f}x, p99 {q['p99_ns']:.2f}x faster")
     print(f"decisions/s ({headline_of}): {summary['decisions_per_second']:,} in the router; "

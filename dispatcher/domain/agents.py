@@ -1,4 +1,5 @@
-"""Agents: skills with levels, chosen status, per-channel capacity and the interruption matrix.
+"""Agents: skills with levels, attributes, chosen status, per-channel capacity and the
+interruption matrix.
 
 An agent chooses a status (`available`, `break` with a reason, `offline`); the router may put
 them in `not_responding` after a missed offer, until they choose again. What the agent holds
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import InvalidValue
+from .requirements import check_attributes
 from .tasks import Channel
 
 MIN_LEVEL = 0
@@ -50,8 +52,46 @@ class InterruptionMatrix:
     def permits(self, held: Iterable[Channel], wanted: Channel) -> bool:
         return all(wanted in self.allows.get(h, frozenset()) for h in held)
 
+    def as_dict(self) -> dict[str, list[str]]:
+        """{held channel: [channels still offered]}, every channel named (JSON, the API)."""
+        return {c.value: sorted(x.value for x in self.allows.get(c, ())) for c in Channel}
+
+    def text(self) -> str:
+        """The settings' form, e.g. `email:email,phone; phone:` (see `interruptions`)."""
+        return "; ".join(f"{held}:{','.join(allowed)}" for held, allowed in self.as_dict().items())
+
 
 DEFAULT_INTERRUPTIONS = InterruptionMatrix()
+
+
+def interruptions(value: Any, where: str = "interruptions") -> InterruptionMatrix:
+    """An interruption matrix from its settings' text (`email:email,phone; phone:` -- while
+    holding e-mail, e-mail and calls may still be offered; while on a call, nothing) or from
+    its JSON form ({"email": ["email", "phone"], "phone": []}). A held channel not named lets
+    nothing in. InvalidValue names what is wrong."""
+    pairs: list[tuple[Any, Any]]
+    if isinstance(value, str):
+        pairs = []
+        for part in filter(None, (p.strip() for p in value.split(";"))):
+            held, sep, allowed = part.partition(":")
+            if not sep:
+                raise InvalidValue(f"{where}: {part!r} is not HELD:CHANNEL,... (e.g. "
+                                   f"'email:email,phone; phone:')")
+            pairs.append((held.strip(), [a.strip() for a in allowed.split(",") if a.strip()]))
+    elif isinstance(value, Mapping):
+        pairs = list(value.items())
+    else:
+        raise InvalidValue(f"{where}: a text such as 'email:email,phone; phone:' or an object")
+    allows: dict[Channel, frozenset[Channel]] = {}
+    for held, allowed in pairs:
+        if not isinstance(allowed, list | tuple | frozenset | set):
+            raise InvalidValue(f"{where}.{held}: a list of channels")
+        try:
+            allows[Channel(held)] = frozenset(Channel(a) for a in allowed)
+        except ValueError:
+            raise InvalidValue(f"{where}: channels are {', '.join(c.value for c in Channel)}, "
+                               f"got {held!r}: {list(allowed)!r}") from None
+    return InterruptionMatrix({c: allows.get(c, frozenset()) for c in Channel})
 
 
 def check_skills(skills: Mapping[str, Any]) -> dict[str, int]:
@@ -76,6 +116,11 @@ class Agent:
     capacity: dict[Channel, int] = field(default_factory=lambda: dict(DEFAULT_CAPACITY))
     channels: set[Channel] = field(default_factory=lambda: {Channel.EMAIL, Channel.PHONE})
     disabled: bool = False  # configuration: takes no work (what they hold may be finished)
+    # Configuration: what requirement expressions may read beside skills (languages, tier,
+    # site...): see expressions.check_attributes.
+    attributes: dict[str, Any] = field(default_factory=dict)
+    # Configuration: this agent's own interruption matrix (their blend); None: the centre's.
+    interruptions: InterruptionMatrix | None = None
     # Runtime: handled channels the agent has switched off for now (per-channel presence).
     paused: set[Channel] = field(default_factory=set)
     # Runtime, from the agent's devices: channels they cannot be reached on (no registered
@@ -95,6 +140,7 @@ class Agent:
 
     def __post_init__(self) -> None:
         self.skills = check_skills(self.skills)
+        self.attributes = check_attributes(self.attributes)
         for ch, n in self.capacity.items():
             if n < 0:
                 raise InvalidValue(f"capacity for {ch.value} must be >= 0")

@@ -1,4 +1,4 @@
-"""Queues: the eligibility requirement on skills, escalation steps, ordering, push or pull mode,
+"""Queues: the eligibility requirement on skills and as an expression, escalation steps, ordering, push or pull mode,
 the service-level target, offer timeouts and the e-mail deadline rule.
 
 Ordering (one rule for every queue, so an agent serving several queues sees one global order):
@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from .agents import check_skills
 from .errors import InvalidValue
+from .requirements import Condition, Requirement
 from .tasks import Channel, Task
 
 DEFAULT_OFFER_TIMEOUT: Mapping[Channel, float] = {Channel.PHONE: 20.0, Channel.EMAIL: 60.0}
@@ -53,10 +54,12 @@ class AgentChoice(enum.StrEnum):
 @dataclass(frozen=True, slots=True)
 class EscalationStep:
     """After `after_seconds` of task age, override the requirement: each skill in `requirement`
-    gets the given minimum level, or is dropped when the level is None."""
+    gets the given minimum level, or is dropped when the level is None; `expression`, when not
+    None, replaces the requirement expression from this step on ("" drops it)."""
 
     after_seconds: float
     requirement: Mapping[str, int | None]
+    expression: str | None = None
 
     def apply(self, base: Mapping[str, int]) -> dict[str, int]:
         out = dict(base)
@@ -101,6 +104,15 @@ class Queue:
     # (code, label) pairs, e.g. (("solved", "Solved"), ("callback", "Call back later"))
     dispositions: tuple[tuple[str, str], ...] = ()
     disabled: bool = False  # takes no new tasks; what waits in it is still served
+    # The blend's reserve: while this queue's calls are at risk (service/blending.py), at least
+    # this many of its members who take calls are kept free of e-mail for them (0: none).
+    reserve: int = 0
+    # A requirement expression over agents' skills and attributes and tasks' attributes, on
+    # top of `requirement` (see expressions.py); "" for none.
+    expression: str = ""
+    # Derived: the compiled expression in force at each step (index 0: before any step).
+    requirements: tuple[Requirement | None, ...] = field(
+        init=False, repr=False, compare=False, default=())
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -112,6 +124,17 @@ class Queue:
                 raise InvalidValue("escalation steps start at 0 s or later")
             check_skills({k: v for k, v in s.requirement.items() if v is not None})
         self.steps = steps
+        current = Requirement(self.expression) if self.expression.strip() else None
+        self.expression = current.text if current else ""
+        compiled = [current]
+        for s in steps:
+            if s.expression is not None:
+                current = Requirement(s.expression) if s.expression.strip() else None
+            compiled.append(current)
+        self.requirements = tuple(compiled)
+        if not isinstance(self.reserve, int) or isinstance(self.reserve, bool) or \
+                self.reserve < 0:
+            raise InvalidValue("reserve: a number of agents, 0 or more")
         if not 0 < self.sl_share <= 1:
             raise InvalidValue("sl_share must be in (0, 1]")
         self.dispositions = check_dispositions(self.dispositions)
@@ -126,6 +149,19 @@ class Queue:
         """The requirement of a task whose intake asked for `base`, at escalation `step`
         (0 = no step applied yet; step i applies steps[i-1] on top of base)."""
         return self.steps[step - 1].apply(base) if step else dict(base)
+
+    def condition_at(self, task: Task, step: int | None = None) -> Condition | None:
+        """The task's requirement expression at `step` (default: its own), bound to its
+        attributes; None when there is nothing to test. Packed attributes are read only when
+        the expression names a task attribute."""
+        rules = self.requirements
+        if len(rules) == 1 and rules[0] is None:
+            return None
+        at = task.step if step is None else step
+        rule = rules[min(at, len(rules) - 1)]
+        if rule is None:
+            return None
+        return rule.bind(task.attributes) if rule.task_names else rule.fixed
 
     def step_due(self, task: Task) -> float | None:
         """When the task's next escalation step is due, or None after the last one."""

@@ -32,6 +32,29 @@ rather than spread over helpers; an agent who becomes idle goes at the end of ea
 buckets, dropped in O(1) each. The events, offers and explanations are the same as the plain
 version's, in the same order.
 
+Explanations. Every `task.offered` carries `explanation`: the rule and its keys (`rule`,
+`requirement`, `eligible`, `available`, `skipped`: the agents, or for `best_task_for_agent` the
+tasks, passed over because they were declined), `offered` (the agent chosen), `passed` (at most
+MAX_EXPLAINED members not chosen, each `{"agent", "reason", ...}`: declined it, let an offer of
+it expire, on break, offline, not responding, disabled, another offer pending, the channel
+paused, unreachable or engaged outside routing, no free slot on the channel, the interruption
+matrix, or not eligible with `_ineligible_reason`'s words) and `counts` (members, eligible,
+available, declined, expired, and how many of those available, not available and not eligible
+were not named). Named are those the decision weighed: always the ones who declined the task
+or let an offer of it expire; when a task looks for an agent (`_best_agent`: an arrival, a
+return to the queue) also a sample of EXPLAIN_SAMPLE members not available now and as many
+not eligible. When an agent looks for a task (`best_task_for_agent`, and a task kept for its
+preferred agent: "sticky") no other agent was weighed (the invariant above: nobody else eligible
+was free), so the counts alone tell the rest. The cost stays flat: the counts are set sizes
+(O(1)); the named ones come from the task's declines and expiries, then from at most
+EXPLAIN_LOOK of the bucket's eligible agents and EXPLAIN_LOOK of the queue's members, taken from
+the sets without scanning them all (so which ones are named among many is the sets' order, not a
+ranking). Naming costs about a microsecond an agent, hence the small sample, and none on the
+freed agent's path (the hot one). An offer to a named agent (rules "transfer", "supervisor")
+weighed nobody else: `passed` is empty, `counts` holds `members` only. Expiries are kept in
+memory only (a restart forgets them; declines are in the log). Words are made from all this
+elsewhere (explanations.py), never here.
+
 Stickiness (a reply to a completed e-mail goes back to the agent who handled it). A task whose
 attributes name a `preferred_agent` and a `preferred_until` (epoch seconds) in the future is
 offered to that agent when they are eligible and free (rule "sticky"). When they are eligible
@@ -75,10 +98,17 @@ from .errors import (
 )
 from .offers import Offer
 from .queues import MAX_WRAP_UP_EXTENSION, AgentChoice, Mode, Queue
+from .requirements import Condition
 from .tasks import MAX_PRIORITY, MIN_PRIORITY, TRANSITIONS, Channel, Task, TaskState
 
-# At most this many skipped candidates are named in one decision's explanation.
+# At most this many skipped candidates, and as many agents passed over, are named in one
+# decision's explanation (the counts cover the rest).
 MAX_EXPLAINED = 10
+# Of those a decision weighed, at most this many agents not available now, and as many members
+# not eligible, are named (a sample: the counts cover the rest); to find them, at most
+# EXPLAIN_LOOK eligible agents and as many members are looked at.
+EXPLAIN_SAMPLE = 3
+EXPLAIN_LOOK = 16
 # A heap is rebuilt without its stale entries when it grows beyond this factor of its live size.
 COMPACT_FACTOR = 4
 COMPACT_MIN = 64
@@ -89,6 +119,8 @@ _NO_CHANNELS: frozenset[Channel] = frozenset()
 WRAP_UP_ATTRIBUTE = "wrap_up"
 # At most this many open tasks are named when a removal is refused.
 SHOWN_TASKS = 5
+# An explanation's reason for an agent whose status keeps them from any offer (but a break).
+_STATUS_REASONS = {Presence.OFFLINE: "offline", Presence.NOT_RESPONDING: "not_responding"}
 
 
 def refuse_open_work(tasks: Iterable[Task], *, queue: str | None = None,
@@ -151,14 +183,17 @@ class Bucket:
 
     # What a freed agent reads in each of their buckets comes first (one cache line).
     __slots__ = (
-        "push", "channel", "head", "task_live", "queue", "requirement", "tasks", "agents",
-        "run", "agent_live", "eligible", "levels", "by_skill", "rule",
+        "push", "channel", "head", "task_live", "queue", "requirement", "condition", "tasks",
+        "agents", "run", "agent_live", "eligible", "levels", "by_skill", "rule", "key",
     )
 
-    def __init__(self, queue: Queue, channel: Channel, requirement: dict[str, int]) -> None:
+    def __init__(self, queue: Queue, channel: Channel, requirement: dict[str, int],
+                 condition: Condition | None = None, key: tuple = ()) -> None:
         self.queue = queue.name
         self.channel = channel
         self.requirement = requirement
+        self.condition = condition  # the bound requirement expression, if any
+        self.key = key  # in Router._buckets
         self.tasks: list[tuple] = []  # (-priority, due, created_at, seq, task_id)
         self.task_live: dict[str, int] = {}  # task id -> seq of its live entry
         # The live head of `tasks`, or None when not known (recomputed by head_task): a freed
@@ -187,7 +222,12 @@ class Bucket:
 
     def admit(self, agent: Agent) -> None:
         self.eligible.add(agent.id)
-        self.levels[agent.id] = -float(sum(agent.skills.get(s, 0) for s in self.requirement))
+        skills = agent.skills
+        level = sum(skills.get(s, 0) for s in self.requirement)
+        if self.condition is not None:  # the skills the expression reads count as well
+            level += sum(skills[s] for s in self.condition.names
+                         if s in skills and s not in self.requirement)
+        self.levels[agent.id] = -float(level)
 
     def dismiss(self, agent_id: str) -> None:
         self.eligible.discard(agent_id)
@@ -270,12 +310,18 @@ class Router:
         new_offer_id: Callable[[], str] | None = None,
     ) -> None:
         self.matrix = matrix
+        # Queues whose calls are at risk and that keep a reserve of agents for them
+        # (`set_reserve`): empty in the usual case, and then nothing on the hot path asks.
+        self.reserving: set[str] = set()
         self.new_offer_id = new_offer_id or _counter_ids()
         self.queues: dict[str, Queue] = {}
         self.agents: dict[str, Agent] = {}
         self.tasks: dict[str, Task] = {}  # open tasks only
         self.offers: dict[str, Offer] = {}
         self.declined: dict[str, set[str]] = {}
+        # Open task id -> agents who let an offer of it expire (for explanations only: not kept
+        # across a restart; empty while no offer expires).
+        self._expired: dict[str, set[str]] = {}
         self._buckets: dict[tuple, Bucket] = {}
         self._queue_buckets: dict[str, list[Bucket]] = {}
         self._members: dict[str, set[str]] = {}
@@ -314,9 +360,25 @@ class Router:
                 self._rebuild(b)
             if self._reserved:
                 self._rekey_reserved(queue)
+            if [r and r.text for r in old.requirements] != [
+                    r and r.text for r in queue.requirements]:
+                self._rebind(queue, now, out)
             if queue.mode is Mode.PUSH:
                 self._drain(queue.name, now, out)
         return out
+
+    def _rebind(self, queue: Queue, now: float, out: Outcome) -> None:
+        """The queue's requirement expressions changed: every open task of it is bound to the
+        new ones (a task held by an agent keeps them, and takes them with it if requeued);
+        a waiting task moves to the bucket of its new condition (where it may be offered)."""
+        for task in [t for t in self.tasks.values() if t.queue == queue.name]:
+            cond = queue.condition_at(task)
+            if cond == task.condition:
+                continue
+            task.condition = cond
+            if task.state is TaskState.QUEUED and task.id in self._task_bucket:
+                self._unbucket(task)
+                self._place(task, now, out)
 
     def put_agent(self, agent: Agent, now: float, actor: str = ev.SYSTEM) -> Outcome:
         """Add an agent, or replace an agent's configuration (name, skills, queues, capacity,
@@ -340,6 +402,7 @@ class Router:
             for q in cur.queues - agent.queues:
                 self._members[q].discard(cur.id)
             cur.name, cur.skills, cur.queues = agent.name, dict(agent.skills), set(agent.queues)
+            cur.attributes, cur.interruptions = dict(agent.attributes), agent.interruptions
             cur.capacity, cur.channels = dict(agent.capacity), set(agent.channels)
             cur.disabled = agent.disabled
             cur.paused &= cur.channels
@@ -354,7 +417,7 @@ class Router:
         for q in cur.queues:
             self._members[q].add(cur.id)
             for b in self._queue_buckets[q]:
-                if self._eligible(cur, b.channel, b.requirement):
+                if self._eligible(cur, b.channel, b.requirement, b.condition):
                     b.admit(cur)
                     mine.append(b)
         self._agent_buckets[cur.id] = mine
@@ -371,8 +434,7 @@ class Router:
         refuse_open_work(self.tasks.values(), queue=name)
         members = sorted(self._members.pop(name, ()))
         for b in self._queue_buckets.pop(name, ()):
-            del self._buckets[(b.queue, b.channel,
-                               tuple(sorted(b.requirement.items())) if b.requirement else ())]
+            del self._buckets[b.key]
             for agent_id in b.eligible:
                 mine = self._agent_buckets.get(agent_id)
                 if mine is not None:
@@ -418,6 +480,7 @@ class Router:
             raise DuplicateTask(task.id)
         queue = self.queues.get(task.queue) or self._queue(task.queue)
         task.required_skills = queue.requirement_at(task.base_skills, task.step)
+        task.condition = queue.condition_at(task)
         self.tasks[task.id] = task
         out = Outcome()
         out.events.append(
@@ -701,6 +764,7 @@ class Router:
             return out  # already ended: timers and accepts may race
         agent, task = self.agents[offer.agent_id], self.tasks[offer.task_id]
         self._end_offer(offer, agent)
+        self._expired.setdefault(task.id, set()).add(agent.id)
         out.ended.append(offer)
         out.events.append(ev.Event(ev.OFFER_EXPIRED, now, task.id, agent.id,
                                    data={"offer_id": offer_id, "reason": reason}))
@@ -799,7 +863,7 @@ class Router:
         if agent_id not in bucket.eligible:
             raise NotEligible(agent_id, task_id,
                               "not a member of the queue with the skills and the channel")
-        if not agent.can_take(task.channel, self.matrix):
+        if not agent.can_take(task.channel, agent.interruptions or self.matrix):
             raise NotEligible(agent_id, task_id, (
                 f"you are {agent.status.value.replace('_', ' ')}: be available to pick"
                 if agent.status is not Presence.AVAILABLE else "an offer is pending"
@@ -851,6 +915,7 @@ class Router:
                 task.move(TaskState.QUEUED, now)
                 task.agent_id = task.offer_id = task.offer_expires_at = None
                 out.touch(task)
+            task.condition = self.queues[task.queue].condition_at(task)
             if task.state is TaskState.QUEUED:
                 b = self._bucket(task)
                 if task.may_hold("preferred_agent"):  # packed attributes stay packed
@@ -908,7 +973,8 @@ class Router:
         out = set()
         for ch in agent.channels:
             n = sum(1 for c in agent.held.values() if c is ch)
-            if ch not in blocked and n < agent.capacity.get(ch, 0) and self.matrix.permits(
+            if ch not in blocked and n < agent.capacity.get(ch, 0) and (
+                    agent.interruptions or self.matrix).permits(
                     held, ch):
                 out.add(ch)
         return out
@@ -917,7 +983,50 @@ class Router:
         """Members who could be offered a task of `channel` now (status, capacity, interruption
         matrix; skills aside), whether or not such a task was seen yet. Reads only; O(members)."""
         agents, matrix = self.agents, self.matrix
-        return sum(1 for a in self._members.get(queue, ()) if agents[a].can_take(channel, matrix))
+        return sum(1 for a in self._members.get(queue, ())
+                   if agents[a].can_take(channel, agents[a].interruptions or matrix))
+
+    def set_reserve(self, queue: str, on: bool, now: float) -> Outcome:
+        """The service's word that the queue's calls are at risk (on) or no longer (off). While
+        on, and the queue keeps a reserve (`Queue.reserve` = N), e-mail is offered to one of
+        its members who can take calls only if at least N others stay free for its calls;
+        when off, free members are served again. Returns what that served."""
+        q = self._queue(queue)
+        out = Outcome()
+        if on and q.reserve > 0:
+            self.reserving.add(queue)
+        elif queue in self.reserving:
+            self.reserving.discard(queue)
+            self._drain(queue, now, out)
+        return out
+
+    def _kept(self, agent: Agent) -> bool:
+        """Whether the agent is kept free for calls now: a member, able to take calls, of a
+        queue keeping a reserve whose other free call-takers are fewer than its reserve.
+        O(queues reserving x their call buckets); only asked while some queue reserves."""
+        if Channel.PHONE not in agent.channels or not agent.capacity.get(Channel.PHONE):
+            return False
+        aid = agent.id
+        for name in self.reserving:
+            if aid not in self._members.get(name, ()):
+                continue
+            others = max((len(b.agent_live) - (aid in b.agent_live)
+                          for b in self._queue_buckets.get(name, ())
+                          if b.channel is Channel.PHONE), default=0)
+            if others < self.queues[name].reserve:
+                return True
+        return False
+
+    def matrix_of(self, agent: Agent) -> InterruptionMatrix:
+        """The interruption matrix that applies to the agent: their own, or the centre's."""
+        return agent.interruptions or self.matrix
+
+    def head_arrival(self, queue: str, channel: Channel) -> float | None:
+        """When the task the router would serve first in the queue's channel arrived (None:
+        nothing waits). Reads only; O(the queue's buckets)."""
+        heads = [e for b in self._queue_buckets.get(queue, ())
+                 if b.channel is channel and (e := b.head_task()) is not None]
+        return min(heads)[2] if heads else None
 
     def members(self, queue: str) -> set[str]:
         return set(self._members.get(queue, ()))
@@ -963,24 +1072,27 @@ class Router:
         return agent, task
 
     def _bucket(self, task: Task) -> Bucket:
-        return self._bucket_for(task.queue, task.channel, task.required_skills)  # type: ignore[arg-type]
+        return self._bucket_for(task.queue, task.channel,
+                                task.required_skills, task.condition)  # type: ignore[arg-type]
 
-    def _bucket_for(self, queue: str, channel: Channel, req: dict[str, int]) -> Bucket:
+    def _bucket_for(self, queue: str, channel: Channel, req: dict[str, int],
+                    cond: Condition | None = None) -> Bucket:
         mine = self._queue_buckets.get(queue, ())
         if len(mine) <= FEW_BUCKETS:  # the usual case: a look at each beats building the key
             for one in mine:
-                if one.channel is channel and one.requirement == req:
+                if one.channel is channel and one.requirement == req and one.condition == cond:
                     return one
-        # The key: the requirement's items in order (one item needs no sorting).
-        key = (queue, channel, tuple(sorted(req.items())) if len(req) > 1 else tuple(req.items()))
+        # The key: the requirement's items in order (one item needs no sorting), the condition.
+        key = (queue, channel, tuple(sorted(req.items())) if len(req) > 1 else tuple(req.items()),
+               cond)
         b = self._buckets.get(key)
         if b is None:
-            b = Bucket(self.queues[queue], channel, dict(req))
+            b = Bucket(self.queues[queue], channel, dict(req), cond, key)
             self._buckets[key] = b
             self._queue_buckets[queue].append(b)
-            for agent_id in self._members[queue]:
+            for agent_id in sorted(self._members[queue]):  # ties: by id, not hash order
                 agent = self.agents[agent_id]
-                if self._eligible(agent, channel, req):
+                if self._eligible(agent, channel, req, cond):
                     b.admit(agent)
                     self._agent_buckets[agent_id].append(b)
                     if channel in self._open_channels(agent):
@@ -988,11 +1100,14 @@ class Router:
         return b
 
     @staticmethod
-    def _eligible(agent: Agent, channel: Channel, req: dict[str, int]) -> bool:
-        """A member who meets the requirement and handles the channel (whatever their status):
-        the agents of a bucket, and who could ever take its tasks."""
+    def _eligible(agent: Agent, channel: Channel, req: dict[str, int],
+                  cond: Condition | None = None) -> bool:
+        """A member who meets the requirement (skill levels and expression) and handles the
+        channel (whatever their status): the agents of a bucket, and who could ever take its
+        tasks."""
         return (channel in agent.channels and agent.capacity.get(channel, 0) > 0
-                and meets(agent.skills, req))
+                and meets(agent.skills, req)
+                and (cond is None or cond.meets(agent.skills, agent.attributes)))
 
     def _open_channels(self, agent: Agent) -> tuple[Channel, ...]:
         """The channels `agent.can_take` right now, computed in one pass over what they hold."""
@@ -1011,14 +1126,14 @@ class Router:
         cap = agent.capacity
         if len(held) == 1 and not agent.engaged:  # the usual case: one task held
             (one,) = held.values()
-            lets_in = self.matrix.allows.get(one, _NO_CHANNELS)
+            lets_in = (agent.interruptions or self.matrix).allows.get(one, _NO_CHANNELS)
             return tuple(ch for ch in chans if ch in lets_in and (ch is not one or cap[ch] > 1))
         counts: dict[Channel, int] = {}
         for ch in held.values():
             counts[ch] = counts.get(ch, 0) + 1
         for ch in agent.engaged:  # busy outside our routing: held, and full
             counts[ch] = max(counts.get(ch, 0), cap.get(ch, 0), 1)
-        allows = self.matrix.allows
+        allows = (agent.interruptions or self.matrix).allows
         allowed: frozenset[Channel] | None = None
         for ch in counts:  # what every channel held lets in (the interruption matrix)
             ok = allows.get(ch, _NO_CHANNELS)
@@ -1156,30 +1271,35 @@ class Router:
         step, skipped = min(task.step, n), []
         while step < n and task.created_at + steps[step].after_seconds <= now:
             step += 1
-        req: dict[str, int] = (task.required_skills  # type: ignore[assignment]  # set at intake
-                               if step == task.step
-                               else queue.requirement_at(task.base_skills, step))
-        while step < n and not self._could_match(task, req):
+        if step == task.step:
+            req: dict[str, int] = task.required_skills  # type: ignore[assignment]  # intake's
+            cond = task.condition
+        else:
+            req, cond = queue.requirement_at(task.base_skills, step), queue.condition_at(task, step)
+        while step < n and not self._could_match(task, req, cond):
             skipped.append(step)
             step += 1
-            req = queue.requirement_at(task.base_skills, step)
+            req, cond = queue.requirement_at(task.base_skills, step), queue.condition_at(task, step)
         if step == task.step:
             return False
         task.step, task.required_skills, task.step_started_at = step, req, now
+        task.condition = cond
         task.updated_at = now
         out.touch(task)
-        out.events.append(ev.Event(ev.TASK_ESCALATED, now, task.id,
-                                   data={"step": step, "requirement": req,
-                                         "skipped_unmatchable": skipped}))
+        data = {"step": step, "requirement": req, "skipped_unmatchable": skipped}
+        if cond is not None or queue.expression:
+            data["condition"] = cond.text if cond is not None else ""
+        out.events.append(ev.Event(ev.TASK_ESCALATED, now, task.id, data=data))
         return True
 
-    def _could_match(self, task: Task, req: dict[str, int]) -> bool:
-        """Whether any member of the queue (whatever their status) meets `req`."""
-        return bool(self._bucket_for(task.queue, task.channel, req).eligible)
+    def _could_match(self, task: Task, req: dict[str, int], cond: Condition | None) -> bool:
+        """Whether any member of the queue (whatever their status) meets `req` and `cond`."""
+        return bool(self._bucket_for(task.queue, task.channel, req, cond).eligible)
 
     def _place(self, task: Task, now: float, out: Outcome) -> None:
         """Offer a queued task to the best available eligible agent, or leave it waiting."""
-        b = self._bucket_for(task.queue, task.channel, task.required_skills)  # type: ignore[arg-type]
+        b = self._bucket_for(task.queue, task.channel,
+                             task.required_skills, task.condition)  # type: ignore[arg-type]
         out.tasks[task.id] = task
         if self._prefs and b.push and task.id in self._prefs and self._place_sticky(
                 task, b, now, out):
@@ -1194,7 +1314,9 @@ class Router:
     def _best_agent(self, b: Bucket, task: Task) -> tuple[str | None, dict]:
         declined = self.declined.get(task.id)
         skipped: dict[str, str] = {}
-        if not declined:  # the usual case: the lesser of the two live fronts
+        # A reserve for calls is being kept: e-mail skips the agents it holds (`_kept`).
+        reserve = bool(self.reserving) and task.channel is Channel.EMAIL
+        if not declined and not reserve:  # the usual case: the lesser of the two live fronts
             live, run, heap = b.agent_live, b.run, b.agents
             while run and live.get(run[0][3]) is not run[0]:
                 run.popleft()
@@ -1207,26 +1329,42 @@ class Router:
             else:
                 return None, {}
         else:
-            taken, found = [], None
-            for entry in b.best_agents():
-                taken.append(entry)
-                if entry[3] in declined:
-                    if len(skipped) < MAX_EXPLAINED:
-                        skipped[entry[3]] = "declined"
-                    continue
-                found = entry[3]
-                break
-            b.put_back(taken)
+            found = self._first_not_skipped(b, declined or (), reserve, skipped)
             if found is None:
                 return None, {}
-        why = {
+        why: dict[str, Any] = {
             "rule": b.rule,
             "requirement": b.requirement,
             "eligible": len(b.eligible),
             "available": len(b.agent_live),
             "skipped": skipped,
         }
+        self._explain(b, task.id, found, why, weighed=True)
+        if reserve and skipped:
+            _name_kept(why)
+        if declined:
+            _skip_declined(why)
         return found, why
+
+    def _first_not_skipped(self, b: Bucket, declined: Iterable[str], reserve: bool,
+                           skipped: dict[str, str]) -> str | None:
+        """The bucket's best free agent who did not decline the task and, when `reserve`,
+        is not kept free for calls; the agents passed over are named in `skipped`."""
+        taken, found = [], None
+        for entry in b.best_agents():
+            taken.append(entry)
+            if entry[3] in declined:
+                if len(skipped) < MAX_EXPLAINED:
+                    skipped[entry[3]] = "declined"
+                continue
+            if reserve and self._kept(self.agents[entry[3]]):
+                if len(skipped) < MAX_EXPLAINED:
+                    skipped[entry[3]] = "kept_for_calls"
+                continue
+            found = entry[3]
+            break
+        b.put_back(taken)
+        return found
 
     def _best_task_in(self, b: Bucket, agent_id: str, skipped: dict) -> tuple | None:
         """The head of the bucket's waiting tasks that the agent did not decline; the declined
@@ -1272,6 +1410,10 @@ class Router:
             can = self._open_channels(agent)
         if not can:
             return False
+        if self.reserving and Channel.EMAIL in can and self._kept(agent):
+            can = tuple(c for c in can if c is not Channel.EMAIL)  # kept free for calls
+            if not can:
+                return False
         if self._sticky and agent.id in self._sticky and self._serve_sticky(agent, can, now, out):
             return True
         aid, declined = agent.id, self.declined
@@ -1308,6 +1450,7 @@ class Router:
                "eligible": len(best_b.eligible), "available": available,
                "skipped": skipped, "buckets_looked_at": looked,
                "order": "priority, due time, arrival"}
+        self._explain(best_b, task.id, aid, why)
         self._offer(task, agent, now, out, why)
         return True
 
@@ -1321,6 +1464,9 @@ class Router:
         self.offers[offer_id] = offer
         if aid in self._listed:  # what _refresh does: with an offer pending, they take nothing
             self._unlist(aid)
+        if "offered" not in why:  # a named agent (transfer, supervisor): nobody else weighed
+            why["offered"], why["passed"] = aid, []
+            why["counts"] = {"members": len(self._members.get(task.queue, ()))}
         out.offers.append(offer)
         out.tasks[task_id] = task
         out.events.append(ev.Event(ev.TASK_OFFERED, now, task_id, aid, ev.SYSTEM,
@@ -1373,6 +1519,8 @@ class Router:
             self._unbucket(task)
         if self._prefs:
             self._prefs.pop(task_id, None)
+        if self._expired:
+            self._expired.pop(task_id, None)
         out.tasks[task_id] = task
         out.events.append(ev.Event(ev.TASK_COMPLETED, now, task_id, agent.id, actor, data))
 
@@ -1382,6 +1530,8 @@ class Router:
         self._unbucket(task)
         if self._prefs:
             self._prefs.pop(task.id, None)
+        if self._expired:
+            self._expired.pop(task.id, None)
 
     def _close(self, task_id: str, to: TaskState, now: float, actor: str, data: dict) -> Outcome:
         task = self._task(task_id)
@@ -1433,18 +1583,22 @@ class Router:
             reason = "declined"
         else:
             if b.channel in self._open_channels(agent):
-                self._offer(task, agent, now, out, self._sticky_why(b, aid, until, False))
+                self._offer(task, agent, now, out, self._sticky_why(b, aid, until, False,
+                                                                    task.id))
             else:
                 self._reserve(task, aid)
             return True
         self._end_preference(task, now, out, reason)
         return False
 
-    def _sticky_why(self, b: Bucket, aid: str, until: float, waited: bool) -> dict:
+    def _sticky_why(self, b: Bucket, aid: str, until: float, waited: bool, task_id: str
+                    ) -> dict:
         # The agent is available for this bucket even when not listed in it yet.
-        return {"rule": "sticky", "requirement": b.requirement, "eligible": len(b.eligible),
-                "available": len(b.agent_live) + (aid not in b.agent_live), "skipped": {},
-                "preferred_agent": aid, "preferred_until": until, "waited_for_agent": waited}
+        why = {"rule": "sticky", "requirement": b.requirement, "eligible": len(b.eligible),
+               "available": len(b.agent_live) + (aid not in b.agent_live), "skipped": {},
+               "preferred_agent": aid, "preferred_until": until, "waited_for_agent": waited}
+        self._explain(b, task_id, aid, why)
+        return why
 
     def _reserve(self, task: Task, aid: str) -> None:
         entry = self._task_entry(task, self.queues[task.queue])
@@ -1472,14 +1626,14 @@ class Router:
         self._unreserve(task.id)
         until = self._prefs[task.id][1]
         self._offer(task, agent, now, out, self._sticky_why(self._bucket(task), agent.id, until,
-                                                            True))
+                                                            True, task.id))
         return True
 
     def _check_free(self, target: Agent, task: Task) -> None:
         """A task sent to a named agent needs them free for its channel now."""
-        if not target.can_take(task.channel, self.matrix):
+        if not target.can_take(task.channel, self.matrix_of(target)):
             raise NotEligible(target.id, task.id,
-                              f"{target.presence(self.matrix).value}, no free "
+                              f"{target.presence(self.matrix_of(target)).value}, no free "
                               f"{task.channel.value} capacity now")
 
     @staticmethod
@@ -1490,6 +1644,7 @@ class Router:
         task.queue, task.step = new_queue.name, 0
         task.base_skills = {**new_queue.requirement, **extra}
         task.required_skills = new_queue.requirement_at(task.base_skills, 0)
+        task.condition = new_queue.condition_at(task)
         task.step_started_at = now
 
     def _served(self, task: Task, now: float) -> None:
@@ -1636,7 +1791,186 @@ class Router:
         out.declines.append((task_id, holder))
         return out
 
+    # ------------------------------------------------------------------ explanations
+
+    def _explain(self, b: Bucket, task_id: str, chosen: str, why: dict,
+                 weighed: bool = False) -> None:
+        """Add to a decision's explanation `why` (the rule's keys already in it) the agent
+        offered, the members of bucket `b`'s queue passed over (at most MAX_EXPLAINED, each
+        with its reason) and the counts that cover the rest (module docstring). Those who
+        declined the task or let an offer of it expire come first; then, when the other members
+        were `weighed` (a task looking for an agent), those not available now and those not
+        eligible. Cost: O(MAX_EXPLAINED + EXPLAIN_LOOK) whatever the number of members."""
+        live, eligible = b.agent_live, b.eligible
+        members = self._members.get(b.queue, ())
+        declined = self.declined.get(task_id)
+        expired = self._expired.get(task_id) if self._expired else None
+        passed: list[dict] = []
+        named_live = named_away = named_out = 0  # named: available, not available, not eligible
+        if declined or expired:
+            named_live, named_away = self._name_gone(b, chosen, declined, expired, passed)
+        # The chosen agent is available for this bucket even when not listed in it yet.
+        available = len(live) + (chosen not in live)
+        away = len(eligible) - available
+        outside = len(members) - len(eligible)
+        if weighed and len(passed) < MAX_EXPLAINED:
+            if named_away < away:
+                named_away += self._name_away(b, chosen, min(away - named_away, EXPLAIN_SAMPLE),
+                                              declined, expired, passed)
+            if outside and len(passed) < MAX_EXPLAINED:
+                named_out = self._name_outside(b, members, min(outside, EXPLAIN_SAMPLE),
+                                               passed)
+        why["offered"] = chosen
+        if b.condition is not None:
+            why["condition"] = b.condition.text
+        why["passed"] = passed
+        why["counts"] = {
+            "members": len(members), "eligible": len(eligible), "available": available,
+            "declined": len(declined) if declined else 0,
+            "expired": len(expired) if expired else 0,
+            "more_available": available - 1 - named_live, "more_unavailable": away - named_away,
+            "more_not_eligible": outside - named_out}
+
+    @staticmethod
+    def _name_gone(b: Bucket, chosen: str, declined: set[str] | None,
+                   expired: set[str] | None, passed: list[dict]) -> tuple[int, int]:
+        """Name in `passed` the eligible agents who declined the task, then those who let an
+        offer of it expire. Returns how many of them are available, and not available."""
+        live, eligible = b.agent_live, b.eligible
+        named_live = named_away = 0
+        for gone, reason in ((declined, "declined"), (expired, "expired")):
+            for aid in itertools.islice(gone or (), EXPLAIN_LOOK):
+                if len(passed) == MAX_EXPLAINED:
+                    break
+                if aid == chosen or aid not in eligible or (
+                        reason == "expired" and declined and aid in declined):
+                    continue
+                passed.append({"agent": aid, "reason": reason})
+                if aid in live:
+                    named_live += 1
+                else:
+                    named_away += 1
+        return named_live, named_away
+
+    def _name_away(self, b: Bucket, chosen: str, left: int, declined: set[str] | None,
+                   expired: set[str] | None, passed: list[dict]) -> int:
+        """Name in `passed` eligible agents not available now (at most `left` of them, looking
+        at EXPLAIN_LOOK of the bucket's eligible agents at most), each with its reason. Returns
+        how many were named."""
+        live, agents, channel = b.agent_live, self.agents, b.channel
+        cv, avail, named = channel.value, Presence.AVAILABLE, 0
+        for aid in itertools.islice(b.eligible, EXPLAIN_LOOK):
+            if aid in live or aid == chosen or (declined and aid in declined) or (
+                    expired and aid in expired):
+                continue
+            a = agents[aid]
+            # The usual case written out (no free slot on the channel), else the full list.
+            held = a.held
+            n = [*held.values()].count(channel) if held else 0
+            cap = a.capacity.get(channel, 0)
+            if (n >= cap and a.status is avail and a.offer_id is None and not a.disabled
+                    and not (a.paused or a.unreachable or a.engaged)):
+                passed.append({"agent": aid, "reason": "no_capacity", "channel": cv,
+                               "held": n, "capacity": cap})
+            else:
+                passed.append(self._unavailable(a, channel, cv))
+            named += 1
+            if len(passed) == MAX_EXPLAINED or named == left:
+                break
+        return named
+
+    def _name_outside(self, b: Bucket, members: Iterable[str], left: int,
+                      passed: list[dict]) -> int:
+        """Name in `passed` members not eligible for the bucket (at most `left`, looking at
+        EXPLAIN_LOOK members at most), with `_ineligible_reason`'s words. Returns how many."""
+        eligible, agents, channel, req = b.eligible, self.agents, b.channel, b.requirement
+        named = 0
+        for aid in itertools.islice(members, EXPLAIN_LOOK):
+            if aid in eligible:
+                continue
+            detail = self._ineligible_reason(agents[aid], channel, req, b.condition)
+            passed.append({"agent": aid, "reason": "not_eligible",
+                           "detail": detail or "does not meet the requirement"})
+            named += 1
+            if len(passed) == MAX_EXPLAINED or named == left:
+                break
+        return named
+
+    def _unavailable(self, agent: Agent, channel: Channel, cv: str) -> dict:
+        """Why an eligible agent cannot be offered a task of `channel` (`cv`: its value) now:
+        `_open_channels`' checks, one at a time, as a reason code and its figures (`passed` in
+        an explanation). Written for speed: it runs for up to MAX_EXPLAINED agents a decision."""
+        aid = agent.id
+        if agent.disabled:
+            return {"agent": aid, "reason": "disabled"}
+        status = agent.status
+        if status is not Presence.AVAILABLE:
+            if status is Presence.BREAK:
+                return {"agent": aid, "reason": "break", "break_reason": agent.break_reason or ""}
+            return {"agent": aid, "reason": _STATUS_REASONS.get(status, "offline")}
+        if agent.offer_id is not None:
+            return {"agent": aid, "reason": "offer_pending",
+                    "channel": agent.offer_channel.value if agent.offer_channel else cv}
+        if agent.paused or agent.unreachable or agent.engaged:
+            for reason, chans in (("paused", agent.paused), ("unreachable", agent.unreachable),
+                                  ("engaged", agent.engaged)):
+                if channel in chans:
+                    return {"agent": aid, "reason": reason, "channel": cv}
+        held = agent.held
+        n = [*held.values()].count(channel) if held else 0
+        cap = agent.capacity.get(channel, 0)
+        if n >= cap:
+            return {"agent": aid, "reason": "no_capacity", "channel": cv, "held": n,
+                    "capacity": cap}
+        allows = self.matrix_of(agent).allows
+        for ch in itertools.chain(held.values(), agent.engaged):
+            if channel not in allows.get(ch, _NO_CHANNELS):
+                return {"agent": aid, "reason": "interruption", "channel": cv,
+                        "holding": ch.value}
+        return {"agent": aid, "reason": "not_listed"}  # free, listed again after this call
+
+    @staticmethod
+    def _ineligible_reason(agent: Agent, channel: Channel, req: dict[str, int],
+                           cond: Condition | None = None) -> str | None:
+        """Why a member does not meet a bucket's requirement, in words (None: they meet it):
+        the channel not handled, no capacity on it, a skill missing or below the level required
+        (naming the skill and both levels), the requirement expression not met (naming the
+        condition). For explanations only: `_eligible` is the rule."""
+        if channel not in agent.channels:
+            return f"does not handle {channel.value}"
+        if agent.capacity.get(channel, 0) <= 0:
+            return f"no {channel.value} capacity"
+        skills = agent.skills
+        for skill, level in req.items():
+            have = skills.get(skill)
+            if have is None:
+                return f"skill {skill} missing ({level} required)"
+            if have < level:
+                return f"skill {skill} {have} < {level}"
+        if cond is not None and not cond.meets(skills, agent.attributes):
+            return f"does not meet {cond.text}"
+        return None
+
+
+def _skip_declined(why: dict) -> None:
+    """An agent rule's `skipped` names all who declined the task (up to MAX_EXPLAINED), not
+    only those met before the one chosen: also those not listed at the time (the agent who
+    just declined it is listed again only after the decision)."""
+    skipped = why["skipped"]
+    for p in why["passed"]:
+        if p["reason"] == "declined" and len(skipped) < MAX_EXPLAINED:
+            skipped.setdefault(p["agent"], "declined")
+
 
 def _number(value: object) -> TypeGuard[int | float]:
     """A real number (not a bool), finite or not."""
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _name_kept(why: dict) -> None:
+    """The available agents an e-mail passed over because they are kept free for calls (the
+    blend's reserve), named first in `passed` (they are available: the counts had them)."""
+    kept = [aid for aid, r in why["skipped"].items() if r == "kept_for_calls"]
+    named = [{"agent": aid, "reason": "kept_for_calls"} for aid in kept]
+    why["passed"] = (named + why["passed"])[:MAX_EXPLAINED]
+    why["counts"]["more_available"] = max(0, why["counts"]["more_available"] - len(kept))

@@ -90,6 +90,9 @@ class Task:
     offer_expires_at: float | None = None
     step_started_at: float | None = None
     updated_at: float | None = None
+    # Derived by the router (never stored): the queue's requirement expression at `step`,
+    # bound to this task's attributes (an expressions.Condition), or None.
+    condition: Any = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.required_skills is None:

@@ -30,7 +30,8 @@ from dispatcher.domain.tasks import Channel, Task, TaskState
 T0 = 1_000_000.0
 PHONE, EMAIL = Channel.PHONE, Channel.EMAIL
 AVAILABLE, OFFLINE, BREAK = Presence.AVAILABLE, Presence.OFFLINE, Presence.BREAK
-EXPLANATION_KEYS = {"rule", "requirement", "eligible", "available", "skipped"}
+EXPLANATION_KEYS = {"rule", "requirement", "eligible", "available", "skipped", "offered",
+                    "passed", "counts"}
 
 
 # ---------------------------------------------------------------- helpers
@@ -45,6 +46,8 @@ def check(out: Outcome) -> Outcome:
         assert isinstance(why["eligible"], int) and isinstance(why["available"], int)
         assert why["eligible"] >= 1 and why["available"] >= 1
         assert e.data["offer_id"] and e.agent_id
+        assert why["offered"] == e.agent_id and e.agent_id not in [p["agent"]
+                                                                    for p in why["passed"]]
     assert [e.data["offer_id"] for e in offered] == [o.id for o in out.offers]
     return out
 

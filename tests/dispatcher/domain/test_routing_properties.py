@@ -26,7 +26,7 @@ from dispatcher.domain import events as ev
 from dispatcher.domain.agents import Agent, Presence, meets
 from dispatcher.domain.errors import NotEligible
 from dispatcher.domain.queues import AgentChoice, EscalationStep, Mode, Queue
-from dispatcher.domain.routing import Outcome, Router
+from dispatcher.domain.routing import MAX_EXPLAINED, Outcome, Router
 from dispatcher.domain.tasks import Channel, Task, TaskState
 
 T0 = 1_000_000.0
@@ -40,7 +40,8 @@ STATUSES = (Presence.AVAILABLE, Presence.AVAILABLE, Presence.AVAILABLE, Presence
 AGENT_ACTIONS = ("answer", "answer", "work", "work", "status", "nothing")
 OFFER_ACTIONS = ("accept", "accept", "reject", "expire")
 WORK_ACTIONS = ("complete", "wrap_up")
-EXPLANATION_KEYS = {"rule", "requirement", "eligible", "available", "skipped"}
+EXPLANATION_KEYS = {"rule", "requirement", "eligible", "available", "skipped", "offered",
+                    "passed", "counts"}
 
 # Biased towards agents who can take most tasks, so that offers, declines, queues served
 # together and interruptions happen often; the edges (level 0 or 10, capacity 0, one channel)
@@ -170,7 +171,13 @@ class RouterMachine(RuleBasedStateMachine):
         self.calls += 1
         for e in out.events:
             if e.kind == ev.TASK_OFFERED:
-                assert set(e.data["explanation"]) >= EXPLANATION_KEYS, e.data
+                why = e.data["explanation"]
+                assert set(why) >= EXPLANATION_KEYS, e.data
+                # Who was offered, and at most MAX_EXPLAINED passed over, never them.
+                assert why["offered"] == e.agent_id, why
+                assert len(why["passed"]) <= MAX_EXPLAINED, why
+                assert e.agent_id not in {p["agent"] for p in why["passed"]}, why
+                assert all(v >= 0 for v in why["counts"].values()), why
         self.check_stickiness(out)
         self.check_serve_order(out)
         self.check_agent_choice(out)
