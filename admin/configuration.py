@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from dispatcher.domain.agents import DEFAULT_CAPACITY, Agent
+from dispatcher.domain.agents import DEFAULT_CAPACITY, Agent, interruptions
 from dispatcher.domain.queues import (
     DEFAULT_OFFER_TIMEOUT,
     DEFAULT_SL_TARGET,
@@ -34,6 +34,7 @@ from .parse import (
     NOT_LIVE,
     nothing_yet,
     operator,
+    parse_attributes,
     parse_channel_names,
     parse_channels,
     parse_dispositions,
@@ -56,10 +57,17 @@ def add_commands(sub: Any) -> None:
     a.add_argument("id", help="the agent's id (also their console sign-in id)")
     a.add_argument("--name", help="the name shown to supervisors and customers (default: the id)")
     a.add_argument("--skills", help="skill=level,... (levels 0-10)")
+    a.add_argument("--attribute", action="append", metavar="NAME=VALUE",
+                   help="what requirement expressions read beside skills, e.g. "
+                        "languages=fr,en or tier=senior or remote=true; repeatable")
     a.add_argument("--queues", help="queue,queue,... they serve (each must exist)")
     a.add_argument("--capacity", help="tasks at a time per channel, e.g. phone=1,email=3 "
                                       f"(default: {_pairs(DEFAULT_CAPACITY)})")
     a.add_argument("--channels", help="email,phone: the channels they handle (default: both)")
+    a.add_argument("--interruptions", metavar="HELD:CHANNEL,...;...",
+                   help="their own blend: what may still be offered while they hold a task of "
+                        "each channel, e.g. 'email:email; phone:' (no calls on top of e-mail); "
+                        "default: the centre's [routing] interruptions")
     a = agents.add_parser("set-skills", help="replace an agent's skills" + LIVE_HELP)
     a.add_argument("id", help="the agent's id")
     a.add_argument("skills", help="skill=level,... (levels 0-10)")
@@ -79,14 +87,21 @@ def add_commands(sub: Any) -> None:
     q = queues.add_parser("add", help="add or update a queue" + LIVE_HELP)
     q.add_argument("name", help="letters, digits, _ . - (it appears in addresses and settings)")
     q.add_argument("--requires", help="skill=level,... an agent needs")
+    q.add_argument("--expression", default="",
+                   help='a requirement expression, e.g. \'support >= 5 AND languages HAS '
+                        'task.language AND tier != "trainee"\' (docs/routing.md)')
     q.add_argument("--step", action="append",
-                   help="escalation: SECONDS:skill=level,... ('-' drops a skill); repeatable")
+                   help="escalation: SECONDS:skill=level,...[:EXPRESSION] ('-' drops a skill; "
+                        "an expression replaces the queue's from then on); repeatable")
     q.add_argument("--mode", choices=["push", "pull"], default="push",
                    help="push: offered to agents; pull: agents pick from a list")
     q.add_argument("--choice", choices=["longest_idle", "highest_skill"], default="longest_idle",
                    help="which available agent is offered a task")
     q.add_argument("--priority", type=int, default=0,
                    help="added to its tasks' own priority when they are ordered")
+    q.add_argument("--reserve", type=int, default=0,
+                   help="agents kept free of e-mail for its calls while they are at risk "
+                        "(docs/routing.md, 'The blend'); default 0")
     q.add_argument("--sl-target", help="service-level target per channel, seconds "
                                        f"(default: {_pairs(DEFAULT_SL_TARGET)})")
     q.add_argument("--offer-timeout", help="seconds an offer waits for its agent "
@@ -132,11 +147,14 @@ async def cmd_agents_add(context: EdgeCommandContext, args) -> int:
         id=args.id,
         name=args.name or args.id,
         skills=parse_levels(args.skills or ""),
+        attributes=parse_attributes(args.attribute or []),
         queues=set(filter(None, (args.queues or "").split(","))),
         capacity=capacity,
     )
     if args.channels:
         agent.channels = parse_channel_names(args.channels)
+    if args.interruptions:
+        agent.interruptions = interruptions(args.interruptions, "--interruptions")
     added = await context.configuration.put_agent(agent, **operator())
     print(f"agent {agent.id} {'added' if added else 'saved'}; {NOT_LIVE}")
     return 0
@@ -181,8 +199,9 @@ async def cmd_agents_list(context: EdgeCommandContext, args) -> int:
         for r in rows:
             skills = ",".join(f"{k}={v}" for k, v in sorted(r["skills"].items())) or "-"
             capacity = ",".join(f"{k}={v}" for k, v in sorted(r["capacity"].items()))
+            attrs = "".join(f" {k}={json.dumps(v)}" for k, v in sorted(r["attributes"].items()))
             print(f"{r['id']:<16} {r['name']:<20} queues={','.join(r['queues']) or '-'} "
-                  f"skills={skills} capacity={capacity}"
+                  f"skills={skills}{attrs} capacity={capacity}"
                   + ("  DISABLED" if r["disabled"] else ""))
     return 0
 
@@ -191,10 +210,12 @@ async def cmd_queues_add(context: EdgeCommandContext, args) -> int:
     queue = Queue(
         name=args.name,
         requirement=parse_levels(args.requires or ""),
+        expression=args.expression,
         steps=tuple(parse_step(s) for s in args.step or ()),
         mode=Mode(args.mode),
         agent_choice=AgentChoice(args.choice),
         priority=args.priority,
+        reserve=args.reserve,
         calendar=args.calendar,
         deadline_rule=args.deadline,
         dispositions=parse_dispositions(args.dispositions or ""),
@@ -240,8 +261,9 @@ async def cmd_queues_list(context: EdgeCommandContext, args) -> int:
         for r in rows:
             codes = ",".join(f"{d['code']}={d['label']}" for d in r["dispositions"]) or "any"
             needs = ",".join(f"{k}={v}" for k, v in sorted(r["requirement"].items())) or "-"
+            where = f" expression={r['expression']!r}" if r["expression"] else ""
             print(f"{r['name']:<16} {r['mode']:<5} {r['agent_choice']:<14} "
-                  f"requires={needs} steps={len(r['steps'])} priority={r['priority']} "
+                  f"requires={needs}{where} steps={len(r['steps'])} priority={r['priority']} "
                   f"deadline={r['deadline_rule'] or '-'} dispositions={codes}"
                   + ("  DISABLED" if r["disabled"] else ""))
     return 0

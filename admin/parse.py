@@ -9,6 +9,7 @@ change are the services'. Who changes things from the command line is `operator(
 from __future__ import annotations
 
 import getpass
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -93,15 +94,37 @@ def parse_dispositions(text: str) -> tuple[tuple[str, str], ...]:
 
 
 def parse_step(text: str) -> EscalationStep:
-    """'60:billing=2,french=-' -> after 60 s, billing >= 2 and french no longer required."""
-    after, sep, req = text.partition(":")
+    """'60:billing=2,french=-' -> after 60 s, billing >= 2 and french no longer required;
+    '600:billing=-:tier != "trainee"' also replaces the requirement expression from then on
+    (an empty one after the second ':' drops it)."""
+    after, sep, rest = text.partition(":")
+    shape = "expected SECONDS:skill=level,...[:EXPRESSION]"
     try:
         seconds = float(after)
     except ValueError:
-        raise InvalidValue(f"escalation step {text!r}: expected SECONDS:skill=level,...") from None
+        raise InvalidValue(f"escalation step {text!r}: {shape}") from None
     if not sep:
-        raise InvalidValue(f"escalation step {text!r}: expected SECONDS:skill=level,...")
-    return EscalationStep(seconds, parse_levels(req, allow_drop=True))
+        raise InvalidValue(f"escalation step {text!r}: {shape}")
+    req, sep, expression = rest.partition(":")
+    return EscalationStep(seconds, parse_levels(req, allow_drop=True),
+                          expression.strip() if sep else None)
+
+
+def parse_attributes(items: list[str]) -> dict[str, Any]:
+    """`--attribute NAME=VALUE`, each: a VALUE that reads as JSON (5, true, ["fr", "en"]) is
+    that; else text with commas is a list of texts (`languages=fr,en`); else one text."""
+    out: dict[str, Any] = {}
+    for item in items:
+        name, sep, raw = item.partition("=")
+        if not sep or not name.strip():
+            raise InvalidValue(f"attribute {item!r}: expected NAME=VALUE")
+        raw = raw.strip()
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = [v.strip() for v in raw.split(",") if v.strip()] if "," in raw else raw
+        out[name.strip()] = value
+    return out
 
 
 def when(t: float | None) -> str | None:

@@ -4,12 +4,13 @@ conversation and its trail).
 Sits in the admin edge (tasks.py prints it); reads through anything with the store's three task
 reads (`dispatcher.service.records.Records` in the command line) and formats with the e-mail
 policy's request numbers. `show_task` fires
-with None when there is no such task (by id or request number such as SB-000123).
+with None when there is no such task (by id or request number such as SB-000123). Each offer in
+the trail shows who it went to and its explanation in words (dispatcher.domain.explanations:
+the same words as the supervisors' live view), never raw JSON.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -17,6 +18,8 @@ from typing import Protocol
 
 from twisted.internet.defer import Deferred, ensureDeferred
 
+from dispatcher.domain import events as ev
+from dispatcher.domain.explanations import explain_in_words
 from dispatcher.domain.tasks import Channel, Task, TaskState
 from dispatcher.service.compose import html_to_text, one_line
 from dispatcher.service.mail import MailPolicy
@@ -42,6 +45,13 @@ def _when(at: float | None) -> str:
     if at is None:
         return "-"
     return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _who(e: StoredEvent) -> str:
+    """The actor column: who acted, and for an offer who it was offered to (the point of it)."""
+    if e.kind == ev.TASK_OFFERED and e.agent_id:
+        return f"{e.actor} -> {e.agent_id}"
+    return e.actor
 
 
 def format_task(task: Task, messages: Sequence[MailMessage], trail: Sequence[StoredEvent],
@@ -82,9 +92,12 @@ def format_task(task: Task, messages: Sequence[MailMessage], trail: Sequence[Sto
     for e in trail:
         data = ", ".join(f"{k}={v}" for k, v in sorted(e.data.items())
                          if k not in ("explanation",) and v not in (None, "", [], {}))
-        out.lines.append(f"  {_when(e.at)}  {e.kind:<18} {e.actor:<24} {data}")
-        if e.data.get("explanation"):
-            out.lines.append(f"  {'':22}why: {json.dumps(e.data['explanation'], default=str)}")
+        out.lines.append(f"  {_when(e.at)}  {e.kind:<18} {_who(e):<24} {data}")
+        why = e.data.get("explanation")
+        if isinstance(why, dict) and why:
+            out.lines.append(f"  {'':22}why: {explain_in_words(why, e.agent_id)}")
+        elif why:
+            out.lines.append(f"  {'':22}why: {why}")
     return "\n".join(out.lines) + "\n"
 
 

@@ -137,14 +137,23 @@ LEVELS = {"type": "object", "additionalProperties": {"type": "integer", "minimum
           "description": "skill name -> level 0-10"}
 PER_CHANNEL = {"type": "object", "additionalProperties": {"type": "number", "minimum": 0},
                "description": "channel (email, phone) -> value"}
+EXPRESSION = {"type": "string", "maxLength": 2000,
+              "description": "a requirement expression over agents' skills and attributes and "
+                             "tasks' attributes, e.g. support >= 5 AND languages HAS "
+                             "task.language (docs/routing.md); \"\" for none"}
 QUEUE = obj({
     "name": {"type": "string"},
     "requirement": LEVELS,
+    "expression": EXPRESSION,
     "mode": {"type": "string", "enum": ["push", "pull"]},
     "agent_choice": {"type": "string", "enum": ["longest_idle", "highest_skill"]},
     "priority": {"type": "integer"},
     "steps": array(obj({"after_seconds": {"type": "number", "minimum": 0},
-                        "requirement": LEVELS}, ("after_seconds", "requirement"),
+                        "requirement": LEVELS,
+                        "expression": EXPRESSION | {
+                            "description": "replaces the queue's expression from this step "
+                                           "on (\"\" drops it; absent: kept)"}},
+                       ("after_seconds", "requirement"),
                        description="an escalation step: after N s, this requirement")),
     "sl_target": PER_CHANNEL | {"description": "channel -> answer within N seconds"},
     "sl_share": {"type": "number", "minimum": 0, "maximum": 1,
@@ -157,14 +166,23 @@ QUEUE = obj({
     "dispositions": array(obj({"code": {"type": "string"}, "label": {"type": "string"}},
                               ("code", "label"))),
     "disabled": {"type": "boolean"},
+    "reserve": {"type": "integer", "minimum": 0,
+                "description": "agents kept free of e-mail for its calls while they are at "
+                               "risk (docs/routing.md)"},
 }, ("name",), description="A queue's whole configuration (every setting), as "
                           "dispatcher/service/configuration.py queue_config gives it")
 AGENT = obj({"id": {"type": "string"}, "name": {"type": "string"}, "skills": LEVELS,
+             "attributes": {"type": "object", "maxProperties": 100,
+                            "description": "what requirement expressions read beside skills: "
+                                           "name -> a number, text, true/false or a list"},
              "queues": array({"type": "string"}),
              "capacity": {"type": "object", "additionalProperties": {"type": "integer",
                                                                       "minimum": 0}},
              "channels": array({"type": "string", "enum": ["email", "phone"]}),
-             "disabled": {"type": "boolean"}},
+             "disabled": {"type": "boolean"},
+             "interruptions": {"type": ["object", "null"],
+                               "description": "their own blend: held channel -> channels "
+                                              "still offered; null: the centre's"}},
             ("id",), description="An agent's configuration (agent_config)")
 CALENDAR = obj({"name": {"type": "string"}, "timezone": {"type": "string"},
                 "hours": {"type": "object", "description": "weekday -> [[open, close], ...]"},

@@ -152,6 +152,7 @@ function render(live) {
   renderAgents(live);
   renderCharts(live.series);
   fillSelects(live);
+  showDecision();
   tick();
 }
 
@@ -342,7 +343,11 @@ function agentRow(a) {
   tr.appendChild(queues);
   const work = el("td", "work");
   for (const t of a.tasks) work.appendChild(el("span", "task " + t.channel, `${ref(t)} ${t.state.replace("_", "-")}`));
-  if (a.offer) work.appendChild(el("span", "task offer " + a.offer.channel, `${ref(a.offer)} offered`));
+  if (a.offer) {
+    const offer = el("span", "task offer " + a.offer.channel, `${ref(a.offer)} offered`);
+    if (a.offer.decision) offer.title = a.offer.decision;
+    work.appendChild(offer);
+  }
   tr.appendChild(work);
   return tr;
 }
@@ -359,6 +364,7 @@ function renderWaiting(live) {
   fitRows($("waiting-card"), body, live.waiting, total, (t) => {
     const tr = el("tr", "task-row" + (t.overdue ? " overdue" : t.at_risk ? " at-risk" : ""));
     tr.dataset.task = t.id;
+    if (t.decision) tr.title = t.decision;
     tr.addEventListener("click", () => { $("act-task").value = t.id; taskChosen(); });
     const cell = el("td", "what"); cell.appendChild(what(t)); tr.appendChild(cell);
     const queue = el("td", "queue");
@@ -401,12 +407,24 @@ function agentChosen() {
   $("act-skills").dataset.agent = a.id;
 }
 
-function taskChosen() {
-  const id = $("act-task").value;
-  const live = state.live; if (!live) return;
+function findTask(live, id) {
   let t = live.waiting.find((x) => x.id === id);
   for (const a of live.agents) t = t || a.tasks.find((x) => x.id === id);
+  return t;
+}
+
+function taskChosen() {
+  const live = state.live; if (!live) return;
+  const t = findTask(live, $("act-task").value);
   if (t) $("act-priority").value = t.priority;
+  showDecision();
+}
+
+// The chosen task's latest routing decision in words (who it went to, who was passed over).
+function showDecision() {
+  const live = state.live; if (!live) return;
+  const t = findTask(live, $("act-task").value);
+  $("act-decision").textContent = !t ? "" : t.decision || "No routing decision seen yet.";
 }
 
 // ------------------------------------------------------------------ charts (SVG, drawn here)

@@ -415,6 +415,7 @@ class Cti:
         queue = m.text(msg, "queue", False) or self.numbers.get(normal_number(to)) \
             or self.settings.default_queue
         priority = m.integer(msg, "priority")
+        skills = m.skills(msg)
         attributes = {k: v for k, v in m.attributes(msg).items()
                       if k not in RESERVED_ATTRIBUTES}
         known = self.calls.task_id(call_id)
@@ -429,7 +430,8 @@ class Cti:
         if to:
             attributes[TO_ATTRIBUTE] = to
         task = await to_future(self.calls.arrived(call_id, caller, queue, source=SOURCE,
-                                                  attributes=attributes, priority=priority))
+                                                  attributes=attributes, priority=priority,
+                                                  skills=skills))
         if task.attributes.get(INTEGRATION_ATTRIBUTE) != sub:
             raise Refused(m.FORBIDDEN, f"call {call_id} was reported by another integration")
         current = self.queries.task(task.id)

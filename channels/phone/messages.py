@@ -133,6 +133,21 @@ def integer(msg: dict[str, Any], name: str) -> int | None:
     return value
 
 
+def skills(msg: dict[str, Any]) -> dict[str, int]:
+    """The skills the call needs on top of its queue's: {skill: level 0-10}, at most
+    MAX_ATTRIBUTES of them."""
+    value = msg.get("skills")
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or len(value) > MAX_ATTRIBUTES or not all(
+            isinstance(k, str) and 0 < len(k) <= MAX_ATTRIBUTE_KEY_CHARS
+            and isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 10
+            for k, v in value.items()):
+        raise BadMessage(f"{msg['type']}: `skills` is an object of at most {MAX_ATTRIBUTES} "
+                         f"skills, each a level 0-10")
+    return dict(value)
+
+
 def attributes(msg: dict[str, Any]) -> dict[str, Any]:
     """The call's attributes: a flat object of at most MAX_ATTRIBUTES scalars."""
     value = msg.get("attributes")

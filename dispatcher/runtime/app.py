@@ -22,6 +22,7 @@ from typing import Any
 from twisted.internet import threads
 from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred
 
+from dispatcher.domain.agents import interruptions
 from dispatcher.domain.deadlines import BusinessCalendar
 from dispatcher.domain.routing import Router
 from dispatcher.service import tokens
@@ -29,6 +30,7 @@ from dispatcher.service.accounts import Accounts
 from dispatcher.service.answers import Library
 from dispatcher.service.assignment import Assignment
 from dispatcher.service.backoffice import BackOffice
+from dispatcher.service.blending import Blending
 from dispatcher.service.calls import Calls
 from dispatcher.service.codification import Codification
 from dispatcher.service.collaboration import Collaboration
@@ -223,7 +225,8 @@ class App:
         if config.server.history_cache_customers > 0:
             self.history_cache = HistoryCache(customers=config.server.history_cache_customers)
             self.store = WatchedStore(self.storage.store, self.history_cache)
-        self.router = Router(new_offer_id=offer_ids())
+        self.router = Router(interruptions(config.routing.interruptions),
+                             new_offer_id=offer_ids())
         self.assignment = Assignment(self.router, self.store, reactor)
         self.intake = Intake(self.assignment, self.store, reactor)
         self.sessions = Sessions(self.assignment)
@@ -274,6 +277,9 @@ class App:
         self.supervision = Supervision(self.router, reactor, self.today)
         self.assignment.listen(self.supervision.on_outcome)
         self.balancing = Balancing(self.assignment, self.configuration, self.sessions)
+        # The blend's reserve: queues whose calls are at risk keep agents free of e-mail.
+        self.blending = Blending(self.router, self.assignment, reactor)
+        self.assignment.listen(self.blending.on_outcome)
         # Tasks for the REST API: list, show, create through Intake, cancel, reprioritise.
         self.tasks = Tasks(self.queries, self.store, self.intake, self.sessions,
                            self.assignment, self.conversation)
@@ -348,6 +354,7 @@ class App:
         # Today's figures so far are folded from the log on the report thread while the rest
         # starts: routing does not wait for them (the live view shows them once read).
         self.supervision.start()
+        self.blending.start()
         if self.config.webhooks.enabled:
             self.deliverer.start()  # pending deliveries resume; new events fan out
         self.configuration_watch.start()
@@ -443,6 +450,7 @@ class App:
         self.collector.stop()
         self.metrics.stop()
         self.supervision.stop()
+        self.blending.stop()
         self.report_events.stop()
         await self.deliverer.stop()  # posts in flight stay pending, sent after a restart
         await self.webhook_poster.close()

@@ -17,6 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from dispatcher.domain.agents import interruptions
+from dispatcher.domain.errors import InvalidValue
+
 ENV_PREFIX = "SWITCHBOARD_"
 DEFAULT_CONFIG_FILE = "switchboard.toml"
 
@@ -92,6 +95,14 @@ class WebhooksConfig:
 
 
 @dataclass(frozen=True)
+class RoutingConfig:
+    # The centre's blend (docs/routing.md, "The blend"): what may still be offered to an agent
+    # who holds a task of each channel, for agents without a matrix of their own. Default: a
+    # call may come on top of e-mail work; nothing comes on top of a call.
+    interruptions: str = "email:email,phone; phone:"
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: str = "INFO"
     format: str = "text"  # text | json
@@ -104,6 +115,7 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
+    routing: RoutingConfig = field(default_factory=RoutingConfig)
     # Settings of the loaded edges, by section name (see dispatcher.service.edges.EdgeSpec).
     edges: Mapping[str, Any] = field(default_factory=dict)
 
@@ -231,6 +243,10 @@ def load(  # noqa: C901 - each setting section validated in turn, every problem 
     for name in ("max_attempts", "max_in_flight", "per_subscription"):
         if getattr(config.webhooks, name) < 1:
             problems.append(f"[webhooks] {name}: must be >= 1")
+    try:
+        interruptions(config.routing.interruptions, "[routing] interruptions")
+    except InvalidValue as exc:
+        problems.append(str(exc))
     if problems:
         raise ConfigError(problems)
     return config

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from twisted.internet.defer import Deferred, ensureDeferred, fail, succeed
@@ -274,9 +275,11 @@ class Calls:
         return None if task is None else task.attributes.get("call_id")
 
     def arrived(self, call_id: str, caller: str, queue: str, *, source: str,
-                attributes: dict[str, Any] | None = None, priority: int | None = None
-                ) -> Deferred[Task]:
-        """A call waits in `queue`: one phone task per call id, committed, then routed."""
+                attributes: dict[str, Any] | None = None, priority: int | None = None,
+                skills: Mapping[str, int] | None = None) -> Deferred[Task]:
+        """A call waits in `queue`: one phone task per call id, committed, then routed.
+        `skills`: levels this call needs on top of the queue's requirement (the IVR's
+        choice, a VIP line...)."""
         if not call_id or len(call_id) > MAX_CALL_ID:
             return fail(InvalidValue("a call needs an id of 1-256 characters"))
         if source not in SOURCES:
@@ -297,8 +300,8 @@ class Calls:
         attrs = dict(attributes or {})
         attrs.pop(ANSWERED_AT, None)  # set here when the call is answered, by nobody else
         attrs.update({"call_id": call_id, "caller": caller, "source": source})
-        d = self.intake.submit(Channel.PHONE, queue, identity, priority=priority,
-                               attributes=attrs, task_id=task_id)
+        d = self.intake.submit(Channel.PHONE, queue, identity, skills=skills,
+                               priority=priority, attributes=attrs, task_id=task_id)
         d.addErrback(self._already_there, task_id)
         self._arriving[call_id] = d
 

@@ -30,6 +30,7 @@ keeps one for removed items that still hold work.
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
@@ -40,11 +41,12 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 
 from dispatcher.domain import events as ev
-from dispatcher.domain.agents import Agent, check_skills
+from dispatcher.domain.agents import Agent, check_skills, interruptions
 from dispatcher.domain.categories import Category, CategoryRule, check_rule
 from dispatcher.domain.deadlines import BusinessCalendar, parse_rule
 from dispatcher.domain.errors import DomainError, InUse, InvalidValue, UnknownAgent, UnknownQueue
 from dispatcher.domain.queues import AgentChoice, EscalationStep, Mode, Queue, check_queue_name
+from dispatcher.domain.requirements import check_attributes
 from dispatcher.domain.routing import Outcome, refuse_open_work
 from dispatcher.domain.tasks import Channel, Task
 
@@ -89,9 +91,11 @@ def _unknown_queue(name: str, known: Iterable[str]) -> UnknownQueue:
 
 def queue_config(queue: Queue) -> dict[str, Any]:
     """A queue's configuration as plain values (audit data, `queues list --json`, the API)."""
-    return {"name": queue.name, "requirement": dict(queue.requirement), "mode": queue.mode.value,
+    return {"name": queue.name, "requirement": dict(queue.requirement),
+            "expression": queue.expression, "mode": queue.mode.value,
             "agent_choice": queue.agent_choice.value, "priority": queue.priority,
             "steps": [{"after_seconds": s.after_seconds, "requirement": dict(s.requirement)}
+                      | ({} if s.expression is None else {"expression": s.expression})
                       for s in queue.steps],
             "sl_target": {Channel(c).value: v for c, v in queue.sl_target.items()},
             "sl_share": queue.sl_share,
@@ -99,15 +103,17 @@ def queue_config(queue: Queue) -> dict[str, Any]:
             "wrap_up_seconds": queue.wrap_up_seconds, "deadline_rule": queue.deadline_rule,
             "calendar": queue.calendar,
             "dispositions": [{"code": c, "label": label} for c, label in queue.dispositions],
-            "disabled": queue.disabled}
+            "disabled": queue.disabled, "reserve": queue.reserve}
 
 
 def agent_config(agent: Agent) -> dict[str, Any]:
     return {"id": agent.id, "name": agent.name, "skills": dict(agent.skills),
-            "queues": sorted(agent.queues),
+            "attributes": copy.deepcopy(agent.attributes), "queues": sorted(agent.queues),
             "capacity": {Channel(c).value: n for c, n in agent.capacity.items()},
             "channels": sorted(Channel(c).value for c in agent.channels),
-            "disabled": agent.disabled}
+            "disabled": agent.disabled,
+            "interruptions": None if agent.interruptions is None
+            else agent.interruptions.as_dict()}
 
 
 def calendar_config(calendar: Calendar) -> dict[str, Any]:
@@ -183,6 +189,7 @@ def queue_from_config(data: Mapping[str, Any]) -> Queue:  # noqa: C901 - each qu
     kw: dict[str, Any] = {}
     if "requirement" in data:
         kw["requirement"] = _levels(data["requirement"], f"{where}.requirement")
+    kw["expression"] = _field(data, "expression", str, "", where) or ""
     if "steps" in data:
         steps = data["steps"]
         if not isinstance(steps, list):
@@ -190,10 +197,11 @@ def queue_from_config(data: Mapping[str, Any]) -> Queue:  # noqa: C901 - each qu
         out = []
         for i, s in enumerate(steps):
             at = f"{where}.steps[{i}]"
-            _only(s, {"after_seconds", "requirement"}, at)
+            _only(s, {"after_seconds", "requirement", "expression"}, at)
             out.append(EscalationStep(_number(s.get("after_seconds"), f"{at}.after_seconds"),
                                       _levels(s.get("requirement", {}), f"{at}.requirement",
-                                              allow_drop=True)))
+                                              allow_drop=True),
+                                      _field(s, "expression", str, None, at)))
         kw["steps"] = tuple(out)
     for key, kind in (("mode", Mode), ("agent_choice", AgentChoice)):
         if key in data:
@@ -204,6 +212,8 @@ def queue_from_config(data: Mapping[str, Any]) -> Queue:  # noqa: C901 - each qu
                 raise InvalidValue(f"{where}.{key}: {data[key]!r} is not one of {known}") from None
     if "priority" in data:
         kw["priority"] = _whole(data["priority"], f"{where}.priority")
+    if "reserve" in data:
+        kw["reserve"] = _whole(data["reserve"], f"{where}.reserve")
     for key in ("sl_target", "offer_timeout"):
         if key in data:
             kw[key] = _channels(data[key], f"{where}.{key}", _number)
@@ -239,6 +249,10 @@ def agent_from_config(data: Mapping[str, Any]) -> Agent:
     kw: dict[str, Any] = {"name": _field(data, "name", str, "", where) or agent_id}
     if "skills" in data:
         kw["skills"] = _levels(data["skills"], f"{where}.skills")
+    if "attributes" in data:
+        kw["attributes"] = check_attributes(data["attributes"], f"{where}.attributes")
+    if data.get("interruptions") is not None:
+        kw["interruptions"] = interruptions(data["interruptions"], f"{where}.interruptions")
     if "queues" in data:
         queues = data["queues"]
         if not isinstance(queues, list) or not all(isinstance(q, str) for q in queues):

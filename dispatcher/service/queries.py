@@ -166,11 +166,11 @@ class Queries:
                                           or d["customer"]}) for d in drafts), total)
 
     def presence(self, agent: Agent) -> str:
-        return agent.presence(self.router.matrix).value
+        return agent.presence(self.router.matrix_of(agent)).value
 
     def agent_presence(self) -> dict[str, str]:
-        matrix = self.router.matrix
-        return {a.id: a.presence(matrix).value for a in self.router.agents.values()
+        r = self.router
+        return {a.id: a.presence(r.matrix_of(a)).value for a in r.agents.values()
                 if a.status is not Presence.OFFLINE or a.held}
 
     def customer_history(self, customer_id: str, limit: int = 50) -> Deferred[list[TaskSummary]]:

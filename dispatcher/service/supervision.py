@@ -13,7 +13,11 @@ Sits in `dispatcher.service` beside `queries.py` (read models) and `configuratio
   reason, not responding, offline), its oldest waiting tasks (OLDEST_PER_QUEUE) and why its
   tasks wait (`why`, `hint`: see below); per agent their presence and since when, their tasks
   and pending offer; the most urgent waiting tasks (and how many wait in all); hourly series of
-  today for the charts. Tasks are shown by their request number, subject or caller's number.
+  today for the charts. Tasks are shown by their request number, subject or caller's number,
+  and with the latest routing decision about them in words (`TaskLive.decision`: the offer's
+  explanation, kept from the outcomes seen since the start, through
+  dispatcher.domain.explanations like the text view; constant work per event, words made once
+  per decision and only for the tasks shown).
 - *Why waiting* is read from the router's state for the task the router would serve first in
   that queue and channel (its current requirement, after escalation steps): `no_members`
   (nobody in the queue takes the channel), `nobody_signed_in` (every such member is offline),
@@ -54,6 +58,7 @@ from twisted.internet.defer import Deferred, ensureDeferred, fail
 from dispatcher.domain import events as ev
 from dispatcher.domain.agents import Agent, Presence, meets
 from dispatcher.domain.errors import DomainError, InvalidValue, UnknownAgent
+from dispatcher.domain.explanations import explain_in_words
 from dispatcher.domain.metrics import EMAIL_RESPONSE_EDGES, PHONE_WAIT_EDGES
 from dispatcher.domain.queues import Mode
 from dispatcher.domain.routing import Outcome, Router
@@ -84,6 +89,8 @@ WHY = ("no_members", "nobody_signed_in", "skill_missing", "all_busy", "declined"
        "reserved", "offered", "routing")
 
 _WAITING = (TaskState.QUEUED, TaskState.OFFERED)
+# The events after which a task's decisions are no longer shown.
+_CLOSED = frozenset({ev.TASK_COMPLETED, ev.TASK_CANCELLED, ev.TASK_ABANDONED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +139,9 @@ class TaskLive:
     overdue: bool
     label: str  # subject or caller, at most LABEL_CHARS
     request: str = ""  # an e-mail's request number (e.g. SB-000123), else ""
+    # The latest routing decision about it in words (explanations.explain_in_words), "" when
+    # none was seen since this router started.
+    decision: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,6 +259,9 @@ class Supervision:
         # each agent's displayed presence -> (presence, since when).
         self._moved: dict[str, float] = {}
         self._presence: dict[str, tuple[str, float | None]] = {}
+        # Open task id -> [its latest offer's explanation, the agent offered, its words (None
+        # until a state shows them)]: kept from the outcomes, dropped when the task closes.
+        self._decisions: dict[str, list[Any]] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -272,10 +285,17 @@ class Supervision:
         if not outcome.events:
             return
         self._stale = True
-        moved = self._moved
+        moved, decisions = self._moved, self._decisions
         for e in outcome.events:
             if e.agent_id is not None:
                 moved[e.agent_id] = e.at
+            kind = e.kind
+            if kind == ev.TASK_OFFERED and e.task_id is not None:
+                why = e.data.get("explanation")
+                if isinstance(why, dict):
+                    decisions[e.task_id] = [why, e.agent_id, None]
+            elif kind in _CLOSED and e.task_id is not None:
+                decisions.pop(e.task_id, None)
 
     # ------------------------------------------------------------------ watchers
 
@@ -362,6 +382,8 @@ class Supervision:
         self.computed += 1
         r = self.router
         self._track_presence()
+        if len(self._decisions) > len(r.tasks):  # closed without an event seen here
+            self._decisions = {t: d for t, d in self._decisions.items() if t in r.tasks}
         waiting: dict[tuple[str, Channel], _Waiting] = {}
         urgent: list[tuple[float, float, str]] = []
         queues_of, share = r.queues, self.at_risk_share
@@ -419,7 +441,17 @@ class Supervision:
             priority=task.priority, created_at=task.created_at, deadline=task.deadline, due=due,
             agent_id=task.agent_id, overdue=overdue,
             at_risk=not overdue and due - now < self.at_risk_share * allowed,
-            label=_label(task), request=_request(task))
+            label=_label(task), request=_request(task), decision=self._decision(task.id))
+
+    def _decision(self, task_id: str) -> str:
+        """The task's latest routing decision in words (made once per decision, when first
+        shown)."""
+        seen = self._decisions.get(task_id)
+        if seen is None:
+            return ""
+        if seen[2] is None:
+            seen[2] = explain_in_words(seen[0], seen[1])
+        return seen[2]
 
     def _queue_live(self, name: str, channel: Channel, w: _Waiting | None,
                     now: float) -> QueueLive:
@@ -437,7 +469,7 @@ class Supervision:
                     or not meets(agent.skills, queue.requirement)):
                 continue
             eligible += 1
-            kind = self._doing(agent, channel, matrix)
+            kind = self._doing(agent, channel, agent.interruptions or matrix)
             counts[kind] += 1
             if kind == "break":
                 reason = agent.break_reason or ""
@@ -482,7 +514,11 @@ class Supervision:
             n = len(members)
             return "nobody_signed_in", (f"No agent signed in ({n} member{'s' * (n != 1)} "
                                         f"offline)")
-        able = [a for a in signed_in if meets(a.skills, need)]
+        cond = task.condition
+        able = [a for a in signed_in if meets(a.skills, need)
+                and (cond is None or cond.meets(a.skills, a.attributes))]
+        if not able and cond is not None and any(meets(a.skills, need) for a in signed_in):
+            return "skill_missing", f"No agent signed in meets {cond.text}"
         if not able:
             missing = []
             for skill, level in sorted(need.items()):
@@ -492,7 +528,7 @@ class Supervision:
                                    f"{best if best >= 0 else 'none'})")
             return "skill_missing", "Skill missing: needs " + ", ".join(missing)
         declined = r.declined.get(task.id, ())
-        free = [a for a in able if a.can_take(channel, r.matrix)]
+        free = [a for a in able if a.can_take(channel, r.matrix_of(a))]
         if not free:
             return "all_busy", self._busy_hint(able, channel)
         if all(a.id in declined for a in free):
@@ -552,14 +588,14 @@ class Supervision:
             if agent is None:
                 known.pop(agent_id, None)
                 continue
-            presence = agent.presence(matrix).value
+            presence = agent.presence(agent.interruptions or matrix).value
             old = known.get(agent_id)
             if old is None or old[0] != presence:
                 known[agent_id] = (presence, at)
 
     def _agent_live(self, agent: Agent, now: float) -> AgentLive:
         r = self.router
-        presence = agent.presence(r.matrix).value
+        presence = agent.presence(r.matrix_of(agent)).value
         known = self._presence.get(agent.id)
         if known is not None and known[0] == presence:
             since = known[1]

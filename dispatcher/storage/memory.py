@@ -75,6 +75,8 @@ def _config_only(agent: Agent) -> Agent:
         capacity={ch: agent.capacity.get(ch, 0) for ch in Channel},
         channels={Channel(c) for c in agent.channels},
         disabled=agent.disabled,
+        attributes=copy.deepcopy(agent.attributes),
+        interruptions=agent.interruptions,
     )
 
 

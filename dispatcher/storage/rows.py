@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from sys import intern
 from typing import Any
 
-from dispatcher.domain.agents import Agent
+from dispatcher.domain.agents import Agent, interruptions
 from dispatcher.domain.events import Event
 from dispatcher.domain.queues import AgentChoice, EscalationStep, Mode, Queue
 from dispatcher.domain.tasks import Channel, SharedSkills, Task, TaskState
@@ -310,6 +310,7 @@ def queue_row(queue: Queue) -> Row:
         "requirement": dict(queue.requirement),
         "steps": [
             {"after_seconds": s.after_seconds, "requirement": dict(s.requirement)}
+            | ({} if s.expression is None else {"expression": s.expression})
             for s in queue.steps
         ],
         "mode": Mode(queue.mode).value,
@@ -323,6 +324,8 @@ def queue_row(queue: Queue) -> Row:
         "deadline_rule": queue.deadline_rule,
         "dispositions": [{"code": c, "label": label} for c, label in queue.dispositions],
         "disabled": bool(queue.disabled),
+        "expression": queue.expression,
+        "reserve": queue.reserve,
     }
 
 
@@ -330,7 +333,8 @@ def queue_from_row(r: Any) -> Queue:
     return Queue(
         name=r.name,
         requirement=dict(r.requirement),
-        steps=tuple(EscalationStep(s["after_seconds"], s["requirement"]) for s in r.steps),
+        steps=tuple(EscalationStep(s["after_seconds"], s["requirement"], s.get("expression"))
+                    for s in r.steps),
         mode=Mode(r.mode),
         agent_choice=AgentChoice(r.agent_choice),
         priority=r.priority,
@@ -342,6 +346,8 @@ def queue_from_row(r: Any) -> Queue:
         deadline_rule=r.deadline_rule,
         dispositions=tuple((d["code"], d["label"]) for d in r.dispositions or ()),
         disabled=bool(r.disabled),
+        expression=r.expression or "",
+        reserve=r.reserve or 0,
     )
 
 
@@ -356,6 +362,8 @@ def agent_rows(agent: Agent, now: float) -> tuple[Row, list[Row], list[Row]]:
         "channels": sorted(Channel(c).value for c in agent.channels),
         "created_at": now,
         "disabled": bool(agent.disabled),
+        "attributes": dict(agent.attributes),
+        "interruptions": None if agent.interruptions is None else agent.interruptions.as_dict(),
     }
     skills = [{"agent_id": agent.id, "skill": s, "level": lv} for s, lv in agent.skills.items()]
     queues = [{"agent_id": agent.id, "queue": q} for q in sorted(agent.queues)]
@@ -371,6 +379,8 @@ def agent_from_rows(r: Any, skills: dict[str, int], queues: set[str]) -> Agent:
         capacity={Channel.EMAIL: r.capacity_email, Channel.PHONE: r.capacity_phone},
         channels={Channel(c) for c in r.channels},
         disabled=bool(r.disabled),
+        attributes=dict(r.attributes or {}),
+        interruptions=None if r.interruptions is None else interruptions(r.interruptions),
     )
 
 

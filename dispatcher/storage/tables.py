@@ -57,6 +57,10 @@ agents = sa.Table(
     sa.Column("created_at", Time, nullable=False),
     # Disabled: kept (and their work served) but may not take work (migration 0009).
     sa.Column("disabled", sa.Boolean, nullable=False, server_default=sa.false()),
+    # What requirement expressions read beside skills: {name: value} (migration 0018).
+    sa.Column("attributes", sa.JSON, nullable=False, server_default=sa.text("'{}'")),
+    # Their own interruption matrix {held: [channels]}, NULL: the centre's (migration 0018).
+    sa.Column("interruptions", sa.JSON, nullable=True),
 )
 
 agent_skills = sa.Table(
@@ -79,7 +83,8 @@ queues = sa.Table(
     metadata,
     sa.Column("name", sa.String, primary_key=True),
     sa.Column("requirement", sa.JSON, nullable=False),  # {skill: level}
-    sa.Column("steps", sa.JSON, nullable=False),  # [{"after_seconds", "requirement"}]
+    # [{"after_seconds", "requirement", "expression"?}]
+    sa.Column("steps", sa.JSON, nullable=False),
     sa.Column("mode", sa.String, nullable=False),
     sa.Column("agent_choice", sa.String, nullable=False),
     sa.Column("priority", sa.Integer, nullable=False),
@@ -93,6 +98,10 @@ queues = sa.Table(
     sa.Column("dispositions", sa.JSON, nullable=False, server_default=sa.text("'[]'")),
     # Disabled: kept (and its waiting work served) but takes no new tasks (migration 0009).
     sa.Column("disabled", sa.Boolean, nullable=False, server_default=sa.false()),
+    # The requirement expression, "" for none (migration 0018).
+    sa.Column("expression", sa.String, nullable=False, server_default=sa.text("''")),
+    # Agents kept free for its calls while they are at risk (migration 0018).
+    sa.Column("reserve", sa.Integer, nullable=False, server_default=sa.text("0")),
 )
 
 calendars = sa.Table(

@@ -42,10 +42,11 @@ def admin_run(db: str, command, **args):
         w.close()
 
 
-AGENT_ARGS = dict(id="bob", name=None, skills="", queues="", capacity=None, channels=None)
+AGENT_ARGS = dict(id="bob", name=None, skills="", queues="", capacity=None, channels=None,
+                  attribute=None, interruptions=None)
 QUEUE_ARGS = dict(name="sales", requires=None, step=None, mode="push", choice="longest_idle",
                   priority=0, sl_target=None, offer_timeout=None, wrap_up=None, calendar=None,
-                  deadline=None, dispositions=None)
+                  deadline=None, dispositions=None, expression="", reserve=0)
 
 
 @pytest.mark.parametrize(
@@ -65,6 +66,12 @@ QUEUE_ARGS = dict(name="sales", requires=None, step=None, mode="push", choice="l
         (admin.cmd_queues_add, {"dispositions": "no good=Label"}, "disposition code 'no good'"),
         (admin.cmd_queues_add, {"dispositions": "solved="}, "the label must be"),
         (admin.cmd_queues_add, {"dispositions": "a=A,a=B"}, "listed twice"),
+        (admin.cmd_queues_add, {"expression": "tier = "}, "column 8: expected a name"),
+        (admin.cmd_queues_add, {"step": ["60::tier ="]}, "column 7: expected a name"),
+        (admin.cmd_queues_add, {"reserve": -1}, "reserve: a number of agents"),
+        (admin.cmd_agents_add, {"attribute": ["languages"]}, "expected NAME=VALUE"),
+        (admin.cmd_agents_add, {"attribute": ["and=1"]}, "is not a name"),
+        (admin.cmd_agents_add, {"interruptions": "email:fax"}, "channels are email, phone"),
     ],
 )
 def test_admin_commands_refuse_bad_values_and_store_nothing(db, command, args, message):

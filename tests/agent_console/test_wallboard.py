@@ -88,6 +88,14 @@ def test_live_numbers_and_moving_agents_on_the_wallboard(board):
             expect(billing.locator(".n-waiting .sub")).to_have_text("1 offered")
             offered = [command({"task": t["task_id"]}) for t in (first, second)]
             assert {(o["state"], o["agent_id"]) for o in offered} >= {("offered", "a2")}
+            # Choosing that task shows the routing decision in words: to a2, b1 not available.
+            (to_a2,) = [t["task_id"] for t, o in zip((first, second), offered, strict=True)
+                        if o["agent_id"] == "a2"]
+            page.select_option("#act-task", to_a2)
+            expect(page.locator("#act-decision")).to_have_text(
+                "offered to a2 (their best waiting task by priority, due time and arrival; "
+                "1 available out of 2 eligible); passed over: 1 more not available",
+                timeout=WAIT_MS)
 
             # Dragging b1 (signed off) onto the support e-mail tile moves them there.
             page.click("#balancing-close")

@@ -103,6 +103,42 @@ async def test_a_supervisor_watches_live_numbers_change_when_tasks_arrive(tmp_pa
 
 
 @run
+async def test_a_supervisor_reads_why_a_task_went_to_an_agent_in_words(tmp_path):
+    """The live state carries each task's latest routing decision in words: who it was offered
+    to, who declined it, who lacks the skill (the same words as `switchboard tasks show`)."""
+    c = await start_console(tmp_path)
+    await c.put_agent("a1")
+    await c.put_agent("a2")
+    await c.put_agent("low", support=2)  # below the queue's support 5
+    try:
+        sup = await c.connect("boss", role="supervisor")
+        a1, a2 = await c.connect("a1"), await c.connect("a2")
+        await a1.request("presence", status="available")
+        await a2.request("presence", status="available")
+        assert (await sup.request("watch"))["type"] == "ok"
+        task = await c.mail(subject="Refund please")
+        first, other = (a1, a2) if c.router.agents["a1"].offer_id else (a2, a1)
+        first_id, other_id = ("a1", "a2") if first is a1 else ("a2", "a1")
+        offer = await first.expect("offer")
+        await first.request("reject", offer_id=offer["offer_id"])
+        await other.expect("offer")
+        words = (f"offered to {other_id} (longest idle of 1 available out of 2 eligible); "
+                 f"passed over: {first_id} declined it; low: skill support 2 < 5")
+
+        def shows(frame) -> bool:
+            if frame["type"] != "live":
+                return False
+            rows = [t for t in frame["waiting"] if t["id"] == task.id]
+            return bool(rows) and rows[0]["decision"] == words
+
+        frame = await sup.expect(shows)
+        (agent,) = [a for a in frame["agents"] if a["id"] == other_id]
+        assert agent["offer"]["id"] == task.id and agent["offer"]["decision"] == words
+    finally:
+        await c.stop()
+
+
+@run
 async def test_every_balancing_action_is_carried_out_and_audited(tmp_path):
     c = await start_console(tmp_path)
     await billing(c)

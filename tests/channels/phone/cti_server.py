@@ -76,11 +76,12 @@ def main(url: str, spec_json: str) -> None:
             await app.configuration.change_queue(Queue(
                 q["name"], wrap_up_seconds=q.get("wrap_up_seconds", 60.0),
                 offer_timeout={Channel.PHONE: q.get("offer_timeout", 20.0),
-                               Channel.EMAIL: 60.0}))
+                               Channel.EMAIL: 60.0}, expression=q.get("expression", "")))
         for a in spec.get("agents", []):
             await app.configuration.change_agent(Agent(a["id"], a["id"].title(),
                                                        a.get("skills", {}),
-                                                       set(a.get("queues", ["support"]))))
+                                                       set(a.get("queues", ["support"])),
+                                                       attributes=a.get("attributes", {})))
             await app.storage.phones.put_phone_account(
                 make_account(a["id"], None, None, extension=a["extension"]))
         await app.calls.start()  # reads the accounts just stored

@@ -55,6 +55,7 @@ QUEUES = [
     {"name": "flow"}, {"name": "rona", "offer_timeout": RONA_SECONDS}, {"name": "reject"},
     {"name": "abandon"}, {"name": "device"}, {"name": "http"}, {"name": "misc"},
     {"name": "transfer"}, {"name": "ring"}, {"name": "fail"},
+    {"name": "skills", "expression": "languages HAS task.language"},
 ]
 AGENTS = [
     {"id": "ann", "extension": "201", "queues": ["flow"]},
@@ -68,6 +69,12 @@ AGENTS = [
     {"id": "ria", "extension": "209", "queues": ["ring"]},
     {"id": "fay", "extension": "210", "queues": ["fail"]},
     {"id": "fox", "extension": "211", "queues": ["fail"]},
+    {"id": "ivo", "extension": "212", "queues": ["skills"], "skills": {"billing": 5},
+     "attributes": {"languages": ["en"]}},
+    {"id": "iva", "extension": "213", "queues": ["skills"], "skills": {"billing": 1},
+     "attributes": {"languages": ["fr"]}},
+    {"id": "ira", "extension": "214", "queues": ["skills"], "skills": {"billing": 4},
+     "attributes": {"languages": ["fr", "en"]}},
 ]
 
 
@@ -285,6 +292,26 @@ async def test_arrived_offered_accepted_routed_answered_ended(app):
         assert done["type"] == "ok"
     finally:
         await close_all(pbx, ann)
+
+
+@run
+async def test_a_call_brings_its_own_skills_and_attributes_to_the_queue_expression(app):
+    """ivo speaks no French, iva lacks the level the IVR asked for: only ira is offered it."""
+    pbx = await app.pbx()
+    agents = [await app.agent(aid) for aid in ("ivo", "iva", "ira")]
+    try:
+        ack = await arrive(pbx, "skills-1", queue="skills", attributes={"language": "fr"},
+                           skills={"billing": 3})
+        assert ack["state"] == "offered"
+        offer = await pbx.expect(of_call(m.OFFER, "skills-1"))
+        assert offer["agent_id"] == "ira"
+        offered = await app.event("task.offered", task_id=ack["task_id"])
+        assert offered["data"]["explanation"]["requirement"] == {"billing": 3}
+        bad = await pbx.request(m.CALL_ARRIVED, call_id="skills-2", queue="skills",
+                                skills={"billing": 11})
+        assert bad["type"] == m.ERROR and "skills" in bad["message"]
+    finally:
+        await close_all(pbx, *agents)
 
 
 @run

@@ -173,3 +173,11 @@ def test_history_cache_size_is_a_setting_and_not_negative():
     with pytest.raises(ConfigError) as err:
         load(env={"SWITCHBOARD_SERVER_HISTORY_CACHE_CUSTOMERS": "-1"})
     assert "history_cache_customers" in str(err.value)
+
+
+def test_the_centre_s_blend_is_a_setting(tmp_path):
+    path = write(tmp_path, '[routing]\ninterruptions = "email:email; phone:"\n')
+    assert load(path, env={}).routing.interruptions == "email:email; phone:"
+    with pytest.raises(ConfigError) as err:
+        load(env={"SWITCHBOARD_ROUTING_INTERRUPTIONS": "email:fax"})
+    assert "[routing] interruptions: channels are email, phone" in str(err.value)

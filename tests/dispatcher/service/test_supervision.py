@@ -363,6 +363,17 @@ def test_a_slow_read_of_todays_figures_shows_at_the_next_tick_never_in_between()
 # ---------------------------------------------------------------- why tasks wait, and the lists
 
 
+def test_a_task_nobody_signed_in_meets_the_expression_of_waits_for_that_reason():
+    s, sup, _ = live_stack()
+    s.put_queue(support_queue(expression="languages HAS task.language"))
+    s.put_agent("a1", 6, attributes={"languages": ["en"]})
+    s.login("a1")
+    s.call(attributes={"language": "fr"})
+    phone = row(sup.state())
+    assert (phone.why, phone.hint) == ("skill_missing",
+                                       'No agent signed in meets languages HAS "fr"')
+
+
 def test_why_a_queue_s_tasks_wait_is_read_from_the_router():
     s, sup, _ = live_stack()  # a1, a2 (support 6) and a3 (support 2), all signed off
     s.call()
@@ -429,3 +440,18 @@ def test_oldest_tasks_per_queue_with_request_numbers_and_the_total():
         (f"SB-{i:06d}", f"Question {i - 1}") for i in range(1, 6)]  # the five oldest
     assert [t.label for t in row(state).oldest] == ["+3225550100"]
     assert row(state).oldest[0].request == ""
+
+
+def test_each_task_shows_its_latest_routing_decision_in_words_until_it_closes():
+    s, sup, _ = live_stack()  # a1, a2 (support 6) and a3 (support 2), all signed off
+    s.login("a1")
+    s.login("a3")
+    call = s.call()
+    state = sup.state()
+    (a1,) = [a for a in state.agents if a.id == "a1"]
+    words = ("offered to a1 (longest idle of 1 available out of 2 eligible); passed over: a2 "
+             "offline; a3: skill support 2 < 5")
+    assert a1.offer is not None and a1.offer.id == call.id and a1.offer.decision == words
+    assert [t.decision for t in state.waiting if t.id == call.id] == [words]
+    s.wait(s.sessions.cancel(call.id, "test", "operator"))
+    assert sup._decisions == {}  # dropped with the task: the map holds open tasks only
