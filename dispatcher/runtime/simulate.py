@@ -4,7 +4,8 @@ Drives the real service layer (Intake, Assignment, Sessions, the Router) on a vi
 (`twisted.internet.task.Clock`) with the in-memory store: Poisson arrivals, exponential handling
 times, agents who accept every offer at once. Nothing here re-implements routing; it only plays
 the customers and the agents. With one queue, one skill and no abandonment the figures must
-agree with Erlang C, which `erlang_c` computes for comparison.
+agree with Erlang C, which `erlang_c` (erlang.py) computes for comparison. A whole centre
+(queues, skills, shifts, patience, e-mail) is centre.py's.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from dispatcher.service.assignment import Assignment
 from dispatcher.service.intake import Intake
 from dispatcher.service.sessions import Sessions
 from dispatcher.storage.memory import MemoryStore
+
+from .erlang import erlang_c  # the reference lives in erlang.py; importable from here too
 
 SIM_QUEUE = "sim"
 # Bounds of the inputs (a simulation is memory and time linear in tasks).
@@ -88,22 +91,6 @@ def check_inputs(agents: int, arrivals_per_hour: float, aht: float, sl_seconds: 
         problems.append(f"--tasks must be 1-{MAX_TASKS:,}, got {tasks}")
     if problems:
         raise InvalidValue("; ".join(problems))
-
-
-def erlang_c(agents: int, arrivals_per_hour: float, aht: float, sl_seconds: float) -> dict:
-    """Erlang C: probability of waiting, service level and ASA for an M/M/N queue."""
-    load = arrivals_per_hour / 3600.0 * aht  # offered traffic in erlangs
-    if load >= agents:
-        return {"p_wait": 1.0, "service_level": 0.0, "asa_seconds": math.inf}
-    term, total = 1.0, 1.0
-    for k in range(1, agents):
-        term *= load / k
-        total += term
-    top = term * load / agents * agents / (agents - load)
-    p_wait = top / (total + top)
-    service_level = 1.0 - p_wait * math.exp(-(agents - load) * sl_seconds / aht)
-    asa = p_wait * aht / (agents - load)
-    return {"p_wait": p_wait, "service_level": service_level, "asa_seconds": asa}
 
 
 class _Run:
