@@ -1,7 +1,8 @@
 """`switchboard`: the command line. Installs the asyncio reactor before anything imports the
 reactor, parses arguments, loads the configuration (every error at once), runs one command.
 
-    switchboard serve | demo | simulate
+    switchboard serve | demo | simulate [--scenario FILE] | staffing FILE
+    switchboard replay [--day D | --from T --to T] [--changes FILE] [--add-agents N --like ID]
     switchboard db upgrade | check
     switchboard agents add | set-skills | list | remove | disable | enable
     switchboard queues add | list | remove | disable | enable
@@ -134,9 +135,35 @@ def build_parser(specs: dict | None = None) -> argparse.ArgumentParser:
     sim.add_argument("--sl-seconds", type=float, default=20.0,
                      help="service-level target: answered within this many seconds")
     sim.add_argument("--tasks", type=int, default=20000, help="calls to simulate")
-    sim.add_argument("--seed", type=int, default=1, help="random seed (same seed, same run)")
+    sim.add_argument("--seed", type=int, help="random seed (same seed, same run; default 1, or "
+                                              "the scenario's own)")
+    sim.add_argument("--scenario", metavar="FILE", help="play a whole centre described in a "
+                     "TOML file (docs/staffing.md) instead of one queue: queues, skills, "
+                     "shifts, arrival profiles, patience, wrap-up, e-mail deadlines; the "
+                     "one-queue options are then ignored")
     sim.add_argument("--json", action="store_true", help=JSON_HELP)
     sim.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
+
+    staff = sub.add_parser("staffing", help="agents needed per 15 minutes for a scenario's "
+                                            "calls and e-mails, checked on the simulator")
+    staff.add_argument("scenario", metavar="SCENARIO", help="the scenario, a TOML file "
+                       "(docs/staffing.md; its agents are ignored: the plan brings its own)")
+    staff.add_argument("--sl", type=float, help="share of calls to answer within --within "
+                       "(default: each queue's sl_share, 0.8 unless it says)")
+    staff.add_argument("--within", type=float, metavar="SECONDS", help="the calls' target, "
+                       "seconds (default: each queue's sl_seconds.phone, 20 unless it says)")
+    staff.add_argument("--email-share", type=float, help="share of e-mails to answer by their "
+                       "deadline (default 0.9)")
+    staff.add_argument("--seed", type=int, help="random seed of the check (default: the "
+                                                "scenario's)")
+    staff.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report "
+                                                      "with plots")
+    staff.add_argument("--json", action="store_true", help=JSON_HELP)
+    staff.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
+
+    from .replay_command import add_parser as add_replay
+
+    add_replay(sub)  # switchboard replay: a recorded day again, with another configuration
 
     db = sub.add_parser("db", help="the database schema (migrations)").add_subparsers(
         dest="action", required=True, metavar="ACTION")
@@ -181,7 +208,7 @@ def _quiet_stdout() -> None:
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
-def _main(argv: list[str] | None = None) -> int:
+def _main(argv: list[str] | None = None) -> int:  # noqa: C901 - a branch per runtime command
     _install_reactor()
     from .edges import discover
 
@@ -194,7 +221,7 @@ def _main(argv: list[str] | None = None) -> int:
 
     from . import config as config_mod
 
-    if args.command == "simulate":
+    if args.command in ("simulate", "staffing"):  # no configuration, no database
         try:
             return _simulate(args)
         except DomainError as exc:
@@ -221,6 +248,10 @@ def _main(argv: list[str] | None = None) -> int:
             from .serve import serve
 
             return serve(config, url, specs, role=args.role)
+        if args.command == "replay":  # reads the database, writes nothing, needs no server
+            from .replay_command import replay_command
+
+            return replay_command(args, config, url)
         if args.command == "demo":
             from .demo import demo
 
@@ -277,6 +308,10 @@ def _no_database(args, url: str) -> int | None:
 
 
 def _simulate(args) -> int:
+    if args.command == "staffing" or args.scenario is not None:
+        from .staffing_command import simulate_command, staffing_command
+
+        return (staffing_command if args.command == "staffing" else simulate_command)(args)
     from dispatcher.progress import PROGRESS_AFTER_SECONDS, ProgressLine
 
     from .simulate import simulate
@@ -290,7 +325,7 @@ def _simulate(args) -> int:
             line(done, total)
 
     result = simulate(args.agents, args.arrivals_per_hour, args.aht, args.sl_seconds, args.tasks,
-                      args.seed, progress)
+                      1 if args.seed is None else args.seed, progress)
     if line is not None and line.shown:
         line.finish(result.tasks)
     if args.json:

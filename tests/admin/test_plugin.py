@@ -29,8 +29,8 @@ def test_the_runtime_finds_the_admin_edge_and_its_commands_come_first():
     parser = build_parser(specs)
     sub = next(a for a in parser._actions if a.dest == "command")
     names = list(sub.choices)
-    assert names[:4] == ["serve", "demo", "simulate", "db"]
-    assert names[4:] == ["agents", "queues", "tasks", "tokens", "calendars", "phones", "report",
+    assert names[:6] == ["serve", "demo", "simulate", "staffing", "replay", "db"]
+    assert names[6:] == ["agents", "queues", "tasks", "tokens", "calendars", "phones", "report",
                          "answers", "kb", "categories", "accounts", "token"]
 
 

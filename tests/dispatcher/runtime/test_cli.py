@@ -243,7 +243,8 @@ def test_tasks_show_prints_the_trail_with_the_explanation(db, tmp_path):
     assert mail.id in r.out and "Chris" in r.out and "email:c@example.org" in r.out
     kinds = re.findall(r"(task\.\w+|offer\.\w+)", r.out)
     assert kinds[:3] == ["task.created", "task.queued", "task.offered"], r.out
-    assert "why:" in r.out and "longest_idle" in r.out
+    assert "why: offered to ann (longest idle of 1 available out of 1 eligible)" in r.out
+    assert "system -> ann" in r.out
 
     r = sb(db, "tasks", "show", mail.id, "--json", tmp_path=tmp_path)
     trail = json.loads(r.out)["trail"]
@@ -378,7 +379,10 @@ def test_readme_commands_run_as_printed(db, tmp_path):
          "--calendar", "office", "--deadline", "sliding 24h", "--dispositions",
          "solved=Solved,callback=Call back later"],
         ["agents", "add", "ann", "--name", "Ann", "--skills", "support=5", "--queues", "support",
-         "--capacity", "phone=1,email=3"],
+         "--capacity", "phone=1,email=3", "--channels", "email,phone", "--attribute",
+         "languages=fr,en", "--interruptions", "email:email; phone:"],
+        ["queues", "add", "hotline", "--expression",
+         'languages HAS task.language AND tier != "trainee"', "--reserve", "2"],
         ["agents", "set-skills", "ann", "support=7"],
         ["tasks", "list", "--state", "queued", "--queue", "support", "--json"],
     ]
