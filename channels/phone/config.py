@@ -83,6 +83,8 @@ class PhoneSettings:
     cti_default_queue: str = ""  # for a call.arrived naming no queue and no mapped number
     cti_allowed_origins: str = ""  # browser origins allowed (a PBX sends none)
     cti_max_frame_bytes: int = 64 * 1024  # larger frames close the socket (1009), POSTs: 413
+    # seconds from a `route` to the PBX's `call.answered`; then the route fails (no_answer)
+    cti_route_timeout: float = 30.0
 
 
 def parse_queues(spec: str) -> dict[str, str]:
@@ -132,14 +134,11 @@ def check(s: PhoneSettings) -> None:
         port = getattr(s, name)
         if not -1 <= port < 65536 or (name == "udp_port" and port < 0):
             raise InvalidValue(f"phone.{name}: not a port: {port}")
-    if not s.queued_interval > 0:
-        raise InvalidValue("phone.queued_interval: must be > 0")
-    if not s.max_queue_wait > 0:
-        raise InvalidValue("phone.max_queue_wait: must be > 0")
+    for name in ("queued_interval", "max_queue_wait", "nonce_seconds", "cti_route_timeout"):
+        if not getattr(s, name) > 0:
+            raise InvalidValue(f"phone.{name}: must be > 0")
     if not 0 < s.register_min <= s.register_max:
         raise InvalidValue("phone.register_min/max: need 0 < min <= max")
-    if not s.nonce_seconds > 0:
-        raise InvalidValue("phone.nonce_seconds: must be > 0")
     algos = algorithms(s)
     if not algos or any(a not in DIGEST_ALGORITHMS for a in algos):
         raise InvalidValue(f"phone.digest_algorithms: choose from {', '.join(DIGEST_ALGORITHMS)}")

@@ -26,8 +26,18 @@ What it promises:
 - A call belongs to the integration (token subject) that reported it: only its connections get
   the call's `offer`/`route`/`cancel_route` (every live connection of that integration, so a
   PBX may keep two for redundancy), and another integration touching the call is `forbidden`.
-  A `route` not yet followed by `call.answered` is sent again when the integration reconnects
-  (after a restart of the dispatcher: the route of every CTI call assigned to an agent).
+- Replay: each call's latest `offer`/`route`/`cancel_route` that the PBX has not acted on
+  (answered, ended) is sent again, in the order issued, after the `welcome` of the
+  integration's next connection (instructions.py: bounded), so what was issued while its link
+  was down is not lost; after a restart of the dispatcher, the route of every CTI call assigned
+  to an agent.
+- A `route` not followed by `call.answered` within `route_timeout` seconds is failed by the
+  dispatcher itself, as a PBX's `route.failed` would be (the call back in its queue, never
+  again to that agent, `cancel_route {route_failed, detail no_answer}`), logged once. The timer
+  runs on the reactor's clock.
+- `device.state` `busy` and `ringing` make the agent engaged on the phone (no phone task);
+  `ringing` while one of our calls is offered or routed to them is that call's, and changes
+  nothing.
 - The WebSocket server is set up as the console's (dispatcher/websocket.py: limits, no
   compression, the connection gate, handshake refusals) and a frame is read by the console's
   rules (dispatcher.service.wire.read_frame: `id` a string or an integer, text frames).
@@ -58,7 +68,7 @@ from dispatcher.domain.tasks import Channel, TaskState
 from dispatcher.guard import Throttled
 from dispatcher.service import tokens
 from dispatcher.service.assignment import Assignment
-from dispatcher.service.calls import Calls
+from dispatcher.service.calls import ANSWERED_AT, Calls, call_task_id
 from dispatcher.service.edges import EdgeContext
 from dispatcher.service.ports import EdgeReactor
 from dispatcher.service.queries import Queries
@@ -66,10 +76,12 @@ from dispatcher.service.sessions import Sessions
 from dispatcher.service.wire import Incidents
 
 from . import messages as m
+from .instructions import Instructions
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CTI_PORT = 8090
+DEFAULT_ROUTE_TIMEOUT = 30.0  # seconds from `route` to `call.answered`, then route_failed
 # A connection that lets this many frames pile up is closed (1008): it cannot follow.
 MAX_PENDING_FRAMES = 1000
 SOURCE = "cti"  # Calls' source of the calls reported here
@@ -120,6 +132,9 @@ class CtiSettings:
     # Origin, and a request with an Origin not listed is refused (403).
     allowed_origins: str = ""
     max_frame_bytes: int = 64 * 1024  # also the largest POST body
+    # A `route` the PBX has not answered (call.answered) within this many seconds is failed
+    # as a `route.failed {no_answer}` would be: the caller does not stay on hold for ever.
+    route_timeout: float = DEFAULT_ROUTE_TIMEOUT
     # Make agents without a reachable phone unavailable for phone tasks at start (the phone
     # edge does it itself when it runs the CTI; see Calls.require_devices).
     require_devices: bool = True
@@ -225,8 +240,10 @@ class Cti:
         self.refusals = Throttled(log)
         self.incidents = Incidents(log)  # unexpected failures: an id for the PBX and the log
         self._refs: dict[str, CallRef] = {}  # task id -> the CTI call
-        self._routes: dict[str, dict[str, Any]] = {}  # task id -> `route` not yet answered
+        self.instructions = Instructions()  # what each PBX is told again when it connects
         self._routed: set[str] = set()  # task ids routed to an agent and not over yet
+        self._route_timers: dict[str, Any] = {}  # task id -> its route's timeout (IDelayedCall)
+        self._failing: dict[str, str] = {}  # task id -> why its route is being failed
         self._server: Any = None
         self._listening = False
         self.port: int | None = None
@@ -269,8 +286,10 @@ class Cti:
                 ref = self._ref(task.id)
                 if ref is not None and task.state is TaskState.ASSIGNED:
                     self._routed.add(task.id)
-                    self._routes[task.id] = {"type": m.ROUTE, "call_id": ref.call_id,
-                                             "task_id": task.id, **self._where(agent_id)}
+                    self._issue(ref, {"type": m.ROUTE, "call_id": ref.call_id,
+                                      "task_id": task.id, **self._where(agent_id)})
+                    if task.attributes.get(ANSWERED_AT) is None:
+                        self._arm(ref.task_id, agent_id)
 
     def stop(self) -> Deferred[None]:
         return to_deferred(self._stop())
@@ -280,6 +299,8 @@ class Cti:
             self.verifier.revoked.listeners.remove(self._revoked)
         self.verifier = None  # POST /cti/events answers 503 from now on
         server, self._server = self._server, None
+        for task_id in list(self._route_timers):
+            self._disarm(task_id)
         await websocket.stop(server)
         await self.background.stop()
 
@@ -341,10 +362,8 @@ class Cti:
         log.info("cti: integration %s connected", claims.sub)
         link.push({"type": m.WELCOME, "v": m.PROTOCOL_VERSION, "integration": claims.sub,
                    "server_time": self.reactor.seconds()})
-        for task_id, frame in list(self._routes.items()):  # routes the PBX may have missed
-            ref = self._refs.get(task_id)
-            if ref is not None and ref.integration == claims.sub:
-                link.push(frame)
+        for frame in self.instructions.due(claims.sub):  # what the PBX may have missed
+            link.push(frame)
         try:
             async for raw in websocket.frames(ws):
                 link.push(await self.answer(claims.sub, raw))
@@ -398,11 +417,13 @@ class Cti:
             call_id = self._own_call(sub, msg)
             by = m.choice(msg, "by", m.ENDED_BY, m.DEFAULT_ENDED_BY)
             await to_future(self.calls.ended(call_id, by))
+            self._over_at_pbx(sub, call_id)
             return m.ok(rid, call_id=call_id)
         if kind == m.CALL_ABANDONED:
             call_id = self._own_call(sub, msg)
             reason = m.text(msg, "reason", False, m.MAX_FIELD_CHARS, m.DEFAULT_ABANDON_REASON)
             await to_future(self.calls.abandoned(call_id, reason or m.DEFAULT_ABANDON_REASON))
+            self._over_at_pbx(sub, call_id)
             return m.ok(rid, call_id=call_id)
         if kind == m.ROUTE_FAILED:
             return await self._route_failed(sub, msg, rid)
@@ -469,9 +490,22 @@ class Cti:
             raise Refused("offer_not_current", f"call {call_id} is not routed to an agent")
         agent_id = task.agent_id  # the task changes hands below
         log.info("cti: %s could not connect %s to %s: %s", sub, call_id, agent_id, reason)
-        await to_future(self.sessions.transfer(
-            task.id, queue=task.queue, actor=m.INTEGRATION_ACTOR_PREFIX + sub))
+        await to_future(self._fail_route(task.id, task.queue, reason or m.DEFAULT_ROUTE_FAILURE,
+                                         m.INTEGRATION_ACTOR_PREFIX + sub))
         return m.ok(rid, call_id=call_id, agent_id=agent_id)
+
+    def _fail_route(self, task_id: str, queue: str, reason: str, actor: str
+                    ) -> Deferred[Any]:
+        """Back to its own queue (a transfer: original age kept, never again to that agent);
+        the outcome's `cancel_route` says `route_failed` with `reason` as its detail."""
+        self._failing[task_id] = reason
+        d = self.sessions.transfer(task_id, queue=queue, actor=actor)
+
+        def forget(result: Any) -> Any:
+            self._failing.pop(task_id, None)
+            return result
+
+        return d.addBoth(forget)
 
     async def _device(self, msg: dict[str, Any], rid: Any) -> dict[str, Any]:
         extension = m.text(msg, "extension", limit=m.MAX_NUMBER_CHARS)
@@ -479,12 +513,25 @@ class Cti:
         agent_id = self.calls.agent_by_extension(extension)
         if agent_id is None:
             raise Refused(m.UNKNOWN_EXTENSION, f"no agent has the extension {extension}")
+        if state == m.RINGING and self._rings_ours(agent_id):
+            return m.ok(rid, extension=extension, agent_id=agent_id, state=state)
         if state == m.UNAVAILABLE:
             d = self.calls.device(agent_id, reachable=False)
         else:
-            d = self.calls.device(agent_id, reachable=True, engaged=(state == m.BUSY))
+            d = self.calls.device(agent_id, reachable=True,
+                                  engaged=(state in m.ENGAGED_STATES))
         await to_future(d)
         return m.ok(rid, extension=extension, agent_id=agent_id, state=state)
+
+    def _rings_ours(self, agent_id: str) -> bool:
+        """Whether the agent's phone may ring with one of our calls: a CTI call offered to them
+        (a PBX that rings on `offer`) or routed to them and not answered yet. Their `ringing`
+        is then that call's, which changes nothing (as `busy` it would withdraw it)."""
+        offer = self.queries.pending_offer(agent_id)
+        if offer is not None and self._ref(offer.task_id) is not None:
+            return True
+        return any(t.state is TaskState.ASSIGNED and t.attributes.get(ANSWERED_AT) is None
+                   and self._ref(t.id) is not None for t in self.queries.held(agent_id))
 
     def _own_call(self, sub: str, msg: dict[str, Any], must_exist: bool = False) -> str:
         """The message's call id, checked to belong to this integration. A call we do not
@@ -535,6 +582,23 @@ class Cti:
         for link in list(self.links.get(ref.integration, ())):
             link.push(frame)
 
+    def _issue(self, ref: CallRef, frame: dict[str, Any]) -> None:
+        """An instruction for the PBX: sent to its live links, and kept as the call's latest
+        until the PBX acts on it (sent again when the integration connects)."""
+        dropped = self.instructions.issued(ref.integration, ref.task_id, frame)
+        if dropped is not None:
+            self.refusals.warning((ref.integration, "replay"), time.monotonic(),
+                                  "cti: %s has more than %d calls with instructions pending; "
+                                  "no longer keeping the %s of call %s", ref.integration,
+                                  self.instructions.limit, dropped["type"],
+                                  dropped.get("call_id"))
+        self._send(ref, frame)
+
+    def _over_at_pbx(self, sub: str, call_id: str) -> None:
+        """The PBX ended the call: nothing it was told of it needs saying again (also for a
+        call over already, e.g. cancelled by a supervisor, whose `cancel_route` was kept)."""
+        self.instructions.settled(call_task_id(call_id), integration=sub)
+
     def on_outcome(self, outcome: Any) -> None:
         """After each committed outcome: tell the PBX that reported a call what became of it."""
         answered = {e.task_id for e in outcome.events if e.kind == ev.CALL_ANSWERED}
@@ -544,10 +608,10 @@ class Cti:
                 continue
             kind = e.kind
             if kind == ev.TASK_OFFERED:
-                self._send(ref, {"type": m.OFFER, "call_id": ref.call_id, "task_id": ref.task_id,
-                                 "offer_id": e.data.get("offer_id"),
-                                 "expires_at": e.data.get("expires_at"),
-                                 **self._where(e.agent_id)})
+                self._issue(ref, {"type": m.OFFER, "call_id": ref.call_id,
+                                  "task_id": ref.task_id, "offer_id": e.data.get("offer_id"),
+                                  "expires_at": e.data.get("expires_at"),
+                                  **self._where(e.agent_id)})
             elif kind in (ev.OFFER_EXPIRED, ev.OFFER_REJECTED, ev.OFFER_WITHDRAWN):
                 reason = {ev.OFFER_EXPIRED: m.EXPIRED, ev.OFFER_REJECTED: m.REJECTED,
                           ev.OFFER_WITHDRAWN: m.WITHDRAWN}[kind]
@@ -555,39 +619,82 @@ class Cti:
             elif kind == ev.TASK_ASSIGNED:
                 self._routed.add(ref.task_id)
                 if ref.task_id in answered:  # the PBX's own answer accepted the offer
+                    self.instructions.settled(ref.task_id)
                     continue
-                frame = {"type": m.ROUTE, "call_id": ref.call_id, "task_id": ref.task_id,
-                         **self._where(e.agent_id)}
-                self._routes[ref.task_id] = frame
-                self._send(ref, frame)
+                self._issue(ref, {"type": m.ROUTE, "call_id": ref.call_id,
+                                  "task_id": ref.task_id, **self._where(e.agent_id)})
+                self._arm(ref.task_id, e.agent_id)
             elif kind == ev.CALL_ANSWERED:
-                self._routes.pop(ref.task_id, None)
+                self._disarm(ref.task_id)
+                self.instructions.settled(ref.task_id)
             elif (kind in (ev.TASK_REQUEUED, ev.TASK_TRANSFERRED, ev.TASK_CANCELLED)
                     and ref.task_id in self._routed):
-                reason = {ev.TASK_REQUEUED: m.REQUEUED, ev.TASK_TRANSFERRED: m.TRANSFERRED,
-                          ev.TASK_CANCELLED: m.CANCELLED}[kind]
-                if kind == ev.TASK_TRANSFERRED and \
-                        e.actor.startswith(m.INTEGRATION_ACTOR_PREFIX):
-                    reason = m.ROUTE_FAILED_REASON
-                self._cancel(ref, e, reason)
-                self._routed.discard(ref.task_id)
-                self._routes.pop(ref.task_id, None)
+                self._taken_back(ref, e)
             if kind in (ev.TASK_WRAP_UP, ev.TASK_COMPLETED, ev.TASK_CANCELLED,
                         ev.TASK_ABANDONED):
-                self._routes.pop(ref.task_id, None)
+                self._disarm(ref.task_id)
+                if kind != ev.TASK_CANCELLED:  # the PBX ended it: nothing left to tell
+                    self.instructions.settled(ref.task_id)
                 self._routed.discard(ref.task_id)
                 if kind != ev.TASK_WRAP_UP:
                     self._refs.pop(ref.task_id, None)
 
-    def _cancel(self, ref: CallRef, e: Any, reason: str, offer_id: str | None = None) -> None:
+    def _taken_back(self, ref: CallRef, e: Any) -> None:
+        """A routed call was taken from its agent: requeued, transferred (a failed route is a
+        transfer to its own queue), cancelled."""
+        reason = {ev.TASK_REQUEUED: m.REQUEUED, ev.TASK_TRANSFERRED: m.TRANSFERRED,
+                  ev.TASK_CANCELLED: m.CANCELLED}[e.kind]
+        detail = self._failing.pop(ref.task_id, None) if e.kind == ev.TASK_TRANSFERRED else None
+        if detail is not None or (e.kind == ev.TASK_TRANSFERRED and
+                                  e.actor.startswith(m.INTEGRATION_ACTOR_PREFIX)):
+            reason = m.ROUTE_FAILED_REASON
+        self._disarm(ref.task_id)
+        self._cancel(ref, e, reason, detail=detail)
+        self._routed.discard(ref.task_id)
+
+    def _cancel(self, ref: CallRef, e: Any, reason: str, offer_id: str | None = None,
+                detail: str | None = None) -> None:
         frame = {"type": m.CANCEL_ROUTE, "call_id": ref.call_id, "task_id": ref.task_id,
                  "reason": reason, **self._where(e.agent_id)}
         if offer_id is not None:
             frame["offer_id"] = offer_id
-        detail = e.data.get("reason")
+        detail = detail or e.data.get("reason")
         if detail:
             frame["detail"] = detail
-        self._send(ref, frame)
+        self._issue(ref, frame)
+
+    # ------------------------------------------------------------------ route timeouts
+
+    def _arm(self, task_id: str, agent_id: str | None) -> None:
+        """`route_timeout` seconds for the PBX to report the routed call answered."""
+        self._disarm(task_id)
+        self._route_timers[task_id] = self.reactor.callLater(
+            self.settings.route_timeout, self._no_answer, task_id, agent_id)
+
+    def _disarm(self, task_id: str) -> None:
+        timer = self._route_timers.pop(task_id, None)
+        if timer is not None and timer.active():
+            timer.cancel()
+
+    def _no_answer(self, task_id: str, agent_id: str | None) -> None:
+        """The route's time is up: still routed to that agent and never answered, it fails
+        as a PBX's `route.failed {no_answer}` would."""
+        self._route_timers.pop(task_id, None)
+        task = self.queries.task(task_id)
+        ref = self._ref(task_id)
+        if ref is None or task is None or task.state is not TaskState.ASSIGNED or \
+                task.agent_id != agent_id or task.attributes.get(ANSWERED_AT) is not None:
+            return
+        log.warning("cti: no answer within %g s to the route of call %s (%s) to %s's extension:"
+                    " back to queue %s", self.settings.route_timeout, ref.call_id,
+                    ref.integration, agent_id, task.queue)
+
+        def failed(failure: Any) -> None:  # the task moved meanwhile (answered, ended...)
+            log.info("cti: could not take call %s back from %s: %s", ref.call_id, agent_id,
+                     failure.getErrorMessage())
+
+        self._fail_route(task_id, task.queue, m.DEFAULT_ROUTE_FAILURE,
+                         ev.SYSTEM).addErrback(failed)
 
 
 class _Unauthorized(Exception):

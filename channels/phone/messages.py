@@ -49,9 +49,11 @@ PONG = "pong"
 
 # device.state states
 BUSY = "busy"  # in a call outside our routing: no phone task for the agent
+RINGING = "ringing"  # a call outside our routing rings it: engaged, as busy
 IDLE = "idle"  # free (and reachable)
 UNAVAILABLE = "unavailable"  # unplugged, logged out of the PBX: not reachable
-DEVICE_STATES = (BUSY, IDLE, UNAVAILABLE)
+DEVICE_STATES = (BUSY, RINGING, IDLE, UNAVAILABLE)
+ENGAGED_STATES = frozenset({BUSY, RINGING})  # the agent takes no phone task meanwhile
 
 # call.ended `by`
 ENDED_BY = ("caller", "agent", "pbx")
@@ -65,8 +67,8 @@ WITHDRAWN = "withdrawn"  # taken back before an answer (caller gone, agent gone,
 REQUEUED = "requeued"  # a routed call was taken back from its agent and waits again
 TRANSFERRED = "transferred"  # a routed call moved to another queue or agent
 CANCELLED = "cancelled"  # a supervisor cancelled the task
-ROUTE_FAILED_REASON = "route_failed"  # the PBX reported route.failed: back to the queue
-DEFAULT_ROUTE_FAILURE = "no_answer"
+ROUTE_FAILED_REASON = "route_failed"  # route.failed, or no call.answered in time: requeued
+DEFAULT_ROUTE_FAILURE = "no_answer"  # also the `detail` when cti_route_timeout ran out
 INTEGRATION_ACTOR_PREFIX = "integration:"  # the actor of what an integration did, in the log
 
 # error codes (the domain's codes pass through: unknown_queue, offer_not_current, invalid_value,

@@ -28,7 +28,7 @@ def test_bad_settings_are_refused_at_start():
                    {"queued_interval": 0}, {"max_queue_wait": -1},
                    {"register_min": 100, "register_max": 10}, {"digest_algorithms": "MD4"},
                    {"digest_algorithms": ""}, {"realm": ""}, {"nonce_seconds": 0},
-                   {"sip_enabled": False}):  # neither SIP nor CTI: nothing to run
+                   {"cti_route_timeout": 0}, {"sip_enabled": False}):  # neither SIP nor CTI: nothing to run
         with pytest.raises(InvalidValue):
             check(dataclasses.replace(good, **change))
     check(dataclasses.replace(good, sip_enabled=False, cti_enabled=True))  # CTI only

@@ -3,7 +3,9 @@ dispatcher (cti_server.py: the runtime's App on SQLite, the agent console and th
 agents at their consoles (real `websockets` clients): a call offered, accepted in the console,
 routed to the agent's extension, answered and ended (wrap-up); no answer (RONA); a reject and
 the next agent; a caller who gives up in the queue or while offered; an extension busy and idle
-again; one-shot HTTP events; refused tokens and origins; malformed frames.
+again, or ringing; a route the PBX never reports answered (cti_route_timeout); instructions
+missed while the link was down, sent again in order; one-shot HTTP events; refused tokens and
+origins; malformed frames.
 
 Each case has its own queue and agents, so the cases share one server and stay independent."""
 
@@ -56,6 +58,7 @@ QUEUES = [
     {"name": "abandon"}, {"name": "device"}, {"name": "http"}, {"name": "misc"},
     {"name": "transfer"}, {"name": "ring"}, {"name": "fail"},
     {"name": "skills", "expression": "languages HAS task.language"},
+    {"name": "again"}, {"name": "bell"}, {"name": "replay"},
 ]
 AGENTS = [
     {"id": "ann", "extension": "201", "queues": ["flow"]},
@@ -75,6 +78,10 @@ AGENTS = [
      "attributes": {"languages": ["fr"]}},
     {"id": "ira", "extension": "214", "queues": ["skills"], "skills": {"billing": 4},
      "attributes": {"languages": ["fr", "en"]}},
+    {"id": "amy", "extension": "215", "queues": ["again"]},
+    {"id": "bea", "extension": "216", "queues": ["bell"]},
+    {"id": "rex", "extension": "217", "queues": ["replay"]},
+    {"id": "rey", "extension": "218", "queues": ["replay"]},
 ]
 
 
@@ -187,8 +194,9 @@ def start_app(where: Path, **extra: Any) -> App:
     """The test server (cti_server.py) on a SQLite file in `where`, up and followed."""
     secret = where / "secret"
     secret.write_bytes(SECRET)
-    spec = {"secret_file": str(secret), "queues": QUEUES, "agents": AGENTS,
-            "cti": {"numbers": f"{FLOW_NUMBER}=flow", "max_frame_bytes": 4096}, **extra}
+    cti = {"numbers": f"{FLOW_NUMBER}=flow", "max_frame_bytes": 4096, **extra.pop("cti", {})}
+    spec = {"secret_file": str(secret), "queues": QUEUES, "agents": AGENTS, "cti": cti,
+            **extra}
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.channels.phone.cti_server",
          f"sqlite:///{where / 'switchboard.db'}", json.dumps(spec)],
@@ -667,6 +675,138 @@ async def test_a_call_belongs_to_the_integration_that_reported_it(app):
         await close_all(pbx1, pbx2)
 
 
+@run
+async def test_an_extension_reports_busy_and_idle_after_its_first_call(app):
+    """Issue 18 said the CTI's routed set was never cleared, so an extension's busy and idle
+    stopped counting after its first call: the CTI clears it at the call's end (wrap-up); this
+    walks a second call after the first to prove it. (The Asterisk guide's own `routed` set
+    was the one never cleared: docs/asterisk.md.)"""
+    pbx, amy = await app.pbx(), await app.agent("amy")
+    try:
+        ack = await arrive(pbx, "again-1", queue="again")
+        offer = await amy.expect("offer")
+        assert (await amy.request("accept", offer_id=offer["offer_id"]))["type"] == "ok"
+        await pbx.expect(of_call(m.ROUTE, "again-1"))
+        assert (await pbx.request(m.CALL_ANSWERED, call_id="again-1", extension="215")
+                )["type"] == m.OK
+        assert (await pbx.request(m.CALL_ENDED, call_id="again-1", by="agent"))["type"] == m.OK
+        await app.event("task.wrap_up", task_id=ack["task_id"], agent_id="amy")
+        assert (await amy.request("complete", task_id=ack["task_id"], disposition="solved")
+                )["type"] == "ok"
+        await app.event("task.completed", task_id=ack["task_id"])
+        # After the first call the extension's states still count: busy keeps the next away...
+        assert (await pbx.request(m.DEVICE_STATE, extension="215", state=m.BUSY)
+                )["type"] == m.OK
+        await app.event("agent.device", agent_id="amy", engaged=True)
+        second = await arrive(pbx, "again-2", queue="again")
+        assert second["state"] == "queued"
+        # ...and idle brings it.
+        assert (await pbx.request(m.DEVICE_STATE, extension="215", state=m.IDLE)
+                )["type"] == m.OK
+        nxt = await pbx.expect(of_call(m.OFFER, "again-2"))
+        assert (nxt["agent_id"], nxt["task_id"]) == ("amy", second["task_id"])
+        await amy.expect("offer")
+        assert (await pbx.request(m.CALL_ABANDONED, call_id="again-2"))["type"] == m.OK
+    finally:
+        await close_all(pbx, amy)
+
+
+@run
+async def test_a_ringing_extension_takes_no_call_until_idle(app):
+    """`ringing` (Asterisk's RINGING) of a call outside our routing makes the agent engaged on
+    the phone, as `busy` does: no call offered until `idle`. While one of our calls is offered
+    to the agent (a PBX that rings on `offer`), the ringing is that call's: nothing changes."""
+    pbx, bea = await app.pbx(), await app.agent("bea")
+    try:
+        ringing = await pbx.request(m.DEVICE_STATE, extension="216", state=m.RINGING)
+        assert (ringing["type"], ringing["agent_id"], ringing["state"]) == \
+            (m.OK, "bea", m.RINGING)
+        await app.event("agent.device", agent_id="bea", engaged=True)
+        ack = await arrive(pbx, "bell-1", queue="bell")
+        assert ack["state"] == "queued"
+        assert (await pbx.request(m.DEVICE_STATE, extension="216", state=m.IDLE)
+                )["type"] == m.OK
+        await app.event("agent.device", agent_id="bea", engaged=False)
+        offer = await pbx.expect(of_call(m.OFFER, "bell-1"))
+        assert (offer["agent_id"], offer["extension"]) == ("bea", "216")
+        await bea.expect("offer")
+        # The PBX rings 216 for our offer and says so: the offer stays.
+        assert (await pbx.request(m.DEVICE_STATE, extension="216", state=m.RINGING)
+                )["type"] == m.OK
+        assert (await pbx.request(m.PING))["type"] == m.PONG
+        assert not [f for f in pbx.seen if of_call(m.CANCEL_ROUTE, "bell-1")(f)]
+        answered = await pbx.request(m.CALL_ANSWERED, call_id="bell-1", extension="216")
+        assert (answered["type"], answered["agent_id"]) == (m.OK, "bea")
+        assert (await pbx.request(m.CALL_ENDED, call_id="bell-1"))["type"] == m.OK
+        await app.event("task.wrap_up", task_id=ack["task_id"], agent_id="bea")
+        engaged = [e for e in app.events if e["kind"] == "agent.device"
+                   and e["agent_id"] == "bea" and e["data"].get("engaged")]
+        assert len(engaged) == 1, engaged  # only the first ringing, not our call's
+    finally:
+        await close_all(pbx, bea)
+
+
+INSTRUCTIONS = (m.OFFER, m.ROUTE, m.CANCEL_ROUTE)
+
+
+def instruction(f: dict) -> bool:
+    return f["type"] in INSTRUCTIONS and str(f.get("call_id", "")).startswith("rp-")
+
+
+@run
+async def test_instructions_missed_while_the_link_was_down_come_again_in_order(app):
+    """Offers, routes and cancels issued while the integration had no WebSocket open are
+    sent after the next welcome, each call's latest only, in the order they were issued; what
+    the PBX has answered or ended is not sent again."""
+    token = sign("pbx9")
+    agents = {"rex": await app.agent("rex"), "rey": await app.agent("rey")}
+    pbx = None
+    try:
+        tasks = {}
+        for call_id in ("rp-1", "rp-2"):  # over HTTP, no WebSocket open: nobody hears the offer
+            status, body, _ = await asyncio.to_thread(app.post, {
+                "type": m.CALL_ARRIVED, "call_id": call_id, "from": CALLER, "queue": "replay"},
+                token)
+            assert (status, body["state"]) == (200, "offered"), body
+            tasks[call_id] = body["task_id"]
+        offered = {}
+        for aid, console in agents.items():
+            shown = await console.expect("offer")
+            offered[shown["task"]["id"]] = (aid, shown["offer_id"])
+        pbx = await app.pbx("pbx9")
+        frames = [await pbx.expect(instruction) for _ in range(2)]
+        assert [(f["type"], f["call_id"]) for f in frames] == [(m.OFFER, "rp-1"),
+                                                               (m.OFFER, "rp-2")]
+        for f in frames:
+            assert (f["agent_id"], f["offer_id"]) == offered[f["task_id"]]
+        # The link drops; one agent rejects the first call, the other accepts the second.
+        await pbx.close()
+        first_agent, first_offer = offered[tasks["rp-1"]]
+        second_agent, second_offer = offered[tasks["rp-2"]]
+        assert (await agents[first_agent].request("reject", offer_id=first_offer)
+                )["type"] == "ok"
+        assert (await agents[second_agent].request("accept", offer_id=second_offer)
+                )["type"] == "ok"
+        await app.event("offer.rejected", task_id=tasks["rp-1"])
+        await app.event("offer.accepted", task_id=tasks["rp-2"])
+        pbx = await app.pbx("pbx9")
+        frames = [await pbx.expect(instruction) for _ in range(2)]
+        assert [(f["type"], f["call_id"]) for f in frames] == [(m.CANCEL_ROUTE, "rp-1"),
+                                                               (m.ROUTE, "rp-2")]
+        assert (frames[0]["reason"], frames[1]["agent_id"]) == (m.REJECTED, second_agent)
+        # Answered and abandoned: nothing more to say about them on the next connect.
+        assert (await pbx.request(m.CALL_ANSWERED, call_id="rp-2"))["type"] == m.OK
+        assert (await pbx.request(m.CALL_ABANDONED, call_id="rp-1"))["type"] == m.OK
+        await app.event("task.abandoned", task_id=tasks["rp-1"])
+        await pbx.close()
+        pbx = await app.pbx("pbx9")
+        assert (await pbx.request(m.PING))["type"] == m.PONG
+        assert not [f for f in pbx.seen if instruction(f)]
+        assert (await pbx.request(m.CALL_ENDED, call_id="rp-2"))["type"] == m.OK
+    finally:
+        await close_all(*([pbx] if pbx else []), *agents.values())
+
+
 @pytest.mark.parametrize("sip", [True, False], ids=["with-sip", "cti-only"])
 def test_the_phone_edge_runs_the_cti_when_enabled(tmp_path, sip):
     """Deployed as `[phone] cti_enabled = true`: the phone edge runs it, next to the SIP server
@@ -701,9 +841,11 @@ def test_the_phone_edge_runs_the_cti_when_enabled(tmp_path, sip):
 def test_settings_from_the_phone_section():
     from channels.phone.config import PhoneSettings
 
+    assert CtiSettings.from_phone(PhoneSettings()).route_timeout == 30.0
     s = CtiSettings.from_phone(PhoneSettings(cti_port=9999, cti_numbers="0800 123=sales",
-                                             cti_audience="pbx"))
-    assert (s.port, s.audience, s.number_map()) == (9999, "pbx", {"0800123": "sales"})
+                                             cti_audience="pbx", cti_route_timeout=5.5))
+    assert (s.port, s.audience, s.number_map(), s.route_timeout) == \
+        (9999, "pbx", {"0800123": "sales"}, 5.5)
     with pytest.raises(InvalidValue, match="cti_numbers"):
         CtiSettings(numbers="0800").number_map()
 
@@ -743,3 +885,60 @@ def test_a_route_survives_a_restart_of_the_dispatcher(tmp_path):
         asyncio.run(asyncio.wait_for(after(task_id), TEST_TIMEOUT))
     finally:
         server.stop()
+
+
+ROUTE_TIMEOUT = 1.0
+
+
+def test_a_route_nobody_answers_goes_back_to_the_queue_on_its_own(tmp_path):
+    """`cti_route_timeout` after a `route` without `call.answered` (nor `route.failed`): the
+    dispatcher fails the route itself, as if the PBX had sent `route.failed`: `cancel_route
+    {route_failed, detail no_answer}`, the call back in its queue, the next agent offered it;
+    logged once. A route answered in time is left alone."""
+    server = start_app(tmp_path, cti={"route_timeout": ROUTE_TIMEOUT})
+
+    async def walk() -> None:
+        pbx = await server.pbx()
+        consoles = {"fay": await server.agent("fay"), "fox": await server.agent("fox")}
+        try:
+            ack = await arrive(pbx, "quiet-1", queue="fail")
+            first = (await pbx.expect(of_call(m.OFFER, "quiet-1")))["agent_id"]
+            other = ({"fay", "fox"} - {first}).pop()
+            offer = await consoles[first].expect("offer")
+            assert (await consoles[first].request("accept", offer_id=offer["offer_id"])
+                    )["type"] == "ok"
+            await pbx.expect(of_call(m.ROUTE, "quiet-1"))
+            routed = time.monotonic()
+            # The PBX never says whether the extension answered.
+            cancel = await pbx.expect(of_call(m.CANCEL_ROUTE, "quiet-1"),
+                                      timeout=ROUTE_TIMEOUT + FRAME_TIMEOUT)
+            assert time.monotonic() - routed >= ROUTE_TIMEOUT - 0.3
+            assert (cancel["reason"], cancel["detail"], cancel["agent_id"]) == \
+                (m.ROUTE_FAILED_REASON, m.DEFAULT_ROUTE_FAILURE, first)
+            e = await server.event("task.transferred", task_id=ack["task_id"])
+            assert e["data"]["from_agent"] == first
+            closed = await consoles[first].expect("task_closed")
+            assert (closed["task_id"], closed["state"]) == (ack["task_id"], "queued")
+            nxt = await pbx.expect(of_call(m.OFFER, "quiet-1"))
+            assert nxt["agent_id"] == other
+            # The next agent's route is answered in time: it stays.
+            offer = await consoles[other].expect("offer")
+            assert (await consoles[other].request("accept", offer_id=offer["offer_id"])
+                    )["type"] == "ok"
+            await pbx.expect(of_call(m.ROUTE, "quiet-1"))
+            assert (await pbx.request(m.CALL_ANSWERED, call_id="quiet-1"))["type"] == m.OK
+            await asyncio.sleep(ROUTE_TIMEOUT + 0.5)
+            assert (await pbx.request(m.PING))["type"] == m.PONG
+            assert not [f for f in pbx.seen if of_call(m.CANCEL_ROUTE, "quiet-1")(f)]
+            assert (await pbx.request(m.CALL_ENDED, call_id="quiet-1"))["type"] == m.OK
+            await server.event("task.wrap_up", task_id=ack["task_id"], agent_id=other)
+        finally:
+            await close_all(pbx, *consoles.values())
+
+    try:
+        asyncio.run(asyncio.wait_for(walk(), TEST_TIMEOUT))
+    finally:
+        server.stop()
+    logged = [line for line in (tmp_path / "server.log").read_text().splitlines()
+              if "quiet-1" in line and "no answer" in line]
+    assert len(logged) == 1, logged
