@@ -155,7 +155,8 @@ class FakeAri:
         self.requests.append((method, path, params))
         parts = path.strip("/").split("/")
         if (method, parts[0]) == ("POST", "channels") and len(parts) == 1:  # originate
-            leg = Leg(f"leg-{next(self._ids)}", params["endpoint"], params["appArgs"].split(","))
+            leg = Leg(params.get("channelId") or f"leg-{next(self._ids)}", params["endpoint"],
+                      params["appArgs"].split(","))
             self._ringing[leg.id] = leg
             await self.legs.put(leg)
             return 200, {"id": leg.id, "state": "Down", "name": params["endpoint"]}
