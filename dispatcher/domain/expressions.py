@@ -40,7 +40,6 @@ MAX_DEPTH = 40  # nested NOT and parentheses
 MAX_LIST = 100  # items in a list literal
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*\Z")
 KEYWORDS = frozenset({"and", "or", "not", "has", "in", "true", "false", "null"})
-OPERATORS = ("=", "!=", "<", "<=", ">", ">=", "HAS", "IN")
 
 
 class _Absent:

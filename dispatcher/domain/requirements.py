@@ -30,7 +30,7 @@ per distinct binding, so an expression should name task attributes that take few
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .errors import InvalidValue
@@ -335,8 +335,3 @@ def check_attributes(attributes: Mapping[str, Any], where: str = "attributes") -
 
 def _plain(v: Any) -> bool:
     return isinstance(v, str | bool) or (isinstance(v, int | float) and math.isfinite(v))
-
-
-def names_in(nodes: Iterable[Node], scope: str) -> set[str]:
-    """The names a set of trees reads in one scope ("agent" or "task")."""
-    return set().union(*(_names(n, scope) for n in nodes))

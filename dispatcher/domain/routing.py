@@ -863,7 +863,7 @@ class Router:
         if agent_id not in bucket.eligible:
             raise NotEligible(agent_id, task_id,
                               "not a member of the queue with the skills and the channel")
-        if not agent.can_take(task.channel, agent.interruptions or self.matrix):
+        if not agent.can_take(task.channel, self.matrix_of(agent)):
             raise NotEligible(agent_id, task_id, (
                 f"you are {agent.status.value.replace('_', ' ')}: be available to pick"
                 if agent.status is not Presence.AVAILABLE else "an offer is pending"
@@ -973,8 +973,8 @@ class Router:
         out = set()
         for ch in agent.channels:
             n = sum(1 for c in agent.held.values() if c is ch)
-            if ch not in blocked and n < agent.capacity.get(ch, 0) and (
-                    agent.interruptions or self.matrix).permits(
+            if ch not in blocked and n < agent.capacity.get(ch, 0) and self.matrix_of(
+                    agent).permits(
                     held, ch):
                 out.add(ch)
         return out
@@ -982,9 +982,9 @@ class Router:
     def available_count(self, queue: str, channel: Channel) -> int:
         """Members who could be offered a task of `channel` now (status, capacity, interruption
         matrix; skills aside), whether or not such a task was seen yet. Reads only; O(members)."""
-        agents, matrix = self.agents, self.matrix
+        agents = self.agents
         return sum(1 for a in self._members.get(queue, ())
-                   if agents[a].can_take(channel, agents[a].interruptions or matrix))
+                   if agents[a].can_take(channel, self.matrix_of(agents[a])))
 
     def set_reserve(self, queue: str, on: bool, now: float) -> Outcome:
         """The service's word that the queue's calls are at risk (on) or no longer (off). While

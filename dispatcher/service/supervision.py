@@ -462,14 +462,13 @@ class Supervision:
                                  "offline")}
         breaks: dict[str, int] = {}
         eligible = 0
-        matrix = r.matrix
         for agent_id in r.members(name):
             agent = r.agents[agent_id]
             if (channel not in agent.channels or agent.capacity.get(channel, 0) <= 0
                     or not meets(agent.skills, queue.requirement)):
                 continue
             eligible += 1
-            kind = self._doing(agent, channel, agent.interruptions or matrix)
+            kind = self._doing(agent, channel, r.matrix_of(agent))
             counts[kind] += 1
             if kind == "break":
                 reason = agent.break_reason or ""
@@ -582,13 +581,13 @@ class Supervision:
     def _track_presence(self) -> None:
         """Each touched agent's displayed presence; a change dates from their latest event."""
         moved, self._moved = self._moved, {}
-        agents, matrix, known = self.router.agents, self.router.matrix, self._presence
+        agents, known = self.router.agents, self._presence
         for agent_id, at in moved.items():
             agent = agents.get(agent_id)
             if agent is None:
                 known.pop(agent_id, None)
                 continue
-            presence = agent.presence(agent.interruptions or matrix).value
+            presence = agent.presence(self.router.matrix_of(agent)).value
             old = known.get(agent_id)
             if old is None or old[0] != presence:
                 known[agent_id] = (presence, at)
