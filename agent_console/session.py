@@ -27,6 +27,7 @@ from typing import Any
 from dispatcher.aio import Background, to_future
 from dispatcher.domain import events as ev
 from dispatcher.domain.agents import Agent
+from dispatcher.domain.callbacks import callback_of
 from dispatcher.domain.offers import Offer
 from dispatcher.domain.routing import Outcome
 from dispatcher.domain.tasks import Channel, Task
@@ -48,6 +49,9 @@ from .supervision import LiveFeed
 
 log = logging.getLogger(__name__)
 
+# What the console shows of a callback task (docs/console-protocol.md "Offers": `callback`).
+CALLBACK_FIELDS = ("number", "origin", "not_before", "not_after", "attempts", "max_attempts")
+
 # A socket that lets this many frames pile up is closed (1008): it cannot follow the shift.
 MAX_PENDING_FRAMES = 1000
 CLOSE_TOO_SLOW = 1008
@@ -66,6 +70,9 @@ def task_view(task: Task, view: Any = None) -> dict[str, Any]:
         "created_at": task.created_at, "deadline": task.deadline, "priority": task.priority,
         "attributes": m.task_attributes(task.attributes),
     }
+    callback = callback_of(task.attributes)
+    if callback is not None:  # a call to make: the number, shown with the offer
+        out["callback"] = {k: callback.get(k) for k in CALLBACK_FIELDS}
     if view is not None:
         out.update(desk_fields(view, task))
     return out

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from . import configuration, customers, library, tasks, webhooks
+from . import callbacks, configuration, customers, library, tasks, webhooks
 from .routes import Route
 
 
 def routes() -> list[Route]:
     found: list[Route] = []
-    for module in (tasks, configuration, customers, library, webhooks):
+    for module in (tasks, callbacks, configuration, customers, library, webhooks):
         found.extend(module.ROUTES)
     return found

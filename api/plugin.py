@@ -78,7 +78,8 @@ def build(context: EdgeContext, settings: ApiSettings) -> Api:
         tasks=context.tasks, backoffice=context.backoffice, history=context.history,
         library=context.answers.library if context.answers is not None else None,
         reports=context.reports, configuration=context.configuration,
-        webhooks=context.webhooks)
+        webhooks=context.webhooks,
+        callbacks=context.calls.callbacks if context.calls is not None else None)
     return Api(settings, clock=context.reactor, site_root=context.site_root, services=services,
                accounts=context.accounts, token_secret=context.token_secret)
 

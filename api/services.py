@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 from dispatcher.service.answers import Library
 from dispatcher.service.backoffice import BackOffice
+from dispatcher.service.callbacks import Callbacks
 from dispatcher.service.configuration import Configuration
 from dispatcher.service.history import History
 from dispatcher.service.reports import Reports
@@ -33,6 +34,7 @@ class Services:
     reports: Reports | None = None
     configuration: Configuration | None = None
     webhooks: Webhooks | None = None
+    callbacks: Callbacks | None = None  # phone callbacks (with the phone channel's calls)
 
     # Typed access for the routes: the service, or the 503 Problem when this process lacks it.
 
@@ -56,6 +58,9 @@ class Services:
 
     def need_webhooks(self) -> Webhooks:
         return needed(self.webhooks, "webhooks")
+
+    def need_callbacks(self) -> Callbacks:
+        return needed(self.callbacks, "callbacks")
 
 
 def needed(service: S | None, name: str) -> S:

@@ -47,6 +47,7 @@ from dispatcher.service import pages
 from dispatcher.service.mail import InboundMail
 from dispatcher.service.wire import Incidents, NotJson, read_json
 
+from . import form_callback
 from .config import EmailSettings
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ MAX_EMAIL_CHARS = 254
 MAX_PHONE_CHARS = 32
 MAX_CHOICE_CHARS = 100
 FIELDS = ("name", "email", "phone", "subject", "message", "product", "request_type",
-          "callback")
+          "callback", *form_callback.WINDOW_FIELDS)
 TRUE = frozenset({"1", "true", "on", "yes"})
 _PHONE = re.compile(r"^\+?[0-9 ()./-]{3,}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -130,6 +131,8 @@ class Submission:
     product: str
     request_type: str
     callback: bool
+    not_before: float | None = None  # the call back's window (form_callback.py)
+    not_after: float | None = None
 
 
 # The form page's Content-Security-Policy (dispatcher/service/pages.py adds frame-ancestors).
@@ -140,9 +143,10 @@ class ContactForm(Resource):
     isLeaf = True
 
     def __init__(self, mail: Any, settings: EmailSettings, queue: str,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, callbacks: Any = None) -> None:
         super().__init__()
         self.mail = mail
+        self.callbacks = callbacks  # dispatcher.service.callbacks.Callbacks, or None
         self.settings = settings
         self.queue = queue
         self.clock = clock
@@ -204,10 +208,23 @@ class ContactForm(Resource):
                 return self._answer(request, 429, wants_json, {
                     "error": "rate_limited", "message": "too many submissions; try later"})
         d = self.mail.receive(self._inbound(sub, client, now))
+        if sub.callback and self.callbacks is not None:
+            d.addCallback(self._call_back, sub)
         d.addCallback(lambda got: self._answer(request, 200, wants_json, {
             "status": "received", "request": got.request}, finish=True))
         d.addErrback(self._failed, request, wants_json)
         return server.NOT_DONE_YET
+
+    def _call_back(self, got: Any, sub: Submission) -> Any:
+        """The mail is stored: the call back joins the queue as a callback task."""
+        kind = self.types.get(sub.request_type)
+        d = form_callback.request(
+            self.callbacks, number=sub.phone, queue=(kind.queue if kind and kind.queue
+                                                     else self.queue),
+            name=_one_line(sub.name), email=sub.email, not_before=sub.not_before,
+            not_after=sub.not_after, note=f"contact form, request {got.request}",
+            vouched=got.new_customer)
+        return d.addCallback(lambda _: got)
 
     def _failed(self, failure: Any, request: server.Request, wants_json: bool) -> None:
         body = {"error": "unavailable", "message": "not stored; please try again"}
@@ -252,11 +269,13 @@ class ContactForm(Resource):
             problems["request_type"] = f"one of: {', '.join(sorted(self.types))}"
         elif not self.types and len(kind) > MAX_CHOICE_CHARS:
             problems["request_type"] = "too long"
+        not_before, not_after, bad = form_callback.window(f) if callback else (None, None, {})
+        problems.update(bad)
         for key, value in f.items():
             if key in FIELDS and "\x00" in value:
                 problems[key] = "contains a NUL character"
         return problems, Submission(name, email, phone, subject, message, product, kind,
-                                    callback)
+                                    callback, not_before, not_after)
 
     def _inbound(self, sub: Submission, client: str, now: float) -> InboundMail:
         s = self.settings
@@ -381,6 +400,8 @@ margin-top:.8em}}input,select,textarea{{width:100%}}.hp{{position:absolute;left:
 <label>Message <textarea name="message" rows="8" required></textarea></label>
 <label><input type="checkbox" name="callback" value="yes" style="width:auto">
  Please call me back</label>
+<label>Not before (UTC) <input name="callback_from" type="datetime-local"></label>
+<label>Not after (UTC) <input name="callback_until" type="datetime-local"></label>
 <div class="hp" aria-hidden="true"><label>Leave this empty <input name="{hp}"
  tabindex="-1" autocomplete="off"></label></div>
 <p><button type="submit">Send</button></p>
@@ -404,8 +425,10 @@ def answer_page(status: int, data: dict[str, Any]) -> str:
             f'</body></html>\n')
 
 
-def forms_resource(mail: Any, settings: EmailSettings, queue: str) -> Resource:
-    """`/forms` with `contact` under it, to hang on the site root."""
+def forms_resource(mail: Any, settings: EmailSettings, queue: str,
+                   callbacks: Any = None) -> Resource:
+    """`/forms` with `contact` under it, to hang on the site root (`callbacks`: a call back
+    also becomes a callback task)."""
     forms = Resource()
-    forms.putChild(b"contact", ContactForm(mail, settings, queue))
+    forms.putChild(b"contact", ContactForm(mail, settings, queue, callbacks=callbacks))
     return forms

@@ -170,7 +170,8 @@ def build(context: EdgeContext, settings: EmailSettings) -> EmailEdge:
     mail.configure(policy_from(settings))
     if context.codification is not None:
         _spam(context.codification, context.reactor, settings)
-    _form(context.site_root, mail, settings)
+    calls = getattr(context, "calls", None)  # an EdgeContext always has it; test stand-ins not
+    _form(context.site_root, mail, settings, calls.callbacks if calls is not None else None)
     if context.answers is not None:  # the public knowledge-base page (help.py) on `/help`
         help_page.mount(context.site_root, context.answers.library)
     return EmailEdge(context.reactor, mail, settings, context.held)
@@ -194,15 +195,17 @@ def _spam(codification: Codification, reactor: EdgeReactor, settings: EmailSetti
     codification.use_spam_queue(settings.spam_queue)
 
 
-def _form(site_root: Resource, mail: Mail, settings: EmailSettings) -> None:
-    """The web form (form.py) on `/forms/contact`, when enabled and given a queue."""
+def _form(site_root: Resource, mail: Mail, settings: EmailSettings,
+          callbacks: Any = None) -> None:
+    """The web form (form.py) on `/forms/contact`, when enabled and given a queue; a call back
+    asked there is also a callback task (`callbacks`: dispatcher.service.callbacks)."""
     parse_types(settings.form_types)  # refuse a bad mapping at start
     queue = settings.form_queue.strip() or settings.default_queue.strip()
     if settings.form_enabled:
         if not queue:
             log.warning("e-mail: no web form (set email.form_queue or email.default_queue)")
             return
-        forms = forms_resource(mail, settings, queue)
+        forms = forms_resource(mail, settings, queue, callbacks)
         contact = forms.children.get(b"contact")
         if contact is not None:  # refused by the HTTP channel before the body is read
             contact.max_body_bytes = settings.form_max_bytes

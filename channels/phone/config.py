@@ -33,6 +33,21 @@ DEFAULT_INVITE_BURST = 20
 # Phones whose digest code gives up on a 401 carrying any challenge but MD5 (libre < 3, the
 # SIP stack of baresip <= 2; measured with baresip 1.0.0: "Register: Function not implemented").
 DEFAULT_MD5_ONLY_AGENTS = "baresip v0.,baresip v1.,baresip v2."
+MAX_CALLBACK_RING = 30.0  # below the agent's 2xx retransmission limit (64*T1 = 32 s)
+# Queue media: position and expected wait announced this often (seconds).
+DEFAULT_ANNOUNCE_INTERVAL = 45.0
+MEDIA_LANGUAGES = ("en", "fr")
+# Presence from the phone. A 486 says "busy" without saying until when: a minute covers a short
+# direct call and costs at most one minute of an idle agent when the phone was only set to
+# "do not disturb"; a phone that publishes its dialog state ends it sooner.
+DEFAULT_BUSY_SECONDS = MINUTE
+DEFAULT_SUBSCRIBE_MIN = 60  # RFC 6665 §4.2.1.1: 423 below a notifier's minimum
+DEFAULT_SUBSCRIBE_MAX = 3600
+DEFAULT_SUBSCRIBE_EXPIRES = 3600  # RFC 4235 §3.2: the dialog package's default
+DEFAULT_MAX_SUBSCRIPTIONS_PER_USER = 50  # a supervisor's busy-lamp field of 50 agents
+DEFAULT_MAX_SUBSCRIPTIONS = 5000
+DEFAULT_WATCH_SECONDS = 600
+WATCH_MODES = ("auto", "off")
 
 
 @dataclass(frozen=True)
@@ -65,6 +80,39 @@ class PhoneSettings:
     invite_burst: int = DEFAULT_INVITE_BURST  # ...with this burst; beyond: 480 + Retry-After
     require_devices: bool = True  # agents take phone tasks only with a live registration
     user_agent: str = "Switchboard"
+    # --- presence from the phone (presence.py, watch.py; docs/phone.md "Presence") ---
+    # A phone that answers 486 Busy Here is in a call of its own: the agent gets no call until
+    # it is idle, as its dialog subscription says, else for this long (a 486 carries no end:
+    # about one short call; never for ever)
+    busy_seconds: float = DEFAULT_BUSY_SECONDS
+    subscribe_min: int = DEFAULT_SUBSCRIBE_MIN  # SUBSCRIBE Expires bounds (423 below)...
+    subscribe_max: int = DEFAULT_SUBSCRIBE_MAX  # ...cut to this above
+    subscribe_default: int = DEFAULT_SUBSCRIBE_EXPIRES  # RFC 4235 §3.2: 3600 when not said
+    max_subscriptions_per_user: int = DEFAULT_MAX_SUBSCRIPTIONS_PER_USER
+    max_subscriptions: int = DEFAULT_MAX_SUBSCRIPTIONS  # in total; beyond: 503
+    # We subscribe to the dialog state of agents' phones whose REGISTER lists `dialog` in
+    # Allow-Events ("auto"), or never ("off")
+    watch_dialogs: str = "auto"
+    watch_seconds: int = DEFAULT_WATCH_SECONDS  # the Expires of our SUBSCRIBEs
+    # --- what queued callers hear (media.py, media_worker.py; docs/phone.md "What callers
+    # hear"): early media (183 + SDP) with music on hold and announcements, on with SIP ---
+    media_enabled: bool = True
+    media_host: str = ""  # the RTP address (bound, and put in our SDP); empty: `host`
+    media_ports: str = ""  # "20000-20999": the worker's UDP ports; empty: any free port
+    media_nice: int = -10  # the worker's nice value when allowed (root, CAP_SYS_NICE); 0: as is
+    media_language: str = "en"  # "en" or "fr"; a call's `language` attribute comes first
+    media_languages: str = ""  # per queue: "support=en,ventes=fr"
+    announce_interval: float = DEFAULT_ANNOUNCE_INTERVAL  # position and expected wait
+    music_file: str = ""  # WAV 8 kHz mono PCM16, or raw .ul (µ-law) / .al (A-law)
+    prompts_dir: str = ""  # a recorded prompt set: <dir>/<lang>/<name>.ul (docs/phone.md)
+    callback_digit: str = ""  # "1": that RFC 4733 digit keeps the caller's place (callback)
+    # --- callbacks (dialer.py; docs/phone.md "Callbacks"): the agent's phone first, then the
+    # customer at this URI ({number} replaced; a trunk or gateway); empty: no SIP dialling ---
+    callback_uri: str = ""  # e.g. "sip:{number}@127.0.0.1:5070"
+    # the customer's phone rings this long (RFC 3725 flow I: at most 30 s, see check())
+    callback_ring_timeout: float = 30.0
+    callback_attempts: int = 3  # dials of the customer before the task ends as not reached
+    callback_retry_delay: float = 300.0  # after a no answer, the task waits aside this long
     # --- the telephony integration API (cti.py, docs/cti-protocol.md "Telephony integration") ---
     cti_enabled: bool = False  # a JSON API over WebSocket (+ POST /cti/events) for PBXs
     cti_host: str = "127.0.0.1"
@@ -144,7 +192,62 @@ def check(s: PhoneSettings) -> None:
         raise InvalidValue(f"phone.digest_algorithms: choose from {', '.join(DIGEST_ALGORITHMS)}")
     if s.auth_max_failures < 1 or not s.auth_failure_window > 0:
         raise InvalidValue("phone.auth_max_failures/auth_failure_window: need >= 1 and > 0")
+    check_callbacks(s)
     if not s.invite_rate > 0 or s.invite_burst < 1:
         raise InvalidValue("phone.invite_rate/invite_burst: need > 0 and >= 1")
+    check_presence(s)
+    check_media(s)
     if not s.realm or '"' in s.realm:
         raise InvalidValue("phone.realm: must be set and contain no '\"'")
+
+
+def media_languages(s: PhoneSettings) -> dict[str, str]:
+    """"support=en,ventes=fr" -> {"support": "en", "ventes": "fr"}."""
+    out: dict[str, str] = {}
+    for item in filter(None, (p.strip() for p in s.media_languages.split(","))):
+        queue, sep, lang = item.partition("=")
+        lang = lang.strip().lower()
+        if not sep or not queue.strip() or lang not in MEDIA_LANGUAGES:
+            raise InvalidValue(f"phone.media_languages: expected queue=en|fr, got {item!r}")
+        out[queue.strip()] = lang
+    return out
+
+
+def check_media(s: PhoneSettings) -> None:
+    if s.media_language not in MEDIA_LANGUAGES:
+        raise InvalidValue(f"phone.media_language: choose from {', '.join(MEDIA_LANGUAGES)}")
+    media_languages(s)
+    if not s.announce_interval > 0:
+        raise InvalidValue("phone.announce_interval: must be > 0")
+    if s.callback_digit and (len(s.callback_digit) != 1 or not s.callback_digit.isdigit()):
+        raise InvalidValue("phone.callback_digit: one digit 0-9, or empty (no callbacks)")
+    if s.media_ports:
+        low, _, high = s.media_ports.partition("-")
+        if not (low.isdigit() and (high or low).isdigit()
+                and 0 < int(low) <= int(high or low) < 65536):
+            raise InvalidValue(f"phone.media_ports: expected LOW-HIGH, got {s.media_ports!r}")
+
+
+def check_presence(s: PhoneSettings) -> None:
+    """Refuse presence settings (presence.py, watch.py) that cannot work."""
+    if not s.busy_seconds > 0:
+        raise InvalidValue("phone.busy_seconds: must be > 0")
+    if not 0 < s.subscribe_min <= s.subscribe_max or s.watch_seconds < 1:
+        raise InvalidValue("phone.subscribe_min/max, watch_seconds: need 0 < min <= max, >= 1")
+    if s.max_subscriptions_per_user < 1 or s.max_subscriptions < 1:
+        raise InvalidValue("phone.max_subscriptions(_per_user): need >= 1")
+    if s.watch_dialogs not in WATCH_MODES:
+        raise InvalidValue(f"phone.watch_dialogs: choose from {', '.join(WATCH_MODES)}")
+
+
+def check_callbacks(s: PhoneSettings) -> None:
+    """The callback settings (dialer.py)."""
+    if s.callback_uri and "{number}" not in s.callback_uri:
+        raise InvalidValue("phone.callback_uri: must contain {number}")
+    # The agent's phone retransmits its 200 until our ACK for 64*T1 = 32 s (RFC 3261
+    # §13.3.1.4); the ACK carries the customer's answer, so the customer rings less than that.
+    if not 0 < s.callback_ring_timeout <= MAX_CALLBACK_RING:
+        raise InvalidValue(f"phone.callback_ring_timeout: must be > 0 and <= "
+                           f"{MAX_CALLBACK_RING:g}")
+    if not 1 <= s.callback_attempts <= 10 or not s.callback_retry_delay > 0:
+        raise InvalidValue("phone.callback_attempts/callback_retry_delay: need 1-10 and > 0")

@@ -7,6 +7,11 @@ listener. What it promises (issue 5, DESIGN §5):
 - INVITE to a configured queue address → 100 Trying (transaction layer), `calls.arrived` (the
   task is committed), then 182 Queued, repeated every `queued_interval` while the call waits.
   Unknown address → 404; unknown queue → 404; nothing stored → 503.
+- Queue media (media.py, docs/phone.md "What callers hear"): an INVITE whose SDP offers PCMU or
+  PCMA also gets 183 with our SDP once its stream runs, repeated instead of the 182; the
+  agent's 18x is then not relayed; our stream stops when the agent's 200 is relayed or the
+  call ends. The caller's `callback_digit` → `calls.keep_place`, the confirmation, then 480
+  (Reason: callback booked) and the call is forgotten without `calls.abandoned`.
 - TASK_OFFERED for a call we hold → the INVITE is proxied (Record-Route, our Via) to the agent's
   registered contact: the ringing phone is the offer. 18x is relayed. 2xx → `calls.answered`
   first, then the 200 goes to the caller (if the offer ended meanwhile, the agent leg is ACKed
@@ -26,7 +31,9 @@ listener. What it promises (issue 5, DESIGN §5):
   480 with Retry-After.
 - After the answer, requests inside the dialog (ACK, BYE, re-INVITE, ...) pass through us (we
   are in the route set); a BYE from either side → `calls.ended(by="caller"|"agent")`.
-- OPTIONS → 200; REGISTER → registrar; other methods → 405 (known) / 501 (unknown);
+- OPTIONS → 200; REGISTER → registrar; SUBSCRIBE and NOTIFY → presence.py (each agent leg's
+  state goes there too, and a 486 is `calls.refused(busy=True)` then `refused_busy`); other
+  methods → 405 (known) / 501 (unknown);
   Request-URI of another scheme → 416; an unknown Require → 420.
 """
 
@@ -60,6 +67,8 @@ KNOWN_METHODS = frozenset({"SUBSCRIBE", "NOTIFY", "MESSAGE", "PUBLISH", "REFER",
 DIALOG_METHODS = frozenset({"BYE", "INFO", "UPDATE", "INVITE", "PRACK", "NOTIFY", "REFER",
                             "MESSAGE", "OPTIONS"})
 SDP = "application/sdp"
+SESSION_PROGRESS = 183  # with our SDP: queue media (media.py)
+CALLBACK_REASON = "Temporarily Unavailable (callback booked)"
 TAG_BYTES = 6
 WAITING_STATES = ("queued", "offered")  # a task a new INVITE may (re)join: after a restart
 
@@ -99,6 +108,7 @@ class Call:
     agent_flow: Flow | None = None
     agent_id: str | None = None
     timers: list[Timer] = field(default_factory=list)
+    keeping: bool = False  # the caller asked for a callback (keep_place under way)
 
     @property
     def waiting(self) -> bool:
@@ -107,7 +117,7 @@ class Call:
 
 class CallControl:
     def __init__(self, reactor: Any, calls: Any, queries: Any, settings: PhoneSettings,
-                 registrar: Registrar | None = None) -> None:
+                 registrar: Registrar | None = None, presence: Any = None) -> None:
         self.reactor = reactor
         self.calls = calls
         self.queries = queries
@@ -115,13 +125,19 @@ class CallControl:
         self.addresses = QueueAddresses.from_settings(settings)
         self.registrar = registrar or Registrar(reactor, calls, settings)
         self.endpoint: Endpoint | None = None
+        self.dialer: Any = None  # dialer.Dialer: callbacks' dialogs (set by the plugin)
         self.by_call_id: dict[str, Call] = {}
         self.invites = Budget(settings.invite_rate, settings.invite_burst)
         self.retry_after = max(1, math.ceil(1 / settings.invite_rate))
         self.refusals = Throttled(log)
+        self.hold: Any = None  # media.Hold: what queued callers hear (set by plugin.py)
+        # presence.py (SUBSCRIBE/NOTIFY, our legs' dialog states, 486): None answers them 405
+        self.presence = presence
 
     def attach(self, endpoint: Endpoint) -> None:
         self.endpoint = endpoint
+        if self.presence is not None:
+            self.presence.attach(endpoint)
 
     # ================================================================ transaction user
 
@@ -139,14 +155,18 @@ class CallControl:
             txn.reply(errors.BAD_EXTENSION, to_tag=new_tag(),
                       headers=[("Unsupported", ", ".join(unsupported))])
             return
-        if req.to.tag:
+        if self.presence is not None and req.method in ("SUBSCRIBE", "NOTIFY"):
+            self.presence.request(txn)
+        elif req.to.tag:
             self._in_dialog(txn)
         elif req.method == "INVITE":
             self._invite(txn)
         elif req.method == "OPTIONS":
+            served = [] if self.presence is None else \
+                [("Allow", ALLOW + ", SUBSCRIBE, NOTIFY"), ("Allow-Events", "dialog")]
             txn.reply(errors.OK, to_tag=new_tag(),
-                      headers=[("Allow", ALLOW), ("Accept", SDP),
-                               ("Server", self.settings.user_agent)])
+                      headers=(served or [("Allow", ALLOW)])
+                      + [("Accept", SDP), ("Server", self.settings.user_agent)])
         elif req.method == "BYE":
             txn.reply(errors.NO_TRANSACTION, to_tag=new_tag())
         elif req.method in KNOWN_METHODS:
@@ -251,11 +271,17 @@ class CallControl:
         if call.state == "arriving":
             call.state = "queued"
         if not call.txn.final:
-            call.txn.reply(errors.QUEUED, errors.QUEUED_REASON)
-            call.timers.append(self.endpoint.timers.call_later(self.settings.queued_interval,
-                                                      self._still_queued, call))
             call.timers.append(self.endpoint.timers.call_later(self.settings.max_queue_wait,
                                                       self._queue_timeout, call))
+            call.txn.reply(errors.QUEUED, errors.QUEUED_REASON)  # at once; 183 when media
+            body = call.txn.request.body
+            if self.hold is None or not body:
+                self._next_progress(call)
+                return
+            d = self.hold.begin(call.call_id, task, call.queue, body.decode(errors="replace"))
+            d.addCallback(lambda answer: self._still_queued(call) if answer
+                          else self._next_progress(call))
+            d.addErrback(self._bug, "starting queue media")
 
     def _not_queued(self, failure: Any, call: Call) -> None:
         self._forget(call)
@@ -275,9 +301,22 @@ class CallControl:
                        headers=[("Retry-After", str(errors.RETRY_AFTER_SECONDS))])
 
     def _still_queued(self, call: Call) -> None:
-        if not call.waiting:
+        """182 Queued, or 183 with our SDP while the caller hears queue media (media.py)."""
+        if not call.waiting or call.keeping:
             return
-        call.txn.reply(errors.QUEUED, errors.QUEUED_REASON)
+        answer = self.hold.answer_of(call.call_id) if self.hold is not None else None
+        if answer is None:
+            call.txn.reply(errors.QUEUED, errors.QUEUED_REASON)
+        else:
+            resp = call.txn.response(SESSION_PROGRESS)
+            # our early dialog's remote target (§12.1.1); in-dialog requests to it get 481
+            resp.add("Contact", self._record_route(call.caller_flow).replace(";lr>", ">"))
+            resp.add("Content-Type", SDP)
+            resp.body = answer.encode()
+            call.txn.respond(resp)
+        self._next_progress(call)
+
+    def _next_progress(self, call: Call) -> None:
         call.timers.append(self.endpoint.timers.call_later(self.settings.queued_interval,
                                                   self._still_queued, call))
 
@@ -391,6 +430,7 @@ class CallControl:
         leg = Leg(agent_id, offer_id, flow, invite)
         call.leg = leg
         log.info("call %s rings %s at %s", call.call_id, agent_id, binding.contact)
+        self._seen(leg, "trying")
         leg.txn = ep.request(invite, flow, lambda resp: self._leg_response(call, leg, resp))
 
     def _flow_of(self, binding: Any) -> Flow:
@@ -423,7 +463,10 @@ class CallControl:
             if status == errors.TRYING or leg.cancelled or call.leg is not leg:
                 return
             leg.state = "ringing"
-            if call.waiting:
+            self._seen(leg, "early", resp)
+            # while the caller hears our queue media, the agent's 18x is not relayed: a 180
+            # would make many phones switch to their own ringback tone (docs/phone.md)
+            if call.waiting and (self.hold is None or self.hold.answer_of(call.call_id) is None):
                 call.txn.respond(translate.without_top_via(resp))
             return
         if status < 300:
@@ -434,12 +477,20 @@ class CallControl:
         leg.state = "done"
         if call.leg is leg:
             call.leg = None
+        self._seen(leg, "terminated", resp,
+                   "cancelled" if leg.cancelled else "rejected")
         if leg.cancelled or was == "done":
             return
         if call.waiting and call.cancelled is None:
             log.info("agent %s's phone answered %d to %s", leg.agent_id, status, call.call_id)
-            self.calls.refused(call.call_id, leg.agent_id, errors.refusal(status)) \
-                .addErrback(self._bug, "refusing")
+            reason = errors.refusal(status)
+            if self.presence is not None and reason == errors.REFUSED_BUSY:
+                # busy for calls until the phone is idle (presence.py)
+                d = self.calls.refused(call.call_id, leg.agent_id, reason, busy=True)
+                d.addCallback(lambda _: self.presence.refused_busy(leg.agent_id))
+            else:
+                d = self.calls.refused(call.call_id, leg.agent_id, reason)
+            d.addErrback(self._bug, "refusing")
 
     def _leg_answered(self, call: Call, leg: Leg, resp: Response) -> None:
         if leg.ack is not None:  # we hung it up: its 2xx again (our ACK lost), the same ACK
@@ -474,7 +525,10 @@ class CallControl:
         call.agent_flow = leg.flow
         call.agent_id = leg.agent_id
         self._stop_timers(call)
+        if self.hold is not None:  # the agent's 200 takes the caller's media: ours stops
+            self.hold.end(call.call_id)
         call.txn.respond(translate.without_top_via(leg.ok))
+        self._seen(leg, "confirmed", leg.ok)
         log.info("call %s answered by %s", call.call_id, leg.agent_id)
 
     def _not_answered(self, failure: Any, call: Call, leg: Leg) -> None:
@@ -514,6 +568,7 @@ class CallControl:
         ep.request(bye, leg.flow, lambda resp: None)
         leg.state = "done"
         leg.ack = ack
+        self._seen(leg, "terminated", ok, "local-bye")
 
     # ================================================================ inside the dialog
 
@@ -527,6 +582,8 @@ class CallControl:
     def _in_dialog(self, txn: ServerTransaction) -> None:
         req = txn.request
         call = self.by_call_id.get(req.call_id)
+        if call is None and self.dialer is not None and self.dialer.in_dialog(txn):
+            return  # a callback's dialog (dialer.py)
         if call is None or call.state != "answered" or req.method not in DIALOG_METHODS:
             txn.reply(errors.NO_TRANSACTION)
             return
@@ -547,8 +604,52 @@ class CallControl:
         if req.method == "BYE":
             call.state = "over"
             self._forget(call)
+            if call.leg is not None:
+                self._seen(call.leg, "terminated", None,
+                           "remote-bye" if by == errors.ENDED_BY_CALLER else "local-bye")
             log.info("call %s ended by the %s", call.call_id, by)
             self.calls.ended(call.call_id, by).addErrback(self._bug, "ending a call")
+
+    # ================================================================ digits (RFC 4733)
+
+    def digit(self, call_id: str, digit: str) -> None:
+        """A digit the caller pressed while queued (media.py). `callback_digit`: the core
+        keeps their place as a callback task (calls.keep_place); once committed they hear the
+        confirmation and their INVITE ends with 480 (Reason: callback booked), without
+        calls.abandoned. A refusal is logged and the caller stays queued."""
+        call = self.by_call_id.get(call_id)
+        wanted = self.settings.callback_digit
+        if call is None or not wanted or digit != wanted or call.keeping \
+                or not call.waiting or call.cancelled is not None or call.task_id is None \
+                or (call.leg is not None and call.leg.state == "answering"):
+            return
+        call.keeping = True
+        d = self.calls.keep_place(call_id)
+        d.addCallbacks(self._kept, self._not_kept, (call,), None, (call,))
+        d.addErrback(self._bug, "keeping a caller's place")
+
+    def _kept(self, task: Any, call: Call) -> None:
+        if call.state == "over" or call.txn.final:
+            return
+        log.info("call %s: the caller keeps their place (callback task %s)", call.call_id,
+                 getattr(task, "id", task))
+        call.state = "over"
+        self._stop_timers(call)
+        if call.leg is not None and call.leg.state in ("trying", "ringing"):
+            self._cancel_leg(call.leg)
+
+        def goodbye(_: Any) -> None:
+            self._forget(call)
+            call.txn.reply(errors.TEMPORARILY_UNAVAILABLE, CALLBACK_REASON,
+                           headers=[("Reason", 'SIP;cause=480;text="callback booked"')])
+
+        d = self.hold.confirm(call.call_id) if self.hold is not None else defer.succeed(None)
+        d.addCallback(goodbye).addErrback(self._bug, "ending a kept call")
+
+    def _not_kept(self, failure: Any, call: Call) -> None:
+        call.keeping = False
+        self._refused(call.caller_flow, "keep", "call %.80s: callback refused (%s): the "
+                      "caller stays queued", call.call_id, failure.getErrorMessage())
 
     # ================================================================ housekeeping
 
@@ -560,15 +661,27 @@ class CallControl:
 
     def _forget(self, call: Call) -> None:
         self._stop_timers(call)
+        if self.hold is not None:
+            self.hold.end(call.call_id)
         if self.by_call_id.get(call.call_id) is call:
             del self.by_call_id[call.call_id]
+
+    def _seen(self, leg: Leg, state: str, resp: Response | None = None,
+              event: str = "") -> None:
+        """The agent leg's dialog state, for those who subscribe to the agent (presence.py)."""
+        if self.presence is not None:
+            self.presence.dialog(leg.agent_id, leg.invite, state, resp, event)
 
     def stop(self) -> defer.Deferred:
         """Callers still waiting get 503 and their tasks are abandoned (nobody could answer
         them after the restart); answered calls keep going between the phones."""
+        if self.presence is not None:
+            self.presence.stop()
         waits = []
         for call in list(self.by_call_id.values()):
             self._stop_timers(call)
+            if self.hold is not None:
+                self.hold.end(call.call_id)
             if call.waiting:
                 if call.leg is not None:
                     self._cancel_leg(call.leg)

@@ -76,6 +76,7 @@ from dispatcher.service.sessions import Sessions
 from dispatcher.service.wire import Incidents
 
 from . import messages as m
+from .cti_callbacks import CtiCallbacks
 from .instructions import Instructions
 
 log = logging.getLogger(__name__)
@@ -241,6 +242,7 @@ class Cti:
         self.incidents = Incidents(log)  # unexpected failures: an id for the PBX and the log
         self._refs: dict[str, CallRef] = {}  # task id -> the CTI call
         self.instructions = Instructions()  # what each PBX is told again when it connects
+        self.callback_calls = CtiCallbacks(self)  # `callback` instructions (cti_callbacks.py)
         self._routed: set[str] = set()  # task ids routed to an agent and not over yet
         self._route_timers: dict[str, Any] = {}  # task id -> its route's timeout (IDelayedCall)
         self._failing: dict[str, str] = {}  # task id -> why its route is being failed
@@ -262,6 +264,7 @@ class Cti:
             self.verifier.revoked.listeners.append(self._revoked)
         if not self._listening:
             self.assignment.listen(self.on_outcome)
+            self.assignment.listen(self.callback_calls.on_outcome)
             self._listening = True
         mount(self.site_root, self)
         return to_deferred(self._start())
@@ -427,6 +430,8 @@ class Cti:
             return m.ok(rid, call_id=call_id)
         if kind == m.ROUTE_FAILED:
             return await self._route_failed(sub, msg, rid)
+        if kind in m.CALLBACK_EVENTS:
+            return await self.callback_calls.event(sub, msg, rid)
         return await self._device(msg, rid)  # m.parse admits no other type
 
     async def _arrived(self, sub: str, msg: dict[str, Any], rid: Any) -> dict[str, Any]:
@@ -556,12 +561,16 @@ class Cti:
 
     # ------------------------------------------------------------------ dispatcher -> PBX
 
-    def _ref(self, task_id: str | None) -> CallRef | None:
+    def _ref(self, task_id: str | None, outcome: Any = None) -> CallRef | None:
+        """The call behind `task_id`, if a PBX reported it; `outcome`'s own copy of the task
+        serves when the router no longer holds it (it ended in that outcome)."""
         if task_id is None:
             return None
         ref = self._refs.get(task_id)
         if ref is None:
             task = self.queries.task(task_id)
+            if task is None and outcome is not None:
+                task = outcome.tasks.get(task_id)
             if task is None or task.channel is not Channel.PHONE \
                     or task.attributes.get("source") != SOURCE:
                 return None
@@ -603,7 +612,7 @@ class Cti:
         """After each committed outcome: tell the PBX that reported a call what became of it."""
         answered = {e.task_id for e in outcome.events if e.kind == ev.CALL_ANSWERED}
         for e in outcome.events:
-            ref = self._ref(e.task_id)
+            ref = self._ref(e.task_id, outcome)
             if ref is None:
                 continue
             kind = e.kind
@@ -627,9 +636,8 @@ class Cti:
             elif kind == ev.CALL_ANSWERED:
                 self._disarm(ref.task_id)
                 self.instructions.settled(ref.task_id)
-            elif (kind in (ev.TASK_REQUEUED, ev.TASK_TRANSFERRED, ev.TASK_CANCELLED)
-                    and ref.task_id in self._routed):
-                self._taken_back(ref, e)
+            elif kind in (ev.TASK_REQUEUED, ev.TASK_TRANSFERRED, ev.TASK_CANCELLED):
+                self._moved(ref, e)
             if kind in (ev.TASK_WRAP_UP, ev.TASK_COMPLETED, ev.TASK_CANCELLED,
                         ev.TASK_ABANDONED):
                 self._disarm(ref.task_id)
@@ -638,6 +646,15 @@ class Cti:
                 self._routed.discard(ref.task_id)
                 if kind != ev.TASK_WRAP_UP:
                     self._refs.pop(ref.task_id, None)
+
+    def _moved(self, ref: CallRef, e: Any) -> None:
+        """Requeued, transferred or cancelled: a routed call is taken back from its agent; a
+        call never routed that is cancelled will never be (the PBX ends it, or sends it where
+        its dial plan says)."""
+        if ref.task_id in self._routed:
+            self._taken_back(ref, e)
+        elif e.kind == ev.TASK_CANCELLED:
+            self._cancel(ref, e, m.CANCELLED)
 
     def _taken_back(self, ref: CallRef, e: Any) -> None:
         """A routed call was taken from its agent: requeued, transferred (a failed route is a

@@ -22,6 +22,8 @@ NO_TRANSACTION = 481
 LOOP_DETECTED = 482
 BUSY_HERE = 486
 REQUEST_TERMINATED = 487
+NOT_ACCEPTABLE = 406  # a SUBSCRIBE whose Accept excludes dialog-info
+BAD_EVENT = 489  # RFC 6665: an event package we do not serve
 MOVED_TEMPORARILY = 302  # a node that does not route sends callers to the leader (redirect.py)
 SERVER_ERROR = 500
 NOT_IMPLEMENTED = 501
@@ -38,6 +40,7 @@ REASONS = {
     423: "Interval Too Brief", 480: "Temporarily Unavailable",
     481: "Call/Transaction Does Not Exist", 482: "Loop Detected", 483: "Too Many Hops",
     486: "Busy Here", 487: "Request Terminated", 488: "Not Acceptable Here",
+    489: "Bad Event",
     500: "Server Internal Error", 501: "Not Implemented", 503: "Service Unavailable",
     505: "Version Not Supported", 600: "Busy Everywhere", 603: "Decline",
 }

@@ -33,9 +33,14 @@ CALL_ENDED = "call.ended"
 CALL_ABANDONED = "call.abandoned"
 DEVICE_STATE = "device.state"
 ROUTE_FAILED = "route.failed"  # the PBX could not connect a routed call to the extension
+# callbacks (cti_callbacks.py), by task id: what came of a `callback` instruction
+CALLBACK_REACHED = "callback.reached"  # the customer answered: the agent talks to them
+CALLBACK_FAILED = "callback.failed"  # reason: no_answer | busy | failed | agent_no_answer
+CALLBACK_ENDED = "callback.ended"  # a reached callback is over; by: customer | agent | pbx
+CALLBACK_EVENTS = frozenset({CALLBACK_REACHED, CALLBACK_FAILED, CALLBACK_ENDED})
 PING = "ping"
 EVENT_TYPES = frozenset({CALL_ARRIVED, CALL_ANSWERED, CALL_ENDED, CALL_ABANDONED, DEVICE_STATE,
-                         ROUTE_FAILED})
+                         ROUTE_FAILED}) | CALLBACK_EVENTS
 CLIENT_TYPES = EVENT_TYPES | {PING}
 
 # dispatcher -> PBX
@@ -43,6 +48,7 @@ WELCOME = "welcome"
 OFFER = "offer"  # the call is offered to an agent (ring their extension, or wait for route)
 ROUTE = "route"  # the agent accepted: connect the call to their extension
 CANCEL_ROUTE = "cancel_route"  # an offer or a route is over: stop ringing / take the call back
+CALLBACK = "callback"  # call the agent's extension, then the customer's number (a callback)
 OK = "ok"
 ERROR = "error"
 PONG = "pong"

@@ -4,7 +4,9 @@
 SIP server: transport and transactions (sip.py) on UDP and TCP, the registrar of agents' phones
 (registrar.py) and call control (control.py), which listens to the router's outcomes for offers
 of the calls it holds. On start, with `require_devices` (the default), it tells the core that from
-now on an agent takes phone tasks only with a reachable phone.
+now on an agent takes phone tasks only with a reachable phone. With `media_enabled` (the
+default) it runs the media worker (media.py) for what queued callers hear, started before the
+SIP server and stopped after it.
 
 With `cti_enabled` it also runs the telephony integration API (cti.py: its `cti_*` settings)
 next to the SIP server, started after it and stopped before it; with `sip_enabled = false` it
@@ -20,17 +22,23 @@ import logging
 
 from twisted.internet import defer
 
+from dispatcher.domain.errors import InvalidValue
 from dispatcher.service.assignment import Assignment
 from dispatcher.service.calls import Calls
 from dispatcher.service.edges import EdgeContext, EdgeSpec, StandbyContext
 from dispatcher.service.nodes import CTI, SIP, SIP_TCP
 from dispatcher.service.ports import EdgeReactor
 from dispatcher.service.queries import Queries
+from dispatcher.service.queue_wait import QueueWaits
 from dispatcher.tunnel import Tunnel
 
+from . import music
 from .config import PhoneSettings, check
 from .control import CallControl
 from .cti import Cti, CtiSettings
+from .dialer import Dialer
+from .media import Hold, MediaLink
+from .presence import PhonePresence
 from .redirect import Redirect
 from .registrar import Registrar
 from .sip import Endpoint
@@ -50,11 +58,31 @@ class PhoneEdge:
         self.endpoint: Endpoint | None = None
         if settings.sip_enabled:
             registrar = Registrar(reactor, calls, settings)
-            self.control = CallControl(reactor, calls, queries, settings, registrar)
+            # presence from the phone (presence.py): SUBSCRIBE/NOTIFY, 486 busy
+            presence = PhonePresence(calls, settings, registrar)
+            self.control = CallControl(reactor, calls, queries, settings, registrar, presence)
             tcp = None if settings.tcp_port < 0 else settings.tcp_port
             self.endpoint = Endpoint(reactor, self.control, settings.host, settings.udp_port, tcp)
             self.control.attach(self.endpoint)
             self.parts.append("sip")
+        # Callbacks to SIP agents (dialer.py): the agent's phone, then the customer.
+        self.dialer: Dialer | None = None
+        calls.callbacks.configure(attempts=settings.callback_attempts,
+                                  retry_delay=settings.callback_retry_delay)
+        if self.control is not None and self.endpoint is not None and settings.callback_uri:
+            self.dialer = Dialer(reactor, calls.callbacks, calls, settings, self.endpoint)
+            self.control.dialer = self.dialer
+            self.parts.append("callbacks")
+        # What queued callers hear (media.py): the media worker, started and stopped with SIP.
+        self.media: MediaLink | None = None
+        self.waits: QueueWaits | None = None
+        if self.control is not None and settings.media_enabled:
+            self.media = MediaLink(reactor, settings)
+            router = getattr(queries, "router", None)
+            self.waits = QueueWaits(router) if router is not None else None
+            self.control.hold = Hold(reactor, self.media, self.waits, settings,
+                                     self.control.digit)
+            self.parts.append("media")
         # The CTI API (cti.py), when `cti_enabled`: started after SIP, stopped before it.
         self.cti = cti
         if cti is not None:
@@ -69,6 +97,12 @@ class PhoneEdge:
             await self.calls.require_devices()
         if self.control is not None and self.endpoint is not None:
             self.assignment.listen(self.control.heard)
+            if self.dialer is not None:
+                self.assignment.listen(self.dialer.heard)
+            if self.media is not None:
+                if self.waits is not None:
+                    self.assignment.listen(self.waits.heard)
+                self.media.start()
             self.endpoint.start()
             log.info("phone: SIP on %s udp %d, tcp %s", s.host, self.endpoint.udp_port,
                      self.endpoint.tcp_port if self.endpoint.tcp_port is not None else "off")
@@ -94,9 +128,13 @@ class PhoneEdge:
     async def _stop(self) -> None:
         if self.cti is not None:
             await self.cti.stop()
+        if self.dialer is not None:
+            self.dialer.stop()
         if self.control is not None and self.endpoint is not None:
             await self.control.stop()
             await self.endpoint.stop()
+        if self.media is not None:
+            await self.media.stop()
 
 
 def build(context: EdgeContext, settings: PhoneSettings) -> PhoneEdge:
@@ -104,6 +142,11 @@ def build(context: EdgeContext, settings: PhoneSettings) -> PhoneEdge:
     if calls is None:
         raise RuntimeError("the phone edge needs EdgeContext.calls (dispatcher.service.calls)")
     check(settings)
+    if settings.sip_enabled and settings.media_enabled and settings.music_file:
+        try:
+            music.load(settings.music_file)  # refused at start, not in the worker's loop
+        except (OSError, ValueError) as e:
+            raise InvalidValue(f"phone.music_file: {e}") from None
     cti = None
     if settings.cti_enabled:  # its `cti_*` settings; devices are required here, not by it
         cti = Cti(dataclasses.replace(CtiSettings.from_phone(settings), require_devices=False),

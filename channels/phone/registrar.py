@@ -38,6 +38,7 @@ import hmac
 import logging
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import formatdate
 from typing import Any
@@ -179,6 +180,8 @@ class Registrar:
         self.failed_users = Budget(rate, settings.auth_max_failures)
         self.failed_sources = Budget(rate, settings.auth_max_failures)
         self.refusals = Throttled(log)
+        # (agent id, binding or None, the REGISTER) after each change is committed and answered
+        self.on_binding: Callable[[str, Any, Any], None] | None = None
 
     # ---------------------------------------------------------------- REGISTER
 
@@ -193,28 +196,36 @@ class Registrar:
         if not to.uri.is_sip or not to.uri.user:
             txn.reply(errors.UNSUPPORTED_URI_SCHEME if not to.uri.is_sip else errors.NOT_FOUND)
             return
-        user = unescape(to.uri.user)
+        account = self.authenticate(txn, unescape(to.uri.user))
+        if account is not None:
+            self._bind(txn, account)
+
+    def authenticate(self, txn: ServerTransaction, user: str) -> Any | None:
+        """The digest check of a request from `user` (a REGISTER's To, a SUBSCRIBE's From:
+        presence.py), with every promise above: the user's phone account when it passes;
+        otherwise None, and the challenge (401) or the refusal (403) has been sent."""
+        req = txn.request
         account = self.calls.account(user)
         realm = account.realm if account is not None else self.settings.realm
         offered = self._offered(req.get("user-agent") or "")
         credentials = self._credentials(req.values("authorization"), realm)
         if credentials is None:
             self._challenge(txn, realm, offered, stale=False)
-            return
+            return None
         verdict = self._verify(txn, credentials, account, user, offered)
         if verdict.outcome == "ok":
-            self._bind(txn, account)
-            return
+            return account
         if verdict.outcome == "failed":
-            self._refuse(txn.flow, user, verdict.why)
+            self._refuse(txn.flow, user, verdict.why, req.method)
             txn.reply(errors.FORBIDDEN, errors.AUTH_FAILED_REASON)
-            return
+            return None
         if verdict.outcome != "stale":
             self.refusals.log(logging.INFO, (txn.flow.host, verdict.outcome),
-                              self.clock.seconds(), "REGISTER for %s from %s challenged again: %s", user, txn.flow,
-                              verdict.why)
+                              self.clock.seconds(), "%s for %s from %s challenged again: %s",
+                              req.method, user, txn.flow, verdict.why)
         self._challenge(txn, realm, offered,
                         stale=verdict.outcome in ("stale", "replay", "foreign"))
+        return None
 
     def _offered(self, user_agent: str) -> tuple[str, ...]:
         ua = user_agent.strip().lower()
@@ -245,12 +256,12 @@ class Registrar:
                 return "user locked out"
         return None
 
-    def _refuse(self, flow: Flow, user: str, why: str) -> None:
+    def _refuse(self, flow: Flow, user: str, why: str, method: str = "REGISTER") -> None:
         now = self.clock.seconds()
         self.failed_sources.take(flow.host, now)
         self.failed_users.take(user, now)
-        self.refusals.warning((flow.host, "403"), now, "REGISTER for %s from %s refused: %s",
-                              user, flow, why)
+        self.refusals.warning((flow.host, "403"), now, "%s for %s from %s refused: %s",
+                              method, user, flow, why)
 
     def _verify(  # noqa: C901 - one verdict per digest check, read top to bottom
         self, txn: ServerTransaction, c: dict[str, str], account: Any, user: str,
@@ -367,12 +378,19 @@ class Registrar:
         d = self.calls.register(agent_id, contact.uri.text, float(expires), str(txn.flow),
                                 req.call_id, cseq)
         d.addCallback(lambda binding: self._ok(txn, binding))
+        d.addCallback(lambda _: self._changed(agent_id, req))
         d.addErrback(self._failed, txn, agent_id)
 
     def _unbind(self, txn: ServerTransaction, agent_id: str) -> None:
         d = self.calls.unregister(agent_id)
         d.addCallback(lambda _: self._ok(txn, None))
+        d.addCallback(lambda _: self._changed(agent_id, txn.request))
         d.addErrback(self._failed, txn, agent_id)
+
+    def _changed(self, agent_id: str, request: Any) -> None:
+        """Tell `on_binding` (the dialog watch, watch.py) that the agent's binding changed."""
+        if self.on_binding is not None:
+            self.on_binding(agent_id, self.calls.binding(agent_id), request)
 
     def _ok(self, txn: ServerTransaction, binding: Any) -> None:
         headers = []

@@ -62,6 +62,15 @@ ACCOUNT_REMOVED = "account.removed"  # data: role
 CALL_ANSWERED = "call.answered"  # the agent's device answered; data: agent_id
 CALL_ENDED = "call.ended"  # data: by (caller | agent | pbx), talk_seconds
 
+# Callback events (phone tasks that are calls to make: dispatcher/service/callbacks.py)
+CALLBACK_REQUESTED = "callback.requested"  # data: number, origin, not_before, not_after, kept
+#                                            (the waiting call's place kept: ivr)
+CALLBACK_DIALLED = "callback.dialled"  # data: number, attempt, agent_id, via (sip | cti)
+CALLBACK_REACHED = "callback.reached"  # data: number, attempt, agent_id
+CALLBACK_NO_ANSWER = "callback.no_answer"  # data: number, attempt, reason (no_answer | busy |
+#                                            timeout | failed | agent_hung_up), final (no retry)
+CALLBACK_RETRY = "callback.retry"  # data: attempt (the next), at (not before then)
+
 # E-mail events (dispatcher/service/mail.py)
 EMAIL_RECEIVED = "email.received"  # data: message, message_id, from, subject, action, source
 EMAIL_LINKED = "email.linked"  # a new task opened for a message that pointed at another task

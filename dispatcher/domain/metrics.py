@@ -66,6 +66,11 @@ from . import events as ev
 from .events import (  # the log's kinds these figures read (missing ones leave them empty)
     CALL_ANSWERED,
     CALL_ENDED,
+    CALLBACK_DIALLED,
+    CALLBACK_NO_ANSWER,
+    CALLBACK_REACHED,
+    CALLBACK_REQUESTED,
+    CALLBACK_RETRY,
     EMAIL_QUEUED,
     EMAIL_RECEIVED,
     EMAIL_REOPENED,
@@ -142,6 +147,13 @@ METRICS: dict[str, str] = {
     "handle": "seconds from assignment to completion of a task (wrap-up included)",
     "tasks_per_hour": "tasks_handled per hour logged in",
     "occupancy": "occupied / (logged_in - on_break)",
+    "callbacks_requested": "callbacks asked for (a queued caller keeping their place, the web "
+                           "form, the API)",
+    "callback_attempts": "dials of a callback's customer (callback.dialled)",
+    "callbacks_reached": "callbacks whose customer answered",
+    "callback_no_answers": "dials of a callback's customer not answered (no answer, busy...)",
+    "callback_retries": "callbacks put back to wait for another attempt",
+    "callbacks_not_reached": "callbacks ended unanswered after their last attempt (or window)",
 }
 
 
@@ -579,6 +591,17 @@ class Tally:
         if e.agent_id:
             self._agent_cell(b, e.agent_id).count(name)
 
+    def _callback(self, e: EventRecord, b: int | None) -> None:
+        """A callback's request, dial, answer, no answer or retry (one count each); the no
+        answer that ends it (`final`) is also `callbacks_not_reached`."""
+        t = self.tasks.get(e.task_id)
+        if b is None or t is None or not t.counted:
+            return
+        c = self._cell(b, t)
+        c.count(_CALLBACK_COUNTS[e.kind])
+        if e.kind == CALLBACK_NO_ANSWER and e.data.get("final"):
+            c.count("callbacks_not_reached")
+
     def _assigned(self, e: EventRecord, b: int | None) -> None:
         t = self.tasks.get(e.task_id)
         if t is None:
@@ -913,6 +936,14 @@ _OFFER_COUNTS = {
     ev.OFFER_WITHDRAWN: "offers_withdrawn",
 }
 
+_CALLBACK_COUNTS = {
+    CALLBACK_REQUESTED: "callbacks_requested",
+    CALLBACK_DIALLED: "callback_attempts",
+    CALLBACK_REACHED: "callbacks_reached",
+    CALLBACK_NO_ANSWER: "callback_no_answers",
+    CALLBACK_RETRY: "callback_retries",
+}
+
 _FOLDS = {
     ev.TASK_CREATED: Tally._created,
     ev.TASK_OFFERED: Tally._offer,
@@ -937,6 +968,7 @@ _FOLDS = {
     CALL_ENDED: Tally._call_ended,
     REPLY_REVIEWED: Tally._reviewed,
     TASK_CATEGORISED: Tally._categorised,
+    **dict.fromkeys(_CALLBACK_COUNTS, Tally._callback),
 }
 
 SCOPES = ("all", "channel", "queue", "queue_channel", "deadline")

@@ -83,6 +83,7 @@ from typing import Any, TypeGuard
 
 from . import events as ev
 from .agents import DEFAULT_INTERRUPTIONS, Agent, InterruptionMatrix, Presence, meets
+from .callbacks import NOT_BEFORE, held_until
 from .errors import (
     DuplicateTask,
     Forbidden,
@@ -340,6 +341,9 @@ class Router:
         self._prefs: dict[str, tuple[str, float]] = {}
         self._reserved: dict[str, tuple[str, tuple]] = {}
         self._sticky: dict[str, list[tuple]] = {}
+        # Waiting tasks held aside until a time (`park`: a callback before its window opens or
+        # between attempts): task id -> until. Not in any bucket, never offered; empty usually.
+        self._parked: dict[str, float] = {}
         # Channels a newly added agent cannot be reached on until a device says otherwise (set
         # when phones decide who takes calls: a new agent has no registered phone yet).
         self.unreachable_at_first: set[Channel] = set()
@@ -488,10 +492,58 @@ class Router:
         )
         if task.attributes:
             self._note_preference(task, now)
+            if NOT_BEFORE in task.attributes and (until := held_until(task.attributes, now)):
+                self._parked[task.id] = until  # a callback before its window: held aside
         if task.step != len(queue.steps):
             self._catch_up_steps(task, now, out)
         self._place(task, now, out)
         return out
+
+    def withdraw(self, task_id: str, now: float, reason: str, actor: str = ev.SYSTEM) -> Outcome:
+        """Take back the pending offer of `task_id` without blaming its agent (nothing when it
+        has none): the task waits again with its original age (`_place`), the agent is free."""
+        out = Outcome()
+        task = self._task(task_id)
+        offer = self.offers.get(task.offer_id or "")
+        if offer is None:
+            return out
+        agent = self.agents[offer.agent_id]
+        self._withdraw(offer, now, out, reason, actor)
+        self._serve_or_list(agent, now, out)
+        return out
+
+    def park(self, task_id: str, until: float, now: float, reason: str = "parked") -> Outcome:
+        """Hold an open task aside until `until` (a callback before its window, or between
+        attempts): it keeps its age and queue but is offered to nobody; `unpark` (the
+        service's timer) puts it back in its place. A pending offer is taken back first; an
+        assigned task is taken back from its agent (`task.requeued`, `reason`)."""
+        task = self._task(task_id)
+        if task.state not in (TaskState.QUEUED, TaskState.OFFERED, TaskState.ASSIGNED):
+            raise IllegalTransition(task_id, task.state.value, "parked")
+        if task_id not in self._parked and task.state is TaskState.QUEUED:
+            self._unbucket(task)
+        self._parked[task_id] = until  # first: the `_place` that follows leaves it aside
+        if task.state is TaskState.ASSIGNED:
+            out = self.requeue(task_id, now, reason)
+        else:
+            out = self.withdraw(task_id, now, reason)
+        out.touch(task)
+        return out
+
+    def unpark(self, task_id: str, now: float) -> Outcome:
+        """The parked task's time has come: it waits in its place again (and may be offered at
+        once). A no-op for a task not parked."""
+        out = Outcome()
+        if self._parked.pop(task_id, None) is None:
+            return out
+        task = self.tasks[task_id]
+        self._catch_up_steps(task, now, out)
+        self._place(task, now, out)
+        return out
+
+    def parked(self) -> dict[str, float]:
+        """Parked task id -> until (a copy)."""
+        return dict(self._parked)
 
     def unstick(self, task_id: str, now: float) -> Outcome:
         """The stickiness timer fired: the task's preference for one agent is over; a task
@@ -739,8 +791,11 @@ class Router:
         self._serve_or_list(agent, now, out)
         return out
 
-    def reject(self, agent_id: str, offer_id: str, now: float, reason: str = "") -> Outcome:
-        """The agent declines: they are never offered this task again."""
+    def reject(self, agent_id: str, offer_id: str, now: float, reason: str = "",
+               engaged: bool = False) -> Outcome:
+        """The agent declines: they are never offered this task again. `engaged`: their
+        device declined because it is busy (a phone's 486): its channel is engaged outside
+        our routing from now on (as `set_device` says), before anything else is offered."""
         offer = self._own_offer(agent_id, offer_id)
         agent, task = self.agents[agent_id], self.tasks[offer.task_id]
         out = Outcome()
@@ -751,6 +806,8 @@ class Router:
         out.events.append(ev.Event(ev.OFFER_REJECTED, now, task.id, agent_id,
                                    ev.agent_actor(agent_id),
                                    {"offer_id": offer_id, "reason": reason}))
+        if engaged:
+            out.merge(self.set_device(agent_id, offer.channel, now, engaged=True))
         self._back_to_queue(task, now, out)
         self._serve_or_list(agent, now, out)
         return out
@@ -917,6 +974,9 @@ class Router:
                 out.touch(task)
             task.condition = self.queues[task.queue].condition_at(task)
             if task.state is TaskState.QUEUED:
+                if task.may_hold(NOT_BEFORE) and (until := held_until(task.attributes, now)):
+                    self._parked[task.id] = until  # a callback waiting for its time
+                    continue
                 b = self._bucket(task)
                 if task.may_hold("preferred_agent"):  # packed attributes stay packed
                     self._note_preference(task, now)
@@ -939,6 +999,10 @@ class Router:
             for task_id in b.task_live:
                 yield self.tasks[task_id]
         for task_id in self._reserved:
+            task = self.tasks[task_id]
+            if task.queue == queue:
+                yield task
+        for task_id in self._parked:
             task = self.tasks[task_id]
             if task.queue == queue:
                 yield task
@@ -1298,6 +1362,9 @@ class Router:
 
     def _place(self, task: Task, now: float, out: Outcome) -> None:
         """Offer a queued task to the best available eligible agent, or leave it waiting."""
+        if self._parked and task.id in self._parked:
+            out.tasks[task.id] = task  # held aside (`park`): it waits for its time
+            return
         b = self._bucket_for(task.queue, task.channel,
                              task.required_skills, task.condition)  # type: ignore[arg-type]
         out.tasks[task.id] = task
@@ -1528,6 +1595,8 @@ class Router:
         self.tasks.pop(task.id, None)
         self.declined.pop(task.id, None)
         self._unbucket(task)
+        if self._parked:
+            self._parked.pop(task.id, None)
         if self._prefs:
             self._prefs.pop(task.id, None)
         if self._expired:

@@ -269,7 +269,8 @@ class App:
         # Reports and today's figures read the log on their own connection (report.py).
         self.report_events = SqlReportStore(config.database.url, reactor)
         self.reports = Reports(self.report_events, self.store, reactor)
-        self.today = Today(self.report_events, self.store, reactor)
+        self.today = Today(self.report_events, self.store, reactor,
+                           checkpoint_seconds=config.reports.checkpoint_seconds)
         self.metrics = Metrics(self.queries, reactor, self.today, self.storage.commit,
                                self.storage.webhooks)
         self.assignment.listen(self.metrics.on_outcome)
@@ -354,6 +355,7 @@ class App:
         # Today's figures so far are folded from the log on the report thread while the rest
         # starts: routing does not wait for them (the live view shows them once read).
         self.supervision.start()
+        self.today.start()  # checkpoints of today's figures ([reports] checkpoint_seconds)
         self.blending.start()
         if self.config.webhooks.enabled:
             self.deliverer.start()  # pending deliveries resume; new events fan out
@@ -451,6 +453,7 @@ class App:
         self.metrics.stop()
         self.supervision.stop()
         self.blending.stop()
+        await self.today.stop()  # a last checkpoint: the next start reads only what follows
         self.report_events.stop()
         await self.deliverer.stop()  # posts in flight stay pending, sent after a restart
         await self.webhook_poster.close()

@@ -19,6 +19,10 @@ and never touch the router or the store. It promises:
   the interruption matrix treats as a call held;
 - registrations are stored before the registrar answers, survive restarts, and expire on the
   reactor's clock.
+- a queued caller may keep their place (`keep_place`, issue 18): the task stays in its queue
+  with its arrival and becomes a callback (dispatcher.domain.callbacks) to the caller's number;
+  from then on the caller's dialog is not the task's (`call_id` gives None, its end abandons
+  nothing); anonymous callers and calls no longer waiting are refused.
 
 Every Deferred fires after the change is committed.
 """
@@ -33,12 +37,14 @@ from typing import Any
 from twisted.internet.defer import Deferred, ensureDeferred, fail, succeed
 from twisted.internet.interfaces import IDelayedCall
 
+from dispatcher.domain import callbacks as cb
 from dispatcher.domain import events as ev
 from dispatcher.domain.errors import DomainError, DuplicateTask, InvalidValue, OfferNotCurrent
 from dispatcher.domain.routing import Outcome
 from dispatcher.domain.tasks import Channel, Task, TaskState
 
 from .assignment import Assignment
+from .callbacks import Callbacks
 from .intake import Intake, phone_identity
 from .ports import Binding, PhoneAccount, PhoneStore
 
@@ -121,6 +127,8 @@ class Calls:
         self._answered_at: dict[str, float] = {}  # task id -> when the call was answered
         self._arriving: dict[str, Deferred[Task]] = {}
         self.required = False
+        self.callback_attempts = cb.DEFAULT_ATTEMPTS  # `[phone] callback_attempts`
+        self.callbacks = Callbacks(self)  # the calls to make (callbacks.py)
 
     def now(self) -> float:
         return self.assignment.now()
@@ -140,8 +148,10 @@ class Calls:
                 await self.phones.remove_binding(binding.agent_id)
                 continue
             self._bind(binding)
+        await self.callbacks.start()
 
     def stop(self) -> None:
+        self.callbacks.stop()
         for timer in self._expiry.values():
             if timer.active():
                 timer.cancel()
@@ -328,6 +338,8 @@ class Calls:
         task = self._call_task(call_id)
         if task is None:
             return fail(OfferNotCurrent(f"no waiting call {call_id!r}"))
+        if cb.is_callback(task.attributes):  # the caller kept their place: not this dialog's
+            return fail(OfferNotCurrent(f"call {call_id!r} is a callback now"))
         now = self.now()
         try:
             if task.state is TaskState.OFFERED:
@@ -345,8 +357,7 @@ class Calls:
                                       f"not offered to {agent_id}")
         except DomainError as exc:
             return fail(exc)
-        self._answered_at[task.id] = now
-        task.attributes = {**task.attributes, ANSWERED_AT: now}
+        self.note_answer(task, now)
         out.touch(task)
         out.events.append(ev.Event(ev.CALL_ANSWERED, now, task.id, agent_id,
                                    ev.agent_actor(agent_id), {"agent_id": agent_id}))
@@ -354,14 +365,24 @@ class Calls:
         d.addCallback(lambda _: task)
         return d
 
-    def refused(self, call_id: str, agent_id: str, reason: str) -> Deferred[Outcome]:
-        """The agent's phone refused the call (486 Busy Here, 603 Decline): a reject."""
+    def note_answer(self, task: Task, now: float) -> None:
+        """Keep when the agent's call began (the call timer, the talk time of `call.ended`)."""
+        self._answered_at[task.id] = now
+        task.attributes = {**task.attributes, ANSWERED_AT: now}
+
+    def refused(self, call_id: str, agent_id: str, reason: str,
+                busy: bool = False) -> Deferred[Outcome]:
+        """The agent's phone refused the call (486 Busy Here, 603 Decline): a reject. `busy`:
+        the phone is in a call of its own: it is engaged too (as `device(engaged=True)`), in
+        the same decision, so no other call rings it meanwhile; `device(engaged=False)` ends
+        it (the phone edge: when the phone is idle again)."""
         task = self._call_task(call_id)
         agent = self.router.agents.get(agent_id)
         if task is None or agent is None or agent.offer_task_id != task.id:
             return succeed(Outcome())  # the offer ended already: nothing to refuse
         try:
-            out = self.router.reject(agent_id, agent.offer_id or "", self.now(), reason)
+            out = self.router.reject(agent_id, agent.offer_id or "", self.now(), reason,
+                                     engaged=busy)
         except DomainError as exc:
             return fail(exc)
         return self.assignment.apply(out)
@@ -371,7 +392,8 @@ class Calls:
         abandoned. An end already seen changes nothing."""
         task = self._call_task(call_id)
         if task is None or task.state in (TaskState.WRAP_UP, TaskState.COMPLETED,
-                                          TaskState.CANCELLED, TaskState.ABANDONED):
+                                          TaskState.CANCELLED, TaskState.ABANDONED) \
+                or cb.is_callback(task.attributes):  # the caller's dialog of a kept place
             return succeed(Outcome())
         if task.state in (TaskState.QUEUED, TaskState.OFFERED):
             return self.abandoned(call_id, reason=f"ended_by_{by}")
@@ -400,9 +422,12 @@ class Calls:
         return out
 
     def abandoned(self, call_id: str, reason: str = "caller_cancel") -> Deferred[Outcome]:
-        """The caller gave up while waiting (CANCEL, hang-up, time limit in queue)."""
+        """The caller gave up while waiting (CANCEL, hang-up, time limit in queue). A call
+        whose caller kept their place (`keep_place`) is a callback now: its end abandons
+        nothing."""
         task = self._call_task(call_id)
-        if task is None or task.state not in (TaskState.QUEUED, TaskState.OFFERED):
+        if task is None or task.state not in (TaskState.QUEUED, TaskState.OFFERED) \
+                or cb.is_callback(task.attributes):
             return succeed(Outcome())
         try:
             out = self.abandon_outcome(task, reason, self.now())
@@ -424,6 +449,44 @@ class Calls:
                 event.data = {**event.data, "reason": reason}
         out.merge(more)
         return out
+
+    def keep_place(self, call_id: str) -> Deferred[Task]:
+        """The queued caller asked to be called back: their call's task stays in its queue with
+        its original age (arrival unchanged) and becomes a callback task to the caller's number;
+        the caller's SIP dialog may then end without the task being abandoned. Fires after the
+        commit; fails (DomainError subclass) when the call is not waiting or has no usable
+        number (CallNotWaiting, NoCallbackNumber). Asked again, fires with the same task."""
+        task = self._call_task(call_id)
+        if task is None:
+            return fail(cb.CallNotWaiting(call_id, "unknown"))
+        if cb.is_callback(task.attributes):
+            return succeed(task)
+        if task.state not in (TaskState.QUEUED, TaskState.OFFERED):
+            return fail(cb.CallNotWaiting(call_id, task.state.value))
+        now = self.now()
+        try:
+            request = cb.request(task.attributes.get("caller"), "ivr", now,
+                                 max_attempts=self.callback_attempts)
+        except DomainError as exc:
+            return fail(exc)
+        attrs = dict(task.attributes)
+        # The dialog is no longer what is offered: without `call_id` the SIP edge rings no
+        # phone with it (`call_id(task_id)`), and its end abandons nothing (`abandoned`).
+        request["call_id"] = attrs.pop("call_id", call_id)
+        attrs.update({"source": cb.SOURCE, cb.ATTRIBUTE: request})
+        task.attributes = attrs
+        out = Outcome()
+        out.touch(task)
+        out.events.append(ev.Event(ev.CALLBACK_REQUESTED, now, task.id, data={
+            "number": request["number"], "origin": "ivr", "not_before": None,
+            "not_after": None, "kept": True, "waited": round(now - task.created_at, 3)}))
+        try:  # an offer ringing an agent's phone with the dialog is taken back (and re-placed)
+            out.merge(self.router.withdraw(task.id, now, "callback_requested"))
+        except DomainError as exc:
+            return fail(exc)
+        d = self.assignment.apply(out)
+        d.addCallback(lambda _: task)
+        return d
 
     def device(self, agent_id: str, *, engaged: bool | None = None,
                reachable: bool | None = None) -> Deferred[Outcome]:

@@ -214,6 +214,7 @@ class Received:
     customer_id: str | None
     acknowledged: bool = False
     linked_to: str | None = None
+    new_customer: bool = False  # this mail created its customer (a new address)
 
 
 @dataclass
@@ -504,7 +505,8 @@ class Mail:
         if self._auto_answer is None or not self._auto_answer.automatic(task, mail):
             self.intake.route(task)
         return Received(task.id, policy.label(stored.number), action, stored.customer_id,
-                        acknowledged=acks, linked_to=linked_to.id if linked_to else None)
+                        acknowledged=acks, linked_to=linked_to.id if linked_to else None,
+                        new_customer=stored.new is not None)
 
     async def _join(self, task: Task, mail: InboundMail, identity: Identity | None) -> Received:
         request = self._request_of(task)

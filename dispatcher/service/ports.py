@@ -724,6 +724,34 @@ class ReportStore(Protocol):
         memory store): they must not touch the reactor. Fires with the number of events of the
         period given to `sink`, once the last chunk was given to it."""
 
+    def count_events(self, start: float, end: float) -> Deferred[int]:
+        """How many events of the period [start, end) `fold_events` would give (no context)."""
+
+    def save_checkpoint(self, make: Callable[[], ReportCheckpoint]) -> Deferred[int]:
+        """Store the checkpoint `make()` returns in place of the one of its name, its data as
+        JSON; fires with the JSON's length. `make` runs where `fold_events`' sink runs (the
+        store's reading thread), so a fold in progress is not delayed by it; the caller makes
+        sure no fold of its own changes what `make` reads meanwhile."""
+
+    def load_checkpoint(self, name: str, decode: Callable[[ReportCheckpoint | None], Any]
+                        ) -> Deferred[Any]:
+        """`decode(checkpoint)` of the stored checkpoint of `name` (None if there is none), run
+        where `save_checkpoint`'s `make` runs; its data is the JSON read back (None when it is
+        not JSON). Fires with what `decode` returns, or fails with what it raises."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReportCheckpoint:
+    """A fold's state saved so that it resumes instead of folding again (today's figures:
+    service/reports.py, migration 0019): whose (`name`), of which day (`day_start`), in which
+    format (`version`), when (`saved_at`); `data` is plain JSON data."""
+
+    name: str
+    day_start: float
+    version: int
+    saved_at: float
+    data: Any
+
 
 # --- accounts: who signs in to the console (migration 0006) ----------------------------------
 

@@ -550,6 +550,8 @@ class Supervision:
                 kind = f"{channel.value} switched off"
             elif channel in a.unreachable:
                 kind = "no phone reachable"
+            elif channel in a.engaged and not a.held:
+                kind = "on a call outside routing"  # a PBX's device.state, a phone's 486
             elif a.wrapping:
                 kind = "wrapping up"
             else:

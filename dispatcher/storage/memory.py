@@ -15,10 +15,11 @@ import dataclasses
 import heapq
 import itertools
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 
 from dispatcher.domain.agents import Agent
 from dispatcher.domain.errors import DuplicateTask
@@ -41,6 +42,7 @@ from dispatcher.service.ports import (
     OutboundMail,
     OutboxItem,
     Progress,
+    ReportCheckpoint,
     State,
     StoredEvent,
     StoredMail,
@@ -50,6 +52,8 @@ from dispatcher.service.ports import (
     TaskSummary,
 )
 
+from .report_checkpoints import dumps as checkpoint_dumps
+from .report_checkpoints import loads as checkpoint_loads
 from .rows import DEFAULT_HISTORY_LIMIT, DEFAULT_LIST_LIMIT, snapshot
 
 
@@ -136,6 +140,7 @@ class MemoryStore:
         self._calendars: dict[str, Calendar] = {}
         self._task_event_ids = itertools.count(1)
         self._agent_event_ids = itertools.count(1)
+        self._checkpoints: dict[str, tuple[float, int, float, str]] = {}  # name -> row, JSON
         # Inspectable by tests: what SqlStore writes to `agent_events` and `outbox`.
         self.agent_events: list[StoredEvent] = []
         self.outbox: list[OutboxItem] = []
@@ -338,6 +343,29 @@ class MemoryStore:
         if progress is not None:
             progress(len(rows), len(rows))
         return succeed(len(rows))
+
+    def count_events(self, start: float, end: float) -> Deferred[int]:
+        return succeed(sum(1 for log in (self._task_events, self.agent_events)
+                           for e in log if start <= e.at < end))
+
+    def save_checkpoint(self, make: Callable[[], ReportCheckpoint]) -> Deferred[int]:
+        """Kept as the JSON text the SQL store writes (so what cannot be JSON fails here too)."""
+        cp = make()
+        text = checkpoint_dumps(cp.data)
+        self._checkpoints[cp.name] = (cp.day_start, cp.version, cp.saved_at, text)
+        return succeed(len(text))
+
+    def load_checkpoint(self, name: str,
+                        decode: Callable[[ReportCheckpoint | None], Any]) -> Deferred[Any]:
+        row = self._checkpoints.get(name)
+        if row is None:
+            return maybeDeferred(decode, None)
+        day_start, version, saved_at, text = row
+        try:
+            data = checkpoint_loads(text)
+        except ValueError:
+            data = None
+        return maybeDeferred(decode, ReportCheckpoint(name, day_start, version, saved_at, data))
 
     # customer history
     def customer_records(

@@ -12,6 +12,8 @@ Sits under `dispatcher.storage`. What it promises:
 - only what the figures read is read: the kinds `metrics.Tally` folds (FOLDED), their `data`
   only where a fold reads it (DATA_KINDS), and in the context only the kinds that set a task's
   state (STATE_KINDS); the figures are the same as from every event (tested);
+- checkpoints of today's fold are saved and loaded on the same reading thread, in turn with the
+  folds (report_checkpoints.py);
 - indexes used: `ix_task_events_at` / `ix_agent_events_at` for the period,
   `ix_tasks_state_queue` and the primary key for the tasks open at the start,
   `ix_task_events_task_id_id` / `ix_agent_events_agent_id_id` for the context.
@@ -23,7 +25,7 @@ import bisect
 import json
 import operator
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from sys import intern
 from typing import Any
 
@@ -32,11 +34,17 @@ from twisted.internet.defer import Deferred
 
 from dispatcher.domain import events as ev
 from dispatcher.domain.tasks import OPEN_STATES
-from dispatcher.service.ports import STATUS_LOOKBACK_SECONDS, EventSink, Progress
+from dispatcher.service.ports import (
+    STATUS_LOOKBACK_SECONDS,
+    EventSink,
+    Progress,
+    ReportCheckpoint,
+)
 
 from . import tables as t
 from .engine import SQLITE_BUSY_TIMEOUT_MS, is_sqlite
 from .pool import Pool
+from .report_checkpoints import thd_load_checkpoint, thd_save_checkpoint
 
 CHUNK = 10_000  # rows per fetch and per call of the sink
 # Snapshot isolation for the reads of one report on PostgreSQL (the default READ COMMITTED
@@ -58,10 +66,13 @@ FOLDED = frozenset({
     ev.TASK_ABANDONED, ev.TASK_REQUEUED, ev.TASK_TRANSFERRED, ev.TASK_CHANGED, ev.AGENT_STATUS,
     ev.EMAIL_RECEIVED, ev.EMAIL_QUEUED, ev.EMAIL_SENT, ev.EMAIL_REOPENED, ev.REMINDER_DUE,
     ev.CALL_ANSWERED, ev.CALL_ENDED, ev.REPLY_REVIEWED, ev.TASK_CATEGORISED,
+    ev.CALLBACK_REQUESTED, ev.CALLBACK_DIALLED, ev.CALLBACK_REACHED, ev.CALLBACK_NO_ANSWER,
+    ev.CALLBACK_RETRY,
 })
 DATA_KINDS = frozenset({
     ev.TASK_CREATED, ev.TASK_ASSIGNED, ev.TASK_COMPLETED, ev.TASK_TRANSFERRED, ev.TASK_CHANGED,
     ev.AGENT_STATUS, ev.EMAIL_QUEUED, ev.CALL_ENDED, ev.REPLY_REVIEWED, ev.TASK_CATEGORISED,
+    ev.CALLBACK_NO_ANSWER,
 })
 STATE_KINDS = frozenset({
     ev.TASK_CREATED, ev.TASK_ASSIGNED, ev.TASK_COMPLETED, ev.TASK_CANCELLED, ev.TASK_ABANDONED,
@@ -271,6 +282,17 @@ class SqlReportStore:
     def fold_events(self, start: float, end: float, sink: EventSink,
                     progress: Progress | None = None, context: bool = True) -> Deferred[int]:
         return self.pool.run(thd_fold_events, start, end, sink, progress, context)
+
+    def count_events(self, start: float, end: float) -> Deferred[int]:
+        return self.pool.run(thd_count_events, start, end)
+
+    def save_checkpoint(self, make: Callable[[], ReportCheckpoint]) -> Deferred[int]:
+        """`ReportStore.save_checkpoint`, on the reading thread (report_checkpoints.py)."""
+        return self.pool.run(thd_save_checkpoint, make)
+
+    def load_checkpoint(self, name: str,
+                        decode: Callable[[ReportCheckpoint | None], Any]) -> Deferred[Any]:
+        return self.pool.run(thd_load_checkpoint, name, decode)
 
     def ping(self) -> Deferred[float]:
         """A round trip to the database (`SELECT 1`) on the reading thread; fires with its

@@ -630,3 +630,17 @@ cluster_nodes = sa.Table(
     sa.Column("endpoints", sa.JSON, nullable=False),
     sa.Column("started_at", Time, nullable=False),
 )
+
+# --- checkpoints of today's figures (migration 0019) ----------------------------------------------
+
+# A fold's state saved by the process that routes (storage/report_checkpoints.py): one row per
+# name ("today"), replaced at each save; `data` is JSON text of format `version`.
+report_checkpoints = sa.Table(
+    "report_checkpoints",
+    metadata,
+    sa.Column("name", sa.String, primary_key=True),
+    sa.Column("day_start", Time, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("saved_at", Time, nullable=False),
+    sa.Column("data", sa.Text, nullable=False),
+)

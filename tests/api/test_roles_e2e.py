@@ -117,6 +117,8 @@ TABLE: list[tuple[str, str, Any, dict[str, Any]]] = [
     ("POST", "/tasks", {"channel": "phone", "queue": "sales",
                         "customer": {"value": "+33 1 23 45 67 89"}, "source": "chat"},
      {AGENT: 403, SUPERVISOR: 201, INTEGRATION: 201}),
+    ("POST", "/callbacks", {"number": "+33 1 23 45 67 80", "queue": "sales"},
+     {AGENT: 403, SUPERVISOR: 201, INTEGRATION: 201}),
     ("POST", "/tasks/{fresh}/cancel", {"reason": "duplicate"},
      {AGENT: 403, SUPERVISOR: 200, INTEGRATION: 200}),
     ("POST", "/tasks/{other}/priority", {"priority": 7},

@@ -58,6 +58,13 @@ def main(url: str, spec_json: str) -> None:
             sip_enabled=spec.get("sip", True),
             **{f"cti_{f.name}": getattr(cti, f.name) for f in fields(CtiSettings)
                if f.name not in ("enabled", "require_devices")})}
+    if spec.get("api"):  # the REST API too (POST /api/v1/callbacks: test_cti_callbacks.py)
+        from api.config import ApiSettings
+        from api.plugin import EDGE as API
+
+        specs = {**specs, "api": API}
+        edge_settings = {**edge_settings, "api": ApiSettings(
+            jwt_secret_file=spec["secret_file"], rate_limit_per_second=0)}
     schema.upgrade(url)
     config = Config(database=DatabaseConfig(url), log=LogConfig(level="INFO"),
                     edges=edge_settings)

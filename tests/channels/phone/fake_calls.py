@@ -75,9 +75,16 @@ class FakeCalls:
             return fail(OfferNotCurrent("gone"))
         return succeed(FakeTask(call_task_id(call_id), {}))
 
-    def refused(self, call_id, agent_id, reason):
-        self.log.append(("refused", call_id, agent_id, reason))
+    def refused(self, call_id, agent_id, reason, busy=False):
+        self.log.append(("refused", call_id, agent_id, reason) + (("busy",) if busy else ()))
         return succeed(None)
+
+    def device(self, agent_id, *, engaged=None, reachable=None):
+        self.log.append(("device", agent_id, engaged))
+        return succeed(None)
+
+    def agent_by_extension(self, extension):
+        return None
 
     def ended(self, call_id, by):
         self.log.append(("ended", call_id, by))

@@ -223,7 +223,7 @@ def start_app(where: Path, **extra: Any) -> App:
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory) -> Iterator[App]:
-    server = start_app(tmp_path_factory.mktemp("cti"))
+    server = start_app(tmp_path_factory.mktemp("cti"), api=True)
     yield server
     server.stop()
 
@@ -459,6 +459,25 @@ async def test_a_routed_call_taken_elsewhere_is_cancelled_at_the_pbx(app):
         assert (await pbx.request(m.CALL_ABANDONED, call_id="tr-1"))["type"] == m.OK
     finally:
         await close_all(pbx, tom)
+
+
+@run
+async def test_a_waiting_call_cancelled_through_the_api_is_cancelled_at_the_pbx(app):
+    pbx = await app.pbx()
+    try:
+        ack = await arrive(pbx, "cx-1", queue="misc")  # nobody signed in takes misc
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{app.http_port}/api/v1/tasks/{ack['task_id']}/cancel",
+            data=json.dumps({"reason": "duplicate"}).encode(), method="POST",
+            headers={"Authorization": f"Bearer {sign('crm')}",  # the API's integration
+                     "Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            assert r.status == 200
+        cancel = await pbx.expect(of_call(m.CANCEL_ROUTE, "cx-1"))
+        assert (cancel["reason"], cancel["agent_id"], cancel["task_id"]) == \
+            (m.CANCELLED, None, ack["task_id"])
+    finally:
+        await close_all(pbx)
 
 
 @run
@@ -812,7 +831,7 @@ def test_the_phone_edge_runs_the_cti_when_enabled(tmp_path, sip):
     """Deployed as `[phone] cti_enabled = true`: the phone edge runs it, next to the SIP server
     (on free ports) or alone with `sip_enabled = false`."""
     server = start_app(tmp_path, phone_edge=True, sip=sip)
-    assert server.parts == (["sip", "cti"] if sip else ["cti"])
+    assert server.parts == (["sip", "media", "cti"] if sip else ["cti"])
 
     async def walk() -> None:
         pbx, ann = await server.pbx(), await server.agent("ann")

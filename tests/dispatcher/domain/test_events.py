@@ -13,7 +13,9 @@ ROOT = Path(__file__).resolve().parents[3]
 PACKAGES = ("dispatcher", "channels", "agent_console", "api")
 # Wire message types of the CTI that happen to be spelled like a log kind (a PBX's
 # `call.answered` report is not the log's `call.answered` event): protocol names, kept there.
-WIRE_TYPES = {"channels/phone/messages.py": {ev.CALL_ANSWERED, ev.CALL_ENDED}}
+# CTI wire types spelled as the log kind they lead to (the PBX's report of what it saw).
+WIRE_TYPES = {"channels/phone/messages.py": {ev.CALL_ANSWERED, ev.CALL_ENDED,
+                                              ev.CALLBACK_REACHED}}
 
 KINDS = {name: value for name, value in vars(ev).items()
          if name.isupper() and isinstance(value, str) and "." in value}

@@ -24,12 +24,14 @@ from dispatcher.domain.queues import EscalationStep, Queue
 from dispatcher.domain.routing import Outcome, Router
 from dispatcher.domain.tasks import Channel
 from dispatcher.service.assignment import Assignment
+from dispatcher.service.calls import Calls
 from dispatcher.service.configuration import Configuration
 from dispatcher.service.intake import Intake
 from dispatcher.service.ports import Changes
 from dispatcher.service.queries import Queries
 from dispatcher.service.sessions import Sessions
 from dispatcher.storage.memory import MemoryStore
+from dispatcher.storage.phones import MemoryPhones
 
 # A Tuesday, 2026-03-03 10:00:00 UTC: the clock of every stack starts here.
 T0 = 1_772_532_000.0
@@ -183,3 +185,10 @@ class HeldStore:
         while self.held:
             value, d = self.held.pop(0)
             d.callback(value)
+
+
+def calls_for(s: Stack, phones: MemoryPhones | None = None) -> Calls:
+    """The phone channel's use cases on this stack, started (phone accounts in memory)."""
+    calls = Calls(s.assignment, s.intake, phones or MemoryPhones())
+    s.wait(calls.start())
+    return calls

@@ -17,6 +17,7 @@ from tests.dispatcher.service.stacks import (
     WRAP_UP_SECONDS,
     Stack,
     build_stack,
+    calls_for,
     failure_of,
     support_queue,
 )
@@ -29,12 +30,6 @@ def s() -> Stack:
     stack = build_stack()
     stack.put_queue(support_queue())
     return stack
-
-
-def calls_for(s: Stack, phones: MemoryPhones | None = None) -> Calls:
-    calls = Calls(s.assignment, s.intake, phones or MemoryPhones())
-    s.wait(calls.start())
-    return calls
 
 
 def with_phone(s: Stack, calls: Calls, agent_id: str, user: str | None = None,

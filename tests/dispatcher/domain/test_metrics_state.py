@@ -1,0 +1,96 @@
+"""A tally saved as JSON mid-day and loaded back folds the rest of the day exactly as the tally
+that never stopped: at every point of the scripted day of test_metrics (every figure compared,
+intervals included, and the saved states themselves); data of another version or of a broken
+shape is refused with ValueError."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from dispatcher.domain import metrics as m
+from dispatcher.domain import metrics_state
+from tests.dispatcher.domain.test_metrics import TARGETS, T, scripted_day
+
+
+def same_state(a: dict, b: dict) -> bool:
+    """The same state: the heaps of unanswered e-mails may differ in layout, not in content."""
+    return ({**a, "due": sorted(a["due"])} == {**b, "due": sorted(b["due"])}
+            and a["due"][:1] == b["due"][:1])
+
+
+def round_trip(tally: m.Tally) -> m.Tally:
+    return metrics_state.load(json.loads(json.dumps(metrics_state.dump(tally))))
+
+
+@pytest.mark.parametrize(("start", "end", "interval"), [
+    (T(8), None, m.HOUR),  # the live view: no end
+    (T(8), T(18), m.QUARTER_HOUR),  # a report's period
+    (T(10), None, m.HOUR),  # the events before 10:00 are context
+])
+def test_resumed_at_every_event_the_figures_are_those_of_a_tally_that_never_stopped(
+        start, end, interval) -> None:
+    events = scripted_day()
+    whole = m.Tally(start, end, interval, TARGETS)
+    whole.add_all(events)
+    expected = whole.figures(T(18)).rows()
+    assert len(expected) > 50
+    for k in range(len(events) + 1):
+        first = m.Tally(start, end, interval, TARGETS)
+        first.add_all(events[:k])
+        resumed = round_trip(first)
+        assert metrics_state.dump(resumed) == metrics_state.dump(first)
+        resumed.add_all(events[k:])
+        assert resumed.figures(T(18)).rows() == expected, f"resumed after {k} events"
+        assert same_state(metrics_state.dump(resumed), metrics_state.dump(whole))
+
+
+def test_a_snapshot_of_the_resumed_tally_counts_open_spans_and_overdue_mail() -> None:
+    events = [e for e in scripted_day() if e.at <= T(10, 30)]
+    live = m.Tally(T(8), None, m.HOUR, TARGETS)
+    live.add_all(events)
+    resumed = round_trip(live)
+    for now in (T(10, 45), T(11, 30), T(17)):  # spans open, e3 overdue after 11:00
+        assert resumed.figures(now).rows() == live.figures(now).rows()
+
+
+def test_the_queue_filter_and_targets_are_kept() -> None:
+    t = m.Tally(T(8), None, m.HOUR, TARGETS, queue="support")
+    t.add_all(scripted_day()[:20])
+    back = round_trip(t)
+    assert back.queue == "support" and back.targets == TARGETS
+
+
+def test_state_of_another_version_or_shape_is_refused() -> None:
+    t = m.Tally(T(8), None, m.HOUR, TARGETS)
+    t.add_all(scripted_day())
+    data = json.loads(json.dumps(metrics_state.dump(t)))
+    for broken in (
+        {**data, "version": metrics_state.VERSION + 1},
+        {**data, "version": None},
+        {k: v for k, v in data.items() if k != "fold"},
+        {k: v for k, v in data.items() if k != "tasks"},
+        {**data, "tasks": [row[:-1] for row in data["tasks"]]},  # a field short
+        {**data, "tasks": [[1, *row[1:]] for row in data["tasks"]]},  # an id not a string
+        {**data, "cells": [[k, c[:3]] for k, c in data["cells"]]},
+        {**data, "last_at": "noon"},
+        [data],
+        None,
+    ):
+        with pytest.raises(ValueError):
+            metrics_state.load(broken)
+
+
+def test_state_of_another_fold_is_refused_and_every_field_is_known() -> None:
+    t = m.Tally(T(8), None, m.HOUR, TARGETS)
+    t.add_all(scripted_day())
+    data = json.loads(json.dumps(metrics_state.dump(t)))
+    with pytest.raises(ValueError, match="another fold"):
+        metrics_state.load({**data, "fold": "00000000"})
+    # A field added to the tally or its tasks must be saved too (and VERSION bumped).
+    assert set(metrics_state._TASK_FIELDS) == set(m._Task.__slots__)
+    assert set(vars(t)) == set(metrics_state._TALLY_FIELDS)
+    t.extra_state = 1
+    with pytest.raises(ValueError, match="every field"):
+        metrics_state.dump(t)
