@@ -12,7 +12,8 @@ every queue whose requirement they meet (every queue has members); capacity 3 e-
 is offline. The timed part starts when every agent logs in and ends when the D tasks are
 completed: simulated agents, in process, call the Sessions use cases as the console would,
 accepting each offer once it is committed and completing each task once its accept is
-committed. Every step is committed before the next one. On PostgreSQL the run holds the
+committed. Every step is committed before the next one. The garbage collector runs as under `serve`
+(runtime/collector.py: everything frozen once the state is restored, no automatic full pass). On PostgreSQL the run holds the
 router's lease and every commit passes its fence, as under `serve` (`--unfenced`: without).
 Decisions = offers made (committed), assignments = accepts committed. Also printed: the CPU
 time of this process (every thread) per task completed in the timed part, which says more than
@@ -57,6 +58,7 @@ from dispatcher.domain.queues import Queue
 from dispatcher.domain.routing import Outcome, Router
 from dispatcher.domain.tasks import Channel
 from dispatcher.runtime.app import Storage, offer_ids
+from dispatcher.runtime.collector import Collector
 from dispatcher.service.assignment import Assignment
 from dispatcher.service.history_cache import HISTORY_CACHE_CUSTOMERS, HistoryCache, WatchedStore
 from dispatcher.service.intake import Intake
@@ -155,6 +157,7 @@ async def switchboard_run(reactor, url: str, model: Model, fenced: bool = True) 
     storage.start()
     await hold_lease(storage, fenced)
     assignment: Assignment | None = None
+    collector = Collector(reactor)
     try:
         store = storage.store
         await configure(store, model)
@@ -167,6 +170,7 @@ async def switchboard_run(reactor, url: str, model: Model, fenced: bool = True) 
         intake = Intake(assignment, store, reactor)
         sessions = Sessions(assignment)
         await assignment.restore(await store.load_state())
+        collector.start()  # as App._start: full collections on schedule (runtime/collector.py)
         await pump(len(model.tasks), IN_FLIGHT,
                    lambda i: intake.submit(Channel.EMAIL, model.tasks[i]))
         if len(router.tasks) != len(model.tasks):
@@ -209,6 +213,7 @@ async def switchboard_run(reactor, url: str, model: Model, fenced: bool = True) 
     finally:
         if assignment is not None:
             assignment.stop()  # its offer and wrap-up timers
+        collector.stop()
         await storage.stop()
 
 

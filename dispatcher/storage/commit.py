@@ -17,8 +17,15 @@ queues a call and returns a Deferred. What it promises:
   order (an event log's ids may then become visible out of order: its readers by id use
   cursor.py's gap rule, and the history cache resolves writes task by task).
 - Each call's Deferred fires with its own result only after its transaction committed. None is
-  lost. At reactor shutdown the queue is drained first (a "before shutdown" trigger), so the
-  pool's threads stop only once it is empty.
+  lost. A committed batch leaves the in-flight ones at once and hands its results back in
+  slices of `SLICE` calls: after each slice, the calls its callbacks made may start as the next
+  batch, so the database commits them while the reactor works on the rest of the results
+  (pipelining across the reactor and the database, not only between batches). A batch started
+  so fires its Deferreds only after every Deferred of the one before it (they fire in the
+  reactor thread, which is busy handing the earlier results back; a batch that commits at once
+  waits in `_deliveries`), so the order per key holds. At reactor shutdown the queue is
+  drained first (a "before shutdown" trigger), so the pool's threads stop only once it is
+  empty.
 - Behind a fence (`fence_with`, the router's lease: storage/lease.py), every transaction runs
   the fence first; when it raises `Deposed`, every call of that transaction errbacks with it and
   none is re-run: a deposed leader commits nothing more.
@@ -47,6 +54,7 @@ order within the one transaction, which no reader sees (they commit together) or
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Hashable, Sequence, Set
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -67,6 +75,8 @@ END_OF_TURN = 0  # callLater delay: after everything already queued in this reac
 # threads (pool.py POSTGRES_THREADS = 4), leaving threads for reads and re-runs.
 SQLITE_IN_FLIGHT = 1
 POSTGRES_IN_FLIGHT = 2
+# Results of a committed batch handed back before the calls they caused may start as a batch.
+SLICE = 256
 
 log = Logger()
 
@@ -180,13 +190,14 @@ class _Queued:
         return self._keys
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # identity: `_flying.remove` must find this very batch
 class _Batch:
     """One transaction in flight: its calls, and (computed when another batch would start
     beside it) every key they touch."""
 
     calls: list[_Queued]
     _keys: Any = _UNKNOWN
+    flying: bool = True
 
     @property
     def keys(self) -> set[Hashable] | None:
@@ -215,6 +226,9 @@ class GroupCommit:
         self._scheduled = False
         self._flying: list[_Batch] = []
         self._idle_waiters: list[Deferred[None]] = []
+        # Committed batches whose results are being handed back (`_committed`), in order.
+        self._deliveries: deque[tuple[list[_Queued], list[Any]]] = deque()
+        self._delivering = False
         self._fence: Fence | None = None
         self._on_deposed: Callable[[Failure], None] | None = None
         # For tests and benchmarks: transactions committed, and calls committed in them.
@@ -240,7 +254,7 @@ class GroupCommit:
 
     @property
     def idle(self) -> bool:
-        return not (self._pending or self._flying)
+        return not (self._pending or self._flying or self._delivering)
 
     @property
     def in_flight(self) -> int:
@@ -297,14 +311,37 @@ class GroupCommit:
         batch = _Batch(calls)
         self._flying.append(batch)
         d = self._pool.run(thd_batch, [(q.fn, q.args) for q in calls], self._fence)
-        d.addCallbacks(self._committed, self._batch_failed, (calls,), None, (calls,))
+        d.addCallbacks(self._committed, self._batch_failed, (calls, batch), None, (calls,))
         d.addBoth(self._settled, batch)
 
-    def _committed(self, results: list[Any], batch: list[_Queued]) -> None:
+    def _land(self, batch: _Batch) -> None:
+        """`batch` is no longer in flight (committed, or settled otherwise)."""
+        if batch.flying:
+            batch.flying = False
+            self._flying.remove(batch)
+
+    def _committed(self, results: list[Any], calls: list[_Queued], batch: _Batch) -> None:
+        """Hand the results back in order, starting the next batch after each SLICE of them
+        (module doc). A batch that commits while results are being handed back (a runner that
+        fires at once) waits for them: Deferreds fire in commit order, batch after batch."""
+        if len(results) != len(calls):
+            raise RuntimeError(f"{len(results)} results for {len(calls)} calls")
         self.commits += 1
-        self.calls += len(batch)
-        for queued, result in zip(batch, results, strict=True):
-            queued.done.callback(result)
+        self.calls += len(calls)
+        self._land(batch)
+        self._deliveries.append((calls, results))
+        if self._delivering:
+            return
+        self._delivering = True
+        try:
+            while self._deliveries:
+                calls, results = self._deliveries.popleft()
+                for position, (queued, result) in enumerate(zip(calls, results, strict=True)):
+                    queued.done.callback(result)
+                    if position % SLICE == SLICE - 1 and self._pending:
+                        self._start()
+        finally:
+            self._delivering = False
 
     def _batch_failed(self, failure: Failure, batch: list[_Queued]) -> Deferred[None] | None:
         if failure.check(Deposed):  # another node routes now: nothing of ours may commit
@@ -339,7 +376,7 @@ class GroupCommit:
         queued.done.callback(outcome)
 
     def _settled(self, outcome: Any, batch: _Batch) -> None:
-        self._flying.remove(batch)
+        self._land(batch)
         if isinstance(outcome, Failure):  # a bug here, not in a call: say so loudly
             log.failure("group commit bookkeeping failed", outcome)
         if self._pending:
