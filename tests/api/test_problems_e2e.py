@@ -39,6 +39,15 @@ def test_malformed_json_says_where_and_stores_nothing(server: Server) -> None:
     assert _count(server) == before
 
 
+@pytest.mark.parametrize("raw", [b"", b" ", b"\r\n\t"])
+def test_no_body_where_one_is_required_is_400_and_stores_nothing(server: Server,
+                                                                 raw: bytes) -> None:
+    before = _count(server)  # POST /tasks names its schema by $ref: it was a 500
+    got = server.call("POST", "/api/v1/tasks", raw=raw, role="integration")
+    assert _problem(got, 400, "invalid_body")["detail"] == "a JSON body is required"
+    assert _count(server) == before
+
+
 @pytest.mark.parametrize("body,where", [
     ({"channel": "email", "queue": "support", "colour": "red"}, "colour"),
     ({"channel": "fax", "queue": "support"}, "/channel"),
