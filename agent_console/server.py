@@ -388,12 +388,10 @@ class ConsoleServer:
         customer_id = m.field(msg, "customer_id")
         if self.history is None:
             return m.error(m.NOT_AVAILABLE, "no customer history here", rid)
-        from .session import customer_view
-
         # The service's rule (History.view_for): supervisors, agents serving the customer.
         view = await self._call(self.history.view_for(
             session.role, session.sub, customer_id, self.desks.timeline_limit))
-        return {"type": m.HISTORY, "re": rid, "customer": customer_view(view)}
+        return {"type": m.HISTORY, "re": rid, "customer": self.desks.cards.of(view)}
 
     async def _merge(self, session, msg, rid):
         if session.role != "supervisor":

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from typing import Any
 
 from dispatcher.aio import Background, to_future
@@ -35,13 +35,14 @@ from dispatcher.service.backoffice import BackOffice
 from dispatcher.service.codification import Codification
 from dispatcher.service.collaboration import Collaboration
 from dispatcher.service.conversation import Conversation
-from dispatcher.service.history import TimelineEntry
 from dispatcher.service.review import AnswerServices
 from dispatcher.service.sessions import Absences
 from dispatcher.service.supervision import Balancing
 
+from . import cards
 from . import messages as m
 from .answers import answers_for_task, item_view
+from .cards import customer_view  # noqa: F401 - where tests and older callers import it
 from .desk import DESK_EVENTS, desk_fields, desk_frame
 from .files import Links
 from .pull import PullFeed
@@ -127,7 +128,7 @@ class Session:
                     item = await item()
                     if item is None:
                         continue
-                await self.ws.send(item if isinstance(item, str) else m.dumps(item))
+                await self.ws.send(item if isinstance(item, str) else cards.dumps(item))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -196,6 +197,8 @@ class Desks:
         # files (files.py), and the e-mail service's policy (is a relay configured?).
         self.conversation = conversation
         self.links = Links()
+        # The customer part of frames, encoded once per version of the card (cards.py).
+        self.cards = cards.Cards()
         self.mail_policy = mail_policy
 
     def on_reply(self, reply_hook: ReplyHook | None) -> None:
@@ -299,7 +302,7 @@ class Desks:
         except Exception as exc:  # noqa: BLE001 - the offer goes out without its history
             log.warning("console: no history for customer %s: %s", task.customer_id, exc)
             return None
-        return customer_view(view)
+        return self.cards.of(view)
 
     def _offer_frame(self, session: Session, offer: Offer
                      ) -> Callable[[], Awaitable[dict[str, Any] | None]]:
@@ -457,17 +460,3 @@ class Desks:
             return frame
         return build
 
-
-# A timeline entry's fields, all plain values: read one by one (dataclasses.asdict deep-copies
-# each value, the larger part of a returning customer's offer frame).
-_ENTRY_FIELDS = tuple(f.name for f in fields(TimelineEntry))
-
-
-def customer_view(view: Any) -> dict[str, Any]:
-    card = view.card
-    return {
-        "id": card.id, "name": card.name, "since": card.since,
-        "identities": [{"kind": i.kind, "value": i.value} for i in card.identities],
-        "open_tasks": list(card.open_tasks),
-        "timeline": [{name: getattr(e, name) for name in _ENTRY_FIELDS} for e in view.timeline],
-    }

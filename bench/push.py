@@ -15,7 +15,9 @@ into the task; each client measures receipt time minus that stamp. Both processe
 machine's clock. Target: p99 <= 20 ms. Garbage collection runs as in `switchboard serve` (one
 scheduled full pass every 300 s, dispatcher/runtime/collector.py); the run measures the steady
 state after the pass that follows sign-in and reports that pass's own pause; `--no-refreeze`
-leaves collection to the interpreter, for comparison.
+leaves collection to the interpreter, for comparison. Each run also reports the CPU time per
+submitted task of the timed part, of the reactor thread and of the whole server process (the
+database threads too): a figure the machine's load changes less than the latencies.
 
 The peer in the same command is the same server without the history cache (every offer and
 assigned frame reads the card and timeline from the store, as before the cache): each of
@@ -175,6 +177,8 @@ def serve(agents: int, rate: float, seconds: float, secret: str, history: bool,
             profiler = cProfile.Profile()
             profiler.enable()
         n, t0 = 0, time.monotonic()
+        # CPU spent in the timed part: the reactor thread's, and the process's (DB threads too).
+        reactor_cpu0, usage0 = time.thread_time(), resource.getrusage(resource.RUSAGE_SELF)
         while (elapsed := time.monotonic() - t0) < seconds + WARMUP_SECONDS:
             while n < int(elapsed * rate):  # paced on the clock, whatever the tick's length
                 n += 1
@@ -185,7 +189,11 @@ def serve(agents: int, rate: float, seconds: float, secret: str, history: bool,
         if profiler is not None:
             profiler.disable()
             profiler.dump_stats(profile)
-        figures = {"submitted": n, "refreeze_pause_ms": pause_ms}
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        figures = {"submitted": n, "refreeze_pause_ms": pause_ms,
+                   "reactor_cpu_s": round(time.thread_time() - reactor_cpu0, 3),
+                   "process_cpu_s": round(usage.ru_utime + usage.ru_stime - usage0.ru_utime
+                                          - usage0.ru_stime, 3)}
         if history_cache is not None:
             figures.update(cache_hits=history_cache.hits, cache_misses=history_cache.misses,
                            cache_reads=history_cache.reads,
@@ -314,6 +322,8 @@ def one_run(args: argparse.Namespace, cache: bool) -> dict:
         "p90_ms": round(pct(measured, 0.90), 2) if measured else None,
         "p99_ms": round(pct(measured, 0.99), 2) if measured else None,
         "max_ms": round(max(measured), 2) if measured else None,
+        "reactor_cpu_ms_per_task": round(done["reactor_cpu_s"] * 1000 / max(1, submitted), 3),
+        "process_cpu_ms_per_task": round(done["process_cpu_s"] * 1000 / max(1, submitted), 3),
         **{k: done[k] for k in ("cache_hits", "cache_misses", "cache_reads", "cache_born",
                                 "cached_customers") if k in done},
     }
@@ -324,8 +334,9 @@ FIGURES = ("median_ms", "p90_ms", "p99_ms", "max_ms")
 
 def medians(runs: list[dict]) -> dict:
     out = {}
-    for key in (*FIGURES, "measured", "offers_seen", "completed", "errors"):
-        values = [r[key] for r in runs if r[key] is not None]
+    for key in (*FIGURES, "measured", "offers_seen", "completed", "errors",
+                "reactor_cpu_ms_per_task", "process_cpu_ms_per_task"):
+        values = [r[key] for r in runs if r.get(key) is not None]
         out[key] = round(statistics.median(values), 2) if values else None
     return out
 
@@ -390,8 +401,10 @@ def main() -> None:
                 hits = (f", cache hits {run['cache_hits']}, misses {run['cache_misses']} "
                         f"(store reads {run['cache_reads']}, new customers kept without a "
                         f"read {run.get('cache_born')})" if "cache_hits" in run else "")
+                cpu = (f", CPU per task: reactor {run['reactor_cpu_ms_per_task']} ms, process "
+                       f"{run['process_cpu_ms_per_task']} ms")
                 print(f"  {'cache   ' if cache else 'no cache'}  median {run['median_ms']} ms"
-                      f"  p90 {run['p90_ms']}  p99 {run['p99_ms']}  max {run['max_ms']}  "
+                      f"  p90 {run['p90_ms']}  p99 {run['p99_ms']}  max {run['max_ms']}{cpu}  "
                       f"(measured {run['measured']}, submitted {run['submitted']}, "
                       f"errors {run['errors']}, agents lost {run['agents_lost']}{hits}; "
                       f"load {run['load'][0]})", flush=True)
@@ -408,7 +421,9 @@ def main() -> None:
     for cache in variants:
         m = result["cache" if cache else "no_cache"]
         print(f"{'cache' if cache else 'no cache (peer)':>16}: median {m['median_ms']} ms, "
-              f"p90 {m['p90_ms']}, p99 {m['p99_ms']}, max {m['max_ms']} (medians of "
+              f"p90 {m['p90_ms']}, p99 {m['p99_ms']}, max {m['max_ms']}, CPU ms per task: "
+              f"reactor {m['reactor_cpu_ms_per_task']}, process {m['process_cpu_ms_per_task']} "
+              f"(medians of "
               f"{args.repeats})")
     if "p99_ratio_peer_to_ours" in result:
         print(f"{'p99 peer / ours':>16}: {result['p99_ratio_peer_to_ours']}x")

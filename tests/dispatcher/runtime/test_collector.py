@@ -7,7 +7,7 @@ import weakref
 
 from twisted.internet.task import Clock
 
-from dispatcher.runtime.collector import Collector
+from dispatcher.runtime.collector import YOUNG_THRESHOLD, Collector
 
 
 class Node:
@@ -34,3 +34,60 @@ def test_frozen_objects_are_skipped_but_garbage_is_reclaimed_at_each_refreeze():
     finally:
         collector.stop()
     assert gc.get_freeze_count() == 0
+
+
+def full_passes_while(work) -> int:
+    """How many full (generation 2) passes the interpreter made on its own during `work()`."""
+    passes = []
+
+    def seen(phase: str, info: dict) -> None:
+        if phase == "start" and info["generation"] == 2:
+            passes.append(info)
+
+    gc.callbacks.append(seen)
+    try:
+        work()
+    finally:
+        gc.callbacks.remove(seen)
+    return len(passes)
+
+
+def grow() -> list:
+    """Containers that survive young passes: enough to reach the interpreter's full pass."""
+    kept = []
+    for _ in range(300):
+        kept.append([[i] for i in range(2000)])
+    return kept
+
+
+def test_no_automatic_full_pass_between_scheduled_refreezes_and_thresholds_come_back():
+    thresholds = gc.get_threshold()
+    gc.collect()
+    gc.freeze()
+    try:
+        # Without the collector's schedule, this growth makes the interpreter walk the
+        # objects made since the freeze at least once (this is what the collector prevents).
+        assert full_passes_while(grow) > 0
+    finally:
+        gc.unfreeze()
+    clock = Clock()
+    collector = Collector(clock, every_seconds=60)
+    try:
+        collector.start()
+        young, older, _ = gc.get_threshold()
+        assert (young, older) == (max(thresholds[0], YOUNG_THRESHOLD), thresholds[1])
+        assert full_passes_while(grow) == 0
+        assert full_passes_while(lambda: clock.advance(60)) == 1  # the scheduled one
+    finally:
+        collector.stop()
+    assert gc.get_threshold() == thresholds
+
+
+def test_freezing_once_leaves_the_full_passes_to_the_interpreter():
+    thresholds = gc.get_threshold()
+    collector = Collector(Clock(), every_seconds=0)
+    try:
+        collector.start()
+        assert gc.get_threshold() == thresholds
+    finally:
+        collector.stop()
