@@ -55,7 +55,7 @@ from dispatcher.service.calls import MAX_CALL_ID
 
 from . import errors, translate
 from .config import PhoneSettings, QueueAddresses
-from .parse import ParseError, Request, Response, parse_uri
+from .parse import ParseError, Request, Response
 from .registrar import Registrar
 from .sip import ClientTransaction, Endpoint, Flow, ServerTransaction, Timer
 
@@ -419,7 +419,7 @@ class CallControl:
             self.calls.refused(call.call_id, agent_id, errors.REFUSED_UNREACHABLE) \
                 .addErrback(self._bug, "refusing")
             return
-        flow = self._flow_of(binding)
+        flow = self.endpoint.flow_to(binding.source, binding.contact)
         ep = self.endpoint
         rr = [self._record_route(call.caller_flow)]
         if flow.transport != call.caller_flow.transport:
@@ -432,21 +432,6 @@ class CallControl:
         log.info("call %s rings %s at %s", call.call_id, agent_id, binding.contact)
         self._seen(leg, "trying")
         leg.txn = ep.request(invite, flow, lambda resp: self._leg_response(call, leg, resp))
-
-    def _flow_of(self, binding: Any) -> Flow:
-        try:
-            flow = Flow.from_text(binding.source)
-        except ValueError:
-            flow = None
-        if flow is not None and (flow.transport == "udp" or flow in self.endpoint.connections):
-            return flow
-        try:  # the phone's TCP connection is gone: a new one to its Contact
-            uri = parse_uri(binding.contact)
-            transport = (uri.param("transport") or "udp").lower()
-            return Flow("tcp" if transport == "tcp" else "udp", uri.host.strip("[]"),
-                        uri.port or 5060)
-        except ParseError:
-            return flow or Flow("udp", "127.0.0.1", 5060)
 
     def _record_route(self, flow: Flow) -> str:
         ep = self.endpoint

@@ -40,8 +40,8 @@ from dispatcher.domain import events as ev
 
 from . import errors, translate
 from .config import PhoneSettings
-from .parse import ParseError, Request, Response, parse_uri
-from .sip import ClientTransaction, Endpoint, Flow, ServerTransaction, Timer
+from .parse import ParseError, Request, Response
+from .sip import ClientTransaction, Endpoint, Flow, ServerTransaction, Timer, flow_of_uri
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +141,7 @@ class Dialer:
             self._cancel(old.agent)
             self._over(old)
         number = cb.number_of(task.attributes) or ""
-        flow = flow_for(binding, self.endpoint)
+        flow = self.endpoint.flow_to(binding.source, binding.contact)
         invite = self._invite(binding.contact, number, flow, body=b"")
         s = Session(task.id, agent_id, offer_id, number, Leg("agent", flow, invite))
         self.by_task[task.id] = s
@@ -417,26 +417,3 @@ class Dialer:
     @staticmethod
     def _bug(failure: Any, what: str) -> None:
         log.error("dialer: %s failed: %s", what, failure.getTraceback())
-
-
-def flow_of_uri(uri: str) -> Flow:
-    """Where to send a request for a SIP URI (its host, port and transport)."""
-    parsed = parse_uri(uri)
-    transport = (parsed.param("transport") or "udp").lower()
-    return Flow("tcp" if transport == "tcp" else "udp", parsed.host.strip("[]"),
-                parsed.port or 5060)
-
-
-def flow_for(binding: Any, endpoint: Endpoint) -> Flow:
-    """The flow to an agent's phone: the one it registered over while it lasts, else its
-    Contact (as control.py rings it)."""
-    try:
-        flow = Flow.from_text(binding.source)
-    except ValueError:
-        flow = None
-    if flow is not None and (flow.transport == "udp" or flow in endpoint.connections):
-        return flow
-    try:
-        return flow_of_uri(binding.contact)
-    except ParseError:
-        return flow or Flow("udp", "127.0.0.1", 5060)

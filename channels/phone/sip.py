@@ -54,6 +54,7 @@ from .parse import (
     StreamFramer,
     Via,
     parse,
+    parse_uri,
     split_list,
 )
 
@@ -601,6 +602,21 @@ class Endpoint:
         return host.strip("[]") == self.host and (port or SIP_PORT) in (self.udp_port,
                                                                            self.tcp_port)
 
+    def flow_to(self, source: str, contact: str) -> Flow:
+        """The flow to a registered phone (`source` and `contact` of its binding): the one it
+        registered over while that lasts (always, over UDP), else a new one to its Contact
+        (its TCP connection is gone)."""
+        try:
+            flow: Flow | None = Flow.from_text(source)
+        except ValueError:
+            flow = None
+        if flow is not None and (flow.transport == "udp" or flow in self.connections):
+            return flow
+        try:
+            return flow_of_uri(contact)
+        except ParseError:
+            return flow or Flow("udp", "127.0.0.1", SIP_PORT)
+
     # ---- sending
 
     def send(self, data: bytes, flow: Flow) -> None:
@@ -739,3 +755,12 @@ class Endpoint:
         txn.reply(200, to_tag=invite.to_tag)
         if not invite.final:
             self.user.cancel(invite, req)
+
+
+def flow_of_uri(uri: str) -> Flow:
+    """Where to send a request for a SIP URI (its host, port and transport). Raises
+    ParseError."""
+    parsed = parse_uri(uri)
+    transport = (parsed.param("transport") or "udp").lower()
+    return Flow("tcp" if transport == "tcp" else "udp", parsed.host.strip("[]"),
+                parsed.port or SIP_PORT)

@@ -28,7 +28,7 @@ from typing import Any
 from . import dialog_info as di
 from . import errors
 from .config import PhoneSettings
-from .parse import ParseError, Request, Response, parse_delta, parse_uri
+from .parse import ParseError, Request, Response, parse_delta
 from .sip import Endpoint, Flow, ServerTransaction, Timer
 
 log = logging.getLogger(__name__)
@@ -90,27 +90,13 @@ class Watch:
             self._forget(current, "the phone registered again")
         if not publishes:
             return
-        w = Watched(agent_id, binding.contact, aor, self._flow_of(binding),
+        w = Watched(agent_id, binding.contact, aor, self.endpoint.flow_to(binding.source, binding.contact),
                     f"{os.urandom(8).hex()}@switchboard", new_tag())
         self.by_agent[agent_id] = w
         self.by_call_id[w.call_id] = w
         log.info("subscribing to the dialog state of %s's phone at %s", agent_id,
                  binding.contact)
         self._subscribe(w, self.settings.watch_seconds)
-
-    def _flow_of(self, binding: Any) -> Flow:
-        try:
-            flow = Flow.from_text(binding.source)
-        except ValueError:
-            flow = None
-        if flow is not None and (flow.transport == "udp" or flow in self.endpoint.connections):
-            return flow
-        try:
-            uri = parse_uri(binding.contact)
-            tcp = (uri.param("transport") or "udp").lower() == "tcp"
-            return Flow("tcp" if tcp else "udp", uri.host.strip("[]"), uri.port or 5060)
-        except ParseError:
-            return flow or Flow("udp", "127.0.0.1", 5060)
 
     # ================================================================ SUBSCRIBE
 
