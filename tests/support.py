@@ -1,4 +1,5 @@
-"""Test helpers shared by every suite: the strict-mode rule for missing peers.
+"""Test helpers shared by every suite: the strict-mode rule for missing peers, and stopping a
+peer's process.
 
 A test that needs a binary or a server that is not there calls `missing(reason)`: it skips with
 the reason, except under SWITCHBOARD_STRICT=1 (CI sets it), where it fails.
@@ -8,6 +9,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import subprocess
 
 import pytest
 
@@ -30,3 +33,15 @@ def need_binary(name: str) -> str:
     if path is None:
         missing(f"{name} is not installed")
     return path
+
+
+def stop_process(proc: subprocess.Popen, grace: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL if `proc` is still there after `grace` seconds."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)

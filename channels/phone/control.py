@@ -509,9 +509,7 @@ class CallControl:
         call.state = "answered"
         call.agent_flow = leg.flow
         call.agent_id = leg.agent_id
-        self._stop_timers(call)
-        if self.hold is not None:  # the agent's 200 takes the caller's media: ours stops
-            self.hold.end(call.call_id)
+        self._quiet(call)  # the agent's 200 takes the caller's media: ours stops
         call.txn.respond(translate.without_top_via(leg.ok))
         self._seen(leg, "confirmed", leg.ok)
         log.info("call %s answered by %s", call.call_id, leg.agent_id)
@@ -644,10 +642,14 @@ class CallControl:
                 t.cancel()
         call.timers.clear()
 
-    def _forget(self, call: Call) -> None:
+    def _quiet(self, call: Call) -> None:
+        """No more timers for the call, and no more queue media."""
         self._stop_timers(call)
         if self.hold is not None:
             self.hold.end(call.call_id)
+
+    def _forget(self, call: Call) -> None:
+        self._quiet(call)
         if self.by_call_id.get(call.call_id) is call:
             del self.by_call_id[call.call_id]
 
@@ -664,9 +666,7 @@ class CallControl:
             self.presence.stop()
         waits = []
         for call in list(self.by_call_id.values()):
-            self._stop_timers(call)
-            if self.hold is not None:
-                self.hold.end(call.call_id)
+            self._quiet(call)
             if call.waiting:
                 if call.leg is not None:
                     self._cancel_leg(call.leg)

@@ -66,7 +66,7 @@ class Callbacks:
                   ) -> None:
         """The phone edge's settings (`[phone] callback_attempts`, `callback_retry_delay`)."""
         if attempts is not None:
-            self.attempts = self.calls.callback_attempts = int(attempts)
+            self.attempts = int(attempts)
         if retry_delay is not None:
             self.retry_delay = float(retry_delay)
 

@@ -127,7 +127,6 @@ class Calls:
         self._answered_at: dict[str, float] = {}  # task id -> when the call was answered
         self._arriving: dict[str, Deferred[Task]] = {}
         self.required = False
-        self.callback_attempts = cb.DEFAULT_ATTEMPTS  # `[phone] callback_attempts`
         self.callbacks = Callbacks(self)  # the calls to make (callbacks.py)
 
     def now(self) -> float:
@@ -466,7 +465,7 @@ class Calls:
         now = self.now()
         try:
             request = cb.request(task.attributes.get("caller"), "ivr", now,
-                                 max_attempts=self.callback_attempts)
+                                 max_attempts=self.callbacks.attempts)
         except DomainError as exc:
             return fail(exc)
         attrs = dict(task.attributes)

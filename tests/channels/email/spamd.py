@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -15,7 +14,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from tests.support import missing, need_binary
+from tests.support import missing, need_binary, stop_process
 
 READY_TIMEOUT = 30.0
 GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
@@ -71,11 +70,5 @@ def running() -> Iterator[Spamd]:
             time.sleep(0.2)
         yield Spamd(port, proc)
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        stop_process(proc)
         shutil.rmtree(home, ignore_errors=True)

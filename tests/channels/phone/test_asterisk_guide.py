@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +19,7 @@ from pathlib import Path
 from dispatcher.service.calls import call_task_id
 from tests.channels.phone.fake_ari import FakeAri
 from tests.channels.phone.test_cti import TEST_TIMEOUT, sign, start_app
+from tests.support import stop_process
 
 ROOT = Path(__file__).resolve().parents[3]
 GUIDE = ROOT / "docs" / "asterisk.md"
@@ -135,13 +135,7 @@ def test_the_asterisk_guide_walks_its_cases(tmp_path):
             assert proc.poll() is None, app_log.read_text()
         finally:
             await ann.close()
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(5)
+            stop_process(proc)
             await ari.stop()
 
     try:

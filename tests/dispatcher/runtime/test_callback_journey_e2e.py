@@ -37,7 +37,7 @@ from tests.dispatcher.runtime.running import (
 )
 from tests.dispatcher.runtime.test_answers_e2e import SECRET, console
 from tests.dispatcher.storage.wiring import wire
-from tests.support import need_binary
+from tests.support import need_binary, stop_process
 
 pytestmark = pytest.mark.slow
 
@@ -171,12 +171,7 @@ def test_a_caller_keeps_their_place_and_the_agent_on_the_console_calls_them_back
         for p in procs:
             p.stop()
         receiver.close()
-        server.terminate()
-        try:
-            server.wait(20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop_process(server, grace=20)
 
     # What each phone got: the agent an INVITE without SDP and then, in the ACK, the
     # customer's SDP; the customer an INVITE to the number with the agent's SDP.
