@@ -297,6 +297,10 @@ class Desks:
         """The customer card and timeline for a task (None without history or customer)."""
         if self.history is None or not task.customer_id:
             return None
+        # From the cache at once: no asyncio Future around an already fired Deferred.
+        view = self.history.cached(task.customer_id, self.timeline_limit)
+        if view is not None:
+            return self.cards.of(view)
         try:
             view = await to_future(self.history.view(task.customer_id, self.timeline_limit))
         except Exception as exc:  # noqa: BLE001 - the offer goes out without its history

@@ -17,7 +17,9 @@ scheduled full pass every 300 s, dispatcher/runtime/collector.py); the run measu
 state after the pass that follows sign-in and reports that pass's own pause; `--no-refreeze`
 leaves collection to the interpreter, for comparison. Each run also reports the CPU time per
 submitted task of the timed part, of the reactor thread and of the whole server process (the
-database threads too): a figure the machine's load changes less than the latencies.
+database threads too): a figure the machine's load changes less than the latencies; on SQLite
+and PostgreSQL also the group commit's transactions per second and calls per transaction (an
+offer waits for two of them: its task's intake, then its own).
 
 The peer in the same command is the same server without the history cache (every offer and
 assigned frame reads the card and timeline from the store, as before the cache): each of
@@ -84,6 +86,13 @@ def database(store: str):
 
         with postgres_database() as url:
             yield url
+
+
+def commit_counts(storage) -> tuple[int, int]:
+    """The group commit's transactions so far and the calls they carried ((0, 0) without one:
+    the MemoryStore)."""
+    commit = getattr(storage, "commit", None)
+    return (commit.commits, commit.calls) if commit is not None else (0, 0)
 
 
 def serve(agents: int, rate: float, seconds: float, secret: str, history: bool,
@@ -179,6 +188,7 @@ def serve(agents: int, rate: float, seconds: float, secret: str, history: bool,
         n, t0 = 0, time.monotonic()
         # CPU spent in the timed part: the reactor thread's, and the process's (DB threads too).
         reactor_cpu0, usage0 = time.thread_time(), resource.getrusage(resource.RUSAGE_SELF)
+        commits0, calls0 = commit_counts(storage)
         while (elapsed := time.monotonic() - t0) < seconds + WARMUP_SECONDS:
             while n < int(elapsed * rate):  # paced on the clock, whatever the tick's length
                 n += 1
@@ -194,6 +204,8 @@ def serve(agents: int, rate: float, seconds: float, secret: str, history: bool,
                    "reactor_cpu_s": round(time.thread_time() - reactor_cpu0, 3),
                    "process_cpu_s": round(usage.ru_utime + usage.ru_stime - usage0.ru_utime
                                           - usage0.ru_stime, 3)}
+        commits, calls = commit_counts(storage)
+        figures.update(commits=commits - commits0, commit_calls=calls - calls0)
         if history_cache is not None:
             figures.update(cache_hits=history_cache.hits, cache_misses=history_cache.misses,
                            cache_reads=history_cache.reads,
@@ -324,6 +336,9 @@ def one_run(args: argparse.Namespace, cache: bool) -> dict:
         "max_ms": round(max(measured), 2) if measured else None,
         "reactor_cpu_ms_per_task": round(done["reactor_cpu_s"] * 1000 / max(1, submitted), 3),
         "process_cpu_ms_per_task": round(done["process_cpu_s"] * 1000 / max(1, submitted), 3),
+        **({"commits_per_s": round(done["commits"] / (args.seconds + WARMUP_SECONDS), 1),
+            "calls_per_commit": round(done["commit_calls"] / max(1, done["commits"]), 1)}
+           if done["commits"] else {}),
         **{k: done[k] for k in ("cache_hits", "cache_misses", "cache_reads", "cache_born",
                                 "cached_customers") if k in done},
     }
@@ -403,6 +418,9 @@ def main() -> None:
                         f"read {run.get('cache_born')})" if "cache_hits" in run else "")
                 cpu = (f", CPU per task: reactor {run['reactor_cpu_ms_per_task']} ms, process "
                        f"{run['process_cpu_ms_per_task']} ms")
+                if "commits_per_s" in run:  # the group commit's batches (a real store)
+                    cpu += (f", {run['commits_per_s']} commits/s of "
+                            f"{run['calls_per_commit']} calls")
                 print(f"  {'cache   ' if cache else 'no cache'}  median {run['median_ms']} ms"
                       f"  p90 {run['p90_ms']}  p99 {run['p99_ms']}  max {run['max_ms']}{cpu}  "
                       f"(measured {run['measured']}, submitted {run['submitted']}, "

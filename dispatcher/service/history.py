@@ -5,7 +5,8 @@ Sits in the service layer beside `queries.py`; reads and writes through the `Sto
 What it promises:
 - `view(customer_id)` gives the card (name, identities, open tasks) and the timeline, newest
   first, at most `limit` entries; every offer the console pushes carries it (the screen pop).
-  With a `HistoryCache` (history_cache.py) it answers from memory what a read would give.
+  With a `HistoryCache` (history_cache.py) it answers from memory what a read would give;
+  `cached(customer_id)` gives that answer at once, without a Deferred, or None on a miss.
 - One rule turns a task and its events into a timeline entry (`fold`, `entry_of`), for a read
   and for the cache alike.
 - Who may read it (`view_for`, the one rule every edge uses): a supervisor; an agent who holds
@@ -176,6 +177,13 @@ class History:
         if self.cache is not None:
             return self.cache.view(customer_id, limit or self.limit)
         return ensureDeferred(self._view(customer_id, limit or self.limit))
+
+    def cached(self, customer_id: str, limit: int | None = None) -> CustomerView | None:
+        """`view` when the cache holds the customer, at once (no Deferred); else None: ask
+        `view`."""
+        if self.cache is None:
+            return None
+        return self.cache.cached(customer_id, limit or self.limit)
 
     def view_for(self, role: str, sub: str, customer_id: str,
                  limit: int | None = None) -> Deferred[CustomerView]:

@@ -199,13 +199,20 @@ class HistoryCache:
 
     # ------------------------------------------------------------------ reading
 
+    def cached(self, customer_id: str, limit: int) -> CustomerView | None:
+        """The view from memory when cached (a hit), else None (nothing is read)."""
+        card = self._cards.get(customer_id)
+        if card is None or limit > self.depth:
+            return None
+        self.hits += 1
+        self._cards.move_to_end(customer_id)
+        return self._view(card, limit)
+
     def view(self, customer_id: str, limit: int) -> Deferred[CustomerView]:
         """The view from memory when cached (an already fired Deferred), else from the store."""
-        card = self._cards.get(customer_id)
-        if card is not None and limit <= self.depth:
-            self.hits += 1
-            self._cards.move_to_end(customer_id)
-            return succeed(self._view(card, limit))
+        found = self.cached(customer_id, limit)
+        if found is not None:
+            return succeed(found)
         self.misses += 1
         if limit > self.depth:
             return self._read(customer_id, limit)

@@ -70,3 +70,32 @@ async def test_offers_carry_the_cached_card_equal_to_a_fresh_read(tmp_path):
         assert cache.hits >= 2
     finally:
         await c.stop()
+
+
+@run
+async def test_a_cached_card_goes_into_the_offer_at_once(tmp_path, monkeypatch):
+    """The writer takes a cached card as it is (`History.cached`), with no Deferred wrapped in
+    an asyncio Future; only a customer the cache does not hold goes through `History.view`."""
+    core, inner, cache = cached_core()
+    views: list[str] = []
+    view = core.history.view
+    monkeypatch.setattr(core.history, "view", lambda cid, *a: views.append(cid) or view(cid, *a))
+    c = await start_console(tmp_path, core=core)
+    await c.put_agent("a1")
+    try:
+        client = await c.connect("a1")
+        mail = await c.mail(subject="Question", text="Hello")
+        await client.request("presence", status="available")
+        offer = await client.expect("offer")
+        assert offer["customer"] == customer_view(
+            await to_future(History(inner, core.assignment).view(mail.customer_id)))
+        await client.request("accept", offer_id=offer["offer_id"])
+        assert (await client.expect("assigned"))["customer"]["id"] == mail.customer_id
+        assert views == [] and cache.hits >= 2
+        cache.drop(mail.customer_id)  # not cached: the frame waits for a read
+        await client.close()
+        client = await c.connect("a1")
+        assert client.welcome["tasks"][0]["customer"]["id"] == mail.customer_id
+        assert views == [mail.customer_id]
+    finally:
+        await c.stop()

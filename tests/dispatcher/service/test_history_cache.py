@@ -37,6 +37,8 @@ class Both:
         self.fresh = History(inner, stack.assignment)
 
     def same(self, customer_id: str, served_from_memory: bool = True):
+        at_once = self.cached.cached(customer_id)  # from memory, or None (nothing read)
+        assert (at_once is not None) == served_from_memory
         hits = self.cache.hits
         d = self.cached.view(customer_id)
         assert (self.cache.hits > hits) == served_from_memory, "expected the view " + (
@@ -45,6 +47,7 @@ class Both:
         cached = self.stack.wait(d)
         fresh = self.stack.wait(self.fresh.view(customer_id))
         assert cached == fresh
+        assert at_once is None or at_once is cached  # the same version of the card
         return cached
 
 
