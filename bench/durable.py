@@ -17,7 +17,9 @@ committed. Every step is committed before the next one. The garbage collector ru
 router's lease and every commit passes its fence, as under `serve` (`--unfenced`: without).
 Decisions = offers made (committed), assignments = accepts committed. Also printed: the CPU
 time of this process (every thread) per task completed in the timed part, which says more than
-the rate on a loaded machine (the database server's own CPU is not in it).
+the rate on a loaded machine (the database server's own CPU is not in it), and the part of it
+spent in the reactor's thread (the router, the services, the rows made at call time: what one
+process can do at most; the rest is the database threads').
 
 Baseline: a helpdesk-style SQL assigner on the same model (tables agents, skills, tasks in their
 own fresh database or file), 4 worker threads, one transaction per assignment: the oldest queued
@@ -28,14 +30,21 @@ completes it in a second transaction (task completed, agent freed, last_idle set
 assignments is one decision. The ratio is Switchboard's decisions/s over the assigner's.
 
     .venv/bin/python bench/durable.py [--agents N] [--queues Q] [--skills S] [--depth D]
-        [--runs R] [--workers W] [--only sqlite|postgres] [--unfenced] [--json]
+        [--runs R] [--workers W] [--only sqlite|postgres] [--unfenced] [--json] [--profile N]
+
+`--profile N`: cProfile of the reactor's thread in the timed part of every Switchboard run
+(summed), its N costliest functions by own time printed on stderr (it slows the runs: read the
+shares, not the rates).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import cProfile
 import json
 import os
+import pstats
 import random
 import sqlite3
 import statistics
@@ -115,10 +124,16 @@ class Run:
     completions: int
     commits: int = 0
     cpu_seconds: float | None = None  # this process's CPU (all threads) in the timed part
+    reactor_cpu_seconds: float | None = None  # of which the reactor's thread
 
     @property
     def cpu_per_task_us(self) -> float | None:
         return None if self.cpu_seconds is None else self.cpu_seconds / self.completions * 1e6
+
+    @property
+    def reactor_cpu_per_task_us(self) -> float | None:
+        return (None if self.reactor_cpu_seconds is None
+                else self.reactor_cpu_seconds / self.completions * 1e6)
 
     @property
     def decision_rate(self) -> float:
@@ -151,7 +166,8 @@ async def configure(store: SqlStore, model: Model) -> None:
                                     channels={Channel.EMAIL}, status=Presence.OFFLINE))
 
 
-async def switchboard_run(reactor, url: str, model: Model, fenced: bool = True) -> Run:
+async def switchboard_run(reactor, url: str, model: Model, fenced: bool = True,
+                          profile: cProfile.Profile | None = None) -> Run:
     schema.upgrade(url)
     storage = Storage(url, reactor)
     storage.start()
@@ -203,13 +219,15 @@ async def switchboard_run(reactor, url: str, model: Model, fenced: bool = True) 
         assignment.listen(on_outcome)
         commits_before = getattr(storage.commit, "commits", 0)
         started, cpu_started = time.perf_counter(), time.process_time()
-        for agent_id in sorted(model.agents):
-            sessions.login(agent_id).addErrback(failed)
-        await finished
+        reactor_started = time.thread_time()  # this coroutine runs in the reactor's thread
+        with profile or contextlib.nullcontext():  # enabled in the timed part only
+            for agent_id in sorted(model.agents):
+                sessions.login(agent_id).addErrback(failed)
+            await finished
         seconds = time.perf_counter() - started
         return Run(seconds, count["offers"], count["accepts"], count["completes"],
                    getattr(storage.commit, "commits", 0) - commits_before,
-                   time.process_time() - cpu_started)
+                   time.process_time() - cpu_started, time.thread_time() - reactor_started)
     finally:
         if assignment is not None:
             assignment.stop()  # its offer and wrap-up timers
@@ -359,7 +377,8 @@ async def measure(reactor, name: str, database: Callable, model: Model,
     for _ in range(args.runs):
         try:
             with database() as url:
-                ours = await switchboard_run(reactor, url, model, not args.unfenced)
+                ours = await switchboard_run(reactor, url, model, not args.unfenced,
+                                             args.profiler)
             with database() as url:
                 theirs = assigner_run(url, model, args.workers)
         except sa.exc.OperationalError as exc:
@@ -377,6 +396,8 @@ async def measure(reactor, name: str, database: Callable, model: Model,
             o.completions / max(o.commits, 1) for o, _ in pairs), 2),
         "switchboard_cpu_us_per_task": round(statistics.median(
             o.cpu_per_task_us for o, _ in pairs), 1),
+        "switchboard_reactor_cpu_us_per_task": round(statistics.median(
+            o.reactor_cpu_per_task_us for o, _ in pairs), 1),
         "assigner_decisions_per_second": round(theirs_rate, 1),
         "ratio_of_medians": round(ours_rate / theirs_rate, 3),
         "pair_ratios": [round(r, 3) for r in ratios],
@@ -388,7 +409,9 @@ async def measure(reactor, name: str, database: Callable, model: Model,
         print(f"{name:>8}: switchboard {ours_rate:>7,.0f} decisions/s, {ours_assign:,.0f} "
               f"assignments/s (runs: {each}; "
               f"{result['switchboard_tasks_per_commit']} tasks completed per commit; process CPU "
-              f"{result['switchboard_cpu_us_per_task']:,.0f} us per task, database server apart)")
+              f"{result['switchboard_cpu_us_per_task']:,.0f} us per task, of which the reactor's "
+              f"thread {result['switchboard_reactor_cpu_us_per_task']:,.0f} us; database server "
+              f"apart)")
         print(f"{'':>8}  assigner    {theirs_rate:>7,.0f} decisions/s "
               f"({args.workers} workers; runs: {their_each})")
         print(f"{'':>8}  ratio {result['ratio_of_medians']:.2f}x (pairs: "
@@ -415,7 +438,10 @@ async def main(reactor, argv: list[str]) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--unfenced", action="store_true",
                         help="PostgreSQL: commit without the lease's fence (to measure its cost)")
+    parser.add_argument("--profile", type=int, metavar="N", default=0,
+                        help="print the N costliest functions of the reactor's thread (stderr)")
     args = parser.parse_args(argv)
+    args.profiler = cProfile.Profile() if args.profile > 0 else None
     if min(args.agents, args.queues, args.skills, args.depth, args.runs, args.workers) < 1:
         parser.error("every size must be at least 1")
     model = make_model(args)
@@ -430,6 +456,9 @@ async def main(reactor, argv: list[str]) -> None:
     if args.only in (None, "postgres"):
         result["postgres"] = await measure(reactor, "postgres", postgres_database, model, args)
     result["load_after"] = load()
+    if args.profiler is not None:
+        stats = pstats.Stats(args.profiler, stream=sys.stderr)
+        stats.sort_stats("tottime").print_stats(args.profile)
     if args.json:
         print(json.dumps(result))
     else:

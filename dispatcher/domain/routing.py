@@ -25,7 +25,8 @@ task reserved for another agent (below).
 
 The hot path (submit, accept, complete) avoids work that does not change the answer: what an
 agent can take now is computed once per call and handed on (`_serve_or_list`), from a cached
-list of the channels they handle (kept while their configuration is the same objects); an
+list of the channels they handle (kept while their configuration is the same objects), and cached
+itself while they hold tasks of one channel only (per channel and count); an
 agent's heap entry is renewed only where their key changed; the common calls are written out
 rather than spread over helpers; an agent who becomes idle goes at the end of each bucket's run
 (no heap push), and an agent who takes an offer leaves stale entries at the fronts of their
@@ -292,6 +293,23 @@ class Bucket:
             heapq.heappush(self.agents, entry)
 
 
+class _Handled:
+    """An agent's configuration as `_open_channels` reads it, cached while their `channels` and
+    `capacity` are the same objects (a configuration change replaces both): the channels they
+    handle with some capacity (`open`), and what they can take while holding n tasks of one
+    channel and nothing else (`holding[(channel, n)]`, filled on first use, under `matrix`)."""
+
+    __slots__ = ("channels", "capacity", "matrix", "open", "holding")
+
+    def __init__(self, channels: set[Channel], capacity: dict[Channel, int],
+                 matrix: InterruptionMatrix) -> None:
+        self.channels = channels
+        self.capacity = capacity
+        self.matrix = matrix
+        self.open = tuple(ch for ch in channels if capacity.get(ch, 0) > 0)
+        self.holding: dict[tuple[Channel, int], tuple[Channel, ...]] = {}
+
+
 def _order(task: Task, queue: Queue) -> tuple[int, float, float]:
     """The order key of a waiting task: the queue's priority is added here, and only here
     (`Router._enqueue` builds the same key inline: keep the two alike)."""
@@ -331,9 +349,10 @@ class Router:
         # Agents who may have a live entry in some agent heap (a superset): taking out an agent
         # who is in none costs nothing.
         self._listed: set[str] = set()
-        # A cache (derived, rebuilt when missing or stale): agent id -> (their channels, their
-        # capacity, the channels they handle with some capacity), for `_open_channels`.
-        self._handled: dict[str, tuple[set[Channel], dict[Channel, int], tuple[Channel, ...]]] = {}
+        # A cache (derived, rebuilt when missing or stale): agent id -> `_Handled` (their
+        # channels and capacity, the channels they handle with some capacity, what they can take
+        # while holding n tasks of one channel), for `_open_channels`.
+        self._handled: dict[str, _Handled] = {}
         self._seq = itertools.count()
         # Stickiness: task id -> (preferred agent, until) while the preference holds;
         # reserved (waiting) task id -> (agent id, its entry); agent id -> entries of the tasks
@@ -780,7 +799,7 @@ class Router:
         task_id = task.id
         agent.held[task_id] = task.channel
         agent.idle_since = now
-        if self._prefs or task.attributes:
+        if self._prefs or task.may_hold("preferred_until"):  # `_served` has work to do
             self._served(task, now)
         actor = "agent:" + agent_id  # ev.agent_actor
         out = Outcome(events=[
@@ -1178,17 +1197,43 @@ class Router:
         if agent.status is not Presence.AVAILABLE or agent.offer_id is not None or agent.disabled:
             return ()
         handled = self._handled.get(agent.id)
-        if handled is None or handled[0] is not agent.channels or handled[1] is not agent.capacity:
+        if (handled is None or handled.channels is not agent.channels
+                or handled.capacity is not agent.capacity):
             handled = self._handle(agent)
-        chans = handled[2]
+        held = agent.held
         if agent.paused or agent.unreachable:
             blocked = agent.paused | agent.unreachable
-            chans = tuple(ch for ch in chans if ch not in blocked)
+            return self._open_holding(tuple(ch for ch in handled.open if ch not in blocked),
+                                      agent)
+        if agent.engaged:
+            return self._open_holding(handled.open, agent)
+        if not held:
+            return handled.open
+        if handled.matrix is (agent.interruptions or self.matrix):
+            # The usual case, cached: every task held is of one channel.
+            n = len(held)
+            if n == 1:
+                (one,) = held.values()
+            else:
+                kinds = [*held.values()]
+                one = kinds[0]
+                if kinds.count(one) != n:
+                    return self._open_holding(handled.open, agent)
+            key = (one, n)
+            can = handled.holding.get(key)
+            if can is None:
+                can = handled.holding[key] = self._open_holding(handled.open, agent)
+            return can
+        return self._open_holding(handled.open, agent)
+
+    def _open_holding(self, chans: tuple[Channel, ...], agent: Agent) -> tuple[Channel, ...]:
+        """Of `chans` (channels the agent handles, not paused nor unreachable), those they can
+        take given what they hold and the channels they are engaged on."""
         held = agent.held
         if not held and not agent.engaged:
             return chans
         cap = agent.capacity
-        if len(held) == 1 and not agent.engaged:  # the usual case: one task held
+        if len(held) == 1 and not agent.engaged:  # one task held
             (one,) = held.values()
             lets_in = (agent.interruptions or self.matrix).allows.get(one, _NO_CHANNELS)
             return tuple(ch for ch in chans if ch in lets_in and (ch is not one or cap[ch] > 1))
@@ -1206,13 +1251,11 @@ class Router:
             return ()
         return tuple(ch for ch in chans if ch in allowed and counts.get(ch, 0) < cap[ch])
 
-    def _handle(self, agent: Agent) -> tuple[set[Channel], dict[Channel, int], tuple[Channel, ...]]:
+    def _handle(self, agent: Agent) -> _Handled:
         """Cache the channels the agent handles with some capacity (what `_open_channels`
         starts from), valid while their `channels` and `capacity` are the same objects (a
         configuration change replaces both)."""
-        cap = agent.capacity
-        handled = (agent.channels, cap,
-                   tuple(ch for ch in agent.channels if cap.get(ch, 0) > 0))
+        handled = _Handled(agent.channels, agent.capacity, agent.interruptions or self.matrix)
         self._handled[agent.id] = handled
         return handled
 

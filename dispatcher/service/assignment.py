@@ -78,10 +78,14 @@ class Assignment:
         if not changes:
             self._announce(outcome)
             return succeed(outcome)
-        d = self.store.record(changes)
-        d.addCallback(lambda _: self._announce(outcome) or outcome)
-        d.addErrback(self._failed, outcome)
-        return d
+        # One entry in the Deferred's chain, not two: `_committed` cannot fail (`_announce`
+        # catches what a listener raises), so `_failed` sees only the commit's failure.
+        return self.store.record(changes).addCallbacks(
+            self._committed, self._failed, (outcome,), None, (outcome,))
+
+    def _committed(self, _: object, outcome: Outcome) -> Outcome:
+        self._announce(outcome)
+        return outcome
 
     def _announce(self, outcome: Outcome) -> None:
         for listener in list(self.listeners):
@@ -104,13 +108,20 @@ class Assignment:
         for offer in outcome.offers:
             delay = max(0.0, offer.expires_at - self.now())
             self._offer_timers[offer.id] = self.clock.callLater(delay, self._expire, offer.id)
+        # Per task, each timer is looked at only when one is set or may be due (the usual
+        # task has no escalation step left, no preference, no wrap-up).
+        router, steps, stickies, wraps = (self.router, self._step_timers, self._sticky_timers,
+                                          self._wrap_timers)
         for task in outcome.tasks.values():
-            self._arm_step(task.id)
-            self._arm_sticky(task.id)
+            task_id = task.id
+            if task_id in steps or router.step_due(task_id) is not None:
+                self._arm_step(task_id)
+            if stickies or router.sticky_until(task_id) is not None:
+                self._arm_sticky(task_id)
             if task.state is TaskState.WRAP_UP:
                 self._arm_wrap(task)
-            elif task.id in self._wrap_timers:
-                _, timer = self._wrap_timers.pop(task.id)
+            elif task_id in wraps:
+                _, timer = wraps.pop(task_id)
                 if timer.active():
                     timer.cancel()
 

@@ -93,7 +93,8 @@ def mergeable(
 ) -> Callable[[F], F]:
     """Mark a one-argument `thd_` function: calls of it in a batch run together as
     `many(conn, [arg, ...])`, which returns one result per argument, in order. With `keys`
-    (every row a call touches, by key), calls merge past calls that touch none of those rows."""
+    (every row a call touches, by key), calls merge past calls that touch none of those rows;
+    `keys` gives a new set at each call (group commit keeps it, and never changes it)."""
 
     def mark(fn: F) -> F:
         fn.many = many  # type: ignore[attr-defined]
@@ -110,18 +111,30 @@ class _Group:
     fn: Callable[..., Any]
     positions: list[int]
     keys: set[Hashable] | None  # None: every key (nothing moves past this group)
+    owned: bool = False  # `keys` is this group's own set (else its first call's: not changed)
 
 
 def _keys_of(fn: Callable[..., Any], args: tuple[Any, ...]) -> set[Hashable] | None:
+    """The keys of a call (`mergeable`): a set of its own, never changed after."""
     keys = getattr(fn, "keys", None)
-    return None if keys is None or len(args) != 1 else set(keys(args[0]))
+    if keys is None or len(args) != 1:
+        return None
+    found = keys(args[0])
+    return found if type(found) is set else set(found)
 
 
-def plan(calls: Sequence[Call]) -> list[_Group]:
-    """The groups that run `calls` with the same effect, in the order they run (module doc)."""
+_UNKNOWN: Any = object()  # keys not computed yet
+
+
+def plan(calls: Sequence[Call], known: Sequence[Any] | None = None) -> list[_Group]:
+    """The groups that run `calls` with the same effect, in the order they run (module doc).
+    `known`: the keys of each call when already computed (`_UNKNOWN` where not), so that a
+    call's keys are computed once."""
     groups: list[_Group] = []
     for position, (fn, args) in enumerate(calls):
-        keys = _keys_of(fn, args)
+        keys = _UNKNOWN if known is None else known[position]
+        if keys is _UNKNOWN:
+            keys = _keys_of(fn, args)
         target = None
         if getattr(fn, "many", None) is not None and len(args) == 1:
             for group in reversed(groups):
@@ -137,18 +150,22 @@ def plan(calls: Sequence[Call]) -> list[_Group]:
         if target.keys is not None:
             if keys is None:
                 target.keys = None
-            else:
+            elif target.owned:
                 target.keys |= keys  # in place: a copy per call would be quadratic
+            else:  # the first call's set (shared with the reactor thread): copied once
+                target.keys, target.owned = target.keys | keys, True
     return groups
 
 
-def thd_batch(conn: sa.Connection, calls: Sequence[Call], fence: Fence | None = None) -> list[Any]:
+def thd_batch(conn: sa.Connection, calls: Sequence[Call], fence: Fence | None = None,
+              known: Sequence[Any] | None = None) -> list[Any]:
     """Run `calls` on one connection (one transaction), merged as `plan` says; return their
-    results in the order of `calls`. `fence` runs first (it raises to refuse the batch)."""
+    results in the order of `calls`. `fence` runs first (it raises to refuse the batch).
+    `known`: `plan`'s."""
     if fence is not None:
         fence(conn)
     results: list[Any] = [None] * len(calls)
-    for group in plan(calls):
+    for group in plan(calls, known):
         if len(group.positions) == 1:
             position = group.positions[0]
             results[position] = group.fn(conn, *calls[position][1])
@@ -170,9 +187,6 @@ def thd_fenced(conn: sa.Connection, fence: Fence | None, fn: Callable[..., Any],
     if fence is not None:
         fence(conn)
     return fn(conn, *args)
-
-
-_UNKNOWN: Any = object()  # keys not computed yet
 
 
 @dataclass(slots=True)
@@ -310,7 +324,9 @@ class GroupCommit:
             return
         batch = _Batch(calls)
         self._flying.append(batch)
-        d = self._pool.run(thd_batch, [(q.fn, q.args) for q in calls], self._fence)
+        # The keys computed so far go along (read only there), so none is computed twice.
+        d = self._pool.run(thd_batch, [(q.fn, q.args) for q in calls], self._fence,
+                           [q._keys for q in calls])
         d.addCallbacks(self._committed, self._batch_failed, (calls, batch), None, (calls,))
         d.addBoth(self._settled, batch)
 

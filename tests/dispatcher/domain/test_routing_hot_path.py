@@ -70,6 +70,38 @@ def test_open_channels_agree_with_can_take_in_every_state() -> None:
     assert checked == 3000
 
 
+def test_open_channels_agree_with_can_take_as_one_agent_changes() -> None:
+    """The same agents through many states in turn (what `_open_channels` caches per agent is
+    reused from one state to the next), their configuration replaced now and then."""
+    rng = random.Random(16)
+    matrices = [InterruptionMatrix(),
+                InterruptionMatrix({EMAIL: frozenset({EMAIL}),
+                                    PHONE: frozenset({PHONE, EMAIL})})]
+    subsets = [set(c) for n in range(3) for c in itertools.combinations(Channel, n)]
+    r = Router(matrix=matrices[0])
+    r.put_queue(Queue("q"), T0)
+    checked = 0
+    for i in range(4):
+        for step in range(800):
+            if step % 100 == 0:  # a configuration change replaces channels and capacity
+                r.put_agent(Agent(id=f"a{i}", queues={"q"}, channels=rng.choice(subsets[1:]),
+                                  capacity={EMAIL: rng.choice((1, 2, 3)),
+                                            PHONE: rng.choice((0, 1, 2))},
+                                  interruptions=rng.choice((None, matrices[1]))), T0)
+            cur = r.agents[f"a{i}"]
+            cur.status = rng.choice((AVAILABLE, AVAILABLE, AVAILABLE, BREAK))
+            cur.paused = set(rng.choice(subsets)) & cur.channels if rng.random() < 0.2 else set()
+            cur.unreachable = set(rng.choice(subsets)) if rng.random() < 0.1 else set()
+            cur.engaged = set(rng.choice(subsets)) if rng.random() < 0.1 else set()
+            cur.held = {f"h{k}": rng.choice((EMAIL, EMAIL, PHONE)) for k in range(rng.choice(
+                (0, 1, 1, 2, 2, 3, 4)))}
+            cur.offer_id = "o1" if rng.random() < 0.05 else None
+            expected = {ch for ch in Channel if cur.can_take(ch, r.matrix_of(cur))}
+            assert set(r._open_channels(cur)) == expected, cur
+            checked += 1
+    assert checked == 3200
+
+
 def test_a_new_capacity_is_seen_at_once() -> None:
     r = Router()
     r.put_queue(Queue("q"), T0)

@@ -314,6 +314,40 @@ def test_two_batches_on_other_rows_are_in_flight_at_once(piped) -> None:
     assert (gc.commits, gc.calls) == (3, 3)
 
 
+def test_the_keys_of_a_call_are_computed_once_and_left_as_they_were(piped) -> None:
+    """A call's keys found in the reactor's thread (to start it beside a batch in flight) go
+    with its batch: the database thread's merge neither computes them again nor changes the
+    set the call gave."""
+    reactor, pool, gc = piped
+    asked: list[Any] = []
+    given: list[set[Any]] = []
+
+    def many(log: list[Any], items: list[tuple[str, int]]) -> list[int]:
+        log.extend(items)
+        return [value for _, value in items]
+
+    def keys(item: tuple[str, int]) -> set[Any]:
+        asked.append(item)
+        given.append({item[0]})
+        return given[-1]
+
+    @mergeable(many, keys)
+    def record(log: list[Any], item: tuple[str, int]) -> int:
+        return many(log, [item])[0]
+
+    gc.run(record, ("a", 1))
+    reactor.turn()  # alone: its keys are not needed yet
+    for item in (("b", 2), ("c", 3), ("d", 4)):  # started beside ("a", 1): keys needed
+        gc.run(record, item)
+    reactor.turn()
+    pool.finish(1)  # b, c, d: merged into one run
+    pool.finish()
+    assert pool.transactions == [[("b", 2), ("c", 3), ("d", 4)], [("a", 1)]]
+    # ("a", 1) started before its keys were needed: the database thread found them too.
+    assert [asked.count(item) for item in (("b", 2), ("c", 3), ("d", 4))] == [1, 1, 1]
+    assert all(len(k) == 1 for k in given)  # the merge of b, c, d changed none of them
+
+
 def test_one_in_flight_by_default_even_on_other_rows(fake) -> None:
     reactor, pool, gc = fake
     _, record = keyed()

@@ -31,7 +31,7 @@ T0 = 1_700_000_000.0
 
 def open_items(pool: FakePool, index: int = 0) -> list[Any]:
     """The arguments of the calls of the `index`-th transaction not completed yet."""
-    _, (calls, _fence), _ = pool._open[index]
+    _, (calls, *_fence_and_keys), _ = pool._open[index]
     return [args[0] for _, args in calls]
 
 
