@@ -95,6 +95,12 @@ def scanned(raw: bytes, queue: str, envelope_from: str, recipients: tuple[str, .
     return inbound(raw, queue, envelope_from, recipients, parsed=parsed, **kwargs)
 
 
+def _cancel(timer: Any) -> None:
+    """Cancel `timer` if it is still pending."""
+    if timer is not None and timer.active():
+        timer.cancel()
+
+
 class NotStored(OSError):
     """An attachment could not be stored (a full disk): the SMTP intake answers 451."""
 
@@ -107,7 +113,7 @@ class _Job:
     recipients: tuple[str, ...]
     kwargs: dict[str, Any]
     done: defer.Deferred = field(default_factory=defer.Deferred)
-    timer: Any = None
+    deadline: float = 0.0  # waiting: until then for a worker; in a worker: its budget's end
     worker: _Worker | None = None
 
 
@@ -118,6 +124,7 @@ class _Worker(ProcessProtocol):
         self.ready = False
         self.job: _Job | None = None
         self.ended = False
+        self.timer: Any = None  # the budget timer (`Reader._budget_due`), kept between jobs
 
     def outReceived(self, data: bytes) -> None:
         self.buffer += data
@@ -171,6 +178,7 @@ class Reader:
         self.memory_mb = memory_mb
         self.workers: list[_Worker] = []
         self.waiting: deque[_Job] = deque()
+        self.wait_timer: Any = None  # due when the first waiting job has waited `wait`
         self.throttled = Throttled(log)
         self.stopped = False
         reactor.addSystemEventTrigger("before", "shutdown", self.stop)
@@ -186,11 +194,12 @@ class Reader:
             self._fallback(job, "not parsed: the server is stopping")
             return job.done
         idle = None if self.waiting else self._idle()
-        if idle is not None:  # the common case: no wait timer to set and cancel
+        if idle is not None:  # the common case: no waiting
             self._give(idle, job)
             return job.done
-        job.timer = self.reactor.callLater(self.wait, self._waited, job)
+        job.deadline = self.now() + self.wait
         self.waiting.append(job)
+        self._arm_wait()
         self._pump()
         return job.done
 
@@ -206,6 +215,30 @@ class Reader:
         self.stopped = True
         for worker in list(self.workers):
             worker.kill()
+        _cancel(self.wait_timer)
+        self.wait_timer = None
+
+    # ---------------------------------------------------------------- timers
+    # One budget timer per worker and one wait timer for the waiting line, not one of each per
+    # message: a timer that comes due looks at the job in hand (or the first one waiting) and
+    # is set again for its own deadline when that is later. Every deadline is still kept to
+    # the reactor's precision; a message costs no timer set and cancelled.
+
+    def _arm_wait(self) -> None:
+        if self.wait_timer is None and self.waiting:
+            delay = max(0.0, self.waiting[0].deadline - self.now())
+            self.wait_timer = self.reactor.callLater(delay, self._waited)
+
+    def _budget_due(self, worker: _Worker) -> None:
+        worker.timer = None
+        job = worker.job
+        if job is None or worker.ended:
+            return
+        late = job.deadline - self.now()
+        if late > 0:
+            worker.timer = self.reactor.callLater(late, self._budget_due, worker)
+            return
+        self._over(job)
 
     # ---------------------------------------------------------------- workers
 
@@ -239,11 +272,11 @@ class Reader:
         return None
 
     def _give(self, worker: _Worker, job: _Job) -> None:
-        if job.timer is not None:
-            job.timer.cancel()
         job.worker = worker
         worker.job = job
-        job.timer = self.reactor.callLater(self.budget, self._over, job)
+        job.deadline = self.now() + self.budget
+        if worker.timer is None:
+            worker.timer = self.reactor.callLater(self.budget, self._budget_due, worker)
         request = (job.raw, job.queue, job.envelope_from, job.recipients, job.kwargs,
                    self.limits)
         prompt.send(worker.transport,
@@ -257,7 +290,6 @@ class Reader:
         job, worker.job = worker.job, None
         if job is None:
             return
-        job.timer.cancel()
         try:
             kind, value = load_answer(body)
         except Exception as exc:  # noqa: BLE001 - a torn answer: the worker is unusable
@@ -284,22 +316,23 @@ class Reader:
         self._fallback(job, f"parse budget exceeded ({self.budget:g} s)")
         self._pump()
 
-    def _waited(self, job: _Job) -> None:
-        try:
-            self.waiting.remove(job)
-        except ValueError:
-            return
-        self._fallback(job, f"not parsed: no free reader for {self.wait:g} s")
+    def _waited(self) -> None:
+        self.wait_timer = None
+        now = self.now()
+        while self.waiting and self.waiting[0].deadline <= now:
+            self._fallback(self.waiting.popleft(), f"not parsed: no free reader for {self.wait:g} s")
+        self._arm_wait()
 
     def _ended(self, worker: _Worker) -> None:
         self._drop(worker)
         job, worker.job = worker.job, None
         if job is not None:
-            job.timer.cancel()
             self._fallback(job, "not parsed: the reading worker exited")
         self._pump()
 
     def _drop(self, worker: _Worker) -> None:
+        _cancel(worker.timer)
+        worker.timer = None
         if worker in self.workers:
             self.workers.remove(worker)
 

@@ -20,6 +20,7 @@ makes the rows that name it (ports.py `Store.create_mail_task`); no process coun
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import uuid
@@ -31,7 +32,7 @@ from twisted.internet.interfaces import IReactorTime
 
 from dispatcher.domain import events as ev
 from dispatcher.domain.agents import check_skills
-from dispatcher.domain.deadlines import ALWAYS_OPEN, BusinessCalendar, parse_rule
+from dispatcher.domain.deadlines import ALWAYS_OPEN, BusinessCalendar, DeadlineRule, parse_rule
 from dispatcher.domain.errors import DomainError, InvalidValue, QueueDisabled, UnknownQueue
 from dispatcher.domain.tasks import DEFAULT_PRIORITY, MAX_PRIORITY, MIN_PRIORITY, Channel, Task
 
@@ -58,6 +59,12 @@ def phone_identity(number: str) -> Identity:
     if not value.lstrip("+"):
         raise InvalidValue(f"not a phone number: {number!r}")
     return Identity("phone", value)
+
+
+@functools.lru_cache(maxsize=64)
+def _rule(spec: str) -> DeadlineRule:
+    """A queue's deadline rule, parsed once per spec (read for every new e-mail)."""
+    return parse_rule(spec)
 
 
 def new_task_id() -> str:
@@ -148,7 +155,7 @@ class Intake:
         now = self.clock.seconds()
         if deadline is None and channel is Channel.EMAIL and queue.deadline_rule:
             calendar = self.calendars.get(queue.calendar or "", ALWAYS_OPEN)
-            deadline = parse_rule(queue.deadline_rule).due(now, calendar)
+            deadline = _rule(queue.deadline_rule).due(now, calendar)
         return Task(
             id=task_id or self.new_id(),
             channel=channel,

@@ -171,11 +171,13 @@ def thd_create_mail_tasks(conn: sa.Connection, batch: Sequence[MailIntake]
     numbers = thd_take_request_numbers(conn, len(batch))
     made = [_numbered(m, n) for m, n in zip(batch, numbers, strict=True)]
     stored = thd_intake_tasks(conn, [rows.intake for _, rows in made])
-    insert_rows(conn, t.email_requests, [{"number": n, "task_id": m.draft.task.id}
-                                         for m, n in zip(batch, numbers, strict=True)])
+    # In bulk at the driver's level (bulk.py), as the task rows and events: no SQLAlchemy
+    # statement per batch for these two.
+    append(conn, t.email_requests, [{"number": n, "task_id": m.draft.task.id}
+                                    for m, n in zip(batch, numbers, strict=True)])
     insert_messages(conn, [row for _, rows in made for row in rows.messages],
                     [row for _, rows in made for row in rows.attachments])
-    insert_rows(conn, t.outbox, [row for _, rows in made for row in rows.outbox])
+    append(conn, t.outbox, [row for _, rows in made for row in rows.outbox])
     return [StoredMail(s.customer_id, number, mail, s.new) for s, number, (mail, _)
             in zip(stored, numbers, made, strict=True)]
 
@@ -191,10 +193,13 @@ def draft_keys(draft: NewMail, identity: tuple[str, str] | None) -> set[Key]:
     keys: set[Key] = {("task", draft.task.id)}
     if draft.task.agent_id is not None:
         keys.add(("agent", draft.task.agent_id))
-    for e in draft.events:
-        found = {(kind, id) for kind, id in (("task", e.task_id), ("agent", e.agent_id))
-                 if id is not None}
-        keys |= found or {UNKEYED}
+    for e in draft.events:  # as tasks.py `row_keys` (per message: no set made per event)
+        if e.task_id is not None:
+            keys.add(("task", e.task_id))
+        if e.agent_id is not None:
+            keys.add(("agent", e.agent_id))
+        elif e.task_id is None:
+            keys.add(UNKEYED)
     keys |= {("task", item.task_id) for item in draft.outbox if item.task_id}
     keys |= {("message", m.id) for m in draft.messages}
     if identity is not None:

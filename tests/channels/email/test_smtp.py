@@ -18,7 +18,7 @@ from twisted.internet.testing import StringTransport
 
 from channels.email.config import EmailSettings, Routes
 from channels.email.reading import Inline
-from channels.email.smtp import SmtpIntake
+from channels.email.smtp import HOLD_LINES, SmtpIntake
 from dispatcher.service.mail import Received
 from tests.channels.email import running
 from tests.corpora import (
@@ -77,6 +77,32 @@ def test_250_is_sent_only_after_the_service_committed() -> None:
     transport.clear()
     mail.pending[0].callback(Received("t1", "SB-000042", "new", "c1"))
     assert transport.value().startswith(b"250 2.0.0 Stored as SB-000042")
+
+
+def test_lines_after_the_end_of_data_wait_for_its_answer_and_only_many_stop_the_reads() -> None:
+    """Pipelined lines after the final `.` are answered after the message's 250, in order;
+    a few wait without pausing the socket, HOLD_LINES of them stop its reads until the 250."""
+    mail = HeldMail()
+    proto, transport = dialog(mail)
+    send(proto, transport, b"EHLO c.org", b"MAIL FROM:<a@c.org>",
+         b"RCPT TO:<support@example.com>", b"DATA")
+    assert send(proto, transport, b"Subject: x", b"", b"hi", b".", b"NOOP", b"QUIT") == []
+    assert transport.producerState == "producing"
+    transport.clear()
+    mail.pending[0].callback(Received("t1", "SB-000001", "new", "c1"))
+    assert [r[:3] for r in transport.value().splitlines()] == [b"250", b"250", b"221"]
+
+    proto, transport = dialog(mail)
+    send(proto, transport, b"EHLO c.org", b"MAIL FROM:<a@c.org>",
+         b"RCPT TO:<support@example.com>", b"DATA")
+    send(proto, transport, b"Subject: x", b"", b"hi", b".", *[b"NOOP"] * (HOLD_LINES - 1))
+    assert transport.producerState == "producing"
+    send(proto, transport, b"NOOP")
+    assert transport.producerState == "paused"
+    transport.clear()
+    mail.pending[1].callback(Received("t2", "SB-000002", "new", "c1"))
+    assert transport.producerState == "producing"
+    assert [r[:3] for r in transport.value().splitlines()] == [b"250"] * (HOLD_LINES + 1)
 
 
 def test_a_failed_commit_answers_451_so_the_sender_retries() -> None:
