@@ -59,6 +59,7 @@ END_OF_DAY_SPEC = "24:00"
 # Upper bounds on rules, so a typo in a queue's configuration cannot make a due-time computation
 # walk the calendar for millennia: ten years of round-the-clock hours, one year of business days.
 MAX_SLIDING_HOURS = 10 * DAYS_PER_YEAR * HOURS_PER_DAY
+CACHED_DAYS = 1024  # days of openings a calendar keeps worked out (`_openings_on`)
 MAX_BUSINESS_DAYS_AFTER = DAYS_PER_YEAR
 DEFAULT_BUSINESS_DAYS_AFTER = 1
 
@@ -140,6 +141,10 @@ class BusinessCalendar:
     hours: Mapping[int, tuple[tuple[time, time], ...]]
     holidays: frozenset[date] = frozenset()
     _zone: ZoneInfo = field(init=False, repr=False, compare=False)
+    # Each day's openings as epoch pairs, worked out once (`_openings_on`): a deadline read for
+    # every new e-mail would otherwise redo the same time-zone work.
+    _days: dict[date, tuple[tuple[float, float], ...]] = field(
+        init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         where = f"calendar {self.name!r}"
@@ -151,6 +156,7 @@ class BusinessCalendar:
                 "'Europe/Paris')"
             ) from None
         object.__setattr__(self, "_zone", zone)
+        object.__setattr__(self, "_days", {})
         object.__setattr__(self, "hours", MappingProxyType(_checked_hours(self.hours, where)))
         holidays = frozenset(self.holidays)
         for day in holidays:
@@ -264,16 +270,26 @@ class BusinessCalendar:
             wall = datetime.combine(day, clock)
         return _wall_to_epoch(wall, self._zone)
 
-    def _openings_on(self, day: date) -> list[tuple[float, float]]:
-        """The day's non-empty opening intervals as epoch ``(start, end)`` pairs, in order."""
+    def _openings_on(self, day: date) -> tuple[tuple[float, float], ...]:
+        """The day's non-empty opening intervals as epoch ``(start, end)`` pairs, in order
+        (kept: at most CACHED_DAYS days a calendar, then worked out afresh)."""
+        spans = self._days.get(day)
+        if spans is None:
+            spans = self._work_out(day)
+            if len(self._days) >= CACHED_DAYS:
+                self._days.clear()
+            self._days[day] = spans
+        return spans
+
+    def _work_out(self, day: date) -> tuple[tuple[float, float], ...]:
         if day in self.holidays:
-            return []
+            return ()
         spans = []
         for start, end in self.hours.get(day.weekday(), ()):
             opens, closes = self._instant(day, start), self._instant(day, end, is_end=True)
             if closes > opens:
                 spans.append((opens, closes))
-        return spans
+        return tuple(spans)
 
     def _openings_from(self, t: float) -> Iterator[tuple[float, float]]:
         """Every opening interval that ends after `t`, in order, endlessly."""

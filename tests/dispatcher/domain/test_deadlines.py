@@ -556,3 +556,22 @@ def test_add_never_lands_in_closed_time_except_at_an_interval_end(
     assert end >= start
     at_interval_end = cal.business_seconds_between(end - 1e-3, end) > 0
     assert cal.is_open(end) or at_interval_end
+
+
+# -- each day's openings worked out once -------------------------------------------------------
+
+
+def test_a_calendar_keeps_its_days_and_answers_as_a_fresh_one_past_its_bound() -> None:
+    """Three years of days (past CACHED_DAYS, so the kept days are dropped once), over DST
+    changes and holidays: a calendar asked again and again answers as a new one asked once."""
+    spec = ("night_shift", "Europe/Paris",
+            {d: [["00:00", "01:30"], ["02:15", "02:45"], ["22:00", "24:00"]] for d in WEEKDAYS},
+            [CHRISTMAS, EASTER_MONDAY])
+    kept = BusinessCalendar.from_spec(*spec)
+    start = paris(2026, 1, 1, 12)
+    for day in range(3 * 365):
+        t = start + day * 24 * HOUR
+        fresh = BusinessCalendar.from_spec(*spec)
+        assert kept.is_open(t + 13 * HOUR) == fresh.is_open(t + 13 * HOUR)
+        assert kept.next_opening(t) == fresh.next_opening(t)
+        assert kept.add_business_seconds(t, 5 * HOUR) == fresh.add_business_seconds(t, 5 * HOUR)
