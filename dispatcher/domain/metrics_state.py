@@ -129,7 +129,16 @@ def _load(data: dict[str, Any]) -> Tally:
         agents[str(agent_id)] = a
     tally.agents = agents
     tally.depth = {(str(q), str(ch), str(dt)): int(n) for q, ch, dt, n in data["depth"]}
-    tally._due = [(_float(due), str(task_id)) for due, task_id in data["due"]]
+    # Each heap entry holds the very id and due time its task holds (one id, one float per
+    # e-mail, not two: the tally keeps every e-mail of the day, the router its open ones).
+    tasks, heap = tally.tasks, []
+    for due, task_id in data["due"]:
+        due, task_id = _float(due), intern(str(task_id))
+        t = tasks.get(task_id)
+        if t is not None and t.due == due and type(t.due) is float:
+            due = t.due
+        heap.append((due, task_id))
+    tally._due = heap
     return tally
 
 
@@ -157,6 +166,8 @@ def _task(row: list[Any], kinds: list[tuple[str, str, str]], strings: list[str])
         raise ValueError(f"a task's index is negative: {row!r}")
     t = _Task.__new__(_Task)
     t.channel, t.queue, t.dtype = kinds[kind]
+    if type(pending_since) is type(created_at) and pending_since == created_at:
+        pending_since = created_at  # one float (an e-mail pending since it came)
     t.created_at, t.due, t.pending_since, t.assigned_at = created_at, due, pending_since, \
         assigned_at
     t.inbound, t.replies = inbound, replies

@@ -94,3 +94,17 @@ def test_state_of_another_fold_is_refused_and_every_field_is_known() -> None:
     t.extra_state = 1
     with pytest.raises(ValueError, match="every field"):
         metrics_state.dump(t)
+
+
+def test_a_resumed_tally_holds_one_id_and_one_due_time_per_waiting_email() -> None:
+    """The tally keeps every e-mail of the day: its heap of unanswered ones names each by the
+    very id and due time its task holds, and a mail pending since it came holds one float."""
+    t = m.Tally(T(8), None, m.HOUR, TARGETS)
+    t.add_all([e for e in scripted_day() if e.at <= T(10, 30)])
+    back = round_trip(t)
+    assert back._due
+    for due, task_id in back._due:
+        [key] = [k for k in back.tasks if k == task_id]
+        assert task_id is key and due is back.tasks[key].due
+    waiting = [x for x in back.tasks.values() if x.pending_since == x.created_at]
+    assert waiting and all(x.pending_since is x.created_at for x in waiting)
