@@ -18,7 +18,7 @@ from dispatcher.service.history_cache import HistoryCache, WatchedStore
 from dispatcher.service.intake import email_identity
 from dispatcher.storage.memory import MemoryStore
 from tests.agent_console.harness import run, start_console
-from tests.agent_console.test_offer_history import cached_core
+from tests.agent_console.test_offer_history import cached_core, offered
 from tests.dispatcher.service.stacks import build_stack, support_queue
 
 
@@ -109,12 +109,8 @@ async def test_the_console_reuses_an_unchanged_card_and_encodes_a_changed_one(tm
     c = await start_console(tmp_path, core=core)
     fresh = History(inner, core.assignment)
     memo = c.desks.cards
-    await c.put_agent("a1")
     try:
-        client = await c.connect("a1")
-        mail = await c.mail(subject="Question", text="Hello")
-        await client.request("presence", status="available")
-        offer = await client.expect("offer")
+        client, mail, offer = await offered(c)
         await client.request("accept", offer_id=offer["offer_id"])
         assigned = await client.expect("assigned")
         expected = customer_view(await to_future(fresh.view(mail.customer_id)))

@@ -35,6 +35,16 @@ def cached_core() -> tuple[Core, MemoryStore, HistoryCache]:
     return core, inner, cache
 
 
+async def offered(c, agent: str = "a1", subject: str = "Question", text: str = "Hello"):
+    """`agent` signs in on the console, a mail comes, and its offer reaches them: (their client,
+    the mail's task, the offer frame)."""
+    await c.put_agent(agent)
+    client = await c.connect(agent)
+    mail = await c.mail(subject=subject, text=text)
+    await client.request("presence", status="available")
+    return client, mail, await client.expect("offer")
+
+
 @run
 async def test_offers_carry_the_cached_card_equal_to_a_fresh_read(tmp_path):
     core, inner, cache = cached_core()
@@ -81,12 +91,8 @@ async def test_a_cached_card_goes_into_the_offer_at_once(tmp_path, monkeypatch):
     view = core.history.view
     monkeypatch.setattr(core.history, "view", lambda cid, *a: views.append(cid) or view(cid, *a))
     c = await start_console(tmp_path, core=core)
-    await c.put_agent("a1")
     try:
-        client = await c.connect("a1")
-        mail = await c.mail(subject="Question", text="Hello")
-        await client.request("presence", status="available")
-        offer = await client.expect("offer")
+        client, mail, offer = await offered(c)
         assert offer["customer"] == customer_view(
             await to_future(History(inner, core.assignment).view(mail.customer_id)))
         await client.request("accept", offer_id=offer["offer_id"])
