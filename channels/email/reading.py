@@ -212,11 +212,16 @@ class Reader:
                 return
 
     def stop(self) -> None:
+        """Stop the workers (each message in hand is then read by the scan, `_ended`), and
+        read the waiting ones by the scan now: a message waits for no worker, nor its wait timer,
+        once the server stops (the stop would otherwise wait on its Deferred)."""
         self.stopped = True
         for worker in list(self.workers):
             worker.kill()
         _cancel(self.wait_timer)
         self.wait_timer = None
+        while self.waiting:
+            self._fallback(self.waiting.popleft(), "not parsed: the server is stopping")
 
     # ---------------------------------------------------------------- timers
     # One budget timer per worker and one wait timer for the waiting line, not one of each per

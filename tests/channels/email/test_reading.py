@@ -162,3 +162,22 @@ def test_messages_waiting_for_a_worker_are_read_by_the_scan_after_their_own_wait
     assert "not parsed: no free reader for 10 s" in reads[1][0].defects
     assert "not parsed: no free reader for 10 s" in reads[2][0].defects
     assert not reader.waiting and not reads[0]
+
+
+def test_messages_waiting_when_the_reader_stops_are_read_by_the_scan_at_once() -> None:
+    """A stop leaves no message waiting on a worker or a timer: the one in hand is read by
+    the scan when its worker ends, the waiting ones at the stop itself."""
+    clock, reader, (process,) = _reader_with_workers(1, budget=100.0, wait=10.0)
+    message = raw("pdf-single-part.eml")
+    reads = []
+    for _ in range(3):
+        got: list = []
+        reader.read(message, "support", "a@customer.org", ("support@example.com",)
+                    ).addCallback(got.append)
+        reads.append(got)
+    assert process.job is not None and len(reader.waiting) == 2
+    reader.stop()
+    assert process.transport.signals == ["KILL"]
+    assert not reader.waiting and reader.wait_timer is None
+    for got in reads[1:]:
+        assert got and "not parsed: the server is stopping" in got[0].defects
