@@ -70,9 +70,10 @@ LOREM = ("Hello, I ordered a pair of shoes last week and they still have not arr
 # --- the parent: databases, children, figures -------------------------------------------------
 
 
-def child(*args: str) -> dict[str, Any]:
-    """Run this file as a child with `args`; its last stdout line is JSON."""
-    done = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True,
+def child(*args: str, script: str = __file__) -> dict[str, Any]:
+    """Run `script` (this file unless told) as a child with `args`; its last stdout line is
+    JSON."""
+    done = subprocess.run([sys.executable, script, "--child", *args], capture_output=True,
                           text=True, cwd=ROOT)
     if done.returncode != 0 or not done.stdout.strip():
         raise RuntimeError(f"child {args[0]} failed ({done.returncode}):\n"

@@ -26,10 +26,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -38,32 +36,22 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import startup  # noqa: E402 - after the path above
+
 DEFAULT_HANDLED = 100_000
 DEFAULT_OPEN = 20_000
 DEFAULT_TAIL = 2_000
 DEFAULT_RUNS = 5
 
 
-def load() -> str:
-    one, five, fifteen = os.getloadavg()
-    return f"{one:.2f} {five:.2f} {fifteen:.2f}"
-
-
 def child(*args: str) -> dict[str, Any]:
-    done = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True,
-                          text=True, cwd=ROOT)
-    if done.returncode != 0:
-        raise RuntimeError(f"child {args[0]} failed:\n{done.stderr[-4000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    """Run this file as a child with `args` (bench/startup.py's way)."""
+    return startup.child(*args, script=__file__)
 
 
 def fill(url: str, open_tasks: int, handled: int) -> dict[str, Any]:
-    done = subprocess.run([sys.executable, str(ROOT / "bench" / "startup.py"), "--child", "fill",
-                           url, str(open_tasks), str(handled)], capture_output=True, text=True,
-                          cwd=ROOT)
-    if done.returncode != 0:
-        raise RuntimeError(f"fill failed:\n{done.stderr[-4000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    """bench/startup.py's fill: the day's rows through the real intake, then cloned."""
+    return startup.child("fill", url, str(open_tasks), str(handled))
 
 
 def measure(name: str, database: Any, args: argparse.Namespace) -> dict[str, Any] | None:
@@ -150,7 +138,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)
-    before = load()
+    before = startup.load()
     if not args.json:
         print(f"today's figures after a restart: {args.handled:,} e-mails handled today, "
               f"{args.open:,} open, a tail of {args.tail:,} events, {args.runs} runs; load "
@@ -159,7 +147,7 @@ def main(argv: list[str]) -> None:
     for name, database in (("sqlite", sqlite_database), ("postgres", postgres_database)):
         if args.only in (None, name):
             result[name] = measure(name, database, args)
-    result["load_after"] = load()
+    result["load_after"] = startup.load()
     if args.json:
         print(json.dumps(result))
     else:

@@ -57,7 +57,7 @@ from . import errors, translate
 from .config import PhoneSettings, QueueAddresses
 from .parse import ParseError, Request, Response
 from .registrar import Registrar
-from .sip import ClientTransaction, Endpoint, Flow, ServerTransaction, Timer
+from .sip import ClientTransaction, Endpoint, Flow, ServerTransaction, Timer, stop_all
 
 log = logging.getLogger(__name__)
 
@@ -340,7 +340,7 @@ class CallControl:
 
     def _abandon(self, call: Call, reason: str, status: int) -> None:
         call.state = "over"
-        self._stop_timers(call)
+        stop_all(call.timers)
 
         def answer(result: Any) -> None:
             self._forget(call)
@@ -381,7 +381,7 @@ class CallControl:
             elif kind == ev.TASK_CANCELLED:
                 call = self._call_of_task(event.task_id)
                 if call is not None and call.waiting:
-                    self._stop_timers(call)
+                    stop_all(call.timers)
                     if call.leg is not None:
                         self._cancel_leg(call.leg)
                     call.state = "over"
@@ -617,7 +617,7 @@ class CallControl:
         log.info("call %s: the caller keeps their place (callback task %s)", call.call_id,
                  getattr(task, "id", task))
         call.state = "over"
-        self._stop_timers(call)
+        stop_all(call.timers)
         if call.leg is not None and call.leg.state in ("trying", "ringing"):
             self._cancel_leg(call.leg)
 
@@ -636,15 +636,9 @@ class CallControl:
 
     # ================================================================ housekeeping
 
-    def _stop_timers(self, call: Call) -> None:
-        for t in call.timers:
-            if t.active():
-                t.cancel()
-        call.timers.clear()
-
     def _quiet(self, call: Call) -> None:
         """No more timers for the call, and no more queue media."""
-        self._stop_timers(call)
+        stop_all(call.timers)
         if self.hold is not None:
             self.hold.end(call.call_id)
 

@@ -41,7 +41,7 @@ from dispatcher.domain import events as ev
 from . import errors, translate
 from .config import PhoneSettings
 from .parse import ParseError, Request, Response
-from .sip import ClientTransaction, Endpoint, Flow, ServerTransaction, Timer, flow_of_uri
+from .sip import ClientTransaction, Endpoint, Flow, ServerTransaction, Timer, flow_of_uri, stop_all
 
 log = logging.getLogger(__name__)
 
@@ -282,14 +282,14 @@ class Dialer:
     def _connect(self, s: Session, leg: Leg, resp: Response) -> None:
         leg.state = "answered"
         s.state = "connected"
-        self._stop_timers(s)
+        stop_all(s.timers)
         self._ack(leg, b"")
         self._ack(s.agent, resp.body or b"")  # flow I: the customer's answer goes to the agent
         log.info("callback %s: %s reached, talking to %s", s.task_id, s.number, s.agent_id)
         self.callbacks.reached(s.task_id, s.agent_id).addErrback(self._bug, "reached")
 
     def _customer_failed(self, s: Session, reason: str) -> None:
-        self._stop_timers(s)
+        stop_all(s.timers)
         self._hang_up(s.agent)
         self._over(s)
         self.callbacks.not_reached(s.task_id, s.agent_id, reason) \
@@ -388,16 +388,10 @@ class Dialer:
         leg.cancel_sent = True
         self.endpoint.request(translate.cancel_for(leg.invite), leg.flow, lambda resp: None)
 
-    def _stop_timers(self, s: Session) -> None:
-        for t in s.timers:
-            if t.active():
-                t.cancel()
-        s.timers.clear()
-
     def _over(self, s: Session) -> None:
         """The session is over: its timers stop and its dialogs are forgotten (a request
         still arriving in one of them gets 481 from control.py)."""
-        self._stop_timers(s)
+        stop_all(s.timers)
         s.state = "over"
         if self.by_task.get(s.task_id) is s:
             del self.by_task[s.task_id]
@@ -411,7 +405,7 @@ class Dialer:
             if s.state != "connected":
                 self._cancel(s.agent)
                 self._cancel(s.customer)
-            self._stop_timers(s)
+            stop_all(s.timers)
         self.by_task.clear()
 
     @staticmethod

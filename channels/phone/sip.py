@@ -143,6 +143,14 @@ class Timer:
         return not self.done
 
 
+def stop_all(timers: list[Timer]) -> None:
+    """Cancel every timer of `timers` still pending, and empty it (a call's or a session's)."""
+    for t in timers:
+        if t.active():
+            t.cancel()
+    timers.clear()
+
+
 class Timers:
     """The transaction and call timers of the edge on one reactor DelayedCall: a heap, armed
     for its earliest entry. Thousands of transactions each hold two or three timers; one

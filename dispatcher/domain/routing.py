@@ -1139,6 +1139,13 @@ class Router:
         except KeyError:
             raise UnknownTask(task_id) from None
 
+    def pending_offer(self, agent_id: str, task_id: str) -> Offer | None:
+        """The agent's pending offer when it is of `task_id`, else None (a phone that answers
+        accepts only the offer of its own call)."""
+        agent = self.agents.get(agent_id)
+        offer = self.offers.get(agent.offer_id) if agent is not None and agent.offer_id else None
+        return offer if offer is not None and offer.task_id == task_id else None
+
     def _own_offer(self, agent_id: str, offer_id: str) -> Offer:
         self._agent(agent_id)
         offer = self.offers.get(offer_id)

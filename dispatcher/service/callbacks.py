@@ -255,9 +255,8 @@ class Callbacks:
         try:
             task, _ = self._callback(task_id)
             if task.state is TaskState.OFFERED:
-                agent = self.router.agents.get(agent_id)
-                offer = self.router.offers.get(agent.offer_id or "") if agent else None
-                if offer is None or offer.task_id != task.id:
+                offer = self.router.pending_offer(agent_id, task.id)
+                if offer is None:
                     raise OfferNotCurrent(f"callback {task_id} is not offered to {agent_id}")
                 out = self.router.accept(agent_id, offer.id, self.now())
             elif task.state is TaskState.ASSIGNED and task.agent_id == agent_id:

@@ -342,9 +342,8 @@ class Calls:
         now = self.now()
         try:
             if task.state is TaskState.OFFERED:
-                offer = self.router.offers.get(self.router.agents[agent_id].offer_id or "") \
-                    if agent_id in self.router.agents else None
-                if offer is None or offer.task_id != task.id:
+                offer = self.router.pending_offer(agent_id, task.id)
+                if offer is None:
                     raise OfferNotCurrent(f"call {call_id!r} is not offered to {agent_id}")
                 out = self.router.accept(agent_id, offer.id, now)
             elif task.state is TaskState.ASSIGNED and task.agent_id == agent_id:

@@ -187,6 +187,13 @@ class HeldStore:
             d.callback(value)
 
 
+def support_stack() -> Stack:
+    """`build_stack` with the support queue (`support_queue`): the phone tests' start."""
+    stack = build_stack()
+    stack.put_queue(support_queue())
+    return stack
+
+
 def calls_for(s: Stack, phones: MemoryPhones | None = None) -> Calls:
     """The phone channel's use cases on this stack, started (phone accounts in memory)."""
     calls = Calls(s.assignment, s.intake, phones or MemoryPhones())

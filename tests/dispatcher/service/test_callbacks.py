@@ -13,7 +13,13 @@ from dispatcher.domain.tasks import Channel, TaskState
 from dispatcher.service.calls import Calls
 from dispatcher.service.intake import email_identity, phone_identity
 from tests.dispatcher.service import stacks
-from tests.dispatcher.service.stacks import Stack, build_stack, failure_of, support_queue
+from tests.dispatcher.service.stacks import (
+    Stack,
+    build_stack,
+    failure_of,
+    support_queue,
+    support_stack,
+)
 
 NUMBER = "+32 2 555 01 99"
 DIGITS = "+3225550199"
@@ -21,9 +27,7 @@ DIGITS = "+3225550199"
 
 @pytest.fixture
 def s() -> Stack:
-    stack = build_stack()
-    stack.put_queue(support_queue())
-    return stack
+    return support_stack()
 
 
 def calls_for(s: Stack) -> Calls:

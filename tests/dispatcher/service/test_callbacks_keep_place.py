@@ -10,16 +10,14 @@ from dispatcher.domain import callbacks as cb
 from dispatcher.domain import events as ev
 from dispatcher.domain.errors import OfferNotCurrent
 from dispatcher.domain.tasks import TaskState
-from tests.dispatcher.service.stacks import Stack, build_stack, calls_for, failure_of, support_queue
+from tests.dispatcher.service.stacks import Stack, calls_for, failure_of, support_stack
 
 CALLER = "+3225550100"
 
 
 @pytest.fixture
 def s() -> Stack:
-    stack = build_stack()
-    stack.put_queue(support_queue())
-    return stack
+    return support_stack()
 
 
 def test_keep_place_keeps_queue_and_arrival_and_the_hang_up_abandons_nothing(s: Stack) -> None:

@@ -16,10 +16,9 @@ from dispatcher.storage.phones import MemoryPhones
 from tests.dispatcher.service.stacks import (
     WRAP_UP_SECONDS,
     Stack,
-    build_stack,
     calls_for,
     failure_of,
-    support_queue,
+    support_stack,
 )
 
 CALLER = "+3225550100"
@@ -27,9 +26,7 @@ CALLER = "+3225550100"
 
 @pytest.fixture
 def s() -> Stack:
-    stack = build_stack()
-    stack.put_queue(support_queue())
-    return stack
+    return support_stack()
 
 
 def with_phone(s: Stack, calls: Calls, agent_id: str, user: str | None = None,

@@ -11,16 +11,14 @@ from dispatcher.domain import events as ev
 from dispatcher.domain.agents import Presence, interruptions
 from dispatcher.domain.tasks import Channel, TaskState
 from dispatcher.service.supervision import Supervision
-from tests.dispatcher.service.stacks import Stack, build_stack, calls_for, support_queue
+from tests.dispatcher.service.stacks import Stack, calls_for, support_stack
 
 CALLER = "+3225550100"
 
 
 @pytest.fixture
 def s() -> Stack:
-    stack = build_stack()
-    stack.put_queue(support_queue())
-    return stack
+    return support_stack()
 
 
 def test_a_busy_refusal_keeps_other_calls_and_mail_away_by_default(s: Stack) -> None:
