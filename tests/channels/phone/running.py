@@ -165,9 +165,18 @@ def sipp(binary: str, cwd: Path, target: str, scenario: str, *args: str,
 
 
 def free_udp_port() -> int:
-    """A UDP port on 127.0.0.1 nobody uses now (bound by the OS, then released)."""
+    """A port on 127.0.0.1 nobody uses now on UDP nor on TCP (bound by the OS, then released):
+    sipp binds its `-p` on the transport it is given (`-t t1`: TCP), and with the suite on
+    several workers a port free on UDP may be another server's TCP listener."""
     import socket
 
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
+                try:
+                    t.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
