@@ -95,7 +95,7 @@ NEW_TASK = obj({
                "description": "the system the task comes from, e.g. \"crm\" or \"chat\"; "
                               "kept in the task's attributes as `source`"},
 }, ("channel", "queue"), closed=True,
-    description="A task from another system, through Intake (stored, then routed).")
+    description="A task from another system, through Intake (routed, and stored with its routing before the answer).")
 
 CANCEL = obj({"reason": {"type": "string", "maxLength": 200}}, closed=True)
 NEW_PRIORITY = obj({"priority": PRIORITY}, ("priority",), closed=True)

@@ -101,7 +101,7 @@ def with_copies(agents: Sequence[Agent], like: str, count: int) -> tuple[list[Ag
 
 class _TalliedStore(MemoryStore):
     """The in-memory store, telling the tally of each task's `task.created` (stored by Intake,
-    never announced to Assignment's listeners)."""
+    never announced to Assignment's listeners; the routing events stored with it are)."""
 
     def __init__(self, tally: Tally) -> None:
         super().__init__()
@@ -109,7 +109,8 @@ class _TalliedStore(MemoryStore):
 
     def create_task(self, task, identity, customer_name, events):
         for e in events:
-            self._tally.fold(e)
+            if e.kind == ev.TASK_CREATED:
+                self._tally.fold(e)
         return super().create_task(task, identity, customer_name, events)
 
 

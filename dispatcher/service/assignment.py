@@ -42,6 +42,7 @@ WRAP_UP_TIMEOUT_DISPOSITION = "wrap_up_timeout"
 # reconnects by itself within seconds; an agent then has to choose a presence).
 RESTART_GRACE_SECONDS = 300.0
 NOT_BACK_REASON = "agent_not_back"
+NOT_STORED_REASON = "not_stored"  # a routed task whose intake did not commit (`forget`)
 
 
 class Assignment:
@@ -67,20 +68,25 @@ class Assignment:
 
     # ------------------------------------------------------------------ apply
 
-    def apply(self, outcome: Outcome) -> Deferred[Outcome]:
-        """Arm timers, commit the outcome, then announce it. Fires with the outcome."""
+    def apply(self, outcome: Outcome,
+              write: Callable[[Changes], Deferred[object]] | None = None) -> Deferred[Outcome]:
+        """Arm timers, commit the outcome, then announce it. Fires with the outcome. `write`
+        commits the changes instead of the store's `record` (the intake commits a new task's
+        routing in the task's own transaction); it is called even when nothing changed."""
         self._arm(outcome)
         changes = Changes(
             tasks=list(outcome.tasks.values()),  # the store copies them at call time
             events=list(outcome.events),
             declines=list(outcome.declines),
         )
-        if not changes:
-            self._announce(outcome)
-            return succeed(outcome)
+        if write is None:
+            if not changes:
+                self._announce(outcome)
+                return succeed(outcome)
+            write = self.store.record
         # One entry in the Deferred's chain, not two: `_committed` cannot fail (`_announce`
         # catches what a listener raises), so `_failed` sees only the commit's failure.
-        return self.store.record(changes).addCallbacks(
+        return write(changes).addCallbacks(
             self._committed, self._failed, (outcome,), None, (outcome,))
 
     def _committed(self, _: object, outcome: Outcome) -> Outcome:
@@ -95,8 +101,41 @@ class Assignment:
                 log.exception("listener %r failed on an outcome", listener)
 
     def _failed(self, failure, outcome: Outcome):
-        log.error("could not commit %d events: %s", len(outcome.events), failure.getErrorMessage())
+        if not failure.check(DomainError):  # refused input (a task id given twice): the caller's
+            log.error("could not commit %d events: %s", len(outcome.events),
+                      failure.getErrorMessage())
         return failure
+
+    def forget(self, task_id: str) -> None:
+        """A new task was routed but its intake's transaction failed (service/intake.py): the
+        router lets it go as if it had never come. Its offer, never announced, ends and the
+        agent it was for is served again (that outcome is committed and announced as usual);
+        nothing is written about the task itself, which the database does not have."""
+        if task_id not in self.router.tasks:
+            return
+        try:
+            outcome = self.router.cancel(task_id, self.now(), NOT_STORED_REASON)
+        except DomainError as exc:  # taken meanwhile in a way that cannot be undone
+            log.error("task %s was not stored but could not be let go: %s", task_id, exc)
+            return
+        ours = [offer for offer in outcome.ended if offer.task_id == task_id]
+        timers = [self._offer_timers.pop(offer.id, None) for offer in ours]
+        for kept in (self._step_timers, self._sticky_timers, self._wrap_timers):
+            timers.append(kept.pop(task_id, None))  # type: ignore[arg-type]
+        for timer in timers:
+            if isinstance(timer, tuple):
+                timer = timer[1]
+            if timer is not None and timer.active():
+                timer.cancel()
+        # Nobody heard of the task: what is said of it is left out (its offer's end too).
+        rest = Outcome(
+            events=[e for e in outcome.events if e.task_id != task_id],
+            offers=outcome.offers,
+            ended=[offer for offer in outcome.ended if offer.task_id != task_id],
+            tasks={k: t for k, t in outcome.tasks.items() if k != task_id},
+            declines=[d for d in outcome.declines if d[0] != task_id],
+        )
+        self._apply_logged(rest)
 
     # ------------------------------------------------------------------ timers
 

@@ -286,7 +286,8 @@ class Calls:
     def arrived(self, call_id: str, caller: str, queue: str, *, source: str,
                 attributes: dict[str, Any] | None = None, priority: int | None = None,
                 skills: Mapping[str, int] | None = None) -> Deferred[Task]:
-        """A call waits in `queue`: one phone task per call id, committed, then routed.
+        """A call waits in `queue`: one phone task per call id, routed and committed with its
+        routing (Intake.submit).
         `skills`: levels this call needs on top of the queue's requirement (the IVR's
         choice, a VIP line...)."""
         if not call_id or len(call_id) > MAX_CALL_ID:

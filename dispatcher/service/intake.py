@@ -1,21 +1,27 @@
-"""Intake: a new task enters the dispatcher. Store first, then route.
+"""Intake: a new task enters the dispatcher, is routed, and is committed with its routing in
+one transaction before anyone hears of it.
 
 `Intake.submit` identifies the customer, computes the e-mail deadline from the queue's rule and
 business calendar, keeps the task's own priority (0 unless the edge names one: the queue's
 priority is added by the router when it orders tasks, and only there), gives a call the
 caller's number (`attributes.caller`, from the phone identity, unless the edge named the
-caller), commits the task with its `task.created` event, and only then hands it to the
-router. Its Deferred fires with the stored task once it is committed: an edge that
-acknowledges the outside world (SMTP 250, SIP 200, HTTP 2xx) waits for it.
+caller), routes the task in memory (queued, or offered to the best agent), then commits the
+task's row as routed with its `task.created` event and its routing's events in one
+transaction, and only then announces the outcome (the offer reaches the agent) and fires its
+Deferred with the stored task: an edge that acknowledges the outside world (SMTP 250, SIP 200,
+HTTP 2xx) waits for it. One commit per new task, not two (the intake's, then the offer's): an
+offer waits for one transaction. When that transaction fails, nothing was announced and the
+router lets the task go (`Assignment.forget`): the agent it was offered to is free again.
 
 Every new task of every channel is drafted, committed and routed here, once: `submit` for the
 simple case, and for a channel that prepares more before the commit (e-mail: request number,
-codification, acknowledgement) the same three steps it is made of, `draft` (queue checks,
-priority, skills, the deadline rule), `commit` (the `task.created` event first, then the
-channel's own events, messages and outbox rows, in one transaction) and `route` (after the
-commit). `dispatcher.service.mail` uses them. An e-mail's request number is not known before
-its commit: the store takes it in the storing transaction and the channel's `numbered(number)`
-makes the rows that name it (ports.py `Store.create_mail_task`); no process counts numbers.
+codification, acknowledgement) three steps, `draft` (queue checks, priority, skills, the
+deadline rule), `commit` (the `task.created` event first, then the channel's own events,
+messages and outbox rows, in one transaction) and `route` (after the commit; its routing is a
+transaction of its own). `dispatcher.service.mail` uses them. An e-mail's request number is not
+known before its commit: the store takes it in the storing transaction and the channel's
+`numbered(number)` makes the rows that name it (ports.py `Store.create_mail_task`); no process
+counts numbers.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from typing import Any
 
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IReactorTime
+from twisted.python.failure import Failure
 
 from dispatcher.domain import events as ev
 from dispatcher.domain.agents import check_skills
@@ -37,7 +44,16 @@ from dispatcher.domain.errors import DomainError, InvalidValue, QueueDisabled, U
 from dispatcher.domain.tasks import DEFAULT_PRIORITY, MAX_PRIORITY, MIN_PRIORITY, Channel, Task
 
 from .assignment import Assignment
-from .ports import Identity, MailMessage, NewMail, Numbering, OutboxItem, Store, StoredMail
+from .ports import (
+    Changes,
+    Identity,
+    MailMessage,
+    NewMail,
+    Numbering,
+    OutboxItem,
+    Store,
+    StoredMail,
+)
 
 log = logging.getLogger(__name__)
 _PHONE_KEEP = re.compile(r"[^0-9+]")
@@ -109,7 +125,9 @@ class Intake:
         attributes: Mapping[str, Any] | None = None,
         task_id: str | None = None,
     ) -> Deferred[Task]:
-        """Store a new task, then route it. Fails with a DomainError for bad input."""
+        """Route a new task and commit it with its routing (module doc); fires with the stored
+        task once committed. Fails with a DomainError for bad input (nothing stored, nobody
+        told), or with the commit's failure (the router let the task go)."""
         try:
             task = self.draft(channel, queue, skills, priority, deadline, attributes, task_id)
         except DomainError as exc:
@@ -117,10 +135,42 @@ class Intake:
         if (task.channel is Channel.PHONE and identity is not None and identity.kind == "phone"
                 and not task.attributes.get(CALLER)):
             task.attributes[CALLER] = identity.value  # every call names its caller
-        d = self.store.create_task(task, identity, customer_name, [self.created(task, identity)])
+        created = self.created(task, identity)
+        try:
+            outcome = self.router.submit(task, self.clock.seconds())
+        except DomainError as exc:  # a task id the router holds already
+            return fail(exc)
+        write = functools.partial(self._write, task, identity, customer_name, created)
+        d = self.assignment.apply(outcome, write)
+        return d.addCallbacks(lambda _: task, self._not_stored, errbackArgs=(task,))
+
+    def _write(self, task: Task, identity: Identity | None, customer_name: str,
+               created: ev.Event, changes: Changes) -> Deferred[Task]:
+        """The intake's one transaction: the task's row as routed (written once), its
+        `task.created` event and then its routing's events. The routing's changes of other
+        tasks (a new task changes none today) go in a `record` queued beside it; the Deferred
+        fires once both committed, with the task and its customer's id, and fails only when
+        the task was not stored."""
+        own, rest = [created], Changes(declines=list(changes.declines))
+        for e in changes.events:
+            (own if e.task_id == task.id else rest.events).append(e)
+        rest.tasks = [t for t in changes.tasks if t.id != task.id]
+        d = self.store.create_task(task, identity, customer_name, own)
         d.addCallback(self._stored, task)
-        d.addCallback(self._routed, task)
+        if rest:
+            others = self.store.record(rest).addErrback(self._others_failed)
+            d.addCallback(lambda stored: others.addCallback(lambda _: stored))
         return d
+
+    @staticmethod
+    def _others_failed(failure: Failure) -> None:
+        log.error("could not commit a new task's changes of other tasks: %s",
+                  failure.getErrorMessage())
+
+    def _not_stored(self, failure: Failure, task: Task) -> Failure:
+        """The intake's transaction failed: the router lets the task go (never announced)."""
+        self.assignment.forget(task.id)
+        return failure
 
     def draft(
         self,
@@ -215,10 +265,6 @@ class Intake:
     @staticmethod
     def _stored(customer_id: str, task: Task) -> Task:
         task.customer_id = customer_id
-        return task
-
-    def _routed(self, task: Task, _: Task) -> Task:
-        self._hand(task)  # a failure here fails `submit`'s Deferred (after the commit)
         return task
 
     def _hand(self, task: Task) -> None:

@@ -7,7 +7,7 @@ a token's holder (`Caller`: `sub`, `role`), as the edge verified it. What it pro
   cancel and reprioritise; an agent sees only the work they hold (assigned, wrap-up) or are
   offered now, as the live router says (`Queries.acting_agent`'s rule: an integration never
   acts as an agent), and changes nothing here (`Forbidden`);
-- a new task goes through `Intake.submit` (stored first, then routed); its `source` label
+- a new task goes through `Intake.submit` (routed, then committed with its routing); its `source` label
   (e.g. "crm", "chat") is kept in the task's attributes, the channel is one of `Channel`'s;
 - the list is ordered newest first and paged by an opaque cursor (the last item's creation
   time and id); filters: state, queue, channel, agent, customer. For supervisors and

@@ -317,7 +317,17 @@ class SqlTasks:
             customer_name=customer_name,
             events=[r.event_row(e) for e in events],
         )
-        return self._commit.run(thd_intake_task, intake)
+        d = self._commit.run(thd_intake_task, intake)
+        if task.state not in NOT_IN_HAND:  # routed in its intake (offered): `record` below
+            d.addCallback(self._sent_in_intake, intake.task)
+        return d
+
+    def _sent_in_intake(self, stored: StoredTask, row: r.Row) -> StoredTask:
+        """A task offered in its own intake: its next change sends only the hot columns."""
+        if self._cold_sent is None:
+            self._cold_sent = {}
+        self._cold_sent[row["id"]] = r.cold_of({**row, "customer_id": stored.customer_id})
+        return stored
 
     # Of each task in hand (offered, assigned, in wrap-up), the cold columns of the last row
     # this store sent for it (rows.py `cold_of`); made on first use.

@@ -180,6 +180,11 @@ class HeldStore:
         self.calls.append("record")
         return self._hold(self.inner.record(changes))
 
+    def fail_first(self, error: Exception) -> None:
+        """Fail the first held Deferred with `error` (its transaction did not commit)."""
+        _, d = self.held.pop(0)
+        d.errback(error)
+
     def release(self) -> None:
         """Fire the held Deferreds in order (and those held meanwhile)."""
         while self.held:

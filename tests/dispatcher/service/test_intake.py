@@ -1,4 +1,4 @@
-"""Intake: store first, then route; customers identified; e-mail deadlines from the queue's rule
+"""Intake: routed, then committed with its routing in one transaction, then announced; customers identified; e-mail deadlines from the queue's rule
 and business calendar; bad input fails the Deferred and stores nothing."""
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def at(*args: int) -> float:
     return datetime(*args, tzinfo=UTC).timestamp()
 
 
-def test_a_new_task_is_committed_before_the_router_sees_it():
+def test_a_new_task_commits_with_its_routing_in_one_transaction_before_anyone_hears():
     store = HeldStore(hold_intake=True)
     s = build_stack(store)
     s.put_queue(support_queue())
@@ -38,31 +38,55 @@ def test_a_new_task_is_committed_before_the_router_sees_it():
     store.release()
     result(login)
     store.calls.clear()
+    heard = len(s.heard)
 
     d = s.intake.submit(Channel.PHONE, "support")
 
     assert not d.called, "intake acknowledged before the commit"
-    assert s.router.tasks == {}, "routed before the task was stored"
-    assert store.calls == ["create_task"]
-    seen_in_store_at_offer = []
-    real_record = store.inner.record
+    assert s.router.tasks["t1"].state is TaskState.OFFERED  # routed in memory
+    assert len(s.heard) == heard, "the offer was announced before its commit"
+    assert store.calls == ["create_task"], "one transaction: the task and its routing"
+    [row] = result(store.inner.list_tasks())  # what the transaction holds (handed at call time)
+    assert (row.id, row.state, row.agent_id) == ("t1", "offered", "ann")
+    kinds = [e.kind for e in result(store.inner.task_events("t1"))]
+    assert kinds == [ev.TASK_CREATED, ev.TASK_QUEUED, ev.TASK_OFFERED]
 
-    def record(changes):
-        kinds = [e.kind for e in changes.events]
-        if ev.TASK_OFFERED in kinds:
-            stored = result(store.inner.list_tasks())
-            seen_in_store_at_offer.append([t.id for t in stored])
-        return real_record(changes)
-
-    store.inner.record = record
     store.release()
 
     task = result(d)
     assert task.id == "t1" and task.customer_id
-    assert store.calls == ["create_task", "record"]
-    assert seen_in_store_at_offer == [["t1"]]
-    assert s.router.tasks["t1"].state is TaskState.OFFERED
+    assert s.router.tasks["t1"].customer_id == task.customer_id  # before the offer is told
+    assert store.calls == ["create_task"], "the task's row was written once"
     assert s.last_offer("ann").task_id == "t1"
+
+
+def test_a_task_whose_intake_fails_is_let_go_and_its_agent_served_again():
+    store = HeldStore(hold_intake=True)
+    s = build_stack(store)
+    s.put_queue(support_queue())
+    s.put_agent("ann", 8)
+    login = s.sessions.login("ann")
+    store.release()
+    result(login)
+    heard = len(s.heard)
+    first = s.intake.submit(Channel.PHONE, "support")  # offered to ann in memory
+    second = s.intake.submit(Channel.PHONE, "support")  # waits: ann has an offer pending
+    assert s.router.tasks["t2"].state is TaskState.QUEUED
+
+    store.fail_first(RuntimeError("database went away"))
+
+    f = failure_of(first)
+    assert f.check(RuntimeError)
+    assert "t1" not in s.router.tasks
+    store.release()  # t2's intake, then the offer of t2 to ann
+    assert result(second).id == "t2"
+    assert s.router.tasks["t2"].state is TaskState.OFFERED
+    told = [o.task_id for outcome in s.heard[heard:] for o in outcome.offers]
+    assert told == ["t2"], "nobody hears of a task that was not stored"
+    said = {e.task_id for outcome in s.heard[heard:] for e in outcome.events}
+    assert "t1" not in said
+    s.clock.advance(3600)  # t1's offer timer was disarmed: nothing fires for it
+    assert "t1" not in s.router.tasks
 
 
 def test_submit_fires_with_the_stored_task(stack):
@@ -152,6 +176,24 @@ def test_a_duplicate_task_id_fails_and_keeps_the_first(stack):
     assert isinstance(f.value, DomainError)
     [stored] = result(stack.store.list_tasks())
     assert stored.channel == "phone"
+
+
+def test_a_finished_task_id_given_again_fails_and_its_agent_is_not_kept_waiting(stack):
+    stack.put_agent("ann", 8)
+    stack.login("ann")
+    first = stack.call(task_id="call-1")
+    offer = stack.last_offer("ann")
+    result(stack.sessions.accept("ann", offer.id))
+    result(stack.sessions.complete("ann", first.id))
+    assert "call-1" not in stack.router.tasks  # done: only the store knows the id now
+
+    f = failure_of(stack.intake.submit(Channel.PHONE, "support", task_id="call-1"))
+
+    assert isinstance(f.value, DomainError)
+    assert "call-1" not in stack.router.tasks, "the refused task was let go"
+    assert [o.task_id for o in stack.offers_made()] == ["call-1"]  # the refused one: never told
+    stack.call(task_id="call-2")
+    assert stack.last_offer("ann").task_id == "call-2", "ann was freed of the refused offer"
 
 
 def test_email_deadline_follows_the_queue_rule_on_an_always_open_calendar():

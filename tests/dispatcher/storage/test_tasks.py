@@ -77,6 +77,26 @@ def test_a_task_in_hand_is_sent_by_its_hot_columns_while_the_others_stay(wiring:
     assert stored(wiring, "t1") == r.task_row(task)
 
 
+def test_a_task_offered_in_its_own_intake_is_stored_as_routed_and_then_sent_hot(
+        wiring: Wiring) -> None:
+    """Intake.submit routes first: the intake's row is the offered task, written once; its
+    accept then sends only the hot columns."""
+    task = Task(id="t1", channel=Channel.PHONE, queue="support", customer_id=None,
+                created_at=T0, base_skills={}, required_skills={}, attributes={"caller": "+1"})
+    task.state, task.agent_id, task.offer_id, task.offer_expires_at = (
+        TaskState.OFFERED, "a1", "o1", T0 + 60)
+    events = [Event(ev.TASK_CREATED, T0, "t1", data={"channel": "phone"}),
+              Event(ev.TASK_QUEUED, T0, "t1", data={"reason": "new"}),
+              Event(ev.TASK_OFFERED, T0, "t1", "a1", data={"offer_id": "o1"})]
+    task.customer_id = wiring.wait(wiring.store.create_task(
+        task, Identity("phone", "+1"), "", events))
+    assert stored(wiring, "t1") == r.task_row(task)
+    assert "t1" in wiring.store._cold_sent
+    set_aside(wiring, "t1", {"written": "elsewhere"})
+    move(wiring, task, TaskState.ASSIGNED, T0 + 2, offer_id=None, offer_expires_at=None)
+    assert stored(wiring, "t1") == {**r.task_row(task), "attributes": {"written": "elsewhere"}}
+
+
 def test_a_waiting_or_ended_task_is_sent_whole(wiring: Wiring) -> None:
     """What was sent is remembered only while the task is in hand (a queue can hold many)."""
     task = new_task(wiring)
