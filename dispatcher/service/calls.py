@@ -295,14 +295,16 @@ class Calls:
         if source not in SOURCES:
             return fail(InvalidValue(f"unknown call source {source!r}"))
         task_id = call_task_id(call_id)
-        if task_id in self.router.tasks:
-            return succeed(self.router.tasks[task_id])
+        # A retransmission while the first is being stored waits for its commit: the router
+        # holds the task already then (Intake.submit routes before it commits).
         pending = self._arriving.get(call_id)
-        if pending is not None:  # a retransmission while the first is being stored
+        if pending is not None:
             waiter: Deferred[Task] = Deferred()
             pending.addBoth(lambda r: (waiter.callback(r) if isinstance(r, Task)
                                        else waiter.errback(r)) or r)
             return waiter
+        if task_id in self.router.tasks:
+            return succeed(self.router.tasks[task_id])
         try:
             identity = phone_identity(caller) if caller else None
         except DomainError:

@@ -15,9 +15,12 @@ from dispatcher.service.intake import phone_identity
 from dispatcher.storage.phones import MemoryPhones
 from tests.dispatcher.service.stacks import (
     WRAP_UP_SECONDS,
+    HeldStore,
     Stack,
+    build_stack,
     calls_for,
     failure_of,
+    support_queue,
     support_stack,
 )
 
@@ -55,6 +58,20 @@ def test_a_call_is_one_task_however_often_it_arrives(s: Stack) -> None:
     assert calls.task_id("c1@host") == first.id and calls.call_id(first.id) == "c1@host"
     customer = s.wait(s.store.find_customer(phone_identity(CALLER)))
     assert customer is not None and customer.id == first.customer_id
+
+
+def test_a_call_arriving_again_before_its_commit_is_answered_after_it() -> None:
+    store = HeldStore(hold_intake=True)
+    s = build_stack(store)
+    s.put_queue(support_queue())
+    calls = calls_for(s)
+    store.release()
+    first = calls.arrived("c1@host", CALLER, "support", source="cti")
+    again = calls.arrived("c1@host", CALLER, "support", source="cti")  # the PBX retries
+    assert call_task_id("c1@host") in s.router.tasks  # routed, not yet committed
+    assert not first.called and not again.called, "acknowledged before the commit"
+    store.release()
+    assert s.wait(first).id == s.wait(again).id == call_task_id("c1@host")
 
 
 def test_bad_calls_are_refused(s: Stack) -> None:
