@@ -22,8 +22,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.python.failure import Failure
 
 from dispatcher.domain import events as ev
 from dispatcher.domain.agents import Agent, Presence
@@ -58,6 +59,8 @@ class Assignment:
         self._wrap_timers: dict[str, tuple[float, IDelayedCall]] = {}  # task -> (ends, timer)
         self._sticky_timers: dict[str, tuple[float, IDelayedCall]] = {}  # task -> (until, timer)
         self._return_timers: dict[str, IDelayedCall] = {}  # agent -> end of their restart grace
+        # New tasks routed whose intake is not committed yet -> the writes waiting for it.
+        self._storing: dict[str, list[Deferred[None]]] = {}
 
     def now(self) -> float:
         return self.clock.seconds()
@@ -84,10 +87,47 @@ class Assignment:
                 self._announce(outcome)
                 return succeed(outcome)
             write = self.store.record
+            if self._storing:
+                new = [task_id for task_id in outcome.tasks if task_id in self._storing]
+                if new:
+                    write = self._behind(new, write)
         # One entry in the Deferred's chain, not two: `_committed` cannot fail (`_announce`
         # catches what a listener raises), so `_failed` sees only the commit's failure.
         return write(changes).addCallbacks(
             self._committed, self._failed, (outcome,), None, (outcome,))
+
+    def apply_new(self, task_id: str, outcome: Outcome,
+                  write: Callable[[Changes], Deferred[object]]) -> Deferred[Outcome]:
+        """`apply` the routing of a new task, which `write` commits with the task itself (its
+        intake: Intake.submit). Until that commit, another change of the task (an agent picked
+        it from a pull list, a supervisor moved it) is written only after it, and not at all
+        when it fails: nothing is stored of a task the database does not have."""
+        self._storing[task_id] = []
+        d = self.apply(outcome, write)
+        d.addBoth(self._settle_new, task_id)
+        return d
+
+    def _settle_new(self, result: object, task_id: str) -> object:
+        for waiter in self._storing.pop(task_id, ()):
+            if isinstance(result, Failure):
+                waiter.errback(result)
+            else:
+                waiter.callback(None)
+        return result
+
+    def _behind(self, task_ids: list[str], write: Callable[[Changes], Deferred[object]]
+                ) -> Callable[[Changes], Deferred[object]]:
+        """`write`, called once the intakes of the new tasks `task_ids` committed."""
+        waits: list[Deferred[None]] = []
+        for task_id in task_ids:
+            waits.append(Deferred())
+            self._storing[task_id].append(waits[-1])
+
+        def later(changes: Changes) -> Deferred[object]:
+            ready = waits[0] if len(waits) == 1 else gatherResults(waits, consumeErrors=True)
+            return ready.addCallback(lambda _: write(changes))
+
+        return later
 
     def _committed(self, _: object, outcome: Outcome) -> Outcome:
         self._announce(outcome)

@@ -143,7 +143,7 @@ class Intake:
         except DomainError as exc:  # a task id the router holds already
             return fail(exc)
         write = functools.partial(self._write, task, identity, customer_name, created)
-        d = self.assignment.apply(outcome, write)
+        d = self.assignment.apply_new(task.id, outcome, write)
         return d.addCallbacks(lambda _: task, self._not_stored, errbackArgs=(task,))
 
     def _write(self, task: Task, identity: Identity | None, customer_name: str,

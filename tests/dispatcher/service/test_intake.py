@@ -16,6 +16,7 @@ from dispatcher.service.ports import Calendar
 from tests.dispatcher.service.stacks import (
     T0,
     HeldStore,
+    Stack,
     build_stack,
     failure_of,
     result,
@@ -176,6 +177,38 @@ def test_a_duplicate_task_id_fails_and_keeps_the_first(stack):
     assert isinstance(f.value, DomainError)
     [stored] = result(stack.store.list_tasks())
     assert stored.channel == "phone"
+
+
+def held_stack() -> tuple[HeldStore, Stack]:
+    store = HeldStore(hold_intake=True)
+    s = build_stack(store)
+    s.put_queue(support_queue())  # nobody to offer to: a new task waits
+    store.release()
+    store.calls.clear()
+    return store, s
+
+
+def test_a_change_of_a_new_task_before_its_intake_commits_is_written_after_it():
+    store, s = held_stack()
+    new = s.intake.submit(Channel.PHONE, "support")
+    cancel = s.sessions.cancel("t1", "duplicate", ev.SYSTEM)  # a supervisor, at once
+    assert store.calls == ["create_task"], "a change written before the task's own row"
+    store.release()
+    assert result(new).id == "t1" and result(cancel) is not None
+    assert store.calls == ["create_task", "record"]
+    assert s.kinds("t1")[-1] == ev.TASK_CANCELLED
+
+
+def test_a_change_of_a_new_task_whose_intake_fails_is_not_written():
+    store, s = held_stack()
+    new = s.intake.submit(Channel.PHONE, "support")
+    cancel = s.sessions.cancel("t1", "duplicate", ev.SYSTEM)
+    store.fail_first(RuntimeError("database went away"))
+    assert failure_of(new).check(RuntimeError)
+    assert failure_of(cancel).check(RuntimeError)
+    store.release()
+    assert store.calls == ["create_task"], "a change of a task the database does not have"
+    assert "t1" not in s.router.tasks
 
 
 def test_a_finished_task_id_given_again_fails_and_its_agent_is_not_kept_waiting(stack):
