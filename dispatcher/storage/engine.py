@@ -9,14 +9,16 @@ created here is made 0600 before SQLite opens it, and SQLite gives its -wal and 
 same mode), and real transactions: SQLAlchemy emits `BEGIN IMMEDIATE`
 itself instead of Python's sqlite3 module deferring it, so a transaction that reads then writes
 cannot fail half-way on a lock upgrade, and DDL in migrations is transactional. For PostgreSQL
-through psycopg2: a connection pool sized for the thread pool, positional parameters, and on
-request a limit to how long a session may sit idle inside a transaction. For
+through psycopg2: a connection pool sized for the thread pool, a connection idle for over a
+second pinged before use (`PING_AFTER_IDLE_SECONDS`), positional parameters, and on request a
+limit to how long a session may sit idle inside a transaction. For
 both: `hide_parameters`, so an error's text (which reaches logs) never shows a statement's values.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 import sqlalchemy as sa
@@ -51,15 +53,47 @@ def make_engine(url: str | sa.URL = DEFAULT_URL, **kwargs: Any) -> sa.Engine:
         sa.event.listen(engine, "begin", _sqlite_begin)
         return engine
     kwargs.setdefault("pool_size", POSTGRES_POOL_SIZE)
-    kwargs.setdefault("pool_pre_ping", True)
+    ping_idle = "pool_pre_ping" not in kwargs
     if sa.make_url(url).get_driver_name() == "psycopg2":
         # Positional parameters: psycopg2 interpolates a batch of thousands of them about three
         # times faster than named ones, which is a quarter of a group commit's insert time.
         kwargs.setdefault("paramstyle", "format")
     engine = sa.create_engine(url, **kwargs)
+    if ping_idle:
+        sa.event.listen(engine.pool, "checkin", _note_checkin)
+        sa.event.listen(engine.pool, "checkout", _ping_if_idle)
     if idle_limit is not None:
         sa.event.listen(engine, "connect", _idle_in_transaction_limit(idle_limit))
     return engine
+
+
+# A pooled PostgreSQL connection idle longer than this is pinged before use (a dead one is
+# replaced: the server restarted, a proxy dropped it). One used more recently is not: a ping
+# is a round trip, and a round trip on the database thread waits for the GIL behind a busy
+# reactor (up to the interpreter's switch interval, 5 ms), once per group commit.
+PING_AFTER_IDLE_SECONDS = 1.0
+
+
+def _note_checkin(_dbapi_conn: Any, record: Any) -> None:
+    if record is not None:
+        record.info["idle_since"] = time.monotonic()
+
+
+def _ping_if_idle(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+    """SQLAlchemy's pessimistic ping, for idle connections only. A connection that died within
+    the last second fails its transaction once: the engine then replaces every pooled
+    connection (a disconnect invalidates the pool), and the group commit re-runs each call."""
+    since = record.info.get("idle_since")
+    if since is not None and time.monotonic() - since <= PING_AFTER_IDLE_SECONDS:
+        return
+    try:
+        cursor = dbapi_conn.cursor()
+        try:
+            cursor.execute("SELECT 1")
+        finally:
+            cursor.close()
+    except Exception as exc:  # any failure: the pool tries a new connection
+        raise sa.exc.DisconnectionError(f"idle connection is gone: {type(exc).__name__}") from exc
 
 
 def _idle_in_transaction_limit(seconds: float) -> Any:

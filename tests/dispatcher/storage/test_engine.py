@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
+from dispatcher.storage import engine as engine_module
 from dispatcher.storage.engine import DEFAULT_URL, SQLITE_BUSY_TIMEOUT_MS, is_sqlite, make_engine
 
 SYNCHRONOUS_FULL = 2
@@ -73,3 +74,44 @@ def test_a_postgresql_engine_can_limit_idle_transactions_and_sqlite_ignores_it(
     finally:
         for e in (limited, plain, lite):
             e.dispose()
+
+
+def _kill_pooled(engine: sa.Engine, admin: sa.Engine) -> None:
+    """The server ends the engine's pooled session (as a restart or a dropped proxy would)."""
+    with engine.connect() as conn:
+        pid = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar()
+    with admin.connect() as conn:
+        assert conn.execute(sa.text("SELECT pg_terminate_backend(:p)"), {"p": pid}).scalar()
+
+
+@pytest.mark.postgres
+def test_an_idle_postgresql_connection_is_pinged_and_replaced_when_dead(
+        pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(engine_module, "PING_AFTER_IDLE_SECONDS", 0.0)  # every one is idle
+    engine, admin = make_engine(pg_url, pool_size=1), make_engine(pg_url)
+    try:
+        _kill_pooled(engine, admin)
+        with engine.connect() as conn:  # pinged: the dead one replaced, nothing fails
+            assert conn.execute(sa.text("SELECT 1")).scalar() == 1
+    finally:
+        engine.dispose()
+        admin.dispose()
+
+
+@pytest.mark.postgres
+def test_a_postgresql_connection_used_within_the_second_is_not_pinged(
+        pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No round trip for a ping on a hot connection (a group commit's every transaction); when
+    it died meanwhile, one transaction fails and the pool is replaced for the next."""
+    monkeypatch.setattr(engine_module, "PING_AFTER_IDLE_SECONDS", 3600.0)
+    engine, admin = make_engine(pg_url, pool_size=1), make_engine(pg_url)
+    try:
+        _kill_pooled(engine, admin)
+        with pytest.raises(sa.exc.OperationalError) as failed, engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+        assert failed.value.connection_invalidated
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT 1")).scalar() == 1
+    finally:
+        engine.dispose()
+        admin.dispose()
