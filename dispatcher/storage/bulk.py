@@ -147,6 +147,33 @@ def append(conn: sa.Connection, table: sa.Table, rows: Sequence[r.Row]) -> None:
             cursor.execute(statement, (page,))
 
 
+def append_all(conn: sa.Connection, appends: Sequence[tuple[sa.Table, Sequence[r.Row]]]) -> None:
+    """`append(conn, table, rows)` for each pair, in order. On PostgreSQL through psycopg2, in
+    one round trip: the statements go in one execute, `;` between them (psycopg2 binds the
+    parameters on the client, so the server gets one simple query). A round trip on the
+    database thread waits for the GIL behind a busy reactor, up to 5 ms each: an intake's
+    customers, identities, task rows and events are one wait, not four."""
+    appends = [(table, rows) for table, rows in appends if rows]
+    if _driver(conn) != "psycopg2" or len(appends) < 2 or any(
+            _has_bytes(table) for table, _ in appends):
+        for table, rows in appends:
+            append(conn, table, rows)
+        return
+    statements: list[str] = []
+    pages: list[str] = []
+    for table, rows in appends:
+        names = tuple(c.name for c in table.columns if c.name in rows[0])
+        columns = ", ".join(names)
+        one = (f"INSERT INTO {table.name} ({columns}) SELECT {columns}"
+               f" FROM json_populate_recordset(NULL::{table.name}, %s)")
+        for page in _json_pages(rows):
+            statements.append(one)
+            pages.append(page)
+    statement = ";\n".join(statements)
+    with _driver_errors(conn, statement) as cursor:
+        cursor.execute(statement, tuple(pages))
+
+
 def append_events(conn: sa.Connection, events: Sequence[r.Row]) -> None:
     """Events to their log: about a task to task_events, about an agent alone to agent_events."""
     append(conn, t.task_events, [e for e in events if e["task_id"] is not None])

@@ -4,6 +4,8 @@ name, every task row written whether it was stored before or not."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import pytest
 import sqlalchemy as sa
 
@@ -193,3 +195,56 @@ def test_rows_of_hot_columns_through_sqlalchemy_as_through_the_driver(
         k: offered[k] for k in HOT}}]
     with pytest.raises(bulk.TaskNotStored, match="t9"), engine.begin() as conn:
         bulk.update_tasks(conn, [{k: task("t9")[k] for k in HOT}])
+
+
+def test_appends_to_several_tables_store_what_each_append_stores_in_one_round_trip(
+        engine: sa.Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    customers = [{"id": "c1", "name": "Zoë \x00", "created_at": 100.0}]
+    identities = [{"kind": "email", "value": "zoe@example.org", "customer_id": "c1"}]
+    tasks = [task("t1", customer_id="c1"), task("t2", customer_id="c1")]
+    events = [event("t1", None, "task.created", {"n": 1}), event("t2", "a1", "task.offered", {})]
+    executes: list[str] = []
+    real_errors = bulk._driver_errors
+
+    @contextmanager
+    def counted(conn, statement):  # each driver cursor's executes: the round trips
+        with real_errors(conn, statement) as cursor:
+            yield _Counted(cursor, executes)
+
+    monkeypatch.setattr(bulk, "_driver_errors", counted)
+    with engine.begin() as conn:
+        bulk.append_all(conn, [(t.customers, customers), (t.customer_identities, identities),
+                               (t.tasks, tasks), (t.task_events, events),
+                               (t.agent_events, [])])
+    if engine.dialect.driver == "psycopg2":
+        assert len(executes) == 1, executes
+    assert [r["name"] for r in table_rows(engine, t.customers, t.customers.c.id)] == [
+        storable("Zoë \x00")]
+    assert [r["customer_id"] for r in table_rows(engine, t.customer_identities,
+                                                 t.customer_identities.c.value)] == ["c1"]
+    assert [r["id"] for r in table_rows(engine, t.tasks, t.tasks.c.id)] == ["t1", "t2"]
+    assert [r["kind"] for r in table_rows(engine, t.task_events, t.task_events.c.id)] == [
+        "task.created", "task.offered"]
+
+
+def test_a_failed_append_of_several_tables_rolls_back_them_all(engine: sa.Engine) -> None:
+    with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
+        bulk.append_all(conn, [(t.customers, [{"id": "c1", "name": "", "created_at": 1.0}]),
+                               (t.tasks, [task("t1")]),
+                               (t.tasks, [task("t1")])])  # the same id again
+    assert table_rows(engine, t.customers, t.customers.c.id) == []
+    assert table_rows(engine, t.tasks, t.tasks.c.id) == []
+
+
+class _Counted:
+    """A DB-API cursor that notes each execute."""
+
+    def __init__(self, cursor, executes: list[str]) -> None:
+        self._cursor, self._executes = cursor, executes
+
+    def execute(self, statement, parameters=None):
+        self._executes.append(statement)
+        return self._cursor.execute(statement, parameters)
+
+    def __getattr__(self, name):
+        return getattr(self._cursor, name)
