@@ -13,16 +13,21 @@ dropped), it
 2. times `App.start()` (what `serve` awaits before any edge listens: schema check, state
    loaded, router restored and timers re-armed, today's supervision figures ready) in a child
    process per run, several runs, medians; the peer in the same command is the same start-up on
-   an empty database (queues and agents only: the fixed cost);
+   an empty database (queues and agents only: the fixed cost); a reactor-lag probe (`LagProbe`:
+   a LoopingCall every 10 ms) gives the longest reactor block during `App.start()` (target:
+   ~50 ms, the lease's renewals must not wait), with when the longest few ended and when each
+   phase ran, and the longest after it until today's figures are ready;
 3. measures memory per open task after start-up (tracemalloc, in a run of its own, and RSS)
    against the empty database, and the same after live intake (M e-mails, default 20,000,
    through `Mail.receive` into a started App on an empty database) for comparison.
 
 Targets (issue 15): start-up with 100 k open tasks <= 2 s; memory per queued task after a
-restart <= 1 KiB.
+restart <= 1 KiB; no reactor block over ~50 ms during start-up. `--no-memory`: the start-up
+runs only (no traced runs, no live intake).
 
     .venv/bin/python bench/startup.py [--tasks N] [--handled H] [--live M] [--runs R]
                                       [--only sqlite|postgres] [--json] [--checkpoint]
+                                      [--no-memory]
 
 `--checkpoint`: today's figures resumed from the checkpoint the previous start saved at its
 stop (docs/metrics.md); without it checkpoints are off and each start reads the whole day.
@@ -62,6 +67,7 @@ CHECKPOINT_ENV = "SB_BENCH_CHECKPOINT_SECONDS"
 CHECKPOINT_SECONDS = 60.0
 TARGET_BYTES_PER_TASK = 1024
 TRACE_LEASE_SECONDS = 120.0  # the traced start's lease (run_start)
+PROBE_SECONDS = 0.010  # the reactor-lag probe's interval (LagProbe)
 LOREM = ("Hello, I ordered a pair of shoes last week and they still have not arrived. The "
          "tracking number you sent does not work on the carrier's site. Could you tell me "
          "when the parcel will be delivered, or refund me if it is lost? Thanks in advance. ")
@@ -107,6 +113,16 @@ def measure(name: str, database: Callable, args: argparse.Namespace) -> dict[str
             out["start_seconds"] = statistics.median(r["seconds"] for r in full_runs)
             out["start_seconds_empty"] = statistics.median(r["seconds"] for r in empty_runs)
             out["start_runs"] = [round(r["seconds"], 3) for r in full_runs]
+            out["start_cpu_seconds"] = statistics.median(r["cpu_seconds"] for r in full_runs)
+            out["start_cpu_runs"] = [round(r["cpu_seconds"], 3) for r in full_runs]
+            out["longest_block"] = statistics.median(r["longest_block"] for r in full_runs)
+            out["longest_block_runs"] = [round(r["longest_block"], 3) for r in full_runs]
+            out["longest_block_empty"] = statistics.median(
+                r["longest_block"] for r in empty_runs)
+            out["blocks"] = [r["blocks"] for r in full_runs]
+            out["longest_block_seeding"] = statistics.median(
+                r["longest_block_seeding"] for r in full_runs)
+            out["spans"] = full_runs[0]["spans"]
             out["seeded_seconds"] = statistics.median(r["seeded_seconds"] for r in full_runs)
             out["today_from"] = sorted({str(r.get("resumed")) for r in full_runs})
             out["phases"] = {k: round(statistics.median(r["phases"].get(k, 0.0)
@@ -114,6 +130,8 @@ def measure(name: str, database: Callable, args: argparse.Namespace) -> dict[str
                              for k in full_runs[0]["phases"]}
             out["ratio_to_empty"] = out["start_seconds"] / out["start_seconds_empty"]
             n = max(1, filled["open_tasks"])
+            if args.no_memory:
+                raise _Skip
             traced, traced_empty = child("start", full, "trace"), child("start", empty, "trace")
             out["bytes_per_task_traced"] = (traced["traced"] - traced_empty["traced"]) / n
             out["bytes_per_task_rss"] = statistics.median(
@@ -131,12 +149,18 @@ def measure(name: str, database: Callable, args: argparse.Namespace) -> dict[str
                     out["live_bytes_per_task_traced"] = got["traced_delta"] / max(
                         1, got["tasks"])
                     out["live_bytes_per_task_rss"] = got["rss_delta"] / max(1, got["tasks"])
+    except _Skip:
+        pass
     except sa.exc.OperationalError as exc:
         print(f"{name}: not available ({exc.orig})", file=sys.stderr)
         return None
     if not args.json:
         report(name, out, args)
     return out
+
+
+class _Skip(Exception):
+    """`--no-memory`: the start-up figures only."""
 
 
 def report(name: str, out: dict[str, Any], args: argparse.Namespace) -> None:
@@ -148,11 +172,26 @@ def report(name: str, out: dict[str, Any], args: argparse.Namespace) -> None:
     print(f"  start-up: {secs:.2f} s (median of {args.runs}: {runs}); empty database "
           f"{empty:.2f} s; ratio {out['ratio_to_empty']:.1f}x; {mark} the "
           f"{TARGET_SECONDS:.0f} s target")
+    cpu = ", ".join(f"{s:.2f}" for s in out["start_cpu_runs"])
+    print(f"  start-up CPU time (the process's, all threads): {out['start_cpu_seconds']:.2f} s "
+          f"(median; runs: {cpu})")
+    blocks = ", ".join(f"{s * 1000:.0f}" for s in out["longest_block_runs"])
+    print(f"  longest reactor block during start-up: {out['longest_block'] * 1000:.0f} ms "
+          f"(median; runs: {blocks} ms); empty database "
+          f"{out['longest_block_empty'] * 1000:.0f} ms; after it, until today's figures are "
+          f"ready: {out['longest_block_seeding'] * 1000:.0f} ms")
+    print("  longest blocks per run [ms, ended at s]: " + "; ".join(
+        " ".join(f"{g * 1000:.0f}@{at:.2f}" for g, at in run) for run in out["blocks"]))
+    print("  phases of the first run [began, ended s]: " + ", ".join(
+        f"{k} {a:.2f}-{b:.2f}" for k, (a, b) in sorted(out["spans"].items(),
+                                                       key=lambda kv: kv[1])))
     print("  phases (median s): " + ", ".join(f"{k} {v:.2f}" for k, v in out["phases"].items())
           + " (supervision: today's figures, read after start-up, not waited for)")
     print(f"  today's figures ready {out['seeded_seconds']:.2f} s after the start began "
           f"({'from a checkpoint' if args.checkpoint else 'the whole day read'}: "
           f"{', '.join(out['today_from'])})")
+    if "bytes_per_task_traced" not in out:  # --no-memory
+        return
     b = out["bytes_per_task_traced"]
     mark = "meets" if b <= TARGET_BYTES_PER_TASK else "above"
     print(f"  memory per open task after start-up: {b:,.0f} B traced "
@@ -174,6 +213,9 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--runs", type=int, default=DEFAULT_RUNS)
     parser.add_argument("--only", choices=["sqlite", "postgres"])
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--no-memory", action="store_true",
+                        help="start-up times and reactor blocks only (no traced runs, no "
+                             "live intake)")
     parser.add_argument("--checkpoint", action="store_true",
                         help="today's figures from a checkpoint saved at the previous stop "
                              "([reports] checkpoint_seconds, as serve does; without it: off, "
@@ -449,6 +491,7 @@ async def run_start(reactor: Any, url: str, trace: bool) -> dict[str, Any]:
     # (PostgreSQL), so the memory run takes a long lease; the timed runs keep the default.
     app = new_app(url, reactor, lease_seconds=TRACE_LEASE_SECONDS if trace else 10.0)
     phases: dict[str, float] = {}
+    spans: list[tuple[str, float, float]] = []  # (phase, began, ended): where the blocks were
 
     def timed(obj: Any, attr: str, name: str) -> None:
         fn = getattr(obj, attr)
@@ -459,7 +502,9 @@ async def run_start(reactor: Any, url: str, trace: bool) -> dict[str, Any]:
             def done(result: Any) -> Any:
                 if hasattr(result, "__await__") and not isinstance(result, defer.Deferred):
                     return defer.ensureDeferred(result).addBoth(done)
-                phases[name] = phases.get(name, 0.0) + time.perf_counter() - t0
+                t1 = time.perf_counter()
+                phases[name] = phases.get(name, 0.0) + t1 - t0
+                spans.append((name, t0, t1))
                 return result
             return d.addBoth(done)
         setattr(obj, attr, wrapper)
@@ -477,17 +522,32 @@ async def run_start(reactor: Any, url: str, trace: bool) -> dict[str, Any]:
     timed(app.recovery, "restore", "restore")
     timed(app.library, "load", "library")
     timed(app.codification, "start", "codification")
+    timed(app.calls, "start", "calls")
+    timed(app.collaboration, "start", "collaboration")
+    timed(app.collector, "start", "collector")
+    timed(app.today, "start", "today")
     gc.collect()
     base = rss()
-    started = time.perf_counter()
+    probe = LagProbe(reactor)
+    started, cpu = time.perf_counter(), time.process_time()
+    probe.start()
     await app.start()
     seconds = time.perf_counter() - started
+    cpu = time.process_time() - cpu  # every thread's: the day's figures read meanwhile too
+    probe.mark()
     phases["other"] = seconds - sum(v for k, v in phases.items() if k != "supervision")
+    spans_at = {name: [round(t0 - started, 3), round(t1 - started, 3)] for name, t0, t1 in spans}
     for d in seeding:
         await d
     seeded = time.perf_counter() - started
+    probe.stop()
     gc.collect()
-    out: dict[str, Any] = {"seconds": seconds, "seeded_seconds": seeded, "phases": phases,
+    out: dict[str, Any] = {"seconds": seconds, "cpu_seconds": cpu, "seeded_seconds": seeded,
+                           "phases": phases,
+                           "longest_block": probe.longest(seconds),
+                           "longest_block_seeding": probe.longest(seeded, after=seconds),
+                           "blocks": probe.top(),
+                           "spans": spans_at,
                            "rss": rss() - base,
                            "tasks": len(app.router.tasks), "resumed": app.today.resumed}
     if trace:
@@ -502,6 +562,47 @@ async def run_start(reactor: Any, url: str, trace: bool) -> dict[str, Any]:
         tally = app.today.tally
         out["tally_bytes"] = deep_size([tally.tasks, tally._due]) if tally else 0
     return out
+
+
+class LagProbe:
+    """A reactor-lag probe: a LoopingCall every PROBE_SECONDS that records the gaps between its
+    ticks. A gap much longer than the interval is a reactor step that ran in one piece (the
+    lease's renewals, timers and sockets wait for it). The longest gap is the figure; the
+    longest few, with when they ended (s after the start began), say where they were."""
+
+    def __init__(self, reactor: Any) -> None:
+        from twisted.internet.task import LoopingCall
+
+        self.reactor = reactor
+        self.loop = LoopingCall(self._tick)
+        self.loop.clock = reactor
+        self.gaps: list[tuple[float, float]] = []  # (gap, ended at)
+        self.started = self.last = 0.0
+
+    def start(self) -> None:
+        self.started = self.last = time.perf_counter()
+        self.loop.start(PROBE_SECONDS, now=False)
+
+    def _tick(self) -> None:
+        t = time.perf_counter()
+        self.gaps.append((t - self.last, t - self.started))
+        self.last = t
+
+    def mark(self) -> None:
+        """A tick now (the step that ends the start counts in the start)."""
+        self._tick()
+
+    def stop(self) -> None:
+        self._tick()  # the last step: from the last tick to now
+        if self.loop.running:
+            self.loop.stop()
+
+    def longest(self, until: float, after: float = 0.0) -> float:
+        """The longest gap among those that ended after `after` and by `until` (s)."""
+        return max((g for g, at in self.gaps if after < at <= until + 1e-9), default=0.0)
+
+    def top(self, n: int = 5) -> list[list[float]]:
+        return [[round(g, 3), round(at, 3)] for g, at in sorted(self.gaps, reverse=True)[:n]]
 
 
 def deep_size(objs: list[Any]) -> int:

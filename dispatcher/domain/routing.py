@@ -971,7 +971,25 @@ class Router:
         their queues in their original order; offers that were pending are over (the agent is
         not connected): their tasks go back to the head with their original age; assigned and
         wrap-up tasks stay with their agents. A waiting task's active preference (its
-        attributes) holds: it is reserved for that agent again."""
+        attributes) holds: it is reserved for that agent again.
+
+        In one piece; the same as `restore_setup`, then `restore_tasks` on the open tasks in
+        order, in as many slices as the caller likes (the service yields to the reactor
+        between slices, so that a start with millions of tasks never blocks it for long)."""
+        out = self.restore_setup(queues, agents, declines, now)
+        self.restore_tasks(open_tasks, now, out)
+        return out
+
+    def restore_setup(
+        self,
+        queues: Iterable[Queue],
+        agents: Iterable[Agent],
+        declines: Iterable[tuple[str, str]],
+        now: float,
+    ) -> Outcome:
+        """The first step of a restore in slices: queues, agents (offline, holding nothing
+        yet) and the declines. Returns the Outcome that `restore_tasks` adds to. Nothing but
+        `restore_tasks` may use the router until every open task is restored."""
         out = Outcome()
         for q in queues:
             self.put_queue(q, now)
@@ -982,6 +1000,12 @@ class Router:
             self.put_agent(a, now)
         for task_id, agent_id in declines:
             self.declined.setdefault(task_id, set()).add(agent_id)
+        return out
+
+    def restore_tasks(self, open_tasks: Iterable[Task], now: float, out: Outcome) -> None:
+        """The next slice of a restore's open tasks (after `restore_setup`), in their stored
+        order, their changes added to `out`. A task depends only on the setup and on itself
+        (every agent is offline: nothing is offered), so slices give what one piece gives."""
         for task in open_tasks:
             self.tasks[task.id] = task
             if task.state is TaskState.OFFERED:
@@ -1007,7 +1031,6 @@ class Router:
                 agent.held[task.id] = task.channel
                 if task.state is TaskState.WRAP_UP:
                     agent.wrapping.add(task.id)
-        return out
 
     # ------------------------------------------------------------------ reading
 

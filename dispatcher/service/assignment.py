@@ -20,9 +20,9 @@ who never returns (a desk nobody reopens, a robot that is gone) does not stay as
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
-from twisted.internet.defer import Deferred, gatherResults, succeed
+from twisted.internet.defer import Deferred, ensureDeferred, gatherResults, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
 
@@ -34,6 +34,7 @@ from dispatcher.domain.routing import Outcome, Router
 from dispatcher.domain.tasks import Task, TaskState
 
 from .ports import Changes, State, Store
+from .slices import slices
 
 log = logging.getLogger(__name__)
 
@@ -278,31 +279,48 @@ class Assignment:
         """Rebuild the router from the store's state and re-arm every timer. Open work whose
         queue or agent was removed meanwhile (the command line, while a server ran) is not
         lost: a disabled stand-in for the queue serves what waits in it, and one for the agent
-        holds their tasks until the restart grace returns them to their queues."""
+        holds their tasks until the restart grace returns them to their queues.
+
+        In slices (service/slices.py): the reactor runs between two slices of tasks, so the
+        lease is renewed and no timer waits long, whatever the number of open tasks. Nothing
+        else uses the router before this fires (no edge listens yet). The router is whole and
+        the restore's own changes handed to the store before any timer is armed: a timer due
+        already fires between the slices of the arming, after the restore's changes."""
+        return ensureDeferred(self._restore(state))
+
+    async def _restore(self, state: State) -> Outcome:
         now = self.now()
         queues, agents = list(state.queues), list(state.agents)
         known_queues, known_agents = {q.name for q in queues}, {a.id for a in agents}
-        for task in state.open_tasks:
-            if task.queue not in known_queues:
-                log.warning("queue %s is gone but still has task %s: kept until it is done",
-                            task.queue, task.id)
-                queues.append(Queue(task.queue, disabled=True))
-                known_queues.add(task.queue)
-            if (task.state in (TaskState.ASSIGNED, TaskState.WRAP_UP)
-                    and task.agent_id is not None and task.agent_id not in known_agents):
-                log.warning("agent %s is gone but still holds task %s", task.agent_id, task.id)
-                agents.append(Agent(task.agent_id, disabled=True))
-                known_agents.add(task.agent_id)
-        outcome = self.router.restore(queues, agents, state.open_tasks, state.declines, now)
-        for task_id, task in self.router.tasks.items():
-            self._arm_step(task_id)
-            self._arm_sticky(task_id)
-            if task.state is TaskState.WRAP_UP:
-                self._arm_wrap(task)
-        for agent_id in sorted(self._holding_assigned()):
+        async for chunk in slices(self.clock, state.open_tasks):
+            for task in chunk:
+                if task.queue not in known_queues:
+                    log.warning("queue %s is gone but still has task %s: kept until it is "
+                                "done", task.queue, task.id)
+                    queues.append(Queue(task.queue, disabled=True))
+                    known_queues.add(task.queue)
+                if (task.state in (TaskState.ASSIGNED, TaskState.WRAP_UP)
+                        and task.agent_id is not None and task.agent_id not in known_agents):
+                    log.warning("agent %s is gone but still holds task %s", task.agent_id,
+                                task.id)
+                    agents.append(Agent(task.agent_id, disabled=True))
+                    known_agents.add(task.agent_id)
+        outcome = self.router.restore_setup(queues, agents, state.declines, now)
+        async for chunk in slices(self.clock, state.open_tasks):
+            self.router.restore_tasks(chunk, now, outcome)
+        committed = self.apply(outcome)
+        holding: set[str] = set()
+        async for chunk in slices(self.clock, list(self.router.tasks.values())):
+            for task in chunk:
+                self._arm_step(task.id)
+                self._arm_sticky(task.id)
+                if task.state is TaskState.WRAP_UP:
+                    self._arm_wrap(task)
+            holding |= self._holding_assigned(chunk)
+        for agent_id in sorted(holding):
             self._return_timers[agent_id] = self.clock.callLater(
                 self.restart_grace, self._not_back, agent_id)
-        return self.apply(outcome)
+        return await committed
 
     def back(self, agent_id: str) -> None:
         """The agent is back after a restart (their desk reconnected): their restart grace
@@ -311,8 +329,9 @@ class Assignment:
         if timer is not None and timer.active():
             timer.cancel()
 
-    def _holding_assigned(self) -> set[str]:
-        return {t.agent_id for t in self.router.tasks.values()
+    @staticmethod
+    def _holding_assigned(tasks: Iterable[Task]) -> set[str]:
+        return {t.agent_id for t in tasks
                 if t.state is TaskState.ASSIGNED and t.agent_id is not None}
 
     def _not_back(self, agent_id: str) -> None:

@@ -40,6 +40,7 @@ from dispatcher.domain.tasks import Channel, Task, TaskState
 
 from .intake import email_identity, phone_identity
 from .ports import Identity, IdentityTaken
+from .slices import slices
 
 if TYPE_CHECKING:
     from .calls import Calls
@@ -81,12 +82,22 @@ class Callbacks:
         when the previous process stopped (its dialogs died with it): one not reached yet goes
         back to its queue (`task.requeued` `dialer_restarted`, no attempt lost), one reached
         is logged as ended (`call.ended` by `call_lost`, no talk time) and its agent starts
-        wrap-up. A PBX's callbacks are left to the PBX."""
+        wrap-up. A PBX's callbacks are left to the PBX. The open tasks are looked at in slices,
+        the reactor running between two (service/slices.py)."""
+        return ensureDeferred(self._start())
+
+    async def _start(self) -> Outcome:
         for task_id, until in self.router.parked().items():
             self._arm(task_id, until)
         out = Outcome()
         now = self.now()
-        for task in list(self.router.tasks.values()):
+        async for chunk in slices(self.assignment.clock, list(self.router.tasks.values())):
+            self._settle(chunk, now, out)
+        return await self.assignment.apply(out)
+
+    def _settle(self, tasks: list[Task], now: float, out: Outcome) -> None:
+        """`start`'s work on some open tasks: callbacks' windows armed, the dialer's settled."""
+        for task in tasks:
             if not (task.may_hold(cb.ATTRIBUTE) and cb.is_callback(task.attributes)):
                 continue
             self._arm_window(task)
@@ -101,7 +112,6 @@ class Callbacks:
                     out.merge(self.calls.end_outcome(task, "call_lost", now, seen=False))
             except DomainError as exc:
                 log.error("callback %s not settled after the restart: %s", task.id, exc)
-        return self.assignment.apply(out)
 
     def stop(self) -> None:
         for timer in [*self._timers.values(), *self._window_ends.values()]:

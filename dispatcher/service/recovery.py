@@ -22,7 +22,10 @@ once at start, before any edge starts and before `/healthz` answers. It promises
   process that crashed after a quiet spell lost its calls later than its last event says;
 - calls a PBX reported (CTI) are left as they are: the PBX still holds the caller, and reports
   the call's end itself;
-- all the lost calls are settled in one batch (one commit) before the returned Deferred fires.
+- all the lost calls are settled in one batch (one commit) before the returned Deferred fires;
+- the reactor is never blocked for long, whatever the number of open tasks: each loop over them
+  runs in slices with the reactor's turn between two (service/slices.py), the lease renewed
+  meanwhile.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from dispatcher.domain.tasks import Channel, Task, TaskState
 from .assignment import Assignment
 from .calls import ANSWERED_AT, CALL_LOST, SIP_SOURCE, Calls
 from .ports import State, Store
+from .slices import slices
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +92,10 @@ class Recovery:
     async def _restore(self, state: State) -> list[LostCall]:
         now = self.assignment.now()
         # Read before the restore logs anything: its own events happen now.
-        lost = lost_calls(state.open_tasks, await self.log_store.last_event_at(), now)
+        last_alive = await self.log_store.last_event_at()
+        lost: list[LostCall] = []
+        async for chunk in slices(self.assignment.clock, state.open_tasks):
+            lost += lost_calls(chunk, last_alive, now)
         await self.assignment.restore(state)
         out = Outcome()
         for call in lost:
