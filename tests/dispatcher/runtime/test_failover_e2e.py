@@ -167,9 +167,12 @@ def test_a_leader_paused_inside_a_routing_transaction_is_replaced_after_its_leas
         with engine.connect() as conn, conn.begin():
             conn.execute(sa.text("LOCK TABLE task_events IN EXCLUSIVE MODE"))
             sender.start()
-            until(lambda: mail.rows(  # another session: pg_stat_activity is per transaction
-                pg_url, "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-                "AND wait_event_type = 'Lock' AND query LIKE '%task_events%'"),
+            # Another session (what it sees is per transaction): a lock on task_events waited
+            # for (pg_stat_activity's query text is cut at 1 kB, and an intake's statements go
+            # in one query, the events' last).
+            until(lambda: mail.rows(
+                pg_url, "SELECT pid FROM pg_locks WHERE relation = 'task_events'::regclass "
+                "AND NOT granted"),
                 "node-a's intake to wait on task_events", WAIT_SECONDS)
             a.signal(signal.SIGSTOP)
         until(b.leads, "node-b to lead (A paused mid-transaction)", LEASE + TAKEOVER_BOUND)
