@@ -174,10 +174,16 @@ def append_all(conn: sa.Connection, appends: Sequence[tuple[sa.Table, Sequence[r
         cursor.execute(statement, tuple(pages))
 
 
+def event_logs(events: Sequence[r.Row]) -> list[tuple[sa.Table, list[r.Row]]]:
+    """Events by their log, for `append_all`: about a task to task_events, about an agent
+    alone to agent_events."""
+    return [(t.task_events, [e for e in events if e["task_id"] is not None]),
+            (t.agent_events, [e for e in events if e["task_id"] is None])]
+
+
 def append_events(conn: sa.Connection, events: Sequence[r.Row]) -> None:
-    """Events to their log: about a task to task_events, about an agent alone to agent_events."""
-    append(conn, t.task_events, [e for e in events if e["task_id"] is not None])
-    append(conn, t.agent_events, [e for e in events if e["task_id"] is None])
+    """Events to their log (`event_logs`), both in one round trip on PostgreSQL."""
+    append_all(conn, event_logs(events))
 
 
 TASK_COLUMNS = tuple(c.name for c in t.tasks.columns)

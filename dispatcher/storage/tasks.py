@@ -37,7 +37,7 @@ from dispatcher.service.ports import (
 
 from . import rows as r
 from . import tables as t
-from .bulk import append, append_all, append_events, update_tasks
+from .bulk import append_all, event_logs, update_tasks
 from .commit import GroupCommit, mergeable
 from .pool import Pool
 from .statements import chunks, insert_ignore
@@ -130,8 +130,7 @@ def thd_intake_tasks(conn: sa.Connection, intakes: Sequence[Intake]) -> list[Sto
         (t.customers, customers),
         (t.customer_identities, identities),
         (t.tasks, task_rows),
-        (t.task_events, [e for e in events if e["task_id"] is not None]),
-        (t.agent_events, [e for e in events if e["task_id"] is None]),
+        *event_logs(events),
     ])
     return result
 
@@ -222,8 +221,8 @@ def thd_record_many(conn: sa.Connection, batch: Sequence[ChangeRows]) -> list[No
     update_tasks(conn, list(latest.values()))
     if declines:
         conn.execute(insert_ignore(conn.dialect.name, t.task_declines), list(declines.values()))
-    append_events(conn, events)
-    append(conn, t.outbox, outbox)
+    # The logs in one round trip on PostgreSQL (bulk.append_all).
+    append_all(conn, [*event_logs(events), (t.outbox, outbox)])
     return [None] * len(batch)
 
 
