@@ -58,7 +58,8 @@ from __future__ import annotations
 import heapq
 import math
 from bisect import bisect_left
-from collections.abc import Iterable, Mapping
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -343,31 +344,36 @@ def _ratio(a: float, b: float) -> float | None:
     return a / b if b else None
 
 
+# `_Task.flags`: the task's yes/no state, one int (five slots less a task: the tally keeps
+# every task of the day).
+WAITING = 1  # in its queue, waiting for an agent
+ANSWERED = 2  # calls: answered; e-mails: a first answer was given
+SETTLED = 4  # counted in the service level (met or missed)
+OPEN = 8
+# In the queue filter. The highest flag, so `flags >= COUNTED` tests it: a compare of two ints
+# costs less than `&`, and the fold tests it at most events.
+COUNTED = 16
+
+
 class _Task:
-    """What the tally remembers of one task."""
+    """What the tally remembers of one task. `kind` is (queue, channel, deadline type), the
+    key of its cells without the bucket: few differ, so tasks share them."""
 
-    __slots__ = ("channel", "queue", "dtype", "created_at", "due", "waiting", "answered",
-                 "settled", "pending_since", "inbound", "replies", "agent", "assigned_at",
-                 "last_mode", "open", "counted")
+    __slots__ = ("kind", "created_at", "due", "flags", "pending_since", "inbound", "replies",
+                 "agent", "assigned_at", "last_mode")
 
-    def __init__(self, channel: str, queue: str, dtype: str, created_at: float,
-                 due: float | None, counted: bool) -> None:
-        self.channel = channel
-        self.queue = queue
-        self.dtype = dtype
+    def __init__(self, kind: tuple[str, str, str], created_at: float, due: float | None,
+                 counted: bool) -> None:
+        self.kind = kind
         self.created_at = created_at
         self.due = due  # e-mails: when the first answer is due
-        self.waiting = False
-        self.answered = False  # calls: answered; e-mails: a first answer was given
-        self.settled = False  # counted in the service level (met or missed)
+        self.flags = OPEN | COUNTED if counted else OPEN
         self.pending_since: float | None = None  # e-mails: oldest unanswered customer message
         self.inbound = 0
         self.replies = 0
         self.agent: str | None = None  # holder
         self.assigned_at: float | None = None
         self.last_mode: str | None = None
-        self.open = True
-        self.counted = counted  # in the queue filter
 
 
 class _Agent:
@@ -378,6 +384,60 @@ class _Agent:
         self.since = 0.0
         self.held: set[str] = set()
         self.busy_since: float | None = None
+
+
+class _Due:
+    """The unanswered e-mails by the time their first answer is due: (due, task id) pairs
+    taken in (due, id) order, as one heap would give them. New ones go to the heap; a tally
+    resumed from a checkpoint gets its many at once, sorted, as two runs (`run_at`: the due
+    times, the very floats their tasks hold; `run`: the ids), without a tuple each (~48 bytes
+    less per e-mail). `next_at`: the first due time (inf when none)."""
+
+    __slots__ = ("heap", "run_at", "run", "next_at")
+
+    def __init__(self, pairs: Iterable[tuple[float, str]] = ()) -> None:
+        """`pairs` in (due, id) order."""
+        self.heap: list[tuple[float, str]] = []
+        self.run_at: deque[float] = deque()
+        self.run: deque[str] = deque()
+        for due, task_id in pairs:
+            self.run_at.append(due)
+            self.run.append(task_id)
+        self.next_at = self.run_at[0] if self.run_at else math.inf
+
+    def push(self, due: float, task_id: str) -> None:
+        heapq.heappush(self.heap, (due, task_id))
+        if due < self.next_at:
+            self.next_at = due
+
+    def pop(self) -> tuple[float, str]:
+        """The first pair, taken out (IndexError when none)."""
+        heap, run_at = self.heap, self.run_at
+        if run_at and (not heap or (run_at[0], self.run[0]) < heap[0]):
+            entry = (run_at.popleft(), self.run.popleft())
+        else:
+            entry = heapq.heappop(heap)
+        first = heap[0][0] if heap else math.inf
+        self.next_at = run_at[0] if run_at and run_at[0] < first else first
+        return entry
+
+    def __iter__(self) -> Iterator[tuple[float, str]]:
+        """Every pair, in no particular order."""
+        yield from self.heap
+        yield from zip(self.run_at, self.run, strict=True)
+
+    def __len__(self) -> int:
+        return len(self.heap) + len(self.run)
+
+    def before(self, now: float) -> Iterator[tuple[float, str]]:
+        """The pairs due before `now`, left in place, in no particular order."""
+        for entry in self.heap:
+            if entry[0] < now:
+                yield entry
+        for entry in zip(self.run_at, self.run, strict=True):
+            if entry[0] >= now:
+                return  # the runs are in order: none after it is due either
+            yield entry
 
 
 Key = tuple[int, str, str, str]  # (bucket, queue, channel, deadline type)
@@ -402,10 +462,11 @@ class Tally:
         self.cells: dict[Key, Cell] = {}
         self.agent_cells: dict[tuple[int, str], Cell] = {}
         self.tasks: dict[str, _Task] = {}
+        self._kinds: dict[tuple[str, str, str], tuple[str, str, str]] = {}  # one each (_Task)
         self.agents: dict[str, _Agent] = {}
         self.depth: dict[tuple[str, str, str], int] = {}  # waiting tasks per (queue, ch, dtype)
         self._depth_bucket: int | None = None
-        self._due: list[tuple[float, str]] = []  # (due, task id) of unanswered e-mails
+        self._due = _Due()  # (due, task id) of unanswered e-mails
         self.events = 0
         self.last_at = self.start
 
@@ -437,7 +498,8 @@ class Tally:
     # ------------------------------------------------------------------ cells
 
     def _cell(self, b: int, t: _Task) -> Cell:
-        key = (b, t.queue, t.channel, t.dtype)
+        queue, channel, dtype = t.kind
+        key = (b, queue, channel, dtype)
         c = self.cells.get(key)
         if c is None:
             c = self.cells[key] = Cell()
@@ -492,8 +554,7 @@ class Tally:
         self.events += 1
         if at > self.last_at:
             self.last_at = at
-        due = self._due
-        if due and due[0][0] < at:
+        if self._due.next_at < at:
             self._overdue(at)
         if at < self.start:
             b = None
@@ -519,24 +580,25 @@ class Tally:
             dtype, due = target.deadline_type or GIVEN, float(deadline)
         else:
             dtype, due = NO_DEADLINE, e.at + target.seconds(channel)
-        t = _Task(channel, queue, dtype, e.at, due,
+        kind = (queue, channel, dtype)
+        t = _Task(self._kinds.setdefault(kind, kind), e.at, due,
                   self.queue is None or queue == self.queue)
         self.tasks[e.task_id] = t
         self._set_waiting(t, True, b)
         if channel == EMAIL:
             t.pending_since = e.at
-            heapq.heappush(self._due, (due, e.task_id))
-        if b is not None and t.counted:
+            self._due.push(due, e.task_id)
+        if b is not None and t.flags >= COUNTED:
             c = self._cell(b, t)
             c.count("tasks_arrived")
             c.count("calls_offered" if channel == PHONE else "email_requests")
 
     def _set_waiting(self, t: _Task, waiting: bool, b: int | None) -> None:
-        if t.waiting == waiting or not t.counted:
-            t.waiting = waiting
+        flags = t.flags
+        t.flags = new = flags | WAITING if waiting else flags & ~WAITING
+        if new == flags or flags < COUNTED:
             return
-        t.waiting = waiting
-        key = (t.queue, t.channel, t.dtype)
+        key = t.kind
         n = self.depth.get(key, 0) + (1 if waiting else -1)
         self.depth[key] = n
         if b is not None:
@@ -567,24 +629,32 @@ class Tally:
             to_queue = e.data.get("to_queue")
             if to_queue:
                 self._set_waiting(t, False, b)
-                t.queue = str(to_queue)
-                t.counted = self.queue is None or t.queue == self.queue
+                self._move(t, str(to_queue))
         self._set_waiting(t, True, b)
 
     def _changed(self, e: EventRecord, b: int | None) -> None:
         t = self.tasks.get(e.task_id)
         queue = e.data.get("queue")
-        if t is None or not queue or queue == t.queue:
+        if t is None or not queue or queue == t.kind[0]:
             return
-        waiting = t.waiting
+        waiting = bool(t.flags & WAITING)
         self._set_waiting(t, False, b)
-        t.queue = str(queue)
-        t.counted = self.queue is None or t.queue == self.queue
+        self._move(t, str(queue))
         self._set_waiting(t, waiting, b)
+
+    def _move(self, t: _Task, queue: str) -> None:
+        """The task is in `queue` now."""
+        _, channel, dtype = t.kind
+        kind = (queue, channel, dtype)
+        t.kind = self._kinds.setdefault(kind, kind)
+        if self.queue is None or queue == self.queue:
+            t.flags |= COUNTED
+        else:
+            t.flags &= ~COUNTED
 
     def _offer(self, e: EventRecord, b: int | None) -> None:
         t = self.tasks.get(e.task_id)
-        if b is None or t is None or not t.counted:
+        if b is None or t is None or t.flags < COUNTED:
             return
         name = _OFFER_COUNTS[e.kind]
         self._cell(b, t).count(name)
@@ -595,7 +665,7 @@ class Tally:
         """A callback's request, dial, answer, no answer or retry (one count each); the no
         answer that ends it (`final`) is also `callbacks_not_reached`."""
         t = self.tasks.get(e.task_id)
-        if b is None or t is None or not t.counted:
+        if b is None or t is None or t.flags < COUNTED:
             return
         c = self._cell(b, t)
         c.count(_CALLBACK_COUNTS[e.kind])
@@ -610,7 +680,7 @@ class Tally:
         agent_id = e.agent_id or e.data.get("agent_id")
         if agent_id:
             self._hold(t, e.task_id, str(agent_id), e.at)
-        if t.channel == PHONE:
+        if t.kind[1] == PHONE:
             self._answer_call(t, e.at, b)
 
     def _call_answered(self, e: EventRecord, b: int | None) -> None:
@@ -620,22 +690,23 @@ class Tally:
 
     def _answer_call(self, t: _Task, at: float, b: int | None) -> None:
         """A call is answered at its first `task.assigned` or `call.answered`."""
-        if t.answered:
+        if t.flags & ANSWERED:
             return
-        t.answered = t.settled = True
-        if b is None or not t.counted:
+        t.flags |= ANSWERED | SETTLED
+        if b is None or t.flags < COUNTED:
             return
         wait = at - t.created_at
         c = self._cell(b, t)
         c.count("calls_answered")
         c.stat("answer_wait", wait)
         c.count("sl_total")
-        if wait <= self._target(t.queue).seconds(t.channel):
+        queue, channel, _ = t.kind
+        if wait <= self._target(queue).seconds(channel):
             c.count("sl_met")
 
     def _call_ended(self, e: EventRecord, b: int | None) -> None:
         t = self.tasks.get(e.task_id)
-        if b is None or t is None or not t.counted:
+        if b is None or t is None or t.flags < COUNTED:
             return
         c = self._cell(b, t)
         talk = e.data.get("talk_seconds")
@@ -678,8 +749,8 @@ class Tally:
         agent_id, assigned_at = t.agent, t.assigned_at
         self._set_waiting(t, False, b)
         self._release(t, e.at)
-        t.open = False
-        if b is None or not t.counted:
+        t.flags &= ~OPEN
+        if b is None or t.flags < COUNTED:
             return
         c = self._cell(b, t)
         c.count("tasks_handled")
@@ -689,7 +760,7 @@ class Tally:
             if assigned_at is not None:
                 ac.stat("handle", e.at - assigned_at)
                 c.stat("handle", e.at - assigned_at)
-        if t.channel == EMAIL and e.data.get("disposition") != REMINDER_DISPOSITION:
+        if t.kind[1] == EMAIL and e.data.get("disposition") != REMINDER_DISPOSITION:
             c.stat("interactions", t.inbound + t.replies)
             if not t.replies:
                 c.count("closed_without_reply")
@@ -701,13 +772,13 @@ class Tally:
             return
         self._set_waiting(t, False, b)
         self._release(t, e.at)
-        t.open = False
-        if b is None or not t.counted:
+        t.flags &= ~OPEN
+        if b is None or t.flags < COUNTED:
             return
         c = self._cell(b, t)
         if e.kind == ev.TASK_ABANDONED:
-            if t.channel == PHONE and not t.answered:
-                t.settled = True
+            if t.kind[1] == PHONE and not t.flags & ANSWERED:
+                t.flags |= SETTLED
                 c.count("calls_abandoned")
                 c.stat("abandon_wait", e.at - t.created_at)
                 c.count("sl_total")
@@ -715,7 +786,7 @@ class Tally:
                 c.count("tasks_abandoned")
         else:
             c.count("tasks_cancelled")
-            if t.channel == EMAIL and not t.replies:
+            if t.kind[1] == EMAIL and not t.replies:
                 c.count("closed_without_reply")
 
     # e-mail ------------------------------------------------------------
@@ -727,16 +798,16 @@ class Tally:
         t.inbound += 1
         if t.pending_since is None:
             t.pending_since = e.at
-        if b is not None and t.counted:
+        if b is not None and t.flags >= COUNTED:
             self._cell(b, t).count("emails_received")
 
     def _reopened(self, e: EventRecord, b: int | None) -> None:
         t = self.tasks.get(e.task_id)
         if t is None:
             return
-        t.open = True
+        t.flags |= OPEN
         self._set_waiting(t, True, b)
-        if b is not None and t.counted:
+        if b is not None and t.flags >= COUNTED:
             c = self._cell(b, t)
             c.count("reopened")
             if t.last_mode:
@@ -746,7 +817,7 @@ class Tally:
         t = self.tasks.get(e.task_id)
         if t is None:
             return
-        t.open = True
+        t.flags |= OPEN
         self._set_waiting(t, True, b)
 
     def _queued(  # noqa: C901 - one counter per figure a reply moves, top to bottom
@@ -758,24 +829,24 @@ class Tally:
         if t is None:
             return
         if kind == OUT_ACK:
-            if b is not None and t.counted:
+            if b is not None and t.flags >= COUNTED:
                 self._cell(b, t).count("acks")
             return
         if kind != OUT_REPLY:
-            if b is not None and t.counted:
+            if b is not None and t.flags >= COUNTED:
                 self._cell(b, t).count(f"queued:{kind}")
             return
         t.replies += 1
         mode = d.get("mode")
         t.last_mode = str(mode) if mode else None
-        first = not t.answered
-        t.answered = True
+        first = not t.flags & ANSWERED
+        t.flags |= ANSWERED
         pending, t.pending_since = t.pending_since, None
         met = None
-        if first and not t.settled:
-            t.settled = True
+        if first and not t.flags & SETTLED:
+            t.flags |= SETTLED
             met = t.due is None or e.at <= t.due
-        if b is None or not t.counted:
+        if b is None or t.flags < COUNTED:
             return
         c = self._cell(b, t)
         c.count("replies")
@@ -795,20 +866,21 @@ class Tally:
 
     def _sent(self, e: EventRecord, b: int | None) -> None:
         t = self.tasks.get(e.task_id)
-        if b is not None and t is not None and t.counted:
+        if b is not None and t is not None and t.flags >= COUNTED:
             self._cell(b, t).count("emails_sent")
 
     def _overdue(self, now: float) -> None:
         """E-mails whose first answer was due before `now` and never came: missed, counted in
         the bucket of their due time."""
-        while self._due and self._due[0][0] < now:
-            due, task_id = heapq.heappop(self._due)
+        pending = self._due
+        while pending.next_at < now:
+            due, task_id = pending.pop()
             t = self.tasks.get(task_id)
-            if t is None or t.settled or t.answered or not t.open:
+            if t is None or t.flags & (SETTLED | ANSWERED) or not t.flags & OPEN:
                 continue
-            t.settled = True
+            t.flags |= SETTLED
             b = self.bucket(due)
-            if b is not None and t.counted:
+            if b is not None and t.flags >= COUNTED:
                 c = self._cell(b, t)
                 c.count("sl_total")
                 c.count("overdue")
@@ -822,16 +894,16 @@ class Tally:
         if b is None or not _number(score) or not _number(top) or not top:
             return
         pct = 100.0 * float(score) / float(top)
-        if t is not None and t.counted:
+        if t is not None and t.flags >= COUNTED:
             self._cell(b, t).stat("review_score", pct)
         agent_id = d.get("agent_id") or e.agent_id
-        if agent_id and (t is None or t.counted):
+        if agent_id and (t is None or t.flags >= COUNTED):
             self._agent_cell(b, str(agent_id)).stat("review_score", pct)
 
     def _categorised(self, e: EventRecord, b: int | None) -> None:
         t = self.tasks.get(e.task_id)
         category = e.data.get("category")
-        if b is not None and t is not None and t.counted and category:
+        if b is not None and t is not None and t.flags >= COUNTED and category:
             self._cell(b, t).count(f"category:{category}")
 
     # agents ------------------------------------------------------------
@@ -880,15 +952,14 @@ class Tally:
         for agent_id, a in self.agents.items():
             if a.status != OFFLINE:
                 self._close_agent_spans(agent_id, a, now, agent_cells)
-        for due, task_id in self._due:
-            if due >= now:
-                continue
+        for due, task_id in self._due.before(now):
             t = self.tasks.get(task_id)
-            if t is None or t.settled or t.answered or not t.open or not t.counted:
+            if t is None or t.flags & (SETTLED | ANSWERED) or (
+                    t.flags & (OPEN | COUNTED) != OPEN | COUNTED):
                 continue
             b = self.bucket(due)
             if b is not None:
-                c = _writable(cells, (b, t.queue, t.channel, t.dtype))
+                c = _writable(cells, (b, *t.kind))
                 c.count("sl_total")
                 c.count("overdue")
         return Figures(self.start, self.end if self.end is not None else now, self.interval,

@@ -21,26 +21,41 @@ Bump `VERSION` whenever the format here changes; a field added to the tally must
 
 from __future__ import annotations
 
-import heapq
 import zlib
 from sys import intern
 from typing import Any
 
-from .metrics import _FOLDS, METRICS, STAT_EDGES, Cell, QueueTarget, Stat, Tally, _Agent, _Task
+from .metrics import (
+    _FOLDS,
+    ANSWERED,
+    COUNTED,
+    METRICS,
+    OPEN,
+    SETTLED,
+    STAT_EDGES,
+    WAITING,
+    Cell,
+    QueueTarget,
+    Stat,
+    Tally,
+    _Agent,
+    _Due,
+    _Task,
+)
 
 VERSION = 1
 
 # A task is one list: [id, kind, created_at, due, flags, pending_since, inbound, replies, agent,
 # assigned_at, last_mode]; `kind` indexes "kinds" ([channel, queue, deadline type]: a day has
 # few), `agent` and `last_mode` index "strings" (None: None), `flags` holds the booleans
-# (waiting 1, answered 2, settled 4, open 8, counted 16). Two thirds of the tokens of a list of
-# every field: the day's tasks are most of a checkpoint, and reading it back most of a
-# restart's wait.
-_TASK_FIELDS = ("channel", "queue", "dtype", "created_at", "due", "pending_since", "inbound",
-                "replies", "agent", "assigned_at", "last_mode", "waiting", "answered",
-                "settled", "open", "counted")
+# (waiting 1, answered 2, settled 4, open 8, counted 16: `_Task.flags` itself). Two thirds of
+# the tokens of a list of every field: the day's tasks are most of a checkpoint, and reading it
+# back most of a restart's wait.
+_TASK_FIELDS = ("kind", "created_at", "due", "pending_since", "inbound", "replies", "agent",
+                "assigned_at", "last_mode", "flags")
+_FLAGS = WAITING | ANSWERED | SETTLED | OPEN | COUNTED
 _TALLY_FIELDS = ("start", "end", "interval", "targets", "queue", "cells", "agent_cells", "tasks",
-                 "agents", "depth", "_depth_bucket", "_due", "events", "last_at")
+                 "agents", "depth", "_depth_bucket", "_due", "events", "last_at", "_kinds")
 # What the fold is: the kinds it folds, the figures it names, the state it keeps. A checkpoint
 # made by another fold (a release that folds one more kind, keeps one more field) would resume
 # into figures that a fold of the whole day would not give: it is refused, as another VERSION.
@@ -78,14 +93,16 @@ def dump(tally: Tally) -> dict[str, Any]:
 
 
 def _pending(tally: Tally) -> list[tuple[float, str]]:
-    """The heap of e-mails awaiting their first answer without the entries that can no longer
-    count (answered or settled: both stay so; `_overdue` and `figures` skip them), as a heap
-    again. The heap pops in (due, task id) order whatever its layout, so the tally folds on
-    exactly as before; most of the day's e-mails are answered, and each entry is ~50 bytes."""
+    """The e-mails awaiting their first answer without the entries that can no longer count
+    (answered or settled: both stay so; `_overdue` and `figures` skip them), sorted: a heap
+    (what VERSION 1 says "due" is), one layout whatever the tally's own (a tally and the same
+    one resumed write the same data), and what `_load` keeps as it is. They are taken in
+    (due, task id) order, so the tally folds on exactly as before; most of the day's e-mails
+    are answered, and each entry is ~50 bytes."""
     tasks = tally.tasks
     kept = [(due, task_id) for due, task_id in tally._due
-            if (t := tasks.get(task_id)) is not None and not (t.answered or t.settled)]
-    heapq.heapify(kept)
+            if (t := tasks.get(task_id)) is not None and not t.flags & (ANSWERED | SETTLED)]
+    kept.sort()
     return kept
 
 
@@ -117,7 +134,9 @@ def _load(data: dict[str, Any]) -> Tally:
     tally.cells = {(int(k[0]), str(k[1]), str(k[2]), str(k[3])): _uncell(c)
                    for k, c in data["cells"]}
     tally.agent_cells = {(int(k[0]), str(k[1])): _uncell(c) for k, c in data["agent_cells"]}
-    kinds = [(intern(str(c)), intern(str(q)), intern(str(d))) for c, q, d in data["kinds"]]
+    # A task's kind is (queue, channel, deadline type), one tuple for all of its tasks.
+    kinds = [(intern(str(q)), intern(str(c)), intern(str(d))) for c, q, d in data["kinds"]]
+    kinds = [tally._kinds.setdefault(k, k) for k in kinds]  # one tuple each, even if listed twice
     strings = [intern(str(x)) for x in data["strings"]]
     tally.tasks = {intern(row[0]): _task(row, kinds, strings) for row in data["tasks"]}
     agents: dict[str, _Agent] = {}
@@ -129,16 +148,19 @@ def _load(data: dict[str, Any]) -> Tally:
         agents[str(agent_id)] = a
     tally.agents = agents
     tally.depth = {(str(q), str(ch), str(dt)): int(n) for q, ch, dt, n in data["depth"]}
-    # Each heap entry holds the very id and due time its task holds (one id, one float per
-    # e-mail, not two: the tally keeps every e-mail of the day, the router its open ones).
-    tasks, heap = tally.tasks, []
+    # The unanswered e-mails, in (due, id) order (as dump writes them: a heap that the load
+    # need not sort again), each with the very float its task holds when it is the same time
+    # (one id, one float per e-mail: the tally keeps every e-mail of the day, the router its
+    # open ones).
+    tasks, pending = tally.tasks, []
     for due, task_id in data["due"]:
         due, task_id = _float(due), intern(str(task_id))
         t = tasks.get(task_id)
         if t is not None and t.due == due and type(t.due) is float:
             due = t.due
-        heap.append((due, task_id))
-    tally._due = heap
+        pending.append((due, task_id))
+    pending.sort()
+    tally._due = _Due(pending)
     return tally
 
 
@@ -147,12 +169,11 @@ def _tasks(tally: Tally) -> dict[str, list[Any]]:
     strings: dict[str, int] = {}
     rows = []
     for task_id, t in tally.tasks.items():
-        kind = kinds.setdefault((t.channel, t.queue, t.dtype), len(kinds))
-        flags = (t.waiting | t.answered << 1 | t.settled << 2 | t.open << 3
-                 | t.counted << 4)
+        queue, channel, dtype = t.kind
+        kind = kinds.setdefault((channel, queue, dtype), len(kinds))
         agent = None if t.agent is None else strings.setdefault(t.agent, len(strings))
         mode = None if t.last_mode is None else strings.setdefault(t.last_mode, len(strings))
-        rows.append([task_id, kind, t.created_at, t.due, flags, t.pending_since, t.inbound,
+        rows.append([task_id, kind, t.created_at, t.due, t.flags, t.pending_since, t.inbound,
                      t.replies, agent, t.assigned_at, mode])
     return {"kinds": [list(k) for k in kinds], "strings": list(strings), "tasks": rows}
 
@@ -165,14 +186,13 @@ def _task(row: list[Any], kinds: list[tuple[str, str, str]], strings: list[str])
     if kind < 0 or (agent is not None and agent < 0) or (mode is not None and mode < 0):
         raise ValueError(f"a task's index is negative: {row!r}")
     t = _Task.__new__(_Task)
-    t.channel, t.queue, t.dtype = kinds[kind]
+    t.kind = kinds[kind]
     if type(pending_since) is type(created_at) and pending_since == created_at:
         pending_since = created_at  # one float (an e-mail pending since it came)
     t.created_at, t.due, t.pending_since, t.assigned_at = created_at, due, pending_since, \
         assigned_at
     t.inbound, t.replies = inbound, replies
-    t.waiting, t.answered, t.settled, t.open, t.counted = (
-        bool(flags & 1), bool(flags & 2), bool(flags & 4), bool(flags & 8), bool(flags & 16))
+    t.flags = int(flags & _FLAGS)  # TypeError if not a number (bool: as 0 or 1)
     t.agent = None if agent is None else strings[agent]
     t.last_mode = None if mode is None else strings[mode]
     return t

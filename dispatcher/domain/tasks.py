@@ -7,10 +7,11 @@ An offer that ends without an accept puts the task back to `queued`; `created_at
 so a re-offered task keeps its age. Times are seconds since the epoch, passed in by the caller.
 
 The router holds every open task in memory, so a task loaded in bulk (a restart) may keep its
-`attributes` packed, as the JSON text of their column, until they are first read: whoever
-reads `task.attributes` gets a plain dict, decoded then and kept (`Task.packed`). Its skills
-maps may be `SharedSkills`: one read-only map for many equal ones (nobody changes a skills map
-in place; a task gets a new one when its requirement changes).
+`attributes` packed, as the JSON text of their column (a str, or its UTF-8 bytes: 16 bytes
+less a task), until they are first read: whoever reads `task.attributes` gets a plain dict,
+decoded then and kept (`Task.packed`). Its skills maps may be `SharedSkills`: one read-only
+map for many equal ones (nobody changes a skills map in place; a task gets a new one when its
+requirement changes).
 """
 
 from __future__ import annotations
@@ -125,34 +126,54 @@ class Task:
     @property
     def packed(self) -> bool:
         """Whether the attributes are still the JSON text they were loaded as (not read yet)."""
-        return type(_ATTRIBUTES.__get__(self, Task)) is str
+        return type(_ATTRIBUTES.__get__(self, Task)) in _PACKED
 
     def may_hold(self, key: str) -> bool:
         """False only when the attributes surely lack `key`; packed attributes are searched
         as text (their JSON names keys as `"key"`), not decoded."""
         value = _ATTRIBUTES.__get__(self, Task)
-        if type(value) is str:
+        kind = type(value)
+        if kind is str:
             return f'"{key}"' in value
+        if kind is bytes:  # UTF-8: a key's text is in the text exactly when its bytes are
+            needle = _NEEDLES.get(key)
+            if needle is None:
+                needle = f'"{key}"'.encode()
+                if len(_NEEDLES) < _NEEDLES_KEPT:
+                    _NEEDLES[key] = needle
+            # find, not `in`: `bytes in bytes` first tries the needle as an int, and the
+            # exception that raises and clears costs more than the search
+            return value.find(needle) >= 0
         return key in value
 
 
 # `Task.attributes` as the dataclass made it: the slot itself. The attribute seen from outside
 # is a property over it that decodes packed attributes on first read (see the module docstring).
 _ATTRIBUTES: Any = Task.__dict__["attributes"]
+_PACKED = (str, bytes)
+# `may_hold`'s keys as searched in UTF-8 packed attributes (the router asks for a few, at every
+# task of a restore: encoded once each).
+_NEEDLES: dict[str, bytes] = {}
+_NEEDLES_KEPT = 256
 _scan = getattr(json.JSONDecoder(), "scan_once")  # noqa: B009 - untyped in typeshed
 
 
 def _attributes(task: Task) -> dict[str, Any]:
     value = _ATTRIBUTES.__get__(task, Task)
-    if type(value) is str:
+    if type(value) is dict:  # read already (or never packed): the usual case, one test
+        return value
+    if type(value) in _PACKED:
         value = unpack_attributes(value)
         _ATTRIBUTES.__set__(task, value)
     return value
 
 
-def unpack_attributes(text: str) -> dict[str, Any]:
-    """Packed attributes decoded: `{}` when the text is not a JSON object."""
+def unpack_attributes(text: str | bytes) -> dict[str, Any]:
+    """Packed attributes (JSON text, or its UTF-8 bytes) decoded: `{}` when the text is not a
+    JSON object."""
     try:
+        if type(text) is bytes:
+            text = text.decode()
         value = _scan(text, 0)[0]  # the C scanner alone: the text is what json.dumps wrote
     except (StopIteration, ValueError):
         try:

@@ -148,14 +148,20 @@ TASK_COLUMNS = ("id", "channel", "queue", "customer_id", "created_at", "base_ski
                 "offer_id", "offer_expires_at", "step_started_at", "updated_at")
 
 
-def task_from_values(values: Any) -> Task:
+def task_from_values(values: Any, customers: dict[str, str] | None = None) -> Task:
     """`task_from_row` of a tuple in TASK_COLUMNS order (no attribute lookups on a Row: the
     start-up reads every open task this way), kept compact, since the router holds every open
-    task: attributes given as text stay packed (decoded on first read: `Task.attributes`), and
-    skills maps given as text are `SharedSkills`, one for every equal text."""
+    task: attributes given as text (or its UTF-8 bytes) stay packed (decoded on first read:
+    `Task.attributes`), and skills maps given as text are `SharedSkills`, one for every equal
+    text. With `customers` (the load's own map, customer id -> the string kept), a customer's
+    open tasks share one customer id."""
     (id_, channel, queue, customer_id, created_at, base_skills, priority, deadline, attributes,
      state, step, required_skills, agent_id, offer_id, offer_expires_at, step_started_at,
      updated_at) = values
+    if customers is not None and customer_id is not None:
+        # Not sys.intern: most customers have one open task, and an interned string costs an
+        # entry in the interpreter's table for as long as it lives; this map ends with the load.
+        customer_id = customers.setdefault(customer_id, customer_id)
     # Times equal to the creation share its float (a waiting task's usually are).
     if step_started_at == created_at:
         step_started_at = created_at
@@ -164,7 +170,7 @@ def task_from_values(values: Any) -> Task:
     # The id interned: today's figures (storage/reports.py) keep the same string, not a copy.
     return Task(intern(id_), _CHANNELS[channel], intern(queue), customer_id, created_at,
                 _shared_skills(base_skills), priority, deadline,
-                attributes if isinstance(attributes, str)  # type: ignore[arg-type]  # packed
+                attributes if isinstance(attributes, str | bytes)  # type: ignore[arg-type]
                 else attributes_from(attributes),
                 _STATES[state], step, _shared_skills(required_skills),
                 None if agent_id is None else intern(agent_id), offer_id, offer_expires_at,

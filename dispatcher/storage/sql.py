@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 import sqlalchemy as sa
 from twisted.internet.defer import Deferred
@@ -66,9 +67,11 @@ __all__ = [
 ]
 
 
-# Open tasks read per fetch at start-up; the JSON columns of `tasks`, read as text.
+# Open tasks read per fetch at start-up; the JSON columns of `tasks`, read as text (the
+# attributes on SQLite: its UTF-8 bytes).
 LOAD_CHUNK = 5_000
 _JSON_COLUMNS = frozenset({"base_skills", "attributes", "required_skills"})
+_RAW = sa.types.NullType()  # a column's value as the driver gives it
 
 
 def thd_load_state(conn: sa.Connection) -> State:
@@ -85,16 +88,29 @@ def thd_load_open_tasks(conn: sa.Connection) -> list[Task]:
     """Every open task, as `tasks.thd_open_tasks` reads them, for a start-up with many: the rows
     are streamed (`LOAD_CHUNK` at a time; a server-side cursor on PostgreSQL, so the driver
     never holds them all); each row is a plain tuple and its JSON columns text, decoded by
-    `rows.task_from_values` (which shares the strings many tasks repeat), not by the driver."""
+    `rows.task_from_values` (which shares the strings many tasks repeat, a customer's id among
+    their tasks included), not by the driver."""
     k = t.tasks.c
-    columns = [sa.cast(k[name], sa.Text) if name in _JSON_COLUMNS else k[name]
-               for name in TASK_COLUMNS]
+    columns: list[Any] = [sa.cast(k[name], sa.Text) if name in _JSON_COLUMNS else k[name]
+                          for name in TASK_COLUMNS]
+    if conn.dialect.name == "sqlite" and _utf8(conn):
+        # The attributes' text as SQLite holds it, UTF-8 bytes: kept packed, 16 bytes less a
+        # task than a str (PostgreSQL gives bytea as a buffer that would be copied: text there).
+        columns[TASK_COLUMNS.index("attributes")] = sa.type_coerce(
+            sa.cast(k.attributes, sa.LargeBinary), _RAW)
     result = conn.execution_options(yield_per=LOAD_CHUNK).execute(
         sa.select(*columns).where(k.state.not_in(FINAL)))
     out: list[Task] = []
+    customers: dict[str, str] = {}
     for part in result.partitions():
-        out.extend(map(task_from_values, part))
+        out.extend([task_from_values(row, customers) for row in part])
     return out
+
+
+def _utf8(conn: sa.Connection) -> bool:
+    """Whether this SQLite database holds its text as UTF-8 (CAST AS BLOB gives the text's
+    bytes in the database's encoding; UTF-8 is the default, UTF-16 must be asked for)."""
+    return conn.exec_driver_sql("PRAGMA encoding").scalar() == "UTF-8"
 
 
 class SqlStore(SqlTasks, SqlQueues, SqlAgents, SqlCustomers, SqlMail):

@@ -166,3 +166,63 @@ def test_the_open_tasks_load_streamed_compact_and_as_stored(wiring: Wiring, monk
     assert second.attributes["spam"]["error"] == "no spam scorer configured"
     assert second.attributes["category"] == "billing"
     assert loaded[7].agent_id == "ann" and loaded[7].updated_at == T0 + 5
+
+
+def test_a_customers_open_tasks_share_one_customer_id_once_loaded(wiring: Wiring) -> None:
+    """The router holds every open task: those of one customer, loaded at start-up, hold one
+    customer id string between them, not a copy each (~80 bytes a task)."""
+    from dispatcher.storage import sql
+
+    stored = {}
+    for i, who in enumerate(["ann@example.org", "bob@example.org", "ann@example.org",
+                             "ann@example.org", "bob@example.org"]):
+        task = make_task(f"t{i}")
+        stored[task.id] = wiring.wait(wiring.store.create_task(
+            task, Identity("email", who), "", [Event(ev.TASK_CREATED, T0, task.id)]))
+    with wiring.engine.connect() as conn:
+        loaded = {x.id: x for x in sql.thd_load_open_tasks(conn)}
+    assert {k: x.customer_id for k, x in loaded.items()} == stored
+    ann, bob = loaded["t0"].customer_id, loaded["t1"].customer_id
+    assert ann != bob
+    assert loaded["t2"].customer_id is ann and loaded["t3"].customer_id is ann
+    assert loaded["t4"].customer_id is bob
+
+
+def test_open_tasks_loaded_from_sqlite_keep_their_attributes_as_utf8_bytes(
+        wiring: Wiring) -> None:
+    """SQLite gives a text column's UTF-8 bytes as they are: the open tasks keep those packed
+    (16 bytes less a task than a str), read as the same attributes (PostgreSQL: the text)."""
+    from dispatcher.domain.tasks import _ATTRIBUTES
+    from dispatcher.storage import sql
+
+    task = make_task("t1")
+    task.attributes = {"subject": "Où est mon colis ?", "preferred_agent": "ann", "n": 1}
+    wiring.wait(wiring.store.create_task(task, None, "", [Event(ev.TASK_CREATED, T0, "t1")]))
+    with wiring.engine.connect() as conn:
+        [loaded] = sql.thd_load_open_tasks(conn)
+    held = _ATTRIBUTES.__get__(loaded, Task)
+    assert type(held) is (bytes if wiring.engine.dialect.name == "sqlite" else str)
+    assert loaded.packed and loaded.may_hold("preferred_agent") and not loaded.may_hold("x")
+    assert loaded.attributes == task.attributes
+
+
+def test_a_utf16_sqlite_database_loads_its_attributes_as_text(tmp_path) -> None:
+    """CAST AS BLOB gives a text in the database's encoding: a SQLite database that holds its
+    text as UTF-16 keeps the loaded attributes packed as text, read and searched as ever."""
+    from dispatcher.storage import rows, sql
+
+    engine = sa.create_engine(f"sqlite:///{tmp_path}/utf16.db")
+    task = make_task("t1")
+    task.attributes = {"preferred_agent": "ann", "subject": "Où est mon colis ?"}
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql('PRAGMA encoding = "UTF-16le"')
+            t.metadata.create_all(conn)
+            conn.execute(t.tasks.insert(), [rows.task_row(task)])
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA encoding").scalar() == "UTF-16le"
+            [loaded] = sql.thd_load_open_tasks(conn)
+    finally:
+        engine.dispose()
+    assert loaded.packed and loaded.may_hold("preferred_agent") and not loaded.may_hold("x")
+    assert loaded.attributes == task.attributes
