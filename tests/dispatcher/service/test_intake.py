@@ -30,15 +30,23 @@ def at(*args: int) -> float:
     return datetime(*args, tzinfo=UTC).timestamp()
 
 
-def test_a_new_task_commits_with_its_routing_in_one_transaction_before_anyone_hears():
+def held_stack(agent: str | None = None) -> tuple[HeldStore, Stack]:
+    """A stack whose store holds each commit until released; the support queue, and `agent`
+    signed in (None: nobody to offer to, a new task waits)."""
     store = HeldStore(hold_intake=True)
     s = build_stack(store)
     s.put_queue(support_queue())
-    s.put_agent("ann", 8)
-    login = s.sessions.login("ann")
-    store.release()
-    result(login)
+    if agent is not None:
+        s.put_agent(agent, 8)
+        login = s.sessions.login(agent)
+        store.release()
+        result(login)
     store.calls.clear()
+    return store, s
+
+
+def test_a_new_task_commits_with_its_routing_in_one_transaction_before_anyone_hears():
+    store, s = held_stack("ann")
     heard = len(s.heard)
 
     d = s.intake.submit(Channel.PHONE, "support")
@@ -62,13 +70,7 @@ def test_a_new_task_commits_with_its_routing_in_one_transaction_before_anyone_he
 
 
 def test_a_task_whose_intake_fails_is_let_go_and_its_agent_served_again():
-    store = HeldStore(hold_intake=True)
-    s = build_stack(store)
-    s.put_queue(support_queue())
-    s.put_agent("ann", 8)
-    login = s.sessions.login("ann")
-    store.release()
-    result(login)
+    store, s = held_stack("ann")
     heard = len(s.heard)
     first = s.intake.submit(Channel.PHONE, "support")  # offered to ann in memory
     second = s.intake.submit(Channel.PHONE, "support")  # waits: ann has an offer pending
@@ -177,15 +179,6 @@ def test_a_duplicate_task_id_fails_and_keeps_the_first(stack):
     assert isinstance(f.value, DomainError)
     [stored] = result(stack.store.list_tasks())
     assert stored.channel == "phone"
-
-
-def held_stack() -> tuple[HeldStore, Stack]:
-    store = HeldStore(hold_intake=True)
-    s = build_stack(store)
-    s.put_queue(support_queue())  # nobody to offer to: a new task waits
-    store.release()
-    store.calls.clear()
-    return store, s
 
 
 def test_a_change_of_a_new_task_before_its_intake_commits_is_written_after_it():
