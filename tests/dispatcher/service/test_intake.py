@@ -12,7 +12,7 @@ from dispatcher.domain.deadlines import BusinessCalendar
 from dispatcher.domain.errors import DomainError, InvalidValue, UnknownQueue
 from dispatcher.domain.tasks import Channel, TaskState
 from dispatcher.service.intake import email_identity, phone_identity
-from dispatcher.service.ports import Calendar
+from dispatcher.service.ports import Calendar, Changes
 from tests.dispatcher.service.stacks import (
     T0,
     HeldStore,
@@ -202,6 +202,22 @@ def test_a_change_of_a_new_task_whose_intake_fails_is_not_written():
     store.release()
     assert store.calls == ["create_task"], "a change of a task the database does not have"
     assert "t1" not in s.router.tasks
+
+
+def test_a_new_tasks_routing_that_changes_another_task_stores_that_change_too(stack):
+    """Routing a new task changes no other task today; if it did, `_write` would store that
+    change beside the intake (`record`), and fire once both are committed."""
+    other = result(stack.intake.submit(Channel.EMAIL, "support"))
+    new = stack.intake.draft(Channel.PHONE, "support", task_id="new")
+    created = stack.intake.created(new, None)
+    other.priority = 7
+    moved = ev.Event(ev.TASK_CHANGED, T0, other.id, data={"priority": 7})
+    d = stack.intake._write(new, None, "", created, Changes(tasks=[new, other], events=[moved]))
+    assert result(d) is new and new.customer_id
+    stored = {t.id: t for t in result(stack.store.list_tasks())}
+    assert stored[other.id].priority == 7 and "new" in stored
+    assert stack.kinds("new") == [ev.TASK_CREATED]
+    assert stack.kinds(other.id)[-1] == ev.TASK_CHANGED
 
 
 def test_a_finished_task_id_given_again_fails_and_its_agent_is_not_kept_waiting(stack):
