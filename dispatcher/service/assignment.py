@@ -159,16 +159,10 @@ class Assignment:
         except DomainError as exc:  # taken meanwhile in a way that cannot be undone
             log.error("task %s was not stored but could not be let go: %s", task_id, exc)
             return
-        ours = [offer for offer in outcome.ended if offer.task_id == task_id]
-        timers = [self._offer_timers.pop(offer.id, None) for offer in ours]
-        for kept in (self._step_timers, self._sticky_timers, self._wrap_timers):
-            timers.append(kept.pop(task_id, None))  # type: ignore[arg-type]
-        for timer in timers:
-            if isinstance(timer, tuple):
-                timer = timer[1]
-            if timer is not None and timer.active():
-                timer.cancel()
-        # Nobody heard of the task: what is said of it is left out (its offer's end too).
+        # Its timers disarmed as for any task that ended (the offer's, steps, preference)...
+        self._arm(Outcome(ended=[o for o in outcome.ended if o.task_id == task_id],
+                          tasks={task_id: outcome.tasks[task_id]}))
+        # ...and nobody hears of it: what is said of it is left out (its offer's end too).
         rest = Outcome(
             events=[e for e in outcome.events if e.task_id != task_id],
             offers=outcome.offers,

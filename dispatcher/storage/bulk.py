@@ -121,6 +121,13 @@ def _driver_errors(conn: sa.Connection, statement: str) -> Iterator[Any]:
         ) from exc
 
 
+def _pg_insert(table: sa.Table, rows: Sequence[r.Row]) -> str:
+    """PostgreSQL's insert of one JSON page of `rows` (its parameter): the columns they name."""
+    columns = ", ".join(c.name for c in table.columns if c.name in rows[0])
+    return (f"INSERT INTO {table.name} ({columns}) SELECT {columns}"
+            f" FROM json_populate_recordset(NULL::{table.name}, %s)")
+
+
 def append(conn: sa.Connection, table: sa.Table, rows: Sequence[r.Row]) -> None:
     """Insert `rows`: dicts with the same keys, the columns they set (as SQLAlchemy's
     executemany: a column no row names takes its default; a log's id is the database's)."""
@@ -132,16 +139,15 @@ def append(conn: sa.Connection, table: sa.Table, rows: Sequence[r.Row]) -> None:
         conn.execute(table.insert(), storable_rows(list(rows)))
         return
     names = tuple(c.name for c in table.columns if c.name in rows[0])
-    columns = ", ".join(names)
     if driver == "sqlite3":
         encode = _encoder(table, names)
         values = [encode(row) for row in rows]
-        statement = f"INSERT INTO {table.name} ({columns}) VALUES ({', '.join('?' * len(names))})"
+        statement = (f"INSERT INTO {table.name} ({', '.join(names)})"
+                     f" VALUES ({', '.join('?' * len(names))})")
         with _driver_errors(conn, statement) as cursor:
             cursor.executemany(statement, values)
         return
-    statement = (f"INSERT INTO {table.name} ({columns}) SELECT {columns}"
-                 f" FROM json_populate_recordset(NULL::{table.name}, %s)")
+    statement = _pg_insert(table, rows)
     with _driver_errors(conn, statement) as cursor:
         for page in _json_pages(rows):
             cursor.execute(statement, (page,))
@@ -162,10 +168,7 @@ def append_all(conn: sa.Connection, appends: Sequence[tuple[sa.Table, Sequence[r
     statements: list[str] = []
     pages: list[str] = []
     for table, rows in appends:
-        names = tuple(c.name for c in table.columns if c.name in rows[0])
-        columns = ", ".join(names)
-        one = (f"INSERT INTO {table.name} ({columns}) SELECT {columns}"
-               f" FROM json_populate_recordset(NULL::{table.name}, %s)")
+        one = _pg_insert(table, rows)
         for page in _json_pages(rows):
             statements.append(one)
             pages.append(page)

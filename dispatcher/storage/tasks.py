@@ -328,10 +328,13 @@ class SqlTasks:
 
     def _sent_in_intake(self, stored: StoredTask, row: r.Row) -> StoredTask:
         """A task offered in its own intake: its next change sends only the hot columns."""
+        self._sent()[row["id"]] = r.cold_of({**row, "customer_id": stored.customer_id})
+        return stored
+
+    def _sent(self) -> dict[str, tuple[Any, ...]]:
         if self._cold_sent is None:
             self._cold_sent = {}
-        self._cold_sent[row["id"]] = r.cold_of({**row, "customer_id": stored.customer_id})
-        return stored
+        return self._cold_sent
 
     # Of each task in hand (offered, assigned, in wrap-up), the cold columns of the last row
     # this store sent for it (rows.py `cold_of`); made on first use.
@@ -343,9 +346,7 @@ class SqlTasks:
         the task is in hand: not while it waits (a queue can hold many) or once it ended, nor
         after a change that failed. Routing changes only hot columns: an offer sends the whole
         row, its accept and the completion that follows send the hot ones."""
-        sent = self._cold_sent
-        if sent is None:
-            sent = self._cold_sent = {}
+        sent = self._sent()
         rows: list[r.Row] = []
         for task in changes.tasks:
             before = sent.get(task.id)

@@ -88,6 +88,7 @@ def test_a_task_whose_intake_fails_is_let_go_and_its_agent_served_again():
     assert told == ["t2"], "nobody hears of a task that was not stored"
     said = {e.task_id for outcome in s.heard[heard:] for e in outcome.events}
     assert "t1" not in said
+    assert set(s.assignment._offer_timers) == {s.last_offer("ann").id}  # t1's is disarmed
     s.clock.advance(3600)  # t1's offer timer was disarmed: nothing fires for it
     assert "t1" not in s.router.tasks
 
