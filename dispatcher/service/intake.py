@@ -15,13 +15,20 @@ router lets the task go (`Assignment.forget`): the agent it was offered to is fr
 
 Every new task of every channel is drafted, committed and routed here, once: `submit` for the
 simple case, and for a channel that prepares more before the commit (e-mail: request number,
-codification, acknowledgement) three steps, `draft` (queue checks, priority, skills, the
-deadline rule), `commit` (the `task.created` event first, then the channel's own events,
-messages and outbox rows, in one transaction) and `route` (after the commit; its routing is a
-transaction of its own). `dispatcher.service.mail` uses them. An e-mail's request number is not
-known before its commit: the store takes it in the storing transaction and the channel's
+codification, acknowledgement) two steps, `draft` (queue checks, priority, skills, the
+deadline rule), then `commit_routed` (as `submit`: routed, then the `task.created` event, the
+channel's own events, messages and outbox rows and the routing's events in one transaction,
+then announced). `dispatcher.service.mail` uses them. An e-mail's request number is not known
+before its commit: the store takes it in the storing transaction and the channel's
 `numbered(number)` makes the rows that name it (ports.py `Store.create_mail_task`); no process
-counts numbers.
+counts numbers. The router then holds a copy of the draft, so that `numbered`, which runs on
+the store's thread, reads only the draft, which nobody changes any more; the row stored is that
+copy as routed, with the attributes `numbered` gave (the request number), which the router's
+copy takes after the commit, before the offer is announced.
+
+A new e-mail that Review's automatic mode may answer is not routed before its commit: `commit`
+stores it unrouted and `route` hands it to the router afterwards, in a transaction of its own,
+unless the automatic mode took it (mail.py).
 """
 
 from __future__ import annotations
@@ -31,7 +38,8 @@ import logging
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from dataclasses import replace
+from typing import Any, TypeVar
 
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IReactorTime
@@ -58,6 +66,7 @@ from .ports import (
 log = logging.getLogger(__name__)
 _PHONE_KEEP = re.compile(r"[^0-9+]")
 CALLER = "caller"  # the attribute of a phone task with the caller's number
+_T = TypeVar("_T")
 
 
 def email_identity(address: str) -> Identity:
@@ -142,23 +151,73 @@ class Intake:
             outcome = self.router.submit(task, self.clock.seconds())
         except DomainError as exc:  # a task id the router holds already
             return fail(exc)
-        write = functools.partial(self._write, task, identity, customer_name, created)
-        d = self.assignment.apply_new(task.id, outcome, write)
+
+        def store_own(routing: list[ev.Event]) -> Deferred[Task]:
+            d = self.store.create_task(task, identity, customer_name, [created, *routing])
+            return d.addCallback(self._stored, task)
+
+        d = self.assignment.apply_new(task.id, outcome,
+                                      functools.partial(self._write, task, store_own))
         return d.addCallbacks(lambda _: task, self._not_stored, errbackArgs=(task,))
 
-    def _write(self, task: Task, identity: Identity | None, customer_name: str,
-               created: ev.Event, changes: Changes) -> Deferred[Task]:
-        """The intake's one transaction: the task's row as routed (written once), its
-        `task.created` event and then its routing's events. The routing's changes of other
-        tasks (a new task changes none today) go in a `record` queued beside it; the Deferred
-        fires once both committed, with the task and its customer's id, and fails only when
-        the task was not stored."""
-        own, rest = [created], Changes(declines=list(changes.declines))
+    def commit_routed(
+        self,
+        task: Task,
+        identity: Identity | None,
+        customer_name: str,
+        events: Sequence[ev.Event],
+        messages: Sequence[MailMessage],
+        outbox: Sequence[OutboxItem],
+        numbered: Numbering,
+    ) -> Deferred[StoredMail]:
+        """Route a copy of a drafted e-mail task and store it as `commit` does, with its routing
+        in the same transaction (module doc); fires with the StoredMail once committed and
+        announced, or fails as `submit`."""
+        created = self.created(task, identity)
+        routed = task.snapshot()  # the router's; `numbered` reads only `task`
+        try:
+            outcome = self.router.submit(routed, self.clock.seconds())
+        except DomainError as exc:
+            return fail(exc)
+        number_first = _after(created, numbered)
+        kept: list[StoredMail] = []
+
+        def store_own(routing: list[ev.Event]) -> Deferred[StoredMail]:
+            row = routed.snapshot()  # as routed, taken on this thread
+
+            def made(number: int) -> NewMail:
+                mail = number_first(number)
+                return NewMail(replace(row, attributes=mail.task.attributes),
+                               [*mail.events, *routing], mail.messages, mail.outbox)
+
+            draft = NewMail(row, [created, *events, *routing], list(messages), list(outbox))
+            d = self.store.create_mail_task(draft, identity, customer_name, made)
+            return d.addCallback(self._mail_routed, routed, kept)
+
+        d = self.assignment.apply_new(routed.id, outcome,
+                                      functools.partial(self._write, routed, store_own))
+        return d.addCallbacks(lambda _: kept[0], self._not_stored, errbackArgs=(routed,))
+
+    @staticmethod
+    def _mail_routed(stored: StoredMail, routed: Task, kept: list[StoredMail]) -> StoredMail:
+        """The router's copy takes what the commit gave (request number, customer)."""
+        stored.mail.task.customer_id = routed.customer_id = stored.customer_id
+        routed.attributes = dict(stored.mail.task.attributes)
+        kept.append(stored)
+        return stored
+
+    def _write(self, task: Task, store_own: Callable[[list[ev.Event]], Deferred[_T]],
+               changes: Changes) -> Deferred[_T]:
+        """The intake's one transaction: `store_own(events)` writes the task's row as routed
+        (written once), its `task.created` event and then `events`, its routing's. The
+        routing's changes of other tasks (a new task changes none today) go in a `record`
+        queued beside it; the Deferred fires once both committed, with what `store_own`
+        gave, and fails only when the task was not stored."""
+        own, rest = [], Changes(declines=list(changes.declines))
         for e in changes.events:
             (own if e.task_id == task.id else rest.events).append(e)
         rest.tasks = [t for t in changes.tasks if t.id != task.id]
-        d = self.store.create_task(task, identity, customer_name, own)
-        d.addCallback(self._stored, task)
+        d = store_own(own)
         if rest:
             others = self.store.record(rest).addErrback(self._others_failed)
             d.addCallback(lambda stored: others.addCallback(lambda _: stored))

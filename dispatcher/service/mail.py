@@ -11,22 +11,26 @@
   (`[#SB-000123]`) first, then In-Reply-To/References, looked up in the store, whose state
   of the thread decides (open: join), never in this process's router. A web form submission
   never names a thread (always a new task, whatever its subject says). The task, its request
-  number, the message, its events and the acknowledgement (if one is due) are committed in
-  one transaction; the store gives the number in it (so processes sharing a database never
-  give one twice) and the rows naming it are made there; the Deferred fires after that
-  commit, so the edge may answer 250.
+  number, the message, its events, the acknowledgement (if one is due) and its routing (the
+  offer to an agent, or its place in the queue) are committed in one transaction; the store
+  gives the number in it (so processes sharing a database never give one twice) and the rows
+  naming it are made there; the Deferred fires after that commit, so the edge may answer 250.
+  A task that Review's automatic mode may take (its rule is automatic) is routed after its
+  commit instead, unless that mode took it.
 - `reply`: an agent's answer goes into the outbox with the threading headers and the request
   number in the subject, in the same transaction as its event.
 - `due` / `sent` / `failed`: the outbound relay (channels/email/outbound.py) takes due messages
   and reports each attempt; 4xx and network errors are retried with exponential backoff, 5xx
   (or too many attempts) dead-letters the message with its error visible in the task's trail.
 
-Wiring: every new task goes through `Intake` (draft, commit, route: one path for every channel);
+Wiring: every new task goes through `Intake` (draft, then routed and committed: one path for
+every channel);
 Mail adds what e-mail needs in the same transaction (request number, message, acknowledgement).
 What Mail calls out to is typed here, as Protocols, and registered once by the composition root
 (dispatcher/runtime/app.py) after construction: `codify_with(Codifier)` (Codification, before
 the commit), `intercept_with(Interceptor)` (Collaboration, before threading) and
-`answer_with(AutoAnswer)` (Review's automatic mode, after the commit). Collaboration and Review
+`answer_with(AutoAnswer)` (Review's automatic mode: before the commit, whether it may take
+the task; after it, whether it did). Collaboration and Review
 send mail through Mail, so they are built after it: registration, not constructor arguments,
 breaks that construction cycle, and the call sites show every arrow. `listen` registers those
 told after a commit (`MailNews`).
@@ -272,6 +276,12 @@ class Interceptor(Protocol):
 class AutoAnswer(Protocol):
     """Review's automatic mode (dispatcher.service.review) as Mail sees it."""
 
+    def may_take(self, task: Task) -> bool:
+        """Before a new task's commit: False when the automatic mode surely leaves it to the
+        agents (the rule of its queue and category is not automatic); it is then routed in
+        its intake's transaction."""
+        ...
+
     def automatic(self, task: Task, inbound: InboundMail) -> bool:
         """After a new task is committed: True when it took the task (answered it or held it
         for review), so that it must not be routed."""
@@ -497,13 +507,19 @@ class Mail:
             return NewMail(made, [received, *events, ack.event], [msg, ack.message],
                            [ack.outbox])
 
-        stored = await self.intake.commit(task, identity, mail.from_name, events, [msg],
-                                          numbered=numbered)
-        task = stored.mail.task
-        # The automatic answer (AutoAnswer) may, after the commit, answer the new task without
-        # an agent (or hold it for review) instead of routing it.
-        if self._auto_answer is None or not self._auto_answer.automatic(task, mail):
-            self.intake.route(task)
+        if self._auto_answer is None or not self._auto_answer.may_take(task):
+            # Routed, and committed with its routing (Intake.commit_routed).
+            stored = await self.intake.commit_routed(task, identity, mail.from_name, events,
+                                                     [msg], (), numbered)
+            task = stored.mail.task
+        else:
+            stored = await self.intake.commit(task, identity, mail.from_name, events, [msg],
+                                              numbered=numbered)
+            task = stored.mail.task
+            # The automatic answer (AutoAnswer) may, after the commit, answer the new task
+            # without an agent (or hold it for review) instead of routing it.
+            if not self._auto_answer.automatic(task, mail):
+                self.intake.route(task)
         return Received(task.id, policy.label(stored.number), action, stored.customer_id,
                         acknowledged=acks, linked_to=linked_to.id if linked_to else None,
                         new_customer=stored.new is not None)

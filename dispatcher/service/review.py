@@ -386,6 +386,11 @@ class Review:
 
     # ------------------------------------------------------------------ automatic mode
 
+    def may_take(self, task: Task) -> bool:
+        """For `Mail`, before a new task's commit: whether its rule is automatic (else it is
+        routed in its intake's transaction and `automatic` is not asked)."""
+        return self.library.rule_for(task.queue, _category(task)).mode is ResponseMode.AUTOMATIC
+
     def automatic(self, task: Task, inbound: Any) -> bool:
         """For `Mail` (wired with `Mail.answer_with`): whether the new, committed task is
         taken by the automatic mode (then it must not be routed). Decided now, from memory;

@@ -43,6 +43,7 @@ from .commit import GroupCommit, mergeable
 from .pool import Pool
 from .statements import chunks, insert_rows
 from .tasks import (
+    NOT_IN_HAND,
     UNKEYED,
     ChangeRows,
     Intake,
@@ -391,6 +392,7 @@ class SqlMail:
     _pool: Pool
     _commit: GroupCommit
     _clock: Callable[[], float]
+    _sent_in_intake: Callable[[StoredMail, r.Row], object]  # SqlTasks'
 
     def create_mail_task(
         self,
@@ -402,7 +404,15 @@ class SqlMail:
         who = None if identity is None else (identity.kind, identity.value)
         rows = new_mail_rows(draft, who, customer_name) if numbered is None else None
         mail = MailIntake(draft, who, customer_name, numbered, rows, draft_keys(draft, who))
-        return self._commit.run(thd_create_mail_task, mail)
+        d = self._commit.run(thd_create_mail_task, mail)
+        if draft.task.state not in NOT_IN_HAND:  # routed in its intake: Intake.commit_routed
+            d.addCallback(self._mail_sent)
+        return d
+
+    def _mail_sent(self, stored: StoredMail) -> StoredMail:
+        """As a task offered in its own intake (tasks.py): its next change sends hot columns."""
+        self._sent_in_intake(stored, r.task_row(stored.mail.task))
+        return stored
 
     def add_mail(self, messages: Sequence[MailMessage], changes: Changes) -> Deferred[None]:
         return self._commit.run(thd_add_mail, self._addition(messages, changes))

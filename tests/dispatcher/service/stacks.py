@@ -148,8 +148,8 @@ def build_stack(store: Any = None, start: float = T0, wait: Callable[[Deferred],
 
 
 class HeldStore:
-    """A MemoryStore whose acknowledgements (`record`, and `create_task` or `intake_task` when
-    `hold_intake`) wait until the test releases them. The data is handed over at call time, as
+    """A MemoryStore whose acknowledgements (`record`, and `create_task`, `intake_task` or
+    `create_mail_task` when `hold_intake`) wait until the test releases them. The data is handed over at call time, as
     the port says stores copy what they are given then; only the Deferreds stay unfired."""
 
     def __init__(self, hold_intake: bool = False) -> None:
@@ -176,6 +176,11 @@ class HeldStore:
         done = self.inner.intake_task(task, identity, customer_name, events)
         return self._hold(done) if self.hold_intake else done
 
+    def create_mail_task(self, draft, identity, customer_name, numbered=None) -> Deferred:
+        self.calls.append("create_mail_task")
+        done = self.inner.create_mail_task(draft, identity, customer_name, numbered)
+        return self._hold(done) if self.hold_intake else done
+
     def record(self, changes: Changes) -> Deferred:
         self.calls.append("record")
         return self._hold(self.inner.record(changes))
@@ -190,6 +195,21 @@ class HeldStore:
         while self.held:
             value, d = self.held.pop(0)
             d.callback(value)
+
+
+def held_stack(agent: str | None = None) -> tuple[HeldStore, Stack]:
+    """A stack whose store holds each commit until released; the support queue, and `agent`
+    signed in (None: nobody to offer to, a new task waits)."""
+    store = HeldStore(hold_intake=True)
+    s = build_stack(store)
+    s.put_queue(support_queue())
+    if agent is not None:
+        s.put_agent(agent, 8)
+        login = s.sessions.login(agent)
+        store.release()
+        result(login)
+    store.calls.clear()
+    return store, s
 
 
 def support_stack() -> Stack:

@@ -15,10 +15,9 @@ from dispatcher.service.intake import email_identity, phone_identity
 from dispatcher.service.ports import Calendar, Changes
 from tests.dispatcher.service.stacks import (
     T0,
-    HeldStore,
-    Stack,
     build_stack,
     failure_of,
+    held_stack,
     result,
     support_queue,
 )
@@ -28,21 +27,6 @@ DAY = 86400.0
 
 def at(*args: int) -> float:
     return datetime(*args, tzinfo=UTC).timestamp()
-
-
-def held_stack(agent: str | None = None) -> tuple[HeldStore, Stack]:
-    """A stack whose store holds each commit until released; the support queue, and `agent`
-    signed in (None: nobody to offer to, a new task waits)."""
-    store = HeldStore(hold_intake=True)
-    s = build_stack(store)
-    s.put_queue(support_queue())
-    if agent is not None:
-        s.put_agent(agent, 8)
-        login = s.sessions.login(agent)
-        store.release()
-        result(login)
-    store.calls.clear()
-    return store, s
 
 
 def test_a_new_task_commits_with_its_routing_in_one_transaction_before_anyone_hears():
@@ -213,7 +197,12 @@ def test_a_new_tasks_routing_that_changes_another_task_stores_that_change_too(st
     created = stack.intake.created(new, None)
     other.priority = 7
     moved = ev.Event(ev.TASK_CHANGED, T0, other.id, data={"priority": 7})
-    d = stack.intake._write(new, None, "", created, Changes(tasks=[new, other], events=[moved]))
+
+    def store_own(routing):
+        d = stack.store.create_task(new, None, "", [created, *routing])
+        return d.addCallback(stack.intake._stored, new)
+
+    d = stack.intake._write(new, store_own, Changes(tasks=[new, other], events=[moved]))
     assert result(d) is new and new.customer_id
     stored = {t.id: t for t in result(stack.store.list_tasks())}
     assert stored[other.id].priority == 7 and "new" in stored

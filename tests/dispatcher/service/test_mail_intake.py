@@ -1,5 +1,7 @@
 """A new e-mail task takes the one path of every new task, Intake's: drafted (queue checks,
-skills, deadline rule), committed with its `task.created` event, then routed. Change a rule in
+skills, deadline rule), routed, and committed with its `task.created` event and its routing in
+one transaction before anyone hears of it (unless the automatic mode may answer it: committed,
+then routed if it did not). Change a rule in
 Intake and the e-mail channel follows with the others; Mail keeps no copy of it."""
 
 from __future__ import annotations
@@ -7,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from dispatcher.domain import events as ev
 from dispatcher.domain.errors import QueueDisabled, UnknownQueue
@@ -14,7 +17,15 @@ from dispatcher.domain.queues import Queue
 from dispatcher.domain.tasks import Channel, Task, TaskState
 from dispatcher.service.intake import Intake
 from dispatcher.service.mail import InboundMail, Mail, Received
-from tests.dispatcher.service.stacks import Stack, failure_of, result
+from tests.dispatcher.service.stacks import (
+    Stack,
+    build_stack,
+    failure_of,
+    held_stack,
+    result,
+    support_queue,
+)
+from tests.dispatcher.storage.wiring import SQL_BACKENDS, url_for, wire
 
 HOUR = 3600.0
 
@@ -39,6 +50,10 @@ class Recording(Intake):
     def commit(self, task, identity, *args: Any, **kw: Any):
         self.steps.append(("commit", task.id))
         return super().commit(task, identity, *args, **kw)
+
+    def commit_routed(self, task, identity, *args: Any, **kw: Any):
+        self.steps.append(("commit_routed", task.id))
+        return super().commit_routed(task, identity, *args, **kw)
 
     def route(self, task: Task) -> None:
         self.steps.append(("route", task.id))
@@ -66,11 +81,11 @@ def inbound(queue: str = "billing", subject: str = "Invoice") -> InboundMail:
 def test_a_mail_task_is_drafted_committed_and_routed_by_intake(stack, intake, mail) -> None:
     got: Received = stack.wait(mail.receive(inbound()))
 
-    assert intake.steps == [("draft", got.task_id), ("commit", got.task_id),
-                            ("route", got.task_id)]
+    assert intake.steps == [("draft", got.task_id), ("commit_routed", got.task_id)]
     task = stack.router.tasks[got.task_id]
-    assert task.state is TaskState.QUEUED  # in the router, after the commit
+    assert task.state is TaskState.QUEUED  # in the router, with the commit
     assert task.customer_id == got.customer_id is not None
+    assert task.attributes["request"] == got.request  # given by the store in the commit
     assert task.base_skills == {}  # the billing queue's requirement, from Intake's draft
     created = stack.events(got.task_id)[0]
     assert created.kind == ev.TASK_CREATED and created.data["queue"] == "billing"
@@ -97,6 +112,9 @@ def test_intake_refuses_a_mail_for_a_queue_that_takes_no_work(stack, mail, queue
 
 def test_what_mail_calls_out_to_is_registered_once(stack, mail) -> None:
     class Answers:
+        def may_take(self, task) -> bool:
+            return True
+
         def automatic(self, task, inbound) -> bool:
             return True  # takes every new task: none is routed
 
@@ -108,3 +126,99 @@ def test_what_mail_calls_out_to_is_registered_once(stack, mail) -> None:
     got = stack.wait(mail.receive(inbound()))
     assert got.task_id not in stack.router.tasks  # taken after the commit, not routed
     assert [t.id for t in result(stack.store.list_tasks())] == [got.task_id]
+
+
+def test_a_new_mail_is_offered_after_one_transaction_that_holds_its_routing() -> None:
+    store, s = held_stack("ann")
+    mail = Mail(s.assignment, s.store, s.clock, s.intake)
+    heard = len(s.heard)
+
+    d = mail.receive(inbound("support"))
+
+    assert not d.called, "250 before the commit"
+    [task] = s.router.tasks.values()
+    assert task.state is TaskState.OFFERED  # routed in memory
+    assert len(s.heard) == heard, "the offer was announced before its commit"
+    assert store.calls == ["create_mail_task"], "one transaction: the mail and its routing"
+    [row] = result(store.inner.list_tasks())  # what the transaction holds
+    assert (row.state, row.agent_id) == ("offered", "ann")
+    assert row.attributes["request"] == "SB-000001"
+    kinds = [e.kind for e in result(store.inner.task_events(task.id))]
+    assert kinds[0] == ev.TASK_CREATED and kinds[-2:] == [ev.TASK_QUEUED, ev.TASK_OFFERED]
+    assert "request" not in task.attributes  # the number is the commit's
+
+    store.release()
+
+    got: Received = result(d)
+    assert got.task_id == task.id and got.request == "SB-000001"
+    assert task.attributes["request"] == "SB-000001"  # before the offer is told
+    assert task.customer_id == got.customer_id is not None
+    assert store.calls == ["create_mail_task"], "the task's row was written once"
+    assert s.last_offer("ann").task_id == task.id
+
+
+def test_a_new_mail_whose_transaction_fails_is_let_go_and_its_agent_served_again() -> None:
+    store, s = held_stack("ann")
+    mail = Mail(s.assignment, s.store, s.clock, s.intake)
+    first = mail.receive(inbound("support", "First"))
+    [offered] = s.router.tasks
+    second = mail.receive(inbound("support", "Second"))
+
+    store.fail_first(RuntimeError("database went away"))
+
+    assert failure_of(first).check(RuntimeError)
+    assert offered not in s.router.tasks
+    store.release()  # the second mail's transaction, then its offer to ann
+    got = result(second)
+    assert s.router.tasks[got.task_id].state is TaskState.OFFERED
+    assert [o.task_id for o in s.offers_made()] == [got.task_id]  # nobody heard of the first
+
+
+def test_a_mail_the_automatic_mode_may_take_is_committed_then_routed(stack, intake,
+                                                                    mail) -> None:
+    class Answers:
+        def may_take(self, task) -> bool:
+            return True  # an automatic rule for its queue
+
+        def automatic(self, task, inbound) -> bool:
+            return False  # but it left this one to the agents
+
+    mail.answer_with(Answers())
+    got = stack.wait(mail.receive(inbound()))
+
+    assert intake.steps == [("draft", got.task_id), ("commit", got.task_id),
+                            ("route", got.task_id)]
+    assert stack.router.tasks[got.task_id].attributes["request"] == got.request
+
+
+@pytest.mark.parametrize("backend", SQL_BACKENDS)
+def test_on_sql_a_new_mail_is_stored_as_routed_and_its_accept_sends_hot_columns(
+        request, tmp_path, backend) -> None:
+    from dispatcher.storage import schema
+    from dispatcher.storage import tables as tb
+
+    url = (f"sqlite:///{tmp_path}/mail.db" if backend == "sqlite"
+           else url_for(backend, request))
+    schema.upgrade(url)
+    w = wire(url)
+    request.addfinalizer(w.close)
+    s = build_stack(w.store, wait=w.wait)
+    s.put_queue(support_queue())
+    s.put_agent("ann", 8)
+    s.wait(s.sessions.login("ann"))
+    mail = Mail(s.assignment, s.store, s.clock, s.intake)
+
+    got: Received = s.wait(mail.receive(inbound("support")))
+
+    with w.engine.connect() as conn:
+        row = conn.execute(sa.select(tb.tasks).where(tb.tasks.c.id == got.task_id)).one()
+    assert (row.state, row.agent_id) == ("offered", "ann")
+    assert row.attributes["request"] == got.request == s.router.tasks[got.task_id].attributes[
+        "request"]
+    kinds = [e.kind for e in s.wait(w.store.task_events(got.task_id))]
+    assert kinds[0] == ev.TASK_CREATED and kinds[-2:] == [ev.TASK_QUEUED, ev.TASK_OFFERED]
+    assert got.task_id in w.store._cold_sent  # its next change sends only the hot columns
+    s.wait(s.sessions.accept("ann", s.last_offer("ann").id))
+    with w.engine.connect() as conn:
+        row = conn.execute(sa.select(tb.tasks).where(tb.tasks.c.id == got.task_id)).one()
+    assert (row.state, row.agent_id, row.customer_id) == ("assigned", "ann", got.customer_id)
