@@ -35,7 +35,7 @@ import sqlalchemy as sa
 
 from . import rows as r
 from . import tables as t
-from .statements import chunks, storable, storable_rows, upsert
+from .statements import chunks, insert_ignore, storable, storable_rows, upsert
 
 PAGE = 5000  # rows per statement on PostgreSQL
 Encoder = Callable[[r.Row], tuple[Any, ...]]
@@ -270,13 +270,62 @@ def _update_hot(conn: sa.Connection, rows: Sequence[r.Row]) -> None:
         params = [{f"v_{n}": row[n] for n in HOT_COLUMNS} for row in storable_rows(list(rows))]
         if conn.execute(_UPDATE_HOT, params).rowcount == len(rows):
             return
-    ids = [row["id"] for row in rows]
+    _refuse_unstored(conn, [row["id"] for row in rows])
+
+
+def _refuse_unstored(conn: sa.Connection, ids: Sequence[str]) -> None:
+    """TaskNotStored naming those of `ids` that are not stored (hot rows the UPDATE missed)."""
     stored: set[str] = set()
     for chunk in chunks(ids):
         stored.update(conn.execute(_STORED, {"ids": list(chunk)}).scalars())
     missing = [task_id for task_id in ids if task_id not in stored]
     if missing:
         raise TaskNotStored(f"tasks not stored: {', '.join(missing)}")
+
+
+def record_rows(conn: sa.Connection, tasks: Sequence[r.Row], declines: Sequence[r.Row],
+                appends: Sequence[tuple[sa.Table, Sequence[r.Row]]]) -> None:
+    """A change's writes: `update_tasks(tasks)`, the declines inserted unless stored already,
+    then `append_all(appends)`. On PostgreSQL through psycopg2, when each fits a page, in one
+    round trip (`append_all`'s reason): the inserts, then the task UPDATEs, whose RETURNING
+    tells what was not stored (no foreign key ties a log to its task, so the order within the
+    transaction is free); the rare rest (inserting whole rows not stored yet, naming hot rows
+    of tasks not stored) follows as in `update_tasks`."""
+    appends = [(table, rows) for table, rows in appends if rows]
+    if (not tasks or _driver(conn) != "psycopg2" or len(tasks) > PAGE
+            or len(declines) > PAGE
+            or any(len(rows) > PAGE or _has_bytes(table) for table, rows in appends)):
+        update_tasks(conn, tasks)
+        if declines:
+            conn.execute(insert_ignore(conn.dialect.name, t.task_declines), list(declines))
+        append_all(conn, appends)
+        return
+    statements: list[str] = []
+    pages: list[str] = []
+    if declines:
+        statements.append(_pg_insert(t.task_declines, declines) + " ON CONFLICT DO NOTHING")
+        pages.append(next(_json_pages(declines)))
+    for table, rows in appends:
+        statements.append(_pg_insert(table, rows))
+        pages.append(next(_json_pages(rows)))
+    hot = [row for row in tasks if len(row) == len(HOT_COLUMNS)]
+    whole = [row for row in tasks if len(row) != len(HOT_COLUMNS)] if hot else list(tasks)
+    updates = [(_PG_UPDATE_HOT, hot), (_PG_UPDATE, whole)]
+    updates = [(statement, rows) for statement, rows in updates if rows]
+    if len(updates) == 1:
+        statements.append(updates[0][0])
+    else:  # both kinds of rows: one statement still, whose result lists both (disjoint ids)
+        statements.append(f"WITH h AS ({_PG_UPDATE_HOT}), w AS ({_PG_UPDATE})"
+                          " SELECT id FROM h UNION ALL SELECT id FROM w")
+    pages.extend(next(_json_pages(rows)) for _, rows in updates)
+    statement = ";\n".join(statements)
+    with _driver_errors(conn, statement) as cursor:
+        cursor.execute(statement, tuple(pages))
+        stored = {row[0] for row in cursor.fetchall()}
+    missing = [row for row in whole if row["id"] not in stored]
+    if missing:
+        _upsert(conn, missing)
+    _refuse_unstored(conn, [row["id"] for row in hot if row["id"] not in stored])
 
 
 def _pg_updated(conn: sa.Connection, statement: str, rows: Sequence[r.Row]) -> set[str]:

@@ -37,10 +37,10 @@ from dispatcher.service.ports import (
 
 from . import rows as r
 from . import tables as t
-from .bulk import append_all, event_logs, update_tasks
+from .bulk import append_all, event_logs, record_rows
 from .commit import GroupCommit, mergeable
 from .pool import Pool
-from .statements import chunks, insert_ignore
+from .statements import chunks
 
 FINAL = sorted(s.value for s in FINAL_STATES)
 # States of a task nobody holds: `SqlTasks.record` does not remember what it sent of these.
@@ -217,12 +217,10 @@ def thd_record_many(conn: sa.Connection, batch: Sequence[ChangeRows]) -> list[No
             declines.setdefault((row["task_id"], row["agent_id"]), row)
         events.extend(changes.events)
         outbox.extend(changes.outbox)
-    # One row per id at most (`latest`): a multi-row statement cannot touch a row twice.
-    update_tasks(conn, list(latest.values()))
-    if declines:
-        conn.execute(insert_ignore(conn.dialect.name, t.task_declines), list(declines.values()))
-    # The logs in one round trip on PostgreSQL (bulk.append_all).
-    append_all(conn, [*event_logs(events), (t.outbox, outbox)])
+    # One row per id at most (`latest`): a multi-row statement cannot touch a row twice. The
+    # rows, declines and logs in one round trip on PostgreSQL (bulk.record_rows).
+    record_rows(conn, list(latest.values()), list(declines.values()),
+                [*event_logs(events), (t.outbox, outbox)])
     return [None] * len(batch)
 
 

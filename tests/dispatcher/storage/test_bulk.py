@@ -248,3 +248,59 @@ class _Counted:
 
     def __getattr__(self, name):
         return getattr(self._cursor, name)
+
+
+def _count_executes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    executes: list[str] = []
+    real_errors = bulk._driver_errors
+
+    @contextmanager
+    def counted(conn, statement):  # each driver cursor's executes: the round trips
+        with real_errors(conn, statement) as cursor:
+            yield _Counted(cursor, executes)
+
+    monkeypatch.setattr(bulk, "_driver_errors", counted)
+    return executes
+
+
+def test_a_change_writes_its_rows_declines_and_logs_in_one_round_trip(
+        engine: sa.Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """record_rows (SqlTasks.record's batch): hot rows and whole rows, a decline stored
+    already and a new one, events to both logs: what each write alone stores."""
+    with engine.begin() as conn:
+        bulk.append(conn, t.tasks, [task("t1"), task("t2")])
+        bulk.append(conn, t.task_declines, [{"task_id": "t1", "agent_id": "a0"}])
+    offered = task("t1", state="offered", agent_id="a1", offer_id="o1", updated_at=101.0)
+    whole = task("t2", attributes={"category": "billing"}, priority=3)
+    executes = _count_executes(monkeypatch)
+    with engine.begin() as conn:
+        bulk.record_rows(
+            conn, [{k: offered[k] for k in HOT}, whole],
+            [{"task_id": "t1", "agent_id": "a0"}, {"task_id": "t1", "agent_id": "a2"}],
+            [(t.task_events, [event("t1", "a1", "task.offered", {"offer_id": "o1"})]),
+             (t.agent_events, [event(None, "a1", "agent.available", {})]),
+             (t.outbox, [])])
+    if engine.dialect.driver == "psycopg2":
+        assert len(executes) == 1, executes
+    rows = {row["id"]: row for row in table_rows(engine, t.tasks, t.tasks.c.id)}
+    assert rows == {"t1": {**task("t1"), **{k: offered[k] for k in HOT}}, "t2": whole}
+    declines = table_rows(engine, t.task_declines, t.task_declines.c.agent_id)
+    assert [(d["task_id"], d["agent_id"]) for d in declines] == [("t1", "a0"), ("t1", "a2")]
+    assert [e["kind"] for e in table_rows(engine, t.task_events, t.task_events.c.id)] == [
+        "task.offered"]
+    assert [e["kind"] for e in table_rows(engine, t.agent_events, t.agent_events.c.id)] == [
+        "agent.available"]
+
+
+def test_a_change_inserts_a_whole_row_not_stored_and_refuses_a_hot_one(
+        engine: sa.Engine) -> None:
+    with engine.begin() as conn:
+        bulk.record_rows(conn, [task("t3")], [],
+                         [(t.task_events, [event("t3", None, "task.queued", {})])])
+    assert [r["id"] for r in table_rows(engine, t.tasks, t.tasks.c.id)] == ["t3"]
+    with pytest.raises(bulk.TaskNotStored, match="t9"), engine.begin() as conn:
+        bulk.record_rows(conn, [{k: task("t9", state="offered")[k] for k in HOT}, task("t4")],
+                         [], [(t.task_events, [event("t9", "a1", "task.offered", {})])])
+    assert [r["id"] for r in table_rows(engine, t.tasks, t.tasks.c.id)] == ["t3"]  # rolled back
+    assert [e["kind"] for e in table_rows(engine, t.task_events, t.task_events.c.id)] == [
+        "task.queued"]
