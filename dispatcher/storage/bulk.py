@@ -12,7 +12,10 @@ another 20 µs, while the database thread holds the GIL the reactor needs. Here:
   `json_populate_recordset(NULL::table, ...)`, typed as the table's columns
   (`INSERT ... SELECT ... FROM json_populate_recordset(...)`; `UPDATE tasks ... FROM
   json_populate_recordset(...) WHERE tasks.id = v.id`).
-- SQLite: each row made a tuple once, and the sqlite3 module's `executemany` (in process).
+- SQLite: each row made a tuple once; appends as multi-row INSERTs (`_sqlite_runs`: a run of
+  rows is one statement, one step, where `executemany` takes a step a row, and the sqlite3
+  module lets the GIL go and takes it back around every step, each time behind the reactor);
+  updates through the sqlite3 module's `executemany` (in process).
 - Any other driver: the SQLAlchemy statements of statements.py, unchanged.
 
 What it promises, the same as statements.py: text is made storable first (`storable`), JSON
@@ -128,6 +131,29 @@ def _pg_insert(table: sa.Table, rows: Sequence[r.Row]) -> str:
             f" FROM json_populate_recordset(NULL::{table.name}, %s)")
 
 
+_SQLITE_VARIABLES = 999  # a statement's parameters: the least any SQLite build allows
+_SQLITE_LARGEST_RUN = 256  # rows
+
+
+@functools.cache
+def _sqlite_insert(table: str, names: tuple[str, ...], count: int) -> str:
+    """SQLite's INSERT of `count` rows in one statement (`count` a power of two: few texts, so
+    the sqlite3 module's statement cache keeps them prepared)."""
+    one = f"({', '.join('?' * len(names))})"
+    return f"INSERT INTO {table} ({', '.join(names)}) VALUES {', '.join([one] * count)}"
+
+
+def _sqlite_runs(rows: int, columns: int) -> Iterator[int]:
+    """`rows` as runs of powers of two, largest first: 7 rows are 3 statements (4, 2, 1)."""
+    largest = _SQLITE_LARGEST_RUN
+    while largest > 1 and largest * columns > _SQLITE_VARIABLES:
+        largest //= 2
+    while rows:
+        run = min(largest, 1 << (rows.bit_length() - 1))
+        yield run
+        rows -= run
+
+
 def append(conn: sa.Connection, table: sa.Table, rows: Sequence[r.Row]) -> None:
     """Insert `rows`: dicts with the same keys, the columns they set (as SQLAlchemy's
     executemany: a column no row names takes its default; a log's id is the database's)."""
@@ -142,10 +168,13 @@ def append(conn: sa.Connection, table: sa.Table, rows: Sequence[r.Row]) -> None:
     if driver == "sqlite3":
         encode = _encoder(table, names)
         values = [encode(row) for row in rows]
-        statement = (f"INSERT INTO {table.name} ({', '.join(names)})"
-                     f" VALUES ({', '.join('?' * len(names))})")
+        statement = _sqlite_insert(table.name, names, 1)
         with _driver_errors(conn, statement) as cursor:
-            cursor.executemany(statement, values)
+            start = 0
+            for count in _sqlite_runs(len(values), len(names)):
+                cursor.execute(_sqlite_insert(table.name, names, count),
+                               [v for value in values[start:start + count] for v in value])
+                start += count
         return
     statement = _pg_insert(table, rows)
     with _driver_errors(conn, statement) as cursor:

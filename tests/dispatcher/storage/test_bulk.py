@@ -304,3 +304,20 @@ def test_a_change_inserts_a_whole_row_not_stored_and_refuses_a_hot_one(
     assert [r["id"] for r in table_rows(engine, t.tasks, t.tasks.c.id)] == ["t3"]  # rolled back
     assert [e["kind"] for e in table_rows(engine, t.task_events, t.task_events.c.id)] == [
         "task.queued"]
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 7, 64, 300, 1000])
+def test_appends_of_any_size_store_every_row_in_order(engine: sa.Engine, count: int) -> None:
+    """SQLite's appends go as runs of rows, one statement each (bulk._sqlite_runs)."""
+    events = [event("t1", None, "task.test", {"n": n}) for n in range(count)]
+    with engine.begin() as conn:
+        bulk.append(conn, t.task_events, events)
+    stored = table_rows(engine, t.task_events, t.task_events.c.id)
+    assert [e["data"]["n"] for e in stored] == list(range(count))
+
+
+def test_sqlite_runs_are_powers_of_two_within_the_variables_a_statement_takes() -> None:
+    assert list(bulk._sqlite_runs(7, 7)) == [4, 2, 1]
+    assert list(bulk._sqlite_runs(300, 3)) == [256, 32, 8, 4]
+    assert list(bulk._sqlite_runs(300, 17)) == [32] * 9 + [8, 4]  # 32 x 17 <= 999
+    assert sum(bulk._sqlite_runs(12345, 200)) == 12345
