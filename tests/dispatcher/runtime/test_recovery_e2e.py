@@ -22,13 +22,15 @@ from pathlib import Path
 
 import jwt
 import pytest
+import sqlalchemy as sa
 from websockets.asyncio.client import connect
 
 from dispatcher.domain.agents import Agent
 from dispatcher.domain.queues import Queue
 from dispatcher.domain.tasks import Channel
 from dispatcher.service.calls import make_account
-from dispatcher.storage import schema
+from dispatcher.storage import schema, tables
+from dispatcher.storage.engine import make_engine
 from dispatcher.storage.phones import SqlPhones
 from tests.channels.phone import running as phone
 from tests.dispatcher.runtime.running import (
@@ -146,6 +148,18 @@ class Deployment:
                          for n in range(1, self.runs + 1))
 
 
+def stored_open_calls(url: str) -> int:
+    """The open phone tasks the database holds (committed: what a crash cannot take)."""
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(sa.select(sa.func.count()).select_from(tables.tasks).where(
+                tables.tasks.c.channel == "phone", tables.tasks.c.state.in_(["queued", "offered"]))
+            ).scalar_one()
+    finally:
+        engine.dispose()
+
+
 def until(check, seconds: float = WAIT_SECONDS):
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -206,6 +220,8 @@ def test_calls_lost_in_a_crash_are_abandoned_and_cti_calls_wait_on(database, tmp
                              "customer_waits.xml", "-s", "support", "-m", str(CALLS),
                              "-r", "1", "-p", str(phone.free_udp_port()))
         until(lambda: d.healthz()["open_tasks"] == CALLS + 1)
+        # The router holds a call before its intake commits: crash once all are stored.
+        until(lambda: stored_open_calls(database) == CALLS + 1)
         crashed = time.time()
         d.crash()
         time.sleep(DOWN_SECONDS)

@@ -43,6 +43,19 @@ def table_rows(engine: sa.Engine, table: sa.Table, order: sa.Column) -> list[dic
         return [dict(row._mapping) for row in conn.execute(sa.select(table).order_by(order))]
 
 
+def _count_executes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    executes: list[str] = []
+    real_errors = bulk._driver_errors
+
+    @contextmanager
+    def counted(conn, statement):  # each driver cursor's executes: the round trips
+        with real_errors(conn, statement) as cursor:
+            yield _Counted(cursor, executes)
+
+    monkeypatch.setattr(bulk, "_driver_errors", counted)
+    return executes
+
+
 def test_appended_events_equal_what_sqlalchemy_stores(engine: sa.Engine) -> None:
     events = [
         event("t1", None, "task.queued", {"reason": "new", "n": 1, "x": 1.5, "none": None}),
@@ -203,15 +216,7 @@ def test_appends_to_several_tables_store_what_each_append_stores_in_one_round_tr
     identities = [{"kind": "email", "value": "zoe@example.org", "customer_id": "c1"}]
     tasks = [task("t1", customer_id="c1"), task("t2", customer_id="c1")]
     events = [event("t1", None, "task.created", {"n": 1}), event("t2", "a1", "task.offered", {})]
-    executes: list[str] = []
-    real_errors = bulk._driver_errors
-
-    @contextmanager
-    def counted(conn, statement):  # each driver cursor's executes: the round trips
-        with real_errors(conn, statement) as cursor:
-            yield _Counted(cursor, executes)
-
-    monkeypatch.setattr(bulk, "_driver_errors", counted)
+    executes = _count_executes(monkeypatch)
     with engine.begin() as conn:
         bulk.append_all(conn, [(t.customers, customers), (t.customer_identities, identities),
                                (t.tasks, tasks), (t.task_events, events),
@@ -248,19 +253,6 @@ class _Counted:
 
     def __getattr__(self, name):
         return getattr(self._cursor, name)
-
-
-def _count_executes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    executes: list[str] = []
-    real_errors = bulk._driver_errors
-
-    @contextmanager
-    def counted(conn, statement):  # each driver cursor's executes: the round trips
-        with real_errors(conn, statement) as cursor:
-            yield _Counted(cursor, executes)
-
-    monkeypatch.setattr(bulk, "_driver_errors", counted)
-    return executes
 
 
 def test_a_change_writes_its_rows_declines_and_logs_in_one_round_trip(
