@@ -19,21 +19,24 @@ leaves collection to the interpreter, for comparison. Each run also reports the 
 submitted task of the timed part, of the reactor thread and of the whole server process (the
 database threads too): a figure the machine's load changes less than the latencies; on SQLite
 and PostgreSQL also the group commit's transactions per second and calls per transaction (an
-offer waits for two of them: its task's intake, then its own).
+offer waits for one of them: its task's intake, which holds its routing).
 
 The peer in the same command is the same server without the history cache (every offer and
 assigned frame reads the card and timeline from the store, as before the cache): each of
 `--repeats` rounds runs both, one after the other; the figures are the medians of the rounds and
-the ratio of the peer's p99 to ours. `--no-cache` runs the peer alone, `--cache-only` ours alone.
-Tasks come from `--customers` callers in turn (default 5,000). They are first contacts (the
+the ratio of the peer's p99 to ours. `--channel email` submits e-mails through `Mail.receive` (the
+service the SMTP edge hands a message to once read: threading, request number, the mail's rows,
+then the task routed and committed with them in one transaction) instead of calls through
+`Intake.submit`; the latency then runs from that call to the offer frame. `--no-cache` runs the
+peer alone, `--cache-only` ours alone. Tasks come from `--customers` callers in turn (default 5,000). They are first contacts (the
 intake creates the customer, whose card the cache then holds without a read), unless
 `--known K`: the first K callers are then in the database before the run, each with one
 completed call, and the cache starts without them (as after a restart), so that their first
 offer is preceded by a read of their history.
 
-    .venv/bin/python bench/push.py [--store memory|sqlite|postgresql] [--agents N] [--rate R]
-        [--seconds S] [--repeats K] [--customers C] [--known K] [--no-cache | --cache-only]
-        [--json]
+    .venv/bin/python bench/push.py [--store memory|sqlite|postgresql] [--channel phone|email]
+        [--agents N] [--rate R] [--seconds S] [--repeats K] [--customers C] [--known K]
+        [--no-cache | --cache-only] [--json]
 """
 
 from __future__ import annotations
@@ -48,14 +51,17 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 WARMUP_SECONDS = 2.0
 TICK = 0.005  # the server submits what is due every TICK seconds
+SUBJECT = "Parcel not delivered, sent at"  # an e-mail's subject: then its submission's time
 CUSTOMERS = 5000
 REPEATS = 3
 AGENTS_AT_ONCE = 200  # agents configured side by side at start-up
@@ -95,9 +101,36 @@ def commit_counts(storage) -> tuple[int, int]:
     return (commit.commits, commit.calls) if commit is not None else (0, 0)
 
 
+def submitter(channel: str, intake: Any, store: Any, reactor: Any, customers: int
+              ) -> Callable[[int], object]:
+    """`submit(n)`: the n-th task, stamped with the wall time of its submission. A call through
+    `Intake.submit` (the time in its attributes), or an e-mail through `Mail.receive` as the
+    SMTP edge hands it over once read (the time in its subject, the one field of a new mail's
+    task that comes from the mail), with `Mail`'s default policy."""
+    from dispatcher.domain.tasks import Channel
+    from dispatcher.service.intake import phone_identity
+    from dispatcher.service.mail import InboundMail, Mail
+
+    if channel == "phone":
+        return lambda n: intake.submit(Channel.PHONE, "support",
+                                       identity=phone_identity(f"+3220{n % customers:06d}"),
+                                       attributes={"submitted_at": time.time()})
+    mail = Mail(intake.assignment, store, reactor, intake)
+
+    def submit(n: int) -> object:
+        sender = f"customer{n % customers}@example.org"
+        return mail.receive(InboundMail(
+            raw=b"", queue="support", envelope_from=sender, recipients=("support@example.com",),
+            from_address=sender, subject=f"{SUBJECT} {time.time()!r}", text="Where is it?",
+            message_id=f"<bench-{n}-{os.getpid()}@example.org>"))
+
+    return submit
+
+
 def serve(agents: int, rate: float, seconds: float, secret: str, history: bool,
           refreeze: bool = True, url: str | None = None, cache: bool = True,
-          customers: int = CUSTOMERS, profile: str | None = None, known: int = 0) -> None:
+          customers: int = CUSTOMERS, profile: str | None = None, known: int = 0,
+          channel: str = "phone") -> None:
     from twisted.internet import asyncioreactor
 
     asyncioreactor.install()
@@ -185,6 +218,7 @@ def serve(agents: int, rate: float, seconds: float, secret: str, history: bool,
 
             profiler = cProfile.Profile()
             profiler.enable()
+        submit = submitter(channel, intake, store, reactor, customers)
         n, t0 = 0, time.monotonic()
         # CPU spent in the timed part: the reactor thread's, and the process's (DB threads too).
         reactor_cpu0, usage0 = time.thread_time(), resource.getrusage(resource.RUSAGE_SELF)
@@ -192,9 +226,7 @@ def serve(agents: int, rate: float, seconds: float, secret: str, history: bool,
         while (elapsed := time.monotonic() - t0) < seconds + WARMUP_SECONDS:
             while n < int(elapsed * rate):  # paced on the clock, whatever the tick's length
                 n += 1
-                intake.submit(Channel.PHONE, "support",
-                              identity=phone_identity(f"+3220{n % customers:06d}"),
-                              attributes={"submitted_at": time.time()})
+                submit(n)
             await deferLater(reactor, TICK)
         if profiler is not None:
             profiler.disable()
@@ -263,7 +295,7 @@ async def agents_run(port: int, agents: int, secret: str) -> tuple[list[float], 
                 msg = json.loads(raw)
                 kind = msg["type"]
                 if kind == "offer":
-                    sent = msg["task"]["attributes"]["submitted_at"]
+                    sent = submitted_at(msg["task"]["attributes"])
                     latencies.append((sent, now - sent))
                     counts["offers"] += 1
                     await ws.send(json.dumps({"type": "accept", "offer_id": msg["offer_id"]}))
@@ -283,6 +315,13 @@ async def agents_run(port: int, agents: int, secret: str) -> tuple[list[float], 
     return latencies, counts, tasks
 
 
+def submitted_at(attributes: dict) -> float:
+    """The wall time the server stamped a task with (a call's attribute, a mail's subject)."""
+    if "submitted_at" in attributes:
+        return attributes["submitted_at"]
+    return float(attributes["subject"].removeprefix(SUBJECT))
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -297,6 +336,7 @@ def one_run(args: argparse.Namespace, cache: bool) -> dict:
             [sys.executable, __file__, "--serve", "--agents", str(args.agents), "--rate",
              str(args.rate), "--seconds", str(args.seconds), "--secret", str(secret),
              "--customers", str(args.customers), "--known", str(args.known),
+             "--channel", args.channel,
              *(["--profile", str(Path(args.profile).resolve())] if args.profile else []),
              *(["--url", url] if url else []),
              *(["--no-cache"] if not cache else []),
@@ -371,6 +411,8 @@ def main() -> None:
                     help="callers the tasks come from in turn")
     ap.add_argument("--known", type=int, default=0,
                     help="callers already in the database before the run (not cached)")
+    ap.add_argument("--channel", choices=("phone", "email"), default="phone",
+                    help="calls through Intake.submit, or e-mails through Mail.receive")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--no-history", action="store_true",
                     help="offers without the customer card (isolates the push path)")
@@ -390,20 +432,22 @@ def main() -> None:
     if args.serve:
         serve(args.agents, args.rate, args.seconds, args.secret, not args.no_history,
               not args.no_refreeze, url=args.url, cache=not args.no_cache,
-              customers=args.customers, profile=args.profile, known=args.known)
+              customers=args.customers, profile=args.profile, known=args.known,
+              channel=args.channel)
         return
     # Without offers' history there is no cache to compare: one variant.
     variants = ([False] if args.no_cache or args.no_history else [True] if args.cache_only
                 else [True, False])
     result: dict = {
-        "store": args.store, "agents": args.agents, "rate_per_s": args.rate,
+        "store": args.store, "channel": args.channel, "agents": args.agents,
+        "rate_per_s": args.rate,
         "seconds": args.seconds, "repeats": args.repeats, "customers": args.customers,
         "known": args.known,
         "history": not args.no_history, "refreeze": not args.no_refreeze,
         "load_before": load(), "runs": [],
     }
     if not args.json:
-        print(f"push: {args.store}, {args.agents} agents, {args.rate:g} tasks/s for "
+        print(f"push: {args.store}, {args.channel}, {args.agents} agents, {args.rate:g} tasks/s for "
               f"{args.seconds:g} s (+{WARMUP_SECONDS:g} s warm-up), {args.repeats} rounds of "
               f"{' and '.join('cache' if v else 'no cache (peer)' for v in variants)}; load "
               f"{' '.join(map(str, result['load_before']))}", flush=True)
