@@ -4,8 +4,10 @@ automatic mail marked as such, attachments."""
 
 from __future__ import annotations
 
+import re
 from email import message_from_bytes, policy
 
+from dispatcher.service import compose
 from dispatcher.service.compose import Draft, build, reply_recipients, text_to_html
 from dispatcher.service.ports import MailAttachment, MailMessage
 
@@ -63,3 +65,32 @@ def test_automatic_mail_says_so_and_files_are_attached() -> None:
 
 def test_text_becomes_escaped_paragraphs() -> None:
     assert text_to_html("a <b>\nc\n\nd") == "<p>a &lt;b&gt;<br>c</p><p>d</p>"
+
+
+def test_a_message_is_the_bytes_the_standard_smtp_policy_writes(monkeypatch) -> None:
+    """`build` makes each header's class once (compose._Registry): the same bytes as with the
+    standard policy, which makes a class for every header."""
+    draft = Draft("reply", "Zoë Support", "help@x.test", "Ann Éclair <ann@c.test>",
+                  "Re: your parcel, résumé [#SB-000042] " + "long words " * 12, "Hello\nÀ+",
+                  signature="Alex", answering=customer(references=("a@c.test",)),
+                  quote=True, automatic=True, cc=("bob@c.test",),
+                  attachments=(MailAttachment("a b.pdf", "application/pdf", 4, b"%PDF"),))
+    ours = build(draft, T0, "x.test")
+    monkeypatch.setattr(compose, "_POLICY", policy.SMTP)
+    standard = build(draft, T0, "x.test")
+
+    def drawn(built) -> bytes:  # the Message-ID and the MIME boundaries are drawn anew
+        raw = built.raw.replace(built.message_id.encode(), b"ID")
+        return re.sub(rb"={15}\d+==", b"BOUNDARY", raw)
+
+    assert drawn(ours) == drawn(standard)
+    assert ours.raw.count(b"\r\n") > 10 and b"\n" not in ours.raw.replace(b"\r\n", b"")
+
+
+def test_the_registry_makes_a_class_once_per_name_within_a_bound() -> None:
+    registry = compose._Registry()
+    assert registry["Subject"] is registry["subject"] is registry["SUBJECT"]
+    for n in range(compose._Registry.MAX_MADE + 10):
+        registry[f"X-Name-{n}"]
+    assert len(registry._made) == compose._Registry.MAX_MADE
+    assert registry["X-Name-70"] is not registry["X-Name-70"]  # past the bound: as before
