@@ -75,6 +75,11 @@ def test_every_250_survives_a_sigkill_of_switchboard_serve(tmp_path) -> None:
     threads = [threading.Thread(target=client, args=(n,)) for n in range(SENDERS)]
     for t in threads:
         t.start()
+    # The kill comes at a random point once mail flows: the first 250 may wait for a parse
+    # worker to start (seconds, on a loaded machine).
+    deadline = time.monotonic() + READY_TIMEOUT
+    while not acknowledged and time.monotonic() < deadline:
+        time.sleep(0.05)
     time.sleep(random.uniform(0.8, 2.0))
     server.kill()
     server.wait(10)
