@@ -511,16 +511,14 @@ class Mail:
             # Routed, and committed with its routing (Intake.commit_routed).
             stored = await self.intake.commit_routed(task, identity, mail.from_name, events,
                                                      [msg], (), numbered)
-            task = stored.mail.task
         else:
             stored = await self.intake.commit(task, identity, mail.from_name, events, [msg],
                                               numbered=numbered)
-            task = stored.mail.task
             # The automatic answer (AutoAnswer) may, after the commit, answer the new task
             # without an agent (or hold it for review) instead of routing it.
-            if not self._auto_answer.automatic(task, mail):
-                self.intake.route(task)
-        return Received(task.id, policy.label(stored.number), action, stored.customer_id,
+            if not self._auto_answer.automatic(stored.mail.task, mail):
+                self.intake.route(stored.mail.task)
+        return Received(stored.mail.task.id, policy.label(stored.number), action, stored.customer_id,
                         acknowledged=acks, linked_to=linked_to.id if linked_to else None,
                         new_customer=stored.new is not None)
 

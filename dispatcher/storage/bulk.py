@@ -245,6 +245,12 @@ class TaskNotStored(LookupError):
     """A row of hot columns only names a task that is not stored: it cannot be inserted."""
 
 
+def _hot_and_whole(rows: Sequence[r.Row]) -> tuple[list[r.Row], list[r.Row]]:
+    """Task rows of HOT_COLUMNS only (SqlTasks.record's slim rows), and whole rows."""
+    hot = [row for row in rows if len(row) == len(HOT_COLUMNS)]
+    return hot, [row for row in rows if len(row) != len(HOT_COLUMNS)] if hot else list(rows)
+
+
 def update_tasks(conn: sa.Connection, rows: Sequence[r.Row]) -> None:
     """Write each task row (one row per id at most): a whole row (every column) is an UPDATE of
     the stored ones in bulk, then the upsert of statements.py for those not stored yet; a row
@@ -252,8 +258,7 @@ def update_tasks(conn: sa.Connection, rows: Sequence[r.Row]) -> None:
     task, and is a TaskNotStored error for a task not stored."""
     if not rows:
         return
-    hot = [row for row in rows if len(row) == len(HOT_COLUMNS)]
-    whole = [row for row in rows if len(row) != len(HOT_COLUMNS)] if hot else rows
+    hot, whole = _hot_and_whole(rows)
     if whole:
         _update_whole(conn, whole)
     if hot:
@@ -337,8 +342,7 @@ def record_rows(conn: sa.Connection, tasks: Sequence[r.Row], declines: Sequence[
     for table, rows in appends:
         statements.append(_pg_insert(table, rows))
         pages.append(next(_json_pages(rows)))
-    hot = [row for row in tasks if len(row) == len(HOT_COLUMNS)]
-    whole = [row for row in tasks if len(row) != len(HOT_COLUMNS)] if hot else list(tasks)
+    hot, whole = _hot_and_whole(tasks)
     updates = [(_PG_UPDATE_HOT, hot), (_PG_UPDATE, whole)]
     updates = [(statement, rows) for statement, rows in updates if rows]
     if len(updates) == 1:
