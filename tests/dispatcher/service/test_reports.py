@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import re
+import sys
 from datetime import datetime
 from html.parser import HTMLParser
 
@@ -208,6 +209,23 @@ def test_today_refreshes_with_only_the_new_events():
     clock.advance(24 * 3600)
     today.day_start = lambda now: END + 24 * 3600
     assert fired(today.refresh()).cell().value("calls_offered") is None
+
+
+def test_today_keeps_only_the_overlap_of_what_it_folded():
+    """Memory: the day's first fold passes many events at once (the open tasks' earlier ones,
+    the day so far); what `Today` keeps to skip them at the next refresh is only the overlap
+    window's, and no room for the rest (a dict keeps the room it grew to unless rebuilt)."""
+    store = MemoryStore()
+    for q in QUEUES:
+        fired(store.put_queue(q))
+    fired(store.record(Changes(events=[
+        Event(ev.TASK_CREATED, T(9) + i * 0.01, f"m{i}",
+              data={"channel": "email", "queue": "support"}) for i in range(20_000)])))
+    clock = Clock()
+    clock.advance(T(12))
+    today = Today(store, store, clock, HOUR, day_start=lambda now: START)
+    assert fired(today.refresh()).cell().value("email_requests") == 20_000
+    assert len(today._seen) < 2_000 and sys.getsizeof(today._seen) < 100_000
 
 
 def test_a_queue_report_and_an_empty_period():
