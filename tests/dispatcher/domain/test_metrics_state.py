@@ -159,6 +159,18 @@ def test_unanswered_emails_are_taken_in_due_then_id_order_from_both_parts() -> N
         assert taken == every
 
 
+def test_unanswered_emails_pushed_in_order_take_no_tuple_each() -> None:
+    """Memory: e-mails that come in due order (a day's fold, new mail of one target) join the
+    runs, without a tuple each; one due earlier than the last goes to the heap."""
+    due = m._Due()
+    for i in range(1000):
+        due.push(1000.0 + i // 3, f"t{i:04d}")  # ties in id order too
+    assert due.heap == [] and len(due) == 1000
+    due.push(500.0, "late")
+    assert due.heap == [(500.0, "late")] and due.next_at == 500.0
+    assert due.pop() == (500.0, "late") and due.pop() == (1000.0, "t0000")
+
+
 def test_a_tally_keeps_each_task_small_and_one_kind_tuple_for_equal_ones() -> None:
     """Memory (the tally keeps every task of the day): a task is one object of ten slots (its
     yes/no state one int; 112 bytes on CPython 3.11, 160 with a slot each), and the tasks of one
