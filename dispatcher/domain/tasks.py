@@ -210,3 +210,43 @@ class SharedSkills(dict[str, int]):
 
     def __reduce__(self) -> Any:
         return (dict, (dict(self),))
+
+
+_SHARED_MAPS: dict[tuple[tuple[str, int], ...], SharedSkills] = {}
+_SHARED_MAPS_KEPT = 1024
+
+
+def shared_skills(skills: dict[str, int]) -> dict[str, int]:
+    """The one `SharedSkills` equal to `skills` (itself when it is one already; a plain dict
+    beyond _SHARED_MAPS_KEPT distinct maps): what a waiting task keeps, as a restore gives it."""
+    if type(skills) is SharedSkills:
+        return skills
+    key = tuple(sorted(skills.items()))
+    known = _SHARED_MAPS.get(key)
+    if known is None:
+        if len(_SHARED_MAPS) >= _SHARED_MAPS_KEPT:
+            return skills
+        known = _SHARED_MAPS[key] = SharedSkills(skills)
+    return known
+
+
+def pack_attributes(attributes: dict[str, Any]) -> bytes | None:
+    """Attributes packed as a restore loads them (their JSON's UTF-8 bytes, what the column
+    holds), or None when they are not JSON (they then stay a dict)."""
+    try:
+        return json.dumps(attributes, ensure_ascii=False, separators=(",", ":")).encode()
+    except (TypeError, ValueError):
+        return None
+
+
+def compact(task: Task) -> None:
+    """Keep a waiting task as a restore loads it: its attributes packed until first read (a
+    dict is ~2x their JSON) and its skills maps shared. For a task committed as it is, whose
+    attributes therefore are JSON; a reader gets the same values as after a restart."""
+    value = _ATTRIBUTES.__get__(task, Task)
+    if type(value) is dict and value:
+        packed = pack_attributes(value)
+        if packed is not None:
+            _ATTRIBUTES.__set__(task, packed)
+    task.base_skills = shared_skills(task.base_skills)
+    task.required_skills = shared_skills(task.required_skills)  # type: ignore[arg-type]

@@ -49,7 +49,15 @@ from dispatcher.domain import events as ev
 from dispatcher.domain.agents import check_skills
 from dispatcher.domain.deadlines import ALWAYS_OPEN, BusinessCalendar, DeadlineRule, parse_rule
 from dispatcher.domain.errors import DomainError, InvalidValue, QueueDisabled, UnknownQueue
-from dispatcher.domain.tasks import DEFAULT_PRIORITY, MAX_PRIORITY, MIN_PRIORITY, Channel, Task
+from dispatcher.domain.tasks import (
+    DEFAULT_PRIORITY,
+    MAX_PRIORITY,
+    MIN_PRIORITY,
+    Channel,
+    Task,
+    TaskState,
+    compact,
+)
 
 from .assignment import Assignment
 from .ports import (
@@ -200,9 +208,12 @@ class Intake:
 
     @staticmethod
     def _mail_routed(stored: StoredMail, routed: Task, kept: list[StoredMail]) -> StoredMail:
-        """The router's copy takes what the commit gave (request number, customer)."""
+        """The router's copy takes what the commit gave (request number, customer). One that
+        waits is kept as a restore would load it (`compact`: a queue may hold many)."""
         stored.mail.task.customer_id = routed.customer_id = stored.customer_id
         routed.attributes = dict(stored.mail.task.attributes)
+        if routed.state is TaskState.QUEUED:
+            compact(routed)
         kept.append(stored)
         return stored
 

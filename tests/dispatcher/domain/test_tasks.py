@@ -20,6 +20,8 @@ from dispatcher.domain.tasks import (
     SharedSkills,
     Task,
     TaskState,
+    compact,
+    shared_skills,
 )
 
 T0 = 1_000.0
@@ -211,3 +213,45 @@ def test_a_shared_skills_map_is_read_only_and_copies_are_plain_dicts():
     t = task(base_skills=m, required_skills=m)
     snap = t.snapshot()
     assert type(snap.base_skills) is dict and type(snap.required_skills) is dict
+
+
+def test_a_compacted_task_reads_as_its_json_would_and_shares_its_skills_maps():
+    """`compact`: a waiting task kept as a restore loads it. Its attributes become their JSON's
+    bytes (read back as the store would give them: a tuple as a list), its skills maps the one
+    shared map of their value; equal maps of other tasks are the same object."""
+    attrs = {"subject": "Où est ma commande ?", "spam": {"scored": False, "rules": ("A", "B")},
+             "request_number": 7}
+    one = task(attributes=copy.deepcopy(attrs), base_skills={"french": 3})
+    other = task(base_skills={"french": 3}, required_skills={"french": 3})
+    compact(one)
+    compact(other)
+    assert one.packed and not other.packed  # nothing to pack: {} stays a dict
+    import dispatcher.domain.tasks as tasks
+
+    raw = tasks._ATTRIBUTES.__get__(one, Task)  # the slot, not decoded
+    assert type(raw) is bytes and len(raw) == len(json.dumps(
+        attrs, ensure_ascii=False, separators=(",", ":")).encode())
+    assert one.attributes == json.loads(json.dumps(attrs)) and not one.packed
+    assert type(one.base_skills) is SharedSkills and one.base_skills == {"french": 3}
+    assert one.base_skills is one.required_skills is other.base_skills is other.required_skills
+    with pytest.raises(TypeError):
+        one.required_skills["french"] = 5  # a change gives the task a new map
+    assert one.snapshot().base_skills == {"french": 3}
+
+
+def test_attributes_that_are_no_json_stay_a_dict():
+    t = task(attributes={"when": object()})
+    compact(t)
+    assert not t.packed and set(t.attributes) == {"when"}
+
+
+def test_shared_skills_maps_are_bounded(monkeypatch):
+    import dispatcher.domain.tasks as tasks
+
+    monkeypatch.setattr(tasks, "_SHARED_MAPS", {})
+    monkeypatch.setattr(tasks, "_SHARED_MAPS_KEPT", 2)
+    first = shared_skills({"a": 1})
+    assert shared_skills({"a": 1}) is first and shared_skills(first) is first
+    assert type(shared_skills({"b": 1})) is SharedSkills
+    beyond = {"c": 1}
+    assert shared_skills(beyond) is beyond  # past the bound: the task keeps its own

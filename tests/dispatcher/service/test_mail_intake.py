@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from dispatcher.domain import events as ev
 from dispatcher.domain.errors import QueueDisabled, UnknownQueue
 from dispatcher.domain.queues import Queue
-from dispatcher.domain.tasks import Channel, Task, TaskState
+from dispatcher.domain.tasks import Channel, SharedSkills, Task, TaskState
 from dispatcher.service.intake import Intake
 from dispatcher.service.mail import InboundMail, Mail, Received
 from tests.dispatcher.service.stacks import (
@@ -213,6 +213,7 @@ def test_on_sql_a_new_mail_is_stored_as_routed_and_its_accept_sends_hot_columns(
     with w.engine.connect() as conn:
         row = conn.execute(sa.select(tb.tasks).where(tb.tasks.c.id == got.task_id)).one()
     assert (row.state, row.agent_id) == ("offered", "ann")
+    assert not s.router.tasks[got.task_id].packed  # offered: its offer reads them at once
     assert row.attributes["request"] == got.request == s.router.tasks[got.task_id].attributes[
         "request"]
     kinds = [e.kind for e in s.wait(w.store.task_events(got.task_id))]
@@ -222,3 +223,40 @@ def test_on_sql_a_new_mail_is_stored_as_routed_and_its_accept_sends_hot_columns(
     with w.engine.connect() as conn:
         row = conn.execute(sa.select(tb.tasks).where(tb.tasks.c.id == got.task_id)).one()
     assert (row.state, row.agent_id, row.customer_id) == ("assigned", "ann", got.customer_id)
+
+
+@pytest.mark.parametrize("backend", SQL_BACKENDS)
+def test_on_sql_a_new_mail_that_waits_is_kept_as_a_restore_would_load_it(
+        request, tmp_path, backend) -> None:
+    """Memory: a queue may hold many waiting e-mails. The router keeps one as a restart would
+    load it (attributes packed as the JSON of its row, skills maps shared); its offer, once an
+    agent comes, reads the stored values."""
+    from dispatcher.storage import schema
+    from dispatcher.storage import tables as tb
+
+    url = (f"sqlite:///{tmp_path}/mail.db" if backend == "sqlite"
+           else url_for(backend, request))
+    schema.upgrade(url)
+    w = wire(url)
+    request.addfinalizer(w.close)
+    s = build_stack(w.store, wait=w.wait)
+    s.put_queue(support_queue())
+    s.put_agent("ann", 8)
+    mail = Mail(s.assignment, s.store, s.clock, s.intake)
+
+    got: Received = s.wait(mail.receive(inbound("support")))
+
+    task = s.router.tasks[got.task_id]
+    assert task.state is TaskState.QUEUED and task.packed
+    assert type(task.base_skills) is SharedSkills and task.required_skills is task.base_skills
+    with w.engine.connect() as conn:
+        row = conn.execute(sa.select(tb.tasks).where(tb.tasks.c.id == got.task_id)).one()
+    assert task.attributes == row.attributes and row.attributes["request"] == got.request
+    s.wait(s.sessions.login("ann"))
+    offer = s.last_offer("ann")
+    assert offer.task_id == got.task_id and task.attributes["subject"] == "Invoice"
+    s.wait(s.sessions.accept("ann", offer.id))
+    with w.engine.connect() as conn:
+        row = conn.execute(sa.select(tb.tasks).where(tb.tasks.c.id == got.task_id)).one()
+    assert (row.state, row.agent_id, row.attributes["request"]) == ("assigned", "ann",
+                                                                   got.request)
