@@ -46,6 +46,7 @@ import itertools
 import logging
 import re
 import uuid
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -307,7 +308,9 @@ class Mail:
         self.intake = intake
         self.policy = policy or MailPolicy()
         self.new_id = new_id or intake.new_id
-        self._acked: dict[str, float] = {}  # peer -> time of the last ack this process sent
+        # peer -> when this process last acknowledged them, oldest first, within the ack period
+        # only (older ones are dropped as new ones come: the store answers for them).
+        self._acked: OrderedDict[str, float] = OrderedDict()
         # What Mail calls out to (see "Wiring" in the module docstring): registered once, by
         # the composition root, through the methods below.
         self._codifier: Codifier | None = None
@@ -507,17 +510,24 @@ class Mail:
             return NewMail(made, [received, *events, ack.event], [msg, ack.message],
                            [ack.outbox])
 
-        if self._auto_answer is None or not self._auto_answer.may_take(task):
-            # Routed, and committed with its routing (Intake.commit_routed).
-            stored = await self.intake.commit_routed(task, identity, mail.from_name, events,
-                                                     [msg], (), numbered)
-        else:
-            stored = await self.intake.commit(task, identity, mail.from_name, events, [msg],
-                                              numbered=numbered)
-            # The automatic answer (AutoAnswer) may, after the commit, answer the new task
-            # without an agent (or hold it for review) instead of routing it.
-            if not self._auto_answer.automatic(stored.mail.task, mail):
-                self.intake.route(stored.mail.task)
+        automatic = self._auto_answer is not None and self._auto_answer.may_take(task)
+        try:
+            if not automatic:
+                # Routed, and committed with its routing (Intake.commit_routed).
+                stored = await self.intake.commit_routed(task, identity, mail.from_name,
+                                                         events, [msg], (), numbered)
+            else:
+                stored = await self.intake.commit(task, identity, mail.from_name, events,
+                                                  [msg], numbered=numbered)
+        except Exception:
+            if acks:  # nothing was sent: the sender's retry is acknowledged
+                self._ack_not_sent(msg.peer)
+            raise
+        # The automatic answer (AutoAnswer) may, after the commit, answer the new task without
+        # an agent (or hold it for review) instead of routing it.
+        if (automatic and self._auto_answer is not None
+                and not self._auto_answer.automatic(stored.mail.task, mail)):
+            self.intake.route(stored.mail.task)
         return Received(stored.mail.task.id, policy.label(stored.number), action, stored.customer_id,
                         acknowledged=acks, linked_to=linked_to.id if linked_to else None,
                         new_customer=stored.new is not None)
@@ -633,8 +643,29 @@ class Mail:
             events.append(ev.Event(EMAIL_ACK_SKIPPED, task.created_at, task.id,
                                    data={"reason": reason}))
             return False
-        self._acked[msg.peer] = self.now()
+        self._ack_taken(msg.peer)
         return True
+
+    def _ack_taken(self, peer: str | None) -> None:
+        """`peer` is acknowledged now (taken before the commit, so that two mails in flight
+        from one sender make one acknowledgement); entries past the period are dropped."""
+        if peer is None:
+            return
+        now = self.now()
+        acked = self._acked
+        acked[peer] = now
+        acked.move_to_end(peer)
+        horizon = now - self.policy.ack_period
+        while acked:
+            first, at = next(iter(acked.items()))
+            if at >= horizon:
+                break
+            del acked[first]
+
+    def _ack_not_sent(self, peer: str | None) -> None:
+        """The acknowledgement taken for `peer` was not committed (its mail was not stored)."""
+        if peer is not None:
+            self._acked.pop(peer, None)
 
     def _ack(self, p: MailPolicy, task: Task, request: str, msg: MailMessage, now: float,
              message_id: str) -> _Outgoing:

@@ -207,7 +207,11 @@ def test_a_failed_commit_fails_its_message_and_takes_no_number(stack, mail) -> N
     stack.store.create_mail_task = down
     assert isinstance(failure_of(mail.receive(inbound("one"))).value, RuntimeError)
     stack.store.create_mail_task = store_create
-    assert receive(stack, mail, inbound("two")).request == "SB-000001"
+    again = receive(stack, mail, inbound("one"))  # the sender's retry
+    assert again.request == "SB-000001"
+    assert again.acknowledged, "the first try's acknowledgement was never sent"
+    assert [x.kind for x in result(stack.store.mail_messages(again.task_id))] == [
+        "customer", "ack"]
 
 
 def test_at_most_one_ack_per_sender_per_period(stack, mail) -> None:
@@ -215,6 +219,17 @@ def test_at_most_one_ack_per_sender_per_period(stack, mail) -> None:
     assert not receive(stack, mail, inbound("b")).acknowledged
     stack.advance(mail.policy.ack_period + 1)
     assert receive(stack, mail, inbound("c")).acknowledged
+
+
+def test_the_senders_acknowledged_are_remembered_for_the_period_only(stack, mail) -> None:
+    """Memory: one entry per sender acknowledged within the period, not one per sender ever
+    (a process runs for weeks); past the period the store answers, as for a new process."""
+    for i in range(50):
+        assert receive(stack, mail, inbound(f"n{i}", f"s{i}@c.org")).acknowledged
+        stack.advance(mail.policy.ack_period / 10)
+    assert len(mail._acked) <= 11
+    assert not receive(stack, mail, inbound("again", "s49@c.org")).acknowledged
+    assert receive(stack, mail, inbound("again", "s0@c.org")).acknowledged
 
 
 def test_acks_are_configured_per_queue(stack, mail) -> None:
