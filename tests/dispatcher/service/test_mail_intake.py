@@ -191,11 +191,10 @@ def test_a_mail_the_automatic_mode_may_take_is_committed_then_routed(stack, inta
     assert stack.router.tasks[got.task_id].attributes["request"] == got.request
 
 
-@pytest.mark.parametrize("backend", SQL_BACKENDS)
-def test_on_sql_a_new_mail_is_stored_as_routed_and_its_accept_sends_hot_columns(
-        request, tmp_path, backend) -> None:
+def sql_stack(request, tmp_path, backend: str) -> tuple[Any, Stack, Mail]:
+    """The stack on a fresh SQL database (wired as `serve` wires its store), the support
+    queue, ann (not signed in), and the e-mail channel's use cases."""
     from dispatcher.storage import schema
-    from dispatcher.storage import tables as tb
 
     url = (f"sqlite:///{tmp_path}/mail.db" if backend == "sqlite"
            else url_for(backend, request))
@@ -205,13 +204,25 @@ def test_on_sql_a_new_mail_is_stored_as_routed_and_its_accept_sends_hot_columns(
     s = build_stack(w.store, wait=w.wait)
     s.put_queue(support_queue())
     s.put_agent("ann", 8)
+    return w, s, Mail(s.assignment, s.store, s.clock, s.intake)
+
+
+def stored_row(w: Any, task_id: str) -> Any:
+    from dispatcher.storage import tables as tb
+
+    with w.engine.connect() as conn:
+        return conn.execute(sa.select(tb.tasks).where(tb.tasks.c.id == task_id)).one()
+
+
+@pytest.mark.parametrize("backend", SQL_BACKENDS)
+def test_on_sql_a_new_mail_is_stored_as_routed_and_its_accept_sends_hot_columns(
+        request, tmp_path, backend) -> None:
+    w, s, mail = sql_stack(request, tmp_path, backend)
     s.wait(s.sessions.login("ann"))
-    mail = Mail(s.assignment, s.store, s.clock, s.intake)
 
     got: Received = s.wait(mail.receive(inbound("support")))
 
-    with w.engine.connect() as conn:
-        row = conn.execute(sa.select(tb.tasks).where(tb.tasks.c.id == got.task_id)).one()
+    row = stored_row(w, got.task_id)
     assert (row.state, row.agent_id) == ("offered", "ann")
     assert not s.router.tasks[got.task_id].packed  # offered: its offer reads them at once
     assert row.attributes["request"] == got.request == s.router.tasks[got.task_id].attributes[
@@ -220,8 +231,7 @@ def test_on_sql_a_new_mail_is_stored_as_routed_and_its_accept_sends_hot_columns(
     assert kinds[0] == ev.TASK_CREATED and kinds[-2:] == [ev.TASK_QUEUED, ev.TASK_OFFERED]
     assert got.task_id in w.store._cold_sent  # its next change sends only the hot columns
     s.wait(s.sessions.accept("ann", s.last_offer("ann").id))
-    with w.engine.connect() as conn:
-        row = conn.execute(sa.select(tb.tasks).where(tb.tasks.c.id == got.task_id)).one()
+    row = stored_row(w, got.task_id)
     assert (row.state, row.agent_id, row.customer_id) == ("assigned", "ann", got.customer_id)
 
 
@@ -231,32 +241,19 @@ def test_on_sql_a_new_mail_that_waits_is_kept_as_a_restore_would_load_it(
     """Memory: a queue may hold many waiting e-mails. The router keeps one as a restart would
     load it (attributes packed as the JSON of its row, skills maps shared); its offer, once an
     agent comes, reads the stored values."""
-    from dispatcher.storage import schema
-    from dispatcher.storage import tables as tb
-
-    url = (f"sqlite:///{tmp_path}/mail.db" if backend == "sqlite"
-           else url_for(backend, request))
-    schema.upgrade(url)
-    w = wire(url)
-    request.addfinalizer(w.close)
-    s = build_stack(w.store, wait=w.wait)
-    s.put_queue(support_queue())
-    s.put_agent("ann", 8)
-    mail = Mail(s.assignment, s.store, s.clock, s.intake)
+    w, s, mail = sql_stack(request, tmp_path, backend)
 
     got: Received = s.wait(mail.receive(inbound("support")))
 
     task = s.router.tasks[got.task_id]
     assert task.state is TaskState.QUEUED and task.packed
     assert type(task.base_skills) is SharedSkills and task.required_skills is task.base_skills
-    with w.engine.connect() as conn:
-        row = conn.execute(sa.select(tb.tasks).where(tb.tasks.c.id == got.task_id)).one()
+    row = stored_row(w, got.task_id)
     assert task.attributes == row.attributes and row.attributes["request"] == got.request
     s.wait(s.sessions.login("ann"))
     offer = s.last_offer("ann")
     assert offer.task_id == got.task_id and task.attributes["subject"] == "Invoice"
     s.wait(s.sessions.accept("ann", offer.id))
-    with w.engine.connect() as conn:
-        row = conn.execute(sa.select(tb.tasks).where(tb.tasks.c.id == got.task_id)).one()
+    row = stored_row(w, got.task_id)
     assert (row.state, row.agent_id, row.attributes["request"]) == ("assigned", "ann",
                                                                    got.request)
