@@ -182,8 +182,43 @@ class _Registry(headerregistry.HeaderRegistry):
         return made
 
 
-# What `build` writes with: SMTP's policy (CRLF line ends), its header classes made once.
-_POLICY = email_policy.SMTP.clone(header_factory=_Registry())
+# The header values `_Policy` keeps as they are: printable ASCII text of these forms.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/^_`{|}~-]+"  # atext less "=" and "?" (no encoded word)
+_DOT_ATOM = rf"{_ATOM}(?:\.{_ATOM})*"
+_ADDRESS = rf"(?:[A-Za-z0-9]+(?: [A-Za-z0-9]+)* <{_DOT_ATOM}@{_DOT_ATOM}>|{_DOT_ATOM}@{_DOT_ATOM})"
+_TEXT = re.compile(r"[ -~]+").fullmatch  # unstructured: printable ASCII (not empty)
+_PLAIN = {
+    "subject": _TEXT, "in-reply-to": _TEXT, "references": _TEXT, "auto-submitted": _TEXT,
+    "x-auto-response-suppress": _TEXT,
+    "from": re.compile(_ADDRESS).fullmatch, "to": re.compile(_ADDRESS).fullmatch,
+    "message-id": re.compile(rf"<{_DOT_ATOM}@{_DOT_ATOM}>").fullmatch,
+    "date": re.compile(r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), [0-3][0-9] (?:Jan|Feb|Mar|Apr|May|Jun"
+                       r"|Jul|Aug|Sep|Oct|Nov|Dec) [0-9]{4} [0-2][0-9]:[0-5][0-9]:[0-5][0-9] "
+                       r"[+-][0-9]{4}").fullmatch,
+}
+
+
+class _Policy(email_policy.EmailPolicy):
+    """SMTP's policy (CRLF line ends), with a short cut for the headers `build` writes whose
+    value is simple (`_PLAIN`: printable ASCII text, a plain address, a Message-ID, a date as
+    `format_datetime` writes it) and fits on its line: kept as the string itself, as the
+    `compat32` policy keeps every header, instead of parsed into a header object whose parse
+    tree is folded back (most of a message's build). The standard policy writes such a value
+    as it is, alone on its line: the same bytes (tested). Any other header or value
+    (non-ASCII, a control character, an encoded word, a quoted name, longer than a line) takes
+    the standard path, which also refuses CR and LF."""
+
+    def header_store_parse(self, name: str, value: Any) -> tuple[str, Any]:
+        if type(value) is str and len(name) + 2 + len(value) <= self.max_line_length:
+            simple = _PLAIN.get(name.lower())
+            if (simple is not None and simple(value) and "=?" not in value
+                    and value == value.strip()):
+                return (name, value)
+        return super().header_store_parse(name, value)
+
+
+# What `build` writes with: SMTP's policy, simple values kept plain, header classes made once.
+_POLICY = _Policy(linesep="\r\n", header_factory=_Registry())
 
 
 def build(draft: Draft, now: float, message_id_domain: str) -> Built:
