@@ -46,7 +46,6 @@ import itertools
 import logging
 import re
 import uuid
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -114,6 +113,9 @@ KIND_AUTO, KIND_DSN = "auto_reply", "dsn"
 
 DAY = 86_400.0
 PREVIEW_CHARS = 200
+# Senders acknowledged that `Mail` remembers before it drops those past the period (the least
+# its limit becomes; `_ack_taken`).
+ACKED_KEPT = 1024
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024  # one file an agent attaches
 MAX_UPLOADS = 10  # files on one reply
 UPLOAD_DAYS = 7.0  # an upload no reply used is dropped after this
@@ -308,9 +310,10 @@ class Mail:
         self.intake = intake
         self.policy = policy or MailPolicy()
         self.new_id = new_id or intake.new_id
-        # peer -> when this process last acknowledged them, oldest first, within the ack period
-        # only (older ones are dropped as new ones come: the store answers for them).
-        self._acked: OrderedDict[str, float] = OrderedDict()
+        # peer -> when this process last acknowledged them; those past the ack period are
+        # dropped whenever the map doubles (`_ack_taken`): the store answers for them.
+        self._acked: dict[str, float] = {}
+        self._acked_limit = ACKED_KEPT
         # What Mail calls out to (see "Wiring" in the module docstring): registered once, by
         # the composition root, through the methods below.
         self._codifier: Codifier | None = None
@@ -648,19 +651,17 @@ class Mail:
 
     def _ack_taken(self, peer: str | None) -> None:
         """`peer` is acknowledged now (taken before the commit, so that two mails in flight
-        from one sender make one acknowledgement); entries past the period are dropped."""
+        from one sender make one acknowledgement). When the map reaches its limit, the
+        entries past the period go and the limit becomes twice what is left (at least
+        ACKED_KEPT): at most about twice the period's senders, at O(1) a mail on average."""
         if peer is None:
             return
         now = self.now()
-        acked = self._acked
-        acked[peer] = now
-        acked.move_to_end(peer)
-        horizon = now - self.policy.ack_period
-        while acked:
-            first, at = next(iter(acked.items()))
-            if at >= horizon:
-                break
-            del acked[first]
+        self._acked[peer] = now
+        if len(self._acked) >= self._acked_limit:
+            horizon = now - self.policy.ack_period
+            self._acked = {p: at for p, at in self._acked.items() if at >= horizon}
+            self._acked_limit = max(ACKED_KEPT, 2 * len(self._acked))
 
     def _ack_not_sent(self, peer: str | None) -> None:
         """The acknowledgement taken for `peer` was not committed (its mail was not stored)."""
