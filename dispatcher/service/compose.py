@@ -186,11 +186,12 @@ class _Registry(headerregistry.HeaderRegistry):
 _ATOM = r"[A-Za-z0-9!#$%&'*+/^_`{|}~-]+"  # atext less "=" and "?" (no encoded word)
 _DOT_ATOM = rf"{_ATOM}(?:\.{_ATOM})*"
 _ADDRESS = rf"(?:[A-Za-z0-9]+(?: [A-Za-z0-9]+)* <{_DOT_ATOM}@{_DOT_ATOM}>|{_DOT_ATOM}@{_DOT_ATOM})"
+_IS_ADDRESS = re.compile(_ADDRESS).fullmatch
 _TEXT = re.compile(r"[ -~]+").fullmatch  # unstructured: printable ASCII (not empty)
 _PLAIN = {
     "subject": _TEXT, "in-reply-to": _TEXT, "references": _TEXT, "auto-submitted": _TEXT,
     "x-auto-response-suppress": _TEXT,
-    "from": re.compile(_ADDRESS).fullmatch, "to": re.compile(_ADDRESS).fullmatch,
+    "from": _IS_ADDRESS, "to": _IS_ADDRESS,
     "message-id": re.compile(rf"<{_DOT_ATOM}@{_DOT_ATOM}>").fullmatch,
     "date": re.compile(r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), [0-3][0-9] (?:Jan|Feb|Mar|Apr|May|Jun"
                        r"|Jul|Aug|Sep|Oct|Nov|Dec) [0-9]{4} [0-2][0-9]:[0-5][0-9]:[0-5][0-9] "

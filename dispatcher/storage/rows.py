@@ -18,7 +18,7 @@ from typing import Any
 from dispatcher.domain.agents import Agent, interruptions
 from dispatcher.domain.events import Event
 from dispatcher.domain.queues import AgentChoice, EscalationStep, Mode, Queue
-from dispatcher.domain.tasks import Channel, SharedSkills, Task, TaskState
+from dispatcher.domain.tasks import Channel, SharedSkills, Task, TaskState, shared_skills
 from dispatcher.service.ports import Calendar, OutboxItem, StoredEvent, TaskSummary
 
 Row = dict[str, Any]
@@ -214,19 +214,23 @@ def _skills(value: Any) -> dict[str, int]:
     return {intern(k): v for k, v in value.items()}
 
 
-_SHARED_SKILLS: dict[str, SharedSkills] = {}  # a skills map's JSON text -> its shared map
+# A skills map's JSON text -> its shared map (the domain's `shared_skills`, which new tasks
+# share too), so that a restore finds it without decoding the text.
+_SHARED_SKILLS: dict[str, SharedSkills] = {}
 
 
 def _shared_skills(value: Any) -> dict[str, int]:
     """The one `SharedSkills` of a skills map's JSON text (a fresh dict beyond _SKILLS_KEPT
-    distinct texts, or when the column came decoded)."""
+    distinct texts or the domain's bound, or when the column came decoded)."""
     if isinstance(value, str):
         known = _SHARED_SKILLS.get(value)
         if known is not None:
             return known
         if len(_SHARED_SKILLS) < _SKILLS_KEPT:
-            known = _SHARED_SKILLS[value] = SharedSkills(_skills(value))
-            return known
+            shared = shared_skills(_skills(value))
+            if type(shared) is SharedSkills:
+                _SHARED_SKILLS[value] = shared
+            return shared
     return _skills(value)
 
 

@@ -120,7 +120,7 @@ def test_the_open_tasks_load_streamed_compact_and_as_stored(wiring: Wiring, monk
     the store keeps them; kept compact for the router: the queue is one string for all, the
     attributes stay packed (their JSON text) until first read, and equal skills maps are one
     read-only map. Nothing two tasks share can be changed through one of them."""
-    from dispatcher.domain.tasks import SharedSkills, TaskState
+    from dispatcher.domain.tasks import SharedSkills, TaskState, shared_skills
     from dispatcher.storage import sql
     from dispatcher.storage.tasks import thd_open_tasks
 
@@ -155,6 +155,7 @@ def test_the_open_tasks_load_streamed_compact_and_as_stored(wiring: Wiring, monk
     # Equal skills maps: one shared, read-only map (base and required alike).
     assert first.base_skills is second.base_skills is first.required_skills
     assert type(first.base_skills) is SharedSkills and first.base_skills == {"french": 3}
+    assert first.base_skills is shared_skills({"french": 3})  # the one new tasks share too
     with pytest.raises(TypeError):
         first.required_skills["french"] = 5
     with pytest.raises(TypeError):
