@@ -92,9 +92,19 @@ class CustomerView:
 
 def preview_of(attributes: dict[str, Any]) -> str | None:
     """The first lines of an e-mail, as plain text, bounded."""
+    return preview_from(preview_source(attributes))
+
+
+def preview_source(attributes: dict[str, Any]) -> Any:
+    """What `preview_of` makes its text of: the preview, else the text or the body."""
     text = attributes.get("preview")
     if not isinstance(text, str):
         text = attributes.get("text", attributes.get("body"))
+    return text
+
+
+def preview_from(text: Any) -> str | None:
+    """`preview_of`, given its source (`preview_source`)."""
     if not isinstance(text, str) or not text.strip():
         return None
     lines = [line.strip() for line in text.splitlines() if line.strip()][:PREVIEW_LINES]

@@ -53,7 +53,9 @@ from .history import (
     card_of,
     entry_of,
     fold,
+    preview_from,
     preview_of,
+    preview_source,
     subject_of,
 )
 from .ports import (
@@ -90,14 +92,23 @@ class _Row:
     agent_id: str | None
     subject: str | None
     preview: str | None
+    # What the preview was made of (history.py `preview_source`): a later row of the task whose
+    # source is this very string takes the preview as it is, instead of making it again.
+    source: Any = None
 
     @classmethod
-    def of(cls, task: Task) -> _Row:
-        channel = getattr(task.channel, "value", task.channel)
+    def of(cls, task: Task, before: _Row | None = None) -> _Row:
+        """The row of `task` now; `before`, an earlier row of it, may lend its preview."""
+        channel = getattr(task.channel, "_value_", task.channel)  # `value` is a descriptor
         attrs = task.attributes
+        source = preview = None
+        if channel == "email":
+            source = preview_source(attrs)
+            preview = (before.preview if before is not None and before.source is source
+                       and source is not None else preview_from(source))
         return cls(task.id, task.customer_id, channel, task.queue,
-                   getattr(task.state, "value", task.state), task.created_at, task.agent_id,
-                   subject_of(attrs), preview_of(attrs) if channel == "email" else None)
+                   getattr(task.state, "_value_", task.state), task.created_at, task.agent_id,
+                   subject_of(attrs), preview, source)
 
 
 @dataclass(slots=True)
@@ -374,10 +385,14 @@ class HistoryCache:
         for task in tasks:
             if task.customer_id is not None:
                 customer_of[task.id] = task.customer_id
-                write.rows[task.id] = _Row.of(task)
                 moved_from = self._owner.get(task.id)
+                before = None
                 if moved_from is not None:
                     write.customers.add(moved_from)
+                    card = self._cards.get(moved_from)
+                    entry = card.entries.get(task.id) if card is not None else None
+                    before = entry.row if entry is not None else None
+                write.rows[task.id] = _Row.of(task, before)
         owner = self._owner
         for e in events:
             if e.task_id is None:
@@ -428,12 +443,19 @@ class HistoryCache:
                 self.drop(owner)  # moved to another customer: both read again
                 if row.customer_id is not None:
                     self.drop(row.customer_id)
+        # The tasks this write tells of (a row, or events): looked up in each card, rather than
+        # every entry of the card matched against the write (a card holds a whole timeline).
+        touched = set(write.rows)
+        touched.update(e.task_id for e in write.events)  # `issued` kept only events of a task
+        touched -= write.seen
         for customer_id in write.customers:
             card = self._cards.get(customer_id)
             if card is None:
                 continue
-            for task_id, entry in card.entries.items():
-                if task_id not in write.seen and (task_id in write.rows or write.trail(task_id)):
+            entries = card.entries
+            for task_id in touched:
+                entry = entries.get(task_id)
+                if entry is not None:
                     _apply(entry, write, task_id)
                     changed.add(customer_id)
         for customer_id in changed:

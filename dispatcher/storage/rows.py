@@ -50,8 +50,9 @@ def snapshot(value: Any) -> Any:
 
 
 def _value(member: Any, enum: Any) -> Any:
-    """The value of an enum member, or of the name a caller passed for one."""
-    return member.value if type(member) is enum else enum(member).value
+    """The value of an enum member, or of the name a caller passed for one (`_value_`, the
+    member's own attribute: `value` is a descriptor, a call each time)."""
+    return member._value_ if type(member) is enum else enum(member)._value_
 
 
 def _channels(mapping: Mapping[Any, float]) -> dict[str, float]:

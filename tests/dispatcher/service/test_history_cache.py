@@ -304,3 +304,27 @@ def test_every_method_of_the_store_port_is_watched_or_passed_through_knowingly()
         "a Store method was added or removed: does it write tasks, events or customers "
         "(WATCHED, and WatchedStore tells the cache), or not (PASSED_THROUGH)?")
     assert all(name in vars(WatchedStore) for name in WATCHED)
+
+
+def test_a_rows_preview_is_made_once_per_source_text_and_again_when_it_changes():
+    from dispatcher.domain.tasks import Task, TaskState
+    from dispatcher.service.history_cache import _Row
+
+    text = "Hello,\n\n  my parcel\nnever came  \n\nthird line\nfourth line"
+    task = Task(id="t1", channel=Channel.EMAIL, queue="support", customer_id="c1",
+                created_at=1.0, attributes={"subject": "Parcel", "preview": text})
+    first = _Row.of(task)
+    assert first.preview == "Hello,\nmy parcel\nnever came"
+    task.state = TaskState.OFFERED
+    second = _Row.of(task, first)
+    assert second.state == "offered" and second.channel == "email"
+    assert second.preview is first.preview  # the same source string: not made again
+    task.attributes["preview"] = "Any news?"  # changed in place: another string
+    third = _Row.of(task, second)
+    assert third.preview == "Any news?"
+    no_source = _Row.of(Task(id="t1", channel=Channel.EMAIL, queue="support", customer_id="c1",
+                             created_at=1.0))
+    assert no_source.source is None and _Row.of(task, no_source).preview == "Any news?"
+    call = Task(id="t2", channel=Channel.PHONE, queue="support", customer_id="c1",
+                created_at=1.0, attributes={"preview": text})
+    assert _Row.of(call).preview is None and _Row.of(call).source is None
