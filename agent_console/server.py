@@ -285,15 +285,11 @@ class ConsoleServer:
                 raise m.BadMessage('presence: `channels` maps "email"/"phone" to true/false')
             # The service keeps at least one channel on (Sessions.switch_channels).
             if await self._call(self.sessions.switch_channels(agent_id, channels)) is not None:
-                self._push_presence(session)
+                self.desks.push_presence(session)
         if status is not None:
             await self._call(self.sessions.set_status(agent_id, status, reason))
         return m.ok(rid)
 
-    def _push_presence(self, session):
-        frame = self.desks.presence_frame(session.agent_id)
-        if frame is not None:
-            session.push(frame)
 
     async def _accept(self, session, msg, rid):
         offer_id = m.field(msg, "offer_id")

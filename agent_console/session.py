@@ -97,6 +97,7 @@ class Session:
         self.agent_id: str | None = None  # set by hello when the subject is an agent
         self.greeted = False
         self.sent_offers: set[str] = set()
+        self.last_presence: dict[str, Any] | None = None  # the last presence frame pushed
         self._queue: asyncio.Queue[Item] = asyncio.Queue()
         self._writer = background.start(self._write(), name=f"console-writer-{sub}")
 
@@ -271,6 +272,14 @@ class Desks:
                 "presence": self.view.presence(agent),
                 "channels": {c.value: (c not in agent.paused) for c in sorted(agent.channels)}}
 
+    def push_presence(self, session: Session) -> None:
+        """Push the agent's presence frame, unless it equals the last one pushed to this socket
+        (an offer and its accept both leave an agent `busy`: one frame says it)."""
+        frame = self.presence_frame(session.agent_id) if session.agent_id else None
+        if frame is not None and frame != session.last_presence:
+            session.last_presence = frame
+            session.push(frame)
+
     def _welcome(self, session: Session) -> Callable[[], Awaitable[dict[str, Any]]]:
         async def build() -> dict[str, Any]:
             agent = self.view.acting_agent(session.sub, session.role)
@@ -426,9 +435,7 @@ class Desks:
         for agent_id in touched:
             session = by_agent.get(agent_id)
             if session is not None:
-                frame = self.presence_frame(agent_id)
-                if frame is not None:
-                    session.push(frame)
+                self.push_presence(session)
         self.pulls.on_outcome(outcome)
 
     def relay(self) -> bool | None:

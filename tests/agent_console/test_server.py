@@ -483,3 +483,39 @@ async def test_frame_rules_are_the_ctis(tmp_path):
         assert (err["code"], err["re"]) == (m.UNKNOWN_TYPE, "r")
     finally:
         await c.stop()
+
+
+@run
+async def test_presence_is_pushed_when_it_changes_never_twice_the_same(tmp_path):
+    """Over the socket, through an offer, its accept and the completion: each presence frame
+    differs from the one before it (the accept leaves the agent `busy`, as the offer did), and
+    the agent sees every change: available, busy, available."""
+    c = await start_console(tmp_path)
+    await c.put_agent("a1")
+    try:
+        client = await c.connect("a1")
+        received: list[dict] = []  # every frame, in order
+        recv = client.ws.recv
+
+        async def recording() -> str:
+            raw = await recv()
+            received.append(json.loads(raw))
+            return raw
+        client.ws.recv = recording
+        await client.request("presence", status="available")
+        await client.expect(lambda f: f["type"] == "presence" and f["presence"] == "available")
+        task = await c.mail(subject="Invoice 12", text="Hello")
+        offer = await client.expect("offer")
+        await client.request("accept", offer_id=offer["offer_id"])
+        await client.expect("assigned")
+        await client.request("complete", task_id=task.id, disposition="solved")
+        await client.expect("task_closed")
+        await client.expect(lambda f: f["type"] == "presence" and f["presence"] == "available")
+        await client.request("presence", status="available")  # no change: no frame
+        presence = [f for f in received if f["type"] == "presence"]
+        assert [f["presence"] for f in presence] == ["available", "busy", "available"]
+        assert all(a != b for a, b in zip(presence, presence[1:], strict=False))
+        kinds = [f["type"] for f in received if f["type"] != "ok"]
+        assert kinds.index("offer") < kinds.index("assigned") < kinds.index("task_closed")
+    finally:
+        await c.stop()
