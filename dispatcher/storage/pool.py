@@ -41,6 +41,11 @@ class Pool:
         reactor.callWhenRunning(self.start)
 
     @property
+    def reactor(self) -> Any:
+        """The reactor whose thread pool this is (storage/reads.py schedules on it)."""
+        return self._reactor
+
+    @property
     def running(self) -> bool:
         return bool(self._threads.started)
 

@@ -29,7 +29,7 @@ from dispatcher.service.ports import State
 from . import tables as t
 from .agents import SqlAgents, thd_list_agents
 from .commit import GroupCommit
-from .customers import CustomerEdit, SqlCustomers
+from .customers import CustomerEdit, SqlCustomers, thd_customer_histories
 from .mail import (
     OUTBOX_DEAD,
     OUTBOX_EMAIL,
@@ -45,6 +45,7 @@ from .mail import (
 )
 from .pool import Pool
 from .queues import SqlQueues, thd_list_calendars, thd_list_queues
+from .reads import TurnReads
 from .rows import TASK_COLUMNS, task_from_values
 from .statements import IN_CHUNK, storable
 from .tasks import (
@@ -124,6 +125,7 @@ class SqlStore(SqlTasks, SqlQueues, SqlAgents, SqlCustomers, SqlMail):
         self._pool = pool
         self._commit = group_commit
         self._clock = clock
+        self._histories = TurnReads(pool, thd_customer_histories)
 
     def load_state(self) -> Deferred[State]:
         return self._pool.run(thd_load_state)

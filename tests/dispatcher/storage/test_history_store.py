@@ -61,3 +61,29 @@ def test_merge_moves_identities_and_tasks_and_appends_events(h):
     assert h.wait(h.store.task_events("t2"))[-1].kind == "customer.merged"
     # A new task from Bob's number now lands on the survivor.
     assert create(h, make_task("t4", T0 + 9), Identity("phone", BOB.value)) == alice
+
+
+def test_histories_asked_in_one_turn_equal_each_asked_alone_and_share_one_read(h):
+    """Several `customer_history` calls made at once (a burst of first offers after a restart)
+    answer each as its own read would: newest first (a tie on the creation time by id), bounded
+    by each call's limit, with identities, attributes and events; an unknown customer has none.
+    On SQL they are one database call (storage/reads.py)."""
+    alice = create(h, make_task("a1", T0, attributes={"subject": "Invoice"}), ALICE, "Alice")
+    for i, at in ((2, T0 + 5), (3, T0 + 5), (4, T0 + 9)):  # a2 and a3 created at once
+        create(h, make_task(f"a{i}", at), ALICE)
+    bob = create(h, make_task("b1", T0 + 1, channel=Channel.PHONE), BOB, "Bob")
+    asks = [(alice, 10), (bob, 10), ("nobody", 5), (alice, 2)]
+    alone = [h.wait(h.store.customer_history(customer_id, limit)) for customer_id, limit in asks]
+    assert [r.summary.id for r in alone[0].records] == ["a4", "a3", "a2", "a1"]
+    assert [r.summary.id for r in alone[3].records] == ["a4", "a3"]
+    assert alone[0].customer.identities == (ALICE,) and alone[1].customer.name == "Bob"
+    assert alone[2].customer is None and alone[2].records == []
+    histories = getattr(h.store, "_histories", None)
+    calls = histories.calls if histories is not None else 0
+    pending = [h.store.customer_history(customer_id, limit) for customer_id, limit in asks]
+    together = [h.wait(d) for d in pending]
+    assert together == alone
+    assert together[0].records[-1].attributes == {"subject": "Invoice"}
+    assert together[0].records[0].attributes is not together[3].records[0].attributes
+    if histories is not None:
+        assert histories.calls == calls + 1
