@@ -120,12 +120,7 @@ def _records_of(conn: sa.Connection, customer_ids: list[str], limit: int
         ranked = sa.select(t.tasks, rank).where(k.customer_id.in_(list(chunk))).subquery()
         rows.extend(conn.execute(sa.select(ranked).where(ranked.c.rank <= limit)
                                  .order_by(ranked.c.customer_id, ranked.c.rank)))
-    trails: dict[str, list[StoredEvent]] = {row.id: [] for row in rows}
-    e = t.task_events
-    for chunk in chunks(list(trails)):
-        events = sa.select(e).where(e.c.task_id.in_(list(chunk))).order_by(e.c.id)
-        for row in conn.execute(events):
-            trails[row.task_id].append(r.stored_event_from_row(row))
+    trails = _trails(conn, [row.id for row in rows])
     out: dict[str, list[TaskRecord]] = {}
     for row in rows:
         out.setdefault(row.customer_id, []).append(TaskRecord(
@@ -159,16 +154,22 @@ def thd_customer_records(conn: sa.Connection, customer_id: str, limit: int) -> l
         .limit(limit)
     )
     rows = list(conn.execute(query))
-    trails: dict[str, list[StoredEvent]] = {row.id: [] for row in rows}
+    trails = _trails(conn, [row.id for row in rows])
+    return [
+        TaskRecord(r.summary_from_row(row), dict(row.attributes or {}), tuple(trails[row.id]))
+        for row in rows
+    ]
+
+
+def _trails(conn: sa.Connection, task_ids: list[str]) -> dict[str, list[StoredEvent]]:
+    """The events of each task, oldest first (one query per IN_CHUNK tasks)."""
+    trails: dict[str, list[StoredEvent]] = {task_id: [] for task_id in task_ids}
     e = t.task_events
     for chunk in chunks(list(trails)):
         events = sa.select(e).where(e.c.task_id.in_(list(chunk))).order_by(e.c.id)
         for row in conn.execute(events):
             trails[row.task_id].append(r.stored_event_from_row(row))
-    return [
-        TaskRecord(r.summary_from_row(row), dict(row.attributes or {}), tuple(trails[row.id]))
-        for row in rows
-    ]
+    return trails
 
 
 def thd_merge_customers(
