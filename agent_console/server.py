@@ -290,7 +290,6 @@ class ConsoleServer:
             await self._call(self.sessions.set_status(agent_id, status, reason))
         return m.ok(rid)
 
-
     async def _accept(self, session, msg, rid):
         offer_id = m.field(msg, "offer_id")
         # A SIP call is accepted by the agent's phone, never here: the service refuses it

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import sqlalchemy as sa
 from twisted.internet.defer import Deferred
@@ -76,32 +77,34 @@ _CUSTOMERS = (
 def thd_customer_histories(conn: sa.Connection, asks: list[tuple[str, int]]
                            ) -> list[CustomerHistory]:
     """`thd_customer_history(customer_id, limit)` for each of `asks`, in one transaction: three
-    queries for all (per IN_CHUNK customers), the newest tasks of each customer ranked in the
-    database (ROW_NUMBER over the customer's tasks)."""
+    queries for all (per IN_CHUNK customers, and per limit asked for), the newest tasks of each
+    customer ranked in the database (ROW_NUMBER over the customer's tasks)."""
     ids = list(dict.fromkeys(customer_id for customer_id, _ in asks))
-    customers: dict[str, Customer] = {}
+    found: dict[str, list[Any]] = {}  # customer id -> their rows (one per identity)
     for chunk in chunks(ids):
-        rows = conn.execute(_CUSTOMERS, {"ids": list(chunk)}).all()
-        for customer_id in dict.fromkeys(row.id for row in rows):
-            mine = [row for row in rows if row.id == customer_id]
-            first = mine[0]
-            customers[customer_id] = Customer(
-                id=first.id, name=first.name, created_at=first.created_at,
-                identities=tuple(Identity(row.kind, row.value) for row in mine
-                                 if row.kind is not None))
-    known = [customer_id for customer_id in ids if customer_id in customers]
-    records = _records_of(conn, known, max((limit for _, limit in asks), default=0))
+        for row in conn.execute(_CUSTOMERS, {"ids": list(chunk)}):
+            found.setdefault(row.id, []).append(row)
+    customers = {
+        customer_id: Customer(id=mine[0].id, name=mine[0].name, created_at=mine[0].created_at,
+                              identities=tuple(Identity(row.kind, row.value) for row in mine
+                                               if row.kind is not None))
+        for customer_id, mine in found.items()}
+    wanted: dict[int, list[str]] = {}  # limit -> the known customers asked for with it
+    for customer_id, limit in dict.fromkeys(asks):
+        if customer_id in customers:
+            wanted.setdefault(limit, []).append(customer_id)
+    records = {limit: _records_of(conn, known, limit) for limit, known in wanted.items()}
     out: list[CustomerHistory] = []
-    given: set[str] = set()
-    for customer_id, limit in asks:
-        customer = customers.get(customer_id)
+    given: set[tuple[str, int]] = set()
+    for ask in asks:
+        customer = customers.get(ask[0])
         if customer is None:
             out.append(CustomerHistory(None, []))
             continue
-        mine = records.get(customer_id, [])[:limit]
-        if customer_id in given:  # asked twice: each answer its own attributes
+        mine = records[ask[1]].get(ask[0], [])
+        if ask in given:  # asked twice: each answer its own list and attributes
             mine = [replace(rec, attributes=dict(rec.attributes)) for rec in mine]
-        given.add(customer_id)
+        given.add(ask)
         out.append(CustomerHistory(customer, mine))
     return out
 

@@ -72,7 +72,7 @@ def test_histories_asked_in_one_turn_equal_each_asked_alone_and_share_one_read(h
     for i, at in ((2, T0 + 5), (3, T0 + 5), (4, T0 + 9)):  # a2 and a3 created at once
         create(h, make_task(f"a{i}", at), ALICE)
     bob = create(h, make_task("b1", T0 + 1, channel=Channel.PHONE), BOB, "Bob")
-    asks = [(alice, 10), (bob, 10), ("nobody", 5), (alice, 2)]
+    asks = [(alice, 10), (bob, 10), ("nobody", 5), (alice, 2), (alice, 10)]
     alone = [h.wait(h.store.customer_history(customer_id, limit)) for customer_id, limit in asks]
     assert [r.summary.id for r in alone[0].records] == ["a4", "a3", "a2", "a1"]
     assert [r.summary.id for r in alone[3].records] == ["a4", "a3"]
@@ -85,5 +85,6 @@ def test_histories_asked_in_one_turn_equal_each_asked_alone_and_share_one_read(h
     assert together == alone
     assert together[0].records[-1].attributes == {"subject": "Invoice"}
     assert together[0].records[0].attributes is not together[3].records[0].attributes
+    assert together[0].records[-1].attributes is not together[4].records[-1].attributes
     if histories is not None:
         assert histories.calls == calls + 1
