@@ -385,11 +385,11 @@ class HistoryCache:
         for task in tasks:
             if task.customer_id is not None:
                 customer_of[task.id] = task.customer_id
-                moved_from = self._owner.get(task.id)
+                holder = self._owner.get(task.id)  # whose card holds it (it may be moving)
                 before = None
-                if moved_from is not None:
-                    write.customers.add(moved_from)
-                    card = self._cards.get(moved_from)
+                if holder is not None:
+                    write.customers.add(holder)
+                    card = self._cards.get(holder)
                     entry = card.entries.get(task.id) if card is not None else None
                     before = entry.row if entry is not None else None
                 write.rows[task.id] = _Row.of(task, before)
@@ -446,7 +446,7 @@ class HistoryCache:
         # The tasks this write tells of (a row, or events): looked up in each card, rather than
         # every entry of the card matched against the write (a card holds a whole timeline).
         touched = set(write.rows)
-        touched.update(e.task_id for e in write.events)  # `issued` kept only events of a task
+        touched.update(e.task_id for e in write.events if e.task_id is not None)  # all are
         touched -= write.seen
         for customer_id in write.customers:
             card = self._cards.get(customer_id)

@@ -34,36 +34,6 @@ from .pool import Pool
 from .reads import TurnReads
 from .statements import chunks, insert_rows
 
-_CUSTOMER = (
-    sa.select(t.customers.c.id, t.customers.c.name, t.customers.c.created_at,
-              t.customer_identities.c.kind, t.customer_identities.c.value)
-    .select_from(t.customers.outerjoin(
-        t.customer_identities, t.customer_identities.c.customer_id == t.customers.c.id))
-    .where(t.customers.c.id == sa.bindparam("customer_id"))
-    .order_by(t.customer_identities.c.kind, t.customer_identities.c.value)
-)
-
-
-def thd_get_customer(conn: sa.Connection, customer_id: str) -> Customer | None:
-    """The customer with their identities (one query: the row joined with its identities)."""
-    rows = conn.execute(_CUSTOMER, {"customer_id": customer_id}).all()
-    if not rows:
-        return None
-    first = rows[0]
-    identities = tuple(Identity(row.kind, row.value) for row in rows if row.kind is not None)
-    return Customer(id=first.id, name=first.name, created_at=first.created_at,
-                    identities=identities)
-
-
-def thd_customer_history(conn: sa.Connection, customer_id: str, limit: int) -> CustomerHistory:
-    """The customer and their newest tasks with their events, in one transaction (three
-    queries; none but the first for an unknown customer)."""
-    customer = thd_get_customer(conn, customer_id)
-    if customer is None:
-        return CustomerHistory(None, [])
-    return CustomerHistory(customer, thd_customer_records(conn, customer_id, limit))
-
-
 _CUSTOMERS = (
     sa.select(t.customers.c.id, t.customers.c.name, t.customers.c.created_at,
               t.customer_identities.c.kind, t.customer_identities.c.value)
@@ -74,21 +44,31 @@ _CUSTOMERS = (
 )
 
 
-def thd_customer_histories(conn: sa.Connection, asks: list[tuple[str, int]]
-                           ) -> list[CustomerHistory]:
-    """`thd_customer_history(customer_id, limit)` for each of `asks`, in one transaction: three
-    queries for all (per IN_CHUNK customers, and per limit asked for), the newest tasks of each
-    customer ranked in the database (ROW_NUMBER over the customer's tasks)."""
-    ids = list(dict.fromkeys(customer_id for customer_id, _ in asks))
+def _customers_of(conn: sa.Connection, ids: Sequence[str]) -> dict[str, Customer]:
+    """The customers among `ids` with their identities (one query per IN_CHUNK customers: the
+    rows joined with their identities)."""
     found: dict[str, list[Any]] = {}  # customer id -> their rows (one per identity)
     for chunk in chunks(ids):
         for row in conn.execute(_CUSTOMERS, {"ids": list(chunk)}):
             found.setdefault(row.id, []).append(row)
-    customers = {
+    return {
         customer_id: Customer(id=mine[0].id, name=mine[0].name, created_at=mine[0].created_at,
                               identities=tuple(Identity(row.kind, row.value) for row in mine
                                                if row.kind is not None))
         for customer_id, mine in found.items()}
+
+
+def thd_get_customer(conn: sa.Connection, customer_id: str) -> Customer | None:
+    """The customer with their identities (one query)."""
+    return _customers_of(conn, [customer_id]).get(customer_id)
+
+
+def thd_customer_histories(conn: sa.Connection, asks: list[tuple[str, int]]
+                           ) -> list[CustomerHistory]:
+    """For each (customer id, limit) of `asks`: the customer and their newest `limit` tasks
+    with their events (none for an unknown customer), in one transaction: three queries for
+    all (per IN_CHUNK customers, and per limit asked for)."""
+    customers = _customers_of(conn, list(dict.fromkeys(customer_id for customer_id, _ in asks)))
     wanted: dict[int, list[str]] = {}  # limit -> the known customers asked for with it
     for customer_id, limit in dict.fromkeys(asks):
         if customer_id in customers:
@@ -111,18 +91,25 @@ def thd_customer_histories(conn: sa.Connection, asks: list[tuple[str, int]]
 
 def _records_of(conn: sa.Connection, customer_ids: list[str], limit: int
                 ) -> dict[str, list[TaskRecord]]:
-    """`thd_customer_records` of several customers: their newest `limit` tasks each, newest
-    first, with their events."""
+    """The newest `limit` tasks of each customer, newest first, with their attributes and
+    events. One customer's take LIMIT (the index stops there, however many tasks they have);
+    several customers' are ranked in the database (ROW_NUMBER over each one's tasks)."""
     if not customer_ids or limit < 1:
         return {}
     k = t.tasks.c
-    rank = sa.func.row_number().over(partition_by=k.customer_id,
-                                     order_by=(k.created_at.desc(), k.id.desc())).label("rank")
-    rows = []
-    for chunk in chunks(customer_ids):
-        ranked = sa.select(t.tasks, rank).where(k.customer_id.in_(list(chunk))).subquery()
-        rows.extend(conn.execute(sa.select(ranked).where(ranked.c.rank <= limit)
-                                 .order_by(ranked.c.customer_id, ranked.c.rank)))
+    newest = (k.created_at.desc(), k.id.desc())
+    queries: list[Any] = []
+    if len(customer_ids) == 1:
+        queries.append(sa.select(t.tasks).where(k.customer_id == customer_ids[0])
+                       .order_by(*newest).limit(limit))
+    else:
+        rank = sa.func.row_number().over(partition_by=k.customer_id, order_by=newest)
+        for chunk in chunks(customer_ids):
+            ranked = sa.select(t.tasks, rank.label("rank")).where(
+                k.customer_id.in_(list(chunk))).subquery()
+            queries.append(sa.select(ranked).where(ranked.c.rank <= limit)
+                           .order_by(ranked.c.customer_id, ranked.c.rank))
+    rows = [row for query in queries for row in conn.execute(query)]
     trails = _trails(conn, [row.id for row in rows])
     out: dict[str, list[TaskRecord]] = {}
     for row in rows:
@@ -150,18 +137,7 @@ def thd_customer_tasks(conn: sa.Connection, customer_id: str, limit: int) -> lis
 
 def thd_customer_records(conn: sa.Connection, customer_id: str, limit: int) -> list[TaskRecord]:
     """The customer's newest tasks with their attributes and their events (two queries)."""
-    query = (
-        sa.select(t.tasks)
-        .where(t.tasks.c.customer_id == customer_id)
-        .order_by(t.tasks.c.created_at.desc(), t.tasks.c.id.desc())
-        .limit(limit)
-    )
-    rows = list(conn.execute(query))
-    trails = _trails(conn, [row.id for row in rows])
-    return [
-        TaskRecord(r.summary_from_row(row), dict(row.attributes or {}), tuple(trails[row.id]))
-        for row in rows
-    ]
+    return _records_of(conn, [customer_id], limit).get(customer_id, [])
 
 
 def _trails(conn: sa.Connection, task_ids: list[str]) -> dict[str, list[StoredEvent]]:

@@ -53,7 +53,8 @@ class TurnReads(Generic[A, R]):
         self._running = True
         self.calls += 1
         d = self._pool.run(self._thd_many, [arg for arg, _ in asked])
-        d.addCallbacks(self._answered, self._failed, (asked,), None, (asked,))
+        d.addCallbacks(self._answered, self._failed, callbackArgs=(asked,),
+                       errbackArgs=(asked,))
 
     def _answered(self, results: list[R], asked: list[tuple[A, Deferred[R]]]) -> None:
         self._running = False
