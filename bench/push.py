@@ -17,7 +17,10 @@ scheduled full pass every 300 s, dispatcher/runtime/collector.py); the run measu
 state after the pass that follows sign-in and reports that pass's own pause; `--no-refreeze`
 leaves collection to the interpreter, for comparison. Each run also reports the CPU time per
 submitted task of the timed part, of the reactor thread and of the whole server process (the
-database threads too): a figure the machine's load changes less than the latencies; on SQLite
+database threads too): a figure the machine's load changes less than the latencies; the client
+process's CPU time per task (the agents' sockets share the machine with the server) and the
+share of the whole machine's CPU that was busy (/proc/stat: every process, the database's too;
+near 100 % the latencies are queueing for a core, not the server's own); on SQLite
 and PostgreSQL also the group commit's transactions per second and calls per transaction (an
 offer waits for one of them: its task's intake, which holds its routing).
 
@@ -351,11 +354,13 @@ def one_run(args: argparse.Namespace, cache: bool) -> dict:
                 agents_run(port, args.agents, str(secret)))
             connect_s = time.monotonic() - t0
             start = time.time()
+            client0, machine0 = resource.getrusage(resource.RUSAGE_SELF), machine_ticks()
             server.stdin.write("go\n")
             server.stdin.flush()
             done = json.loads(loop.run_until_complete(
                 loop.run_in_executor(None, server.stdout.readline)))
             submitted = done["submitted"]
+            client1, machine1 = resource.getrusage(resource.RUSAGE_SELF), machine_ticks()
             loop.run_until_complete(asyncio.sleep(1.0))
             for c in clients:
                 c.cancel()
@@ -376,6 +381,10 @@ def one_run(args: argparse.Namespace, cache: bool) -> dict:
         "max_ms": round(max(measured), 2) if measured else None,
         "reactor_cpu_ms_per_task": round(done["reactor_cpu_s"] * 1000 / max(1, submitted), 3),
         "process_cpu_ms_per_task": round(done["process_cpu_s"] * 1000 / max(1, submitted), 3),
+        "client_cpu_ms_per_task": round((client1.ru_utime + client1.ru_stime - client0.ru_utime
+                                         - client0.ru_stime) * 1000 / max(1, submitted), 3),
+        "machine_busy": round(1 - (machine1[1] - machine0[1])
+                              / max(1, machine1[0] - machine0[0]), 3),
         **({"commits_per_s": round(done["commits"] / (args.seconds + WARMUP_SECONDS), 1),
             "calls_per_commit": round(done["commit_calls"] / max(1, done["commits"]), 1)}
            if done["commits"] else {}),
@@ -390,10 +399,23 @@ FIGURES = ("median_ms", "p90_ms", "p99_ms", "max_ms")
 def medians(runs: list[dict]) -> dict:
     out = {}
     for key in (*FIGURES, "measured", "offers_seen", "completed", "errors",
-                "reactor_cpu_ms_per_task", "process_cpu_ms_per_task"):
+                "reactor_cpu_ms_per_task", "process_cpu_ms_per_task", "client_cpu_ms_per_task",
+                "machine_busy"):
         values = [r[key] for r in runs if r.get(key) is not None]
         out[key] = round(statistics.median(values), 2) if values else None
     return out
+
+
+def machine_ticks() -> tuple[int, int]:
+    """(all, idle) CPU ticks of the whole machine so far, every core (/proc/stat; idle counts
+    iowait too): the share busy between two readings says how close to saturation a run was,
+    the client, the database and everything else included."""
+    try:
+        with open("/proc/stat") as f:
+            ticks = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return 0, 0
+    return sum(ticks), ticks[3] + (ticks[4] if len(ticks) > 4 else 0)
 
 
 def load() -> list[float]:
@@ -461,7 +483,9 @@ def main() -> None:
                         f"(store reads {run['cache_reads']}, new customers kept without a "
                         f"read {run.get('cache_born')})" if "cache_hits" in run else "")
                 cpu = (f", CPU per task: reactor {run['reactor_cpu_ms_per_task']} ms, process "
-                       f"{run['process_cpu_ms_per_task']} ms")
+                       f"{run['process_cpu_ms_per_task']} ms, clients "
+                       f"{run['client_cpu_ms_per_task']} ms; machine busy "
+                       f"{run['machine_busy']:.0%}")
                 if "commits_per_s" in run:  # the group commit's batches (a real store)
                     cpu += (f", {run['commits_per_s']} commits/s of "
                             f"{run['calls_per_commit']} calls")
@@ -484,7 +508,8 @@ def main() -> None:
         m = result["cache" if cache else "no_cache"]
         print(f"{'cache' if cache else 'no cache (peer)':>16}: median {m['median_ms']} ms, "
               f"p90 {m['p90_ms']}, p99 {m['p99_ms']}, max {m['max_ms']}, CPU ms per task: "
-              f"reactor {m['reactor_cpu_ms_per_task']}, process {m['process_cpu_ms_per_task']} "
+              f"reactor {m['reactor_cpu_ms_per_task']}, process {m['process_cpu_ms_per_task']}, "
+              f"clients {m['client_cpu_ms_per_task']}; machine busy {m['machine_busy']:.0%} "
               f"(medians of "
               f"{args.repeats})")
     if "p99_ratio_peer_to_ours" in result:
