@@ -125,18 +125,65 @@ class Session:
         while True:
             item = await self._queue.get()
             try:
-                if callable(item):
-                    item = await item()
-                    if item is None:
-                        continue
-                await self.ws.send(item if isinstance(item, str) else cards.dumps(item))
+                await self._send_ready(item)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                if getattr(self.ws, "state", None) is not None and self.ws.state.name in (
-                        "CLOSING", "CLOSED"):
+                if self._closed():
                     return
                 log.exception("console: could not send to %s: %s", self.sub, exc)
+
+    async def _send_ready(self, item: Item) -> None:
+        """`item` and the frames queued behind it, in order. Those ready together (one
+        decision's, mostly) leave in one write (`_send`); a frame still to be built (a
+        coroutine function: an offer whose customer history may need a read) first lets those
+        before it go. A frame that cannot be built is logged and skipped."""
+        queue, ready = self._queue, list[str]()
+        while True:
+            if callable(item) and ready:
+                await self._send(ready)
+                ready = []
+            text = await self._text(item)
+            if text is not None:
+                ready.append(text)
+            if queue.empty():
+                break
+            item = queue.get_nowait()
+        if ready:
+            await self._send(ready)
+
+    async def _text(self, item: Item) -> str | None:
+        try:
+            if callable(item):
+                item = await item()
+                if item is None:
+                    return None
+            return item if isinstance(item, str) else cards.dumps(item)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if not self._closed():  # a socket going away may fail what it was waiting on
+                log.exception("console: could not make a frame for %s: %s", self.sub, exc)
+            return None
+
+    async def _send(self, texts: list[str]) -> None:
+        """The frames in order; several in one write when the connection can hold its writes
+        (dispatcher/held_writes.py)."""
+        held = getattr(self.ws, "held_writes", None) if len(texts) > 1 else None
+        if held is None:
+            for text in texts:
+                await self.ws.send(text)
+            return
+        held.hold()
+        try:
+            for text in texts:
+                await self.ws.send(text)
+        finally:
+            held.release()
+
+    def _closed(self) -> bool:
+        state = getattr(self.ws, "state", None)
+        return state is not None and state.name in ("CLOSING", "CLOSED")
 
     def stop(self) -> None:
         self._writer.cancel()

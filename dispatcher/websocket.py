@@ -11,6 +11,8 @@ WebSocket). It promises, for every server started with `listen`:
   largest frame (a larger one closes the socket with 1009), the process's connection gate
   (net.websocket_connection: per-source cap, global budget) and its deadline for a complete
   handshake (net.limits().header_timeout), `Server: switchboard-<name>`.
+- Each connection's `held_writes` (held_writes.HeldWrites, its transport) lets a writer with
+  several frames ready send them in one write.
 - The subprotocol answered is the protocol's own name when the client offered it, never a
   `bearer.<jwt>` value.
 - Handshake refusals are plain HTTP answers before any WebSocket exists: 401 with
@@ -36,6 +38,7 @@ from websockets.http11 import Request, Response
 
 from . import net
 from .guard import Throttled
+from .held_writes import HeldWrites
 
 # Where a browser puts its token (it cannot set headers on a WebSocket): a second subprotocol
 # `bearer.<jwt>` next to the protocol's; any client may also use `?access_token=<jwt>`.
@@ -69,9 +72,24 @@ async def listen(connection: Callable[[ServerConnection], Awaitable[None]], *, n
     return await serve(
         connection, host, port, process_request=handshake, select_subprotocol=select or own,
         compression=None, max_size=max_frame_bytes, server_header=f"switchboard-{name}",
-        logger=logger, create_connection=net.websocket_connection(name),
+        logger=logger, create_connection=_connection(name),
         open_timeout=net.limits().header_timeout, backlog=net.ACCEPT_BACKLOG,
     )
+
+
+def _connection(name: str) -> type[ServerConnection]:
+    """The connection class of a server: the gate's (net.websocket_connection), whose transport
+    can hold a writer's frames and send them as one write (`held_writes`: held_writes.py)."""
+    counted: type[ServerConnection] = net.websocket_connection(name)
+
+    class Connection(counted):  # type: ignore[misc,valid-type]
+        held_writes: HeldWrites | None = None
+
+        def connection_made(self, transport: Any) -> None:
+            self.held_writes = HeldWrites(transport)
+            super().connection_made(self.held_writes)
+
+    return Connection
 
 
 def bound_port(server: Server) -> int:

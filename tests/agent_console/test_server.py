@@ -519,3 +519,39 @@ async def test_presence_is_pushed_when_it_changes_never_twice_the_same(tmp_path)
         assert kinds.index("offer") < kinds.index("assigned") < kinds.index("task_closed")
     finally:
         await c.stop()
+
+
+@run
+async def test_the_frames_of_one_decision_leave_in_one_write(tmp_path):
+    """A decision's frames for one agent are pushed together: the offer of a call and the
+    presence it makes `busy`; the call's completion and the presence back to `available`. Each
+    pair reaches the agent in that order, sent by one write on the server's socket
+    (dispatcher/held_writes.py), not a write each."""
+    c = await start_console(tmp_path)
+    await c.put_agent("a1")
+    try:
+        client = await c.connect("a1")
+        await client.request("presence", status="available")
+        await client.expect(lambda f: f["type"] == "presence" and f["presence"] == "available")
+        transport = c.desks.by_agent["a1"].ws.held_writes.transport  # the socket's own
+        writes: list[bytes] = []
+        write = transport.write
+
+        def recording(data: bytes) -> None:
+            writes.append(bytes(data))
+            write(data)
+        transport.write = recording
+        task = await c.call()
+        offer = await client.expect("offer")
+        await client.expect(lambda f: f["type"] == "presence" and f["presence"] == "busy")
+        [both] = [w for w in writes if b'"offer"' in w]
+        assert b'"presence"' in both and both.index(b'"offer"') < both.index(b'"presence"')
+        await client.request("accept", offer_id=offer["offer_id"])
+        await client.expect("assigned")
+        await client.request("complete", task_id=task.id, disposition="solved")
+        assert (await client.expect("task_closed"))["task_id"] == task.id
+        await client.expect(lambda f: f["type"] == "presence" and f["presence"] == "available")
+        [both] = [w for w in writes if b'"task_closed"' in w]
+        assert b'"presence"' in both and both.index(b'"task_closed"') < both.index(b'"presence"')
+    finally:
+        await c.stop()
