@@ -272,6 +272,20 @@ class ConsoleServer:
     async def _call(self, d: Any) -> Any:
         return await to_future(d)
 
+    async def _done(self, session: Session, d: Any, rid: Any) -> None:
+        """Wait for `d`, one of the agent's routing commands, whose `ok` is pushed the moment it
+        is done: right behind the frames of its outcome (the assignment's listeners push them
+        first, Desks.on_outcome), in the same reactor turn, so that they leave together
+        (Session._send_ready), not the `ok` a turn later when this coroutine resumes. A command
+        that fails pushes no `ok`: its error comes from `_frame` as for any request."""
+        d.addCallback(self._push_ok, session, rid)
+        await self._call(d)
+
+    @staticmethod
+    def _push_ok(result: Any, session: Session, rid: Any) -> Any:
+        session.push(m.ok(rid))
+        return result
+
     # ------------------------------------------------------------------ agent requests
 
     async def _presence(self, session, msg, rid):
@@ -294,25 +308,22 @@ class ConsoleServer:
         offer_id = m.field(msg, "offer_id")
         # A SIP call is accepted by the agent's phone, never here: the service refuses it
         # (`answer_on_phone`, dispatcher.service.calls).
-        await self._call(self.sessions.accept_at_desk(session.agent_id, offer_id))
-        return m.ok(rid)
+        await self._done(session, self.sessions.accept_at_desk(session.agent_id, offer_id), rid)
 
     async def _reject(self, session, msg, rid):
         reason = m.field(msg, "reason", False, default="") or ""
-        await self._call(self.sessions.reject(session.agent_id, m.field(msg, "offer_id"),
-                                              reason))
-        return m.ok(rid)
+        await self._done(session, self.sessions.reject(
+            session.agent_id, m.field(msg, "offer_id"), reason), rid)
 
     async def _wrap_up(self, session, msg, rid):
-        await self._call(self.sessions.wrap_up(session.agent_id, m.field(msg, "task_id")))
-        return m.ok(rid)
+        await self._done(session, self.sessions.wrap_up(session.agent_id,
+                                                         m.field(msg, "task_id")), rid)
 
     async def _complete(self, session, msg, rid):
         disposition = m.field(msg, "disposition")
         notes = m.field(msg, "notes", False, limit=MAX_NOTES_CHARS) or ""
-        await self._call(self.sessions.complete(session.agent_id, m.field(msg, "task_id"),
-                                                disposition, notes))
-        return m.ok(rid)
+        await self._done(session, self.sessions.complete(
+            session.agent_id, m.field(msg, "task_id"), disposition, notes), rid)
 
     async def _pick(self, session, msg, rid):
         try:

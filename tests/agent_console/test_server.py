@@ -13,7 +13,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from twisted.internet.defer import ensureDeferred
+from twisted.internet.defer import Deferred, ensureDeferred
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -553,5 +553,49 @@ async def test_the_frames_of_one_decision_leave_in_one_write(tmp_path):
         await client.expect(lambda f: f["type"] == "presence" and f["presence"] == "available")
         [both] = [w for w in writes if b'"task_closed"' in w]
         assert b'"presence"' in both and both.index(b'"task_closed"') < both.index(b'"presence"')
+    finally:
+        await c.stop()
+
+
+@run
+async def test_a_commands_ok_leaves_with_the_frames_of_its_outcome(tmp_path):
+    """On a database the commit ends on a later turn of the loop than the command. The `ok` of
+    an accept still leaves in the same write as the `assigned` frame, and the `ok` of a
+    completion with the task closed and the presence; in that order, each behind its frames."""
+    c = await start_console(tmp_path)
+    await c.put_agent("a1")
+    record = c.store.record
+
+    def committed_later(changes):  # as a thread's commit: it fires on a later turn
+        d = Deferred()
+        done = record(changes)
+        asyncio.get_running_loop().call_later(0.001, done.chainDeferred, d)
+        return d
+    c.store.record = committed_later
+    try:
+        client = await c.connect("a1")
+        await client.request("presence", status="available")
+        await client.expect(lambda f: f["type"] == "presence" and f["presence"] == "available")
+        transport = c.desks.by_agent["a1"].ws.held_writes.transport
+        writes: list[bytes] = []
+        write = transport.write
+
+        def recording(data: bytes) -> None:
+            writes.append(bytes(data))
+            write(data)
+        transport.write = recording
+        task = await c.call()
+        offer = await client.expect("offer")
+        accept = await client.request("accept", offer_id=offer["offer_id"])
+        await client.expect("assigned")
+        ok = b'"re":%d' % accept["re"]
+        [both] = [w for w in writes if b'"assigned"' in w]
+        assert ok in both and both.index(b'"assigned"') < both.index(ok)
+        done = await client.request("complete", task_id=task.id, disposition="solved")
+        await client.expect("task_closed")
+        ok = b'"re":%d' % done["re"]
+        [all_three] = [w for w in writes if b'"task_closed"' in w]
+        assert (all_three.index(b'"task_closed"') < all_three.index(b'"presence"')
+                < all_three.index(ok))
     finally:
         await c.stop()
