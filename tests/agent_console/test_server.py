@@ -8,6 +8,7 @@ import asyncio
 import base64
 import json
 import time
+from typing import Any
 
 import jwt
 import pytest
@@ -521,6 +522,23 @@ async def test_presence_is_pushed_when_it_changes_never_twice_the_same(tmp_path)
         await c.stop()
 
 
+async def available_and_recorded(c, agent_id: str) -> tuple[Any, list[bytes]]:
+    """The agent connected and available, and what the server's socket writes to them from now
+    on, one item per write (the transport's own `write`, under dispatcher/held_writes.py)."""
+    client = await c.connect(agent_id)
+    await client.request("presence", status="available")
+    await client.expect(lambda f: f["type"] == "presence" and f["presence"] == "available")
+    transport = c.desks.by_agent[agent_id].ws.held_writes.transport
+    writes: list[bytes] = []
+    write = transport.write
+
+    def recording(data: bytes) -> None:
+        writes.append(bytes(data))
+        write(data)
+    transport.write = recording
+    return client, writes
+
+
 @run
 async def test_the_frames_of_one_decision_leave_in_one_write(tmp_path):
     """A decision's frames for one agent are pushed together: the offer of a call and the
@@ -530,17 +548,7 @@ async def test_the_frames_of_one_decision_leave_in_one_write(tmp_path):
     c = await start_console(tmp_path)
     await c.put_agent("a1")
     try:
-        client = await c.connect("a1")
-        await client.request("presence", status="available")
-        await client.expect(lambda f: f["type"] == "presence" and f["presence"] == "available")
-        transport = c.desks.by_agent["a1"].ws.held_writes.transport  # the socket's own
-        writes: list[bytes] = []
-        write = transport.write
-
-        def recording(data: bytes) -> None:
-            writes.append(bytes(data))
-            write(data)
-        transport.write = recording
+        client, writes = await available_and_recorded(c, "a1")
         task = await c.call()
         offer = await client.expect("offer")
         await client.expect(lambda f: f["type"] == "presence" and f["presence"] == "busy")
@@ -573,17 +581,7 @@ async def test_a_commands_ok_leaves_with_the_frames_of_its_outcome(tmp_path):
         return d
     c.store.record = committed_later
     try:
-        client = await c.connect("a1")
-        await client.request("presence", status="available")
-        await client.expect(lambda f: f["type"] == "presence" and f["presence"] == "available")
-        transport = c.desks.by_agent["a1"].ws.held_writes.transport
-        writes: list[bytes] = []
-        write = transport.write
-
-        def recording(data: bytes) -> None:
-            writes.append(bytes(data))
-            write(data)
-        transport.write = recording
+        client, writes = await available_and_recorded(c, "a1")
         task = await c.call()
         offer = await client.expect("offer")
         accept = await client.request("accept", offer_id=offer["offer_id"])
