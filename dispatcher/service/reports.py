@@ -288,9 +288,8 @@ class Today:
                 if r.at >= start:
                     self._period += 1
                 tally.add(r)
-            # Rebuilt, not pruned in place: a dict never gives back the room it grew to, and
-            # the day's first fold passes the open tasks' earlier events in one chunk (tens of
-            # bytes per open task, kept for the life of the process).
+            # Rebuilt, not pruned in place: a dict never gives back the room it grew to (the
+            # day's first fold passes the open tasks' earlier events, several per open task).
             horizon = tally.last_at - REFRESH_OVERLAP_SECONDS
             self._seen = {k: at for k, at in seen.items() if at >= horizon}
         return sink

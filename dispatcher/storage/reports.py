@@ -3,8 +3,9 @@
 Sits under `dispatcher.storage`. What it promises:
 - a period's events (both logs, merged in time order, ties in log order) are streamed in chunks
   of `CHUNK` rows (PostgreSQL: server-side cursors; SQLite: the cursor fetches as it goes), so a
-  month of a large centre is never held in memory at once; the rows go to the sink as they are
-  read and are not kept;
+  month of a large centre is never held in memory at once; so is the context before it (the
+  earlier events of the tasks open at its start: several per open task after a restart); the
+  rows go to the sink as they are read and are not kept;
 - reads run on the store's own engine and thread, never on the dispatcher's write pool: a long
   report does not delay a commit. On SQLite the read transaction is a plain (deferred) `BEGIN`,
   which in WAL mode takes no lock that writers wait for; all the reads of one report see one
@@ -208,10 +209,13 @@ def thd_count_events(conn: sa.Connection, start: float, end: float) -> int:
     return total
 
 
-def _context(conn: sa.Connection, start: float) -> list[LogEvent]:
-    """Events before `start` that set the state at `start`: every earlier event of the tasks
-    open at `start` (or changed after it), each agent's last status before `start` (within
-    STATUS_LOOKBACK_SECONDS)."""
+def _context(conn: sa.Connection, start: float) -> Iterator[list[LogEvent]]:
+    """Events before `start` that set the state at `start`, in time order (ties: task events
+    first), streamed in chunks as the period is: every earlier event of the tasks open at
+    `start` (or changed after it), each agent's last status before `start` (within
+    STATUS_LOOKBACK_SECONDS). A restart with many open tasks reads several of them each: held
+    at once, they were the fold's largest allocation, and the room they took stayed with the
+    process."""
     e, tk = t.task_events, t.tasks
     open_then = (
         sa.select(tk.c.id)
@@ -219,10 +223,6 @@ def _context(conn: sa.Connection, start: float) -> list[LogEvent]:
                sa.or_(tk.c.state.in_([s.value for s in OPEN_STATES]),
                       tk.c.updated_at >= start))
     )
-    rows = [LogEvent(*r) for r in conn.execute(
-        _select(e, STATE_KINDS).where(e.c.task_id.in_(open_then), e.c.at < start)
-        .order_by(e.c.at, e.c.id)
-    )]
     a = t.agent_events
     last = (
         sa.select(sa.func.max(a.c.id))
@@ -230,19 +230,22 @@ def _context(conn: sa.Connection, start: float) -> list[LogEvent]:
                a.c.at >= start - STATUS_LOOKBACK_SECONDS)
         .group_by(a.c.agent_id)
     )
-    rows.extend(LogEvent(*r) for r in conn.execute(
-        _select(a).where(a.c.id.in_(last)).order_by(a.c.id)))
-    rows.sort(key=_at)  # stable: the task events keep their log order
-    return rows
+    # one per agent at most: read first, in time order (stable: log order for ties)
+    agents = sorted((LogEvent(*r) for r in conn.execute(
+        _select(a).where(a.c.id.in_(last)).order_by(a.c.id))), key=_at)
+    tasks = _stream(conn, _select(e, STATE_KINDS).where(e.c.task_id.in_(open_then),
+                                                        e.c.at < start)
+                    .order_by(e.c.at, e.c.id))
+    return _merged(tasks, iter([agents] if agents else []))
 
 
 def thd_fold_events(conn: sa.Connection, start: float, end: float, sink: EventSink,
                     progress: Progress | None = None, context: bool = True) -> int:
     """`ReportStore.fold_events` on the calling (pool) thread; returns the period's count."""
     total = thd_count_events(conn, start, end) if progress is not None else 0
-    earlier = _context(conn, start) if context else []
-    if earlier:
-        sink(earlier)
+    if context:
+        for chunk in _context(conn, start):
+            sink(chunk)
     tasks, agents = (
         _stream(conn, _select(table).where(table.c.at >= start, table.c.at < end)
                 .order_by(table.c.at, table.c.id))

@@ -132,6 +132,22 @@ def test_context_then_period_in_time_order(both: Both) -> None:
     assert progress[-1] == (n, n)
 
 
+def test_the_context_is_streamed_in_chunks_in_the_same_order(both: Both, monkeypatch) -> None:
+    """The events before the period come in chunks of CHUNK task events (each with the agent
+    statuses of its time span), not in one list, and in the order of one list: a restart with
+    many open tasks reads several events of each."""
+    scenario(both)
+    whole, _, _ = fold(both)
+    monkeypatch.setattr(sql_reports, "CHUNK", 1)
+    chunked, _, _ = fold(both)
+    assert [r for c in chunked for r in c] == [r for c in whole for r in c]
+    if isinstance(both.reports, SqlReportStore):
+        context = [c for c in chunked if all(r[1] < START for r in c)]
+        # three task events of the context, one a chunk; the agents' statuses joined the
+        # first one's chunk (their times come before it)
+        assert [len(c) for c in context] == [3, 1, 1]
+
+
 def test_sql_reads_only_what_the_figures_read(sqlite_url) -> None:
     from dispatcher.storage import schema
 
