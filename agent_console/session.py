@@ -170,16 +170,14 @@ class Session:
         """The frames in order; several in one write when the connection can hold its writes
         (dispatcher/held_writes.py)."""
         held = getattr(self.ws, "held_writes", None) if len(texts) > 1 else None
-        if held is None:
-            for text in texts:
-                await self.ws.send(text)
-            return
-        held.hold()
+        if held is not None:
+            held.hold()
         try:
             for text in texts:
                 await self.ws.send(text)
         finally:
-            held.release()
+            if held is not None:
+                held.release()
 
     def _closed(self) -> bool:
         state = getattr(self.ws, "state", None)

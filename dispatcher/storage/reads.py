@@ -57,12 +57,12 @@ class TurnReads(Generic[A, R]):
                        errbackArgs=(asked,))
 
     def _answered(self, results: list[R], asked: list[tuple[A, Deferred[R]]]) -> None:
-        self._running = False
-        self._schedule()
         if len(results) != len(asked):
             self._failed(Failure(RuntimeError(
                 f"{len(results)} results for {len(asked)} reads")), asked)
             return
+        self._running = False
+        self._schedule()
         for (_, d), result in zip(asked, results, strict=True):
             d.callback(result)
 
