@@ -273,11 +273,12 @@ class ConsoleServer:
         return await to_future(d)
 
     async def _done(self, session: Session, d: Any, rid: Any) -> None:
-        """Wait for `d`, one of the agent's routing commands, whose `ok` is pushed the moment it
-        is done: right behind the frames of its outcome (the assignment's listeners push them
-        first, Desks.on_outcome), in the same reactor turn, so that they leave together
-        (Session._send_ready), not the `ok` a turn later when this coroutine resumes. A command
-        that fails pushes no `ok`: its error comes from `_frame` as for any request."""
+        """Wait for `d`, one of the agent's routing commands (accept, reject, wrap-up, complete,
+        pick, transfer), whose `ok` is pushed the moment it is done: right behind the frames of
+        its outcome (the assignment's listeners push them first, Desks.on_outcome), in the same
+        reactor turn, so that they leave together (Session._send_ready), not the `ok` a turn
+        later when this coroutine resumes. A command that fails pushes no `ok`: its error comes
+        from `_frame` as for any request."""
         d.addCallback(self._push_ok, session, rid)
         await self._call(d)
 
@@ -327,11 +328,11 @@ class ConsoleServer:
 
     async def _pick(self, session, msg, rid):
         try:
-            await self._call(self.sessions.pick(session.agent_id, m.field(msg, "task_id")))
+            await self._done(session, self.sessions.pick(session.agent_id,
+                                                         m.field(msg, "task_id")), rid)
         except DomainError:  # taken by someone else first, most likely: a fresh list follows
             self.desks.pulls.refresh(session.agent_id)
             raise
-        return m.ok(rid)
 
     async def _transfer(self, session, msg, rid):
         task_id = m.field(msg, "task_id")
@@ -342,12 +343,11 @@ class ConsoleServer:
         collaboration = getattr(self.desks, "collaboration", None)
         # Both services refuse a task the agent does not hold (`forbidden`).
         if note and collaboration is not None:
-            await self._call(collaboration.transfer(task_id, session.agent_id, note,
-                                                    to_queue=to_queue, to_agent=to_agent))
-            return m.ok(rid)
-        await self._call(self.sessions.transfer_held(session.agent_id, task_id,
-                                                     queue=to_queue, to_agent=to_agent))
-        return m.ok(rid)
+            await self._done(session, collaboration.transfer(
+                task_id, session.agent_id, note, to_queue=to_queue, to_agent=to_agent), rid)
+            return
+        await self._done(session, self.sessions.transfer_held(
+            session.agent_id, task_id, queue=to_queue, to_agent=to_agent), rid)
 
     async def _reply(self, session, msg, rid):
         task_id, text = m.field(msg, "task_id"), m.field(msg, "text", limit=m.MAX_TEXT_CHARS)
