@@ -4,7 +4,8 @@ written with fsync before the 250, then delivered to the discard transport; benc
 Postfix's smtp-sink (accepts and discards: the ceiling of the client and loopback), in one run.
 
     .venv/bin/python bench/smtp.py [--messages N] [--clients C] [--runs R] [--warmup W]
-        [--store sqlite|postgresql|both] [--db URL] [--reuse] [--before DIR] [--json]
+        [--store sqlite|postgresql|both] [--db URL] [--senders distinct|one] [--no-acks]
+        [--reuse] [--before DIR] [--json]
 
 Switchboard runs the e-mail edge (tests/channels/email/server.py: store on a thread pool with
 group commit, router, services, the edge as `serve` builds it) on a fresh SQLite file (default;
@@ -12,15 +13,24 @@ WAL, synchronous=FULL), on a fresh PostgreSQL database (`--store postgresql`:
 SWITCHBOARD_TEST_PG_URL's server, created and dropped), on both (`--store both`), or on `--db
 URL`; with `--before DIR`, the Switchboard of another checkout too (the same server module run
 from DIR with this Python, on a store of its own: `git archive HEAD | tar -x -C DIR` measures
-the last commit against the working tree in one run). Every peer gets the same messages from the
-same client: `smtp-source` when it is installed (else smtplib threads); one connection per
-message, or with `--reuse` one connection per client for all its messages (`smtp-source -d`).
-After W warm-up messages each (not counted), R rounds run every peer once, the order reversed
-every other round, waiting for Postfix's queue to empty between runs; it prints each peer's
-median msg/s, Switchboard's CPU per message (server and reading workers), the ratio of medians
-to each peer and the ratio of each round's pair, and the load average before and after
-(`--json`: one object). A peer that cannot run (Postfix or smtp-sink not installed, not
-root) is reported as missing with the reason. Prints figures, never asserts on time.
+the last commit against the working tree in one run).
+
+What is sent is what a centre gets, by default: every message from a sender of its own (a new
+request from a new address: envelope and From differ each time, never seen before), so that
+each is acknowledged as `serve` does by default (an acknowledgement per sender and period,
+stored with the task before the 250). The client is then an asyncio one of this script
+(smtp-source cannot vary the sender). `--senders one`: every message from one sender, sent by
+Postfix's `smtp-source` when it is installed (else smtplib threads); only the first is then
+acknowledged. `--no-acks`: the queues send no acknowledgement (the edge and the intake alone).
+One connection per message, or with `--reuse` one connection per client for all its messages.
+
+Every peer gets the same messages from the same client. After W warm-up messages each (not
+counted), R rounds run every peer once, the order reversed every other round, waiting for
+Postfix's queue to empty between runs; it prints each peer's median msg/s, Switchboard's CPU per
+message (server and reading workers), the client's CPU per message, the ratio of medians to
+each peer and the ratio of each round's pair, and the load average before and after (`--json`:
+one object). A peer that cannot run (Postfix or smtp-sink not installed, not root) is reported
+as missing with the reason. Prints figures, never asserts on time.
 """
 
 from __future__ import annotations
@@ -28,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import smtplib
 import socket
@@ -36,6 +47,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -48,7 +60,8 @@ from bench.intake import postgres_database, sqlite_database  # noqa: E402
 from bench.postfix import Missing, private_postfix  # noqa: E402
 from tests.channels.email import running  # noqa: E402
 
-BODY = b"Subject: bench\r\nFrom: bench@customer.org\r\n\r\n" + b"x" * 1000 + b"\r\n"
+TEXT = b"Subject: bench\r\n\r\n" + b"x" * 1000 + b"\r\n"
+BODY = b"From: bench@customer.org\r\n" + TEXT
 RECIPIENT = "support@example.com"
 SENDER = "bench@customer.org"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -91,6 +104,63 @@ def with_smtp_source(tool: str, port: int, messages: int, clients: int, reuse: b
     return messages / (time.perf_counter() - t0)
 
 
+def with_asyncio(port: int, messages: int, clients: int, reuse: bool) -> float:
+    """`clients` concurrent asyncio sessions; every message from a new sender (`--senders
+    distinct`: the module doc)."""
+    import asyncio
+
+    nonce = uuid.uuid4().hex[:8]  # new senders on every run, never acknowledged before
+    numbers = iter(range(messages))
+
+    async def reply(reader: asyncio.StreamReader) -> None:
+        while True:  # the reply's lines up to its last ("250 ...", not "250-...")
+            line = await reader.readline()
+            if line[:1] not in (b"2", b"3"):
+                raise RuntimeError(f"the server answered {line!r}")
+            if line[3:4] != b"-":
+                return
+
+    async def say(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                  *lines: bytes) -> None:
+        writer.write(b"".join(lines))
+        await reply(reader)
+
+    async def session() -> None:
+        reader = writer = None
+        for n in numbers:
+            if writer is None:
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                await reply(reader)
+                await say(reader, writer, b"EHLO bench.customer.org\r\n")
+            sender = f"s{n}-{nonce}@customer.org".encode()
+            await say(reader, writer, b"MAIL FROM:<%s>\r\n" % sender)
+            await say(reader, writer, b"RCPT TO:<%s>\r\n" % RECIPIENT.encode())
+            await say(reader, writer, b"DATA\r\n")
+            await say(reader, writer, b"From: <%s>\r\n" % sender, TEXT, b".\r\n")
+            if not reuse:
+                await say(reader, writer, b"QUIT\r\n")
+                writer.close()
+                writer = None
+        if writer is not None:
+            await say(reader, writer, b"QUIT\r\n")
+            writer.close()
+
+    async def sessions() -> None:
+        await asyncio.gather(*(session() for _ in range(clients)))
+
+    t0 = time.perf_counter()
+    asyncio.run(sessions())
+    return messages / (time.perf_counter() - t0)
+
+
+def client_cpu() -> float:
+    """The sending client's CPU: this process (the asyncio client) and its ended children
+    (smtp-source)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(
+        resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU of `pid` and its live children (the reading workers)."""
     total = 0.0
@@ -116,6 +186,7 @@ class Peer:
     pid: int | None = None  # whose CPU is measured
     rates: list[float] = field(default_factory=list)
     cpu_ms: list[float] = field(default_factory=list)  # per message, per run
+    client_ms: list[float] = field(default_factory=list)  # the client's, per message
     count: Callable[[], int] | None = None  # messages it stored (or delivered) in all
     stored: int | None = None
 
@@ -126,15 +197,17 @@ class Peer:
                "runs": [round(r, 1) for r in self.rates]}
         if self.cpu_ms:
             out["cpu_ms_per_msg"] = round(statistics.median(self.cpu_ms), 3)
+        if self.client_ms:
+            out["client_cpu_ms_per_msg"] = round(statistics.median(self.client_ms), 3)
         if self.stored is not None:
             out["stored"] = self.stored
         return out
 
 
-def start_server(root: Path, url: str) -> running.Server:
+def start_server(root: Path, url: str, acks: bool) -> running.Server:
     """tests/channels/email/server.py of the checkout `root` (running.start for this one)."""
     # One source sends every message: lift the per-source session rate (issue 13's limit).
-    settings = {"ack_queues": "", "smtp_sessions_per_ip_per_minute": 0}
+    settings = {"ack_queues": "*" if acks else "", "smtp_sessions_per_ip_per_minute": 0}
     if root == ROOT:
         return running.start(url, **settings)
     settings.update(smtp_port=0, recipients=running.ROUTES, hostname="mx.example.com")
@@ -151,7 +224,8 @@ def start_server(root: Path, url: str) -> running.Server:
     return running.Server(proc, int(line.split()[1]), url)
 
 
-def switchboard(stack: ExitStack, store: str, db: str, root: Path = ROOT) -> Peer:
+def switchboard(stack: ExitStack, store: str, db: str, root: Path = ROOT,
+                acks: bool = True) -> Peer:
     before = root != ROOT
     name = f"switchboard_{store}" + ("_before" if before else "")
     what = f"Switchboard{f' of {root}' if before else ''}, 250 after the commit on {store}"
@@ -160,10 +234,11 @@ def switchboard(stack: ExitStack, store: str, db: str, root: Path = ROOT) -> Pee
             sqlite_database() if store == "sqlite" else postgres_database())
     except Exception as exc:  # noqa: BLE001 - no database server: the peer is missing
         return Peer(name, what, missing=f"{type(exc).__name__}: {str(exc)[:200]}")
-    server = start_server(root, url)
+    server = start_server(root, url, acks)
     stack.callback(server.stop)
     return Peer(name, what, server.port, pid=server.proc.pid,
-                count=lambda: running.rows(url, "select count(*) from email_messages")[0][0])
+                count=lambda: running.rows(
+                    url, "select count(*) from email_messages where direction = 'in'")[0][0])
 
 
 def postfix(stack: ExitStack) -> Peer:
@@ -210,7 +285,9 @@ def rounds(peers: list[Peer], send: Callable[[int, int], float],
     for round_ in range(args.runs):
         for peer in peers if round_ % 2 == 0 else peers[::-1]:
             cpu = cpu_seconds(peer.pid) if peer.pid else None
+            mine = client_cpu()
             peer.rates.append(send(peer.port, args.messages))
+            peer.client_ms.append((client_cpu() - mine) * 1000 / args.messages)
             if cpu is not None:
                 peer.cpu_ms.append((cpu_seconds(peer.pid) - cpu) * 1000 / args.messages)
             peer.settle()
@@ -221,8 +298,12 @@ def rounds(peers: list[Peer], send: Callable[[int, int], float],
 def measure(args: argparse.Namespace) -> dict:
     source_bin = shutil.which("smtp-source")
     client = "smtp-source" if source_bin else "smtplib threads"
+    if args.senders == "distinct":
+        client = "asyncio (a new sender each message)"
 
     def send(port: int, messages: int) -> float:
+        if args.senders == "distinct":
+            return with_asyncio(port, messages, args.clients, args.reuse)
         if source_bin:
             return with_smtp_source(source_bin, port, messages, args.clients, args.reuse)
         return with_smtplib(port, messages, args.clients, args.reuse)
@@ -232,14 +313,16 @@ def measure(args: argparse.Namespace) -> dict:
         stores = ["postgresql" if args.db.startswith("postgres") else "sqlite"]
     before = load()
     with ExitStack() as stack:
-        ours = [switchboard(stack, store, args.db) for store in stores]
+        acks = not args.no_acks
+        ours = [switchboard(stack, store, args.db, acks=acks) for store in stores]
         if args.before:
-            ours += [switchboard(stack, store, "", Path(args.before).resolve())
+            ours += [switchboard(stack, store, "", Path(args.before).resolve(), acks)
                      for store in stores]
         peers = [*ours, postfix(stack), smtp_sink(stack)]
         rounds([p for p in peers if p.missing is None], send, args)
     result = {
         "client": client, "clients": args.clients, "reuse": args.reuse,
+        "senders": args.senders, "acks": not args.no_acks,
         "messages": args.messages,
         "warmup": args.warmup, "bytes": len(BODY), "runs": args.runs,
         "load_before": before, "load_after": load(),
@@ -256,15 +339,18 @@ def measure(args: argparse.Namespace) -> dict:
 
 def show(result: dict) -> None:
     sessions = "sessions reused" if result["reuse"] else "one connection a message"
+    acks = "acknowledged as by default" if result["acks"] else "no acknowledgements"
     print(f"client: {result['client']}, {result['clients']} concurrent clients ({sessions}), "
           f"{result['messages']} messages of {result['bytes']} bytes a run (after "
-          f"{result['warmup']} warm-up), {result['runs']} rounds")
+          f"{result['warmup']} warm-up), {result['runs']} rounds; {acks}")
     print(f"load average before {result['load_before']}, after {result['load_after']}")
     for name, peer in result["peers"].items():
         if "missing" in peer:
             print(f"{name:31} missing: {peer['missing']}")
             continue
         extra = f"; {peer['cpu_ms_per_msg']:.2f} ms CPU/msg" if "cpu_ms_per_msg" in peer else ""
+        extra += (f"; client {peer['client_cpu_ms_per_msg']:.2f} ms CPU/msg"
+                  if "client_cpu_ms_per_msg" in peer else "")
         stored = f"; {peer['stored']} stored" if "stored" in peer else ""
         print(f"{name:31} {peer['msgs_per_s']:8.0f} msg/s median  "
               f"({', '.join(f'{r:.0f}' for r in peer['runs'])}{extra}{stored})  {peer['what']}")
@@ -288,6 +374,9 @@ def main() -> None:
     ap.add_argument("--reuse", action="store_true", help="one connection per client")
     ap.add_argument("--before", default="", help="a checkout whose Switchboard runs too")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument("--senders", choices=["distinct", "one"], default="distinct",
+                    help="a new sender each message (default), or one sender (smtp-source)")
+    ap.add_argument("--no-acks", action="store_true", help="queues send no acknowledgement")
     args = ap.parse_args()
     result = measure(args)
     if args.json:
