@@ -542,7 +542,7 @@ PASSED_THROUGH = frozenset({
     "remove_agent", "list_queues", "list_agents", "get_customer", "find_customer",
     "list_tasks", "page_tasks", "get_task", "list_calendars", "customer_tasks", "task_events",
     "customer_records", "customer_history", "search_customers", "find_mail_task",
-    "mail_messages", "mail_message", "mark_mail", "last_mail_to", "known_mail_sources",
+    "mail_messages", "mail_message", "mark_mail", "known_mail_sources",
     "due_mail", "settle_mail",
 })
 
@@ -596,7 +596,8 @@ class WatchedStore:
         return d.addCallback(lambda stored: stored.customer_id)
 
     def create_mail_task(self, draft: NewMail, identity: Identity | None, customer_name: str,
-                         numbered: Numbering | None = None) -> Deferred[StoredMail]:
+                         numbered: Numbering | None = None, ack_peer: str | None = None,
+                         ) -> Deferred[StoredMail]:
         # The task and events as stored are known once committed (the store numbers them).
         def done(stored: StoredMail) -> StoredMail:
             row = _Row.of(stored.mail.task)
@@ -604,7 +605,7 @@ class WatchedStore:
             self.cache.created(stored.customer_id, row, list(stored.mail.events), stored.new)
             return stored
 
-        d = self.inner.create_mail_task(draft, identity, customer_name, numbered)
+        d = self.inner.create_mail_task(draft, identity, customer_name, numbered, ack_peer)
         return d.addCallback(done)
 
     def merge_customers(self, survivor_id: str, merged_id: str, events: Sequence[Event]

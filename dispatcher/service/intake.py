@@ -20,7 +20,9 @@ deadline rule), then `commit_routed` (as `submit`: routed, then the `task.create
 channel's own events, messages and outbox rows and the routing's events in one transaction,
 then announced). `dispatcher.service.mail` uses them. An e-mail's request number is not known
 before its commit: the store takes it in the storing transaction and the channel's
-`numbered(number)` makes the rows that name it (ports.py `Store.create_mail_task`); no process
+`numbered(number, last_ack)` makes the rows that name it (ports.py `Store.create_mail_task`:
+`last_ack`, when the sender the channel named was last acknowledged, read in that same
+transaction); no process
 counts numbers. The router then holds a copy of the draft, so that `numbered`, which runs on
 the store's thread, reads only the draft, which nobody changes any more; the row stored is that
 copy as routed, with the attributes `numbered` gave (the request number), which the router's
@@ -109,8 +111,8 @@ def new_task_id() -> str:
 def _after(created: ev.Event, numbered: Numbering) -> Numbering:
     """`numbered` with the `task.created` event first (pure, as `numbered`)."""
 
-    def with_created(number: int) -> NewMail:
-        made = numbered(number)
+    def with_created(number: int, last_ack: float | None) -> NewMail:
+        made = numbered(number, last_ack)
         return NewMail(made.task, [created, *made.events], made.messages, made.outbox)
 
     return with_created
@@ -177,6 +179,7 @@ class Intake:
         messages: Sequence[MailMessage],
         outbox: Sequence[OutboxItem],
         numbered: Numbering,
+        ack_peer: str | None = None,
     ) -> Deferred[StoredMail]:
         """Route a copy of a drafted e-mail task and store it as `commit` does, with its routing
         in the same transaction (module doc); fires with the StoredMail once committed and
@@ -193,13 +196,13 @@ class Intake:
         def store_own(routing: list[ev.Event]) -> Deferred[StoredMail]:
             row = routed.snapshot()  # as routed, taken on this thread
 
-            def made(number: int) -> NewMail:
-                mail = number_first(number)
+            def made(number: int, last_ack: float | None) -> NewMail:
+                mail = number_first(number, last_ack)
                 return NewMail(replace(row, attributes=mail.task.attributes),
                                [*mail.events, *routing], mail.messages, mail.outbox)
 
             draft = NewMail(row, [created, *events, *routing], list(messages), list(outbox))
-            d = self.store.create_mail_task(draft, identity, customer_name, made)
+            d = self.store.create_mail_task(draft, identity, customer_name, made, ack_peer)
             return d.addCallback(self._mail_routed, routed, kept)
 
         d = self.assignment.apply_new(routed.id, outcome,
@@ -299,17 +302,20 @@ class Intake:
         messages: Sequence[MailMessage] = (),
         outbox: Sequence[OutboxItem] = (),
         numbered: Numbering | None = None,
+        ack_peer: str | None = None,
     ) -> Deferred[StoredMail]:
         """Store a drafted e-mail task with its `task.created` event and then the channel's
         `events`, messages and outbox rows, in one transaction in which the store gives it its
-        request number; with `numbered`, what is stored is `numbered(number)` (the task and
-        rows naming the number; pure: it runs in the store's transaction) instead of the
+        request number; with `numbered`, what is stored is `numbered(number, last_ack)` (the
+        task and rows naming the number; `last_ack`: when `ack_peer` was last acknowledged, as
+        that transaction read it; pure: it runs in the store's transaction) instead of the
         draft. Fires with the StoredMail once committed (its task has the customer's id).
         Does not route: call `route` with the stored task after it."""
         created = self.created(task, identity)
         draft = NewMail(task, [created, *events], list(messages), list(outbox))
         d = self.store.create_mail_task(draft, identity, customer_name,
-                                        None if numbered is None else _after(created, numbered))
+                                        None if numbered is None else _after(created, numbered),
+                                        ack_peer)
         return d.addCallback(self._mail_stored)
 
     @staticmethod

@@ -95,6 +95,7 @@ from .ports import (
     OutboundMail,
     OutboxItem,
     Store,
+    StoredMail,
     Upload,
     UploadStore,
 )
@@ -113,6 +114,8 @@ KIND_AUTO, KIND_DSN = "auto_reply", "dsn"
 
 DAY = 86_400.0
 PREVIEW_CHARS = 200
+ACK = "ack"  # the kind of an acknowledgement's message
+ACKED = "already acknowledged within the period"  # why a sender gets no acknowledgement
 # Senders acknowledged that `Mail` remembers before it drops those past the period (the least
 # its limit becomes; `_ack_taken`).
 ACKED_KEPT = 1024
@@ -490,23 +493,29 @@ class Mail:
                                    data={"linked_to": linked_to.id, "reason": why}))
         if codified is not None:
             events.extend(codified.events)
+        ask: str | None = None  # the sender whose last acknowledgement the store reads
         if codified is not None and not codified.acknowledge:
             events.append(ev.Event(EMAIL_ACK_SKIPPED, task.created_at, task.id,
                                    data={"reason": "spam"}))
             acks = False
         else:
-            acks = await self._acks(mail, task, msg, events)
+            acks, ask = self._acks(mail, task, msg, events)
         # The request number is given by the store, in the transaction that stores the task:
         # what names it (the task's attributes, the received event, the acknowledgement) is
         # made there by `numbered`, pure (it may run on the store's thread).
         policy, now = self.policy, self.now()
         ack_id = new_message_id(now) if acks else ""
 
-        def numbered(number: int) -> NewMail:
+        def numbered(number: int, last_ack: float | None) -> NewMail:
             request = policy.label(number)
             made = replace(task, attributes={**task.attributes, "request_number": number,
                                              "request": request})
             received = self._received_event(msg, mail, action, request)
+            if acks and last_ack is not None and now - last_ack < policy.ack_period:
+                # Acknowledged within the period, as the store knows (by another process, or
+                # by this one before it started): none again.
+                return NewMail(made, [received, *events, ev.Event(
+                    EMAIL_ACK_SKIPPED, task.created_at, task.id, data={"reason": ACKED})], [msg])
             if not acks:
                 return NewMail(made, [received, *events], [msg])
             ack = self._ack(policy, made, request, msg, now, ack_id)
@@ -518,14 +527,15 @@ class Mail:
             if not automatic:
                 # Routed, and committed with its routing (Intake.commit_routed).
                 stored = await self.intake.commit_routed(task, identity, mail.from_name,
-                                                         events, [msg], (), numbered)
+                                                         events, [msg], (), numbered, ask)
             else:
                 stored = await self.intake.commit(task, identity, mail.from_name, events,
-                                                  [msg], numbered=numbered)
+                                                  [msg], numbered=numbered, ack_peer=ask)
         except Exception:
             if acks:  # nothing was sent: the sender's retry is acknowledged
                 self._ack_not_sent(msg.peer)
             raise
+        acks = acks and self._ack_stored(stored, msg.peer)
         # The automatic answer (AutoAnswer) may, after the commit, answer the new task without
         # an agent (or hold it for review) instead of routing it.
         if (automatic and self._auto_answer is not None
@@ -637,17 +647,21 @@ class Mail:
 
     # ------------------------------------------------------------------ acknowledgement
 
-    async def _acks(self, mail: InboundMail, task: Task, msg: MailMessage,
-                    events: list[ev.Event]) -> bool:
+    def _acks(self, mail: InboundMail, task: Task, msg: MailMessage,
+              events: list[ev.Event]) -> tuple[bool, str | None]:
         """Is an acknowledgement due (RFC 3834: never to automatic mail; at most one per sender
-        per period)? If not, the reason goes into the trail."""
-        reason = await self._no_ack_reason(mail, task.queue, msg.peer)
+        per period)? If not, the reason goes into the trail. Second: the sender whose last
+        acknowledgement the storing transaction must read (one this process did not make in
+        the period, or a restart ago, may be in the store: `numbered` decides there), or None
+        when this process knows."""
+        reason = self._no_ack_reason(mail, task.queue, msg.peer)
         if reason is not None:
             events.append(ev.Event(EMAIL_ACK_SKIPPED, task.created_at, task.id,
                                    data={"reason": reason}))
-            return False
+            return False, None
+        known = msg.peer in self._acked  # acknowledged by this process, before the period
         self._ack_taken(msg.peer)
-        return True
+        return True, None if known else msg.peer
 
     def _ack_taken(self, peer: str | None) -> None:
         """`peer` is acknowledged now (taken before the commit, so that two mails in flight
@@ -663,6 +677,15 @@ class Mail:
             self._acked = {p: at for p, at in self._acked.items() if at >= horizon}
             self._acked_limit = max(ACKED_KEPT, 2 * len(self._acked))
 
+    def _ack_stored(self, stored: StoredMail, peer: str | None) -> bool:
+        """Was the acknowledgement this process took stored? Not when the storing transaction
+        found one within the period (`numbered`): the sender's next mail is then left to the
+        store again."""
+        if any(m.kind == ACK for m in stored.mail.messages):
+            return True
+        self._ack_not_sent(peer)
+        return False
+
     def _ack_not_sent(self, peer: str | None) -> None:
         """The acknowledgement taken for `peer` was not committed (its mail was not stored)."""
         if peer is not None:
@@ -677,13 +700,13 @@ class Mail:
         values = {"request": request, "deadline": deadline}
         subject = p.ack_subject.format(**values)
         body = p.ack_body.format(**values)
-        draft = Draft(kind="ack", from_name=p.from_name, from_address=p.from_for(task.queue),
+        draft = Draft(kind=ACK, from_name=p.from_name, from_address=p.from_for(task.queue),
                       to=msg.peer, subject=subject, text=body, answering=msg, automatic=True,
                       html_part=False)
         return self._outgoing(task.id, msg.peer, draft, ev.SYSTEM, now=now, id=message_id,
                               domain=p.message_id_domain)
 
-    async def _no_ack_reason(self, mail: InboundMail, queue: str, peer: str | None) -> str | None:
+    def _no_ack_reason(self, mail: InboundMail, queue: str, peer: str | None) -> str | None:
         if not self.policy.acks(queue):
             return "queue sends no acknowledgement"
         if not mail.envelope_from or peer is None:
@@ -693,10 +716,8 @@ class Mail:
         if mail.suppress_auto:
             return "the sender asked for no automatic replies (X-Auto-Response-Suppress)"
         last = self._acked.get(peer)
-        if last is None:
-            last = await self.store.last_mail_to(peer, "ack")
         if last is not None and self.now() - last < self.policy.ack_period:
-            return "already acknowledged within the period"
+            return ACKED
         return None
 
     # ------------------------------------------------------------------ outbound

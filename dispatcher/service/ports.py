@@ -260,8 +260,10 @@ class NewMail:
 
 
 # What a new e-mail task becomes once the store gave it its request number (the number is
-# taken in the transaction that stores the task, so the rows that name it are made there).
-Numbering = Callable[[int], NewMail]
+# taken in the transaction that stores the task, so the rows that name it are made there), given
+# too when the sender the call named (`ack_peer`) was last sent an acknowledgement, as that same
+# transaction read it (None: never, or no sender named).
+Numbering = Callable[[int, float | None], NewMail]
 
 
 @dataclass(frozen=True, slots=True)
@@ -431,14 +433,17 @@ class Store(Protocol):
         identity: Identity | None,
         customer_name: str,
         numbered: Numbering | None = None,
+        ack_peer: str | None = None,
     ) -> Deferred[StoredMail]:
         """As `create_task`, and in the same transaction: take the next request number (never
         given twice, increasing in the order of the calls; a number whose transaction rolled
-        back may be skipped), then store `numbered(number)` (else `draft`): the task, its
-        events, messages (with attachments) and outbox items, and the request. `numbered` runs
-        inside the store's transaction, on its thread: it must be pure and keep the draft's
-        task id and message ids (the draft names the rows the call touches). Fires with the
-        StoredMail once committed."""
+        back may be skipped), read when `ack_peer` (a bare address) was last sent an
+        acknowledgement (a message of kind "ack"; None: never, or no `ack_peer`), then store
+        `numbered(number, last_ack)` (else `draft`): the task, its events, messages (with
+        attachments) and outbox items, and the request. `numbered` runs inside the store's
+        transaction, on its thread: it must be pure and keep the draft's task id and message
+        ids (the draft names the rows the call touches). Fires with the StoredMail once
+        committed."""
     def add_mail(self, messages: Sequence[MailMessage], changes: Changes) -> Deferred[None]:
         """Store messages of existing tasks together with a batch of changes, atomically."""
     def find_mail_task(
@@ -461,8 +466,6 @@ class Store(Protocol):
         """Record a new delivery status of a message (a bounce) and store `messages` (the
         report) with `changes`, in one transaction. Stored messages never change: the status is
         appended, and `mail_messages`/`mail_message` show the newest."""
-    def last_mail_to(self, peer: str, kind: str) -> Deferred[float | None]:
-        """When the newest message of `kind` with this peer was created, or None."""
     def known_mail_sources(self, sources: Sequence[str]) -> Deferred[set[str]]:
         """Which of these `MailMessage.source` keys are already stored."""
     def due_mail(self, now: float, limit: int) -> Deferred[list[OutboundMail]]:

@@ -11,13 +11,15 @@ so two processes on one database never give the same number: on PostgreSQL from 
 gap, never given again), on SQLite as the highest stored number plus one (every transaction is
 `BEGIN IMMEDIATE`, engine.py: one writer at a time, from its first statement; requests are never
 deleted). The rows that name the number (the task's attributes, its events, the acknowledgement)
-are made there too, by the caller's `numbered(number)`. `find_mail_task` (threading) reads
+are made there too, by the caller's `numbered(number, last_ack)`, given as well when the
+sender the call named was last acknowledged: one read for the batch's senders
+(`thd_last_acks`), in the same transaction, instead of a read of its own before each intake. `find_mail_task` (threading) reads
 through the group commit: it sees every write this process queued before it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -69,6 +71,10 @@ class MailRows:
     outbox: list[r.Row]
 
 
+# `email_messages.kind` of an acknowledgement (the kind of the service's acknowledgement draft).
+ACK = "ack"
+
+
 @dataclass(slots=True)
 class MailIntake:
     """One `create_mail_task` call: the draft, snapshotted when the caller gave no `numbered`
@@ -81,6 +87,7 @@ class MailIntake:
     numbered: Numbering | None
     rows: MailRows | None
     keys: set[Key]
+    ack_peer: str | None = None
 
 
 @dataclass(slots=True)
@@ -149,11 +156,23 @@ def thd_take_request_numbers(conn: sa.Connection, count: int) -> list[int]:
     return list(range(last + 1, last + 1 + count))
 
 
-def _numbered(mail: MailIntake, number: int) -> tuple[NewMail, MailRows]:
+def thd_last_acks(conn: sa.Connection, peers: Collection[str]) -> dict[str, float]:
+    """When each of `peers` was last sent an acknowledgement (peers never sent one: absent)."""
+    m = t.email_messages
+    last: dict[str, float] = {}
+    for chunk in chunks(sorted(peers)):
+        q = (sa.select(m.c.peer, sa.func.max(m.c.created_at))
+             .where(m.c.peer.in_(list(chunk)), m.c.kind == ACK).group_by(m.c.peer))
+        last.update((peer, at) for peer, at in conn.execute(q))
+    return last
+
+
+def _numbered(mail: MailIntake, number: int, last_ack: float | None
+              ) -> tuple[NewMail, MailRows]:
     if mail.numbered is None:
         assert mail.rows is not None
         return mail.draft, mail.rows
-    made = mail.numbered(number)
+    made = mail.numbered(number, last_ack)
     if made.task.id != mail.draft.task.id:
         raise ValueError(f"numbered({number}) made task {made.task.id}, "
                          f"not the draft's {mail.draft.task.id}")
@@ -170,7 +189,10 @@ def insert_messages(conn: sa.Connection, messages: list[r.Row], attachments: lis
 def thd_create_mail_tasks(conn: sa.Connection, batch: Sequence[MailIntake]
                           ) -> list[StoredMail]:
     numbers = thd_take_request_numbers(conn, len(batch))
-    made = [_numbered(m, n) for m, n in zip(batch, numbers, strict=True)]
+    asked = {m.ack_peer for m in batch if m.ack_peer is not None}
+    acks = thd_last_acks(conn, asked) if asked else {}
+    made = [_numbered(m, n, None if m.ack_peer is None else acks.get(m.ack_peer))
+            for m, n in zip(batch, numbers, strict=True)]
     stored = thd_intake_tasks(conn, [rows.intake for _, rows in made])
     # In bulk at the driver's level (bulk.py), as the task rows and events: no SQLAlchemy
     # statement per batch for these two.
@@ -319,12 +341,6 @@ def _messages(conn: sa.Connection, query: sa.Select, content: bool = True
     ]
 
 
-def thd_last_mail_to(conn: sa.Connection, peer: str, kind: str) -> float | None:
-    m = t.email_messages
-    q = sa.select(sa.func.max(m.c.created_at)).where(m.c.peer == peer, m.c.kind == kind)
-    return conn.execute(q).scalar()
-
-
 def thd_known_mail_sources(conn: sa.Connection, sources: list[str]) -> set[str]:
     m = t.email_messages
     found: set[str] = set()
@@ -400,10 +416,12 @@ class SqlMail:
         identity: Identity | None,
         customer_name: str,
         numbered: Numbering | None = None,
+        ack_peer: str | None = None,
     ) -> Deferred[StoredMail]:
         who = None if identity is None else (identity.kind, identity.value)
         rows = new_mail_rows(draft, who, customer_name) if numbered is None else None
-        mail = MailIntake(draft, who, customer_name, numbered, rows, draft_keys(draft, who))
+        mail = MailIntake(draft, who, customer_name, numbered, rows, draft_keys(draft, who),
+                          ack_peer)
         d = self._commit.run(thd_create_mail_task, mail)
         if draft.task.state not in NOT_IN_HAND:  # routed in its intake: Intake.commit_routed
             d.addCallback(self._mail_sent)
@@ -455,9 +473,6 @@ class SqlMail:
     def _status_time(self, events: Sequence[Event]) -> float:
         """When a delivery status changed: its event's time, else now by the store's clock."""
         return events[0].at if events else self._clock()
-
-    def last_mail_to(self, peer: str, kind: str) -> Deferred[float | None]:
-        return self._pool.run(thd_last_mail_to, peer, kind)
 
     def known_mail_sources(self, sources: Sequence[str]) -> Deferred[set[str]]:
         return self._pool.run(thd_known_mail_sources, list(sources))

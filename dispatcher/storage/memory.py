@@ -456,11 +456,15 @@ class MemoryStore:
         identity: Identity | None,
         customer_name: str,
         numbered: Numbering | None = None,
+        ack_peer: str | None = None,
     ) -> Deferred[StoredMail]:
         mail = self._mail
         number = mail.last_number + 1  # as SqlStore: the next number, in the same "transaction"
+        last_ack = None if ack_peer is None else max(
+            (m.created_at for m in mail.messages.values()
+             if m.peer == ack_peer and m.kind == "ack"), default=None)
         try:
-            made = draft if numbered is None else numbered(number)
+            made = draft if numbered is None else numbered(number, last_ack)
         except Exception as exc:  # noqa: BLE001 - as SqlStore: the call fails, nothing stored
             return fail(exc)
         if made.task.id != draft.task.id:
@@ -547,11 +551,6 @@ class MemoryStore:
             return fail(KeyError(message))
         self._mail.statuses[message] = (status, error)
         return self.add_mail(messages, changes)
-
-    def last_mail_to(self, peer: str, kind: str) -> Deferred[float | None]:
-        times = [m.created_at for m in self._mail.messages.values()
-                 if m.peer == peer and m.kind == kind]
-        return succeed(max(times, default=None))
 
     def known_mail_sources(self, sources: Sequence[str]) -> Deferred[set[str]]:
         return succeed(set(sources) & self._mail.sources)

@@ -176,9 +176,10 @@ class HeldStore:
         done = self.inner.intake_task(task, identity, customer_name, events)
         return self._hold(done) if self.hold_intake else done
 
-    def create_mail_task(self, draft, identity, customer_name, numbered=None) -> Deferred:
+    def create_mail_task(self, draft, identity, customer_name, numbered=None,
+                         ack_peer=None) -> Deferred:
         self.calls.append("create_mail_task")
-        done = self.inner.create_mail_task(draft, identity, customer_name, numbered)
+        done = self.inner.create_mail_task(draft, identity, customer_name, numbered, ack_peer)
         return self._hold(done) if self.hold_intake else done
 
     def record(self, changes: Changes) -> Deferred:

@@ -221,6 +221,27 @@ def test_at_most_one_ack_per_sender_per_period(stack, mail) -> None:
     assert receive(stack, mail, inbound("c")).acknowledged
 
 
+def test_a_sender_acknowledged_before_a_restart_is_not_acknowledged_again(stack, mail) -> None:
+    """The acknowledgement another process made (this one before a restart, another node) is
+    read by the transaction that stores the new task: within the period none again, with the
+    reason in the trail; the sender is left to the store for the next mail; past the period
+    the sender is acknowledged."""
+    assert receive(stack, mail, inbound("a")).acknowledged
+    restarted = Mail(stack.assignment, stack.store, stack.clock, stack.intake)
+    got = receive(stack, restarted, inbound("b"))
+    assert not got.acknowledged
+    assert [e.data["reason"] for e in stack.events(got.task_id)
+            if e.kind == m.EMAIL_ACK_SKIPPED] == [m.ACKED]
+    assert [x.kind for x in result(stack.store.mail_messages(got.task_id))] == ["customer"]
+    assert "alice@customer.org" not in restarted._acked
+    assert not receive(stack, restarted, inbound("c")).acknowledged
+    stack.advance(mail.policy.ack_period + 1)
+    got = receive(stack, restarted, inbound("d"))
+    assert got.acknowledged
+    assert [x.kind for x in result(stack.store.mail_messages(got.task_id))] == [
+        "customer", "ack"]
+
+
 def test_the_senders_acknowledged_are_remembered_for_the_period_only(stack, mail,
                                                                      monkeypatch) -> None:
     """Memory: the senders acknowledged within the period, not every sender ever (a process

@@ -33,10 +33,10 @@ def new(h: Harness, task_id: str, *msgs: MailMessage, outbox=(), **kw) -> str:
 
 
 def stored(h: Harness, task_id: str, *msgs: MailMessage, outbox=(), numbered=None,
-           **kw) -> StoredMail:
+           ack_peer=None, **kw) -> StoredMail:
     task = make_task(task_id, **kw)
     draft = NewMail(task, created(task), list(msgs), list(outbox))
-    return h.wait(h.store.create_mail_task(draft, ALICE, "Alice", numbered))
+    return h.wait(h.store.create_mail_task(draft, ALICE, "Alice", numbered, ack_peer))
 
 
 def test_a_mail_task_is_stored_with_its_number_messages_and_attachments(h: Harness) -> None:
@@ -73,7 +73,8 @@ def test_intakes_of_one_turn_get_unique_increasing_numbers(h: Harness) -> None:
 
 
 def test_numbered_rows_are_what_is_stored(h: Harness) -> None:
-    def numbered(number: int) -> NewMail:
+    def numbered(number: int, last_ack: float | None) -> NewMail:
+        assert last_ack is None  # no sender named
         task = make_task("t1", attributes={"request_number": number})
         msg = message("m1", "t1", subject=f"[#{number}]")
         return NewMail(task, [*created(task), Event("email.received", T0, "t1",
@@ -106,16 +107,34 @@ def test_find_by_message_id_newest_first_then_by_task_id(h: Harness) -> None:
     assert h.wait(h.store.find_mail_task(task_id="zz")) is None
 
 
-def test_add_mail_and_the_ack_period_lookup(h: Harness) -> None:
+def test_add_mail_and_the_last_acknowledgement_read_in_the_storing_transaction(
+        h: Harness) -> None:
     new(h, "t1", message("m1", "t1", peer="alice@example.org"))
     ack = message("m2", "t1", T0 + 1, direction="out", kind="ack", peer="alice@example.org",
                   status="queued")
+    reply = message("m3", "t1", T0 + 2, direction="out", kind="reply", peer="alice@example.org",
+                    status="queued")
     ev = Event("email.queued", T0 + 1, "t1", data={"message": "m2"})
-    h.wait(h.store.add_mail([ack], Changes(events=[ev])))
-    assert [m.id for m in h.wait(h.store.mail_messages("t1"))] == ["m1", "m2"]
-    assert h.wait(h.store.last_mail_to("alice@example.org", "ack")) == T0 + 1
-    assert h.wait(h.store.last_mail_to("bob@example.org", "ack")) is None
+    h.wait(h.store.add_mail([ack, reply], Changes(events=[ev])))
+    assert [m.id for m in h.wait(h.store.mail_messages("t1"))] == ["m1", "m2", "m3"]
     assert h.wait(h.store.task_events("t1"))[-1].kind == "email.queued"
+    seen: dict[str, float | None] = {}
+
+    def numbered(task_id: str):
+        def made(number: int, last_ack: float | None) -> NewMail:
+            seen[task_id] = last_ack
+            task = make_task(task_id)
+            return NewMail(task, created(task))
+        return made
+
+    # One batch (queued in one turn: merged on SQL), two senders asked and one not.
+    calls = [h.store.create_mail_task(NewMail(make_task(tid), created(make_task(tid))), ALICE,
+                                      "Alice", numbered(tid), peer)
+             for tid, peer in (("t2", "alice@example.org"), ("t3", "bob@example.org"),
+                               ("t4", None))]
+    for d in calls:
+        h.wait(d)
+    assert seen == {"t2": T0 + 1, "t3": None, "t4": None}  # the ack's time, not the reply's
 
 
 def test_sources_are_known_and_unique(h: Harness) -> None:
