@@ -9,8 +9,8 @@ another 20 µs, while the database thread holds the GIL the reactor needs. Here:
 
 - PostgreSQL through psycopg2: a page of rows (PAGE) is one JSON array, encoded by the `json`
   module's C encoder and sent as one parameter; the server makes rows of it with
-  `json_populate_recordset(NULL::table, ...)`, typed as the table's columns
-  (`INSERT ... SELECT ... FROM json_populate_recordset(...)`; `UPDATE tasks ... FROM
+  `json_populate_recordset(NULL::table, ...)`, typed as the table's columns (bytes sent as
+  bytea's hex text) (`INSERT ... SELECT ... FROM json_populate_recordset(...)`; `UPDATE tasks ... FROM
   json_populate_recordset(...) WHERE tasks.id = v.id`).
 - SQLite: each row made a tuple once; appends as multi-row INSERTs (`_sqlite_runs`: a run of
   rows is one statement, one step, where `executemany` takes a step a row, and the sqlite3
@@ -84,18 +84,38 @@ _compact_dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False,
                                  separators=(",", ":")).encode
 
 
-def _json_pages(rows: Sequence[r.Row]) -> Iterator[str]:
-    """`rows` as JSON arrays of PAGE objects, for PostgreSQL's `json_populate_recordset`: what
-    the columns get is what SQLAlchemy would bind (text made storable, JSON columns as JSON).
-    The whole page is encoded in one C call; it is walked (`storable`) only when its text
-    shows something to clean (an escaped NUL, or text that is not UTF-8: a lone surrogate).
-    A float that JSON cannot hold (NaN, infinity) is a ValueError: no column takes one."""
+def _json_pages(table: sa.Table, rows: Sequence[r.Row]) -> Iterator[str]:
+    """`rows` of `table` as JSON arrays of PAGE objects, for PostgreSQL's
+    `json_populate_recordset`: what the columns get is what SQLAlchemy would bind (text made
+    storable, JSON columns as JSON, bytes as bytea's hex text `\\x...`, which the column's
+    input reads back as the same bytes). The whole page is encoded in one C call; it is walked
+    (`storable`) only when its text shows something to clean (an escaped NUL, or text that is
+    not UTF-8: a lone surrogate). A float that JSON cannot hold (NaN, infinity) is a
+    ValueError: no column takes one."""
+    binary = _binary_columns(table)
     for start in range(0, len(rows), PAGE):
         page = rows[start:start + PAGE]
+        if binary:
+            page = [_hex(row, binary) for row in page]
         text = _compact_dumps(page)
         if "\\u0000" in text or not (text.isascii() or _utf8(text)):
             text = _compact_dumps(storable_rows(list(page)))
         yield text
+
+
+@functools.cache
+def _binary_columns(table: sa.Table) -> tuple[str, ...]:
+    return tuple(c.name for c in table.columns if isinstance(c.type, sa.LargeBinary))
+
+
+def _hex(row: r.Row, names: tuple[str, ...]) -> r.Row:
+    """`row` with its bytes (`names`) as bytea's hex input text."""
+    out = dict(row)
+    for name in names:
+        value = out.get(name)
+        if value is not None:
+            out[name] = "\\x" + bytes(value).hex()
+    return out
 
 
 def _utf8(text: str) -> bool:
@@ -104,11 +124,6 @@ def _utf8(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
-
-
-@functools.cache
-def _has_bytes(table: sa.Table) -> bool:
-    return any(isinstance(c.type, sa.LargeBinary) for c in table.columns)
 
 
 @contextmanager
@@ -160,8 +175,7 @@ def append(conn: sa.Connection, table: sa.Table, rows: Sequence[r.Row]) -> None:
     if not rows:
         return
     driver = _driver(conn)
-    if driver == "sqlalchemy" or (driver == "psycopg2" and _has_bytes(table)):
-        # (bytes have no JSON form: PostgreSQL's path below cannot carry them)
+    if driver == "sqlalchemy":
         conn.execute(table.insert(), storable_rows(list(rows)))
         return
     names = tuple(c.name for c in table.columns if c.name in rows[0])
@@ -178,7 +192,7 @@ def append(conn: sa.Connection, table: sa.Table, rows: Sequence[r.Row]) -> None:
         return
     statement = _pg_insert(table, rows)
     with _driver_errors(conn, statement) as cursor:
-        for page in _json_pages(rows):
+        for page in _json_pages(table, rows):
             cursor.execute(statement, (page,))
 
 
@@ -189,8 +203,7 @@ def append_all(conn: sa.Connection, appends: Sequence[tuple[sa.Table, Sequence[r
     database thread waits for the GIL behind a busy reactor, up to 5 ms each: an intake's
     customers, identities, task rows and events are one wait, not four."""
     appends = [(table, rows) for table, rows in appends if rows]
-    if _driver(conn) != "psycopg2" or len(appends) < 2 or any(
-            _has_bytes(table) for table, _ in appends):
+    if _driver(conn) != "psycopg2" or len(appends) < 2:
         for table, rows in appends:
             append(conn, table, rows)
         return
@@ -198,7 +211,7 @@ def append_all(conn: sa.Connection, appends: Sequence[tuple[sa.Table, Sequence[r
     pages: list[str] = []
     for table, rows in appends:
         one = _pg_insert(table, rows)
-        for page in _json_pages(rows):
+        for page in _json_pages(table, rows):
             statements.append(one)
             pages.append(page)
     statement = ";\n".join(statements)
@@ -328,7 +341,7 @@ def record_rows(conn: sa.Connection, tasks: Sequence[r.Row], declines: Sequence[
     appends = [(table, rows) for table, rows in appends if rows]
     if (not tasks or _driver(conn) != "psycopg2" or len(tasks) > PAGE
             or len(declines) > PAGE
-            or any(len(rows) > PAGE or _has_bytes(table) for table, rows in appends)):
+            or any(len(rows) > PAGE for _, rows in appends)):
         update_tasks(conn, tasks)
         if declines:
             conn.execute(insert_ignore(conn.dialect.name, t.task_declines), list(declines))
@@ -338,10 +351,10 @@ def record_rows(conn: sa.Connection, tasks: Sequence[r.Row], declines: Sequence[
     pages: list[str] = []
     if declines:
         statements.append(_pg_insert(t.task_declines, declines) + " ON CONFLICT DO NOTHING")
-        pages.append(next(_json_pages(declines)))
+        pages.append(next(_json_pages(t.task_declines, declines)))
     for table, rows in appends:
         statements.append(_pg_insert(table, rows))
-        pages.append(next(_json_pages(rows)))
+        pages.append(next(_json_pages(table, rows)))
     hot, whole = _hot_and_whole(tasks)
     updates = [(_PG_UPDATE_HOT, hot), (_PG_UPDATE, whole)]
     updates = [(statement, rows) for statement, rows in updates if rows]
@@ -350,7 +363,7 @@ def record_rows(conn: sa.Connection, tasks: Sequence[r.Row], declines: Sequence[
     else:  # both kinds of rows: one statement still, whose result lists both (disjoint ids)
         statements.append(f"WITH h AS ({_PG_UPDATE_HOT}), w AS ({_PG_UPDATE})"
                           " SELECT id FROM h UNION ALL SELECT id FROM w")
-    pages.extend(next(_json_pages(rows)) for _, rows in updates)
+    pages.extend(next(_json_pages(t.tasks, rows)) for _, rows in updates)
     statement = ";\n".join(statements)
     with _driver_errors(conn, statement) as cursor:
         cursor.execute(statement, tuple(pages))
@@ -365,7 +378,7 @@ def _pg_updated(conn: sa.Connection, statement: str, rows: Sequence[r.Row]) -> s
     """Run an UPDATE ... FROM json_populate_recordset of `rows`; the ids it updated."""
     stored: set[str] = set()
     with _driver_errors(conn, statement) as cursor:
-        for page in _json_pages(rows):
+        for page in _json_pages(t.tasks, rows):
             cursor.execute(statement, (page,))
             stored.update(row[0] for row in cursor.fetchall())
     return stored

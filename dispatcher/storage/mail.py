@@ -193,14 +193,15 @@ def thd_create_mail_tasks(conn: sa.Connection, batch: Sequence[MailIntake]
     acks = thd_last_acks(conn, asked) if asked else {}
     made = [_numbered(m, n, None if m.ack_peer is None else acks.get(m.ack_peer))
             for m, n in zip(batch, numbers, strict=True)]
-    stored = thd_intake_tasks(conn, [rows.intake for _, rows in made])
-    # In bulk at the driver's level (bulk.py), as the task rows and events: no SQLAlchemy
-    # statement per batch for these two.
-    append(conn, t.email_requests, [{"number": n, "task_id": m.draft.task.id}
-                                    for m, n in zip(batch, numbers, strict=True)])
-    insert_messages(conn, [row for _, rows in made for row in rows.messages],
-                    [row for _, rows in made for row in rows.attachments])
-    append(conn, t.outbox, [row for _, rows in made for row in rows.outbox])
+    # The requests, messages, attachments and outbox rows go with the tasks and their events,
+    # in bulk at the driver's level (bulk.py): one round trip on PostgreSQL for all.
+    stored = thd_intake_tasks(conn, [rows.intake for _, rows in made], [
+        (t.email_requests, [{"number": n, "task_id": m.draft.task.id}
+                            for m, n in zip(batch, numbers, strict=True)]),
+        (t.email_messages, [row for _, rows in made for row in rows.messages]),
+        (t.email_attachments, [row for _, rows in made for row in rows.attachments]),
+        (t.outbox, [row for _, rows in made for row in rows.outbox]),
+    ])
     return [StoredMail(s.customer_id, number, mail, s.new) for s, number, (mail, _)
             in zip(stored, numbers, made, strict=True)]
 

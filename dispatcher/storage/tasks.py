@@ -96,10 +96,13 @@ def thd_create_tasks(conn: sa.Connection, intakes: Sequence[Intake]) -> list[str
     return [stored.customer_id for stored in thd_intake_tasks(conn, intakes)]
 
 
-def thd_intake_tasks(conn: sa.Connection, intakes: Sequence[Intake]) -> list[StoredTask]:
+def thd_intake_tasks(conn: sa.Connection, intakes: Sequence[Intake],
+                     more: Sequence[tuple[sa.Table, Sequence[r.Row]]] = ()
+                     ) -> list[StoredTask]:
     """Store each intake in order, as `intake_task` promises: the customer ids, and the
     customers this batch created (as inserted: the first intake of an identity creates its
-    customer, the later ones of the batch join them)."""
+    customer, the later ones of the batch join them). `more`: rows of other tables that go
+    after them, in the same round trip (a channel's rows about these tasks)."""
     _refuse_duplicates(conn, [i.task["id"] for i in intakes])
     known = _known_identities(conn, {i.identity for i in intakes if i.identity is not None})
     customers: list[r.Row] = []
@@ -131,6 +134,7 @@ def thd_intake_tasks(conn: sa.Connection, intakes: Sequence[Intake]) -> list[Sto
         (t.customer_identities, identities),
         (t.tasks, task_rows),
         *event_logs(events),
+        *more,
     ])
     return result
 

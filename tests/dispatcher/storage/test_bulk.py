@@ -163,6 +163,22 @@ def test_bytes_are_stored_as_given(engine: sa.Engine) -> None:
         {"name": "k", "value": raw, "created_at": 1.5}]
 
 
+def test_bytes_go_with_other_tables_in_one_round_trip(engine: sa.Engine,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Binary columns take the JSON path too on PostgreSQL (bytea's hex text): raw messages
+    go in the round trip of the intake's other rows. Any bytes-like value, stored as given."""
+    raws = [bytes(range(256)) + b"\x00\\x41", bytearray(b"\xff\x00"), memoryview(b"")]
+    customers = [{"id": "c1", "name": "Zoë", "created_at": 100.0}]
+    secrets = [{"name": f"k{n}", "value": raw, "created_at": 1.5} for n, raw in enumerate(raws)]
+    executes = _count_executes(monkeypatch)
+    with engine.begin() as conn:
+        bulk.append_all(conn, [(t.customers, customers), (t.secrets, secrets)])
+    if engine.dialect.driver == "psycopg2":
+        assert len(executes) == 1 and "INTO secrets" in executes[0], executes
+    assert [r["value"] for r in table_rows(engine, t.secrets, t.secrets.c.name)] == [
+        bytes(raw) for raw in raws]
+
+
 HOT = ("id", "state", "step", "required_skills", "agent_id", "offer_id", "offer_expires_at",
        "step_started_at", "updated_at")
 
