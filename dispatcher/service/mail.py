@@ -14,7 +14,9 @@
   number, the message, its events, the acknowledgement (if one is due) and its routing (the
   offer to an agent, or its place in the queue) are committed in one transaction; the store
   gives the number in it (so processes sharing a database never give one twice) and the rows
-  naming it are made there; the Deferred fires after that commit, so the edge may answer 250.
+  naming it are made there; whether the sender was acknowledged within the period is read
+  there too, when this process does not know (its own acknowledgements it remembers for the
+  period); the Deferred fires after that commit, so the edge may answer 250.
   A task that Review's automatic mode may take (its rule is automatic) is routed after its
   commit instead, unless that mode took it.
 - `reply`: an agent's answer goes into the outbox with the threading headers and the request
