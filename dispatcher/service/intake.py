@@ -22,11 +22,10 @@ then announced). `dispatcher.service.mail` uses them. An e-mail's request number
 before its commit: the store takes it in the storing transaction and the channel's
 `numbered(number, last_ack)` makes the rows that name it (ports.py `Store.create_mail_task`:
 `last_ack`, when the sender the channel named was last acknowledged, read in that same
-transaction); no process
-counts numbers. The router then holds a copy of the draft, so that `numbered`, which runs on
-the store's thread, reads only the draft, which nobody changes any more; the row stored is that
-copy as routed, with the attributes `numbered` gave (the request number), which the router's
-copy takes after the commit, before the offer is announced.
+transaction); no process counts numbers. The router then holds a copy of the draft, so that
+`numbered`, which runs on the store's thread, reads only the draft, which nobody changes any
+more; the row stored is that copy as routed, with the attributes `numbered` gave (the request
+number), which the router's copy takes after the commit, before the offer is announced.
 
 A new e-mail that Review's automatic mode may answer is not routed before its commit: `commit`
 stores it unrouted and `route` hands it to the router afterwards, in a transaction of its own,

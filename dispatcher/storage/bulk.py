@@ -9,9 +9,9 @@ another 20 µs, while the database thread holds the GIL the reactor needs. Here:
 
 - PostgreSQL through psycopg2: a page of rows (PAGE) is one JSON array, encoded by the `json`
   module's C encoder and sent as one parameter; the server makes rows of it with
-  `json_populate_recordset(NULL::table, ...)`, typed as the table's columns (bytes sent as
-  bytea's hex text) (`INSERT ... SELECT ... FROM json_populate_recordset(...)`; `UPDATE tasks ... FROM
-  json_populate_recordset(...) WHERE tasks.id = v.id`).
+  `json_populate_recordset(NULL::table, ...)`, typed as the table's columns, bytes sent as
+  bytea's hex text (`INSERT ... SELECT ... FROM json_populate_recordset(...)`; `UPDATE tasks
+  ... FROM json_populate_recordset(...) WHERE tasks.id = v.id`).
 - SQLite: each row made a tuple once; appends as multi-row INSERTs (`_sqlite_runs`: a run of
   rows is one statement, one step, where `executemany` takes a step a row, and the sqlite3
   module lets the GIL go and takes it back around every step, each time behind the reactor);

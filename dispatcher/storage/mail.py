@@ -13,8 +13,9 @@ gap, never given again), on SQLite as the highest stored number plus one (every 
 deleted). The rows that name the number (the task's attributes, its events, the acknowledgement)
 are made there too, by the caller's `numbered(number, last_ack)`, given as well when the
 sender the call named was last acknowledged: one read for the batch's senders
-(`thd_last_acks`), in the same transaction, instead of a read of its own before each intake. `find_mail_task` (threading) reads
-through the group commit: it sees every write this process queued before it.
+(`thd_last_acks`), in the same transaction, not a read of its own before each intake.
+`find_mail_task` (threading) reads through the group commit: it sees every write this process
+queued before it.
 """
 
 from __future__ import annotations
