@@ -88,6 +88,7 @@ from .compose import (
 )
 from .intake import Intake, email_identity
 from .ports import (
+    ACK_KIND,
     Changes,
     DeliveryReport,
     Identity,
@@ -116,7 +117,6 @@ KIND_AUTO, KIND_DSN = "auto_reply", "dsn"
 
 DAY = 86_400.0
 PREVIEW_CHARS = 200
-ACK = "ack"  # the kind of an acknowledgement's message
 ACKED = "already acknowledged within the period"  # why a sender gets no acknowledgement
 # Senders acknowledged that `Mail` remembers before it drops those past the period (the least
 # its limit becomes; `_ack_taken`).
@@ -683,7 +683,7 @@ class Mail:
         """Was the acknowledgement this process took stored? Not when the storing transaction
         found one within the period (`numbered`): the sender's next mail is then left to the
         store again."""
-        if any(m.kind == ACK for m in stored.mail.messages):
+        if any(m.kind == ACK_KIND for m in stored.mail.messages):
             return True
         self._ack_not_sent(peer)
         return False
@@ -702,7 +702,7 @@ class Mail:
         values = {"request": request, "deadline": deadline}
         subject = p.ack_subject.format(**values)
         body = p.ack_body.format(**values)
-        draft = Draft(kind=ACK, from_name=p.from_name, from_address=p.from_for(task.queue),
+        draft = Draft(kind=ACK_KIND, from_name=p.from_name, from_address=p.from_for(task.queue),
                       to=msg.peer, subject=subject, text=body, answering=msg, automatic=True,
                       html_part=False)
         return self._outgoing(task.id, msg.peer, draft, ev.SYSTEM, now=now, id=message_id,

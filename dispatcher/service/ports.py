@@ -214,6 +214,11 @@ class MailAttachment:
     content_id: str | None = None  # an inline part's Content-ID (HTML refers to it as cid:)
 
 
+# `MailMessage.kind` of an acknowledgement: what the store looks for when it reads the last
+# one a sender was sent (`Store.create_mail_task`).
+ACK_KIND = "ack"
+
+
 @dataclass(frozen=True, slots=True)
 class MailMessage:
     """One e-mail of a task's conversation, inbound or outbound. `raw` is the message exactly as

@@ -29,6 +29,7 @@ from twisted.internet.defer import Deferred
 from dispatcher.domain.events import Event
 from dispatcher.domain.tasks import Task
 from dispatcher.service.ports import (
+    ACK_KIND,
     Changes,
     Identity,
     MailAttachment,
@@ -70,10 +71,6 @@ class MailRows:
     messages: list[r.Row]
     attachments: list[r.Row]
     outbox: list[r.Row]
-
-
-# `email_messages.kind` of an acknowledgement (the kind of the service's acknowledgement draft).
-ACK = "ack"
 
 
 @dataclass(slots=True)
@@ -163,7 +160,7 @@ def thd_last_acks(conn: sa.Connection, peers: Collection[str]) -> dict[str, floa
     last: dict[str, float] = {}
     for chunk in chunks(sorted(peers)):
         q = (sa.select(m.c.peer, sa.func.max(m.c.created_at))
-             .where(m.c.peer.in_(list(chunk)), m.c.kind == ACK).group_by(m.c.peer))
+             .where(m.c.peer.in_(list(chunk)), m.c.kind == ACK_KIND).group_by(m.c.peer))
         last.update((peer, at) for peer, at in conn.execute(q))
     return last
 

@@ -27,6 +27,7 @@ from dispatcher.domain.events import AGENT_STATUS, Event
 from dispatcher.domain.queues import Queue
 from dispatcher.domain.tasks import OPEN_STATES, Channel, Task
 from dispatcher.service.ports import (
+    ACK_KIND,
     STATUS_LOOKBACK_SECONDS,
     Calendar,
     Changes,
@@ -462,7 +463,7 @@ class MemoryStore:
         number = mail.last_number + 1  # as SqlStore: the next number, in the same "transaction"
         last_ack = None if ack_peer is None else max(
             (m.created_at for m in mail.messages.values()
-             if m.peer == ack_peer and m.kind == "ack"), default=None)
+             if m.peer == ack_peer and m.kind == ACK_KIND), default=None)
         try:
             made = draft if numbered is None else numbered(number, last_ack)
         except Exception as exc:  # noqa: BLE001 - as SqlStore: the call fails, nothing stored
