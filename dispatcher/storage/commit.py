@@ -8,6 +8,11 @@ queues a call and returns a Deferred. What it promises:
   turn (`reactor.callLater(0, ...)`); calls that arrive while transactions are in flight form
   the next one. Up to `in_flight` batches commit at once (1 on SQLite, its one writer: the next
   batch then starts as soon as the one in flight commits; `POSTGRES_IN_FLIGHT` on PostgreSQL).
+  A batch starts beside others in flight only when they are large or many calls wait (at least
+  `beside` calls, `BESIDE_CALLS` unless told): a few calls behind a small batch wait for it to
+  commit and then go as one transaction. On a machine of few cores, a second transaction of a
+  few calls competes for them with the one in flight (the database's processes, the pool's
+  threads and the reactor share the cores and the interpreter lock), and both take longer.
 - Pipelining keeps the order per key (the `keys` below): a pending call joins a batch that
   starts beside others in flight only if its keys are disjoint from theirs and from those of
   every earlier pending call held back; a call without keys is a barrier (it starts once
@@ -77,6 +82,12 @@ SQLITE_IN_FLIGHT = 1
 POSTGRES_IN_FLIGHT = 2
 # Results of a committed batch handed back before the calls they caused may start as a batch.
 SLICE = 256
+# A batch starts beside others in flight only when they, or the calls waiting, number at least
+# this many (module doc). Measured on PostgreSQL with 2 cores (bench/push.py at 500 tasks/s,
+# batches of about 13 calls; bench/smtp.py, of 2 or 3 mails): a second transaction for these made
+# the offers' latency flip between a fast and a slow regime, and took more CPU; the durable
+# bench's batches (hundreds of calls) still commit two at once.
+BESIDE_CALLS = 32
 
 log = Logger()
 
@@ -228,14 +239,20 @@ class _Batch:
 
 
 class GroupCommit:
-    def __init__(self, pool: Runner, reactor: Any, in_flight: int = 1) -> None:
+    def __init__(self, pool: Runner, reactor: Any, in_flight: int = 1,
+                 beside: int = BESIDE_CALLS) -> None:
         """`in_flight`: how many batches may be committing at once (1 on SQLite, its one
-        writer; a few, below the pool's threads, on PostgreSQL)."""
+        writer; a few, below the pool's threads, on PostgreSQL). `beside`: a batch starts
+        beside others in flight only when they or the calls waiting number at least this many
+        (module doc; 1: whenever there is room)."""
         if in_flight < 1:
             raise ValueError("group commit needs in_flight >= 1")
+        if beside < 1:
+            raise ValueError("group commit needs beside >= 1")
         self._pool = pool
         self._reactor = reactor
         self._limit = in_flight
+        self._beside = beside
         self._pending: list[_Queued] = []
         self._scheduled = False
         self._flying: list[_Batch] = []
@@ -254,7 +271,7 @@ class GroupCommit:
         """Queue `thd_fn(conn, *args)`; fire with its result once its batch committed."""
         queued = _Queued(thd_fn, args, Deferred())
         self._pending.append(queued)
-        if not self._scheduled and len(self._flying) < self._limit:  # `_take` decides
+        if not self._scheduled and self._may_start():  # `_take` decides
             self._scheduled = True
             self._reactor.callLater(END_OF_TURN, self._end_of_turn)
         return queued.done
@@ -283,12 +300,23 @@ class GroupCommit:
         self._idle_waiters.append(waiter)
         return waiter
 
-    def _room(self) -> bool:
-        """May a batch start beside those in flight? Not beside a barrier, nor past the limit."""
+    def _may_start(self) -> bool:
+        """May a batch start now, as far as counts tell? Nothing in flight; or room below the
+        limit, and the batches in flight or the calls waiting are large enough (`beside`)."""
         flying = self._flying
         if not flying:
             return True
-        return len(flying) < self._limit and all(b.keys is not None for b in flying)
+        if len(flying) >= self._limit:
+            return False
+        beside = self._beside
+        return len(self._pending) >= beside or all(len(b.calls) >= beside for b in flying)
+
+    def _room(self) -> bool:
+        """May a batch start beside those in flight? Not beside a barrier, nor past the limit,
+        nor beside small batches while few calls wait (`_may_start`)."""
+        if not self._flying:
+            return True
+        return self._may_start() and all(b.keys is not None for b in self._flying)
 
     def _take(self) -> list[_Queued]:
         """The pending calls that may start now, in order (module doc); the others stay."""

@@ -285,13 +285,67 @@ def test_a_failing_merged_batch_falls_back_to_each_call_alone(fake) -> None:
 
 @pytest.fixture
 def piped() -> tuple[TurnReactor, FakePool, GroupCommit]:
+    """Two batches in flight, a batch of any size starting beside another."""
     reactor, pool = TurnReactor(), FakePool()
-    return reactor, pool, GroupCommit(pool, reactor, in_flight=2)
+    return reactor, pool, GroupCommit(pool, reactor, in_flight=2, beside=1)
 
 
-def test_in_flight_must_be_at_least_one() -> None:
+def test_in_flight_and_beside_must_be_at_least_one() -> None:
     with pytest.raises(ValueError):
         GroupCommit(FakePool(), TurnReactor(), in_flight=0)
+    with pytest.raises(ValueError):
+        GroupCommit(FakePool(), TurnReactor(), in_flight=2, beside=0)
+
+
+def test_a_few_calls_wait_for_a_small_batch_in_flight_and_then_go_as_one() -> None:
+    reactor, pool = TurnReactor(), FakePool()
+    gc = GroupCommit(pool, reactor, in_flight=2, beside=3)
+    _, record = keyed()
+    gc.run(record, ("a", 1))
+    reactor.turn()
+    gc.run(record, ("b", 2))
+    reactor.turn()
+    gc.run(record, ("c", 3))
+    reactor.turn()
+    assert pool.in_flight == 1  # two calls wait on other rows, fewer than `beside`
+    pool.finish()
+    assert pool.in_flight == 1  # both, as one batch
+    pool.finish()
+    assert pool.transactions == [[("a", 1)], [("b", 2), ("c", 3)]]
+    assert (gc.commits, gc.calls) == (2, 3) and gc.idle
+
+
+def test_enough_calls_waiting_start_beside_a_small_batch() -> None:
+    reactor, pool = TurnReactor(), FakePool()
+    gc = GroupCommit(pool, reactor, in_flight=2, beside=3)
+    _, record = keyed()
+    gc.run(record, ("a", 1))
+    reactor.turn()
+    gc.run(record, ("b", 2))
+    gc.run(record, ("c", 3))
+    reactor.turn()
+    assert pool.in_flight == 1
+    gc.run(record, ("d", 4))  # the third waiting: as many as `beside`
+    reactor.turn()
+    assert pool.in_flight == 2
+    pool.finish(1)
+    pool.finish()
+    assert pool.transactions == [[("b", 2), ("c", 3), ("d", 4)], [("a", 1)]]
+
+
+def test_one_call_starts_beside_a_large_batch() -> None:
+    reactor, pool = TurnReactor(), FakePool()
+    gc = GroupCommit(pool, reactor, in_flight=2, beside=3)
+    _, record = keyed()
+    for item in (("a", 1), ("b", 2), ("c", 3)):
+        gc.run(record, item)
+    reactor.turn()
+    gc.run(record, ("d", 4))
+    reactor.turn()
+    assert pool.in_flight == 2  # the batch in flight has `beside` calls: a long one to wait for
+    pool.finish(1)
+    pool.finish()
+    assert pool.transactions == [[("d", 4)], [("a", 1), ("b", 2), ("c", 3)]]
 
 
 def test_two_batches_on_other_rows_are_in_flight_at_once(piped) -> None:
@@ -564,7 +618,7 @@ def test_on_postgresql_two_batches_are_open_at_once_and_both_commit(pg_url: str)
     schema.upgrade(pg_url)
     w = wire(pg_url)
     try:
-        gc = GroupCommit(w.pool, w.reactor, in_flight=2)
+        gc = GroupCommit(w.pool, w.reactor, in_flight=2, beside=1)
         store = SqlStore(w.pool, gc)
         tasks = [make_task(f"t{i}") for i in range(4)]
         for task in tasks:
