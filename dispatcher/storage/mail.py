@@ -5,22 +5,25 @@ Sits under `dispatcher.storage`; `SqlMail` is a mixin of `SqlStore` (sql.py). A 
 is stored by the intake of tasks.py plus its request, messages and outbox rows, in the same
 transaction; every write goes through the group commit.
 
-Request numbers are taken in the transaction that stores the task (`thd_take_request_numbers`),
+Request numbers are taken in the transaction that stores the task (lookups.py
+`take_request_numbers`),
 so two processes on one database never give the same number: on PostgreSQL from the sequence
 `email_request_numbers` (migration 0013; a number taken by a transaction that rolled back is a
 gap, never given again), on SQLite as the highest stored number plus one (every transaction is
 `BEGIN IMMEDIATE`, engine.py: one writer at a time, from its first statement; requests are never
 deleted). The rows that name the number (the task's attributes, its events, the acknowledgement)
 are made there too, by the caller's `numbered(number, last_ack)`, given as well when the
-sender the call named was last acknowledged: one read for the batch's senders
-(`thd_last_acks`), in the same transaction, not a read of its own before each intake.
+sender the call named was last acknowledged: one read for the batch's senders, in the same
+transaction, not a read of its own before each intake. On PostgreSQL the numbers, those
+acknowledgements, the customers of the senders' identities and (a batch of one) whether the
+task id is stored are one statement (lookups.py `thd_lookups`).
 `find_mail_task` (threading) reads through the group commit: it sees every write this process
 queued before it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -29,7 +32,6 @@ from twisted.internet.defer import Deferred
 from dispatcher.domain.events import Event
 from dispatcher.domain.tasks import Task
 from dispatcher.service.ports import (
-    ACK_KIND,
     Changes,
     Identity,
     MailAttachment,
@@ -44,6 +46,7 @@ from . import rows as r
 from . import tables as t
 from .bulk import append, append_events
 from .commit import GroupCommit, mergeable
+from .lookups import thd_lookups
 from .pool import Pool
 from .statements import chunks, insert_rows
 from .tasks import (
@@ -142,29 +145,6 @@ def new_mail_rows(mail: NewMail, identity: tuple[str, str] | None, customer_name
         outbox=[r.outbox_row(item) for item in mail.outbox])
 
 
-def thd_take_request_numbers(conn: sa.Connection, count: int) -> list[int]:
-    """`count` request numbers no other transaction gets, increasing (module doc)."""
-    if count <= 0:
-        return []
-    if conn.dialect.name == "postgresql":
-        q = (sa.select(t.email_request_numbers.next_value())
-             .select_from(sa.func.generate_series(1, count)))
-        return sorted(conn.execute(q).scalars())
-    last = conn.execute(sa.select(sa.func.max(t.email_requests.c.number))).scalar() or 0
-    return list(range(last + 1, last + 1 + count))
-
-
-def thd_last_acks(conn: sa.Connection, peers: Collection[str]) -> dict[str, float]:
-    """When each of `peers` was last sent an acknowledgement (peers never sent one: absent)."""
-    m = t.email_messages
-    last: dict[str, float] = {}
-    for chunk in chunks(sorted(peers)):
-        q = (sa.select(m.c.peer, sa.func.max(m.c.created_at))
-             .where(m.c.peer.in_(list(chunk)), m.c.kind == ACK_KIND).group_by(m.c.peer))
-        last.update((peer, at) for peer, at in conn.execute(q))
-    return last
-
-
 def _numbered(mail: MailIntake, number: int, last_ack: float | None
               ) -> tuple[NewMail, MailRows]:
     if mail.numbered is None:
@@ -186,9 +166,12 @@ def insert_messages(conn: sa.Connection, messages: list[r.Row], attachments: lis
 
 def thd_create_mail_tasks(conn: sa.Connection, batch: Sequence[MailIntake]
                           ) -> list[StoredMail]:
-    numbers = thd_take_request_numbers(conn, len(batch))
-    asked = {m.ack_peer for m in batch if m.ack_peer is not None}
-    acks = thd_last_acks(conn, asked) if asked else {}
+    # Numbers, last acknowledgements, customers and (alone) a stored id: one read (lookups.py).
+    looked = thd_lookups(
+        conn, numbers=len(batch), peers={m.ack_peer for m in batch if m.ack_peer is not None},
+        identities={m.identity for m in batch if m.identity is not None},
+        ids=[batch[0].draft.task.id] if len(batch) == 1 else ())
+    numbers, acks = looked.numbers, looked.acks
     made = [_numbered(m, n, None if m.ack_peer is None else acks.get(m.ack_peer))
             for m, n in zip(batch, numbers, strict=True)]
     # The requests, messages, attachments and outbox rows go with the tasks and their events,
@@ -199,7 +182,7 @@ def thd_create_mail_tasks(conn: sa.Connection, batch: Sequence[MailIntake]
         (t.email_messages, [row for _, rows in made for row in rows.messages]),
         (t.email_attachments, [row for _, rows in made for row in rows.attachments]),
         (t.outbox, [row for _, rows in made for row in rows.outbox]),
-    ])
+    ], looked)
     return [StoredMail(s.customer_id, number, mail, s.new) for s, number, (mail, _)
             in zip(stored, numbers, made, strict=True)]
 

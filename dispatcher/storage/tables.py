@@ -197,7 +197,7 @@ email_requests = sa.Table(
 )
 
 # Request numbers on PostgreSQL (migration 0013), taken in the transaction that stores the task
-# (mail.py `thd_take_request_numbers`); SQLite takes the highest stored number plus one.
+# (lookups.py `take_request_numbers`); SQLite takes the highest stored number plus one.
 email_request_numbers = sa.Sequence("email_request_numbers", metadata=metadata)
 
 email_messages = sa.Table(

@@ -4,8 +4,9 @@ the open tasks at start-up, and the task queries (list, a keyset page, one task,
 Sits under `dispatcher.storage`; `SqlTasks` is a mixin of `SqlStore` (sql.py). The writes of
 intake and routing go through the group commit: their Deferreds fire after the commit that holds
 them, and the calls of one reactor turn share one transaction. A batch of intakes costs one
-duplicate check, one identity lookup per chunk and one executemany per table, whatever its size;
-intakes and changes interleaved in a batch merge too when they touch other tasks and agents
+read before its writes (the customers of its identities and, alone, whether its id is stored:
+lookups.py) and one round trip of writes on PostgreSQL (an executemany per table on SQLite),
+whatever its size; intakes and changes interleaved in a batch merge too when they touch other tasks and agents
 (`intake_keys`, `change_keys`: the merge rule of commit.py); task rows and events are written in
 bulk at the driver's level (bulk.py). A change of a task in hand sends only the columns routing
 changes when the others are as last sent (`SqlTasks.record`).
@@ -39,8 +40,8 @@ from . import rows as r
 from . import tables as t
 from .bulk import append_all, event_logs, record_rows
 from .commit import GroupCommit, mergeable
+from .lookups import Lookups, thd_lookups
 from .pool import Pool
-from .statements import chunks
 
 FINAL = sorted(s.value for s in FINAL_STATES)
 # States of a task nobody holds: `SqlTasks.record` does not remember what it sent of these.
@@ -78,33 +79,24 @@ def new_customer_id() -> str:
     return os.urandom(16).hex()
 
 
-_EXISTING_TASKS = sa.select(t.tasks.c.id).where(
-    t.tasks.c.id.in_(sa.bindparam("ids", expanding=True))
-)
-# One kind per query: `value IN (...)` becomes a single index probe (`= ANY(array)`) on
-# PostgreSQL, where a row-value `(kind, value) IN (...)` is planned as hundreds of ORs.
-_KNOWN_IDENTITIES = sa.select(
-    t.customer_identities.c.value, t.customer_identities.c.customer_id
-).where(
-    t.customer_identities.c.kind == sa.bindparam("kind"),
-    t.customer_identities.c.value.in_(sa.bindparam("values", expanding=True)),
-)
-
-
 def thd_create_tasks(conn: sa.Connection, intakes: Sequence[Intake]) -> list[str]:
     """Store each intake in order, as `create_task` promises; return the customer ids."""
     return [stored.customer_id for stored in thd_intake_tasks(conn, intakes)]
 
 
 def thd_intake_tasks(conn: sa.Connection, intakes: Sequence[Intake],
-                     more: Sequence[tuple[sa.Table, Sequence[r.Row]]] = ()
-                     ) -> list[StoredTask]:
+                     more: Sequence[tuple[sa.Table, Sequence[r.Row]]] = (),
+                     looked: Lookups | None = None) -> list[StoredTask]:
     """Store each intake in order, as `intake_task` promises: the customer ids, and the
     customers this batch created (as inserted: the first intake of an identity creates its
     customer, the later ones of the batch join them). `more`: rows of other tables that go
-    after them, in the same round trip (a channel's rows about these tasks)."""
-    _refuse_duplicates(conn, [i.task["id"] for i in intakes])
-    known = _known_identities(conn, {i.identity for i in intakes if i.identity is not None})
+    after them, in the same round trip (a channel's rows about these tasks). `looked`: the
+    customers of `intake_identities` and which of `intake_ids` are stored, read already by the
+    caller (with reads of its own, in one round trip: lookups.py)."""
+    if looked is None:
+        looked = thd_lookups(conn, identities=intake_identities(intakes), ids=intake_ids(intakes))
+    _refuse_duplicates([i.task["id"] for i in intakes], looked.stored)
+    known: dict[tuple[str, str] | None, str] = dict(looked.known)
     customers: list[r.Row] = []
     identities: list[r.Row] = []
     task_rows: list[r.Row] = []
@@ -176,33 +168,28 @@ def thd_intake_task(conn: sa.Connection, intake: Intake) -> StoredTask:
     return thd_intake_tasks(conn, [intake])[0]
 
 
-def _refuse_duplicates(conn: sa.Connection, ids: list[str]) -> None:
-    """DuplicateTask for an id given twice or already stored. A merged batch (several ids)
-    skips the lookup of stored ids: the primary key refuses a stored one, the batch fails and
-    the group commit re-runs each call alone, where the lookup names it. Duplicates are rare
-    (a call's task id retried), and the lookup cost a batch of ten e-mails about 1 ms."""
+def intake_identities(intakes: Sequence[Intake]) -> set[tuple[str, str]]:
+    """The identities whose customers a batch of intakes reads before it writes."""
+    return {i.identity for i in intakes if i.identity is not None}
+
+
+def intake_ids(intakes: Sequence[Intake]) -> list[str]:
+    """The task ids a batch of intakes looks up before it writes: a batch of one only
+    (`_refuse_duplicates`)."""
+    return [intakes[0].task["id"]] if len(intakes) == 1 else []
+
+
+def _refuse_duplicates(ids: list[str], stored: set[str]) -> None:
+    """DuplicateTask for an id given twice or stored (`stored`: of the ids looked up). A
+    merged batch does not look its ids up (`intake_ids`): the primary key refuses a stored
+    one, the batch fails and the group commit re-runs each call alone, where the lookup names
+    it. Duplicates are rare (a call's task id retried), and the lookup cost a batch of ten
+    e-mails about 1 ms."""
     seen: set[str] = set()
     for task_id in ids:
-        if task_id in seen:
+        if task_id in seen or task_id in stored:
             raise DuplicateTask(task_id)
         seen.add(task_id)
-    if len(ids) == 1 and conn.execute(_EXISTING_TASKS, {"ids": ids}).first() is not None:
-        raise DuplicateTask(ids[0])
-
-
-def _known_identities(
-    conn: sa.Connection, pairs: set[tuple[str, str]]
-) -> dict[tuple[str, str] | None, str]:
-    by_kind: dict[str, list[str]] = {}
-    for kind, value in sorted(pairs):
-        by_kind.setdefault(kind, []).append(value)
-    known: dict[tuple[str, str] | None, str] = {}
-    for kind, values in by_kind.items():
-        for chunk in chunks(values):
-            params = {"kind": kind, "values": list(chunk)}
-            for value, customer_id in conn.execute(_KNOWN_IDENTITIES, params):
-                known[(kind, value)] = customer_id
-    return known
 
 
 def thd_record_many(conn: sa.Connection, batch: Sequence[ChangeRows]) -> list[None]:

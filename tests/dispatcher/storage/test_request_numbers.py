@@ -1,4 +1,4 @@
-"""Request numbers come from the database (migration 0013, mail.py `thd_take_request_numbers`):
+"""Request numbers come from the database (migration 0013, lookups.py `take_request_numbers`):
 two stores on one database (two processes: the server and the CLI, two nodes) taking mail at
 the same time never give the same number, each gives increasing numbers, and after the
 migration numbering goes on after the requests already stored. On SQLite and PostgreSQL."""
