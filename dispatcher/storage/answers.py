@@ -228,9 +228,12 @@ def thd_agent_reviews(conn: sa.Connection) -> dict[str, float]:
 
 
 def thd_answered_examples(conn: sa.Connection, limit: int) -> list[tuple[str, str]]:
+    """The last `limit` replies sent with an answer: (answer id, the customer's text it
+    answered). The replies are read through their partial index (tables.py `ANSWERED_WHERE`,
+    written out as the index's own terms): `limit` rows at most, however long the log."""
     e, m = t.task_events, t.email_messages
     answer = e.c.data["answer_id"].as_string()
-    q = (sa.select(e.c.task_id, answer).where(e.c.kind == EMAIL_QUEUED, answer.is_not(None))
+    q = (sa.select(e.c.task_id, answer).where(sa.text(t.ANSWERED_WHERE[conn.dialect.name]))
          .order_by(e.c.id.desc()).limit(limit))
     used = [(task_id, answer_id) for task_id, answer_id in conn.execute(q) if answer_id]
     texts: dict[str, str] = {}

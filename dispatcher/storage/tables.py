@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from dispatcher.domain.events import EMAIL_QUEUED
+
 # Stable constraint and index names, so migrations can refer to them on every database.
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -170,6 +172,18 @@ def _event_log(name: str, owner: str) -> sa.Table:
 
 task_events = _event_log("task_events", "task_id")
 agent_events = _event_log("agent_events", "agent_id")
+
+# Replies sent with an answer of the library (`email.queued` naming an `answer_id`), newest
+# first: the past replies the suggestions learn from (answers.py `thd_answered_examples`), read
+# at every start. A partial index (migration 0020), so that read walks those events only, not
+# the whole log; a query uses it only when its WHERE names the same terms (`ANSWERED_WHERE`).
+ANSWERED_WHERE = {
+    "sqlite": f"kind = '{EMAIL_QUEUED}' AND json_extract(data, '$.answer_id') IS NOT NULL",
+    "postgresql": f"kind = '{EMAIL_QUEUED}' AND (data ->> 'answer_id') IS NOT NULL",
+}
+sa.Index("ix_task_events_answered", task_events.c.id,
+         sqlite_where=sa.text(ANSWERED_WHERE["sqlite"]),
+         postgresql_where=sa.text(ANSWERED_WHERE["postgresql"]))
 
 outbox = sa.Table(
     "outbox",

@@ -24,7 +24,7 @@ from dispatcher.domain.errors import InvalidValue
 from dispatcher.domain.events import Event
 from dispatcher.service.ports import Changes, MailMessage, OutboxItem, ReviewFigures
 from dispatcher.storage import schema
-from dispatcher.storage.answers import MemoryAnswerStore, SqlAnswerStore
+from dispatcher.storage.answers import MemoryAnswerStore, SqlAnswerStore, thd_answered_examples
 from dispatcher.storage.engine import make_engine
 from dispatcher.storage.memory import MemoryStore
 from tests.dispatcher.storage.test_store_contract import fired
@@ -169,6 +169,40 @@ def test_past_replies_with_an_answer_are_examples(h: H) -> None:
     h.wait(h.store.add_mail([inbound, other, msg], Changes(events=[
         queued, Event("email.queued", T0, "t2", data={"message": "x", "answer_id": None})])))
     assert h.wait(h.answers.answered_examples(10)) == [("refund", "Refund?\nwhere is my money")]
+
+
+def test_past_replies_are_read_through_their_index_not_the_whole_log(sql_url: str) -> None:
+    """Every start reads the last replies sent with an answer: the read walks their partial
+    index (migration 0020), however long the event log (before: the log, newest first, to
+    its start when few replies used an answer). The plan is asked of the query as it runs; on
+    PostgreSQL with sequential scans off, so that a tiny table does not hide which index the
+    query can use."""
+    engine = make_engine(sql_url)
+    seen: list[tuple[str, Any]] = []
+
+    def note(conn: Any, cursor: Any, statement: str, parameters: Any, *rest: Any) -> None:
+        if "task_events" in statement:
+            seen.append((statement, parameters))
+
+    sa.event.listen(engine, "before_cursor_execute", note)
+    try:
+        with engine.connect() as conn:
+            thd_answered_examples(conn, 5000)
+        statement, parameters = seen[0]
+        raw = engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            if engine.dialect.name == "sqlite":
+                cursor.execute("EXPLAIN QUERY PLAN " + statement, parameters)
+            else:
+                cursor.execute("SET enable_seqscan = off")
+                cursor.execute("EXPLAIN " + statement, parameters)
+            plan = str(cursor.fetchall())
+        finally:
+            raw.close()
+    finally:
+        engine.dispose()
+    assert "ix_task_events_answered" in plan, plan
 
 
 def test_0004_upgrades_a_0003_database_with_data_in_it(empty_url: str) -> None:
