@@ -4,8 +4,10 @@ Sits in the service layer over the `AnswerStore` port. What it promises:
 - Every save of an answer whose content changed appends a version (who, when, what); saving
   identical content changes nothing. Answers are retired, never deleted (history stays).
 - The library, the articles and the rules are loaded once (`load`) and kept in memory for the
-  decisions of one e-mail (no database read per e-mail); the ranking index is rebuilt after a
-  change, debounced (`REBUILD_DELAY`), so importing 5,000 answers rebuilds it once.
+  decisions of one e-mail (no database read per e-mail); the ranking index is built at `load`
+  and rebuilt after a change, debounced (`REBUILD_DELAY`), so importing 5,000 answers rebuilds
+  it once; with an `offload` (the runtime's thread pool) every build runs off the reactor, the
+  one at start-up included, one at a time (what changes meanwhile makes one more build).
 - Import and export use JSON Lines (one JSON object per line, UTF-8; docs/answers.md): export
   then import gives the same library; an import is checked entirely before anything is saved
   (`check_only`: checked, nothing saved; `first_line`: the number of the first line given, for
@@ -25,7 +27,8 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.defer import Deferred, ensureDeferred, succeed
+from twisted.python.failure import Failure
 
 from dispatcher.domain.answers import (
     Answer,
@@ -126,6 +129,9 @@ class Library:
         self.agent_shares: dict[str, float] = {}
         self.examples: list[tuple[str, str]] = []
         self._rebuild_call: Any = None
+        # One build off the reactor at a time (`_rebuild`); the rebuilds asked for meanwhile.
+        self._building = False
+        self._waiting: list[Deferred[None]] = []
 
     def now(self) -> float:
         return self.clock.seconds()
@@ -144,26 +150,58 @@ class Library:
         self.agent_shares = await self.store.agent_reviews()
         if index:
             self.examples = await self.store.answered_examples(EXAMPLES_LIMIT)
-            self.rebuild_now()
+            await self._rebuild()  # off the reactor: a start-up's reactor keeps its turns
 
     def rebuild_now(self) -> None:
         """Rebuild the index from the library as it is now (inline)."""
+        self._cancel_rebuild()
+        self.ranker.rebuild(*self._sources())
+
+    def _rebuild(self) -> Deferred[None]:
+        """Rebuild the index from the library as it is now; fires once an index of it (or of
+        a later state) is in use. With `offload`, off the reactor (5,000 answers and 5,000 past
+        replies take seconds to fit), else inline. One build runs at a time (each swaps the
+        index at its end), so an older index never replaces a newer one; the rebuilds asked
+        for meanwhile make one more build after it, of the library as it is then."""
+        self._cancel_rebuild()
+        if self.offload is None:
+            self.ranker.rebuild(*self._sources())
+            return succeed(None)
+        waiter: Deferred[None] = Deferred()
+        self._waiting.append(waiter)
+        if not self._building:
+            self._build()
+        return waiter
+
+    def _build(self) -> None:
+        assert self.offload is not None
+        self._building = True
+        waiters, self._waiting = self._waiting, []
+        d = self.offload(self.ranker.rebuild, *self._sources())
+        d.addBoth(self._built, waiters)
+
+    def _built(self, outcome: Any, waiters: list[Deferred[None]]) -> None:
+        self._building = False
+        if self._waiting:
+            self._build()
+        for waiter in waiters:
+            if isinstance(outcome, Failure):
+                waiter.errback(outcome)
+            else:
+                waiter.callback(None)
+
+    def _cancel_rebuild(self) -> None:
         if self._rebuild_call is not None and self._rebuild_call.active():
             self._rebuild_call.cancel()
         self._rebuild_call = None
-        self.ranker.rebuild(*self._sources())
 
     def _sources(self) -> tuple[list[Answer], list[Article], list[tuple[str, str]]]:
         return list(self.answers.values()), list(self.articles.values()), list(self.examples)
 
     def _rebuild_later(self) -> None:
         self._rebuild_call = None
-        if self.offload is None:
-            self.rebuild_now()
-            return
-        d = self.offload(self.ranker.rebuild, *self._sources())  # swaps the index at the end
-        d.addErrback(lambda f: log.error("answers: index rebuild failed: %s",
-                                         f.getErrorMessage()))
+        self._rebuild().addErrback(lambda f: log.error("answers: index rebuild failed: %s",
+                                                       f.getErrorMessage()))
 
     def _changed(self, delay: float = REBUILD_DELAY) -> None:
         """Rebuild `delay` seconds from now, or sooner if a rebuild is already due sooner."""
@@ -183,8 +221,7 @@ class Library:
             self._changed(LEARN_REBUILD_DELAY)
 
     def stop(self) -> None:
-        if self._rebuild_call is not None and self._rebuild_call.active():
-            self._rebuild_call.cancel()
+        self._cancel_rebuild()
 
     # ------------------------------------------------------------------ the library
 

@@ -7,9 +7,10 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
-from twisted.internet.defer import succeed
+from twisted.internet.defer import Deferred, succeed
 
 from dispatcher.domain.answers import ResponseMode
 from dispatcher.domain.errors import InvalidValue
@@ -76,6 +77,52 @@ def test_the_index_is_rebuilt_once_after_changes(stack: Stack, library: Library)
     stack.clock.advance(REBUILD_DELAY)
     assert library.ranker.size == 5
     assert library.ranker.rank("parcel tracking", limit=1)[0].id == "a0"
+
+
+class Offload:
+    """An `offload` whose runs the test finishes: each call is kept with its Deferred."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, tuple[Any, ...], Deferred[None]]] = []
+
+    def __call__(self, fn: Any, *args: Any) -> Deferred[None]:
+        d: Deferred[None] = Deferred()
+        self.calls.append((fn, args, d))
+        return d
+
+    def finish(self, index: int) -> None:
+        fn, args, d = self.calls[index]
+        fn(*args)
+        d.callback(None)
+
+
+def test_the_index_of_a_load_is_built_off_the_reactor_and_waited_for(stack: Stack) -> None:
+    """A start (`load`) with a thread pool builds the index there, and is done once it is."""
+    store = MemoryAnswerStore(stack.store)
+    result(Library(store, stack.clock).save_answer(
+        {"id": "parcel", "title": "Parcel", "text": "where is my parcel tracking"}, "sue"))
+    offload = Offload()
+    library = Library(store, stack.clock, offload=offload)
+    loaded = library.load()
+    assert len(offload.calls) == 1 and not loaded.called and library.ranker.size == 0
+    offload.finish(0)
+    assert loaded.called and library.ranker.size == 1
+
+
+def test_rebuilds_off_the_reactor_run_one_at_a_time_and_the_newest_last(stack: Stack) -> None:
+    """A rebuild asked for while one runs waits for it; two asked for meanwhile make one."""
+    offload = Offload()
+    library = Library(MemoryAnswerStore(stack.store), stack.clock, offload=offload)
+    result(library.save_answer({"id": "a0", "title": "Parcel", "text": "parcel"}, "sue"))
+    stack.clock.advance(REBUILD_DELAY)  # the first rebuild starts, and takes long
+    for n, word in ((1, "refund"), (2, "invoice")):
+        result(library.save_answer({"id": f"a{n}", "title": word, "text": word}, "sue"))
+        stack.clock.advance(REBUILD_DELAY)  # waits for the first
+    assert len(offload.calls) == 1
+    offload.finish(0)
+    assert len(offload.calls) == 2 and library.ranker.size == 1
+    offload.finish(1)
+    assert len(offload.calls) == 2 and library.ranker.size == 3  # the newest index last
 
 
 def test_knowledge_base_help_search_and_deflections(stack: Stack, library: Library) -> None:
