@@ -297,10 +297,16 @@ def test_in_flight_and_beside_must_be_at_least_one() -> None:
         GroupCommit(FakePool(), TurnReactor(), in_flight=2, beside=0)
 
 
-def test_a_few_calls_wait_for_a_small_batch_in_flight_and_then_go_as_one() -> None:
+@pytest.fixture
+def beside3() -> tuple[TurnReactor, FakePool, GroupCommit, Callable[..., Any]]:
+    """Two batches in flight, the second only beside a batch of 3 calls or with 3 waiting."""
     reactor, pool = TurnReactor(), FakePool()
-    gc = GroupCommit(pool, reactor, in_flight=2, beside=3)
     _, record = keyed()
+    return reactor, pool, GroupCommit(pool, reactor, in_flight=2, beside=3), record
+
+
+def test_a_few_calls_wait_for_a_small_batch_in_flight_and_then_go_as_one(beside3) -> None:
+    reactor, pool, gc, record = beside3
     gc.run(record, ("a", 1))
     reactor.turn()
     gc.run(record, ("b", 2))
@@ -315,10 +321,8 @@ def test_a_few_calls_wait_for_a_small_batch_in_flight_and_then_go_as_one() -> No
     assert (gc.commits, gc.calls) == (2, 3) and gc.idle
 
 
-def test_enough_calls_waiting_start_beside_a_small_batch() -> None:
-    reactor, pool = TurnReactor(), FakePool()
-    gc = GroupCommit(pool, reactor, in_flight=2, beside=3)
-    _, record = keyed()
+def test_enough_calls_waiting_start_beside_a_small_batch(beside3) -> None:
+    reactor, pool, gc, record = beside3
     gc.run(record, ("a", 1))
     reactor.turn()
     gc.run(record, ("b", 2))
@@ -333,10 +337,8 @@ def test_enough_calls_waiting_start_beside_a_small_batch() -> None:
     assert pool.transactions == [[("b", 2), ("c", 3), ("d", 4)], [("a", 1)]]
 
 
-def test_one_call_starts_beside_a_large_batch() -> None:
-    reactor, pool = TurnReactor(), FakePool()
-    gc = GroupCommit(pool, reactor, in_flight=2, beside=3)
-    _, record = keyed()
+def test_one_call_starts_beside_a_large_batch(beside3) -> None:
+    reactor, pool, gc, record = beside3
     for item in (("a", 1), ("b", 2), ("c", 3)):
         gc.run(record, item)
     reactor.turn()
