@@ -6,8 +6,8 @@ is stored by the intake of tasks.py plus its request, messages and outbox rows, 
 transaction; every write goes through the group commit.
 
 Request numbers are taken in the transaction that stores the task (lookups.py
-`take_request_numbers`),
-so two processes on one database never give the same number: on PostgreSQL from the sequence
+`take_request_numbers`), so two processes on one database never give the same number: on
+PostgreSQL from the sequence
 `email_request_numbers` (migration 0013; a number taken by a transaction that rolled back is a
 gap, never given again), on SQLite as the highest stored number plus one (every transaction is
 `BEGIN IMMEDIATE`, engine.py: one writer at a time, from its first statement; requests are never

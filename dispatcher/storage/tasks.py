@@ -6,10 +6,10 @@ intake and routing go through the group commit: their Deferreds fire after the c
 them, and the calls of one reactor turn share one transaction. A batch of intakes costs one
 read before its writes (the customers of its identities and, alone, whether its id is stored:
 lookups.py) and one round trip of writes on PostgreSQL (an executemany per table on SQLite),
-whatever its size; intakes and changes interleaved in a batch merge too when they touch other tasks and agents
-(`intake_keys`, `change_keys`: the merge rule of commit.py); task rows and events are written in
-bulk at the driver's level (bulk.py). A change of a task in hand sends only the columns routing
-changes when the others are as last sent (`SqlTasks.record`).
+whatever its size; intakes and changes interleaved in a batch merge too when they touch other
+tasks and agents (`intake_keys`, `change_keys`: the merge rule of commit.py); task rows and
+events are written in bulk at the driver's level (bulk.py). A change of a task in hand sends
+only the columns routing changes when the others are as last sent (`SqlTasks.record`).
 """
 
 from __future__ import annotations
