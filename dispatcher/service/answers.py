@@ -163,10 +163,10 @@ class Library:
         replies take seconds to fit), else inline. One build runs at a time (each swaps the
         index at its end), so an older index never replaces a newer one; the rebuilds asked
         for meanwhile make one more build after it, of the library as it is then."""
-        self._cancel_rebuild()
         if self.offload is None:
-            self.ranker.rebuild(*self._sources())
+            self.rebuild_now()
             return succeed(None)
+        self._cancel_rebuild()
         waiter: Deferred[None] = Deferred()
         self._waiting.append(waiter)
         if not self._building:

@@ -83,10 +83,11 @@ POSTGRES_IN_FLIGHT = 2
 # Results of a committed batch handed back before the calls they caused may start as a batch.
 SLICE = 256
 # A batch starts beside others in flight only when they, or the calls waiting, number at least
-# this many (module doc). Measured on PostgreSQL with 2 cores (bench/push.py at 500 tasks/s,
-# batches of about 13 calls; bench/smtp.py, of 2 or 3 mails): a second transaction for these made
-# the offers' latency flip between a fast and a slow regime, and took more CPU; the durable
-# bench's batches (hundreds of calls) still commit two at once.
+# this many (module doc). Measured on PostgreSQL with 2 cores: bench/smtp.py (batches of 2 or 3
+# mails) 1.14-1.20x msg/s and less CPU per message; bench/durable.py (batches of hundreds of
+# calls, still two at once) unchanged; bench/push.py (batches of about 13 calls) uses less CPU
+# and no longer falls into its slow regime (p99 150-200 ms), but no longer reaches its fast one
+# either (p99 23-40 ms): its p99 is not lower.
 BESIDE_CALLS = 32
 
 log = Logger()
