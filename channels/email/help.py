@@ -101,10 +101,28 @@ class HelpPage(Resource):
             return self
         return super().getChild(path, request)
 
-    def render_GET(self, request: Any) -> bytes:
+    def render_GET(self, request: Any) -> Any:
         _headers(request)
         query = _arg(request, b"q", MAX_QUERY_CHARS).strip()
-        articles = self.library.help_search(query, MAX_RESULTS)
+        # At once, but while a start's index is being built (Library.indexed).
+        d = self.library.help_found(query, MAX_RESULTS)
+
+        def done(result: Any) -> None:
+            if hasattr(result, "getErrorMessage"):
+                log.error("help: search failed: %s", result.getErrorMessage())
+                request.setResponseCode(500)
+                page = _page("Help", _form(query) + "<p>Search failed. Try again.</p>")
+            else:
+                page = self._results(query, result)
+            if not getattr(request, "_disconnected", False):
+                request.write(page)
+                request.finish()
+
+        d.addBoth(done)
+        return NOT_DONE_YET
+
+    @staticmethod
+    def _results(query: str, articles: list[Any]) -> bytes:
         items = "".join(
             f'<li><a href="/help/article/{quote(a.id, safe="")}">{_e(a.question)}</a> '
             f'<span class="cat">{_e(a.category)}</span></li>' for a in articles)

@@ -357,7 +357,9 @@ class App:
         await self.codification.start()  # rules loaded; the classifier trains in a thread
         await self.collaboration.start()  # pending reminders re-armed
         await self.calls.start()  # phone accounts and registrations, expiries re-armed
-        await self.library.load()  # answers, articles, rules in memory; the index built
+        # Answers, articles, rules in memory; the index is built in a thread meanwhile (5,000
+        # answers take seconds): what ranks waits for it, the start does not.
+        await self.library.load()
         if not early_gc:
             self.collector.start()  # freeze once what start-up built (collector.py)
         self.report_events.start()

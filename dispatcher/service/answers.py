@@ -7,7 +7,9 @@ Sits in the service layer over the `AnswerStore` port. What it promises:
   decisions of one e-mail (no database read per e-mail); the ranking index is built at `load`
   and rebuilt after a change, debounced (`REBUILD_DELAY`), so importing 5,000 answers rebuilds
   it once; with an `offload` (the runtime's thread pool) every build runs off the reactor, the
-  one at start-up included, one at a time (what changes meanwhile makes one more build).
+  one at start-up included, one at a time (what changes meanwhile makes one more build). A start
+  does not wait for its build: what ranks waits for it (`indexed`), so no ranking ever uses the
+  empty index of a library not yet built.
 - Import and export use JSON Lines (one JSON object per line, UTF-8; docs/answers.md): export
   then import gives the same library; an import is checked entirely before anything is saved
   (`check_only`: checked, nothing saved; `first_line`: the number of the first line given, for
@@ -132,6 +134,9 @@ class Library:
         # One build off the reactor at a time (`_rebuild`); the rebuilds asked for meanwhile.
         self._building = False
         self._waiting: list[Deferred[None]] = []
+        # Between a load's start of the index build and its end: who waits for that index
+        # (`indexed`); None once built (or when no load builds one).
+        self._first_index: list[Deferred[None]] | None = None
 
     def now(self) -> float:
         return self.clock.seconds()
@@ -139,8 +144,10 @@ class Library:
     # ------------------------------------------------------------------ loading and the index
 
     def load(self, index: bool = True) -> Deferred[None]:
-        """Read the library, articles, rules and past replies; build the index unless
-        `index` is False (the CLI's import and export need no index)."""
+        """Read the library, articles, rules and past replies, and start building the index
+        unless `index` is False (the CLI's import and export need no index). Fires once read:
+        with `offload`, the index is built meanwhile off the reactor (5,000 answers take
+        seconds), and whoever ranks waits for it through `indexed`; without, it is built."""
         return ensureDeferred(self._load(index))
 
     async def _load(self, index: bool) -> None:
@@ -150,7 +157,31 @@ class Library:
         self.agent_shares = await self.store.agent_reviews()
         if index:
             self.examples = await self.store.answered_examples(EXAMPLES_LIMIT)
-            await self._rebuild()  # off the reactor: a start-up's reactor keeps its turns
+            if self._first_index is None:
+                self._first_index = []
+            self._rebuild().addBoth(self._first_built)
+
+    def indexed(self) -> Deferred[None]:
+        """Fires once the index of the loaded library is in use (at once, but between a
+        load and the end of its index build): suggestions, searches and the automatic mode
+        wait for it rather than rank on an empty index."""
+        if self._first_index is None:
+            return succeed(None)
+        waiter: Deferred[None] = Deferred()
+        self._first_index.append(waiter)
+        return waiter
+
+    @property
+    def is_indexed(self) -> bool:
+        """False between a load and the end of its index build (`indexed`)."""
+        return self._first_index is None
+
+    def _first_built(self, outcome: Any) -> None:
+        if isinstance(outcome, Failure):  # ranked on the index there is (empty), not waited on
+            log.error("answers: the index could not be built: %s", outcome.getErrorMessage())
+        waiters, self._first_index = self._first_index or [], None
+        for waiter in waiters:
+            waiter.callback(None)
 
     def rebuild_now(self) -> None:
         """Rebuild the index from the library as it is now (inline)."""
@@ -381,6 +412,10 @@ class Library:
     def export_articles(self, include_retired: bool = True) -> list[str]:
         return [json.dumps(article_json(a), ensure_ascii=False)
                 for a in self.list_articles(include_retired)]
+
+    def help_found(self, query: str, limit: int = 10) -> Deferred[list[Article]]:
+        """`help_search` once the index is in use (`indexed`)."""
+        return self.indexed().addCallback(lambda _: self.help_search(query, limit))
 
     def help_search(self, query: str, limit: int = 10) -> list[Article]:
         """Articles for a /help visitor's words (all of them, by category, without words)."""

@@ -291,8 +291,9 @@ class AutoAnswer(Protocol):
         ...
 
     def automatic(self, task: Task, inbound: InboundMail) -> bool:
-        """After a new task is committed: True when it took the task (answered it or held it
-        for review), so that it must not be routed."""
+        """After a new task is committed: True when it took the task (answered it, held it
+        for review, or decides once its index is built and routes it then if need be), so
+        that it must not be routed."""
         ...
 
 

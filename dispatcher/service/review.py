@@ -156,6 +156,7 @@ class Review:
     async def _suggest(self, task_id: str, agent_id: str, limit: int) -> list[Offered]:
         task = self._theirs(task_id, agent_id)
         text = await self._customer_text(task)
+        await self.library.indexed()
         found = self.library.ranker.rank(text, task.queue, _category(task), limit, (ANSWER,))
         return await self._offered(task, agent_id, [(s.id, s.score) for s in found])
 
@@ -172,6 +173,7 @@ class Review:
             task = self._live(task_id) if any_task else self._theirs(task_id, agent_id)
         queue = task.queue if task else None
         category = _category(task) if task else None
+        await self.library.indexed()
         found = self.library.ranker.search(query, queue, category, limit, (ANSWER,))
         if task is None:
             return [Offered(s.id, s.title, s.score, a.text, a.html, ())
@@ -394,7 +396,8 @@ class Review:
     def automatic(self, task: Task, inbound: Any) -> bool:
         """For `Mail` (wired with `Mail.answer_with`): whether the new, committed task is
         taken by the automatic mode (then it must not be routed). Decided now, from memory;
-        the write follows."""
+        the write follows. While a start's index is being built, a task it would rank is
+        taken, and decided on once the index is in use (`_automatic_later`)."""
         rule = self.library.rule_for(task.queue, _category(task))
         if rule.mode is not ResponseMode.AUTOMATIC:
             return False
@@ -404,6 +407,9 @@ class Review:
                 "plan": Plan.AGENT.value, "reason": never, "answer_id": None, "score": 0.0,
                 "threshold": rule.threshold}))
             return False
+        if not self.library.is_indexed:
+            self.library.indexed().addCallback(lambda _: self._automatic_later(task, inbound))
+            return True
         text = query_text(inbound.subject, inbound.text or _text_of(inbound.html))
         found = self.library.ranker.rank(text, task.queue, _category(task), 1, (ANSWER,))
         answer = self.library.get(found[0].id) if found else None
@@ -430,6 +436,17 @@ class Review:
         d = ensureDeferred(work)
         d.addErrback(self._automatic_failed, snapshot)
         return True
+
+    def _automatic_later(self, task: Task, inbound: Any) -> None:
+        """`automatic` once the index is built, for a task that came in before: routed when
+        the automatic mode leaves it to the agents."""
+        try:
+            taken = self.automatic(task, inbound)
+        except Exception:
+            log.exception("automatic: could not decide on %s: routed", task.id)
+            taken = False
+        if not taken:
+            route(self.assignment, task, self.now())
 
     def _record_plan(self, task: Task, event: ev.Event) -> None:
         self.store.record(Changes(events=[event])).addErrback(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.web.server import NOT_DONE_YET
 from twisted.web.test.requesthelper import DummyRequest
@@ -111,3 +112,22 @@ def test_votes_per_client_are_bounded(site) -> None:
     again = get(root, b"feedback", {b"article": [b"kb-sunday"], b"helped": [b"no"]}, b"POST",
                 client="198.51.100.7")[0]
     assert again.responseCode == 200
+
+
+def test_a_search_while_a_start_builds_the_index_is_answered_once_it_is_built(site) -> None:
+    _, built = site
+    library = Library(built.store, built.clock)
+    builds = []
+    library.offload = lambda fn, *args: (builds.append((fn, args)), pending)[1]
+    pending: Deferred = Deferred()
+    result(library.load())
+    root = h.HelpPage(library)
+    request = DummyRequest([b""])
+    request.args = {b"q": [b"refund"]}
+    assert root.render(request) is NOT_DONE_YET and not request.finished
+
+    fn, args = builds[0]
+    fn(*args)
+    pending.callback(None)
+
+    assert request.finished and "kb-refund" in b"".join(request.written).decode()

@@ -96,17 +96,37 @@ class Offload:
         d.callback(None)
 
 
-def test_the_index_of_a_load_is_built_off_the_reactor_and_waited_for(stack: Stack) -> None:
-    """A start (`load`) with a thread pool builds the index there, and is done once it is."""
+def test_a_load_builds_its_index_off_the_reactor_and_rankings_wait_for_it(stack: Stack) -> None:
+    """A start (`load`) with a thread pool is done once the library is read; the index is
+    built there meanwhile, and `indexed` fires once it is in use."""
     store = MemoryAnswerStore(stack.store)
     result(Library(store, stack.clock).save_answer(
         {"id": "parcel", "title": "Parcel", "text": "where is my parcel tracking"}, "sue"))
     offload = Offload()
     library = Library(store, stack.clock, offload=offload)
-    loaded = library.load()
-    assert len(offload.calls) == 1 and not loaded.called and library.ranker.size == 0
+    assert library.indexed().called  # nothing loaded, nothing to wait for
+
+    result(library.load())
+
+    assert len(offload.calls) == 1 and library.ranker.size == 0 and not library.is_indexed
+    waiting = library.indexed()
+    found = library.help_found("parcel")
+    assert not waiting.called and not found.called
     offload.finish(0)
-    assert loaded.called and library.ranker.size == 1
+    assert waiting.called and library.is_indexed and library.ranker.size == 1
+    assert result(found) == []  # no articles: searched on the built index, not before
+    assert library.indexed().called
+
+
+def test_a_failed_first_build_is_logged_and_never_leaves_anyone_waiting(
+        stack: Stack, caplog: pytest.LogCaptureFixture) -> None:
+    offload = Offload()
+    library = Library(MemoryAnswerStore(stack.store), stack.clock, offload=offload)
+    result(library.load())
+    waiting = library.indexed()
+    offload.calls[0][2].errback(RuntimeError("out of memory"))
+    assert waiting.called and library.is_indexed
+    assert "could not be built: out of memory" in caplog.text
 
 
 def test_rebuilds_off_the_reactor_run_one_at_a_time_and_the_newest_last(stack: Stack) -> None:

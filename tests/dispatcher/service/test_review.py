@@ -12,6 +12,7 @@ from email import message_from_bytes, policy
 from pathlib import Path
 
 import pytest
+from twisted.internet.defer import Deferred
 
 from dispatcher.domain.errors import Forbidden, InvalidValue, UnknownTask
 from dispatcher.domain.tasks import TaskState
@@ -199,6 +200,37 @@ def test_below_the_threshold_or_with_a_missing_value_an_agent_answers(w: World) 
     assert nameless.task_id in w.stack.router.tasks and replies(w, nameless.task_id) == []
     plan = [e for e in w.stack.events(nameless.task_id) if e.kind == rv.ANSWER_AUTOMATIC][0]
     assert plan.data["plan"] == "agent" and "customer_name" in plan.data["reason"]
+
+
+def test_mail_that_comes_while_a_start_builds_the_index_is_decided_once_it_is_built(
+        w: World) -> None:
+    """The start does not wait for the index (Library.load): the automatic mode takes what it
+    would rank, and decides once the index is in use: sent, or routed to an agent."""
+    automatic_rule(w, review_share=0.0)
+    w.stack.login("ann")
+    builds = []
+    pending: Deferred = Deferred()
+    w.library.offload = lambda fn, *args: (builds.append((fn, args)), pending)[1]
+    result(w.library.load())
+    assert not w.library.is_indexed
+    answered = result(w.mail.receive(inbound()))
+    to_agent = result(w.mail.receive(inbound(subject="Qzxv", sender="bob@c.org", name="Bob",
+                                             text="wvqz kjxq")))
+    assert w.stack.offers_made() == [] and replies(w, answered.task_id) == []
+    assert answered.task_id not in w.stack.router.tasks
+    assert to_agent.task_id not in w.stack.router.tasks
+
+    fn, args = builds[0]
+    fn(*args)
+    pending.callback(None)
+
+    assert w.stack.last_offer("ann").task_id == to_agent.task_id
+    assert len(replies(w, answered.task_id)) == 1
+    task = result(w.stack.store.find_mail_task(task_id=answered.task_id))
+    assert task.state is TaskState.COMPLETED
+    plans = {e.task_id: e.data["plan"] for t in (answered.task_id, to_agent.task_id)
+             for e in w.stack.events(t) if e.kind == rv.ANSWER_AUTOMATIC}
+    assert plans == {answered.task_id: "send", to_agent.task_id: "agent"}
 
 
 def test_another_mode_never_answers_automatically(w: World) -> None:
