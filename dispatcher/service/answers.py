@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from twisted.internet.defer import Deferred, ensureDeferred, succeed
+from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred, succeed
 from twisted.python.failure import Failure
 
 from dispatcher.domain.answers import (
@@ -159,7 +159,7 @@ class Library:
             self.examples = await self.store.answered_examples(EXAMPLES_LIMIT)
             if self._first_index is None:
                 self._first_index = []
-            self._rebuild().addBoth(self._first_built)
+            maybeDeferred(self._rebuild).addBoth(self._first_built)
 
     def indexed(self) -> Deferred[None]:
         """Fires once the index of the loaded library is in use (at once, but between a
