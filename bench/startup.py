@@ -24,7 +24,8 @@ dropped), it
 Targets (issue 15): start-up with 100 k open tasks <= 2 s; memory per queued task after a
 restart <= 1 KiB; no reactor block over ~50 ms during start-up. `--no-memory`: the start-up
 runs only (no traced runs, no live intake). `--answers A`: both databases hold a library of A
-answers (imported through the Library service), whose index the start builds.
+answers (imported through the Library service), whose index the start begins to build in a
+thread (it does not wait for it: docs/answers.md).
 
     .venv/bin/python bench/startup.py [--tasks N] [--handled H] [--live M] [--runs R]
                                       [--only sqlite|postgres] [--json] [--checkpoint]
@@ -214,7 +215,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--runs", type=int, default=DEFAULT_RUNS)
     parser.add_argument("--answers", type=int, default=0,
                         help="answers in the library, imported through the Library service "
-                             "(in both databases: the start builds their index)")
+                             "(in both databases: the start begins to build their index)")
     parser.add_argument("--only", choices=["sqlite", "postgres"])
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--no-memory", action="store_true",

@@ -56,6 +56,7 @@ from .tasks import (
     Intake,
     Key,
     change_keys,
+    intake_ids,
     row_keys,
     thd_intake_tasks,
     thd_record_many,
@@ -170,7 +171,7 @@ def thd_create_mail_tasks(conn: sa.Connection, batch: Sequence[MailIntake]
     looked = thd_lookups(
         conn, numbers=len(batch), peers={m.ack_peer for m in batch if m.ack_peer is not None},
         identities={m.identity for m in batch if m.identity is not None},
-        ids=[batch[0].draft.task.id] if len(batch) == 1 else ())
+        ids=intake_ids([m.draft.task.id for m in batch]))
     numbers, acks = looked.numbers, looked.acks
     made = [_numbered(m, n, None if m.ack_peer is None else acks.get(m.ack_peer))
             for m, n in zip(batch, numbers, strict=True)]

@@ -94,7 +94,8 @@ def thd_intake_tasks(conn: sa.Connection, intakes: Sequence[Intake],
     customers of `intake_identities` and which of `intake_ids` are stored, read already by the
     caller (with reads of its own, in one round trip: lookups.py)."""
     if looked is None:
-        looked = thd_lookups(conn, identities=intake_identities(intakes), ids=intake_ids(intakes))
+        looked = thd_lookups(conn, identities=intake_identities(intakes),
+                             ids=intake_ids([i.task["id"] for i in intakes]))
     _refuse_duplicates([i.task["id"] for i in intakes], looked.stored)
     known: dict[tuple[str, str] | None, str] = dict(looked.known)
     customers: list[r.Row] = []
@@ -173,10 +174,10 @@ def intake_identities(intakes: Sequence[Intake]) -> set[tuple[str, str]]:
     return {i.identity for i in intakes if i.identity is not None}
 
 
-def intake_ids(intakes: Sequence[Intake]) -> list[str]:
-    """The task ids a batch of intakes looks up before it writes: a batch of one only
-    (`_refuse_duplicates`)."""
-    return [intakes[0].task["id"]] if len(intakes) == 1 else []
+def intake_ids(ids: Sequence[str]) -> list[str]:
+    """Of the task ids of a batch of intakes, those it looks up before it writes: a batch of
+    one only (`_refuse_duplicates`)."""
+    return list(ids) if len(ids) == 1 else []
 
 
 def _refuse_duplicates(ids: list[str], stored: set[str]) -> None:
