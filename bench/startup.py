@@ -364,9 +364,9 @@ def handmade_sample(url: str) -> None:
         tasks.append({
             "id": task_id, "channel": "email", "queue": mail.queue, "customer_id": None,
             "created_at": at, "base_skills": {}, "priority": 0, "deadline": None,
+            "preview": mail.text[:200],
             "attributes": {"request_number": number, "request": f"SB-{number:06d}",
-                           "subject": mail.subject, "preview": mail.text[:200],
-                           "from": mail.from_address,
+                           "subject": mail.subject, "from": mail.from_address,
                            "spam": {"scored": False, "spam": False,
                                     "error": "no spam scorer configured"}},
             "state": "completed" if done else "queued", "step": 0, "required_skills": {},
@@ -465,9 +465,10 @@ def clone(url: str, tasks: int, handled: int) -> dict[str, Any]:  # noqa: C901 -
             attrs["request"] = f"SB-{number:07d}"
         if "subject" in attrs:  # every mail has its own words
             attrs["subject"] = f"{attrs['subject']} #{i}"
-        if "preview" in attrs:
-            attrs["preview"] = f"#{i} {attrs['preview']}"[: len(attrs["preview"])]
-        row = {**tpl, "id": task_id, "attributes": attrs, "created_at": at,
+        preview = tpl.get("preview")
+        if preview:
+            preview = f"#{i} {preview}"[: len(preview)]
+        row = {**tpl, "id": task_id, "attributes": attrs, "preview": preview, "created_at": at,
                "updated_at": at + ((tpl["updated_at"] or tpl["created_at"])
                                    - tpl["created_at"])}
         for key in ("deadline", "offer_expires_at", "step_started_at"):

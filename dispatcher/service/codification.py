@@ -131,6 +131,8 @@ def _text(value: Any, limit: int) -> str:
 
 
 def parked_of(task: Task) -> Parked:
+    """What the task tells of itself; its preview only when its attributes hold one (stored
+    before previews had a column: `Codification.parked` reads the others')."""
     attrs = task.attributes
     spam = attrs.get("spam") if isinstance(attrs.get("spam"), dict) else {}
     score, threshold = spam.get("score"), spam.get("threshold")
@@ -465,12 +467,18 @@ class Codification:
 
     # ------------------------------------------------------------------ the parked, release
 
-    def parked(self, limit: int = PARKED_LIMIT) -> SpamList:
-        """The mails waiting in the spam queue, newest first (O(spam queue depth))."""
+    def parked(self, limit: int = PARKED_LIMIT) -> Deferred[SpamList]:
+        """The mails waiting in the spam queue, newest first (O(spam queue depth)), with their
+        previews (one read of the store)."""
         tasks = [t for t in self.router.waiting(self.policy.spam_queue)
                  if t.state is TaskState.QUEUED]
         tasks.sort(key=lambda t: (-t.created_at, t.id))
-        return SpamList(len(tasks), tuple(parked_of(t) for t in tasks[:max(0, limit)]))
+        shown = [parked_of(t) for t in tasks[:max(0, limit)]]  # now: the tasks move on
+        d = self.store.previews([p.task_id for p in shown]) if shown else succeed({})
+        return d.addCallback(lambda previews: SpamList(len(tasks), tuple(
+            p if p.task_id not in previews
+            else replace(p, preview=_text(previews[p.task_id], PARKED_PREVIEW_CHARS))
+            for p in shown)))
 
     def release(self, task_id: str, actor: str, queue: str | None = None
                 ) -> Deferred[Outcome]:

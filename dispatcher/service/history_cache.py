@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
@@ -97,15 +97,23 @@ class _Row:
     source: Any = None
 
     @classmethod
-    def of(cls, task: Task, before: _Row | None = None) -> _Row:
-        """The row of `task` now; `before`, an earlier row of it, may lend its preview."""
+    def of(cls, task: Task, before: _Row | None = None, stored: str | None = None) -> _Row:
+        """The row of `task` now; `before`, an earlier row of it, may lend its preview.
+        `stored`: the preview stored with the task (NewMail.preview), which its attributes do
+        not hold; a later row of such a task takes its preview from `before` (or `_apply`
+        keeps the entry's): the column is written once."""
         channel = getattr(task.channel, "_value_", task.channel)  # `value` is a descriptor
         attrs = task.attributes
         source = preview = None
         if channel == "email":
             source = preview_source(attrs)
-            preview = (before.preview if before is not None and before.source is source
-                       and source is not None else preview_from(source))
+            if source is None:
+                source = stored
+            if source is None and before is not None:
+                source, preview = before.source, before.preview
+            else:
+                preview = (before.preview if before is not None and before.source is source
+                           and source is not None else preview_from(source))
         return cls(task.id, task.customer_id, channel, task.queue,
                    getattr(task.state, "_value_", task.state), task.created_at, task.agent_id,
                    subject_of(attrs), preview, source)
@@ -516,6 +524,10 @@ def _apply(entry: _Entry, write: _Write, task_id: str) -> None:
     """One committed write's row and events for one task."""
     row = write.rows.get(task_id)
     if row is not None:
+        if row.source is None and row.preview is None and entry.row.preview is not None:
+            # A row of a task whose preview is stored apart (written once), made when the
+            # write was issued without the entry at hand: the entry's preview stays.
+            row = replace(row, source=entry.row.source, preview=entry.row.preview)
         entry.row = row
     for e in write.events:
         if e.task_id == task_id and e.kind in FOLDED_KINDS:
@@ -540,7 +552,7 @@ WATCHED = frozenset({"create_task", "intake_task", "record", "create_mail_task",
 PASSED_THROUGH = frozenset({
     "load_state", "last_event_at", "put_queue", "put_agent", "put_calendar", "remove_queue",
     "remove_agent", "list_queues", "list_agents", "get_customer", "find_customer",
-    "list_tasks", "page_tasks", "get_task", "list_calendars", "customer_tasks", "task_events",
+    "list_tasks", "page_tasks", "get_task", "previews", "list_calendars", "customer_tasks", "task_events",
     "customer_records", "customer_history", "search_customers", "find_mail_task",
     "mail_messages", "mail_message", "mark_mail", "known_mail_sources",
     "due_mail", "settle_mail",
@@ -600,7 +612,7 @@ class WatchedStore:
                          ) -> Deferred[StoredMail]:
         # The task and events as stored are known once committed (the store numbers them).
         def done(stored: StoredMail) -> StoredMail:
-            row = _Row.of(stored.mail.task)
+            row = _Row.of(stored.mail.task, stored=stored.mail.preview)
             row.customer_id = stored.customer_id
             self.cache.created(stored.customer_id, row, list(stored.mail.events), stored.new)
             return stored

@@ -112,7 +112,7 @@ def _after(created: ev.Event, numbered: Numbering) -> Numbering:
 
     def with_created(number: int, last_ack: float | None) -> NewMail:
         made = numbered(number, last_ack)
-        return NewMail(made.task, [created, *made.events], made.messages, made.outbox)
+        return replace(made, events=[created, *made.events])
 
     return with_created
 
@@ -197,8 +197,8 @@ class Intake:
 
             def made(number: int, last_ack: float | None) -> NewMail:
                 mail = number_first(number, last_ack)
-                return NewMail(replace(row, attributes=mail.task.attributes),
-                               [*mail.events, *routing], mail.messages, mail.outbox)
+                return replace(mail, task=replace(row, attributes=mail.task.attributes),
+                               events=[*mail.events, *routing])
 
             draft = NewMail(row, [created, *events, *routing], list(messages), list(outbox))
             d = self.store.create_mail_task(draft, identity, customer_name, made, ack_peer)

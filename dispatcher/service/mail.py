@@ -475,11 +475,9 @@ class Mail:
 
     async def _new(self, mail: InboundMail, identity: Identity | None,
                    linked_to: Task | None = None, why: str = "") -> Received:
-        attributes: dict[str, Any] = {
-            "subject": mail.subject,
-            "preview": (mail.text or html_to_text(mail.html))[:PREVIEW_CHARS],
-            "from": mail.from_address,
-        }
+        attributes: dict[str, Any] = {"subject": mail.subject, "from": mail.from_address}
+        # Stored with the task, not among the attributes the router holds (NewMail.preview).
+        preview = (mail.text or html_to_text(mail.html))[:PREVIEW_CHARS]
         if linked_to is not None:
             attributes["linked_to"] = linked_to.id
             attributes["link_reason"] = why  # shown with the link (console, tasks show)
@@ -518,12 +516,13 @@ class Mail:
                 # Acknowledged within the period, as the store knows (by another process, or
                 # by this one before it started): none again.
                 return NewMail(made, [received, *events, ev.Event(
-                    EMAIL_ACK_SKIPPED, task.created_at, task.id, data={"reason": ACKED})], [msg])
+                    EMAIL_ACK_SKIPPED, task.created_at, task.id, data={"reason": ACKED})], [msg],
+                    preview=preview)
             if not acks:
-                return NewMail(made, [received, *events], [msg])
+                return NewMail(made, [received, *events], [msg], preview=preview)
             ack = self._ack(policy, made, request, msg, now, ack_id)
             return NewMail(made, [received, *events, ack.event], [msg, ack.message],
-                           [ack.outbox])
+                           [ack.outbox], preview)
 
         automatic = self._auto_answer is not None and self._auto_answer.may_take(task)
         try:

@@ -256,12 +256,15 @@ class MailMessage:
 @dataclass(frozen=True, slots=True)
 class NewMail:
     """A new e-mail task as `Store.create_mail_task` stores it: the task, its events
-    (`task.created` first), its messages and its outbox items."""
+    (`task.created` first), its messages and its outbox items, and its preview (the first
+    lines of the mail, stored with the task but not among its attributes: the router does not
+    hold it; readers of the store find it among them, `Store.previews` by task)."""
 
     task: Task
     events: Sequence[Event] = ()
     messages: Sequence[MailMessage] = ()
     outbox: Sequence[OutboxItem] = ()
+    preview: str | None = None
 
 
 # What a new e-mail task becomes once the store gave it its request number (the number is
@@ -398,6 +401,9 @@ class Store(Protocol):
         than a page to learn whether another follows). A keyset query: its cost is the page's,
         not the table's."""
     def get_task(self, task_id: str) -> Deferred[TaskSummary | None]: ...
+    def previews(self, task_ids: Sequence[str]) -> Deferred[dict[str, str]]:
+        """The previews of those of the stored tasks `task_ids` that have one (as their
+        attributes are shown by reads of the store: `NewMail.preview`), by task id."""
     def list_calendars(self) -> Deferred[list[Calendar]]: ...
     def customer_tasks(self, customer_id: str, limit: int = 50) -> Deferred[list[TaskSummary]]:
         """The customer's tasks across channels, newest first."""

@@ -23,7 +23,7 @@ import base64
 import binascii
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from twisted.internet.defer import Deferred, ensureDeferred, fail
@@ -173,6 +173,13 @@ class Tasks:
         summary = summary_of(live) if live is not None else await self.store.get_task(task_id)
         if summary is None:
             raise UnknownTask(task_id)
+        if live is not None and live.channel is Channel.EMAIL:
+            # Shown as a read of the store shows it: the router's task does not hold the
+            # preview stored with it (NewMail.preview).
+            previews = await self.store.previews([task_id])
+            if task_id in previews:
+                summary = replace(summary, attributes={**summary.attributes,
+                                                       "preview": previews[task_id]})
         trail = tuple(await self.store.task_events(task_id))
         page = None
         if self.conversation is not None:

@@ -19,11 +19,12 @@ another 20 µs, while the database thread holds the GIL the reactor needs. Here:
 - Any other driver: the SQLAlchemy statements of statements.py, unchanged.
 
 What it promises, the same as statements.py: text is made storable first (`storable`), JSON
-columns hold what SQLAlchemy's JSON type would store (`json.dumps`), and the effect equals the
-SQLAlchemy statements': `append` inserts every row in order; `update_tasks` writes every column
-of each whole task row and inserts the rows that are not stored yet (a task recorded before it
-was created, as the MemoryStore allows), and writes only the hot columns of a stored task from
-a row that has only those (the slim rows of `SqlTasks.record`: no attributes sent or parsed).
+columns hold what SQLAlchemy's JSON type would store (`json.dumps`), and the effect
+equals the SQLAlchemy statements': `append` inserts every row in order; `update_tasks` writes
+every column of each whole task row but the preview (`WRITE_ONCE`) and inserts the rows that
+are not stored yet (a task recorded before it was created, as the MemoryStore allows), and
+writes only the hot columns of a stored task from a row that has only those (the slim rows of
+`SqlTasks.record`: no attributes sent or parsed).
 """
 
 from __future__ import annotations
@@ -231,7 +232,10 @@ def append_events(conn: sa.Connection, events: Sequence[r.Row]) -> None:
     append_all(conn, event_logs(events))
 
 
-TASK_COLUMNS = tuple(c.name for c in t.tasks.columns)
+# What a whole task row writes: every column but those its first row alone writes (the
+# preview: `rows.intake_row`), which no change touches.
+WRITE_ONCE = ("preview",)
+TASK_COLUMNS = tuple(c.name for c in t.tasks.columns if c.name not in WRITE_ONCE)
 _CHANGED = tuple(name for name in TASK_COLUMNS if name != "id")
 HOT_COLUMNS = r.HOT_TASK_COLUMNS
 _HOT_CHANGED = tuple(name for name in HOT_COLUMNS if name != "id")
@@ -386,5 +390,5 @@ def _pg_updated(conn: sa.Connection, statement: str, rows: Sequence[r.Row]) -> s
 
 def _upsert(conn: sa.Connection, rows: Sequence[r.Row]) -> None:
     # RETURNING makes SQLAlchemy send the rows as multi-row statements (insertmanyvalues).
-    stmt = upsert(conn.dialect.name, t.tasks).returning(t.tasks.c.id)
+    stmt = upsert(conn.dialect.name, t.tasks, WRITE_ONCE).returning(t.tasks.c.id)
     conn.execute(stmt, storable_rows(list(rows))).close()

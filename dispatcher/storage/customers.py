@@ -114,7 +114,7 @@ def _records_of(conn: sa.Connection, customer_ids: list[str], limit: int
     out: dict[str, list[TaskRecord]] = {}
     for row in rows:
         out.setdefault(row.customer_id, []).append(TaskRecord(
-            r.summary_from_row(row), dict(row.attributes or {}), tuple(trails[row.id])))
+            r.summary_from_row(row), r.stored_attributes(row), tuple(trails[row.id])))
     return out
 
 

@@ -140,7 +140,7 @@ def new_mail_rows(mail: NewMail, identity: tuple[str, str] | None, customer_name
     """The rows of a new e-mail task (a snapshot: on the thread that made `mail`)."""
     messages, attachments = mail_rows(mail.messages)
     return MailRows(
-        intake=Intake(task=r.task_row(mail.task), identity=identity,
+        intake=Intake(task=r.intake_row(mail.task, mail.preview), identity=identity,
                       customer_name=customer_name, events=[r.event_row(e) for e in mail.events]),
         messages=messages, attachments=attachments,
         outbox=[r.outbox_row(item) for item in mail.outbox])

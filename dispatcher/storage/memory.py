@@ -85,7 +85,15 @@ def _config_only(agent: Agent) -> Agent:
     )
 
 
-def _summary(task: Task) -> TaskSummary:
+def _attributes(task: Task, preview: str | None) -> dict[str, Any]:
+    """The task's attributes as a read of the store shows them (rows.py `stored_attributes`)."""
+    out = snapshot(task.attributes)
+    if preview is not None:
+        out["preview"] = preview
+    return out
+
+
+def _summary(task: Task, preview: str | None = None) -> TaskSummary:
     return TaskSummary(
         id=task.id,
         channel=Channel(task.channel).value,
@@ -96,7 +104,7 @@ def _summary(task: Task) -> TaskSummary:
         deadline=task.deadline,
         agent_id=task.agent_id,
         priority=task.priority,
-        attributes=snapshot(task.attributes),
+        attributes=_attributes(task, preview),
     )
 
 
@@ -142,6 +150,7 @@ class MemoryStore:
         self._task_event_ids = itertools.count(1)
         self._agent_event_ids = itertools.count(1)
         self._checkpoints: dict[str, tuple[float, int, float, str]] = {}  # name -> row, JSON
+        self._previews: dict[str, str] = {}  # task id -> its preview (NewMail.preview)
         # Inspectable by tests: what SqlStore writes to `agent_events` and `outbox`.
         self.agent_events: list[StoredEvent] = []
         self.outbox: list[OutboxItem] = []
@@ -288,18 +297,31 @@ class MemoryStore:
             if (state is None or t.state.value == state) and (queue is None or t.queue == queue)
         ]
         found.sort(key=lambda t: (t.created_at, t.id), reverse=newest_first)
-        return succeed([_summary(t) for t in found[:limit]])
+        return succeed([self._summary(t) for t in found[:limit]])
 
     def page_tasks(
         self, where: TaskFilter, after: tuple[float, str] | None, limit: int,
     ) -> Deferred[list[TaskSummary]]:
-        found = [s for s in map(_summary, self._tasks.values()) if where.keeps(s, after)]
+        found = [s for s in map(self._summary, self._tasks.values()) if where.keeps(s, after)]
         found.sort(key=lambda s: (s.created_at, s.id), reverse=True)
         return succeed(found[:limit])
 
     def get_task(self, task_id: str) -> Deferred[TaskSummary | None]:
         task = self._tasks.get(task_id)
-        return succeed(None if task is None else _summary(task))
+        return succeed(None if task is None else self._summary(task))
+
+    def previews(self, task_ids: Sequence[str]) -> Deferred[dict[str, str]]:
+        out: dict[str, str] = {}
+        for task_id in task_ids:
+            task = self._tasks.get(task_id)
+            preview = None if task is None else _attributes(
+                task, self._previews.get(task_id)).get("preview")
+            if isinstance(preview, str):
+                out[task_id] = preview
+        return succeed(out)
+
+    def _summary(self, task: Task) -> TaskSummary:
+        return _summary(task, self._previews.get(task.id))
 
     def list_calendars(self) -> Deferred[list[Calendar]]:
         return succeed([copy.deepcopy(self._calendars[k]) for k in sorted(self._calendars)])
@@ -309,7 +331,7 @@ class MemoryStore:
     ) -> Deferred[list[TaskSummary]]:
         found = self._of_customer(customer_id)
         found.sort(key=lambda t: (t.created_at, t.id), reverse=True)
-        return succeed([_summary(t) for t in found[:limit]])
+        return succeed([self._summary(t) for t in found[:limit]])
 
     def task_events(self, task_id: str) -> Deferred[list[StoredEvent]]:
         return succeed([copy.deepcopy(e) for e in self._trails().get(task_id, ())])
@@ -377,7 +399,7 @@ class MemoryStore:
         found = found[:limit]
         trails = self._trails()
         return succeed([
-            TaskRecord(_summary(t), snapshot(t.attributes),
+            TaskRecord(self._summary(t), _attributes(t, self._previews.get(t.id)),
                        tuple(copy.deepcopy(e) for e in trails.get(t.id, ())))
             for t in found
         ])
@@ -482,6 +504,8 @@ class MemoryStore:
         mail = self._mail
         mail.last_number = number
         mail.requests[number] = made.task.id
+        if made.preview is not None:
+            self._previews[made.task.id] = made.preview
         self._keep_messages(made.messages)
         self.record(Changes(outbox=list(made.outbox)))
         self._queue_mail(made.outbox)

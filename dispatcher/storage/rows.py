@@ -79,6 +79,26 @@ def task_row(task: Task) -> Row:
     }
 
 
+def intake_row(task: Task, preview: str | None = None) -> Row:
+    """The first row of a task, as its intake inserts it: `task_row`, and the e-mail's preview,
+    which only this row writes (the router's task does not hold it: tables.py)."""
+    return {**task_row(task), "preview": preview}
+
+
+# Where a stored task's preview is shown: among its attributes, as before it had a column.
+PREVIEW_ATTRIBUTE = "preview"
+
+
+def stored_attributes(r: Any) -> dict[str, Any]:
+    """A stored task's attributes as readers are shown them (a new dict): those of its row,
+    with its preview (the column, when the row has one) among them."""
+    attributes = dict(r.attributes or {})
+    preview = r._mapping.get("preview")
+    if preview is not None:
+        attributes[PREVIEW_ATTRIBUTE] = preview
+    return attributes
+
+
 # The columns of `tasks` that routing changes (offers, accepts, completions...), and the others,
 # which a change writes only when one of them differs from what was written before
 # (`SqlTasks.record`, storage/tasks.py): a task's attributes are most of its row.
@@ -272,7 +292,7 @@ def summary_from_row(r: Any) -> TaskSummary:
         deadline=r.deadline,
         agent_id=r.agent_id,
         priority=r.priority,
-        attributes=dict(r.attributes or {}),
+        attributes=stored_attributes(r),
     )
 
 

@@ -135,6 +135,10 @@ tasks = sa.Table(
     sa.Column("offer_expires_at", Time, nullable=True),
     sa.Column("step_started_at", Time, nullable=True),
     sa.Column("updated_at", Time, nullable=True),
+    # An e-mail's preview (0021): written once, with the task's first row, never by a change
+    # (bulk.py `TASK_COLUMNS`), read by what shows stored tasks (rows.py `stored_attributes`);
+    # the router's tasks do not hold it.
+    sa.Column("preview", sa.Text, nullable=True),
     sa.Index(None, "state", "queue"),
     sa.Index(None, "customer_id", "created_at"),
     # Keyset pages of the task list, newest first (0012): all tasks, by queue, by agent.

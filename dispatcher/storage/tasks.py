@@ -42,6 +42,7 @@ from .bulk import append_all, event_logs, record_rows
 from .commit import GroupCommit, mergeable
 from .lookups import Lookups, thd_lookups
 from .pool import Pool
+from .statements import chunks
 
 FINAL = sorted(s.value for s in FINAL_STATES)
 # States of a task nobody holds: `SqlTasks.record` does not remember what it sent of these.
@@ -273,6 +274,18 @@ def thd_get_task(conn: sa.Connection, task_id: str) -> TaskSummary | None:
     return None if row is None else r.summary_from_row(row)
 
 
+def thd_previews(conn: sa.Connection, task_ids: Sequence[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    k = t.tasks.c
+    for chunk in chunks(list(task_ids)):
+        for row in conn.execute(sa.select(k.id, k.preview, k.attributes).where(
+                k.id.in_(list(chunk)))):
+            preview = r.stored_attributes(row).get(r.PREVIEW_ATTRIBUTE)
+            if isinstance(preview, str):
+                out[row.id] = preview
+    return out
+
+
 def thd_task_events(conn: sa.Connection, task_id: str) -> list[StoredEvent]:
     e = t.task_events
     query = sa.select(e).where(e.c.task_id == task_id).order_by(e.c.id)
@@ -306,7 +319,7 @@ class SqlTasks:
         self, task: Task, identity: Identity | None, customer_name: str, events: Sequence[Event]
     ) -> Deferred[StoredTask]:
         intake = Intake(
-            task=r.task_row(task),
+            task=r.intake_row(task),
             identity=None if identity is None else (identity.kind, identity.value),
             customer_name=customer_name,
             events=[r.event_row(e) for e in events],
@@ -383,6 +396,9 @@ class SqlTasks:
 
     def get_task(self, task_id: str) -> Deferred[TaskSummary | None]:
         return self._pool.run(thd_get_task, task_id)
+
+    def previews(self, task_ids: Sequence[str]) -> Deferred[dict[str, str]]:
+        return self._pool.run(thd_previews, list(task_ids))
 
     def task_events(self, task_id: str) -> Deferred[list[StoredEvent]]:
         return self._pool.run(thd_task_events, task_id)

@@ -21,6 +21,7 @@ from dispatcher.service.history_cache import (
     WatchedStore,
 )
 from dispatcher.service.intake import email_identity, phone_identity
+from dispatcher.service.mail import InboundMail, Mail
 from dispatcher.service.ports import Changes, MailMessage, Store
 from dispatcher.storage.memory import MemoryStore
 from tests.dispatcher.service.stacks import HeldStore, Stack, build_stack, support_queue
@@ -328,3 +329,49 @@ def test_a_rows_preview_is_made_once_per_source_text_and_again_when_it_changes()
     call = Task(id="t2", channel=Channel.PHONE, queue="support", customer_id="c1",
                 created_at=1.0, attributes={"preview": text})
     assert _Row.of(call).preview is None and _Row.of(call).source is None
+
+
+def test_a_mails_preview_stored_apart_stays_on_its_timeline_through_its_changes(both):
+    """A mail's preview is stored with its task (NewMail.preview), not among the attributes the
+    router holds: the timeline shows it from the intake on, through the task's later rows
+    (which do not carry it), equal to a fresh read; and read again once dropped."""
+    s = both.stack
+    s.put_agent("a1", 6)
+    mail = Mail(s.assignment, s.store, s.clock, s.intake)
+    got = s.wait(mail.receive(InboundMail(
+        raw=b"Subject: Parcel\r\n\r\nHello\r\n", queue="support", from_address="bob@example.org",
+        envelope_from="bob@example.org", from_name="Bob", subject="Parcel",
+        text="Hello,\n\nmy parcel never came.\n", message_id="parcel-1@example.org")))
+    s.settle()
+    settle_reads(both)
+    assert "preview" not in s.router.tasks[got.task_id].attributes
+    shown = "Hello,\nmy parcel never came."
+    assert both.same(got.customer_id).timeline[0].preview == shown
+    s.login("a1")  # offered: a row of the router's task, without the preview
+    assert both.same(got.customer_id).timeline[0].state == "offered"
+    s.wait(s.sessions.accept("a1", s.last_offer("a1").id))
+    s.settle()
+    s.wait(s.sessions.complete("a1", got.task_id, "solved"))
+    s.settle()
+    entry = both.same(got.customer_id).timeline[0]
+    assert (entry.state, entry.preview) == ("completed", shown)
+    both.cache.drop(got.customer_id)
+    assert both.same(got.customer_id, served_from_memory=False).timeline[0].preview == shown
+
+
+def test_a_row_of_a_task_whose_preview_is_stored_apart_keeps_the_entrys():
+    """A row made without the entry at hand (the write issued while the customer was being
+    read) does not take the preview off the entry when it is applied."""
+    from dispatcher.domain.tasks import Task, TaskState
+    from dispatcher.service.history_cache import _apply, _Entry, _Row, _Write
+
+    task = Task(id="t1", channel=Channel.EMAIL, queue="support", customer_id="c1",
+                created_at=1.0, attributes={"subject": "Parcel"})
+    created = _Row.of(task, stored="Hello,\n\nmy parcel")
+    assert created.preview == "Hello,\nmy parcel"
+    task.state = TaskState.OFFERED
+    assert _Row.of(task, created).preview == "Hello,\nmy parcel"  # lent by the row before
+    entry, later = _Entry(created), _Row.of(task)
+    assert later.preview is None
+    _apply(entry, _Write({"c1"}, rows={"t1": later}), "t1")
+    assert (entry.row.state, entry.row.preview) == ("offered", "Hello,\nmy parcel")
