@@ -350,10 +350,9 @@ async def run_fill(reactor: Any, url: str, tasks: int, handled: int,
 def handmade_sample(url: str) -> None:
     """What `sample` stores, written by hand (tasks rows with the attributes `Mail._new` gives a
     new e-mail, and its events), for when the real path cannot run."""
-    import sqlalchemy as sa
-
     from dispatcher.domain import events as ev
     from dispatcher.storage import tables as t
+    from dispatcher.storage.engine import make_engine
 
     now = time.time() - 3600
     tasks, events, agent_events = [], [], []
@@ -402,7 +401,7 @@ def handmade_sample(url: str) -> None:
         agent_events.append({"kind": ev.AGENT_STATUS, "at": at, "task_id": None,
                              "agent_id": "agent000", "actor": "agent:agent000",
                              "data": {"status": status, "reason": None}})
-    engine = sa.create_engine(url)
+    engine = make_engine(url)  # JSON columns as the product writes them (compact)
     with engine.begin() as conn:
         conn.execute(t.tasks.insert(), tasks)
         conn.execute(t.task_events.insert(), sorted(events, key=lambda e: e["at"]))
@@ -435,10 +434,11 @@ def clone(url: str, tasks: int, handled: int) -> dict[str, Any]:  # noqa: C901 -
 
     from dispatcher.service.reports import utc_day_start
     from dispatcher.storage import tables as t
+    from dispatcher.storage.engine import make_engine
 
     now = time.time()
     day = utc_day_start(now)
-    engine = sa.create_engine(url)
+    engine = make_engine(url)  # JSON columns as the product writes them (compact)
     with engine.begin() as conn:
         rows = [dict(r._mapping) for r in conn.execute(sa.select(t.tasks))]
         events = [dict(r._mapping) for r in conn.execute(

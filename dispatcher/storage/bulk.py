@@ -19,7 +19,7 @@ another 20 µs, while the database thread holds the GIL the reactor needs. Here:
 - Any other driver: the SQLAlchemy statements of statements.py, unchanged.
 
 What it promises, the same as statements.py: text is made storable first (`storable`), JSON
-columns hold what SQLAlchemy's JSON type would store (`json.dumps`), and the effect
+columns hold what SQLAlchemy's JSON type would store (engine.py `compact_json`), and the effect
 equals the SQLAlchemy statements': `append` inserts every row in order; `update_tasks` writes
 every column of each whole task row but the preview (`WRITE_ONCE`) and inserts the rows that
 are not stored yet (a task recorded before it was created, as the MemoryStore allows), and
@@ -39,6 +39,7 @@ import sqlalchemy as sa
 
 from . import rows as r
 from . import tables as t
+from .engine import compact_json
 from .statements import chunks, insert_ignore, storable, storable_rows, upsert
 
 PAGE = 5000  # rows per statement on PostgreSQL
@@ -54,17 +55,18 @@ def _driver(conn: sa.Connection) -> str:
     return "sqlalchemy"
 
 
-_unescaped_dumps = json.JSONEncoder(ensure_ascii=False).encode
+_unescaped_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def _json(value: Any) -> str:
-    """`json.dumps(storable(value))`, what SQLAlchemy's JSON type stores, without walking the
-    value when there is nothing to fix: an ASCII encoding without an escaped NUL is the same
-    whether `ensure_ascii` is set or not, and holds no lone surrogate (those stay raw)."""
+    """`compact_json(storable(value))`, what SQLAlchemy's JSON type stores (engine.py), without
+    walking the value when there is nothing to fix: an ASCII encoding without an escaped NUL is
+    the same whether `ensure_ascii` is set or not, and holds no lone surrogate (those stay
+    raw)."""
     text = _unescaped_dumps(value)
     if text.isascii() and "\\u0000" not in text:
         return text
-    return json.dumps(storable(value))
+    return compact_json(storable(value))
 
 
 def _plain(value: Any) -> Any:

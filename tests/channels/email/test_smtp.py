@@ -145,7 +145,7 @@ def test_smtplib_message_becomes_a_stored_task(server) -> None:
     [(queue, attributes)] = running.rows(
         server.url, "select t.queue, t.attributes from tasks t join email_messages m "
         "on m.task_id = t.id where m.subject = 'Quote please'")
-    assert queue == "sales" and '"request": "SB-' in attributes
+    assert queue == "sales" and '"request":"SB-' in attributes
 
 
 def test_unknown_recipients_are_refused_with_550(server) -> None:

@@ -351,3 +351,18 @@ def test_a_change_never_writes_the_preview(engine: sa.Engine) -> None:
         states = dict(conn.execute(sa.select(t.tasks.c.id, t.tasks.c.state)).all())
     assert stored == {"t1": "Hello, my parcel", "t2": "Where is it?", "t3": None, "t4": None}
     assert states == {"t1": "offered", "t2": "assigned", "t3": "queued", "t4": "queued"}
+
+
+def test_json_columns_are_written_compact_by_both_paths(engine: sa.Engine) -> None:
+    """The bulk path and SQLAlchemy's JSON type (engine.py `compact_json`) write the same text,
+    without the spaces json.dumps puts after `,` and `:` (the router loads that text)."""
+    attributes = {"subject": "Bonjour", "tags": ["a", "b"], "n": 1, "text": "a, x: y"}
+    with engine.begin() as conn:
+        bulk.append(conn, t.tasks, [task("t1", attributes=attributes)])
+        insert_rows(conn, t.tasks, [task("t2", attributes=attributes)])
+        bulk.update_tasks(conn, [task("t3", attributes=attributes)])  # the upsert: not stored
+    with engine.connect() as conn:
+        texts = dict(conn.execute(sa.select(t.tasks.c.id, sa.cast(t.tasks.c.attributes,
+                                                                   sa.Text))).all())
+    assert texts["t1"] == texts["t2"] == texts["t3"]
+    assert texts["t1"] == '{"subject":"Bonjour","tags":["a","b"],"n":1,"text":"a, x: y"}'
