@@ -365,9 +365,7 @@ def handmade_sample(url: str) -> None:
             "created_at": at, "base_skills": {}, "priority": 0, "deadline": None,
             "preview": mail.text[:200],
             "attributes": {"request_number": number, "request": f"SB-{number:06d}",
-                           "subject": mail.subject, "from": mail.from_address,
-                           "spam": {"scored": False, "spam": False,
-                                    "error": "no spam scorer configured"}},
+                           "subject": mail.subject, "from": mail.from_address},
             "state": "completed" if done else "queued", "step": 0, "required_skills": {},
             "agent_id": None, "offer_id": None, "offer_expires_at": None,
             "step_started_at": at, "updated_at": at + (60 if done else 0)})

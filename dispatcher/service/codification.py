@@ -412,7 +412,10 @@ class Codification:
                 self._move(task, form.queue)
             if form.priority is not None:
                 task.priority = max(MIN_PRIORITY, min(MAX_PRIORITY, int(form.priority)))
-        task.attributes["spam"] = verdict.attribute()
+        if verdict is not UNSCORED:
+            # The scorer's verdict, kept with the task. None without a scorer (the trail's
+            # `spam.scored` event says why): that constant was ~80 bytes of every open task.
+            task.attributes["spam"] = verdict.attribute()
         parked = verdict.scored and verdict.spam
         if parked:
             task.attributes["spam"]["queue"] = task.queue

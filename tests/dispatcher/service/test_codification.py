@@ -240,8 +240,10 @@ def test_codify_without_rules_model_or_scorer_changes_nothing_but_says_so(stack,
                                                                          mail) -> None:
     got = stack.wait(mail.receive(inbound()))
     task = stack.router.tasks[got.task_id]
-    assert task.attributes["spam"] == {"scored": False, "spam": False,
-                                       "error": "no spam scorer configured"}
+    assert "spam" not in task.attributes  # no verdict kept: the trail says why
+    scored = [e for e in stack.events(got.task_id) if e.kind == c.SPAM_SCORED]
+    assert [e.data for e in scored] == [{"scored": False, "spam": False, "parked": False,
+                                         "error": "no spam scorer configured"}]
     assert "category" not in task.attributes and got.acknowledged
     assert m.EMAIL_RECEIVED in stack.kinds(got.task_id)
 
