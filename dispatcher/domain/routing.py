@@ -345,7 +345,6 @@ class Router:
         self._queue_buckets: dict[str, list[Bucket]] = {}
         self._members: dict[str, set[str]] = {}
         self._agent_buckets: dict[str, list[Bucket]] = {}
-        self._task_bucket: dict[str, Bucket] = {}
         # Agents who may have a live entry in some agent heap (a superset): taking out an agent
         # who is in none costs nothing.
         self._listed: set[str] = set()
@@ -399,7 +398,7 @@ class Router:
             if cond == task.condition:
                 continue
             task.condition = cond
-            if task.state is TaskState.QUEUED and task.id in self._task_bucket:
+            if task.state is TaskState.QUEUED and task.bucket is not None:
                 self._unbucket(task)
                 self._place(task, now, out)
 
@@ -504,6 +503,7 @@ class Router:
         queue = self.queues.get(task.queue) or self._queue(task.queue)
         task.required_skills = queue.requirement_at(task.base_skills, task.step)
         task.condition = queue.condition_at(task)
+        task.bucket = None  # the router's own: a copy of another task may bring one
         self.tasks[task.id] = task
         out = Outcome()
         out.events.append(
@@ -935,8 +935,8 @@ class Router:
             raise NotEligible(agent_id, task_id, f"queue {queue.name} pushes its tasks")
         if task.state is not TaskState.QUEUED:
             raise TaskTaken(agent_id, task_id, task.state.value)
-        bucket = self._task_bucket[task_id]
-        if agent_id not in bucket.eligible:
+        bucket = task.bucket
+        if bucket is None or agent_id not in bucket.eligible:
             raise NotEligible(agent_id, task_id,
                               "not a member of the queue with the skills and the channel")
         if not agent.can_take(task.channel, self.matrix_of(agent)):
@@ -1007,6 +1007,7 @@ class Router:
         order, their changes added to `out`. A task depends only on the setup and on itself
         (every agent is offline: nothing is offered), so slices give what one piece gives."""
         for task in open_tasks:
+            task.bucket = None  # the router's own (see submit)
             self.tasks[task.id] = task
             if task.state is TaskState.OFFERED:
                 out.events.append(ev.Event(ev.OFFER_EXPIRED, now, task.id, task.agent_id,
@@ -1378,7 +1379,7 @@ class Router:
                       task_id)  # Any: one object, compiled too (see _refresh)
         live = b.task_live
         live[task_id] = seq
-        self._task_bucket[task_id] = b
+        task.bucket = b
         heap = b.tasks
         heapq.heappush(heap, entry)
         head = b.head
@@ -1388,8 +1389,9 @@ class Router:
             b.compact()
 
     def _unbucket(self, task: Task) -> None:
-        b = self._task_bucket.pop(task.id, None)
+        b = task.bucket
         if b is not None:
+            task.bucket = None
             b.task_live.pop(task.id, None)
             if b.head is not None and b.head[4] == task.id:
                 b.head = None
@@ -1655,7 +1657,7 @@ class Router:
         self.tasks.pop(task_id, None)
         if self.declined:
             self.declined.pop(task_id, None)
-        if self._reserved or task_id in self._task_bucket:
+        if self._reserved or task.bucket is not None:
             self._unbucket(task)
         if self._prefs:
             self._prefs.pop(task_id, None)

@@ -94,6 +94,9 @@ class Task:
     # Derived by the router (never stored): the queue's requirement expression at `step`,
     # bound to this task's attributes (an expressions.Condition), or None.
     condition: Any = field(default=None, compare=False, repr=False)
+    # Kept by the router (never stored): the bucket the task waits in (a routing.Bucket), or
+    # None; a slot rather than an entry of a map by id (~30 bytes less a waiting task).
+    bucket: Any = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.required_skills is None:
@@ -114,6 +117,7 @@ class Task:
         """A copy that later changes to this task do not affect (for the store's batch)."""
         return replace(
             self,
+            bucket=None,
             base_skills=dict(self.base_skills),
             attributes=copy.deepcopy(self.attributes) if self.attributes else {},
             required_skills=dict(self.required_skills),

@@ -1406,3 +1406,24 @@ def test_engaged_email_agent_keeps_emails_only_if_the_matrix_allows():
     add_agent(r, "a1")
     r.set_device("a1", EMAIL, T0, engaged=True)  # e.g. a mail client outside us (odd, allowed)
     assert offers(r.submit(new_task("call"), T0 + 1)) == [("call", "a1")]
+
+
+def test_the_bucket_a_task_waits_in_is_the_routers_own():
+    """A waiting task names its bucket (a slot, not a map by id); a copy of it names none
+    (`snapshot`), and a copy made otherwise (`dataclasses.replace`) that enters the router
+    starts from none: only where the router put it counts."""
+    from dataclasses import replace
+
+    r = make_router(Queue("backoffice", mode=Mode.PULL))
+    add_agent(r, "a1", queues=("backoffice",), skills={"fr": 5})
+    submit(r, "t1", queue="backoffice", skills={"fr": 3})
+    waiting = r.tasks["t1"]
+    assert waiting.bucket is not None and "a1" in waiting.bucket.eligible
+    assert waiting.snapshot().bucket is None
+    stale = replace(waiting, id="t2")  # a copy naming the bucket of t1
+    r.cancel("t1", T0 + 1, "test")
+    assert waiting.bucket is None and [t.id for t in r.waiting("backoffice")] == []
+    r.submit(stale, T0 + 2)
+    assert stale.bucket is not None and [t.id for t in r.waiting("backoffice")] == ["t2"]
+    out = check(r.pick("a1", "t2", T0 + 3))
+    assert events_of(out, ev.TASK_ASSIGNED)[0].data["via"] == "pick" and stale.bucket is None
