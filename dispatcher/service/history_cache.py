@@ -552,8 +552,8 @@ WATCHED = frozenset({"create_task", "intake_task", "record", "create_mail_task",
 PASSED_THROUGH = frozenset({
     "load_state", "last_event_at", "put_queue", "put_agent", "put_calendar", "remove_queue",
     "remove_agent", "list_queues", "list_agents", "get_customer", "find_customer",
-    "list_tasks", "page_tasks", "get_task", "previews", "list_calendars", "customer_tasks", "task_events",
-    "customer_records", "customer_history", "search_customers", "find_mail_task",
+    "list_tasks", "page_tasks", "get_task", "previews", "list_calendars", "customer_tasks",
+    "task_events", "customer_records", "customer_history", "search_customers", "find_mail_task",
     "mail_messages", "mail_message", "mark_mail", "known_mail_sources",
     "due_mail", "settle_mail",
 })
