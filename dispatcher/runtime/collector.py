@@ -13,9 +13,10 @@ nothing). Survivors are then never walked again before the next refreeze. Measur
 bench/push.py at 500 tasks/s on PostgreSQL (2,000 agents): without that, the objects made since
 the freeze that outlive a young pass (a new customer's card, each agent's pending read) piled up
 in the middle generation, and the interpreter's pass over it, every tenth young pass, paused the
-reactor 65 to 135 ms; the longest young passes took 30 to 70 ms. No full pass of the interpreter's own either: once it had made one, CPython would
-make another each time the objects made since the freeze grew by a quarter (a pass every 1 to
-1.5 s at that rate, 30 to 350 ms each). The youngest generation is collected every
+reactor 65 to 135 ms; the longest young passes took 30 to 70 ms. No full pass of the
+interpreter's own either: once it had made one, CPython would make another each time the objects
+made since the freeze grew by a quarter (a pass every 1 to 1.5 s at that rate, 30 to 350 ms
+each). The youngest generation is collected every
 `YOUNG_THRESHOLD` allocations instead of 700: most objects of a decision die before, and are
 then never walked. Cycles that die young are freed by the young passes; cycles that outlive one
 wait for the next refreeze (`every_seconds`), as cycles that reached the oldest generation

@@ -55,7 +55,7 @@ from dispatcher.service.ports import (
 
 from .report_checkpoints import dumps as checkpoint_dumps
 from .report_checkpoints import loads as checkpoint_loads
-from .rows import DEFAULT_HISTORY_LIMIT, DEFAULT_LIST_LIMIT, snapshot
+from .rows import DEFAULT_HISTORY_LIMIT, DEFAULT_LIST_LIMIT, PREVIEW_ATTRIBUTE, snapshot
 
 
 @dataclass(slots=True)
@@ -89,7 +89,7 @@ def _attributes(task: Task, preview: str | None) -> dict[str, Any]:
     """The task's attributes as a read of the store shows them (rows.py `stored_attributes`)."""
     out = snapshot(task.attributes)
     if preview is not None:
-        out["preview"] = preview
+        out[PREVIEW_ATTRIBUTE] = preview
     return out
 
 
@@ -314,8 +314,9 @@ class MemoryStore:
         out: dict[str, str] = {}
         for task_id in task_ids:
             task = self._tasks.get(task_id)
-            preview = None if task is None else _attributes(
-                task, self._previews.get(task_id)).get("preview")
+            if task is None:
+                continue
+            preview = self._previews.get(task_id, task.attributes.get(PREVIEW_ATTRIBUTE))
             if isinstance(preview, str):
                 out[task_id] = preview
         return succeed(out)
