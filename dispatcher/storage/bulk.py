@@ -7,11 +7,12 @@ transaction's own DB-API connection). SQLAlchemy's executemany costs about 30 µ
 row (parameter processing, JSON bind processors), and psycopg2's quoting of a 17-column task row
 another 20 µs, while the database thread holds the GIL the reactor needs. Here:
 
-- PostgreSQL through psycopg2: a page of rows (PAGE) is one JSON array, encoded by the `json`
-  module's C encoder and sent as one parameter; the server makes rows of it with
-  `json_populate_recordset(NULL::table, ...)`, typed as the table's columns, bytes sent as
-  bytea's hex text (`INSERT ... SELECT ... FROM json_populate_recordset(...)`; `UPDATE tasks
-  ... FROM json_populate_recordset(...) WHERE tasks.id = v.id`).
+- PostgreSQL through psycopg2 or psycopg (3): a page of rows (PAGE) is one JSON array,
+  encoded by the `json` module's C encoder and sent as one parameter; the server makes rows of
+  it with `json_populate_recordset(NULL::table, ...)`, typed as the table's columns, bytes sent
+  as bytea's hex text (`INSERT ... SELECT ... FROM json_populate_recordset(...)`; `UPDATE tasks
+  ... FROM json_populate_recordset(...) WHERE tasks.id = v.id`). The statements of one write go
+  in one round trip (`round_trip`).
 - SQLite: each row made a tuple once; appends as multi-row INSERTs (`_sqlite_runs`: a run of
   rows is one statement, one step, where `executemany` takes a step a row, and the sqlite3
   module lets the GIL go and takes it back around every step, each time behind the reactor);
@@ -46,13 +47,47 @@ PAGE = 5000  # rows per statement on PostgreSQL
 Encoder = Callable[[r.Row], tuple[Any, ...]]
 
 
+# The PostgreSQL drivers whose DB-API cursors the JSON pages go through: psycopg2, and psycopg
+# (3) in its synchronous form (`postgresql+psycopg://`).
+PG_DRIVERS = frozenset({"psycopg2", "psycopg"})
+
+
 def _driver(conn: sa.Connection) -> str:
+    """"psycopg2" or "psycopg" (PostgreSQL through that driver), "sqlite3", else "sqlalchemy"
+    (any other driver: the SQLAlchemy statements)."""
     dialect = conn.dialect
-    if dialect.name == "postgresql" and dialect.driver == "psycopg2":
-        return "psycopg2"
+    if dialect.name == "postgresql" and dialect.driver in PG_DRIVERS:
+        return str(dialect.driver)
     if dialect.name == "sqlite" and dialect.driver == "pysqlite":
         return "sqlite3"
     return "sqlalchemy"
+
+
+def round_trip(conn: sa.Connection, statements: Sequence[tuple[str, tuple[Any, ...]]]
+               ) -> list[tuple[Any, ...]]:
+    """Run `statements` ((SQL with `%s` placeholders, parameters) pairs, in order) in one round
+    trip on PostgreSQL, inside the caller's transaction; the rows of the last one (empty when it
+    returns none). psycopg2 binds on the client: the statements go in one execute, `;` between
+    them. psycopg (3) binds on the server, one statement an execute: they go in one pipeline
+    (psycopg's pipeline mode), sent together, their results read at its end. An error of any of
+    them is raised as SQLAlchemy's (`_driver_errors`), the transaction then failed. Through
+    another driver, one after the other."""
+    driver = _driver(conn)
+    if driver not in PG_DRIVERS:  # another driver: one statement after the other
+        rows: list[tuple[Any, ...]] = []
+        for sql, params in statements:
+            result = conn.exec_driver_sql(sql, params)
+            rows = [tuple(row) for row in result] if result.returns_rows else []
+        return rows
+    text = ";\n".join(sql for sql, _ in statements)
+    with _driver_errors(conn, text) as cursor:
+        if driver == "psycopg2":
+            cursor.execute(text, tuple(p for _, params in statements for p in params))
+        else:
+            with conn.connection.driver_connection.pipeline():
+                for sql, params in statements:
+                    cursor.execute(sql, params)
+        return list(cursor.fetchall()) if cursor.description is not None else []
 
 
 _unescaped_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
@@ -200,26 +235,20 @@ def append(conn: sa.Connection, table: sa.Table, rows: Sequence[r.Row]) -> None:
 
 
 def append_all(conn: sa.Connection, appends: Sequence[tuple[sa.Table, Sequence[r.Row]]]) -> None:
-    """`append(conn, table, rows)` for each pair, in order. On PostgreSQL through psycopg2, in
-    one round trip: the statements go in one execute, `;` between them (psycopg2 binds the
-    parameters on the client, so the server gets one simple query). A round trip on the
-    database thread waits for the GIL behind a busy reactor, up to 5 ms each: an intake's
-    customers, identities, task rows and events are one wait, not four."""
+    """`append(conn, table, rows)` for each pair, in order. On PostgreSQL, in one round trip
+    (`round_trip`). A round trip on the database thread waits for the GIL behind a busy
+    reactor, up to 5 ms each: an intake's customers, identities, task rows and events are one
+    wait, not four."""
     appends = [(table, rows) for table, rows in appends if rows]
-    if _driver(conn) != "psycopg2" or len(appends) < 2:
+    if _driver(conn) not in PG_DRIVERS or len(appends) < 2:
         for table, rows in appends:
             append(conn, table, rows)
         return
-    statements: list[str] = []
-    pages: list[str] = []
+    statements: list[tuple[str, tuple[Any, ...]]] = []
     for table, rows in appends:
         one = _pg_insert(table, rows)
-        for page in _json_pages(table, rows):
-            statements.append(one)
-            pages.append(page)
-    statement = ";\n".join(statements)
-    with _driver_errors(conn, statement) as cursor:
-        cursor.execute(statement, tuple(pages))
+        statements.extend((one, (page,)) for page in _json_pages(table, rows))
+    round_trip(conn, statements)
 
 
 def event_logs(events: Sequence[r.Row]) -> list[tuple[sa.Table, list[r.Row]]]:
@@ -316,7 +345,7 @@ def _update_hot(conn: sa.Connection, rows: Sequence[r.Row]) -> None:
                                [(*v[1:], v[0]) for v in (encode(row) for row in rows)])
             if cursor.rowcount == len(rows):
                 return
-    elif driver == "psycopg2":
+    elif driver in PG_DRIVERS:
         if len(_pg_updated(conn, _PG_UPDATE_HOT, rows)) == len(rows):
             return
     else:
@@ -339,13 +368,13 @@ def _refuse_unstored(conn: sa.Connection, ids: Sequence[str]) -> None:
 def record_rows(conn: sa.Connection, tasks: Sequence[r.Row], declines: Sequence[r.Row],
                 appends: Sequence[tuple[sa.Table, Sequence[r.Row]]]) -> None:
     """A change's writes: `update_tasks(tasks)`, the declines inserted unless stored already,
-    then `append_all(appends)`. On PostgreSQL through psycopg2, when each fits a page, in one
-    round trip (`append_all`'s reason): the inserts, then the task UPDATEs, whose RETURNING
+    then `append_all(appends)`. On PostgreSQL, when each fits a page, in one round trip
+    (`append_all`'s reason): the inserts, then the task UPDATEs, whose RETURNING
     tells what was not stored (no foreign key ties a log to its task, so the order within the
     transaction is free); the rare rest (inserting whole rows not stored yet, naming hot rows
     of tasks not stored) follows as in `update_tasks`."""
     appends = [(table, rows) for table, rows in appends if rows]
-    if (not tasks or _driver(conn) != "psycopg2" or len(tasks) > PAGE
+    if (not tasks or _driver(conn) not in PG_DRIVERS or len(tasks) > PAGE
             or len(declines) > PAGE
             or any(len(rows) > PAGE for _, rows in appends)):
         update_tasks(conn, tasks)
@@ -353,27 +382,22 @@ def record_rows(conn: sa.Connection, tasks: Sequence[r.Row], declines: Sequence[
             conn.execute(insert_ignore(conn.dialect.name, t.task_declines), list(declines))
         append_all(conn, appends)
         return
-    statements: list[str] = []
-    pages: list[str] = []
+    statements: list[tuple[str, tuple[Any, ...]]] = []
     if declines:
-        statements.append(_pg_insert(t.task_declines, declines) + " ON CONFLICT DO NOTHING")
-        pages.append(next(_json_pages(t.task_declines, declines)))
+        statements.append((_pg_insert(t.task_declines, declines) + " ON CONFLICT DO NOTHING",
+                           (next(_json_pages(t.task_declines, declines)),)))
     for table, rows in appends:
-        statements.append(_pg_insert(table, rows))
-        pages.append(next(_json_pages(table, rows)))
+        statements.append((_pg_insert(table, rows), (next(_json_pages(table, rows)),)))
     hot, whole = _hot_and_whole(tasks)
     updates = [(_PG_UPDATE_HOT, hot), (_PG_UPDATE, whole)]
     updates = [(statement, rows) for statement, rows in updates if rows]
+    pages = tuple(next(_json_pages(t.tasks, rows)) for _, rows in updates)
     if len(updates) == 1:
-        statements.append(updates[0][0])
+        statements.append((updates[0][0], pages))
     else:  # both kinds of rows: one statement still, whose result lists both (disjoint ids)
-        statements.append(f"WITH h AS ({_PG_UPDATE_HOT}), w AS ({_PG_UPDATE})"
-                          " SELECT id FROM h UNION ALL SELECT id FROM w")
-    pages.extend(next(_json_pages(t.tasks, rows)) for _, rows in updates)
-    statement = ";\n".join(statements)
-    with _driver_errors(conn, statement) as cursor:
-        cursor.execute(statement, tuple(pages))
-        stored = {row[0] for row in cursor.fetchall()}
+        statements.append((f"WITH h AS ({_PG_UPDATE_HOT}), w AS ({_PG_UPDATE})"
+                           " SELECT id FROM h UNION ALL SELECT id FROM w", pages))
+    stored = {row[0] for row in round_trip(conn, statements)}
     missing = [row for row in whole if row["id"] not in stored]
     if missing:
         _upsert(conn, missing)

@@ -44,6 +44,7 @@ from sqlalchemy.pool import NullPool
 from twisted.internet.defer import Deferred
 
 from . import tables as t
+from .bulk import round_trip
 from .engine import is_sqlite
 
 log = logging.getLogger(__name__)
@@ -146,9 +147,9 @@ def thd_fence(conn: sa.Connection, name: str, epoch: int) -> None:
     snapshot: both in one round trip, and no row lock (which would write to the row)."""
     if conn.dialect.name == "postgresql":
         high, low = fence_key(name)
-        found = conn.exec_driver_sql(
-            f"SELECT pg_advisory_xact_lock_shared({high}, {low}); "
-            "SELECT epoch FROM router_leases WHERE name = %s", (name,)).scalar()
+        rows = round_trip(conn, [(f"SELECT pg_advisory_xact_lock_shared({high}, {low})", ()),
+                                 ("SELECT epoch FROM router_leases WHERE name = %s", (name,))])
+        found = rows[0][0] if rows else None
     else:  # SQLite: one writer at a time, the transaction is the fence
         leases = t.router_leases
         found = conn.execute(sa.select(leases.c.epoch).where(leases.c.name == name)).scalar()

@@ -1,5 +1,6 @@
-"""A mail's preview, end to end (issue 15, memory): `switchboard serve` on SQLite takes a mail
-over real SMTP (smtplib); the preview (its first lines) is stored with the task, not among the
+"""A mail's preview, end to end (issue 15, memory): `switchboard serve` takes a mail over real
+SMTP (smtplib), on SQLite and on PostgreSQL through each driver it supports (psycopg2, the
+default, and psycopg 3); the preview (its first lines) is stored with the task, not among the
 attributes the router holds for every open task, and the REST API shows it as before: among the
 task's attributes in its view and in the listing, and on the customer's timeline; after a
 restart (the open task loaded again without it) too."""
@@ -25,7 +26,7 @@ from dispatcher.storage import tables as t
 from dispatcher.storage.accounts import SqlAccounts
 from tests.api.conftest import token
 from tests.dispatcher.runtime.running import desk_env, relay, serving
-from tests.dispatcher.storage.wiring import wire
+from tests.dispatcher.storage.wiring import url_for, wire
 
 SECRET = b"preview-e2e-secret-" + b"p" * 40
 BODY = ("Hello,\nmy parcel 4411 never came, and the tracking page says nothing since Monday. "
@@ -55,9 +56,18 @@ def get(http: int, path: str) -> dict:
         return json.load(r)
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres),
+                        pytest.param("postgres-psycopg", marks=pytest.mark.postgres)])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'switchboard.db'}"
+    return url_for(request.param, request)
+
+
 @pytest.mark.slow
-def test_the_preview_is_stored_apart_and_shown_as_before_across_a_restart(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'switchboard.db'}"
+def test_the_preview_is_stored_apart_and_shown_as_before_across_a_restart(
+        tmp_path: Path, database: str) -> None:
+    url = database
     schema.upgrade(url)
     w = wire(url)
     try:

@@ -13,6 +13,7 @@ from dispatcher.storage import bulk
 from dispatcher.storage import tables as t
 from dispatcher.storage.engine import make_engine
 from dispatcher.storage.statements import insert_rows, storable
+from tests.dispatcher.storage.wiring import every_driver_url  # noqa: F401 - both drivers
 
 
 def task(task_id: str, **changes) -> dict:
@@ -47,16 +48,33 @@ def table_rows(engine: sa.Engine, table: sa.Table, order: sa.Column) -> list[dic
 
 
 def _count_executes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    executes: list[str] = []
+    """The round trips of the driver cursors bulk.py uses, each as its SQL: an execute, or
+    (psycopg) a pipeline of executes, sent together (their SQL joined by `;`)."""
+    trips: list[str] = []
+    pending: list[list[str]] = []  # the executes of the pipeline open, if any
     real_errors = bulk._driver_errors
 
     @contextmanager
-    def counted(conn, statement):  # each driver cursor's executes: the round trips
+    def counted(conn, statement):
         with real_errors(conn, statement) as cursor:
-            yield _Counted(cursor, executes)
+            yield _Counted(cursor, trips, pending)
 
     monkeypatch.setattr(bulk, "_driver_errors", counted)
-    return executes
+    try:
+        import psycopg
+    except ImportError:
+        return trips
+    real_pipeline = psycopg.Connection.pipeline
+
+    @contextmanager
+    def pipeline(self):
+        pending.append([])
+        with real_pipeline(self) as p:
+            yield p
+        trips.append(";\n".join(pending.pop()))
+
+    monkeypatch.setattr(psycopg.Connection, "pipeline", pipeline)
+    return trips
 
 
 def test_appended_events_equal_what_sqlalchemy_stores(engine: sa.Engine) -> None:
@@ -176,7 +194,7 @@ def test_bytes_go_with_other_tables_in_one_round_trip(engine: sa.Engine,
     executes = _count_executes(monkeypatch)
     with engine.begin() as conn:
         bulk.append_all(conn, [(t.customers, customers), (t.secrets, secrets)])
-    if engine.dialect.driver == "psycopg2":
+    if engine.dialect.driver in bulk.PG_DRIVERS:
         assert len(executes) == 1 and "INTO secrets" in executes[0], executes
     assert [r["value"] for r in table_rows(engine, t.secrets, t.secrets.c.name)] == [
         bytes(raw) for raw in raws]
@@ -240,7 +258,7 @@ def test_appends_to_several_tables_store_what_each_append_stores_in_one_round_tr
         bulk.append_all(conn, [(t.customers, customers), (t.customer_identities, identities),
                                (t.tasks, tasks), (t.task_events, events),
                                (t.agent_events, [])])
-    if engine.dialect.driver == "psycopg2":
+    if engine.dialect.driver in bulk.PG_DRIVERS:
         assert len(executes) == 1, executes
     assert [r["name"] for r in table_rows(engine, t.customers, t.customers.c.id)] == [
         storable("Zoë \x00")]
@@ -261,13 +279,14 @@ def test_a_failed_append_of_several_tables_rolls_back_them_all(engine: sa.Engine
 
 
 class _Counted:
-    """A DB-API cursor that notes each execute."""
+    """A DB-API cursor that notes each execute: a round trip, or one statement of the pipeline
+    open."""
 
-    def __init__(self, cursor, executes: list[str]) -> None:
-        self._cursor, self._executes = cursor, executes
+    def __init__(self, cursor, trips: list[str], pending: list[list[str]]) -> None:
+        self._cursor, self._trips, self._pending = cursor, trips, pending
 
     def execute(self, statement, parameters=None):
-        self._executes.append(statement)
+        (self._pending[-1] if self._pending else self._trips).append(statement)
         return self._cursor.execute(statement, parameters)
 
     def __getattr__(self, name):
@@ -291,7 +310,7 @@ def test_a_change_writes_its_rows_declines_and_logs_in_one_round_trip(
             [(t.task_events, [event("t1", "a1", "task.offered", {"offer_id": "o1"})]),
              (t.agent_events, [event(None, "a1", "agent.available", {})]),
              (t.outbox, [])])
-    if engine.dialect.driver == "psycopg2":
+    if engine.dialect.driver in bulk.PG_DRIVERS:
         assert len(executes) == 1, executes
     rows = {row["id"]: row for row in table_rows(engine, t.tasks, t.tasks.c.id)}
     assert rows == {"t1": {**task("t1"), **{k: offered[k] for k in HOT}}, "t2": whole}

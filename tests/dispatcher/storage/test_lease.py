@@ -34,7 +34,12 @@ from dispatcher.storage.lease import (
     thd_release,
     thd_renew,
 )
-from tests.dispatcher.storage.wiring import Wiring, wire
+from tests.dispatcher.storage.wiring import (
+    Wiring,
+    every_driver_url,  # noqa: F401 - both drivers
+    url_for,
+    wire,
+)
 
 TTL = 10.0
 T0 = 1_000.0
@@ -288,10 +293,16 @@ def waits_on_a_lock(engine: sa.Engine, pid: int) -> bool:
                            {"p": pid}) == "Lock"
 
 
+@pytest.fixture(params=["postgres", "postgres-psycopg"])
+def pg_driver_url(request: pytest.FixtureRequest) -> str:
+    """A fresh PostgreSQL database, through each driver (the fence talks to the driver)."""
+    return url_for(request.param, request)
+
+
 @pytest.fixture
-def pg_engine(pg_url: str) -> Iterator[sa.Engine]:
-    schema.upgrade(pg_url)
-    e = make_engine(pg_url)
+def pg_engine(pg_driver_url: str) -> Iterator[sa.Engine]:
+    schema.upgrade(pg_driver_url)
+    e = make_engine(pg_driver_url)
     yield e
     e.dispose()
 
@@ -362,9 +373,9 @@ def test_a_fence_that_waited_on_a_claim_reads_the_new_epoch(pg_engine: sa.Engine
 
 
 @pytest.fixture
-def two_nodes(pg_url: str) -> Iterator[tuple[Wiring, Wiring]]:
-    schema.upgrade(pg_url)
-    a, b = wire(pg_url), wire(pg_url)
+def two_nodes(pg_driver_url: str) -> Iterator[tuple[Wiring, Wiring]]:
+    schema.upgrade(pg_driver_url)
+    a, b = wire(pg_driver_url), wire(pg_driver_url)
     yield a, b
     a.close()
     b.close()

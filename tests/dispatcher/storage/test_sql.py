@@ -15,7 +15,10 @@ from dispatcher.service.ports import Changes, Identity, OutboxItem
 from dispatcher.storage import tables as t
 from dispatcher.storage import tasks
 from dispatcher.storage.sql import SqlStore
-from tests.dispatcher.storage.wiring import Wiring
+from tests.dispatcher.storage.wiring import (
+    Wiring,
+    every_driver_url,  # noqa: F401 - both drivers
+)
 
 T0 = 1_700_000_000.0
 

@@ -15,7 +15,10 @@ from dispatcher.storage import rows as r
 from dispatcher.storage import tables as t
 from dispatcher.storage.bulk import WRITE_ONCE
 from dispatcher.storage.tasks import ChangeRows, thd_record_many
-from tests.dispatcher.storage.wiring import Wiring
+from tests.dispatcher.storage.wiring import (
+    Wiring,
+    every_driver_url,  # noqa: F401 - both drivers
+)
 
 T0 = 1_700_000_000.0
 
