@@ -9,9 +9,10 @@ created here is made 0600 before SQLite opens it, and SQLite gives its -wal and 
 same mode), and real transactions: SQLAlchemy emits `BEGIN IMMEDIATE`
 itself instead of Python's sqlite3 module deferring it, so a transaction that reads then writes
 cannot fail half-way on a lock upgrade, and DDL in migrations is transactional. For PostgreSQL
-through psycopg2: a connection pool sized for the thread pool, a connection idle for over a
-second pinged before use (`PING_AFTER_IDLE_SECONDS`), positional parameters, and on request a
-limit to how long a session may sit idle inside a transaction. For
+(psycopg2, the default driver, or psycopg 3: `postgresql+psycopg://`): a connection pool sized
+for the thread pool, a connection idle for over a second pinged before use
+(`PING_AFTER_IDLE_SECONDS`), positional parameters (psycopg2), and on request a limit to how
+long a session may sit idle inside a transaction. For
 both: `hide_parameters`, so an error's text (which reaches logs) never shows a statement's values,
 and JSON columns written compact (`compact_json`).
 """
