@@ -288,19 +288,29 @@ def _missing_sqlite_file(url: str) -> Path | None:
 
 
 def _no_database(args, url: str) -> int | None:
-    """Refuse a command on a SQLite file that does not exist (an exit code), or None."""
+    """Refuse a command whose database this install cannot reach (its driver unknown or not
+    installed), or on a SQLite file that does not exist (an exit code), or None."""
+    from dispatcher.storage.engine import driver_problem
+
+    unusable = driver_problem(url)
+    if unusable is not None:
+        return _refuse(args, "cannot use the database URL", unusable)
     if (args.command, getattr(args, "action", None)) in CREATES_DATABASE:
         return None
     missing = _missing_sqlite_file(url)
     if missing is None:
         return None
-    where = f"no database at {missing}"
-    hint = ("create it with `switchboard db upgrade` (with the same --database or "
-            "configuration), or name the right one with --database")
+    return _refuse(args, f"no database at {missing}",
+                   "create it with `switchboard db upgrade` (with the same --database or "
+                   "configuration), or name the right one with --database")
+
+
+def _refuse(args, where: str, hint: str) -> int:
+    """Say why the command cannot run on its database, as the command's kind of output does."""
     if args.command == "serve":
         print(f"switchboard: database: {where}: {hint}", file=sys.stderr)
         return 1
-    if args.command == "db":  # check: a missing database is not up to date
+    if args.command == "db":  # check: a database that cannot be reached is not up to date
         print(f"{where}; {hint}", file=sys.stderr)
         return 1
     print(f"error: {where}: {hint}", file=sys.stderr)

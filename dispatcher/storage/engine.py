@@ -45,6 +45,34 @@ def is_sqlite(engine_or_url: sa.Engine | str | sa.URL) -> bool:
     return sa.make_url(engine_or_url).get_backend_name() == "sqlite"
 
 
+# What to install for a driver a URL names, when it is missing (pyproject's extras).
+DRIVER_EXTRAS = {"psycopg": "psycopg3"}
+
+
+def driver_problem(url: str | sa.URL) -> str | None:
+    """Why this install cannot reach the database of `url`: its database or driver unknown to
+    SQLAlchemy, or the driver not installed (what to install, for ours); else None. A URL that
+    does not parse is None too (the command reports it in SQLAlchemy's words). Never names the
+    URL itself, which may hold a password."""
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError:
+        return None
+    try:
+        dialect = parsed.get_dialect()
+    except sa.exc.NoSuchModuleError:
+        return (f"unknown database or driver {parsed.drivername!r} (sqlite:///file.db, "
+                "postgresql+psycopg2://... or postgresql+psycopg://...)")
+    try:
+        dialect.import_dbapi()
+    except ImportError as exc:
+        extra = DRIVER_EXTRAS.get(parsed.get_driver_name())
+        hint = f": install the {extra!r} extra (pip install \".[{extra}]\")" if extra else ""
+        return (f"the driver of {parsed.drivername!r} ({exc.name or parsed.get_driver_name()}) "
+                f"is not installed{hint}")
+    return None
+
+
 def make_engine(url: str | sa.URL = DEFAULT_URL, **kwargs: Any) -> sa.Engine:
     """An engine for `url`; extra keyword arguments go to `sqlalchemy.create_engine`, but
     `idle_in_transaction_seconds` (PostgreSQL): how long the server lets one of its sessions sit

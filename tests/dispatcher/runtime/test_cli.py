@@ -173,6 +173,35 @@ def test_stale_missing_database_and_bad_configuration(url, tmp_path):
     assert not (tmp_path / "switchboard.db").exists() and not (tmp_path / "no").exists()
 
 
+def test_a_database_url_whose_driver_is_missing_is_refused_with_what_to_install(tmp_path):
+    """psycopg 3 not installed (a package of that name that fails to import stands in front
+    of the real one), a driver SQLAlchemy does not know: each command says so and what to do,
+    names no password, leaves no traceback and touches nothing."""
+    blocked = tmp_path / "blocked"
+    (blocked / "psycopg").mkdir(parents=True)
+    (blocked / "psycopg" / "__init__.py").write_text(
+        'raise ImportError("psycopg is blocked by this test")\n', encoding="utf-8")
+    env = base_env(PYTHONPATH=str(blocked))
+    psycopg3 = "postgresql+psycopg://sb:s3cret@127.0.0.1:5432/sb"
+    unknown = "postgresql+nosuchdriver://sb:s3cret@127.0.0.1:5432/sb"
+    serve, check, listing, other = run_many([
+        ["--database", psycopg3, "serve"],
+        ["--database", psycopg3, "db", "check"],
+        ["--database", psycopg3, "agents", "list"],
+        ["--database", unknown, "db", "upgrade"],
+    ], cwd=tmp_path, env=env)
+    assert serve.code == 1 and serve.err.startswith("switchboard: database: cannot use"), serve.err
+    assert check.code == 1 and listing.code == 2 and other.code == 1, (check, listing, other)
+    for r in (serve, check, listing):
+        assert "'postgresql+psycopg'" in r.err and "is not installed" in r.err, r.err
+        assert 'pip install ".[psycopg3]"' in r.err, r.err
+    assert "unknown database or driver 'postgresql+nosuchdriver'" in other.err, other.err
+    for r in (serve, check, listing, other):
+        no_traceback(r)
+        assert "s3cret" not in r.err + r.out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blocked"]
+
+
 READ_COMMANDS = [["tasks", "list"], ["tasks", "show", "SB-000001"], ["agents", "list"],
                  ["queues", "list"], ["calendars", "list"], ["accounts", "list"],
                  ["phones", "list"], ["answers", "list"], ["kb", "list"],
