@@ -61,7 +61,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import sqlalchemy as sa
 from twisted.internet import defer, task
 
-from bench.intake import postgres_database, pump, sqlite_database
+from bench.intake import hold_lease, postgres_database, pump, sqlite_database
 from dispatcher.domain.agents import Agent, Presence
 from dispatcher.domain.queues import Queue
 from dispatcher.domain.routing import Outcome, Router
@@ -145,16 +145,6 @@ class Run:
 
 
 # ---------------------------------------------------------------------------- Switchboard
-
-
-BENCH_LEASE_SECONDS = 3600.0  # held for the run; the fence checks the epoch, not the time
-
-
-async def hold_lease(storage: Storage, fenced: bool) -> None:
-    """PostgreSQL: hold the router's lease and commit behind its fence, as under `serve`."""
-    if fenced and storage.leases is not None:
-        claim = await storage.leases.claim("bench", BENCH_LEASE_SECONDS)
-        storage.commit.fence_with(storage.leases.fence(claim.lease.epoch), lambda f: None)
 
 
 async def configure(store: SqlStore, model: Model) -> None:

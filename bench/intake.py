@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -79,6 +80,17 @@ def postgres_database() -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+BENCH_LEASE_SECONDS = 3600.0  # held for the run; the fence checks the epoch, not the time
+
+
+async def hold_lease(storage: Any, fenced: bool = True) -> None:
+    """PostgreSQL: hold the router's lease and commit behind its fence, as under `serve`
+    (`storage`: dispatcher/runtime/app.py's `Storage`; on SQLite it has no leases)."""
+    if fenced and storage.leases is not None:
+        claim = await storage.leases.claim("bench", BENCH_LEASE_SECONDS)
+        storage.commit.fence_with(storage.leases.fence(claim.lease.epoch), lambda f: None)
 
 
 def new_task(task_id: str, at: float) -> tuple[Task, list[ev.Event]]:

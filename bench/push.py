@@ -7,7 +7,9 @@ its plugin. `--store memory` (the default) runs on the MemoryStore; `--store sql
 temporary SQLite file and `--store postgresql` on a fresh database of the server of
 SWITCHBOARD_TEST_PG_URL (created and dropped per run), both with the real `Storage` of
 `switchboard serve` (dispatcher/runtime/app.py: engine, Pool, GroupCommit, SqlStore) and, as
-`serve` wires it, the history cache (service/history_cache.py) watching every write. A second
+`serve` wires it, the history cache (service/history_cache.py) watching every write; on
+PostgreSQL the server holds the router's lease and every commit passes its fence, as under
+`serve` (`--unfenced`: without, to measure the fence's cost). A second
 process (this one) opens N agent connections (default 2,000, one client process) which go
 available, accept every offer and complete the task at once. The server submits phone tasks at
 R per second (default 500) through `Intake.submit`, stamping the wall time just before the call
@@ -39,7 +41,7 @@ offer is preceded by a read of their history.
 
     .venv/bin/python bench/push.py [--store memory|sqlite|postgresql] [--channel phone|email]
         [--agents N] [--rate R] [--seconds S] [--repeats K] [--customers C] [--known K]
-        [--no-cache | --cache-only] [--json]
+        [--no-cache | --cache-only] [--unfenced] [--json]
 """
 
 from __future__ import annotations
@@ -133,7 +135,7 @@ def submitter(channel: str, intake: Any, store: Any, reactor: Any, customers: in
 def serve(agents: int, rate: float, seconds: float, secret: str, history: bool,
           refreeze: bool = True, url: str | None = None, cache: bool = True,
           customers: int = CUSTOMERS, profile: str | None = None, known: int = 0,
-          channel: str = "phone") -> None:
+          channel: str = "phone", fenced: bool = True) -> None:
     from twisted.internet import asyncioreactor
 
     asyncioreactor.install()
@@ -144,6 +146,7 @@ def serve(agents: int, rate: float, seconds: float, secret: str, history: bool,
     from twisted.web.resource import Resource
 
     from agent_console.plugin import EDGE
+    from bench.intake import hold_lease
     from dispatcher import net
     from dispatcher.domain.agents import Agent
     from dispatcher.domain.queues import Queue
@@ -171,6 +174,7 @@ def serve(agents: int, rate: float, seconds: float, secret: str, history: bool,
             schema.upgrade(url)
             storage = Storage(url, reactor)
             storage.start()
+            await hold_lease(storage, fenced)  # PostgreSQL: commits behind the router's fence
             inner = storage.store
         # As App wires it: every write passes the history cache (or, for the peer, none).
         history_cache = HistoryCache() if cache and history else None
@@ -344,7 +348,8 @@ def one_run(args: argparse.Namespace, cache: bool) -> dict:
              *(["--url", url] if url else []),
              *(["--no-cache"] if not cache else []),
              *(["--no-history"] if args.no_history else []),
-             *(["--no-refreeze"] if args.no_refreeze else [])],
+             *(["--no-refreeze"] if args.no_refreeze else []),
+             *(["--unfenced"] if args.unfenced else [])],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=tmp)
         try:
             port = json.loads(server.stdout.readline())["ws_port"]
@@ -444,6 +449,8 @@ def main() -> None:
     which.add_argument("--cache-only", action="store_true", help="only ours, without the peer")
     ap.add_argument("--no-refreeze", action="store_true",
                     help="leave garbage collection to the interpreter (the baseline)")
+    ap.add_argument("--unfenced", action="store_true",
+                    help="PostgreSQL: commit without the router's lease and fence (its cost)")
     ap.add_argument("--profile", metavar="FILE",
                     help="write the server's cProfile statistics of the timed part to FILE")
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
@@ -455,7 +462,7 @@ def main() -> None:
         serve(args.agents, args.rate, args.seconds, args.secret, not args.no_history,
               not args.no_refreeze, url=args.url, cache=not args.no_cache,
               customers=args.customers, profile=args.profile, known=args.known,
-              channel=args.channel)
+              channel=args.channel, fenced=not args.unfenced)
         return
     # Without offers' history there is no cache to compare: one variant.
     variants = ([False] if args.no_cache or args.no_history else [True] if args.cache_only
@@ -466,6 +473,7 @@ def main() -> None:
         "seconds": args.seconds, "repeats": args.repeats, "customers": args.customers,
         "known": args.known,
         "history": not args.no_history, "refreeze": not args.no_refreeze,
+        "fenced": args.store == "postgresql" and not args.unfenced,
         "load_before": load(), "runs": [],
     }
     if not args.json:
