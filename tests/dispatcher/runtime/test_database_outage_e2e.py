@@ -1,7 +1,7 @@
 """Several nodes through a PostgreSQL restart and outage, end to end: a private PostgreSQL server
 the test starts on its own port (initdb in a temporary folder) so that it can stop it, and
 real `switchboard serve` processes on it (tests/dispatcher/runtime/cluster.py's nodes), sent
-mail over SMTP.
+mail over SMTP; through each PostgreSQL driver (psycopg2, the default, and psycopg 3).
 
 - Restarts shorter than a renewal keep the leader (its advisory-lock connection dropped with
   the restart, but it takes its lock back at its next renewal: storage/lease.py `grace`), and
@@ -27,6 +27,7 @@ import pytest
 
 from tests.dispatcher.runtime.cluster import accepted, end_all, make_node, prepare, stored, until
 from tests.dispatcher.runtime.running import free_port
+from tests.dispatcher.storage.wiring import need_psycopg
 from tests.support import missing
 
 LEASE = 2.0  # seconds
@@ -45,10 +46,11 @@ class PrivatePostgres:
     data: Path
     port: int
     owner: str | None  # run the server as this user (PostgreSQL refuses root)
+    driver: str = "psycopg2"  # the one the nodes reach it through
 
     @property
     def url(self) -> str:
-        return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/postgres"
+        return f"postgresql+{self.driver}://postgres@127.0.0.1:{self.port}/postgres"
 
     def _ctl(self, *args: str) -> None:
         options = f"-p {self.port} -k {self.data.parent} -c listen_addresses=127.0.0.1 -c fsync=off"
@@ -71,8 +73,11 @@ class PrivatePostgres:
         self._ctl("restart", "-m", "fast")
 
 
-@pytest.fixture
-def private_pg(tmp_path: Path) -> Iterator[PrivatePostgres]:
+@pytest.fixture(params=["psycopg2", "psycopg"])
+def private_pg(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PrivatePostgres]:
+    """A private server, reached through each driver Switchboard supports (psycopg 3 too)."""
+    if request.param == "psycopg":
+        need_psycopg()
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb")) or (
         [shutil.which("initdb")] if shutil.which("initdb") else [])
     if not found:
@@ -86,7 +91,7 @@ def private_pg(tmp_path: Path) -> Iterator[PrivatePostgres]:
         if subprocess.run(["id", owner], capture_output=True).returncode != 0:
             missing("running as root and there is no 'postgres' user to run a server as")
         shutil.chown(folder, owner)
-    pg = PrivatePostgres(bin_dir, folder / "data", free_port(), owner)
+    pg = PrivatePostgres(bin_dir, folder / "data", free_port(), owner, request.param)
     try:
         pg._as_owner([str(bin_dir / "initdb"), "-D", str(pg.data), "-A", "trust", "-U",
                       "postgres"])

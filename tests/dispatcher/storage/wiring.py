@@ -42,12 +42,17 @@ def every_driver_url(request: pytest.FixtureRequest) -> str:
     return url_for(request.param, request)
 
 
-def psycopg_url(url: str) -> str:
-    """`url` through psycopg (3): `postgresql+psycopg://...` (missing when not installed)."""
+def need_psycopg() -> None:
+    """psycopg (3) is installed, or the test is missing a peer (skips; fails in strict mode)."""
     try:
         import psycopg  # noqa: F401 - only whether it is there
     except ImportError:
         missing("psycopg (3) is not installed (pyproject's `psycopg3` extra)")
+
+
+def psycopg_url(url: str) -> str:
+    """`url` through psycopg (3): `postgresql+psycopg://...` (missing when not installed)."""
+    need_psycopg()
     return sa.make_url(url).set(drivername="postgresql+psycopg").render_as_string(
         hide_password=False)
 
