@@ -38,6 +38,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from . import fence as fencing
 from . import rows as r
 from . import tables as t
 from .engine import compact_json
@@ -79,6 +80,10 @@ def round_trip(conn: sa.Connection, statements: Sequence[tuple[str, tuple[Any, .
             result = conn.exec_driver_sql(sql, params)
             rows = [tuple(row) for row in result] if result.returns_rows else []
         return rows
+    debt = fencing.owed(conn)  # the transaction's first statement: the fence goes in front
+    if debt is not None:
+        statements = [(debt.sql, ()), *statements]
+        debt.state = fencing.SENT
     text = ";\n".join(sql for sql, _ in statements)
     with _driver_errors(conn, text) as cursor:
         if driver == "psycopg2":
@@ -87,7 +92,10 @@ def round_trip(conn: sa.Connection, statements: Sequence[tuple[str, tuple[Any, .
             with conn.connection.driver_connection.pipeline():
                 for sql, params in statements:
                     cursor.execute(sql, params)
-        return list(cursor.fetchall()) if cursor.description is not None else []
+        rows = list(cursor.fetchall()) if cursor.description is not None else []
+    if debt is not None:
+        debt.state = fencing.PASSED
+    return rows
 
 
 _unescaped_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode

@@ -32,7 +32,8 @@ queues a call and returns a Deferred. What it promises:
   drained first (a "before shutdown" trigger), so the pool's threads stop only once it is
   empty.
 - Behind a fence (`fence_with`, the router's lease: storage/lease.py), every transaction runs
-  the fence first; when it raises `Deposed`, every call of that transaction errbacks with it and
+  inside the fence (on PostgreSQL its check travels with the transaction's first statement:
+  fence.py); when it raises `Deposed`, every call of that transaction errbacks with it and
   none is re-run: a deposed leader commits nothing more.
 - When a batch raises, it is rolled back and each call is re-run alone, in order, in its own
   transaction, the batch still in flight (its keys held) meanwhile: only the faulty call
@@ -61,6 +62,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Hashable, Sequence, Set
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -69,11 +71,10 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from .lease import Deposed
+from .lease import Deposed, Fence
 
 F = TypeVar("F", bound=Callable[..., Any])
 Call = tuple[Callable[..., Any], tuple[Any, ...]]
-Fence = Callable[[sa.Connection], None]
 
 END_OF_TURN = 0  # callLater delay: after everything already queued in this reactor turn
 # Batches committing at once: SQLite has one writer; PostgreSQL commits in parallel on the pool's
@@ -172,33 +173,36 @@ def plan(calls: Sequence[Call], known: Sequence[Any] | None = None) -> list[_Gro
 def thd_batch(conn: sa.Connection, calls: Sequence[Call], fence: Fence | None = None,
               known: Sequence[Any] | None = None) -> list[Any]:
     """Run `calls` on one connection (one transaction), merged as `plan` says; return their
-    results in the order of `calls`. `fence` runs first (it raises to refuse the batch).
+    results in the order of `calls`. They run inside `fence(conn)`, which raises `Deposed` to
+    refuse the batch.
     `known`: `plan`'s."""
-    if fence is not None:
-        fence(conn)
-    results: list[Any] = [None] * len(calls)
-    for group in plan(calls, known):
-        if len(group.positions) == 1:
-            position = group.positions[0]
-            results[position] = group.fn(conn, *calls[position][1])
-            continue
-        merged = group.fn.many(conn, [calls[p][1][0] for p in group.positions])
-        if len(merged) != len(group.positions):
-            raise RuntimeError(
-                f"{group.fn.__name__}.many gave {len(merged)} results"
-                f" for {len(group.positions)} calls"
-            )
-        for position, result in zip(group.positions, merged, strict=True):
-            results[position] = result
+    with _behind(conn, fence):
+        results: list[Any] = [None] * len(calls)
+        for group in plan(calls, known):
+            if len(group.positions) == 1:
+                position = group.positions[0]
+                results[position] = group.fn(conn, *calls[position][1])
+                continue
+            merged = group.fn.many(conn, [calls[p][1][0] for p in group.positions])
+            if len(merged) != len(group.positions):
+                raise RuntimeError(
+                    f"{group.fn.__name__}.many gave {len(merged)} results"
+                    f" for {len(group.positions)} calls"
+                )
+            for position, result in zip(group.positions, merged, strict=True):
+                results[position] = result
     return results
 
 
 def thd_fenced(conn: sa.Connection, fence: Fence | None, fn: Callable[..., Any],
                *args: Any) -> Any:
     """One call alone, behind the fence."""
-    if fence is not None:
-        fence(conn)
-    return fn(conn, *args)
+    with _behind(conn, fence):
+        return fn(conn, *args)
+
+
+def _behind(conn: sa.Connection, fence: Fence | None) -> AbstractContextManager[None]:
+    return nullcontext() if fence is None else fence(conn)
 
 
 @dataclass(slots=True)
@@ -278,7 +282,7 @@ class GroupCommit:
         return queued.done
 
     def fence_with(self, fence: Fence, on_deposed: Callable[[Failure], None]) -> None:
-        """Run `fence(conn)` first in every transaction from now on. When it raises `Deposed`
+        """Run every transaction inside `fence(conn)` from now on. When it raises `Deposed`
         (storage/lease.py) the transaction's calls all errback with it, none is re-run, and
         `on_deposed` hears of it (each time: the node is to stop routing)."""
         self._fence = fence

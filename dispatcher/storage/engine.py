@@ -26,6 +26,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from . import fence
+
 DEFAULT_URL = "sqlite:///switchboard.db"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 # Connections kept open to PostgreSQL; the thread pool never runs more threads than this.
@@ -98,6 +100,7 @@ def make_engine(url: str | sa.URL = DEFAULT_URL, **kwargs: Any) -> sa.Engine:
         # times faster than named ones, which is a quarter of a group commit's insert time.
         kwargs.setdefault("paramstyle", "format")
     engine = sa.create_engine(url, **kwargs)
+    fence.listen(engine)  # a routing transaction's first statement carries the lease's fence
     if ping_idle:
         sa.event.listen(engine.pool, "checkin", _note_checkin)
         sa.event.listen(engine.pool, "checkout", _ping_if_idle)

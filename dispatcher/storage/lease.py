@@ -1,8 +1,8 @@
 """The router's lease on the database: at most one node routes, and a deposed one's writes fail.
 
 Sits under `dispatcher.storage`; the service `Leadership` (dispatcher/service/leadership.py)
-drives `SqlLeases`, and the composition root hands `fence(epoch)` to group commit, which runs it
-first in every routing transaction. What it promises:
+drives `SqlLeases`, and the composition root hands `fence(epoch)` to group commit, which runs
+every routing transaction inside it. What it promises:
 
 - `thd_claim` gives the lease to a node, its epoch raised by one, when the lease is free, expired
   on the database's clock, or its holder's session is gone; otherwise it says who holds it. The
@@ -22,7 +22,12 @@ first in every routing transaction. What it promises:
   and a fence that waited on a claim reads the new epoch (it reads in a statement of its own,
   after the lock, so on a fresh snapshot). A routing write either commits before the takeover
   (the new leader's load then sees it) or fails. (A row lock FOR SHARE would do the same but
-  writes to the row on every commit: 255 us a commit against 155 us, measured.)
+  writes to the row on every commit: 255 us a commit against 155 us, measured.) Both steps
+  are one statement, `switchboard_fence` (a function of the database, migration 0022), which
+  raises its own SQLSTATE.
+- `fence(name, epoch)` is what group commit runs each transaction inside: on PostgreSQL the
+  fence's statement travels with the transaction's first statement (fence.py: no round trip
+  of its own) and is checked before the commit; a refusal is raised as `Deposed`.
 - Times are float seconds on the database's clock (`thd_now`), so nodes' clocks need not agree;
   tests pass a virtual clock instead.
 
@@ -35,7 +40,8 @@ import contextlib
 import hashlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,13 +49,15 @@ import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 from twisted.internet.defer import Deferred
 
+from . import fence as fencing
 from . import tables as t
-from .bulk import round_trip
 from .engine import is_sqlite
 
 log = logging.getLogger(__name__)
 
 ROUTER = "router"  # the lease of the one router per database
+# A transaction of the lease's holder runs inside `fence(conn)` (group commit's `fence_with`).
+Fence = Callable[[sa.Connection], AbstractContextManager[None]]
 
 
 class Deposed(Exception):
@@ -141,29 +149,60 @@ def thd_release(conn: sa.Connection, name: str, node: str, epoch: int, now: floa
 
 
 def thd_fence(conn: sa.Connection, name: str, epoch: int) -> None:
-    """Refuse this transaction (`Deposed`) unless lease `name` is still at `epoch` (module doc).
-    On PostgreSQL it first takes the lease's fence lock shared until the transaction ends (a
-    claim takes it exclusive), then reads the epoch in a statement of its own, so on a fresh
-    snapshot: both in one round trip, and no row lock (which would write to the row)."""
+    """Refuse this transaction (`Deposed`) unless lease `name` is still at `epoch` (module doc),
+    in a statement of its own. On PostgreSQL, `switchboard_fence` (migration 0022) takes the
+    lease's fence lock shared until the transaction ends (a claim takes it exclusive), then
+    reads the epoch in a statement of its own, so on a fresh snapshot, and raises `REFUSED`:
+    one round trip, and no row lock (which would write to the row)."""
     if conn.dialect.name == "postgresql":
-        high, low = fence_key(name)
-        rows = round_trip(conn, [(f"SELECT pg_advisory_xact_lock_shared({high}, {low})", ()),
-                                 ("SELECT epoch FROM router_leases WHERE name = %s", (name,))])
-        found = rows[0][0] if rows else None
-    else:  # SQLite: one writer at a time, the transaction is the fence
-        leases = t.router_leases
-        found = conn.execute(sa.select(leases.c.epoch).where(leases.c.name == name)).scalar()
+        with _refusals(name, epoch):
+            conn.exec_driver_sql(_fence_statement(name, epoch))
+        return
+    # SQLite: one writer at a time, the transaction is the fence
+    leases = t.router_leases
+    found = conn.execute(sa.select(leases.c.epoch).where(leases.c.name == name)).scalar()
     if found != epoch:
         raise Deposed(f"lease {name!r} is at epoch {found}, this node routed at {epoch}")
 
 
-def fence(name: str, epoch: int) -> Callable[[sa.Connection], None]:
-    """The `thd_` check group commit runs first in each transaction of the holder of `epoch`."""
+def fence(name: str, epoch: int) -> Fence:
+    """What group commit runs each transaction of the holder of `epoch` inside: on PostgreSQL
+    the transaction owes the fence, paid in the round trip of its first statement and checked
+    before the commit (fence.py); on SQLite the check runs first, as `thd_fence`. A refusal
+    is raised as `Deposed`."""
+    sql = _fence_statement(name, epoch)
 
-    def thd_check(conn: sa.Connection) -> None:
-        thd_fence(conn, name, epoch)
+    @contextlib.contextmanager
+    def thd_behind(conn: sa.Connection) -> Iterator[None]:
+        if conn.dialect.name != "postgresql":
+            thd_fence(conn, name, epoch)
+            yield
+            return
+        debt = fencing.owe(conn, sql)
+        try:
+            with _refusals(name, epoch):
+                yield
+                fencing.settle(conn, debt)
+        finally:
+            fencing.forget(debt)
 
-    return thd_check
+    return thd_behind
+
+
+def _fence_statement(name: str, epoch: int) -> str:
+    high, low = fence_key(name)
+    return fencing.statement(name, high, low, epoch)
+
+
+@contextlib.contextmanager
+def _refusals(name: str, epoch: int) -> Iterator[None]:
+    """The fence's refusal (its SQLSTATE), raised as `Deposed`."""
+    try:
+        yield
+    except sa.exc.DBAPIError as exc:
+        if fencing.refused(exc):
+            raise Deposed(fencing.reason(exc)) from exc
+        raise
 
 
 def fence_key(name: str) -> tuple[int, int]:
@@ -255,7 +294,7 @@ class SqlLeases:
     def release(self, node: str, epoch: int) -> Deferred[bool]:
         return self._pool.run(self._thd_release, node, epoch)
 
-    def fence(self, epoch: int) -> Callable[[sa.Connection], None]:
+    def fence(self, epoch: int) -> Fence:
         return fence(self.name, epoch)
 
     def close(self) -> None:

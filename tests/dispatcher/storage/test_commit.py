@@ -9,7 +9,8 @@ driven by a `TurnReactor` (see turns.py).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
@@ -23,7 +24,7 @@ from dispatcher.service.ports import Changes
 from dispatcher.storage import schema
 from dispatcher.storage import tables as t
 from dispatcher.storage.commit import GroupCommit, mergeable, thd_batch
-from dispatcher.storage.lease import ROUTER, Deposed, fence, thd_claim
+from dispatcher.storage.lease import ROUTER, Deposed, Fence, fence, thd_claim
 from dispatcher.storage.sql import SqlStore
 from dispatcher.storage.tasks import UNKEYED, ChangeRows, change_keys
 from tests.dispatcher.storage.turns import TurnReactor
@@ -690,12 +691,14 @@ def customers_of(w: Wiring) -> list[str]:
         return sorted(conn.scalars(sa.select(t.customers.c.id)))
 
 
-def counted(check: Callable[[sa.Connection], None], runs: list[str]):
-    def thd_check(conn: sa.Connection) -> None:
+def counted(behind: Fence, runs: list[str]) -> Fence:
+    @contextmanager
+    def thd_behind(conn: sa.Connection) -> Iterator[None]:
         runs.append("fence")
-        check(conn)
+        with behind(conn):
+            yield
 
-    return thd_check
+    return thd_behind
 
 
 def test_a_deposed_fence_fails_the_whole_batch_and_re_runs_nothing(fenced: Wiring) -> None:
@@ -736,13 +739,15 @@ def test_calls_re_run_alone_are_fenced_too(fenced: Wiring) -> None:
     gc = fenced.commit
     current = fence(ROUTER, 2)
 
-    def thd_check(conn: sa.Connection) -> None:
+    @contextmanager
+    def thd_behind(conn: sa.Connection) -> Iterator[None]:
         runs.append("fence")
         if len(runs) > 1:  # after the batch: the lease moved on
             raise Deposed("lease 'router' is at epoch 3")
-        current(conn)
+        with current(conn):
+            yield
 
-    gc.fence_with(thd_check, heard.append)
+    gc.fence_with(thd_behind, heard.append)
     outcomes = [collect(gc.run(thd_add_customer, c)) for c in ("c1", "boom", "c2")]
     fenced.wait(gc.drain())
     for outcome in outcomes:

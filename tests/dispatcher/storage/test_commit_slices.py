@@ -10,6 +10,8 @@ chains of changes as the console makes them (each change made when the one befor
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
@@ -131,9 +133,11 @@ def test_a_batch_started_from_a_slice_and_refused_by_the_fence_acknowledges_noth
     deposed = [False]
     heard: list[Any] = []
 
-    def thd_fence(log: Any) -> None:
+    @contextmanager
+    def thd_fence(log: Any) -> Iterator[None]:
         if deposed[0]:
             raise Deposed("lease 'router' is at epoch 3")
+        yield
 
     gc.fence_with(thd_fence, heard.append)
     follow_ups: list[list[Any]] = []
