@@ -5,15 +5,16 @@ Postfix's smtp-sink (accepts and discards: the ceiling of the client and loopbac
 
     .venv/bin/python bench/smtp.py [--messages N] [--clients C] [--runs R] [--warmup W]
         [--store sqlite|postgresql|both] [--db URL] [--senders distinct|one] [--no-acks]
-        [--reuse] [--before DIR] [--json]
+        [--reuse] [--before DIR] [--unfenced] [--json]
 
 Switchboard runs the e-mail edge (tests/channels/email/server.py: store on a thread pool with
 group commit, router, services, the edge as `serve` builds it) on a fresh SQLite file (default;
 WAL, synchronous=FULL), on a fresh PostgreSQL database (`--store postgresql`:
 SWITCHBOARD_TEST_PG_URL's server, created and dropped), on both (`--store both`), or on `--db
-URL`; with `--before DIR`, the Switchboard of another checkout too (the same server module run
-from DIR with this Python, on a store of its own: `git archive HEAD | tar -x -C DIR` measures
-the last commit against the working tree in one run).
+URL`. On PostgreSQL the server holds the router's lease and every commit passes its fence, as
+under `serve` (`--unfenced`: without). With `--before DIR`, the Switchboard of another checkout
+too (the same server module run from DIR with this Python, on a store of its own: `git archive
+HEAD | tar -x -C DIR` measures the last commit against the working tree in one run).
 
 What is sent is what a centre gets, by default: every message from a sender of its own (a new
 request from a new address: envelope and From differ each time, never seen before), so that
@@ -204,15 +205,18 @@ class Peer:
         return out
 
 
-def start_server(root: Path, url: str, acks: bool) -> running.Server:
-    """tests/channels/email/server.py of the checkout `root` (running.start for this one)."""
+def start_server(root: Path, url: str, acks: bool, fenced: bool) -> running.Server:
+    """tests/channels/email/server.py of the checkout `root` (running.start for this one);
+    `fenced`: behind the router's lease, as `serve` on PostgreSQL (a checkout whose server
+    does not know `--fenced` runs without)."""
     # One source sends every message: lift the per-source session rate (issue 13's limit).
     settings = {"ack_queues": "*" if acks else "", "smtp_sessions_per_ip_per_minute": 0}
     if root == ROOT:
-        return running.start(url, **settings)
+        return running.start(url, fenced, **settings)
     settings.update(smtp_port=0, recipients=running.ROUTES, hostname="mx.example.com")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.channels.email.server", url, json.dumps(settings)],
+        [sys.executable, "-m", "tests.channels.email.server", url, json.dumps(settings),
+         *(["--fenced"] if fenced else [])],
         cwd=root, env=dict(os.environ, PYTHONPATH=str(root)), stdout=subprocess.PIPE,
         text=True)
     line = proc.stdout.readline() if proc.stdout else ""
@@ -225,7 +229,7 @@ def start_server(root: Path, url: str, acks: bool) -> running.Server:
 
 
 def switchboard(stack: ExitStack, store: str, db: str, root: Path = ROOT,
-                acks: bool = True) -> Peer:
+                acks: bool = True, fenced: bool = True) -> Peer:
     before = root != ROOT
     name = f"switchboard_{store}" + ("_before" if before else "")
     what = f"Switchboard{f' of {root}' if before else ''}, 250 after the commit on {store}"
@@ -234,7 +238,7 @@ def switchboard(stack: ExitStack, store: str, db: str, root: Path = ROOT,
             sqlite_database() if store == "sqlite" else postgres_database())
     except Exception as exc:  # noqa: BLE001 - no database server: the peer is missing
         return Peer(name, what, missing=f"{type(exc).__name__}: {str(exc)[:200]}")
-    server = start_server(root, url, acks)
+    server = start_server(root, url, acks, fenced and store == "postgresql")
     stack.callback(server.stop)
     return Peer(name, what, server.port, pid=server.proc.pid,
                 count=lambda: running.rows(
@@ -314,15 +318,18 @@ def measure(args: argparse.Namespace) -> dict:
     before = load()
     with ExitStack() as stack:
         acks = not args.no_acks
-        ours = [switchboard(stack, store, args.db, acks=acks) for store in stores]
+        fenced = not args.unfenced
+        ours = [switchboard(stack, store, args.db, acks=acks, fenced=fenced)
+                for store in stores]
         if args.before:
-            ours += [switchboard(stack, store, "", Path(args.before).resolve(), acks)
+            ours += [switchboard(stack, store, "", Path(args.before).resolve(), acks, fenced)
                      for store in stores]
         peers = [*ours, postfix(stack), smtp_sink(stack)]
         rounds([p for p in peers if p.missing is None], send, args)
     result = {
         "client": client, "clients": args.clients, "reuse": args.reuse,
         "senders": args.senders, "acks": not args.no_acks,
+        "fenced": not args.unfenced and "postgresql" in stores,
         "messages": args.messages,
         "warmup": args.warmup, "bytes": len(BODY), "runs": args.runs,
         "load_before": before, "load_after": load(),
@@ -377,6 +384,9 @@ def main() -> None:
     ap.add_argument("--senders", choices=["distinct", "one"], default="distinct",
                     help="a new sender each message (default), or one sender (smtp-source)")
     ap.add_argument("--no-acks", action="store_true", help="queues send no acknowledgement")
+    ap.add_argument("--unfenced", action="store_true",
+                    help="PostgreSQL: commit without the router's lease and its fence (which "
+                         "`serve` holds; the default here too)")
     args = ap.parse_args()
     result = measure(args)
     if args.json:

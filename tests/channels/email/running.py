@@ -41,13 +41,16 @@ class Server:
         self.proc.wait(10)
 
 
-def start(url: str, **settings: Any) -> Server:
+def start(url: str, fenced: bool = False, **settings: Any) -> Server:
+    """server.py on `url` with `settings` (EmailSettings' fields); `fenced`: behind the router's
+    lease, as `serve` on PostgreSQL."""
     settings.setdefault("smtp_port", 0)
     settings.setdefault("recipients", ROUTES)
     settings.setdefault("hostname", "mx.example.com")
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.channels.email.server", url, json.dumps(settings)],
+        [sys.executable, "-m", "tests.channels.email.server", url, json.dumps(settings),
+         *(["--fenced"] if fenced else [])],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=None, text=True,
     )
     deadline = time.monotonic() + READY_TIMEOUT

@@ -1,11 +1,13 @@
 """A dispatcher with the e-mail edge, in a process of its own, for the tests and the benchmark
 that need real sockets (smtplib, swaks, the chasquid dialogs, a relay sink, SIGKILL).
 
-    python -m tests.channels.email.server <database url> <settings json>
+    python -m tests.channels.email.server <database url> <settings json> [--fenced]
 
 Builds what the runtime builds (store on a thread pool with group commit, as many batches in
 flight as the runtime's; router, services, `Mail`, the edge through its `EDGE.build`), with
 the queues `support` and `sales`, then prints `READY <smtp port>` and runs until SIGTERM.
+`--fenced` (PostgreSQL): it first claims the router's lease and commits behind its fence, as
+`serve` does (bench/smtp.py); a node deposed meanwhile stops.
 Lighter to start than `switchboard serve` (which test_durability.py runs), and it lets a test
 pass any EmailSettings at once.
 """
@@ -27,7 +29,32 @@ def group_commit(pool: Any, reactor: Any, engine: Any) -> Any:
     return GroupCommit(pool, reactor, in_flight)
 
 
-def main(url: str, settings_json: str) -> None:
+FENCED = "--fenced"
+LEASE_SECONDS = 3600.0  # held for the run, never renewed: the fence checks the epoch only
+
+
+async def hold_lease(pool: Any, commit: Any, reactor: Any) -> Any:
+    """Claim the router's lease (PostgreSQL) and put group commit behind its fence; the leases
+    (their session lock is let go at the end), or None when another node holds it."""
+    import os
+
+    from dispatcher.storage.lease import SqlLeases
+
+    leases = SqlLeases(pool)
+    claim = await leases.claim(f"email-server-{os.getpid()}", LEASE_SECONDS)
+    if not claim.won:
+        leases.close()
+        return None
+
+    def deposed(failure: Any) -> None:
+        print("DEPOSED", failure.getErrorMessage(), file=sys.stderr, flush=True)
+        reactor.stop()
+
+    commit.fence_with(leases.fence(claim.lease.epoch), deposed)
+    return leases
+
+
+def main(url: str, settings_json: str, fenced: bool = False) -> None:
     from twisted.internet import asyncioreactor
 
     asyncioreactor.install()
@@ -46,7 +73,7 @@ def main(url: str, settings_json: str) -> None:
     from dispatcher.service.queries import Queries
     from dispatcher.service.sessions import Sessions
     from dispatcher.storage import schema
-    from dispatcher.storage.engine import make_engine
+    from dispatcher.storage.engine import is_sqlite, make_engine
     from dispatcher.storage.pool import Pool
     from dispatcher.storage.sql import SqlStore
 
@@ -67,8 +94,15 @@ def main(url: str, settings_json: str) -> None:
                           site_root=Resource(), mail=mail)  # no HTTP listener: pages unseen
     edge = EDGE.build(context, settings)
 
+    held: list[Any] = []
+
     async def start() -> None:
         pool.start()
+        if fenced and not is_sqlite(engine):
+            leases = await hold_lease(pool, commit, reactor)
+            if leases is None:
+                raise RuntimeError("another node holds the router's lease")
+            held.append(leases)
         await assignment.restore(await store.load_state())
         for name in ("support", "sales"):
             if name not in router.queues:
@@ -84,6 +118,8 @@ def main(url: str, settings_json: str) -> None:
         await edge.stop()
         assignment.stop()
         await commit.drain()
+        for leases in held:
+            leases.close()
 
     reactor.callWhenRunning(lambda: defer.ensureDeferred(start()).addErrback(failed))
     reactor.addSystemEventTrigger("before", "shutdown",
@@ -92,4 +128,4 @@ def main(url: str, settings_json: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(sys.argv[1], sys.argv[2], fenced=FENCED in sys.argv[3:])
