@@ -5,9 +5,12 @@ N tasks (default 20,000) are submitted with up to 500 in flight, each with its t
 from returning customers (an identity already known) and half from new ones; a task counts once
 its Deferred fired, that is once it is committed. Run on a temporary SQLite file and on a fresh
 PostgreSQL database (SWITCHBOARD_TEST_PG_URL, created and dropped per run); the figure is the
-median of 3 runs. Target: 2,000 tasks/s on each.
+median of 3 runs. Target: 2,000 tasks/s on each. The store is the runtime's `Storage`
+(dispatcher/runtime/app.py: its group commit, as many batches in flight as `serve` has), and on
+PostgreSQL the run holds the router's lease and commits behind its fence, as `serve` does
+(`--unfenced`: without).
 
-    .venv/bin/python bench/intake.py [--tasks N] [--runs R] [--in-flight K] [--json]
+    .venv/bin/python bench/intake.py [--tasks N] [--runs R] [--in-flight K] [--unfenced] [--json]
 """
 
 from __future__ import annotations
@@ -33,12 +36,9 @@ from twisted.internet import defer, task
 
 from dispatcher.domain import events as ev
 from dispatcher.domain.tasks import Channel, Task
+from dispatcher.runtime.app import Storage
 from dispatcher.service.ports import Identity
 from dispatcher.storage import schema
-from dispatcher.storage.commit import GroupCommit
-from dispatcher.storage.engine import make_engine
-from dispatcher.storage.pool import Pool
-from dispatcher.storage.sql import SqlStore
 
 DEFAULT_TASKS = 20_000
 DEFAULT_IN_FLIGHT = 500
@@ -138,13 +138,13 @@ def pump(count: int, in_flight: int, submit: Callable[[int], defer.Deferred]) ->
     return done
 
 
-async def one_run(reactor, url: str, tasks: int, in_flight: int) -> Run:
+async def one_run(reactor, url: str, tasks: int, in_flight: int, fenced: bool = True) -> Run:
     schema.upgrade(url)
-    engine = make_engine(url)
-    pool = Pool(engine, reactor)
-    commit = GroupCommit(pool, reactor)
-    store = SqlStore(pool, commit)
+    storage = Storage(url, reactor)  # as serve: its group commit, batches in flight and all
+    storage.start()
     try:
+        await hold_lease(storage, fenced)
+        store, commit = storage.store, storage.commit
         known = [Identity("email", f"known-{i}@example.org") for i in range(RETURNING_CUSTOMERS)]
 
         def seed(i: int) -> defer.Deferred:
@@ -167,8 +167,7 @@ async def one_run(reactor, url: str, tasks: int, in_flight: int) -> Run:
         seconds = time.perf_counter() - started
         return Run(seconds, tasks, commit.commits - commits_before)
     finally:
-        pool.stop()
-        engine.dispose()
+        await storage.stop()
 
 
 async def measure(reactor, name: str, database, args) -> float | None:
@@ -176,7 +175,8 @@ async def measure(reactor, name: str, database, args) -> float | None:
     for _ in range(args.runs):
         try:
             with database() as url:
-                runs.append(await one_run(reactor, url, args.tasks, args.in_flight))
+                runs.append(await one_run(reactor, url, args.tasks, args.in_flight,
+                                          not args.unfenced))
         except sa.exc.OperationalError as exc:
             print(f"{name}: not available ({exc.orig})", file=sys.stderr)
             return None
@@ -198,6 +198,8 @@ async def main(reactor, argv: list[str]) -> None:
     parser.add_argument("--runs", type=int, default=DEFAULT_RUNS)
     parser.add_argument("--in-flight", type=int, default=DEFAULT_IN_FLIGHT)
     parser.add_argument("--only", choices=["sqlite", "postgres"])
+    parser.add_argument("--unfenced", action="store_true",
+                        help="PostgreSQL: commit without the router's lease and its fence")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     if not args.json:
