@@ -15,9 +15,10 @@ promises:
   way it runs before anything else of the transaction, at its top level (never inside a
   savepoint, whose rollback would let the fence lock go), so a transaction never holds a row
   while it waits for the fence lock.
-- `settle(conn)`, before the commit: a fence still owed (the transaction ran no statement, or
-  its first one failed and was caught) is executed then. No transaction that owed the fence
-  commits without a fence that passed.
+- `settle(conn, debt)`, before the commit: a fence not paid yet (the transaction ran no
+  statement, or the one that carried it failed and the error was caught) is executed then, and
+  fails in a transaction that is aborted. No transaction that owed the fence commits without a
+  fence that passed. `forget(debt)` when the transaction has ended, whichever way.
 - `refused(exc)`: the error is the fence's own refusal (SQLSTATE `REFUSED`).
 
 The engine listens once for every statement (`listen`, from engine.py, PostgreSQL only); a
@@ -74,7 +75,7 @@ def settle(conn: sa.Connection, debt: Debt) -> None:
     """Before the commit: run the fence now unless a statement carried it and succeeded."""
     if debt.state != PASSED:
         debt.state = SENT  # the listener leaves this statement alone
-        _execute_alone(conn, debt.sql)
+        conn.exec_driver_sql(debt.sql)
         debt.state = PASSED
 
 
@@ -96,10 +97,6 @@ def reason(exc: BaseException) -> str:
     orig = getattr(exc, "orig", None) or exc
     diag = getattr(orig, "diag", None)
     return str(getattr(diag, "message_primary", None) or orig).strip()
-
-
-def _execute_alone(conn: sa.Connection, sql: str) -> None:
-    conn.exec_driver_sql(sql)
 
 
 def _before(conn: sa.Connection, cursor: Any, sql: str, parameters: Any, _context: Any,
