@@ -16,7 +16,8 @@ another 20 µs, while the database thread holds the GIL the reactor needs. Here:
 - SQLite: each row made a tuple once; appends as multi-row INSERTs (`_sqlite_runs`: a run of
   rows is one statement, one step, where `executemany` takes a step a row, and the sqlite3
   module lets the GIL go and takes it back around every step, each time behind the reactor);
-  updates through the sqlite3 module's `executemany` (in process).
+  updates of task rows likewise, a run of rows one `UPDATE ... FROM (VALUES ...)` (SQLite 3.33
+  and later; before, the sqlite3 module's `executemany`, a step a row).
 - Any other driver: the SQLAlchemy statements of statements.py, unchanged.
 
 What it promises, the same as statements.py: text is made storable first (`storable`), JSON
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import functools
 import json
+import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -290,8 +292,43 @@ def _sqlite_update(changed: tuple[str, ...]) -> str:
     return f"UPDATE tasks SET {', '.join(f'{n} = ?' for n in changed)} WHERE id = ?"
 
 
+# SQLite updates rows from a list of values in one statement (UPDATE ... FROM) since 3.33: one
+# step for a run of rows. Behind a reactor that keeps the GIL busy, each step of an executemany
+# waited for the GIL once more: 32 rows 120 ms, against 13 ms in one statement (measured).
+SQLITE_UPDATE_FROM = sqlite3.sqlite_version_info >= (3, 33, 0)
+
+
+@functools.cache
+def _sqlite_update_from(names: tuple[str, ...], count: int) -> str:
+    """SQLite's UPDATE of `count` task rows in one statement, each row's values in `names`
+    order, `id` first (`count` a power of two: few texts, kept prepared)."""
+    one = f"({', '.join('?' * len(names))})"
+    sets = ", ".join(f"{name} = v.column{i + 1}" for i, name in enumerate(names) if name != "id")
+    return (f"UPDATE tasks SET {sets} FROM (VALUES {', '.join([one] * count)}) AS v"
+            " WHERE tasks.id = v.column1")
+
+
+def _sqlite_updated(conn: sa.Connection, names: tuple[str, ...],
+                    values: Sequence[tuple[Any, ...]]) -> int:
+    """Update the stored task rows of `values` (tuples in `names` order, `id` first, one per
+    id); how many rows were updated."""
+    if not SQLITE_UPDATE_FROM:
+        changed = names[1:]
+        statement = _sqlite_update(changed)
+        with _driver_errors(conn, statement) as cursor:
+            cursor.executemany(statement, [(*v[1:], v[0]) for v in values])
+            return int(cursor.rowcount)
+    updated = start = 0
+    with _driver_errors(conn, _sqlite_update_from(names, 1)) as cursor:
+        for count in _sqlite_runs(len(values), len(names)):
+            cursor.execute(_sqlite_update_from(names, count),
+                           [v for value in values[start:start + count] for v in value])
+            updated += cursor.rowcount
+            start += count
+    return updated
+
+
 _PG_UPDATE, _PG_UPDATE_HOT = _pg_update(_CHANGED), _pg_update(_HOT_CHANGED)
-_SQLITE_UPDATE, _SQLITE_UPDATE_HOT = _sqlite_update(_CHANGED), _sqlite_update(_HOT_CHANGED)
 _STORED = sa.select(t.tasks.c.id).where(t.tasks.c.id.in_(sa.bindparam("ids", expanding=True)))
 _UPDATE_HOT = (t.tasks.update().where(t.tasks.c.id == sa.bindparam("v_id"))
                .values({n: sa.bindparam(f"v_{n}") for n in _HOT_CHANGED}))
@@ -328,11 +365,7 @@ def _update_whole(conn: sa.Connection, rows: Sequence[r.Row]) -> None:
         return
     if driver == "sqlite3":
         encode = _encoder(t.tasks, TASK_COLUMNS)
-        values = [encode(row) for row in rows]
-        with _driver_errors(conn, _SQLITE_UPDATE) as cursor:
-            cursor.executemany(_SQLITE_UPDATE, [(*v[1:], v[0]) for v in values])
-            updated = cursor.rowcount
-        if updated == len(rows):
+        if _sqlite_updated(conn, TASK_COLUMNS, [encode(row) for row in rows]) == len(rows):
             return
         stored: set[str] = set()
         for chunk in chunks([row["id"] for row in rows]):
@@ -348,11 +381,8 @@ def _update_hot(conn: sa.Connection, rows: Sequence[r.Row]) -> None:
     driver = _driver(conn)
     if driver == "sqlite3":
         encode = _encoder(t.tasks, HOT_COLUMNS)
-        with _driver_errors(conn, _SQLITE_UPDATE_HOT) as cursor:
-            cursor.executemany(_SQLITE_UPDATE_HOT,
-                               [(*v[1:], v[0]) for v in (encode(row) for row in rows)])
-            if cursor.rowcount == len(rows):
-                return
+        if _sqlite_updated(conn, HOT_COLUMNS, [encode(row) for row in rows]) == len(rows):
+            return
     elif driver in PG_DRIVERS:
         if len(_pg_updated(conn, _PG_UPDATE_HOT, rows)) == len(rows):
             return

@@ -4,16 +4,18 @@ name, every task row written whether it was stored before or not."""
 
 from __future__ import annotations
 
+import sqlite3
 from contextlib import contextmanager
 
 import pytest
 import sqlalchemy as sa
 
-from dispatcher.storage import bulk
+from dispatcher.storage import bulk, schema
 from dispatcher.storage import tables as t
 from dispatcher.storage.engine import make_engine
 from dispatcher.storage.statements import insert_rows, storable
 from tests.dispatcher.storage.wiring import every_driver_url  # noqa: F401 - both drivers
+from tests.support import missing
 
 
 def task(task_id: str, **changes) -> dict:
@@ -344,6 +346,64 @@ def test_appends_of_any_size_store_every_row_in_order(engine: sa.Engine, count: 
         bulk.append(conn, t.task_events, events)
     stored = table_rows(engine, t.task_events, t.task_events.c.id)
     assert [e["data"]["n"] for e in stored] == list(range(count))
+
+
+def updates(count: int) -> tuple[list[dict], list[dict], list[dict]]:
+    """`count` stored tasks; a change of each (every other one a row of hot columns only, the
+    rest whole rows); the rows stored after it."""
+    stored = [task(f"t{n:04d}") for n in range(count)]
+    changed = [task(f"t{n:04d}", state="offered", agent_id=f"a{n}", offer_id=f"o{n}",
+                    updated_at=101.0 + n, priority=n, attributes={"n": n}) for n in range(count)]
+    rows = [{k: row[k] for k in HOT} if n % 2 == 0 else row for n, row in enumerate(changed)]
+    after = [{**before, **row} for before, row in zip(stored, rows, strict=True)]
+    return stored, rows, after
+
+
+@pytest.mark.parametrize("count", [1, 3, 33, 100, 300])
+def test_updates_of_any_size_write_every_row(engine: sa.Engine, count: int) -> None:
+    """SQLite's updates go as runs of rows, one UPDATE ... FROM (VALUES ...) each."""
+    stored, rows, after = updates(count)
+    with engine.begin() as conn:
+        bulk.append(conn, t.tasks, stored)
+    with engine.begin() as conn:
+        bulk.update_tasks(conn, rows)
+    assert table_rows(engine, t.tasks, t.tasks.c.id) == after
+
+
+def test_sqlite_updates_a_run_of_rows_in_one_statement(
+        sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One step for a run of rows, where an executemany takes a step a row (each step lets the
+    GIL go and waits for it again behind a busy reactor)."""
+    if not bulk.SQLITE_UPDATE_FROM:
+        missing(f"SQLite {sqlite3.sqlite_version} has no UPDATE ... FROM (3.33 and later)")
+    schema.upgrade(sqlite_url)
+    engine = make_engine(sqlite_url)
+    stored, rows, after = updates(40)
+    with engine.begin() as conn:
+        bulk.append(conn, t.tasks, stored)
+    executes = _count_executes(monkeypatch)
+    with engine.begin() as conn:
+        bulk.update_tasks(conn, rows)
+    # 20 whole rows (17 columns: runs of 16 and 4), 20 hot ones (9 columns: 16 and 4)
+    assert len(executes) == 4 and all("FROM (VALUES" in sql for sql in executes)
+    assert table_rows(engine, t.tasks, t.tasks.c.id) == after
+    engine.dispose()
+
+
+def test_before_sqlite_3_33_updates_go_row_by_row_with_the_same_effect(
+        sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bulk, "SQLITE_UPDATE_FROM", False)
+    schema.upgrade(sqlite_url)
+    engine = make_engine(sqlite_url)
+    stored, rows, after = updates(40)
+    with engine.begin() as conn:
+        bulk.append(conn, t.tasks, stored[:-2])  # the last two: a hot row and a whole one
+    with pytest.raises(bulk.TaskNotStored, match="t0038"), engine.begin() as conn:
+        bulk.update_tasks(conn, rows)
+    with engine.begin() as conn:
+        bulk.update_tasks(conn, rows[:-2] + rows[-1:])  # the whole row not stored: inserted
+    assert table_rows(engine, t.tasks, t.tasks.c.id) == after[:-2] + [rows[-1]]
+    engine.dispose()
 
 
 def test_sqlite_runs_are_powers_of_two_within_the_variables_a_statement_takes() -> None:
