@@ -73,8 +73,12 @@ def round_trip(conn: sa.Connection, statements: Sequence[tuple[str, tuple[Any, .
     returns none). psycopg2 binds on the client: the statements go in one execute, `;` between
     them. psycopg (3) binds on the server, one statement an execute: they go in one pipeline
     (psycopg's pipeline mode), sent together, their results read at its end. An error of any of
-    them is raised as SQLAlchemy's (`_driver_errors`), the transaction then failed. Through
-    another driver, one after the other."""
+    them is raised as SQLAlchemy's (`_driver_errors`), the transaction then failed. The lease's
+    fence, when the transaction still owes it (fence.py), goes first in the same round trip:
+    every statement this module sends to PostgreSQL goes through here. Through another driver,
+    one after the other."""
+    if not statements:
+        return []
     driver = _driver(conn)
     if driver not in PG_DRIVERS:  # another driver: one statement after the other
         rows: list[tuple[Any, ...]] = []
@@ -239,9 +243,7 @@ def append(conn: sa.Connection, table: sa.Table, rows: Sequence[r.Row]) -> None:
                 start += count
         return
     statement = _pg_insert(table, rows)
-    with _driver_errors(conn, statement) as cursor:
-        for page in _json_pages(table, rows):
-            cursor.execute(statement, (page,))
+    round_trip(conn, [(statement, (page,)) for page in _json_pages(table, rows)])
 
 
 def append_all(conn: sa.Connection, appends: Sequence[tuple[sa.Table, Sequence[r.Row]]]) -> None:
@@ -250,7 +252,7 @@ def append_all(conn: sa.Connection, appends: Sequence[tuple[sa.Table, Sequence[r
     reactor, up to 5 ms each: an intake's customers, identities, task rows and events are one
     wait, not four."""
     appends = [(table, rows) for table, rows in appends if rows]
-    if _driver(conn) not in PG_DRIVERS or len(appends) < 2:
+    if _driver(conn) not in PG_DRIVERS:
         for table, rows in appends:
             append(conn, table, rows)
         return
@@ -445,10 +447,8 @@ def record_rows(conn: sa.Connection, tasks: Sequence[r.Row], declines: Sequence[
 def _pg_updated(conn: sa.Connection, statement: str, rows: Sequence[r.Row]) -> set[str]:
     """Run an UPDATE ... FROM json_populate_recordset of `rows`; the ids it updated."""
     stored: set[str] = set()
-    with _driver_errors(conn, statement) as cursor:
-        for page in _json_pages(t.tasks, rows):
-            cursor.execute(statement, (page,))
-            stored.update(row[0] for row in cursor.fetchall())
+    for page in _json_pages(t.tasks, rows):
+        stored.update(row[0] for row in round_trip(conn, [(statement, (page,))]))
     return stored
 
 

@@ -11,7 +11,8 @@ promises:
   transaction then runs pays it: through psycopg2, the fence goes in front of that statement,
   in the same execute (psycopg2 binds on the client and sends several statements at once);
   through psycopg (3), or in front of an executemany or a server-side cursor, it is executed
-  just before, on its own; `round_trip` (bulk.py) puts it first in its own round trip. Either
+  just before, on its own; the bulk writes, which reach the driver past SQLAlchemy, all go
+  through `round_trip` (bulk.py), which puts it first in the same round trip. Either
   way it runs before anything else of the transaction, at its top level (never inside a
   savepoint, whose rollback would let the fence lock go), so a transaction never holds a row
   while it waits for the fence lock.

@@ -35,7 +35,7 @@ LEASE_SECONDS = 3600.0  # held for the run, never renewed: the fence checks the 
 
 async def hold_lease(pool: Any, commit: Any, reactor: Any) -> Any:
     """Claim the router's lease (PostgreSQL) and put group commit behind its fence; the leases
-    (their session lock is let go at the end), or None when another node holds it."""
+    (their session lock is let go at the end). Another node holding it is an error."""
     import os
 
     from dispatcher.storage.lease import SqlLeases
@@ -44,7 +44,7 @@ async def hold_lease(pool: Any, commit: Any, reactor: Any) -> Any:
     claim = await leases.claim(f"email-server-{os.getpid()}", LEASE_SECONDS)
     if not claim.won:
         leases.close()
-        return None
+        raise RuntimeError(f"node {claim.lease.holder} holds the router's lease")
 
     def deposed(failure: Any) -> None:
         print("DEPOSED", failure.getErrorMessage(), file=sys.stderr, flush=True)
@@ -99,10 +99,7 @@ def main(url: str, settings_json: str, fenced: bool = False) -> None:
     async def start() -> None:
         pool.start()
         if fenced and not is_sqlite(engine):
-            leases = await hold_lease(pool, commit, reactor)
-            if leases is None:
-                raise RuntimeError("another node holds the router's lease")
-            held.append(leases)
+            held.append(await hold_lease(pool, commit, reactor))
         await assignment.restore(await store.load_state())
         for name in ("support", "sales"):
             if name not in router.queues:

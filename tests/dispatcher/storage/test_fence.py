@@ -1,22 +1,21 @@
 """The lease's fence paid with a transaction's first statement (`dispatcher.storage.fence`, used
 by `lease.fence`): whatever the transaction runs first (a statement, an executemany, a bulk
-round trip, nothing at all), a refused fence stores nothing and raises `Deposed`, a passing one
-holds the fence lock from that first statement to the commit, and through psycopg2 it costs no
-round trip of its own. On PostgreSQL through both drivers; SQLite has no lease to fence."""
+write, nothing at all), a refused fence stores nothing and raises `Deposed`, and through
+psycopg2 it costs no round trip of its own (that a passing one holds the fence lock from the
+first statement to the commit: test_lease.py). On PostgreSQL through both drivers; SQLite has
+no lease to fence."""
 
 from __future__ import annotations
 
 import contextlib
-import queue
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
+from dispatcher.storage import bulk, schema
 from dispatcher.storage import fence as fencing
-from dispatcher.storage import schema
 from dispatcher.storage import tables as t
 from dispatcher.storage.bulk import round_trip
 from dispatcher.storage.engine import make_engine
@@ -24,20 +23,19 @@ from dispatcher.storage.lease import ROUTER, Deposed, fence, thd_claim
 from tests.dispatcher.storage.test_lease import (
     T0,
     TTL,
-    WAIT_SECONDS,
     tx,
-    wait_until,
-    waits_on_a_lock,
 )
-from tests.dispatcher.storage.wiring import url_for
+from tests.dispatcher.storage.wiring import (
+    every_pg_driver_url,  # noqa: F401 - both drivers
+    url_for,
+)
 
 
-@pytest.fixture(params=[pytest.param("postgres", marks=pytest.mark.postgres),
-                        pytest.param("postgres-psycopg", marks=pytest.mark.postgres)])
-def deposed_a(request: pytest.FixtureRequest) -> Iterator[sa.Engine]:
+@pytest.fixture
+def deposed_a(pg_driver_url: str) -> Iterator[sa.Engine]:
     """A fresh PostgreSQL database (through each driver) whose lease went from node a (epoch 1)
     to node b (epoch 2)."""
-    yield from deposed(url_for(request.param, request))
+    yield from deposed(pg_driver_url)
 
 
 def deposed(url: str) -> Iterator[sa.Engine]:
@@ -66,13 +64,17 @@ def insert_in_a_round_trip(conn: sa.Connection) -> None:
                        ("c1", "c1", T0))])
 
 
+def append_one(conn: sa.Connection) -> None:
+    bulk.append(conn, t.customers, [customer("c1")])
+
+
 def nothing(conn: sa.Connection) -> None:
     pass
 
 
 FIRST_STATEMENTS: dict[str, Callable[[sa.Connection], None]] = {
     "statement": insert_one, "executemany": insert_many, "round trip": insert_in_a_round_trip,
-    "no statement": nothing}
+    "bulk append": append_one, "no statement": nothing}
 
 
 def customers_in(engine: sa.Engine) -> list[str]:
@@ -110,35 +112,6 @@ def test_a_refusal_the_caller_caught_still_lets_nothing_commit(deposed_a: sa.Eng
     assert customers_in(deposed_a) == []
 
 
-def test_the_fence_lock_is_held_from_the_first_statement_to_the_commit(
-        deposed_a: sa.Engine) -> None:
-    """b routes at epoch 2; its transaction's first statement carried the fence. c claims the
-    (expired) lease meanwhile: the claim waits until b's transaction committed."""
-    engine = deposed_a
-    order: list[str] = []
-    pids: queue.SimpleQueue[int] = queue.SimpleQueue()
-    claims: list[Any] = []
-
-    def claim_c() -> None:
-        with engine.begin() as conn:
-            pids.put(conn.scalar(sa.text("SELECT pg_backend_pid()")))
-            claims.append(thd_claim(conn, ROUTER, "c", TTL, T0 + 4 * TTL))
-        order.append("claim committed")
-
-    with engine.begin() as conn, fence(ROUTER, 2)(conn):
-        insert_one(conn)
-        thread = threading.Thread(target=claim_c)
-        thread.start()
-        pid = pids.get(timeout=WAIT_SECONDS)
-        wait_until(lambda: waits_on_a_lock(engine, pid), "the claim waits on the fence")
-        assert thread.is_alive() and order == []
-        order.append("fenced committing")
-    thread.join(WAIT_SECONDS)
-    assert order == ["fenced committing", "claim committed"]
-    assert claims[0].won and claims[0].lease.epoch == 3
-    assert customers_in(engine) == ["c1"]
-
-
 @pytest.fixture
 def counted(request: pytest.FixtureRequest) -> Iterator[tuple[sa.Engine, list[str]]]:
     """`deposed_a` through psycopg2 (the one driver that sends several statements in one
@@ -162,7 +135,7 @@ def counted(request: pytest.FixtureRequest) -> Iterator[tuple[sa.Engine, list[st
         yield engine, seen
 
 
-@pytest.mark.parametrize("first", ["statement", "round trip"])
+@pytest.mark.parametrize("first", ["statement", "round trip", "bulk append"])
 @pytest.mark.postgres
 def test_through_psycopg2_the_fence_takes_no_round_trip_of_its_own(
         counted: tuple[sa.Engine, list[str]], first: str) -> None:

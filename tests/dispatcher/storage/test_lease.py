@@ -13,6 +13,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,7 @@ from dispatcher.storage.lease import (
     ROUTER,
     Deposed,
     SqlLeases,
+    fence,
     thd_claim,
     thd_fence,
     thd_now,
@@ -37,7 +39,7 @@ from dispatcher.storage.lease import (
 from tests.dispatcher.storage.wiring import (
     Wiring,
     every_driver_url,  # noqa: F401 - both drivers
-    url_for,
+    every_pg_driver_url,  # noqa: F401 - both drivers
     wire,
 )
 
@@ -293,12 +295,6 @@ def waits_on_a_lock(engine: sa.Engine, pid: int) -> bool:
                            {"p": pid}) == "Lock"
 
 
-@pytest.fixture(params=["postgres", "postgres-psycopg"])
-def pg_driver_url(request: pytest.FixtureRequest) -> str:
-    """A fresh PostgreSQL database, through each driver (the fence talks to the driver)."""
-    return url_for(request.param, request)
-
-
 @pytest.fixture
 def pg_engine(pg_driver_url: str) -> Iterator[sa.Engine]:
     schema.upgrade(pg_driver_url)
@@ -308,8 +304,11 @@ def pg_engine(pg_driver_url: str) -> Iterator[sa.Engine]:
 
 
 @pytest.mark.postgres
-def test_a_claim_waits_for_the_fenced_transaction_to_commit(pg_engine: sa.Engine) -> None:
-    """Node a routes at epoch 1 and its transaction passed the fence; b claims the (expired)
+@pytest.mark.parametrize("carried", [False, True], ids=["alone", "carried"])
+def test_a_claim_waits_for_the_fenced_transaction_to_commit(pg_engine: sa.Engine,
+                                                            carried: bool) -> None:
+    """Node a routes at epoch 1 and its transaction passed the fence (run alone, or carried by
+    the transaction's first write as group commit runs it: `fence`); b claims the (expired)
     lease meanwhile: the claim returns only after a's transaction committed, and a fence
     started after the claim committed refuses a's next transaction."""
     tx(pg_engine, thd_claim, ROUTER, "a", TTL, T0)
@@ -323,14 +322,19 @@ def test_a_claim_waits_for_the_fenced_transaction_to_commit(pg_engine: sa.Engine
             claims.append(thd_claim(conn, ROUTER, "b", TTL, T0 + 2 * TTL))
         order.append("claim committed")
 
-    with pg_engine.begin() as fenced:
-        thd_fence(fenced, ROUTER, 1)
+    routed = sa.insert(t.customers).values(id="c1", name="routed", created_at=T0)
+    with pg_engine.begin() as fenced, fence(ROUTER, 1)(fenced) if carried else nullcontext():
+        if carried:
+            fenced.execute(routed)  # its statement carries the fence
+        else:
+            thd_fence(fenced, ROUTER, 1)
         thread = threading.Thread(target=claim_b)
         thread.start()
         pid = pids.get(timeout=WAIT_SECONDS)
         wait_until(lambda: waits_on_a_lock(pg_engine, pid), "the claim waits on the fence")
         assert thread.is_alive() and order == []
-        fenced.execute(sa.insert(t.customers).values(id="c1", name="routed", created_at=T0))
+        if not carried:
+            fenced.execute(routed)
         order.append("fenced committing")
     thread.join(WAIT_SECONDS)
     assert order == ["fenced committing", "claim committed"]

@@ -42,6 +42,15 @@ def every_driver_url(request: pytest.FixtureRequest) -> str:
     return url_for(request.param, request)
 
 
+@pytest.fixture(params=[pytest.param("postgres", marks=pytest.mark.postgres),
+                        pytest.param("postgres-psycopg", marks=pytest.mark.postgres)],
+                name="pg_driver_url")
+def every_pg_driver_url(request: pytest.FixtureRequest) -> str:
+    """`pg_driver_url`: a fresh PostgreSQL database, through each driver (for the code that
+    talks to the driver: the lease's fence); a suite imports it."""
+    return url_for(request.param, request)
+
+
 def need_psycopg() -> None:
     """psycopg (3) is installed, or the test is missing a peer (skips; fails in strict mode)."""
     try:
