@@ -10,10 +10,22 @@ back to the pool); returning one is a `TypeError`.
 SQLite gets one thread (it has a single writer; more threads would only queue on its lock);
 PostgreSQL gets a few. The pool starts when the reactor runs and stops at its shutdown; tests and
 commands without a running reactor call `start()` and `stop()` themselves.
+
+The interpreter lock. A pool thread lets the lock go while it waits for the database and must
+take it back afterwards, once per round trip (a SQLite step, a PostgreSQL execute, a commit).
+When the reactor is running Python, the thread gets the lock only when the reactor does I/O or
+when the interpreter makes it hand over, after its switch interval: 5 ms by default, so under
+load a transaction waited up to 5 ms per round trip, in front of every offer it held. Starting a
+pool sets the process's switch interval to `SWITCH_INTERVAL` (never raises it), for the whole
+process: the interval is the interpreter's, not a thread's. Measured beside a thread that keeps
+the lock (psycopg2, one insert and its commit, medians of 300): 11.4 ms at 5 ms, 2.8 ms at 1 ms,
+1.7 ms at 0.5 ms; the busy thread lost about 7 % of its loop rate at 1 and 0.5 ms alike, part of
+it the database thread's own Python now running sooner.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -28,6 +40,15 @@ T = TypeVar("T")
 
 SQLITE_THREADS = 1
 POSTGRES_THREADS = min(4, POSTGRES_POOL_SIZE)
+# Seconds the interpreter lets a thread keep its lock while another waits (CPython: 0.005).
+SWITCH_INTERVAL = 0.0005
+
+
+def hand_over_sooner(interval: float = SWITCH_INTERVAL) -> None:
+    """Make the interpreter hand its lock to a waiting thread after `interval` at most (the
+    process's setting; an interval already shorter is kept)."""
+    if sys.getswitchinterval() > interval:
+        sys.setswitchinterval(interval)
 
 
 class Pool:
@@ -50,9 +71,11 @@ class Pool:
         return bool(self._threads.started)
 
     def start(self) -> None:
-        """Start the threads (idempotent); they stop at reactor shutdown or on `stop()`."""
+        """Start the threads (idempotent); they stop at reactor shutdown or on `stop()`. Sets the
+        process's switch interval (see the module's docstring)."""
         if self._threads.started:
             return
+        hand_over_sooner()
         self._threads.start()
         self._shutdown_trigger = self._reactor.addSystemEventTrigger(
             "during", "shutdown", self._stop_at_shutdown

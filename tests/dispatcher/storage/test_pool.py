@@ -3,13 +3,14 @@ module promises. Driven by a `TurnReactor` (see turns.py)."""
 
 from __future__ import annotations
 
+import sys
 import threading
 
 import pytest
 import sqlalchemy as sa
 
 from dispatcher.storage.engine import make_engine
-from dispatcher.storage.pool import POSTGRES_THREADS, SQLITE_THREADS, Pool
+from dispatcher.storage.pool import POSTGRES_THREADS, SQLITE_THREADS, SWITCH_INTERVAL, Pool
 from tests.dispatcher.storage.turns import TurnReactor
 
 SCRATCH = sa.table("scratch", sa.column("n", sa.Integer))
@@ -92,3 +93,22 @@ def test_the_pool_starts_with_the_reactor_and_stops_at_its_shutdown(sqlite_url: 
     assert not pool.running
     pool.stop()  # idempotent
     engine.dispose()
+
+
+def test_starting_a_pool_shortens_the_interpreter_switch_interval(sqlite_url: str) -> None:
+    """A pool thread back from the database waits for the lock at most SWITCH_INTERVAL behind a
+    busy reactor, not CPython's 5 ms; an interval already shorter is kept."""
+    before = sys.getswitchinterval()
+    engine = make_engine(sqlite_url)
+    try:
+        for setting, expected in ((0.005, SWITCH_INTERVAL), (SWITCH_INTERVAL / 5, SWITCH_INTERVAL / 5)):
+            sys.setswitchinterval(setting)
+            pool = Pool(engine, TurnReactor())
+            assert sys.getswitchinterval() == pytest.approx(setting)  # made, not started
+            pool.start()
+            assert sys.getswitchinterval() == pytest.approx(expected)
+            pool.stop()
+        assert SWITCH_INTERVAL < 0.005
+    finally:
+        sys.setswitchinterval(before)
+        engine.dispose()
