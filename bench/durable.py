@@ -45,7 +45,6 @@ import argparse
 import contextlib
 import cProfile
 import json
-import os
 import pstats
 import random
 import sqlite3
@@ -63,6 +62,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import sqlalchemy as sa
 from twisted.internet import defer, task
 
+from bench import machine
 from bench.intake import hold_lease, postgres_database, pump, sqlite_database
 from dispatcher.domain.agents import Agent, Presence
 from dispatcher.domain.queues import Queue
@@ -366,7 +366,9 @@ def assigner_run(url: str, model: Model, workers: int) -> Run:
 async def measure(reactor, name: str, database: Callable, model: Model,
                   args: argparse.Namespace) -> dict | None:
     pairs: list[tuple[Run, Run]] = []
+    cores: list[float] = []  # the core's speed before each pair (bench/machine.py)
     for _ in range(args.runs):
+        cores.append(machine.core_ms())
         try:
             with database() as url:
                 ours = await switchboard_run(reactor, url, model, not args.unfenced,
@@ -394,6 +396,7 @@ async def measure(reactor, name: str, database: Callable, model: Model,
         "ratio_of_medians": round(ours_rate / theirs_rate, 3),
         "pair_ratios": [round(r, 3) for r in ratios],
         "median_pair_ratio": round(statistics.median(ratios), 3),
+        "core_ms_before_pairs": cores,
     }
     if not args.json:
         each = ", ".join(f"{o.decision_rate:,.0f}" for o, _ in pairs)
@@ -408,12 +411,9 @@ async def measure(reactor, name: str, database: Callable, model: Model,
               f"({args.workers} workers; runs: {their_each})")
         print(f"{'':>8}  ratio {result['ratio_of_medians']:.2f}x (pairs: "
               f"{', '.join(f'{r:.2f}' for r in ratios)}; median "
-              f"{result['median_pair_ratio']:.2f}x)")
+              f"{result['median_pair_ratio']:.2f}x; core before each pair: "
+              f"{', '.join(f'{c} ms' for c in cores)})")
     return result
-
-
-def load() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
 
 
 async def main(reactor, argv: list[str]) -> None:
@@ -438,23 +438,23 @@ async def main(reactor, argv: list[str]) -> None:
         parser.error("every size must be at least 1")
     model = make_model(args)
     result: dict = {"agents": args.agents, "queues": args.queues, "skills": args.skills,
-                    "depth": args.depth, "runs": args.runs, "load_before": load()}
+                    "depth": args.depth, "runs": args.runs, "machine_before": machine.now()}
     if not args.json:
         print(f"durable: {args.agents} agents, {args.queues} queues, {args.skills} skills, "
-              f"{args.depth:,} tasks up front, {args.runs} runs; load before "
-              f"{' '.join(map(str, result['load_before']))}")
+              f"{args.depth:,} tasks up front, {args.runs} runs; before: "
+              f"{machine.said(result['machine_before'])}")
     if args.only in (None, "sqlite"):
         result["sqlite"] = await measure(reactor, "sqlite", sqlite_database, model, args)
     if args.only in (None, "postgres"):
         result["postgres"] = await measure(reactor, "postgres", postgres_database, model, args)
-    result["load_after"] = load()
+    result["machine_after"] = machine.now()
     if args.profiler is not None:
         stats = pstats.Stats(args.profiler, stream=sys.stderr)
         stats.sort_stats("tottime").print_stats(args.profile)
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"load after {' '.join(map(str, result['load_after']))}")
+        print(f"after: {machine.said(result['machine_after'])}")
 
 
 if __name__ == "__main__":

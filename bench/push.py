@@ -64,6 +64,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import machine  # noqa: E402
+
 WARMUP_SECONDS = 2.0
 TICK = 0.005  # the server submits what is due every TICK seconds
 SUBJECT = "Parcel not delivered, sent at"  # an e-mail's subject: then its submission's time
@@ -423,10 +425,6 @@ def machine_ticks() -> tuple[int, int]:
     return sum(ticks), ticks[3] + (ticks[4] if len(ticks) > 4 else 0)
 
 
-def load() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--store", choices=STORES, default="memory")
@@ -474,17 +472,18 @@ def main() -> None:
         "known": args.known,
         "history": not args.no_history, "refreeze": not args.no_refreeze,
         "fenced": args.store == "postgresql" and not args.unfenced,
-        "load_before": load(), "runs": [],
+        "machine_before": machine.now(), "runs": [],
     }
     if not args.json:
         print(f"push: {args.store}, {args.channel}, {args.agents} agents, {args.rate:g} tasks/s for "
               f"{args.seconds:g} s (+{WARMUP_SECONDS:g} s warm-up), {args.repeats} rounds of "
-              f"{' and '.join('cache' if v else 'no cache (peer)' for v in variants)}; load "
-              f"{' '.join(map(str, result['load_before']))}", flush=True)
+              f"{' and '.join('cache' if v else 'no cache (peer)' for v in variants)}; "
+              f"{machine.said(result['machine_before'])}", flush=True)
     for _ in range(args.repeats):
         for cache in variants:
+            core = machine.core_ms()  # just before the run: the core's speed for it
             run = one_run(args, cache)
-            run["load"] = load()
+            run["core_ms_before"], run["load"] = core, machine.load()
             result["runs"].append(run)
             if not args.json:
                 hits = (f", cache hits {run['cache_hits']}, misses {run['cache_misses']} "
@@ -501,14 +500,14 @@ def main() -> None:
                       f"  p90 {run['p90_ms']}  p99 {run['p99_ms']}  max {run['max_ms']}{cpu}  "
                       f"(measured {run['measured']}, submitted {run['submitted']}, "
                       f"errors {run['errors']}, agents lost {run['agents_lost']}{hits}; "
-                      f"load {run['load'][0]})", flush=True)
+                      f"load {run['load'][0]}, core {core} ms before)", flush=True)
     for cache in variants:
         result["cache" if cache else "no_cache"] = medians(
             [r for r in result["runs"] if r["cache"] is cache])
     if len(variants) == 2 and result["cache"]["p99_ms"] and result["no_cache"]["p99_ms"]:
         result["p99_ratio_peer_to_ours"] = round(
             result["no_cache"]["p99_ms"] / result["cache"]["p99_ms"], 2)
-    result["load_after"] = load()
+    result["machine_after"] = machine.now()
     if args.json:
         print(json.dumps(result))
         return
@@ -522,7 +521,7 @@ def main() -> None:
               f"{args.repeats})")
     if "p99_ratio_peer_to_ours" in result:
         print(f"{'p99 peer / ours':>16}: {result['p99_ratio_peer_to_ours']}x")
-    print(f"{'load after':>16}: {' '.join(map(str, result['load_after']))}")
+    print(f"{'after':>16}: {machine.said(result['machine_after'])}")
 
 
 if __name__ == "__main__":

@@ -426,10 +426,6 @@ def medians(runs: list[dict]) -> dict:
     return out
 
 
-def load() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
-
-
 def line(name: str, res: dict) -> str:
     return (f"  {name:<5} {res['decisions_per_second']:>9,.0f} decisions/s in the router "
             f"(decision calls alone {res['decision_calls_per_second']:,.0f}/s); CPU "
@@ -463,6 +459,10 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - the report, step
         res["router"] = sys.modules[Router.__module__].__file__
         print(json.dumps(res))
         return 0
+    # Here, not at the top: a peer's run (above) imports from the peer's tree, which may have
+    # no bench/machine.py.
+    from bench import machine
+
     depths = [int(d) for d in args.depths.split(",") if d]
     # (name, tree, rule) of each variant measured; the first is "this", a second its peer.
     trees = [("this", HERE, args.rule)]
@@ -472,21 +472,24 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - the report, step
         trees = [("this", HERE, "expression"), ("peer", HERE, "skills")]
     runs: dict[str, dict[int, list[dict]]] = {name: {d: [] for d in depths}
                                               for name, _, _ in trees}
-    load_before = load()
+    before = machine.now()
     if not args.json:
         print(f"routing: {args.agents:,} agents, {args.queues} queues, depths "
               f"{', '.join(f'{d:,}' for d in depths)}, {args.decisions:,} decisions per run, "
               f"{args.repeats} repeat(s), rule {args.rule}"
               f"{', peer ' + str(trees[1][1]) if args.peer else ''}; "
-              f"load before {' '.join(map(str, load_before))}", flush=True)
+              f"{machine.said(before)}", flush=True)
     for r in range(args.repeats):
         for depth in depths:
             for name, tree, rule in trees if r % 2 == 0 else trees[::-1]:  # alternate
+                core = machine.core_ms()
                 res = run_one(args, depth, tree, rule)
+                res["core_ms_before"] = core  # its median joins the depth's figures
                 runs[name][depth].append(res)
                 if not args.json:
-                    print(f"depth {depth:>7,} run {r + 1}:{line(rule[:5], res)}", flush=True)
-    load_after = load()
+                    print(f"depth {depth:>7,} run {r + 1}:{line(rule[:5], res)} core {core} ms "
+                          "before", flush=True)
+    after = machine.now()
     results = [medians(runs["this"][d]) for d in depths]
     compared = len(trees) > 1
     label = {"this": "expr", "peer": "skill"} if args.rule == "vs" else {"this": "this",
@@ -512,7 +515,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - the report, step
         "figures": "medians over the repeats, each in a fresh process",
         "p99_ratio_deepest_to_shallowest": round(ratio, 2),
         "p99_flat": ratio <= FLAT_P99_RATIO,
-        "load": {"before": load_before, "after": load_after, "cpus": os.cpu_count()},
+        "machine": {"before": before, "after": after, "cpus": os.cpu_count()},
         "config": {"agents": args.agents, "queues": args.queues, "skills": args.skills,
                    "membership": list(args.membership),
                    "decisions_per_depth": args.decisions, "repeats": args.repeats,
@@ -527,7 +530,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - the report, step
     if args.json:
         print(json.dumps(summary))
         return 0
-    print(f"medians over {args.repeats} repeat(s); load after {' '.join(map(str, load_after))} "
+    print(f"medians over {args.repeats} repeat(s); after: {machine.said(after)} "
           f"({os.cpu_count()} CPUs):")
     for i, res in enumerate(results):
         print(f"depth {res['depth']:>7,}:{line(label['this'], res)}")

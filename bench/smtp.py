@@ -29,9 +29,9 @@ Every peer gets the same messages from the same client. After W warm-up messages
 counted), R rounds run every peer once, the order reversed every other round, waiting for
 Postfix's queue to empty between runs; it prints each peer's median msg/s, Switchboard's CPU per
 message (server and reading workers), the client's CPU per message, the ratio of medians to
-each peer and the ratio of each round's pair, and the load average before and after (`--json`:
-one object). A peer that cannot run (Postfix or smtp-sink not installed, not root) is reported
-as missing with the reason. Prints figures, never asserts on time.
+each peer and the ratio of each round's pair, and the load average and the core's speed
+(bench/machine.py) before and after (`--json`: one object). A peer that cannot run (Postfix or
+smtp-sink not installed, not root) is reported as missing with the reason. Prints figures, never asserts on time.
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import machine  # noqa: E402
 from bench.intake import postgres_database, sqlite_database  # noqa: E402
 from bench.postfix import Missing, private_postfix  # noqa: E402
 from tests.channels.email import running  # noqa: E402
@@ -72,10 +73,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def load() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
 
 
 def with_smtplib(port: int, messages: int, clients: int, reuse: bool) -> float:
@@ -315,7 +312,7 @@ def measure(args: argparse.Namespace) -> dict:
     stores = ["sqlite", "postgresql"] if args.store == "both" else [args.store]
     if args.db:
         stores = ["postgresql" if args.db.startswith("postgres") else "sqlite"]
-    before = load()
+    before = machine.now()
     with ExitStack() as stack:
         acks = not args.no_acks
         fenced = not args.unfenced
@@ -332,7 +329,7 @@ def measure(args: argparse.Namespace) -> dict:
         "fenced": not args.unfenced and "postgresql" in stores,
         "messages": args.messages,
         "warmup": args.warmup, "bytes": len(BODY), "runs": args.runs,
-        "load_before": before, "load_after": load(),
+        "machine_before": before, "machine_after": machine.now(),
         "peers": {p.name: p.summary() for p in peers},
         "ratios": {},
     }
@@ -350,7 +347,8 @@ def show(result: dict) -> None:
     print(f"client: {result['client']}, {result['clients']} concurrent clients ({sessions}), "
           f"{result['messages']} messages of {result['bytes']} bytes a run (after "
           f"{result['warmup']} warm-up), {result['runs']} rounds; {acks}")
-    print(f"load average before {result['load_before']}, after {result['load_after']}")
+    print(f"before: {machine.said(result['machine_before'])}; after: "
+          f"{machine.said(result['machine_after'])}")
     for name, peer in result["peers"].items():
         if "missing" in peer:
             print(f"{name:31} missing: {peer['missing']}")

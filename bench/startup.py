@@ -54,6 +54,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import machine  # noqa: E402
+
 DEFAULT_TASKS = 100_000
 DEFAULT_HANDLED = 20_000
 DEFAULT_LIVE = 20_000
@@ -87,11 +89,6 @@ def child(*args: str, script: str = __file__) -> dict[str, Any]:
         raise RuntimeError(f"child {args[0]} failed ({done.returncode}):\n"
                            f"{done.stderr[-4000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def load() -> str:
-    one, five, fifteen = os.getloadavg()
-    return f"{one:.2f} {five:.2f} {fifteen:.2f}"
 
 
 def measure(name: str, database: Callable, args: argparse.Namespace) -> dict[str, Any] | None:
@@ -228,19 +225,20 @@ def main(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     os.environ[CHECKPOINT_ENV] = str(CHECKPOINT_SECONDS if args.checkpoint else 0.0)
     sys.stdout.reconfigure(line_buffering=True)  # each database's figures as soon as known
-    before = load()
+    before = machine.now()
     if not args.json:
         print(f"start-up: {args.tasks:,} open e-mails, {args.handled:,} handled today, "
-              f"{args.answers:,} answers in the library, {args.runs} runs; load average {before}")
-    result: dict[str, Any] = {"load_before": before}
+              f"{args.answers:,} answers in the library, {args.runs} runs; "
+              f"{machine.said(before)}")
+    result: dict[str, Any] = {"machine_before": before}
     for name, database in (("sqlite", sqlite_database), ("postgres", postgres_database)):
         if args.only in (None, name):
             result[name] = measure(name, database, args)
-    result["load_after"] = load()
+    result["machine_after"] = machine.now()
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"load average after: {result['load_after']}")
+        print(f"after: {machine.said(result['machine_after'])}")
 
 
 # --- the children ------------------------------------------------------------------------------
