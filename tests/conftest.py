@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import sys
 import uuid
 
 import pytest
 
 from tests.support import PG_URL, missing
+
+
+@pytest.fixture(autouse=True)
+def switch_interval():
+    """The interpreter's switch interval as it was before each test: starting serve's Storage in
+    process sets it for the whole process (storage/pool.py `hand_over_sooner`), and the tests
+    after it would run with it."""
+    before = sys.getswitchinterval()
+    yield
+    sys.setswitchinterval(before)
 
 
 @pytest.fixture

@@ -70,7 +70,7 @@ from dispatcher.storage.held import SqlHeldMail
 from dispatcher.storage.lease import SqlLeases
 from dispatcher.storage.nodes import SqlNodes
 from dispatcher.storage.phones import SqlPhones
-from dispatcher.storage.pool import Pool
+from dispatcher.storage.pool import Pool, hand_over_sooner
 from dispatcher.storage.reports import SqlReportStore
 from dispatcher.storage.revocations import SqlRevocations
 from dispatcher.storage.secrets import SqlSecrets
@@ -127,6 +127,7 @@ class Storage:
         return schema.check(self.url)
 
     def start(self) -> None:
+        hand_over_sooner()  # the database threads take the interpreter lock back sooner
         self.pool.start()
 
     async def stop(self) -> None:

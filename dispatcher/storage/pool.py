@@ -15,12 +15,13 @@ The interpreter lock. A pool thread lets the lock go while it waits for the data
 take it back afterwards, once per round trip (a SQLite step, a PostgreSQL execute, a commit).
 When the reactor is running Python, the thread gets the lock only when the reactor does I/O or
 when the interpreter makes it hand over, after its switch interval: 5 ms by default, so under
-load a transaction waited up to 5 ms per round trip, in front of every offer it held. Starting a
-pool sets the process's switch interval to `SWITCH_INTERVAL` (never raises it), for the whole
-process: the interval is the interpreter's, not a thread's. Measured beside a thread that keeps
-the lock (psycopg2, one insert and its commit, medians of 300): 11.4 ms at 5 ms, 2.8 ms at 1 ms,
-1.7 ms at 0.5 ms; the busy thread lost about 7 % of its loop rate at 1 and 0.5 ms alike, part of
-it the database thread's own Python now running sooner.
+load a transaction waited up to 5 ms per round trip, in front of every offer it held.
+`hand_over_sooner` sets the process's interval to `SWITCH_INTERVAL`; the composition root calls
+it when it starts the runtime's storage (runtime/app.py `Storage.start`), since the interval is
+the whole process's, not a thread's: a pool alone (tests, commands) leaves the interpreter's.
+Measured beside a thread that keeps the lock (psycopg2, one insert and its commit, medians of
+300): 11.4 ms at 5 ms, 2.8 ms at 1 ms, 1.7 ms at 0.5 ms; the busy thread lost about 7 % of its
+loop rate at 1 and 0.5 ms alike, part of it the database thread's own Python now running sooner.
 """
 
 from __future__ import annotations
@@ -71,11 +72,9 @@ class Pool:
         return bool(self._threads.started)
 
     def start(self) -> None:
-        """Start the threads (idempotent); they stop at reactor shutdown or on `stop()`. Sets the
-        process's switch interval (see the module's docstring)."""
+        """Start the threads (idempotent); they stop at reactor shutdown or on `stop()`."""
         if self._threads.started:
             return
-        hand_over_sooner()
         self._threads.start()
         self._shutdown_trigger = self._reactor.addSystemEventTrigger(
             "during", "shutdown", self._stop_at_shutdown

@@ -74,7 +74,7 @@ def main(url: str, settings_json: str, fenced: bool = False) -> None:
     from dispatcher.service.sessions import Sessions
     from dispatcher.storage import schema
     from dispatcher.storage.engine import is_sqlite, make_engine
-    from dispatcher.storage.pool import Pool
+    from dispatcher.storage.pool import Pool, hand_over_sooner
     from dispatcher.storage.sql import SqlStore
 
     schema.upgrade(url)
@@ -97,6 +97,7 @@ def main(url: str, settings_json: str, fenced: bool = False) -> None:
     held: list[Any] = []
 
     async def start() -> None:
+        hand_over_sooner()  # as serve's Storage.start
         pool.start()
         if fenced and not is_sqlite(engine):
             held.append(await hold_lease(pool, commit, reactor))
