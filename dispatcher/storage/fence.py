@@ -119,10 +119,10 @@ def _before(conn: sa.Connection, cursor: Any, sql: str, parameters: Any, _contex
     return sql, parameters
 
 
-def _after(conn: sa.Connection, _cursor: Any, _sql: str, _parameters: Any, _context: Any,
+def _after(conn: sa.Connection, _cursor: Any, sql: str, _parameters: Any, _context: Any,
            _executemany: bool) -> None:
     debt = conn.info.get(_KEY)
-    if debt is not None and debt.state == SENT and _sql is debt.carrier:
+    if debt is not None and debt.state == SENT and sql is debt.carrier:
         debt.state = PASSED
 
 

@@ -45,11 +45,11 @@ POSTGRES_THREADS = min(4, POSTGRES_POOL_SIZE)
 SWITCH_INTERVAL = 0.0005
 
 
-def hand_over_sooner(interval: float = SWITCH_INTERVAL) -> None:
-    """Make the interpreter hand its lock to a waiting thread after `interval` at most (the
-    process's setting; an interval already shorter is kept)."""
-    if sys.getswitchinterval() > interval:
-        sys.setswitchinterval(interval)
+def hand_over_sooner() -> None:
+    """Make the interpreter hand its lock to a waiting thread after `SWITCH_INTERVAL` at most
+    (the process's setting; an interval already shorter is kept)."""
+    if sys.getswitchinterval() > SWITCH_INTERVAL:
+        sys.setswitchinterval(SWITCH_INTERVAL)
 
 
 class Pool:

@@ -101,7 +101,6 @@ def test_the_pool_starts_with_the_reactor_and_stops_at_its_shutdown(sqlite_url: 
     engine.dispose()
 
 
-
 def test_hand_over_sooner_shortens_the_interpreter_switch_interval_never_lengthens_it() -> None:
     """A pool thread back from the database waits for the lock at most SWITCH_INTERVAL behind a
     busy reactor, not CPython's 5 ms; an interval already shorter is kept. (Each test's interval
